@@ -1,0 +1,148 @@
+//! Reading the catalog: the tenant rows both binaries need. The catalog schema itself (and all
+//! writes) belongs to the control plane, which migrates it at start-up.
+
+use crate::domain::{
+    DatabaseName, Isolation, PlanName, RoleName, SchemaName, Slug, TenantId, TenantStatus,
+};
+use crate::secrets::SecretName;
+use chrono::{DateTime, Utc};
+use tokio_postgres::{GenericClient, Row};
+
+/// What went wrong reading the catalog.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog unavailable: {0}")]
+    Unavailable(String),
+    #[error("catalog query failed: {0}")]
+    Query(String),
+    #[error("catalog row for tenant {tenant} is invalid: {reason}")]
+    Corrupt { tenant: String, reason: String },
+}
+
+impl CatalogError {
+    pub fn from_pg(err: &tokio_postgres::Error) -> Self {
+        if err.is_closed() || err.as_db_error().is_none() {
+            Self::Unavailable(crate::pg::describe_error(err))
+        } else {
+            Self::Query(crate::pg::describe_error(err))
+        }
+    }
+}
+
+/// One tenant as the catalog records it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TenantRecord {
+    pub id: TenantId,
+    pub slug: Slug,
+    pub display_name: String,
+    pub plan: PlanName,
+    pub status: TenantStatus,
+    pub isolation: Isolation,
+    pub cluster: String,
+    pub schema_name: SchemaName,
+    pub database_name: Option<DatabaseName>,
+    pub role_name: RoleName,
+    pub secret_ref: Option<String>,
+    pub pool_size: i32,
+    pub rate_limit_per_second: Option<i32>,
+    pub statement_timeout_ms: Option<i32>,
+    pub config: serde_json::Value,
+    pub provision_step: Option<String>,
+    pub failed_step: Option<String>,
+    pub last_error: Option<String>,
+    pub generation: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The columns [`TenantRecord::from_row`] reads, in order; use in `SELECT {TENANT_COLUMNS} FROM
+/// control.tenants t`.
+pub const TENANT_COLUMNS: &str = "t.id, t.slug, t.display_name, t.plan, t.status, t.isolation, \
+    t.cluster, t.schema_name, t.database_name, t.role_name, t.secret_ref, t.pool_size, \
+    t.rate_limit_per_second, t.statement_timeout_ms, t.config, t.provision_step, t.failed_step, \
+    t.last_error, t.generation, t.created_at, t.updated_at";
+
+impl TenantRecord {
+    pub fn from_row(row: &Row) -> Result<Self, CatalogError> {
+        let id = TenantId(row.get(0));
+        let corrupt = |reason: String| CatalogError::Corrupt { tenant: id.to_string(), reason };
+        let slug: String = row.get(1);
+        let plan: String = row.get(3);
+        let status: String = row.get(4);
+        let isolation: String = row.get(5);
+        let schema: String = row.get(7);
+        let database: Option<String> = row.get(8);
+        let role: String = row.get(9);
+        Ok(Self {
+            id,
+            slug: Slug::parse(&slug).map_err(|e| corrupt(e.to_string()))?,
+            display_name: row.get(2),
+            plan: PlanName::parse(&plan).map_err(|e| corrupt(e.to_string()))?,
+            status: status.parse().map_err(|e: crate::domain::UnknownValue| corrupt(e.to_string()))?,
+            isolation: isolation.parse().map_err(|e: crate::domain::UnknownValue| corrupt(e.to_string()))?,
+            cluster: row.get(6),
+            schema_name: SchemaName::parse(&schema).map_err(|e| corrupt(e.to_string()))?,
+            database_name: database
+                .map(|d| DatabaseName::parse(&d))
+                .transpose()
+                .map_err(|e| corrupt(e.to_string()))?,
+            role_name: RoleName::parse(&role).map_err(|e| corrupt(e.to_string()))?,
+            secret_ref: row.get(10),
+            pool_size: row.get(11),
+            rate_limit_per_second: row.get(12),
+            statement_timeout_ms: row.get(13),
+            config: row.get(14),
+            provision_step: row.get(15),
+            failed_step: row.get(16),
+            last_error: row.get(17),
+            generation: row.get(18),
+            created_at: row.get(19),
+            updated_at: row.get(20),
+        })
+    }
+
+    pub fn secret_name(&self) -> Option<SecretName> {
+        self.secret_ref.clone().map(SecretName::from_catalog)
+    }
+}
+
+async fn one_tenant(
+    client: &impl GenericClient,
+    filter: &str,
+    param: &(dyn tokio_postgres::types::ToSql + Sync),
+) -> Result<Option<TenantRecord>, CatalogError> {
+    let sql = format!("SELECT {TENANT_COLUMNS} FROM control.tenants t WHERE {filter}");
+    let row = client
+        .query_opt(sql.as_str(), &[param])
+        .await
+        .map_err(|e| CatalogError::from_pg(&e))?;
+    row.as_ref().map(TenantRecord::from_row).transpose()
+}
+
+/// The live (not deleted) tenant with this slug.
+pub async fn tenant_by_slug(
+    client: &impl GenericClient,
+    slug: &Slug,
+) -> Result<Option<TenantRecord>, CatalogError> {
+    one_tenant(client, "t.slug = $1 AND t.status <> 'deleted'", &slug.as_str()).await
+}
+
+pub async fn tenant_by_id(
+    client: &impl GenericClient,
+    id: TenantId,
+) -> Result<Option<TenantRecord>, CatalogError> {
+    one_tenant(client, "t.id = $1", &id.0).await
+}
+
+/// The live tenant that owns a custom domain (normalised host name).
+pub async fn tenant_by_custom_domain(
+    client: &impl GenericClient,
+    host: &str,
+) -> Result<Option<TenantRecord>, CatalogError> {
+    one_tenant(
+        client,
+        "t.id = (SELECT d.tenant_id FROM control.domains d WHERE d.host = $1) AND t.status <> 'deleted'",
+        &host,
+    )
+    .await
+}

@@ -1,0 +1,181 @@
+//! PostgreSQL identifiers derived from tenants: schema, role and database names.
+//!
+//! They are built only from validated parts (a [`Slug`], a validated prefix), limited to
+//! `[a-z0-9_]`, at most 63 bytes, and always rendered quoted with [`quote_ident`].
+
+use super::Slug;
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// PostgreSQL's identifier length limit (NAMEDATALEN - 1).
+const MAX_IDENT: usize = 63;
+
+/// Why a string is not an identifier we accept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentifierError {
+    #[error("{what} must be 1 to 63 characters of a-z, 0-9 and '_', starting with a letter or '_'; got {value:?}")]
+    Invalid { what: &'static str, value: String },
+}
+
+/// Quotes an identifier for SQL (`"name"`, doubling any `"`).
+pub fn quote_ident(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+fn is_identifier(raw: &str) -> bool {
+    !raw.is_empty()
+        && raw.len() <= MAX_IDENT
+        && raw.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// `prefix` + `fragment`, shortened with a hash of the fragment when the result would exceed
+/// PostgreSQL's limit, so two different fragments never map to the same name.
+fn bounded(prefix: &str, fragment: &str) -> String {
+    let full = format!("{prefix}{fragment}");
+    if full.len() <= MAX_IDENT {
+        return full;
+    }
+    let digest = hex::encode(&Sha256::digest(fragment.as_bytes())[..4]);
+    let keep = MAX_IDENT - prefix.len() - digest.len() - 1;
+    format!("{prefix}{}_{digest}", &fragment[..keep])
+}
+
+macro_rules! identifier_type {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, serde::Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Validates a name read back from the catalog or given by an operator.
+            pub fn parse(raw: &str) -> Result<Self, IdentifierError> {
+                if is_identifier(raw) {
+                    Ok(Self(raw.to_owned()))
+                } else {
+                    Err(IdentifierError::Invalid { what: $what, value: raw.to_owned() })
+                }
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            /// The name quoted for SQL.
+            pub fn quoted(&self) -> String {
+                quote_ident(&self.0)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.0)
+            }
+        }
+    };
+}
+
+identifier_type!(
+    /// The schema that holds one tenant's tables: `t_<slug>`.
+    SchemaName,
+    "schema name"
+);
+identifier_type!(
+    /// A PostgreSQL role: a tenant's runtime login role (`<prefix>_<slug>`) or the owner role
+    /// that owns tenant schemas and runs migrations (`<prefix>_owner`).
+    RoleName,
+    "role name"
+);
+identifier_type!(
+    /// The database that holds a tenant with `database` isolation: `t_<slug>`.
+    DatabaseName,
+    "database name"
+);
+
+impl SchemaName {
+    pub fn for_tenant(slug: &Slug) -> Self {
+        Self(bounded("t_", &slug.as_identifier_fragment()))
+    }
+}
+
+impl DatabaseName {
+    pub fn for_tenant(slug: &Slug) -> Self {
+        Self(bounded("t_", &slug.as_identifier_fragment()))
+    }
+}
+
+impl RoleName {
+    /// Validates a role prefix (`TENANT_ROLE_PREFIX`): roles are cluster-wide, so two
+    /// deployments (or two tests) on one PostgreSQL server use different prefixes.
+    pub fn check_prefix(prefix: &str) -> Result<(), IdentifierError> {
+        if is_identifier(prefix) && prefix.len() <= 24 && !prefix.ends_with('_') {
+            Ok(())
+        } else {
+            Err(IdentifierError::Invalid { what: "role prefix (at most 24 characters, not ending in '_')", value: prefix.to_owned() })
+        }
+    }
+
+    /// The runtime login role of a tenant. Never equal to [`RoleName::owner`] because `owner` is a
+    /// reserved slug.
+    pub fn for_tenant(prefix: &str, slug: &Slug) -> Self {
+        Self(bounded(&format!("{prefix}_"), &slug.as_identifier_fragment()))
+    }
+
+    /// The role that owns every tenant schema of a deployment and runs its migrations.
+    pub fn owner(prefix: &str) -> Self {
+        Self(format!("{prefix}_owner"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_slug() {
+        let slug = Slug::parse("acme-corp").unwrap();
+        assert_eq!(SchemaName::for_tenant(&slug).as_str(), "t_acme_corp");
+        assert_eq!(RoleName::for_tenant("tenant", &slug).as_str(), "tenant_acme_corp");
+        assert_eq!(RoleName::owner("tenant").as_str(), "tenant_owner");
+        assert_eq!(SchemaName::for_tenant(&slug).quoted(), "\"t_acme_corp\"");
+    }
+
+    #[test]
+    fn long_names_are_bounded_and_distinct() {
+        let a = Slug::parse(&format!("{}a", "x".repeat(62))).unwrap();
+        let b = Slug::parse(&format!("{}b", "x".repeat(62))).unwrap();
+        let (ra, rb) = (RoleName::for_tenant("prefix", &a), RoleName::for_tenant("prefix", &b));
+        assert!(ra.as_str().len() <= 63 && rb.as_str().len() <= 63);
+        assert_ne!(ra, rb);
+        assert!(RoleName::parse(ra.as_str()).is_ok());
+        let (sa, sb) = (SchemaName::for_tenant(&a), SchemaName::for_tenant(&b));
+        assert_ne!(sa, sb);
+        assert!(sa.as_str().len() <= 63);
+    }
+
+    #[test]
+    fn parse_refuses_what_would_need_unusual_quoting() {
+        assert!(SchemaName::parse("t_acme").is_ok());
+        assert!(SchemaName::parse("t\"; drop table x; --").is_err());
+        assert!(SchemaName::parse("T_ACME").is_err());
+        assert!(SchemaName::parse("").is_err());
+        assert!(SchemaName::parse(&"a".repeat(64)).is_err());
+        assert!(RoleName::check_prefix("tenant").is_ok());
+        assert!(RoleName::check_prefix("tenant_").is_err());
+        assert!(RoleName::check_prefix("Bad").is_err());
+    }
+
+    #[test]
+    fn quote_ident_doubles_quotes() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+}

@@ -1,0 +1,58 @@
+//! PostgreSQL connection helpers shared by both binaries.
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+/// Why a connection pool could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("invalid database URL: {0}")]
+    InvalidUrl(String),
+    #[error("could not build the connection pool: {0}")]
+    Build(String),
+}
+
+/// Parses a `postgres://` URL (or key=value string) without ever echoing it back: the error
+/// names what is wrong but not the URL, which may hold a password.
+pub fn parse_config(url: &str) -> Result<tokio_postgres::Config, PoolError> {
+    url.parse::<tokio_postgres::Config>()
+        .map_err(|e| PoolError::InvalidUrl(e.to_string()))
+}
+
+/// A pool of connections to the catalog (or a cluster's admin connection).
+pub fn pool(config: tokio_postgres::Config, max_size: usize) -> Result<Pool, PoolError> {
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+    );
+    Pool::builder(manager)
+        .max_size(max_size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| PoolError::Build(e.to_string()))
+}
+
+/// A one-line, password-free description of a PostgreSQL error: the server's message and
+/// SQLSTATE when there is one, else the client-side error.
+pub fn describe_error(err: &tokio_postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => err.to_string(),
+    }
+}
+
+/// `host:port/dbname` of a config, for logs (never the user's password).
+pub fn describe_target(config: &tokio_postgres::Config) -> String {
+    let host = config
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config.get_dbname().unwrap_or("");
+    format!("{host}:{port}/{db}")
+}

@@ -1,0 +1,89 @@
+//! Configuration shared by `tenantctl` and `tenant-router`. Every flag also reads the
+//! environment variable named in its help; terraform and operators rely on these names.
+
+use crate::domain::BaseDomain;
+use crate::secrets::aws::AwsSecretStore;
+use crate::secrets::local::{LocalKey, LocalSecretStore};
+use crate::secrets::{SecretError, SecretsPrefix, SharedSecretStore};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Where tenant credentials are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SecretsBackend {
+    /// AWS Secrets Manager (standard AWS configuration; `AWS_ENDPOINT_URL` for a local endpoint).
+    Aws,
+    /// Encrypted (AES-256-GCM) in the catalog under `SECRETS_LOCAL_KEY`.
+    Local,
+}
+
+/// Settings both binaries share.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonSettings {
+    /// Catalog database URL, e.g. postgres://user:password@host:5432/tenancy.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+
+    /// Redis URL for the routing cache and invalidation messages; without it routers rely on
+    /// their in-process cache and the catalog.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key and channel this deployment uses.
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "tenancy:")]
+    pub redis_key_prefix: String,
+
+    /// Domain under which each tenant has its subdomain: <slug>.<TENANT_BASE_DOMAIN>.
+    #[arg(long, env = "TENANT_BASE_DOMAIN", default_value = "app.localhost")]
+    pub tenant_base_domain: BaseDomain,
+
+    #[command(flatten)]
+    pub secrets: SecretsSettings,
+
+    /// Log format: `text` for people, `json` for log pipelines.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: crate::telemetry::LogFormat,
+}
+
+/// Secret store settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SecretsSettings {
+    /// Secret store backend.
+    #[arg(long, env = "SECRETS_BACKEND", value_enum, default_value = "local")]
+    pub secrets_backend: SecretsBackend,
+
+    /// Prefix of secret names: <SECRETS_PREFIX>/tenants/<tenant-id>/postgres.
+    #[arg(long, env = "SECRETS_PREFIX", default_value = "tenancy", value_parser = SecretsPrefix::parse)]
+    pub secrets_prefix: SecretsPrefix,
+
+    /// Key of the local secret store: base64 of 32 random bytes (`openssl rand -base64 32`).
+    #[arg(long, env = "SECRETS_LOCAL_KEY", hide_env_values = true)]
+    pub secrets_local_key: Option<String>,
+
+    /// File holding the local secret store key (instead of SECRETS_LOCAL_KEY).
+    #[arg(long, env = "SECRETS_LOCAL_KEY_FILE")]
+    pub secrets_local_key_file: Option<PathBuf>,
+}
+
+impl SecretsSettings {
+    /// Builds the configured secret store. `catalog` is used by the local backend.
+    pub async fn build(&self, catalog: deadpool_postgres::Pool) -> Result<SharedSecretStore, SecretError> {
+        match self.secrets_backend {
+            SecretsBackend::Aws => Ok(Arc::new(AwsSecretStore::from_env().await)),
+            SecretsBackend::Local => {
+                let key = match (&self.secrets_local_key, &self.secrets_local_key_file) {
+                    (Some(raw), _) => LocalKey::from_base64(raw)?,
+                    (None, Some(path)) => LocalKey::from_file(path)?,
+                    (None, None) => {
+                        return Err(SecretError::Key(
+                            "SECRETS_BACKEND=local needs SECRETS_LOCAL_KEY or SECRETS_LOCAL_KEY_FILE \
+                             (generate one with `openssl rand -base64 32`)"
+                                .into(),
+                        ))
+                    }
+                };
+                Ok(Arc::new(LocalSecretStore::new(&key, catalog)))
+            }
+        }
+    }
+}
