@@ -1,1 +1,18 @@
+//! The control plane of schema-per-tenant PostgreSQL: the catalog, tenant provisioning (a
+//! durable, idempotent state machine run by job workers), billing webhooks, fleet migrations and
+//! the `tenantctl` command line.
 
+pub mod billing;
+pub mod catalog;
+pub mod cli;
+pub mod cluster;
+pub mod commands;
+pub mod context;
+pub mod fleet;
+pub mod http;
+pub mod output;
+pub mod provisioning;
+pub mod settings;
+pub mod signals;
+pub mod templates;
+pub mod tenant_schema;

@@ -1,1 +1,37 @@
+//! tenant-router: resolves a request's host to its tenant and serves the request on that
+//! tenant's own connection pool.
+//!
+//! - [`resolve`]: host normalisation and tenant lookup (in-process cache, catalog);
+//! - [`pools`]: per-tenant connection pools logged in as each tenant's own role;
+//! - [`sql`]: `POST /sql`, compatible with Neon's serverless driver;
+//! - [`http`]: the listeners, for the binary and for tests (port 0).
 
+pub mod admin;
+pub mod error;
+pub mod http;
+pub mod pools;
+pub mod resolve;
+pub mod settings;
+pub mod signals;
+pub mod sql;
+
+use std::process::ExitCode;
+
+/// Runs the router until SIGTERM or Ctrl-C, then drains.
+pub async fn run(settings: settings::RouterSettings) -> ExitCode {
+    tenancy::telemetry::init(settings.common.log_format);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let router = match http::spawn(&settings, shutdown.clone()).await {
+        Ok(router) => router,
+        Err(err) => {
+            tracing::error!(error = %err, "tenant-router could not start");
+            return ExitCode::from(6);
+        }
+    };
+    signals::wait_for_shutdown().await;
+    tracing::info!("shutting down: draining in-flight requests");
+    match tokio::time::timeout(settings.shutdown_grace, router.stop()).await {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
+    }
+}

@@ -8,7 +8,7 @@ mod slug;
 mod status;
 mod tenant_id;
 
-pub use host::{BaseDomain, HostError};
+pub use host::{normalize_host, BaseDomain, HostError};
 pub use names::{quote_ident, DatabaseName, IdentifierError, RoleName, SchemaName};
 pub use plan::{PlanName, PlanNameError};
 pub use slug::{Slug, SlugError, RESERVED_SLUGS};

@@ -1,0 +1,150 @@
+//! The durable job queue in `control.jobs`.
+//!
+//! A worker claims a job with `FOR UPDATE SKIP LOCKED` inside a transaction and keeps that
+//! transaction open while the job runs. If the worker dies, PostgreSQL ends the transaction and
+//! the job is claimable again: nothing needs a lease or a reaper.
+
+use std::time::Duration;
+use tenancy::domain::TenantId;
+use tokio_postgres::{GenericClient, Transaction};
+
+/// Kinds of job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// Create a tenant's role, schema, migrations, template, credentials and domains.
+    Provision,
+    /// Act on a stored billing event.
+    BillingEvent,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Provision => "provision",
+            Self::BillingEvent => "billing_event",
+        }
+    }
+
+    fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "provision" => Some(Self::Provision),
+            "billing_event" => Some(Self::BillingEvent),
+            _ => None,
+        }
+    }
+}
+
+/// A claimed job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: i64,
+    pub kind: Option<JobKind>,
+    pub raw_kind: String,
+    pub tenant: Option<TenantId>,
+    pub payload: serde_json::Value,
+    pub attempts: i32,
+    pub max_attempts: i32,
+}
+
+pub async fn enqueue(
+    client: &impl GenericClient,
+    kind: JobKind,
+    tenant: Option<TenantId>,
+    payload: &serde_json::Value,
+) -> Result<i64, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "INSERT INTO control.jobs (kind, tenant_id, payload) VALUES ($1, $2, $3) RETURNING id",
+            &[&kind.as_str(), &tenant.map(|t| t.0), payload],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Claims the oldest runnable job, optionally only one for `tenant`. The row stays locked until
+/// `tx` ends.
+pub async fn claim(
+    tx: &Transaction<'_>,
+    tenant: Option<TenantId>,
+) -> Result<Option<Job>, tokio_postgres::Error> {
+    let row = tx
+        .query_opt(
+            "SELECT id, kind, tenant_id, payload, attempts, max_attempts
+               FROM control.jobs
+              WHERE state = 'queued' AND run_after <= now()
+                AND ($1::uuid IS NULL OR tenant_id = $1)
+              ORDER BY run_after, id
+              LIMIT 1
+                FOR UPDATE SKIP LOCKED",
+            &[&tenant.map(|t| t.0)],
+        )
+        .await?;
+    Ok(row.map(|row| {
+        let raw_kind: String = row.get(1);
+        Job {
+            id: row.get(0),
+            kind: JobKind::parse(&raw_kind),
+            raw_kind,
+            tenant: row.get::<_, Option<uuid::Uuid>>(2).map(TenantId),
+            payload: row.get(3),
+            attempts: row.get(4),
+            max_attempts: row.get(5),
+        }
+    }))
+}
+
+pub async fn complete(tx: &Transaction<'_>, id: i64) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "UPDATE control.jobs
+            SET state = 'done', attempts = attempts + 1, last_error = NULL,
+                finished_at = now(), updated_at = now()
+          WHERE id = $1",
+        &[&id],
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Records a failed attempt: the job runs again after `retry_in`, or is failed for good.
+pub async fn record_failure(
+    tx: &Transaction<'_>,
+    id: i64,
+    error: &str,
+    retry_in: Option<Duration>,
+) -> Result<(), tokio_postgres::Error> {
+    match retry_in {
+        Some(delay) => {
+            let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+            tx.execute(
+                "UPDATE control.jobs
+                    SET attempts = attempts + 1, last_error = $2, updated_at = now(),
+                        run_after = now() + make_interval(secs => $3::bigint / 1000.0)
+                  WHERE id = $1",
+                &[&id, &error, &delay_ms],
+            )
+            .await
+        }
+        None => {
+            tx.execute(
+                "UPDATE control.jobs
+                    SET state = 'failed', attempts = attempts + 1, last_error = $2,
+                        finished_at = now(), updated_at = now()
+                  WHERE id = $1",
+                &[&id, &error],
+            )
+            .await
+        }
+    }
+    .map(|_| ())
+}
+
+/// Whether `tenant` still has a queued job (used by `--wait`).
+pub async fn has_open_job(client: &impl GenericClient, tenant: TenantId) -> Result<bool, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM control.jobs WHERE tenant_id = $1 AND state = 'queued')",
+            &[&tenant.0],
+        )
+        .await?;
+    Ok(row.get(0))
+}

@@ -1,0 +1,59 @@
+//! The catalog database: its embedded migrations and the control plane's writes.
+
+pub mod audit;
+pub mod jobs;
+pub mod tenants;
+
+use deadpool_postgres::Pool;
+
+mod embedded {
+    refinery::embed_migrations!("catalog-migrations");
+}
+
+/// Arbitrary constant key of the advisory lock that serialises catalog migrations between
+/// control-plane replicas starting at the same time.
+const MIGRATION_LOCK_KEY: i64 = 0x7465_6e61_6e63_7901;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogMigrateError {
+    #[error("cannot connect to the catalog: {0}")]
+    Connect(String),
+    #[error("catalog migration failed: {0}")]
+    Migrate(String),
+}
+
+/// Brings the catalog schema (`control`) to the version this binary embeds. Safe to call from
+/// several processes at once: they take turns under an advisory lock.
+pub async fn migrate(pool: &Pool) -> Result<(), CatalogMigrateError> {
+    let mut client = pool
+        .get()
+        .await
+        .map_err(|e| CatalogMigrateError::Connect(e.to_string()))?;
+    let pg = |e: tokio_postgres::Error| CatalogMigrateError::Migrate(tenancy::pg::describe_error(&e));
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await
+        .map_err(pg)?;
+    let result = async {
+        client
+            .batch_execute(
+                "CREATE SCHEMA IF NOT EXISTS control;
+                 REVOKE ALL ON SCHEMA control FROM PUBLIC;",
+            )
+            .await
+            .map_err(pg)?;
+        let mut runner = embedded::migrations::runner();
+        runner.set_migration_table_name("control.refinery_schema_history");
+        runner
+            .run_async(&mut **client)
+            .await
+            .map_err(|e| CatalogMigrateError::Migrate(e.to_string()))?;
+        Ok(())
+    }
+    .await;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
+        .await
+        .map_err(pg)?;
+    result
+}

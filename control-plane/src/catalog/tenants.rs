@@ -1,0 +1,175 @@
+//! Writes to `control.tenants` (reads shared with the router live in `tenancy::catalog`).
+
+use tenancy::catalog::{CatalogError, TenantRecord, TENANT_COLUMNS};
+use tenancy::domain::{Isolation, PlanName, RoleName, SchemaName, Slug, TenantId, TenantStatus};
+use tokio_postgres::GenericClient;
+
+/// A tenant about to be recorded as `provisioning`.
+#[derive(Debug, Clone)]
+pub struct NewTenant {
+    pub id: TenantId,
+    pub slug: Slug,
+    pub display_name: String,
+    pub plan: PlanName,
+    pub isolation: Isolation,
+    pub cluster: String,
+    pub schema_name: SchemaName,
+    pub role_name: RoleName,
+    pub billing_customer_id: Option<String>,
+    pub billing_subscription_id: Option<String>,
+}
+
+/// Inserts the tenant row. Unique violations (slug, role, subscription) surface as the
+/// PostgreSQL error for the caller to classify.
+pub async fn insert(client: &impl GenericClient, new: &NewTenant) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO control.tenants
+               (id, slug, display_name, plan, template, isolation, cluster, schema_name, role_name,
+                status, billing_customer_id, billing_subscription_id)
+             VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, 'provisioning', $9, $10)",
+            &[
+                &new.id.0,
+                &new.slug.as_str(),
+                &new.display_name,
+                &new.plan.as_str(),
+                &new.isolation.as_str(),
+                &new.cluster,
+                &new.schema_name.as_str(),
+                &new.role_name.as_str(),
+                &new.billing_customer_id,
+                &new.billing_subscription_id,
+            ],
+        )
+        .await
+        .map(|_| ())
+}
+
+pub async fn set_provision_step(
+    client: &impl GenericClient,
+    id: TenantId,
+    step: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE control.tenants SET provision_step = $2, updated_at = now() WHERE id = $1",
+            &[&id.0, &step],
+        )
+        .await
+        .map(|_| ())
+}
+
+/// Records the plan template's effect on the tenant.
+pub struct TemplateSettings<'a> {
+    pub template: &'a str,
+    pub template_version: i32,
+    pub config: serde_json::Value,
+    pub pool_size: i32,
+    pub rate_limit_per_second: Option<i32>,
+    pub statement_timeout_ms: Option<i32>,
+}
+
+pub async fn apply_template_settings(
+    client: &impl GenericClient,
+    id: TenantId,
+    settings: &TemplateSettings<'_>,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE control.tenants
+                SET template = $2, template_version = $3, config = $4, pool_size = $5,
+                    rate_limit_per_second = $6, statement_timeout_ms = $7, updated_at = now()
+              WHERE id = $1",
+            &[
+                &id.0,
+                &settings.template,
+                &settings.template_version,
+                &settings.config,
+                &settings.pool_size,
+                &settings.rate_limit_per_second,
+                &settings.statement_timeout_ms,
+            ],
+        )
+        .await
+        .map(|_| ())
+}
+
+pub async fn set_secret_ref(
+    client: &impl GenericClient,
+    id: TenantId,
+    secret_ref: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE control.tenants SET secret_ref = $2, updated_at = now() WHERE id = $1",
+            &[&id.0, &secret_ref],
+        )
+        .await
+        .map(|_| ())
+}
+
+/// Moves the tenant to `status`, bumping its generation; returns the new generation.
+pub async fn set_status(
+    client: &impl GenericClient,
+    id: TenantId,
+    status: TenantStatus,
+) -> Result<i64, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "UPDATE control.tenants
+                SET status = $2, generation = generation + 1, failed_step = NULL, last_error = NULL,
+                    updated_at = now()
+              WHERE id = $1
+          RETURNING generation",
+            &[&id.0, &status.as_str()],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Leaves the tenant `failed` at `step` with `error` (retryable).
+pub async fn mark_failed(
+    client: &impl GenericClient,
+    id: TenantId,
+    step: &str,
+    error: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE control.tenants
+                SET status = 'failed', failed_step = $2, last_error = $3,
+                    generation = generation + 1, updated_at = now()
+              WHERE id = $1",
+            &[&id.0, &step, &error],
+        )
+        .await
+        .map(|_| ())
+}
+
+/// Which tenants to list.
+#[derive(Debug, Clone, Default)]
+pub struct TenantFilter {
+    pub status: Option<TenantStatus>,
+    pub plan: Option<PlanName>,
+    pub include_deleted: bool,
+}
+
+pub async fn list(
+    client: &impl GenericClient,
+    filter: &TenantFilter,
+) -> Result<Vec<TenantRecord>, CatalogError> {
+    let sql = format!(
+        "SELECT {TENANT_COLUMNS} FROM control.tenants t
+          WHERE ($1::text IS NULL OR t.status = $1)
+            AND ($2::text IS NULL OR t.plan = $2)
+            AND ($3 OR t.status <> 'deleted')
+          ORDER BY t.slug, t.created_at"
+    );
+    let status = filter.status.map(TenantStatus::as_str);
+    let plan = filter.plan.as_ref().map(PlanName::as_str);
+    let rows = client
+        .query(sql.as_str(), &[&status, &plan, &filter.include_deleted])
+        .await
+        .map_err(|e| CatalogError::from_pg(&e))?;
+    rows.iter().map(TenantRecord::from_row).collect()
+}

@@ -1,0 +1,179 @@
+//! The `tenantctl` command line (clap). Each command is a thin shell over the library: the API
+//! and the CLI call the same functions.
+
+use crate::settings::{ProvisioningSettings, ServeSettings};
+use clap::{Args, Parser, Subcommand};
+use tenancy::settings::CommonSettings;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  the operation ran and failed (e.g. provisioning failed, some tenants failed to migrate)
+  2  usage error (unknown flag, missing argument)
+  3  invalid input (bad slug, unknown plan, malformed value)
+  4  not found
+  5  conflict (duplicate slug or subscription)
+  6  a dependency is unavailable (catalog, secret store, webhook endpoint)";
+
+/// tenantctl: the control plane of schema-per-tenant PostgreSQL.
+///
+/// Provisions tenants (role, schema, migrations, plan template, credentials, domains), receives
+/// billing webhooks, and applies migrations across the fleet. Every flag can also be set with
+/// the environment variable shown in its help.
+#[derive(Debug, Parser)]
+#[command(name = "tenantctl", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the control-plane API, the billing webhook and the provisioning workers.
+    Serve(ServeArgs),
+    /// Create and inspect tenants.
+    #[command(subcommand)]
+    Tenants(TenantsCommand),
+    /// Apply tenant schema migrations across the fleet.
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
+    /// Send signed test billing events (like `stripe trigger`).
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub common: CommonSettings,
+    #[command(flatten)]
+    pub provisioning: ProvisioningSettings,
+    #[command(flatten)]
+    pub serve: ServeSettings,
+}
+
+/// Settings every catalog command needs.
+#[derive(Debug, Args)]
+pub struct CatalogArgs {
+    #[command(flatten)]
+    pub common: CommonSettings,
+    #[command(flatten)]
+    pub provisioning: ProvisioningSettings,
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantsCommand {
+    /// Create a tenant and (unless --no-wait) provision it now: role, schema, migrations,
+    /// template, credentials, domains.
+    Create(CreateArgs),
+    /// List tenants.
+    List(ListArgs),
+    /// Show one tenant.
+    Show(ShowArgs),
+    /// Print a tenant's connection string (includes its password: handle with care). Usable
+    /// as `Neon-Connection-String` for the router's POST /sql.
+    ConnectionString(ShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The tenant's slug: 3-63 characters of a-z, 0-9 and '-', starting with a letter; it
+    /// becomes the subdomain <slug>.<TENANT_BASE_DOMAIN>.
+    #[arg(long)]
+    pub slug: String,
+    /// Plan: the name of a template in TENANT_TEMPLATES_DIR (starter, pro, enterprise, …).
+    #[arg(long)]
+    pub plan: String,
+    /// Display name (default: the slug).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Only record the tenant and queue its provisioning (a running `tenantctl serve` does it).
+    #[arg(long)]
+    pub no_wait: bool,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only tenants with this status.
+    #[arg(long)]
+    pub status: Option<tenancy::domain::TenantStatus>,
+    /// Only tenants on this plan.
+    #[arg(long)]
+    pub plan: Option<tenancy::domain::PlanName>,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The tenant's slug.
+    pub slug: String,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Apply pending migrations from TENANT_MIGRATIONS_DIR to every active or suspended tenant.
+    Apply(ApplyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Tenants migrated at the same time.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Only this tenant (slug).
+    #[arg(long)]
+    pub tenant: Option<tenancy::domain::Slug>,
+    /// Only tenants on this plan.
+    #[arg(long)]
+    pub plan: Option<tenancy::domain::PlanName>,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Build a realistic billing event, sign it with BILLING_WEBHOOK_SECRET and post it.
+    Send(SendArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Event type, e.g. customer.subscription.created, checkout.session.completed.
+    #[arg(long = "type", default_value = "customer.subscription.created")]
+    pub kind: String,
+    /// Tenant slug (metadata.tenant_slug).
+    #[arg(long)]
+    pub slug: String,
+    /// Plan (the price's lookup_key).
+    #[arg(long, default_value = "starter")]
+    pub plan: String,
+    /// Tenant display name (metadata.tenant_name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Subscription id (default: a new random sub_… id).
+    #[arg(long)]
+    pub subscription: Option<String>,
+    /// Customer id (default: a new random cus_… id).
+    #[arg(long)]
+    pub customer: Option<String>,
+    /// Subscription status.
+    #[arg(long, default_value = "active")]
+    pub status: String,
+    /// Webhook URL.
+    #[arg(long, env = "BILLING_WEBHOOK_URL", default_value = "http://127.0.0.1:8080/v1/webhooks/billing")]
+    pub url: String,
+    /// Signing secret.
+    #[arg(long, env = "BILLING_WEBHOOK_SECRET", hide_env_values = true)]
+    pub secret: String,
+    /// Print the delivery as JSON.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,118 @@
+//! A PostgreSQL server (cluster) that holds tenants, as the control plane reaches it: an admin
+//! pool for roles and schemas, a migrator pool for migrations, and the endpoint tenants'
+//! credentials point at. For now every tenant lives on the `default` cluster: the catalog's own
+//! database.
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tenancy::domain::{quote_ident, RoleName};
+use tokio::sync::OnceCell;
+use tokio_postgres::NoTls;
+
+/// Where tenants connect: the values written into their secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cluster {cluster}: {message}")]
+    Connect { cluster: String, message: String },
+    #[error("cluster {cluster}: preparing it for tenants failed: {message}")]
+    Prepare { cluster: String, message: String },
+}
+
+pub struct Cluster {
+    pub name: String,
+    admin: Pool,
+    migrator: Pool,
+    pub endpoint: Endpoint,
+    pub owner: RoleName,
+    prepared: OnceCell<()>,
+}
+
+impl Cluster {
+    /// The cluster behind `config` (an admin connection), whose tenants are owned by the
+    /// `<role_prefix>_owner` role.
+    pub fn new(name: &str, config: &tokio_postgres::Config, role_prefix: &str) -> Result<Self, ClusterError> {
+        let connect = |message: String| ClusterError::Connect { cluster: name.to_owned(), message };
+        let admin = tenancy::pg::pool(config.clone(), 8).map_err(|e| connect(e.to_string()))?;
+        // Migrations change role and search_path on their session; `Clean` recycling resets
+        // both before a connection is reused.
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Clean },
+        );
+        let migrator = Pool::builder(manager)
+            .max_size(16)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| connect(e.to_string()))?;
+        let host = match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+            _ => "localhost".to_owned(),
+        };
+        let endpoint = Endpoint {
+            host,
+            port: config.get_ports().first().copied().unwrap_or(5432),
+            dbname: config.get_dbname().unwrap_or("postgres").to_owned(),
+        };
+        Ok(Self {
+            name: name.to_owned(),
+            admin,
+            migrator,
+            endpoint,
+            owner: RoleName::owner(role_prefix),
+            prepared: OnceCell::new(),
+        })
+    }
+
+    /// An admin connection, after making sure the cluster is prepared for tenants.
+    pub async fn admin(&self) -> Result<deadpool_postgres::Object, ClusterError> {
+        let client = self.admin.get().await.map_err(|e| self.connect_error(&e))?;
+        self.prepared.get_or_try_init(|| self.prepare(&client)).await?;
+        Ok(client)
+    }
+
+    /// A migrator connection (role and search_path are reset when it returns to the pool).
+    pub async fn migrator(&self) -> Result<deadpool_postgres::Object, ClusterError> {
+        drop(self.admin().await?);
+        self.migrator.get().await.map_err(|e| self.connect_error(&e))
+    }
+
+    fn connect_error(&self, err: &deadpool_postgres::PoolError) -> ClusterError {
+        let message = match err {
+            deadpool_postgres::PoolError::Backend(pg) => tenancy::pg::describe_error(pg),
+            other => other.to_string(),
+        };
+        ClusterError::Connect { cluster: self.name.clone(), message }
+    }
+
+    /// Once per process: the owner role exists and we may act as it; PUBLIC may neither create
+    /// in `public` nor connect to the tenants' database (tenant roles get CONNECT one by one).
+    async fn prepare(&self, client: &tokio_postgres::Client) -> Result<(), ClusterError> {
+        let owner = self.owner.quoted();
+        let owner_literal = self.owner.as_str();
+        let db = quote_ident(&self.endpoint.dbname);
+        let sql = format!(
+            "BEGIN;
+             SELECT pg_advisory_xact_lock(7365827345);
+             DO $$ BEGIN
+               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{owner_literal}') THEN
+                 CREATE ROLE {owner} NOLOGIN;
+               END IF;
+             END $$;
+             GRANT {owner} TO CURRENT_USER;
+             REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+             REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC;
+             COMMIT;"
+        );
+        client.batch_execute(&sql).await.map_err(|e| ClusterError::Prepare {
+            cluster: self.name.clone(),
+            message: tenancy::pg::describe_error(&e),
+        })
+    }
+}

@@ -1,0 +1,309 @@
+//! The implementations of the `tenantctl` commands, and how their errors become exit codes.
+
+use crate::cli::{
+    ApplyArgs, CatalogArgs, Cli, Command, CreateArgs, ListArgs, MigrateCommand, SendArgs, ServeArgs, ShowArgs,
+    TenantsCommand, WebhookCommand,
+};
+use crate::context::{ControlPlane, StartError};
+use crate::output;
+use crate::provisioning::{request_tenant, CreateTenantError, TenantRequest};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tenancy::catalog::TenantRecord;
+use tenancy::domain::{Slug, TenantStatus};
+
+/// A command's failure: an exit code, a stable code and a message.
+#[derive(Debug)]
+pub struct CliError {
+    pub exit: u8,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl CliError {
+    fn new(exit: u8, code: &'static str, message: impl Into<String>) -> Self {
+        Self { exit, code, message: message.into() }
+    }
+
+    fn unavailable(message: impl std::fmt::Display) -> Self {
+        Self::new(6, "unavailable", message.to_string())
+    }
+}
+
+impl From<StartError> for CliError {
+    fn from(err: StartError) -> Self {
+        match err {
+            StartError::Migrations(_) | StartError::Secrets(tenancy::secrets::SecretError::Key(_)) => {
+                Self::new(3, "invalid_configuration", err.to_string())
+            }
+            other => Self::unavailable(other),
+        }
+    }
+}
+
+impl From<CreateTenantError> for CliError {
+    fn from(err: CreateTenantError) -> Self {
+        let exit = match err {
+            CreateTenantError::DuplicateSlug(_) | CreateTenantError::DuplicateSubscription(_) => 5,
+            CreateTenantError::Catalog(_) => 6,
+            _ => 3,
+        };
+        Self::new(exit, err.code(), err.to_string())
+    }
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> ExitCode {
+    let json = match &cli.command {
+        Command::Tenants(
+            TenantsCommand::Create(CreateArgs { catalog, .. })
+            | TenantsCommand::List(ListArgs { catalog, .. })
+            | TenantsCommand::Show(ShowArgs { catalog, .. })
+            | TenantsCommand::ConnectionString(ShowArgs { catalog, .. }),
+        )
+        | Command::Migrate(MigrateCommand::Apply(ApplyArgs { catalog, .. })) => catalog.json,
+        Command::Webhook(WebhookCommand::Send(args)) => args.json,
+        Command::Serve(_) => false,
+    };
+    let result = match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Tenants(TenantsCommand::Create(args)) => create(args).await,
+        Command::Tenants(TenantsCommand::List(args)) => list(args).await,
+        Command::Tenants(TenantsCommand::Show(args)) => show(args).await,
+        Command::Tenants(TenantsCommand::ConnectionString(args)) => connection_string(args).await,
+        Command::Migrate(MigrateCommand::Apply(args)) => migrate_apply(args).await,
+        Command::Webhook(WebhookCommand::Send(args)) => webhook_send(args).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            if json {
+                output::json(&serde_json::json!({ "error": { "code": err.code, "message": err.message } }));
+            } else {
+                output::note(&format!("error: {}", err.message));
+            }
+            ExitCode::from(err.exit)
+        }
+    }
+}
+
+async fn start(catalog: &CatalogArgs) -> Result<Arc<ControlPlane>, CliError> {
+    tenancy::telemetry::init(catalog.common.log_format);
+    Ok(ControlPlane::start(&catalog.common, &catalog.provisioning).await?)
+}
+
+async fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
+    tenancy::telemetry::init(args.common.log_format);
+    let cp = ControlPlane::start(&args.common, &args.provisioning).await?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = crate::http::spawn(cp, &args.serve, shutdown.clone())
+        .await
+        .map_err(|e| CliError::unavailable(format!("cannot listen on {}: {e}", args.serve.listen)))?;
+    crate::signals::wait_for_shutdown().await;
+    tracing::info!("shutting down: draining requests and running jobs");
+    match tokio::time::timeout(args.serve.shutdown_grace, server.stop()).await {
+        Ok(Ok(())) => Ok(ExitCode::SUCCESS),
+        Ok(Err(e)) => Err(CliError::new(1, "server_error", e.to_string())),
+        Err(_) => Err(CliError::new(1, "shutdown_timeout", "in-flight work did not finish within the grace period")),
+    }
+}
+
+fn tenant_row(t: &TenantRecord) -> Vec<String> {
+    vec![
+        t.slug.to_string(),
+        t.display_name.clone(),
+        t.plan.to_string(),
+        t.status.to_string(),
+        t.schema_name.to_string(),
+        t.id.to_string(),
+    ]
+}
+
+const TENANT_HEADERS: &[&str] = &["slug", "name", "plan", "status", "schema", "id"];
+
+async fn create(args: CreateArgs) -> Result<ExitCode, CliError> {
+    let cp = start(&args.catalog).await?;
+    let request = TenantRequest {
+        slug: args.slug,
+        display_name: args.name,
+        plan: args.plan,
+        billing_customer_id: None,
+        billing_subscription_id: None,
+    };
+    let mut tenant = request_tenant(&cp, &request, "cli").await?;
+    if !args.no_wait {
+        tenant = wait_until_provisioned(&cp, tenant).await?;
+    }
+    let failed = tenant.status == TenantStatus::Failed;
+    if args.catalog.json {
+        output::json(&tenant);
+    } else {
+        output::table(TENANT_HEADERS, &[tenant_row(&tenant)]);
+        if let (true, Some(step), Some(error)) = (failed, &tenant.failed_step, &tenant.last_error) {
+            output::note(&format!("provisioning failed at step {step}: {error}"));
+        }
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Runs the tenant's jobs in this process until it is active or failed (a `tenantctl serve`
+/// elsewhere may run them too; then this just watches).
+async fn wait_until_provisioned(cp: &ControlPlane, tenant: TenantRecord) -> Result<TenantRecord, CliError> {
+    loop {
+        crate::provisioning::worker::run_next(cp, Some(tenant.id))
+            .await
+            .map_err(CliError::unavailable)?;
+        let client = cp.catalog.get().await.map_err(CliError::unavailable)?;
+        let current = tenancy::catalog::tenant_by_id(&**client, tenant.id)
+            .await
+            .map_err(CliError::unavailable)?
+            .ok_or_else(|| CliError::new(4, "not_found", "tenant disappeared"))?;
+        if matches!(current.status, TenantStatus::Active | TenantStatus::Failed) {
+            return Ok(current);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn list(args: ListArgs) -> Result<ExitCode, CliError> {
+    let cp = start(&args.catalog).await?;
+    let client = cp.catalog.get().await.map_err(CliError::unavailable)?;
+    let filter = crate::catalog::tenants::TenantFilter { status: args.status, plan: args.plan, include_deleted: false };
+    let tenants = crate::catalog::tenants::list(&**client, &filter)
+        .await
+        .map_err(CliError::unavailable)?;
+    if args.catalog.json {
+        output::json(&tenants);
+    } else {
+        output::table(TENANT_HEADERS, &tenants.iter().map(tenant_row).collect::<Vec<_>>());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn find(cp: &ControlPlane, raw: &str) -> Result<TenantRecord, CliError> {
+    let slug = Slug::parse(raw).map_err(|e| CliError::new(3, "invalid_slug", format!("invalid slug {raw:?}: {e}")))?;
+    let client = cp.catalog.get().await.map_err(CliError::unavailable)?;
+    tenancy::catalog::tenant_by_slug(&**client, &slug)
+        .await
+        .map_err(CliError::unavailable)?
+        .ok_or_else(|| CliError::new(4, "not_found", format!("no tenant {slug}")))
+}
+
+async fn show(args: ShowArgs) -> Result<ExitCode, CliError> {
+    let cp = start(&args.catalog).await?;
+    let tenant = find(&cp, &args.slug).await?;
+    if args.catalog.json {
+        output::json(&tenant);
+    } else {
+        let host = cp.base_domain.host_for(&tenant.slug);
+        for (key, value) in [
+            ("slug", tenant.slug.to_string()),
+            ("name", tenant.display_name.clone()),
+            ("id", tenant.id.to_string()),
+            ("plan", tenant.plan.to_string()),
+            ("status", tenant.status.to_string()),
+            ("host", host),
+            ("schema", tenant.schema_name.to_string()),
+            ("role", tenant.role_name.to_string()),
+            ("pool size", tenant.pool_size.to_string()),
+            ("secret", tenant.secret_ref.clone().unwrap_or_default()),
+            ("generation", tenant.generation.to_string()),
+            ("last error", tenant.last_error.clone().unwrap_or_default()),
+        ] {
+            output::line(&format!("{key:<12}{value}"));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn connection_string(args: ShowArgs) -> Result<ExitCode, CliError> {
+    let cp = start(&args.catalog).await?;
+    let tenant = find(&cp, &args.slug).await?;
+    let name = tenant
+        .secret_name()
+        .ok_or_else(|| CliError::new(1, "not_provisioned", format!("tenant {} has no credentials yet", tenant.slug)))?;
+    let creds = cp
+        .secrets
+        .get(&name)
+        .await
+        .map_err(CliError::unavailable)?
+        .ok_or_else(|| CliError::new(4, "not_found", format!("the secret of tenant {} is missing", tenant.slug)))?;
+    let url = format!(
+        "postgresql://{}:{}@{}/{}",
+        creds.username,
+        creds.password,
+        cp.base_domain.host_for(&tenant.slug),
+        creds.dbname
+    );
+    if args.catalog.json {
+        output::json(&serde_json::json!({ "slug": tenant.slug, "connection_string": url }));
+    } else {
+        output::line(&url);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn migrate_apply(args: ApplyArgs) -> Result<ExitCode, CliError> {
+    let cp = start(&args.catalog).await?;
+    let options = crate::fleet::ApplyOptions { concurrency: args.concurrency, tenant: args.tenant, plan: args.plan };
+    let progress = output::FleetProgress::new(args.catalog.json);
+    let report = crate::fleet::apply(&cp, &options, &progress)
+        .await
+        .map_err(CliError::unavailable)?;
+    if args.catalog.json {
+        output::json(&report);
+    } else {
+        let rows: Vec<Vec<String>> = report
+            .results
+            .iter()
+            .map(|r| {
+                let applied = r.applied.iter().map(|v| format!("V{v}")).collect::<Vec<_>>().join(",");
+                let state = match (&r.error, applied.is_empty()) {
+                    (Some(_), _) => "failed",
+                    (None, true) => "up to date",
+                    (None, false) => "migrated",
+                };
+                vec![r.slug.clone(), state.into(), applied, format!("{} ms", r.duration_ms), r.error.clone().unwrap_or_default()]
+            })
+            .collect();
+        output::table(&["tenant", "result", "applied", "time", "error"], &rows);
+        output::line(&format!(
+            "\ntarget V{}: {} tenants, {} migrated, {} already up to date, {} failed, in {:.1}s",
+            report.target_version,
+            report.tenants,
+            report.migrated,
+            report.up_to_date,
+            report.failed,
+            Duration::from_millis(report.duration_ms).as_secs_f64()
+        ));
+    }
+    Ok(if report.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+async fn webhook_send(args: SendArgs) -> Result<ExitCode, CliError> {
+    let event = crate::billing::send::TestEvent {
+        kind: args.kind,
+        slug: args.slug,
+        name: args.name,
+        plan: args.plan,
+        subscription_id: args.subscription,
+        customer_id: args.customer,
+        status: args.status,
+    };
+    let body = event.body(chrono::Utc::now().timestamp());
+    let delivery = crate::billing::send::send(&args.url, &args.secret, &body)
+        .await
+        .map_err(|e| match e {
+            crate::billing::send::SendError::Refused { status, .. } if (400..500).contains(&status) => {
+                CliError::new(3, "refused", e.to_string())
+            }
+            other => CliError::unavailable(other),
+        })?;
+    if args.json {
+        output::json(&delivery);
+    } else {
+        output::line(&format!("sent {} ({}) -> {}", delivery.event_id, event.kind, delivery.status));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,113 @@
+//! Everything a control-plane operation needs, built once from the settings and shared
+//! (`Arc<ControlPlane>`) by the API, the workers and the CLI.
+
+use crate::cluster::{Cluster, ClusterError};
+use crate::settings::ProvisioningSettings;
+use crate::templates::Templates;
+use crate::tenant_schema::{LoadMigrationsError, TenantMigrations};
+use deadpool_postgres::Pool;
+use std::sync::Arc;
+use tenancy::catalog::TenantRecord;
+use tenancy::domain::BaseDomain;
+use tenancy::invalidation::{Invalidation, RedisNames};
+use tenancy::secrets::{SecretError, SecretsPrefix, SharedSecretStore};
+use tenancy::settings::CommonSettings;
+use tokio::sync::{Mutex, Notify};
+
+/// Why the control plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("DATABASE_URL: {0}")]
+    Database(#[from] tenancy::pg::PoolError),
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogMigrateError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("secret store: {0}")]
+    Secrets(#[from] SecretError),
+    #[error(transparent)]
+    Migrations(#[from] LoadMigrationsError),
+    #[error("REDIS_URL: {0}")]
+    Redis(String),
+}
+
+pub struct ControlPlane {
+    pub catalog: Pool,
+    pub secrets: SharedSecretStore,
+    pub secrets_prefix: SecretsPrefix,
+    pub cluster: Arc<Cluster>,
+    pub templates: Templates,
+    pub migrations: TenantMigrations,
+    pub base_domain: BaseDomain,
+    pub role_prefix: String,
+    redis: Option<RedisPublisher>,
+    /// Woken whenever a job is enqueued in this process.
+    pub jobs_enqueued: Notify,
+}
+
+impl ControlPlane {
+    /// Connects to the catalog (migrating it), the secret store and Redis.
+    pub async fn start(common: &CommonSettings, provisioning: &ProvisioningSettings) -> Result<Arc<Self>, StartError> {
+        let config = tenancy::pg::parse_config(&common.database_url)?;
+        let catalog = tenancy::pg::pool(config.clone(), 16)?;
+        crate::catalog::migrate(&catalog).await?;
+        let secrets = common.secrets.build(catalog.clone()).await?;
+        let cluster = Arc::new(Cluster::new("default", &config, &provisioning.role_prefix)?);
+        let migrations = TenantMigrations::load(&provisioning.migrations_dir)?;
+        let redis = common
+            .redis_url
+            .as_deref()
+            .map(|url| RedisPublisher::new(url, &common.redis_key_prefix))
+            .transpose()?;
+        Ok(Arc::new(Self {
+            catalog,
+            secrets,
+            secrets_prefix: common.secrets.secrets_prefix.clone(),
+            cluster,
+            templates: Templates::new(&provisioning.templates_dir),
+            migrations,
+            base_domain: common.tenant_base_domain.clone(),
+            role_prefix: provisioning.role_prefix.clone(),
+            redis,
+            jobs_enqueued: Notify::new(),
+        }))
+    }
+
+    /// Tells routers the tenant changed. Best effort: Redis being down is logged, and routers
+    /// fall back to their cache TTL and the catalog.
+    pub async fn publish_change(&self, tenant: &TenantRecord) {
+        let Some(redis) = &self.redis else { return };
+        let message = Invalidation {
+            tenant_id: tenant.id,
+            slug: tenant.slug.clone(),
+            generation: tenant.generation,
+            status: tenant.status,
+        };
+        if let Err(err) = redis.publish(&message).await {
+            tracing::warn!(tenant = %tenant.slug, error = %err, "could not publish tenant invalidation");
+        }
+    }
+}
+
+/// A lazily connected Redis publisher: Redis may be down when the control plane starts.
+struct RedisPublisher {
+    client: redis::Client,
+    names: RedisNames,
+    connection: Mutex<Option<redis::aio::ConnectionManager>>,
+}
+
+impl RedisPublisher {
+    fn new(url: &str, prefix: &str) -> Result<Self, StartError> {
+        let client = redis::Client::open(url).map_err(|e| StartError::Redis(e.to_string()))?;
+        Ok(Self { client, names: RedisNames::new(prefix), connection: Mutex::new(None) })
+    }
+
+    async fn publish(&self, message: &Invalidation) -> redis::RedisResult<()> {
+        let mut guard = self.connection.lock().await;
+        if guard.is_none() {
+            *guard = Some(redis::aio::ConnectionManager::new(self.client.clone()).await?);
+        }
+        let Some(connection) = guard.as_mut() else { return Ok(()) };
+        tenancy::invalidation::publish(connection, &self.names, message).await
+    }
+}

@@ -1,0 +1,58 @@
+//! `POST /v1/webhooks/billing`: verify the signature, store the event (unique id, raw payload)
+//! and its processing job in one transaction, acknowledge. Processing is asynchronous; a repeated
+//! event id is acknowledged and not processed again.
+
+use super::{ApiError, AppState};
+use crate::billing::event::Envelope;
+use crate::billing::signature;
+use crate::catalog::jobs::{self, JobKind};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+
+pub(super) async fn receive(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Some(secret) = state.webhook_secret.as_deref() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "webhook_not_configured",
+            "billing webhooks are not configured (BILLING_WEBHOOK_SECRET is unset)",
+        ));
+    };
+    let header = headers.get("stripe-signature").and_then(|v| v.to_str().ok());
+    signature::verify(header, &body, secret, chrono::Utc::now().timestamp())
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_signature", e.to_string()))?;
+    let envelope = Envelope::parse(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_event", e.to_string()))?;
+    let payload: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_event", e.to_string()))?;
+
+    let unavailable = |e: &dyn std::fmt::Display| ApiError::internal("catalog_unavailable", &e);
+    let mut client = state.cp.catalog.get().await.map_err(|e| unavailable(&e))?;
+    let tx = client.transaction().await.map_err(|e| unavailable(&e))?;
+    let created = chrono::DateTime::from_timestamp(envelope.created, 0);
+    let inserted = tx
+        .execute(
+            "INSERT INTO control.billing_events (event_id, type, event_created, payload)
+             VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING",
+            &[&envelope.id, &envelope.kind, &created, &payload],
+        )
+        .await
+        .map_err(|e| unavailable(&e))?;
+    let duplicate = inserted == 0;
+    if !duplicate {
+        jobs::enqueue(&*tx, JobKind::BillingEvent, None, &serde_json::json!({ "event_id": envelope.id }))
+            .await
+            .map_err(|e| unavailable(&e))?;
+    }
+    tx.commit().await.map_err(|e| unavailable(&e))?;
+    if !duplicate {
+        state.cp.jobs_enqueued.notify_waiters();
+    }
+    tracing::info!(event_id = %envelope.id, event_type = %envelope.kind, duplicate, "billing event received");
+    Ok(Json(serde_json::json!({ "received": true, "duplicate": duplicate })))
+}

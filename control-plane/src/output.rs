@@ -1,0 +1,109 @@
+//! What the CLI prints: human tables by default, JSON with `--json`, progress on stderr.
+
+use std::io::{IsTerminal as _, Write as _};
+
+/// Writes one line to stdout (ignoring a closed pipe, as `head` users expect).
+pub fn line(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+}
+
+/// Writes `value` as pretty JSON to stdout.
+pub fn json(value: &impl serde::Serialize) {
+    line(&serde_json::to_string_pretty(value).unwrap_or_default());
+}
+
+/// Writes a note for people to stderr.
+pub fn note(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{text}");
+}
+
+/// A plain-text table with aligned columns.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let render = |cells: Vec<String>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    line(&render(headers.iter().map(|h| h.to_uppercase()).collect()));
+    for row in rows {
+        line(&render(row.clone()));
+    }
+}
+
+/// Progress of a fleet run: a bar on a terminal, a line every 10% otherwise.
+pub struct FleetProgress {
+    bar: indicatif::ProgressBar,
+    plain: bool,
+    done: std::sync::atomic::AtomicUsize,
+    failed: std::sync::atomic::AtomicUsize,
+    total: std::sync::atomic::AtomicUsize,
+}
+
+impl FleetProgress {
+    pub fn new(quiet: bool) -> Self {
+        let terminal = std::io::stderr().is_terminal() && !quiet;
+        let bar = if terminal {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} migrating [{bar:40}] {pos}/{len} tenants  {msg}  {per_sec}  eta {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        Self {
+            bar,
+            plain: !terminal && !quiet,
+            done: 0.into(),
+            failed: 0.into(),
+            total: 0.into(),
+        }
+    }
+}
+
+impl crate::fleet::Progress for FleetProgress {
+    fn start(&self, total: usize) {
+        self.total.store(total, std::sync::atomic::Ordering::Relaxed);
+        self.bar.set_length(total as u64);
+        if self.plain {
+            note(&format!("migrating {total} tenants"));
+        }
+    }
+
+    fn tenant_done(&self, result: &crate::fleet::TenantResult) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let done = self.done.fetch_add(1, Relaxed) + 1;
+        let failed = self.failed.load(Relaxed) + usize::from(result.error.is_some());
+        self.failed.store(failed, Relaxed);
+        self.bar.inc(1);
+        self.bar.set_message(format!("{failed} failed"));
+        if let Some(error) = &result.error {
+            self.bar.suspend(|| note(&format!("tenant {} failed: {error}", result.slug)));
+        }
+        let total = self.total.load(Relaxed).max(1);
+        if self.plain && (done * 10 / total != (done - 1) * 10 / total || done == total) {
+            note(&format!("progress: {done}/{total} done, {failed} failed, {} remaining", total - done));
+        }
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}

@@ -1,0 +1,144 @@
+//! Tenant provisioning: a request records the tenant as `provisioning` and enqueues a job in the
+//! same transaction; a worker runs the job's steps ([`steps`]), each idempotent, so a crash at
+//! any point is finished by the next attempt with nothing duplicated or orphaned.
+
+pub mod steps;
+pub mod worker;
+
+use crate::catalog::jobs::{self, JobKind};
+use crate::catalog::tenants::{self, NewTenant};
+use crate::context::ControlPlane;
+use crate::templates::TemplateError;
+use tenancy::catalog::{CatalogError, TenantRecord};
+use tenancy::domain::{Isolation, PlanName, RoleName, SchemaName, Slug, SlugError, TenantId};
+
+/// A request to create a tenant, from the API, the CLI or a billing event.
+#[derive(Debug, Clone)]
+pub struct TenantRequest {
+    pub slug: String,
+    pub display_name: Option<String>,
+    pub plan: String,
+    pub billing_customer_id: Option<String>,
+    pub billing_subscription_id: Option<String>,
+}
+
+/// Why a tenant could not be created. Nothing is created when this is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateTenantError {
+    #[error("invalid slug {slug:?}: {reason}")]
+    InvalidSlug { slug: String, reason: SlugError },
+    #[error("invalid plan: {0}")]
+    InvalidPlan(String),
+    #[error("invalid display name: {0}")]
+    InvalidName(&'static str),
+    #[error("a tenant with slug {0:?} already exists")]
+    DuplicateSlug(String),
+    #[error("a tenant for billing subscription {0:?} already exists")]
+    DuplicateSubscription(String),
+    #[error("catalog unavailable: {0}")]
+    Catalog(String),
+}
+
+impl CreateTenantError {
+    /// Stable, machine-readable error code (API `error.code`, CLI `--json`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidSlug { .. } => "invalid_slug",
+            Self::InvalidPlan(_) => "invalid_plan",
+            Self::InvalidName(_) => "invalid_name",
+            Self::DuplicateSlug(_) => "duplicate_slug",
+            Self::DuplicateSubscription(_) => "duplicate_subscription",
+            Self::Catalog(_) => "catalog_unavailable",
+        }
+    }
+
+    /// Whether the same request may succeed later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Catalog(_))
+    }
+}
+
+fn validate_display_name(raw: Option<&str>, slug: &Slug) -> Result<String, CreateTenantError> {
+    let name = raw.map(str::trim).filter(|n| !n.is_empty()).unwrap_or(slug.as_str());
+    if name.chars().count() > 200 {
+        return Err(CreateTenantError::InvalidName("at most 200 characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(CreateTenantError::InvalidName("control characters are not allowed"));
+    }
+    Ok(name.to_owned())
+}
+
+/// Validates the request, records the tenant as `provisioning` and enqueues its provisioning
+/// job, all in one transaction. Returns the new tenant.
+pub async fn request_tenant(
+    cp: &ControlPlane,
+    request: &TenantRequest,
+    actor: &str,
+) -> Result<TenantRecord, CreateTenantError> {
+    let slug = Slug::parse(&request.slug)
+        .map_err(|reason| CreateTenantError::InvalidSlug { slug: request.slug.clone(), reason })?;
+    let plan = PlanName::parse(&request.plan).map_err(|e| CreateTenantError::InvalidPlan(e.to_string()))?;
+    cp.templates.load(&plan).map_err(|e| match e {
+        TemplateError::UnknownPlan { plan, .. } => {
+            CreateTenantError::InvalidPlan(format!("no plan named {plan:?}"))
+        }
+        other => CreateTenantError::InvalidPlan(other.to_string()),
+    })?;
+    let display_name = validate_display_name(request.display_name.as_deref(), &slug)?;
+    let new = NewTenant {
+        id: TenantId::new(),
+        schema_name: SchemaName::for_tenant(&slug),
+        role_name: RoleName::for_tenant(&cp.role_prefix, &slug),
+        slug,
+        display_name,
+        plan,
+        isolation: Isolation::Schema,
+        cluster: cp.cluster.name.clone(),
+        billing_customer_id: request.billing_customer_id.clone(),
+        billing_subscription_id: request.billing_subscription_id.clone(),
+    };
+
+    let catalog_error = |e: &tokio_postgres::Error| CreateTenantError::Catalog(tenancy::pg::describe_error(e));
+    let mut client = cp.catalog.get().await.map_err(|e| CreateTenantError::Catalog(e.to_string()))?;
+    let tx = client.transaction().await.map_err(|e| catalog_error(&e))?;
+    if let Err(err) = tenants::insert(&*tx, &new).await {
+        return Err(classify_insert_error(&err, &new).unwrap_or_else(|| catalog_error(&err)));
+    }
+    jobs::enqueue(&*tx, JobKind::Provision, Some(new.id), &serde_json::json!({}))
+        .await
+        .map_err(|e| catalog_error(&e))?;
+    crate::catalog::audit::record(
+        &*tx,
+        actor,
+        "tenant.create",
+        Some(new.id),
+        serde_json::json!({ "slug": new.slug, "plan": new.plan }),
+    )
+    .await
+    .map_err(|e| catalog_error(&e))?;
+    let record = tenancy::catalog::tenant_by_id(&*tx, new.id)
+        .await
+        .map_err(|e: CatalogError| CreateTenantError::Catalog(e.to_string()))?
+        .ok_or_else(|| CreateTenantError::Catalog("tenant vanished after insert".into()))?;
+    tx.commit().await.map_err(|e| catalog_error(&e))?;
+    cp.jobs_enqueued.notify_waiters();
+    tracing::info!(tenant = %record.slug, tenant_id = %record.id, plan = %record.plan, actor, "tenant requested");
+    Ok(record)
+}
+
+fn classify_insert_error(err: &tokio_postgres::Error, new: &NewTenant) -> Option<CreateTenantError> {
+    let db = err.as_db_error()?;
+    if db.code() != &tokio_postgres::error::SqlState::UNIQUE_VIOLATION {
+        return None;
+    }
+    match db.constraint() {
+        Some("tenants_live_subscription") => Some(CreateTenantError::DuplicateSubscription(
+            new.billing_subscription_id.clone().unwrap_or_default(),
+        )),
+        Some("tenants_live_slug" | "tenants_live_role") => {
+            Some(CreateTenantError::DuplicateSlug(new.slug.to_string()))
+        }
+        _ => None,
+    }
+}

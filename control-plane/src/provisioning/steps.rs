@@ -1,0 +1,350 @@
+//! The provisioning steps. Each one checks what already exists and does only what is missing,
+//! so running the whole sequence again after a crash at any point converges on one complete
+//! tenant.
+
+use crate::catalog::{audit, tenants};
+use crate::cluster::ClusterError;
+use crate::context::ControlPlane;
+use crate::templates::Template;
+use base64::Engine as _;
+use tenancy::catalog::TenantRecord;
+use tenancy::domain::{quote_ident, TenantId, TenantStatus};
+use tenancy::secrets::{SecretName, TenantCredentials};
+
+/// One step of provisioning, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Step {
+    Role,
+    Schema,
+    Migrations,
+    Template,
+    Credentials,
+    Domains,
+    Activate,
+}
+
+impl Step {
+    pub const ALL: [Self; 7] = [
+        Self::Role,
+        Self::Schema,
+        Self::Migrations,
+        Self::Template,
+        Self::Credentials,
+        Self::Domains,
+        Self::Activate,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Role => "role",
+            Self::Schema => "schema",
+            Self::Migrations => "migrations",
+            Self::Template => "template",
+            Self::Credentials => "credentials",
+            Self::Domains => "domains",
+            Self::Activate => "activate",
+        }
+    }
+}
+
+/// Why provisioning stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error("tenant {0} does not exist")]
+    NotFound(TenantId),
+    #[error("tenant is {0}; only provisioning or failed tenants can be provisioned")]
+    WrongState(TenantStatus),
+    #[error("step {step}: {message}", step = step.as_str())]
+    Step { step: Step, message: String, transient: bool },
+}
+
+impl ProvisionError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Step { transient: true, .. })
+    }
+
+    pub fn step(&self) -> Option<Step> {
+        match self {
+            Self::Step { step, .. } => Some(*step),
+            _ => None,
+        }
+    }
+}
+
+/// Builds step errors: connection-level failures are transient, SQL errors are not.
+fn pg_error(step: Step) -> impl Fn(tokio_postgres::Error) -> ProvisionError {
+    move |err| ProvisionError::Step {
+        step,
+        transient: err.as_db_error().is_none()
+            || err.code().is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57P")),
+        message: tenancy::pg::describe_error(&err),
+    }
+}
+
+fn cluster_error(step: Step) -> impl Fn(ClusterError) -> ProvisionError {
+    move |err| ProvisionError::Step {
+        step,
+        transient: matches!(err, ClusterError::Connect { .. }),
+        message: err.to_string(),
+    }
+}
+
+fn permanent(step: Step, message: String) -> ProvisionError {
+    ProvisionError::Step { step, message, transient: false }
+}
+
+async fn catalog(cp: &ControlPlane, step: Step) -> Result<deadpool_postgres::Object, ProvisionError> {
+    cp.catalog.get().await.map_err(|e| ProvisionError::Step {
+        step,
+        message: format!("catalog: {e}"),
+        transient: true,
+    })
+}
+
+/// Runs every step for `tenant` and leaves it `active`.
+pub async fn provision(cp: &ControlPlane, id: TenantId) -> Result<TenantRecord, ProvisionError> {
+    let tenant = load(cp, id, Step::Role).await?;
+    match tenant.status {
+        TenantStatus::Active => return Ok(tenant),
+        TenantStatus::Provisioning | TenantStatus::Failed => {}
+        other => return Err(ProvisionError::WrongState(other)),
+    }
+    let template = cp
+        .templates
+        .load(&tenant.plan)
+        .map_err(|e| permanent(Step::Template, e.to_string()))?;
+    for step in Step::ALL {
+        run_step(cp, &tenant, &template, step).await?;
+        if step != Step::Activate {
+            let client = catalog(cp, step).await?;
+            tenants::set_provision_step(&**client, id, step.as_str())
+                .await
+                .map_err(pg_error(step))?;
+        }
+        tracing::debug!(tenant = %tenant.slug, step = step.as_str(), "provisioning step done");
+    }
+    let tenant = load(cp, id, Step::Activate).await?;
+    cp.publish_change(&tenant).await;
+    tracing::info!(tenant = %tenant.slug, tenant_id = %tenant.id, "tenant active");
+    Ok(tenant)
+}
+
+async fn load(cp: &ControlPlane, id: TenantId, step: Step) -> Result<TenantRecord, ProvisionError> {
+    let client = catalog(cp, step).await?;
+    tenancy::catalog::tenant_by_id(&**client, id)
+        .await
+        .map_err(|e| ProvisionError::Step { step, message: e.to_string(), transient: true })?
+        .ok_or(ProvisionError::NotFound(id))
+}
+
+async fn run_step(
+    cp: &ControlPlane,
+    tenant: &TenantRecord,
+    template: &Template,
+    step: Step,
+) -> Result<(), ProvisionError> {
+    match step {
+        Step::Role => ensure_role(cp, tenant, template).await,
+        Step::Schema => ensure_schema(cp, tenant).await,
+        Step::Migrations => ensure_migrated(cp, tenant).await,
+        Step::Template => apply_template(cp, tenant, template).await,
+        Step::Credentials => ensure_credentials(cp, tenant).await,
+        Step::Domains => ensure_domains(cp, tenant).await,
+        Step::Activate => activate(cp, tenant).await,
+    }
+}
+
+/// The comment that marks a role as belonging to one tenant, so a role of the same name that is
+/// someone else's is never adopted.
+fn role_marker(tenant: &TenantRecord) -> String {
+    format!("tenancy tenant {}", tenant.id)
+}
+
+async fn ensure_role(cp: &ControlPlane, tenant: &TenantRecord, template: &Template) -> Result<(), ProvisionError> {
+    let step = Step::Role;
+    let admin = cp.cluster.admin().await.map_err(cluster_error(step))?;
+    let existing = admin
+        .query_opt(
+            "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1",
+            &[&tenant.role_name.as_str()],
+        )
+        .await
+        .map_err(pg_error(step))?;
+    let marker = role_marker(tenant);
+    match existing {
+        Some(row) if row.get::<_, Option<String>>(0).as_deref() == Some(marker.as_str()) => Ok(()),
+        Some(_) => Err(permanent(
+            step,
+            format!("role {} already exists and does not belong to this tenant", tenant.role_name),
+        )),
+        None => {
+            // One implicit transaction: the role never exists without its marker.
+            let role = tenant.role_name.quoted();
+            let sql = format!(
+                "CREATE ROLE {role} LOGIN NOINHERIT CONNECTION LIMIT {limit};
+                 COMMENT ON ROLE {role} IS '{marker}';
+                 GRANT CONNECT ON DATABASE {db} TO {role};",
+                limit = template.limits.connection_limit,
+                db = quote_ident(&cp.cluster.endpoint.dbname),
+            );
+            admin.batch_execute(&sql).await.map_err(pg_error(step))
+        }
+    }
+}
+
+async fn ensure_schema(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), ProvisionError> {
+    let step = Step::Schema;
+    let admin = cp.cluster.admin().await.map_err(cluster_error(step))?;
+    let (schema, role, owner) = (tenant.schema_name.quoted(), tenant.role_name.quoted(), cp.cluster.owner.quoted());
+    let sql = format!(
+        "BEGIN;
+         CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {owner};
+         REVOKE ALL ON SCHEMA {schema} FROM PUBLIC;
+         GRANT USAGE ON SCHEMA {schema} TO {role};
+         ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {schema}
+           GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role};
+         ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {schema}
+           GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {role};
+         ALTER ROLE {role} SET search_path = {schema};
+         COMMIT;"
+    );
+    admin.batch_execute(&sql).await.map_err(pg_error(step))
+}
+
+async fn ensure_migrated(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), ProvisionError> {
+    let step = Step::Migrations;
+    let mut migrator = cp.cluster.migrator().await.map_err(cluster_error(step))?;
+    crate::tenant_schema::migrate_schema(
+        &mut migrator,
+        &cp.migrations,
+        &tenant.schema_name,
+        &cp.cluster.owner,
+        &tenant.role_name,
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| ProvisionError::Step { step, message: e.to_string(), transient: false })
+}
+
+async fn apply_template(cp: &ControlPlane, tenant: &TenantRecord, template: &Template) -> Result<(), ProvisionError> {
+    let step = Step::Template;
+    if let Some(seed) = &template.seed_sql {
+        let migrator = cp.cluster.migrator().await.map_err(cluster_error(step))?;
+        let sql = format!(
+            "BEGIN;
+             SET LOCAL ROLE {owner};
+             SET LOCAL search_path TO {schema};
+             {seed}
+             ;COMMIT;",
+            owner = cp.cluster.owner.quoted(),
+            schema = tenant.schema_name.quoted(),
+        );
+        migrator.batch_execute(&sql).await.map_err(pg_error(step))?;
+    }
+    let settings = tenants::TemplateSettings {
+        template: template.plan.as_str(),
+        template_version: template.version,
+        config: template.config.clone(),
+        pool_size: i32::try_from(template.limits.pool_size).unwrap_or(i32::MAX),
+        rate_limit_per_second: template.limits.rate_limit_per_second.map(|r| i32::try_from(r).unwrap_or(i32::MAX)),
+        statement_timeout_ms: template
+            .limits
+            .statement_timeout
+            .map(|d| i32::try_from(d.as_millis()).unwrap_or(i32::MAX)),
+    };
+    let client = catalog(cp, step).await?;
+    tenants::apply_template_settings(&**client, tenant.id, &settings)
+        .await
+        .map_err(pg_error(step))
+}
+
+/// A new password: 32 random bytes, URL-safe base64 (safe inside connection strings).
+fn generate_password() -> String {
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The secret is the source of truth: an existing secret's password is (re)applied to the role;
+/// otherwise a new password is stored first, then applied. The role gets a SCRAM verifier, so
+/// the plain password never reaches the server (or its logs).
+async fn ensure_credentials(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), ProvisionError> {
+    let step = Step::Credentials;
+    let secret_error = |e: tenancy::secrets::SecretError| ProvisionError::Step {
+        step,
+        transient: e.is_transient(),
+        message: e.to_string(),
+    };
+    let name = SecretName::for_tenant(&cp.secrets_prefix, tenant.id);
+    let endpoint = &cp.cluster.endpoint;
+    let credentials = match cp.secrets.get(&name).await.map_err(secret_error)? {
+        Some(existing) if existing.username == tenant.role_name.as_str() => existing,
+        _ => {
+            let fresh = TenantCredentials {
+                engine: "postgres".into(),
+                host: endpoint.host.clone(),
+                port: endpoint.port,
+                username: tenant.role_name.as_str().to_owned(),
+                password: generate_password(),
+                dbname: endpoint.dbname.clone(),
+                schema: tenant.schema_name.as_str().to_owned(),
+            };
+            let token = format!("{}-v0001", tenant.id);
+            cp.secrets.put(&name, &fresh, &token).await.map_err(secret_error)?;
+            fresh
+        }
+    };
+    let verifier = postgres_protocol::password::scram_sha_256(credentials.password.as_bytes());
+    if verifier.contains('\'') {
+        return Err(permanent(step, "unexpected character in the password verifier".into()));
+    }
+    let admin = cp.cluster.admin().await.map_err(cluster_error(step))?;
+    admin
+        .batch_execute(&format!("ALTER ROLE {} PASSWORD '{verifier}'", tenant.role_name.quoted()))
+        .await
+        .map_err(pg_error(step))?;
+    let client = catalog(cp, step).await?;
+    tenants::set_secret_ref(&**client, tenant.id, name.as_str())
+        .await
+        .map_err(pg_error(step))
+}
+
+async fn ensure_domains(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), ProvisionError> {
+    let step = Step::Domains;
+    let host = cp.base_domain.host_for(&tenant.slug);
+    let client = catalog(cp, step).await?;
+    let inserted = client
+        .execute(
+            "INSERT INTO control.domains (host, tenant_id, kind) VALUES ($1, $2, 'subdomain')
+             ON CONFLICT (host) DO NOTHING",
+            &[&host, &tenant.id.0],
+        )
+        .await
+        .map_err(pg_error(step))?;
+    if inserted == 0 {
+        let owner: uuid::Uuid = client
+            .query_one("SELECT tenant_id FROM control.domains WHERE host = $1", &[&host])
+            .await
+            .map_err(pg_error(step))?
+            .get(0);
+        if owner != tenant.id.0 {
+            return Err(permanent(step, format!("domain {host} belongs to another tenant")));
+        }
+    }
+    Ok(())
+}
+
+async fn activate(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), ProvisionError> {
+    let step = Step::Activate;
+    let mut client = catalog(cp, step).await?;
+    let tx = client.transaction().await.map_err(pg_error(step))?;
+    tenants::set_status(&*tx, tenant.id, TenantStatus::Active)
+        .await
+        .map_err(pg_error(step))?;
+    tenants::set_provision_step(&*tx, tenant.id, step.as_str())
+        .await
+        .map_err(pg_error(step))?;
+    audit::record(&*tx, "provisioner", "tenant.activate", Some(tenant.id), serde_json::json!({}))
+        .await
+        .map_err(pg_error(step))?;
+    tx.commit().await.map_err(pg_error(step))
+}

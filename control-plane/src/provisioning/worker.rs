@@ -1,0 +1,126 @@
+//! The job worker: claims jobs from the catalog queue and runs them. Runs inside
+//! `tenantctl serve` (several at once) and inside CLI commands that wait for their job.
+
+use super::steps::{self, ProvisionError};
+use crate::catalog::jobs::{self, Job, JobKind};
+use crate::context::ControlPlane;
+use std::sync::Arc;
+use std::time::Duration;
+use tenancy::domain::TenantId;
+use tokio_util::sync::CancellationToken;
+
+/// How often an idle worker looks for jobs enqueued by other processes.
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// What happened to a claimed job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobOutcome {
+    Done,
+    /// Failed for now; it runs again after a back-off.
+    Retrying,
+    /// Failed for good (the tenant, if any, is left `failed` with the step and error).
+    Failed,
+}
+
+/// Why the worker itself (not a job) failed: the catalog could not be reached.
+#[derive(Debug, thiserror::Error)]
+#[error("job queue unavailable: {0}")]
+pub struct WorkerError(String);
+
+/// A job's failure, reduced to what the queue needs.
+struct JobFailure {
+    message: String,
+    transient: bool,
+    step: Option<&'static str>,
+}
+
+impl From<ProvisionError> for JobFailure {
+    fn from(err: ProvisionError) -> Self {
+        Self { transient: err.is_transient(), step: err.step().map(steps::Step::as_str), message: err.to_string() }
+    }
+}
+
+fn backoff(attempt: i32) -> Duration {
+    Duration::from_millis(500u64.saturating_mul(1 << attempt.clamp(0, 8)))
+}
+
+/// Claims and runs one runnable job (optionally only one of `tenant`'s). `None`: nothing to do.
+pub async fn run_next(cp: &ControlPlane, tenant: Option<TenantId>) -> Result<Option<JobOutcome>, WorkerError> {
+    let queue_error = |e: tokio_postgres::Error| WorkerError(tenancy::pg::describe_error(&e));
+    let mut client = cp.catalog.get().await.map_err(|e| WorkerError(e.to_string()))?;
+    let tx = client.transaction().await.map_err(queue_error)?;
+    let Some(job) = jobs::claim(&*tx, tenant).await.map_err(queue_error)? else {
+        return Ok(None);
+    };
+    let span = tracing::info_span!("job", id = job.id, kind = %job.raw_kind, tenant = tracing::field::Empty);
+    if let Some(t) = job.tenant {
+        span.record("tenant", tracing::field::display(t));
+    }
+    let result = tracing::Instrument::instrument(run_job(cp, &job), span.clone()).await;
+    let _entered = span.enter();
+    let outcome = match result {
+        Ok(()) => {
+            jobs::complete(&*tx, job.id).await.map_err(queue_error)?;
+            JobOutcome::Done
+        }
+        Err(failure) if failure.transient && job.attempts + 1 < job.max_attempts => {
+            let delay = backoff(job.attempts);
+            tracing::warn!(error = %failure.message, retry_in = ?delay, "job failed; will retry");
+            jobs::record_failure(&*tx, job.id, &failure.message, Some(delay))
+                .await
+                .map_err(queue_error)?;
+            JobOutcome::Retrying
+        }
+        Err(failure) => {
+            tracing::error!(error = %failure.message, "job failed");
+            jobs::record_failure(&*tx, job.id, &failure.message, None)
+                .await
+                .map_err(queue_error)?;
+            if let (Some(tenant), JobKind::Provision) = (job.tenant, job.kind.unwrap_or(JobKind::BillingEvent)) {
+                crate::catalog::tenants::mark_failed(&*tx, tenant, failure.step.unwrap_or("start"), &failure.message)
+                    .await
+                    .map_err(queue_error)?;
+            }
+            JobOutcome::Failed
+        }
+    };
+    tx.commit().await.map_err(queue_error)?;
+    Ok(Some(outcome))
+}
+
+async fn run_job(cp: &ControlPlane, job: &Job) -> Result<(), JobFailure> {
+    match (job.kind, job.tenant) {
+        (Some(JobKind::Provision), Some(tenant)) => steps::provision(cp, tenant).await.map(|_| ()).map_err(Into::into),
+        (Some(JobKind::BillingEvent), _) => crate::billing::process::process_job(cp, &job.payload)
+            .await
+            .map_err(|e| JobFailure { transient: e.is_transient(), step: None, message: e.to_string() }),
+        _ => Err(JobFailure {
+            message: format!("job of unknown kind {:?} (or missing its tenant)", job.raw_kind),
+            transient: false,
+            step: None,
+        }),
+    }
+}
+
+/// Runs `concurrency` workers until `shutdown` is cancelled; a job in progress is finished first.
+pub async fn run_workers(cp: Arc<ControlPlane>, concurrency: usize, shutdown: CancellationToken) {
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..concurrency.max(1) {
+        let (cp, shutdown) = (cp.clone(), shutdown.clone());
+        set.spawn(async move {
+            while !shutdown.is_cancelled() {
+                match run_next(&cp, None).await {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => {}
+                    Err(err) => tracing::warn!(error = %err, "worker could not claim a job"),
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = cp.jobs_enqueued.notified() => {}
+                    () = tokio::time::sleep(POLL_INTERVAL) => {}
+                }
+            }
+        });
+    }
+    while set.join_next().await.is_some() {}
+}

@@ -1,0 +1,49 @@
+//! `tenantctl` configuration: flags with matching environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Settings of the provisioning side (used by `serve` and by CLI commands that provision).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProvisioningSettings {
+    /// Prefix of every PostgreSQL role this deployment creates (roles are cluster-wide):
+    /// tenant roles are <prefix>_<slug>, the schema owner is <prefix>_owner.
+    #[arg(long, env = "TENANT_ROLE_PREFIX", default_value = "tenant", value_parser = parse_role_prefix)]
+    pub role_prefix: String,
+
+    /// Directory of the tenant schema migrations (refinery files V<n>__<name>.sql).
+    #[arg(long, env = "TENANT_MIGRATIONS_DIR", default_value = "migrations")]
+    pub migrations_dir: PathBuf,
+
+    /// Directory of the plan templates (<plan>.toml, with `extends`).
+    #[arg(long, env = "TENANT_TEMPLATES_DIR", default_value = "tenant-templates")]
+    pub templates_dir: PathBuf,
+}
+
+/// Settings of `tenantctl serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeSettings {
+    /// Address the control-plane API and billing webhook listen on.
+    #[arg(long, env = "TENANTCTL_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Signing secret of billing webhooks (Stripe's `whsec_…`). Without it the webhook
+    /// endpoint refuses every event.
+    #[arg(long, env = "BILLING_WEBHOOK_SECRET", hide_env_values = true)]
+    pub billing_webhook_secret: Option<String>,
+
+    /// Jobs (provisioning and other tenant operations) run at the same time by this process.
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 4)]
+    pub worker_concurrency: usize,
+
+    /// How long to wait for in-flight requests and jobs on shutdown.
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+fn parse_role_prefix(raw: &str) -> Result<String, String> {
+    tenancy::domain::RoleName::check_prefix(raw)
+        .map(|()| raw.to_owned())
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,229 @@
+//! Plan templates (`tenant-templates/<plan>.toml`): limits, config and seed SQL for each plan,
+//! with `extends` inheritance (`enterprise` extends `pro` extends `base`). Tables merge key by
+//! key; any other value in a child replaces the parent's.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tenancy::domain::PlanName;
+
+/// Inheritance deeper than this is certainly a mistake.
+const MAX_DEPTH: usize = 16;
+
+/// A plan's fully merged template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    pub plan: PlanName,
+    pub version: i32,
+    pub description: String,
+    pub limits: Limits,
+    /// Enabled modules, module settings and theme: copied into the tenant's config.
+    pub config: serde_json::Value,
+    /// Idempotent SQL run in the tenant's schema after migrations.
+    pub seed_sql: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub pool_size: u32,
+    pub connection_limit: u32,
+    pub rate_limit_per_second: Option<u32>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub statement_timeout: Option<Duration>,
+}
+
+mod humantime_serde_opt {
+    use serde::Deserialize as _;
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|raw| humantime::parse_duration(&raw).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TemplateFile {
+    #[serde(default)]
+    extends: Option<String>,
+    version: i32,
+    #[serde(default)]
+    description: String,
+    limits: Limits,
+    #[serde(default)]
+    config: Option<toml::Table>,
+    #[serde(default)]
+    seed: Option<Seed>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Seed {
+    sql: String,
+}
+
+/// Why a plan's template could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("unknown plan {plan:?}: no template {path}")]
+    UnknownPlan { plan: String, path: String },
+    #[error("cannot read template {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("template {path} is invalid: {message}")]
+    Invalid { path: String, message: String },
+    #[error("template inheritance loops: {0}")]
+    Cycle(String),
+}
+
+/// The templates directory.
+#[derive(Debug, Clone)]
+pub struct Templates {
+    dir: PathBuf,
+}
+
+impl Templates {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    fn path_of(&self, plan: &PlanName) -> PathBuf {
+        self.dir.join(format!("{plan}.toml"))
+    }
+
+    fn read_table(&self, plan: &PlanName) -> Result<toml::Table, TemplateError> {
+        let path = self.path_of(plan);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                TemplateError::UnknownPlan { plan: plan.to_string(), path: path.display().to_string() }
+            } else {
+                TemplateError::Read { path: path.display().to_string(), message: e.to_string() }
+            }
+        })?;
+        text.parse::<toml::Table>()
+            .map_err(|e| TemplateError::Invalid { path: path.display().to_string(), message: e.to_string() })
+    }
+
+    /// Loads `plan`, following `extends` to the root and merging from the root down.
+    pub fn load(&self, plan: &PlanName) -> Result<Template, TemplateError> {
+        let mut chain: Vec<(PlanName, toml::Table)> = Vec::new();
+        let mut next = Some(plan.clone());
+        while let Some(name) = next.take() {
+            if chain.iter().any(|(seen, _)| *seen == name) || chain.len() >= MAX_DEPTH {
+                let names: Vec<_> = chain.iter().map(|(n, _)| n.to_string()).chain([name.to_string()]).collect();
+                return Err(TemplateError::Cycle(names.join(" -> ")));
+            }
+            let table = self.read_table(&name)?;
+            if let Some(parent) = table.get("extends") {
+                let invalid = |message: String| TemplateError::Invalid {
+                    path: self.path_of(&name).display().to_string(),
+                    message,
+                };
+                let parent = parent.as_str().ok_or_else(|| invalid("`extends` must be a string".into()))?;
+                next = Some(PlanName::parse(parent).map_err(|e| invalid(e.to_string()))?);
+            }
+            chain.push((name, table));
+        }
+        let merged = chain
+            .into_iter()
+            .rev()
+            .map(|(_, table)| table)
+            .reduce(merge)
+            .unwrap_or_default();
+        let path = self.path_of(plan).display().to_string();
+        let file: TemplateFile = toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e: toml::de::Error| TemplateError::Invalid { path: path.clone(), message: e.to_string() })?;
+        let _ = file.extends;
+        if file.limits.pool_size == 0 || file.limits.connection_limit < file.limits.pool_size {
+            return Err(TemplateError::Invalid {
+                path,
+                message: "limits need pool_size >= 1 and connection_limit >= pool_size".into(),
+            });
+        }
+        let config = serde_json::to_value(file.config.unwrap_or_default())
+            .map_err(|e| TemplateError::Invalid { path, message: e.to_string() })?;
+        Ok(Template {
+            plan: plan.clone(),
+            version: file.version,
+            description: file.description,
+            limits: file.limits,
+            config,
+            seed_sql: file.seed.map(|s| s.sql).filter(|sql| !sql.trim().is_empty()),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Deep merge: tables merge recursively, everything else in `child` wins.
+fn merge(mut parent: toml::Table, child: toml::Table) -> toml::Table {
+    for (key, value) in child {
+        match (parent.remove(&key), value) {
+            (Some(toml::Value::Table(p)), toml::Value::Table(c)) => {
+                parent.insert(key, toml::Value::Table(merge(p, c)));
+            }
+            (_, value) => {
+                parent.insert(key, value);
+            }
+        }
+    }
+    parent
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo_templates() -> Templates {
+        Templates::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tenant-templates"))
+    }
+
+    fn plan(name: &str) -> PlanName {
+        PlanName::parse(name).unwrap()
+    }
+
+    #[test]
+    fn the_repository_plans_load_and_inherit() {
+        let templates = repo_templates();
+        let starter = templates.load(&plan("starter")).unwrap();
+        assert_eq!(starter.limits.pool_size, 2);
+        assert_eq!(starter.version, 1);
+        let enterprise = templates.load(&plan("enterprise")).unwrap();
+        assert_eq!(enterprise.limits.pool_size, 10);
+        assert_eq!(enterprise.version, 2, "inherited from pro");
+        assert_eq!(enterprise.config["theme"]["logo"], "custom");
+        assert_eq!(enterprise.config["theme"]["primary_color"], "#2563eb", "merged from base");
+        assert_eq!(enterprise.limits.statement_timeout, Some(Duration::from_secs(60)));
+        assert!(enterprise.seed_sql.unwrap().contains("enterprise"));
+    }
+
+    #[test]
+    fn unknown_plans_and_cycles_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.toml"), "extends = \"b\"\nversion = 1\n[limits]\npool_size=1\nconnection_limit=1\n").unwrap();
+        std::fs::write(dir.path().join("b.toml"), "extends = \"a\"\nversion = 1\n[limits]\npool_size=1\nconnection_limit=1\n").unwrap();
+        std::fs::write(dir.path().join("bad.toml"), "version = 1\n[limits]\npool_size=0\nconnection_limit=1\n").unwrap();
+        std::fs::write(dir.path().join("typo.toml"), "version = 1\npool_sise = 3\n[limits]\npool_size=1\nconnection_limit=1\n").unwrap();
+        let templates = Templates::new(dir.path());
+        assert!(matches!(templates.load(&plan("nope")), Err(TemplateError::UnknownPlan { .. })));
+        let err = templates.load(&plan("a")).unwrap_err();
+        assert!(matches!(err, TemplateError::Cycle(ref chain) if chain == "a -> b -> a"), "{err}");
+        assert!(matches!(templates.load(&plan("bad")), Err(TemplateError::Invalid { .. })));
+        let err = templates.load(&plan("typo")).unwrap_err().to_string();
+        assert!(err.contains("pool_sise"), "{err}");
+    }
+
+    #[test]
+    fn merge_is_deep_for_tables_only() {
+        let parent: toml::Table = "a = [1, 2]\n[t]\nx = 1\ny = 2\n".parse().unwrap();
+        let child: toml::Table = "a = [3]\n[t]\ny = 5\n".parse().unwrap();
+        let merged = merge(parent, child);
+        assert_eq!(merged["a"].as_array().unwrap().len(), 1);
+        assert_eq!(merged["t"]["x"].as_integer(), Some(1));
+        assert_eq!(merged["t"]["y"].as_integer(), Some(5));
+    }
+}

@@ -1,0 +1,103 @@
+//! The router's one error type: every failure becomes a status and a JSON body. PostgreSQL
+//! errors use the shape Neon's driver reads (`message`, `code` = SQLSTATE, `detail`, `hint`,
+//! `position`); the router's own errors add `{"error":{"code","message"}}`.
+
+use crate::pools::PoolCheckoutError;
+use crate::resolve::ResolveTenantError;
+use crate::sql::auth::AuthError;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error(transparent)]
+    Resolve(#[from] ResolveTenantError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Pool(#[from] PoolCheckoutError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("response is larger than the {0}-byte limit; select fewer rows or columns")]
+    ResponseTooLarge(usize),
+    #[error("{message}")]
+    Postgres { message: String, body: serde_json::Value },
+}
+
+impl RouterError {
+    /// A PostgreSQL error: the server's error as Neon returns it, or a connection failure.
+    pub fn from_pg(err: &tokio_postgres::Error) -> Self {
+        match err.as_db_error() {
+            Some(db) => Self::Postgres {
+                message: db.message().to_owned(),
+                body: json!({
+                    "message": db.message(),
+                    "code": db.code().code(),
+                    "severity": db.severity(),
+                    "detail": db.detail(),
+                    "hint": db.hint(),
+                    "position": match db.position() {
+                        Some(tokio_postgres::error::ErrorPosition::Original(p)) => Some(p.to_string()),
+                        _ => None,
+                    },
+                    "schema": db.schema(),
+                    "table": db.table(),
+                    "column": db.column(),
+                    "constraint": db.constraint(),
+                }),
+            },
+            None => Self::Pool(PoolCheckoutError::Database(err.to_string())),
+        }
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::Resolve(e) => (
+                match e {
+                    ResolveTenantError::InvalidHost(_) | ResolveTenantError::MissingHost => StatusCode::BAD_REQUEST,
+                    ResolveTenantError::NotFound => StatusCode::NOT_FOUND,
+                    ResolveTenantError::Suspended => StatusCode::FORBIDDEN,
+                    ResolveTenantError::Provisioning | ResolveTenantError::Unavailable(_) => {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    }
+                },
+                e.code(),
+            ),
+            Self::Auth(AuthError::Missing | AuthError::BadCredentials(_)) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Auth(AuthError::Malformed) => (StatusCode::BAD_REQUEST, "invalid_connection_string"),
+            Self::Auth(AuthError::WrongTenant) => (StatusCode::FORBIDDEN, "wrong_tenant"),
+            Self::Pool(PoolCheckoutError::Exhausted) => (StatusCode::SERVICE_UNAVAILABLE, "pool_exhausted"),
+            Self::Pool(_) => (StatusCode::SERVICE_UNAVAILABLE, "tenant_unavailable"),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::ResponseTooLarge(_) => (StatusCode::BAD_REQUEST, "response_too_large"),
+            Self::Postgres { .. } => (StatusCode::BAD_REQUEST, "postgres_error"),
+        }
+    }
+}
+
+impl IntoResponse for RouterError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let mut response = match &self {
+            Self::Postgres { body, .. } => (status, axum::Json(body.clone())).into_response(),
+            other => {
+                // Details of dependency failures are logged, not sent.
+                let message = match other {
+                    Self::Pool(PoolCheckoutError::Database(_) | PoolCheckoutError::Secrets(_))
+                    | Self::Resolve(ResolveTenantError::Unavailable(_)) => {
+                        tracing::error!(code, error = %other, "request failed");
+                        "the tenant's database is temporarily unavailable; retry shortly".to_owned()
+                    }
+                    _ => other.to_string(),
+                };
+                let body = json!({ "message": message, "error": { "code": code, "message": message } });
+                (status, axum::Json(body)).into_response()
+            }
+        };
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

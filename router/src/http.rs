@@ -1,0 +1,113 @@
+//! The router's listeners: tenant traffic (`POST /sql`) and the admin listener (`/healthz`,
+//! `/readyz`). Both drain in-flight requests on shutdown.
+
+use crate::pools::TenantPools;
+use crate::resolve::Resolver;
+use crate::settings::RouterSettings;
+use axum::routing::{get, post};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub resolver: Arc<Resolver>,
+    pub pools: Arc<TenantPools>,
+    pub catalog: deadpool_postgres::Pool,
+    pub max_response_bytes: usize,
+}
+
+/// Why the router could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("DATABASE_URL: {0}")]
+    Database(#[from] tenancy::pg::PoolError),
+    #[error("secret store: {0}")]
+    Secrets(#[from] tenancy::secrets::SecretError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+impl AppState {
+    pub async fn new(settings: &RouterSettings) -> Result<Self, StartError> {
+        let config = tenancy::pg::parse_config(&settings.common.database_url)?;
+        let catalog = tenancy::pg::pool(config, 16)?;
+        let secrets = settings.common.secrets.build(catalog.clone()).await?;
+        let resolver = Resolver::new(
+            settings.common.tenant_base_domain.clone(),
+            catalog.clone(),
+            settings.cache_capacity,
+            settings.cache_ttl,
+            settings.negative_cache_ttl,
+        );
+        Ok(Self {
+            resolver: Arc::new(resolver),
+            pools: Arc::new(TenantPools::new(secrets, settings.pool_idle_timeout, settings.checkout_timeout)),
+            catalog,
+            max_response_bytes: settings.max_response_bytes,
+        })
+    }
+}
+
+/// The tenant-facing application.
+pub fn app(state: AppState, max_body_bytes: usize) -> axum::Router {
+    axum::Router::new()
+        .route("/sql", post(crate::sql::handle))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+                tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), tenant = tracing::field::Empty)
+            }),
+        )
+        .with_state(state)
+}
+
+/// The admin application.
+pub fn admin_app(state: AppState) -> axum::Router {
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(crate::admin::readyz))
+        .with_state(state)
+}
+
+/// Both listeners of a running router.
+pub struct RunningRouter {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl RunningRouter {
+    pub async fn stop(self) -> std::io::Result<()> {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            task.await.unwrap_or(Ok(()))?;
+        }
+        Ok(())
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })
+}
+
+/// Starts both listeners (port 0 picks free ports) until `shutdown` is cancelled.
+pub async fn spawn(settings: &RouterSettings, shutdown: CancellationToken) -> Result<RunningRouter, StartError> {
+    let state = AppState::new(settings).await?;
+    let listener = bind(settings.listen).await?;
+    let admin_listener = bind(settings.admin_listen).await?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen { addr: settings.listen, source })?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(|source| StartError::Listen { addr: settings.admin_listen, source })?;
+    let mut tasks = Vec::new();
+    for (listener, app) in [(listener, app(state.clone(), settings.max_body_bytes)), (admin_listener, admin_app(state))] {
+        let drain = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            axum::serve(listener, app).with_graceful_shutdown(async move { drain.cancelled().await }).await
+        }));
+    }
+    tracing::info!(%addr, %admin_addr, "tenant-router listening");
+    Ok(RunningRouter { addr, admin_addr, shutdown, tasks })
+}

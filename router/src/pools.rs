@@ -1,0 +1,114 @@
+//! One connection pool per tenant, created on first use from the tenant's secret, sized by its
+//! plan, logged in as the tenant's own runtime role. Pools unused for a while are closed.
+//! Recycling runs `Clean` (RESET ALL, role and session reset), so nothing one request sets on
+//! its session — `SET search_path`, `SET ROLE` — reaches the next; the role's own search_path
+//! is restored by RESET.
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Timeouts};
+use moka::future::Cache;
+use std::sync::Arc;
+use std::time::Duration;
+use tenancy::catalog::TenantRecord;
+use tenancy::domain::TenantId;
+use tenancy::secrets::{SharedSecretStore, TenantCredentials};
+use tokio_postgres::NoTls;
+
+/// Why no connection could be had for a tenant.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PoolCheckoutError {
+    #[error("tenant has no credentials")]
+    NoCredentials,
+    #[error("secret store unavailable: {0}")]
+    Secrets(String),
+    #[error("all of the tenant's connections are busy")]
+    Exhausted,
+    #[error("tenant database unavailable: {0}")]
+    Database(String),
+}
+
+/// A tenant's pool and the credentials it was built with.
+pub struct TenantPool {
+    pub pool: Pool,
+    pub credentials: TenantCredentials,
+    pub generation: i64,
+}
+
+pub struct TenantPools {
+    secrets: SharedSecretStore,
+    pools: Cache<TenantId, Arc<TenantPool>>,
+    checkout_timeout: Duration,
+}
+
+impl TenantPools {
+    pub fn new(secrets: SharedSecretStore, idle_timeout: Duration, checkout_timeout: Duration) -> Self {
+        let pools = Cache::builder()
+            .time_to_idle(idle_timeout)
+            .eviction_listener(|_id, pool: Arc<TenantPool>, _cause| pool.pool.close())
+            .build();
+        Self { secrets, pools, checkout_timeout }
+    }
+
+    /// The tenant's pool, built if missing or older than the tenant's generation.
+    pub async fn pool_for(&self, tenant: &TenantRecord) -> Result<Arc<TenantPool>, PoolCheckoutError> {
+        if let Some(existing) = self.pools.get(&tenant.id).await {
+            if existing.generation >= tenant.generation {
+                return Ok(existing);
+            }
+            self.pools.invalidate(&tenant.id).await;
+        }
+        self.pools
+            .try_get_with(tenant.id, self.build(tenant))
+            .await
+            .map_err(|e: Arc<PoolCheckoutError>| (*e).clone())
+    }
+
+    async fn build(&self, tenant: &TenantRecord) -> Result<Arc<TenantPool>, PoolCheckoutError> {
+        let name = tenant.secret_name().ok_or(PoolCheckoutError::NoCredentials)?;
+        let credentials = self
+            .secrets
+            .get(&name)
+            .await
+            .map_err(|e| PoolCheckoutError::Secrets(e.to_string()))?
+            .ok_or(PoolCheckoutError::NoCredentials)?;
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&credentials.host)
+            .port(credentials.port)
+            .user(&credentials.username)
+            .password(&credentials.password)
+            .dbname(&credentials.dbname)
+            .application_name("tenant-router")
+            .connect_timeout(Duration::from_secs(5));
+        let mut options = String::from("-c TimeZone=UTC");
+        if let Some(ms) = tenant.statement_timeout_ms {
+            options.push_str(&format!(" -c statement_timeout={ms}"));
+        }
+        config.options(&options);
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Clean });
+        let pool = Pool::builder(manager)
+            .max_size(usize::try_from(tenant.pool_size).unwrap_or(1).max(1))
+            .timeouts(Timeouts {
+                wait: Some(self.checkout_timeout),
+                create: Some(Duration::from_secs(5)),
+                recycle: Some(Duration::from_secs(5)),
+            })
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| PoolCheckoutError::Database(e.to_string()))?;
+        Ok(Arc::new(TenantPool { pool, credentials, generation: tenant.generation }))
+    }
+
+    /// A connection from the tenant's pool.
+    pub async fn checkout(pool: &TenantPool) -> Result<deadpool_postgres::Object, PoolCheckoutError> {
+        pool.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Timeout(_) => PoolCheckoutError::Exhausted,
+            deadpool_postgres::PoolError::Backend(pg) => PoolCheckoutError::Database(tenancy::pg::describe_error(&pg)),
+            other => PoolCheckoutError::Database(other.to_string()),
+        })
+    }
+
+    /// Number of open tenant pools.
+    pub fn open_pools(&self) -> u64 {
+        self.pools.entry_count()
+    }
+}

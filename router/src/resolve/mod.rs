@@ -1,0 +1,129 @@
+//! Host → tenant resolution: normalise the `Host`, pick the slug (subdomain of the base domain)
+//! or custom domain, then look it up through the in-process cache (one load per key at a time,
+//! "not found" cached briefly) and the catalog.
+
+use deadpool_postgres::Pool;
+use moka::future::Cache;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tenancy::catalog::{CatalogError, TenantRecord};
+use tenancy::domain::{normalize_host, BaseDomain, HostError, Slug, TenantStatus};
+
+/// Why a request could not be mapped to a servable tenant.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ResolveTenantError {
+    #[error("invalid Host header: {0}")]
+    InvalidHost(#[from] HostError),
+    #[error("missing Host header")]
+    MissingHost,
+    #[error("no tenant at this host")]
+    NotFound,
+    #[error("tenant is suspended")]
+    Suspended,
+    #[error("tenant is being provisioned; retry shortly")]
+    Provisioning,
+    #[error("tenant directory unavailable")]
+    Unavailable(String),
+}
+
+impl ResolveTenantError {
+    /// Stable error code for clients and the metric label.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidHost(_) | Self::MissingHost => "invalid_host",
+            Self::NotFound => "tenant_not_found",
+            Self::Suspended => "tenant_suspended",
+            Self::Provisioning => "tenant_provisioning",
+            Self::Unavailable(_) => "catalog_unavailable",
+        }
+    }
+}
+
+/// A cached lookup: the tenant, or the fact that there is none.
+type Lookup = Option<Arc<TenantRecord>>;
+
+struct Ttl {
+    found: Duration,
+    missing: Duration,
+}
+
+impl moka::Expiry<String, Lookup> for Ttl {
+    fn expire_after_create(&self, _key: &String, value: &Lookup, _now: Instant) -> Option<Duration> {
+        Some(if value.is_some() { self.found } else { self.missing })
+    }
+}
+
+pub struct Resolver {
+    base_domain: BaseDomain,
+    catalog: Pool,
+    cache: Cache<String, Lookup>,
+}
+
+impl Resolver {
+    pub fn new(base_domain: BaseDomain, catalog: Pool, capacity: u64, ttl: Duration, negative_ttl: Duration) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(capacity)
+            .expire_after(Ttl { found: ttl, missing: negative_ttl })
+            .build();
+        Self { base_domain, catalog, cache }
+    }
+
+    /// The servable (active) tenant behind `raw_host`.
+    pub async fn resolve(&self, raw_host: Option<&str>) -> Result<Arc<TenantRecord>, ResolveTenantError> {
+        let host = normalize_host(raw_host.ok_or(ResolveTenantError::MissingHost)?)?;
+        let tenant = self.lookup(host).await?.ok_or(ResolveTenantError::NotFound)?;
+        match tenant.status {
+            TenantStatus::Active => Ok(tenant),
+            TenantStatus::Suspended => Err(ResolveTenantError::Suspended),
+            TenantStatus::Provisioning => Err(ResolveTenantError::Provisioning),
+            TenantStatus::Failed | TenantStatus::Deprovisioning | TenantStatus::Deleted => {
+                Err(ResolveTenantError::NotFound)
+            }
+        }
+    }
+
+    /// The tenant (any status) a host names, through the cache. Concurrent misses for one host
+    /// share a single catalog query.
+    pub async fn lookup(&self, host: String) -> Result<Lookup, ResolveTenantError> {
+        let key = host.clone();
+        self.cache
+            .try_get_with(key, self.load(host))
+            .await
+            .map_err(|e: Arc<CatalogError>| ResolveTenantError::Unavailable(e.to_string()))
+    }
+
+    async fn load(&self, host: String) -> Result<Lookup, CatalogError> {
+        let client = self
+            .catalog
+            .get()
+            .await
+            .map_err(|e| CatalogError::Unavailable(e.to_string()))?;
+        let found = match self.base_domain.subdomain_of(&host) {
+            Some(label) => match Slug::parse(label) {
+                Ok(slug) => tenancy::catalog::tenant_by_slug(&**client, &slug).await?,
+                Err(_) => None,
+            },
+            None => tenancy::catalog::tenant_by_custom_domain(&**client, &host).await?,
+        };
+        Ok(found.map(Arc::new))
+    }
+
+    /// Forgets every cached entry for `tenant` (on an invalidation message).
+    pub fn evict_host(&self, host: &str) {
+        let host = host.to_owned();
+        let cache = self.cache.clone();
+        tokio::spawn(async move { cache.invalidate(&host).await });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_are_stable() {
+        assert_eq!(ResolveTenantError::Suspended.code(), "tenant_suspended");
+        assert_eq!(ResolveTenantError::NotFound.code(), "tenant_not_found");
+        assert_eq!(ResolveTenantError::InvalidHost(HostError::Empty).code(), "invalid_host");
+    }
+}

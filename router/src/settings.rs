@@ -1,0 +1,56 @@
+//! `tenant-router` configuration: flags with matching environment variables.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+use tenancy::settings::CommonSettings;
+
+/// tenant-router: maps a request's subdomain to its tenant and serves it on that tenant's own
+/// connection pool, whose PostgreSQL role can only see that tenant's schema.
+///
+/// Every flag can also be set with the environment variable shown in its help.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "tenant-router", version)]
+pub struct RouterSettings {
+    #[command(flatten)]
+    pub common: CommonSettings,
+
+    /// Address tenant traffic (POST /sql) is served on.
+    #[arg(long, env = "ROUTER_LISTEN", default_value = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
+
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "ROUTER_ADMIN_LISTEN", default_value = "127.0.0.1:9091")]
+    pub admin_listen: SocketAddr,
+
+    /// How long a resolved tenant is cached in process.
+    #[arg(long, env = "ROUTER_CACHE_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub cache_ttl: Duration,
+
+    /// How long "no such tenant" is cached in process.
+    #[arg(long, env = "ROUTER_NEGATIVE_CACHE_TTL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub negative_cache_ttl: Duration,
+
+    /// Most tenants kept in the in-process cache.
+    #[arg(long, env = "ROUTER_CACHE_CAPACITY", default_value_t = 100_000)]
+    pub cache_capacity: u64,
+
+    /// A tenant pool unused this long is closed.
+    #[arg(long, env = "ROUTER_POOL_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub pool_idle_timeout: Duration,
+
+    /// How long a request waits for a connection from its tenant's pool.
+    #[arg(long, env = "ROUTER_CHECKOUT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub checkout_timeout: Duration,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "ROUTER_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Largest response a query may produce, in bytes (larger results are refused, never cut).
+    #[arg(long, env = "ROUTER_MAX_RESPONSE_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_response_bytes: usize,
+
+    /// How long to wait for in-flight requests on shutdown.
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}

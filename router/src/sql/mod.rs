@@ -1,0 +1,183 @@
+//! `POST /sql`: SQL over HTTP, compatible with the HTTP mode of `@neondatabase/serverless`.
+//! The query runs on a connection of the tenant's own pool, logged in as the tenant's role, so
+//! PostgreSQL itself keeps it inside the tenant's schema.
+
+pub mod auth;
+pub mod request;
+pub mod values;
+
+use crate::error::RouterError;
+use crate::http::AppState;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::Json;
+use futures::{pin_mut, TryStreamExt as _};
+use request::{to_text_param, Payload, QueryData, TextParam};
+use serde_json::{json, Map, Value};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::GenericClient;
+
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn flag(headers: &HeaderMap, name: &str) -> bool {
+    header(headers, name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+/// Output options from the `Neon-*` headers.
+#[derive(Clone, Copy)]
+struct Output {
+    array_mode: bool,
+    raw_text: bool,
+    max_bytes: usize,
+}
+
+pub async fn handle(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, RouterError> {
+    let tenant = state.resolver.resolve(header(&headers, "host")).await?;
+    tracing::Span::current().record("tenant", tracing::field::display(&tenant.slug));
+    let pool = state.pools.pool_for(&tenant).await?;
+    auth::check(header(&headers, "neon-connection-string"), &tenant, &pool.credentials, &state.resolver).await?;
+    let payload: Payload =
+        serde_json::from_slice(&body).map_err(|e| RouterError::BadRequest(format!("malformed request body: {e}")))?;
+    let output = Output {
+        array_mode: flag(&headers, "neon-array-mode"),
+        raw_text: flag(&headers, "neon-raw-text-output"),
+        max_bytes: state.max_response_bytes,
+    };
+    let mut client = crate::pools::TenantPools::checkout(&pool).await?;
+    let result = match payload {
+        Payload::Single(query) => run_query(&**client, &query, output).await?,
+        Payload::Batch { queries } => {
+            let read_only = flag(&headers, "neon-batch-read-only");
+            let isolation = batch_isolation(header(&headers, "neon-batch-isolation-level"))?;
+            let deferrable = flag(&headers, "neon-batch-deferrable");
+            let tx = client
+                .build_transaction()
+                .read_only(read_only)
+                .deferrable(deferrable)
+                .isolation_level(isolation)
+                .start()
+                .await
+                .map_err(|e| RouterError::from_pg(&e))?;
+            let mut results = Vec::with_capacity(queries.len());
+            for query in &queries {
+                results.push(run_query(&*tx, query, output).await?);
+            }
+            tx.commit().await.map_err(|e| RouterError::from_pg(&e))?;
+            json!({ "results": results })
+        }
+    };
+    Ok(Json(result))
+}
+
+fn batch_isolation(raw: Option<&str>) -> Result<tokio_postgres::IsolationLevel, RouterError> {
+    use tokio_postgres::IsolationLevel as L;
+    Ok(match raw {
+        None | Some("ReadCommitted") => L::ReadCommitted,
+        Some("Serializable") => L::Serializable,
+        Some("RepeatableRead") => L::RepeatableRead,
+        Some("ReadUncommitted") => L::ReadUncommitted,
+        Some(other) => {
+            return Err(RouterError::BadRequest(format!(
+                "unknown Neon-Batch-Isolation-Level {other:?} (Serializable, RepeatableRead, ReadCommitted, ReadUncommitted)"
+            )))
+        }
+    })
+}
+
+/// The command word of a statement (`SELECT`, `INSERT`, …), as node-postgres reports it.
+fn command_of(query: &str) -> String {
+    let mut rest = query.trim_start();
+    loop {
+        if let Some(after) = rest.strip_prefix("--") {
+            rest = after.split_once('\n').map_or("", |(_, r)| r).trim_start();
+        } else if let Some(after) = rest.strip_prefix("/*") {
+            rest = after.split_once("*/").map_or("", |(_, r)| r).trim_start();
+        } else {
+            break;
+        }
+    }
+    rest.split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("").to_ascii_uppercase()
+}
+
+async fn run_query(client: &impl GenericClient, query: &QueryData, output: Output) -> Result<Value, RouterError> {
+    let statement = client.prepare(&query.query).await.map_err(|e| RouterError::from_pg(&e))?;
+    if statement.params().len() != query.params.len() {
+        return Err(RouterError::BadRequest(format!(
+            "bind message supplies {} parameters, but prepared statement requires {}",
+            query.params.len(),
+            statement.params().len()
+        )));
+    }
+    let params: Vec<TextParam> = query.params.iter().map(to_text_param).collect();
+    let stream = client
+        .query_raw(&statement, params.iter().map(|p| p as &(dyn ToSql + Sync)))
+        .await
+        .map_err(|e| RouterError::from_pg(&e))?;
+    pin_mut!(stream);
+    let array_mode = query.array_mode.unwrap_or(output.array_mode);
+    let columns = statement.columns();
+    let mut rows = Vec::new();
+    let mut size = 0usize;
+    while let Some(row) = stream.try_next().await.map_err(|e| RouterError::from_pg(&e))? {
+        let mut object = Map::new();
+        let mut array = Vec::new();
+        for (i, column) in columns.iter().enumerate() {
+            let raw: Option<values::Raw<'_>> = row.try_get(i).map_err(|e| RouterError::from_pg(&e))?;
+            let value = match raw {
+                None => Value::Null,
+                Some(bytes) => {
+                    size += bytes.0.len() + column.name().len() + 8;
+                    values::to_json(column.type_(), bytes.0, output.raw_text).map_err(|e| {
+                        RouterError::BadRequest(format!("column {:?}: {e}", column.name()))
+                    })?
+                }
+            };
+            if array_mode {
+                array.push(value);
+            } else {
+                object.insert(column.name().to_owned(), value);
+            }
+        }
+        if size > output.max_bytes {
+            return Err(RouterError::ResponseTooLarge(output.max_bytes));
+        }
+        rows.push(if array_mode { Value::Array(array) } else { Value::Object(object) });
+    }
+    let fields: Vec<Value> = columns
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c.name(),
+                "dataTypeID": c.type_().oid(),
+                "tableID": c.table_oid().unwrap_or(0),
+                "columnID": c.column_id().unwrap_or(0),
+                "dataTypeSize": -1,
+                "dataTypeModifier": -1,
+                "format": "text",
+            })
+        })
+        .collect();
+    let row_count = stream.rows_affected().unwrap_or(rows.len() as u64);
+    Ok(json!({
+        "command": command_of(&query.query),
+        "rowCount": row_count,
+        "rows": rows,
+        "fields": fields,
+        "rowAsArray": array_mode,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::command_of;
+
+    #[test]
+    fn command_words() {
+        assert_eq!(command_of("select 1"), "SELECT");
+        assert_eq!(command_of("  -- note\n/* x */ insert into t values (1)"), "INSERT");
+        assert_eq!(command_of("WITH x AS (select 1) select * from x"), "WITH");
+    }
+}

@@ -1,0 +1,104 @@
+//! The `/sql` request body and its parameters, as Neon's serverless driver sends them.
+
+use bytes::BytesMut;
+use serde_json::Value;
+use tokio_postgres::types::{Format, IsNull, ToSql, Type};
+
+/// One query.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryData {
+    pub query: String,
+    #[serde(default)]
+    pub params: Vec<Value>,
+    #[serde(rename = "arrayMode", default)]
+    pub array_mode: Option<bool>,
+}
+
+/// A single query, or a batch run in one transaction.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Payload {
+    Batch { queries: Vec<QueryData> },
+    Single(QueryData),
+}
+
+/// A parameter sent in text format, so PostgreSQL parses it for whatever type the statement
+/// expects (as Neon does), instead of the client guessing a binary encoding.
+#[derive(Debug, Clone)]
+pub struct TextParam(pub Option<String>);
+
+impl ToSql for TextParam {
+    fn to_sql(&self, _ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match &self.0 {
+            Some(text) => {
+                out.extend_from_slice(text.as_bytes());
+                Ok(IsNull::No)
+            }
+            None => Ok(IsNull::Yes),
+        }
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+
+    fn encode_format(&self, _ty: &Type) -> Format {
+        Format::Text
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+/// JSON parameter → PostgreSQL text input: strings as they are, numbers and booleans as JSON
+/// prints them, arrays as array literals, objects as JSON text.
+pub fn to_text_param(value: &Value) -> TextParam {
+    TextParam(match value {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(_) | Value::Number(_) | Value::Object(_) => Some(value.to_string()),
+        Value::Array(items) => Some(array_literal(items)),
+    })
+}
+
+fn array_literal(items: &[Value]) -> String {
+    let elements: Vec<String> = items
+        .iter()
+        .map(|item| match item {
+            Value::Null => "NULL".to_owned(),
+            Value::Array(inner) => array_literal(inner),
+            Value::String(s) => quote_element(s),
+            other => quote_element(&other.to_string()),
+        })
+        .collect();
+    format!("{{{}}}", elements.join(","))
+}
+
+fn quote_element(raw: &str) -> String {
+    format!("\"{}\"", raw.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parameters_become_postgres_text() {
+        assert_eq!(to_text_param(&json!(null)).0, None);
+        assert_eq!(to_text_param(&json!("a'b")).0.unwrap(), "a'b");
+        assert_eq!(to_text_param(&json!(42)).0.unwrap(), "42");
+        assert_eq!(to_text_param(&json!(true)).0.unwrap(), "true");
+        assert_eq!(to_text_param(&json!({"k": 1})).0.unwrap(), r#"{"k":1}"#);
+        assert_eq!(to_text_param(&json!([1, null, "x\"y", [2]])).0.unwrap(), r#"{"1",NULL,"x\"y",{"2"}}"#);
+    }
+
+    #[test]
+    fn bodies_parse_as_single_or_batch() {
+        let single: Payload = serde_json::from_value(json!({"query": "select 1", "params": []})).unwrap();
+        assert!(matches!(single, Payload::Single(_)));
+        let batch: Payload = serde_json::from_value(json!({"queries": [{"query": "select 1"}]})).unwrap();
+        assert!(matches!(batch, Payload::Batch { .. }));
+        assert!(serde_json::from_value::<Payload>(json!({"sql": "select 1"})).is_err());
+    }
+}
