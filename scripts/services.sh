@@ -5,6 +5,7 @@
 #   scripts/services.sh up       start everything (installs what is missing),
 #                                then print the env lines (like `env`)
 #   scripts/services.sh env      print KEY=value lines: eval "$(scripts/services.sh env)"
+#                                (no `export`: wrap in `set -a; ...; set +a` to export)
 #   scripts/services.sh status   one line per service: running/stopped and port
 #   scripts/services.sh down     stop everything, keep the data (next `up` is fast)
 #   scripts/services.sh reset    `down`, then delete the state (the venv is kept)
@@ -59,18 +60,18 @@ pg_run() {
   if $IS_ROOT; then (cd / && runuser -u "$PG_OS_USER" -- "$@"); else (cd / && "$@"); fi
 }
 
-# detached CMD...: run CMD with only fds 0-2 open, so that a daemon it leaves
-# behind holds neither our lock nor a pipe of our caller (a `$(...)`, a CI log
-# pipe), which would otherwise wait for it forever.
-detached() {
-  (
-    for fd in /proc/"$BASHPID"/fd/*; do
-      fd=${fd##*/}
-      if ((fd > 2)); then exec {fd}>&-; fi
-    done
-    "$@"
-  )
+# Close every fd but 0-2 in the current (sub)shell, so that a daemon started
+# from it holds neither our lock nor a pipe of our caller (a `$(...)`, a CI log
+# pipe), which would otherwise wait for the daemon forever.
+close_extra_fds() {
+  local fd
+  for fd in /proc/"$BASHPID"/fd/*; do
+    fd=${fd##*/}
+    if [[ $fd =~ ^[0-9]+$ ]] && ((fd > 2)); then exec {fd}>&-; fi
+  done
 }
+# detached CMD...: run CMD (may be a function) in a subshell without extra fds.
+detached() { (close_extra_fds; "$@"); }
 
 # alive PID: the process exists and is not a zombie (PID 1 may not reap).
 alive() {
@@ -224,6 +225,14 @@ pg_ready() { # accepting TCP connections AND the password works (scram)
       -h 127.0.0.1 -p "$1" -U "$PG_SUPERUSER" -d postgres -c 'select 1' 2>/dev/null) == 1 ]]
 }
 
+# Unix socket dir: inside the state dir, unless its path would be too long for
+# a socket address (~107 bytes); then a private dir under /tmp.
+pg_sock_dir() {
+  local sock=$PG_DIR/run
+  if ((${#sock} > 90)); then sock=/tmp/tenancy-pg-$(printf '%s' "$PG_DIR" | cksum | cut -d' ' -f1); fi
+  printf '%s\n' "$sock"
+}
+
 pg_up() {
   local pid port major sock
   mkdir -p "$PG_DIR"
@@ -258,10 +267,7 @@ print("".join(secrets.choice(a) for _ in range(32)))' >"$PG_DIR/password")
   fi
   chmod 600 "$PG_DIR/password"
 
-  # Unix socket dir inside the state dir, unless its path would be too long
-  # for a socket address (~107 bytes); then a private dir under /tmp.
-  sock=$PG_DIR/run
-  if ((${#sock} > 90)); then sock=/tmp/tenancy-pg-$(printf '%s' "$PG_DIR" | cksum | cut -d' ' -f1); fi
+  sock=$(pg_sock_dir)
   mkdir -p "$sock" && chmod 700 "$sock"
 
   if $IS_ROOT; then # hand the postgres state to the postgres user
@@ -308,7 +314,7 @@ shared_buffers = 256MB
 max_locks_per_transaction = 512
 password_encryption = 'scram-sha-256'
 EOF
-  $IS_ROOT && chown "$PG_OS_USER": "$PG_DATA/tenancy.conf"
+  if $IS_ROOT; then chown "$PG_OS_USER": "$PG_DATA/tenancy.conf"; fi
   grep -qxF "include_if_exists = 'tenancy.conf'" "$PG_DATA/postgresql.conf" ||
     printf "\n# Added by scripts/services.sh\ninclude_if_exists = 'tenancy.conf'\n" >>"$PG_DATA/postgresql.conf"
 
@@ -398,7 +404,7 @@ except urllib.error.HTTPError: pass' "$1"
   fi
 }
 
-# The venv is shared by all state dirs' runs and kept by `reset`.
+# The venv lives beside the state dir (<repo>/.local/venv) and survives `reset`.
 moto_venv() {
   if [[ -e $VENV ]] && ! "$VENV/bin/python" -c '' 2>/dev/null; then
     log "virtualenv $VENV is broken; recreating it"
@@ -431,10 +437,13 @@ moto_start() {
   log "starting moto_server on 127.0.0.1:$port"
   # Own session (setsid) so it survives our terminal and leads its own process
   # group; the shell writes its pid, then becomes moto_server (exec).
-  # shellcheck disable=SC2016 # $$ and $@ are for the inner shell
-  detached nohup setsid sh -c 'echo $$ >"$0"; exec "$@"' "$MOTO_DIR/moto.pid" \
-    "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" \
-    </dev/null >>"$MOTO_DIR/moto.log" 2>&1 &
+  # The background subshell execs too, so no copy of this script lingers.
+  (
+    close_extra_fds
+    # shellcheck disable=SC2016 # $$ and $@ are for the inner shell
+    exec nohup setsid sh -c 'echo $$ >"$0"; exec "$@"' "$MOTO_DIR/moto.pid" \
+      "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" </dev/null >>"$MOTO_DIR/moto.log" 2>&1
+  ) &
 }
 
 moto_wait() {
@@ -504,10 +513,12 @@ cmd_env() {
 }
 
 cmd_status() {
-  local pid
-  if pid=$(pg_pid); then echo "postgres running pid=$pid port=$(pg_port)"; else echo "postgres stopped port=$(pg_port || true)"; fi
-  if pid=$(redis_pid); then echo "redis    running pid=$pid port=$(redis_port)"; else echo "redis    stopped port=$(redis_port || true)"; fi
-  if pid=$(moto_pid); then echo "moto     running pid=$pid port=$(moto_port)"; else echo "moto     stopped port=$(moto_port || true)"; fi
+  local svc pid port state
+  for svc in pg redis moto; do
+    port=$("${svc}_port" || true)
+    if pid=$("${svc}_pid"); then state="running pid=$pid"; else state=stopped; fi
+    printf '%-8s %s port=%s\n' "${svc/pg/postgres}" "$state" "${port:--}"
+  done
 }
 
 # Serialise up/down/reset (parallel CI steps, a second terminal...).
@@ -523,7 +534,7 @@ usage() { echo "usage: $0 up|down|env|status|reset" >&2; exit 2; }
 case ${1:-} in
   up) take_lock; cmd_up >&2; cmd_env ;;
   down) take_lock; cmd_down >&2 ;;
-  reset) take_lock; cmd_down >&2; log "deleting $STATE"; rm -rf "$STATE" ;;
+  reset) take_lock; cmd_down >&2; log "deleting $STATE"; rm -rf "$STATE" "$(pg_sock_dir)" ;;
   env) cmd_env ;;
   status) cmd_status ;;
   *) usage ;;

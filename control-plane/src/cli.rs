@@ -82,7 +82,7 @@ pub enum TenantsCommand {
 pub struct CreateArgs {
     /// The tenant's slug: 3-63 characters of a-z, 0-9 and '-', starting with a letter; it
     /// becomes the subdomain <slug>.<TENANT_BASE_DOMAIN>.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub slug: String,
     /// Plan: the name of a template in TENANT_TEMPLATES_DIR (starter, pro, enterprise, …).
     #[arg(long)]

@@ -1,1 +1,117 @@
+//! Helpers of the end-to-end tests: start `tenantctl serve` and `tenant-router` in-process on
+//! port 0 against a test database, and talk to them over HTTP.
 
+use control_plane::context::ControlPlane;
+use control_plane::settings::{ProvisioningSettings, ServeSettings};
+use std::sync::Arc;
+use std::time::Duration;
+use tenancy::settings::CommonSettings;
+use testkit::{workspace_root, TestDb};
+use tokio_util::sync::CancellationToken;
+
+/// The webhook signing secret the test control planes use.
+pub const WEBHOOK_SECRET: &str = "whsec_e2e_test_secret";
+
+pub fn provisioning_settings(db: &TestDb) -> ProvisioningSettings {
+    ProvisioningSettings {
+        role_prefix: db.role_prefix.clone(),
+        migrations_dir: workspace_root().join("migrations"),
+        templates_dir: workspace_root().join("tenant-templates"),
+    }
+}
+
+/// A control plane (API, webhook, workers) on a free port.
+pub struct ControlPlaneUnderTest {
+    pub cp: Arc<ControlPlane>,
+    pub server: control_plane::http::RunningServer,
+    pub url: String,
+}
+
+pub async fn spawn_control_plane(db: &TestDb, common: &CommonSettings) -> ControlPlaneUnderTest {
+    let cp = ControlPlane::start(common, &provisioning_settings(db))
+        .await
+        .unwrap_or_else(|e| panic!("control plane did not start: {e}"));
+    let settings = ServeSettings {
+        listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        billing_webhook_secret: Some(WEBHOOK_SECRET.into()),
+        worker_concurrency: 2,
+        shutdown_grace: Duration::from_secs(10),
+    };
+    let server = control_plane::http::spawn(cp.clone(), &settings, CancellationToken::new())
+        .await
+        .unwrap_or_else(|e| panic!("control plane did not listen: {e}"));
+    let url = format!("http://{}", server.addr);
+    ControlPlaneUnderTest { cp, server, url }
+}
+
+/// A router on free ports.
+pub async fn spawn_router(common: &CommonSettings) -> tenant_router::http::RunningRouter {
+    let settings = tenant_router::settings::RouterSettings {
+        common: common.clone(),
+        listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        admin_listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        cache_ttl: Duration::from_secs(30),
+        negative_cache_ttl: Duration::from_millis(200),
+        cache_capacity: 10_000,
+        pool_idle_timeout: Duration::from_secs(60),
+        checkout_timeout: Duration::from_secs(2),
+        max_body_bytes: 1024 * 1024,
+        max_response_bytes: 1024 * 1024,
+        shutdown_grace: Duration::from_secs(10),
+    };
+    tenant_router::http::spawn(&settings, CancellationToken::new())
+        .await
+        .unwrap_or_else(|e| panic!("router did not start: {e}"))
+}
+
+/// Posts a query to the router's `/sql` for the tenant at `host`, authenticated with
+/// `connection_string`; returns the status and JSON body.
+pub async fn sql(
+    router: &tenant_router::http::RunningRouter,
+    host: &str,
+    connection_string: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/sql", router.addr))
+        .header("host", host)
+        .header("neon-connection-string", connection_string)
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("router unreachable: {e}"));
+    let status = response.status().as_u16();
+    let json = response.json().await.unwrap_or(serde_json::Value::Null);
+    (status, json)
+}
+
+/// The connection string of a tenant, built from its secret (like `tenantctl tenants
+/// connection-string`).
+pub async fn connection_string(cp: &ControlPlane, slug: &str) -> String {
+    let client = cp.catalog.get().await.unwrap_or_else(|e| panic!("{e}"));
+    let tenant = tenancy::catalog::tenant_by_slug(&**client, &tenancy::domain::Slug::parse(slug).unwrap_or_else(|e| panic!("{e}")))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no tenant {slug}"));
+    let secret = tenant.secret_name().unwrap_or_else(|| panic!("{slug} has no secret"));
+    let creds = cp.secrets.get(&secret).await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("secret missing"));
+    format!("postgresql://{}:{}@{slug}.app.localhost/{}", creds.username, creds.password, creds.dbname)
+}
+
+/// Polls until the tenant is active (or fails the test after `timeout`).
+pub async fn wait_until_active(cp: &ControlPlane, slug: &str, timeout: Duration) -> tenancy::catalog::TenantRecord {
+    let slug = tenancy::domain::Slug::parse(slug).unwrap_or_else(|e| panic!("{e}"));
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let client = cp.catalog.get().await.unwrap_or_else(|e| panic!("{e}"));
+        if let Some(t) = tenancy::catalog::tenant_by_slug(&**client, &slug).await.unwrap_or_else(|e| panic!("{e}")) {
+            match t.status {
+                tenancy::domain::TenantStatus::Active => return t,
+                tenancy::domain::TenantStatus::Failed => panic!("tenant {slug} failed: {:?}", t.last_error),
+                _ => {}
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "tenant {slug} not active after {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

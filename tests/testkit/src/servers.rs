@@ -1,0 +1,228 @@
+//! Dedicated PostgreSQL and Redis servers for fault-injection tests: each test that stops or
+//! restarts a server gets its own, so other tests running in parallel are unaffected.
+
+use crate::{services, unique_suffix, workspace_root};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn pg_bin_dir() -> PathBuf {
+    if let Some(dir) = &services().pg_bin {
+        return PathBuf::from(dir);
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|rd| rd.filter_map(Result::ok).map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    versions.sort();
+    versions.pop().unwrap_or_else(|| PathBuf::from("/usr/bin"))
+}
+
+fn run(mut command: Command, what: &str) {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A PostgreSQL cluster of a test's own (scram-sha-256, random superuser password).
+pub struct PgServer {
+    dir: PathBuf,
+    pub port: u16,
+    password: String,
+    os_user: Option<String>,
+}
+
+/// A PostgreSQL program, run as the OS user PostgreSQL needs when we are root.
+fn pg_command(program: &str, os_user: Option<&String>) -> Command {
+    let path = pg_bin_dir().join(program);
+    match os_user {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.arg("-u").arg(user).arg("--").arg(path);
+                c
+            }
+        None => Command::new(path),
+    }
+}
+
+fn start_cluster(dir: &Path, port: u16, os_user: Option<&String>) {
+    let mut pg_ctl = pg_command("pg_ctl", os_user);
+    pg_ctl
+        .arg("-D")
+        .arg(dir.join("data"))
+        .arg("-l")
+        .arg(dir.join("log"))
+        .args(["-w", "-t", "30", "-o"])
+        .arg(format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=200",
+            dir.display()
+        ))
+        .arg("start")
+        .stdout(Stdio::null());
+    run(pg_ctl, "pg_ctl start");
+}
+
+impl PgServer {
+    fn command(&self, program: &str) -> Command {
+        pg_command(program, self.os_user.as_ref())
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// Creates and starts a new cluster (about a second).
+    pub async fn start() -> Self {
+        tokio::task::spawn_blocking(Self::start_blocking)
+            .await
+            .unwrap_or_else(|e| panic!("starting PostgreSQL: {e}"))
+    }
+
+    fn start_blocking() -> Self {
+        let base = workspace_root().join("target/testkit");
+        std::fs::create_dir_all(&base).unwrap_or_else(|e| panic!("{}: {e}", base.display()));
+        let dir = base.join(format!("pg-{}", unique_suffix()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let os_user = is_root().then(|| services().pg_user.clone().unwrap_or_else(|| "postgres".into()));
+        let password = format!("pw{}{}", unique_suffix(), unique_suffix());
+        std::fs::write(dir.join("pwfile"), &password).unwrap_or_else(|e| panic!("pwfile: {e}"));
+        if let Some(user) = &os_user {
+            for path in [workspace_root().join("target"), base.clone()] {
+                let _ = Command::new("chmod").arg("o+x").arg(&path).status();
+            }
+            run(
+                {
+                    let mut c = Command::new("chown");
+                    c.arg("-R").arg(user).arg(&dir);
+                    c
+                },
+                "chown",
+            );
+        }
+        let server = Self { dir, port: free_port(), password, os_user };
+        let mut initdb = server.command("initdb");
+        initdb
+            .arg("-D")
+            .arg(server.data())
+            .args(["-U", "postgres", "--auth=scram-sha-256", "--no-sync", "-E", "UTF8"])
+            .arg(format!("--pwfile={}", server.dir.join("pwfile").display()));
+        run(initdb, "initdb");
+        start_cluster(&server.dir, server.port, server.os_user.as_ref());
+        server
+    }
+
+    /// Superuser URL of database `db`.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres:{}@127.0.0.1:{}/{db}", self.password, self.port)
+    }
+
+    /// Stops the server (`immediate`: like a crash) and waits for it to be gone.
+    pub async fn stop(&self, immediate: bool) {
+        let mut pg_ctl = self.command("pg_ctl");
+        pg_ctl
+            .arg("-D")
+            .arg(self.data())
+            .args(["-w", "-m", if immediate { "immediate" } else { "fast" }, "stop"])
+            .stdout(Stdio::null());
+        tokio::task::spawn_blocking(move || run(pg_ctl, "pg_ctl stop"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Starts it again on the same port with the same data.
+    pub async fn start_again(&self) {
+        let (dir, port, os_user) = (self.dir.clone(), self.port, self.os_user.clone());
+        tokio::task::spawn_blocking(move || start_cluster(&dir, port, os_user.as_ref()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-w", "-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A Redis server of a test's own.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let mut server = Self { port: free_port(), child: None };
+        server.start_again();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Starts (again) on the same port and waits until it answers.
+    pub fn start_again(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start redis-server: {e}"));
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    /// Kills the server (like a crash).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
