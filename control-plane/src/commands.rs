@@ -89,12 +89,12 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn start(catalog: &CatalogArgs) -> Result<Arc<ControlPlane>, CliError> {
-    tenancy::telemetry::init(catalog.common.log_format);
+    tenancy::telemetry::init(catalog.common.log_format, tenancy::telemetry::CLI_LOG_FILTER);
     Ok(ControlPlane::start(&catalog.common, &catalog.provisioning).await?)
 }
 
 async fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
-    tenancy::telemetry::init(args.common.log_format);
+    tenancy::telemetry::init(args.common.log_format, tenancy::telemetry::SERVER_LOG_FILTER);
     let cp = ControlPlane::start(&args.common, &args.provisioning).await?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let server = crate::http::spawn(cp, &args.serve, shutdown.clone())
@@ -248,9 +248,10 @@ async fn migrate_apply(args: ApplyArgs) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
     let options = crate::fleet::ApplyOptions { concurrency: args.concurrency, tenant: args.tenant, plan: args.plan };
     let progress = output::FleetProgress::new(args.catalog.json);
-    let report = crate::fleet::apply(&cp, &options, &progress)
-        .await
-        .map_err(CliError::unavailable)?;
+    let report = crate::fleet::apply(&cp, &options, &progress).await.map_err(|e| match e {
+        crate::fleet::FleetError::Migrations(message) => CliError::new(3, "invalid_migrations", message),
+        other => CliError::unavailable(other),
+    })?;
     if args.catalog.json {
         output::json(&report);
     } else {

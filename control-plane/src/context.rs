@@ -37,7 +37,7 @@ pub struct ControlPlane {
     pub secrets_prefix: SecretsPrefix,
     pub cluster: Arc<Cluster>,
     pub templates: Templates,
-    pub migrations: TenantMigrations,
+    migrations_dir: std::path::PathBuf,
     pub base_domain: BaseDomain,
     pub role_prefix: String,
     redis: Option<RedisPublisher>,
@@ -53,7 +53,8 @@ impl ControlPlane {
         crate::catalog::migrate(&catalog).await?;
         let secrets = common.secrets.build(catalog.clone()).await?;
         let cluster = Arc::new(Cluster::new("default", &config, &provisioning.role_prefix)?);
-        let migrations = TenantMigrations::load(&provisioning.migrations_dir)?;
+        // Fail fast on a bad directory; jobs read it again so new files apply without a restart.
+        TenantMigrations::load(&provisioning.migrations_dir)?;
         let redis = common
             .redis_url
             .as_deref()
@@ -65,12 +66,17 @@ impl ControlPlane {
             secrets_prefix: common.secrets.secrets_prefix.clone(),
             cluster,
             templates: Templates::new(&provisioning.templates_dir),
-            migrations,
+            migrations_dir: provisioning.migrations_dir.clone(),
             base_domain: common.tenant_base_domain.clone(),
             role_prefix: provisioning.role_prefix.clone(),
             redis,
             jobs_enqueued: Notify::new(),
         }))
+    }
+
+    /// The tenant migrations as the directory holds them now: adding a file needs no restart.
+    pub fn migrations(&self) -> Result<TenantMigrations, LoadMigrationsError> {
+        TenantMigrations::load(&self.migrations_dir)
     }
 
     /// Tells routers the tenant changed. Best effort: Redis being down is logged, and routers

@@ -3,7 +3,7 @@
 //! resume build on this.)
 
 use crate::context::ControlPlane;
-use crate::tenant_schema::migrate_schema;
+use crate::tenant_schema::{migrate_schema, TenantMigrations};
 use futures::StreamExt as _;
 use std::time::{Duration, Instant};
 use tenancy::catalog::TenantRecord;
@@ -50,6 +50,8 @@ pub trait Progress: Sync {
 pub enum FleetError {
     #[error("catalog unavailable: {0}")]
     Catalog(String),
+    #[error("{0}")]
+    Migrations(String),
 }
 
 /// Live tenants whose schema exists and may be migrated.
@@ -66,11 +68,11 @@ async fn select(cp: &ControlPlane, options: &ApplyOptions) -> Result<Vec<TenantR
         .collect())
 }
 
-async fn migrate_one(cp: &ControlPlane, tenant: &TenantRecord) -> TenantResult {
+async fn migrate_one(cp: &ControlPlane, migrations: &TenantMigrations, tenant: &TenantRecord) -> TenantResult {
     let started = Instant::now();
     let outcome = async {
         let mut migrator = cp.cluster.migrator().await.map_err(|e| e.to_string())?;
-        migrate_schema(&mut migrator, &cp.migrations, &tenant.schema_name, &cp.cluster.owner, &tenant.role_name)
+        migrate_schema(&mut migrator, migrations, &tenant.schema_name, &cp.cluster.owner, &tenant.role_name)
             .await
             .map_err(|e| e.to_string())
     }
@@ -95,10 +97,11 @@ fn millis(d: Duration) -> u64 {
 /// Applies pending migrations to every selected tenant.
 pub async fn apply(cp: &ControlPlane, options: &ApplyOptions, progress: &dyn Progress) -> Result<ApplyReport, FleetError> {
     let started = Instant::now();
+    let migrations = cp.migrations().map_err(|e| FleetError::Migrations(e.to_string()))?;
     let tenants = select(cp, options).await?;
     progress.start(tenants.len());
     let mut results: Vec<TenantResult> = futures::stream::iter(tenants.iter())
-        .map(|tenant| migrate_one(cp, tenant))
+        .map(|tenant| migrate_one(cp, &migrations, tenant))
         .buffer_unordered(options.concurrency.max(1))
         .inspect(|result| progress.tenant_done(result))
         .collect()
@@ -108,7 +111,7 @@ pub async fn apply(cp: &ControlPlane, options: &ApplyOptions, progress: &dyn Pro
     let failed = results.iter().filter(|r| r.error.is_some()).count();
     let migrated = results.iter().filter(|r| r.error.is_none() && !r.applied.is_empty()).count();
     Ok(ApplyReport {
-        target_version: cp.migrations.target_version(),
+        target_version: migrations.target_version(),
         tenants: results.len(),
         migrated,
         up_to_date: results.len() - failed - migrated,

@@ -213,10 +213,11 @@ async fn ensure_schema(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), P
 
 async fn ensure_migrated(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), ProvisionError> {
     let step = Step::Migrations;
+    let migrations = cp.migrations().map_err(|e| permanent(step, e.to_string()))?;
     let mut migrator = cp.cluster.migrator().await.map_err(cluster_error(step))?;
     crate::tenant_schema::migrate_schema(
         &mut migrator,
-        &cp.migrations,
+        &migrations,
         &tenant.schema_name,
         &cp.cluster.owner,
         &tenant.role_name,

@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Everything they need
+# (PostgreSQL, Redis, moto) is installed and started by scripts/services.sh.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+.PHONY: help demo stop test lint check services-up services-down build
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+demo: ## the main job end to end: services, both servers, 3 tenants by webhook, a fleet migration
+	@scripts/demo.sh run
+
+stop: ## stop what `make demo` started (servers and services)
+	@scripts/demo.sh stop
+
+test: ## the whole test suite against real PostgreSQL, Redis and moto
+	@scripts/test.sh
+
+lint: ## formatting and clippy with the workspace lints, warnings as errors
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+check: lint test ## what CI runs
+
+build: ## build both binaries (debug)
+	cargo build --locked --bins
+
+services-up: ## start PostgreSQL, Redis and moto; print their settings
+	@scripts/services.sh up
+
+services-down: ## stop them
+	@scripts/services.sh down
