@@ -1,5 +1,5 @@
-//! End-to-end: `tenantctl` and `tenant-router` together, against the harness's real
-//! PostgreSQL (password-checked), Redis and moto.
+//! The thin slice: `tenantctl` creates tenants (CLI and billing webhook), `tenant-router` serves
+//! them, each on its own role.
 
 use clap::Parser as _;
 use control_plane::context::ControlPlane;
