@@ -47,7 +47,10 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     /// Connects to the catalog (migrating it), the secret store and Redis.
-    pub async fn start(common: &CommonSettings, provisioning: &ProvisioningSettings) -> Result<Arc<Self>, StartError> {
+    pub async fn start(
+        common: &CommonSettings,
+        provisioning: &ProvisioningSettings,
+    ) -> Result<Arc<Self>, StartError> {
         let config = tenancy::pg::parse_config(&common.database_url)?;
         let catalog = tenancy::pg::pool(config.clone(), 16)?;
         crate::catalog::migrate(&catalog).await?;
@@ -105,7 +108,11 @@ struct RedisPublisher {
 impl RedisPublisher {
     fn new(url: &str, prefix: &str) -> Result<Self, StartError> {
         let client = redis::Client::open(url).map_err(|e| StartError::Redis(e.to_string()))?;
-        Ok(Self { client, names: RedisNames::new(prefix), connection: Mutex::new(None) })
+        Ok(Self {
+            client,
+            names: RedisNames::new(prefix),
+            connection: Mutex::new(None),
+        })
     }
 
     async fn publish(&self, message: &Invalidation) -> redis::RedisResult<()> {
@@ -113,7 +120,9 @@ impl RedisPublisher {
         if guard.is_none() {
             *guard = Some(redis::aio::ConnectionManager::new(self.client.clone()).await?);
         }
-        let Some(connection) = guard.as_mut() else { return Ok(()) };
+        let Some(connection) = guard.as_mut() else {
+            return Ok(());
+        };
         tenancy::invalidation::publish(connection, &self.names, message).await
     }
 }

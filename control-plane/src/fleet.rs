@@ -55,9 +55,19 @@ pub enum FleetError {
 }
 
 /// Live tenants whose schema exists and may be migrated.
-async fn select(cp: &ControlPlane, options: &ApplyOptions) -> Result<Vec<TenantRecord>, FleetError> {
-    let client = cp.catalog.get().await.map_err(|e| FleetError::Catalog(e.to_string()))?;
-    let filter = crate::catalog::tenants::TenantFilter { plan: options.plan.clone(), ..Default::default() };
+async fn select(
+    cp: &ControlPlane,
+    options: &ApplyOptions,
+) -> Result<Vec<TenantRecord>, FleetError> {
+    let client = cp
+        .catalog
+        .get()
+        .await
+        .map_err(|e| FleetError::Catalog(e.to_string()))?;
+    let filter = crate::catalog::tenants::TenantFilter {
+        plan: options.plan.clone(),
+        ..Default::default()
+    };
     let tenants = crate::catalog::tenants::list(&**client, &filter)
         .await
         .map_err(|e| FleetError::Catalog(e.to_string()))?;
@@ -68,13 +78,23 @@ async fn select(cp: &ControlPlane, options: &ApplyOptions) -> Result<Vec<TenantR
         .collect())
 }
 
-async fn migrate_one(cp: &ControlPlane, migrations: &TenantMigrations, tenant: &TenantRecord) -> TenantResult {
+async fn migrate_one(
+    cp: &ControlPlane,
+    migrations: &TenantMigrations,
+    tenant: &TenantRecord,
+) -> TenantResult {
     let started = Instant::now();
     let outcome = async {
         let mut migrator = cp.cluster.migrator().await.map_err(|e| e.to_string())?;
-        migrate_schema(&mut migrator, migrations, &tenant.schema_name, &cp.cluster.owner, &tenant.role_name)
-            .await
-            .map_err(|e| e.to_string())
+        migrate_schema(
+            &mut migrator,
+            migrations,
+            &tenant.schema_name,
+            &cp.cluster.owner,
+            &tenant.role_name,
+        )
+        .await
+        .map_err(|e| e.to_string())
     }
     .await;
     let (applied, error) = match outcome {
@@ -95,9 +115,15 @@ fn millis(d: Duration) -> u64 {
 }
 
 /// Applies pending migrations to every selected tenant.
-pub async fn apply(cp: &ControlPlane, options: &ApplyOptions, progress: &dyn Progress) -> Result<ApplyReport, FleetError> {
+pub async fn apply(
+    cp: &ControlPlane,
+    options: &ApplyOptions,
+    progress: &dyn Progress,
+) -> Result<ApplyReport, FleetError> {
     let started = Instant::now();
-    let migrations = cp.migrations().map_err(|e| FleetError::Migrations(e.to_string()))?;
+    let migrations = cp
+        .migrations()
+        .map_err(|e| FleetError::Migrations(e.to_string()))?;
     let tenants = select(cp, options).await?;
     progress.start(tenants.len());
     let mut results: Vec<TenantResult> = futures::stream::iter(tenants.iter())
@@ -109,7 +135,10 @@ pub async fn apply(cp: &ControlPlane, options: &ApplyOptions, progress: &dyn Pro
     progress.finish();
     results.sort_by(|a, b| a.slug.cmp(&b.slug));
     let failed = results.iter().filter(|r| r.error.is_some()).count();
-    let migrated = results.iter().filter(|r| r.error.is_none() && !r.applied.is_empty()).count();
+    let migrated = results
+        .iter()
+        .filter(|r| r.error.is_none() && !r.applied.is_empty())
+        .count();
     Ok(ApplyReport {
         target_version: migrations.target_version(),
         tenants: results.len(),

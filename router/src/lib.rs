@@ -19,7 +19,10 @@ use std::process::ExitCode;
 
 /// Runs the router until SIGTERM or Ctrl-C, then drains.
 pub async fn run(settings: settings::RouterSettings) -> ExitCode {
-    tenancy::telemetry::init(settings.common.log_format, tenancy::telemetry::SERVER_LOG_FILTER);
+    tenancy::telemetry::init(
+        settings.common.log_format,
+        tenancy::telemetry::SERVER_LOG_FILTER,
+    );
     let shutdown = tokio_util::sync::CancellationToken::new();
     let router = match http::spawn(&settings, shutdown.clone()).await {
         Ok(router) => router,

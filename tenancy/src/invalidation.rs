@@ -21,7 +21,9 @@ pub struct RedisNames {
 
 impl RedisNames {
     pub fn new(prefix: &str) -> Self {
-        Self { prefix: prefix.to_owned() }
+        Self {
+            prefix: prefix.to_owned(),
+        }
     }
 
     /// The channel invalidations are published on.
@@ -48,6 +50,9 @@ pub async fn publish(
         .arg(payload)
         .query_async(redis)
         .await?;
-    let _: i64 = redis::cmd("DEL").arg(names.route_key(&message.slug)).query_async(redis).await?;
+    let _: i64 = redis::cmd("DEL")
+        .arg(names.route_key(&message.slug))
+        .query_async(redis)
+        .await?;
     Ok(())
 }

@@ -24,7 +24,9 @@ pub fn pool(config: tokio_postgres::Config, max_size: usize) -> Result<Pool, Poo
     let manager = Manager::from_config(
         config,
         NoTls,
-        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
     );
     Pool::builder(manager)
         .max_size(max_size)

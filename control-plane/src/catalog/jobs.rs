@@ -139,7 +139,10 @@ pub async fn record_failure(
 }
 
 /// Whether `tenant` still has a queued job (used by `--wait`).
-pub async fn has_open_job(client: &impl GenericClient, tenant: TenantId) -> Result<bool, tokio_postgres::Error> {
+pub async fn has_open_job(
+    client: &impl GenericClient,
+    tenant: TenantId,
+) -> Result<bool, tokio_postgres::Error> {
     let row = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM control.jobs WHERE tenant_id = $1 AND state = 'queued')",

@@ -29,7 +29,8 @@ pub async fn migrate(pool: &Pool) -> Result<(), CatalogMigrateError> {
         .get()
         .await
         .map_err(|e| CatalogMigrateError::Connect(e.to_string()))?;
-    let pg = |e: tokio_postgres::Error| CatalogMigrateError::Migrate(tenancy::pg::describe_error(&e));
+    let pg =
+        |e: tokio_postgres::Error| CatalogMigrateError::Migrate(tenancy::pg::describe_error(&e));
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await

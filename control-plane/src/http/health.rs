@@ -14,7 +14,11 @@ pub(super) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<s
         Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
         Err(_) => false,
     };
-    let status = if catalog { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if catalog {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (
         status,
         Json(serde_json::json!({

@@ -25,7 +25,10 @@ pub(crate) struct AppState {
 
 /// The axum application (without workers), for embedding and tests.
 pub fn app(cp: Arc<ControlPlane>, settings: &ServeSettings) -> axum::Router {
-    let state = AppState { cp, webhook_secret: settings.billing_webhook_secret.as_deref().map(Arc::from) };
+    let state = AppState {
+        cp,
+        webhook_secret: settings.billing_webhook_secret.as_deref().map(Arc::from),
+    };
     axum::Router::new()
         .route("/v1/webhooks/billing", post(webhook::receive))
         .route("/healthz", get(health::healthz))
@@ -74,5 +77,9 @@ pub async fn spawn(
         served
     });
     tracing::info!(%addr, "tenantctl serve listening");
-    Ok(RunningServer { addr, shutdown, task })
+    Ok(RunningServer {
+        addr,
+        shutdown,
+        task,
+    })
 }

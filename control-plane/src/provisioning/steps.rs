@@ -55,12 +55,22 @@ pub enum ProvisionError {
     #[error("tenant is {0}; only provisioning or failed tenants can be provisioned")]
     WrongState(TenantStatus),
     #[error("step {step}: {message}", step = step.as_str())]
-    Step { step: Step, message: String, transient: bool },
+    Step {
+        step: Step,
+        message: String,
+        transient: bool,
+    },
 }
 
 impl ProvisionError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Step { transient: true, .. })
+        matches!(
+            self,
+            Self::Step {
+                transient: true,
+                ..
+            }
+        )
     }
 
     pub fn step(&self) -> Option<Step> {
@@ -76,7 +86,9 @@ fn pg_error(step: Step) -> impl Fn(tokio_postgres::Error) -> ProvisionError {
     move |err| ProvisionError::Step {
         step,
         transient: err.as_db_error().is_none()
-            || err.code().is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57P")),
+            || err
+                .code()
+                .is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57P")),
         message: tenancy::pg::describe_error(&err),
     }
 }
@@ -90,10 +102,17 @@ fn cluster_error(step: Step) -> impl Fn(ClusterError) -> ProvisionError {
 }
 
 fn permanent(step: Step, message: String) -> ProvisionError {
-    ProvisionError::Step { step, message, transient: false }
+    ProvisionError::Step {
+        step,
+        message,
+        transient: false,
+    }
 }
 
-async fn catalog(cp: &ControlPlane, step: Step) -> Result<deadpool_postgres::Object, ProvisionError> {
+async fn catalog(
+    cp: &ControlPlane,
+    step: Step,
+) -> Result<deadpool_postgres::Object, ProvisionError> {
     cp.catalog.get().await.map_err(|e| ProvisionError::Step {
         step,
         message: format!("catalog: {e}"),
@@ -108,7 +127,11 @@ pub async fn provision(cp: &ControlPlane, id: TenantId) -> Result<TenantRecord, 
 
 /// Runs the steps up to and including `last`, as a worker that dies right after `last` would
 /// (used to test that a crash at any point is finished by the next attempt).
-pub async fn provision_through(cp: &ControlPlane, id: TenantId, last: Step) -> Result<TenantRecord, ProvisionError> {
+pub async fn provision_through(
+    cp: &ControlPlane,
+    id: TenantId,
+    last: Step,
+) -> Result<TenantRecord, ProvisionError> {
     let tenant = load(cp, id, Step::Role).await?;
     match tenant.status {
         TenantStatus::Active => return Ok(tenant),
@@ -141,7 +164,11 @@ async fn load(cp: &ControlPlane, id: TenantId, step: Step) -> Result<TenantRecor
     let client = catalog(cp, step).await?;
     tenancy::catalog::tenant_by_id(&**client, id)
         .await
-        .map_err(|e| ProvisionError::Step { step, message: e.to_string(), transient: true })?
+        .map_err(|e| ProvisionError::Step {
+            step,
+            message: e.to_string(),
+            transient: true,
+        })?
         .ok_or(ProvisionError::NotFound(id))
 }
 
@@ -168,7 +195,11 @@ fn role_marker(tenant: &TenantRecord) -> String {
     format!("tenancy tenant {}", tenant.id)
 }
 
-async fn ensure_role(cp: &ControlPlane, tenant: &TenantRecord, template: &Template) -> Result<(), ProvisionError> {
+async fn ensure_role(
+    cp: &ControlPlane,
+    tenant: &TenantRecord,
+    template: &Template,
+) -> Result<(), ProvisionError> {
     let step = Step::Role;
     let admin = cp.cluster.admin().await.map_err(cluster_error(step))?;
     let existing = admin
@@ -183,7 +214,10 @@ async fn ensure_role(cp: &ControlPlane, tenant: &TenantRecord, template: &Templa
         Some(row) if row.get::<_, Option<String>>(0).as_deref() == Some(marker.as_str()) => Ok(()),
         Some(_) => Err(permanent(
             step,
-            format!("role {} already exists and does not belong to this tenant", tenant.role_name),
+            format!(
+                "role {} already exists and does not belong to this tenant",
+                tenant.role_name
+            ),
         )),
         None => {
             // One implicit transaction: the role never exists without its marker.
@@ -203,7 +237,11 @@ async fn ensure_role(cp: &ControlPlane, tenant: &TenantRecord, template: &Templa
 async fn ensure_schema(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), ProvisionError> {
     let step = Step::Schema;
     let admin = cp.cluster.admin().await.map_err(cluster_error(step))?;
-    let (schema, role, owner) = (tenant.schema_name.quoted(), tenant.role_name.quoted(), cp.cluster.owner.quoted());
+    let (schema, role, owner) = (
+        tenant.schema_name.quoted(),
+        tenant.role_name.quoted(),
+        cp.cluster.owner.quoted(),
+    );
     let sql = format!(
         "BEGIN;
          CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {owner};
@@ -221,7 +259,9 @@ async fn ensure_schema(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), P
 
 async fn ensure_migrated(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), ProvisionError> {
     let step = Step::Migrations;
-    let migrations = cp.migrations().map_err(|e| permanent(step, e.to_string()))?;
+    let migrations = cp
+        .migrations()
+        .map_err(|e| permanent(step, e.to_string()))?;
     let mut migrator = cp.cluster.migrator().await.map_err(cluster_error(step))?;
     crate::tenant_schema::migrate_schema(
         &mut migrator,
@@ -232,10 +272,18 @@ async fn ensure_migrated(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(),
     )
     .await
     .map(|_| ())
-    .map_err(|e| ProvisionError::Step { step, message: e.to_string(), transient: false })
+    .map_err(|e| ProvisionError::Step {
+        step,
+        message: e.to_string(),
+        transient: false,
+    })
 }
 
-async fn apply_template(cp: &ControlPlane, tenant: &TenantRecord, template: &Template) -> Result<(), ProvisionError> {
+async fn apply_template(
+    cp: &ControlPlane,
+    tenant: &TenantRecord,
+    template: &Template,
+) -> Result<(), ProvisionError> {
     let step = Step::Template;
     if let Some(seed) = &template.seed_sql {
         let migrator = cp.cluster.migrator().await.map_err(cluster_error(step))?;
@@ -255,7 +303,10 @@ async fn apply_template(cp: &ControlPlane, tenant: &TenantRecord, template: &Tem
         template_version: template.version,
         config: template.config.clone(),
         pool_size: i32::try_from(template.limits.pool_size).unwrap_or(i32::MAX),
-        rate_limit_per_second: template.limits.rate_limit_per_second.map(|r| i32::try_from(r).unwrap_or(i32::MAX)),
+        rate_limit_per_second: template
+            .limits
+            .rate_limit_per_second
+            .map(|r| i32::try_from(r).unwrap_or(i32::MAX)),
         statement_timeout_ms: template
             .limits
             .statement_timeout
@@ -276,7 +327,10 @@ fn generate_password() -> String {
 /// The secret is the source of truth: an existing secret's password is (re)applied to the role;
 /// otherwise a new password is stored first, then applied. The role gets a SCRAM verifier, so
 /// the plain password never reaches the server (or its logs).
-async fn ensure_credentials(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), ProvisionError> {
+async fn ensure_credentials(
+    cp: &ControlPlane,
+    tenant: &TenantRecord,
+) -> Result<(), ProvisionError> {
     let step = Step::Credentials;
     let secret_error = |e: tenancy::secrets::SecretError| ProvisionError::Step {
         step,
@@ -298,17 +352,26 @@ async fn ensure_credentials(cp: &ControlPlane, tenant: &TenantRecord) -> Result<
                 schema: tenant.schema_name.as_str().to_owned(),
             };
             let token = format!("{}-v0001", tenant.id);
-            cp.secrets.put(&name, &fresh, &token).await.map_err(secret_error)?;
+            cp.secrets
+                .put(&name, &fresh, &token)
+                .await
+                .map_err(secret_error)?;
             fresh
         }
     };
     let verifier = postgres_protocol::password::scram_sha_256(credentials.password.as_bytes());
     if verifier.contains('\'') {
-        return Err(permanent(step, "unexpected character in the password verifier".into()));
+        return Err(permanent(
+            step,
+            "unexpected character in the password verifier".into(),
+        ));
     }
     let admin = cp.cluster.admin().await.map_err(cluster_error(step))?;
     admin
-        .batch_execute(&format!("ALTER ROLE {} PASSWORD '{verifier}'", tenant.role_name.quoted()))
+        .batch_execute(&format!(
+            "ALTER ROLE {} PASSWORD '{verifier}'",
+            tenant.role_name.quoted()
+        ))
         .await
         .map_err(pg_error(step))?;
     let client = catalog(cp, step).await?;
@@ -331,12 +394,18 @@ async fn ensure_domains(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), 
         .map_err(pg_error(step))?;
     if inserted == 0 {
         let owner: uuid::Uuid = client
-            .query_one("SELECT tenant_id FROM control.domains WHERE host = $1", &[&host])
+            .query_one(
+                "SELECT tenant_id FROM control.domains WHERE host = $1",
+                &[&host],
+            )
             .await
             .map_err(pg_error(step))?
             .get(0);
         if owner != tenant.id.0 {
-            return Err(permanent(step, format!("domain {host} belongs to another tenant")));
+            return Err(permanent(
+                step,
+                format!("domain {host} belongs to another tenant"),
+            ));
         }
     }
     Ok(())
@@ -352,8 +421,14 @@ async fn activate(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), Provis
     tenants::set_provision_step(&*tx, tenant.id, step.as_str())
         .await
         .map_err(pg_error(step))?;
-    audit::record(&*tx, "provisioner", "tenant.activate", Some(tenant.id), serde_json::json!({}))
-        .await
-        .map_err(pg_error(step))?;
+    audit::record(
+        &*tx,
+        "provisioner",
+        "tenant.activate",
+        Some(tenant.id),
+        serde_json::json!({}),
+    )
+    .await
+    .map_err(pg_error(step))?;
     tx.commit().await.map_err(pg_error(step))
 }

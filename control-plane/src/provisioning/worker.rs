@@ -36,7 +36,11 @@ struct JobFailure {
 
 impl From<ProvisionError> for JobFailure {
     fn from(err: ProvisionError) -> Self {
-        Self { transient: err.is_transient(), step: err.step().map(steps::Step::as_str), message: err.to_string() }
+        Self {
+            transient: err.is_transient(),
+            step: err.step().map(steps::Step::as_str),
+            message: err.to_string(),
+        }
     }
 }
 
@@ -45,11 +49,18 @@ fn backoff(attempt: i32) -> Duration {
 }
 
 /// Claims and runs one runnable job (optionally only one of `tenant`'s). `None`: nothing to do.
-pub async fn run_next(cp: &ControlPlane, tenant: Option<TenantId>) -> Result<Option<JobOutcome>, WorkerError> {
+pub async fn run_next(
+    cp: &ControlPlane,
+    tenant: Option<TenantId>,
+) -> Result<Option<JobOutcome>, WorkerError> {
     let queue_error = |e: tokio_postgres::Error| WorkerError(tenancy::pg::describe_error(&e));
-    let mut client = cp.catalog.get().await.map_err(|e| WorkerError(e.to_string()))?;
+    let mut client = cp
+        .catalog
+        .get()
+        .await
+        .map_err(|e| WorkerError(e.to_string()))?;
     let tx = client.transaction().await.map_err(queue_error)?;
-    let Some(job) = jobs::claim(&*tx, tenant).await.map_err(queue_error)? else {
+    let Some(job) = jobs::claim(&tx, tenant).await.map_err(queue_error)? else {
         return Ok(None);
     };
     let span = tracing::info_span!("job", id = job.id, kind = %job.raw_kind, tenant = tracing::field::Empty);
@@ -60,26 +71,33 @@ pub async fn run_next(cp: &ControlPlane, tenant: Option<TenantId>) -> Result<Opt
     let _entered = span.enter();
     let outcome = match result {
         Ok(()) => {
-            jobs::complete(&*tx, job.id).await.map_err(queue_error)?;
+            jobs::complete(&tx, job.id).await.map_err(queue_error)?;
             JobOutcome::Done
         }
         Err(failure) if failure.transient && job.attempts + 1 < job.max_attempts => {
             let delay = backoff(job.attempts);
             tracing::warn!(error = %failure.message, retry_in = ?delay, "job failed; will retry");
-            jobs::record_failure(&*tx, job.id, &failure.message, Some(delay))
+            jobs::record_failure(&tx, job.id, &failure.message, Some(delay))
                 .await
                 .map_err(queue_error)?;
             JobOutcome::Retrying
         }
         Err(failure) => {
             tracing::error!(error = %failure.message, "job failed");
-            jobs::record_failure(&*tx, job.id, &failure.message, None)
+            jobs::record_failure(&tx, job.id, &failure.message, None)
                 .await
                 .map_err(queue_error)?;
-            if let (Some(tenant), JobKind::Provision) = (job.tenant, job.kind.unwrap_or(JobKind::BillingEvent)) {
-                crate::catalog::tenants::mark_failed(&*tx, tenant, failure.step.unwrap_or("start"), &failure.message)
-                    .await
-                    .map_err(queue_error)?;
+            if let (Some(tenant), JobKind::Provision) =
+                (job.tenant, job.kind.unwrap_or(JobKind::BillingEvent))
+            {
+                crate::catalog::tenants::mark_failed(
+                    &*tx,
+                    tenant,
+                    failure.step.unwrap_or("start"),
+                    &failure.message,
+                )
+                .await
+                .map_err(queue_error)?;
             }
             JobOutcome::Failed
         }
@@ -90,12 +108,22 @@ pub async fn run_next(cp: &ControlPlane, tenant: Option<TenantId>) -> Result<Opt
 
 async fn run_job(cp: &ControlPlane, job: &Job) -> Result<(), JobFailure> {
     match (job.kind, job.tenant) {
-        (Some(JobKind::Provision), Some(tenant)) => steps::provision(cp, tenant).await.map(|_| ()).map_err(Into::into),
+        (Some(JobKind::Provision), Some(tenant)) => steps::provision(cp, tenant)
+            .await
+            .map(|_| ())
+            .map_err(Into::into),
         (Some(JobKind::BillingEvent), _) => crate::billing::process::process_job(cp, &job.payload)
             .await
-            .map_err(|e| JobFailure { transient: e.is_transient(), step: None, message: e.to_string() }),
+            .map_err(|e| JobFailure {
+                transient: e.is_transient(),
+                step: None,
+                message: e.to_string(),
+            }),
         _ => Err(JobFailure {
-            message: format!("job of unknown kind {:?} (or missing its tenant)", job.raw_kind),
+            message: format!(
+                "job of unknown kind {:?} (or missing its tenant)",
+                job.raw_kind
+            ),
             transient: false,
             step: None,
         }),

@@ -34,13 +34,23 @@ struct Output {
     max_bytes: usize,
 }
 
-pub async fn handle(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, RouterError> {
+pub async fn handle(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, RouterError> {
     let tenant = state.resolver.resolve(header(&headers, "host")).await?;
     tracing::Span::current().record("tenant", tracing::field::display(&tenant.slug));
     let pool = state.pools.pool_for(&tenant).await?;
-    auth::check(header(&headers, "neon-connection-string"), &tenant, &pool.credentials, &state.resolver).await?;
-    let payload: Payload =
-        serde_json::from_slice(&body).map_err(|e| RouterError::BadRequest(format!("malformed request body: {e}")))?;
+    auth::check(
+        header(&headers, "neon-connection-string"),
+        &tenant,
+        &pool.credentials,
+        &state.resolver,
+    )
+    .await?;
+    let payload: Payload = serde_json::from_slice(&body)
+        .map_err(|e| RouterError::BadRequest(format!("malformed request body: {e}")))?;
     let output = Output {
         array_mode: flag(&headers, "neon-array-mode"),
         raw_text: flag(&headers, "neon-raw-text-output"),
@@ -99,11 +109,21 @@ fn command_of(query: &str) -> String {
             break;
         }
     }
-    rest.split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("").to_ascii_uppercase()
+    rest.split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase()
 }
 
-async fn run_query(client: &impl GenericClient, query: &QueryData, output: Output) -> Result<Value, RouterError> {
-    let statement = client.prepare(&query.query).await.map_err(|e| RouterError::from_pg(&e))?;
+async fn run_query(
+    client: &impl GenericClient,
+    query: &QueryData,
+    output: Output,
+) -> Result<Value, RouterError> {
+    let statement = client
+        .prepare(&query.query)
+        .await
+        .map_err(|e| RouterError::from_pg(&e))?;
     if statement.params().len() != query.params.len() {
         return Err(RouterError::BadRequest(format!(
             "bind message supplies {} parameters, but prepared statement requires {}",
@@ -121,11 +141,16 @@ async fn run_query(client: &impl GenericClient, query: &QueryData, output: Outpu
     let columns = statement.columns();
     let mut rows = Vec::new();
     let mut size = 0usize;
-    while let Some(row) = stream.try_next().await.map_err(|e| RouterError::from_pg(&e))? {
+    while let Some(row) = stream
+        .try_next()
+        .await
+        .map_err(|e| RouterError::from_pg(&e))?
+    {
         let mut object = Map::new();
         let mut array = Vec::new();
         for (i, column) in columns.iter().enumerate() {
-            let raw: Option<values::Raw<'_>> = row.try_get(i).map_err(|e| RouterError::from_pg(&e))?;
+            let raw: Option<values::Raw<'_>> =
+                row.try_get(i).map_err(|e| RouterError::from_pg(&e))?;
             let value = match raw {
                 None => Value::Null,
                 Some(bytes) => {
@@ -144,7 +169,11 @@ async fn run_query(client: &impl GenericClient, query: &QueryData, output: Outpu
         if size > output.max_bytes {
             return Err(RouterError::ResponseTooLarge(output.max_bytes));
         }
-        rows.push(if array_mode { Value::Array(array) } else { Value::Object(object) });
+        rows.push(if array_mode {
+            Value::Array(array)
+        } else {
+            Value::Object(object)
+        });
     }
     let fields: Vec<Value> = columns
         .iter()
@@ -177,7 +206,10 @@ mod tests {
     #[test]
     fn command_words() {
         assert_eq!(command_of("select 1"), "SELECT");
-        assert_eq!(command_of("  -- note\n/* x */ insert into t values (1)"), "INSERT");
+        assert_eq!(
+            command_of("  -- note\n/* x */ insert into t values (1)"),
+            "INSERT"
+        );
         assert_eq!(command_of("WITH x AS (select 1) select * from x"), "WITH");
     }
 }

@@ -65,7 +65,10 @@ pub const TENANT_COLUMNS: &str = "t.id, t.slug, t.display_name, t.plan, t.status
 impl TenantRecord {
     pub fn from_row(row: &Row) -> Result<Self, CatalogError> {
         let id = TenantId(row.get(0));
-        let corrupt = |reason: String| CatalogError::Corrupt { tenant: id.to_string(), reason };
+        let corrupt = |reason: String| CatalogError::Corrupt {
+            tenant: id.to_string(),
+            reason,
+        };
         let slug: String = row.get(1);
         let plan: String = row.get(3);
         let status: String = row.get(4);
@@ -78,8 +81,12 @@ impl TenantRecord {
             slug: Slug::parse(&slug).map_err(|e| corrupt(e.to_string()))?,
             display_name: row.get(2),
             plan: PlanName::parse(&plan).map_err(|e| corrupt(e.to_string()))?,
-            status: status.parse().map_err(|e: crate::domain::UnknownValue| corrupt(e.to_string()))?,
-            isolation: isolation.parse().map_err(|e: crate::domain::UnknownValue| corrupt(e.to_string()))?,
+            status: status
+                .parse()
+                .map_err(|e: crate::domain::UnknownValue| corrupt(e.to_string()))?,
+            isolation: isolation
+                .parse()
+                .map_err(|e: crate::domain::UnknownValue| corrupt(e.to_string()))?,
             cluster: row.get(6),
             schema_name: SchemaName::parse(&schema).map_err(|e| corrupt(e.to_string()))?,
             database_name: database
@@ -124,7 +131,12 @@ pub async fn tenant_by_slug(
     client: &impl GenericClient,
     slug: &Slug,
 ) -> Result<Option<TenantRecord>, CatalogError> {
-    one_tenant(client, "t.slug = $1 AND t.status <> 'deleted'", &slug.as_str()).await
+    one_tenant(
+        client,
+        "t.slug = $1 AND t.status <> 'deleted'",
+        &slug.as_str(),
+    )
+    .await
 }
 
 pub async fn tenant_by_id(

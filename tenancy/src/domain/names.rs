@@ -120,14 +120,20 @@ impl RoleName {
         if is_identifier(prefix) && prefix.len() <= 24 && !prefix.ends_with('_') {
             Ok(())
         } else {
-            Err(IdentifierError::Invalid { what: "role prefix (at most 24 characters, not ending in '_')", value: prefix.to_owned() })
+            Err(IdentifierError::Invalid {
+                what: "role prefix (at most 24 characters, not ending in '_')",
+                value: prefix.to_owned(),
+            })
         }
     }
 
     /// The runtime login role of a tenant. Never equal to [`RoleName::owner`] because `owner` is a
     /// reserved slug.
     pub fn for_tenant(prefix: &str, slug: &Slug) -> Self {
-        Self(bounded(&format!("{prefix}_"), &slug.as_identifier_fragment()))
+        Self(bounded(
+            &format!("{prefix}_"),
+            &slug.as_identifier_fragment(),
+        ))
     }
 
     /// The role that owns every tenant schema of a deployment and runs its migrations.
@@ -144,7 +150,10 @@ mod tests {
     fn names_follow_the_slug() {
         let slug = Slug::parse("acme-corp").unwrap();
         assert_eq!(SchemaName::for_tenant(&slug).as_str(), "t_acme_corp");
-        assert_eq!(RoleName::for_tenant("tenant", &slug).as_str(), "tenant_acme_corp");
+        assert_eq!(
+            RoleName::for_tenant("tenant", &slug).as_str(),
+            "tenant_acme_corp"
+        );
         assert_eq!(RoleName::owner("tenant").as_str(), "tenant_owner");
         assert_eq!(SchemaName::for_tenant(&slug).quoted(), "\"t_acme_corp\"");
     }
@@ -153,7 +162,10 @@ mod tests {
     fn long_names_are_bounded_and_distinct() {
         let a = Slug::parse(&format!("{}a", "x".repeat(62))).unwrap();
         let b = Slug::parse(&format!("{}b", "x".repeat(62))).unwrap();
-        let (ra, rb) = (RoleName::for_tenant("prefix", &a), RoleName::for_tenant("prefix", &b));
+        let (ra, rb) = (
+            RoleName::for_tenant("prefix", &a),
+            RoleName::for_tenant("prefix", &b),
+        );
         assert!(ra.as_str().len() <= 63 && rb.as_str().len() <= 63);
         assert_ne!(ra, rb);
         assert!(RoleName::parse(ra.as_str()).is_ok());

@@ -1,6 +1,8 @@
 //! AWS Secrets Manager backend.
 
-use super::{decode_credentials, encode_credentials, SecretError, SecretName, SecretStore, TenantCredentials};
+use super::{
+    decode_credentials, encode_credentials, SecretError, SecretName, SecretStore, TenantCredentials,
+};
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::Client;
 
@@ -15,7 +17,9 @@ impl AwsSecretStore {
     /// Loads the standard AWS configuration (region, credentials, `AWS_ENDPOINT_URL`).
     pub async fn from_env() -> Self {
         let config = aws_config::load_from_env().await;
-        Self { client: Client::new(&config) }
+        Self {
+            client: Client::new(&config),
+        }
     }
 }
 
@@ -33,7 +37,9 @@ fn classify<E: ProvideErrorMetadata>(err: &SdkError<E>) -> SecretError {
             }
         }
         SdkError::TimeoutError(_) => SecretError::Unavailable("timeout".into()),
-        SdkError::DispatchFailure(_) => SecretError::Unavailable("could not reach the endpoint".into()),
+        SdkError::DispatchFailure(_) => {
+            SecretError::Unavailable("could not reach the endpoint".into())
+        }
         _ => SecretError::Unavailable("unexpected response".into()),
     }
 }
@@ -102,7 +108,13 @@ impl SecretStore for AwsSecretStore {
     }
 
     async fn get(&self, name: &SecretName) -> Result<Option<TenantCredentials>, SecretError> {
-        match self.client.get_secret_value().secret_id(name.as_str()).send().await {
+        match self
+            .client
+            .get_secret_value()
+            .secret_id(name.as_str())
+            .send()
+            .await
+        {
             Ok(out) => {
                 let raw = out.secret_string().unwrap_or_default();
                 decode_credentials(name, raw.as_bytes()).map(Some)

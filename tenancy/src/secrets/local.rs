@@ -2,7 +2,9 @@
 //! `control.secrets`. The key comes from the operator (`SECRETS_LOCAL_KEY`, base64 of 32 bytes,
 //! or a key file) and never touches the database.
 
-use super::{decode_credentials, encode_credentials, SecretError, SecretName, SecretStore, TenantCredentials};
+use super::{
+    decode_credentials, encode_credentials, SecretError, SecretName, SecretStore, TenantCredentials,
+};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
@@ -25,7 +27,9 @@ impl LocalKey {
         let raw = raw.trim();
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(raw)
-            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw.trim_end_matches('=')))
+            .or_else(|_| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw.trim_end_matches('='))
+            })
             .map_err(|_| SecretError::Key("not valid base64".into()))?;
         let key: [u8; 32] = bytes
             .try_into()
@@ -34,8 +38,9 @@ impl LocalKey {
     }
 
     pub fn from_file(path: &Path) -> Result<Self, SecretError> {
-        let raw = std::fs::read_to_string(path)
-            .map_err(|e| SecretError::Key(format!("cannot read key file {}: {e}", path.display())))?;
+        let raw = std::fs::read_to_string(path).map_err(|e| {
+            SecretError::Key(format!("cannot read key file {}: {e}", path.display()))
+        })?;
         Self::from_base64(&raw)
     }
 
@@ -53,7 +58,10 @@ pub struct LocalSecretStore {
 
 impl LocalSecretStore {
     pub fn new(key: &LocalKey, catalog: Pool) -> Self {
-        Self { cipher: Aes256Gcm::new((&key.0).into()), catalog }
+        Self {
+            cipher: Aes256Gcm::new((&key.0).into()),
+            catalog,
+        }
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, SecretError> {
@@ -82,7 +90,10 @@ impl SecretStore for LocalSecretStore {
             .cipher
             .encrypt(
                 Nonce::from_slice(&nonce_bytes),
-                Payload { msg: plaintext.as_bytes(), aad: name.as_str().as_bytes() },
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad: name.as_str().as_bytes(),
+                },
             )
             .map_err(|_| SecretError::Corrupt(name.to_string()))?;
         self.client()
@@ -119,7 +130,10 @@ impl SecretStore for LocalSecretStore {
             .cipher
             .decrypt(
                 Nonce::from_slice(&nonce),
-                Payload { msg: &ciphertext, aad: name.as_str().as_bytes() },
+                Payload {
+                    msg: &ciphertext,
+                    aad: name.as_str().as_bytes(),
+                },
             )
             .map_err(|_| SecretError::Corrupt(name.to_string()))?;
         decode_credentials(name, &plaintext).map(Some)
@@ -128,7 +142,10 @@ impl SecretStore for LocalSecretStore {
     async fn delete(&self, name: &SecretName) -> Result<(), SecretError> {
         self.client()
             .await?
-            .execute("DELETE FROM control.secrets WHERE name = $1", &[&name.as_str()])
+            .execute(
+                "DELETE FROM control.secrets WHERE name = $1",
+                &[&name.as_str()],
+            )
             .await
             .map_err(|e| db_error(&e))?;
         Ok(())
@@ -146,8 +163,14 @@ mod tests {
     #[test]
     fn keys_must_be_32_bytes_of_base64() {
         assert!(LocalKey::from_base64(&LocalKey::generate_base64()).is_ok());
-        assert!(matches!(LocalKey::from_base64("c2hvcnQ="), Err(SecretError::Key(_))));
-        assert!(matches!(LocalKey::from_base64("!!!"), Err(SecretError::Key(_))));
+        assert!(matches!(
+            LocalKey::from_base64("c2hvcnQ="),
+            Err(SecretError::Key(_))
+        ));
+        assert!(matches!(
+            LocalKey::from_base64("!!!"),
+            Err(SecretError::Key(_))
+        ));
         assert!(!format!("{:?}", LocalKey([7; 32])).contains('7'));
     }
 }

@@ -89,29 +89,54 @@ pub async fn sql(
 /// connection-string`).
 pub async fn connection_string(cp: &ControlPlane, slug: &str) -> String {
     let client = cp.catalog.get().await.unwrap_or_else(|e| panic!("{e}"));
-    let tenant = tenancy::catalog::tenant_by_slug(&**client, &tenancy::domain::Slug::parse(slug).unwrap_or_else(|e| panic!("{e}")))
+    let tenant = tenancy::catalog::tenant_by_slug(
+        &**client,
+        &tenancy::domain::Slug::parse(slug).unwrap_or_else(|e| panic!("{e}")),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+    .unwrap_or_else(|| panic!("no tenant {slug}"));
+    let secret = tenant
+        .secret_name()
+        .unwrap_or_else(|| panic!("{slug} has no secret"));
+    let creds = cp
+        .secrets
+        .get(&secret)
         .await
         .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("no tenant {slug}"));
-    let secret = tenant.secret_name().unwrap_or_else(|| panic!("{slug} has no secret"));
-    let creds = cp.secrets.get(&secret).await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("secret missing"));
-    format!("postgresql://{}:{}@{slug}.app.localhost/{}", creds.username, creds.password, creds.dbname)
+        .unwrap_or_else(|| panic!("secret missing"));
+    format!(
+        "postgresql://{}:{}@{slug}.app.localhost/{}",
+        creds.username, creds.password, creds.dbname
+    )
 }
 
 /// Polls until the tenant is active (or fails the test after `timeout`).
-pub async fn wait_until_active(cp: &ControlPlane, slug: &str, timeout: Duration) -> tenancy::catalog::TenantRecord {
+pub async fn wait_until_active(
+    cp: &ControlPlane,
+    slug: &str,
+    timeout: Duration,
+) -> tenancy::catalog::TenantRecord {
     let slug = tenancy::domain::Slug::parse(slug).unwrap_or_else(|e| panic!("{e}"));
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let client = cp.catalog.get().await.unwrap_or_else(|e| panic!("{e}"));
-        if let Some(t) = tenancy::catalog::tenant_by_slug(&**client, &slug).await.unwrap_or_else(|e| panic!("{e}")) {
+        if let Some(t) = tenancy::catalog::tenant_by_slug(&**client, &slug)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+        {
             match t.status {
                 tenancy::domain::TenantStatus::Active => return t,
-                tenancy::domain::TenantStatus::Failed => panic!("tenant {slug} failed: {:?}", t.last_error),
+                tenancy::domain::TenantStatus::Failed => {
+                    panic!("tenant {slug} failed: {:?}", t.last_error)
+                }
                 _ => {}
             }
         }
-        assert!(tokio::time::Instant::now() < deadline, "tenant {slug} not active after {timeout:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "tenant {slug} not active after {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

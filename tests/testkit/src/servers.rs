@@ -25,7 +25,11 @@ fn pg_bin_dir() -> PathBuf {
         return PathBuf::from(dir);
     }
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|rd| rd.filter_map(Result::ok).map(|e| e.path().join("bin")).collect())
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
         .unwrap_or_default();
     versions.sort();
     versions.pop().unwrap_or_else(|| PathBuf::from("/usr/bin"))
@@ -55,11 +59,11 @@ pub struct PgServer {
 fn pg_command(program: &str, os_user: Option<&String>) -> Command {
     let path = pg_bin_dir().join(program);
     match os_user {
-            Some(user) => {
-                let mut c = Command::new("runuser");
-                c.arg("-u").arg(user).arg("--").arg(path);
-                c
-            }
+        Some(user) => {
+            let mut c = Command::new("runuser");
+            c.arg("-u").arg(user).arg("--").arg(path);
+            c
+        }
         None => Command::new(path),
     }
 }
@@ -102,11 +106,16 @@ impl PgServer {
         std::fs::create_dir_all(&base).unwrap_or_else(|e| panic!("{}: {e}", base.display()));
         let dir = base.join(format!("pg-{}", unique_suffix()));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-        let os_user = is_root().then(|| services().pg_user.clone().unwrap_or_else(|| "postgres".into()));
+        let os_user = is_root().then(|| {
+            services()
+                .pg_user
+                .clone()
+                .unwrap_or_else(|| "postgres".into())
+        });
         let password = format!("pw{}{}", unique_suffix(), unique_suffix());
         std::fs::write(dir.join("pwfile"), &password).unwrap_or_else(|e| panic!("pwfile: {e}"));
         if let Some(user) = &os_user {
-            for path in [workspace_root().join("target"), base.clone()] {
+            for path in [workspace_root().join("target"), base] {
                 let _ = Command::new("chmod").arg("o+x").arg(&path).status();
             }
             run(
@@ -118,12 +127,24 @@ impl PgServer {
                 "chown",
             );
         }
-        let server = Self { dir, port: free_port(), password, os_user };
+        let server = Self {
+            dir,
+            port: free_port(),
+            password,
+            os_user,
+        };
         let mut initdb = server.command("initdb");
         initdb
             .arg("-D")
             .arg(server.data())
-            .args(["-U", "postgres", "--auth=scram-sha-256", "--no-sync", "-E", "UTF8"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth=scram-sha-256",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ])
             .arg(format!("--pwfile={}", server.dir.join("pwfile").display()));
         run(initdb, "initdb");
         start_cluster(&server.dir, server.port, server.os_user.as_ref());
@@ -132,7 +153,10 @@ impl PgServer {
 
     /// Superuser URL of database `db`.
     pub fn url(&self, db: &str) -> String {
-        format!("postgres://postgres:{}@127.0.0.1:{}/{db}", self.password, self.port)
+        format!(
+            "postgres://postgres:{}@127.0.0.1:{}/{db}",
+            self.password, self.port
+        )
     }
 
     /// Stops the server (`immediate`: like a crash) and waits for it to be gone.
@@ -141,7 +165,12 @@ impl PgServer {
         pg_ctl
             .arg("-D")
             .arg(self.data())
-            .args(["-w", "-m", if immediate { "immediate" } else { "fast" }, "stop"])
+            .args([
+                "-w",
+                "-m",
+                if immediate { "immediate" } else { "fast" },
+                "stop",
+            ])
             .stdout(Stdio::null());
         tokio::task::spawn_blocking(move || run(pg_ctl, "pg_ctl stop"))
             .await
@@ -152,8 +181,8 @@ impl PgServer {
     pub async fn start_again(&self) {
         let (dir, port, os_user) = (self.dir.clone(), self.port, self.os_user.clone());
         tokio::task::spawn_blocking(move || start_cluster(&dir, port, os_user.as_ref()))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     pub fn dir(&self) -> &Path {
@@ -185,7 +214,10 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start() -> Self {
-        let mut server = Self { port: free_port(), child: None };
+        let mut server = Self {
+            port: free_port(),
+            child: None,
+        };
         server.start_again();
         server
     }
@@ -197,7 +229,16 @@ impl RedisServer {
     /// Starts (again) on the same port and waits until it answers.
     pub fn start_again(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -1,5 +1,8 @@
 //! End-to-end tests: `tenantctl` and `tenant-router` together, in-process on port 0, against the
 //! harness's real PostgreSQL (password-checked), Redis and moto.
 
+// A failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 mod slice;
 mod sql_over_http;

@@ -17,7 +17,9 @@ struct Fixture {
 async fn fixture(label: &str) -> Fixture {
     let db = TestDb::create(label).await;
     let common = common_settings(&db, SecretsFor::Local);
-    let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
+    let cp = ControlPlane::start(&common, &provisioning_settings(&db))
+        .await
+        .unwrap();
     for slug in ["acme", "globex"] {
         let request = TenantRequest {
             slug: slug.into(),
@@ -32,7 +34,12 @@ async fn fixture(label: &str) -> Fixture {
     let router = spawn_router(&common).await;
     let conn = connection_string(&cp, "acme").await;
     let other_conn = connection_string(&cp, "globex").await;
-    Fixture { _db: db, router, conn, other_conn }
+    Fixture {
+        _db: db,
+        router,
+        conn,
+        other_conn,
+    }
 }
 
 const ACME: &str = "acme.app.localhost";
@@ -89,9 +96,18 @@ async fn values_come_back_as_neon_returns_them() {
     assert_eq!(body["rowAsArray"], json!(true));
 
     // Types without a text rendering yet are refused clearly, not mangled.
-    let (status, body) = sql(&f.router, ACME, &f.conn, json!({"query": "SELECT interval '1 day' AS i"})).await;
+    let (status, body) = sql(
+        &f.router,
+        ACME,
+        &f.conn,
+        json!({"query": "SELECT interval '1 day' AS i"}),
+    )
+    .await;
     assert_eq!(status, 400);
-    assert!(body["message"].as_str().unwrap().contains("::text"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("::text"),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,24 +146,78 @@ async fn session_settings_of_one_request_never_reach_the_next() {
     )
     .await;
     assert_eq!(status, 400);
-    let (_, body) = sql(&f.router, ACME, &f.conn, json!({"query": "SELECT count(*)::int4 AS n FROM tags"})).await;
+    let (_, body) = sql(
+        &f.router,
+        ACME,
+        &f.conn,
+        json!({"query": "SELECT count(*)::int4 AS n FROM tags"}),
+    )
+    .await;
     assert_eq!(body["rows"][0]["n"], json!(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_the_right_status_and_run_nothing() {
     let f = fixture("sql_bad_input").await;
-    let insert = json!({"query": "INSERT INTO tags (name) VALUES ($1)", "params": ["should-not-exist"]});
-    let cases: Vec<(&str, &str, Option<&str>, Option<String>, u16)> = vec![
-        ("invalid host", "acme..app.localhost", Some(&f.conn), None, 400),
-        ("unknown tenant", "nobody.app.localhost", Some(&f.conn), None, 404),
+    let insert =
+        json!({"query": "INSERT INTO tags (name) VALUES ($1)", "params": ["should-not-exist"]});
+    // (what, Host, Neon-Connection-String, raw body instead of a valid insert, expected status)
+    type Case<'a> = (&'a str, &'a str, Option<&'a str>, Option<String>, u16);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "invalid host",
+            "acme..app.localhost",
+            Some(&f.conn),
+            None,
+            400,
+        ),
+        (
+            "unknown tenant",
+            "nobody.app.localhost",
+            Some(&f.conn),
+            None,
+            404,
+        ),
         ("no credentials", ACME, None, None, 401),
-        ("wrong password", ACME, Some("postgresql://x:y@acme.app.localhost/db"), None, 401),
-        ("another tenant's credentials", ACME, Some(&f.other_conn), None, 403),
+        (
+            "wrong password",
+            ACME,
+            Some("postgresql://x:y@acme.app.localhost/db"),
+            None,
+            401,
+        ),
+        (
+            "another tenant's credentials",
+            ACME,
+            Some(&f.other_conn),
+            None,
+            403,
+        ),
         ("not a URL", ACME, Some("hello"), None, 400),
-        ("malformed JSON", ACME, Some(&f.conn), Some("{\"query\": ".into()), 400),
-        ("wrong parameter count", ACME, Some(&f.conn), Some(r#"{"query": "INSERT INTO tags (name) VALUES ($1)", "params": []}"#.into()), 400),
-        ("oversized body", ACME, Some(&f.conn), Some(format!(r#"{{"query": "SELECT 1", "params": [], "pad": "{}"}}"#, "x".repeat(2 * 1024 * 1024))), 413),
+        (
+            "malformed JSON",
+            ACME,
+            Some(&f.conn),
+            Some("{\"query\": ".into()),
+            400,
+        ),
+        (
+            "wrong parameter count",
+            ACME,
+            Some(&f.conn),
+            Some(r#"{"query": "INSERT INTO tags (name) VALUES ($1)", "params": []}"#.into()),
+            400,
+        ),
+        (
+            "oversized body",
+            ACME,
+            Some(&f.conn),
+            Some(format!(
+                r#"{{"query": "SELECT 1", "params": [], "pad": "{}"}}"#,
+                "x".repeat(2 * 1024 * 1024)
+            )),
+            413,
+        ),
     ];
     for (what, host, conn, raw_body, expected) in cases {
         let mut request = reqwest::Client::new()
@@ -162,13 +232,28 @@ async fn bad_requests_get_the_right_status_and_run_nothing() {
         let status = response.status().as_u16();
         let body = response.text().await.unwrap();
         assert_eq!(status, expected, "{what}: {body}");
-        assert!(!body.contains(&f.conn) && !body.contains("password="), "{what}: no secrets in errors");
+        assert!(
+            !body.contains(&f.conn) && !body.contains("password="),
+            "{what}: no secrets in errors"
+        );
     }
-    let (_, body) = sql(&f.router, ACME, &f.conn, json!({"query": "SELECT count(*)::int4 AS n FROM tags"})).await;
+    let (_, body) = sql(
+        &f.router,
+        ACME,
+        &f.conn,
+        json!({"query": "SELECT count(*)::int4 AS n FROM tags"}),
+    )
+    .await;
     assert_eq!(body["rows"][0]["n"], json!(0), "nothing was executed");
 
     // A PostgreSQL error comes back with its SQLSTATE and position.
-    let (status, body) = sql(&f.router, ACME, &f.conn, json!({"query": "SELECT * FROM no_such_table"})).await;
+    let (status, body) = sql(
+        &f.router,
+        ACME,
+        &f.conn,
+        json!({"query": "SELECT * FROM no_such_table"}),
+    )
+    .await;
     assert_eq!(status, 400);
     assert_eq!(body["code"], json!("42P01"));
     assert_eq!(body["position"], json!("15"));
