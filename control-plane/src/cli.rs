@@ -168,11 +168,7 @@ pub struct SendArgs {
     #[arg(long, default_value = "active")]
     pub status: String,
     /// Webhook URL.
-    #[arg(
-        long,
-        env = "BILLING_WEBHOOK_URL",
-        default_value = "http://127.0.0.1:8080/v1/webhooks/billing"
-    )]
+    #[arg(long, env = "BILLING_WEBHOOK_URL", default_value = "http://127.0.0.1:8080/v1/webhooks/billing")]
     pub url: String,
     /// Signing secret.
     #[arg(long, env = "BILLING_WEBHOOK_SECRET", hide_env_values = true)]

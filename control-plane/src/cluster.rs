@@ -36,24 +36,15 @@ pub struct Cluster {
 impl Cluster {
     /// The cluster behind `config` (an admin connection), whose tenants are owned by the
     /// `<role_prefix>_owner` role.
-    pub fn new(
-        name: &str,
-        config: &tokio_postgres::Config,
-        role_prefix: &str,
-    ) -> Result<Self, ClusterError> {
-        let connect = |message: String| ClusterError::Connect {
-            cluster: name.to_owned(),
-            message,
-        };
+    pub fn new(name: &str, config: &tokio_postgres::Config, role_prefix: &str) -> Result<Self, ClusterError> {
+        let connect = |message: String| ClusterError::Connect { cluster: name.to_owned(), message };
         let admin = tenancy::pg::pool(config.clone(), 8).map_err(|e| connect(e.to_string()))?;
         // Migrations change role and search_path on their session; `Clean` recycling resets
         // both before a connection is reused.
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Clean,
-            },
+            ManagerConfig { recycling_method: RecyclingMethod::Clean },
         );
         let migrator = Pool::builder(manager)
             .max_size(16)
@@ -82,19 +73,14 @@ impl Cluster {
     /// An admin connection, after making sure the cluster is prepared for tenants.
     pub async fn admin(&self) -> Result<deadpool_postgres::Object, ClusterError> {
         let client = self.admin.get().await.map_err(|e| self.connect_error(&e))?;
-        self.prepared
-            .get_or_try_init(|| self.prepare(&client))
-            .await?;
+        self.prepared.get_or_try_init(|| self.prepare(&client)).await?;
         Ok(client)
     }
 
     /// A migrator connection (role and search_path are reset when it returns to the pool).
     pub async fn migrator(&self) -> Result<deadpool_postgres::Object, ClusterError> {
         drop(self.admin().await?);
-        self.migrator
-            .get()
-            .await
-            .map_err(|e| self.connect_error(&e))
+        self.migrator.get().await.map_err(|e| self.connect_error(&e))
     }
 
     fn connect_error(&self, err: &deadpool_postgres::PoolError) -> ClusterError {
@@ -102,10 +88,7 @@ impl Cluster {
             deadpool_postgres::PoolError::Backend(pg) => tenancy::pg::describe_error(pg),
             other => other.to_string(),
         };
-        ClusterError::Connect {
-            cluster: self.name.clone(),
-            message,
-        }
+        ClusterError::Connect { cluster: self.name.clone(), message }
     }
 
     /// Once per process: the owner role exists and we may act as it; PUBLIC may neither create
@@ -127,12 +110,9 @@ impl Cluster {
              REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC;
              COMMIT;"
         );
-        client
-            .batch_execute(&sql)
-            .await
-            .map_err(|e| ClusterError::Prepare {
-                cluster: self.name.clone(),
-                message: tenancy::pg::describe_error(&e),
-            })
+        client.batch_execute(&sql).await.map_err(|e| ClusterError::Prepare {
+            cluster: self.name.clone(),
+            message: tenancy::pg::describe_error(&e),
+        })
     }
 }

@@ -1,8 +1,8 @@
 //! The implementations of the `tenantctl` commands, and how their errors become exit codes.
 
 use crate::cli::{
-    ApplyArgs, CatalogArgs, Cli, Command, CreateArgs, ListArgs, MigrateCommand, SendArgs,
-    ServeArgs, ShowArgs, TenantsCommand, WebhookCommand,
+    ApplyArgs, CatalogArgs, Cli, Command, CreateArgs, ListArgs, MigrateCommand, SendArgs, ServeArgs,
+    ShowArgs, TenantsCommand, WebhookCommand,
 };
 use crate::context::{ControlPlane, StartError};
 use crate::output;
@@ -23,11 +23,7 @@ pub struct CliError {
 
 impl CliError {
     fn new(exit: u8, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            exit,
-            code,
-            message: message.into(),
-        }
+        Self { exit, code, message: message.into() }
     }
 
     fn unavailable(message: impl std::fmt::Display) -> Self {
@@ -38,8 +34,7 @@ impl CliError {
 impl From<StartError> for CliError {
     fn from(err: StartError) -> Self {
         match err {
-            StartError::Migrations(_)
-            | StartError::Secrets(tenancy::secrets::SecretError::Key(_)) => {
+            StartError::Migrations(_) | StartError::Secrets(tenancy::secrets::SecretError::Key(_)) => {
                 Self::new(3, "invalid_configuration", err.to_string())
             }
             other => Self::unavailable(other),
@@ -84,9 +79,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             if json {
-                output::json(
-                    &serde_json::json!({ "error": { "code": err.code, "message": err.message } }),
-                );
+                output::json(&serde_json::json!({ "error": { "code": err.code, "message": err.message } }));
             } else {
                 output::note(&format!("error: {}", err.message));
             }
@@ -96,35 +89,25 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn start(catalog: &CatalogArgs) -> Result<Arc<ControlPlane>, CliError> {
-    tenancy::telemetry::init(
-        catalog.common.log_format,
-        tenancy::telemetry::CLI_LOG_FILTER,
-    );
+    tenancy::telemetry::init(catalog.common.log_format, tenancy::telemetry::CLI_LOG_FILTER);
     Ok(ControlPlane::start(&catalog.common, &catalog.provisioning).await?)
 }
 
 async fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
-    tenancy::telemetry::init(
-        args.common.log_format,
-        tenancy::telemetry::SERVER_LOG_FILTER,
-    );
+    tenancy::telemetry::init(args.common.log_format, tenancy::telemetry::SERVER_LOG_FILTER);
     let cp = ControlPlane::start(&args.common, &args.provisioning).await?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let server = crate::http::spawn(cp, &args.serve, shutdown.clone())
         .await
-        .map_err(|e| {
-            CliError::unavailable(format!("cannot listen on {}: {e}", args.serve.listen))
-        })?;
-    crate::signals::wait_for_shutdown().await;
+        .map_err(|e| CliError::unavailable(format!("cannot listen on {}: {e}", args.serve.listen)))?;
+    tenancy::shutdown::wait_for_shutdown().await;
     tracing::info!("shutting down: draining requests and running jobs");
     match tokio::time::timeout(args.serve.shutdown_grace, server.stop()).await {
         Ok(Ok(())) => Ok(ExitCode::SUCCESS),
         Ok(Err(e)) => Err(CliError::new(1, "server_error", e.to_string())),
-        Err(_) => Err(CliError::new(
-            1,
-            "shutdown_timeout",
-            "in-flight work did not finish within the grace period",
-        )),
+        Err(_) => {
+            Err(CliError::new(1, "shutdown_timeout", "in-flight work did not finish within the grace period"))
+        }
     }
 }
 
@@ -163,23 +146,14 @@ async fn create(args: CreateArgs) -> Result<ExitCode, CliError> {
             output::note(&format!("provisioning failed at step {step}: {error}"));
         }
     }
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 /// Runs the tenant's jobs in this process until it is active or failed (a `tenantctl serve`
 /// elsewhere may run them too; then this just watches).
-async fn wait_until_provisioned(
-    cp: &ControlPlane,
-    tenant: TenantRecord,
-) -> Result<TenantRecord, CliError> {
+async fn wait_until_provisioned(cp: &ControlPlane, tenant: TenantRecord) -> Result<TenantRecord, CliError> {
     loop {
-        crate::provisioning::worker::run_next(cp, Some(tenant.id))
-            .await
-            .map_err(CliError::unavailable)?;
+        crate::provisioning::worker::run_next(cp, Some(tenant.id)).await.map_err(CliError::unavailable)?;
         let client = cp.catalog.get().await.map_err(CliError::unavailable)?;
         let current = tenancy::catalog::tenant_by_id(&**client, tenant.id)
             .await
@@ -200,16 +174,11 @@ async fn list(args: ListArgs) -> Result<ExitCode, CliError> {
         plan: args.plan,
         include_deleted: false,
     };
-    let tenants = crate::catalog::tenants::list(&**client, &filter)
-        .await
-        .map_err(CliError::unavailable)?;
+    let tenants = crate::catalog::tenants::list(&**client, &filter).await.map_err(CliError::unavailable)?;
     if args.catalog.json {
         output::json(&tenants);
     } else {
-        output::table(
-            TENANT_HEADERS,
-            &tenants.iter().map(tenant_row).collect::<Vec<_>>(),
-        );
+        output::table(TENANT_HEADERS, &tenants.iter().map(tenant_row).collect::<Vec<_>>());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -255,24 +224,11 @@ async fn connection_string(args: ShowArgs) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
     let tenant = find(&cp, &args.slug).await?;
     let name = tenant.secret_name().ok_or_else(|| {
-        CliError::new(
-            1,
-            "not_provisioned",
-            format!("tenant {} has no credentials yet", tenant.slug),
-        )
+        CliError::new(1, "not_provisioned", format!("tenant {} has no credentials yet", tenant.slug))
     })?;
-    let creds = cp
-        .secrets
-        .get(&name)
-        .await
-        .map_err(CliError::unavailable)?
-        .ok_or_else(|| {
-            CliError::new(
-                4,
-                "not_found",
-                format!("the secret of tenant {} is missing", tenant.slug),
-            )
-        })?;
+    let creds = cp.secrets.get(&name).await.map_err(CliError::unavailable)?.ok_or_else(|| {
+        CliError::new(4, "not_found", format!("the secret of tenant {} is missing", tenant.slug))
+    })?;
     let url = format!(
         "postgresql://{}:{}@{}/{}",
         creds.username,
@@ -290,20 +246,13 @@ async fn connection_string(args: ShowArgs) -> Result<ExitCode, CliError> {
 
 async fn migrate_apply(args: ApplyArgs) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
-    let options = crate::fleet::ApplyOptions {
-        concurrency: args.concurrency,
-        tenant: args.tenant,
-        plan: args.plan,
-    };
+    let options =
+        crate::fleet::ApplyOptions { concurrency: args.concurrency, tenant: args.tenant, plan: args.plan };
     let progress = output::FleetProgress::new(args.catalog.json);
-    let report = crate::fleet::apply(&cp, &options, &progress)
-        .await
-        .map_err(|e| match e {
-            crate::fleet::FleetError::Migrations(message) => {
-                CliError::new(3, "invalid_migrations", message)
-            }
-            other => CliError::unavailable(other),
-        })?;
+    let report = crate::fleet::apply(&cp, &options, &progress).await.map_err(|e| match e {
+        crate::fleet::FleetError::Migrations(message) => CliError::new(3, "invalid_migrations", message),
+        other => CliError::unavailable(other),
+    })?;
     if args.catalog.json {
         output::json(&report);
     } else {
@@ -311,12 +260,7 @@ async fn migrate_apply(args: ApplyArgs) -> Result<ExitCode, CliError> {
             .results
             .iter()
             .map(|r| {
-                let applied = r
-                    .applied
-                    .iter()
-                    .map(|v| format!("V{v}"))
-                    .collect::<Vec<_>>()
-                    .join(",");
+                let applied = r.applied.iter().map(|v| format!("V{v}")).collect::<Vec<_>>().join(",");
                 let state = match (&r.error, applied.is_empty()) {
                     (Some(_), _) => "failed",
                     (None, true) => "up to date",
@@ -342,11 +286,7 @@ async fn migrate_apply(args: ApplyArgs) -> Result<ExitCode, CliError> {
             Duration::from_millis(report.duration_ms).as_secs_f64()
         ));
     }
-    Ok(if report.failed > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if report.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 async fn webhook_send(args: SendArgs) -> Result<ExitCode, CliError> {
@@ -360,23 +300,16 @@ async fn webhook_send(args: SendArgs) -> Result<ExitCode, CliError> {
         status: args.status,
     };
     let body = event.body(chrono::Utc::now().timestamp());
-    let delivery = crate::billing::send::send(&args.url, &args.secret, &body)
-        .await
-        .map_err(|e| match e {
-            crate::billing::send::SendError::Refused { status, .. }
-                if (400..500).contains(&status) =>
-            {
-                CliError::new(3, "refused", e.to_string())
-            }
-            other => CliError::unavailable(other),
-        })?;
+    let delivery = crate::billing::send::send(&args.url, &args.secret, &body).await.map_err(|e| match e {
+        crate::billing::send::SendError::Refused { status, .. } if (400..500).contains(&status) => {
+            CliError::new(3, "refused", e.to_string())
+        }
+        other => CliError::unavailable(other),
+    })?;
     if args.json {
         output::json(&delivery);
     } else {
-        output::line(&format!(
-            "sent {} ({}) -> {}",
-            delivery.event_id, event.kind, delivery.status
-        ));
+        output::line(&format!("sent {} ({}) -> {}", delivery.event_id, event.kind, delivery.status));
     }
     Ok(ExitCode::SUCCESS)
 }

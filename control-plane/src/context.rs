@@ -108,11 +108,7 @@ struct RedisPublisher {
 impl RedisPublisher {
     fn new(url: &str, prefix: &str) -> Result<Self, StartError> {
         let client = redis::Client::open(url).map_err(|e| StartError::Redis(e.to_string()))?;
-        Ok(Self {
-            client,
-            names: RedisNames::new(prefix),
-            connection: Mutex::new(None),
-        })
+        Ok(Self { client, names: RedisNames::new(prefix), connection: Mutex::new(None) })
     }
 
     async fn publish(&self, message: &Invalidation) -> redis::RedisResult<()> {

@@ -55,19 +55,9 @@ pub enum FleetError {
 }
 
 /// Live tenants whose schema exists and may be migrated.
-async fn select(
-    cp: &ControlPlane,
-    options: &ApplyOptions,
-) -> Result<Vec<TenantRecord>, FleetError> {
-    let client = cp
-        .catalog
-        .get()
-        .await
-        .map_err(|e| FleetError::Catalog(e.to_string()))?;
-    let filter = crate::catalog::tenants::TenantFilter {
-        plan: options.plan.clone(),
-        ..Default::default()
-    };
+async fn select(cp: &ControlPlane, options: &ApplyOptions) -> Result<Vec<TenantRecord>, FleetError> {
+    let client = cp.catalog.get().await.map_err(|e| FleetError::Catalog(e.to_string()))?;
+    let filter = crate::catalog::tenants::TenantFilter { plan: options.plan.clone(), ..Default::default() };
     let tenants = crate::catalog::tenants::list(&**client, &filter)
         .await
         .map_err(|e| FleetError::Catalog(e.to_string()))?;
@@ -86,15 +76,9 @@ async fn migrate_one(
     let started = Instant::now();
     let outcome = async {
         let mut migrator = cp.cluster.migrator().await.map_err(|e| e.to_string())?;
-        migrate_schema(
-            &mut migrator,
-            migrations,
-            &tenant.schema_name,
-            &cp.cluster.owner,
-            &tenant.role_name,
-        )
-        .await
-        .map_err(|e| e.to_string())
+        migrate_schema(&mut migrator, migrations, &tenant.schema_name, &cp.cluster.owner, &tenant.role_name)
+            .await
+            .map_err(|e| e.to_string())
     }
     .await;
     let (applied, error) = match outcome {
@@ -121,9 +105,7 @@ pub async fn apply(
     progress: &dyn Progress,
 ) -> Result<ApplyReport, FleetError> {
     let started = Instant::now();
-    let migrations = cp
-        .migrations()
-        .map_err(|e| FleetError::Migrations(e.to_string()))?;
+    let migrations = cp.migrations().map_err(|e| FleetError::Migrations(e.to_string()))?;
     let tenants = select(cp, options).await?;
     progress.start(tenants.len());
     let mut results: Vec<TenantResult> = futures::stream::iter(tenants.iter())
@@ -135,10 +117,7 @@ pub async fn apply(
     progress.finish();
     results.sort_by(|a, b| a.slug.cmp(&b.slug));
     let failed = results.iter().filter(|r| r.error.is_some()).count();
-    let migrated = results
-        .iter()
-        .filter(|r| r.error.is_none() && !r.applied.is_empty())
-        .count();
+    let migrated = results.iter().filter(|r| r.error.is_none() && !r.applied.is_empty()).count();
     Ok(ApplyReport {
         target_version: migrations.target_version(),
         tenants: results.len(),

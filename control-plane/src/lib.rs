@@ -13,6 +13,5 @@ pub mod http;
 pub mod output;
 pub mod provisioning;
 pub mod settings;
-pub mod signals;
 pub mod templates;
 pub mod tenant_schema;

@@ -68,20 +68,13 @@ impl FleetProgress {
         } else {
             indicatif::ProgressBar::hidden()
         };
-        Self {
-            bar,
-            plain: !terminal && !quiet,
-            done: 0.into(),
-            failed: 0.into(),
-            total: 0.into(),
-        }
+        Self { bar, plain: !terminal && !quiet, done: 0.into(), failed: 0.into(), total: 0.into() }
     }
 }
 
 impl crate::fleet::Progress for FleetProgress {
     fn start(&self, total: usize) {
-        self.total
-            .store(total, std::sync::atomic::Ordering::Relaxed);
+        self.total.store(total, std::sync::atomic::Ordering::Relaxed);
         self.bar.set_length(total as u64);
         if self.plain {
             note(&format!("migrating {total} tenants"));
@@ -96,15 +89,11 @@ impl crate::fleet::Progress for FleetProgress {
         self.bar.inc(1);
         self.bar.set_message(format!("{failed} failed"));
         if let Some(error) = &result.error {
-            self.bar
-                .suspend(|| note(&format!("tenant {} failed: {error}", result.slug)));
+            self.bar.suspend(|| note(&format!("tenant {} failed: {error}", result.slug)));
         }
         let total = self.total.load(Relaxed).max(1);
         if self.plain && (done * 10 / total != (done - 1) * 10 / total || done == total) {
-            note(&format!(
-                "progress: {done}/{total} done, {failed} failed, {} remaining",
-                total - done
-            ));
+            note(&format!("progress: {done}/{total} done, {failed} failed, {} remaining", total - done));
         }
     }
 

@@ -43,7 +43,5 @@ pub struct ServeSettings {
 }
 
 fn parse_role_prefix(raw: &str) -> Result<String, String> {
-    tenancy::domain::RoleName::check_prefix(raw)
-        .map(|()| raw.to_owned())
-        .map_err(|e| e.to_string())
+    tenancy::domain::RoleName::check_prefix(raw).map(|()| raw.to_owned()).map_err(|e| e.to_string())
 }

@@ -36,9 +36,7 @@ mod humantime_serde_opt {
     use serde::Deserialize as _;
     use std::time::Duration;
 
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Duration>, D::Error> {
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         Option::<String>::deserialize(d)?
             .map(|raw| humantime::parse_duration(&raw).map_err(serde::de::Error::custom))
             .transpose()
@@ -98,22 +96,13 @@ impl Templates {
         let path = self.path_of(plan);
         let text = std::fs::read_to_string(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                TemplateError::UnknownPlan {
-                    plan: plan.to_string(),
-                    path: path.display().to_string(),
-                }
+                TemplateError::UnknownPlan { plan: plan.to_string(), path: path.display().to_string() }
             } else {
-                TemplateError::Read {
-                    path: path.display().to_string(),
-                    message: e.to_string(),
-                }
+                TemplateError::Read { path: path.display().to_string(), message: e.to_string() }
             }
         })?;
         text.parse::<toml::Table>()
-            .map_err(|e| TemplateError::Invalid {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })
+            .map_err(|e| TemplateError::Invalid { path: path.display().to_string(), message: e.to_string() })
     }
 
     /// Loads `plan`, following `extends` to the root and merging from the root down.
@@ -122,11 +111,8 @@ impl Templates {
         let mut next = Some(plan.clone());
         while let Some(name) = next.take() {
             if chain.iter().any(|(seen, _)| *seen == name) || chain.len() >= MAX_DEPTH {
-                let names: Vec<_> = chain
-                    .iter()
-                    .map(|(n, _)| n.to_string())
-                    .chain([name.to_string()])
-                    .collect();
+                let names: Vec<_> =
+                    chain.iter().map(|(n, _)| n.to_string()).chain([name.to_string()]).collect();
                 return Err(TemplateError::Cycle(names.join(" -> ")));
             }
             let table = self.read_table(&name)?;
@@ -135,27 +121,16 @@ impl Templates {
                     path: self.path_of(&name).display().to_string(),
                     message,
                 };
-                let parent = parent
-                    .as_str()
-                    .ok_or_else(|| invalid("`extends` must be a string".into()))?;
+                let parent = parent.as_str().ok_or_else(|| invalid("`extends` must be a string".into()))?;
                 next = Some(PlanName::parse(parent).map_err(|e| invalid(e.to_string()))?);
             }
             chain.push((name, table));
         }
-        let merged = chain
-            .into_iter()
-            .rev()
-            .map(|(_, table)| table)
-            .reduce(merge)
-            .unwrap_or_default();
+        let merged = chain.into_iter().rev().map(|(_, table)| table).reduce(merge).unwrap_or_default();
         let path = self.path_of(plan).display().to_string();
-        let file: TemplateFile =
-            toml::Value::Table(merged)
-                .try_into()
-                .map_err(|e: toml::de::Error| TemplateError::Invalid {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
+        let file: TemplateFile = toml::Value::Table(merged).try_into().map_err(|e: toml::de::Error| {
+            TemplateError::Invalid { path: path.clone(), message: e.to_string() }
+        })?;
         let _ = file.extends;
         if file.limits.pool_size == 0 || file.limits.connection_limit < file.limits.pool_size {
             return Err(TemplateError::Invalid {
@@ -163,22 +138,15 @@ impl Templates {
                 message: "limits need pool_size >= 1 and connection_limit >= pool_size".into(),
             });
         }
-        let config = serde_json::to_value(file.config.unwrap_or_default()).map_err(|e| {
-            TemplateError::Invalid {
-                path,
-                message: e.to_string(),
-            }
-        })?;
+        let config = serde_json::to_value(file.config.unwrap_or_default())
+            .map_err(|e| TemplateError::Invalid { path, message: e.to_string() })?;
         Ok(Template {
             plan: plan.clone(),
             version: file.version,
             description: file.description,
             limits: file.limits,
             config,
-            seed_sql: file
-                .seed
-                .map(|s| s.sql)
-                .filter(|sql| !sql.trim().is_empty()),
+            seed_sql: file.seed.map(|s| s.sql).filter(|sql| !sql.trim().is_empty()),
         })
     }
 
@@ -224,14 +192,8 @@ mod tests {
         assert_eq!(enterprise.limits.pool_size, 10);
         assert_eq!(enterprise.version, 2, "inherited from pro");
         assert_eq!(enterprise.config["theme"]["logo"], "custom");
-        assert_eq!(
-            enterprise.config["theme"]["primary_color"], "#2563eb",
-            "merged from base"
-        );
-        assert_eq!(
-            enterprise.limits.statement_timeout,
-            Some(Duration::from_secs(60))
-        );
+        assert_eq!(enterprise.config["theme"]["primary_color"], "#2563eb", "merged from base");
+        assert_eq!(enterprise.limits.statement_timeout, Some(Duration::from_secs(60)));
         assert!(enterprise.seed_sql.unwrap().contains("enterprise"));
     }
 
@@ -259,19 +221,10 @@ mod tests {
         )
         .unwrap();
         let templates = Templates::new(dir.path());
-        assert!(matches!(
-            templates.load(&plan("nope")),
-            Err(TemplateError::UnknownPlan { .. })
-        ));
+        assert!(matches!(templates.load(&plan("nope")), Err(TemplateError::UnknownPlan { .. })));
         let err = templates.load(&plan("a")).unwrap_err();
-        assert!(
-            matches!(err, TemplateError::Cycle(ref chain) if chain == "a -> b -> a"),
-            "{err}"
-        );
-        assert!(matches!(
-            templates.load(&plan("bad")),
-            Err(TemplateError::Invalid { .. })
-        ));
+        assert!(matches!(err, TemplateError::Cycle(ref chain) if chain == "a -> b -> a"), "{err}");
+        assert!(matches!(templates.load(&plan("bad")), Err(TemplateError::Invalid { .. })));
         let err = templates.load(&plan("typo")).unwrap_err().to_string();
         assert!(err.contains("pool_sise"), "{err}");
     }

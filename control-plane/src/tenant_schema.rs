@@ -31,23 +31,17 @@ pub struct TenantMigrations {
 
 impl TenantMigrations {
     pub fn load(dir: &Path) -> Result<Self, LoadMigrationsError> {
-        let read_error = |message: String| LoadMigrationsError::Read {
-            dir: dir.display().to_string(),
-            message,
-        };
+        let read_error =
+            |message: String| LoadMigrationsError::Read { dir: dir.display().to_string(), message };
         if !dir.is_dir() {
             return Err(read_error("not a directory".into()));
         }
-        let mut migrations =
-            refinery::load_sql_migrations(dir).map_err(|e| read_error(e.to_string()))?;
+        let mut migrations = refinery::load_sql_migrations(dir).map_err(|e| read_error(e.to_string()))?;
         if migrations.is_empty() {
             return Err(LoadMigrationsError::Empty(dir.display().to_string()));
         }
         migrations.sort_by_key(Migration::version);
-        Ok(Self {
-            dir: dir.to_owned(),
-            migrations: Arc::new(migrations),
-        })
+        Ok(Self { dir: dir.to_owned(), migrations: Arc::new(migrations) })
     }
 
     /// The newest version: where every tenant ends up.
@@ -91,14 +85,9 @@ pub async fn migrate_schema(
     owner: &RoleName,
     runtime_role: &RoleName,
 ) -> Result<Migrated, MigrateTenantError> {
-    let session =
-        |e: tokio_postgres::Error| MigrateTenantError::Session(tenancy::pg::describe_error(&e));
+    let session = |e: tokio_postgres::Error| MigrateTenantError::Session(tenancy::pg::describe_error(&e));
     client
-        .batch_execute(&format!(
-            "SET ROLE {}; SET search_path TO {}",
-            owner.quoted(),
-            schema.quoted()
-        ))
+        .batch_execute(&format!("SET ROLE {}; SET search_path TO {}", owner.quoted(), schema.quoted()))
         .await
         .map_err(session)?;
     let report = migrations.runner(schema).run_async(client).await;
@@ -113,13 +102,7 @@ pub async fn migrate_schema(
         ))
         .await
         .map_err(session)?;
-    Ok(Migrated {
-        applied: report
-            .applied_migrations()
-            .iter()
-            .map(|m| i64::from(m.version()))
-            .collect(),
-    })
+    Ok(Migrated { applied: report.applied_migrations().iter().map(|m| i64::from(m.version())).collect() })
 }
 
 /// refinery's error, with the PostgreSQL error (message, SQLSTATE) it wraps when there is one.

@@ -23,9 +23,7 @@ fn provisioning(db: &TestDb) -> ProvisioningSettings {
 }
 
 async fn start(db: &TestDb, common: &CommonSettings) -> Arc<ControlPlane> {
-    ControlPlane::start(common, &provisioning(db))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
+    ControlPlane::start(common, &provisioning(db)).await.unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn request(slug: &str, plan: &str) -> TenantRequest {
@@ -39,19 +37,12 @@ fn request(slug: &str, plan: &str) -> TenantRequest {
 }
 
 async fn create_active(cp: &ControlPlane, slug: &str) -> TenantRecord {
-    let tenant = request_tenant(cp, &request(slug, "starter"), "test")
-        .await
-        .unwrap();
+    let tenant = request_tenant(cp, &request(slug, "starter"), "test").await.unwrap();
     provision(cp, tenant.id).await.unwrap()
 }
 
 async fn password_of(cp: &ControlPlane, tenant: &TenantRecord) -> String {
-    cp.secrets
-        .get(&tenant.secret_name().unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-        .password
+    cp.secrets.get(&tenant.secret_name().unwrap()).await.unwrap().unwrap().password
 }
 
 async fn connect_as(
@@ -68,9 +59,7 @@ async fn connect_as(
 fn sqlstate(result: Result<impl Sized, tokio_postgres::Error>) -> String {
     match result {
         Ok(_) => "succeeded".into(),
-        Err(e) => e
-            .code()
-            .map_or_else(|| e.to_string(), |c| c.code().to_owned()),
+        Err(e) => e.code().map_or_else(|| e.to_string(), |c| c.code().to_owned()),
     }
 }
 
@@ -78,24 +67,11 @@ fn sqlstate(result: Result<impl Sized, tokio_postgres::Error>) -> String {
 async fn catalog_migrations_can_start_from_two_replicas_at_once() {
     let db = TestDb::create("catalog_race").await;
     let config = tenancy::pg::parse_config(&db.url).unwrap();
-    let (a, b) = (
-        tenancy::pg::pool(config.clone(), 2).unwrap(),
-        tenancy::pg::pool(config, 2).unwrap(),
-    );
-    let (ra, rb) = tokio::join!(
-        control_plane::catalog::migrate(&a),
-        control_plane::catalog::migrate(&b)
-    );
+    let (a, b) = (tenancy::pg::pool(config.clone(), 2).unwrap(), tenancy::pg::pool(config, 2).unwrap());
+    let (ra, rb) = tokio::join!(control_plane::catalog::migrate(&a), control_plane::catalog::migrate(&b));
     ra.unwrap();
     rb.unwrap();
-    let applied: i64 = db
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM control.refinery_schema_history", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(applied, 1);
+    assert_eq!(db.count("SELECT count(*) FROM control.refinery_schema_history").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,119 +84,43 @@ async fn a_tenant_role_is_confined_to_its_own_schema_by_postgres() {
     let password = password_of(&cp, &acme).await;
 
     // Password-checked: a wrong password is refused.
-    assert_eq!(
-        sqlstate(connect_as(&db, acme.role_name.as_str(), "not-the-password").await),
-        "28P01"
-    );
-    let client = connect_as(&db, acme.role_name.as_str(), &password)
-        .await
-        .unwrap();
+    assert_eq!(sqlstate(connect_as(&db, acme.role_name.as_str(), "not-the-password").await), "28P01");
+    let client = connect_as(&db, acme.role_name.as_str(), &password).await.unwrap();
 
     // Its own tables, unqualified (search_path is on the role).
-    client
-        .execute(
-            "INSERT INTO users (email, name) VALUES ('a@acme', 'A')",
-            &[],
-        )
-        .await
-        .unwrap();
-    let n: i64 = client
-        .query_one("SELECT count(*) FROM users", &[])
-        .await
-        .unwrap()
-        .get(0);
+    client.execute("INSERT INTO users (email, name) VALUES ('a@acme', 'A')", &[]).await.unwrap();
+    let n: i64 = client.query_one("SELECT count(*) FROM users", &[]).await.unwrap().get(0);
     assert_eq!(n, 1);
 
     // The other tenant: not readable, not writable, not even visible.
     let other = globex.schema_name.as_str();
+    assert_eq!(sqlstate(client.query(&format!("SELECT * FROM {other}.users"), &[]).await), "42501");
     assert_eq!(
         sqlstate(
-            client
-                .query(&format!("SELECT * FROM {other}.users"), &[])
-                .await
+            client.execute(&format!("INSERT INTO {other}.users (email, name) VALUES ('x', 'x')"), &[]).await
         ),
         "42501"
     );
-    assert_eq!(
-        sqlstate(
-            client
-                .execute(
-                    &format!("INSERT INTO {other}.users (email, name) VALUES ('x', 'x')"),
-                    &[]
-                )
-                .await
-        ),
-        "42501"
-    );
-    client
-        .batch_execute(&format!("SET search_path = {other}"))
-        .await
-        .unwrap();
-    assert_eq!(
-        sqlstate(client.query("SELECT * FROM users", &[]).await),
-        "42P01"
-    );
+    client.batch_execute(&format!("SET search_path = {other}")).await.unwrap();
+    assert_eq!(sqlstate(client.query("SELECT * FROM users", &[]).await), "42P01");
     client.batch_execute("RESET search_path").await.unwrap();
     let visible: i64 = client
-        .query_one(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1",
-            &[&other],
-        )
+        .query_one("SELECT count(*) FROM information_schema.tables WHERE table_schema = $1", &[&other])
         .await
         .unwrap()
         .get(0);
     assert_eq!(visible, 0);
 
     // No DDL anywhere, no objects in public, no catalog, no migration history.
-    assert_eq!(
-        sqlstate(
-            client
-                .batch_execute("CREATE TABLE public.sneaky (i int)")
-                .await
-        ),
-        "42501"
-    );
-    assert_eq!(
-        sqlstate(client.batch_execute("CREATE TABLE sneaky (i int)").await),
-        "42501"
-    );
-    assert_eq!(
-        sqlstate(client.batch_execute("DROP TABLE comments").await),
-        "42501"
-    );
-    assert_eq!(
-        sqlstate(
-            client
-                .batch_execute("ALTER TABLE users ADD COLUMN x int")
-                .await
-        ),
-        "42501"
-    );
-    assert_eq!(
-        sqlstate(
-            client
-                .query("SELECT * FROM refinery_schema_history", &[])
-                .await
-        ),
-        "42501"
-    );
-    assert_eq!(
-        sqlstate(client.query("SELECT * FROM control.tenants", &[]).await),
-        "42501"
-    );
-    assert_eq!(
-        sqlstate(client.query("SELECT * FROM control.secrets", &[]).await),
-        "42501"
-    );
+    assert_eq!(sqlstate(client.batch_execute("CREATE TABLE public.sneaky (i int)").await), "42501");
+    assert_eq!(sqlstate(client.batch_execute("CREATE TABLE sneaky (i int)").await), "42501");
+    assert_eq!(sqlstate(client.batch_execute("DROP TABLE comments").await), "42501");
+    assert_eq!(sqlstate(client.batch_execute("ALTER TABLE users ADD COLUMN x int").await), "42501");
+    assert_eq!(sqlstate(client.query("SELECT * FROM refinery_schema_history", &[]).await), "42501");
+    assert_eq!(sqlstate(client.query("SELECT * FROM control.tenants", &[]).await), "42501");
+    assert_eq!(sqlstate(client.query("SELECT * FROM control.secrets", &[]).await), "42501");
     // Roles cannot be borrowed.
-    assert_eq!(
-        sqlstate(
-            client
-                .batch_execute(&format!("SET ROLE {}", globex.role_name))
-                .await
-        ),
-        "42501"
-    );
+    assert_eq!(sqlstate(client.batch_execute(&format!("SET ROLE {}", globex.role_name)).await), "42501");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,61 +130,30 @@ async fn a_crash_after_any_provisioning_step_is_finished_by_the_next_attempt() {
     let cp = start(&db, &common).await;
     for (i, crash_after) in Step::ALL.into_iter().enumerate() {
         let slug = format!("crash-{i}");
-        let tenant = request_tenant(&cp, &request(&slug, "pro"), "test")
-            .await
-            .unwrap();
-        provision_through(&cp, tenant.id, crash_after)
-            .await
-            .unwrap();
+        let tenant = request_tenant(&cp, &request(&slug, "pro"), "test").await.unwrap();
+        provision_through(&cp, tenant.id, crash_after).await.unwrap();
         // A new process (no shared state) picks the tenant up again.
         let restarted = start(&db, &common).await;
         let done = provision(&restarted, tenant.id).await.unwrap();
-        assert_eq!(
-            done.status,
-            TenantStatus::Active,
-            "crash after {crash_after:?}"
-        );
+        assert_eq!(done.status, TenantStatus::Active, "crash after {crash_after:?}");
         // A third run changes nothing.
         let again = provision(&restarted, tenant.id).await.unwrap();
         assert_eq!(again.generation, done.generation);
     }
-    let admin = db.client().await;
-    let count = |sql: &'static str| {
-        let admin = &admin;
-        async move { admin.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
-    };
     let n = Step::ALL.len() as i64;
-    assert_eq!(
-        count("SELECT count(*) FROM control.tenants WHERE status = 'active'").await,
-        n
-    );
-    assert_eq!(
-        count("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 't\\_crash\\_%'").await,
-        n
-    );
-    assert_eq!(count("SELECT count(*) FROM control.secrets").await, n);
-    assert_eq!(count("SELECT count(*) FROM control.domains").await, n);
-    assert_eq!(
-        db.roles().await.len() as i64,
-        n + 1,
-        "one role per tenant plus the owner"
-    );
+    assert_eq!(db.count("SELECT count(*) FROM control.tenants WHERE status = 'active'").await, n);
+    assert_eq!(db.count("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 't\\_crash\\_%'").await, n);
+    assert_eq!(db.count("SELECT count(*) FROM control.secrets").await, n);
+    assert_eq!(db.count("SELECT count(*) FROM control.domains").await, n);
+    assert_eq!(db.roles().await.len() as i64, n + 1, "one role per tenant plus the owner");
     for i in 0..Step::ALL.len() {
-        let history: i64 = admin
-            .query_one(
-                &format!("SELECT count(*) FROM t_crash_{i}.refinery_schema_history"),
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let history = db.count(&format!("SELECT count(*) FROM t_crash_{i}.refinery_schema_history")).await;
         assert_eq!(history, 1, "each migration applied exactly once");
-        let seeded: i64 = admin
-            .query_one(&format!("SELECT count(*) FROM t_crash_{i}.settings"), &[])
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(seeded, 1, "seed applied once");
+        assert_eq!(
+            db.count(&format!("SELECT count(*) FROM t_crash_{i}.settings")).await,
+            1,
+            "seed applied once"
+        );
     }
 }
 
@@ -294,19 +163,10 @@ async fn duplicate_slugs_are_a_conflict_and_leave_nothing_behind() {
     let common = common_settings(&db, SecretsFor::Local);
     let cp = start(&db, &common).await;
     create_active(&cp, "acme").await;
-    let err = request_tenant(&cp, &request("acme", "pro"), "test")
-        .await
-        .unwrap_err();
+    let err = request_tenant(&cp, &request("acme", "pro"), "test").await.unwrap_err();
     assert!(matches!(err, CreateTenantError::DuplicateSlug(_)), "{err}");
     assert_eq!(err.code(), "duplicate_slug");
-    let tenants: i64 = db
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM control.tenants", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(tenants, 1);
+    assert_eq!(db.count("SELECT count(*) FROM control.tenants").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -317,36 +177,22 @@ async fn provisioning_with_aws_secrets_manager_writes_the_rds_shaped_secret() {
     assert_eq!(cp.secrets.backend(), "aws");
     let tenant = create_active(&cp, "acme").await;
     let name = tenant.secret_name().unwrap();
-    assert!(name
-        .as_str()
-        .ends_with(&format!("/tenants/{}/postgres", tenant.id)));
+    assert!(name.as_str().ends_with(&format!("/tenants/{}/postgres", tenant.id)));
     let creds = cp.secrets.get(&name).await.unwrap().unwrap();
     assert_eq!(
-        (
-            creds.engine.as_str(),
-            creds.username.as_str(),
-            creds.schema.as_str()
-        ),
+        (creds.engine.as_str(), creds.username.as_str(), creds.schema.as_str()),
         ("postgres", tenant.role_name.as_str(), "t_acme")
     );
     assert!(creds.password.len() >= 43, "32 random bytes");
-    connect_as(&db, &creds.username, &creds.password)
-        .await
-        .unwrap();
+    connect_as(&db, &creds.username, &creds.password).await.unwrap();
 
     // put is idempotent and updates; delete removes.
     let token = format!("{}-v0001", tenant.id);
     cp.secrets.put(&name, &creds, &token).await.unwrap();
     let mut rotated = creds.clone();
     rotated.password = "another-password-of-sufficient-length-000".into();
-    cp.secrets
-        .put(&name, &rotated, &format!("{}-v0002", tenant.id))
-        .await
-        .unwrap();
-    assert_eq!(
-        cp.secrets.get(&name).await.unwrap().unwrap().password,
-        rotated.password
-    );
+    cp.secrets.put(&name, &rotated, &format!("{}-v0002", tenant.id)).await.unwrap();
+    assert_eq!(cp.secrets.get(&name).await.unwrap().unwrap().password, rotated.password);
     cp.secrets.delete(&name).await.unwrap();
     assert!(cp.secrets.get(&name).await.unwrap().is_none());
     cp.secrets.delete(&name).await.unwrap();
@@ -359,26 +205,11 @@ async fn the_local_secret_store_encrypts_and_refuses_a_wrong_key() {
     let cp = start(&db, &common).await;
     let tenant = create_active(&cp, "acme").await;
     let password = password_of(&cp, &tenant).await;
-    let stored: Vec<u8> = db
-        .client()
-        .await
-        .query_one("SELECT ciphertext FROM control.secrets", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert!(
-        !String::from_utf8_lossy(&stored).contains(&password),
-        "stored encrypted"
-    );
+    let stored: Vec<u8> =
+        db.client().await.query_one("SELECT ciphertext FROM control.secrets", &[]).await.unwrap().get(0);
+    assert!(!String::from_utf8_lossy(&stored).contains(&password), "stored encrypted");
     // Another key cannot read it.
     let other = start(&db, &common_settings(&db, SecretsFor::Local)).await;
-    let err = other
-        .secrets
-        .get(&tenant.secret_name().unwrap())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, tenancy::secrets::SecretError::Corrupt(_)),
-        "{err}"
-    );
+    let err = other.secrets.get(&tenant.secret_name().unwrap()).await.unwrap_err();
+    assert!(matches!(err, tenancy::secrets::SecretError::Corrupt(_)), "{err}");
 }

@@ -22,10 +22,7 @@ pub enum RouterError {
     #[error("response is larger than the {0}-byte limit; select fewer rows or columns")]
     ResponseTooLarge(usize),
     #[error("{message}")]
-    Postgres {
-        message: String,
-        body: serde_json::Value,
-    },
+    Postgres { message: String, body: serde_json::Value },
 }
 
 impl RouterError {
@@ -72,13 +69,9 @@ impl RouterError {
             Self::Auth(AuthError::Missing | AuthError::BadCredentials(_)) => {
                 (StatusCode::UNAUTHORIZED, "unauthorized")
             }
-            Self::Auth(AuthError::Malformed) => {
-                (StatusCode::BAD_REQUEST, "invalid_connection_string")
-            }
+            Self::Auth(AuthError::Malformed) => (StatusCode::BAD_REQUEST, "invalid_connection_string"),
             Self::Auth(AuthError::WrongTenant) => (StatusCode::FORBIDDEN, "wrong_tenant"),
-            Self::Pool(PoolCheckoutError::Exhausted) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "pool_exhausted")
-            }
+            Self::Pool(PoolCheckoutError::Exhausted) => (StatusCode::SERVICE_UNAVAILABLE, "pool_exhausted"),
             Self::Pool(_) => (StatusCode::SERVICE_UNAVAILABLE, "tenant_unavailable"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::ResponseTooLarge(_) => (StatusCode::BAD_REQUEST, "response_too_large"),
@@ -102,15 +95,12 @@ impl IntoResponse for RouterError {
                     }
                     _ => other.to_string(),
                 };
-                let body =
-                    json!({ "message": message, "error": { "code": code, "message": message } });
+                let body = json!({ "message": message, "error": { "code": code, "message": message } });
                 (status, axum::Json(body)).into_response()
             }
         };
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }

@@ -25,10 +25,7 @@ pub enum StartError {
     #[error("secret store: {0}")]
     Secrets(#[from] tenancy::secrets::SecretError),
     #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { addr: SocketAddr, source: std::io::Error },
 }
 
 impl AppState {
@@ -45,11 +42,7 @@ impl AppState {
         );
         Ok(Self {
             resolver: Arc::new(resolver),
-            pools: Arc::new(TenantPools::new(
-                secrets,
-                settings.pool_idle_timeout,
-                settings.checkout_timeout,
-            )),
+            pools: Arc::new(TenantPools::new(secrets, settings.pool_idle_timeout, settings.checkout_timeout)),
             catalog,
             max_response_bytes: settings.max_response_bytes,
         })
@@ -96,9 +89,7 @@ impl RunningRouter {
 }
 
 async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Listen { addr, source })
+    tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })
 }
 
 /// Starts both listeners (port 0 picks free ports) until `shutdown` is cancelled.
@@ -109,33 +100,20 @@ pub async fn spawn(
     let state = AppState::new(settings).await?;
     let listener = bind(settings.listen).await?;
     let admin_listener = bind(settings.admin_listen).await?;
-    let addr = listener.local_addr().map_err(|source| StartError::Listen {
-        addr: settings.listen,
-        source,
-    })?;
+    let addr =
+        listener.local_addr().map_err(|source| StartError::Listen { addr: settings.listen, source })?;
     let admin_addr = admin_listener
         .local_addr()
-        .map_err(|source| StartError::Listen {
-            addr: settings.admin_listen,
-            source,
-        })?;
+        .map_err(|source| StartError::Listen { addr: settings.admin_listen, source })?;
     let mut tasks = Vec::new();
-    for (listener, app) in [
-        (listener, app(state.clone(), settings.max_body_bytes)),
-        (admin_listener, admin_app(state)),
-    ] {
+    for (listener, app) in
+        [(listener, app(state.clone(), settings.max_body_bytes)), (admin_listener, admin_app(state))]
+    {
         let drain = shutdown.clone();
         tasks.push(tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { drain.cancelled().await })
-                .await
+            axum::serve(listener, app).with_graceful_shutdown(async move { drain.cancelled().await }).await
         }));
     }
     tracing::info!(%addr, %admin_addr, "tenant-router listening");
-    Ok(RunningRouter {
-        addr,
-        admin_addr,
-        shutdown,
-        tasks,
-    })
+    Ok(RunningRouter { addr, admin_addr, shutdown, tasks })
 }

@@ -12,17 +12,13 @@ pub mod http;
 pub mod pools;
 pub mod resolve;
 pub mod settings;
-pub mod signals;
 pub mod sql;
 
 use std::process::ExitCode;
 
 /// Runs the router until SIGTERM or Ctrl-C, then drains.
 pub async fn run(settings: settings::RouterSettings) -> ExitCode {
-    tenancy::telemetry::init(
-        settings.common.log_format,
-        tenancy::telemetry::SERVER_LOG_FILTER,
-    );
+    tenancy::telemetry::init(settings.common.log_format, tenancy::telemetry::SERVER_LOG_FILTER);
     let shutdown = tokio_util::sync::CancellationToken::new();
     let router = match http::spawn(&settings, shutdown.clone()).await {
         Ok(router) => router,
@@ -31,7 +27,7 @@ pub async fn run(settings: settings::RouterSettings) -> ExitCode {
             return ExitCode::from(6);
         }
     };
-    signals::wait_for_shutdown().await;
+    tenancy::shutdown::wait_for_shutdown().await;
     tracing::info!("shutting down: draining in-flight requests");
     match tokio::time::timeout(settings.shutdown_grace, router.stop()).await {
         Ok(Ok(())) => ExitCode::SUCCESS,

@@ -40,27 +40,16 @@ pub struct TenantPools {
 }
 
 impl TenantPools {
-    pub fn new(
-        secrets: SharedSecretStore,
-        idle_timeout: Duration,
-        checkout_timeout: Duration,
-    ) -> Self {
+    pub fn new(secrets: SharedSecretStore, idle_timeout: Duration, checkout_timeout: Duration) -> Self {
         let pools = Cache::builder()
             .time_to_idle(idle_timeout)
             .eviction_listener(|_id, pool: Arc<TenantPool>, _cause| pool.pool.close())
             .build();
-        Self {
-            secrets,
-            pools,
-            checkout_timeout,
-        }
+        Self { secrets, pools, checkout_timeout }
     }
 
     /// The tenant's pool, built if missing or older than the tenant's generation.
-    pub async fn pool_for(
-        &self,
-        tenant: &TenantRecord,
-    ) -> Result<Arc<TenantPool>, PoolCheckoutError> {
+    pub async fn pool_for(&self, tenant: &TenantRecord) -> Result<Arc<TenantPool>, PoolCheckoutError> {
         if let Some(existing) = self.pools.get(&tenant.id).await {
             if existing.generation >= tenant.generation {
                 return Ok(existing);
@@ -74,9 +63,7 @@ impl TenantPools {
     }
 
     async fn build(&self, tenant: &TenantRecord) -> Result<Arc<TenantPool>, PoolCheckoutError> {
-        let name = tenant
-            .secret_name()
-            .ok_or(PoolCheckoutError::NoCredentials)?;
+        let name = tenant.secret_name().ok_or(PoolCheckoutError::NoCredentials)?;
         let credentials = self
             .secrets
             .get(&name)
@@ -97,13 +84,8 @@ impl TenantPools {
             options.push_str(&format!(" -c statement_timeout={ms}"));
         }
         config.options(&options);
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Clean,
-            },
-        );
+        let manager =
+            Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Clean });
         let pool = Pool::builder(manager)
             .max_size(usize::try_from(tenant.pool_size).unwrap_or(1).max(1))
             .timeouts(Timeouts {
@@ -114,17 +96,11 @@ impl TenantPools {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| PoolCheckoutError::Database(e.to_string()))?;
-        Ok(Arc::new(TenantPool {
-            pool,
-            credentials,
-            generation: tenant.generation,
-        }))
+        Ok(Arc::new(TenantPool { pool, credentials, generation: tenant.generation }))
     }
 
     /// A connection from the tenant's pool.
-    pub async fn checkout(
-        pool: &TenantPool,
-    ) -> Result<deadpool_postgres::Object, PoolCheckoutError> {
+    pub async fn checkout(pool: &TenantPool) -> Result<deadpool_postgres::Object, PoolCheckoutError> {
         pool.pool.get().await.map_err(|e| match e {
             deadpool_postgres::PoolError::Timeout(_) => PoolCheckoutError::Exhausted,
             deadpool_postgres::PoolError::Backend(pg) => {

@@ -21,9 +21,7 @@ pub struct RedisNames {
 
 impl RedisNames {
     pub fn new(prefix: &str) -> Self {
-        Self {
-            prefix: prefix.to_owned(),
-        }
+        Self { prefix: prefix.to_owned() }
     }
 
     /// The channel invalidations are published on.
@@ -45,14 +43,8 @@ pub async fn publish(
     message: &Invalidation,
 ) -> redis::RedisResult<()> {
     let payload = serde_json::to_string(message).unwrap_or_default();
-    let _: i64 = redis::cmd("PUBLISH")
-        .arg(names.invalidation_channel())
-        .arg(payload)
-        .query_async(redis)
-        .await?;
-    let _: i64 = redis::cmd("DEL")
-        .arg(names.route_key(&message.slug))
-        .query_async(redis)
-        .await?;
+    let _: i64 =
+        redis::cmd("PUBLISH").arg(names.invalidation_channel()).arg(payload).query_async(redis).await?;
+    let _: i64 = redis::cmd("DEL").arg(names.route_key(&message.slug)).query_async(redis).await?;
     Ok(())
 }

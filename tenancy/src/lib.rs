@@ -6,7 +6,7 @@
 //! - [`secrets`]: the secret store holding each tenant's database credentials (`aws` or `local`).
 //! - [`invalidation`]: the Redis channel and message that tell routers a tenant changed.
 //! - [`settings`]: configuration shared by both binaries (flags + environment variables).
-//! - [`telemetry`]: structured logging set-up.
+//! - [`telemetry`]: structured logging set-up; [`shutdown`]: waiting for SIGTERM / Ctrl-C.
 
 pub mod catalog;
 pub mod domain;
@@ -14,4 +14,5 @@ pub mod invalidation;
 pub mod pg;
 pub mod secrets;
 pub mod settings;
+pub mod shutdown;
 pub mod telemetry;

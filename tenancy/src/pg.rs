@@ -15,19 +15,13 @@ pub enum PoolError {
 /// Parses a `postgres://` URL (or key=value string) without ever echoing it back: the error
 /// names what is wrong but not the URL, which may hold a password.
 pub fn parse_config(url: &str) -> Result<tokio_postgres::Config, PoolError> {
-    url.parse::<tokio_postgres::Config>()
-        .map_err(|e| PoolError::InvalidUrl(e.to_string()))
+    url.parse::<tokio_postgres::Config>().map_err(|e| PoolError::InvalidUrl(e.to_string()))
 }
 
 /// A pool of connections to the catalog (or a cluster's admin connection).
 pub fn pool(config: tokio_postgres::Config, max_size: usize) -> Result<Pool, PoolError> {
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let manager =
+        Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager)
         .max_size(max_size)
         .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -57,4 +51,23 @@ pub fn describe_target(config: &tokio_postgres::Config) -> String {
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let db = config.get_dbname().unwrap_or("");
     format!("{host}:{port}/{db}")
+}
+
+/// Whether the database behind `pool` answers a trivial query.
+pub async fn is_reachable(pool: &Pool) -> bool {
+    match pool.get().await {
+        Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// The `/readyz` answer of both binaries: ready when the catalog answers; `details` are added
+/// to the JSON body.
+pub async fn readiness(catalog: &Pool, details: serde_json::Value) -> (bool, serde_json::Value) {
+    let ready = is_reachable(catalog).await;
+    let mut body = serde_json::json!({ "catalog": if ready { "ok" } else { "unreachable" } });
+    if let (Some(body), serde_json::Value::Object(details)) = (body.as_object_mut(), details) {
+        body.extend(details);
+    }
+    (ready, body)
 }

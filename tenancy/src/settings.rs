@@ -67,21 +67,20 @@ pub struct SecretsSettings {
 
 impl SecretsSettings {
     /// Builds the configured secret store. `catalog` is used by the local backend.
-    pub async fn build(
-        &self,
-        catalog: deadpool_postgres::Pool,
-    ) -> Result<SharedSecretStore, SecretError> {
+    pub async fn build(&self, catalog: deadpool_postgres::Pool) -> Result<SharedSecretStore, SecretError> {
         match self.secrets_backend {
             SecretsBackend::Aws => Ok(Arc::new(AwsSecretStore::from_env().await)),
             SecretsBackend::Local => {
                 let key = match (&self.secrets_local_key, &self.secrets_local_key_file) {
                     (Some(raw), _) => LocalKey::from_base64(raw)?,
                     (None, Some(path)) => LocalKey::from_file(path)?,
-                    (None, None) => return Err(SecretError::Key(
-                        "SECRETS_BACKEND=local needs SECRETS_LOCAL_KEY or SECRETS_LOCAL_KEY_FILE \
+                    (None, None) => {
+                        return Err(SecretError::Key(
+                            "SECRETS_BACKEND=local needs SECRETS_LOCAL_KEY or SECRETS_LOCAL_KEY_FILE \
                              (generate one with `openssl rand -base64 32`)"
-                            .into(),
-                    )),
+                                .into(),
+                        ))
+                    }
                 };
                 Ok(Arc::new(LocalSecretStore::new(&key, catalog)))
             }

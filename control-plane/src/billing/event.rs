@@ -32,14 +32,10 @@ impl Envelope {
         let envelope: Self =
             serde_json::from_slice(body).map_err(|e| EventError::Malformed(e.to_string()))?;
         if envelope.id.is_empty() || envelope.id.len() > 255 {
-            return Err(EventError::Malformed(
-                "`id` must be 1 to 255 characters".into(),
-            ));
+            return Err(EventError::Malformed("`id` must be 1 to 255 characters".into()));
         }
         if envelope.kind.is_empty() || envelope.kind.len() > 255 {
-            return Err(EventError::Malformed(
-                "`type` must be 1 to 255 characters".into(),
-            ));
+            return Err(EventError::Malformed("`type` must be 1 to 255 characters".into()));
         }
         Ok(envelope)
     }
@@ -98,23 +94,16 @@ impl SubscriptionFacts {
     /// (`tenant_slug`, `tenant_name`), plan from the first item's price `lookup_key`, else
     /// `metadata.plan`.
     pub fn from_object(object: &serde_json::Value) -> Result<Self, EventError> {
-        let fields: ObjectFields = serde_json::from_value(object.clone())
-            .map_err(|e| EventError::Malformed(e.to_string()))?;
+        let fields: ObjectFields =
+            serde_json::from_value(object.clone()).map_err(|e| EventError::Malformed(e.to_string()))?;
         let is_checkout = fields.object.as_deref() == Some("checkout.session");
         let subscription_id = if is_checkout {
-            id_of(fields.subscription.as_ref())
-                .ok_or(EventError::Missing("data.object.subscription"))?
+            id_of(fields.subscription.as_ref()).ok_or(EventError::Missing("data.object.subscription"))?
         } else {
-            fields
-                .id
-                .clone()
-                .ok_or(EventError::Missing("data.object.id"))?
+            fields.id.clone().ok_or(EventError::Missing("data.object.id"))?
         };
-        let slug = fields
-            .metadata
-            .get("tenant_slug")
-            .cloned()
-            .ok_or(EventError::Missing("metadata.tenant_slug"))?;
+        let slug =
+            fields.metadata.get("tenant_slug").cloned().ok_or(EventError::Missing("metadata.tenant_slug"))?;
         let plan = fields
             .items
             .as_ref()
@@ -122,9 +111,7 @@ impl SubscriptionFacts {
             .and_then(|item| item.price.as_ref())
             .and_then(|price| price.lookup_key.clone())
             .or_else(|| fields.metadata.get("plan").cloned())
-            .ok_or(EventError::Missing(
-                "items.data[0].price.lookup_key or metadata.plan",
-            ))?;
+            .ok_or(EventError::Missing("items.data[0].price.lookup_key or metadata.plan"))?;
         Ok(Self {
             subscription_id,
             customer_id: id_of(fields.customer.as_ref()),
@@ -168,12 +155,9 @@ mod tests {
 
     #[test]
     fn missing_metadata_is_named() {
-        let err =
-            SubscriptionFacts::from_object(&json!({"id": "sub_3", "metadata": {}})).unwrap_err();
+        let err = SubscriptionFacts::from_object(&json!({"id": "sub_3", "metadata": {}})).unwrap_err();
         assert!(err.to_string().contains("tenant_slug"), "{err}");
         assert!(Envelope::parse(b"{not json").is_err());
-        assert!(
-            Envelope::parse(br#"{"id":"","type":"x","created":1,"data":{"object":{}}}"#).is_err()
-        );
+        assert!(Envelope::parse(br#"{"id":"","type":"x","created":1,"data":{"object":{}}}"#).is_err());
     }
 }

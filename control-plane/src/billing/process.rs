@@ -29,21 +29,12 @@ enum Outcome {
     Ignored(String),
 }
 
-pub async fn process_job(
-    cp: &ControlPlane,
-    payload: &serde_json::Value,
-) -> Result<(), BillingProcessError> {
-    let event_id = payload
-        .get("event_id")
-        .and_then(serde_json::Value::as_str)
-        .ok_or(BillingProcessError::BadJob)?;
+pub async fn process_job(cp: &ControlPlane, payload: &serde_json::Value) -> Result<(), BillingProcessError> {
+    let event_id =
+        payload.get("event_id").and_then(serde_json::Value::as_str).ok_or(BillingProcessError::BadJob)?;
     let catalog_error =
         |e: tokio_postgres::Error| BillingProcessError::Catalog(tenancy::pg::describe_error(&e));
-    let client = cp
-        .catalog
-        .get()
-        .await
-        .map_err(|e| BillingProcessError::Catalog(e.to_string()))?;
+    let client = cp.catalog.get().await.map_err(|e| BillingProcessError::Catalog(e.to_string()))?;
     let row = client
         .query_opt(
             "SELECT payload, processed_at IS NOT NULL FROM control.billing_events WHERE event_id = $1",
@@ -80,12 +71,8 @@ pub async fn process_job(
 
 async fn decide(cp: &ControlPlane, envelope: &Envelope) -> Result<Outcome, BillingProcessError> {
     match envelope.kind.as_str() {
-        "customer.subscription.created" | "checkout.session.completed" => {
-            provision(cp, envelope).await
-        }
-        other => Ok(Outcome::Ignored(format!(
-            "event type {other} is not acted on yet"
-        ))),
+        "customer.subscription.created" | "checkout.session.completed" => provision(cp, envelope).await,
+        other => Ok(Outcome::Ignored(format!("event type {other} is not acted on yet"))),
     }
 }
 
@@ -102,15 +89,12 @@ async fn provision(cp: &ControlPlane, envelope: &Envelope) -> Result<Outcome, Bi
         billing_subscription_id: Some(facts.subscription_id.clone()),
     };
     match request_tenant(cp, &request, "billing").await {
-        Ok(tenant) => Ok(Outcome::Applied(format!(
-            "provisioning tenant {} ({})",
-            tenant.slug, tenant.id
-        ))),
+        Ok(tenant) => Ok(Outcome::Applied(format!("provisioning tenant {} ({})", tenant.slug, tenant.id))),
         // The same subscription delivered under a different event id (e.g. both
         // checkout.session.completed and customer.subscription.created): already handled.
-        Err(CreateTenantError::DuplicateSubscription(sub)) => Ok(Outcome::Ignored(format!(
-            "subscription {sub} already has a tenant"
-        ))),
+        Err(CreateTenantError::DuplicateSubscription(sub)) => {
+            Ok(Outcome::Ignored(format!("subscription {sub} already has a tenant")))
+        }
         Err(e) if e.is_transient() => Err(BillingProcessError::Catalog(e.to_string())),
         Err(e) => Ok(Outcome::Rejected(e.to_string())),
     }

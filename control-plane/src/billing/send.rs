@@ -24,10 +24,7 @@ fn random_id(prefix: &str) -> String {
 impl TestEvent {
     /// The event body, shaped as Stripe sends it.
     pub fn body(&self, now: i64) -> serde_json::Value {
-        let subscription_id = self
-            .subscription_id
-            .clone()
-            .unwrap_or_else(|| random_id("sub"));
+        let subscription_id = self.subscription_id.clone().unwrap_or_else(|| random_id("sub"));
         let customer_id = self.customer_id.clone().unwrap_or_else(|| random_id("cus"));
         let mut metadata = json!({ "tenant_slug": self.slug, "plan": self.plan });
         if let Some(name) = &self.name {
@@ -75,11 +72,7 @@ pub struct Delivery {
 }
 
 /// Signs `body` with `secret` and posts it to `url`.
-pub async fn send(
-    url: &str,
-    secret: &str,
-    body: &serde_json::Value,
-) -> Result<Delivery, SendError> {
+pub async fn send(url: &str, secret: &str, body: &serde_json::Value) -> Result<Delivery, SendError> {
     let raw = serde_json::to_vec(body).unwrap_or_default();
     let now = chrono::Utc::now().timestamp();
     let response = reqwest::Client::new()
@@ -89,10 +82,7 @@ pub async fn send(
         .body(raw)
         .send()
         .await
-        .map_err(|e| SendError::Unreachable {
-            url: url.to_owned(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| SendError::Unreachable { url: url.to_owned(), message: e.to_string() })?;
     let status = response.status().as_u16();
     let text = response.text().await.unwrap_or_default();
     if !(200..300).contains(&status) {

@@ -26,8 +26,7 @@ pub enum SignatureError {
 
 fn mac(secret: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
     // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable!());
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable!());
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
@@ -35,25 +34,15 @@ fn mac(secret: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
 }
 
 /// Checks `header` against `body` at time `now` (unix seconds); returns the signed timestamp.
-pub fn verify(
-    header: Option<&str>,
-    body: &[u8],
-    secret: &str,
-    now: i64,
-) -> Result<i64, SignatureError> {
+pub fn verify(header: Option<&str>, body: &[u8], secret: &str, now: i64) -> Result<i64, SignatureError> {
     let header = header.ok_or(SignatureError::Missing)?;
     let mut timestamp = None;
     let mut signatures = Vec::new();
     for part in header.split(',') {
-        let (key, value) = part
-            .trim()
-            .split_once('=')
-            .ok_or(SignatureError::Malformed)?;
+        let (key, value) = part.trim().split_once('=').ok_or(SignatureError::Malformed)?;
         match key {
             "t" => {
-                let parsed = value
-                    .parse::<i64>()
-                    .map_err(|_| SignatureError::Malformed)?;
+                let parsed = value.parse::<i64>().map_err(|_| SignatureError::Malformed)?;
                 timestamp = Some(parsed);
             }
             "v1" => signatures.push(value),
@@ -95,19 +84,13 @@ mod tests {
     fn accepts_what_it_signs_and_any_matching_v1() {
         let body = br#"{"id":"evt_1"}"#;
         let header = sign(SECRET, 1_700_000_000, body);
-        assert_eq!(
-            verify(Some(&header), body, SECRET, 1_700_000_100),
-            Ok(1_700_000_000)
-        );
+        assert_eq!(verify(Some(&header), body, SECRET, 1_700_000_100), Ok(1_700_000_000));
         let rolled = format!(
             "{},v1={}",
             sign("whsec_old", 1_700_000_000, body),
             &header[header.find("v1=").unwrap() + 3..]
         );
-        assert_eq!(
-            verify(Some(&rolled), body, SECRET, 1_700_000_000),
-            Ok(1_700_000_000)
-        );
+        assert_eq!(verify(Some(&rolled), body, SECRET, 1_700_000_000), Ok(1_700_000_000));
     }
 
     #[test]
@@ -123,38 +106,20 @@ mod tests {
     fn refuses_bad_signatures_with_the_reason() {
         let body = br#"{"id":"evt_1"}"#;
         let header = sign(SECRET, 1_700_000_000, body);
-        assert_eq!(
-            verify(None, body, SECRET, 1_700_000_000),
-            Err(SignatureError::Missing)
-        );
-        assert_eq!(
-            verify(Some("garbage"), body, SECRET, 1_700_000_000),
-            Err(SignatureError::Malformed)
-        );
-        assert_eq!(
-            verify(Some("t=abc,v1=00"), body, SECRET, 1_700_000_000),
-            Err(SignatureError::Malformed)
-        );
+        assert_eq!(verify(None, body, SECRET, 1_700_000_000), Err(SignatureError::Missing));
+        assert_eq!(verify(Some("garbage"), body, SECRET, 1_700_000_000), Err(SignatureError::Malformed));
+        assert_eq!(verify(Some("t=abc,v1=00"), body, SECRET, 1_700_000_000), Err(SignatureError::Malformed));
         assert_eq!(
             verify(Some("t=1700000000"), body, SECRET, 1_700_000_000),
             Err(SignatureError::NoSignature)
         );
-        assert_eq!(
-            verify(Some(&header), body, SECRET, 1_700_000_301),
-            Err(SignatureError::Stale)
-        );
-        assert_eq!(
-            verify(Some(&header), body, SECRET, 1_699_999_000),
-            Err(SignatureError::Stale)
-        );
+        assert_eq!(verify(Some(&header), body, SECRET, 1_700_000_301), Err(SignatureError::Stale));
+        assert_eq!(verify(Some(&header), body, SECRET, 1_699_999_000), Err(SignatureError::Stale));
         assert_eq!(
             verify(Some(&header), b"{\"id\":\"evt_2\"}", SECRET, 1_700_000_000),
             Err(SignatureError::Mismatch)
         );
-        assert_eq!(
-            verify(Some(&header), body, "whsec_other", 1_700_000_000),
-            Err(SignatureError::Mismatch)
-        );
+        assert_eq!(verify(Some(&header), body, "whsec_other", 1_700_000_000), Err(SignatureError::Mismatch));
         assert_eq!(
             verify(Some("t=1700000000,v1=zz"), body, SECRET, 1_700_000_000),
             Err(SignatureError::Mismatch)

@@ -25,16 +25,9 @@ pub enum CatalogMigrateError {
 /// Brings the catalog schema (`control`) to the version this binary embeds. Safe to call from
 /// several processes at once: they take turns under an advisory lock.
 pub async fn migrate(pool: &Pool) -> Result<(), CatalogMigrateError> {
-    let mut client = pool
-        .get()
-        .await
-        .map_err(|e| CatalogMigrateError::Connect(e.to_string()))?;
-    let pg =
-        |e: tokio_postgres::Error| CatalogMigrateError::Migrate(tenancy::pg::describe_error(&e));
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
-        .await
-        .map_err(pg)?;
+    let mut client = pool.get().await.map_err(|e| CatalogMigrateError::Connect(e.to_string()))?;
+    let pg = |e: tokio_postgres::Error| CatalogMigrateError::Migrate(tenancy::pg::describe_error(&e));
+    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY]).await.map_err(pg)?;
     let result = async {
         client
             .batch_execute(
@@ -45,16 +38,10 @@ pub async fn migrate(pool: &Pool) -> Result<(), CatalogMigrateError> {
             .map_err(pg)?;
         let mut runner = embedded::migrations::runner();
         runner.set_migration_table_name("control.refinery_schema_history");
-        runner
-            .run_async(&mut **client)
-            .await
-            .map_err(|e| CatalogMigrateError::Migrate(e.to_string()))?;
+        runner.run_async(&mut **client).await.map_err(|e| CatalogMigrateError::Migrate(e.to_string()))?;
         Ok(())
     }
     .await;
-    client
-        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
-        .await
-        .map_err(pg)?;
+    client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY]).await.map_err(pg)?;
     result
 }

@@ -21,10 +21,7 @@ pub struct NewTenant {
 
 /// Inserts the tenant row. Unique violations (slug, role, subscription) surface as the
 /// PostgreSQL error for the caller to classify.
-pub async fn insert(
-    client: &impl GenericClient,
-    new: &NewTenant,
-) -> Result<(), tokio_postgres::Error> {
+pub async fn insert(client: &impl GenericClient, new: &NewTenant) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
             "INSERT INTO control.tenants

@@ -13,21 +13,13 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
+        Self { status, code, message: message.into() }
     }
 
     /// A 5xx whose detail is logged, while the client gets a generic message.
     pub fn internal(code: &'static str, detail: &impl std::fmt::Display) -> Self {
         tracing::error!(code, error = %detail, "request failed");
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            code,
-            "temporarily unavailable; retry later",
-        )
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, "temporarily unavailable; retry later")
     }
 }
 

@@ -8,22 +8,9 @@ pub(super) async fn healthz() -> &'static str {
     "ok"
 }
 
-/// The catalog answers.
+/// Ready when the catalog answers.
 pub(super) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    let catalog = match state.cp.catalog.get().await {
-        Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
-        Err(_) => false,
-    };
-    let status = if catalog {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        Json(serde_json::json!({
-            "catalog": if catalog { "ok" } else { "unreachable" },
-            "secrets_backend": state.cp.secrets.backend(),
-        })),
-    )
+    let details = serde_json::json!({ "secrets_backend": state.cp.secrets.backend() });
+    let (ready, body) = tenancy::pg::readiness(&state.cp.catalog, details).await;
+    (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
 }

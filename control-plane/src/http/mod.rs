@@ -25,10 +25,7 @@ pub(crate) struct AppState {
 
 /// The axum application (without workers), for embedding and tests.
 pub fn app(cp: Arc<ControlPlane>, settings: &ServeSettings) -> axum::Router {
-    let state = AppState {
-        cp,
-        webhook_secret: settings.billing_webhook_secret.as_deref().map(Arc::from),
-    };
+    let state = AppState { cp, webhook_secret: settings.billing_webhook_secret.as_deref().map(Arc::from) };
     axum::Router::new()
         .route("/v1/webhooks/billing", post(webhook::receive))
         .route("/healthz", get(health::healthz))
@@ -70,16 +67,11 @@ pub async fn spawn(
     ));
     let drain = shutdown.clone();
     let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { drain.cancelled().await })
-            .await;
+        let served =
+            axum::serve(listener, app).with_graceful_shutdown(async move { drain.cancelled().await }).await;
         let _ = workers.await;
         served
     });
     tracing::info!(%addr, "tenantctl serve listening");
-    Ok(RunningServer {
-        addr,
-        shutdown,
-        task,
-    })
+    Ok(RunningServer { addr, shutdown, task })
 }

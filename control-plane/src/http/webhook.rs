@@ -23,9 +23,7 @@ pub(super) async fn receive(
             "billing webhooks are not configured (BILLING_WEBHOOK_SECRET is unset)",
         ));
     };
-    let header = headers
-        .get("stripe-signature")
-        .and_then(|v| v.to_str().ok());
+    let header = headers.get("stripe-signature").and_then(|v| v.to_str().ok());
     signature::verify(header, &body, secret, chrono::Utc::now().timestamp())
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_signature", e.to_string()))?;
     let envelope = Envelope::parse(&body)
@@ -47,21 +45,14 @@ pub(super) async fn receive(
         .map_err(|e| unavailable(&e))?;
     let duplicate = inserted == 0;
     if !duplicate {
-        jobs::enqueue(
-            &*tx,
-            JobKind::BillingEvent,
-            None,
-            &serde_json::json!({ "event_id": envelope.id }),
-        )
-        .await
-        .map_err(|e| unavailable(&e))?;
+        jobs::enqueue(&*tx, JobKind::BillingEvent, None, &serde_json::json!({ "event_id": envelope.id }))
+            .await
+            .map_err(|e| unavailable(&e))?;
     }
     tx.commit().await.map_err(|e| unavailable(&e))?;
     if !duplicate {
         state.cp.jobs_enqueued.notify_waiters();
     }
     tracing::info!(event_id = %envelope.id, event_type = %envelope.kind, duplicate, "billing event received");
-    Ok(Json(
-        serde_json::json!({ "received": true, "duplicate": duplicate }),
-    ))
+    Ok(Json(serde_json::json!({ "received": true, "duplicate": duplicate })))
 }

@@ -59,17 +59,12 @@ impl CreateTenantError {
 }
 
 fn validate_display_name(raw: Option<&str>, slug: &Slug) -> Result<String, CreateTenantError> {
-    let name = raw
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .unwrap_or(slug.as_str());
+    let name = raw.map(str::trim).filter(|n| !n.is_empty()).unwrap_or(slug.as_str());
     if name.chars().count() > 200 {
         return Err(CreateTenantError::InvalidName("at most 200 characters"));
     }
     if name.chars().any(char::is_control) {
-        return Err(CreateTenantError::InvalidName(
-            "control characters are not allowed",
-        ));
+        return Err(CreateTenantError::InvalidName("control characters are not allowed"));
     }
     Ok(name.to_owned())
 }
@@ -81,12 +76,9 @@ pub async fn request_tenant(
     request: &TenantRequest,
     actor: &str,
 ) -> Result<TenantRecord, CreateTenantError> {
-    let slug = Slug::parse(&request.slug).map_err(|reason| CreateTenantError::InvalidSlug {
-        slug: request.slug.clone(),
-        reason,
-    })?;
-    let plan = PlanName::parse(&request.plan)
-        .map_err(|e| CreateTenantError::InvalidPlan(e.to_string()))?;
+    let slug = Slug::parse(&request.slug)
+        .map_err(|reason| CreateTenantError::InvalidSlug { slug: request.slug.clone(), reason })?;
+    let plan = PlanName::parse(&request.plan).map_err(|e| CreateTenantError::InvalidPlan(e.to_string()))?;
     cp.templates.load(&plan).map_err(|e| match e {
         TemplateError::UnknownPlan { plan, .. } => {
             CreateTenantError::InvalidPlan(format!("no plan named {plan:?}"))
@@ -109,23 +101,14 @@ pub async fn request_tenant(
 
     let catalog_error =
         |e: &tokio_postgres::Error| CreateTenantError::Catalog(tenancy::pg::describe_error(e));
-    let mut client = cp
-        .catalog
-        .get()
-        .await
-        .map_err(|e| CreateTenantError::Catalog(e.to_string()))?;
+    let mut client = cp.catalog.get().await.map_err(|e| CreateTenantError::Catalog(e.to_string()))?;
     let tx = client.transaction().await.map_err(|e| catalog_error(&e))?;
     if let Err(err) = tenants::insert(&*tx, &new).await {
         return Err(classify_insert_error(&err, &new).unwrap_or_else(|| catalog_error(&err)));
     }
-    jobs::enqueue(
-        &*tx,
-        JobKind::Provision,
-        Some(new.id),
-        &serde_json::json!({}),
-    )
-    .await
-    .map_err(|e| catalog_error(&e))?;
+    jobs::enqueue(&*tx, JobKind::Provision, Some(new.id), &serde_json::json!({}))
+        .await
+        .map_err(|e| catalog_error(&e))?;
     crate::catalog::audit::record(
         &*tx,
         actor,
@@ -145,10 +128,7 @@ pub async fn request_tenant(
     Ok(record)
 }
 
-fn classify_insert_error(
-    err: &tokio_postgres::Error,
-    new: &NewTenant,
-) -> Option<CreateTenantError> {
+fn classify_insert_error(err: &tokio_postgres::Error, new: &NewTenant) -> Option<CreateTenantError> {
     let db = err.as_db_error()?;
     if db.code() != &tokio_postgres::error::SqlState::UNIQUE_VIOLATION {
         return None;

@@ -55,22 +55,12 @@ pub enum ProvisionError {
     #[error("tenant is {0}; only provisioning or failed tenants can be provisioned")]
     WrongState(TenantStatus),
     #[error("step {step}: {message}", step = step.as_str())]
-    Step {
-        step: Step,
-        message: String,
-        transient: bool,
-    },
+    Step { step: Step, message: String, transient: bool },
 }
 
 impl ProvisionError {
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Self::Step {
-                transient: true,
-                ..
-            }
-        )
+        matches!(self, Self::Step { transient: true, .. })
     }
 
     pub fn step(&self) -> Option<Step> {
@@ -86,9 +76,7 @@ fn pg_error(step: Step) -> impl Fn(tokio_postgres::Error) -> ProvisionError {
     move |err| ProvisionError::Step {
         step,
         transient: err.as_db_error().is_none()
-            || err
-                .code()
-                .is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57P")),
+            || err.code().is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57P")),
         message: tenancy::pg::describe_error(&err),
     }
 }
@@ -102,17 +90,10 @@ fn cluster_error(step: Step) -> impl Fn(ClusterError) -> ProvisionError {
 }
 
 fn permanent(step: Step, message: String) -> ProvisionError {
-    ProvisionError::Step {
-        step,
-        message,
-        transient: false,
-    }
+    ProvisionError::Step { step, message, transient: false }
 }
 
-async fn catalog(
-    cp: &ControlPlane,
-    step: Step,
-) -> Result<deadpool_postgres::Object, ProvisionError> {
+async fn catalog(cp: &ControlPlane, step: Step) -> Result<deadpool_postgres::Object, ProvisionError> {
     cp.catalog.get().await.map_err(|e| ProvisionError::Step {
         step,
         message: format!("catalog: {e}"),
@@ -138,17 +119,12 @@ pub async fn provision_through(
         TenantStatus::Provisioning | TenantStatus::Failed => {}
         other => return Err(ProvisionError::WrongState(other)),
     }
-    let template = cp
-        .templates
-        .load(&tenant.plan)
-        .map_err(|e| permanent(Step::Template, e.to_string()))?;
+    let template = cp.templates.load(&tenant.plan).map_err(|e| permanent(Step::Template, e.to_string()))?;
     for step in Step::ALL.into_iter().take_while(|step| *step <= last) {
         run_step(cp, &tenant, &template, step).await?;
         if step != Step::Activate {
             let client = catalog(cp, step).await?;
-            tenants::set_provision_step(&**client, id, step.as_str())
-                .await
-                .map_err(pg_error(step))?;
+            tenants::set_provision_step(&**client, id, step.as_str()).await.map_err(pg_error(step))?;
         }
         tracing::debug!(tenant = %tenant.slug, step = step.as_str(), "provisioning step done");
     }
@@ -164,11 +140,7 @@ async fn load(cp: &ControlPlane, id: TenantId, step: Step) -> Result<TenantRecor
     let client = catalog(cp, step).await?;
     tenancy::catalog::tenant_by_id(&**client, id)
         .await
-        .map_err(|e| ProvisionError::Step {
-            step,
-            message: e.to_string(),
-            transient: true,
-        })?
+        .map_err(|e| ProvisionError::Step { step, message: e.to_string(), transient: true })?
         .ok_or(ProvisionError::NotFound(id))
 }
 
@@ -214,10 +186,7 @@ async fn ensure_role(
         Some(row) if row.get::<_, Option<String>>(0).as_deref() == Some(marker.as_str()) => Ok(()),
         Some(_) => Err(permanent(
             step,
-            format!(
-                "role {} already exists and does not belong to this tenant",
-                tenant.role_name
-            ),
+            format!("role {} already exists and does not belong to this tenant", tenant.role_name),
         )),
         None => {
             // One implicit transaction: the role never exists without its marker.
@@ -237,11 +206,8 @@ async fn ensure_role(
 async fn ensure_schema(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), ProvisionError> {
     let step = Step::Schema;
     let admin = cp.cluster.admin().await.map_err(cluster_error(step))?;
-    let (schema, role, owner) = (
-        tenant.schema_name.quoted(),
-        tenant.role_name.quoted(),
-        cp.cluster.owner.quoted(),
-    );
+    let (schema, role, owner) =
+        (tenant.schema_name.quoted(), tenant.role_name.quoted(), cp.cluster.owner.quoted());
     let sql = format!(
         "BEGIN;
          CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {owner};
@@ -259,9 +225,7 @@ async fn ensure_schema(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), P
 
 async fn ensure_migrated(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), ProvisionError> {
     let step = Step::Migrations;
-    let migrations = cp
-        .migrations()
-        .map_err(|e| permanent(step, e.to_string()))?;
+    let migrations = cp.migrations().map_err(|e| permanent(step, e.to_string()))?;
     let mut migrator = cp.cluster.migrator().await.map_err(cluster_error(step))?;
     crate::tenant_schema::migrate_schema(
         &mut migrator,
@@ -272,11 +236,7 @@ async fn ensure_migrated(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(),
     )
     .await
     .map(|_| ())
-    .map_err(|e| ProvisionError::Step {
-        step,
-        message: e.to_string(),
-        transient: false,
-    })
+    .map_err(|e| ProvisionError::Step { step, message: e.to_string(), transient: false })
 }
 
 async fn apply_template(
@@ -313,9 +273,7 @@ async fn apply_template(
             .map(|d| i32::try_from(d.as_millis()).unwrap_or(i32::MAX)),
     };
     let client = catalog(cp, step).await?;
-    tenants::apply_template_settings(&**client, tenant.id, &settings)
-        .await
-        .map_err(pg_error(step))
+    tenants::apply_template_settings(&**client, tenant.id, &settings).await.map_err(pg_error(step))
 }
 
 /// A new password: 32 random bytes, URL-safe base64 (safe inside connection strings).
@@ -327,10 +285,7 @@ fn generate_password() -> String {
 /// The secret is the source of truth: an existing secret's password is (re)applied to the role;
 /// otherwise a new password is stored first, then applied. The role gets a SCRAM verifier, so
 /// the plain password never reaches the server (or its logs).
-async fn ensure_credentials(
-    cp: &ControlPlane,
-    tenant: &TenantRecord,
-) -> Result<(), ProvisionError> {
+async fn ensure_credentials(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), ProvisionError> {
     let step = Step::Credentials;
     let secret_error = |e: tenancy::secrets::SecretError| ProvisionError::Step {
         step,
@@ -352,32 +307,21 @@ async fn ensure_credentials(
                 schema: tenant.schema_name.as_str().to_owned(),
             };
             let token = format!("{}-v0001", tenant.id);
-            cp.secrets
-                .put(&name, &fresh, &token)
-                .await
-                .map_err(secret_error)?;
+            cp.secrets.put(&name, &fresh, &token).await.map_err(secret_error)?;
             fresh
         }
     };
     let verifier = postgres_protocol::password::scram_sha_256(credentials.password.as_bytes());
     if verifier.contains('\'') {
-        return Err(permanent(
-            step,
-            "unexpected character in the password verifier".into(),
-        ));
+        return Err(permanent(step, "unexpected character in the password verifier".into()));
     }
     let admin = cp.cluster.admin().await.map_err(cluster_error(step))?;
     admin
-        .batch_execute(&format!(
-            "ALTER ROLE {} PASSWORD '{verifier}'",
-            tenant.role_name.quoted()
-        ))
+        .batch_execute(&format!("ALTER ROLE {} PASSWORD '{verifier}'", tenant.role_name.quoted()))
         .await
         .map_err(pg_error(step))?;
     let client = catalog(cp, step).await?;
-    tenants::set_secret_ref(&**client, tenant.id, name.as_str())
-        .await
-        .map_err(pg_error(step))
+    tenants::set_secret_ref(&**client, tenant.id, name.as_str()).await.map_err(pg_error(step))
 }
 
 async fn ensure_domains(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), ProvisionError> {
@@ -394,18 +338,12 @@ async fn ensure_domains(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), 
         .map_err(pg_error(step))?;
     if inserted == 0 {
         let owner: uuid::Uuid = client
-            .query_one(
-                "SELECT tenant_id FROM control.domains WHERE host = $1",
-                &[&host],
-            )
+            .query_one("SELECT tenant_id FROM control.domains WHERE host = $1", &[&host])
             .await
             .map_err(pg_error(step))?
             .get(0);
         if owner != tenant.id.0 {
-            return Err(permanent(
-                step,
-                format!("domain {host} belongs to another tenant"),
-            ));
+            return Err(permanent(step, format!("domain {host} belongs to another tenant")));
         }
     }
     Ok(())
@@ -415,20 +353,10 @@ async fn activate(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), Provis
     let step = Step::Activate;
     let mut client = catalog(cp, step).await?;
     let tx = client.transaction().await.map_err(pg_error(step))?;
-    tenants::set_status(&*tx, tenant.id, TenantStatus::Active)
+    tenants::set_status(&*tx, tenant.id, TenantStatus::Active).await.map_err(pg_error(step))?;
+    tenants::set_provision_step(&*tx, tenant.id, step.as_str()).await.map_err(pg_error(step))?;
+    audit::record(&*tx, "provisioner", "tenant.activate", Some(tenant.id), serde_json::json!({}))
         .await
         .map_err(pg_error(step))?;
-    tenants::set_provision_step(&*tx, tenant.id, step.as_str())
-        .await
-        .map_err(pg_error(step))?;
-    audit::record(
-        &*tx,
-        "provisioner",
-        "tenant.activate",
-        Some(tenant.id),
-        serde_json::json!({}),
-    )
-    .await
-    .map_err(pg_error(step))?;
     tx.commit().await.map_err(pg_error(step))
 }

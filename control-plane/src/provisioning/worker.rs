@@ -54,11 +54,7 @@ pub async fn run_next(
     tenant: Option<TenantId>,
 ) -> Result<Option<JobOutcome>, WorkerError> {
     let queue_error = |e: tokio_postgres::Error| WorkerError(tenancy::pg::describe_error(&e));
-    let mut client = cp
-        .catalog
-        .get()
-        .await
-        .map_err(|e| WorkerError(e.to_string()))?;
+    let mut client = cp.catalog.get().await.map_err(|e| WorkerError(e.to_string()))?;
     let tx = client.transaction().await.map_err(queue_error)?;
     let Some(job) = jobs::claim(&tx, tenant).await.map_err(queue_error)? else {
         return Ok(None);
@@ -77,16 +73,12 @@ pub async fn run_next(
         Err(failure) if failure.transient && job.attempts + 1 < job.max_attempts => {
             let delay = backoff(job.attempts);
             tracing::warn!(error = %failure.message, retry_in = ?delay, "job failed; will retry");
-            jobs::record_failure(&tx, job.id, &failure.message, Some(delay))
-                .await
-                .map_err(queue_error)?;
+            jobs::record_failure(&tx, job.id, &failure.message, Some(delay)).await.map_err(queue_error)?;
             JobOutcome::Retrying
         }
         Err(failure) => {
             tracing::error!(error = %failure.message, "job failed");
-            jobs::record_failure(&tx, job.id, &failure.message, None)
-                .await
-                .map_err(queue_error)?;
+            jobs::record_failure(&tx, job.id, &failure.message, None).await.map_err(queue_error)?;
             if let (Some(tenant), JobKind::Provision) =
                 (job.tenant, job.kind.unwrap_or(JobKind::BillingEvent))
             {
@@ -108,22 +100,14 @@ pub async fn run_next(
 
 async fn run_job(cp: &ControlPlane, job: &Job) -> Result<(), JobFailure> {
     match (job.kind, job.tenant) {
-        (Some(JobKind::Provision), Some(tenant)) => steps::provision(cp, tenant)
-            .await
-            .map(|_| ())
-            .map_err(Into::into),
+        (Some(JobKind::Provision), Some(tenant)) => {
+            steps::provision(cp, tenant).await.map(|_| ()).map_err(Into::into)
+        }
         (Some(JobKind::BillingEvent), _) => crate::billing::process::process_job(cp, &job.payload)
             .await
-            .map_err(|e| JobFailure {
-                transient: e.is_transient(),
-                step: None,
-                message: e.to_string(),
-            }),
+            .map_err(|e| JobFailure { transient: e.is_transient(), step: None, message: e.to_string() }),
         _ => Err(JobFailure {
-            message: format!(
-                "job of unknown kind {:?} (or missing its tenant)",
-                job.raw_kind
-            ),
+            message: format!("job of unknown kind {:?} (or missing its tenant)", job.raw_kind),
             transient: false,
             step: None,
         }),

@@ -48,17 +48,8 @@ struct Ttl {
 }
 
 impl moka::Expiry<String, Lookup> for Ttl {
-    fn expire_after_create(
-        &self,
-        _key: &String,
-        value: &Lookup,
-        _now: Instant,
-    ) -> Option<Duration> {
-        Some(if value.is_some() {
-            self.found
-        } else {
-            self.missing
-        })
+    fn expire_after_create(&self, _key: &String, value: &Lookup, _now: Instant) -> Option<Duration> {
+        Some(if value.is_some() { self.found } else { self.missing })
     }
 }
 
@@ -78,28 +69,15 @@ impl Resolver {
     ) -> Self {
         let cache = Cache::builder()
             .max_capacity(capacity)
-            .expire_after(Ttl {
-                found: ttl,
-                missing: negative_ttl,
-            })
+            .expire_after(Ttl { found: ttl, missing: negative_ttl })
             .build();
-        Self {
-            base_domain,
-            catalog,
-            cache,
-        }
+        Self { base_domain, catalog, cache }
     }
 
     /// The servable (active) tenant behind `raw_host`.
-    pub async fn resolve(
-        &self,
-        raw_host: Option<&str>,
-    ) -> Result<Arc<TenantRecord>, ResolveTenantError> {
+    pub async fn resolve(&self, raw_host: Option<&str>) -> Result<Arc<TenantRecord>, ResolveTenantError> {
         let host = normalize_host(raw_host.ok_or(ResolveTenantError::MissingHost)?)?;
-        let tenant = self
-            .lookup(host)
-            .await?
-            .ok_or(ResolveTenantError::NotFound)?;
+        let tenant = self.lookup(host).await?.ok_or(ResolveTenantError::NotFound)?;
         match tenant.status {
             TenantStatus::Active => Ok(tenant),
             TenantStatus::Suspended => Err(ResolveTenantError::Suspended),
@@ -121,11 +99,7 @@ impl Resolver {
     }
 
     async fn load(&self, host: String) -> Result<Lookup, CatalogError> {
-        let client = self
-            .catalog
-            .get()
-            .await
-            .map_err(|e| CatalogError::Unavailable(e.to_string()))?;
+        let client = self.catalog.get().await.map_err(|e| CatalogError::Unavailable(e.to_string()))?;
         let found = match self.base_domain.subdomain_of(&host) {
             Some(label) => match Slug::parse(label) {
                 Ok(slug) => tenancy::catalog::tenant_by_slug(&**client, &slug).await?,
@@ -152,9 +126,6 @@ mod tests {
     fn error_codes_are_stable() {
         assert_eq!(ResolveTenantError::Suspended.code(), "tenant_suspended");
         assert_eq!(ResolveTenantError::NotFound.code(), "tenant_not_found");
-        assert_eq!(
-            ResolveTenantError::InvalidHost(HostError::Empty).code(),
-            "invalid_host"
-        );
+        assert_eq!(ResolveTenantError::InvalidHost(HostError::Empty).code(), "invalid_host");
     }
 }

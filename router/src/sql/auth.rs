@@ -8,9 +8,7 @@ use tenancy::secrets::TenantCredentials;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AuthError {
-    #[error(
-        "authentication required: send the tenant's connection string in Neon-Connection-String"
-    )]
+    #[error("authentication required: send the tenant's connection string in Neon-Connection-String")]
     Missing,
     #[error("Neon-Connection-String is not a valid postgres:// URL")]
     Malformed,
@@ -31,17 +29,12 @@ pub async fn check(
     if !(raw.starts_with("postgres://") || raw.starts_with("postgresql://")) {
         return Err(AuthError::Malformed);
     }
-    let config = raw
-        .parse::<tokio_postgres::Config>()
-        .map_err(|_| AuthError::Malformed)?;
+    let config = raw.parse::<tokio_postgres::Config>().map_err(|_| AuthError::Malformed)?;
     let host = match config.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
         _ => return Err(AuthError::Malformed),
     };
-    match resolver
-        .lookup(tenancy::domain::normalize_host(&host).map_err(|_| AuthError::WrongTenant)?)
-        .await
-    {
+    match resolver.lookup(tenancy::domain::normalize_host(&host).map_err(|_| AuthError::WrongTenant)?).await {
         Ok(Some(named)) if named.id == tenant.id => {}
         Ok(_) | Err(ResolveTenantError::NotFound) => return Err(AuthError::WrongTenant),
         Err(_) => return Err(AuthError::WrongTenant),

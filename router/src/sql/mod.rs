@@ -42,13 +42,8 @@ pub async fn handle(
     let tenant = state.resolver.resolve(header(&headers, "host")).await?;
     tracing::Span::current().record("tenant", tracing::field::display(&tenant.slug));
     let pool = state.pools.pool_for(&tenant).await?;
-    auth::check(
-        header(&headers, "neon-connection-string"),
-        &tenant,
-        &pool.credentials,
-        &state.resolver,
-    )
-    .await?;
+    auth::check(header(&headers, "neon-connection-string"), &tenant, &pool.credentials, &state.resolver)
+        .await?;
     let payload: Payload = serde_json::from_slice(&body)
         .map_err(|e| RouterError::BadRequest(format!("malformed request body: {e}")))?;
     let output = Output {
@@ -109,10 +104,7 @@ fn command_of(query: &str) -> String {
             break;
         }
     }
-    rest.split(|c: char| !c.is_ascii_alphabetic())
-        .next()
-        .unwrap_or("")
-        .to_ascii_uppercase()
+    rest.split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("").to_ascii_uppercase()
 }
 
 async fn run_query(
@@ -120,10 +112,7 @@ async fn run_query(
     query: &QueryData,
     output: Output,
 ) -> Result<Value, RouterError> {
-    let statement = client
-        .prepare(&query.query)
-        .await
-        .map_err(|e| RouterError::from_pg(&e))?;
+    let statement = client.prepare(&query.query).await.map_err(|e| RouterError::from_pg(&e))?;
     if statement.params().len() != query.params.len() {
         return Err(RouterError::BadRequest(format!(
             "bind message supplies {} parameters, but prepared statement requires {}",
@@ -141,23 +130,17 @@ async fn run_query(
     let columns = statement.columns();
     let mut rows = Vec::new();
     let mut size = 0usize;
-    while let Some(row) = stream
-        .try_next()
-        .await
-        .map_err(|e| RouterError::from_pg(&e))?
-    {
+    while let Some(row) = stream.try_next().await.map_err(|e| RouterError::from_pg(&e))? {
         let mut object = Map::new();
         let mut array = Vec::new();
         for (i, column) in columns.iter().enumerate() {
-            let raw: Option<values::Raw<'_>> =
-                row.try_get(i).map_err(|e| RouterError::from_pg(&e))?;
+            let raw: Option<values::Raw<'_>> = row.try_get(i).map_err(|e| RouterError::from_pg(&e))?;
             let value = match raw {
                 None => Value::Null,
                 Some(bytes) => {
                     size += bytes.0.len() + column.name().len() + 8;
-                    values::to_json(column.type_(), bytes.0, output.raw_text).map_err(|e| {
-                        RouterError::BadRequest(format!("column {:?}: {e}", column.name()))
-                    })?
+                    values::to_json(column.type_(), bytes.0, output.raw_text)
+                        .map_err(|e| RouterError::BadRequest(format!("column {:?}: {e}", column.name())))?
                 }
             };
             if array_mode {
@@ -169,11 +152,7 @@ async fn run_query(
         if size > output.max_bytes {
             return Err(RouterError::ResponseTooLarge(output.max_bytes));
         }
-        rows.push(if array_mode {
-            Value::Array(array)
-        } else {
-            Value::Object(object)
-        });
+        rows.push(if array_mode { Value::Array(array) } else { Value::Object(object) });
     }
     let fields: Vec<Value> = columns
         .iter()
@@ -206,10 +185,7 @@ mod tests {
     #[test]
     fn command_words() {
         assert_eq!(command_of("select 1"), "SELECT");
-        assert_eq!(
-            command_of("  -- note\n/* x */ insert into t values (1)"),
-            "INSERT"
-        );
+        assert_eq!(command_of("  -- note\n/* x */ insert into t values (1)"), "INSERT");
         assert_eq!(command_of("WITH x AS (select 1) select * from x"), "WITH");
     }
 }

@@ -94,19 +94,14 @@ mod tests {
         assert_eq!(to_text_param(&json!(42)).0.unwrap(), "42");
         assert_eq!(to_text_param(&json!(true)).0.unwrap(), "true");
         assert_eq!(to_text_param(&json!({"k": 1})).0.unwrap(), r#"{"k":1}"#);
-        assert_eq!(
-            to_text_param(&json!([1, null, "x\"y", [2]])).0.unwrap(),
-            r#"{"1",NULL,"x\"y",{"2"}}"#
-        );
+        assert_eq!(to_text_param(&json!([1, null, "x\"y", [2]])).0.unwrap(), r#"{"1",NULL,"x\"y",{"2"}}"#);
     }
 
     #[test]
     fn bodies_parse_as_single_or_batch() {
-        let single: Payload =
-            serde_json::from_value(json!({"query": "select 1", "params": []})).unwrap();
+        let single: Payload = serde_json::from_value(json!({"query": "select 1", "params": []})).unwrap();
         assert!(matches!(single, Payload::Single(_)));
-        let batch: Payload =
-            serde_json::from_value(json!({"queries": [{"query": "select 1"}]})).unwrap();
+        let batch: Payload = serde_json::from_value(json!({"queries": [{"query": "select 1"}]})).unwrap();
         assert!(matches!(batch, Payload::Batch { .. }));
         assert!(serde_json::from_value::<Payload>(json!({"sql": "select 1"})).is_err());
     }

@@ -15,10 +15,7 @@ use tokio_postgres::types::{FromSql, Kind, Type};
 pub struct Raw<'a>(pub &'a [u8]);
 
 impl<'a> FromSql<'a> for Raw<'a> {
-    fn from_sql(
-        _ty: &Type,
-        raw: &'a [u8],
-    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+    fn from_sql(_ty: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
         Ok(Self(raw))
     }
 
@@ -81,9 +78,7 @@ fn float(value: f64) -> Value {
 }
 
 fn pg_epoch() -> NaiveDateTime {
-    NaiveDate::from_ymd_opt(2000, 1, 1)
-        .unwrap_or_default()
-        .and_time(NaiveTime::MIN)
+    NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or_default().and_time(NaiveTime::MIN)
 }
 
 /// Seconds with the fraction PostgreSQL would print (trailing zeros trimmed).
@@ -98,19 +93,14 @@ fn format_time_of_day(time: NaiveTime) -> String {
 }
 
 fn timestamp_text(ty: &Type, raw: &[u8]) -> Result<String, UnsupportedType> {
-    let micros =
-        text::<i64>(&Type::INT8, raw).map_err(|_| UnsupportedType(ty.name().to_owned()))?;
+    let micros = text::<i64>(&Type::INT8, raw).map_err(|_| UnsupportedType(ty.name().to_owned()))?;
     match micros {
         i64::MAX => return Ok("infinity".into()),
         i64::MIN => return Ok("-infinity".into()),
         _ => {}
     }
     let at = pg_epoch() + Duration::microseconds(micros);
-    let mut out = format!(
-        "{} {}",
-        at.format("%Y-%m-%d"),
-        format_time_of_day(at.time())
-    );
+    let mut out = format!("{} {}", at.format("%Y-%m-%d"), format_time_of_day(at.time()));
     if *ty == Type::TIMESTAMPTZ {
         out.push_str("+00");
     }
@@ -120,9 +110,7 @@ fn timestamp_text(ty: &Type, raw: &[u8]) -> Result<String, UnsupportedType> {
 /// PostgreSQL's text output of the scalar types we support.
 fn to_text(ty: &Type, raw: &[u8]) -> Result<String, UnsupportedType> {
     Ok(match *ty {
-        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
-            text::<String>(ty, raw)?
-        }
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => text::<String>(ty, raw)?,
         Type::CHAR => (text::<i8>(ty, raw)? as u8 as char).to_string(),
         Type::INT8 => text::<i64>(ty, raw)?.to_string(),
         Type::OID => text::<u32>(ty, raw)?.to_string(),
@@ -133,9 +121,7 @@ fn to_text(ty: &Type, raw: &[u8]) -> Result<String, UnsupportedType> {
         Type::DATE => match text::<i32>(&Type::INT4, raw)? {
             i32::MAX => "infinity".into(),
             i32::MIN => "-infinity".into(),
-            days => (pg_epoch().date() + Duration::days(i64::from(days)))
-                .format("%Y-%m-%d")
-                .to_string(),
+            days => (pg_epoch().date() + Duration::days(i64::from(days))).format("%Y-%m-%d").to_string(),
         },
         Type::TIME => format_time_of_day(text::<NaiveTime>(ty, raw)?),
         Type::INET | Type::CIDR => text::<std::net::IpAddr>(&Type::INET, raw)?.to_string(),
@@ -184,16 +170,8 @@ fn numeric_text(raw: &[u8]) -> Option<String> {
         0xF000 => return Some("-Infinity".into()),
         _ => {}
     }
-    let digits: Vec<u16> = (0..ndigits)
-        .map(|i| word(8 + 2 * i))
-        .collect::<Option<_>>()?;
-    let digit = |i: i32| {
-        usize::try_from(i)
-            .ok()
-            .and_then(|i| digits.get(i))
-            .copied()
-            .unwrap_or(0)
-    };
+    let digits: Vec<u16> = (0..ndigits).map(|i| word(8 + 2 * i)).collect::<Option<_>>()?;
+    let digit = |i: i32| usize::try_from(i).ok().and_then(|i| digits.get(i)).copied().unwrap_or(0);
     let mut out = String::new();
     if sign == 0x4000 {
         out.push('-');
@@ -226,9 +204,7 @@ mod tests {
 
     fn numeric(weight: i16, sign: u16, dscale: u16, digits: &[u16]) -> Vec<u8> {
         let mut raw = Vec::new();
-        for w in [digits.len() as u16, weight as u16, sign, dscale]
-            .into_iter()
-            .chain(digits.iter().copied())
+        for w in [digits.len() as u16, weight as u16, sign, dscale].into_iter().chain(digits.iter().copied())
         {
             raw.extend_from_slice(&w.to_be_bytes());
         }
@@ -238,34 +214,20 @@ mod tests {
     #[test]
     fn numeric_text_matches_postgres_output() {
         assert_eq!(numeric_text(&numeric(0, 0, 0, &[])).unwrap(), "0");
-        assert_eq!(
-            numeric_text(&numeric(0, 0, 2, &[12, 3400])).unwrap(),
-            "12.34"
-        );
-        assert_eq!(
-            numeric_text(&numeric(1, 0x4000, 0, &[1, 2])).unwrap(),
-            "-10002"
-        );
-        assert_eq!(numeric_text(&numeric(-2, 0, 6, &[12])).unwrap(), "0.000012");
+        assert_eq!(numeric_text(&numeric(0, 0, 2, &[12, 3400])).unwrap(), "12.34");
+        assert_eq!(numeric_text(&numeric(1, 0x4000, 0, &[1, 2])).unwrap(), "-10002");
+        assert_eq!(numeric_text(&numeric(-2, 0, 6, &[1200])).unwrap(), "0.000012");
+        assert_eq!(numeric_text(&numeric(-2, 0, 8, &[12])).unwrap(), "0.00000012");
         assert_eq!(numeric_text(&numeric(0, 0xC000, 0, &[])).unwrap(), "NaN");
     }
 
     #[test]
     fn timestamps_print_like_postgres() {
         let raw = 1_000_000i64.to_be_bytes();
-        assert_eq!(
-            timestamp_text(&Type::TIMESTAMPTZ, &raw).unwrap(),
-            "2000-01-01 00:00:01+00"
-        );
+        assert_eq!(timestamp_text(&Type::TIMESTAMPTZ, &raw).unwrap(), "2000-01-01 00:00:01+00");
         let raw = 1_500_000i64.to_be_bytes();
-        assert_eq!(
-            timestamp_text(&Type::TIMESTAMP, &raw).unwrap(),
-            "2000-01-01 00:00:01.5"
-        );
-        assert_eq!(
-            timestamp_text(&Type::TIMESTAMP, &i64::MAX.to_be_bytes()).unwrap(),
-            "infinity"
-        );
+        assert_eq!(timestamp_text(&Type::TIMESTAMP, &raw).unwrap(), "2000-01-01 00:00:01.5");
+        assert_eq!(timestamp_text(&Type::TIMESTAMP, &i64::MAX.to_be_bytes()).unwrap(), "infinity");
     }
 
     #[test]

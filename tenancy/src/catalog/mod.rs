@@ -1,9 +1,7 @@
 //! Reading the catalog: the tenant rows both binaries need. The catalog schema itself (and all
 //! writes) belongs to the control plane, which migrates it at start-up.
 
-use crate::domain::{
-    DatabaseName, Isolation, PlanName, RoleName, SchemaName, Slug, TenantId, TenantStatus,
-};
+use crate::domain::{DatabaseName, Isolation, PlanName, RoleName, SchemaName, Slug, TenantId, TenantStatus};
 use crate::secrets::SecretName;
 use chrono::{DateTime, Utc};
 use tokio_postgres::{GenericClient, Row};
@@ -65,10 +63,7 @@ pub const TENANT_COLUMNS: &str = "t.id, t.slug, t.display_name, t.plan, t.status
 impl TenantRecord {
     pub fn from_row(row: &Row) -> Result<Self, CatalogError> {
         let id = TenantId(row.get(0));
-        let corrupt = |reason: String| CatalogError::Corrupt {
-            tenant: id.to_string(),
-            reason,
-        };
+        let corrupt = |reason: String| CatalogError::Corrupt { tenant: id.to_string(), reason };
         let slug: String = row.get(1);
         let plan: String = row.get(3);
         let status: String = row.get(4);
@@ -81,12 +76,8 @@ impl TenantRecord {
             slug: Slug::parse(&slug).map_err(|e| corrupt(e.to_string()))?,
             display_name: row.get(2),
             plan: PlanName::parse(&plan).map_err(|e| corrupt(e.to_string()))?,
-            status: status
-                .parse()
-                .map_err(|e: crate::domain::UnknownValue| corrupt(e.to_string()))?,
-            isolation: isolation
-                .parse()
-                .map_err(|e: crate::domain::UnknownValue| corrupt(e.to_string()))?,
+            status: status.parse().map_err(|e: crate::domain::UnknownValue| corrupt(e.to_string()))?,
+            isolation: isolation.parse().map_err(|e: crate::domain::UnknownValue| corrupt(e.to_string()))?,
             cluster: row.get(6),
             schema_name: SchemaName::parse(&schema).map_err(|e| corrupt(e.to_string()))?,
             database_name: database
@@ -119,10 +110,7 @@ async fn one_tenant(
     param: &(dyn tokio_postgres::types::ToSql + Sync),
 ) -> Result<Option<TenantRecord>, CatalogError> {
     let sql = format!("SELECT {TENANT_COLUMNS} FROM control.tenants t WHERE {filter}");
-    let row = client
-        .query_opt(sql.as_str(), &[param])
-        .await
-        .map_err(|e| CatalogError::from_pg(&e))?;
+    let row = client.query_opt(sql.as_str(), &[param]).await.map_err(|e| CatalogError::from_pg(&e))?;
     row.as_ref().map(TenantRecord::from_row).transpose()
 }
 
@@ -131,12 +119,7 @@ pub async fn tenant_by_slug(
     client: &impl GenericClient,
     slug: &Slug,
 ) -> Result<Option<TenantRecord>, CatalogError> {
-    one_tenant(
-        client,
-        "t.slug = $1 AND t.status <> 'deleted'",
-        &slug.as_str(),
-    )
-    .await
+    one_tenant(client, "t.slug = $1 AND t.status <> 'deleted'", &slug.as_str()).await
 }
 
 pub async fn tenant_by_id(

@@ -49,17 +49,12 @@ pub fn normalize_host(raw: &str) -> Result<String, HostError> {
             && label.len() <= 63
             && !label.starts_with('-')
             && !label.ends_with('-')
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !valid {
             return Err(HostError::Label(label.chars().take(64).collect()));
         }
     }
-    if name
-        .split('.')
-        .all(|label| label.bytes().all(|b| b.is_ascii_digit()))
-    {
+    if name.split('.').all(|label| label.bytes().all(|b| b.is_ascii_digit())) {
         return Err(HostError::IpLiteral);
     }
     Ok(name)
@@ -122,18 +117,9 @@ mod tests {
 
     #[test]
     fn normalises_case_port_and_trailing_dot() {
-        assert_eq!(
-            normalize_host("ACME.App.Localhost:8081").unwrap(),
-            "acme.app.localhost"
-        );
-        assert_eq!(
-            normalize_host("acme.app.localhost.").unwrap(),
-            "acme.app.localhost"
-        );
-        assert_eq!(
-            normalize_host("acme.app.localhost.:443").unwrap(),
-            "acme.app.localhost"
-        );
+        assert_eq!(normalize_host("ACME.App.Localhost:8081").unwrap(), "acme.app.localhost");
+        assert_eq!(normalize_host("acme.app.localhost.").unwrap(), "acme.app.localhost");
+        assert_eq!(normalize_host("acme.app.localhost.:443").unwrap(), "acme.app.localhost");
     }
 
     #[test]
@@ -142,22 +128,10 @@ mod tests {
         assert_eq!(normalize_host(":80"), Err(HostError::Empty));
         assert_eq!(normalize_host("a..b"), Err(HostError::Label(String::new())));
         assert!(normalize_host("acme.app.localhost:80:80").is_err());
-        assert!(matches!(
-            normalize_host("acme.app.localhost:abc"),
-            Err(HostError::Port)
-        ));
-        assert!(matches!(
-            normalize_host("ac me.x"),
-            Err(HostError::Label(_))
-        ));
-        assert!(matches!(
-            normalize_host("acme/../x"),
-            Err(HostError::Label(_))
-        ));
-        assert!(matches!(
-            normalize_host("-acme.x"),
-            Err(HostError::Label(_))
-        ));
+        assert!(matches!(normalize_host("acme.app.localhost:abc"), Err(HostError::Port)));
+        assert!(matches!(normalize_host("ac me.x"), Err(HostError::Label(_))));
+        assert!(matches!(normalize_host("acme/../x"), Err(HostError::Label(_))));
+        assert!(matches!(normalize_host("-acme.x"), Err(HostError::Label(_))));
         assert_eq!(normalize_host("127.0.0.1:80"), Err(HostError::IpLiteral));
         assert_eq!(normalize_host("[::1]:80"), Err(HostError::IpLiteral));
         assert_eq!(normalize_host(&"a.".repeat(200)), Err(HostError::TooLong));

@@ -13,7 +13,9 @@ const MAX_IDENT: usize = 63;
 /// Why a string is not an identifier we accept.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdentifierError {
-    #[error("{what} must be 1 to 63 characters of a-z, 0-9 and '_', starting with a letter or '_'; got {value:?}")]
+    #[error(
+        "{what} must be 1 to 63 characters of a-z, 0-9 and '_', starting with a letter or '_'; got {value:?}"
+    )]
     Invalid { what: &'static str, value: String },
 }
 
@@ -26,9 +28,7 @@ fn is_identifier(raw: &str) -> bool {
     !raw.is_empty()
         && raw.len() <= MAX_IDENT
         && raw.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && raw
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && raw.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// `prefix` + `fragment`, shortened with a hash of the fragment when the result would exceed
@@ -130,10 +130,7 @@ impl RoleName {
     /// The runtime login role of a tenant. Never equal to [`RoleName::owner`] because `owner` is a
     /// reserved slug.
     pub fn for_tenant(prefix: &str, slug: &Slug) -> Self {
-        Self(bounded(
-            &format!("{prefix}_"),
-            &slug.as_identifier_fragment(),
-        ))
+        Self(bounded(&format!("{prefix}_"), &slug.as_identifier_fragment()))
     }
 
     /// The role that owns every tenant schema of a deployment and runs its migrations.
@@ -150,10 +147,7 @@ mod tests {
     fn names_follow_the_slug() {
         let slug = Slug::parse("acme-corp").unwrap();
         assert_eq!(SchemaName::for_tenant(&slug).as_str(), "t_acme_corp");
-        assert_eq!(
-            RoleName::for_tenant("tenant", &slug).as_str(),
-            "tenant_acme_corp"
-        );
+        assert_eq!(RoleName::for_tenant("tenant", &slug).as_str(), "tenant_acme_corp");
         assert_eq!(RoleName::owner("tenant").as_str(), "tenant_owner");
         assert_eq!(SchemaName::for_tenant(&slug).quoted(), "\"t_acme_corp\"");
     }
@@ -162,10 +156,7 @@ mod tests {
     fn long_names_are_bounded_and_distinct() {
         let a = Slug::parse(&format!("{}a", "x".repeat(62))).unwrap();
         let b = Slug::parse(&format!("{}b", "x".repeat(62))).unwrap();
-        let (ra, rb) = (
-            RoleName::for_tenant("prefix", &a),
-            RoleName::for_tenant("prefix", &b),
-        );
+        let (ra, rb) = (RoleName::for_tenant("prefix", &a), RoleName::for_tenant("prefix", &b));
         assert!(ra.as_str().len() <= 63 && rb.as_str().len() <= 63);
         assert_ne!(ra, rb);
         assert!(RoleName::parse(ra.as_str()).is_ok());

@@ -16,9 +16,7 @@ impl PlanName {
         let ok = !raw.is_empty()
             && raw.len() <= 32
             && raw.starts_with(|c: char| c.is_ascii_lowercase())
-            && raw
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+            && raw.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
         if ok {
             Ok(Self(raw.to_owned()))
         } else {

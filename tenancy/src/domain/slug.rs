@@ -75,9 +75,7 @@ impl Slug {
         if !(MIN_LEN..=MAX_LEN).contains(&len) {
             return Err(SlugError::Length(len));
         }
-        if let Some(bad) = raw
-            .chars()
-            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+        if let Some(bad) = raw.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
         {
             return Err(SlugError::Character(bad));
         }

@@ -57,10 +57,7 @@ impl std::str::FromStr for TenantStatus {
         Self::ALL
             .into_iter()
             .find(|status| status.as_str() == s)
-            .ok_or_else(|| UnknownValue {
-                what: "tenant status",
-                value: s.to_owned(),
-            })
+            .ok_or_else(|| UnknownValue { what: "tenant status", value: s.to_owned() })
     }
 }
 
@@ -85,10 +82,7 @@ impl std::str::FromStr for Isolation {
         match s {
             "schema" => Ok(Self::Schema),
             "database" => Ok(Self::Database),
-            other => Err(UnknownValue {
-                what: "isolation",
-                value: other.to_owned(),
-            }),
+            other => Err(UnknownValue { what: "isolation", value: other.to_owned() }),
         }
     }
 }

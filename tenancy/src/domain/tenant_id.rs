@@ -1,9 +1,7 @@
 use std::fmt;
 
 /// A tenant's permanent identity (a UUID). Slugs can be renamed; the id never changes.
-#[derive(
-    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct TenantId(pub uuid::Uuid);
 

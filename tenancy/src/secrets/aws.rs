@@ -17,9 +17,20 @@ impl AwsSecretStore {
     /// Loads the standard AWS configuration (region, credentials, `AWS_ENDPOINT_URL`).
     pub async fn from_env() -> Self {
         let config = aws_config::load_from_env().await;
-        Self {
-            client: Client::new(&config),
-        }
+        Self { client: Client::new(&config) }
+    }
+
+    /// A new version of an existing secret.
+    async fn put_value(&self, name: &SecretName, body: &str, request_token: &str) -> Result<(), SecretError> {
+        self.client
+            .put_secret_value()
+            .secret_id(name.as_str())
+            .secret_string(body)
+            .client_request_token(request_token)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(&e))
     }
 }
 
@@ -37,9 +48,7 @@ fn classify<E: ProvideErrorMetadata>(err: &SdkError<E>) -> SecretError {
             }
         }
         SdkError::TimeoutError(_) => SecretError::Unavailable("timeout".into()),
-        SdkError::DispatchFailure(_) => {
-            SecretError::Unavailable("could not reach the endpoint".into())
-        }
+        SdkError::DispatchFailure(_) => SecretError::Unavailable("could not reach the endpoint".into()),
         _ => SecretError::Unavailable("unexpected response".into()),
     }
 }
@@ -72,18 +81,7 @@ impl SecretStore for AwsSecretStore {
         match created {
             Ok(_) => Ok(()),
             Err(err) if code_of(&err) == Some("ResourceExistsException") => {
-                match self
-                    .client
-                    .put_secret_value()
-                    .secret_id(name.as_str())
-                    .secret_string(&body)
-                    .client_request_token(request_token)
-                    .send()
-                    .await
-                {
-                    Ok(_) => Ok(()),
-                    Err(err) => Err(classify(&err)),
-                }
+                self.put_value(name, &body, request_token).await
             }
             Err(err) if code_of(&err) == Some("InvalidRequestException") => {
                 // A secret scheduled for deletion under the same name: bring it back first.
@@ -93,37 +91,20 @@ impl SecretStore for AwsSecretStore {
                     .send()
                     .await
                     .map_err(|e| classify(&e))?;
-                self.client
-                    .put_secret_value()
-                    .secret_id(name.as_str())
-                    .secret_string(&body)
-                    .client_request_token(request_token)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| classify(&e))
+                self.put_value(name, &body, request_token).await
             }
             Err(err) => Err(classify(&err)),
         }
     }
 
     async fn get(&self, name: &SecretName) -> Result<Option<TenantCredentials>, SecretError> {
-        match self
-            .client
-            .get_secret_value()
-            .secret_id(name.as_str())
-            .send()
-            .await
-        {
+        match self.client.get_secret_value().secret_id(name.as_str()).send().await {
             Ok(out) => {
                 let raw = out.secret_string().unwrap_or_default();
                 decode_credentials(name, raw.as_bytes()).map(Some)
             }
             Err(err)
-                if matches!(
-                    code_of(&err),
-                    Some("ResourceNotFoundException" | "InvalidRequestException")
-                ) =>
+                if matches!(code_of(&err), Some("ResourceNotFoundException" | "InvalidRequestException")) =>
             {
                 Ok(None)
             }
@@ -142,10 +123,7 @@ impl SecretStore for AwsSecretStore {
         {
             Ok(_) => Ok(()),
             Err(err)
-                if matches!(
-                    code_of(&err),
-                    Some("ResourceNotFoundException" | "InvalidRequestException")
-                ) =>
+                if matches!(code_of(&err), Some("ResourceNotFoundException" | "InvalidRequestException")) =>
             {
                 Ok(())
             }

@@ -27,9 +27,7 @@ impl LocalKey {
         let raw = raw.trim();
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(raw)
-            .or_else(|_| {
-                base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw.trim_end_matches('='))
-            })
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw.trim_end_matches('=')))
             .map_err(|_| SecretError::Key("not valid base64".into()))?;
         let key: [u8; 32] = bytes
             .try_into()
@@ -38,9 +36,8 @@ impl LocalKey {
     }
 
     pub fn from_file(path: &Path) -> Result<Self, SecretError> {
-        let raw = std::fs::read_to_string(path).map_err(|e| {
-            SecretError::Key(format!("cannot read key file {}: {e}", path.display()))
-        })?;
+        let raw = std::fs::read_to_string(path)
+            .map_err(|e| SecretError::Key(format!("cannot read key file {}: {e}", path.display())))?;
         Self::from_base64(&raw)
     }
 
@@ -58,17 +55,11 @@ pub struct LocalSecretStore {
 
 impl LocalSecretStore {
     pub fn new(key: &LocalKey, catalog: Pool) -> Self {
-        Self {
-            cipher: Aes256Gcm::new((&key.0).into()),
-            catalog,
-        }
+        Self { cipher: Aes256Gcm::new((&key.0).into()), catalog }
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, SecretError> {
-        self.catalog
-            .get()
-            .await
-            .map_err(|e| SecretError::Unavailable(format!("catalog: {e}")))
+        self.catalog.get().await.map_err(|e| SecretError::Unavailable(format!("catalog: {e}")))
     }
 }
 
@@ -90,10 +81,7 @@ impl SecretStore for LocalSecretStore {
             .cipher
             .encrypt(
                 Nonce::from_slice(&nonce_bytes),
-                Payload {
-                    msg: plaintext.as_bytes(),
-                    aad: name.as_str().as_bytes(),
-                },
+                Payload { msg: plaintext.as_bytes(), aad: name.as_str().as_bytes() },
             )
             .map_err(|_| SecretError::Corrupt(name.to_string()))?;
         self.client()
@@ -128,13 +116,7 @@ impl SecretStore for LocalSecretStore {
         }
         let plaintext = self
             .cipher
-            .decrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: &ciphertext,
-                    aad: name.as_str().as_bytes(),
-                },
-            )
+            .decrypt(Nonce::from_slice(&nonce), Payload { msg: &ciphertext, aad: name.as_str().as_bytes() })
             .map_err(|_| SecretError::Corrupt(name.to_string()))?;
         decode_credentials(name, &plaintext).map(Some)
     }
@@ -142,10 +124,7 @@ impl SecretStore for LocalSecretStore {
     async fn delete(&self, name: &SecretName) -> Result<(), SecretError> {
         self.client()
             .await?
-            .execute(
-                "DELETE FROM control.secrets WHERE name = $1",
-                &[&name.as_str()],
-            )
+            .execute("DELETE FROM control.secrets WHERE name = $1", &[&name.as_str()])
             .await
             .map_err(|e| db_error(&e))?;
         Ok(())
@@ -163,14 +142,8 @@ mod tests {
     #[test]
     fn keys_must_be_32_bytes_of_base64() {
         assert!(LocalKey::from_base64(&LocalKey::generate_base64()).is_ok());
-        assert!(matches!(
-            LocalKey::from_base64("c2hvcnQ="),
-            Err(SecretError::Key(_))
-        ));
-        assert!(matches!(
-            LocalKey::from_base64("!!!"),
-            Err(SecretError::Key(_))
-        ));
+        assert!(matches!(LocalKey::from_base64("c2hvcnQ="), Err(SecretError::Key(_))));
+        assert!(matches!(LocalKey::from_base64("!!!"), Err(SecretError::Key(_))));
         assert!(!format!("{:?}", LocalKey([7; 32])).contains('7'));
     }
 }

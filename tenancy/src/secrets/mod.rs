@@ -78,9 +78,7 @@ impl SecretsPrefix {
             && raw.len() <= 128
             && !raw.starts_with('/')
             && !raw.ends_with('/')
-            && raw
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c));
+            && raw.chars().all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c));
         if ok {
             Ok(Self(raw.to_owned()))
         } else {

@@ -64,25 +64,46 @@ pub async fn spawn_router(common: &CommonSettings) -> tenant_router::http::Runni
         .unwrap_or_else(|e| panic!("router did not start: {e}"))
 }
 
-/// Posts a query to the router's `/sql` for the tenant at `host`, authenticated with
-/// `connection_string`; returns the status and JSON body.
-pub async fn sql(
-    router: &tenant_router::http::RunningRouter,
-    host: &str,
-    connection_string: &str,
-    body: serde_json::Value,
-) -> (u16, serde_json::Value) {
-    let response = reqwest::Client::new()
-        .post(format!("http://{}/sql", router.addr))
-        .header("host", host)
-        .header("neon-connection-string", connection_string)
-        .json(&body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("router unreachable: {e}"));
-    let status = response.status().as_u16();
-    let json = response.json().await.unwrap_or(serde_json::Value::Null);
-    (status, json)
+/// Talks to the router's `/sql` as one tenant: its host and its connection string.
+pub struct TenantSql {
+    url: String,
+    pub host: String,
+    pub connection_string: String,
+    http: reqwest::Client,
+}
+
+impl TenantSql {
+    pub fn new(router: &tenant_router::http::RunningRouter, host: &str, connection_string: &str) -> Self {
+        Self {
+            url: format!("http://{}/sql", router.addr),
+            host: host.to_owned(),
+            connection_string: connection_string.to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// A request with this tenant's headers, to add more headers or a raw body to.
+    pub fn request(&self) -> reqwest::RequestBuilder {
+        self.http
+            .post(&self.url)
+            .header("host", &self.host)
+            .header("neon-connection-string", &self.connection_string)
+    }
+
+    /// Posts `body`; returns the status and the JSON answer.
+    pub async fn post(&self, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let response =
+            self.request().json(&body).send().await.unwrap_or_else(|e| panic!("router unreachable: {e}"));
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Runs `query` (with `params`), expecting success; returns its rows.
+    pub async fn rows(&self, query: &str, params: serde_json::Value) -> serde_json::Value {
+        let (status, body) = self.post(serde_json::json!({ "query": query, "params": params })).await;
+        assert_eq!(status, 200, "{query}: {body}");
+        body["rows"].clone()
+    }
 }
 
 /// The connection string of a tenant, built from its secret (like `tenantctl tenants
@@ -96,19 +117,14 @@ pub async fn connection_string(cp: &ControlPlane, slug: &str) -> String {
     .await
     .unwrap_or_else(|e| panic!("{e}"))
     .unwrap_or_else(|| panic!("no tenant {slug}"));
-    let secret = tenant
-        .secret_name()
-        .unwrap_or_else(|| panic!("{slug} has no secret"));
+    let secret = tenant.secret_name().unwrap_or_else(|| panic!("{slug} has no secret"));
     let creds = cp
         .secrets
         .get(&secret)
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|| panic!("secret missing"));
-    format!(
-        "postgresql://{}:{}@{slug}.app.localhost/{}",
-        creds.username, creds.password, creds.dbname
-    )
+    format!("postgresql://{}:{}@{slug}.app.localhost/{}", creds.username, creds.password, creds.dbname)
 }
 
 /// Polls until the tenant is active (or fails the test after `timeout`).
@@ -121,9 +137,8 @@ pub async fn wait_until_active(
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let client = cp.catalog.get().await.unwrap_or_else(|e| panic!("{e}"));
-        if let Some(t) = tenancy::catalog::tenant_by_slug(&**client, &slug)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
+        if let Some(t) =
+            tenancy::catalog::tenant_by_slug(&**client, &slug).await.unwrap_or_else(|e| panic!("{e}"))
         {
             match t.status {
                 tenancy::domain::TenantStatus::Active => return t,
@@ -133,10 +148,7 @@ pub async fn wait_until_active(
                 _ => {}
             }
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "tenant {slug} not active after {timeout:?}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "tenant {slug} not active after {timeout:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

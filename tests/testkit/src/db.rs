@@ -19,9 +19,7 @@ pub struct TestDb {
 
 /// Replaces the database name in a `postgres://…/<db>` URL.
 pub(crate) fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
     let base = base.rsplit_once('/').map_or(base, |(head, _)| head);
     match query {
         Some(q) => format!("{base}/{db}?{q}"),
@@ -30,16 +28,8 @@ pub(crate) fn with_database(url: &str, db: &str) -> String {
 }
 
 fn sanitize(label: &str) -> String {
-    let cleaned: String = label
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let cleaned: String =
+        label.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
     cleaned.chars().take(30).collect()
 }
 
@@ -79,16 +69,18 @@ impl TestDb {
 
     /// This database's URL with other credentials (e.g. a tenant role's).
     pub fn url_as(&self, user: &str, password: &str) -> String {
-        let config: tokio_postgres::Config = self
-            .url
-            .parse()
-            .unwrap_or_else(|e| panic!("bad test URL: {e}"));
+        let config: tokio_postgres::Config = self.url.parse().unwrap_or_else(|e| panic!("bad test URL: {e}"));
         let host = match config.get_hosts().first() {
             Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
             _ => "127.0.0.1".into(),
         };
         let port = config.get_ports().first().copied().unwrap_or(5432);
         format!("postgres://{user}:{password}@{host}:{port}/{}", self.name)
+    }
+
+    /// The single integer a `SELECT count(*) …` (or any one-value query) returns.
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.client().await.query_one(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
     }
 
     /// Roles created under this test's prefix.
@@ -108,9 +100,7 @@ impl TestDb {
 
     async fn drop_everything(admin_url: String, name: String, role_prefix: String) {
         let admin = connect(&admin_url).await;
-        if let Err(e) = admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-            .await
+        if let Err(e) = admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await
         {
             eprintln!("testkit: could not drop {name}: {e}");
             return;
@@ -124,9 +114,7 @@ impl TestDb {
             .unwrap_or_default();
         for row in roles {
             let role: String = row.get(0);
-            let _ = admin
-                .batch_execute(&format!("DROP ROLE IF EXISTS \"{role}\""))
-                .await;
+            let _ = admin.batch_execute(&format!("DROP ROLE IF EXISTS \"{role}\"")).await;
         }
     }
 }
@@ -140,22 +128,14 @@ impl Drop for TestDb {
             );
             return;
         }
-        let (url, name, prefix) = (
-            self.admin_url.clone(),
-            self.name.clone(),
-            self.role_prefix.clone(),
-        );
+        let (url, name, prefix) = (self.admin_url.clone(), self.name.clone(), self.role_prefix.clone());
         // Drop runs inside the test's runtime: clean up on a thread with its own runtime.
-        let cleanup =
-            std::thread::spawn(move || {
-                match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt.block_on(Self::drop_everything(url, name, prefix)),
-                    Err(e) => eprintln!("testkit: no runtime for cleanup: {e}"),
-                }
-            });
+        let cleanup = std::thread::spawn(move || {
+            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt.block_on(Self::drop_everything(url, name, prefix)),
+                Err(e) => eprintln!("testkit: no runtime for cleanup: {e}"),
+            }
+        });
         let _ = cleanup.join();
     }
 }
@@ -166,10 +146,7 @@ mod tests {
 
     #[test]
     fn database_is_replaced_in_urls() {
-        assert_eq!(
-            with_database("postgres://u:p@h:1/postgres", "x"),
-            "postgres://u:p@h:1/x"
-        );
+        assert_eq!(with_database("postgres://u:p@h:1/postgres", "x"), "postgres://u:p@h:1/x");
         assert_eq!(
             with_database("postgres://u:p@h:1/postgres?sslmode=disable", "x"),
             "postgres://u:p@h:1/x?sslmode=disable"

@@ -59,11 +59,7 @@ pub fn services() -> &'static Services {
 /// is the filter, e.g. `TEST_LOG=debug`, or `1` for `info`).
 pub fn init_logging() {
     if let Ok(filter) = std::env::var("TEST_LOG") {
-        let filter = if filter == "1" || filter.is_empty() {
-            "info".to_owned()
-        } else {
-            filter
-        };
+        let filter = if filter == "1" || filter.is_empty() { "info".to_owned() } else { filter };
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .with_test_writer()
@@ -99,10 +95,9 @@ pub enum SecretsFor {
 pub fn common_settings(db: &TestDb, secrets: SecretsFor) -> tenancy::settings::CommonSettings {
     use tenancy::settings::{SecretsBackend, SecretsSettings};
     let (backend, key) = match secrets {
-        SecretsFor::Local => (
-            SecretsBackend::Local,
-            Some(tenancy::secrets::local::LocalKey::generate_base64()),
-        ),
+        SecretsFor::Local => {
+            (SecretsBackend::Local, Some(tenancy::secrets::local::LocalKey::generate_base64()))
+        }
         SecretsFor::Aws => (SecretsBackend::Aws, None),
     };
     tenancy::settings::CommonSettings {
@@ -113,11 +108,8 @@ pub fn common_settings(db: &TestDb, secrets: SecretsFor) -> tenancy::settings::C
             .unwrap_or_else(|e| panic!("{e}")),
         secrets: SecretsSettings {
             secrets_backend: backend,
-            secrets_prefix: tenancy::secrets::SecretsPrefix::parse(&format!(
-                "test/{}",
-                db.role_prefix
-            ))
-            .unwrap_or_else(|e| panic!("{e}")),
+            secrets_prefix: tenancy::secrets::SecretsPrefix::parse(&format!("test/{}", db.role_prefix))
+                .unwrap_or_else(|e| panic!("{e}")),
             secrets_local_key: key,
             secrets_local_key_file: None,
         },

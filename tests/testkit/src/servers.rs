@@ -25,20 +25,14 @@ fn pg_bin_dir() -> PathBuf {
         return PathBuf::from(dir);
     }
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.path().join("bin"))
-                .collect()
-        })
+        .map(|rd| rd.filter_map(Result::ok).map(|e| e.path().join("bin")).collect())
         .unwrap_or_default();
     versions.sort();
     versions.pop().unwrap_or_else(|| PathBuf::from("/usr/bin"))
 }
 
 fn run(mut command: Command, what: &str) {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    let output = command.output().unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
     assert!(
         output.status.success(),
         "{what} failed: {}{}",
@@ -106,12 +100,7 @@ impl PgServer {
         std::fs::create_dir_all(&base).unwrap_or_else(|e| panic!("{}: {e}", base.display()));
         let dir = base.join(format!("pg-{}", unique_suffix()));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-        let os_user = is_root().then(|| {
-            services()
-                .pg_user
-                .clone()
-                .unwrap_or_else(|| "postgres".into())
-        });
+        let os_user = is_root().then(|| services().pg_user.clone().unwrap_or_else(|| "postgres".into()));
         let password = format!("pw{}{}", unique_suffix(), unique_suffix());
         std::fs::write(dir.join("pwfile"), &password).unwrap_or_else(|e| panic!("pwfile: {e}"));
         if let Some(user) = &os_user {
@@ -127,24 +116,12 @@ impl PgServer {
                 "chown",
             );
         }
-        let server = Self {
-            dir,
-            port: free_port(),
-            password,
-            os_user,
-        };
+        let server = Self { dir, port: free_port(), password, os_user };
         let mut initdb = server.command("initdb");
         initdb
             .arg("-D")
             .arg(server.data())
-            .args([
-                "-U",
-                "postgres",
-                "--auth=scram-sha-256",
-                "--no-sync",
-                "-E",
-                "UTF8",
-            ])
+            .args(["-U", "postgres", "--auth=scram-sha-256", "--no-sync", "-E", "UTF8"])
             .arg(format!("--pwfile={}", server.dir.join("pwfile").display()));
         run(initdb, "initdb");
         start_cluster(&server.dir, server.port, server.os_user.as_ref());
@@ -153,10 +130,7 @@ impl PgServer {
 
     /// Superuser URL of database `db`.
     pub fn url(&self, db: &str) -> String {
-        format!(
-            "postgres://postgres:{}@127.0.0.1:{}/{db}",
-            self.password, self.port
-        )
+        format!("postgres://postgres:{}@127.0.0.1:{}/{db}", self.password, self.port)
     }
 
     /// Stops the server (`immediate`: like a crash) and waits for it to be gone.
@@ -165,12 +139,7 @@ impl PgServer {
         pg_ctl
             .arg("-D")
             .arg(self.data())
-            .args([
-                "-w",
-                "-m",
-                if immediate { "immediate" } else { "fast" },
-                "stop",
-            ])
+            .args(["-w", "-m", if immediate { "immediate" } else { "fast" }, "stop"])
             .stdout(Stdio::null());
         tokio::task::spawn_blocking(move || run(pg_ctl, "pg_ctl stop"))
             .await
@@ -214,10 +183,7 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start() -> Self {
-        let mut server = Self {
-            port: free_port(),
-            child: None,
-        };
+        let mut server = Self { port: free_port(), child: None };
         server.start_again();
         server
     }

@@ -3,23 +3,22 @@
 
 use control_plane::context::ControlPlane;
 use control_plane::provisioning::{request_tenant, steps::provision, TenantRequest};
-use e2e_tests::{connection_string, provisioning_settings, spawn_router, sql};
+use e2e_tests::{connection_string, provisioning_settings, spawn_router, TenantSql};
 use serde_json::json;
 use testkit::{common_settings, SecretsFor, TestDb};
 
 struct Fixture {
     _db: TestDb,
     router: tenant_router::http::RunningRouter,
-    conn: String,
-    other_conn: String,
+    acme: TenantSql,
+    globex_connection_string: String,
 }
 
+/// Two active tenants (acme, globex) and a router.
 async fn fixture(label: &str) -> Fixture {
     let db = TestDb::create(label).await;
     let common = common_settings(&db, SecretsFor::Local);
-    let cp = ControlPlane::start(&common, &provisioning_settings(&db))
-        .await
-        .unwrap();
+    let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
     for slug in ["acme", "globex"] {
         let request = TenantRequest {
             slug: slug.into(),
@@ -32,17 +31,10 @@ async fn fixture(label: &str) -> Fixture {
         provision(&cp, tenant.id).await.unwrap();
     }
     let router = spawn_router(&common).await;
-    let conn = connection_string(&cp, "acme").await;
-    let other_conn = connection_string(&cp, "globex").await;
-    Fixture {
-        _db: db,
-        router,
-        conn,
-        other_conn,
-    }
+    let acme = TenantSql::new(&router, "acme.app.localhost", &connection_string(&cp, "acme").await);
+    let globex_connection_string = connection_string(&cp, "globex").await;
+    Fixture { _db: db, router, acme, globex_connection_string }
 }
-
-const ACME: &str = "acme.app.localhost";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn values_come_back_as_neon_returns_them() {
@@ -53,20 +45,24 @@ async fn values_come_back_as_neon_returns_them() {
                  '2024-01-02 03:04:05.5+00'::timestamptz AS ts, '2024-01-02 03:04:05'::timestamp AS lts, \
                  '2024-02-29'::date AS d, '\\x01ff'::bytea AS bin, \
                  'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid AS u, NULL::text AS nothing, 'hé'::varchar AS s";
-    let (status, body) = sql(&f.router, ACME, &f.conn, json!({ "query": query })).await;
+    let (status, body) = f.acme.post(json!({ "query": query })).await;
     assert_eq!(status, 200, "{body}");
     let row = &body["rows"][0];
-    assert_eq!(row["b"], json!(true));
-    assert_eq!(row["i2"], json!(7));
-    assert_eq!(row["i4"], json!(8));
-    assert_eq!(row["i8"], json!("9007199254740993"));
-    assert_eq!(row["f"], json!(1.5));
-    assert_eq!(row["nan"], json!("NaN"));
-    assert_eq!(row["j"], json!({"a": [1, 2]}));
-    assert_eq!(row["arr"], json!([1, null, 3]));
-    assert_eq!(row["grid"], json!([["a", "b"], ["c", "d"]]));
-    assert_eq!(row["nothing"], json!(null));
-    assert_eq!(row["s"], json!("hé"));
+    for (column, expected) in [
+        ("b", json!(true)),
+        ("i2", json!(7)),
+        ("i4", json!(8)),
+        ("i8", json!("9007199254740993")),
+        ("f", json!(1.5)),
+        ("nan", json!("NaN")),
+        ("j", json!({"a": [1, 2]})),
+        ("arr", json!([1, null, 3])),
+        ("grid", json!([["a", "b"], ["c", "d"]])),
+        ("nothing", json!(null)),
+        ("s", json!("hé")),
+    ] {
+        assert_eq!(row[column], expected, "column {column}");
+    }
     assert_eq!(body["fields"][3]["dataTypeID"], json!(20));
     assert_eq!(body["rowAsArray"], json!(false));
 
@@ -75,16 +71,15 @@ async fn values_come_back_as_neon_returns_them() {
                       '2024-01-02 03:04:05.5+00'::timestamptz::text AS ts, '2024-01-02 03:04:05'::timestamp::text AS lts, \
                       '2024-02-29'::date::text AS d, '\\x01ff'::bytea::text AS bin, \
                       'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid::text AS u";
-    let (_, text_body) = sql(&f.router, ACME, &f.conn, json!({ "query": text_query })).await;
+    let text_row = &f.acme.rows(text_query, json!([])).await[0];
     for column in ["n", "small", "ts", "lts", "d", "bin", "u"] {
-        assert_eq!(row[column], text_body["rows"][0][column], "column {column}");
+        assert_eq!(row[column], text_row[column], "column {column}");
     }
 
     // Array mode and raw text output.
-    let response = reqwest::Client::new()
-        .post(format!("http://{}/sql", f.router.addr))
-        .header("host", ACME)
-        .header("neon-connection-string", &f.conn)
+    let response = f
+        .acme
+        .request()
         .header("neon-array-mode", "true")
         .header("neon-raw-text-output", "true")
         .json(&json!({"query": "SELECT 1::int4 AS one, true AS yes"}))
@@ -96,165 +91,107 @@ async fn values_come_back_as_neon_returns_them() {
     assert_eq!(body["rowAsArray"], json!(true));
 
     // Types without a text rendering yet are refused clearly, not mangled.
-    let (status, body) = sql(
-        &f.router,
-        ACME,
-        &f.conn,
-        json!({"query": "SELECT interval '1 day' AS i"}),
-    )
-    .await;
+    let (status, body) = f.acme.post(json!({"query": "SELECT interval '1 day' AS i"})).await;
     assert_eq!(status, 400);
-    assert!(
-        body["message"].as_str().unwrap().contains("::text"),
-        "{body}"
-    );
+    assert!(body["message"].as_str().unwrap().contains("::text"), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_settings_of_one_request_never_reach_the_next() {
     let f = fixture("sql_session").await;
+    let set =
+        "SELECT set_config('search_path', 'public', false), set_config('statement_timeout', '1', false)";
     for _ in 0..4 {
-        let (status, body) = sql(
-            &f.router,
-            ACME,
-            &f.conn,
-            json!({"query": "SELECT set_config('search_path', 'public', false), set_config('statement_timeout', '1', false)"}),
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
+        f.acme.rows(set, json!([])).await;
     }
+    let show = "SELECT current_schema() AS schema, current_setting('statement_timeout') AS timeout";
     for _ in 0..4 {
-        let (_, body) = sql(
-            &f.router,
-            ACME,
-            &f.conn,
-            json!({"query": "SELECT current_schema() AS schema, current_setting('statement_timeout') AS timeout, current_user AS who"}),
-        )
-        .await;
-        assert_eq!(body["rows"][0]["schema"], json!("t_acme"), "{body}");
-        assert_ne!(body["rows"][0]["timeout"], json!("1ms"));
+        let rows = f.acme.rows(show, json!([])).await;
+        assert_eq!(rows[0]["schema"], json!("t_acme"), "{rows}");
+        assert_ne!(rows[0]["timeout"], json!("1ms"));
     }
     // A batch is one transaction: a failing statement rolls back the earlier ones.
-    let (status, _) = sql(
-        &f.router,
-        ACME,
-        &f.conn,
-        json!({"queries": [
+    let (status, _) = f
+        .acme
+        .post(json!({"queries": [
             {"query": "INSERT INTO tags (name) VALUES ('kept?')"},
             {"query": "INSERT INTO tags (name) VALUES (NULL)"}
-        ]}),
-    )
-    .await;
+        ]}))
+        .await;
     assert_eq!(status, 400);
-    let (_, body) = sql(
-        &f.router,
-        ACME,
-        &f.conn,
-        json!({"query": "SELECT count(*)::int4 AS n FROM tags"}),
-    )
-    .await;
-    assert_eq!(body["rows"][0]["n"], json!(0));
+    assert_eq!(f.acme.rows("SELECT count(*)::int4 AS n FROM tags", json!([])).await, json!([{"n": 0}]));
+}
+
+/// One malformed request: what it is, and the status it must get.
+struct BadRequest {
+    what: &'static str,
+    host: &'static str,
+    connection_string: Option<String>,
+    body: String,
+    status: u16,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_the_right_status_and_run_nothing() {
     let f = fixture("sql_bad_input").await;
+    let own = Some(f.acme.connection_string.clone());
     let insert =
-        json!({"query": "INSERT INTO tags (name) VALUES ($1)", "params": ["should-not-exist"]});
-    // (what, Host, Neon-Connection-String, raw body instead of a valid insert, expected status)
-    type Case<'a> = (&'a str, &'a str, Option<&'a str>, Option<String>, u16);
-    let cases: Vec<Case<'_>> = vec![
-        (
-            "invalid host",
-            "acme..app.localhost",
-            Some(&f.conn),
-            None,
-            400,
-        ),
-        (
-            "unknown tenant",
-            "nobody.app.localhost",
-            Some(&f.conn),
-            None,
-            404,
-        ),
-        ("no credentials", ACME, None, None, 401),
-        (
-            "wrong password",
-            ACME,
-            Some("postgresql://x:y@acme.app.localhost/db"),
-            None,
-            401,
-        ),
-        (
-            "another tenant's credentials",
-            ACME,
-            Some(&f.other_conn),
-            None,
-            403,
-        ),
-        ("not a URL", ACME, Some("hello"), None, 400),
-        (
-            "malformed JSON",
-            ACME,
-            Some(&f.conn),
-            Some("{\"query\": ".into()),
-            400,
-        ),
-        (
+        json!({"query": "INSERT INTO tags (name) VALUES ($1)", "params": ["should-not-exist"]}).to_string();
+    let case = |what, host, connection_string: &Option<String>, body: &str, status| BadRequest {
+        what,
+        host,
+        connection_string: connection_string.clone(),
+        body: body.to_owned(),
+        status,
+    };
+    let acme = "acme.app.localhost";
+    let cases = [
+        case("invalid host", "acme..app.localhost", &own, &insert, 400),
+        case("unknown tenant", "nobody.app.localhost", &own, &insert, 404),
+        case("no credentials", acme, &None, &insert, 401),
+        case("wrong password", acme, &Some("postgresql://x:y@acme.app.localhost/db".into()), &insert, 401),
+        case("another tenant's credentials", acme, &Some(f.globex_connection_string.clone()), &insert, 403),
+        case("not a URL", acme, &Some("hello".into()), &insert, 400),
+        case("malformed JSON", acme, &own, "{\"query\": ", 400),
+        case(
             "wrong parameter count",
-            ACME,
-            Some(&f.conn),
-            Some(r#"{"query": "INSERT INTO tags (name) VALUES ($1)", "params": []}"#.into()),
+            acme,
+            &own,
+            r#"{"query": "INSERT INTO tags (name) VALUES ($1)", "params": []}"#,
             400,
         ),
-        (
+        case(
             "oversized body",
-            ACME,
-            Some(&f.conn),
-            Some(format!(
-                r#"{{"query": "SELECT 1", "params": [], "pad": "{}"}}"#,
-                "x".repeat(2 * 1024 * 1024)
-            )),
+            acme,
+            &own,
+            &format!(r#"{{"query": "SELECT 1", "pad": "{}"}}"#, "x".repeat(2 << 20)),
             413,
         ),
     ];
-    for (what, host, conn, raw_body, expected) in cases {
-        let mut request = reqwest::Client::new()
+    let http = reqwest::Client::new();
+    for case in cases {
+        let mut request = http
             .post(format!("http://{}/sql", f.router.addr))
-            .header("host", host)
+            .header("host", case.host)
             .header("content-type", "application/json")
-            .body(raw_body.unwrap_or_else(|| insert.to_string()));
-        if let Some(conn) = conn {
+            .body(case.body);
+        if let Some(conn) = &case.connection_string {
             request = request.header("neon-connection-string", conn);
         }
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         let body = response.text().await.unwrap();
-        assert_eq!(status, expected, "{what}: {body}");
-        assert!(
-            !body.contains(&f.conn) && !body.contains("password="),
-            "{what}: no secrets in errors"
-        );
+        assert_eq!(status, case.status, "{}: {body}", case.what);
+        assert!(!body.contains(&f.acme.connection_string), "{}: no secrets in errors", case.what);
     }
-    let (_, body) = sql(
-        &f.router,
-        ACME,
-        &f.conn,
-        json!({"query": "SELECT count(*)::int4 AS n FROM tags"}),
-    )
-    .await;
-    assert_eq!(body["rows"][0]["n"], json!(0), "nothing was executed");
+    assert_eq!(
+        f.acme.rows("SELECT count(*)::int4 AS n FROM tags", json!([])).await,
+        json!([{"n": 0}]),
+        "nothing was executed"
+    );
 
     // A PostgreSQL error comes back with its SQLSTATE and position.
-    let (status, body) = sql(
-        &f.router,
-        ACME,
-        &f.conn,
-        json!({"query": "SELECT * FROM no_such_table"}),
-    )
-    .await;
+    let (status, body) = f.acme.post(json!({"query": "SELECT * FROM no_such_table"})).await;
     assert_eq!(status, 400);
-    assert_eq!(body["code"], json!("42P01"));
-    assert_eq!(body["position"], json!("15"));
+    assert_eq!((&body["code"], &body["position"]), (&json!("42P01"), &json!("15")));
 }

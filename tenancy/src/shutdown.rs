@@ -1,4 +1,4 @@
-//! Waiting for SIGTERM (orchestrators) or Ctrl-C (people).
+//! Waiting for SIGTERM (orchestrators) or Ctrl-C (people), the signal to drain and stop.
 
 pub async fn wait_for_shutdown() {
     let ctrl_c = async {
