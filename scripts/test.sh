@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 log() { printf '[test] %s\n' "$*" >&2; }
 
 # Leave services alone if everything was already up (a developer's or the demo's).
+# (Captured first: under pipefail, `status | grep -q` fails when grep stops reading early.)
+status_before="$(scripts/services.sh status 2>/dev/null || true)"
 was_running=true
-if scripts/services.sh status 2>/dev/null | grep -q stopped; then
+if [[ -z "$status_before" ]] || grep -q stopped <<<"$status_before"; then
   was_running=false
 fi
 

@@ -177,3 +177,35 @@ pub struct SendArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory as _;
+
+    /// The configuration names terraform and operators rely on are all in `serve --help`.
+    #[test]
+    fn serve_help_lists_the_fixed_configuration_names() {
+        let mut command = Cli::command();
+        let serve = command.find_subcommand_mut("serve").unwrap();
+        let help = serve.render_long_help().to_string();
+        for name in [
+            "DATABASE_URL",
+            "REDIS_URL",
+            "TENANT_BASE_DOMAIN",
+            "SECRETS_BACKEND",
+            "SECRETS_PREFIX",
+            "AWS_REGION",
+            "AWS_ENDPOINT_URL",
+            "TENANTCTL_LISTEN",
+            "BILLING_WEBHOOK_SECRET",
+        ] {
+            assert!(help.contains(&format!("[env: {name}")), "{name} missing from `tenantctl serve --help`");
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

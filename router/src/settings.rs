@@ -54,3 +54,29 @@ pub struct RouterSettings {
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::RouterSettings;
+    use clap::CommandFactory as _;
+
+    /// The configuration names terraform and operators rely on are all in `--help`.
+    #[test]
+    fn help_lists_the_fixed_configuration_names() {
+        let help = RouterSettings::command().render_long_help().to_string();
+        for name in [
+            "DATABASE_URL",
+            "REDIS_URL",
+            "TENANT_BASE_DOMAIN",
+            "SECRETS_BACKEND",
+            "SECRETS_PREFIX",
+            "AWS_REGION",
+            "AWS_ENDPOINT_URL",
+            "ROUTER_LISTEN",
+            "ROUTER_ADMIN_LISTEN",
+        ] {
+            assert!(help.contains(&format!("[env: {name}")), "{name} missing from `tenant-router --help`");
+        }
+        RouterSettings::command().debug_assert();
+    }
+}

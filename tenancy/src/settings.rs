@@ -63,13 +63,25 @@ pub struct SecretsSettings {
     /// File holding the local secret store key (instead of SECRETS_LOCAL_KEY).
     #[arg(long, env = "SECRETS_LOCAL_KEY_FILE")]
     pub secrets_local_key_file: Option<PathBuf>,
+
+    /// AWS region of Secrets Manager (else the standard AWS configuration decides). Credentials
+    /// come from the standard chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile, or the
+    /// task's IAM role.
+    #[arg(long, env = "AWS_REGION")]
+    pub aws_region: Option<String>,
+
+    /// Secrets Manager endpoint instead of AWS's (e.g. a local moto_server for tests).
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    pub aws_endpoint_url: Option<String>,
 }
 
 impl SecretsSettings {
     /// Builds the configured secret store. `catalog` is used by the local backend.
     pub async fn build(&self, catalog: deadpool_postgres::Pool) -> Result<SharedSecretStore, SecretError> {
         match self.secrets_backend {
-            SecretsBackend::Aws => Ok(Arc::new(AwsSecretStore::from_env().await)),
+            SecretsBackend::Aws => {
+                Ok(Arc::new(AwsSecretStore::new(self.aws_region.clone(), self.aws_endpoint_url.clone()).await))
+            }
             SecretsBackend::Local => {
                 let key = match (&self.secrets_local_key, &self.secrets_local_key_file) {
                     (Some(raw), _) => LocalKey::from_base64(raw)?,

@@ -14,9 +14,17 @@ pub struct AwsSecretStore {
 }
 
 impl AwsSecretStore {
-    /// Loads the standard AWS configuration (region, credentials, `AWS_ENDPOINT_URL`).
-    pub async fn from_env() -> Self {
-        let config = aws_config::load_from_env().await;
+    /// Loads the standard AWS configuration (credentials chain, profile, environment), with
+    /// `region` and `endpoint_url` overriding it when given.
+    pub async fn new(region: Option<String>, endpoint_url: Option<String>) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = region {
+            loader = loader.region(aws_config::Region::new(region));
+        }
+        if let Some(url) = endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let config = loader.load().await;
         Self { client: Client::new(&config) }
     }
 

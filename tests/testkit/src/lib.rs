@@ -112,6 +112,8 @@ pub fn common_settings(db: &TestDb, secrets: SecretsFor) -> tenancy::settings::C
                 .unwrap_or_else(|e| panic!("{e}")),
             secrets_local_key: key,
             secrets_local_key_file: None,
+            aws_region: Some("us-east-1".into()),
+            aws_endpoint_url: Some(services().aws_endpoint_url.clone()),
         },
         log_format: tenancy::telemetry::LogFormat::Text,
     }
