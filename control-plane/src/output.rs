@@ -59,9 +59,12 @@ impl FleetProgress {
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
-                    "{spinner} migrating [{bar:40}] {pos}/{len} tenants  {msg}  {per_sec}  eta {eta}",
+                    "{spinner} migrating [{bar:40}] {pos}/{len} tenants  {msg}  {rate}  eta {eta}",
                 )
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .with_key("rate", |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.1} tenants/s", state.per_sec());
+                })
                 .progress_chars("=> "),
             );
             bar
