@@ -76,6 +76,50 @@ pub enum TenantsCommand {
     /// Print a tenant's connection string (includes its password: handle with care). Usable
     /// as `Neon-Connection-String` for the router's POST /sql.
     ConnectionString(ShowArgs),
+    /// Suspend a tenant: its role can no longer log in, its sessions end, routers answer 403.
+    Suspend(OperationArgs),
+    /// Resume a suspended tenant.
+    Resume(OperationArgs),
+    /// Move a tenant to another plan: new pool size, rate limit, config (no data is moved).
+    SetPlan(SetPlanArgs),
+    /// Give a tenant a new password (secret first, then its role); routers pick it up.
+    RotateCredentials(OperationArgs),
+    /// Deprovision a tenant: routers answer 404 at once; after the retention period its schema,
+    /// role and secret are dropped (archived first with DEPROVISION_ARCHIVE_DIR) and a tombstone
+    /// stays in the catalog.
+    Delete(DeleteArgs),
+    /// Provision a failed tenant again, from the step that failed.
+    Retry(OperationArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OperationArgs {
+    /// The tenant's slug.
+    pub slug: String,
+    /// Only queue the work (a running `tenantctl serve` does it).
+    #[arg(long)]
+    pub no_wait: bool,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SetPlanArgs {
+    /// The new plan.
+    #[arg(long)]
+    pub plan: String,
+    #[command(flatten)]
+    pub operation: OperationArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Keep the data this long before dropping it (default DEPROVISION_RETENTION); `0s` drops
+    /// it now.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub retention: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub operation: OperationArgs,
 }
 
 #[derive(Debug, Args)]

@@ -30,6 +30,8 @@ pub struct Cluster {
     migrator: Pool,
     pub endpoint: Endpoint,
     pub owner: RoleName,
+    /// The admin connection settings (for tools such as `pg_dump`; holds a password).
+    admin_config: tokio_postgres::Config,
     prepared: OnceCell<()>,
 }
 
@@ -66,6 +68,7 @@ impl Cluster {
             migrator,
             endpoint,
             owner: RoleName::owner(role_prefix),
+            admin_config: config.clone(),
             prepared: OnceCell::new(),
         })
     }
@@ -81,6 +84,35 @@ impl Cluster {
     pub async fn migrator(&self) -> Result<deadpool_postgres::Object, ClusterError> {
         drop(self.admin().await?);
         self.migrator.get().await.map_err(|e| self.connect_error(&e))
+    }
+
+    /// Runs `pg_dump` of one schema into `file` (custom format), authenticating through the
+    /// environment so the password never appears in a process list.
+    pub async fn dump_schema(
+        &self,
+        pg_dump: &std::path::Path,
+        schema: &tenancy::domain::SchemaName,
+        file: &std::path::Path,
+    ) -> Result<(), String> {
+        let config = &self.admin_config;
+        let mut command = tokio::process::Command::new(pg_dump);
+        command
+            .arg("--format=custom")
+            .arg(format!("--schema={}", schema.quoted()))
+            .arg("--no-owner")
+            .arg(format!("--file={}", file.display()))
+            .env("PGHOST", &self.endpoint.host)
+            .env("PGPORT", self.endpoint.port.to_string())
+            .env("PGDATABASE", &self.endpoint.dbname)
+            .env("PGUSER", config.get_user().unwrap_or("postgres"))
+            .env("PGPASSWORD", String::from_utf8_lossy(config.get_password().unwrap_or_default()).as_ref())
+            .stdin(std::process::Stdio::null());
+        let output = command.output().await.map_err(|e| format!("cannot run {}: {e}", pg_dump.display()))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!("pg_dump failed: {}", String::from_utf8_lossy(&output.stderr).trim()))
+        }
     }
 
     fn connect_error(&self, err: &deadpool_postgres::PoolError) -> ClusterError {

@@ -1,10 +1,11 @@
 //! The implementations of the `tenantctl` commands, and how their errors become exit codes.
 
 use crate::cli::{
-    ApplyArgs, CatalogArgs, Cli, Command, CreateArgs, ListArgs, MigrateCommand, SendArgs, ServeArgs,
-    ShowArgs, TenantsCommand, WebhookCommand,
+    ApplyArgs, CatalogArgs, Cli, Command, CreateArgs, DeleteArgs, ListArgs, MigrateCommand, OperationArgs,
+    SendArgs, ServeArgs, SetPlanArgs, ShowArgs, TenantsCommand, WebhookCommand,
 };
 use crate::context::{ControlPlane, StartError};
+use crate::lifecycle::{LifecycleError, Operation};
 use crate::output;
 use crate::provisioning::{request_tenant, CreateTenantError, TenantRequest};
 use std::process::ExitCode;
@@ -42,6 +43,18 @@ impl From<StartError> for CliError {
     }
 }
 
+impl From<LifecycleError> for CliError {
+    fn from(err: LifecycleError) -> Self {
+        let exit = match err {
+            LifecycleError::NotFound(_) => 4,
+            LifecycleError::WrongState { .. } => 5,
+            LifecycleError::InvalidPlan(_) => 3,
+            LifecycleError::Catalog(_) => 6,
+        };
+        Self::new(exit, err.code(), err.to_string())
+    }
+}
+
 impl From<CreateTenantError> for CliError {
     fn from(err: CreateTenantError) -> Self {
         let exit = match err {
@@ -60,7 +73,13 @@ pub async fn run(cli: Cli) -> ExitCode {
             TenantsCommand::Create(CreateArgs { catalog, .. })
             | TenantsCommand::List(ListArgs { catalog, .. })
             | TenantsCommand::Show(ShowArgs { catalog, .. })
-            | TenantsCommand::ConnectionString(ShowArgs { catalog, .. }),
+            | TenantsCommand::ConnectionString(ShowArgs { catalog, .. })
+            | TenantsCommand::Suspend(OperationArgs { catalog, .. })
+            | TenantsCommand::Resume(OperationArgs { catalog, .. })
+            | TenantsCommand::RotateCredentials(OperationArgs { catalog, .. })
+            | TenantsCommand::Retry(OperationArgs { catalog, .. })
+            | TenantsCommand::SetPlan(SetPlanArgs { operation: OperationArgs { catalog, .. }, .. })
+            | TenantsCommand::Delete(DeleteArgs { operation: OperationArgs { catalog, .. }, .. }),
         )
         | Command::Migrate(MigrateCommand::Apply(ApplyArgs { catalog, .. })) => catalog.json,
         Command::Webhook(WebhookCommand::Send(args)) => args.json,
@@ -72,6 +91,16 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Tenants(TenantsCommand::List(args)) => list(args).await,
         Command::Tenants(TenantsCommand::Show(args)) => show(args).await,
         Command::Tenants(TenantsCommand::ConnectionString(args)) => connection_string(args).await,
+        Command::Tenants(TenantsCommand::Suspend(args)) => operate(args, Operation::Suspend).await,
+        Command::Tenants(TenantsCommand::Resume(args)) => operate(args, Operation::Resume).await,
+        Command::Tenants(TenantsCommand::RotateCredentials(args)) => {
+            operate(args, Operation::RotateCredentials).await
+        }
+        Command::Tenants(TenantsCommand::Retry(args)) => operate(args, Operation::Retry).await,
+        Command::Tenants(TenantsCommand::SetPlan(args)) => {
+            operate(args.operation, Operation::ChangePlan(args.plan)).await
+        }
+        Command::Tenants(TenantsCommand::Delete(args)) => delete(args).await,
         Command::Migrate(MigrateCommand::Apply(args)) => migrate_apply(args).await,
         Command::Webhook(WebhookCommand::Send(args)) => webhook_send(args).await,
     };
@@ -135,35 +164,69 @@ async fn create(args: CreateArgs) -> Result<ExitCode, CliError> {
     };
     let mut tenant = request_tenant(&cp, &request, "cli").await?;
     if !args.no_wait {
-        tenant = wait_until_provisioned(&cp, tenant).await?;
+        tenant = wait_for_jobs(&cp, tenant).await?;
     }
-    let failed = tenant.status == TenantStatus::Failed;
-    if args.catalog.json {
-        output::json(&tenant);
+    print_tenant(&tenant, args.catalog.json);
+    Ok(if tenant.status == TenantStatus::Failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Runs the tenant's due jobs in this process until none is left (a `tenantctl serve`
+/// elsewhere may run them too; then this just watches), and returns the tenant as it ends up.
+/// Jobs scheduled further ahead than a minute (a deprovisioning retention) are not waited for.
+async fn wait_for_jobs(cp: &ControlPlane, tenant: TenantRecord) -> Result<TenantRecord, CliError> {
+    loop {
+        let ran = crate::provisioning::worker::run_next(cp, Some(tenant.id))
+            .await
+            .map_err(CliError::unavailable)?;
+        let client = cp.catalog.get().await.map_err(CliError::unavailable)?;
+        let pending = crate::catalog::jobs::has_due_job(&**client, tenant.id, Duration::from_secs(60))
+            .await
+            .map_err(|e| CliError::unavailable(tenancy::pg::describe_error(&e)))?;
+        if !pending {
+            return tenancy::catalog::tenant_by_id(&**client, tenant.id)
+                .await
+                .map_err(CliError::unavailable)?
+                .ok_or_else(|| CliError::new(4, "not_found", "tenant disappeared"));
+        }
+        if ran.is_none() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn print_tenant(tenant: &TenantRecord, json: bool) {
+    if json {
+        output::json(tenant);
     } else {
-        output::table(TENANT_HEADERS, &[tenant_row(&tenant)]);
-        if let (true, Some(step), Some(error)) = (failed, &tenant.failed_step, &tenant.last_error) {
+        output::table(TENANT_HEADERS, &[tenant_row(tenant)]);
+        if let (TenantStatus::Failed, Some(step), Some(error)) =
+            (tenant.status, &tenant.failed_step, &tenant.last_error)
+        {
             output::note(&format!("provisioning failed at step {step}: {error}"));
         }
     }
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-/// Runs the tenant's jobs in this process until it is active or failed (a `tenantctl serve`
-/// elsewhere may run them too; then this just watches).
-async fn wait_until_provisioned(cp: &ControlPlane, tenant: TenantRecord) -> Result<TenantRecord, CliError> {
-    loop {
-        crate::provisioning::worker::run_next(cp, Some(tenant.id)).await.map_err(CliError::unavailable)?;
-        let client = cp.catalog.get().await.map_err(CliError::unavailable)?;
-        let current = tenancy::catalog::tenant_by_id(&**client, tenant.id)
-            .await
-            .map_err(CliError::unavailable)?
-            .ok_or_else(|| CliError::new(4, "not_found", "tenant disappeared"))?;
-        if matches!(current.status, TenantStatus::Active | TenantStatus::Failed) {
-            return Ok(current);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+fn parse_slug(raw: &str) -> Result<Slug, CliError> {
+    Slug::parse(raw).map_err(|e| CliError::new(3, "invalid_slug", format!("invalid slug {raw:?}: {e}")))
+}
+
+async fn operate(args: OperationArgs, operation: Operation) -> Result<ExitCode, CliError> {
+    let cp = start(&args.catalog).await?;
+    let slug = parse_slug(&args.slug)?;
+    let mut tenant = crate::lifecycle::request(&cp, &slug, &operation, "cli").await?;
+    if !args.no_wait {
+        tenant = wait_for_jobs(&cp, tenant).await?;
     }
+    print_tenant(&tenant, args.catalog.json);
+    Ok(if tenant.status == TenantStatus::Failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+async fn delete(args: DeleteArgs) -> Result<ExitCode, CliError> {
+    let cp = start(&args.operation.catalog).await?;
+    let retention = args.retention.unwrap_or(cp.deprovision_retention);
+    drop(cp);
+    operate(args.operation, Operation::Deprovision { retention }).await
 }
 
 async fn list(args: ListArgs) -> Result<ExitCode, CliError> {

@@ -40,6 +40,11 @@ pub struct ControlPlane {
     migrations_dir: std::path::PathBuf,
     pub base_domain: BaseDomain,
     pub role_prefix: String,
+    /// Default retention of deprovisioned tenants.
+    pub deprovision_retention: std::time::Duration,
+    /// Where tenant archives go before their data is dropped (none when unset).
+    pub archive_dir: Option<std::path::PathBuf>,
+    pub pg_dump: std::path::PathBuf,
     redis: Option<RedisPublisher>,
     /// Woken whenever a job is enqueued in this process.
     pub jobs_enqueued: Notify,
@@ -72,6 +77,9 @@ impl ControlPlane {
             migrations_dir: provisioning.migrations_dir.clone(),
             base_domain: common.tenant_base_domain.clone(),
             role_prefix: provisioning.role_prefix.clone(),
+            deprovision_retention: provisioning.deprovision_retention,
+            archive_dir: provisioning.archive_dir.clone(),
+            pg_dump: provisioning.pg_dump.clone(),
             redis,
             jobs_enqueued: Notify::new(),
         }))

@@ -10,6 +10,7 @@ pub mod commands;
 pub mod context;
 pub mod fleet;
 pub mod http;
+pub mod lifecycle;
 pub mod output;
 pub mod provisioning;
 pub mod settings;

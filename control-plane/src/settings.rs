@@ -19,6 +19,20 @@ pub struct ProvisioningSettings {
     /// Directory of the plan templates (<plan>.toml, with `extends`).
     #[arg(long, env = "TENANT_TEMPLATES_DIR", default_value = "tenant-templates")]
     pub templates_dir: PathBuf,
+
+    /// How long a deprovisioned tenant's data is kept before it is dropped (billing
+    /// cancellations and `tenants delete` without --retention).
+    #[arg(long, env = "DEPROVISION_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub deprovision_retention: Duration,
+
+    /// Directory where a `pg_dump` archive of each tenant is written before its data is dropped
+    /// (no archive when unset).
+    #[arg(long, env = "DEPROVISION_ARCHIVE_DIR")]
+    pub archive_dir: Option<PathBuf>,
+
+    /// The `pg_dump` program used for archives.
+    #[arg(long, env = "PG_DUMP", default_value = "pg_dump")]
+    pub pg_dump: PathBuf,
 }
 
 /// Settings of `tenantctl serve`.
@@ -44,4 +58,18 @@ pub struct ServeSettings {
 
 fn parse_role_prefix(raw: &str) -> Result<String, String> {
     tenancy::domain::RoleName::check_prefix(raw).map(|()| raw.to_owned()).map_err(|e| e.to_string())
+}
+
+impl ProvisioningSettings {
+    /// Settings with the defaults of every optional flag (for embedding and tests).
+    pub fn new(role_prefix: &str, migrations_dir: PathBuf, templates_dir: PathBuf) -> Self {
+        Self {
+            role_prefix: role_prefix.to_owned(),
+            migrations_dir,
+            templates_dir,
+            deprovision_retention: Duration::from_secs(7 * 24 * 3600),
+            archive_dir: None,
+            pg_dump: PathBuf::from("pg_dump"),
+        }
+    }
 }

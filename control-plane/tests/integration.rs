@@ -15,11 +15,11 @@ use tenancy::settings::CommonSettings;
 use testkit::{common_settings, workspace_root, SecretsFor, TestDb};
 
 fn provisioning(db: &TestDb) -> ProvisioningSettings {
-    ProvisioningSettings {
-        role_prefix: db.role_prefix.clone(),
-        migrations_dir: workspace_root().join("migrations"),
-        templates_dir: workspace_root().join("tenant-templates"),
-    }
+    ProvisioningSettings::new(
+        &db.role_prefix,
+        workspace_root().join("migrations"),
+        workspace_root().join("tenant-templates"),
+    )
 }
 
 async fn start(db: &TestDb, common: &CommonSettings) -> Arc<ControlPlane> {

@@ -1,8 +1,8 @@
 //! One connection pool per tenant, created on first use from the tenant's secret, sized by its
 //! plan, logged in as the tenant's own runtime role. Pools unused for a while are closed.
-//! Recycling runs `Clean` (RESET ALL, role and session reset), so nothing one request sets on
-//! its session — `SET search_path`, `SET ROLE` — reaches the next; the role's own search_path
-//! is restored by RESET.
+//! Recycling ends any transaction a request left open and resets the session (see
+//! [`RESET_SESSION`]), so nothing one request does to its session — `BEGIN`, `SET search_path`,
+//! `SET ROLE`, `PREPARE` — reaches the next; the role's own search_path is restored by RESET.
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Timeouts};
 use moka::future::Cache;
@@ -12,6 +12,13 @@ use tenancy::catalog::TenantRecord;
 use tenancy::domain::TenantId;
 use tenancy::secrets::{SharedSecretStore, TenantCredentials};
 use tokio_postgres::NoTls;
+
+/// Run on a connection before it is reused: `DISCARD ALL` minus what it cannot do inside the
+/// implicit transaction of a multi-statement query, preceded by a `ROLLBACK` of anything a
+/// request left open (a harmless warning when nothing is).
+pub const RESET_SESSION: &str =
+    "ROLLBACK; CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; \
+     SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES; DEALLOCATE ALL;";
 
 /// Why no connection could be had for a tenant.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -84,8 +91,11 @@ impl TenantPools {
             options.push_str(&format!(" -c statement_timeout={ms}"));
         }
         config.options(&options);
-        let manager =
-            Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Clean });
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Custom(RESET_SESSION.to_owned()) },
+        );
         let pool = Pool::builder(manager)
             .max_size(usize::try_from(tenant.pool_size).unwrap_or(1).max(1))
             .timeouts(Timeouts {

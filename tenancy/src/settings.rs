@@ -79,9 +79,9 @@ impl SecretsSettings {
     /// Builds the configured secret store. `catalog` is used by the local backend.
     pub async fn build(&self, catalog: deadpool_postgres::Pool) -> Result<SharedSecretStore, SecretError> {
         match self.secrets_backend {
-            SecretsBackend::Aws => {
-                Ok(Arc::new(AwsSecretStore::new(self.aws_region.clone(), self.aws_endpoint_url.clone()).await))
-            }
+            SecretsBackend::Aws => Ok(Arc::new(
+                AwsSecretStore::new(self.aws_region.clone(), self.aws_endpoint_url.clone()).await,
+            )),
             SecretsBackend::Local => {
                 let key = match (&self.secrets_local_key, &self.secrets_local_key_file) {
                     (Some(raw), _) => LocalKey::from_base64(raw)?,

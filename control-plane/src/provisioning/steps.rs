@@ -239,7 +239,7 @@ async fn ensure_migrated(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(),
     .map_err(|e| ProvisionError::Step { step, message: e.to_string(), transient: false })
 }
 
-async fn apply_template(
+pub(crate) async fn apply_template(
     cp: &ControlPlane,
     tenant: &TenantRecord,
     template: &Template,
@@ -277,7 +277,7 @@ async fn apply_template(
 }
 
 /// A new password: 32 random bytes, URL-safe base64 (safe inside connection strings).
-fn generate_password() -> String {
+pub(crate) fn generate_password() -> String {
     let bytes: [u8; 32] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
@@ -311,7 +311,20 @@ async fn ensure_credentials(cp: &ControlPlane, tenant: &TenantRecord) -> Result<
             fresh
         }
     };
-    let verifier = postgres_protocol::password::scram_sha_256(credentials.password.as_bytes());
+    set_role_password(cp, tenant, &credentials.password, step).await?;
+    let client = catalog(cp, step).await?;
+    tenants::set_secret_ref(&**client, tenant.id, name.as_str()).await.map_err(pg_error(step))
+}
+
+/// Sets the role's password as a SCRAM verifier computed here, so the plain password never
+/// reaches the server (or its logs).
+pub(crate) async fn set_role_password(
+    cp: &ControlPlane,
+    tenant: &TenantRecord,
+    password: &str,
+    step: Step,
+) -> Result<(), ProvisionError> {
+    let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
     if verifier.contains('\'') {
         return Err(permanent(step, "unexpected character in the password verifier".into()));
     }
@@ -319,9 +332,7 @@ async fn ensure_credentials(cp: &ControlPlane, tenant: &TenantRecord) -> Result<
     admin
         .batch_execute(&format!("ALTER ROLE {} PASSWORD '{verifier}'", tenant.role_name.quoted()))
         .await
-        .map_err(pg_error(step))?;
-    let client = catalog(cp, step).await?;
-    tenants::set_secret_ref(&**client, tenant.id, name.as_str()).await.map_err(pg_error(step))
+        .map_err(pg_error(step))
 }
 
 async fn ensure_domains(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), ProvisionError> {

@@ -34,6 +34,12 @@ struct JobFailure {
     step: Option<&'static str>,
 }
 
+impl JobFailure {
+    fn permanent(message: String) -> Self {
+        Self { message, transient: false, step: None }
+    }
+}
+
 impl From<ProvisionError> for JobFailure {
     fn from(err: ProvisionError) -> Self {
         Self {
@@ -98,19 +104,32 @@ pub async fn run_next(
     Ok(Some(outcome))
 }
 
+impl From<crate::lifecycle::work::WorkError> for JobFailure {
+    fn from(err: crate::lifecycle::work::WorkError) -> Self {
+        Self { transient: err.transient, step: None, message: err.message }
+    }
+}
+
+/// Runs one job. The match is exhaustive over job kinds, so a new kind cannot be forgotten.
 async fn run_job(cp: &ControlPlane, job: &Job) -> Result<(), JobFailure> {
-    match (job.kind, job.tenant) {
-        (Some(JobKind::Provision), Some(tenant)) => {
-            steps::provision(cp, tenant).await.map(|_| ()).map_err(Into::into)
-        }
-        (Some(JobKind::BillingEvent), _) => crate::billing::process::process_job(cp, &job.payload)
+    use crate::lifecycle::work;
+    let Some(kind) = job.kind else {
+        return Err(JobFailure::permanent(format!("job of unknown kind {:?}", job.raw_kind)));
+    };
+    match (kind, job.tenant) {
+        (JobKind::BillingEvent, _) => crate::billing::process::process_job(cp, &job.payload)
             .await
             .map_err(|e| JobFailure { transient: e.is_transient(), step: None, message: e.to_string() }),
-        _ => Err(JobFailure {
-            message: format!("job of unknown kind {:?} (or missing its tenant)", job.raw_kind),
-            transient: false,
-            step: None,
-        }),
+        (_, None) => Err(JobFailure::permanent(format!("{} job without a tenant", kind.as_str()))),
+        (JobKind::Provision, Some(tenant)) => {
+            steps::provision(cp, tenant).await.map(|_| ()).map_err(Into::into)
+        }
+        (JobKind::SyncAccess, Some(tenant)) => Ok(work::sync_access(cp, tenant).await?),
+        (JobKind::ApplyPlan, Some(tenant)) => Ok(work::apply_plan(cp, tenant).await?),
+        (JobKind::RotateCredentials, Some(tenant)) => {
+            Ok(work::rotate_credentials(cp, tenant, &job.payload).await?)
+        }
+        (JobKind::Deprovision, Some(tenant)) => Ok(work::deprovision(cp, tenant).await?),
     }
 }
 

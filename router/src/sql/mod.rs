@@ -18,6 +18,10 @@ use serde_json::{json, Map, Value};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::GenericClient;
 
+/// Approximate JSON bytes of a row and of a cell beyond their values, for the response limit.
+const ROW_OVERHEAD: usize = 4;
+const CELL_OVERHEAD: usize = 8;
+
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -138,7 +142,7 @@ async fn run_query(
             let value = match raw {
                 None => Value::Null,
                 Some(bytes) => {
-                    size += bytes.0.len() + column.name().len() + 8;
+                    size += bytes.0.len();
                     values::to_json(column.type_(), bytes.0, output.raw_text)
                         .map_err(|e| RouterError::BadRequest(format!("column {:?}: {e}", column.name())))?
                 }
@@ -149,6 +153,9 @@ async fn run_query(
                 object.insert(column.name().to_owned(), value);
             }
         }
+        // Every row and cell costs something even when empty or NULL (`SELECT NULL FROM
+        // generate_series(1, 1e9)` must not grow without bound).
+        size += ROW_OVERHEAD + columns.iter().map(|c| c.name().len() + CELL_OVERHEAD).sum::<usize>();
         if size > output.max_bytes {
             return Err(RouterError::ResponseTooLarge(output.max_bytes));
         }

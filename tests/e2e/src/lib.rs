@@ -13,11 +13,11 @@ use tokio_util::sync::CancellationToken;
 pub const WEBHOOK_SECRET: &str = "whsec_e2e_test_secret";
 
 pub fn provisioning_settings(db: &TestDb) -> ProvisioningSettings {
-    ProvisioningSettings {
-        role_prefix: db.role_prefix.clone(),
-        migrations_dir: workspace_root().join("migrations"),
-        templates_dir: workspace_root().join("tenant-templates"),
-    }
+    ProvisioningSettings::new(
+        &db.role_prefix,
+        workspace_root().join("migrations"),
+        workspace_root().join("tenant-templates"),
+    )
 }
 
 /// A control plane (API, webhook, workers) on a free port.

@@ -8,7 +8,7 @@ use serde_json::json;
 use testkit::{common_settings, SecretsFor, TestDb};
 
 struct Fixture {
-    _db: TestDb,
+    db: TestDb,
     router: tenant_router::http::RunningRouter,
     acme: TenantSql,
     globex_connection_string: String,
@@ -33,7 +33,7 @@ async fn fixture(label: &str) -> Fixture {
     let router = spawn_router(&common).await;
     let acme = TenantSql::new(&router, "acme.app.localhost", &connection_string(&cp, "acme").await);
     let globex_connection_string = connection_string(&cp, "globex").await;
-    Fixture { _db: db, router, acme, globex_connection_string }
+    Fixture { db, router, acme, globex_connection_string }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,6 +110,26 @@ async fn session_settings_of_one_request_never_reach_the_next() {
         assert_eq!(rows[0]["schema"], json!("t_acme"), "{rows}");
         assert_ne!(rows[0]["timeout"], json!("1ms"));
     }
+    // A transaction a request leaves open ends with it: the next requests commit as usual.
+    for _ in 0..3 {
+        f.acme.rows("BEGIN", json!([])).await;
+    }
+    f.acme.rows("INSERT INTO teams (name) VALUES ('after-begin')", json!([])).await;
+    f.acme.rows("PREPARE leftover AS SELECT 1", json!([])).await;
+    assert_eq!(
+        f.db.count("SELECT count(*) FROM t_acme.teams").await,
+        1,
+        "committed, seen by another session"
+    );
+    for _ in 0..3 {
+        let (status, body) = f.acme.post(json!({"query": "EXECUTE leftover"})).await;
+        assert_eq!(
+            (status, &body["code"]),
+            (400, &json!("26000")),
+            "prepared statements do not survive: {body}"
+        );
+    }
+
     // A batch is one transaction: a failing statement rolls back the earlier ones.
     let (status, _) = f
         .acme

@@ -1,0 +1,211 @@
+//! Tenant lifecycle after provisioning: suspend, resume, change plan, rotate credentials,
+//! deprovision, and retry a failed provisioning.
+//!
+//! A request checks the transition, records the new status (bumping the generation) and
+//! enqueues the job that does the work, in one transaction; routers are told at once. The jobs
+//! ([`work`]) converge the database on what the catalog says, so a repeated or resumed job is
+//! harmless, and a tenant's jobs run one at a time, in order.
+
+pub mod work;
+
+use crate::catalog::jobs::{self, JobKind};
+use crate::context::ControlPlane;
+use std::time::Duration;
+use tenancy::catalog::TenantRecord;
+use tenancy::domain::{PlanName, Slug, TenantStatus};
+
+/// What to do to a tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operation {
+    Suspend,
+    Resume,
+    ChangePlan(String),
+    RotateCredentials,
+    /// Deprovision after `retention` (0 allowed): drop schema and role, delete the secret,
+    /// keep a tombstone.
+    Deprovision {
+        retention: Duration,
+    },
+    /// Provision a `failed` tenant again, from where it failed.
+    Retry,
+}
+
+impl Operation {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Suspend => "suspend",
+            Self::Resume => "resume",
+            Self::ChangePlan(_) => "change plan",
+            Self::RotateCredentials => "rotate credentials",
+            Self::Deprovision { .. } => "deprovision",
+            Self::Retry => "retry",
+        }
+    }
+}
+
+/// Why a lifecycle request was refused. Nothing changes when this is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("no tenant {0}")]
+    NotFound(String),
+    #[error("cannot {operation} tenant {slug}: it is {status}")]
+    WrongState { operation: &'static str, slug: String, status: TenantStatus },
+    #[error("invalid plan: {0}")]
+    InvalidPlan(String),
+    #[error("catalog unavailable: {0}")]
+    Catalog(String),
+}
+
+impl LifecycleError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound(_) => "not_found",
+            Self::WrongState { .. } => "wrong_state",
+            Self::InvalidPlan(_) => "invalid_plan",
+            Self::Catalog(_) => "catalog_unavailable",
+        }
+    }
+}
+
+fn catalog_error(e: &tokio_postgres::Error) -> LifecycleError {
+    LifecycleError::Catalog(tenancy::pg::describe_error(e))
+}
+
+/// The transition an operation makes from `status`: the new status and the job to run, or
+/// `None` when the tenant is already where the operation would take it.
+fn transition(
+    operation: &Operation,
+    status: TenantStatus,
+) -> Result<Option<(TenantStatus, JobKind)>, TenantStatus> {
+    use TenantStatus as S;
+    Ok(match (operation, status) {
+        (Operation::Suspend, S::Active) => Some((S::Suspended, JobKind::SyncAccess)),
+        (Operation::Suspend, S::Suspended) | (Operation::Resume, S::Active) => None,
+        (Operation::Resume, S::Suspended) => Some((S::Active, JobKind::SyncAccess)),
+        (Operation::ChangePlan(_), S::Active | S::Suspended) => Some((status, JobKind::ApplyPlan)),
+        (Operation::RotateCredentials, S::Active | S::Suspended) => {
+            Some((status, JobKind::RotateCredentials))
+        }
+        (Operation::Deprovision { .. }, S::Active | S::Suspended | S::Failed) => {
+            Some((S::Deprovisioning, JobKind::Deprovision))
+        }
+        (Operation::Deprovision { .. }, S::Deprovisioning) => None,
+        (Operation::Retry, S::Failed) => Some((S::Provisioning, JobKind::Provision)),
+        (_, other) => return Err(other),
+    })
+}
+
+/// Requests `operation` on the live tenant `slug`; returns the tenant as it now is.
+pub async fn request(
+    cp: &ControlPlane,
+    slug: &Slug,
+    operation: &Operation,
+    actor: &str,
+) -> Result<TenantRecord, LifecycleError> {
+    let mut client = cp.catalog.get().await.map_err(|e| LifecycleError::Catalog(e.to_string()))?;
+    let tx = client.transaction().await.map_err(|e| catalog_error(&e))?;
+    let row = tx
+        .query_opt(
+            "SELECT id FROM control.tenants WHERE slug = $1 AND status <> 'deleted' FOR UPDATE",
+            &[&slug.as_str()],
+        )
+        .await
+        .map_err(|e| catalog_error(&e))?
+        .ok_or_else(|| LifecycleError::NotFound(slug.to_string()))?;
+    let id = tenancy::domain::TenantId(row.get(0));
+    let tenant = tenancy::catalog::tenant_by_id(&*tx, id)
+        .await
+        .map_err(|e| LifecycleError::Catalog(e.to_string()))?
+        .ok_or_else(|| LifecycleError::NotFound(slug.to_string()))?;
+    let step = transition(operation, tenant.status).map_err(|status| LifecycleError::WrongState {
+        operation: operation.name(),
+        slug: slug.to_string(),
+        status,
+    })?;
+    let Some((status, job)) = step else {
+        return Ok(tenant);
+    };
+    let mut payload = serde_json::json!({});
+    let mut delay = Duration::ZERO;
+    match operation {
+        Operation::ChangePlan(raw) => {
+            let plan = PlanName::parse(raw).map_err(|e| LifecycleError::InvalidPlan(e.to_string()))?;
+            cp.templates.load(&plan).map_err(|e| LifecycleError::InvalidPlan(e.to_string()))?;
+            tx.execute(
+                "UPDATE control.tenants SET plan = $2, updated_at = now() WHERE id = $1",
+                &[&id.0, &plan.as_str()],
+            )
+            .await
+            .map_err(|e| catalog_error(&e))?;
+        }
+        Operation::RotateCredentials => {
+            payload = work::rotation_payload(cp, &tenant)
+                .await
+                .map_err(|e| LifecycleError::Catalog(e.to_string()))?;
+        }
+        Operation::Deprovision { retention } => {
+            delay = *retention;
+            tx.execute(
+                "UPDATE control.tenants SET deprovision_after = now() + make_interval(secs => $2::bigint / 1000.0)
+                  WHERE id = $1",
+                &[&id.0, &i64::try_from(retention.as_millis()).unwrap_or(i64::MAX)],
+            )
+            .await
+            .map_err(|e| catalog_error(&e))?;
+        }
+        _ => {}
+    }
+    if status != tenant.status {
+        crate::catalog::tenants::set_status(&*tx, id, status).await.map_err(|e| catalog_error(&e))?;
+    }
+    if job == JobKind::Deprovision {
+        // Lock the role out now; the data goes after the retention period.
+        jobs::enqueue(&*tx, JobKind::SyncAccess, Some(id), &serde_json::json!({}))
+            .await
+            .map_err(|e| catalog_error(&e))?;
+    }
+    jobs::enqueue_after(&*tx, job, Some(id), &payload, delay).await.map_err(|e| catalog_error(&e))?;
+    let detail = serde_json::json!({ "from": tenant.status, "to": status, "plan": match operation {
+        Operation::ChangePlan(plan) => Some(plan.as_str()),
+        _ => None,
+    }});
+    crate::catalog::audit::record(
+        &*tx,
+        actor,
+        &format!("tenant.{}", operation.name().replace(' ', "_")),
+        Some(id),
+        detail,
+    )
+    .await
+    .map_err(|e| catalog_error(&e))?;
+    let updated = tenancy::catalog::tenant_by_id(&*tx, id)
+        .await
+        .map_err(|e| LifecycleError::Catalog(e.to_string()))?
+        .ok_or_else(|| LifecycleError::NotFound(slug.to_string()))?;
+    tx.commit().await.map_err(|e| catalog_error(&e))?;
+    cp.jobs_enqueued.notify_waiters();
+    cp.publish_change(&updated).await;
+    tracing::info!(tenant = %slug, operation = operation.name(), actor, status = %updated.status, "tenant operation requested");
+    Ok(updated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use TenantStatus as S;
+
+    #[test]
+    fn transitions_follow_the_lifecycle() {
+        assert_eq!(transition(&Operation::Suspend, S::Active), Ok(Some((S::Suspended, JobKind::SyncAccess))));
+        assert_eq!(transition(&Operation::Suspend, S::Suspended), Ok(None));
+        assert_eq!(transition(&Operation::Resume, S::Suspended), Ok(Some((S::Active, JobKind::SyncAccess))));
+        assert_eq!(transition(&Operation::Resume, S::Provisioning), Err(S::Provisioning));
+        assert_eq!(transition(&Operation::Suspend, S::Deprovisioning), Err(S::Deprovisioning));
+        assert_eq!(transition(&Operation::Retry, S::Active), Err(S::Active));
+        assert_eq!(transition(&Operation::Retry, S::Failed), Ok(Some((S::Provisioning, JobKind::Provision))));
+        let forever = Operation::Deprovision { retention: Duration::ZERO };
+        assert_eq!(transition(&forever, S::Suspended), Ok(Some((S::Deprovisioning, JobKind::Deprovision))));
+        assert_eq!(transition(&forever, S::Deleted), Err(S::Deleted));
+        assert_eq!(transition(&Operation::ChangePlan("pro".into()), S::Provisioning), Err(S::Provisioning));
+    }
+}

@@ -1,0 +1,227 @@
+//! The jobs behind lifecycle operations. Each reads the tenant's current state from the catalog
+//! and makes the database match it, so running one twice, or after a crash half-way, is safe.
+
+use crate::catalog::{audit, tenants};
+use crate::context::ControlPlane;
+use crate::provisioning::steps::{self, ProvisionError, Step};
+use sha2::{Digest, Sha256};
+use tenancy::catalog::TenantRecord;
+use tenancy::domain::{TenantId, TenantStatus};
+use tenancy::secrets::{SecretError, TenantCredentials};
+
+/// Why a lifecycle job failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct WorkError {
+    pub message: String,
+    pub transient: bool,
+}
+
+impl WorkError {
+    fn permanent(message: impl Into<String>) -> Self {
+        Self { message: message.into(), transient: false }
+    }
+}
+
+impl From<ProvisionError> for WorkError {
+    fn from(err: ProvisionError) -> Self {
+        Self { transient: err.is_transient(), message: err.to_string() }
+    }
+}
+
+impl From<SecretError> for WorkError {
+    fn from(err: SecretError) -> Self {
+        Self { transient: err.is_transient(), message: err.to_string() }
+    }
+}
+
+fn pg(err: &tokio_postgres::Error) -> WorkError {
+    WorkError { transient: err.as_db_error().is_none(), message: tenancy::pg::describe_error(err) }
+}
+
+async fn catalog(cp: &ControlPlane) -> Result<deadpool_postgres::Object, WorkError> {
+    cp.catalog.get().await.map_err(|e| WorkError { message: format!("catalog: {e}"), transient: true })
+}
+
+async fn load(cp: &ControlPlane, id: TenantId) -> Result<TenantRecord, WorkError> {
+    let client = catalog(cp).await?;
+    tenancy::catalog::tenant_by_id(&**client, id)
+        .await
+        .map_err(|e| WorkError { message: e.to_string(), transient: true })?
+        .ok_or_else(|| WorkError::permanent(format!("tenant {id} does not exist")))
+}
+
+async fn admin(cp: &ControlPlane) -> Result<deadpool_postgres::Object, WorkError> {
+    cp.cluster.admin().await.map_err(|e| WorkError {
+        transient: matches!(e, crate::cluster::ClusterError::Connect { .. }),
+        message: e.to_string(),
+    })
+}
+
+/// Bumps the generation (keeping the status) and tells routers, after a change they must see.
+async fn announce(cp: &ControlPlane, id: TenantId, action: &str) -> Result<(), WorkError> {
+    let mut client = catalog(cp).await?;
+    let tx = client.transaction().await.map_err(|e| pg(&e))?;
+    let tenant = tenancy::catalog::tenant_by_id(&*tx, id)
+        .await
+        .map_err(|e| WorkError { message: e.to_string(), transient: true })?
+        .ok_or_else(|| WorkError::permanent(format!("tenant {id} does not exist")))?;
+    tenants::set_status(&*tx, id, tenant.status).await.map_err(|e| pg(&e))?;
+    audit::record(&*tx, "worker", action, Some(id), serde_json::json!({})).await.map_err(|e| pg(&e))?;
+    tx.commit().await.map_err(|e| pg(&e))?;
+    cp.publish_change(&load(cp, id).await?).await;
+    Ok(())
+}
+
+/// LOGIN for active tenants; NOLOGIN and no open sessions for every other status.
+pub async fn sync_access(cp: &ControlPlane, id: TenantId) -> Result<(), WorkError> {
+    let tenant = load(cp, id).await?;
+    let role = tenant.role_name.quoted();
+    let admin = admin(cp).await?;
+    if tenant.status == TenantStatus::Active {
+        admin.batch_execute(&format!("ALTER ROLE {role} LOGIN")).await.map_err(|e| pg(&e))?;
+    } else {
+        admin.batch_execute(&format!("ALTER ROLE {role} NOLOGIN")).await.map_err(|e| pg(&e))?;
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+                &[&tenant.role_name.as_str()],
+            )
+            .await
+            .map_err(|e| pg(&e))?;
+    }
+    Ok(())
+}
+
+/// Applies the tenant's current plan: template settings and seed, role connection limit.
+pub async fn apply_plan(cp: &ControlPlane, id: TenantId) -> Result<(), WorkError> {
+    let tenant = load(cp, id).await?;
+    let template = cp.templates.load(&tenant.plan).map_err(|e| WorkError::permanent(e.to_string()))?;
+    steps::apply_template(cp, &tenant, &template).await?;
+    admin(cp)
+        .await?
+        .batch_execute(&format!(
+            "ALTER ROLE {} CONNECTION LIMIT {}",
+            tenant.role_name.quoted(),
+            template.limits.connection_limit
+        ))
+        .await
+        .map_err(|e| pg(&e))?;
+    announce(cp, id, "tenant.plan_applied").await
+}
+
+fn fingerprint(password: &str) -> String {
+    hex::encode(Sha256::digest(password.as_bytes()))
+}
+
+/// The payload of a rotation job: a fingerprint of the password being replaced, so a resumed
+/// job can tell whether the secret was already rotated.
+pub async fn rotation_payload(
+    cp: &ControlPlane,
+    tenant: &TenantRecord,
+) -> Result<serde_json::Value, SecretError> {
+    let name = tenant.secret_name().ok_or_else(|| SecretError::Rejected("tenant has no secret".into()))?;
+    let current = cp
+        .secrets
+        .get(&name)
+        .await?
+        .ok_or_else(|| SecretError::Rejected("tenant secret is missing".into()))?;
+    Ok(serde_json::json!({ "replaces": fingerprint(&current.password) }))
+}
+
+/// New password: stored in the secret first (once per request), then set on the role. Routers
+/// are told, so they rebuild the tenant's pool with the new password; connections already open
+/// keep working meanwhile.
+pub async fn rotate_credentials(
+    cp: &ControlPlane,
+    id: TenantId,
+    payload: &serde_json::Value,
+) -> Result<(), WorkError> {
+    let tenant = load(cp, id).await?;
+    let replaces = payload
+        .get("replaces")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| WorkError::permanent("rotation job without the replaced password's fingerprint"))?;
+    let name = tenant.secret_name().ok_or_else(|| WorkError::permanent("tenant has no secret"))?;
+    let current =
+        cp.secrets.get(&name).await?.ok_or_else(|| WorkError::permanent("tenant secret is missing"))?;
+    let credentials = if fingerprint(&current.password) == replaces {
+        let rotated = TenantCredentials { password: steps::generate_password(), ..current };
+        let token = format!("{id}-r{}", &replaces[..16]);
+        cp.secrets.put(&name, &rotated, &token).await?;
+        rotated
+    } else {
+        current
+    };
+    steps::set_role_password(cp, &tenant, &credentials.password, Step::Credentials).await?;
+    announce(cp, id, "tenant.credentials_rotated").await
+}
+
+/// Archives (when configured), then drops the tenant's schema, role, secret and domains, and
+/// leaves a `deleted` tombstone.
+pub async fn deprovision(cp: &ControlPlane, id: TenantId) -> Result<(), WorkError> {
+    let tenant = load(cp, id).await?;
+    if tenant.status != TenantStatus::Deprovisioning {
+        // Deleted already (a repeated job), or no longer meant to be deleted.
+        return Ok(());
+    }
+    let admin = admin(cp).await?;
+    let schema_exists = admin
+        .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&tenant.schema_name.as_str()])
+        .await
+        .map_err(|e| pg(&e))?
+        .is_some();
+    let mut archive_path = None;
+    if let (Some(dir), true) = (&cp.archive_dir, schema_exists) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| WorkError::permanent(format!("archive dir {}: {e}", dir.display())))?;
+        let file = dir.join(format!("{}-{}.dump", tenant.slug, tenant.id));
+        cp.cluster
+            .dump_schema(&cp.pg_dump, &tenant.schema_name, &file)
+            .await
+            .map_err(WorkError::permanent)?;
+        archive_path = Some(file.display().to_string());
+    }
+    let role_exists = admin
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&tenant.role_name.as_str()])
+        .await
+        .map_err(|e| pg(&e))?
+        .is_some();
+    let role = tenant.role_name.quoted();
+    let drop_role =
+        if role_exists { format!("DROP OWNED BY {role}; DROP ROLE {role};") } else { String::new() };
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+            &[&tenant.role_name.as_str()],
+        )
+        .await
+        .map_err(|e| pg(&e))?;
+    admin
+        .batch_execute(&format!(
+            "BEGIN; DROP SCHEMA IF EXISTS {} CASCADE; {drop_role} COMMIT;",
+            tenant.schema_name.quoted()
+        ))
+        .await
+        .map_err(|e| pg(&e))?;
+    if let Some(name) = tenant.secret_name() {
+        cp.secrets.delete(&name).await?;
+    }
+    let mut client = catalog(cp).await?;
+    let tx = client.transaction().await.map_err(|e| pg(&e))?;
+    tx.execute("DELETE FROM control.domains WHERE tenant_id = $1", &[&id.0]).await.map_err(|e| pg(&e))?;
+    tx.execute(
+        "UPDATE control.tenants SET deleted_at = now(), archive_path = coalesce($2, archive_path) WHERE id = $1",
+        &[&id.0, &archive_path],
+    )
+    .await
+    .map_err(|e| pg(&e))?;
+    tenants::set_status(&*tx, id, TenantStatus::Deleted).await.map_err(|e| pg(&e))?;
+    audit::record(&*tx, "worker", "tenant.deleted", Some(id), serde_json::json!({ "archive": archive_path }))
+        .await
+        .map_err(|e| pg(&e))?;
+    tx.commit().await.map_err(|e| pg(&e))?;
+    cp.publish_change(&load(cp, id).await?).await;
+    tracing::info!(tenant = %tenant.slug, tenant_id = %id, "tenant deleted");
+    Ok(())
+}
