@@ -87,8 +87,9 @@ run() {
   set +a
 
   step "Building tenantctl and tenant-router"
-  cargo build --locked --bins 2>&1 | grep -E '^(error|warning: unused)|Finished' || true
-  [[ -x "$BIN/tenantctl" && -x "$BIN/tenant-router" ]] || die "build failed (run: cargo build --bins)"
+  if ! cargo build --locked --bins --quiet; then
+    die "the build failed (see above)"
+  fi
 
   for addr in "$CONTROL_LISTEN" "$ROUTER_LISTEN_ADDR" "$ROUTER_ADMIN"; do
     port_free "$addr" || die "$addr is in use by another program; stop it and run make demo again"
@@ -96,7 +97,9 @@ run() {
 
   step "Preparing a fresh demo catalog (database tenancy_demo, roles demo_*)"
   local admin_url="$DATABASE_URL"
-  psql -q -X "$admin_url" -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+  local psql=psql
+  [[ -x "${TENANCY_PG_BIN:-}/psql" ]] && psql="$TENANCY_PG_BIN/psql"
+  "$psql" -q -X "$admin_url" -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
 DROP DATABASE IF EXISTS tenancy_demo WITH (FORCE);
 SELECT format('DROP ROLE %I', rolname) FROM pg_roles WHERE rolname LIKE 'demo\_%' \gexec
 CREATE DATABASE tenancy_demo;

@@ -473,7 +473,8 @@ moto_down() {
 # -------------------------------------------------------------- commands ---
 cmd_up() {
   local start=$SECONDS
-  command -v python3 >/dev/null || die "python3 is required"
+  command -v python3 >/dev/null || pkg_install python3 python3-venv
+  command -v ps >/dev/null || pkg_install procps
   mkdir -p "$STATE"
   moto_start
   pg_up
@@ -482,7 +483,31 @@ cmd_up() {
   log "all services up in $((SECONDS - start))s (state: $STATE)"
 }
 
+# Servers of ours that outlive their parents: `make demo`'s tenantctl and tenant-router (pid
+# files under .local/demo/), and PostgreSQL clusters the test harness started for fault
+# injection under target/testkit/ (a killed test run leaves them behind).
+stop_strays() {
+  local pidfile pid data
+  for pidfile in "$BASE_DIR"/demo/*.pid; do
+    [[ -f $pidfile ]] || continue
+    pid=$(cat "$pidfile")
+    if alive "$pid" && pid_matches "$pid" "$REPO_ROOT/target/"; then
+      log "stopping $(basename "$pidfile" .pid) (pid $pid)"
+      kill -TERM "$pid" 2>/dev/null || true
+      stop_process "$(basename "$pidfile" .pid)" "$pid" 15
+    fi
+    rm -f "$pidfile"
+  done
+  for data in "$REPO_ROOT"/target/testkit/pg-*/data; do
+    [[ -f $data/postmaster.pid ]] || continue
+    pg_find_bin >/dev/null 2>&1 || break
+    log "stopping a test PostgreSQL left in $data"
+    pg_run "$PG_BIN/pg_ctl" -D "$data" -m immediate -w stop >/dev/null 2>&1 || true
+  done
+}
+
 cmd_down() {
+  stop_strays
   pg_down
   redis_down
   moto_down

@@ -216,7 +216,7 @@ pub struct SendArgs {
     pub url: String,
     /// Signing secret.
     #[arg(long, env = "BILLING_WEBHOOK_SECRET", hide_env_values = true)]
-    pub secret: String,
+    pub secret: tenancy::secret::Secret,
     /// Print the delivery as JSON.
     #[arg(long)]
     pub json: bool,

@@ -24,6 +24,14 @@ pub enum ClusterError {
     Prepare { cluster: String, message: String },
 }
 
+/// Advisory lock key that serialises DDL on shared objects (roles, the database's ACL) of a
+/// cluster between workers and replicas.
+pub const CLUSTER_DDL_LOCK: i64 = 7_365_827_345;
+
+/// The comment that marks the owner role as ours, so an existing role of the same name that is
+/// someone else's is never adopted.
+const OWNER_MARKER: &str = "tenancy owner role";
+
 pub struct Cluster {
     pub name: String,
     admin: Pool,
@@ -131,10 +139,14 @@ impl Cluster {
         let db = quote_ident(&self.endpoint.dbname);
         let sql = format!(
             "BEGIN;
-             SELECT pg_advisory_xact_lock(7365827345);
+             SELECT pg_advisory_xact_lock({CLUSTER_DDL_LOCK});
              DO $$ BEGIN
                IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{owner_literal}') THEN
                  CREATE ROLE {owner} NOLOGIN;
+                 COMMENT ON ROLE {owner} IS '{OWNER_MARKER}';
+               ELSIF shobj_description((SELECT oid FROM pg_roles WHERE rolname = '{owner_literal}'), 'pg_authid')
+                     IS DISTINCT FROM '{OWNER_MARKER}' THEN
+                 RAISE EXCEPTION 'role {owner_literal} exists but was not created by tenancy; choose another TENANT_ROLE_PREFIX';
                END IF;
              END $$;
              GRANT {owner} TO CURRENT_USER;

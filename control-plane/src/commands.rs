@@ -124,7 +124,8 @@ async fn start(catalog: &CatalogArgs) -> Result<Arc<ControlPlane>, CliError> {
 
 async fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
     tenancy::telemetry::init(args.common.log_format, tenancy::telemetry::SERVER_LOG_FILTER);
-    let cp = ControlPlane::start(&args.common, &args.provisioning).await?;
+    let cp = ControlPlane::start_for_workers(&args.common, &args.provisioning, args.serve.worker_concurrency)
+        .await?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let server = crate::http::spawn(cp, &args.serve, shutdown.clone())
         .await
@@ -154,6 +155,13 @@ fn tenant_row(t: &TenantRecord) -> Vec<String> {
 const TENANT_HEADERS: &[&str] = &["slug", "name", "plan", "status", "schema", "id"];
 
 async fn create(args: CreateArgs) -> Result<ExitCode, CliError> {
+    // Refuse bad input before touching the catalog: the answer must not depend on it being up.
+    parse_slug(&args.slug)?;
+    let plan = tenancy::domain::PlanName::parse(&args.plan)
+        .map_err(|e| CliError::new(3, "invalid_plan", e.to_string()))?;
+    crate::templates::Templates::new(&args.catalog.provisioning.templates_dir)
+        .load(&plan)
+        .map_err(|e| CliError::new(3, "invalid_plan", format!("invalid plan: {e}")))?;
     let cp = start(&args.catalog).await?;
     let request = TenantRequest {
         slug: args.slug,
@@ -363,12 +371,13 @@ async fn webhook_send(args: SendArgs) -> Result<ExitCode, CliError> {
         status: args.status,
     };
     let body = event.body(chrono::Utc::now().timestamp());
-    let delivery = crate::billing::send::send(&args.url, &args.secret, &body).await.map_err(|e| match e {
-        crate::billing::send::SendError::Refused { status, .. } if (400..500).contains(&status) => {
-            CliError::new(3, "refused", e.to_string())
-        }
-        other => CliError::unavailable(other),
-    })?;
+    let delivery =
+        crate::billing::send::send(&args.url, args.secret.expose(), &body).await.map_err(|e| match e {
+            crate::billing::send::SendError::Refused { status, .. } if (400..500).contains(&status) => {
+                CliError::new(3, "refused", e.to_string())
+            }
+            other => CliError::unavailable(other),
+        })?;
     if args.json {
         output::json(&delivery);
     } else {

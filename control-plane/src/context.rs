@@ -14,6 +14,9 @@ use tenancy::secrets::{SecretError, SecretsPrefix, SharedSecretStore};
 use tenancy::settings::CommonSettings;
 use tokio::sync::{Mutex, Notify};
 
+/// Catalog connections of a control plane that runs no more than a few workers.
+const DEFAULT_CATALOG_CONNECTIONS: usize = 16;
+
 /// Why the control plane could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -56,8 +59,26 @@ impl ControlPlane {
         common: &CommonSettings,
         provisioning: &ProvisioningSettings,
     ) -> Result<Arc<Self>, StartError> {
-        let config = tenancy::pg::parse_config(&common.database_url)?;
-        let catalog = tenancy::pg::pool(config.clone(), 16)?;
+        Self::start_with(common, provisioning, DEFAULT_CATALOG_CONNECTIONS).await
+    }
+
+    /// [`ControlPlane::start`] with a catalog pool sized for `workers` job workers: each holds
+    /// one connection for its claim and uses at most two more at a time.
+    pub async fn start_for_workers(
+        common: &CommonSettings,
+        provisioning: &ProvisioningSettings,
+        workers: usize,
+    ) -> Result<Arc<Self>, StartError> {
+        Self::start_with(common, provisioning, DEFAULT_CATALOG_CONNECTIONS.max(3 * workers + 8)).await
+    }
+
+    async fn start_with(
+        common: &CommonSettings,
+        provisioning: &ProvisioningSettings,
+        catalog_connections: usize,
+    ) -> Result<Arc<Self>, StartError> {
+        let config = tenancy::pg::parse_config(common.database_url.expose())?;
+        let catalog = tenancy::pg::pool(config.clone(), catalog_connections)?;
         crate::catalog::migrate(&catalog).await?;
         let secrets = common.secrets.build(catalog.clone()).await?;
         let cluster = Arc::new(Cluster::new("default", &config, &provisioning.role_prefix)?);
@@ -65,8 +86,8 @@ impl ControlPlane {
         TenantMigrations::load(&provisioning.migrations_dir)?;
         let redis = common
             .redis_url
-            .as_deref()
-            .map(|url| RedisPublisher::new(url, &common.redis_key_prefix))
+            .as_ref()
+            .map(|url| RedisPublisher::new(url.expose(), &common.redis_key_prefix))
             .transpose()?;
         Ok(Arc::new(Self {
             catalog,

@@ -45,7 +45,7 @@ pub struct ServeSettings {
     /// Signing secret of billing webhooks (Stripe's `whsec_…`). Without it the webhook
     /// endpoint refuses every event.
     #[arg(long, env = "BILLING_WEBHOOK_SECRET", hide_env_values = true)]
-    pub billing_webhook_secret: Option<String>,
+    pub billing_webhook_secret: Option<tenancy::secret::Secret>,
 
     /// Jobs (provisioning and other tenant operations) run at the same time by this process.
     #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 4)]

@@ -71,6 +71,7 @@ impl RouterError {
             }
             Self::Auth(AuthError::Malformed) => (StatusCode::BAD_REQUEST, "invalid_connection_string"),
             Self::Auth(AuthError::WrongTenant) => (StatusCode::FORBIDDEN, "wrong_tenant"),
+            Self::Auth(AuthError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "catalog_unavailable"),
             Self::Pool(PoolCheckoutError::Exhausted) => (StatusCode::SERVICE_UNAVAILABLE, "pool_exhausted"),
             Self::Pool(_) => (StatusCode::SERVICE_UNAVAILABLE, "tenant_unavailable"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
@@ -89,6 +90,7 @@ impl IntoResponse for RouterError {
                 // Details of dependency failures are logged, not sent.
                 let message = match other {
                     Self::Pool(PoolCheckoutError::Database(_) | PoolCheckoutError::Secrets(_))
+                    | Self::Auth(AuthError::Unavailable(_))
                     | Self::Resolve(ResolveTenantError::Unavailable(_)) => {
                         tracing::error!(code, error = %other, "request failed");
                         "the tenant's database is temporarily unavailable; retry shortly".to_owned()

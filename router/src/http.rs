@@ -30,7 +30,7 @@ pub enum StartError {
 
 impl AppState {
     pub async fn new(settings: &RouterSettings) -> Result<Self, StartError> {
-        let config = tenancy::pg::parse_config(&settings.common.database_url)?;
+        let config = tenancy::pg::parse_config(settings.common.database_url.expose())?;
         let catalog = tenancy::pg::pool(config, 16)?;
         let secrets = settings.common.secrets.build(catalog.clone()).await?;
         let resolver = Resolver::new(

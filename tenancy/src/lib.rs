@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod domain;
 pub mod invalidation;
 pub mod pg;
+pub mod secret;
 pub mod secrets;
 pub mod settings;
 pub mod shutdown;

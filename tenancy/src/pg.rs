@@ -15,8 +15,18 @@ pub enum PoolError {
 /// Parses a `postgres://` URL (or key=value string) without ever echoing it back: the error
 /// names what is wrong but not the URL, which may hold a password.
 pub fn parse_config(url: &str) -> Result<tokio_postgres::Config, PoolError> {
-    url.parse::<tokio_postgres::Config>().map_err(|e| PoolError::InvalidUrl(e.to_string()))
+    let mut config =
+        url.parse::<tokio_postgres::Config>().map_err(|e| PoolError::InvalidUrl(e.to_string()))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    Ok(config)
 }
+
+/// How long to wait for a new connection, or for a free one from a full pool: a dependency that
+/// does not answer becomes an error (503, a retried job), never a hang.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+const CHECKOUT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A pool of connections to the catalog (or a cluster's admin connection).
 pub fn pool(config: tokio_postgres::Config, max_size: usize) -> Result<Pool, PoolError> {
@@ -24,6 +34,11 @@ pub fn pool(config: tokio_postgres::Config, max_size: usize) -> Result<Pool, Poo
         Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager)
         .max_size(max_size)
+        .timeouts(deadpool_postgres::Timeouts {
+            wait: Some(CHECKOUT_TIMEOUT),
+            create: Some(CONNECT_TIMEOUT),
+            recycle: Some(CONNECT_TIMEOUT),
+        })
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()
         .map_err(|e| PoolError::Build(e.to_string()))

@@ -2,6 +2,7 @@
 //! environment variable named in its help; terraform and operators rely on these names.
 
 use crate::domain::BaseDomain;
+use crate::secret::Secret;
 use crate::secrets::aws::AwsSecretStore;
 use crate::secrets::local::{LocalKey, LocalSecretStore};
 use crate::secrets::{SecretError, SecretsPrefix, SharedSecretStore};
@@ -22,12 +23,12 @@ pub enum SecretsBackend {
 pub struct CommonSettings {
     /// Catalog database URL, e.g. postgres://user:password@host:5432/tenancy.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    pub database_url: Secret,
 
     /// Redis URL for the routing cache and invalidation messages; without it routers rely on
     /// their in-process cache and the catalog.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-    pub redis_url: Option<String>,
+    pub redis_url: Option<Secret>,
 
     /// Prefix of every Redis key and channel this deployment uses.
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "tenancy:")]
@@ -58,7 +59,7 @@ pub struct SecretsSettings {
 
     /// Key of the local secret store: base64 of 32 random bytes (`openssl rand -base64 32`).
     #[arg(long, env = "SECRETS_LOCAL_KEY", hide_env_values = true)]
-    pub secrets_local_key: Option<String>,
+    pub secrets_local_key: Option<Secret>,
 
     /// File holding the local secret store key (instead of SECRETS_LOCAL_KEY).
     #[arg(long, env = "SECRETS_LOCAL_KEY_FILE")]
@@ -84,7 +85,7 @@ impl SecretsSettings {
             )),
             SecretsBackend::Local => {
                 let key = match (&self.secrets_local_key, &self.secrets_local_key_file) {
-                    (Some(raw), _) => LocalKey::from_base64(raw)?,
+                    (Some(raw), _) => LocalKey::from_base64(raw.expose())?,
                     (None, Some(path)) => LocalKey::from_file(path)?,
                     (None, None) => {
                         return Err(SecretError::Key(

@@ -47,6 +47,8 @@ pub async fn process_job(cp: &ControlPlane, payload: &serde_json::Value) -> Resu
         return Ok(());
     }
     let raw: serde_json::Value = row.get(0);
+    // Deciding may take other catalog connections (creating a tenant): do not hold this one.
+    drop(client);
     let outcome = match serde_json::from_value::<Envelope>(raw) {
         Ok(envelope) => decide(cp, &envelope).await?,
         Err(e) => Outcome::Rejected(format!("malformed event: {e}")),
@@ -59,6 +61,7 @@ pub async fn process_job(cp: &ControlPlane, payload: &serde_json::Value) -> Resu
     if let Some(reason) = &error {
         tracing::warn!(event_id, reason = %reason, "billing event rejected");
     }
+    let client = cp.catalog.get().await.map_err(|e| BillingProcessError::Catalog(e.to_string()))?;
     client
         .execute(
             "UPDATE control.billing_events SET processed_at = now(), outcome = $2, error = $3 WHERE event_id = $1",

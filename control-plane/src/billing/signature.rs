@@ -53,7 +53,7 @@ pub fn verify(header: Option<&str>, body: &[u8], secret: &str, now: i64) -> Resu
     if signatures.is_empty() {
         return Err(SignatureError::NoSignature);
     }
-    if (now - timestamp).abs() > TOLERANCE_SECS {
+    if now.abs_diff(timestamp) > TOLERANCE_SECS.unsigned_abs() {
         return Err(SignatureError::Stale);
     }
     let expected = mac(secret, timestamp, body);
@@ -113,6 +113,8 @@ mod tests {
             verify(Some("t=1700000000"), body, SECRET, 1_700_000_000),
             Err(SignatureError::NoSignature)
         );
+        let extreme = format!("t={},v1=00", i64::MIN);
+        assert_eq!(verify(Some(&extreme), body, SECRET, 1_700_000_000), Err(SignatureError::Stale));
         assert_eq!(verify(Some(&header), body, SECRET, 1_700_000_301), Err(SignatureError::Stale));
         assert_eq!(verify(Some(&header), body, SECRET, 1_699_999_000), Err(SignatureError::Stale));
         assert_eq!(

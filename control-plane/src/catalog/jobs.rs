@@ -135,7 +135,7 @@ pub async fn complete(tx: &Transaction<'_>, id: i64) -> Result<(), tokio_postgre
     tx.execute(
         "UPDATE control.jobs
             SET state = 'done', attempts = attempts + 1, last_error = NULL,
-                finished_at = now(), updated_at = now()
+                finished_at = clock_timestamp(), updated_at = clock_timestamp()
           WHERE id = $1",
         &[&id],
     )
@@ -155,8 +155,8 @@ pub async fn record_failure(
             let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
             tx.execute(
                 "UPDATE control.jobs
-                    SET attempts = attempts + 1, last_error = $2, updated_at = now(),
-                        run_after = now() + make_interval(secs => $3::bigint / 1000.0)
+                    SET attempts = attempts + 1, last_error = $2, updated_at = clock_timestamp(),
+                        run_after = clock_timestamp() + make_interval(secs => $3::bigint / 1000.0)
                   WHERE id = $1",
                 &[&id, &error, &delay_ms],
             )
@@ -166,7 +166,7 @@ pub async fn record_failure(
             tx.execute(
                 "UPDATE control.jobs
                     SET state = 'failed', attempts = attempts + 1, last_error = $2,
-                        finished_at = now(), updated_at = now()
+                        finished_at = clock_timestamp(), updated_at = clock_timestamp()
                   WHERE id = $1",
                 &[&id, &error],
             )

@@ -127,7 +127,8 @@ pub async fn set_status(
     Ok(row.get(0))
 }
 
-/// Leaves the tenant `failed` at `step` with `error` (retryable).
+/// Leaves a provisioning tenant `failed` at `step` with `error` (retryable); a tenant that has
+/// moved on (suspended, deprovisioning, …) keeps its status.
 pub async fn mark_failed(
     client: &impl GenericClient,
     id: TenantId,
@@ -139,7 +140,7 @@ pub async fn mark_failed(
             "UPDATE control.tenants
                 SET status = 'failed', failed_step = $2, last_error = $3,
                     generation = generation + 1, updated_at = now()
-              WHERE id = $1",
+              WHERE id = $1 AND status IN ('provisioning', 'failed')",
             &[&id.0, &step, &error],
         )
         .await

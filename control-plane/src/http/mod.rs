@@ -25,7 +25,10 @@ pub(crate) struct AppState {
 
 /// The axum application (without workers), for embedding and tests.
 pub fn app(cp: Arc<ControlPlane>, settings: &ServeSettings) -> axum::Router {
-    let state = AppState { cp, webhook_secret: settings.billing_webhook_secret.as_deref().map(Arc::from) };
+    let state = AppState {
+        cp,
+        webhook_secret: settings.billing_webhook_secret.as_ref().map(|s| Arc::from(s.expose())),
+    };
     axum::Router::new()
         .route("/v1/webhooks/billing", post(webhook::receive))
         .route("/healthz", get(health::healthz))

@@ -75,10 +75,21 @@ impl ProvisionError {
 fn pg_error(step: Step) -> impl Fn(tokio_postgres::Error) -> ProvisionError {
     move |err| ProvisionError::Step {
         step,
-        transient: err.as_db_error().is_none()
-            || err.code().is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57P")),
+        transient: is_transient(&err),
         message: tenancy::pg::describe_error(&err),
     }
+}
+
+/// Connection failures, shutdowns, serialization failures, deadlocks and concurrent catalog
+/// updates are worth retrying; other SQL errors are not.
+fn is_transient(err: &tokio_postgres::Error) -> bool {
+    let Some(db) = err.as_db_error() else { return true };
+    let code = db.code().code();
+    code.starts_with("08")
+        || code.starts_with("57P")
+        || code == "40001"
+        || code == "40P01"
+        || (code == "XX000" && db.message().contains("concurrently"))
 }
 
 fn cluster_error(step: Step) -> impl Fn(ClusterError) -> ProvisionError {
@@ -189,14 +200,18 @@ async fn ensure_role(
             format!("role {} already exists and does not belong to this tenant", tenant.role_name),
         )),
         None => {
-            // One implicit transaction: the role never exists without its marker.
+            // One implicit transaction: the role never exists without its marker. Grants on the
+            // shared database row are serialised (concurrent GRANTs on one row fail with "tuple
+            // concurrently updated").
             let role = tenant.role_name.quoted();
             let sql = format!(
-                "CREATE ROLE {role} LOGIN NOINHERIT CONNECTION LIMIT {limit};
+                "SELECT pg_advisory_xact_lock({lock});
+                 CREATE ROLE {role} LOGIN NOINHERIT CONNECTION LIMIT {limit};
                  COMMENT ON ROLE {role} IS '{marker}';
                  GRANT CONNECT ON DATABASE {db} TO {role};",
                 limit = template.limits.connection_limit,
                 db = quote_ident(&cp.cluster.endpoint.dbname),
+                lock = crate::cluster::CLUSTER_DDL_LOCK,
             );
             admin.batch_execute(&sql).await.map_err(pg_error(step))
         }
@@ -220,7 +235,22 @@ async fn ensure_schema(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), P
          ALTER ROLE {role} SET search_path = {schema};
          COMMIT;"
     );
-    admin.batch_execute(&sql).await.map_err(pg_error(step))
+    admin.batch_execute(&sql).await.map_err(pg_error(step))?;
+    let owner: String = admin
+        .query_one(
+            "SELECT pg_get_userbyid(nspowner)::text FROM pg_namespace WHERE nspname = $1",
+            &[&tenant.schema_name.as_str()],
+        )
+        .await
+        .map_err(pg_error(step))?
+        .get(0);
+    if owner != cp.cluster.owner.as_str() {
+        return Err(permanent(
+            step,
+            format!("schema {} exists and is owned by {owner}, not by us", tenant.schema_name),
+        ));
+    }
+    Ok(())
 }
 
 async fn ensure_migrated(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), ProvisionError> {

@@ -16,6 +16,8 @@ pub enum AuthError {
     WrongTenant,
     #[error("password authentication failed for user {0:?}")]
     BadCredentials(String),
+    #[error("tenant directory unavailable")]
+    Unavailable(String),
 }
 
 /// Checks the header against the tenant's credentials.
@@ -37,7 +39,7 @@ pub async fn check(
     match resolver.lookup(tenancy::domain::normalize_host(&host).map_err(|_| AuthError::WrongTenant)?).await {
         Ok(Some(named)) if named.id == tenant.id => {}
         Ok(_) | Err(ResolveTenantError::NotFound) => return Err(AuthError::WrongTenant),
-        Err(_) => return Err(AuthError::WrongTenant),
+        Err(other) => return Err(AuthError::Unavailable(other.to_string())),
     }
     let user = config.get_user().unwrap_or_default();
     let password = config.get_password().unwrap_or_default();

@@ -99,7 +99,9 @@ fn timestamp_text(ty: &Type, raw: &[u8]) -> Result<String, UnsupportedType> {
         i64::MIN => return Ok("-infinity".into()),
         _ => {}
     }
-    let at = pg_epoch() + Duration::microseconds(micros);
+    let at = pg_epoch()
+        .checked_add_signed(Duration::microseconds(micros))
+        .ok_or_else(|| UnsupportedType(format!("{} beyond year 262142", ty.name())))?;
     let mut out = format!("{} {}", at.format("%Y-%m-%d"), format_time_of_day(at.time()));
     if *ty == Type::TIMESTAMPTZ {
         out.push_str("+00");
@@ -121,7 +123,12 @@ fn to_text(ty: &Type, raw: &[u8]) -> Result<String, UnsupportedType> {
         Type::DATE => match text::<i32>(&Type::INT4, raw)? {
             i32::MAX => "infinity".into(),
             i32::MIN => "-infinity".into(),
-            days => (pg_epoch().date() + Duration::days(i64::from(days))).format("%Y-%m-%d").to_string(),
+            days => pg_epoch()
+                .date()
+                .checked_add_signed(Duration::days(i64::from(days)))
+                .ok_or_else(|| UnsupportedType("date beyond year 262142".into()))?
+                .format("%Y-%m-%d")
+                .to_string(),
         },
         Type::TIME => format_time_of_day(text::<NaiveTime>(ty, raw)?),
         Type::INET | Type::CIDR => text::<std::net::IpAddr>(&Type::INET, raw)?.to_string(),

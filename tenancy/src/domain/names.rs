@@ -117,11 +117,17 @@ impl RoleName {
     /// Validates a role prefix (`TENANT_ROLE_PREFIX`): roles are cluster-wide, so two
     /// deployments (or two tests) on one PostgreSQL server use different prefixes.
     pub fn check_prefix(prefix: &str) -> Result<(), IdentifierError> {
-        if is_identifier(prefix) && prefix.len() <= 24 && !prefix.ends_with('_') {
+        // No '_' in the prefix: then `<prefix>_owner` can never equal another deployment's
+        // `<prefix2>_<slug>`.
+        let valid = !prefix.is_empty()
+            && prefix.len() <= 24
+            && prefix.starts_with(|c: char| c.is_ascii_lowercase())
+            && prefix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        if valid {
             Ok(())
         } else {
             Err(IdentifierError::Invalid {
-                what: "role prefix (at most 24 characters, not ending in '_')",
+                what: "role prefix (1 to 24 characters of a-z and 0-9, starting with a letter)",
                 value: prefix.to_owned(),
             })
         }
@@ -174,6 +180,7 @@ mod tests {
         assert!(SchemaName::parse(&"a".repeat(64)).is_err());
         assert!(RoleName::check_prefix("tenant").is_ok());
         assert!(RoleName::check_prefix("tenant_").is_err());
+        assert!(RoleName::check_prefix("tenant_x").is_err(), "would collide with tenant_<slug>");
         assert!(RoleName::check_prefix("Bad").is_err());
     }
 

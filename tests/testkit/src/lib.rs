@@ -101,8 +101,8 @@ pub fn common_settings(db: &TestDb, secrets: SecretsFor) -> tenancy::settings::C
         SecretsFor::Aws => (SecretsBackend::Aws, None),
     };
     tenancy::settings::CommonSettings {
-        database_url: db.url.clone(),
-        redis_url: Some(services().redis_url.clone()),
+        database_url: db.url.clone().into(),
+        redis_url: Some(services().redis_url.clone().into()),
         redis_key_prefix: db.redis_prefix.clone(),
         tenant_base_domain: tenancy::domain::BaseDomain::parse("app.localhost")
             .unwrap_or_else(|e| panic!("{e}")),
@@ -110,7 +110,7 @@ pub fn common_settings(db: &TestDb, secrets: SecretsFor) -> tenancy::settings::C
             secrets_backend: backend,
             secrets_prefix: tenancy::secrets::SecretsPrefix::parse(&format!("test/{}", db.role_prefix))
                 .unwrap_or_else(|e| panic!("{e}")),
-            secrets_local_key: key,
+            secrets_local_key: key.map(Into::into),
             secrets_local_key_file: None,
             aws_region: Some("us-east-1".into()),
             aws_endpoint_url: Some(services().aws_endpoint_url.clone()),

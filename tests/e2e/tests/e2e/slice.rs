@@ -20,14 +20,17 @@ fn catalog_flags(db: &TestDb, common: &CommonSettings) -> Vec<String> {
     let root = workspace_root();
     [
         ("--database-url", db.url.clone()),
-        ("--redis-url", common.redis_url.clone().unwrap_or_default()),
+        ("--redis-url", common.redis_url.as_ref().map(|u| u.expose().to_owned()).unwrap_or_default()),
         ("--redis-key-prefix", common.redis_key_prefix.clone()),
         ("--role-prefix", db.role_prefix.clone()),
         ("--migrations-dir", root.join("migrations").display().to_string()),
         ("--templates-dir", root.join("tenant-templates").display().to_string()),
         ("--secrets-backend", "local".into()),
         ("--secrets-prefix", common.secrets.secrets_prefix.as_str().into()),
-        ("--secrets-local-key", common.secrets.secrets_local_key.clone().unwrap_or_default()),
+        (
+            "--secrets-local-key",
+            common.secrets.secrets_local_key.as_ref().map(|k| k.expose().to_owned()).unwrap_or_default(),
+        ),
     ]
     .into_iter()
     .flat_map(|(flag, value)| [flag.to_owned(), value])
@@ -104,13 +107,14 @@ async fn invalid_slugs_are_refused_with_the_reason_and_nothing_is_created() {
     let code =
         tenantctl(&["tenants", "create", "--slug", "fine", "--plan", "no-such-plan"], &db, &common).await;
     assert_eq!(code, ExitCode::from(3));
+    // (Refused before the catalog was even touched; start a control plane to look at it.)
+    let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
     assert_eq!(db.count("SELECT count(*) FROM control.tenants").await, 0);
     assert_eq!(db.count("SELECT count(*) FROM control.jobs").await, 0);
     assert_eq!(db.count("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 't\\_%'").await, 0);
     assert!(db.roles().await.is_empty());
 
     // The messages say why.
-    let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
     let err = request_tenant(&cp, &request("www"), "test").await.unwrap_err();
     assert_eq!(err.to_string(), "invalid slug \"www\": slug \"www\" is reserved");
 }
@@ -190,7 +194,7 @@ async fn the_router_fails_cleanly_while_postgres_is_down_and_recovers_after_a_re
     let pg = PgServer::start().await;
     let db = TestDb::create("pg_restart").await; // for its unique prefixes only
     let mut common = common_settings(&db, SecretsFor::Local);
-    common.database_url = pg.url("postgres");
+    common.database_url = pg.url("postgres").into();
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
     let tenant = request_tenant(&cp, &request("initech"), "test").await.unwrap();
     provision(&cp, tenant.id).await.unwrap();
