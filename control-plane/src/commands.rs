@@ -178,28 +178,17 @@ async fn create(args: CreateArgs) -> Result<ExitCode, CliError> {
     Ok(if tenant.status == TenantStatus::Failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-/// Runs the tenant's due jobs in this process until none is left (a `tenantctl serve`
-/// elsewhere may run them too; then this just watches), and returns the tenant as it ends up.
-/// Jobs scheduled further ahead than a minute (a deprovisioning retention) are not waited for.
+/// Runs the tenant's due jobs (see [`crate::provisioning::worker::drain`]) and returns the
+/// tenant as it ends up.
 async fn wait_for_jobs(cp: &ControlPlane, tenant: TenantRecord) -> Result<TenantRecord, CliError> {
-    loop {
-        let ran = crate::provisioning::worker::run_next(cp, Some(tenant.id))
-            .await
-            .map_err(CliError::unavailable)?;
-        let client = cp.catalog.get().await.map_err(CliError::unavailable)?;
-        let pending = crate::catalog::jobs::has_due_job(&**client, tenant.id, Duration::from_secs(60))
-            .await
-            .map_err(|e| CliError::unavailable(tenancy::pg::describe_error(&e)))?;
-        if !pending {
-            return tenancy::catalog::tenant_by_id(&**client, tenant.id)
-                .await
-                .map_err(CliError::unavailable)?
-                .ok_or_else(|| CliError::new(4, "not_found", "tenant disappeared"));
-        }
-        if ran.is_none() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    crate::provisioning::worker::drain(cp, tenant.id, Duration::from_secs(60))
+        .await
+        .map_err(CliError::unavailable)?;
+    let client = cp.catalog.get().await.map_err(CliError::unavailable)?;
+    tenancy::catalog::tenant_by_id(&**client, tenant.id)
+        .await
+        .map_err(CliError::unavailable)?
+        .ok_or_else(|| CliError::new(4, "not_found", "tenant disappeared"))
 }
 
 fn print_tenant(tenant: &TenantRecord, json: bool) {

@@ -123,6 +123,33 @@ impl SubscriptionFacts {
     }
 }
 
+/// What an updated (or deleted) subscription says: its id, status and plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionChange {
+    pub subscription_id: String,
+    pub status: Option<String>,
+    pub plan: Option<String>,
+}
+
+impl SubscriptionChange {
+    pub fn from_object(object: &serde_json::Value) -> Result<Self, EventError> {
+        let fields: ObjectFields =
+            serde_json::from_value(object.clone()).map_err(|e| EventError::Malformed(e.to_string()))?;
+        let plan = fields
+            .items
+            .as_ref()
+            .and_then(|items| items.data.first())
+            .and_then(|item| item.price.as_ref())
+            .and_then(|price| price.lookup_key.clone())
+            .or_else(|| fields.metadata.get("plan").cloned());
+        Ok(Self {
+            subscription_id: fields.id.ok_or(EventError::Missing("data.object.id"))?,
+            status: fields.status,
+            plan,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

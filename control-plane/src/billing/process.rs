@@ -1,8 +1,9 @@
 //! Acting on stored billing events (asynchronously, as a job): each event is processed once and
 //! its outcome recorded next to it in `control.billing_events`.
 
-use super::event::{Envelope, SubscriptionFacts};
+use super::event::{Envelope, SubscriptionChange, SubscriptionFacts};
 use crate::context::ControlPlane;
+use crate::lifecycle::{self, LifecycleError, Operation};
 use crate::provisioning::{request_tenant, CreateTenantError, TenantRequest};
 
 /// Why processing an event failed in a way worth retrying (or could not start).
@@ -75,8 +76,76 @@ pub async fn process_job(cp: &ControlPlane, payload: &serde_json::Value) -> Resu
 async fn decide(cp: &ControlPlane, envelope: &Envelope) -> Result<Outcome, BillingProcessError> {
     match envelope.kind.as_str() {
         "customer.subscription.created" | "checkout.session.completed" => provision(cp, envelope).await,
-        other => Ok(Outcome::Ignored(format!("event type {other} is not acted on yet"))),
+        "customer.subscription.updated" | "customer.subscription.deleted" => change(cp, envelope).await,
+        "invoice.payment_failed" => {
+            Ok(Outcome::Ignored("recorded; suspension follows the subscription's status".into()))
+        }
+        other => Ok(Outcome::Ignored(format!("event type {other} is not acted on"))),
     }
+}
+
+/// What a subscription's status means for its tenant.
+fn operation_for_status(status: &str, retention: std::time::Duration) -> Option<Operation> {
+    match status {
+        "past_due" | "unpaid" | "paused" => Some(Operation::Suspend),
+        "active" | "trialing" => Some(Operation::Resume),
+        "canceled" | "incomplete_expired" => Some(Operation::Deprovision { retention }),
+        _ => None,
+    }
+}
+
+/// `customer.subscription.updated` / `.deleted`: plan and status changes of the subscription's
+/// tenant. An event older than the newest one already applied to that tenant changes nothing,
+/// so out-of-order delivery never undoes a newer state.
+async fn change(cp: &ControlPlane, envelope: &Envelope) -> Result<Outcome, BillingProcessError> {
+    let change = match SubscriptionChange::from_object(&envelope.data.object) {
+        Ok(change) => change,
+        Err(e) => return Ok(Outcome::Rejected(e.to_string())),
+    };
+    let created = chrono::DateTime::from_timestamp(envelope.created, 0).unwrap_or_default();
+    let catalog_error =
+        |e: tokio_postgres::Error| BillingProcessError::Catalog(tenancy::pg::describe_error(&e));
+    let client = cp.catalog.get().await.map_err(|e| BillingProcessError::Catalog(e.to_string()))?;
+    let row = client
+        .query_opt(
+            "UPDATE control.tenants SET billing_event_at = $2
+              WHERE billing_subscription_id = $1 AND status <> 'deleted'
+                AND (billing_event_at IS NULL OR billing_event_at <= $2)
+          RETURNING slug, plan",
+            &[&change.subscription_id, &created],
+        )
+        .await
+        .map_err(catalog_error)?;
+    drop(client);
+    let Some(row) = row else {
+        return Ok(Outcome::Ignored(format!(
+            "no tenant for subscription {}, or a newer event was already applied",
+            change.subscription_id
+        )));
+    };
+    let slug = tenancy::domain::Slug::parse(row.get::<_, &str>(0))
+        .map_err(|e| BillingProcessError::Catalog(e.to_string()))?;
+    let mut operations = Vec::new();
+    let deleted = envelope.kind == "customer.subscription.deleted";
+    if deleted {
+        operations.push(Operation::Deprovision { retention: cp.deprovision_retention });
+    } else {
+        let current_plan: &str = row.get(1);
+        if let Some(plan) = change.plan.as_ref().filter(|plan| plan.as_str() != current_plan) {
+            operations.push(Operation::ChangePlan(plan.clone()));
+        }
+        operations
+            .extend(change.status.as_deref().and_then(|s| operation_for_status(s, cp.deprovision_retention)));
+    }
+    let mut done = Vec::new();
+    for operation in operations {
+        match lifecycle::request(cp, &slug, &operation, "billing").await {
+            Ok(tenant) => done.push(format!("{} -> {}", operation.name(), tenant.status)),
+            Err(LifecycleError::Catalog(e)) => return Err(BillingProcessError::Catalog(e)),
+            Err(e) => done.push(format!("{} refused: {e}", operation.name())),
+        }
+    }
+    Ok(Outcome::Applied(format!("tenant {slug}: {}", done.join("; "))))
 }
 
 async fn provision(cp: &ControlPlane, envelope: &Envelope) -> Result<Outcome, BillingProcessError> {
@@ -92,7 +161,19 @@ async fn provision(cp: &ControlPlane, envelope: &Envelope) -> Result<Outcome, Bi
         billing_subscription_id: Some(facts.subscription_id.clone()),
     };
     match request_tenant(cp, &request, "billing").await {
-        Ok(tenant) => Ok(Outcome::Applied(format!("provisioning tenant {} ({})", tenant.slug, tenant.id))),
+        Ok(tenant) => {
+            // Later subscription events are compared with this one (out-of-order delivery).
+            let created = chrono::DateTime::from_timestamp(envelope.created, 0);
+            let client = cp.catalog.get().await.map_err(|e| BillingProcessError::Catalog(e.to_string()))?;
+            client
+                .execute(
+                    "UPDATE control.tenants SET billing_event_at = $2 WHERE id = $1",
+                    &[&tenant.id.0, &created],
+                )
+                .await
+                .map_err(|e| BillingProcessError::Catalog(tenancy::pg::describe_error(&e)))?;
+            Ok(Outcome::Applied(format!("provisioning tenant {} ({})", tenant.slug, tenant.id)))
+        }
         // The same subscription delivered under a different event id (e.g. both
         // checkout.session.completed and customer.subscription.created): already handled.
         Err(CreateTenantError::DuplicateSubscription(sub)) => {

@@ -133,6 +133,25 @@ async fn run_job(cp: &ControlPlane, job: &Job) -> Result<(), JobFailure> {
     }
 }
 
+/// Runs `tenant`'s due jobs in this process until none is left (a `tenantctl serve` elsewhere
+/// may run some of them; then this waits for it). Jobs scheduled further ahead than `horizon`
+/// (a deprovisioning retention period) are not waited for.
+pub async fn drain(cp: &ControlPlane, tenant: TenantId, horizon: Duration) -> Result<(), WorkerError> {
+    loop {
+        let ran = run_next(cp, Some(tenant)).await?;
+        let client = cp.catalog.get().await.map_err(|e| WorkerError(e.to_string()))?;
+        let pending = jobs::has_due_job(&**client, tenant, horizon)
+            .await
+            .map_err(|e| WorkerError(tenancy::pg::describe_error(&e)))?;
+        if !pending {
+            return Ok(());
+        }
+        if ran.is_none() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 /// Runs `concurrency` workers until `shutdown` is cancelled; a job in progress is finished first.
 pub async fn run_workers(cp: Arc<ControlPlane>, concurrency: usize, shutdown: CancellationToken) {
     let mut set = tokio::task::JoinSet::new();

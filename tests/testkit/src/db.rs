@@ -80,7 +80,12 @@ impl TestDb {
 
     /// The single integer a `SELECT count(*) …` (or any one-value query) returns.
     pub async fn count(&self, sql: &str) -> i64 {
-        self.client().await.query_one(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {}", tenancy::pg::describe_error(&e))).get(0)
+        self.client()
+            .await
+            .query_one(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {}", tenancy::pg::describe_error(&e)))
+            .get(0)
     }
 
     /// Roles created under this test's prefix.

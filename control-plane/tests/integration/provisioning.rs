@@ -1,67 +1,10 @@
-//! Control-plane integration tests against the harness's real PostgreSQL (password-checked),
-//! Redis and moto.
+//! Provisioning: the catalog, isolation enforced by PostgreSQL, crash-resume, secret stores.
 
-// A failed unwrap is a failed test, with its location.
-#![allow(clippy::unwrap_used)]
-
-use control_plane::context::ControlPlane;
+use crate::{connect_as, create_active, password_of, request, sqlstate, start};
 use control_plane::provisioning::steps::{provision, provision_through, Step};
-use control_plane::provisioning::{request_tenant, CreateTenantError, TenantRequest};
-use control_plane::settings::ProvisioningSettings;
-use std::sync::Arc;
-use tenancy::catalog::TenantRecord;
+use control_plane::provisioning::{request_tenant, CreateTenantError};
 use tenancy::domain::TenantStatus;
-use tenancy::settings::CommonSettings;
-use testkit::{common_settings, workspace_root, SecretsFor, TestDb};
-
-fn provisioning(db: &TestDb) -> ProvisioningSettings {
-    ProvisioningSettings::new(
-        &db.role_prefix,
-        workspace_root().join("migrations"),
-        workspace_root().join("tenant-templates"),
-    )
-}
-
-async fn start(db: &TestDb, common: &CommonSettings) -> Arc<ControlPlane> {
-    ControlPlane::start(common, &provisioning(db)).await.unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn request(slug: &str, plan: &str) -> TenantRequest {
-    TenantRequest {
-        slug: slug.into(),
-        display_name: None,
-        plan: plan.into(),
-        billing_customer_id: None,
-        billing_subscription_id: None,
-    }
-}
-
-async fn create_active(cp: &ControlPlane, slug: &str) -> TenantRecord {
-    let tenant = request_tenant(cp, &request(slug, "starter"), "test").await.unwrap();
-    provision(cp, tenant.id).await.unwrap()
-}
-
-async fn password_of(cp: &ControlPlane, tenant: &TenantRecord) -> String {
-    cp.secrets.get(&tenant.secret_name().unwrap()).await.unwrap().unwrap().password
-}
-
-async fn connect_as(
-    db: &TestDb,
-    user: &str,
-    password: &str,
-) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, connection) =
-        tokio_postgres::connect(&db.url_as(user, password), tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    Ok(client)
-}
-
-fn sqlstate(result: Result<impl Sized, tokio_postgres::Error>) -> String {
-    match result {
-        Ok(_) => "succeeded".into(),
-        Err(e) => e.code().map_or_else(|| e.to_string(), |c| c.code().to_owned()),
-    }
-}
+use testkit::{common_settings, SecretsFor, TestDb};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catalog_migrations_can_start_from_two_replicas_at_once() {
@@ -71,8 +14,13 @@ async fn catalog_migrations_can_start_from_two_replicas_at_once() {
     let (ra, rb) = tokio::join!(control_plane::catalog::migrate(&a), control_plane::catalog::migrate(&b));
     ra.unwrap();
     rb.unwrap();
-    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog-migrations")).unwrap().count() as i64;
-    assert_eq!(db.count("SELECT count(*) FROM control.refinery_schema_history").await, files, "each applied once");
+    let files =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog-migrations")).unwrap().count() as i64;
+    assert_eq!(
+        db.count("SELECT count(*) FROM control.refinery_schema_history").await,
+        files,
+        "each applied once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
