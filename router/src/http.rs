@@ -24,6 +24,8 @@ pub enum StartError {
     Database(#[from] tenancy::pg::PoolError),
     #[error("secret store: {0}")]
     Secrets(#[from] tenancy::secrets::SecretError),
+    #[error("REDIS_URL: {0}")]
+    Redis(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
 }
@@ -106,6 +108,15 @@ pub async fn spawn(
         .local_addr()
         .map_err(|source| StartError::Listen { addr: settings.admin_listen, source })?;
     let mut tasks = Vec::new();
+    if let Some(url) = &settings.common.redis_url {
+        let client = redis::Client::open(url.expose()).map_err(|e| StartError::Redis(e.to_string()))?;
+        let names = tenancy::invalidation::RedisNames::new(&settings.common.redis_key_prefix);
+        let listener = crate::invalidation::spawn(client, names, state.resolver.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            let _ = listener.await;
+            Ok(())
+        }));
+    }
     for (listener, app) in
         [(listener, app(state.clone(), settings.max_body_bytes)), (admin_listener, admin_app(state))]
     {

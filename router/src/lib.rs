@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod error;
 pub mod http;
+pub mod invalidation;
 pub mod pools;
 pub mod resolve;
 pub mod settings;

@@ -70,6 +70,7 @@ impl Resolver {
         let cache = Cache::builder()
             .max_capacity(capacity)
             .expire_after(Ttl { found: ttl, missing: negative_ttl })
+            .support_invalidation_closures()
             .build();
         Self { base_domain, catalog, cache }
     }
@@ -110,11 +111,22 @@ impl Resolver {
         Ok(found.map(Arc::new))
     }
 
-    /// Forgets every cached entry for `tenant` (on an invalidation message).
-    pub fn evict_host(&self, host: &str) {
-        let host = host.to_owned();
-        let cache = self.cache.clone();
-        tokio::spawn(async move { cache.invalidate(&host).await });
+    /// Forgets a tenant (on an invalidation message): its subdomain and any custom domain that
+    /// resolved to it.
+    pub async fn evict_tenant(&self, invalidation: &tenancy::invalidation::Invalidation) {
+        self.cache.invalidate(&self.base_domain.host_for(&invalidation.slug)).await;
+        let id = invalidation.tenant_id;
+        if let Err(err) =
+            self.cache.invalidate_entries_if(move |_host, lookup| lookup.as_ref().is_some_and(|t| t.id == id))
+        {
+            tracing::warn!(error = %err, "could not evict custom domains; forgetting the whole cache");
+            self.evict_all();
+        }
+    }
+
+    /// Forgets everything (after losing invalidation messages).
+    pub fn evict_all(&self) {
+        self.cache.invalidate_all();
     }
 }
 

@@ -4,5 +4,6 @@
 // A failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
 
+mod lifecycle;
 mod slice;
 mod sql_over_http;

@@ -1,0 +1,120 @@
+//! Tenant changes reach every running router through Redis invalidations: suspension,
+//! resumption, credential rotation and billing-driven changes, each seen within a second.
+
+use control_plane::billing::send::{send, TestEvent};
+use control_plane::lifecycle::{request as operate, Operation};
+use control_plane::provisioning::worker::drain;
+use e2e_tests::{
+    connection_string, spawn_control_plane, spawn_router, wait_until_active, TenantSql, WEBHOOK_SECRET,
+};
+use serde_json::json;
+use std::time::{Duration, Instant};
+use tenancy::domain::Slug;
+use testkit::{common_settings, SecretsFor, TestDb};
+
+/// Polls until `sql` answers `status`; fails the test after `limit`.
+async fn expect_within(sql: &TenantSql, status: u16, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let (got, body) = sql.post(json!({"query": "SELECT 1 AS one"})).await;
+        if got == status {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < limit, "still {got} after {limit:?}, wanted {status}: {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspension_resumption_and_rotation_reach_every_router_within_a_second() {
+    let db = TestDb::create("invalidation").await;
+    let common = common_settings(&db, SecretsFor::Local);
+    let control = spawn_control_plane(&db, &common).await;
+    let cp = &control.cp;
+    let url = format!("{}/v1/webhooks/billing", control.url);
+    let event = TestEvent {
+        kind: "customer.subscription.created".into(),
+        slug: "acme".into(),
+        name: None,
+        plan: "starter".into(),
+        subscription_id: Some("sub_acme".into()),
+        customer_id: None,
+        status: "active".into(),
+    };
+    let now = chrono_now();
+    send(&url, WEBHOOK_SECRET, &event.body(now - 100)).await.unwrap();
+    let acme = wait_until_active(cp, "acme", Duration::from_secs(30)).await;
+    let (one, two) = (spawn_router(&common).await, spawn_router(&common).await);
+    let conn = connection_string(cp, "acme").await;
+    let routers = [
+        TenantSql::new(&one, "acme.app.localhost", &conn),
+        TenantSql::new(&two, "acme.app.localhost", &conn),
+    ];
+    for router in &routers {
+        expect_within(router, 200, Duration::from_secs(1)).await; // both have acme cached now
+    }
+
+    let slug = Slug::parse("acme").unwrap();
+    operate(cp, &slug, &Operation::Suspend, "test").await.unwrap();
+    for router in &routers {
+        expect_within(router, 403, Duration::from_secs(1)).await;
+    }
+    operate(cp, &slug, &Operation::Resume, "test").await.unwrap();
+    drain(cp, acme.id, Duration::from_secs(60)).await.unwrap();
+    for router in &routers {
+        expect_within(router, 200, Duration::from_secs(1)).await;
+    }
+
+    // Rotation: the new password is accepted by every router, the old one refused.
+    operate(cp, &slug, &Operation::RotateCredentials, "test").await.unwrap();
+    drain(cp, acme.id, Duration::from_secs(60)).await.unwrap();
+    let new_conn = connection_string(cp, "acme").await;
+    assert_ne!(new_conn, conn);
+    for router in [&one, &two] {
+        expect_within(&TenantSql::new(router, "acme.app.localhost", &new_conn), 200, Duration::from_secs(1))
+            .await;
+        expect_within(&TenantSql::new(router, "acme.app.localhost", &conn), 401, Duration::from_secs(1))
+            .await;
+    }
+    let routers = [
+        TenantSql::new(&one, "acme.app.localhost", &new_conn),
+        TenantSql::new(&two, "acme.app.localhost", &new_conn),
+    ];
+
+    // Billing: past_due suspends; an older event arriving late changes nothing; deletion makes
+    // the tenant disappear.
+    let updated = |status: &str, created: i64| {
+        let event = TestEvent {
+            kind: "customer.subscription.updated".into(),
+            status: status.into(),
+            ..event.clone()
+        };
+        event.body(created)
+    };
+    send(&url, WEBHOOK_SECRET, &updated("past_due", now)).await.unwrap();
+    for router in &routers {
+        expect_within(router, 403, Duration::from_secs(5)).await;
+    }
+    send(&url, WEBHOOK_SECRET, &updated("active", now - 50)).await.unwrap(); // older: ignored
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(routers[0].post(json!({"query": "SELECT 1"})).await.0, 403, "a stale event did not resume it");
+    let deleted = TestEvent {
+        kind: "customer.subscription.deleted".into(),
+        status: "canceled".into(),
+        ..event.clone()
+    };
+    send(&url, WEBHOOK_SECRET, &deleted.body(now + 1)).await.unwrap();
+    for router in &routers {
+        expect_within(router, 404, Duration::from_secs(5)).await;
+    }
+    assert_eq!(db.count("SELECT count(*) FROM control.tenants WHERE status = 'deprovisioning'").await, 1);
+
+    one.stop().await.unwrap();
+    two.stop().await.unwrap();
+    control.server.stop().await.unwrap();
+}
+
+fn chrono_now() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    i64::try_from(now).unwrap()
+}
