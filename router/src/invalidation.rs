@@ -26,7 +26,7 @@ pub fn spawn(
             match listen(&client, &names, &resolver, &shutdown).await {
                 Ok(()) => return,
                 Err(err) => {
-                    tracing::warn!(error = %err, retry_in = ?backoff, "invalidation listener disconnected")
+                    tracing::warn!(error = %err, retry_in = ?backoff, "invalidation listener disconnected");
                 }
             }
             resolver.evict_all();
