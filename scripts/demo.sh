@@ -64,6 +64,13 @@ sql() { # slug, json body
     -H "Neon-Connection-String: $conn" -H 'Content-Type: application/json' -d "$2"
 }
 
+sql_status() { # slug: the HTTP status of a trivial query
+  local conn
+  conn="$("$BIN/tenantctl" tenants connection-string "$1")"
+  curl -sS -o /dev/null -w '%{http_code}' "http://$ROUTER_LISTEN_ADDR/sql" -H "Host: $1.$BASE_DOMAIN" \
+    -H "Neon-Connection-String: $conn" -d '{"query":"SELECT 1"}'
+}
+
 pretty_rows() {
   python3 -c 'import json,sys
 body = json.load(sys.stdin)
@@ -160,6 +167,12 @@ SQL
   echo "   acme reaching into globex's schema (SELECT * FROM t_globex.users):"
   sql acme '{"query":"SELECT * FROM t_globex.users"}' | pretty_rows
 
+  step "Suspending globex (as a past_due subscription would): every router refuses it at once"
+  "$BIN/tenantctl" tenants suspend globex >/dev/null
+  printf '   globex after suspension: HTTP %s\n' "$(sql_status globex)"
+  "$BIN/tenantctl" tenants resume globex >/dev/null
+  printf '   globex after resumption: HTTP %s\n' "$(sql_status globex)"
+
   step "Adding a migration (V2__demo_task_priority.sql) and applying it to the whole fleet"
   cat >"$DEMO/migrations/V2__demo_task_priority.sql" <<'SQL'
 ALTER TABLE tasks ADD COLUMN priority smallint NOT NULL DEFAULT 0;
@@ -182,6 +195,9 @@ SQL
    target/debug/tenantctl tenants show acme
    target/debug/tenantctl webhook send --slug hooli --plan pro
    target/debug/tenantctl tenants create --slug umbrella --plan starter
+   target/debug/tenantctl tenants set-plan acme --plan pro
+   target/debug/tenantctl tenants rotate-credentials acme
+   target/debug/tenantctl tenants delete umbrella --retention 0s
    curl -s http://$ROUTER_LISTEN_ADDR/sql -H 'Host: acme.$BASE_DOMAIN' \\
      -H "Neon-Connection-String: \$(target/debug/tenantctl tenants connection-string acme)" \\
      -d '{"query":"SELECT * FROM users"}'
