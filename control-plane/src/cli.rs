@@ -40,6 +40,24 @@ pub enum Command {
     /// Send signed test billing events (like `stripe trigger`).
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// Manage bearer tokens of the operator API.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create a token and print it (only now: the catalog keeps just its hash).
+    Create(TokenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Who or what the token is for; recorded as the actor in the audit log.
+    #[arg(long)]
+    pub name: String,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
 }
 
 #[derive(Debug, Args)]

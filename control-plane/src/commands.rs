@@ -2,7 +2,7 @@
 
 use crate::cli::{
     ApplyArgs, CatalogArgs, Cli, Command, CreateArgs, DeleteArgs, ListArgs, MigrateCommand, OperationArgs,
-    SendArgs, ServeArgs, SetPlanArgs, ShowArgs, TenantsCommand, WebhookCommand,
+    SendArgs, ServeArgs, SetPlanArgs, ShowArgs, TenantsCommand, TokenArgs, TokensCommand, WebhookCommand,
 };
 use crate::context::{ControlPlane, StartError};
 use crate::lifecycle::{LifecycleError, Operation};
@@ -83,6 +83,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         )
         | Command::Migrate(MigrateCommand::Apply(ApplyArgs { catalog, .. })) => catalog.json,
         Command::Webhook(WebhookCommand::Send(args)) => args.json,
+        Command::Tokens(TokensCommand::Create(args)) => args.catalog.json,
         Command::Serve(_) => false,
     };
     let result = match cli.command {
@@ -103,6 +104,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Tenants(TenantsCommand::Delete(args)) => delete(args).await,
         Command::Migrate(MigrateCommand::Apply(args)) => migrate_apply(args).await,
         Command::Webhook(WebhookCommand::Send(args)) => webhook_send(args).await,
+        Command::Tokens(TokensCommand::Create(args)) => create_token(args).await,
     };
     match result {
         Ok(code) => code,
@@ -229,11 +231,8 @@ async fn delete(args: DeleteArgs) -> Result<ExitCode, CliError> {
 async fn list(args: ListArgs) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
     let client = cp.catalog.get().await.map_err(CliError::unavailable)?;
-    let filter = crate::catalog::tenants::TenantFilter {
-        status: args.status,
-        plan: args.plan,
-        include_deleted: false,
-    };
+    let filter =
+        crate::catalog::tenants::TenantFilter { status: args.status, plan: args.plan, ..Default::default() };
     let tenants = crate::catalog::tenants::list(&**client, &filter).await.map_err(CliError::unavailable)?;
     if args.catalog.json {
         output::json(&tenants);
@@ -371,6 +370,34 @@ async fn webhook_send(args: SendArgs) -> Result<ExitCode, CliError> {
         output::json(&delivery);
     } else {
         output::line(&format!("sent {} ({}) -> {}", delivery.event_id, event.kind, delivery.status));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn create_token(args: TokenArgs) -> Result<ExitCode, CliError> {
+    let name = args.name.trim();
+    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+        return Err(CliError::new(3, "invalid_name", "token name must be 1 to 100 printable characters"));
+    }
+    let cp = start(&args.catalog).await?;
+    let client = cp.catalog.get().await.map_err(CliError::unavailable)?;
+    let (token, id) = crate::catalog::tokens::create(&**client, name)
+        .await
+        .map_err(|e| CliError::unavailable(tenancy::pg::describe_error(&e)))?;
+    crate::catalog::audit::record(
+        &**client,
+        "cli",
+        "token.create",
+        None,
+        serde_json::json!({ "id": id, "name": name }),
+    )
+    .await
+    .map_err(|e| CliError::unavailable(tenancy::pg::describe_error(&e)))?;
+    if args.catalog.json {
+        output::json(&serde_json::json!({ "id": id, "name": name, "token": token }));
+    } else {
+        output::line(&token);
+        output::note(&format!("token {id} ({name}) created; it is shown only now"));
     }
     Ok(ExitCode::SUCCESS)
 }

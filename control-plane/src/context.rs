@@ -51,6 +51,7 @@ pub struct ControlPlane {
     redis: Option<RedisPublisher>,
     /// Woken whenever a job is enqueued in this process.
     pub jobs_enqueued: Notify,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl ControlPlane {
@@ -103,6 +104,7 @@ impl ControlPlane {
             pg_dump: provisioning.pg_dump.clone(),
             redis,
             jobs_enqueued: Notify::new(),
+            metrics: crate::metrics::Metrics::default(),
         }))
     }
 

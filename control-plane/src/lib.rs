@@ -11,6 +11,7 @@ pub mod context;
 pub mod fleet;
 pub mod http;
 pub mod lifecycle;
+pub mod metrics;
 pub mod output;
 pub mod provisioning;
 pub mod settings;

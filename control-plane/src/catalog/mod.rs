@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod jobs;
 pub mod tenants;
+pub mod tokens;
 
 use deadpool_postgres::Pool;
 

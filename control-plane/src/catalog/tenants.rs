@@ -147,12 +147,15 @@ pub async fn mark_failed(
         .map(|_| ())
 }
 
-/// Which tenants to list.
+/// Which tenants to list: filters, and a page (by slug, after `after`, at most `limit`).
 #[derive(Debug, Clone, Default)]
 pub struct TenantFilter {
     pub status: Option<TenantStatus>,
     pub plan: Option<PlanName>,
+    pub cluster: Option<String>,
     pub include_deleted: bool,
+    pub after: Option<String>,
+    pub limit: Option<i64>,
 }
 
 pub async fn list(
@@ -164,12 +167,18 @@ pub async fn list(
           WHERE ($1::text IS NULL OR t.status = $1)
             AND ($2::text IS NULL OR t.plan = $2)
             AND ($3 OR t.status <> 'deleted')
-          ORDER BY t.slug, t.created_at"
+            AND ($4::text IS NULL OR t.cluster = $4)
+            AND ($5::text IS NULL OR t.slug > $5)
+          ORDER BY t.slug, t.created_at
+          LIMIT $6"
     );
     let status = filter.status.map(TenantStatus::as_str);
     let plan = filter.plan.as_ref().map(PlanName::as_str);
     let rows = client
-        .query(sql.as_str(), &[&status, &plan, &filter.include_deleted])
+        .query(
+            sql.as_str(),
+            &[&status, &plan, &filter.include_deleted, &filter.cluster, &filter.after, &filter.limit],
+        )
         .await
         .map_err(|e| CatalogError::from_pg(&e))?;
     rows.iter().map(TenantRecord::from_row).collect()

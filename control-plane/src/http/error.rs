@@ -29,3 +29,56 @@ impl IntoResponse for ApiError {
         (self.status, axum::Json(body)).into_response()
     }
 }
+
+impl From<crate::provisioning::CreateTenantError> for ApiError {
+    fn from(err: crate::provisioning::CreateTenantError) -> Self {
+        use crate::provisioning::CreateTenantError as E;
+        let status = match &err {
+            E::DuplicateSlug(_) | E::DuplicateSubscription(_) => StatusCode::CONFLICT,
+            E::Catalog(_) => return Self::internal("catalog_unavailable", &err),
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self::new(status, err.code(), err.to_string())
+    }
+}
+
+impl From<crate::lifecycle::LifecycleError> for ApiError {
+    fn from(err: crate::lifecycle::LifecycleError) -> Self {
+        use crate::lifecycle::LifecycleError as E;
+        let status = match &err {
+            E::NotFound(_) => StatusCode::NOT_FOUND,
+            E::WrongState { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            E::InvalidPlan(_) => StatusCode::BAD_REQUEST,
+            E::Catalog(_) => return Self::internal("catalog_unavailable", &err),
+        };
+        Self::new(status, err.code(), err.to_string())
+    }
+}
+
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    /// 413 for a body over the limit, 415 without a JSON content type, else 400 (axum would say
+    /// 422 for well-formed JSON of the wrong shape; here 422 means a wrong state transition).
+    fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {
+        let (status, code) = match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            _ => (StatusCode::BAD_REQUEST, "invalid_body"),
+        };
+        Self::new(status, code, rejection.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::BytesRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::BytesRejection) -> Self {
+        let status = rejection.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "body_too_large" } else { "invalid_body" };
+        Self::new(status, code, rejection.body_text())
+    }
+}
+
+/// `Json<T>` whose rejections (malformed JSON, wrong fields, too large) are API errors.
+#[derive(axum::extract::FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);

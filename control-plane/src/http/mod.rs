@@ -1,15 +1,26 @@
-//! The control-plane HTTP server (`tenantctl serve`): billing webhook, health and readiness.
-//! Jobs run in workers beside it; SIGTERM/Ctrl-C drains requests and lets running jobs finish.
+//! The control-plane HTTP server (`tenantctl serve`): the operator API under `/v1` (bearer
+//! tokens; OpenAPI at `/v1/openapi.json`), the billing webhook, `/healthz`, `/readyz` and
+//! `/metrics`. Jobs run in workers beside it; SIGTERM/Ctrl-C drains requests and lets running
+//! jobs finish.
 
+pub mod api;
+mod auth;
 mod error;
 mod health;
+mod history;
+pub mod openapi;
+mod tenants;
 mod webhook;
 
-pub use error::ApiError;
+pub use auth::Operator;
+pub use error::{ApiError, ApiJson};
 
 use crate::context::ControlPlane;
 use crate::settings::ServeSettings;
-use axum::routing::{get, post};
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{get, post, put};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -29,13 +40,42 @@ pub fn app(cp: Arc<ControlPlane>, settings: &ServeSettings) -> axum::Router {
         cp,
         webhook_secret: settings.billing_webhook_secret.as_ref().map(|s| Arc::from(s.expose())),
     };
+    let operator_api = axum::Router::new()
+        .route("/v1/tenants", post(tenants::create).get(tenants::list))
+        .route("/v1/tenants/{slug}", get(tenants::show).delete(tenants::delete))
+        .route("/v1/tenants/{slug}/suspend", post(tenants::suspend))
+        .route("/v1/tenants/{slug}/resume", post(tenants::resume))
+        .route("/v1/tenants/{slug}/rotate-credentials", post(tenants::rotate_credentials))
+        .route("/v1/tenants/{slug}/retry", post(tenants::retry))
+        .route("/v1/tenants/{slug}/plan", put(tenants::set_plan))
+        .route("/v1/tenants/{slug}/config", put(tenants::set_config))
+        .route("/v1/jobs", get(history::jobs))
+        .route("/v1/audit", get(history::audit))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_operator));
     axum::Router::new()
+        .merge(operator_api)
+        .route("/v1/openapi.json", get(|| async { axum::Json(openapi::document()) }))
         .route("/v1/webhooks/billing", post(webhook::receive))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(|| async {
+            ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Counts requests by route pattern and status class (never by concrete path or tenant).
+async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    let status = format!("{}xx", response.status().as_u16() / 100);
+    state.cp.metrics.http_requests.get_or_create(&crate::metrics::HttpLabels { method, route, status }).inc();
+    response
 }
 
 /// A running server, as started by [`spawn`].

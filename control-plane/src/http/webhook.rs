@@ -14,7 +14,22 @@ use axum::Json;
 pub(super) async fn receive(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let body = body?;
+    let result = accept(&state, &headers, &body).await;
+    state.cp.metrics.webhook(match &result {
+        Ok(json) if json["duplicate"] == serde_json::json!(true) => "duplicate",
+        Ok(_) => "accepted",
+        Err(_) => "rejected",
+    });
+    result
+}
+
+async fn accept(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Some(secret) = state.webhook_secret.as_deref() else {
         return Err(ApiError::new(
@@ -24,11 +39,11 @@ pub(super) async fn receive(
         ));
     };
     let header = headers.get("stripe-signature").and_then(|v| v.to_str().ok());
-    signature::verify(header, &body, secret, chrono::Utc::now().timestamp())
+    signature::verify(header, body, secret, chrono::Utc::now().timestamp())
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_signature", e.to_string()))?;
-    let envelope = Envelope::parse(&body)
+    let envelope = Envelope::parse(body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_event", e.to_string()))?;
-    let payload: serde_json::Value = serde_json::from_slice(&body)
+    let payload: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_event", e.to_string()))?;
 
     let unavailable = |e: &dyn std::fmt::Display| ApiError::internal("catalog_unavailable", &e);

@@ -189,6 +189,44 @@ pub async fn request(
     Ok(updated)
 }
 
+/// Replaces the config of the live tenant `slug` (modules, module settings, theme); routers are
+/// told.
+pub async fn set_config(
+    cp: &ControlPlane,
+    slug: &Slug,
+    config: serde_json::Value,
+    actor: &str,
+) -> Result<TenantRecord, LifecycleError> {
+    let mut client = cp.catalog.get().await.map_err(|e| LifecycleError::Catalog(e.to_string()))?;
+    let tx = client.transaction().await.map_err(|e| catalog_error(&e))?;
+    let row = tx
+        .query_opt(
+            "UPDATE control.tenants SET config = $2, generation = generation + 1, updated_at = now()
+              WHERE slug = $1 AND status <> 'deleted' RETURNING id",
+            &[&slug.as_str(), &config],
+        )
+        .await
+        .map_err(|e| catalog_error(&e))?
+        .ok_or_else(|| LifecycleError::NotFound(slug.to_string()))?;
+    let id = tenancy::domain::TenantId(row.get(0));
+    crate::catalog::audit::record(
+        &*tx,
+        actor,
+        "tenant.set_config",
+        Some(id),
+        serde_json::json!({ "config": config }),
+    )
+    .await
+    .map_err(|e| catalog_error(&e))?;
+    let tenant = tenancy::catalog::tenant_by_id(&*tx, id)
+        .await
+        .map_err(|e| LifecycleError::Catalog(e.to_string()))?
+        .ok_or_else(|| LifecycleError::NotFound(slug.to_string()))?;
+    tx.commit().await.map_err(|e| catalog_error(&e))?;
+    cp.publish_change(&tenant).await;
+    Ok(tenant)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -100,6 +100,12 @@ pub async fn run_next(
             JobOutcome::Failed
         }
     };
+    let outcome_label = match outcome {
+        JobOutcome::Done => "done",
+        JobOutcome::Retrying => "retrying",
+        JobOutcome::Failed => "failed",
+    };
+    cp.metrics.job(&job.raw_kind, outcome_label);
     tx.commit().await.map_err(queue_error)?;
     Ok(Some(outcome))
 }

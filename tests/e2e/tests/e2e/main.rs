@@ -5,5 +5,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod lifecycle;
+mod operator_api;
 mod slice;
 mod sql_over_http;

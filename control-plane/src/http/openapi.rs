@@ -1,0 +1,36 @@
+//! The OpenAPI document of the operator API, served at `/v1/openapi.json`.
+
+use super::{api, history, tenants};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "tenantctl operator API", description = "Tenants of schema-per-tenant PostgreSQL: create, inspect, suspend, resume, change plan, rotate credentials, deprovision."),
+    paths(
+        tenants::create, tenants::list, tenants::show, tenants::suspend, tenants::resume,
+        tenants::rotate_credentials, tenants::retry, tenants::set_plan, tenants::delete, tenants::set_config,
+        history::jobs, history::audit,
+    ),
+    components(schemas(
+        api::Tenant, api::CreateTenant, api::TenantPage, api::SetPlan, api::SetConfig, api::Job,
+        api::AuditEntry, api::ErrorBody, api::ErrorDetail,
+    )),
+    modifiers(&BearerToken),
+    security(("bearer" = [])),
+    tags((name = "tenants", description = "Tenant lifecycle"), (name = "history", description = "Jobs and audit log")),
+)]
+pub struct ApiDoc;
+
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

@@ -1,0 +1,200 @@
+//! `/v1/tenants`: the operator API over the same library functions as the CLI.
+
+use super::api::{CreateTenant, DeleteQuery, ListQuery, SetConfig, SetPlan, Tenant, TenantPage};
+use super::auth::Operator;
+use super::{ApiError, ApiJson, AppState};
+use crate::lifecycle::{self, Operation};
+use crate::provisioning::{request_tenant, TenantRequest};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use tenancy::domain::{PlanName, Slug, TenantStatus};
+
+type Accepted = (StatusCode, Json<Tenant>);
+
+fn slug(raw: &str) -> Result<Slug, ApiError> {
+    Slug::parse(raw)
+        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no tenant {raw:?} ({e})")))
+}
+
+fn accepted(state: &AppState, tenant: &tenancy::catalog::TenantRecord) -> Accepted {
+    (StatusCode::ACCEPTED, Json(Tenant::from_record(tenant, &state.cp.base_domain)))
+}
+
+/// Create a tenant; provisioning runs in the background (poll the tenant until `active`).
+#[utoipa::path(post, path = "/v1/tenants", request_body = CreateTenant, tag = "tenants",
+    responses((status = 202, body = Tenant), (status = 400, body = super::api::ErrorBody),
+              (status = 409, body = super::api::ErrorBody)))]
+pub(super) async fn create(
+    State(state): State<AppState>,
+    Extension(operator): Extension<Operator>,
+    ApiJson(body): ApiJson<CreateTenant>,
+) -> Result<Accepted, ApiError> {
+    let request = TenantRequest {
+        slug: body.slug,
+        display_name: body.name,
+        plan: body.plan,
+        billing_customer_id: None,
+        billing_subscription_id: None,
+    };
+    let tenant = request_tenant(&state.cp, &request, &operator.0).await?;
+    Ok(accepted(&state, &tenant))
+}
+
+/// List tenants, a page at a time, by slug.
+#[utoipa::path(get, path = "/v1/tenants", params(ListQuery), tag = "tenants",
+    responses((status = 200, body = TenantPage), (status = 400, body = super::api::ErrorBody)))]
+pub(super) async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<TenantPage>, ApiError> {
+    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message);
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(bad(format!("limit must be 1 to 500, got {limit}")));
+    }
+    let status = query
+        .status
+        .as_deref()
+        .map(str::parse::<TenantStatus>)
+        .transpose()
+        .map_err(|e| bad(e.to_string()))?;
+    let plan = query.plan.as_deref().map(PlanName::parse).transpose().map_err(|e| bad(e.to_string()))?;
+    let filter = crate::catalog::tenants::TenantFilter {
+        status,
+        plan,
+        cluster: query.cluster,
+        include_deleted: status == Some(TenantStatus::Deleted),
+        after: query.cursor,
+        limit: Some(limit + 1),
+    };
+    let client = state.cp.catalog.get().await.map_err(|e| ApiError::internal("catalog_unavailable", &e))?;
+    let mut records = crate::catalog::tenants::list(&**client, &filter)
+        .await
+        .map_err(|e| ApiError::internal("catalog_unavailable", &e))?;
+    let more = records.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+    records.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let next_cursor = more.then(|| records.last().map(|t| t.slug.to_string())).flatten();
+    let tenants = records.iter().map(|t| Tenant::from_record(t, &state.cp.base_domain)).collect();
+    Ok(Json(TenantPage { tenants, next_cursor }))
+}
+
+/// One tenant.
+#[utoipa::path(get, path = "/v1/tenants/{slug}", tag = "tenants",
+    responses((status = 200, body = Tenant), (status = 404, body = super::api::ErrorBody)))]
+pub(super) async fn show(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<Tenant>, ApiError> {
+    let slug = slug(&raw)?;
+    let client = state.cp.catalog.get().await.map_err(|e| ApiError::internal("catalog_unavailable", &e))?;
+    let tenant = tenancy::catalog::tenant_by_slug(&**client, &slug)
+        .await
+        .map_err(|e| ApiError::internal("catalog_unavailable", &e))?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no tenant {slug}")))?;
+    Ok(Json(Tenant::from_record(&tenant, &state.cp.base_domain)))
+}
+
+async fn operate(
+    state: &AppState,
+    raw: &str,
+    operation: &Operation,
+    operator: &Operator,
+) -> Result<Accepted, ApiError> {
+    let slug = slug(raw)?;
+    let tenant = lifecycle::request(&state.cp, &slug, operation, &operator.0).await?;
+    Ok(accepted(state, &tenant))
+}
+
+/// Suspend: the role can no longer log in; routers answer 403.
+#[utoipa::path(post, path = "/v1/tenants/{slug}/suspend", tag = "tenants",
+    responses((status = 202, body = Tenant), (status = 404, body = super::api::ErrorBody), (status = 422, body = super::api::ErrorBody)))]
+pub(super) async fn suspend(
+    State(state): State<AppState>,
+    Extension(operator): Extension<Operator>,
+    Path(raw): Path<String>,
+) -> Result<Accepted, ApiError> {
+    operate(&state, &raw, &Operation::Suspend, &operator).await
+}
+
+/// Resume a suspended tenant.
+#[utoipa::path(post, path = "/v1/tenants/{slug}/resume", tag = "tenants",
+    responses((status = 202, body = Tenant), (status = 404, body = super::api::ErrorBody), (status = 422, body = super::api::ErrorBody)))]
+pub(super) async fn resume(
+    State(state): State<AppState>,
+    Extension(operator): Extension<Operator>,
+    Path(raw): Path<String>,
+) -> Result<Accepted, ApiError> {
+    operate(&state, &raw, &Operation::Resume, &operator).await
+}
+
+/// New password: secret first, then the role; routers pick it up.
+#[utoipa::path(post, path = "/v1/tenants/{slug}/rotate-credentials", tag = "tenants",
+    responses((status = 202, body = Tenant), (status = 404, body = super::api::ErrorBody), (status = 422, body = super::api::ErrorBody)))]
+pub(super) async fn rotate_credentials(
+    State(state): State<AppState>,
+    Extension(operator): Extension<Operator>,
+    Path(raw): Path<String>,
+) -> Result<Accepted, ApiError> {
+    operate(&state, &raw, &Operation::RotateCredentials, &operator).await
+}
+
+/// Provision a failed tenant again.
+#[utoipa::path(post, path = "/v1/tenants/{slug}/retry", tag = "tenants",
+    responses((status = 202, body = Tenant), (status = 404, body = super::api::ErrorBody), (status = 422, body = super::api::ErrorBody)))]
+pub(super) async fn retry(
+    State(state): State<AppState>,
+    Extension(operator): Extension<Operator>,
+    Path(raw): Path<String>,
+) -> Result<Accepted, ApiError> {
+    operate(&state, &raw, &Operation::Retry, &operator).await
+}
+
+/// Move the tenant to another plan (no data is moved).
+#[utoipa::path(put, path = "/v1/tenants/{slug}/plan", request_body = SetPlan, tag = "tenants",
+    responses((status = 202, body = Tenant), (status = 400, body = super::api::ErrorBody),
+              (status = 404, body = super::api::ErrorBody), (status = 422, body = super::api::ErrorBody)))]
+pub(super) async fn set_plan(
+    State(state): State<AppState>,
+    Extension(operator): Extension<Operator>,
+    Path(raw): Path<String>,
+    ApiJson(body): ApiJson<SetPlan>,
+) -> Result<Accepted, ApiError> {
+    operate(&state, &raw, &Operation::ChangePlan(body.plan), &operator).await
+}
+
+/// Deprovision: routers answer 404 at once; data dropped after the retention period.
+#[utoipa::path(delete, path = "/v1/tenants/{slug}", params(DeleteQuery), tag = "tenants",
+    responses((status = 202, body = Tenant), (status = 400, body = super::api::ErrorBody),
+              (status = 404, body = super::api::ErrorBody), (status = 422, body = super::api::ErrorBody)))]
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    Extension(operator): Extension<Operator>,
+    Path(raw): Path<String>,
+    Query(query): Query<DeleteQuery>,
+) -> Result<Accepted, ApiError> {
+    let retention = match query.retention.as_deref() {
+        Some(raw) => humantime::parse_duration(raw).map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", format!("retention {raw:?}: {e}"))
+        })?,
+        None => state.cp.deprovision_retention,
+    };
+    operate(&state, &raw, &Operation::Deprovision { retention }, &operator).await
+}
+
+/// Replace the tenant's config (modules, module settings, theme).
+#[utoipa::path(put, path = "/v1/tenants/{slug}/config", request_body = SetConfig, tag = "tenants",
+    responses((status = 200, body = Tenant), (status = 400, body = super::api::ErrorBody), (status = 404, body = super::api::ErrorBody)))]
+pub(super) async fn set_config(
+    State(state): State<AppState>,
+    Extension(operator): Extension<Operator>,
+    Path(raw): Path<String>,
+    ApiJson(body): ApiJson<SetConfig>,
+) -> Result<Json<Tenant>, ApiError> {
+    let slug = slug(&raw)?;
+    if !body.config.is_object() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_config", "config must be a JSON object"));
+    }
+    let tenant = lifecycle::set_config(&state.cp, &slug, body.config, &operator.0).await?;
+    Ok(Json(Tenant::from_record(&tenant, &state.cp.base_domain)))
+}

@@ -1,0 +1,76 @@
+//! Prometheus metrics of the control plane. Labels are fixed and low-cardinality: never a tenant.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    /// The route pattern (`/v1/tenants/{slug}`), never the concrete path.
+    pub route: String,
+    /// `2xx`, `4xx`, `5xx`.
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabels {
+    pub kind: String,
+    /// `done`, `retrying`, `failed`.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    /// `accepted`, `duplicate`, `rejected`.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub jobs: Family<JobLabels, Counter>,
+    pub webhook_events: Family<WebhookLabels, Counter>,
+    pub tenants: Family<StatusLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("tenantctl");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let jobs = Family::<JobLabels, Counter>::default();
+        let webhook_events = Family::<WebhookLabels, Counter>::default();
+        let tenants = Family::<StatusLabels, Gauge>::default();
+        registry.register("http_requests", "HTTP requests by route and status class", http_requests.clone());
+        registry.register("jobs", "Jobs run, by kind and outcome", jobs.clone());
+        registry.register("webhook_events", "Billing webhook deliveries by outcome", webhook_events.clone());
+        registry.register("tenants", "Tenants in the catalog by status", tenants.clone());
+        Self { registry, http_requests, jobs, webhook_events, tenants }
+    }
+}
+
+impl Metrics {
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    pub fn job(&self, kind: &str, outcome: &str) {
+        self.jobs.get_or_create(&JobLabels { kind: kind.to_owned(), outcome: outcome.to_owned() }).inc();
+    }
+
+    pub fn webhook(&self, outcome: &str) {
+        self.webhook_events.get_or_create(&WebhookLabels { outcome: outcome.to_owned() }).inc();
+    }
+}
