@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help demo stop test lint check services-up services-down build
+.PHONY: help demo stop test lint check bench services-up services-down build
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -22,6 +22,9 @@ lint: ## formatting and clippy with the workspace lints, warnings as errors
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
 check: lint test ## what CI runs
+
+bench: ## run the benchmarks (release build) against the services; prints rows for bench/RESULTS.md
+	@scripts/bench.sh
 
 build: ## build both binaries (debug)
 	cargo build --locked --bins
