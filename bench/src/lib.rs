@@ -1,7 +1,27 @@
 //! Shared pieces of the benchmarks: latency summaries printed as Markdown rows for
 //! `bench/RESULTS.md`.
 
+use control_plane::context::ControlPlane;
+use control_plane::settings::ProvisioningSettings;
+use std::sync::Arc;
 use std::time::Duration;
+use testkit::{common_settings, workspace_root, SecretsFor, TestDb};
+
+/// A fresh database and a control plane on it, as the benchmarks start.
+///
+/// # Panics
+/// When the services of `scripts/services.sh` are not running.
+pub async fn control_plane(label: &str) -> (TestDb, Arc<ControlPlane>) {
+    let db = TestDb::create(label).await;
+    let common = common_settings(&db, SecretsFor::Local);
+    let settings = ProvisioningSettings::new(
+        &db.role_prefix,
+        workspace_root().join("migrations"),
+        workspace_root().join("tenant-templates"),
+    );
+    let cp = ControlPlane::start(&common, &settings).await.unwrap_or_else(|e| panic!("{e}"));
+    (db, cp)
+}
 
 /// p50 / p95 / p99 / max of a set of samples.
 #[derive(Debug, Clone, Copy)]

@@ -7,11 +7,9 @@
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
 use control_plane::billing::{send::TestEvent, signature};
-use control_plane::context::ControlPlane;
-use control_plane::settings::{ProvisioningSettings, ServeSettings};
+use control_plane::settings::ServeSettings;
 use std::time::{Duration, Instant};
 use tenancy_bench::Summary;
-use testkit::{common_settings, workspace_root, SecretsFor, TestDb};
 
 const TENANTS: i64 = 10_000;
 const LIST_REQUESTS: usize = 1_000;
@@ -21,14 +19,7 @@ const SECRET: &str = "whsec_bench";
 
 #[tokio::main]
 async fn main() {
-    let db = TestDb::create("bench_catalog").await;
-    let common = common_settings(&db, SecretsFor::Local);
-    let settings = ProvisioningSettings::new(
-        &db.role_prefix,
-        workspace_root().join("migrations"),
-        workspace_root().join("tenant-templates"),
-    );
-    let cp = ControlPlane::start(&common, &settings).await.unwrap();
+    let (db, cp) = tenancy_bench::control_plane("bench_catalog").await;
     // 10,000 catalog rows (listing reads only the catalog, so no schemas are needed).
     db.client()
         .await

@@ -9,11 +9,9 @@
 use control_plane::context::ControlPlane;
 use control_plane::provisioning::steps::provision;
 use control_plane::provisioning::{request_tenant, TenantRequest};
-use control_plane::settings::ProvisioningSettings;
 use futures::StreamExt as _;
 use std::time::{Duration, Instant};
 use tenancy_bench::Summary;
-use testkit::{common_settings, workspace_root, SecretsFor, TestDb};
 
 const SEQUENTIAL: usize = 100;
 const CONCURRENT: usize = 200;
@@ -38,14 +36,7 @@ async fn one(cp: &ControlPlane, slug: String) -> Duration {
 
 #[tokio::main]
 async fn main() {
-    let db = TestDb::create("bench_provisioning").await;
-    let common = common_settings(&db, SecretsFor::Local);
-    let settings = ProvisioningSettings::new(
-        &db.role_prefix,
-        workspace_root().join("migrations"),
-        workspace_root().join("tenant-templates"),
-    );
-    let cp = ControlPlane::start(&common, &settings).await.unwrap();
+    let (_db, cp) = tenancy_bench::control_plane("bench_provisioning").await;
     for i in 0..5 {
         one(&cp, format!("warm-{i}")).await;
     }

@@ -80,6 +80,18 @@ struct Price {
     lookup_key: Option<String>,
 }
 
+impl ObjectFields {
+    /// The first item's price `lookup_key`, else `metadata.plan`.
+    fn plan(&self) -> Option<String> {
+        self.items
+            .as_ref()
+            .and_then(|items| items.data.first())
+            .and_then(|item| item.price.as_ref())
+            .and_then(|price| price.lookup_key.clone())
+            .or_else(|| self.metadata.get("plan").cloned())
+    }
+}
+
 /// An id field that Stripe sends either as a string or, when expanded, as an object with `id`.
 fn id_of(value: Option<&serde_json::Value>) -> Option<String> {
     match value? {
@@ -104,14 +116,8 @@ impl SubscriptionFacts {
         };
         let slug =
             fields.metadata.get("tenant_slug").cloned().ok_or(EventError::Missing("metadata.tenant_slug"))?;
-        let plan = fields
-            .items
-            .as_ref()
-            .and_then(|items| items.data.first())
-            .and_then(|item| item.price.as_ref())
-            .and_then(|price| price.lookup_key.clone())
-            .or_else(|| fields.metadata.get("plan").cloned())
-            .ok_or(EventError::Missing("items.data[0].price.lookup_key or metadata.plan"))?;
+        let plan =
+            fields.plan().ok_or(EventError::Missing("items.data[0].price.lookup_key or metadata.plan"))?;
         Ok(Self {
             subscription_id,
             customer_id: id_of(fields.customer.as_ref()),
@@ -135,13 +141,7 @@ impl SubscriptionChange {
     pub fn from_object(object: &serde_json::Value) -> Result<Self, EventError> {
         let fields: ObjectFields =
             serde_json::from_value(object.clone()).map_err(|e| EventError::Malformed(e.to_string()))?;
-        let plan = fields
-            .items
-            .as_ref()
-            .and_then(|items| items.data.first())
-            .and_then(|item| item.price.as_ref())
-            .and_then(|price| price.lookup_key.clone())
-            .or_else(|| fields.metadata.get("plan").cloned());
+        let plan = fields.plan();
         Ok(Self {
             subscription_id: fields.id.ok_or(EventError::Missing("data.object.id"))?,
             status: fields.status,

@@ -67,6 +67,18 @@ impl LifecycleError {
     }
 }
 
+/// The tenant as the transaction now sees it.
+async fn reload(
+    tx: &deadpool_postgres::Transaction<'_>,
+    id: tenancy::domain::TenantId,
+    slug: &Slug,
+) -> Result<TenantRecord, LifecycleError> {
+    tenancy::catalog::tenant_by_id(&**tx, id)
+        .await
+        .map_err(|e| LifecycleError::Catalog(e.to_string()))?
+        .ok_or_else(|| LifecycleError::NotFound(slug.to_string()))
+}
+
 fn catalog_error(e: &tokio_postgres::Error) -> LifecycleError {
     LifecycleError::Catalog(tenancy::pg::describe_error(e))
 }
@@ -178,10 +190,7 @@ pub async fn request(
     )
     .await
     .map_err(|e| catalog_error(&e))?;
-    let updated = tenancy::catalog::tenant_by_id(&*tx, id)
-        .await
-        .map_err(|e| LifecycleError::Catalog(e.to_string()))?
-        .ok_or_else(|| LifecycleError::NotFound(slug.to_string()))?;
+    let updated = reload(&tx, id, slug).await?;
     tx.commit().await.map_err(|e| catalog_error(&e))?;
     cp.jobs_enqueued.notify_waiters();
     cp.publish_change(&updated).await;
@@ -218,10 +227,7 @@ pub async fn set_config(
     )
     .await
     .map_err(|e| catalog_error(&e))?;
-    let tenant = tenancy::catalog::tenant_by_id(&*tx, id)
-        .await
-        .map_err(|e| LifecycleError::Catalog(e.to_string()))?
-        .ok_or_else(|| LifecycleError::NotFound(slug.to_string()))?;
+    let tenant = reload(&tx, id, slug).await?;
     tx.commit().await.map_err(|e| catalog_error(&e))?;
     cp.publish_change(&tenant).await;
     Ok(tenant)

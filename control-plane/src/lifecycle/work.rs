@@ -73,6 +73,18 @@ async fn announce(cp: &ControlPlane, id: TenantId, action: &str) -> Result<(), W
     Ok(())
 }
 
+/// Ends every open session of the tenant's role.
+async fn end_sessions(admin: &tokio_postgres::Client, tenant: &TenantRecord) -> Result<(), WorkError> {
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+            &[&tenant.role_name.as_str()],
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| pg(&e))
+}
+
 /// LOGIN for active tenants; NOLOGIN and no open sessions for every other status.
 pub async fn sync_access(cp: &ControlPlane, id: TenantId) -> Result<(), WorkError> {
     let tenant = load(cp, id).await?;
@@ -82,13 +94,7 @@ pub async fn sync_access(cp: &ControlPlane, id: TenantId) -> Result<(), WorkErro
         admin.batch_execute(&format!("ALTER ROLE {role} LOGIN")).await.map_err(|e| pg(&e))?;
     } else {
         admin.batch_execute(&format!("ALTER ROLE {role} NOLOGIN")).await.map_err(|e| pg(&e))?;
-        admin
-            .execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
-                &[&tenant.role_name.as_str()],
-            )
-            .await
-            .map_err(|e| pg(&e))?;
+        end_sessions(&admin, &tenant).await?;
     }
     Ok(())
 }
@@ -190,13 +196,7 @@ pub async fn deprovision(cp: &ControlPlane, id: TenantId) -> Result<(), WorkErro
     let role = tenant.role_name.quoted();
     let drop_role =
         if role_exists { format!("DROP OWNED BY {role}; DROP ROLE {role};") } else { String::new() };
-    admin
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
-            &[&tenant.role_name.as_str()],
-        )
-        .await
-        .map_err(|e| pg(&e))?;
+    end_sessions(&admin, &tenant).await?;
     admin
         .batch_execute(&format!(
             "BEGIN; DROP SCHEMA IF EXISTS {} CASCADE; {drop_role} COMMIT;",
