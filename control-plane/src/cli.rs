@@ -43,6 +43,34 @@ pub enum Command {
     /// Manage bearer tokens of the operator API.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Register and list the PostgreSQL clusters that hold tenants.
+    #[command(subcommand)]
+    Clusters(ClustersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClustersCommand {
+    /// Register a cluster: its admin connection is checked, then kept in the secret store. New
+    /// tenants go to the least loaded cluster (tenants / capacity) that has room.
+    Add(AddClusterArgs),
+    /// List clusters with their load.
+    List(CatalogArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AddClusterArgs {
+    /// Cluster name (a-z, 0-9, '-').
+    #[arg(long)]
+    pub name: String,
+    /// Admin connection URL (a role that may create roles and schemas), e.g.
+    /// postgres://admin:password@db.internal:5432/tenants.
+    #[arg(long, env = "CLUSTER_ADMIN_URL", hide_env_values = true)]
+    pub url: tenancy::secret::Secret,
+    /// Most tenants this cluster takes.
+    #[arg(long, default_value_t = 10_000)]
+    pub capacity: i32,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -22,6 +22,22 @@ pub enum ClusterError {
     Connect { cluster: String, message: String },
     #[error("cluster {cluster}: preparing it for tenants failed: {message}")]
     Prepare { cluster: String, message: String },
+    #[error("no cluster {0} is registered")]
+    Unknown(String),
+}
+
+/// The connection settings of a cluster's admin credentials.
+pub fn admin_config(admin: &tenancy::secrets::DbCredentials) -> tokio_postgres::Config {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&admin.host)
+        .port(admin.port)
+        .user(&admin.username)
+        .password(&admin.password)
+        .dbname(&admin.dbname)
+        .application_name("tenantctl")
+        .connect_timeout(std::time::Duration::from_secs(5));
+    config
 }
 
 /// Advisory lock key that serialises DDL on shared objects (roles, the database's ACL) of a

@@ -1,5 +1,6 @@
 //! The implementations of the `tenantctl` commands, and how their errors become exit codes.
 
+use crate::cli::{AddClusterArgs, ClustersCommand};
 use crate::cli::{
     ApplyArgs, CatalogArgs, Cli, Command, CreateArgs, DeleteArgs, ListArgs, MigrateCommand, OperationArgs,
     SendArgs, ServeArgs, SetPlanArgs, ShowArgs, TenantsCommand, TokenArgs, TokensCommand, WebhookCommand,
@@ -57,10 +58,11 @@ impl From<LifecycleError> for CliError {
 
 impl From<CreateTenantError> for CliError {
     fn from(err: CreateTenantError) -> Self {
+        use CreateTenantError as E;
         let exit = match err {
-            CreateTenantError::DuplicateSlug(_) | CreateTenantError::DuplicateSubscription(_) => 5,
-            CreateTenantError::Catalog(_) => 6,
-            _ => 3,
+            E::DuplicateSlug(_) | E::DuplicateSubscription(_) => 5,
+            E::Catalog(_) | E::NoCapacity => 6,
+            E::InvalidSlug { .. } | E::InvalidPlan(_) | E::InvalidName(_) => 3,
         };
         Self::new(exit, err.code(), err.to_string())
     }
@@ -84,6 +86,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         | Command::Migrate(MigrateCommand::Apply(ApplyArgs { catalog, .. })) => catalog.json,
         Command::Webhook(WebhookCommand::Send(args)) => args.json,
         Command::Tokens(TokensCommand::Create(args)) => args.catalog.json,
+        Command::Clusters(
+            ClustersCommand::Add(AddClusterArgs { catalog, .. }) | ClustersCommand::List(catalog),
+        ) => catalog.json,
         Command::Serve(_) => false,
     };
     let result = match cli.command {
@@ -105,6 +110,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Migrate(MigrateCommand::Apply(args)) => migrate_apply(args).await,
         Command::Webhook(WebhookCommand::Send(args)) => webhook_send(args).await,
         Command::Tokens(TokensCommand::Create(args)) => create_token(args).await,
+        Command::Clusters(ClustersCommand::Add(args)) => add_cluster(args).await,
+        Command::Clusters(ClustersCommand::List(args)) => list_clusters(args).await,
     };
     match result {
         Ok(code) => code,
@@ -398,6 +405,50 @@ async fn create_token(args: TokenArgs) -> Result<ExitCode, CliError> {
     } else {
         output::line(&token);
         output::note(&format!("token {id} ({name}) created; it is shown only now"));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cluster_row(c: &crate::clusters::ClusterInfo) -> Vec<String> {
+    let load = if c.capacity > 0 { c.tenants as f64 * 100.0 / f64::from(c.capacity) } else { 0.0 };
+    vec![
+        c.name.clone(),
+        c.tenants.to_string(),
+        c.capacity.to_string(),
+        format!("{load:.1}%"),
+        c.admin_secret.clone().unwrap_or_else(|| "(the catalog's server)".into()),
+    ]
+}
+
+const CLUSTER_HEADERS: &[&str] = &["cluster", "tenants", "capacity", "load", "admin connection"];
+
+async fn add_cluster(args: AddClusterArgs) -> Result<ExitCode, CliError> {
+    let cp = start(&args.catalog).await?;
+    let cluster =
+        crate::clusters::add(&cp, &args.name, &args.url, args.capacity, "cli").await.map_err(|e| {
+            use crate::clusters::AddClusterError as E;
+            let exit = match &e {
+                E::InvalidName(_) | E::InvalidCapacity(_) | E::InvalidUrl(_) => 3,
+                E::Duplicate(_) => 5,
+                E::Unreachable(_) | E::Secrets(_) | E::Catalog(_) => 6,
+            };
+            CliError::new(exit, e.code(), e.to_string())
+        })?;
+    if args.catalog.json {
+        output::json(&cluster);
+    } else {
+        output::table(CLUSTER_HEADERS, &[cluster_row(&cluster)]);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list_clusters(args: CatalogArgs) -> Result<ExitCode, CliError> {
+    let cp = start(&args).await?;
+    let clusters = crate::clusters::list(&cp).await.map_err(CliError::unavailable)?;
+    if args.json {
+        output::json(&clusters);
+    } else {
+        output::table(CLUSTER_HEADERS, &clusters.iter().map(cluster_row).collect::<Vec<_>>());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -8,7 +8,7 @@ use crate::tenant_schema::{LoadMigrationsError, TenantMigrations};
 use deadpool_postgres::Pool;
 use std::sync::Arc;
 use tenancy::catalog::TenantRecord;
-use tenancy::domain::BaseDomain;
+use tenancy::domain::{BaseDomain, ClusterName};
 use tenancy::invalidation::{Invalidation, RedisNames};
 use tenancy::secrets::{SecretError, SecretsPrefix, SharedSecretStore};
 use tenancy::settings::CommonSettings;
@@ -38,7 +38,10 @@ pub struct ControlPlane {
     pub catalog: Pool,
     pub secrets: SharedSecretStore,
     pub secrets_prefix: SecretsPrefix,
-    pub cluster: Arc<Cluster>,
+    /// The catalog's own server, where tenants go unless other clusters are registered.
+    pub default_cluster: Arc<Cluster>,
+    /// Handles of registered clusters, built on first use from their admin secret.
+    clusters: Mutex<std::collections::HashMap<String, Arc<Cluster>>>,
     pub templates: Templates,
     migrations_dir: std::path::PathBuf,
     pub base_domain: BaseDomain,
@@ -82,7 +85,8 @@ impl ControlPlane {
         let catalog = tenancy::pg::pool(config.clone(), catalog_connections)?;
         crate::catalog::migrate(&catalog).await?;
         let secrets = common.secrets.build(catalog.clone()).await?;
-        let cluster = Arc::new(Cluster::new("default", &config, &provisioning.role_prefix)?);
+        let default_cluster =
+            Arc::new(Cluster::new(ClusterName::DEFAULT, &config, &provisioning.role_prefix)?);
         // Fail fast on a bad directory; jobs read it again so new files apply without a restart.
         TenantMigrations::load(&provisioning.migrations_dir)?;
         let redis = common
@@ -94,7 +98,8 @@ impl ControlPlane {
             catalog,
             secrets,
             secrets_prefix: common.secrets.secrets_prefix.clone(),
-            cluster,
+            default_cluster,
+            clusters: Mutex::new(std::collections::HashMap::new()),
             templates: Templates::new(&provisioning.templates_dir),
             migrations_dir: provisioning.migrations_dir.clone(),
             base_domain: common.tenant_base_domain.clone(),
@@ -106,6 +111,35 @@ impl ControlPlane {
             jobs_enqueued: Notify::new(),
             metrics: crate::metrics::Metrics::default(),
         }))
+    }
+
+    /// The handle of cluster `name` (the catalog's own server for `default`).
+    pub async fn cluster(&self, name: &str) -> Result<Arc<Cluster>, ClusterError> {
+        if name == self.default_cluster.name {
+            return Ok(self.default_cluster.clone());
+        }
+        if let Some(cluster) = self.clusters.lock().await.get(name) {
+            return Ok(cluster.clone());
+        }
+        let unavailable = |message: String| ClusterError::Connect { cluster: name.to_owned(), message };
+        let client = self.catalog.get().await.map_err(|e| unavailable(format!("catalog: {e}")))?;
+        let secret_ref: Option<String> = client
+            .query_opt("SELECT admin_secret_ref FROM control.clusters WHERE name = $1", &[&name])
+            .await
+            .map_err(|e| unavailable(tenancy::pg::describe_error(&e)))?
+            .ok_or_else(|| ClusterError::Unknown(name.to_owned()))?
+            .get(0);
+        drop(client);
+        let secret = secret_ref.ok_or_else(|| ClusterError::Unknown(name.to_owned()))?;
+        let admin = self
+            .secrets
+            .get(&tenancy::secrets::SecretName::from_catalog(secret))
+            .await
+            .map_err(|e| unavailable(e.to_string()))?
+            .ok_or_else(|| unavailable("its admin secret is missing".into()))?;
+        let cluster = Arc::new(Cluster::new(name, &crate::cluster::admin_config(&admin), &self.role_prefix)?);
+        self.clusters.lock().await.insert(name.to_owned(), cluster.clone());
+        Ok(cluster)
     }
 
     /// The tenant migrations as the directory holds them now: adding a file needs no restart.

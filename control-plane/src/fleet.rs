@@ -75,8 +75,9 @@ async fn migrate_one(
 ) -> TenantResult {
     let started = Instant::now();
     let outcome = async {
-        let mut migrator = cp.cluster.migrator().await.map_err(|e| e.to_string())?;
-        migrate_schema(&mut migrator, migrations, &tenant.schema_name, &cp.cluster.owner, &tenant.role_name)
+        let cluster = cp.cluster(&tenant.cluster).await.map_err(|e| e.to_string())?;
+        let mut migrator = cluster.migrator().await.map_err(|e| e.to_string())?;
+        migrate_schema(&mut migrator, migrations, &tenant.schema_name, &cluster.owner, &tenant.role_name)
             .await
             .map_err(|e| e.to_string())
     }

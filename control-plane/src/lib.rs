@@ -6,6 +6,7 @@ pub mod billing;
 pub mod catalog;
 pub mod cli;
 pub mod cluster;
+pub mod clusters;
 pub mod commands;
 pub mod context;
 pub mod fleet;

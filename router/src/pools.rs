@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tenancy::catalog::TenantRecord;
 use tenancy::domain::TenantId;
-use tenancy::secrets::{SharedSecretStore, TenantCredentials};
+use tenancy::secrets::{DbCredentials, SharedSecretStore};
 use tokio_postgres::NoTls;
 
 /// Run on a connection before it is reused: `DISCARD ALL` minus what it cannot do inside the
@@ -36,7 +36,7 @@ pub enum PoolCheckoutError {
 /// A tenant's pool and the credentials it was built with.
 pub struct TenantPool {
     pub pool: Pool,
-    pub credentials: TenantCredentials,
+    pub credentials: DbCredentials,
     pub generation: i64,
 }
 

@@ -35,8 +35,9 @@ impl From<crate::provisioning::CreateTenantError> for ApiError {
         use crate::provisioning::CreateTenantError as E;
         let status = match &err {
             E::DuplicateSlug(_) | E::DuplicateSubscription(_) => StatusCode::CONFLICT,
+            E::NoCapacity => StatusCode::SERVICE_UNAVAILABLE,
             E::Catalog(_) => return Self::internal("catalog_unavailable", &err),
-            _ => StatusCode::BAD_REQUEST,
+            E::InvalidSlug { .. } | E::InvalidPlan(_) | E::InvalidName(_) => StatusCode::BAD_REQUEST,
         };
         Self::new(status, err.code(), err.to_string())
     }

@@ -7,7 +7,7 @@ use crate::provisioning::steps::{self, ProvisionError, Step};
 use sha2::{Digest, Sha256};
 use tenancy::catalog::TenantRecord;
 use tenancy::domain::{TenantId, TenantStatus};
-use tenancy::secrets::{SecretError, TenantCredentials};
+use tenancy::secrets::{DbCredentials, SecretError};
 
 /// Why a lifecycle job failed.
 #[derive(Debug, thiserror::Error)]
@@ -51,11 +51,24 @@ async fn load(cp: &ControlPlane, id: TenantId) -> Result<TenantRecord, WorkError
         .ok_or_else(|| WorkError::permanent(format!("tenant {id} does not exist")))
 }
 
-async fn admin(cp: &ControlPlane) -> Result<deadpool_postgres::Object, WorkError> {
-    cp.cluster.admin().await.map_err(|e| WorkError {
-        transient: matches!(e, crate::cluster::ClusterError::Connect { .. }),
-        message: e.to_string(),
-    })
+fn cluster_error(err: &crate::cluster::ClusterError) -> WorkError {
+    WorkError {
+        transient: matches!(err, crate::cluster::ClusterError::Connect { .. }),
+        message: err.to_string(),
+    }
+}
+
+/// The tenant's cluster.
+async fn cluster(
+    cp: &ControlPlane,
+    tenant: &TenantRecord,
+) -> Result<std::sync::Arc<crate::cluster::Cluster>, WorkError> {
+    cp.cluster(&tenant.cluster).await.map_err(|e| cluster_error(&e))
+}
+
+/// An admin connection to the tenant's cluster.
+async fn admin(cp: &ControlPlane, tenant: &TenantRecord) -> Result<deadpool_postgres::Object, WorkError> {
+    cluster(cp, tenant).await?.admin().await.map_err(|e| cluster_error(&e))
 }
 
 /// Bumps the generation (keeping the status) and tells routers, after a change they must see.
@@ -89,7 +102,7 @@ async fn end_sessions(admin: &tokio_postgres::Client, tenant: &TenantRecord) -> 
 pub async fn sync_access(cp: &ControlPlane, id: TenantId) -> Result<(), WorkError> {
     let tenant = load(cp, id).await?;
     let role = tenant.role_name.quoted();
-    let admin = admin(cp).await?;
+    let admin = admin(cp, &tenant).await?;
     if tenant.status == TenantStatus::Active {
         admin.batch_execute(&format!("ALTER ROLE {role} LOGIN")).await.map_err(|e| pg(&e))?;
     } else {
@@ -104,7 +117,7 @@ pub async fn apply_plan(cp: &ControlPlane, id: TenantId) -> Result<(), WorkError
     let tenant = load(cp, id).await?;
     let template = cp.templates.load(&tenant.plan).map_err(|e| WorkError::permanent(e.to_string()))?;
     steps::apply_template(cp, &tenant, &template).await?;
-    admin(cp)
+    admin(cp, &tenant)
         .await?
         .batch_execute(&format!(
             "ALTER ROLE {} CONNECTION LIMIT {}",
@@ -152,7 +165,7 @@ pub async fn rotate_credentials(
     let current =
         cp.secrets.get(&name).await?.ok_or_else(|| WorkError::permanent("tenant secret is missing"))?;
     let credentials = if fingerprint(&current.password) == replaces {
-        let rotated = TenantCredentials { password: steps::generate_password(), ..current };
+        let rotated = DbCredentials { password: steps::generate_password(), ..current };
         let token = format!("{id}-r{}", &replaces[..16]);
         cp.secrets.put(&name, &rotated, &token).await?;
         rotated
@@ -171,7 +184,7 @@ pub async fn deprovision(cp: &ControlPlane, id: TenantId) -> Result<(), WorkErro
         // Deleted already (a repeated job), or no longer meant to be deleted.
         return Ok(());
     }
-    let admin = admin(cp).await?;
+    let admin = admin(cp, &tenant).await?;
     let schema_exists = admin
         .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&tenant.schema_name.as_str()])
         .await
@@ -182,7 +195,8 @@ pub async fn deprovision(cp: &ControlPlane, id: TenantId) -> Result<(), WorkErro
         std::fs::create_dir_all(dir)
             .map_err(|e| WorkError::permanent(format!("archive dir {}: {e}", dir.display())))?;
         let file = dir.join(format!("{}-{}.dump", tenant.slug, tenant.id));
-        cp.cluster
+        cluster(cp, &tenant)
+            .await?
             .dump_schema(&cp.pg_dump, &tenant.schema_name, &file)
             .await
             .map_err(WorkError::permanent)?;

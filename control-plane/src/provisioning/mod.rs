@@ -35,6 +35,8 @@ pub enum CreateTenantError {
     DuplicateSlug(String),
     #[error("a tenant for billing subscription {0:?} already exists")]
     DuplicateSubscription(String),
+    #[error("no cluster has room for another tenant; register one with `tenantctl clusters add`")]
+    NoCapacity,
     #[error("catalog unavailable: {0}")]
     Catalog(String),
 }
@@ -48,6 +50,7 @@ impl CreateTenantError {
             Self::InvalidName(_) => "invalid_name",
             Self::DuplicateSlug(_) => "duplicate_slug",
             Self::DuplicateSubscription(_) => "duplicate_subscription",
+            Self::NoCapacity => "no_capacity",
             Self::Catalog(_) => "catalog_unavailable",
         }
     }
@@ -86,7 +89,7 @@ pub async fn request_tenant(
         other => CreateTenantError::InvalidPlan(other.to_string()),
     })?;
     let display_name = validate_display_name(request.display_name.as_deref(), &slug)?;
-    let new = NewTenant {
+    let mut new = NewTenant {
         id: TenantId::new(),
         schema_name: SchemaName::for_tenant(&slug),
         role_name: RoleName::for_tenant(&cp.role_prefix, &slug),
@@ -94,7 +97,7 @@ pub async fn request_tenant(
         display_name,
         plan,
         isolation: Isolation::Schema,
-        cluster: cp.cluster.name.clone(),
+        cluster: String::new(),
         billing_customer_id: request.billing_customer_id.clone(),
         billing_subscription_id: request.billing_subscription_id.clone(),
     };
@@ -103,6 +106,7 @@ pub async fn request_tenant(
         |e: &tokio_postgres::Error| CreateTenantError::Catalog(tenancy::pg::describe_error(e));
     let mut client = cp.catalog.get().await.map_err(|e| CreateTenantError::Catalog(e.to_string()))?;
     let tx = client.transaction().await.map_err(|e| catalog_error(&e))?;
+    new.cluster = place(&tx).await?;
     if let Err(err) = tenants::insert(&*tx, &new).await {
         return Err(classify_insert_error(&err, &new).unwrap_or_else(|| catalog_error(&err)));
     }
@@ -126,6 +130,31 @@ pub async fn request_tenant(
     cp.jobs_enqueued.notify_waiters();
     tracing::info!(tenant = %record.slug, tenant_id = %record.id, plan = %record.plan, actor, "tenant requested");
     Ok(record)
+}
+
+/// Key of the advisory lock that makes placements one at a time, so two concurrent requests do
+/// not both take a cluster's last free place.
+const PLACEMENT_LOCK: i64 = 0x7465_6e61_6e63_7902;
+
+/// The cluster a new tenant goes to: the least loaded (live tenants / capacity) with room.
+async fn place(tx: &deadpool_postgres::Transaction<'_>) -> Result<String, CreateTenantError> {
+    let catalog_error =
+        |e: tokio_postgres::Error| CreateTenantError::Catalog(tenancy::pg::describe_error(&e));
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PLACEMENT_LOCK]).await.map_err(catalog_error)?;
+    let row = tx
+        .query_opt(
+            "SELECT c.name
+               FROM control.clusters c
+               LEFT JOIN control.tenants t ON t.cluster = c.name AND t.status <> 'deleted'
+              GROUP BY c.name, c.capacity
+             HAVING count(t.id) < c.capacity
+              ORDER BY count(t.id)::float8 / c.capacity, c.name
+              LIMIT 1",
+            &[],
+        )
+        .await
+        .map_err(catalog_error)?;
+    row.map(|r| r.get(0)).ok_or(CreateTenantError::NoCapacity)
 }
 
 fn classify_insert_error(err: &tokio_postgres::Error, new: &NewTenant) -> Option<CreateTenantError> {

@@ -9,7 +9,7 @@ use crate::templates::Template;
 use base64::Engine as _;
 use tenancy::catalog::TenantRecord;
 use tenancy::domain::{quote_ident, TenantId, TenantStatus};
-use tenancy::secrets::{SecretName, TenantCredentials};
+use tenancy::secrets::{DbCredentials, SecretName};
 
 /// One step of provisioning, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -184,7 +184,8 @@ async fn ensure_role(
     template: &Template,
 ) -> Result<(), ProvisionError> {
     let step = Step::Role;
-    let admin = cp.cluster.admin().await.map_err(cluster_error(step))?;
+    let cluster = cp.cluster(&tenant.cluster).await.map_err(cluster_error(step))?;
+    let admin = cluster.admin().await.map_err(cluster_error(step))?;
     let existing = admin
         .query_opt(
             "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1",
@@ -210,7 +211,7 @@ async fn ensure_role(
                  COMMENT ON ROLE {role} IS '{marker}';
                  GRANT CONNECT ON DATABASE {db} TO {role};",
                 limit = template.limits.connection_limit,
-                db = quote_ident(&cp.cluster.endpoint.dbname),
+                db = quote_ident(&cluster.endpoint.dbname),
                 lock = crate::cluster::CLUSTER_DDL_LOCK,
             );
             admin.batch_execute(&sql).await.map_err(pg_error(step))
@@ -220,9 +221,10 @@ async fn ensure_role(
 
 async fn ensure_schema(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), ProvisionError> {
     let step = Step::Schema;
-    let admin = cp.cluster.admin().await.map_err(cluster_error(step))?;
+    let cluster = cp.cluster(&tenant.cluster).await.map_err(cluster_error(step))?;
+    let admin = cluster.admin().await.map_err(cluster_error(step))?;
     let (schema, role, owner) =
-        (tenant.schema_name.quoted(), tenant.role_name.quoted(), cp.cluster.owner.quoted());
+        (tenant.schema_name.quoted(), tenant.role_name.quoted(), cluster.owner.quoted());
     let sql = format!(
         "BEGIN;
          CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {owner};
@@ -244,7 +246,7 @@ async fn ensure_schema(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), P
         .await
         .map_err(pg_error(step))?
         .get(0);
-    if owner != cp.cluster.owner.as_str() {
+    if owner != cluster.owner.as_str() {
         return Err(permanent(
             step,
             format!("schema {} exists and is owned by {owner}, not by us", tenant.schema_name),
@@ -255,13 +257,14 @@ async fn ensure_schema(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), P
 
 async fn ensure_migrated(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), ProvisionError> {
     let step = Step::Migrations;
+    let cluster = cp.cluster(&tenant.cluster).await.map_err(cluster_error(step))?;
     let migrations = cp.migrations().map_err(|e| permanent(step, e.to_string()))?;
-    let mut migrator = cp.cluster.migrator().await.map_err(cluster_error(step))?;
+    let mut migrator = cluster.migrator().await.map_err(cluster_error(step))?;
     crate::tenant_schema::migrate_schema(
         &mut migrator,
         &migrations,
         &tenant.schema_name,
-        &cp.cluster.owner,
+        &cluster.owner,
         &tenant.role_name,
     )
     .await
@@ -275,15 +278,16 @@ pub(crate) async fn apply_template(
     template: &Template,
 ) -> Result<(), ProvisionError> {
     let step = Step::Template;
+    let cluster = cp.cluster(&tenant.cluster).await.map_err(cluster_error(step))?;
     if let Some(seed) = &template.seed_sql {
-        let migrator = cp.cluster.migrator().await.map_err(cluster_error(step))?;
+        let migrator = cluster.migrator().await.map_err(cluster_error(step))?;
         let sql = format!(
             "BEGIN;
              SET LOCAL ROLE {owner};
              SET LOCAL search_path TO {schema};
              {seed}
              ;COMMIT;",
-            owner = cp.cluster.owner.quoted(),
+            owner = cluster.owner.quoted(),
             schema = tenant.schema_name.quoted(),
         );
         migrator.batch_execute(&sql).await.map_err(pg_error(step))?;
@@ -317,17 +321,18 @@ pub(crate) fn generate_password() -> String {
 /// the plain password never reaches the server (or its logs).
 async fn ensure_credentials(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), ProvisionError> {
     let step = Step::Credentials;
+    let cluster = cp.cluster(&tenant.cluster).await.map_err(cluster_error(step))?;
     let secret_error = |e: tenancy::secrets::SecretError| ProvisionError::Step {
         step,
         transient: e.is_transient(),
         message: e.to_string(),
     };
     let name = SecretName::for_tenant(&cp.secrets_prefix, tenant.id);
-    let endpoint = &cp.cluster.endpoint;
+    let endpoint = &cluster.endpoint;
     let credentials = match cp.secrets.get(&name).await.map_err(secret_error)? {
         Some(existing) if existing.username == tenant.role_name.as_str() => existing,
         _ => {
-            let fresh = TenantCredentials {
+            let fresh = DbCredentials {
                 engine: "postgres".into(),
                 host: endpoint.host.clone(),
                 port: endpoint.port,
@@ -354,11 +359,12 @@ pub(crate) async fn set_role_password(
     password: &str,
     step: Step,
 ) -> Result<(), ProvisionError> {
+    let cluster = cp.cluster(&tenant.cluster).await.map_err(cluster_error(step))?;
     let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
     if verifier.contains('\'') {
         return Err(permanent(step, "unexpected character in the password verifier".into()));
     }
-    let admin = cp.cluster.admin().await.map_err(cluster_error(step))?;
+    let admin = cluster.admin().await.map_err(cluster_error(step))?;
     admin
         .batch_execute(&format!("ALTER ROLE {} PASSWORD '{verifier}'", tenant.role_name.quoted()))
         .await

@@ -4,7 +4,7 @@
 use crate::resolve::{ResolveTenantError, Resolver};
 use subtle::ConstantTimeEq as _;
 use tenancy::catalog::TenantRecord;
-use tenancy::secrets::TenantCredentials;
+use tenancy::secrets::DbCredentials;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AuthError {
@@ -24,7 +24,7 @@ pub enum AuthError {
 pub async fn check(
     header: Option<&str>,
     tenant: &TenantRecord,
-    credentials: &TenantCredentials,
+    credentials: &DbCredentials,
     resolver: &Resolver,
 ) -> Result<(), AuthError> {
     let raw = header.ok_or(AuthError::Missing)?;

@@ -1,8 +1,6 @@
 //! AWS Secrets Manager backend.
 
-use super::{
-    decode_credentials, encode_credentials, SecretError, SecretName, SecretStore, TenantCredentials,
-};
+use super::{decode_credentials, encode_credentials, DbCredentials, SecretError, SecretName, SecretStore};
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::Client;
 
@@ -73,7 +71,7 @@ impl SecretStore for AwsSecretStore {
     async fn put(
         &self,
         name: &SecretName,
-        value: &TenantCredentials,
+        value: &DbCredentials,
         request_token: &str,
     ) -> Result<(), SecretError> {
         let body = encode_credentials(value);
@@ -105,7 +103,7 @@ impl SecretStore for AwsSecretStore {
         }
     }
 
-    async fn get(&self, name: &SecretName) -> Result<Option<TenantCredentials>, SecretError> {
+    async fn get(&self, name: &SecretName) -> Result<Option<DbCredentials>, SecretError> {
         match self.client.get_secret_value().secret_id(name.as_str()).send().await {
             Ok(out) => {
                 let raw = out.secret_string().unwrap_or_default();

@@ -2,9 +2,7 @@
 //! `control.secrets`. The key comes from the operator (`SECRETS_LOCAL_KEY`, base64 of 32 bytes,
 //! or a key file) and never touches the database.
 
-use super::{
-    decode_credentials, encode_credentials, SecretError, SecretName, SecretStore, TenantCredentials,
-};
+use super::{decode_credentials, encode_credentials, DbCredentials, SecretError, SecretName, SecretStore};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
@@ -72,7 +70,7 @@ impl SecretStore for LocalSecretStore {
     async fn put(
         &self,
         name: &SecretName,
-        value: &TenantCredentials,
+        value: &DbCredentials,
         _request_token: &str,
     ) -> Result<(), SecretError> {
         let nonce_bytes: [u8; 12] = rand::random();
@@ -98,7 +96,7 @@ impl SecretStore for LocalSecretStore {
         Ok(())
     }
 
-    async fn get(&self, name: &SecretName) -> Result<Option<TenantCredentials>, SecretError> {
+    async fn get(&self, name: &SecretName) -> Result<Option<DbCredentials>, SecretError> {
         let row = self
             .client()
             .await?

@@ -12,9 +12,11 @@ use crate::domain::TenantId;
 use std::fmt;
 use std::sync::Arc;
 
-/// A tenant's runtime credentials, as stored in the secret store.
+/// Database credentials as stored in the secret store, in the JSON shape RDS uses (`engine`,
+/// `host`, `port`, `username`, `password`, `dbname`) plus `schema`: a tenant's runtime role (its
+/// schema), or a cluster's admin connection (`public`).
 #[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct TenantCredentials {
+pub struct DbCredentials {
     pub engine: String,
     pub host: String,
     pub port: u16,
@@ -24,9 +26,9 @@ pub struct TenantCredentials {
     pub schema: String,
 }
 
-impl fmt::Debug for TenantCredentials {
+impl fmt::Debug for DbCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TenantCredentials")
+        f.debug_struct("DbCredentials")
             .field("host", &self.host)
             .field("port", &self.port)
             .field("username", &self.username)
@@ -44,6 +46,11 @@ pub struct SecretName(String);
 impl SecretName {
     pub fn for_tenant(prefix: &SecretsPrefix, tenant: TenantId) -> Self {
         Self(format!("{}/tenants/{tenant}/postgres", prefix.0))
+    }
+
+    /// `<prefix>/clusters/<cluster>/admin`: the admin connection of a registered cluster.
+    pub fn for_cluster(prefix: &SecretsPrefix, cluster: &crate::domain::ClusterName) -> Self {
+        Self(format!("{}/clusters/{cluster}/admin", prefix.0))
     }
 
     /// Reads a name back from the catalog (`tenants.secret_ref`).
@@ -121,13 +128,13 @@ pub trait SecretStore: Send + Sync + 'static {
     async fn put(
         &self,
         name: &SecretName,
-        value: &TenantCredentials,
+        value: &DbCredentials,
         request_token: &str,
     ) -> Result<(), SecretError>;
 
     /// The current value, or `None` if there is no such secret (or it is scheduled for
     /// deletion).
-    async fn get(&self, name: &SecretName) -> Result<Option<TenantCredentials>, SecretError>;
+    async fn get(&self, name: &SecretName) -> Result<Option<DbCredentials>, SecretError>;
 
     /// Deletes the secret (AWS keeps it recoverable for its recovery window). Deleting a
     /// missing secret succeeds.
@@ -139,11 +146,11 @@ pub trait SecretStore: Send + Sync + 'static {
 
 pub type SharedSecretStore = Arc<dyn SecretStore>;
 
-fn decode_credentials(name: &SecretName, raw: &[u8]) -> Result<TenantCredentials, SecretError> {
+fn decode_credentials(name: &SecretName, raw: &[u8]) -> Result<DbCredentials, SecretError> {
     serde_json::from_slice(raw).map_err(|_| SecretError::Corrupt(name.to_string()))
 }
 
-fn encode_credentials(value: &TenantCredentials) -> String {
+fn encode_credentials(value: &DbCredentials) -> String {
     // Serialising a struct of strings and integers cannot fail.
     serde_json::to_string(value).unwrap_or_default()
 }
@@ -154,7 +161,7 @@ mod tests {
 
     #[test]
     fn debug_never_shows_the_password() {
-        let creds = TenantCredentials {
+        let creds = DbCredentials {
             engine: "postgres".into(),
             host: "h".into(),
             port: 5432,
