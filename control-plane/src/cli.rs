@@ -136,6 +136,23 @@ pub enum TenantsCommand {
     Delete(DeleteArgs),
     /// Provision a failed tenant again, from the step that failed.
     Retry(OperationArgs),
+    /// List a tenant's host names (its subdomain and custom domains).
+    Domains(ShowArgs),
+    /// Let a tenant be reached at a host name of its own (e.g. shop.acme.com).
+    AddDomain(DomainArgs),
+    /// Remove a custom domain from a tenant.
+    RemoveDomain(DomainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DomainArgs {
+    /// The tenant's slug.
+    pub slug: String,
+    /// The host name.
+    #[arg(long)]
+    pub host: String,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
 }
 
 #[derive(Debug, Args)]

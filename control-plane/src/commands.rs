@@ -1,6 +1,6 @@
 //! The implementations of the `tenantctl` commands, and how their errors become exit codes.
 
-use crate::cli::{AddClusterArgs, ClustersCommand};
+use crate::cli::{AddClusterArgs, ClustersCommand, DomainArgs};
 use crate::cli::{
     ApplyArgs, CatalogArgs, Cli, Command, CreateArgs, DeleteArgs, ListArgs, MigrateCommand, OperationArgs,
     SendArgs, ServeArgs, SetPlanArgs, ShowArgs, TenantsCommand, TokenArgs, TokensCommand, WebhookCommand,
@@ -76,6 +76,9 @@ pub async fn run(cli: Cli) -> ExitCode {
             | TenantsCommand::List(ListArgs { catalog, .. })
             | TenantsCommand::Show(ShowArgs { catalog, .. })
             | TenantsCommand::ConnectionString(ShowArgs { catalog, .. })
+            | TenantsCommand::Domains(ShowArgs { catalog, .. })
+            | TenantsCommand::AddDomain(DomainArgs { catalog, .. })
+            | TenantsCommand::RemoveDomain(DomainArgs { catalog, .. })
             | TenantsCommand::Suspend(OperationArgs { catalog, .. })
             | TenantsCommand::Resume(OperationArgs { catalog, .. })
             | TenantsCommand::RotateCredentials(OperationArgs { catalog, .. })
@@ -107,6 +110,9 @@ pub async fn run(cli: Cli) -> ExitCode {
             operate(args.operation, Operation::ChangePlan(args.plan)).await
         }
         Command::Tenants(TenantsCommand::Delete(args)) => delete(args).await,
+        Command::Tenants(TenantsCommand::Domains(args)) => list_domains(args).await,
+        Command::Tenants(TenantsCommand::AddDomain(args)) => change_domain(args, true).await,
+        Command::Tenants(TenantsCommand::RemoveDomain(args)) => change_domain(args, false).await,
         Command::Migrate(MigrateCommand::Apply(args)) => migrate_apply(args).await,
         Command::Webhook(WebhookCommand::Send(args)) => webhook_send(args).await,
         Command::Tokens(TokensCommand::Create(args)) => create_token(args).await,
@@ -449,6 +455,47 @@ async fn list_clusters(args: CatalogArgs) -> Result<ExitCode, CliError> {
         output::json(&clusters);
     } else {
         output::table(CLUSTER_HEADERS, &clusters.iter().map(cluster_row).collect::<Vec<_>>());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+impl From<crate::domains::DomainError> for CliError {
+    fn from(err: crate::domains::DomainError) -> Self {
+        use crate::domains::DomainError as E;
+        let exit = match err {
+            E::InvalidHost(_) | E::UnderBaseDomain(_) => 3,
+            E::TenantNotFound(_) | E::NoSuchDomain { .. } => 4,
+            E::Taken(_) => 5,
+            E::Catalog(_) => 6,
+        };
+        Self::new(exit, err.code(), err.to_string())
+    }
+}
+
+async fn list_domains(args: ShowArgs) -> Result<ExitCode, CliError> {
+    let slug = parse_slug(&args.slug)?;
+    let cp = start(&args.catalog).await?;
+    let domains = crate::domains::list(&cp, &slug).await?;
+    if args.catalog.json {
+        output::json(&domains);
+    } else {
+        output::table(
+            &["host", "kind"],
+            &domains.iter().map(|d| vec![d.host.clone(), d.kind.clone()]).collect::<Vec<_>>(),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn change_domain(args: DomainArgs, adding: bool) -> Result<ExitCode, CliError> {
+    let slug = parse_slug(&args.slug)?;
+    let cp = start(&args.catalog).await?;
+    if adding {
+        let host = crate::domains::add(&cp, &slug, &args.host, "cli").await?;
+        output::line(&format!("{host} -> {slug}"));
+    } else {
+        crate::domains::remove(&cp, &slug, &args.host, "cli").await?;
+        output::line(&format!("{} removed from {slug}", args.host));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -150,12 +150,18 @@ impl ControlPlane {
     /// Tells routers the tenant changed. Best effort: Redis being down is logged, and routers
     /// fall back to their cache TTL and the catalog.
     pub async fn publish_change(&self, tenant: &TenantRecord) {
+        self.publish_change_with_hosts(tenant, Vec::new()).await;
+    }
+
+    /// [`ControlPlane::publish_change`], also making routers forget `hosts`.
+    pub async fn publish_change_with_hosts(&self, tenant: &TenantRecord, hosts: Vec<String>) {
         let Some(redis) = &self.redis else { return };
         let message = Invalidation {
             tenant_id: tenant.id,
             slug: tenant.slug.clone(),
             generation: tenant.generation,
             status: tenant.status,
+            hosts,
         };
         if let Err(err) = redis.publish(&message).await {
             tracing::warn!(tenant = %tenant.slug, error = %err, "could not publish tenant invalidation");

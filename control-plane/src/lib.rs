@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod clusters;
 pub mod commands;
 pub mod context;
+pub mod domains;
 pub mod fleet;
 pub mod http;
 pub mod lifecycle;

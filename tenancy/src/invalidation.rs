@@ -11,6 +11,10 @@ pub struct Invalidation {
     pub slug: Slug,
     pub generation: i64,
     pub status: TenantStatus,
+    /// Host names to forget besides the tenant's own entries (a custom domain just added or
+    /// removed, which a router may have cached as "no such tenant").
+    #[serde(default)]
+    pub hosts: Vec<String>,
 }
 
 /// Redis names, all under one deployment prefix (`REDIS_KEY_PREFIX`).

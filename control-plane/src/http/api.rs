@@ -155,3 +155,10 @@ pub struct ErrorDetail {
     pub code: String,
     pub message: String,
 }
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddDomain {
+    /// A host name outside TENANT_BASE_DOMAIN, e.g. `shop.acme.com`.
+    pub host: String,
+}

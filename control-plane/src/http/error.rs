@@ -83,3 +83,16 @@ impl From<axum::extract::rejection::BytesRejection> for ApiError {
 #[derive(axum::extract::FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct ApiJson<T>(pub T);
+
+impl From<crate::domains::DomainError> for ApiError {
+    fn from(err: crate::domains::DomainError) -> Self {
+        use crate::domains::DomainError as E;
+        let status = match &err {
+            E::InvalidHost(_) | E::UnderBaseDomain(_) => StatusCode::BAD_REQUEST,
+            E::TenantNotFound(_) | E::NoSuchDomain { .. } => StatusCode::NOT_FOUND,
+            E::Taken(_) => StatusCode::CONFLICT,
+            E::Catalog(_) => return Self::internal("catalog_unavailable", &err),
+        };
+        Self::new(status, err.code(), err.to_string())
+    }
+}

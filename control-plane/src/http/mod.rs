@@ -49,6 +49,8 @@ pub fn app(cp: Arc<ControlPlane>, settings: &ServeSettings) -> axum::Router {
         .route("/v1/tenants/{slug}/retry", post(tenants::retry))
         .route("/v1/tenants/{slug}/plan", put(tenants::set_plan))
         .route("/v1/tenants/{slug}/config", put(tenants::set_config))
+        .route("/v1/tenants/{slug}/domains", get(tenants::domains).post(tenants::add_domain))
+        .route("/v1/tenants/{slug}/domains/{host}", axum::routing::delete(tenants::remove_domain))
         .route("/v1/jobs", get(history::jobs))
         .route("/v1/audit", get(history::audit))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_operator));

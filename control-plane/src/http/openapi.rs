@@ -10,11 +10,12 @@ use utoipa::{Modify, OpenApi};
     paths(
         tenants::create, tenants::list, tenants::show, tenants::suspend, tenants::resume,
         tenants::rotate_credentials, tenants::retry, tenants::set_plan, tenants::delete, tenants::set_config,
+        tenants::domains, tenants::add_domain, tenants::remove_domain,
         history::jobs, history::audit,
     ),
     components(schemas(
         api::Tenant, api::CreateTenant, api::TenantPage, api::SetPlan, api::SetConfig, api::Job,
-        api::AuditEntry, api::ErrorBody, api::ErrorDetail,
+        api::AuditEntry, api::ErrorBody, api::ErrorDetail, api::AddDomain, crate::domains::Domain,
     )),
     modifiers(&BearerToken),
     security(("bearer" = [])),

@@ -198,3 +198,39 @@ pub(super) async fn set_config(
     let tenant = lifecycle::set_config(&state.cp, &slug, body.config, &operator.0).await?;
     Ok(Json(Tenant::from_record(&tenant, &state.cp.base_domain)))
 }
+
+/// The tenant's host names.
+#[utoipa::path(get, path = "/v1/tenants/{slug}/domains", tag = "tenants",
+    responses((status = 200, body = [crate::domains::Domain]), (status = 404, body = super::api::ErrorBody)))]
+pub(super) async fn domains(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<Vec<crate::domains::Domain>>, ApiError> {
+    Ok(Json(crate::domains::list(&state.cp, &slug(&raw)?).await?))
+}
+
+/// Add a custom domain (idempotent).
+#[utoipa::path(post, path = "/v1/tenants/{slug}/domains", request_body = super::api::AddDomain, tag = "tenants",
+    responses((status = 201, body = crate::domains::Domain), (status = 400, body = super::api::ErrorBody),
+              (status = 404, body = super::api::ErrorBody), (status = 409, body = super::api::ErrorBody)))]
+pub(super) async fn add_domain(
+    State(state): State<AppState>,
+    Extension(operator): Extension<Operator>,
+    Path(raw): Path<String>,
+    ApiJson(body): ApiJson<super::api::AddDomain>,
+) -> Result<(StatusCode, Json<crate::domains::Domain>), ApiError> {
+    let host = crate::domains::add(&state.cp, &slug(&raw)?, &body.host, &operator.0).await?;
+    Ok((StatusCode::CREATED, Json(crate::domains::Domain { host, kind: "custom".into() })))
+}
+
+/// Remove a custom domain.
+#[utoipa::path(delete, path = "/v1/tenants/{slug}/domains/{host}", tag = "tenants",
+    responses((status = 204), (status = 404, body = super::api::ErrorBody)))]
+pub(super) async fn remove_domain(
+    State(state): State<AppState>,
+    Extension(operator): Extension<Operator>,
+    Path((raw, host)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    crate::domains::remove(&state.cp, &slug(&raw)?, &host, &operator.0).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

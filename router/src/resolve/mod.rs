@@ -115,6 +115,9 @@ impl Resolver {
     /// resolved to it.
     pub async fn evict_tenant(&self, invalidation: &tenancy::invalidation::Invalidation) {
         self.cache.invalidate(&self.base_domain.host_for(&invalidation.slug)).await;
+        for host in &invalidation.hosts {
+            self.cache.invalidate(host).await;
+        }
         let id = invalidation.tenant_id;
         if let Err(err) =
             self.cache.invalidate_entries_if(move |_host, lookup| lookup.as_ref().is_some_and(|t| t.id == id))

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod clusters;
+mod domains;
 mod lifecycle;
 mod operator_api;
 mod slice;

@@ -113,6 +113,20 @@ async fn the_operator_api_manages_tenants_with_json_errors_openapi_and_metrics()
     let (status, _) = api.call(Method::DELETE, "/v1/tenants/acme?retention=soon", None).await;
     assert_eq!(status, 400);
 
+    // Custom domains.
+    let (status, domain) =
+        api.call(Method::POST, "/v1/tenants/acme/domains", Some(json!({"host": "Shop.Acme.Test"}))).await;
+    assert_eq!((status, &domain["host"]), (201, &json!("shop.acme.test")));
+    let (status, answer) =
+        api.call(Method::POST, "/v1/tenants/acme/domains", Some(json!({"host": "a.app.localhost"}))).await;
+    assert_eq!((status, &answer["error"]["code"]), (400, &json!("invalid_host")));
+    let (_, listed) = api.call(Method::GET, "/v1/tenants/acme/domains", None).await;
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    let (status, _) = api.call(Method::DELETE, "/v1/tenants/acme/domains/shop.acme.test", None).await;
+    assert_eq!(status, 204);
+    let (status, _) = api.call(Method::DELETE, "/v1/tenants/acme/domains/shop.acme.test", None).await;
+    assert_eq!(status, 404);
+
     // Pagination by slug.
     for slug in ["bravo", "charlie", "delta"] {
         let (status, _) =

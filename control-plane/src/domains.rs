@@ -1,0 +1,186 @@
+//! Custom domains: besides `<slug>.<TENANT_BASE_DOMAIN>`, a tenant may be reached at host names
+//! of its own (`shop.acme.com`). Each is a validated host name, unique across tenants, and never
+//! under the base domain (those names belong to slugs). Routers are told at once.
+
+use crate::context::ControlPlane;
+use tenancy::domain::{normalize_host, HostError, Slug, TenantId};
+
+/// Why a domain change was refused. Nothing changes when this is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum DomainError {
+    #[error("invalid host name: {0}")]
+    InvalidHost(#[from] HostError),
+    #[error("{0} is under the base domain, where host names belong to tenant slugs")]
+    UnderBaseDomain(String),
+    #[error("no tenant {0}")]
+    TenantNotFound(String),
+    #[error("{0} already belongs to another tenant")]
+    Taken(String),
+    #[error("tenant {slug} has no custom domain {host}")]
+    NoSuchDomain { slug: String, host: String },
+    #[error("catalog unavailable: {0}")]
+    Catalog(String),
+}
+
+impl DomainError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidHost(_) | Self::UnderBaseDomain(_) => "invalid_host",
+            Self::TenantNotFound(_) | Self::NoSuchDomain { .. } => "not_found",
+            Self::Taken(_) => "duplicate_domain",
+            Self::Catalog(_) => "catalog_unavailable",
+        }
+    }
+}
+
+/// One of a tenant's host names.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Domain {
+    pub host: String,
+    /// `subdomain` (from the slug) or `custom`.
+    pub kind: String,
+}
+
+fn catalog_error(e: &tokio_postgres::Error) -> DomainError {
+    DomainError::Catalog(tenancy::pg::describe_error(e))
+}
+
+/// A custom host name, validated.
+fn custom_host(cp: &ControlPlane, raw: &str) -> Result<String, DomainError> {
+    if raw.contains(':') {
+        return Err(DomainError::InvalidHost(HostError::Port));
+    }
+    let host = normalize_host(raw)?;
+    let base = cp.base_domain.as_str();
+    if host == base || host.ends_with(&format!(".{base}")) {
+        return Err(DomainError::UnderBaseDomain(host));
+    }
+    Ok(host)
+}
+
+/// Adds `raw_host` to the live tenant `slug` (adding it again is a no-op); returns the host.
+pub async fn add(cp: &ControlPlane, slug: &Slug, raw_host: &str, actor: &str) -> Result<String, DomainError> {
+    let host = custom_host(cp, raw_host)?;
+    change(cp, slug, &host, actor, true).await?;
+    Ok(host)
+}
+
+/// Removes the custom domain `raw_host` from the live tenant `slug`.
+pub async fn remove(cp: &ControlPlane, slug: &Slug, raw_host: &str, actor: &str) -> Result<(), DomainError> {
+    let host = normalize_host(raw_host)?;
+    change(cp, slug, &host, actor, false).await
+}
+
+async fn change(
+    cp: &ControlPlane,
+    slug: &Slug,
+    host: &str,
+    actor: &str,
+    adding: bool,
+) -> Result<(), DomainError> {
+    let mut client = cp.catalog.get().await.map_err(|e| DomainError::Catalog(e.to_string()))?;
+    let tx = client.transaction().await.map_err(|e| catalog_error(&e))?;
+    let id: uuid::Uuid = tx
+        .query_opt(
+            "SELECT id FROM control.tenants WHERE slug = $1 AND status <> 'deleted' FOR UPDATE",
+            &[&slug.as_str()],
+        )
+        .await
+        .map_err(|e| catalog_error(&e))?
+        .ok_or_else(|| DomainError::TenantNotFound(slug.to_string()))?
+        .get(0);
+    if adding {
+        let inserted = tx
+            .execute(
+                "INSERT INTO control.domains (host, tenant_id, kind) VALUES ($1, $2, 'custom')
+                 ON CONFLICT (host) DO NOTHING",
+                &[&host, &id],
+            )
+            .await
+            .map_err(|e| catalog_error(&e))?;
+        if inserted == 0 {
+            let owner: uuid::Uuid = tx
+                .query_one("SELECT tenant_id FROM control.domains WHERE host = $1", &[&host])
+                .await
+                .map_err(|e| catalog_error(&e))?
+                .get(0);
+            return if owner == id { Ok(()) } else { Err(DomainError::Taken(host.to_owned())) };
+        }
+    } else {
+        let deleted = tx
+            .execute(
+                "DELETE FROM control.domains WHERE host = $1 AND tenant_id = $2 AND kind = 'custom'",
+                &[&host, &id],
+            )
+            .await
+            .map_err(|e| catalog_error(&e))?;
+        if deleted == 0 {
+            return Err(DomainError::NoSuchDomain { slug: slug.to_string(), host: host.to_owned() });
+        }
+    }
+    tx.execute(
+        "UPDATE control.tenants SET generation = generation + 1, updated_at = now() WHERE id = $1",
+        &[&id],
+    )
+    .await
+    .map_err(|e| catalog_error(&e))?;
+    let action = if adding { "domain.add" } else { "domain.remove" };
+    crate::catalog::audit::record(
+        &*tx,
+        actor,
+        action,
+        Some(TenantId(id)),
+        serde_json::json!({ "host": host }),
+    )
+    .await
+    .map_err(|e| catalog_error(&e))?;
+    let tenant = tenancy::catalog::tenant_by_id(&*tx, TenantId(id))
+        .await
+        .map_err(|e| DomainError::Catalog(e.to_string()))?
+        .ok_or_else(|| DomainError::TenantNotFound(slug.to_string()))?;
+    tx.commit().await.map_err(|e| catalog_error(&e))?;
+    cp.publish_change_with_hosts(&tenant, vec![host.to_owned()]).await;
+    Ok(())
+}
+
+/// The host names of the live tenant `slug`.
+pub async fn list(cp: &ControlPlane, slug: &Slug) -> Result<Vec<Domain>, DomainError> {
+    let client = cp.catalog.get().await.map_err(|e| DomainError::Catalog(e.to_string()))?;
+    let rows = client
+        .query(
+            "SELECT d.host, d.kind FROM control.domains d
+               JOIN control.tenants t ON t.id = d.tenant_id
+              WHERE t.slug = $1 AND t.status <> 'deleted'
+              ORDER BY d.kind DESC, d.host",
+            &[&slug.as_str()],
+        )
+        .await
+        .map_err(|e| catalog_error(&e))?;
+    if rows.is_empty() {
+        // A live tenant always has its subdomain; none means no such tenant (or not yet
+        // provisioned, which has no domains to show either).
+        let exists = client
+            .query_opt(
+                "SELECT 1 FROM control.tenants WHERE slug = $1 AND status <> 'deleted'",
+                &[&slug.as_str()],
+            )
+            .await
+            .map_err(|e| catalog_error(&e))?
+            .is_some();
+        if !exists {
+            return Err(DomainError::TenantNotFound(slug.to_string()));
+        }
+    }
+    Ok(rows.iter().map(|r| Domain { host: r.get(0), kind: r.get(1) }).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DomainError;
+
+    #[test]
+    fn error_codes() {
+        assert_eq!(DomainError::Taken("x".into()).code(), "duplicate_domain");
+        assert_eq!(DomainError::UnderBaseDomain("x".into()).code(), "invalid_host");
+    }
+}
