@@ -102,12 +102,13 @@ run() {
     port_free "$addr" || die "$addr is in use by another program; stop it and run make demo again"
   done
 
-  step "Preparing a fresh demo catalog (database tenancy_demo, roles demo_*)"
+  step "Preparing a fresh demo catalog (database tenancy_demo; roles and tenant databases demo_*)"
   local admin_url="$DATABASE_URL"
   local psql=psql
   [[ -x "${TENANCY_PG_BIN:-}/psql" ]] && psql="$TENANCY_PG_BIN/psql"
   "$psql" -q -X "$admin_url" -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
 DROP DATABASE IF EXISTS tenancy_demo WITH (FORCE);
+SELECT format('DROP DATABASE %I WITH (FORCE)', datname) FROM pg_database WHERE datname LIKE 'demo\_%' \gexec
 SELECT format('DROP ROLE %I', rolname) FROM pg_roles WHERE rolname LIKE 'demo\_%' \gexec
 CREATE DATABASE tenancy_demo;
 SQL

@@ -197,6 +197,10 @@ pub struct CreateArgs {
     /// Display name (default: the slug).
     #[arg(long)]
     pub name: Option<String>,
+    /// `schema` (a schema in the cluster's shared database) or `database` (a database of its
+    /// own); default: what the plan's template says.
+    #[arg(long)]
+    pub isolation: Option<tenancy::domain::Isolation>,
     /// Only record the tenant and queue its provisioning (a running `tenantctl serve` does it).
     #[arg(long)]
     pub no_wait: bool,

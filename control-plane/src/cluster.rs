@@ -24,6 +24,38 @@ pub enum ClusterError {
     Prepare { cluster: String, message: String },
     #[error("no cluster {0} is registered")]
     Unknown(String),
+    #[error("cluster {cluster}: {message}")]
+    Database { cluster: String, message: String },
+}
+
+/// Advisory lock key that serialises work on a cluster's template database (migrating it,
+/// cloning it): PostgreSQL refuses to clone a database others are connected to.
+const TEMPLATE_LOCK: i64 = 0x7465_6e61_6e63_7903;
+
+/// An admin connection to the database that holds a tenant: pooled for the cluster's shared
+/// database, a dedicated one for a tenant's own database.
+pub enum TenantDb {
+    Shared(deadpool_postgres::Object),
+    Own(tokio_postgres::Client),
+}
+
+impl std::ops::Deref for TenantDb {
+    type Target = tokio_postgres::Client;
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Self::Shared(object) => object,
+            Self::Own(client) => client,
+        }
+    }
+}
+
+impl std::ops::DerefMut for TenantDb {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match self {
+            Self::Shared(object) => object,
+            Self::Own(client) => client,
+        }
+    }
 }
 
 /// The connection settings of a cluster's admin credentials.
@@ -54,6 +86,8 @@ pub struct Cluster {
     migrator: Pool,
     pub endpoint: Endpoint,
     pub owner: RoleName,
+    /// The template database tenant databases are cloned from.
+    pub template: tenancy::domain::DatabaseName,
     /// The admin connection settings (for tools such as `pg_dump`; holds a password).
     admin_config: tokio_postgres::Config,
     prepared: OnceCell<()>,
@@ -92,6 +126,7 @@ impl Cluster {
             migrator,
             endpoint,
             owner: RoleName::owner(role_prefix),
+            template: tenancy::domain::DatabaseName::template(role_prefix),
             admin_config: config.clone(),
             prepared: OnceCell::new(),
         })
@@ -110,24 +145,190 @@ impl Cluster {
         self.migrator.get().await.map_err(|e| self.connect_error(&e))
     }
 
-    /// Runs `pg_dump` of one schema into `file` (custom format), authenticating through the
-    /// environment so the password never appears in a process list.
-    pub async fn dump_schema(
+    /// The migrator connection for a tenant: the shared database's pool, or a dedicated
+    /// connection to the tenant's own database.
+    pub async fn migrator_for(
+        &self,
+        database: Option<&tenancy::domain::DatabaseName>,
+    ) -> Result<TenantDb, ClusterError> {
+        match database {
+            None => Ok(TenantDb::Shared(self.migrator().await?)),
+            Some(database) => Ok(TenantDb::Own(self.connect(database.as_str()).await?.0)),
+        }
+    }
+
+    fn database_error(&self, err: &tokio_postgres::Error) -> ClusterError {
+        ClusterError::Database { cluster: self.name.clone(), message: tenancy::pg::describe_error(err) }
+    }
+
+    /// A new admin connection to database `dbname`, and the task that drives it (it ends once
+    /// the client is dropped and the connection closed).
+    async fn connect(
+        &self,
+        dbname: &str,
+    ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), ClusterError> {
+        drop(self.admin().await?);
+        let mut config = self.admin_config.clone();
+        config.dbname(dbname);
+        let (client, connection) = config.connect(NoTls).await.map_err(|e| ClusterError::Connect {
+            cluster: self.name.clone(),
+            message: tenancy::pg::describe_error(&e),
+        })?;
+        let task = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok((client, task))
+    }
+
+    async fn database_exists(
+        &self,
+        admin: &tokio_postgres::Client,
+        database: &tenancy::domain::DatabaseName,
+    ) -> Result<bool, ClusterError> {
+        admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database.as_str()])
+            .await
+            .map(|row| row.is_some())
+            .map_err(|e| self.database_error(&e))
+    }
+
+    /// Creates `database` as a clone of the template database, after bringing the template to
+    /// the current migrations; nothing to do if it exists. `PUBLIC` may not connect to it.
+    pub async fn create_tenant_database(
+        &self,
+        database: &tenancy::domain::DatabaseName,
+        migrations: &crate::tenant_schema::TenantMigrations,
+    ) -> Result<(), ClusterError> {
+        let admin = self.admin().await?;
+        admin
+            .execute("SELECT pg_advisory_lock($1)", &[&TEMPLATE_LOCK])
+            .await
+            .map_err(|e| self.database_error(&e))?;
+        let result = async {
+            if self.database_exists(&admin, database).await? {
+                return Ok(());
+            }
+            self.migrate_template(&admin, migrations, true).await?;
+            admin
+                .batch_execute(&format!(
+                    "CREATE DATABASE {} WITH TEMPLATE {} OWNER {}",
+                    database.quoted(),
+                    self.template.quoted(),
+                    self.owner.quoted()
+                ))
+                .await
+                .map_err(|e| self.database_error(&e))?;
+            admin
+                .batch_execute(&format!("REVOKE ALL ON DATABASE {} FROM PUBLIC", database.quoted()))
+                .await
+                .map_err(|e| self.database_error(&e))
+        }
+        .await;
+        let unlocked = admin.execute("SELECT pg_advisory_unlock($1)", &[&TEMPLATE_LOCK]).await;
+        result?;
+        unlocked.map(|_| ()).map_err(|e| self.database_error(&e))
+    }
+
+    /// Brings the template database to the current migrations (creating it first when
+    /// `create`); returns whether there is a template. Call under [`TEMPLATE_LOCK`].
+    async fn migrate_template(
+        &self,
+        admin: &tokio_postgres::Client,
+        migrations: &crate::tenant_schema::TenantMigrations,
+        create: bool,
+    ) -> Result<bool, ClusterError> {
+        let template = &self.template;
+        if !self.database_exists(admin, template).await? {
+            if !create {
+                return Ok(false);
+            }
+            admin
+                .batch_execute(&format!(
+                    "CREATE DATABASE {} OWNER {}",
+                    template.quoted(),
+                    self.owner.quoted()
+                ))
+                .await
+                .map_err(|e| self.database_error(&e))?;
+            admin
+                .batch_execute(&format!("REVOKE ALL ON DATABASE {} FROM PUBLIC", template.quoted()))
+                .await
+                .map_err(|e| self.database_error(&e))?;
+        }
+        let schema = tenancy::domain::SchemaName::database_tenant();
+        let (mut client, task) = self.connect(template.as_str()).await?;
+        client
+            .batch_execute(&format!(
+                "REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+                 CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {owner};
+                 REVOKE ALL ON SCHEMA {schema} FROM PUBLIC;",
+                schema = schema.quoted(),
+                owner = self.owner.quoted()
+            ))
+            .await
+            .map_err(|e| self.database_error(&e))?;
+        let migrated =
+            crate::tenant_schema::migrate_schema(&mut client, migrations, &schema, &self.owner, None).await;
+        // Cloning needs the template to itself: close this session before anyone clones.
+        drop(client);
+        let _ = task.await;
+        migrated
+            .map_err(|e| ClusterError::Database { cluster: self.name.clone(), message: e.to_string() })?;
+        Ok(true)
+    }
+
+    /// Brings the template database, if this cluster has one, to the current migrations (fleet
+    /// runs do this first, so tenants created during a run land at the target version).
+    pub async fn migrate_template_if_present(
+        &self,
+        migrations: &crate::tenant_schema::TenantMigrations,
+    ) -> Result<bool, ClusterError> {
+        let admin = self.admin().await?;
+        admin
+            .execute("SELECT pg_advisory_lock($1)", &[&TEMPLATE_LOCK])
+            .await
+            .map_err(|e| self.database_error(&e))?;
+        let result = self.migrate_template(&admin, migrations, false).await;
+        let unlocked = admin.execute("SELECT pg_advisory_unlock($1)", &[&TEMPLATE_LOCK]).await;
+        let migrated = result?;
+        unlocked.map_err(|e| self.database_error(&e))?;
+        Ok(migrated)
+    }
+
+    /// Drops a tenant's database, ending its sessions.
+    pub async fn drop_database(&self, database: &tenancy::domain::DatabaseName) -> Result<(), ClusterError> {
+        self.admin()
+            .await?
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", database.quoted()))
+            .await
+            .map_err(|e| self.database_error(&e))
+    }
+
+    /// Runs `pg_dump` of a tenant (its schema, or its whole database) into `file` (custom
+    /// format), authenticating through the environment so the password never appears in a
+    /// process list.
+    pub async fn dump_tenant(
         &self,
         pg_dump: &std::path::Path,
-        schema: &tenancy::domain::SchemaName,
+        tenant: &tenancy::catalog::TenantRecord,
         file: &std::path::Path,
     ) -> Result<(), String> {
         let config = &self.admin_config;
         let mut command = tokio::process::Command::new(pg_dump);
+        command.arg("--format=custom").arg("--no-owner").arg(format!("--file={}", file.display()));
+        let database = match &tenant.database_name {
+            // Its own database: all of it.
+            Some(database) => database.as_str(),
+            // A schema of the shared database: that schema only.
+            None => {
+                command.arg(format!("--schema={}", tenant.schema_name.quoted()));
+                &self.endpoint.dbname
+            }
+        };
         command
-            .arg("--format=custom")
-            .arg(format!("--schema={}", schema.quoted()))
-            .arg("--no-owner")
-            .arg(format!("--file={}", file.display()))
             .env("PGHOST", &self.endpoint.host)
             .env("PGPORT", self.endpoint.port.to_string())
-            .env("PGDATABASE", &self.endpoint.dbname)
+            .env("PGDATABASE", database)
             .env("PGUSER", config.get_user().unwrap_or("postgres"))
             .env("PGPASSWORD", String::from_utf8_lossy(config.get_password().unwrap_or_default()).as_ref())
             .stdin(std::process::Stdio::null());

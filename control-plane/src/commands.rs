@@ -162,7 +162,10 @@ fn tenant_row(t: &TenantRecord) -> Vec<String> {
         t.display_name.clone(),
         t.plan.to_string(),
         t.status.to_string(),
-        t.schema_name.to_string(),
+        match &t.database_name {
+            Some(database) => format!("{database}.{}", t.schema_name),
+            None => t.schema_name.to_string(),
+        },
         t.id.to_string(),
     ]
 }
@@ -184,6 +187,7 @@ async fn create(args: CreateArgs) -> Result<ExitCode, CliError> {
         plan: args.plan,
         billing_customer_id: None,
         billing_subscription_id: None,
+        isolation: args.isolation,
     };
     let mut tenant = request_tenant(&cp, &request, "cli").await?;
     if !args.no_wait {

@@ -52,6 +52,8 @@ pub enum FleetError {
     Catalog(String),
     #[error("{0}")]
     Migrations(String),
+    #[error("migrating a template database failed (no tenant was migrated): {0}")]
+    Template(String),
 }
 
 /// Live tenants whose schema exists and may be migrated.
@@ -76,10 +78,17 @@ async fn migrate_one(
     let started = Instant::now();
     let outcome = async {
         let cluster = cp.cluster(&tenant.cluster).await.map_err(|e| e.to_string())?;
-        let mut migrator = cluster.migrator().await.map_err(|e| e.to_string())?;
-        migrate_schema(&mut migrator, migrations, &tenant.schema_name, &cluster.owner, &tenant.role_name)
-            .await
-            .map_err(|e| e.to_string())
+        let mut migrator =
+            cluster.migrator_for(tenant.database_name.as_ref()).await.map_err(|e| e.to_string())?;
+        migrate_schema(
+            &mut migrator,
+            migrations,
+            &tenant.schema_name,
+            &cluster.owner,
+            Some(&tenant.role_name),
+        )
+        .await
+        .map_err(|e| e.to_string())
     }
     .await;
     let (applied, error) = match outcome {
@@ -108,6 +117,18 @@ pub async fn apply(
     let started = Instant::now();
     let migrations = cp.migrations().map_err(|e| FleetError::Migrations(e.to_string()))?;
     let tenants = select(cp, options).await?;
+    // Templates first: a tenant created while the run goes is cloned at the target version.
+    let mut clusters: Vec<&str> = tenants.iter().map(|t| t.cluster.as_str()).collect();
+    clusters.push(tenancy::domain::ClusterName::DEFAULT);
+    clusters.sort_unstable();
+    clusters.dedup();
+    for name in clusters {
+        let cluster = cp.cluster(name).await.map_err(|e| FleetError::Template(e.to_string()))?;
+        cluster
+            .migrate_template_if_present(&migrations)
+            .await
+            .map_err(|e| FleetError::Template(e.to_string()))?;
+    }
     progress.start(tenants.len());
     let mut results: Vec<TenantResult> = futures::stream::iter(tenants.iter())
         .map(|tenant| migrate_one(cp, &migrations, tenant))

@@ -20,6 +20,8 @@ pub struct Template {
     pub config: serde_json::Value,
     /// Idempotent SQL run in the tenant's schema after migrations.
     pub seed_sql: Option<String>,
+    /// Own schema in a shared database, or own database.
+    pub isolation: tenancy::domain::Isolation,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -56,6 +58,8 @@ struct TemplateFile {
     config: Option<toml::Table>,
     #[serde(default)]
     seed: Option<Seed>,
+    #[serde(default)]
+    isolation: Option<tenancy::domain::Isolation>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -147,6 +151,7 @@ impl Templates {
             limits: file.limits,
             config,
             seed_sql: file.seed.map(|s| s.sql).filter(|sql| !sql.trim().is_empty()),
+            isolation: file.isolation.unwrap_or(tenancy::domain::Isolation::Schema),
         })
     }
 
@@ -195,6 +200,8 @@ mod tests {
         assert_eq!(enterprise.config["theme"]["primary_color"], "#2563eb", "merged from base");
         assert_eq!(enterprise.limits.statement_timeout, Some(Duration::from_secs(60)));
         assert!(enterprise.seed_sql.unwrap().contains("enterprise"));
+        assert_eq!(enterprise.isolation, tenancy::domain::Isolation::Database);
+        assert_eq!(starter.isolation, tenancy::domain::Isolation::Schema);
     }
 
     #[test]

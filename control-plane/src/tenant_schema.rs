@@ -83,7 +83,7 @@ pub async fn migrate_schema(
     migrations: &TenantMigrations,
     schema: &SchemaName,
     owner: &RoleName,
-    runtime_role: &RoleName,
+    runtime_role: Option<&RoleName>,
 ) -> Result<Migrated, MigrateTenantError> {
     let session = |e: tokio_postgres::Error| MigrateTenantError::Session(tenancy::pg::describe_error(&e));
     client
@@ -94,14 +94,16 @@ pub async fn migrate_schema(
     let reset = client.batch_execute("RESET ROLE; RESET search_path").await;
     let report = report.map_err(|e| MigrateTenantError::Migration(describe_refinery_error(&e)))?;
     reset.map_err(session)?;
-    client
-        .batch_execute(&format!(
-            "REVOKE ALL ON {}.{HISTORY_TABLE} FROM {}",
-            schema.quoted(),
-            runtime_role.quoted()
-        ))
-        .await
-        .map_err(session)?;
+    if let Some(runtime_role) = runtime_role {
+        client
+            .batch_execute(&format!(
+                "REVOKE ALL ON {}.{HISTORY_TABLE} FROM {}",
+                schema.quoted(),
+                runtime_role.quoted()
+            ))
+            .await
+            .map_err(session)?;
+    }
     Ok(Migrated { applied: report.applied_migrations().iter().map(|m| i64::from(m.version())).collect() })
 }
 

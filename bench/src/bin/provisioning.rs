@@ -18,13 +18,7 @@ const CONCURRENT: usize = 200;
 const IN_FLIGHT: usize = 4;
 
 fn request(slug: String) -> TenantRequest {
-    TenantRequest {
-        slug,
-        display_name: None,
-        plan: "starter".into(),
-        billing_customer_id: None,
-        billing_subscription_id: None,
-    }
+    TenantRequest::new(slug, "starter")
 }
 
 async fn one(cp: &ControlPlane, slug: String) -> Duration {

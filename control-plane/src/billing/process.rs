@@ -159,6 +159,7 @@ async fn provision(cp: &ControlPlane, envelope: &Envelope) -> Result<Outcome, Bi
         plan: facts.plan.clone(),
         billing_customer_id: facts.customer_id.clone(),
         billing_subscription_id: Some(facts.subscription_id.clone()),
+        isolation: None,
     };
     match request_tenant(cp, &request, "billing").await {
         Ok(tenant) => {

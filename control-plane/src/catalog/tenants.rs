@@ -1,7 +1,9 @@
 //! Writes to `control.tenants` (reads shared with the router live in `tenancy::catalog`).
 
 use tenancy::catalog::{CatalogError, TenantRecord, TENANT_COLUMNS};
-use tenancy::domain::{Isolation, PlanName, RoleName, SchemaName, Slug, TenantId, TenantStatus};
+use tenancy::domain::{
+    DatabaseName, Isolation, PlanName, RoleName, SchemaName, Slug, TenantId, TenantStatus,
+};
 use tokio_postgres::GenericClient;
 
 /// A tenant about to be recorded as `provisioning`.
@@ -14,6 +16,7 @@ pub struct NewTenant {
     pub isolation: Isolation,
     pub cluster: String,
     pub schema_name: SchemaName,
+    pub database_name: Option<DatabaseName>,
     pub role_name: RoleName,
     pub billing_customer_id: Option<String>,
     pub billing_subscription_id: Option<String>,
@@ -26,8 +29,8 @@ pub async fn insert(client: &impl GenericClient, new: &NewTenant) -> Result<(), 
         .execute(
             "INSERT INTO control.tenants
                (id, slug, display_name, plan, template, isolation, cluster, schema_name, role_name,
-                status, billing_customer_id, billing_subscription_id)
-             VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, 'provisioning', $9, $10)",
+                status, billing_customer_id, billing_subscription_id, database_name)
+             VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, 'provisioning', $9, $10, $11)",
             &[
                 &new.id.0,
                 &new.slug.as_str(),
@@ -39,6 +42,7 @@ pub async fn insert(client: &impl GenericClient, new: &NewTenant) -> Result<(), 
                 &new.role_name.as_str(),
                 &new.billing_customer_id,
                 &new.billing_subscription_id,
+                &new.database_name.as_ref().map(DatabaseName::as_str),
             ],
         )
         .await

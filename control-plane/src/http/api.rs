@@ -67,6 +67,8 @@ pub struct CreateTenant {
     pub plan: String,
     /// Display name (default: the slug).
     pub name: Option<String>,
+    /// `schema` or `database` (default: the plan's).
+    pub isolation: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -30,12 +30,19 @@ pub(super) async fn create(
     Extension(operator): Extension<Operator>,
     ApiJson(body): ApiJson<CreateTenant>,
 ) -> Result<Accepted, ApiError> {
+    let isolation = body
+        .isolation
+        .as_deref()
+        .map(str::parse::<tenancy::domain::Isolation>)
+        .transpose()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_isolation", e.to_string()))?;
     let request = TenantRequest {
         slug: body.slug,
         display_name: body.name,
         plan: body.plan,
         billing_customer_id: None,
         billing_subscription_id: None,
+        isolation,
     };
     let tenant = request_tenant(&state.cp, &request, &operator.0).await?;
     Ok(accepted(&state, &tenant))

@@ -184,22 +184,27 @@ pub async fn deprovision(cp: &ControlPlane, id: TenantId) -> Result<(), WorkErro
         // Deleted already (a repeated job), or no longer meant to be deleted.
         return Ok(());
     }
+    let cluster = cluster(cp, &tenant).await?;
     let admin = admin(cp, &tenant).await?;
-    let schema_exists = admin
-        .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&tenant.schema_name.as_str()])
-        .await
-        .map_err(|e| pg(&e))?
-        .is_some();
+    // Is the data still there? (A resumed job may have dropped it already.)
+    let data_exists = match &tenant.database_name {
+        Some(database) => {
+            admin.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database.as_str()]).await
+        }
+        None => {
+            admin
+                .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&tenant.schema_name.as_str()])
+                .await
+        }
+    }
+    .map_err(|e| pg(&e))?
+    .is_some();
     let mut archive_path = None;
-    if let (Some(dir), true) = (&cp.archive_dir, schema_exists) {
+    if let (Some(dir), true) = (&cp.archive_dir, data_exists) {
         std::fs::create_dir_all(dir)
             .map_err(|e| WorkError::permanent(format!("archive dir {}: {e}", dir.display())))?;
         let file = dir.join(format!("{}-{}.dump", tenant.slug, tenant.id));
-        cluster(cp, &tenant)
-            .await?
-            .dump_schema(&cp.pg_dump, &tenant.schema_name, &file)
-            .await
-            .map_err(WorkError::permanent)?;
+        cluster.dump_tenant(&cp.pg_dump, &tenant, &file).await.map_err(WorkError::permanent)?;
         archive_path = Some(file.display().to_string());
     }
     let role_exists = admin
@@ -211,13 +216,14 @@ pub async fn deprovision(cp: &ControlPlane, id: TenantId) -> Result<(), WorkErro
     let drop_role =
         if role_exists { format!("DROP OWNED BY {role}; DROP ROLE {role};") } else { String::new() };
     end_sessions(&admin, &tenant).await?;
-    admin
-        .batch_execute(&format!(
-            "BEGIN; DROP SCHEMA IF EXISTS {} CASCADE; {drop_role} COMMIT;",
-            tenant.schema_name.quoted()
-        ))
-        .await
-        .map_err(|e| pg(&e))?;
+    let drop_schema = match &tenant.database_name {
+        Some(database) => {
+            cluster.drop_database(database).await.map_err(|e| cluster_error(&e))?;
+            String::new()
+        }
+        None => format!("DROP SCHEMA IF EXISTS {} CASCADE;", tenant.schema_name.quoted()),
+    };
+    admin.batch_execute(&format!("BEGIN; {drop_schema} {drop_role} COMMIT;")).await.map_err(|e| pg(&e))?;
     if let Some(name) = tenant.secret_name() {
         cp.secrets.delete(&name).await?;
     }

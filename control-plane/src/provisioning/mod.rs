@@ -10,16 +10,25 @@ use crate::catalog::tenants::{self, NewTenant};
 use crate::context::ControlPlane;
 use crate::templates::TemplateError;
 use tenancy::catalog::{CatalogError, TenantRecord};
-use tenancy::domain::{Isolation, PlanName, RoleName, SchemaName, Slug, SlugError, TenantId};
+use tenancy::domain::{DatabaseName, Isolation, PlanName, RoleName, SchemaName, Slug, SlugError, TenantId};
 
 /// A request to create a tenant, from the API, the CLI or a billing event.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct TenantRequest {
     pub slug: String,
     pub display_name: Option<String>,
     pub plan: String,
+    /// Own schema or own database; by default what the plan's template says.
+    pub isolation: Option<Isolation>,
     pub billing_customer_id: Option<String>,
     pub billing_subscription_id: Option<String>,
+}
+
+impl TenantRequest {
+    /// A request for `slug` on `plan`, everything else by default.
+    pub fn new(slug: impl Into<String>, plan: impl Into<String>) -> Self {
+        Self { slug: slug.into(), plan: plan.into(), ..Self::default() }
+    }
 }
 
 /// Why a tenant could not be created. Nothing is created when this is returned.
@@ -82,21 +91,27 @@ pub async fn request_tenant(
     let slug = Slug::parse(&request.slug)
         .map_err(|reason| CreateTenantError::InvalidSlug { slug: request.slug.clone(), reason })?;
     let plan = PlanName::parse(&request.plan).map_err(|e| CreateTenantError::InvalidPlan(e.to_string()))?;
-    cp.templates.load(&plan).map_err(|e| match e {
+    let template = cp.templates.load(&plan).map_err(|e| match e {
         TemplateError::UnknownPlan { plan, .. } => {
             CreateTenantError::InvalidPlan(format!("no plan named {plan:?}"))
         }
         other => CreateTenantError::InvalidPlan(other.to_string()),
     })?;
+    let isolation = request.isolation.unwrap_or(template.isolation);
     let display_name = validate_display_name(request.display_name.as_deref(), &slug)?;
     let mut new = NewTenant {
         id: TenantId::new(),
-        schema_name: SchemaName::for_tenant(&slug),
+        schema_name: match isolation {
+            Isolation::Schema => SchemaName::for_tenant(&slug),
+            Isolation::Database => SchemaName::database_tenant(),
+        },
+        database_name: (isolation == Isolation::Database)
+            .then(|| DatabaseName::for_tenant(&cp.role_prefix, &slug)),
         role_name: RoleName::for_tenant(&cp.role_prefix, &slug),
         slug,
         display_name,
         plan,
-        isolation: Isolation::Schema,
+        isolation,
         cluster: String::new(),
         billing_customer_id: request.billing_customer_id.clone(),
         billing_subscription_id: request.billing_subscription_id.clone(),

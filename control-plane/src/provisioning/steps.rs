@@ -8,7 +8,7 @@ use crate::context::ControlPlane;
 use crate::templates::Template;
 use base64::Engine as _;
 use tenancy::catalog::TenantRecord;
-use tenancy::domain::{quote_ident, TenantId, TenantStatus};
+use tenancy::domain::{quote_ident, Isolation, TenantId, TenantStatus};
 use tenancy::secrets::{DbCredentials, SecretName};
 
 /// One step of provisioning, in order.
@@ -204,14 +204,21 @@ async fn ensure_role(
             // One implicit transaction: the role never exists without its marker. Grants on the
             // shared database row are serialised (concurrent GRANTs on one row fail with "tuple
             // concurrently updated").
+            // A tenant with its own database may connect to that one only (granted once it
+            // exists); a schema tenant to the shared database.
             let role = tenant.role_name.quoted();
+            let connect = match tenant.isolation {
+                Isolation::Schema => {
+                    format!("GRANT CONNECT ON DATABASE {} TO {role};", quote_ident(&cluster.endpoint.dbname))
+                }
+                Isolation::Database => String::new(),
+            };
             let sql = format!(
                 "SELECT pg_advisory_xact_lock({lock});
                  CREATE ROLE {role} LOGIN NOINHERIT CONNECTION LIMIT {limit};
                  COMMENT ON ROLE {role} IS '{marker}';
-                 GRANT CONNECT ON DATABASE {db} TO {role};",
+                 {connect}",
                 limit = template.limits.connection_limit,
-                db = quote_ident(&cluster.endpoint.dbname),
                 lock = crate::cluster::CLUSTER_DDL_LOCK,
             );
             admin.batch_execute(&sql).await.map_err(pg_error(step))
@@ -219,17 +226,36 @@ async fn ensure_role(
     }
 }
 
+/// The tenant's schema with its privileges: in the shared database (`schema` isolation), or in
+/// its own database, cloned from the cluster's migrated template (`database` isolation).
 async fn ensure_schema(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), ProvisionError> {
     let step = Step::Schema;
     let cluster = cp.cluster(&tenant.cluster).await.map_err(cluster_error(step))?;
-    let admin = cluster.admin().await.map_err(cluster_error(step))?;
     let (schema, role, owner) =
         (tenant.schema_name.quoted(), tenant.role_name.quoted(), cluster.owner.quoted());
+    if let Some(database) = &tenant.database_name {
+        let migrations = cp.migrations().map_err(|e| permanent(step, e.to_string()))?;
+        cluster.create_tenant_database(database, &migrations).await.map_err(cluster_error(step))?;
+        let admin = cluster.admin().await.map_err(cluster_error(step))?;
+        admin
+            .batch_execute(&format!(
+                "SELECT pg_advisory_xact_lock({lock}); GRANT CONNECT ON DATABASE {db} TO {role};",
+                lock = crate::cluster::CLUSTER_DDL_LOCK,
+                db = database.quoted(),
+            ))
+            .await
+            .map_err(pg_error(step))?;
+    }
+    let admin = cluster.migrator_for(tenant.database_name.as_ref()).await.map_err(cluster_error(step))?;
+    // Tables that already exist (a cloned database, a resumed run) get their grants directly;
+    // later ones through the default privileges.
     let sql = format!(
         "BEGIN;
          CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {owner};
          REVOKE ALL ON SCHEMA {schema} FROM PUBLIC;
          GRANT USAGE ON SCHEMA {schema} TO {role};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role};
+         GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {schema} TO {role};
          ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {schema}
            GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role};
          ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {schema}
@@ -259,13 +285,14 @@ async fn ensure_migrated(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(),
     let step = Step::Migrations;
     let cluster = cp.cluster(&tenant.cluster).await.map_err(cluster_error(step))?;
     let migrations = cp.migrations().map_err(|e| permanent(step, e.to_string()))?;
-    let mut migrator = cluster.migrator().await.map_err(cluster_error(step))?;
+    let mut migrator =
+        cluster.migrator_for(tenant.database_name.as_ref()).await.map_err(cluster_error(step))?;
     crate::tenant_schema::migrate_schema(
         &mut migrator,
         &migrations,
         &tenant.schema_name,
         &cluster.owner,
-        &tenant.role_name,
+        Some(&tenant.role_name),
     )
     .await
     .map(|_| ())
@@ -280,7 +307,8 @@ pub(crate) async fn apply_template(
     let step = Step::Template;
     let cluster = cp.cluster(&tenant.cluster).await.map_err(cluster_error(step))?;
     if let Some(seed) = &template.seed_sql {
-        let migrator = cluster.migrator().await.map_err(cluster_error(step))?;
+        let migrator =
+            cluster.migrator_for(tenant.database_name.as_ref()).await.map_err(cluster_error(step))?;
         let sql = format!(
             "BEGIN;
              SET LOCAL ROLE {owner};
@@ -338,7 +366,10 @@ async fn ensure_credentials(cp: &ControlPlane, tenant: &TenantRecord) -> Result<
                 port: endpoint.port,
                 username: tenant.role_name.as_str().to_owned(),
                 password: generate_password(),
-                dbname: endpoint.dbname.clone(),
+                dbname: tenant
+                    .database_name
+                    .as_ref()
+                    .map_or_else(|| endpoint.dbname.clone(), |db| db.as_str().to_owned()),
                 schema: tenant.schema_name.as_str().to_owned(),
             };
             let token = format!("{}-v0001", tenant.id);

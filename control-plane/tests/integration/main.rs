@@ -4,6 +4,7 @@
 // A failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
 
+mod database;
 mod lifecycle;
 mod provisioning;
 
@@ -29,13 +30,7 @@ pub async fn start(db: &TestDb, common: &CommonSettings) -> Arc<ControlPlane> {
 }
 
 pub fn request(slug: &str, plan: &str) -> TenantRequest {
-    TenantRequest {
-        slug: slug.into(),
-        display_name: None,
-        plan: plan.into(),
-        billing_customer_id: None,
-        billing_subscription_id: None,
-    }
+    TenantRequest::new(slug, plan)
 }
 
 pub async fn create_active(cp: &ControlPlane, slug: &str) -> TenantRecord {

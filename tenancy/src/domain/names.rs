@@ -108,8 +108,23 @@ impl SchemaName {
 }
 
 impl DatabaseName {
-    pub fn for_tenant(slug: &Slug) -> Self {
-        Self(bounded("t_", &slug.as_identifier_fragment()))
+    /// The database of a tenant with `database` isolation: `<prefix>_<slug>` (databases, like
+    /// roles, are cluster-wide, so they carry the deployment's prefix).
+    pub fn for_tenant(prefix: &str, slug: &Slug) -> Self {
+        Self(bounded(&format!("{prefix}_"), &slug.as_identifier_fragment()))
+    }
+
+    /// The migrated template that tenant databases are cloned from: `<prefix>_template`
+    /// (`template` is a reserved slug, so no tenant database has this name).
+    pub fn template(prefix: &str) -> Self {
+        Self(format!("{prefix}_template"))
+    }
+}
+
+impl SchemaName {
+    /// The schema inside a tenant's own database (the same in every one: they are clones).
+    pub fn database_tenant() -> Self {
+        Self("app".to_owned())
     }
 }
 

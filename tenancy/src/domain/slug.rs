@@ -40,6 +40,7 @@ pub const RESERVED_SLUGS: &[&str] = &[
     "status",
     "support",
     "system",
+    "template",
     "test",
     "webhooks",
     "www",

@@ -110,6 +110,20 @@ impl TestDb {
             eprintln!("testkit: could not drop {name}: {e}");
             return;
         }
+        // Databases the test created under its prefix (tenants with their own database, the
+        // template they are cloned from).
+        let databases = admin
+            .query(
+                "SELECT datname FROM pg_database WHERE starts_with(datname, $1)",
+                &[&format!("{role_prefix}_")],
+            )
+            .await
+            .unwrap_or_default();
+        for row in databases {
+            let database: String = row.get(0);
+            let _ =
+                admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)")).await;
+        }
         let roles = admin
             .query(
                 "SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)",

@@ -13,13 +13,7 @@ use tenancy::domain::Slug;
 use testkit::{common_settings, PgServer, SecretsFor, TestDb};
 
 fn request(slug: &str) -> TenantRequest {
-    TenantRequest {
-        slug: slug.into(),
-        display_name: None,
-        plan: "starter".into(),
-        billing_customer_id: None,
-        billing_subscription_id: None,
-    }
+    TenantRequest::new(slug, "starter")
 }
 
 async fn create(cp: &ControlPlane, slug: &str) -> tenancy::catalog::TenantRecord {

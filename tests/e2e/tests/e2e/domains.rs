@@ -11,13 +11,7 @@ use tenancy::domain::Slug;
 use testkit::{common_settings, SecretsFor, TestDb};
 
 async fn create(cp: &ControlPlane, slug: &str) {
-    let request = TenantRequest {
-        slug: slug.into(),
-        display_name: None,
-        plan: "starter".into(),
-        billing_customer_id: None,
-        billing_subscription_id: None,
-    };
+    let request = TenantRequest::new(slug, "starter");
     let tenant = request_tenant(cp, &request, "test").await.unwrap();
     drain(cp, tenant.id, Duration::from_secs(60)).await.unwrap();
 }

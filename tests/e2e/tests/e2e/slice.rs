@@ -46,13 +46,7 @@ async fn tenantctl(args: &[&str], db: &TestDb, common: &CommonSettings) -> ExitC
 }
 
 fn request(slug: &str) -> TenantRequest {
-    TenantRequest {
-        slug: slug.into(),
-        display_name: None,
-        plan: "starter".into(),
-        billing_customer_id: None,
-        billing_subscription_id: None,
-    }
+    TenantRequest::new(slug, "starter")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

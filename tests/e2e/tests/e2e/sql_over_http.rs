@@ -20,13 +20,7 @@ async fn fixture(label: &str) -> Fixture {
     let common = common_settings(&db, SecretsFor::Local);
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
     for slug in ["acme", "globex"] {
-        let request = TenantRequest {
-            slug: slug.into(),
-            display_name: None,
-            plan: "starter".into(),
-            billing_customer_id: None,
-            billing_subscription_id: None,
-        };
+        let request = TenantRequest::new(slug, "starter");
         let tenant = request_tenant(&cp, &request, "test").await.unwrap();
         provision(&cp, tenant.id).await.unwrap();
     }
