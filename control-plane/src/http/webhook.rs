@@ -52,9 +52,9 @@ async fn accept(
     let created = chrono::DateTime::from_timestamp(envelope.created, 0);
     let inserted = tx
         .execute(
-            "INSERT INTO control.billing_events (event_id, type, event_created, payload)
-             VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING",
-            &[&envelope.id, &envelope.kind, &created, &payload],
+            "INSERT INTO control.billing_events (event_id, type, event_created, payload, raw_body)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
+            &[&envelope.id, &envelope.kind, &created, &payload, &String::from_utf8_lossy(body).as_ref()],
         )
         .await
         .map_err(|e| unavailable(&e))?;
