@@ -7,7 +7,8 @@
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Timeouts};
 use moka::future::Cache;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use subtle::ConstantTimeEq as _;
 use tenancy::catalog::TenantRecord;
 use tenancy::domain::TenantId;
 use tenancy::secrets::{DbCredentials, SharedSecretStore};
@@ -20,6 +21,13 @@ pub const RESET_SESSION: &str =
     "ROLLBACK; CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; \
      SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES; DEALLOCATE ALL;";
 
+/// Constant-time comparison of a client's user and password with `credentials`.
+pub fn credentials_match(credentials: &DbCredentials, user: &str, password: &[u8]) -> bool {
+    let user_ok = user.as_bytes().ct_eq(credentials.username.as_bytes());
+    let password_ok = password.ct_eq(credentials.password.as_bytes());
+    bool::from(user_ok & password_ok)
+}
+
 /// Why no connection could be had for a tenant.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PoolCheckoutError {
@@ -29,6 +37,8 @@ pub enum PoolCheckoutError {
     Secrets(String),
     #[error("all of the tenant's connections are busy")]
     Exhausted,
+    #[error("the tenant's database refused the router's credentials")]
+    AuthFailed,
     #[error("tenant database unavailable: {0}")]
     Database(String),
 }
@@ -36,9 +46,18 @@ pub enum PoolCheckoutError {
 /// A tenant's pool and the credentials it was built with.
 pub struct TenantPool {
     pub pool: Pool,
+    /// The credentials this pool logs in with.
     pub credentials: DbCredentials,
     pub generation: i64,
+    built_at: Instant,
+    /// The secret as last re-read for a client whose password did not match (rotation).
+    fresh: tokio::sync::Mutex<Option<(Instant, DbCredentials)>>,
 }
+
+/// How often a tenant's secret may be re-read because of a password mismatch (or its pool
+/// rebuilt after PostgreSQL refused the pool's password): often enough for back-to-back
+/// rotations, rarely enough that a client with a wrong password cannot flood the secret store.
+const REFRESH_INTERVAL: Duration = Duration::from_millis(100);
 
 pub struct TenantPools {
     secrets: SharedSecretStore,
@@ -106,18 +125,68 @@ impl TenantPools {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| PoolCheckoutError::Database(e.to_string()))?;
-        Ok(Arc::new(TenantPool { pool, credentials, generation: tenant.generation }))
+        Ok(Arc::new(TenantPool {
+            pool,
+            credentials,
+            generation: tenant.generation,
+            built_at: Instant::now(),
+            fresh: tokio::sync::Mutex::new(None),
+        }))
     }
 
     /// A connection from the tenant's pool.
     pub async fn checkout(pool: &TenantPool) -> Result<deadpool_postgres::Object, PoolCheckoutError> {
         pool.pool.get().await.map_err(|e| match e {
             deadpool_postgres::PoolError::Timeout(_) => PoolCheckoutError::Exhausted,
+            deadpool_postgres::PoolError::Backend(pg)
+                if pg.code() == Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD) =>
+            {
+                PoolCheckoutError::AuthFailed
+            }
             deadpool_postgres::PoolError::Backend(pg) => {
                 PoolCheckoutError::Database(tenancy::pg::describe_error(&pg))
             }
             other => PoolCheckoutError::Database(other.to_string()),
         })
+    }
+
+    /// Whether `user` / `password` are the tenant's credentials as the secret holds them now:
+    /// after a rotation a client may hold a newer password than `pool`. The secret is read at
+    /// most once per [`REFRESH_INTERVAL`] per tenant; a request that finds it read too recently
+    /// waits out the interval instead of being refused, and concurrent requests share one read.
+    pub async fn accepts_rotated(
+        &self,
+        tenant: &TenantRecord,
+        pool: &TenantPool,
+        user: &str,
+        password: &[u8],
+    ) -> bool {
+        let mut fresh = pool.fresh.lock().await;
+        if let Some((at, credentials)) = fresh.as_ref() {
+            if credentials_match(credentials, user, password) {
+                return true;
+            }
+            let age = at.elapsed();
+            if age < REFRESH_INTERVAL {
+                tokio::time::sleep(REFRESH_INTERVAL - age).await;
+            }
+        }
+        let Some(name) = tenant.secret_name() else { return false };
+        let Ok(Some(credentials)) = self.secrets.get(&name).await else { return false };
+        let accepted = credentials_match(&credentials, user, password);
+        *fresh = Some((Instant::now(), credentials));
+        accepted
+    }
+
+    /// A pool rebuilt from the secret as it is now, after PostgreSQL refused the old pool's
+    /// password (a rotation whose invalidation has not arrived). Rebuilt at most once per
+    /// [`REFRESH_INTERVAL`]; `None` when it was just rebuilt.
+    pub async fn rebuild(&self, tenant: &TenantRecord, stale: &TenantPool) -> Option<Arc<TenantPool>> {
+        if stale.built_at.elapsed() < REFRESH_INTERVAL {
+            return None;
+        }
+        self.pools.invalidate(&tenant.id).await;
+        self.pool_for(tenant).await.ok()
     }
 
     /// Number of open tenant pools.

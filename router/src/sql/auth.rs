@@ -1,10 +1,12 @@
 //! Who may run SQL for a tenant: the `Neon-Connection-String` header must carry the tenant's
 //! own role and password, and name a host that resolves to the same tenant as `Host`.
+//!
+//! During a credential rotation a client may already hold the new password while this router
+//! still has the old one: on a mismatch the secret is read again (at most every 100 ms per
+//! tenant, see `pools::REFRESH_INTERVAL`) and the new password is accepted too.
 
 use crate::resolve::{ResolveTenantError, Resolver};
-use subtle::ConstantTimeEq as _;
 use tenancy::catalog::TenantRecord;
-use tenancy::secrets::DbCredentials;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AuthError {
@@ -24,7 +26,8 @@ pub enum AuthError {
 pub async fn check(
     header: Option<&str>,
     tenant: &TenantRecord,
-    credentials: &DbCredentials,
+    pool: &crate::pools::TenantPool,
+    pools: &crate::pools::TenantPools,
     resolver: &Resolver,
 ) -> Result<(), AuthError> {
     let raw = header.ok_or(AuthError::Missing)?;
@@ -43,9 +46,9 @@ pub async fn check(
     }
     let user = config.get_user().unwrap_or_default();
     let password = config.get_password().unwrap_or_default();
-    let user_ok = user.as_bytes().ct_eq(credentials.username.as_bytes());
-    let password_ok = password.ct_eq(credentials.password.as_bytes());
-    if bool::from(user_ok & password_ok) {
+    if crate::pools::credentials_match(&pool.credentials, user, password)
+        || pools.accepts_rotated(tenant, pool, user, password).await
+    {
         Ok(())
     } else {
         Err(AuthError::BadCredentials(user.to_owned()))

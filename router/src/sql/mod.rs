@@ -46,7 +46,7 @@ pub async fn handle(
     let tenant = state.resolver.resolve(header(&headers, "host")).await?;
     tracing::Span::current().record("tenant", tracing::field::display(&tenant.slug));
     let pool = state.pools.pool_for(&tenant).await?;
-    auth::check(header(&headers, "neon-connection-string"), &tenant, &pool.credentials, &state.resolver)
+    auth::check(header(&headers, "neon-connection-string"), &tenant, &pool, &state.pools, &state.resolver)
         .await?;
     let payload: Payload = serde_json::from_slice(&body)
         .map_err(|e| RouterError::BadRequest(format!("malformed request body: {e}")))?;
@@ -55,7 +55,14 @@ pub async fn handle(
         raw_text: flag(&headers, "neon-raw-text-output"),
         max_bytes: state.max_response_bytes,
     };
-    let mut client = crate::pools::TenantPools::checkout(&pool).await?;
+    let mut client = match crate::pools::TenantPools::checkout(&pool).await {
+        // PostgreSQL refused the pool's password: rotated, and the invalidation is late.
+        Err(crate::pools::PoolCheckoutError::AuthFailed) => match state.pools.rebuild(&tenant, &pool).await {
+            Some(rebuilt) => crate::pools::TenantPools::checkout(&rebuilt).await?,
+            None => return Err(crate::pools::PoolCheckoutError::AuthFailed.into()),
+        },
+        other => other?,
+    };
     let result = match payload {
         Payload::Single(query) => run_query(&**client, &query, output).await?,
         Payload::Batch { queries } => {

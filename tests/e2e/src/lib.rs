@@ -74,8 +74,13 @@ pub struct TenantSql {
 
 impl TenantSql {
     pub fn new(router: &tenant_router::http::RunningRouter, host: &str, connection_string: &str) -> Self {
+        Self::new_at(router.addr, host, connection_string)
+    }
+
+    /// [`TenantSql::new`] for a router at `addr`.
+    pub fn new_at(addr: std::net::SocketAddr, host: &str, connection_string: &str) -> Self {
         Self {
-            url: format!("http://{}/sql", router.addr),
+            url: format!("http://{addr}/sql"),
             host: host.to_owned(),
             connection_string: connection_string.to_owned(),
             http: reqwest::Client::new(),

@@ -118,3 +118,80 @@ fn chrono_now() -> i64 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     i64::try_from(now).unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_keep_succeeding_through_a_credential_rotation_even_without_invalidations() {
+    let db = TestDb::create("rotation_live").await;
+    let common = common_settings(&db, SecretsFor::Local);
+    let control = spawn_control_plane(&db, &common).await;
+    let cp = control.cp.clone();
+    let url = format!("{}/v1/webhooks/billing", control.url);
+    let event = TestEvent {
+        kind: "customer.subscription.created".into(),
+        slug: "acme".into(),
+        name: None,
+        plan: "starter".into(),
+        subscription_id: None,
+        customer_id: None,
+        status: "active".into(),
+    };
+    send(&url, WEBHOOK_SECRET, &event.body(chrono_now())).await.unwrap();
+    let acme = wait_until_active(&cp, "acme", Duration::from_secs(30)).await;
+    // A router that hears no invalidations: it must cope by itself.
+    let mut deaf = common.clone();
+    deaf.redis_url = None;
+    let router = spawn_router(&deaf).await;
+
+    // A client that reads its credentials from the secret store before each request, as an
+    // application does, keeps querying while the credentials rotate.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = {
+        let (cp, stop, router_addr) = (cp.clone(), stop.clone(), router.addr);
+        tokio::spawn(async move {
+            let mut failures = Vec::new();
+            let mut requests = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let conn = connection_string(&cp, "acme").await;
+                let sql = TenantSql::new_at(router_addr, "acme.app.localhost", &conn);
+                let (status, body) = sql.post(json!({"query": "SELECT count(*) AS n FROM users"})).await;
+                requests += 1;
+                if status != 200 {
+                    failures.push(format!("{status} {body}"));
+                }
+            }
+            (requests, failures)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let slug = Slug::parse("acme").unwrap();
+    for _ in 0..3 {
+        operate(&cp, &slug, &Operation::RotateCredentials, "test").await.unwrap();
+        drain(&cp, acme.id, Duration::from_secs(60)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (requests, failures) = client.await.unwrap();
+    assert!(requests > 20, "only {requests} requests");
+    let first: Vec<&String> = failures.iter().take(3).collect();
+    assert!(failures.is_empty(), "{} of {requests} requests failed, first: {first:?}", failures.len());
+
+    // The sessions the router opened with the old password end (between requests: a query
+    // running when its session is killed fails, rotation or not). The router's pool still has
+    // the old password and hears no invalidation; it must log in again with the new one.
+    db.client()
+        .await
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+            &[&acme.role_name.as_str()],
+        )
+        .await
+        .unwrap();
+    let conn = connection_string(&cp, "acme").await;
+    let sql = TenantSql::new(&router, "acme.app.localhost", &conn);
+    for _ in 0..10 {
+        let (status, body) = sql.post(json!({"query": "SELECT count(*) AS n FROM users"})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    router.stop().await.unwrap();
+    control.server.stop().await.unwrap();
+}
