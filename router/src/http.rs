@@ -44,7 +44,15 @@ impl AppState {
         );
         Ok(Self {
             resolver: Arc::new(resolver),
-            pools: Arc::new(TenantPools::new(secrets, settings.pool_idle_timeout, settings.checkout_timeout)),
+            pools: Arc::new(TenantPools::new(
+                secrets,
+                crate::pools::PoolLimits {
+                    idle_timeout: settings.pool_idle_timeout,
+                    checkout_timeout: settings.checkout_timeout,
+                    max_connections: settings.max_connections,
+                    tenant_max_connections: settings.tenant_max_connections,
+                },
+            )),
             catalog,
             max_response_bytes: settings.max_response_bytes,
         })

@@ -7,6 +7,7 @@
 //! - [`http`]: the listeners, for the binary and for tests (port 0).
 
 pub mod admin;
+pub mod budget;
 pub mod error;
 pub mod http;
 pub mod invalidation;

@@ -4,7 +4,8 @@
 //! [`RESET_SESSION`]), so nothing one request does to its session — `BEGIN`, `SET search_path`,
 //! `SET ROLE`, `PREPARE` — reaches the next; the role's own search_path is restored by RESET.
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Timeouts};
+use crate::budget::{BudgetedManager, ConnectError, Object, Pool};
+use deadpool::managed::{PoolError, Timeouts};
 use moka::future::Cache;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use subtle::ConstantTimeEq as _;
 use tenancy::catalog::TenantRecord;
 use tenancy::domain::TenantId;
 use tenancy::secrets::{DbCredentials, SharedSecretStore};
-use tokio_postgres::NoTls;
+use tokio::sync::Semaphore;
 
 /// Run on a connection before it is reused: `DISCARD ALL` minus what it cannot do inside the
 /// implicit transaction of a multi-statement query, preceded by a `ROLLBACK` of anything a
@@ -59,19 +60,38 @@ pub struct TenantPool {
 /// rotations, rarely enough that a client with a wrong password cannot flood the secret store.
 const REFRESH_INTERVAL: Duration = Duration::from_millis(100);
 
+/// How the tenant pools are sized.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolLimits {
+    /// A pool unused this long is closed.
+    pub idle_timeout: Duration,
+    /// How long a request waits for a connection.
+    pub checkout_timeout: Duration,
+    /// Server connections of all pools together (`ROUTER_MAX_CONNECTIONS`).
+    pub max_connections: usize,
+    /// Server connections of one tenant, whatever its plan says (`ROUTER_TENANT_MAX_CONNECTIONS`).
+    pub tenant_max_connections: usize,
+}
+
 pub struct TenantPools {
     secrets: SharedSecretStore,
     pools: Cache<TenantId, Arc<TenantPool>>,
-    checkout_timeout: Duration,
+    limits: PoolLimits,
+    budget: Arc<Semaphore>,
 }
 
 impl TenantPools {
-    pub fn new(secrets: SharedSecretStore, idle_timeout: Duration, checkout_timeout: Duration) -> Self {
+    pub fn new(secrets: SharedSecretStore, limits: PoolLimits) -> Self {
         let pools = Cache::builder()
-            .time_to_idle(idle_timeout)
+            .time_to_idle(limits.idle_timeout)
             .eviction_listener(|_id, pool: Arc<TenantPool>, _cause| pool.pool.close())
             .build();
-        Self { secrets, pools, checkout_timeout }
+        Self { secrets, pools, limits, budget: Arc::new(Semaphore::new(limits.max_connections.max(1))) }
+    }
+
+    /// Server connections open now, across all tenants.
+    pub fn connections_in_use(&self) -> usize {
+        self.limits.max_connections.max(1) - self.budget.available_permits()
     }
 
     /// The tenant's pool, built if missing or older than the tenant's generation.
@@ -110,19 +130,19 @@ impl TenantPools {
             options.push_str(&format!(" -c statement_timeout={ms}"));
         }
         config.options(&options);
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig { recycling_method: RecyclingMethod::Custom(RESET_SESSION.to_owned()) },
-        );
+        let manager =
+            BudgetedManager::new(config, self.budget.clone(), self.limits.checkout_timeout, RESET_SESSION);
+        let size = usize::try_from(tenant.pool_size)
+            .unwrap_or(1)
+            .clamp(1, self.limits.tenant_max_connections.max(1));
         let pool = Pool::builder(manager)
-            .max_size(usize::try_from(tenant.pool_size).unwrap_or(1).max(1))
+            .max_size(size)
             .timeouts(Timeouts {
-                wait: Some(self.checkout_timeout),
-                create: Some(Duration::from_secs(5)),
+                wait: Some(self.limits.checkout_timeout),
+                create: Some(self.limits.checkout_timeout + Duration::from_secs(5)),
                 recycle: Some(Duration::from_secs(5)),
             })
-            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .runtime(deadpool::Runtime::Tokio1)
             .build()
             .map_err(|e| PoolCheckoutError::Database(e.to_string()))?;
         Ok(Arc::new(TenantPool {
@@ -134,20 +154,40 @@ impl TenantPools {
         }))
     }
 
-    /// A connection from the tenant's pool.
-    pub async fn checkout(pool: &TenantPool) -> Result<deadpool_postgres::Object, PoolCheckoutError> {
+    /// A connection from the tenant's pool. When this pool has none idle and the budget is all
+    /// in use, one idle connection of another tenant is closed to make room (as PgBouncer
+    /// reuses server connections between pools).
+    pub async fn checkout(&self, pool: &TenantPool) -> Result<Object, PoolCheckoutError> {
+        if pool.pool.status().available == 0 && self.budget.available_permits() == 0 {
+            self.shed_one_idle(pool);
+        }
         pool.pool.get().await.map_err(|e| match e {
-            deadpool_postgres::PoolError::Timeout(_) => PoolCheckoutError::Exhausted,
-            deadpool_postgres::PoolError::Backend(pg)
+            PoolError::Timeout(_) | PoolError::Backend(ConnectError::Budget) => PoolCheckoutError::Exhausted,
+            PoolError::Backend(ConnectError::Postgres(pg))
                 if pg.code() == Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD) =>
             {
                 PoolCheckoutError::AuthFailed
             }
-            deadpool_postgres::PoolError::Backend(pg) => {
+            PoolError::Backend(ConnectError::Postgres(pg)) => {
                 PoolCheckoutError::Database(tenancy::pg::describe_error(&pg))
             }
-            other => PoolCheckoutError::Database(other.to_string()),
+            other => PoolCheckoutError::Database(format!("{other:?}")),
         })
+    }
+
+    /// Closes one idle connection of a pool other than `except`, returning its budget permit.
+    fn shed_one_idle(&self, except: &TenantPool) {
+        for (_, other) in &self.pools {
+            if std::ptr::eq(&*other, except) {
+                continue;
+            }
+            let taken = std::sync::atomic::AtomicBool::new(false);
+            // `retain` keeps what the predicate accepts: refuse the first idle connection only.
+            let result = other.pool.retain(|_, _| taken.swap(true, std::sync::atomic::Ordering::Relaxed));
+            if !result.removed.is_empty() {
+                return;
+            }
+        }
     }
 
     /// Whether `user` / `password` are the tenant's credentials as the secret holds them now:

@@ -38,6 +38,14 @@ pub struct RouterSettings {
     #[arg(long, env = "ROUTER_POOL_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
     pub pool_idle_timeout: Duration,
 
+    /// Most connections to PostgreSQL from this router, all tenants together.
+    #[arg(long, env = "ROUTER_MAX_CONNECTIONS", default_value_t = 100)]
+    pub max_connections: usize,
+
+    /// Most connections one tenant may have, whatever its plan's pool size.
+    #[arg(long, env = "ROUTER_TENANT_MAX_CONNECTIONS", default_value_t = 20)]
+    pub tenant_max_connections: usize,
+
     /// How long a request waits for a connection from its tenant's pool.
     #[arg(long, env = "ROUTER_CHECKOUT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub checkout_timeout: Duration,

@@ -55,10 +55,10 @@ pub async fn handle(
         raw_text: flag(&headers, "neon-raw-text-output"),
         max_bytes: state.max_response_bytes,
     };
-    let mut client = match crate::pools::TenantPools::checkout(&pool).await {
+    let mut client = match state.pools.checkout(&pool).await {
         // PostgreSQL refused the pool's password: rotated, and the invalidation is late.
         Err(crate::pools::PoolCheckoutError::AuthFailed) => match state.pools.rebuild(&tenant, &pool).await {
-            Some(rebuilt) => crate::pools::TenantPools::checkout(&rebuilt).await?,
+            Some(rebuilt) => state.pools.checkout(&rebuilt).await?,
             None => return Err(crate::pools::PoolCheckoutError::AuthFailed.into()),
         },
         other => other?,
@@ -79,7 +79,7 @@ pub async fn handle(
                 .map_err(|e| RouterError::from_pg(&e))?;
             let mut results = Vec::with_capacity(queries.len());
             for query in &queries {
-                results.push(run_query(&*tx, query, output).await?);
+                results.push(run_query(&tx, query, output).await?);
             }
             tx.commit().await.map_err(|e| RouterError::from_pg(&e))?;
             json!({ "results": results })

@@ -132,6 +132,8 @@ fn to_text(ty: &Type, raw: &[u8]) -> Result<String, UnsupportedType> {
         },
         Type::TIME => format_time_of_day(text::<NaiveTime>(ty, raw)?),
         Type::INET | Type::CIDR => text::<std::net::IpAddr>(&Type::INET, raw)?.to_string(),
+        // A function returning nothing (`SELECT pg_sleep(1)`): its text output is empty.
+        Type::VOID => String::new(),
         _ => return Err(UnsupportedType(ty.name().to_owned())),
     })
 }

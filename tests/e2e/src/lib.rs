@@ -44,9 +44,9 @@ pub async fn spawn_control_plane(db: &TestDb, common: &CommonSettings) -> Contro
     ControlPlaneUnderTest { cp, server, url }
 }
 
-/// A router on free ports.
-pub async fn spawn_router(common: &CommonSettings) -> tenant_router::http::RunningRouter {
-    let settings = tenant_router::settings::RouterSettings {
+/// Router settings for tests: free ports, short timeouts.
+pub fn router_settings(common: &CommonSettings) -> tenant_router::settings::RouterSettings {
+    tenant_router::settings::RouterSettings {
         common: common.clone(),
         listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
         admin_listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
@@ -55,11 +55,24 @@ pub async fn spawn_router(common: &CommonSettings) -> tenant_router::http::Runni
         cache_capacity: 10_000,
         pool_idle_timeout: Duration::from_secs(60),
         checkout_timeout: Duration::from_secs(2),
+        max_connections: 100,
+        tenant_max_connections: 20,
         max_body_bytes: 1024 * 1024,
         max_response_bytes: 1024 * 1024,
         shutdown_grace: Duration::from_secs(10),
-    };
-    tenant_router::http::spawn(&settings, CancellationToken::new())
+    }
+}
+
+/// A router on free ports.
+pub async fn spawn_router(common: &CommonSettings) -> tenant_router::http::RunningRouter {
+    spawn_router_with(&router_settings(common)).await
+}
+
+/// A router with the given settings.
+pub async fn spawn_router_with(
+    settings: &tenant_router::settings::RouterSettings,
+) -> tenant_router::http::RunningRouter {
+    tenant_router::http::spawn(settings, CancellationToken::new())
         .await
         .unwrap_or_else(|e| panic!("router did not start: {e}"))
 }

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod billing;
+mod budget;
 mod clusters;
 mod domains;
 mod lifecycle;

@@ -1,0 +1,89 @@
+//! The router's global connection budget (`ROUTER_MAX_CONNECTIONS`): every server connection,
+//! whatever its tenant, holds one permit of a single semaphore from the moment it is opened to
+//! the moment it is closed, so the router never has more connections to PostgreSQL than the
+//! budget, however many tenants it serves. A connection that cannot get a permit within the
+//! checkout timeout is not opened (the request gets 503 `pool_exhausted`).
+
+use deadpool::managed::{Metrics, RecycleError, RecycleResult};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_postgres::NoTls;
+
+/// A server connection and the budget permit it holds while open.
+pub struct Connection {
+    client: tokio_postgres::Client,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for Connection {
+    type Target = tokio_postgres::Client;
+    fn deref(&self) -> &Self::Target {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for Connection {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.client
+    }
+}
+
+/// Why a connection could not be opened.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// No permit within the checkout timeout: the budget is in use.
+    Budget,
+    Postgres(tokio_postgres::Error),
+}
+
+/// Opens tenant connections within the budget and resets them between requests.
+pub struct BudgetedManager {
+    config: tokio_postgres::Config,
+    budget: Arc<Semaphore>,
+    wait: Duration,
+    reset: &'static str,
+}
+
+impl BudgetedManager {
+    pub fn new(
+        config: tokio_postgres::Config,
+        budget: Arc<Semaphore>,
+        wait: Duration,
+        reset: &'static str,
+    ) -> Self {
+        Self { config, budget, wait, reset }
+    }
+}
+
+impl deadpool::managed::Manager for BudgetedManager {
+    type Type = Connection;
+    type Error = ConnectError;
+
+    async fn create(&self) -> Result<Connection, ConnectError> {
+        let permit = tokio::time::timeout(self.wait, self.budget.clone().acquire_owned())
+            .await
+            .map_err(|_| ConnectError::Budget)?
+            .map_err(|_| ConnectError::Budget)?;
+        let (client, connection) = self.config.connect(NoTls).await.map_err(ConnectError::Postgres)?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Connection { client, _permit: permit })
+    }
+
+    async fn recycle(&self, connection: &mut Connection, _: &Metrics) -> RecycleResult<ConnectError> {
+        if connection.client.is_closed() {
+            return Err(RecycleError::message("connection closed"));
+        }
+        connection
+            .client
+            .simple_query(self.reset)
+            .await
+            .map(|_| ())
+            .map_err(|e| RecycleError::Backend(ConnectError::Postgres(e)))
+    }
+}
+
+pub type Pool = deadpool::managed::Pool<BudgetedManager>;
+pub type Object = deadpool::managed::Object<BudgetedManager>;
