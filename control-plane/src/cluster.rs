@@ -167,7 +167,9 @@ impl Cluster {
         &self,
         dbname: &str,
     ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), ClusterError> {
-        drop(self.admin().await?);
+        if self.prepared.get().is_none() {
+            drop(self.admin().await?);
+        }
         let mut config = self.admin_config.clone();
         config.dbname(dbname);
         let (client, connection) = config.connect(NoTls).await.map_err(|e| ClusterError::Connect {
@@ -180,53 +182,75 @@ impl Cluster {
         Ok((client, task))
     }
 
-    async fn database_exists(
+    /// A dedicated session holding the template lock: released when the session ends, so a
+    /// cancelled task cannot leave it held, and no pooled connection waits on it.
+    async fn lock_template(
+        &self,
+    ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), ClusterError> {
+        let (client, task) = self.connect(&self.endpoint.dbname).await?;
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&TEMPLATE_LOCK])
+            .await
+            .map_err(|e| self.database_error(&e))?;
+        Ok((client, task))
+    }
+
+    /// Fails unless `database` is missing (`false`) or ours, owned by the owner role (`true`):
+    /// never adopt, grant on or drop someone else's database.
+    async fn ensure_ours(
         &self,
         admin: &tokio_postgres::Client,
         database: &tenancy::domain::DatabaseName,
     ) -> Result<bool, ClusterError> {
-        admin
-            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database.as_str()])
+        let owner: Option<String> = admin
+            .query_opt(
+                "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1",
+                &[&database.as_str()],
+            )
             .await
-            .map(|row| row.is_some())
-            .map_err(|e| self.database_error(&e))
+            .map_err(|e| self.database_error(&e))?
+            .map(|r| r.get(0));
+        match owner {
+            None => Ok(false),
+            Some(owner) if owner == self.owner.as_str() => Ok(true),
+            Some(owner) => Err(ClusterError::Database {
+                cluster: self.name.clone(),
+                message: format!("database {database} exists and is owned by {owner}, not by {}", self.owner),
+            }),
+        }
     }
 
     /// Creates `database` as a clone of the template database, after bringing the template to
-    /// the current migrations; nothing to do if it exists. `PUBLIC` may not connect to it.
+    /// the current migrations (nothing to clone if it exists and is ours). Every time, `PUBLIC`
+    /// loses the right to connect, so a crash between creating and revoking leaves no gap.
     pub async fn create_tenant_database(
         &self,
         database: &tenancy::domain::DatabaseName,
         migrations: &crate::tenant_schema::TenantMigrations,
     ) -> Result<(), ClusterError> {
-        let admin = self.admin().await?;
-        admin
-            .execute("SELECT pg_advisory_lock($1)", &[&TEMPLATE_LOCK])
-            .await
-            .map_err(|e| self.database_error(&e))?;
+        let (admin, task) = self.lock_template().await?;
         let result = async {
-            if self.database_exists(&admin, database).await? {
-                return Ok(());
+            if !self.ensure_ours(&admin, database).await? {
+                self.migrate_template(&admin, migrations, true).await?;
+                admin
+                    .batch_execute(&format!(
+                        "CREATE DATABASE {} WITH TEMPLATE {} OWNER {}",
+                        database.quoted(),
+                        self.template.quoted(),
+                        self.owner.quoted()
+                    ))
+                    .await
+                    .map_err(|e| self.database_error(&e))?;
             }
-            self.migrate_template(&admin, migrations, true).await?;
-            admin
-                .batch_execute(&format!(
-                    "CREATE DATABASE {} WITH TEMPLATE {} OWNER {}",
-                    database.quoted(),
-                    self.template.quoted(),
-                    self.owner.quoted()
-                ))
-                .await
-                .map_err(|e| self.database_error(&e))?;
             admin
                 .batch_execute(&format!("REVOKE ALL ON DATABASE {} FROM PUBLIC", database.quoted()))
                 .await
                 .map_err(|e| self.database_error(&e))
         }
         .await;
-        let unlocked = admin.execute("SELECT pg_advisory_unlock($1)", &[&TEMPLATE_LOCK]).await;
-        result?;
-        unlocked.map(|_| ()).map_err(|e| self.database_error(&e))
+        drop(admin);
+        let _ = task.await;
+        result
     }
 
     /// Brings the template database to the current migrations (creating it first when
@@ -238,7 +262,7 @@ impl Cluster {
         create: bool,
     ) -> Result<bool, ClusterError> {
         let template = &self.template;
-        if !self.database_exists(admin, template).await? {
+        if !self.ensure_ours(admin, template).await? {
             if !create {
                 return Ok(false);
             }
@@ -250,11 +274,11 @@ impl Cluster {
                 ))
                 .await
                 .map_err(|e| self.database_error(&e))?;
-            admin
-                .batch_execute(&format!("REVOKE ALL ON DATABASE {} FROM PUBLIC", template.quoted()))
-                .await
-                .map_err(|e| self.database_error(&e))?;
         }
+        admin
+            .batch_execute(&format!("REVOKE ALL ON DATABASE {} FROM PUBLIC", template.quoted()))
+            .await
+            .map_err(|e| self.database_error(&e))?;
         let schema = tenancy::domain::SchemaName::database_tenant();
         let (mut client, task) = self.connect(template.as_str()).await?;
         client
@@ -283,22 +307,20 @@ impl Cluster {
         &self,
         migrations: &crate::tenant_schema::TenantMigrations,
     ) -> Result<bool, ClusterError> {
-        let admin = self.admin().await?;
-        admin
-            .execute("SELECT pg_advisory_lock($1)", &[&TEMPLATE_LOCK])
-            .await
-            .map_err(|e| self.database_error(&e))?;
+        let (admin, task) = self.lock_template().await?;
         let result = self.migrate_template(&admin, migrations, false).await;
-        let unlocked = admin.execute("SELECT pg_advisory_unlock($1)", &[&TEMPLATE_LOCK]).await;
-        let migrated = result?;
-        unlocked.map_err(|e| self.database_error(&e))?;
-        Ok(migrated)
+        drop(admin);
+        let _ = task.await;
+        result
     }
 
     /// Drops a tenant's database, ending its sessions.
     pub async fn drop_database(&self, database: &tenancy::domain::DatabaseName) -> Result<(), ClusterError> {
-        self.admin()
-            .await?
+        let admin = self.admin().await?;
+        if !self.ensure_ours(&admin, database).await? {
+            return Ok(());
+        }
+        admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", database.quoted()))
             .await
             .map_err(|e| self.database_error(&e))

@@ -21,6 +21,8 @@ pub enum RouterError {
     BadRequest(String),
     #[error("response is larger than the {0}-byte limit; select fewer rows or columns")]
     ResponseTooLarge(usize),
+    #[error("too many requests for this tenant's plan; slow down")]
+    RateLimited,
     #[error("{message}")]
     Postgres { message: String, body: serde_json::Value },
 }
@@ -76,6 +78,7 @@ impl RouterError {
             Self::Pool(_) => (StatusCode::SERVICE_UNAVAILABLE, "tenant_unavailable"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::ResponseTooLarge(_) => (StatusCode::BAD_REQUEST, "response_too_large"),
+            Self::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Postgres { .. } => (StatusCode::BAD_REQUEST, "postgres_error"),
         }
     }
@@ -101,7 +104,7 @@ impl IntoResponse for RouterError {
                 (status, axum::Json(body)).into_response()
             }
         };
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 pub struct AppState {
     pub resolver: Arc<Resolver>,
     pub pools: Arc<TenantPools>,
+    pub rate_limits: Arc<crate::rate_limit::RateLimits>,
     pub catalog: deadpool_postgres::Pool,
     pub max_response_bytes: usize,
 }
@@ -53,6 +54,7 @@ impl AppState {
                     tenant_max_connections: settings.tenant_max_connections,
                 },
             )),
+            rate_limits: Arc::new(crate::rate_limit::RateLimits::default()),
             catalog,
             max_response_bytes: settings.max_response_bytes,
         })

@@ -12,6 +12,7 @@ pub mod error;
 pub mod http;
 pub mod invalidation;
 pub mod pools;
+pub mod rate_limit;
 pub mod resolve;
 pub mod settings;
 pub mod sql;

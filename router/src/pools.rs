@@ -82,10 +82,9 @@ pub struct TenantPools {
 
 impl TenantPools {
     pub fn new(secrets: SharedSecretStore, limits: PoolLimits) -> Self {
-        let pools = Cache::builder()
-            .time_to_idle(limits.idle_timeout)
-            .eviction_listener(|_id, pool: Arc<TenantPool>, _cause| pool.pool.close())
-            .build();
+        // A pool leaving the cache (idle, replaced after a change) is not closed here: requests
+        // may still hold it; its connections close as the last of them lets go.
+        let pools = Cache::builder().time_to_idle(limits.idle_timeout).build();
         Self { secrets, pools, limits, budget: Arc::new(Semaphore::new(limits.max_connections.max(1))) }
     }
 
@@ -222,6 +221,11 @@ impl TenantPools {
     /// password (a rotation whose invalidation has not arrived). Rebuilt at most once per
     /// [`REFRESH_INTERVAL`]; `None` when it was just rebuilt.
     pub async fn rebuild(&self, tenant: &TenantRecord, stale: &TenantPool) -> Option<Arc<TenantPool>> {
+        if let Some(current) = self.pools.get(&tenant.id).await {
+            if !std::ptr::eq(&*current, stale) {
+                return Some(current); // another request rebuilt it already
+            }
+        }
         if stale.built_at.elapsed() < REFRESH_INTERVAL {
             return None;
         }

@@ -46,9 +46,11 @@ pub async fn publish(
     names: &RedisNames,
     message: &Invalidation,
 ) -> redis::RedisResult<()> {
+    // The stale routing record goes first, so a router reacting to the message cannot refill
+    // its cache from it.
+    let _: i64 = redis::cmd("DEL").arg(names.route_key(&message.slug)).query_async(redis).await?;
     let payload = serde_json::to_string(message).unwrap_or_default();
     let _: i64 =
         redis::cmd("PUBLISH").arg(names.invalidation_channel()).arg(payload).query_async(redis).await?;
-    let _: i64 = redis::cmd("DEL").arg(names.route_key(&message.slug)).query_async(redis).await?;
     Ok(())
 }

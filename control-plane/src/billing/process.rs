@@ -15,11 +15,13 @@ pub enum BillingProcessError {
     NotFound(String),
     #[error("catalog unavailable: {0}")]
     Catalog(String),
+    #[error("not yet: {0}")]
+    NotYet(String),
 }
 
 impl BillingProcessError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Catalog(_))
+        matches!(self, Self::Catalog(_) | Self::NotYet(_))
     }
 }
 
@@ -105,29 +107,39 @@ async fn change(cp: &ControlPlane, envelope: &Envelope) -> Result<Outcome, Billi
     let created = chrono::DateTime::from_timestamp(envelope.created, 0).unwrap_or_default();
     let catalog_error =
         |e: tokio_postgres::Error| BillingProcessError::Catalog(tenancy::pg::describe_error(&e));
-    let client = cp.catalog.get().await.map_err(|e| BillingProcessError::Catalog(e.to_string()))?;
-    let row = client
+    // One subscription's events one at a time (jobs run in parallel): the order check and the
+    // changes happen under a lock held by this transaction, released however this ends.
+    let mut client = cp.catalog.get().await.map_err(|e| BillingProcessError::Catalog(e.to_string()))?;
+    let tx = client.transaction().await.map_err(catalog_error)?;
+    tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", &[&change.subscription_id])
+        .await
+        .map_err(catalog_error)?;
+    let row = tx
         .query_opt(
-            "UPDATE control.tenants SET billing_event_at = $2
-              WHERE billing_subscription_id = $1 AND status <> 'deleted'
-                AND (billing_event_at IS NULL OR billing_event_at <= $2)
-          RETURNING slug, plan",
-            &[&change.subscription_id, &created],
+            "SELECT slug, plan, status, billing_event_at FROM control.tenants
+              WHERE billing_subscription_id = $1 AND status <> 'deleted'",
+            &[&change.subscription_id],
         )
         .await
         .map_err(catalog_error)?;
-    drop(client);
     let Some(row) = row else {
-        return Ok(Outcome::Ignored(format!(
-            "no tenant for subscription {}, or a newer event was already applied",
+        // Possibly delivered before the event that creates the tenant: try again later.
+        return Err(BillingProcessError::NotYet(format!(
+            "no tenant for subscription {} (yet)",
             change.subscription_id
         )));
     };
+    let last: Option<chrono::DateTime<chrono::Utc>> = row.get(3);
+    if last.is_some_and(|last| last > created) {
+        return Ok(Outcome::Ignored("older than the newest event already applied to this tenant".into()));
+    }
+    if row.get::<_, &str>(2) == "provisioning" {
+        return Err(BillingProcessError::NotYet("the tenant is still being provisioned".into()));
+    }
     let slug = tenancy::domain::Slug::parse(row.get::<_, &str>(0))
         .map_err(|e| BillingProcessError::Catalog(e.to_string()))?;
     let mut operations = Vec::new();
-    let deleted = envelope.kind == "customer.subscription.deleted";
-    if deleted {
+    if envelope.kind == "customer.subscription.deleted" {
         operations.push(Operation::Deprovision { retention: cp.deprovision_retention });
     } else {
         let current_plan: &str = row.get(1);
@@ -145,6 +157,13 @@ async fn change(cp: &ControlPlane, envelope: &Envelope) -> Result<Outcome, Billi
             Err(e) => done.push(format!("{} refused: {e}", operation.name())),
         }
     }
+    tx.execute(
+        "UPDATE control.tenants SET billing_event_at = $2 WHERE billing_subscription_id = $1 AND status <> 'deleted'",
+        &[&change.subscription_id, &created],
+    )
+    .await
+    .map_err(catalog_error)?;
+    tx.commit().await.map_err(catalog_error)?;
     Ok(Outcome::Applied(format!("tenant {slug}: {}", done.join("; "))))
 }
 

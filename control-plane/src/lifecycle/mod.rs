@@ -101,7 +101,8 @@ fn transition(
         (Operation::Deprovision { .. }, S::Active | S::Suspended | S::Failed) => {
             Some((S::Deprovisioning, JobKind::Deprovision))
         }
-        (Operation::Deprovision { .. }, S::Deprovisioning) => None,
+        // Again: re-queues a deprovisioning that failed (e.g. its archive could not be written).
+        (Operation::Deprovision { .. }, S::Deprovisioning) => Some((S::Deprovisioning, JobKind::Deprovision)),
         (Operation::Retry, S::Failed) => Some((S::Provisioning, JobKind::Provision)),
         (_, other) => return Err(other),
     })
@@ -137,7 +138,7 @@ pub async fn request(
     let Some((status, job)) = step else {
         return Ok(tenant);
     };
-    let mut payload = serde_json::json!({});
+    let payload = serde_json::json!({});
     let mut delay = Duration::ZERO;
     match operation {
         Operation::ChangePlan(raw) => {
@@ -149,11 +150,6 @@ pub async fn request(
             )
             .await
             .map_err(|e| catalog_error(&e))?;
-        }
-        Operation::RotateCredentials => {
-            payload = work::rotation_payload(cp, &tenant)
-                .await
-                .map_err(|e| LifecycleError::Catalog(e.to_string()))?;
         }
         Operation::Deprovision { retention } => {
             delay = *retention;

@@ -129,50 +129,19 @@ pub async fn apply_plan(cp: &ControlPlane, id: TenantId) -> Result<(), WorkError
     announce(cp, id, "tenant.plan_applied").await
 }
 
-fn fingerprint(password: &str) -> String {
-    hex::encode(Sha256::digest(password.as_bytes()))
-}
-
-/// The payload of a rotation job: a fingerprint of the password being replaced, so a resumed
-/// job can tell whether the secret was already rotated.
-pub async fn rotation_payload(
-    cp: &ControlPlane,
-    tenant: &TenantRecord,
-) -> Result<serde_json::Value, SecretError> {
-    let name = tenant.secret_name().ok_or_else(|| SecretError::Rejected("tenant has no secret".into()))?;
-    let current = cp
-        .secrets
-        .get(&name)
-        .await?
-        .ok_or_else(|| SecretError::Rejected("tenant secret is missing".into()))?;
-    Ok(serde_json::json!({ "replaces": fingerprint(&current.password) }))
-}
-
-/// New password: stored in the secret first (once per request), then set on the role. Routers
-/// are told, so they rebuild the tenant's pool with the new password; connections already open
-/// keep working meanwhile.
-pub async fn rotate_credentials(
-    cp: &ControlPlane,
-    id: TenantId,
-    payload: &serde_json::Value,
-) -> Result<(), WorkError> {
+/// A new password: stored in the secret first, then set on the role; routers are told, so they
+/// rebuild the tenant's pool (connections already open keep working meanwhile). Each job
+/// rotates once; a job resumed after a crash between the two writes rotates again, which is
+/// harmless. The secret store's idempotency token is derived from the password being replaced.
+pub async fn rotate_credentials(cp: &ControlPlane, id: TenantId) -> Result<(), WorkError> {
     let tenant = load(cp, id).await?;
-    let replaces = payload
-        .get("replaces")
-        .and_then(serde_json::Value::as_str)
-        .ok_or_else(|| WorkError::permanent("rotation job without the replaced password's fingerprint"))?;
     let name = tenant.secret_name().ok_or_else(|| WorkError::permanent("tenant has no secret"))?;
     let current =
         cp.secrets.get(&name).await?.ok_or_else(|| WorkError::permanent("tenant secret is missing"))?;
-    let credentials = if fingerprint(&current.password) == replaces {
-        let rotated = DbCredentials { password: steps::generate_password(), ..current };
-        let token = format!("{id}-r{}", &replaces[..16]);
-        cp.secrets.put(&name, &rotated, &token).await?;
-        rotated
-    } else {
-        current
-    };
-    steps::set_role_password(cp, &tenant, &credentials.password, Step::Credentials).await?;
+    let replaces = hex::encode(Sha256::digest(current.password.as_bytes()));
+    let rotated = DbCredentials { password: steps::generate_password(), ..current };
+    cp.secrets.put(&name, &rotated, &format!("{id}-r{}", &replaces[..16])).await?;
+    steps::set_role_password(cp, &tenant, &rotated.password, Step::Credentials).await?;
     announce(cp, id, "tenant.credentials_rotated").await
 }
 
@@ -221,10 +190,24 @@ pub async fn deprovision(cp: &ControlPlane, id: TenantId) -> Result<(), WorkErro
             cluster.drop_database(database).await.map_err(|e| cluster_error(&e))?;
             String::new()
         }
-        None => format!("DROP SCHEMA IF EXISTS {} CASCADE;", tenant.schema_name.quoted()),
+        // Only a schema the owner role owns is ours to drop.
+        None => format!(
+            "DO $$ BEGIN
+               IF (SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = '{schema_name}') = '{owner}' THEN
+                 EXECUTE 'DROP SCHEMA {schema} CASCADE';
+               END IF;
+             END $$;",
+            schema_name = tenant.schema_name.as_str(),
+            schema = tenant.schema_name.quoted(),
+            owner = cluster.owner.as_str(),
+        ),
     };
     admin.batch_execute(&format!("BEGIN; {drop_schema} {drop_role} COMMIT;")).await.map_err(|e| pg(&e))?;
-    if let Some(name) = tenant.secret_name() {
+    // By its conventional name too: a tenant that failed after its secret was written but
+    // before the catalog recorded it must not leave the secret behind.
+    let conventional = tenancy::secrets::SecretName::for_tenant(&cp.secrets_prefix, tenant.id);
+    cp.secrets.delete(&conventional).await?;
+    if let Some(name) = tenant.secret_name().filter(|name| *name != conventional) {
         cp.secrets.delete(&name).await?;
     }
     let mut client = catalog(cp).await?;

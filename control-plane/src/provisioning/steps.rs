@@ -248,10 +248,17 @@ async fn ensure_schema(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), P
     }
     let admin = cluster.migrator_for(tenant.database_name.as_ref()).await.map_err(cluster_error(step))?;
     // Tables that already exist (a cloned database, a resumed run) get their grants directly;
-    // later ones through the default privileges.
+    // later ones through the default privileges. The ownership check runs inside the same
+    // transaction, before any grant: a schema that exists and is not ours is never adopted.
     let sql = format!(
         "BEGIN;
          CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {owner};
+         DO $$ BEGIN
+           IF (SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = '{schema_name}')
+              <> '{owner_name}' THEN
+             RAISE EXCEPTION 'schema {schema_name} exists and is not owned by {owner_name}';
+           END IF;
+         END $$;
          REVOKE ALL ON SCHEMA {schema} FROM PUBLIC;
          GRANT USAGE ON SCHEMA {schema} TO {role};
          GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role};
@@ -261,24 +268,11 @@ async fn ensure_schema(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), P
          ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {schema}
            GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {role};
          ALTER ROLE {role} SET search_path = {schema};
-         COMMIT;"
+         COMMIT;",
+        schema_name = tenant.schema_name.as_str(),
+        owner_name = cluster.owner.as_str(),
     );
-    admin.batch_execute(&sql).await.map_err(pg_error(step))?;
-    let owner: String = admin
-        .query_one(
-            "SELECT pg_get_userbyid(nspowner)::text FROM pg_namespace WHERE nspname = $1",
-            &[&tenant.schema_name.as_str()],
-        )
-        .await
-        .map_err(pg_error(step))?
-        .get(0);
-    if owner != cluster.owner.as_str() {
-        return Err(permanent(
-            step,
-            format!("schema {} exists and is owned by {owner}, not by us", tenant.schema_name),
-        ));
-    }
-    Ok(())
+    admin.batch_execute(&sql).await.map_err(pg_error(step))
 }
 
 async fn ensure_migrated(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), ProvisionError> {

@@ -132,9 +132,7 @@ async fn run_job(cp: &ControlPlane, job: &Job) -> Result<(), JobFailure> {
         }
         (JobKind::SyncAccess, Some(tenant)) => Ok(work::sync_access(cp, tenant).await?),
         (JobKind::ApplyPlan, Some(tenant)) => Ok(work::apply_plan(cp, tenant).await?),
-        (JobKind::RotateCredentials, Some(tenant)) => {
-            Ok(work::rotate_credentials(cp, tenant, &job.payload).await?)
-        }
+        (JobKind::RotateCredentials, Some(tenant)) => Ok(work::rotate_credentials(cp, tenant).await?),
         (JobKind::Deprovision, Some(tenant)) => Ok(work::deprovision(cp, tenant).await?),
     }
 }

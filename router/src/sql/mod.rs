@@ -45,6 +45,9 @@ pub async fn handle(
 ) -> Result<Json<Value>, RouterError> {
     let tenant = state.resolver.resolve(header(&headers, "host")).await?;
     tracing::Span::current().record("tenant", tracing::field::display(&tenant.slug));
+    if !state.rate_limits.allow(&tenant) {
+        return Err(RouterError::RateLimited);
+    }
     let pool = state.pools.pool_for(&tenant).await?;
     auth::check(header(&headers, "neon-connection-string"), &tenant, &pool, &state.pools, &state.resolver)
         .await?;

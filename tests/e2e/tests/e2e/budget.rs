@@ -86,6 +86,6 @@ async fn the_connection_budget_is_never_exceeded_and_waiting_requests_get_503() 
     assert!(most <= BUDGET as i64, "{most} server connections, budget {BUDGET}");
     assert!(ok >= BUDGET, "at least the budget's worth succeed ({ok} ok, {exhausted} exhausted)");
     assert!(exhausted > 0, "15 slow requests on 3 connections with a 0.5 s wait: some must give up");
-    assert!(elapsed < Duration::from_secs(5), "nobody hangs: {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(15), "nobody hangs: {elapsed:?}");
     router.stop().await.unwrap();
 }

@@ -41,7 +41,7 @@ async fn custom_domains_are_validated_unique_and_reach_the_router_at_once() {
 
     let (acme, globex) = (Slug::parse("acme").unwrap(), Slug::parse("globex").unwrap());
     assert_eq!(domains::add(&cp, &acme, "Shop.Acme.Test.", "test").await.unwrap(), "shop.acme.test");
-    status_within(&shop, 200, Duration::from_secs(1)).await;
+    status_within(&shop, 200, Duration::from_secs(5)).await;
     assert_eq!(
         domains::add(&cp, &acme, "shop.acme.test", "test").await.unwrap(),
         "shop.acme.test",
@@ -74,7 +74,7 @@ async fn custom_domains_are_validated_unique_and_reach_the_router_at_once() {
     );
 
     domains::remove(&cp, &acme, "shop.acme.test", "test").await.unwrap();
-    status_within(&shop, 404, Duration::from_secs(1)).await;
+    status_within(&shop, 404, Duration::from_secs(5)).await;
     assert!(matches!(
         domains::remove(&cp, &acme, "shop.acme.test", "test").await,
         Err(DomainError::NoSuchDomain { .. })

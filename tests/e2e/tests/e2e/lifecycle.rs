@@ -95,8 +95,26 @@ async fn suspension_resumption_and_rotation_reach_every_router_within_a_second()
     for router in &routers {
         expect_within(router, 403, Duration::from_secs(5)).await;
     }
-    send(&url, WEBHOOK_SECRET, &updated("active", now - 50)).await.unwrap(); // older: ignored
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stale = updated("active", now - 50); // older than the past_due event: ignored
+    send(&url, WEBHOOK_SECRET, &stale).await.unwrap();
+    let started = Instant::now();
+    let outcome: String = loop {
+        let row = db
+            .client()
+            .await
+            .query_opt(
+                "SELECT outcome FROM control.billing_events WHERE event_id = $1 AND processed_at IS NOT NULL",
+                &[&stale["id"].as_str().unwrap()],
+            )
+            .await
+            .unwrap();
+        if let Some(row) = row {
+            break row.get(0);
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "stale event not processed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(outcome.starts_with("ignored"), "{outcome}");
     assert_eq!(routers[0].post(json!({"query": "SELECT 1"})).await.0, 403, "a stale event did not resume it");
     let deleted = TestEvent {
         kind: "customer.subscription.deleted".into(),
@@ -158,6 +176,8 @@ async fn requests_keep_succeeding_through_a_credential_rotation_even_without_inv
                 if status != 200 {
                     failures.push(format!("{status} {body}"));
                 }
+                // Below the starter plan's 20 requests/s: this test is about rotation.
+                tokio::time::sleep(Duration::from_millis(60)).await;
             }
             (requests, failures)
         })
@@ -171,7 +191,7 @@ async fn requests_keep_succeeding_through_a_credential_rotation_even_without_inv
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (requests, failures) = client.await.unwrap();
-    assert!(requests > 20, "only {requests} requests");
+    assert!(requests >= 5, "only {requests} requests");
     let first: Vec<&String> = failures.iter().take(3).collect();
     assert!(failures.is_empty(), "{} of {requests} requests failed, first: {first:?}", failures.len());
 

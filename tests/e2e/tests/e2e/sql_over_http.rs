@@ -209,3 +209,26 @@ async fn bad_requests_get_the_right_status_and_run_nothing() {
     assert_eq!(status, 400);
     assert_eq!((&body["code"], &body["position"]), (&json!("42P01"), &json!("15")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_over_its_plans_rate_is_throttled_alone() {
+    let f = fixture("sql_rate_limit").await;
+    // Starter allows 20 requests/s: a burst of 40 at once gets some 429s with Retry-After.
+    let burst: Vec<_> =
+        (0..40).map(|_| f.acme.request().json(&json!({"query": "SELECT 1"})).send()).collect();
+    let responses = futures::future::join_all(burst).await;
+    let mut limited = 0;
+    for response in responses {
+        let response = response.unwrap();
+        if response.status().as_u16() == 429 {
+            assert_eq!(response.headers()["retry-after"], "1");
+            limited += 1;
+        } else {
+            assert_eq!(response.status().as_u16(), 200);
+        }
+    }
+    assert!(limited > 0 && limited < 40, "{limited} of 40 throttled");
+    // Another tenant is not affected.
+    let globex = TenantSql::new(&f.router, "globex.app.localhost", &f.globex_connection_string);
+    assert_eq!(globex.post(json!({"query": "SELECT 1"})).await.0, 200);
+}
