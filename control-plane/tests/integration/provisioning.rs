@@ -89,12 +89,34 @@ async fn a_crash_after_any_provisioning_step_is_finished_by_the_next_attempt() {
         let again = provision(&restarted, tenant.id).await.unwrap();
         assert_eq!(again.generation, done.generation);
     }
+    // The same for tenants with their own database (cloned from the template).
+    for (i, crash_after) in Step::ALL.into_iter().enumerate() {
+        let slug = format!("db-crash-{i}");
+        let tenant = request_tenant(&cp, &request(&slug, "enterprise"), "test").await.unwrap();
+        provision_through(&cp, tenant.id, crash_after).await.unwrap();
+        let restarted = start(&db, &common).await;
+        let done = provision(&restarted, tenant.id).await.unwrap();
+        assert_eq!(done.status, TenantStatus::Active, "database tenant, crash after {crash_after:?}");
+        let database = done.database_name.unwrap();
+        let public_connect = db
+            .count(&format!("SELECT has_database_privilege('public', '{database}', 'CONNECT')::int::bigint"))
+            .await;
+        assert_eq!(public_connect, 0, "PUBLIC cannot connect to {database}");
+    }
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE '{}\\_db\\_crash\\_%'",
+            db.role_prefix
+        ))
+        .await,
+        Step::ALL.len() as i64
+    );
     let n = Step::ALL.len() as i64;
-    assert_eq!(db.count("SELECT count(*) FROM control.tenants WHERE status = 'active'").await, n);
+    assert_eq!(db.count("SELECT count(*) FROM control.tenants WHERE status = 'active'").await, 2 * n);
     assert_eq!(db.count("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 't\\_crash\\_%'").await, n);
-    assert_eq!(db.count("SELECT count(*) FROM control.secrets").await, n);
-    assert_eq!(db.count("SELECT count(*) FROM control.domains").await, n);
-    assert_eq!(db.roles().await.len() as i64, n + 1, "one role per tenant plus the owner");
+    assert_eq!(db.count("SELECT count(*) FROM control.secrets").await, 2 * n);
+    assert_eq!(db.count("SELECT count(*) FROM control.domains").await, 2 * n);
+    assert_eq!(db.roles().await.len() as i64, 2 * n + 1, "one role per tenant plus the owner");
     for i in 0..Step::ALL.len() {
         let history = db.count(&format!("SELECT count(*) FROM t_crash_{i}.refinery_schema_history")).await;
         assert_eq!(history, 1, "each migration applied exactly once");

@@ -135,13 +135,16 @@ async fn signed_billing_webhooks_provision_tenants_that_each_see_only_their_own_
     let router = spawn_router(&common).await;
     let url = format!("{}/v1/webhooks/billing", control.url);
 
+    // A new event delivered twice at once: one of them is stored and processed, the other is
+    // acknowledged as a duplicate.
     let first = subscription_created("acme", "starter");
-    send(&url, WEBHOOK_SECRET, &first).await.unwrap();
-    send(&url, WEBHOOK_SECRET, &subscription_created("globex", "pro")).await.unwrap();
-    // The same event delivered again, twice at once: acknowledged, not processed again.
     let (a, b) = tokio::join!(send(&url, WEBHOOK_SECRET, &first), send(&url, WEBHOOK_SECRET, &first));
-    assert_eq!(a.unwrap().response["duplicate"], json!(true));
-    assert_eq!(b.unwrap().response["duplicate"], json!(true));
+    let duplicates =
+        [a.unwrap(), b.unwrap()].iter().filter(|d| d.response["duplicate"] == json!(true)).count();
+    assert_eq!(duplicates, 1);
+    send(&url, WEBHOOK_SECRET, &subscription_created("globex", "pro")).await.unwrap();
+    // Delivered again later: acknowledged, not processed again.
+    assert_eq!(send(&url, WEBHOOK_SECRET, &first).await.unwrap().response["duplicate"], json!(true));
 
     let acme = wait_until_active(&control.cp, "acme", Duration::from_secs(30)).await;
     let globex = wait_until_active(&control.cp, "globex", Duration::from_secs(30)).await;
