@@ -300,17 +300,11 @@ mod tests {
         let mut command = Cli::command();
         let serve = command.find_subcommand_mut("serve").unwrap();
         let help = serve.render_long_help().to_string();
-        for name in [
-            "DATABASE_URL",
-            "REDIS_URL",
-            "TENANT_BASE_DOMAIN",
-            "SECRETS_BACKEND",
-            "SECRETS_PREFIX",
-            "AWS_REGION",
-            "AWS_ENDPOINT_URL",
-            "TENANTCTL_LISTEN",
-            "BILLING_WEBHOOK_SECRET",
-        ] {
+        for name in tenancy::settings::SHARED_ENV_NAMES
+            .iter()
+            .copied()
+            .chain(["TENANTCTL_LISTEN", "BILLING_WEBHOOK_SECRET"])
+        {
             assert!(help.contains(&format!("[env: {name}")), "{name} missing from `tenantctl serve --help`");
         }
     }

@@ -72,17 +72,11 @@ mod tests {
     #[test]
     fn help_lists_the_fixed_configuration_names() {
         let help = RouterSettings::command().render_long_help().to_string();
-        for name in [
-            "DATABASE_URL",
-            "REDIS_URL",
-            "TENANT_BASE_DOMAIN",
-            "SECRETS_BACKEND",
-            "SECRETS_PREFIX",
-            "AWS_REGION",
-            "AWS_ENDPOINT_URL",
-            "ROUTER_LISTEN",
-            "ROUTER_ADMIN_LISTEN",
-        ] {
+        for name in tenancy::settings::SHARED_ENV_NAMES
+            .iter()
+            .copied()
+            .chain(["ROUTER_LISTEN", "ROUTER_ADMIN_LISTEN"])
+        {
             assert!(help.contains(&format!("[env: {name}")), "{name} missing from `tenant-router --help`");
         }
         RouterSettings::command().debug_assert();

@@ -9,6 +9,18 @@ use crate::secrets::{SecretError, SecretsPrefix, SharedSecretStore};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// The configuration names both binaries accept (terraform and operators rely on them; each
+/// binary's `--help` must list them, which its tests check).
+pub const SHARED_ENV_NAMES: &[&str] = &[
+    "DATABASE_URL",
+    "REDIS_URL",
+    "TENANT_BASE_DOMAIN",
+    "SECRETS_BACKEND",
+    "SECRETS_PREFIX",
+    "AWS_REGION",
+    "AWS_ENDPOINT_URL",
+];
+
 /// Where tenant credentials are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SecretsBackend {

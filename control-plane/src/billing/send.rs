@@ -22,6 +22,19 @@ fn random_id(prefix: &str) -> String {
 }
 
 impl TestEvent {
+    /// A `customer.subscription.created` event for a new subscription of tenant `slug`.
+    pub fn subscription_created(slug: &str, plan: &str) -> Self {
+        Self {
+            kind: "customer.subscription.created".into(),
+            slug: slug.into(),
+            name: None,
+            plan: plan.into(),
+            subscription_id: None,
+            customer_id: None,
+            status: "active".into(),
+        }
+    }
+
     /// The event body, shaped as Stripe sends it.
     pub fn body(&self, now: i64) -> serde_json::Value {
         let subscription_id = self.subscription_id.clone().unwrap_or_else(|| random_id("sub"));

@@ -14,15 +14,7 @@ fn now() -> i64 {
 }
 
 fn event(slug: &str, plan: &str) -> Value {
-    let event = TestEvent {
-        kind: "customer.subscription.created".into(),
-        slug: slug.into(),
-        name: None,
-        plan: plan.into(),
-        subscription_id: None,
-        customer_id: None,
-        status: "active".into(),
-    };
+    let event = TestEvent::subscription_created(slug, plan);
     event.body(now())
 }
 

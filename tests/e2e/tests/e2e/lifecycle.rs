@@ -33,13 +33,8 @@ async fn suspension_resumption_and_rotation_reach_every_router_within_a_second()
     let cp = &control.cp;
     let url = format!("{}/v1/webhooks/billing", control.url);
     let event = TestEvent {
-        kind: "customer.subscription.created".into(),
-        slug: "acme".into(),
-        name: None,
-        plan: "starter".into(),
         subscription_id: Some("sub_acme".into()),
-        customer_id: None,
-        status: "active".into(),
+        ..TestEvent::subscription_created("acme", "starter")
     };
     let now = chrono_now();
     send(&url, WEBHOOK_SECRET, &event.body(now - 100)).await.unwrap();
@@ -144,15 +139,7 @@ async fn requests_keep_succeeding_through_a_credential_rotation_even_without_inv
     let control = spawn_control_plane(&db, &common).await;
     let cp = control.cp.clone();
     let url = format!("{}/v1/webhooks/billing", control.url);
-    let event = TestEvent {
-        kind: "customer.subscription.created".into(),
-        slug: "acme".into(),
-        name: None,
-        plan: "starter".into(),
-        subscription_id: None,
-        customer_id: None,
-        status: "active".into(),
-    };
+    let event = TestEvent::subscription_created("acme", "starter");
     send(&url, WEBHOOK_SECRET, &event.body(chrono_now())).await.unwrap();
     let acme = wait_until_active(&cp, "acme", Duration::from_secs(30)).await;
     // A router that hears no invalidations: it must cope by itself.

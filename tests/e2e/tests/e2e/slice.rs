@@ -114,15 +114,8 @@ async fn invalid_slugs_are_refused_with_the_reason_and_nothing_is_created() {
 }
 
 fn subscription_created(slug: &str, plan: &str) -> serde_json::Value {
-    let event = TestEvent {
-        kind: "customer.subscription.created".into(),
-        slug: slug.into(),
-        name: Some(format!("{slug} Inc")),
-        plan: plan.into(),
-        subscription_id: None,
-        customer_id: None,
-        status: "active".into(),
-    };
+    let event =
+        TestEvent { name: Some(format!("{slug} Inc")), ..TestEvent::subscription_created(slug, plan) };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     event.body(i64::try_from(now).unwrap())
 }
