@@ -14,6 +14,7 @@ pub struct AppState {
     pub resolver: Arc<Resolver>,
     pub pools: Arc<TenantPools>,
     pub rate_limits: Arc<crate::rate_limit::RateLimits>,
+    pub metrics: Arc<crate::metrics::RouterMetrics>,
     pub catalog: deadpool_postgres::Pool,
     pub max_response_bytes: usize,
 }
@@ -36,12 +37,15 @@ impl AppState {
         let config = tenancy::pg::parse_config(settings.common.database_url.expose())?;
         let catalog = tenancy::pg::pool(config, 16)?;
         let secrets = settings.common.secrets.build(catalog.clone()).await?;
+        let metrics = Arc::new(crate::metrics::RouterMetrics::default());
+        metrics.connection_budget.set(i64::try_from(settings.max_connections).unwrap_or(i64::MAX));
         let resolver = Resolver::new(
             settings.common.tenant_base_domain.clone(),
             catalog.clone(),
             settings.cache_capacity,
             settings.cache_ttl,
             settings.negative_cache_ttl,
+            metrics.clone(),
         );
         Ok(Self {
             resolver: Arc::new(resolver),
@@ -55,6 +59,7 @@ impl AppState {
                 },
             )),
             rate_limits: Arc::new(crate::rate_limit::RateLimits::default()),
+            metrics,
             catalog,
             max_response_bytes: settings.max_response_bytes,
         })
@@ -65,6 +70,7 @@ impl AppState {
 pub fn app(state: AppState, max_body_bytes: usize) -> axum::Router {
     axum::Router::new()
         .route("/sql", post(crate::sql::handle))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
@@ -74,11 +80,24 @@ pub fn app(state: AppState, max_body_bytes: usize) -> axum::Router {
         .with_state(state)
 }
 
+/// Counts tenant requests by status class.
+async fn count_requests(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let response = next.run(request).await;
+    let status = format!("{}xx", response.status().as_u16() / 100);
+    state.metrics.requests.get_or_create(&crate::metrics::StatusLabels { status }).inc();
+    response
+}
+
 /// The admin application.
 pub fn admin_app(state: AppState) -> axum::Router {
     axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(crate::admin::readyz))
+        .route("/metrics", get(crate::admin::metrics))
         .with_state(state)
 }
 
@@ -121,7 +140,13 @@ pub async fn spawn(
     if let Some(url) = &settings.common.redis_url {
         let client = redis::Client::open(url.expose()).map_err(|e| StartError::Redis(e.to_string()))?;
         let names = tenancy::invalidation::RedisNames::new(&settings.common.redis_key_prefix);
-        let listener = crate::invalidation::spawn(client, names, state.resolver.clone(), shutdown.clone());
+        let listener = crate::invalidation::spawn(
+            client,
+            names,
+            state.resolver.clone(),
+            state.metrics.clone(),
+            shutdown.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let _ = listener.await;
             Ok(())

@@ -18,17 +18,19 @@ pub fn spawn(
     client: redis::Client,
     names: RedisNames,
     resolver: Arc<Resolver>,
+    metrics: Arc<crate::metrics::RouterMetrics>,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match listen(&client, &names, &resolver, &shutdown).await {
+            match listen(&client, &names, &resolver, &metrics, &shutdown).await {
                 Ok(()) => return,
                 Err(err) => {
                     tracing::warn!(error = %err, retry_in = ?backoff, "invalidation listener disconnected");
                 }
             }
+            metrics.redis_connected.set(0);
             resolver.evict_all();
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -44,12 +46,14 @@ async fn listen(
     client: &redis::Client,
     names: &RedisNames,
     resolver: &Resolver,
+    metrics: &crate::metrics::RouterMetrics,
     shutdown: &CancellationToken,
 ) -> redis::RedisResult<()> {
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(names.invalidation_channel()).await?;
     // Anything cached before this subscription may have missed messages.
     resolver.evict_all();
+    metrics.redis_connected.set(1);
     tracing::info!(channel = %names.invalidation_channel(), "listening for tenant invalidations");
     let mut messages = pubsub.into_on_message();
     loop {
@@ -64,6 +68,7 @@ async fn listen(
         match serde_json::from_str::<Invalidation>(&payload) {
             Ok(invalidation) => {
                 tracing::debug!(tenant = %invalidation.slug, generation = invalidation.generation, "tenant invalidated");
+                metrics.invalidations.inc();
                 resolver.evict_tenant(&invalidation).await;
             }
             Err(err) => tracing::warn!(error = %err, "ignoring a malformed invalidation message"),

@@ -11,6 +11,7 @@ pub mod budget;
 pub mod error;
 pub mod http;
 pub mod invalidation;
+pub mod metrics;
 pub mod pools;
 pub mod rate_limit;
 pub mod resolve;

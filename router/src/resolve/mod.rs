@@ -57,6 +57,7 @@ pub struct Resolver {
     base_domain: BaseDomain,
     catalog: Pool,
     cache: Cache<String, Lookup>,
+    metrics: Arc<crate::metrics::RouterMetrics>,
 }
 
 impl Resolver {
@@ -66,13 +67,14 @@ impl Resolver {
         capacity: u64,
         ttl: Duration,
         negative_ttl: Duration,
+        metrics: Arc<crate::metrics::RouterMetrics>,
     ) -> Self {
         let cache = Cache::builder()
             .max_capacity(capacity)
             .expire_after(Ttl { found: ttl, missing: negative_ttl })
             .support_invalidation_closures()
             .build();
-        Self { base_domain, catalog, cache }
+        Self { base_domain, catalog, cache, metrics }
     }
 
     /// The servable (active) tenant behind `raw_host`.
@@ -92,11 +94,23 @@ impl Resolver {
     /// The tenant (any status) a host names, through the cache. Concurrent misses for one host
     /// share a single catalog query.
     pub async fn lookup(&self, host: String) -> Result<Lookup, ResolveTenantError> {
+        use crate::metrics::{Layer, Outcome};
         let key = host.clone();
-        self.cache
-            .try_get_with(key, self.load(host))
-            .await
-            .map_err(|e: Arc<CatalogError>| ResolveTenantError::Unavailable(e.to_string()))
+        let loaded = std::sync::atomic::AtomicBool::new(false);
+        let load = async {
+            loaded.store(true, std::sync::atomic::Ordering::Relaxed);
+            self.load(host).await
+        };
+        let result = self.cache.try_get_with(key, load).await;
+        let layer =
+            if loaded.load(std::sync::atomic::Ordering::Relaxed) { Layer::Catalog } else { Layer::L1 };
+        let outcome = match &result {
+            Ok(Some(_)) => Outcome::Found,
+            Ok(None) => Outcome::NotFound,
+            Err(_) => Outcome::Error,
+        };
+        self.metrics.resolution(layer, outcome);
+        result.map_err(|e: Arc<CatalogError>| ResolveTenantError::Unavailable(e.to_string()))
     }
 
     async fn load(&self, host: String) -> Result<Lookup, CatalogError> {

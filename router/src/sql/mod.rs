@@ -46,6 +46,7 @@ pub async fn handle(
     let tenant = state.resolver.resolve(header(&headers, "host")).await?;
     tracing::Span::current().record("tenant", tracing::field::display(&tenant.slug));
     if !state.rate_limits.allow(&tenant) {
+        state.metrics.rate_limited.inc();
         return Err(RouterError::RateLimited);
     }
     let pool = state.pools.pool_for(&tenant).await?;
@@ -58,6 +59,7 @@ pub async fn handle(
         raw_text: flag(&headers, "neon-raw-text-output"),
         max_bytes: state.max_response_bytes,
     };
+    let waited = std::time::Instant::now();
     let mut client = match state.pools.checkout(&pool).await {
         // PostgreSQL refused the pool's password: rotated, and the invalidation is late.
         Err(crate::pools::PoolCheckoutError::AuthFailed) => match state.pools.rebuild(&tenant, &pool).await {
@@ -66,6 +68,7 @@ pub async fn handle(
         },
         other => other?,
     };
+    state.metrics.checkout_wait.observe(waited.elapsed().as_secs_f64());
     let result = match payload {
         Payload::Single(query) => run_query(&**client, &query, output).await?,
         Payload::Batch { queries } => {

@@ -122,6 +122,23 @@ async fn suspension_resumption_and_rotation_reach_every_router_within_a_second()
     }
     assert_eq!(db.count("SELECT count(*) FROM control.tenants WHERE status = 'deprovisioning'").await, 1);
 
+    // The routers' metrics saw it all, with no tenant in any label.
+    let metrics =
+        reqwest::get(format!("http://{}/metrics", one.admin_addr)).await.unwrap().text().await.unwrap();
+    for expected in [
+        "tenant_router_requests_total{status=\"2xx\"}",
+        "tenant_router_requests_total{status=\"4xx\"}",
+        "tenant_router_resolutions_total{layer=\"L1\",outcome=\"Found\"}",
+        "tenant_router_resolutions_total{layer=\"Catalog\",outcome=\"Found\"}",
+        "tenant_router_redis_connected 1",
+        "tenant_router_connection_budget 100",
+        "tenant_router_checkout_wait_seconds_count",
+    ] {
+        assert!(metrics.contains(expected), "{expected} missing from:\n{metrics}");
+    }
+    assert!(!metrics.contains("tenant_router_invalidations_total 0"), "invalidations were counted");
+    assert!(!metrics.contains("acme"), "no tenant in labels");
+
     one.stop().await.unwrap();
     two.stop().await.unwrap();
     control.server.stop().await.unwrap();

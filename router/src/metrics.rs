@@ -1,0 +1,116 @@
+//! Prometheus metrics of the router, on the admin listener. Labels are fixed and low-cardinality:
+//! never a tenant.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    /// `2xx`, `4xx`, `5xx`.
+    pub status: String,
+}
+
+/// Where a resolution was answered.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Layer {
+    /// The in-process cache.
+    L1,
+    /// The catalog.
+    Catalog,
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Outcome {
+    Found,
+    NotFound,
+    Error,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResolutionLabels {
+    pub layer: Layer,
+    pub outcome: Outcome,
+}
+
+pub struct RouterMetrics {
+    registry: Registry,
+    pub requests: Family<StatusLabels, Counter>,
+    pub resolutions: Family<ResolutionLabels, Counter>,
+    pub invalidations: Counter,
+    pub redis_connected: Gauge,
+    pub pools_open: Gauge,
+    pub connections_in_use: Gauge,
+    pub connection_budget: Gauge,
+    pub checkout_wait: Histogram,
+    pub rate_limited: Counter<u64, AtomicU64>,
+}
+
+impl Default for RouterMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("tenant_router");
+        let requests = Family::<StatusLabels, Counter>::default();
+        let resolutions = Family::<ResolutionLabels, Counter>::default();
+        let invalidations = Counter::default();
+        let redis_connected = Gauge::default();
+        let pools_open = Gauge::default();
+        let connections_in_use = Gauge::default();
+        let connection_budget = Gauge::default();
+        // 0.1 ms to ~6.5 s.
+        let checkout_wait =
+            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 17));
+        let rate_limited = Counter::default();
+        registry.register("requests", "Requests by status class", requests.clone());
+        registry.register("resolutions", "Host resolutions by layer and outcome", resolutions.clone());
+        registry.register("invalidations", "Tenant invalidations received from Redis", invalidations.clone());
+        registry.register(
+            "redis_connected",
+            "1 while the invalidation listener is subscribed",
+            redis_connected.clone(),
+        );
+        registry.register("pools_open", "Tenant connection pools open", pools_open.clone());
+        registry.register(
+            "connections_in_use",
+            "Connections to PostgreSQL open now",
+            connections_in_use.clone(),
+        );
+        registry.register("connection_budget", "ROUTER_MAX_CONNECTIONS", connection_budget.clone());
+        registry.register(
+            "checkout_wait_seconds",
+            "Time to get a connection from a tenant pool",
+            checkout_wait.clone(),
+        );
+        registry.register("rate_limited", "Requests refused by a plan's rate limit", rate_limited.clone());
+        Self {
+            registry,
+            requests,
+            resolutions,
+            invalidations,
+            redis_connected,
+            pools_open,
+            connections_in_use,
+            connection_budget,
+            checkout_wait,
+            rate_limited,
+        }
+    }
+}
+
+impl RouterMetrics {
+    pub fn resolution(&self, layer: Layer, outcome: Outcome) {
+        self.resolutions.get_or_create(&ResolutionLabels { layer, outcome }).inc();
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
