@@ -74,6 +74,10 @@ impl RouterError {
             Self::Auth(AuthError::Malformed) => (StatusCode::BAD_REQUEST, "invalid_connection_string"),
             Self::Auth(AuthError::WrongTenant) => (StatusCode::FORBIDDEN, "wrong_tenant"),
             Self::Auth(AuthError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "catalog_unavailable"),
+            Self::Auth(AuthError::Token(crate::sql::jwt::TokenError::WrongTenant)) => {
+                (StatusCode::FORBIDDEN, "wrong_tenant")
+            }
+            Self::Auth(AuthError::Token(_)) => (StatusCode::UNAUTHORIZED, "invalid_token"),
             Self::Pool(PoolCheckoutError::Exhausted) => (StatusCode::SERVICE_UNAVAILABLE, "pool_exhausted"),
             Self::Pool(_) => (StatusCode::SERVICE_UNAVAILABLE, "tenant_unavailable"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),

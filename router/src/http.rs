@@ -15,6 +15,8 @@ pub struct AppState {
     pub pools: Arc<TenantPools>,
     pub rate_limits: Arc<crate::rate_limit::RateLimits>,
     pub metrics: Arc<crate::metrics::RouterMetrics>,
+    /// Bearer-token checking; `None` when no key is configured.
+    pub jwt: Option<Arc<crate::sql::jwt::JwtVerifier>>,
     pub catalog: deadpool_postgres::Pool,
     pub max_response_bytes: usize,
 }
@@ -28,6 +30,8 @@ pub enum StartError {
     Secrets(#[from] tenancy::secrets::SecretError),
     #[error("REDIS_URL: {0}")]
     Redis(String),
+    #[error("JWT settings: {0}")]
+    Jwt(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
 }
@@ -60,10 +64,27 @@ impl AppState {
             )),
             rate_limits: Arc::new(crate::rate_limit::RateLimits::default()),
             metrics,
+            jwt: jwt_verifier(settings)?.map(Arc::new),
             catalog,
             max_response_bytes: settings.max_response_bytes,
         })
     }
+}
+
+fn jwt_verifier(settings: &RouterSettings) -> Result<Option<crate::sql::jwt::JwtVerifier>, StartError> {
+    let pem = settings
+        .jwt_rs256_public_key_file
+        .as_ref()
+        .map(|path| std::fs::read(path).map_err(|e| StartError::Jwt(format!("{}: {e}", path.display()))))
+        .transpose()?;
+    crate::sql::jwt::JwtVerifier::new(
+        settings.jwt_hs256_secret.as_ref().map(tenancy::secret::Secret::expose),
+        pem.as_deref(),
+        &settings.jwt_tenant_claim,
+        &settings.jwt_role_claim,
+        &settings.jwt_read_only_roles,
+    )
+    .map_err(StartError::Jwt)
 }
 
 /// The tenant-facing application.

@@ -58,6 +58,31 @@ pub struct RouterSettings {
     #[arg(long, env = "ROUTER_MAX_RESPONSE_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_response_bytes: usize,
 
+    /// Accept `Authorization: Bearer` JWTs signed with HS256 and this secret.
+    #[arg(long, env = "ROUTER_JWT_HS256_SECRET", hide_env_values = true)]
+    pub jwt_hs256_secret: Option<tenancy::secret::Secret>,
+
+    /// Accept `Authorization: Bearer` JWTs signed with RS256 by this public key (PEM file).
+    #[arg(long, env = "ROUTER_JWT_RS256_PUBLIC_KEY_FILE")]
+    pub jwt_rs256_public_key_file: Option<std::path::PathBuf>,
+
+    /// The claim that names the tenant (its slug or id); it must match the request's host.
+    #[arg(long, env = "ROUTER_JWT_TENANT_CLAIM", default_value = "tenant")]
+    pub jwt_tenant_claim: String,
+
+    /// The claim that carries the caller's role.
+    #[arg(long, env = "ROUTER_JWT_ROLE_CLAIM", default_value = "role")]
+    pub jwt_role_claim: String,
+
+    /// Roles whose requests run in read-only transactions.
+    #[arg(
+        long,
+        env = "ROUTER_JWT_READ_ONLY_ROLES",
+        value_delimiter = ',',
+        default_value = "read_only,readonly,viewer"
+    )]
+    pub jwt_read_only_roles: Vec<String>,
+
     /// How long to wait for in-flight requests on shutdown.
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,

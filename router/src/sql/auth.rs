@@ -20,6 +20,8 @@ pub enum AuthError {
     BadCredentials(String),
     #[error("tenant directory unavailable")]
     Unavailable(String),
+    #[error(transparent)]
+    Token(crate::sql::jwt::TokenError),
 }
 
 /// Checks the header against the tenant's credentials.

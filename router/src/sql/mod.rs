@@ -3,6 +3,7 @@
 //! PostgreSQL itself keeps it inside the tenant's schema.
 
 pub mod auth;
+pub mod jwt;
 pub mod request;
 pub mod values;
 
@@ -50,8 +51,25 @@ pub async fn handle(
         return Err(RouterError::RateLimited);
     }
     let pool = state.pools.pool_for(&tenant).await?;
-    auth::check(header(&headers, "neon-connection-string"), &tenant, &pool, &state.pools, &state.resolver)
-        .await?;
+    let bearer = header(&headers, "authorization").and_then(|v| v.strip_prefix("Bearer "));
+    let read_only = match bearer {
+        Some(token) => {
+            let verifier =
+                state.jwt.as_ref().ok_or(auth::AuthError::Token(jwt::TokenError::NotConfigured))?;
+            verifier.verify(token.trim(), &tenant).map_err(auth::AuthError::Token)?.read_only
+        }
+        None => {
+            auth::check(
+                header(&headers, "neon-connection-string"),
+                &tenant,
+                &pool,
+                &state.pools,
+                &state.resolver,
+            )
+            .await?;
+            false
+        }
+    };
     let payload: Payload = serde_json::from_slice(&body)
         .map_err(|e| RouterError::BadRequest(format!("malformed request body: {e}")))?;
     let output = Output {
@@ -70,9 +88,20 @@ pub async fn handle(
     };
     state.metrics.checkout_wait.observe(waited.elapsed().as_secs_f64());
     let result = match payload {
+        Payload::Single(query) if read_only => {
+            let tx = client
+                .build_transaction()
+                .read_only(true)
+                .start()
+                .await
+                .map_err(|e| RouterError::from_pg(&e))?;
+            let result = run_query(&tx, &query, output).await?;
+            tx.commit().await.map_err(|e| RouterError::from_pg(&e))?;
+            result
+        }
         Payload::Single(query) => run_query(&**client, &query, output).await?,
         Payload::Batch { queries } => {
-            let read_only = flag(&headers, "neon-batch-read-only");
+            let read_only = read_only || flag(&headers, "neon-batch-read-only");
             let isolation = batch_isolation(header(&headers, "neon-batch-isolation-level"))?;
             let deferrable = flag(&headers, "neon-batch-deferrable");
             let tx = client

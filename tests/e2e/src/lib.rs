@@ -59,6 +59,11 @@ pub fn router_settings(common: &CommonSettings) -> tenant_router::settings::Rout
         tenant_max_connections: 20,
         max_body_bytes: 1024 * 1024,
         max_response_bytes: 1024 * 1024,
+        jwt_hs256_secret: None,
+        jwt_rs256_public_key_file: None,
+        jwt_tenant_claim: "tenant".into(),
+        jwt_role_claim: "role".into(),
+        jwt_read_only_roles: vec!["read_only".into()],
         shutdown_grace: Duration::from_secs(10),
     }
 }

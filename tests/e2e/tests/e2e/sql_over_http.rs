@@ -3,7 +3,7 @@
 
 use control_plane::context::ControlPlane;
 use control_plane::provisioning::{request_tenant, steps::provision, TenantRequest};
-use e2e_tests::{connection_string, provisioning_settings, spawn_router, TenantSql};
+use e2e_tests::{connection_string, provisioning_settings, router_settings, spawn_router_with, TenantSql};
 use serde_json::json;
 use testkit::{common_settings, SecretsFor, TestDb};
 
@@ -14,7 +14,9 @@ struct Fixture {
     globex_connection_string: String,
 }
 
-/// Two active tenants (acme, globex) and a router.
+const JWT_SECRET: &str = "jwt-test-secret";
+
+/// Two active tenants (acme, globex) and a router that also accepts HS256 tokens.
 async fn fixture(label: &str) -> Fixture {
     let db = TestDb::create(label).await;
     let common = common_settings(&db, SecretsFor::Local);
@@ -24,7 +26,9 @@ async fn fixture(label: &str) -> Fixture {
         let tenant = request_tenant(&cp, &request, "test").await.unwrap();
         provision(&cp, tenant.id).await.unwrap();
     }
-    let router = spawn_router(&common).await;
+    let mut settings = router_settings(&common);
+    settings.jwt_hs256_secret = Some(JWT_SECRET.into());
+    let router = spawn_router_with(&settings).await;
     let acme = TenantSql::new(&router, "acme.app.localhost", &connection_string(&cp, "acme").await);
     let globex_connection_string = connection_string(&cp, "globex").await;
     Fixture { db, router, acme, globex_connection_string }
@@ -231,4 +235,69 @@ async fn a_tenant_over_its_plans_rate_is_throttled_alone() {
     // Another tenant is not affected.
     let globex = TenantSql::new(&f.router, "globex.app.localhost", &f.globex_connection_string);
     assert_eq!(globex.post(json!({"query": "SELECT 1"})).await.0, 200);
+}
+
+fn token(claims: &serde_json::Value, secret: &str) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_tokens_name_their_tenant_and_may_make_requests_read_only() {
+    let f = fixture("sql_jwt").await;
+    let now =
+        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
+            .unwrap();
+    let post = |bearer: String, query: &'static str| {
+        reqwest::Client::new()
+            .post(format!("http://{}/sql", f.router.addr))
+            .header("host", "acme.app.localhost")
+            .bearer_auth(bearer)
+            .json(&json!({ "query": query }))
+            .send()
+    };
+    let status_and_code = |response: reqwest::Response| async move {
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        (
+            status,
+            body["error"]["code"].as_str().or(body["code"].as_str()).unwrap_or_default().to_owned(),
+            body,
+        )
+    };
+
+    let valid = token(&json!({"tenant": "acme", "exp": now + 600}), JWT_SECRET);
+    let (status, _, body) =
+        status_and_code(post(valid.clone(), "SELECT current_schema() AS schema").await.unwrap()).await;
+    assert_eq!((status, &body["rows"]), (200, &json!([{"schema": "t_acme"}])), "{body}");
+    let (status, _, _) =
+        status_and_code(post(valid, "INSERT INTO tags (name) VALUES ('by-token')").await.unwrap()).await;
+    assert_eq!(status, 200, "a token without a read-only role may write");
+
+    for (claims, secret, want) in [
+        (json!({"tenant": "globex", "exp": now + 600}), JWT_SECRET, (403, "wrong_tenant")),
+        (json!({"tenant": "acme", "exp": now - 3600}), JWT_SECRET, (401, "invalid_token")),
+        (json!({"tenant": "acme"}), JWT_SECRET, (401, "invalid_token")),
+        (json!({"tenant": "acme", "exp": now + 600}), "another-secret", (401, "invalid_token")),
+        (json!({"exp": now + 600}), JWT_SECRET, (401, "invalid_token")),
+    ] {
+        let (status, code, body) =
+            status_and_code(post(token(&claims, secret), "SELECT 1").await.unwrap()).await;
+        assert_eq!((status, code.as_str()), want, "{claims}: {body}");
+    }
+    let (status, code, _) = status_and_code(post("not.a.jwt".into(), "SELECT 1").await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (401, "invalid_token"));
+
+    // A read-only role reads but cannot write: PostgreSQL refuses in a read-only transaction.
+    let reader = token(&json!({"tenant": "acme", "role": "read_only", "exp": now + 600}), JWT_SECRET);
+    let (status, _, body) =
+        status_and_code(post(reader.clone(), "SELECT count(*)::int4 AS n FROM tags").await.unwrap()).await;
+    assert_eq!((status, &body["rows"]), (200, &json!([{"n": 1}])));
+    let (status, code, _) =
+        status_and_code(post(reader, "INSERT INTO tags (name) VALUES ('nope')").await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (400, "25006"));
 }
