@@ -49,6 +49,7 @@ impl AppState {
             settings.cache_capacity,
             settings.cache_ttl,
             settings.negative_cache_ttl,
+            shared_cache(settings)?,
             metrics.clone(),
         );
         Ok(Self {
@@ -69,6 +70,15 @@ impl AppState {
             max_response_bytes: settings.max_response_bytes,
         })
     }
+}
+
+fn shared_cache(
+    settings: &RouterSettings,
+) -> Result<Option<crate::resolve::shared::SharedCache>, StartError> {
+    let Some(url) = &settings.common.redis_url else { return Ok(None) };
+    let client = redis::Client::open(url.expose()).map_err(|e| StartError::Redis(e.to_string()))?;
+    let names = tenancy::invalidation::RedisNames::new(&settings.common.redis_key_prefix);
+    Ok(Some(crate::resolve::shared::SharedCache::new(client, names, settings.shared_cache_ttl)))
 }
 
 fn jwt_verifier(settings: &RouterSettings) -> Result<Option<crate::sql::jwt::JwtVerifier>, StartError> {

@@ -20,6 +20,8 @@ pub struct StatusLabels {
 pub enum Layer {
     /// The in-process cache.
     L1,
+    /// The routing records shared in Redis.
+    L2,
     /// The catalog.
     Catalog,
 }

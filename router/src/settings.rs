@@ -30,6 +30,10 @@ pub struct RouterSettings {
     #[arg(long, env = "ROUTER_NEGATIVE_CACHE_TTL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub negative_cache_ttl: Duration,
 
+    /// How long a routing record stays in Redis (the control plane deletes it on every change).
+    #[arg(long, env = "ROUTER_SHARED_CACHE_TTL", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub shared_cache_ttl: Duration,
+
     /// Most tenants kept in the in-process cache.
     #[arg(long, env = "ROUTER_CACHE_CAPACITY", default_value_t = 100_000)]
     pub cache_capacity: u64,

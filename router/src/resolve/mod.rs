@@ -1,6 +1,10 @@
 //! Host → tenant resolution: normalise the `Host`, pick the slug (subdomain of the base domain)
 //! or custom domain, then look it up through the in-process cache (one load per key at a time,
-//! "not found" cached briefly) and the catalog.
+//! "not found" cached briefly), the shared Redis cache ([`shared`]) and the catalog. Every
+//! router remembers the newest generation it has heard of per tenant and never keeps a fill
+//! older than that.
+
+pub mod shared;
 
 use deadpool_postgres::Pool;
 use moka::future::Cache;
@@ -57,6 +61,9 @@ pub struct Resolver {
     base_domain: BaseDomain,
     catalog: Pool,
     cache: Cache<String, Lookup>,
+    shared: Option<shared::SharedCache>,
+    /// The newest generation heard of (from invalidations), per tenant.
+    generations: moka::sync::Cache<tenancy::domain::TenantId, i64>,
     metrics: Arc<crate::metrics::RouterMetrics>,
 }
 
@@ -67,6 +74,7 @@ impl Resolver {
         capacity: u64,
         ttl: Duration,
         negative_ttl: Duration,
+        shared: Option<shared::SharedCache>,
         metrics: Arc<crate::metrics::RouterMetrics>,
     ) -> Self {
         let cache = Cache::builder()
@@ -74,7 +82,11 @@ impl Resolver {
             .expire_after(Ttl { found: ttl, missing: negative_ttl })
             .support_invalidation_closures()
             .build();
-        Self { base_domain, catalog, cache, metrics }
+        let generations = moka::sync::Cache::builder()
+            .max_capacity(capacity)
+            .time_to_idle(Duration::from_secs(3600))
+            .build();
+        Self { base_domain, catalog, cache, shared, generations, metrics }
     }
 
     /// The servable (active) tenant behind `raw_host`.
@@ -91,19 +103,38 @@ impl Resolver {
         }
     }
 
-    /// The tenant (any status) a host names, through the cache. Concurrent misses for one host
-    /// share a single catalog query.
+    /// Whether `tenant` is older than the newest generation this router has heard of.
+    fn is_stale(&self, tenant: &TenantRecord) -> bool {
+        self.generations.get(&tenant.id).is_some_and(|newest| tenant.generation < newest)
+    }
+
+    /// The tenant (any status) a host names, through the caches. Concurrent misses for one host
+    /// share a single load.
     pub async fn lookup(&self, host: String) -> Result<Lookup, ResolveTenantError> {
+        let first = self.lookup_once(host.clone()).await?;
+        // A load that began before an invalidation may have filled the cache with the old
+        // record: drop it and load again.
+        match first {
+            Some(tenant) if self.is_stale(&tenant) => {
+                self.cache.invalidate(&host).await;
+                self.lookup_once(host).await
+            }
+            other => Ok(other),
+        }
+    }
+
+    async fn lookup_once(&self, host: String) -> Result<Lookup, ResolveTenantError> {
         use crate::metrics::{Layer, Outcome};
+        use std::sync::atomic::{AtomicU8, Ordering};
         let key = host.clone();
-        let loaded = std::sync::atomic::AtomicBool::new(false);
-        let load = async {
-            loaded.store(true, std::sync::atomic::Ordering::Relaxed);
-            self.load(host).await
+        // 0: the in-process cache answered; 1: Redis; 2: the catalog.
+        let layer = AtomicU8::new(0);
+        let result = self.cache.try_get_with(key, self.load(host, &layer)).await;
+        let layer = match layer.load(Ordering::Relaxed) {
+            0 => Layer::L1,
+            1 => Layer::L2,
+            _ => Layer::Catalog,
         };
-        let result = self.cache.try_get_with(key, load).await;
-        let layer =
-            if loaded.load(std::sync::atomic::Ordering::Relaxed) { Layer::Catalog } else { Layer::L1 };
         let outcome = match &result {
             Ok(Some(_)) => Outcome::Found,
             Ok(None) => Outcome::NotFound,
@@ -113,21 +144,35 @@ impl Resolver {
         result.map_err(|e: Arc<CatalogError>| ResolveTenantError::Unavailable(e.to_string()))
     }
 
-    async fn load(&self, host: String) -> Result<Lookup, CatalogError> {
+    async fn load(&self, host: String, layer: &std::sync::atomic::AtomicU8) -> Result<Lookup, CatalogError> {
+        use std::sync::atomic::Ordering;
+        let slug = self.base_domain.subdomain_of(&host).map(Slug::parse);
+        if let (Some(Ok(slug)), Some(shared)) = (&slug, &self.shared) {
+            if let Some(tenant) = shared.get(slug).await.filter(|t| !self.is_stale(t)) {
+                layer.store(1, Ordering::Relaxed);
+                return Ok(Some(Arc::new(tenant)));
+            }
+        }
+        layer.store(2, Ordering::Relaxed);
         let client = self.catalog.get().await.map_err(|e| CatalogError::Unavailable(e.to_string()))?;
-        let found = match self.base_domain.subdomain_of(&host) {
-            Some(label) => match Slug::parse(label) {
-                Ok(slug) => tenancy::catalog::tenant_by_slug(&**client, &slug).await?,
-                Err(_) => None,
-            },
+        let found = match &slug {
+            Some(Ok(slug)) => tenancy::catalog::tenant_by_slug(&**client, slug).await?,
+            Some(Err(_)) => None,
             None => tenancy::catalog::tenant_by_custom_domain(&**client, &host).await?,
         };
-        Ok(found.map(Arc::new))
+        let found = found.map(Arc::new);
+        if let (Some(tenant), Some(shared), Some(Ok(_))) = (&found, &self.shared, &slug) {
+            shared.put(tenant).await;
+        }
+        Ok(found)
     }
 
     /// Forgets a tenant (on an invalidation message): its subdomain and any custom domain that
     /// resolved to it.
     pub async fn evict_tenant(&self, invalidation: &tenancy::invalidation::Invalidation) {
+        let newest =
+            self.generations.get(&invalidation.tenant_id).unwrap_or(i64::MIN).max(invalidation.generation);
+        self.generations.insert(invalidation.tenant_id, newest);
         self.cache.invalidate(&self.base_domain.host_for(&invalidation.slug)).await;
         for host in &invalidation.hosts {
             self.cache.invalidate(host).await;

@@ -27,8 +27,8 @@ impl CatalogError {
     }
 }
 
-/// One tenant as the catalog records it.
-#[derive(Debug, Clone, serde::Serialize)]
+/// One tenant as the catalog records it (also the routing record routers share in Redis).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TenantRecord {
     pub id: TenantId,
     pub slug: Slug,

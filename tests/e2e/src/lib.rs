@@ -53,6 +53,7 @@ pub fn router_settings(common: &CommonSettings) -> tenant_router::settings::Rout
         cache_ttl: Duration::from_secs(30),
         negative_cache_ttl: Duration::from_millis(200),
         cache_capacity: 10_000,
+        shared_cache_ttl: Duration::from_secs(600),
         pool_idle_timeout: Duration::from_secs(60),
         checkout_timeout: Duration::from_secs(2),
         max_connections: 100,

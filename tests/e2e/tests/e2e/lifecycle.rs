@@ -48,6 +48,10 @@ async fn suspension_resumption_and_rotation_reach_every_router_within_a_second()
     for router in &routers {
         expect_within(router, 200, Duration::from_secs(1)).await; // both have acme cached now
     }
+    // The first router read the catalog and shared the record; the second found it in Redis.
+    let metrics =
+        reqwest::get(format!("http://{}/metrics", two.admin_addr)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("tenant_router_resolutions_total{layer=\"L2\",outcome=\"Found\"}"), "{metrics}");
 
     let slug = Slug::parse("acme").unwrap();
     operate(cp, &slug, &Operation::Suspend, "test").await.unwrap();

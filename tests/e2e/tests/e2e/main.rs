@@ -7,6 +7,7 @@
 mod billing;
 mod budget;
 mod clusters;
+mod degraded;
 mod domains;
 mod lifecycle;
 mod operator_api;

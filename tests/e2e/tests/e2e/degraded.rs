@@ -1,0 +1,61 @@
+//! Redis going away degrades the router, it does not break it: cached tenants keep being served,
+//! and once Redis is back, invalidations flow again.
+
+use control_plane::lifecycle::{request as operate, Operation};
+use e2e_tests::{connection_string, provisioning_settings, spawn_router, TenantSql};
+use serde_json::json;
+use std::time::{Duration, Instant};
+use tenancy::domain::Slug;
+use testkit::{common_settings, RedisServer, SecretsFor, TestDb};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_means_no_5xx_for_cached_tenants_and_invalidations_resume_after() {
+    let mut redis = RedisServer::start();
+    let db = TestDb::create("redis_down").await;
+    let mut common = common_settings(&db, SecretsFor::Local);
+    common.redis_url = Some(redis.url().into());
+    let cp = control_plane::context::ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
+    let tenant = control_plane::provisioning::request_tenant(
+        &cp,
+        &control_plane::provisioning::TenantRequest::new("acme", "pro"),
+        "test",
+    )
+    .await
+    .unwrap();
+    control_plane::provisioning::steps::provision(&cp, tenant.id).await.unwrap();
+    let router = spawn_router(&common).await;
+    let acme = TenantSql::new(&router, "acme.app.localhost", &connection_string(&cp, "acme").await);
+    assert_eq!(acme.post(json!({"query": "SELECT 1"})).await.0, 200);
+
+    // Redis dies under load: not a single 5xx for the cached tenant.
+    redis.stop();
+    let mut statuses = Vec::new();
+    for _ in 0..50 {
+        statuses.push(acme.post(json!({"query": "SELECT 1"})).await.0);
+    }
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+
+    // Redis comes back: the router resubscribes, and a suspension reaches it again.
+    redis.start_again();
+    let started = Instant::now();
+    loop {
+        let metrics = reqwest::get(format!("http://{}/metrics", router.admin_addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("tenant_router_redis_connected 1") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "router did not reconnect to Redis");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    operate(&cp, &Slug::parse("acme").unwrap(), &Operation::Suspend, "test").await.unwrap();
+    let started = Instant::now();
+    while acme.post(json!({"query": "SELECT 1"})).await.0 != 403 {
+        assert!(started.elapsed() < Duration::from_secs(5), "suspension did not reach the router");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    router.stop().await.unwrap();
+}
