@@ -23,6 +23,8 @@ pub enum RouterError {
     ResponseTooLarge(usize),
     #[error("too many requests for this tenant's plan; slow down")]
     RateLimited,
+    #[error(transparent)]
+    Proxy(#[from] crate::proxy::ProxyError),
     #[error("{message}")]
     Postgres { message: String, body: serde_json::Value },
 }
@@ -83,6 +85,13 @@ impl RouterError {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::ResponseTooLarge(_) => (StatusCode::BAD_REQUEST, "response_too_large"),
             Self::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::Proxy(crate::proxy::ProxyError::NotConfigured) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Proxy(crate::proxy::ProxyError::Unreachable) => {
+                (StatusCode::BAD_GATEWAY, "upstream_unavailable")
+            }
+            Self::Proxy(crate::proxy::ProxyError::Timeout) => {
+                (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
+            }
             Self::Postgres { .. } => (StatusCode::BAD_REQUEST, "postgres_error"),
         }
     }

@@ -15,6 +15,8 @@ pub struct AppState {
     pub pools: Arc<TenantPools>,
     pub rate_limits: Arc<crate::rate_limit::RateLimits>,
     pub metrics: Arc<crate::metrics::RouterMetrics>,
+    /// The application other paths go to (`ROUTER_UPSTREAM`).
+    pub upstream: Option<Arc<crate::proxy::Upstream>>,
     /// Bearer-token checking; `None` when no key is configured.
     pub jwt: Option<Arc<crate::sql::jwt::JwtVerifier>>,
     pub catalog: deadpool_postgres::Pool,
@@ -66,6 +68,10 @@ impl AppState {
             rate_limits: Arc::new(crate::rate_limit::RateLimits::default()),
             metrics,
             jwt: jwt_verifier(settings)?.map(Arc::new),
+            upstream: settings
+                .upstream
+                .clone()
+                .map(|base| Arc::new(crate::proxy::Upstream::new(base, settings.upstream_timeout))),
             catalog,
             max_response_bytes: settings.max_response_bytes,
         })
@@ -101,6 +107,7 @@ fn jwt_verifier(settings: &RouterSettings) -> Result<Option<crate::sql::jwt::Jwt
 pub fn app(state: AppState, max_body_bytes: usize) -> axum::Router {
     axum::Router::new()
         .route("/sql", post(crate::sql::handle))
+        .fallback(crate::proxy::forward)
         .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .layer(

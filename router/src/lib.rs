@@ -13,6 +13,7 @@ pub mod http;
 pub mod invalidation;
 pub mod metrics;
 pub mod pools;
+pub mod proxy;
 pub mod rate_limit;
 pub mod resolve;
 pub mod settings;

@@ -87,6 +87,15 @@ pub struct RouterSettings {
     )]
     pub jwt_read_only_roles: Vec<String>,
 
+    /// The application every path but /sql is forwarded to (e.g. http://127.0.0.1:3000), with
+    /// X-Tenant-Id, X-Tenant-Slug and X-Tenant-Plan set by the router.
+    #[arg(long, env = "ROUTER_UPSTREAM")]
+    pub upstream: Option<axum::http::Uri>,
+
+    /// How long the application may take to answer before the client gets 504.
+    #[arg(long, env = "ROUTER_UPSTREAM_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub upstream_timeout: Duration,
+
     /// How long to wait for in-flight requests on shutdown.
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,

@@ -60,6 +60,8 @@ pub fn router_settings(common: &CommonSettings) -> tenant_router::settings::Rout
         tenant_max_connections: 20,
         max_body_bytes: 1024 * 1024,
         max_response_bytes: 1024 * 1024,
+        upstream: None,
+        upstream_timeout: Duration::from_secs(2),
         jwt_hs256_secret: None,
         jwt_rs256_public_key_file: None,
         jwt_tenant_claim: "tenant".into(),

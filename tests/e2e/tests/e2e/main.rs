@@ -11,5 +11,6 @@ mod degraded;
 mod domains;
 mod lifecycle;
 mod operator_api;
+mod proxy;
 mod slice;
 mod sql_over_http;

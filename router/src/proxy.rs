@@ -1,0 +1,105 @@
+//! The reverse proxy (`ROUTER_UPSTREAM`): every path but `/sql` goes to the application, with the
+//! resolved tenant in `X-Tenant-Id`, `X-Tenant-Slug` and `X-Tenant-Plan`. Any `X-Tenant-*`
+//! header the client sent is removed first, so the application can trust them. Bodies stream
+//! both ways through a pooled client. Upstream unreachable: 502; too slow: 504.
+
+use crate::error::RouterError;
+use crate::http::AppState;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, Uri};
+use axum::response::Response;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use std::time::Duration;
+
+/// Headers that describe one hop, not the message (RFC 9110 §7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Where requests go, and how.
+pub struct Upstream {
+    client: Client<HttpConnector, Body>,
+    base: Uri,
+    timeout: Duration,
+}
+
+impl Upstream {
+    pub fn new(base: Uri, timeout: Duration) -> Self {
+        let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        Self { client, base, timeout }
+    }
+}
+
+/// Why forwarding failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no such endpoint")]
+    NotConfigured,
+    #[error("the application is unreachable")]
+    Unreachable,
+    #[error("the application did not answer in time")]
+    Timeout,
+}
+
+fn header(name: &'static str, value: &str) -> Option<(HeaderName, HeaderValue)> {
+    Some((HeaderName::from_static(name), HeaderValue::from_str(value).ok()?))
+}
+
+/// The fallback handler: forwards the request for the `Host`'s tenant.
+pub async fn forward(State(state): State<AppState>, mut request: Request) -> Result<Response, RouterError> {
+    let upstream = state.upstream.as_ref().ok_or(ProxyError::NotConfigured)?;
+    let host = request.headers().get("host").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let tenant = state.resolver.resolve(host.as_deref()).await?;
+    tracing::Span::current().record("tenant", tracing::field::display(&tenant.slug));
+    if !state.rate_limits.allow(&tenant) {
+        state.metrics.rate_limited.inc();
+        return Err(RouterError::RateLimited);
+    }
+
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let base = upstream.base.to_string();
+    let target: Uri = format!("{}{path}", base.trim_end_matches('/'))
+        .parse()
+        .map_err(|_| RouterError::BadRequest("the request path cannot be forwarded".into()))?;
+    *request.uri_mut() = target;
+    let headers = request.headers_mut();
+    let stripped: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("x-tenant-") || HOP_BY_HOP.contains(&name.as_str()))
+        .cloned()
+        .collect();
+    for name in stripped {
+        headers.remove(name);
+    }
+    for (name, value) in [
+        header("x-tenant-id", &tenant.id.to_string()),
+        header("x-tenant-slug", tenant.slug.as_str()),
+        header("x-tenant-plan", tenant.plan.as_str()),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        headers.insert(name, value);
+    }
+    if let Some((name, value)) = host.as_deref().and_then(|h| header("x-forwarded-host", h)) {
+        headers.insert(name, value);
+    }
+
+    let response = tokio::time::timeout(upstream.timeout, upstream.client.request(request))
+        .await
+        .map_err(|_| ProxyError::Timeout)?
+        .map_err(|_| ProxyError::Unreachable)?;
+    let (mut parts, body) = response.into_parts();
+    for name in HOP_BY_HOP {
+        parts.headers.remove(*name);
+    }
+    Ok(Response::from_parts(parts, Body::new(body)))
+}
