@@ -139,6 +139,25 @@ pub fn admin_app(state: AppState) -> axum::Router {
         .with_state(state)
 }
 
+/// Starts the Redis invalidation listener for `state` (when `REDIS_URL` is set); it runs until
+/// `shutdown`.
+pub fn spawn_invalidation_listener(
+    settings: &RouterSettings,
+    state: &AppState,
+    shutdown: &CancellationToken,
+) -> Result<Option<tokio::task::JoinHandle<()>>, StartError> {
+    let Some(url) = &settings.common.redis_url else { return Ok(None) };
+    let client = redis::Client::open(url.expose()).map_err(|e| StartError::Redis(e.to_string()))?;
+    let names = tenancy::invalidation::RedisNames::new(&settings.common.redis_key_prefix);
+    Ok(Some(crate::invalidation::spawn(
+        client,
+        names,
+        state.resolver.clone(),
+        state.metrics.clone(),
+        shutdown.clone(),
+    )))
+}
+
 /// Both listeners of a running router.
 pub struct RunningRouter {
     pub addr: SocketAddr,
@@ -175,16 +194,7 @@ pub async fn spawn(
         .local_addr()
         .map_err(|source| StartError::Listen { addr: settings.admin_listen, source })?;
     let mut tasks = Vec::new();
-    if let Some(url) = &settings.common.redis_url {
-        let client = redis::Client::open(url.expose()).map_err(|e| StartError::Redis(e.to_string()))?;
-        let names = tenancy::invalidation::RedisNames::new(&settings.common.redis_key_prefix);
-        let listener = crate::invalidation::spawn(
-            client,
-            names,
-            state.resolver.clone(),
-            state.metrics.clone(),
-            shutdown.clone(),
-        );
+    if let Some(listener) = spawn_invalidation_listener(settings, &state, &shutdown)? {
         tasks.push(tokio::spawn(async move {
             let _ = listener.await;
             Ok(())

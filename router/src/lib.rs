@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod budget;
+pub mod embed;
 pub mod error;
 pub mod http;
 pub mod invalidation;

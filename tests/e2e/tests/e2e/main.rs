@@ -9,6 +9,7 @@ mod budget;
 mod clusters;
 mod degraded;
 mod domains;
+mod embed;
 mod lifecycle;
 mod operator_api;
 mod proxy;

@@ -1,0 +1,54 @@
+//! Embedding the router in a Rust service instead of running it in front: an axum extractor that
+//! resolves the request's `Host` to its tenant (same caches, invalidations and status rules as
+//! the router) and checks out a connection from that tenant's pool, logged in as the tenant's
+//! own role, under the same global connection budget. See `examples/embedded.rs`.
+//!
+//! ```ignore
+//! async fn users(TenantConnection { tenant, client }: TenantConnection) -> String {
+//!     let row = client.query_one("SELECT count(*) FROM users", &[]).await.unwrap();
+//!     format!("{} has {} users", tenant.slug, row.get::<_, i64>(0))
+//! }
+//! let app = axum::Router::new().route("/users", axum::routing::get(users)).with_state(state);
+//! ```
+//!
+//! The service authenticates its own users; the extractor only guarantees that whatever the
+//! handler runs, PostgreSQL confines it to the tenant of the host it was called for.
+
+use crate::error::RouterError;
+use crate::http::{AppState, StartError};
+use crate::settings::RouterSettings;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use std::sync::Arc;
+use tenancy::catalog::TenantRecord;
+use tokio_util::sync::CancellationToken;
+
+/// The state an embedding service serves with: caches, pools under the connection budget, and
+/// (with `REDIS_URL`) the invalidation listener, which runs until `shutdown`.
+pub async fn start(settings: &RouterSettings, shutdown: &CancellationToken) -> Result<AppState, StartError> {
+    let state = AppState::new(settings).await?;
+    crate::http::spawn_invalidation_listener(settings, &state, shutdown)?;
+    Ok(state)
+}
+
+/// The request's tenant and a connection on its role (returned to its pool when dropped, and
+/// reset before reuse).
+pub struct TenantConnection {
+    pub tenant: Arc<TenantRecord>,
+    pub client: crate::budget::Object,
+}
+
+impl FromRequestParts<AppState> for TenantConnection {
+    type Rejection = RouterError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let host = parts.headers.get("host").and_then(|v| v.to_str().ok());
+        let tenant = state.resolver.resolve(host).await?;
+        if !state.rate_limits.allow(&tenant) {
+            return Err(RouterError::RateLimited);
+        }
+        let pool = state.pools.pool_for(&tenant).await?;
+        let client = state.pools.checkout(&pool).await?;
+        Ok(Self { tenant, client })
+    }
+}
