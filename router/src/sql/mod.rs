@@ -78,7 +78,7 @@ pub async fn handle(
         max_bytes: state.max_response_bytes,
     };
     let waited = std::time::Instant::now();
-    let mut client = match state.pools.checkout(&pool).await {
+    let client = match state.pools.checkout(&pool).await {
         // PostgreSQL refused the pool's password: rotated, and the invalidation is late.
         Err(crate::pools::PoolCheckoutError::AuthFailed) => match state.pools.rebuild(&tenant, &pool).await {
             Some(rebuilt) => state.pools.checkout(&rebuilt).await?,
@@ -87,7 +87,25 @@ pub async fn handle(
         other => other?,
     };
     state.metrics.checkout_wait.observe(waited.elapsed().as_secs_f64());
-    let result = match payload {
+    // If the client goes away, axum drops this future mid-query: the guard then takes the
+    // connection out of the pool (it is never reused) and cancels its query on the server.
+    let mut guard = InFlight { client: Some(client), armed: true };
+    let result = match guard.client.as_mut() {
+        Some(client) => run_payload(client, payload, read_only, &headers, output).await,
+        None => Err(RouterError::BadRequest("no connection".into())),
+    };
+    guard.armed = false;
+    Ok(Json(result?))
+}
+
+async fn run_payload(
+    client: &mut crate::budget::Object,
+    payload: Payload,
+    read_only: bool,
+    headers: &HeaderMap,
+    output: Output,
+) -> Result<Value, RouterError> {
+    Ok(match payload {
         Payload::Single(query) if read_only => {
             let tx = client
                 .build_transaction()
@@ -99,11 +117,11 @@ pub async fn handle(
             tx.commit().await.map_err(|e| RouterError::from_pg(&e))?;
             result
         }
-        Payload::Single(query) => run_query(&**client, &query, output).await?,
+        Payload::Single(query) => run_query(&***client, &query, output).await?,
         Payload::Batch { queries } => {
-            let read_only = read_only || flag(&headers, "neon-batch-read-only");
-            let isolation = batch_isolation(header(&headers, "neon-batch-isolation-level"))?;
-            let deferrable = flag(&headers, "neon-batch-deferrable");
+            let read_only = read_only || flag(headers, "neon-batch-read-only");
+            let isolation = batch_isolation(header(headers, "neon-batch-isolation-level"))?;
+            let deferrable = flag(headers, "neon-batch-deferrable");
             let tx = client
                 .build_transaction()
                 .read_only(read_only)
@@ -119,8 +137,31 @@ pub async fn handle(
             tx.commit().await.map_err(|e| RouterError::from_pg(&e))?;
             json!({ "results": results })
         }
-    };
-    Ok(Json(result))
+    })
+}
+
+/// A checked-out connection while its request runs. Dropped while still armed (the client went
+/// away and axum dropped the request), it leaves the pool for good and its query is cancelled,
+/// so a late cancel can never hit another request's query on a reused connection.
+struct InFlight {
+    client: Option<crate::budget::Object>,
+    armed: bool,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(client) = self.client.take() {
+            let token = client.cancel_token();
+            drop(deadpool::managed::Object::take(client));
+            tracing::debug!("client went away; cancelling its query");
+            tokio::spawn(async move {
+                let _ = token.cancel_query(tokio_postgres::NoTls).await;
+            });
+        }
+    }
 }
 
 fn batch_isolation(raw: Option<&str>) -> Result<tokio_postgres::IsolationLevel, RouterError> {

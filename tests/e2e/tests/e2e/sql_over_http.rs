@@ -301,3 +301,29 @@ async fn bearer_tokens_name_their_tenant_and_may_make_requests_read_only() {
         status_and_code(post(reader, "INSERT INTO tags (name) VALUES ('nope')").await.unwrap()).await;
     assert_eq!((status, code.as_str()), (400, "25006"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_goes_away_has_its_query_cancelled() {
+    let f = fixture("sql_cancel").await;
+    let role = format!("{}_acme", f.db.role_prefix);
+    let running = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE usename = '{role}' AND query LIKE '%pg_sleep(20)%' AND state = 'active'"
+    );
+    let request = f.acme.request().json(&json!({"query": "SELECT pg_sleep(20)"})).send();
+    let client = tokio::spawn(request);
+    // Wait until the query really runs on the server, then the client goes away.
+    let started = std::time::Instant::now();
+    while f.db.count(&running).await == 0 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the query never started");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    client.abort();
+    let started = std::time::Instant::now();
+    while f.db.count(&running).await > 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "the query kept running (the plan's statement timeout is 5 s)"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
