@@ -327,3 +327,40 @@ async fn a_client_that_goes_away_has_its_query_cancelled() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_first_requests_cost_one_catalog_lookup() {
+    let db = TestDb::create("sql_coalesce").await;
+    let mut common = common_settings(&db, SecretsFor::Local);
+    common.redis_url = None; // only the in-process cache and the catalog
+    let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
+    let tenant = request_tenant(&cp, &TenantRequest::new("acme", "enterprise"), "test").await.unwrap();
+    provision(&cp, tenant.id).await.unwrap();
+    let router = spawn_router_with(&router_settings(&common)).await;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(1000).build().unwrap();
+    // Unauthenticated on purpose: resolution happens first, and nothing reaches PostgreSQL.
+    let requests: Vec<_> = (0..1000)
+        .map(|_| {
+            http.post(format!("http://{}/sql", router.addr))
+                .header("host", "acme.app.localhost")
+                .body("{}")
+                .send()
+        })
+        .collect();
+    let responses = futures::future::join_all(requests).await;
+    // 401 (no credentials) or 429 (over the plan's rate): both come after resolution.
+    let statuses: Vec<u16> =
+        responses.iter().map(|r| r.as_ref().map_or(0, |r| r.status().as_u16())).collect();
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{:?}",
+        statuses.iter().filter(|s| **s != 401 && **s != 429).take(5).collect::<Vec<_>>()
+    );
+    let metrics =
+        reqwest::get(format!("http://{}/metrics", router.admin_addr)).await.unwrap().text().await.unwrap();
+    let catalog = metrics
+        .lines()
+        .find(|l| l.starts_with("tenant_router_resolutions_total{layer=\"Catalog\",outcome=\"Found\"}"))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(catalog.ends_with(" 1"), "{catalog}");
+}
