@@ -125,8 +125,7 @@ async fn count_requests(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let response = next.run(request).await;
-    let status = format!("{}xx", response.status().as_u16() / 100);
-    state.metrics.requests.get_or_create(&crate::metrics::StatusLabels { status }).inc();
+    state.metrics.requests.get_or_create(&crate::metrics::StatusLabels::of(response.status().as_u16())).inc();
     response
 }
 

@@ -12,7 +12,16 @@ use std::sync::atomic::AtomicU64;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
     /// `2xx`, `4xx`, `5xx`.
-    pub status: String,
+    pub status: &'static str,
+}
+
+impl StatusLabels {
+    /// The class of an HTTP status (`"2xx"` for 204), without allocating.
+    pub const fn of(status: u16) -> Self {
+        const CLASSES: [&str; 6] = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"];
+        let class = (status / 100) as usize;
+        Self { status: if class < CLASSES.len() { CLASSES[class] } else { "other" } }
+    }
 }
 
 /// Where a resolution was answered.
@@ -114,5 +123,18 @@ impl RouterMetrics {
             out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StatusLabels;
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(StatusLabels::of(204).status, "2xx");
+        assert_eq!(StatusLabels::of(429).status, "4xx");
+        assert_eq!(StatusLabels::of(503).status, "5xx");
+        assert_eq!(StatusLabels::of(999).status, "other");
     }
 }

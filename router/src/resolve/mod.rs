@@ -92,7 +92,7 @@ impl Resolver {
     /// The servable (active) tenant behind `raw_host`.
     pub async fn resolve(&self, raw_host: Option<&str>) -> Result<Arc<TenantRecord>, ResolveTenantError> {
         let host = normalize_host(raw_host.ok_or(ResolveTenantError::MissingHost)?)?;
-        let tenant = self.lookup(host).await?.ok_or(ResolveTenantError::NotFound)?;
+        let tenant = self.lookup(&host).await?.ok_or(ResolveTenantError::NotFound)?;
         match tenant.status {
             TenantStatus::Active => Ok(tenant),
             TenantStatus::Suspended => Err(ResolveTenantError::Suspended),
@@ -110,26 +110,26 @@ impl Resolver {
 
     /// The tenant (any status) a host names, through the caches. Concurrent misses for one host
     /// share a single load.
-    pub async fn lookup(&self, host: String) -> Result<Lookup, ResolveTenantError> {
-        let first = self.lookup_once(host.clone()).await?;
+    pub async fn lookup(&self, host: &str) -> Result<Lookup, ResolveTenantError> {
+        let first = self.lookup_once(host).await?;
         // A load that began before an invalidation may have filled the cache with the old
         // record: drop it and load again.
         match first {
             Some(tenant) if self.is_stale(&tenant) => {
-                self.cache.invalidate(&host).await;
+                self.cache.invalidate(host).await;
                 self.lookup_once(host).await
             }
             other => Ok(other),
         }
     }
 
-    async fn lookup_once(&self, host: String) -> Result<Lookup, ResolveTenantError> {
+    async fn lookup_once(&self, host: &str) -> Result<Lookup, ResolveTenantError> {
         use crate::metrics::{Layer, Outcome};
         use std::sync::atomic::{AtomicU8, Ordering};
-        let key = host.clone();
         // 0: the in-process cache answered; 1: Redis; 2: the catalog.
         let layer = AtomicU8::new(0);
-        let result = self.cache.try_get_with(key, self.load(host, &layer)).await;
+        // By reference: a hit (the common case) copies no key.
+        let result = self.cache.try_get_with_by_ref(host, self.load(host, &layer)).await;
         let layer = match layer.load(Ordering::Relaxed) {
             0 => Layer::L1,
             1 => Layer::L2,
@@ -144,9 +144,9 @@ impl Resolver {
         result.map_err(|e: Arc<CatalogError>| ResolveTenantError::Unavailable(e.to_string()))
     }
 
-    async fn load(&self, host: String, layer: &std::sync::atomic::AtomicU8) -> Result<Lookup, CatalogError> {
+    async fn load(&self, host: &str, layer: &std::sync::atomic::AtomicU8) -> Result<Lookup, CatalogError> {
         use std::sync::atomic::Ordering;
-        let slug = self.base_domain.subdomain_of(&host).map(Slug::parse);
+        let slug = self.base_domain.subdomain_of(host).map(Slug::parse);
         if let (Some(Ok(slug)), Some(shared)) = (&slug, &self.shared) {
             if let Some(tenant) = shared.get(slug).await.filter(|t| !self.is_stale(t)) {
                 layer.store(1, Ordering::Relaxed);
@@ -158,7 +158,7 @@ impl Resolver {
         let found = match &slug {
             Some(Ok(slug)) => tenancy::catalog::tenant_by_slug(&**client, slug).await?,
             Some(Err(_)) => None,
-            None => tenancy::catalog::tenant_by_custom_domain(&**client, &host).await?,
+            None => tenancy::catalog::tenant_by_custom_domain(&**client, host).await?,
         };
         let found = found.map(Arc::new);
         if let (Some(tenant), Some(shared), Some(Ok(_))) = (&found, &self.shared, &slug) {

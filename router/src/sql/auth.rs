@@ -41,7 +41,8 @@ pub async fn check(
         Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
         _ => return Err(AuthError::Malformed),
     };
-    match resolver.lookup(tenancy::domain::normalize_host(&host).map_err(|_| AuthError::WrongTenant)?).await {
+    match resolver.lookup(&tenancy::domain::normalize_host(&host).map_err(|_| AuthError::WrongTenant)?).await
+    {
         Ok(Some(named)) if named.id == tenant.id => {}
         Ok(_) | Err(ResolveTenantError::NotFound) => return Err(AuthError::WrongTenant),
         Err(other) => return Err(AuthError::Unavailable(other.to_string())),
