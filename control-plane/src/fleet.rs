@@ -59,14 +59,20 @@ pub enum FleetError {
 /// Live tenants whose schema exists and may be migrated.
 async fn select(cp: &ControlPlane, options: &ApplyOptions) -> Result<Vec<TenantRecord>, FleetError> {
     let client = cp.catalog.get().await.map_err(|e| FleetError::Catalog(e.to_string()))?;
-    let filter = crate::catalog::tenants::TenantFilter { plan: options.plan.clone(), ..Default::default() };
-    let tenants = crate::catalog::tenants::list(&**client, &filter)
-        .await
-        .map_err(|e| FleetError::Catalog(e.to_string()))?;
+    let tenants = match &options.tenant {
+        // One tenant: look it up rather than list the fleet.
+        Some(slug) => tenancy::catalog::tenant_by_slug(&**client, slug).await.map(Vec::from_iter),
+        None => {
+            let filter =
+                crate::catalog::tenants::TenantFilter { plan: options.plan.clone(), ..Default::default() };
+            crate::catalog::tenants::list(&**client, &filter).await
+        }
+    }
+    .map_err(|e| FleetError::Catalog(e.to_string()))?;
     Ok(tenants
         .into_iter()
         .filter(|t| matches!(t.status, TenantStatus::Active | TenantStatus::Suspended))
-        .filter(|t| options.tenant.as_ref().is_none_or(|slug| *slug == t.slug))
+        .filter(|t| options.plan.as_ref().is_none_or(|plan| *plan == t.plan))
         .collect())
 }
 

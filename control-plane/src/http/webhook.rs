@@ -19,7 +19,7 @@ pub(super) async fn receive(
     let body = body?;
     let result = accept(&state, &headers, &body).await;
     state.cp.metrics.webhook(match &result {
-        Ok(json) if json["duplicate"] == serde_json::json!(true) => "duplicate",
+        Ok(json) if json["duplicate"] == true => "duplicate",
         Ok(_) => "accepted",
         Err(_) => "rejected",
     });
@@ -43,18 +43,17 @@ async fn accept(
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_signature", e.to_string()))?;
     let envelope = Envelope::parse(body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_event", e.to_string()))?;
-    let payload: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_event", e.to_string()))?;
 
     let unavailable = |e: &dyn std::fmt::Display| ApiError::internal("catalog_unavailable", &e);
     let mut client = state.cp.catalog.get().await.map_err(|e| unavailable(&e))?;
     let tx = client.transaction().await.map_err(|e| unavailable(&e))?;
     let created = chrono::DateTime::from_timestamp(envelope.created, 0);
+    // The body parsed as JSON above, so it is UTF-8 and PostgreSQL reads the same document.
     let inserted = tx
         .execute(
             "INSERT INTO control.billing_events (event_id, type, event_created, payload, raw_body)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
-            &[&envelope.id, &envelope.kind, &created, &payload, &String::from_utf8_lossy(body).as_ref()],
+             VALUES ($1, $2, $3, $4::text::jsonb, $4) ON CONFLICT (event_id) DO NOTHING",
+            &[&envelope.id, &envelope.kind, &created, &String::from_utf8_lossy(body).as_ref()],
         )
         .await
         .map_err(|e| unavailable(&e))?;

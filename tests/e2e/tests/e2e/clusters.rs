@@ -75,6 +75,19 @@ async fn tenants_are_placed_on_registered_clusters_and_served_from_there() {
     assert_eq!(rows, json!([{"who": beta.role_name.as_str(), "port": second.port}]));
     beta_sql.rows("INSERT INTO users (email, name) VALUES ('b@beta', 'B')", json!([])).await;
 
+    // `--tenant` picks one tenant (and `--plan` still applies to it).
+    let only = |tenant: &str, plan: Option<&str>| control_plane::fleet::ApplyOptions {
+        concurrency: 2,
+        tenant: Some(Slug::parse(tenant).unwrap()),
+        plan: plan.map(|p| tenancy::domain::PlanName::parse(p).unwrap()),
+    };
+    let report = control_plane::fleet::apply(&cp, &only("beta", None), &NoProgress).await.unwrap();
+    let picked: Vec<&str> = report.results.iter().map(|r| r.slug.as_str()).collect();
+    assert_eq!((picked, report.failed), (vec!["beta"], 0));
+    let report =
+        control_plane::fleet::apply(&cp, &only("beta", Some("enterprise")), &NoProgress).await.unwrap();
+    assert_eq!(report.tenants, 0);
+
     // Fleet migrations reach every cluster.
     let report = control_plane::fleet::apply(
         &cp,
