@@ -183,13 +183,19 @@ impl RedisPublisher {
     }
 
     async fn publish(&self, message: &Invalidation) -> redis::RedisResult<()> {
-        let mut guard = self.connection.lock().await;
-        if guard.is_none() {
-            *guard = Some(redis::aio::ConnectionManager::new(self.client.clone()).await?);
-        }
-        let Some(connection) = guard.as_mut() else {
-            return Ok(());
+        // The lock only guards connecting once; publishes share the (cloneable, multiplexed)
+        // connection concurrently.
+        let mut connection = {
+            let mut guard = self.connection.lock().await;
+            match guard.as_ref() {
+                Some(connection) => connection.clone(),
+                None => {
+                    let connection = redis::aio::ConnectionManager::new(self.client.clone()).await?;
+                    *guard = Some(connection.clone());
+                    connection
+                }
+            }
         };
-        tenancy::invalidation::publish(connection, &self.names, message).await
+        tenancy::invalidation::publish(&mut connection, &self.names, message).await
     }
 }
