@@ -11,6 +11,13 @@ set -a
 set +a
 echo "# $(date -u +%Y-%m-%d) on $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(psql --version | head -1)"
 echo "# command: make bench"
-for bench in ${BENCHES:-provisioning catalog}; do
-  cargo run --release --locked --quiet -p tenancy-bench --bin "$bench"
+# The router benchmarks run the release tenant-router (and the baseline) as processes.
+cargo build --release --locked --quiet -p tenant-router --bin tenant-router
+cargo build --release --locked --quiet -p tenancy-bench --bins
+for bench in ${BENCHES:-provisioning catalog resolve router-throughput router-fleet}; do
+  case $bench in
+    resolve) # criterion: prints its own estimates
+      cargo bench --locked --quiet -p tenancy-bench --bench resolve -- --noplot 2>&1 | grep -E '^L1|time:' ;;
+    *) cargo run --release --locked --quiet -p tenancy-bench --bin "$bench" ;;
+  esac
 done

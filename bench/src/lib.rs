@@ -1,10 +1,16 @@
 //! Shared pieces of the benchmarks: latency summaries printed as Markdown rows for
-//! `bench/RESULTS.md`.
+//! `bench/RESULTS.md`, a fleet of tenants to load ([`fleet`]), a load generator ([`load`]) and the
+//! router as a process of its own ([`process`]).
+
+pub mod fleet;
+pub mod load;
+pub mod process;
 
 use control_plane::context::ControlPlane;
 use control_plane::settings::ProvisioningSettings;
 use std::sync::Arc;
 use std::time::Duration;
+use tenancy::settings::CommonSettings;
 use testkit::{common_settings, workspace_root, SecretsFor, TestDb};
 
 /// A fresh database and a control plane on it, as the benchmarks start.
@@ -12,6 +18,15 @@ use testkit::{common_settings, workspace_root, SecretsFor, TestDb};
 /// # Panics
 /// When the services of `scripts/services.sh` are not running.
 pub async fn control_plane(label: &str) -> (TestDb, Arc<ControlPlane>) {
+    let (db, _common, cp) = control_plane_with_settings(label).await;
+    (db, cp)
+}
+
+/// [`control_plane`], with the settings it runs on (to start a router process on them).
+///
+/// # Panics
+/// When the services of `scripts/services.sh` are not running.
+pub async fn control_plane_with_settings(label: &str) -> (TestDb, CommonSettings, Arc<ControlPlane>) {
     let db = TestDb::create(label).await;
     let common = common_settings(&db, SecretsFor::Local);
     let settings = ProvisioningSettings::new(
@@ -20,7 +35,7 @@ pub async fn control_plane(label: &str) -> (TestDb, Arc<ControlPlane>) {
         workspace_root().join("tenant-templates"),
     );
     let cp = ControlPlane::start(&common, &settings).await.unwrap_or_else(|e| panic!("{e}"));
-    (db, cp)
+    (db, common, cp)
 }
 
 /// p50 / p95 / p99 / max of a set of samples.

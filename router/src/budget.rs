@@ -10,10 +10,27 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::NoTls;
 
-/// A server connection and the budget permit it holds while open.
+/// A server connection, the budget permit it holds while open, and what it keeps between
+/// requests (see [`crate::session`]).
 pub struct Connection {
     client: tokio_postgres::Client,
     _permit: OwnedSemaphorePermit,
+    /// Statements prepared on this connection, by SQL text.
+    pub statements: crate::session::StatementCache,
+    /// Whether the session was reset after its last use. Every checkout hands out a connection
+    /// with this `false`; whoever resets it afterwards (as `/sql` does, pipelined behind its
+    /// last statement) sets it, and otherwise the next checkout resets it first.
+    pub clean: bool,
+    /// Must not be reused (its session could not be reset): closed instead of returned.
+    pub retire: bool,
+}
+
+impl Connection {
+    /// The client and the statement cache, borrowed apart (a transaction holds the client
+    /// mutably while its queries use the cache).
+    pub fn parts(&mut self) -> (&mut tokio_postgres::Client, &mut crate::session::StatementCache) {
+        (&mut self.client, &mut self.statements)
+    }
 }
 
 impl std::ops::Deref for Connection {
@@ -42,17 +59,11 @@ pub struct BudgetedManager {
     config: tokio_postgres::Config,
     budget: Arc<Semaphore>,
     wait: Duration,
-    reset: &'static str,
 }
 
 impl BudgetedManager {
-    pub fn new(
-        config: tokio_postgres::Config,
-        budget: Arc<Semaphore>,
-        wait: Duration,
-        reset: &'static str,
-    ) -> Self {
-        Self { config, budget, wait, reset }
+    pub fn new(config: tokio_postgres::Config, budget: Arc<Semaphore>, wait: Duration) -> Self {
+        Self { config, budget, wait }
     }
 }
 
@@ -69,19 +80,28 @@ impl deadpool::managed::Manager for BudgetedManager {
         tokio::spawn(async move {
             let _ = connection.await;
         });
-        Ok(Connection { client, _permit: permit })
+        Ok(Connection {
+            client,
+            _permit: permit,
+            statements: Default::default(),
+            clean: false,
+            retire: false,
+        })
     }
 
     async fn recycle(&self, connection: &mut Connection, _: &Metrics) -> RecycleResult<ConnectError> {
-        if connection.client.is_closed() {
-            return Err(RecycleError::message("connection closed"));
+        if connection.client.is_closed() || connection.retire {
+            return Err(RecycleError::message("connection closed or retired"));
         }
-        connection
-            .client
-            .simple_query(self.reset)
-            .await
-            .map(|_| ())
-            .map_err(|e| RecycleError::Backend(ConnectError::Postgres(e)))
+        if !connection.clean {
+            crate::session::reset(&connection.client).await.map_err(|e| match e {
+                crate::session::ResetError::Postgres(pg) => RecycleError::Backend(ConnectError::Postgres(pg)),
+                other => RecycleError::message(other.to_string()),
+            })?;
+        }
+        // Handed out now: whatever the next request does makes it unclean.
+        connection.clean = false;
+        Ok(())
     }
 }
 

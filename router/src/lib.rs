@@ -17,6 +17,7 @@ pub mod pools;
 pub mod proxy;
 pub mod rate_limit;
 pub mod resolve;
+pub mod session;
 pub mod settings;
 pub mod sql;
 

@@ -1,8 +1,8 @@
 //! One connection pool per tenant, created on first use from the tenant's secret, sized by its
 //! plan, logged in as the tenant's own runtime role. Pools unused for a while are closed.
-//! Recycling ends any transaction a request left open and resets the session (see
-//! [`RESET_SESSION`]), so nothing one request does to its session — `BEGIN`, `SET search_path`,
-//! `SET ROLE`, `PREPARE` — reaches the next; the role's own search_path is restored by RESET.
+//! Between requests the session is reset (see [`crate::session`]), so nothing one request does
+//! to its session — `BEGIN`, `SET search_path`, `SET ROLE`, `PREPARE` — reaches the next; the
+//! role's own search_path is restored by `RESET ALL`.
 
 use crate::budget::{BudgetedManager, ConnectError, Object, Pool};
 use deadpool::managed::{PoolError, Timeouts};
@@ -14,13 +14,6 @@ use tenancy::catalog::TenantRecord;
 use tenancy::domain::TenantId;
 use tenancy::secrets::{DbCredentials, SharedSecretStore};
 use tokio::sync::Semaphore;
-
-/// Run on a connection before it is reused: `DISCARD ALL` minus what it cannot do inside the
-/// implicit transaction of a multi-statement query, preceded by a `ROLLBACK` of anything a
-/// request left open (a harmless warning when nothing is).
-pub const RESET_SESSION: &str =
-    "ROLLBACK; CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; \
-     SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES; DEALLOCATE ALL;";
 
 /// Constant-time comparison of a client's user and password with `credentials`.
 pub fn credentials_match(credentials: &DbCredentials, user: &str, password: &[u8]) -> bool {
@@ -129,8 +122,7 @@ impl TenantPools {
             options.push_str(&format!(" -c statement_timeout={ms}"));
         }
         config.options(&options);
-        let manager =
-            BudgetedManager::new(config, self.budget.clone(), self.limits.checkout_timeout, RESET_SESSION);
+        let manager = BudgetedManager::new(config, self.budget.clone(), self.limits.checkout_timeout);
         let size = usize::try_from(tenant.pool_size)
             .unwrap_or(1)
             .clamp(1, self.limits.tenant_max_connections.max(1));

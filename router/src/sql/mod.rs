@@ -9,6 +9,7 @@ pub mod values;
 
 use crate::error::RouterError;
 use crate::http::AppState;
+use crate::session;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -17,7 +18,7 @@ use futures::{pin_mut, TryStreamExt as _};
 use request::{to_text_param, Payload, QueryData, TextParam};
 use serde_json::{json, Map, Value};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::GenericClient;
+use tokio_postgres::{GenericClient, Statement};
 
 /// Approximate JSON bytes of a row and of a cell beyond their values, for the response limit.
 const ROW_OVERHEAD: usize = 4;
@@ -98,6 +99,9 @@ pub async fn handle(
     Ok(Json(result?))
 }
 
+/// Runs the request, then resets the session: behind a single query's statement in the same
+/// round trip, after a transaction's `COMMIT` otherwise. A connection whose reset succeeded
+/// goes back to the pool clean; one whose reset failed is retired.
 async fn run_payload(
     client: &mut crate::budget::Object,
     payload: Payload,
@@ -105,24 +109,27 @@ async fn run_payload(
     headers: &HeaderMap,
     output: Output,
 ) -> Result<Value, RouterError> {
-    Ok(match payload {
-        Payload::Single(query) if read_only => {
-            let tx = client
-                .build_transaction()
-                .read_only(true)
-                .start()
-                .await
-                .map_err(|e| RouterError::from_pg(&e))?;
-            let result = run_query(&tx, &query, output).await?;
+    let connection: &mut crate::budget::Connection = client;
+    let discards = match &payload {
+        Payload::Single(query) => discards_statements(query),
+        Payload::Batch { queries } => queries.iter().any(discards_statements),
+    };
+    let (value, reset) = match payload {
+        Payload::Single(query) if !read_only => run_single(connection, &query, output).await?,
+        Payload::Single(query) => {
+            let (pg, cache) = connection.parts();
+            let tx =
+                pg.build_transaction().read_only(true).start().await.map_err(|e| RouterError::from_pg(&e))?;
+            let result = run_query(&tx, cache, &query, output).await?;
             tx.commit().await.map_err(|e| RouterError::from_pg(&e))?;
-            result
+            (result, session::reset(connection).await)
         }
-        Payload::Single(query) => run_query(&***client, &query, output).await?,
         Payload::Batch { queries } => {
             let read_only = read_only || flag(headers, "neon-batch-read-only");
             let isolation = batch_isolation(header(headers, "neon-batch-isolation-level"))?;
             let deferrable = flag(headers, "neon-batch-deferrable");
-            let tx = client
+            let (pg, cache) = connection.parts();
+            let tx = pg
                 .build_transaction()
                 .read_only(read_only)
                 .deferrable(deferrable)
@@ -132,17 +139,70 @@ async fn run_payload(
                 .map_err(|e| RouterError::from_pg(&e))?;
             let mut results = Vec::with_capacity(queries.len());
             for query in &queries {
-                results.push(run_query(&tx, query, output).await?);
+                results.push(run_query(&tx, cache, query, output).await?);
             }
             tx.commit().await.map_err(|e| RouterError::from_pg(&e))?;
-            json!({ "results": results })
+            (json!({ "results": results }), session::reset(connection).await)
         }
-    })
+    };
+    settle(connection, reset, discards);
+    Ok(value)
+}
+
+/// One statement outside a transaction block: executed with the session reset pipelined
+/// right behind it, so the request costs one round trip when its statement is cached.
+async fn run_single(
+    connection: &mut crate::budget::Connection,
+    query: &QueryData,
+    output: Output,
+) -> Result<(Value, Result<(), session::ResetError>), RouterError> {
+    let mut retried = false;
+    loop {
+        let (pg, cache) = connection.parts();
+        let statement = prepare_cached(&*pg, cache, query).await?;
+        let (result, reset) =
+            futures::join!(execute(&**connection, &statement, query, output), session::reset(connection));
+        match result {
+            Err(QueryError::Stale(_)) if !retried => {
+                connection.statements.remove(&query.query);
+                retried = true;
+            }
+            Err(QueryError::Stale(err) | QueryError::Router(err)) => {
+                settle(connection, reset, discards_statements(query));
+                return Err(err);
+            }
+            Ok(value) => return Ok((value, reset)),
+        }
+    }
+}
+
+/// Marks the connection clean when its reset succeeded, or to be retired: when the reset
+/// failed, or the request ran `DEALLOCATE` / `DISCARD` (which drop the connection's cached
+/// statements behind the client's back).
+fn settle(
+    connection: &mut crate::budget::Connection,
+    reset: Result<(), session::ResetError>,
+    discards: bool,
+) {
+    match reset {
+        Ok(()) if !discards => connection.clean = true,
+        Ok(()) => connection.retire = true,
+        Err(err) => {
+            tracing::debug!(error = %err, "retiring a connection whose session could not be reset");
+            connection.retire = true;
+        }
+    }
+}
+
+/// Whether a statement drops prepared statements (the router's cached ones included).
+fn discards_statements(query: &QueryData) -> bool {
+    matches!(command_of(&query.query).as_str(), "DEALLOCATE" | "DISCARD")
 }
 
 /// A checked-out connection while its request runs. Dropped while still armed (the client went
 /// away and axum dropped the request), it leaves the pool for good and its query is cancelled,
-/// so a late cancel can never hit another request's query on a reused connection.
+/// so a late cancel can never hit another request's query on a reused connection. A connection
+/// marked to be retired leaves the pool too.
 struct InFlight {
     client: Option<crate::budget::Object>,
     armed: bool,
@@ -150,16 +210,16 @@ struct InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        if let Some(client) = self.client.take() {
+        let Some(client) = self.client.take() else { return };
+        if self.armed {
             let token = client.cancel_token();
             drop(deadpool::managed::Object::take(client));
             tracing::debug!("client went away; cancelling its query");
             tokio::spawn(async move {
                 let _ = token.cancel_query(tokio_postgres::NoTls).await;
             });
+        } else if client.retire {
+            drop(deadpool::managed::Object::take(client));
         }
     }
 }
@@ -194,30 +254,87 @@ fn command_of(query: &str) -> String {
     rest.split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("").to_ascii_uppercase()
 }
 
+/// Why a statement did not run.
+enum QueryError {
+    /// The cached statement no longer fits its tables (or is gone): nothing ran; prepare again.
+    Stale(RouterError),
+    Router(RouterError),
+}
+
+impl From<RouterError> for QueryError {
+    fn from(err: RouterError) -> Self {
+        Self::Router(err)
+    }
+}
+
+/// The connection's statement for `query`, prepared now if it has none.
+async fn prepare_cached(
+    client: &impl GenericClient,
+    cache: &mut session::StatementCache,
+    query: &QueryData,
+) -> Result<Statement, RouterError> {
+    if let Some(statement) = cache.get(&query.query) {
+        return Ok(statement);
+    }
+    let statement = client.prepare(&query.query).await.map_err(|e| RouterError::from_pg(&e))?;
+    cache.insert(&query.query, statement.clone());
+    Ok(statement)
+}
+
+/// One statement of a transaction, on the connection's cached statement (prepared again once
+/// if the cached one went stale).
 async fn run_query(
     client: &impl GenericClient,
+    cache: &mut session::StatementCache,
     query: &QueryData,
     output: Output,
 ) -> Result<Value, RouterError> {
-    let statement = client.prepare(&query.query).await.map_err(|e| RouterError::from_pg(&e))?;
+    let statement = prepare_cached(client, cache, query).await?;
+    match execute(client, &statement, query, output).await {
+        Ok(value) => Ok(value),
+        Err(QueryError::Router(err)) => Err(err),
+        Err(QueryError::Stale(_)) => {
+            cache.remove(&query.query);
+            let statement = prepare_cached(client, cache, query).await?;
+            execute(client, &statement, query, output).await.map_err(|e| match e {
+                QueryError::Router(err) | QueryError::Stale(err) => err,
+            })
+        }
+    }
+}
+
+/// Binds and executes a prepared statement; its rows as Neon's driver expects them.
+async fn execute(
+    client: &impl GenericClient,
+    statement: &Statement,
+    query: &QueryData,
+    output: Output,
+) -> Result<Value, QueryError> {
     if statement.params().len() != query.params.len() {
-        return Err(RouterError::BadRequest(format!(
+        return Err(QueryError::Router(RouterError::BadRequest(format!(
             "bind message supplies {} parameters, but prepared statement requires {}",
             query.params.len(),
             statement.params().len()
-        )));
+        ))));
     }
+    let pg_error = |e: tokio_postgres::Error| {
+        if session::is_stale_statement(&e) {
+            QueryError::Stale(RouterError::from_pg(&e))
+        } else {
+            QueryError::Router(RouterError::from_pg(&e))
+        }
+    };
     let params: Vec<TextParam> = query.params.iter().map(to_text_param).collect();
     let stream = client
-        .query_raw(&statement, params.iter().map(|p| p as &(dyn ToSql + Sync)))
+        .query_raw(statement, params.iter().map(|p| p as &(dyn ToSql + Sync)))
         .await
-        .map_err(|e| RouterError::from_pg(&e))?;
+        .map_err(pg_error)?;
     pin_mut!(stream);
     let array_mode = query.array_mode.unwrap_or(output.array_mode);
     let columns = statement.columns();
     let mut rows = Vec::new();
     let mut size = 0usize;
-    while let Some(row) = stream.try_next().await.map_err(|e| RouterError::from_pg(&e))? {
+    while let Some(row) = stream.try_next().await.map_err(pg_error)? {
         let mut object = Map::new();
         let mut array = Vec::new();
         for (i, column) in columns.iter().enumerate() {
@@ -240,7 +357,7 @@ async fn run_query(
         // generate_series(1, 1e9)` must not grow without bound).
         size += ROW_OVERHEAD + columns.iter().map(|c| c.name().len() + CELL_OVERHEAD).sum::<usize>();
         if size > output.max_bytes {
-            return Err(RouterError::ResponseTooLarge(output.max_bytes));
+            return Err(RouterError::ResponseTooLarge(output.max_bytes).into());
         }
         rows.push(if array_mode { Value::Array(array) } else { Value::Object(object) });
     }

@@ -140,6 +140,49 @@ async fn session_settings_of_one_request_never_reach_the_next() {
     assert_eq!(f.acme.rows("SELECT count(*)::int4 AS n FROM tags", json!([])).await, json!([{"n": 0}]));
 }
 
+/// Statements stay prepared on each connection between requests (one round trip for a repeated
+/// query); a table that changes shape, a `DEALLOCATE ALL`, and user types looked up on a
+/// connection after earlier requests must all keep working. Each step runs more times than the
+/// pool (2 connections) has connections, so every connection sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_statements_survive_schema_changes_and_deallocate() {
+    let f = fixture("sql_statement_cache").await;
+    f.acme.rows("INSERT INTO tags (name) VALUES ('red')", json!([])).await;
+    for _ in 0..4 {
+        let rows = f.acme.rows("SELECT * FROM tags", json!([])).await;
+        assert_eq!(rows[0]["name"], json!("red"));
+    }
+    // The cached `SELECT *` no longer matches the table (a migration, run by the owner): it is
+    // prepared again, not refused.
+    f.db.client()
+        .await
+        .batch_execute("ALTER TABLE t_acme.tags ADD COLUMN shade text DEFAULT 'dark'")
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        let rows = f.acme.rows("SELECT * FROM tags", json!([])).await;
+        assert_eq!(rows[0]["shade"], json!("dark"), "{rows}");
+    }
+    // Dropping every prepared statement behind the router's back costs nothing visible.
+    f.acme.rows("DEALLOCATE ALL", json!([])).await;
+    for _ in 0..4 {
+        assert_eq!(f.acme.rows("SELECT * FROM tags", json!([])).await[0]["shade"], json!("dark"));
+    }
+    // Types of the tenant's own, looked up by the driver (with statements of its own) on
+    // connections that already served other requests.
+    f.db.client()
+        .await
+        .batch_execute("CREATE TYPE t_acme.mood AS ENUM ('calm', 'busy'); CREATE TYPE t_acme.size AS ENUM ('s', 'm', 'l')")
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        assert_eq!(f.acme.rows("SELECT 'busy'::mood AS m", json!([])).await, json!([{"m": "busy"}]));
+    }
+    for _ in 0..4 {
+        assert_eq!(f.acme.rows("SELECT 'l'::size AS s", json!([])).await, json!([{"s": "l"}]));
+    }
+}
+
 /// One malformed request: what it is, and the status it must get.
 struct BadRequest {
     what: &'static str,

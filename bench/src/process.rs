@@ -1,0 +1,143 @@
+//! Servers under load as processes of their own (release builds in `target/release`), so their
+//! CPU and memory are theirs alone: `tenant-router` on the benchmark's settings, and the
+//! no-routing baseline (`sql-baseline`).
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tenancy::settings::CommonSettings;
+use testkit::workspace_root;
+
+/// A server process, killed when dropped.
+pub struct ServerProcess {
+    child: Child,
+    /// Where it serves `POST /sql`.
+    pub addr: SocketAddr,
+}
+
+impl ServerProcess {
+    /// Resident memory now and at its peak, in MiB (from `/proc/<pid>/status`).
+    pub fn memory_mib(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+                / 1024.0
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
+impl ServerProcess {
+    /// CPU time (user + system) the process has used so far, in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name (which may hold spaces) start at the state, field 3;
+        // utime and stime are fields 14 and 15, in clock ticks (100 per second on Linux).
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        (ticks(11) + ticks(12)) / 100.0
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+///
+/// # Panics
+/// When no port can be had.
+pub fn free_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    listener.local_addr().unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn binary(name: &str) -> std::path::PathBuf {
+    let path = workspace_root().join("target/release").join(name);
+    assert!(
+        path.exists(),
+        "{} missing: `cargo build --release --bin {name}` first (make bench does)",
+        path.display()
+    );
+    path
+}
+
+/// `tenant-router` on `common` (the control plane's settings), with `extra` variables.
+///
+/// # Panics
+/// When it does not become ready within 30 s.
+pub async fn start_router(common: &CommonSettings, extra: &[(&str, String)]) -> ServerProcess {
+    let addr = free_addr();
+    let admin = free_addr();
+    let mut command = Command::new(binary("tenant-router"));
+    command
+        .env_clear()
+        .env("DATABASE_URL", common.database_url.expose())
+        .env("REDIS_KEY_PREFIX", &common.redis_key_prefix)
+        .env("TENANT_BASE_DOMAIN", common.tenant_base_domain.to_string())
+        .env("SECRETS_BACKEND", "local")
+        .env("SECRETS_PREFIX", common.secrets.secrets_prefix.as_str())
+        .env("ROUTER_LISTEN", addr.to_string())
+        .env("ROUTER_ADMIN_LISTEN", admin.to_string())
+        .env("RUST_LOG", "warn");
+    if let Some(redis) = &common.redis_url {
+        command.env("REDIS_URL", redis.expose());
+    }
+    if let Some(key) = &common.secrets.secrets_local_key {
+        command.env("SECRETS_LOCAL_KEY", key.expose());
+    }
+    for (name, value) in extra {
+        command.env(name, value);
+    }
+    let process = spawn(command, addr);
+    wait_ready(&format!("http://{admin}/readyz")).await;
+    process
+}
+
+/// The no-routing baseline: one fixed pool to `database_url`, `pool_size` connections.
+///
+/// # Panics
+/// When it does not answer within 30 s.
+pub async fn start_baseline(database_url: &str, pool_size: usize) -> ServerProcess {
+    let addr = free_addr();
+    let mut command = Command::new(binary("sql-baseline"));
+    command
+        .env_clear()
+        .env("BASELINE_DATABASE_URL", database_url)
+        .env("BASELINE_LISTEN", addr.to_string())
+        .env("BASELINE_POOL_SIZE", pool_size.to_string());
+    let process = spawn(command, addr);
+    wait_ready(&format!("http://{addr}/healthz")).await;
+    process
+}
+
+fn spawn(mut command: Command, addr: SocketAddr) -> ServerProcess {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    ServerProcess { child, addr }
+}
+
+async fn wait_ready(url: &str) {
+    let http = reqwest::Client::new();
+    for _ in 0..300 {
+        if let Ok(response) = http.get(url).send().await {
+            if response.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url} not ready after 30 s");
+}
