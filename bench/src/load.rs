@@ -124,13 +124,20 @@ async fn worker(
     let mut report = Report::default();
     let mut sender = None;
     while Instant::now() < stop_at {
-        // Paced: wait until the next request is due; its latency counts from then.
+        // Paced: wait until the next request is due. When the previous answer came too late
+        // to send this one on time, its latency counts from when it was due (the wait for the
+        // server is part of it); otherwise from when it is sent (the timer's own lateness, up
+        // to a millisecond, is not).
         let due = match &mut schedule {
             Some((due, interval)) => {
-                tokio::time::sleep_until((*due).into()).await;
                 let this = *due;
                 *due += *interval;
-                Some(this)
+                if Instant::now() > this {
+                    Some(this)
+                } else {
+                    tokio::time::sleep_until(this.into()).await;
+                    None
+                }
             }
             None => None,
         };

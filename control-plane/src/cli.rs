@@ -230,8 +230,37 @@ pub struct ShowArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum MigrateCommand {
-    /// Apply pending migrations from TENANT_MIGRATIONS_DIR to every active or suspended tenant.
+    /// Apply pending migrations from TENANT_MIGRATIONS_DIR to every active or suspended tenant,
+    /// as a new run in the fleet ledger (refused while another run is going).
     Apply(ApplyArgs),
+    /// Continue a run whose process died, or that ended with failed tenants once they are
+    /// fixed: every tenant of the run not migrated yet is migrated; none is migrated twice.
+    Resume(ResumeArgs),
+    /// A run's progress from the fleet ledger: its state, its tenants by state, and the
+    /// failed ones with their errors (the latest run when no id is given).
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The run's id (as `migrate apply` and `migrate status` print it).
+    pub run: uuid::Uuid,
+    /// Tenants migrated at the same time.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The run's id; the latest run when omitted.
+    pub run: Option<uuid::Uuid>,
+    /// List every tenant of the run, not only the failed ones.
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
 }
 
 #[derive(Debug, Args)]

@@ -3,7 +3,8 @@
 use crate::cli::{AddClusterArgs, ClustersCommand, DomainArgs};
 use crate::cli::{
     ApplyArgs, CatalogArgs, Cli, Command, CreateArgs, DeleteArgs, ListArgs, MigrateCommand, OperationArgs,
-    SendArgs, ServeArgs, SetPlanArgs, ShowArgs, TenantsCommand, TokenArgs, TokensCommand, WebhookCommand,
+    ResumeArgs, SendArgs, ServeArgs, SetPlanArgs, ShowArgs, StatusArgs, TenantsCommand, TokenArgs,
+    TokensCommand, WebhookCommand,
 };
 use crate::context::{ControlPlane, StartError};
 use crate::lifecycle::{LifecycleError, Operation};
@@ -86,7 +87,9 @@ pub async fn run(cli: Cli) -> ExitCode {
             | TenantsCommand::SetPlan(SetPlanArgs { operation: OperationArgs { catalog, .. }, .. })
             | TenantsCommand::Delete(DeleteArgs { operation: OperationArgs { catalog, .. }, .. }),
         )
-        | Command::Migrate(MigrateCommand::Apply(ApplyArgs { catalog, .. })) => catalog.json,
+        | Command::Migrate(MigrateCommand::Apply(ApplyArgs { catalog, .. }))
+        | Command::Migrate(MigrateCommand::Resume(ResumeArgs { catalog, .. }))
+        | Command::Migrate(MigrateCommand::Status(StatusArgs { catalog, .. })) => catalog.json,
         Command::Webhook(WebhookCommand::Send(args)) => args.json,
         Command::Tokens(TokensCommand::Create(args)) => args.catalog.json,
         Command::Clusters(
@@ -114,6 +117,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Tenants(TenantsCommand::AddDomain(args)) => change_domain(args, true).await,
         Command::Tenants(TenantsCommand::RemoveDomain(args)) => change_domain(args, false).await,
         Command::Migrate(MigrateCommand::Apply(args)) => migrate_apply(args).await,
+        Command::Migrate(MigrateCommand::Resume(args)) => migrate_resume(args).await,
+        Command::Migrate(MigrateCommand::Status(args)) => migrate_status(args).await,
         Command::Webhook(WebhookCommand::Send(args)) => webhook_send(args).await,
         Command::Tokens(TokensCommand::Create(args)) => create_token(args).await,
         Command::Clusters(ClustersCommand::Add(args)) => add_cluster(args).await,
@@ -325,12 +330,37 @@ async fn migrate_apply(args: ApplyArgs) -> Result<ExitCode, CliError> {
     let options =
         crate::fleet::ApplyOptions { concurrency: args.concurrency, tenant: args.tenant, plan: args.plan };
     let progress = output::FleetProgress::new(args.catalog.json);
-    let report = crate::fleet::apply(&cp, &options, &progress).await.map_err(|e| match e {
-        crate::fleet::FleetError::Migrations(message) => CliError::new(3, "invalid_migrations", message),
+    let report = crate::fleet::apply(&cp, &options, &operator(), &progress).await.map_err(fleet_error)?;
+    Ok(print_fleet_report(&report, args.catalog.json))
+}
+
+async fn migrate_resume(args: ResumeArgs) -> Result<ExitCode, CliError> {
+    let cp = start(&args.catalog).await?;
+    let progress = output::FleetProgress::new(args.catalog.json);
+    let report =
+        crate::fleet::resume(&cp, args.run, args.concurrency, &progress).await.map_err(fleet_error)?;
+    Ok(print_fleet_report(&report, args.catalog.json))
+}
+
+/// Who starts a run, for the ledger: the operating-system user.
+fn operator() -> String {
+    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "tenantctl".into())
+}
+
+fn fleet_error(e: crate::fleet::FleetError) -> CliError {
+    use crate::fleet::FleetError;
+    match e {
+        FleetError::Migrations(message) => CliError::new(3, "invalid_migrations", message),
+        FleetError::Busy(_) => CliError::new(5, "run_in_progress", e.to_string()),
+        FleetError::NoSuchRun(_) => CliError::new(4, "not_found", e.to_string()),
+        FleetError::TargetChanged { .. } => CliError::new(5, "target_changed", e.to_string()),
         other => CliError::unavailable(other),
-    })?;
-    if args.catalog.json {
-        output::json(&report);
+    }
+}
+
+fn print_fleet_report(report: &crate::fleet::ApplyReport, json: bool) -> ExitCode {
+    if json {
+        output::json(report);
     } else {
         let rows: Vec<Vec<String>> = report
             .results
@@ -353,7 +383,9 @@ async fn migrate_apply(args: ApplyArgs) -> Result<ExitCode, CliError> {
             .collect();
         output::table(&["tenant", "result", "applied", "time", "error"], &rows);
         output::line(&format!(
-            "\ntarget V{}: {} tenants, {} migrated, {} already up to date, {} failed, in {:.1}s",
+            "\nrun {} ({}), target V{}: {} tenants, {} migrated, {} already up to date, {} failed, in {:.1}s",
+            report.run_id,
+            report.state,
             report.target_version,
             report.tenants,
             report.migrated,
@@ -361,8 +393,77 @@ async fn migrate_apply(args: ApplyArgs) -> Result<ExitCode, CliError> {
             report.failed,
             Duration::from_millis(report.duration_ms).as_secs_f64()
         ));
+        if report.failed > 0 {
+            output::line(&format!(
+                "fix the failed tenants, then: tenantctl migrate resume {}",
+                report.run_id
+            ));
+        }
     }
-    Ok(if report.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    if report.failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn migrate_status(args: StatusArgs) -> Result<ExitCode, CliError> {
+    use crate::fleet::ledger;
+    let cp = start(&args.catalog).await?;
+    let client = cp.catalog.get().await.map_err(CliError::unavailable)?;
+    let run = match args.run {
+        Some(id) => ledger::run(&**client, id).await,
+        None => ledger::latest_run(&**client).await,
+    }
+    .map_err(CliError::unavailable)?
+    .ok_or_else(|| CliError::new(4, "not_found", "no such fleet migration run"))?;
+    let counts = ledger::counts(&**client, run.id).await.map_err(CliError::unavailable)?;
+    let items = ledger::items(&**client, run.id, (!args.all).then_some("failed"))
+        .await
+        .map_err(CliError::unavailable)?;
+    // A run marked running that no process holds the lock of was interrupted.
+    let interrupted = run.state == "running" && {
+        let locked: bool = client
+            .query_one(
+                "SELECT CASE WHEN pg_try_advisory_lock($1) THEN NOT pg_advisory_unlock($1) ELSE true END",
+                &[&ledger::RUN_LOCK],
+            )
+            .await
+            .map_err(CliError::unavailable)?
+            .get(0);
+        !locked
+    };
+    let state = if interrupted { "interrupted".to_owned() } else { run.state.clone() };
+    if args.catalog.json {
+        let counts: serde_json::Map<String, serde_json::Value> =
+            counts.iter().map(|(s, n)| (s.clone(), serde_json::json!(n))).collect();
+        output::json(&serde_json::json!({ "run": run, "state": state, "counts": counts, "items": items }));
+    } else {
+        let summary = counts.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ");
+        output::line(&format!(
+            "run {} by {} at {}: {state}, target V{}, {} tenants ({summary})",
+            run.id, run.created_by, run.created_at, run.target_version, run.tenants
+        ));
+        let rows: Vec<Vec<String>> = items
+            .iter()
+            .map(|i| {
+                vec![
+                    i.slug.clone(),
+                    i.state.clone(),
+                    i.attempts.to_string(),
+                    i.to_version.map(|v| format!("V{v}")).unwrap_or_default(),
+                    i.error.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        if !rows.is_empty() {
+            output::table(&["tenant", "state", "attempts", "at", "error"], &rows);
+        }
+        if interrupted {
+            output::line(&format!("its process is gone: tenantctl migrate resume {}", run.id));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn webhook_send(args: SendArgs) -> Result<ExitCode, CliError> {

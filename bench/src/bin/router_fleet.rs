@@ -1,4 +1,4 @@
-//! The router with 10,000 tenants hit at random with a Zipf distribution (a few hot tenants,
+//! The router with 10,000 tenants (`BENCH_TENANTS`) hit at random with a Zipf distribution (a few hot tenants,
 //! a long tail): its memory, the PostgreSQL connections it holds (sampled every 100 ms; never
 //! above `ROUTER_MAX_CONNECTIONS`), and the answers (200, or the designed 429 of a hot tenant
 //! over its plan's rate and 503 `pool_exhausted`; nothing else).
@@ -15,7 +15,10 @@ use tenancy_bench::load::{run, Load, SqlRequest};
 use tenancy_bench::process::start_router;
 use tenancy_bench::Summary;
 
-const TENANTS: usize = 10_000;
+/// Tenants (`BENCH_TENANTS` overrides: provisioning 10,000 takes a while).
+fn tenants() -> usize {
+    std::env::var("BENCH_TENANTS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000)
+}
 const BUDGET: usize = 100;
 const CONNECTIONS: usize = 32;
 const DURATION: Duration = Duration::from_secs(60);
@@ -47,9 +50,10 @@ fn zipf_cdf(n: usize, s: f64) -> Vec<f64> {
 #[tokio::main]
 async fn main() {
     let (db, common, cp) = tenancy_bench::control_plane_with_settings("bench_router_fleet").await;
-    eprintln!("provisioning {TENANTS} tenants…");
+    let count = tenants();
+    eprintln!("provisioning {count} tenants…");
     let started = std::time::Instant::now();
-    let tenants = Arc::new(provision_fleet(&db, &cp, "zf", "starter", TENANTS, 4).await);
+    let tenants = Arc::new(provision_fleet(&db, &cp, "zf", "starter", count, 4).await);
     eprintln!("provisioned in {:.0} s", started.elapsed().as_secs_f64());
     let router = start_router(&common, &[("ROUTER_MAX_CONNECTIONS", BUDGET.to_string())]).await;
     let (idle_rss, _) = router.memory_mib();
@@ -75,7 +79,7 @@ async fn main() {
         })
     };
 
-    let cdf = Arc::new(zipf_cdf(TENANTS, ZIPF_S));
+    let cdf = Arc::new(zipf_cdf(count, ZIPF_S));
     let picked = tenants.clone();
     eprintln!("loading for {} s…", DURATION.as_secs());
     let mut report =

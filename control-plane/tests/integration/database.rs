@@ -96,6 +96,7 @@ async fn a_database_tenant_gets_a_migrated_clone_that_only_its_role_can_enter() 
     let report = control_plane::fleet::apply(
         &cp2,
         &control_plane::fleet::ApplyOptions { concurrency: 2, tenant: None, plan: None },
+        "test",
         &Silent,
     )
     .await

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod database;
+mod fleet;
 mod lifecycle;
 mod provisioning;
 

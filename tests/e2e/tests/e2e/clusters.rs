@@ -81,17 +81,19 @@ async fn tenants_are_placed_on_registered_clusters_and_served_from_there() {
         tenant: Some(Slug::parse(tenant).unwrap()),
         plan: plan.map(|p| tenancy::domain::PlanName::parse(p).unwrap()),
     };
-    let report = control_plane::fleet::apply(&cp, &only("beta", None), &NoProgress).await.unwrap();
+    let report = control_plane::fleet::apply(&cp, &only("beta", None), "test", &NoProgress).await.unwrap();
     let picked: Vec<&str> = report.results.iter().map(|r| r.slug.as_str()).collect();
     assert_eq!((picked, report.failed), (vec!["beta"], 0));
-    let report =
-        control_plane::fleet::apply(&cp, &only("beta", Some("enterprise")), &NoProgress).await.unwrap();
+    let report = control_plane::fleet::apply(&cp, &only("beta", Some("enterprise")), "test", &NoProgress)
+        .await
+        .unwrap();
     assert_eq!(report.tenants, 0);
 
     // Fleet migrations reach every cluster.
     let report = control_plane::fleet::apply(
         &cp,
         &control_plane::fleet::ApplyOptions { concurrency: 2, tenant: None, plan: None },
+        "test",
         &NoProgress,
     )
     .await

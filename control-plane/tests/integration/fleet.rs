@@ -1,0 +1,192 @@
+//! Fleet migrations with the ledger: a failing tenant is recorded and resumed, a tenant whose
+//! table is locked waits without delaying the others, a second run is refused while one is
+//! going, and a run whose process dies is resumed without migrating anyone twice.
+
+use crate::{create_active, provisioning, sqlstate};
+use control_plane::context::ControlPlane;
+use control_plane::fleet::{ledger, ApplyOptions, FleetError};
+use std::sync::Arc;
+use std::time::Duration;
+use tenancy::catalog::TenantRecord;
+use testkit::{common_settings, SecretsFor, TestDb};
+
+struct Quiet;
+
+impl control_plane::fleet::Progress for Quiet {
+    fn start(&self, _total: usize) {}
+    fn tenant_done(&self, _result: &control_plane::fleet::TenantResult) {}
+    fn finish(&self) {}
+}
+
+struct Fleet {
+    db: TestDb,
+    cp: Arc<ControlPlane>,
+    tenants: Vec<TenantRecord>,
+    _migrations: tempfile::TempDir,
+}
+
+/// Five tenants at V1, then a V2 (a table and a column) added to the migrations directory.
+async fn fleet(label: &str) -> Fleet {
+    let db = TestDb::create(label).await;
+    let common = common_settings(&db, SecretsFor::Local);
+    let migrations = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        testkit::workspace_root().join("migrations/V1__init.sql"),
+        migrations.path().join("V1__init.sql"),
+    )
+    .unwrap();
+    let mut settings = provisioning(&db);
+    settings.migrations_dir = migrations.path().to_owned();
+    let cp = ControlPlane::start(&common, &settings).await.unwrap();
+    let mut tenants = Vec::new();
+    for slug in ["alpha", "bravo", "charlie", "delta", "echo"] {
+        tenants.push(create_active(&cp, slug).await);
+    }
+    std::fs::write(
+        migrations.path().join("V2__audit.sql"),
+        "CREATE TABLE audit (id bigint PRIMARY KEY, note text NOT NULL);\n\
+         ALTER TABLE tasks ADD COLUMN priority int NOT NULL DEFAULT 0;",
+    )
+    .unwrap();
+    Fleet { db, cp, tenants, _migrations: migrations }
+}
+
+fn all(concurrency: usize) -> ApplyOptions {
+    ApplyOptions { concurrency, tenant: None, plan: None }
+}
+
+impl Fleet {
+    fn schema(&self, slug: &str) -> String {
+        self.tenants.iter().find(|t| t.slug.as_str() == slug).unwrap().schema_name.to_string()
+    }
+
+    /// How many times V2 is in the tenant's history (0 or 1), and whether its column exists.
+    async fn v2(&self, slug: &str) -> (i64, bool) {
+        let schema = self.schema(slug);
+        let recorded = self
+            .db
+            .count(&format!("SELECT count(*) FROM \"{schema}\".refinery_schema_history WHERE version = 2"))
+            .await;
+        let column = self
+            .db
+            .count(&format!(
+                "SELECT count(*) FROM information_schema.columns
+                  WHERE table_schema = '{schema}' AND table_name = 'tasks' AND column_name = 'priority'"
+            ))
+            .await;
+        (recorded, column == 1)
+    }
+
+    async fn items(&self, run: uuid::Uuid) -> Vec<ledger::Item> {
+        let client = self.cp.catalog.get().await.unwrap();
+        ledger::items(&**client, run, None).await.unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflicting_tenant_fails_alone_and_resume_finishes_it_after_the_fix() {
+    let f = fleet("fleet_conflict").await;
+    let bravo = f.schema("bravo");
+    let admin = f.db.client().await;
+    admin.batch_execute(&format!("CREATE TABLE \"{bravo}\".audit (x int)")).await.unwrap();
+
+    let report = control_plane::fleet::apply(&f.cp, &all(2), "test", &Quiet).await.unwrap();
+    assert_eq!((report.tenants, report.migrated, report.failed), (5, 4, 1), "{:?}", report.results);
+    assert_eq!(report.state, "failed");
+    let items = f.items(report.run_id).await;
+    for item in &items {
+        if item.slug == "bravo" {
+            assert_eq!(item.state, "failed");
+            assert!(item.error.as_deref().unwrap_or_default().contains("already exists"), "{item:?}");
+        } else {
+            assert_eq!((item.state.as_str(), item.to_version, item.from_version), ("done", Some(2), Some(1)));
+        }
+    }
+    // All or nothing: bravo's V2 left no column behind.
+    assert_eq!(f.v2("bravo").await, (0, false));
+    assert_eq!(f.v2("alpha").await, (1, true));
+
+    // Fixed, then resumed: only bravo is migrated.
+    admin.batch_execute(&format!("DROP TABLE \"{bravo}\".audit")).await.unwrap();
+    let resumed = control_plane::fleet::resume(&f.cp, report.run_id, 2, &Quiet).await.unwrap();
+    assert_eq!((resumed.tenants, resumed.migrated, resumed.failed), (1, 1, 0), "{:?}", resumed.results);
+    assert_eq!(resumed.state, "completed");
+    for slug in ["alpha", "bravo", "charlie", "delta", "echo"] {
+        assert_eq!(f.v2(slug).await, (1, true), "{slug}");
+    }
+    let bravo_item = f.items(report.run_id).await.into_iter().find(|i| i.slug == "bravo").unwrap();
+    assert_eq!((bravo_item.state.as_str(), bravo_item.attempts), ("done", 2));
+
+    // A run that is complete has nothing left to do; an unknown one is refused.
+    let again = control_plane::fleet::resume(&f.cp, report.run_id, 2, &Quiet).await.unwrap();
+    assert_eq!(again.tenants, 0);
+    assert!(matches!(
+        control_plane::fleet::resume(&f.cp, uuid::Uuid::new_v4(), 2, &Quiet).await,
+        Err(FleetError::NoSuchRun(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_tenant_waits_alone_a_second_run_is_refused_and_a_killed_run_resumes() {
+    let f = fleet("fleet_killed").await;
+    // Another session holds a lock on charlie's table for as long as it likes.
+    let charlie = f.schema("charlie");
+    let blocker = f.db.client().await;
+    blocker
+        .batch_execute(&format!("BEGIN; LOCK TABLE \"{charlie}\".tasks IN ACCESS EXCLUSIVE MODE"))
+        .await
+        .unwrap();
+
+    let run = {
+        let cp = f.cp.clone();
+        tokio::spawn(async move { control_plane::fleet::apply(&cp, &all(2), "test", &Quiet).await })
+    };
+    // The other four finish while charlie waits.
+    let run_id = loop {
+        let client = f.cp.catalog.get().await.unwrap();
+        if let Some(latest) = ledger::latest_run(&**client).await.unwrap() {
+            let items = f.items(latest.id).await;
+            let done = items.iter().filter(|i| i.state == "done").count();
+            let waiting = items.iter().any(|i| i.slug == "charlie" && i.state == "running");
+            if done == 4 && waiting {
+                break latest.id;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    // One run at a time: a second one is refused, naming the first.
+    match control_plane::fleet::apply(&f.cp, &all(2), "test", &Quiet).await {
+        Err(FleetError::Busy(Some(id))) => assert_eq!(id, run_id),
+        other => panic!("expected the second run to be refused, got {other:?}"),
+    }
+
+    // The process dies: its task stops and its connections go (PostgreSQL rolls back what
+    // they had open, as it does for a killed process).
+    run.abort();
+    assert!(run.await.is_err());
+    admin_terminate_migrators(&f.db).await;
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(f.v2("charlie").await, (0, false), "nothing half-applied");
+
+    let resumed = control_plane::fleet::resume(&f.cp, run_id, 2, &Quiet).await.unwrap();
+    assert_eq!((resumed.tenants, resumed.migrated, resumed.failed), (1, 1, 0), "{:?}", resumed.results);
+    assert_eq!(resumed.state, "completed");
+    for slug in ["alpha", "bravo", "charlie", "delta", "echo"] {
+        assert_eq!(f.v2(slug).await, (1, true), "{slug}: migrated once");
+    }
+    assert_eq!(sqlstate(f.db.client().await.query("SELECT 1", &[]).await), "succeeded");
+}
+
+/// Ends every connection the control plane opened to tenant databases, as a process exit would.
+async fn admin_terminate_migrators(db: &TestDb) {
+    db.client()
+        .await
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE application_name = 'tenantctl' AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+}
