@@ -422,17 +422,8 @@ async fn migrate_status(args: StatusArgs) -> Result<ExitCode, CliError> {
         .await
         .map_err(CliError::unavailable)?;
     // A run marked running that no process holds the lock of was interrupted.
-    let interrupted = run.state == "running" && {
-        let locked: bool = client
-            .query_one(
-                "SELECT CASE WHEN pg_try_advisory_lock($1) THEN NOT pg_advisory_unlock($1) ELSE true END",
-                &[&ledger::RUN_LOCK],
-            )
-            .await
-            .map_err(CliError::unavailable)?
-            .get(0);
-        !locked
-    };
+    let interrupted =
+        run.state == "running" && !ledger::is_locked(&**client).await.map_err(CliError::unavailable)?;
     let state = if interrupted { "interrupted".to_owned() } else { run.state.clone() };
     if args.catalog.json {
         let counts: serde_json::Map<String, serde_json::Value> =

@@ -88,14 +88,6 @@ impl StatementCache {
     pub fn remove(&mut self, sql: &str) {
         self.statements.remove(sql);
     }
-
-    pub fn len(&self) -> usize {
-        self.statements.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.statements.is_empty()
-    }
 }
 
 /// Whether `err` says a cached statement no longer fits its tables (a column was added to a

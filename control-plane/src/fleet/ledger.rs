@@ -89,6 +89,18 @@ pub async fn try_lock(client: Object) -> Result<Result<RunLock, Option<Uuid>>, t
     Ok(Err(running))
 }
 
+/// Whether some process holds the run lock (a run marked running that nobody holds was
+/// interrupted). Probes with a try-lock that it releases at once.
+pub async fn is_locked(client: &impl GenericClient) -> Result<bool, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT CASE WHEN pg_try_advisory_lock($1) THEN NOT pg_advisory_unlock($1) ELSE true END",
+            &[&RUN_LOCK],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 /// Records a new run with a pending item per tenant.
 pub async fn create_run(
     client: &mut Object,

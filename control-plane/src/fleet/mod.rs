@@ -235,9 +235,14 @@ async fn migrate_recorded(
     run: uuid::Uuid,
     tenant: &TenantRecord,
 ) -> Result<TenantResult, FleetError> {
-    let client = cp.catalog.get().await.map_err(catalog_error)?;
-    ledger::mark_running(&**client, run, tenant.id).await.map_err(catalog_error)?;
+    {
+        let client = cp.catalog.get().await.map_err(catalog_error)?;
+        ledger::mark_running(&**client, run, tenant.id).await.map_err(catalog_error)?;
+    }
+    // No catalog connection is held while the tenant migrates: with `--concurrency` above the
+    // catalog pool's size, the migrations' own catalog reads would otherwise wait forever.
     let result = migrate_one(cp, migrations, tenant).await;
+    let client = cp.catalog.get().await.map_err(catalog_error)?;
     let outcome = ledger::Outcome {
         from_version: result.from_version,
         to_version: result.error.is_none().then_some(migrations.target_version()),
