@@ -230,24 +230,60 @@ pub struct ShowArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum MigrateCommand {
-    /// Apply pending migrations from TENANT_MIGRATIONS_DIR to every active or suspended tenant,
-    /// as a new run in the fleet ledger (refused while another run is going).
+    /// Show what `apply` would do, changing nothing: pending versions per tenant and a
+    /// histogram of versions (from the catalog), tenants whose applied migrations differ from
+    /// the files (drift), and whether each cluster has the connections and lock table for the
+    /// run.
+    Plan(PlanArgs),
+    /// Apply pending migrations from TENANT_MIGRATIONS_DIR to the selected active and suspended
+    /// tenants, as a new run in the fleet ledger (refused while another run is going). Tenants
+    /// the catalog records at the target are skipped without connecting to them. Exit code 1
+    /// when any tenant was not migrated or the run halted.
     Apply(ApplyArgs),
-    /// Continue a run whose process died, or that ended with failed tenants once they are
-    /// fixed: every tenant of the run not migrated yet is migrated; none is migrated twice.
+    /// Continue a run whose process died, that halted, or that ended with failed tenants once
+    /// they are fixed: every tenant of the run not migrated yet is migrated (with the run's
+    /// options); none is migrated twice.
     Resume(ResumeArgs),
     /// A run's progress from the fleet ledger: its state, its tenants by state, and the
     /// failed ones with their errors (the latest run when no id is given).
     Status(StatusArgs),
 }
 
+/// Which tenants a run covers: all active and suspended ones, or those matching every filter.
+#[derive(Debug, Args)]
+pub struct SelectionArgs {
+    /// Only this tenant (slug).
+    #[arg(long)]
+    pub tenant: Option<tenancy::domain::Slug>,
+    /// Only tenants on this plan.
+    #[arg(long)]
+    pub plan: Option<tenancy::domain::PlanName>,
+    /// Only tenants on this cluster.
+    #[arg(long)]
+    pub cluster: Option<tenancy::domain::ClusterName>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    /// The concurrency the run would use, for the headroom check.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Skip reading every tenant's history table (no drift check).
+    #[arg(long)]
+    pub no_drift: bool,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+}
+
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
     /// The run's id (as `migrate apply` and `migrate status` print it).
     pub run: uuid::Uuid,
-    /// Tenants migrated at the same time.
-    #[arg(long, default_value_t = 4)]
-    pub concurrency: usize,
+    /// Tenants migrated at the same time on each cluster (default: the run's).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
     #[command(flatten)]
     pub catalog: CatalogArgs,
 }
@@ -256,7 +292,7 @@ pub struct ResumeArgs {
 pub struct StatusArgs {
     /// The run's id; the latest run when omitted.
     pub run: Option<uuid::Uuid>,
-    /// List every tenant of the run, not only the failed ones.
+    /// List every tenant of the run, not only those not done.
     #[arg(long)]
     pub all: bool,
     #[command(flatten)]
@@ -265,15 +301,33 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
-    /// Tenants migrated at the same time.
-    #[arg(long, default_value_t = 4)]
-    pub concurrency: usize,
-    /// Only this tenant (slug).
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    /// Tenants migrated at the same time on each cluster (each on a session of its own).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub concurrency: u32,
+    /// Migrate this many tenants first; the rest only if all of them succeed.
+    #[arg(long, default_value_t = 0)]
+    pub canary: usize,
+    /// Halt the run (start no further tenant) once more than this many tenants failed.
     #[arg(long)]
-    pub tenant: Option<tenancy::domain::Slug>,
-    /// Only tenants on this plan.
+    pub max_failures: Option<usize>,
+    /// Further attempts for a tenant that hits the lock timeout; it goes to the back of the
+    /// queue each time, so it does not delay the others.
+    #[arg(long, default_value_t = 3)]
+    pub retries: u32,
+    /// lock_timeout of every tenant transaction (e.g. 5s, 500ms; 0 = wait forever).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub lock_timeout: std::time::Duration,
+    /// statement_timeout of every tenant transaction (0 = none).
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub statement_timeout: std::time::Duration,
+    /// One transaction per tenant for all its pending migrations, instead of one per migration.
     #[arg(long)]
-    pub plan: Option<tenancy::domain::PlanName>,
+    pub grouped: bool,
+    /// Replace a worker's migrator connection after this many tenants.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    pub tenants_per_connection: u32,
     #[command(flatten)]
     pub catalog: CatalogArgs,
 }

@@ -79,6 +79,25 @@ pub const CLUSTER_DDL_LOCK: i64 = 7_365_827_345;
 /// The comment that marks the owner role as ours, so an existing role of the same name that is
 /// someone else's is never adopted.
 const OWNER_MARKER: &str = "tenancy owner role";
+/// The comment on the tenants' group role (see [`OWNER_MARKER`]).
+const GROUP_MARKER: &str = "tenancy tenants group role";
+
+/// A `DO` block that creates the NOLOGIN role `role` with the comment `marker`, or fails when a
+/// role of that name exists without it (someone else's role is never adopted).
+fn ensure_marked_role(role: &RoleName, marker: &str) -> String {
+    let (quoted, literal) = (role.quoted(), role.as_str());
+    format!(
+        "DO $$ BEGIN
+           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{literal}') THEN
+             CREATE ROLE {quoted} NOLOGIN;
+             COMMENT ON ROLE {quoted} IS '{marker}';
+           ELSIF shobj_description((SELECT oid FROM pg_roles WHERE rolname = '{literal}'), 'pg_authid')
+                 IS DISTINCT FROM '{marker}' THEN
+             RAISE EXCEPTION 'role {literal} exists but was not created by tenancy; choose another TENANT_ROLE_PREFIX';
+           END IF;
+         END $$;"
+    )
+}
 
 pub struct Cluster {
     pub name: String,
@@ -86,6 +105,8 @@ pub struct Cluster {
     migrator: Pool,
     pub endpoint: Endpoint,
     pub owner: RoleName,
+    /// The group role holding `CONNECT` on the shared database for schema tenants' roles.
+    pub tenants_group: RoleName,
     /// The template database tenant databases are cloned from.
     pub template: tenancy::domain::DatabaseName,
     /// The admin connection settings (for tools such as `pg_dump`; holds a password).
@@ -126,6 +147,7 @@ impl Cluster {
             migrator,
             endpoint,
             owner: RoleName::owner(role_prefix),
+            tenants_group: RoleName::tenants_group(role_prefix),
             template: tenancy::domain::DatabaseName::template(role_prefix),
             admin_config: config.clone(),
             prepared: OnceCell::new(),
@@ -155,6 +177,16 @@ impl Cluster {
             None => Ok(TenantDb::Shared(self.migrator().await?)),
             Some(database) => Ok(TenantDb::Own(self.connect(database.as_str()).await?.0)),
         }
+    }
+
+    /// A migrator session of its own (not pooled) to the shared database or a tenant's own
+    /// database; closed when dropped. A fleet run's worker migrates many tenants on one.
+    pub async fn migrator_session(
+        &self,
+        database: Option<&tenancy::domain::DatabaseName>,
+    ) -> Result<tokio_postgres::Client, ClusterError> {
+        let dbname = database.map_or(self.endpoint.dbname.as_str(), |db| db.as_str());
+        Ok(self.connect(dbname).await?.0)
     }
 
     fn database_error(&self, err: &tokio_postgres::Error) -> ClusterError {
@@ -291,8 +323,15 @@ impl Cluster {
             ))
             .await
             .map_err(|e| self.database_error(&e))?;
-        let migrated =
-            crate::tenant_schema::migrate_schema(&mut client, migrations, &schema, &self.owner, None).await;
+        let migrated = crate::tenant_schema::migrate_schema(
+            &mut client,
+            migrations,
+            &schema,
+            &self.owner,
+            None,
+            Default::default(),
+        )
+        .await;
         // Cloning needs the template to itself: close this session before anyone clones.
         drop(client);
         let _ = task.await;
@@ -370,27 +409,24 @@ impl Cluster {
         ClusterError::Connect { cluster: self.name.clone(), message }
     }
 
-    /// Once per process: the owner role exists and we may act as it; PUBLIC may neither create
-    /// in `public` nor connect to the tenants' database (tenant roles get CONNECT one by one).
+    /// Once per process: the owner role and the tenants' group role exist (ours, never adopted)
+    /// and we may act as the owner; PUBLIC may neither create in `public` nor connect to the
+    /// tenants' database; the group may connect to it (schema tenants' roles are its members).
     async fn prepare(&self, client: &tokio_postgres::Client) -> Result<(), ClusterError> {
         let owner = self.owner.quoted();
-        let owner_literal = self.owner.as_str();
+        let group = self.tenants_group.quoted();
         let db = quote_ident(&self.endpoint.dbname);
+        let ensure_owner = ensure_marked_role(&self.owner, OWNER_MARKER);
+        let ensure_group = ensure_marked_role(&self.tenants_group, GROUP_MARKER);
         let sql = format!(
             "BEGIN;
              SELECT pg_advisory_xact_lock({CLUSTER_DDL_LOCK});
-             DO $$ BEGIN
-               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{owner_literal}') THEN
-                 CREATE ROLE {owner} NOLOGIN;
-                 COMMENT ON ROLE {owner} IS '{OWNER_MARKER}';
-               ELSIF shobj_description((SELECT oid FROM pg_roles WHERE rolname = '{owner_literal}'), 'pg_authid')
-                     IS DISTINCT FROM '{OWNER_MARKER}' THEN
-                 RAISE EXCEPTION 'role {owner_literal} exists but was not created by tenancy; choose another TENANT_ROLE_PREFIX';
-               END IF;
-             END $$;
+             {ensure_owner}
+             {ensure_group}
              GRANT {owner} TO CURRENT_USER;
              REVOKE CREATE ON SCHEMA public FROM PUBLIC;
              REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC;
+             GRANT CONNECT ON DATABASE {db} TO {group};
              COMMIT;"
         );
         client.batch_execute(&sql).await.map_err(|e| ClusterError::Prepare {

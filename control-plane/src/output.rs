@@ -43,10 +43,12 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-/// Progress of a fleet run: a bar on a terminal, a line every 10% otherwise.
+/// Progress of a fleet run: a bar on a terminal (done / failed / remaining, rate, ETA), a line
+/// every 10% otherwise.
 pub struct FleetProgress {
     bar: indicatif::ProgressBar,
     plain: bool,
+    started: std::time::Instant,
     done: std::sync::atomic::AtomicUsize,
     failed: std::sync::atomic::AtomicUsize,
     total: std::sync::atomic::AtomicUsize,
@@ -71,32 +73,45 @@ impl FleetProgress {
         } else {
             indicatif::ProgressBar::hidden()
         };
-        Self { bar, plain: !terminal && !quiet, done: 0.into(), failed: 0.into(), total: 0.into() }
+        Self {
+            bar,
+            plain: !terminal && !quiet,
+            started: std::time::Instant::now(),
+            done: 0.into(),
+            failed: 0.into(),
+            total: 0.into(),
+        }
     }
 }
 
 impl crate::fleet::Progress for FleetProgress {
-    fn start(&self, total: usize) {
-        self.total.store(total, std::sync::atomic::Ordering::Relaxed);
+    fn start(&self, more: usize) {
+        let total = self.total.fetch_add(more, std::sync::atomic::Ordering::Relaxed) + more;
         self.bar.set_length(total as u64);
-        if self.plain {
-            note(&format!("migrating {total} tenants"));
+        if self.plain && more > 0 {
+            note(&format!("migrating {more} tenants"));
         }
     }
 
     fn tenant_done(&self, result: &crate::fleet::TenantResult) {
         use std::sync::atomic::Ordering::Relaxed;
         let done = self.done.fetch_add(1, Relaxed) + 1;
-        let failed = self.failed.load(Relaxed) + usize::from(result.error.is_some());
-        self.failed.store(failed, Relaxed);
+        let not_done = result.state != crate::fleet::ItemState::Done;
+        let failed = self.failed.fetch_add(usize::from(not_done), Relaxed) + usize::from(not_done);
         self.bar.inc(1);
         self.bar.set_message(format!("{failed} failed"));
         if let Some(error) = &result.error {
-            self.bar.suspend(|| note(&format!("tenant {} failed: {error}", result.slug)));
+            self.bar.suspend(|| note(&format!("tenant {} {}: {error}", result.slug, result.state.as_str())));
         }
-        let total = self.total.load(Relaxed).max(1);
+        let total = self.total.load(Relaxed).max(done);
         if self.plain && (done * 10 / total != (done - 1) * 10 / total || done == total) {
-            note(&format!("progress: {done}/{total} done, {failed} failed, {} remaining", total - done));
+            let elapsed = self.started.elapsed().as_secs_f64().max(0.001);
+            let rate = done as f64 / elapsed;
+            let eta = (total - done) as f64 / rate.max(0.001);
+            note(&format!(
+                "progress: {done}/{total} done, {failed} failed, {} remaining, {rate:.1} tenants/s, eta {eta:.0}s",
+                total - done
+            ));
         }
     }
 

@@ -63,6 +63,19 @@ pub async fn set_provision_step(
         .map(|_| ())
 }
 
+/// Records the newest tenant migration applied to the tenant's schema (a fleet run skips tenants
+/// already at its target without connecting to them).
+pub async fn set_schema_version(
+    client: &impl GenericClient,
+    id: TenantId,
+    version: i64,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute("UPDATE control.tenants SET schema_version = $2 WHERE id = $1", &[&id.0, &version])
+        .await
+        .map(|_| ())
+}
+
 /// Records the plan template's effect on the tenant.
 pub struct TemplateSettings<'a> {
     pub template: &'a str,

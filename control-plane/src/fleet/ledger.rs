@@ -23,10 +23,12 @@ pub struct Run {
     pub options: serde_json::Value,
     pub state: String,
     pub tenants: i32,
+    /// Why a halted run stopped.
+    pub halt_reason: Option<String>,
 }
 
 const RUN_COLUMNS: &str =
-    "id, created_by, created_at, finished_at, target_version, selection, options, state, tenants";
+    "id, created_by, created_at, finished_at, target_version, selection, options, state, tenants, halt_reason";
 
 impl Run {
     fn from_row(row: &tokio_postgres::Row) -> Self {
@@ -40,6 +42,7 @@ impl Run {
             options: row.get(6),
             state: row.get(7),
             tenants: row.get(8),
+            halt_reason: row.get(9),
         }
     }
 }
@@ -50,6 +53,8 @@ pub struct Item {
     pub tenant_id: Uuid,
     pub slug: String,
     pub state: String,
+    /// 0: the canary wave; 1: the rest.
+    pub wave: i16,
     pub from_version: Option<i64>,
     pub to_version: Option<i64>,
     pub attempts: i32,
@@ -101,19 +106,25 @@ pub async fn is_locked(client: &impl GenericClient) -> Result<bool, tokio_postgr
     Ok(row.get(0))
 }
 
-/// Records a new run with a pending item per tenant.
+/// A tenant as a run starts it: to migrate in `wave`, or already at the run's target
+/// (`done_at`: recorded as done without connecting to it).
+pub struct NewItem<'a> {
+    pub tenant: &'a TenantRecord,
+    pub wave: i16,
+    pub done_at: Option<i64>,
+}
+
+/// Records a new run with an item per tenant.
 pub async fn create_run(
     client: &mut Object,
     created_by: &str,
     target_version: i64,
     selection: &serde_json::Value,
     options: &serde_json::Value,
-    tenants: &[TenantRecord],
+    items: &[NewItem<'_>],
 ) -> Result<Uuid, tokio_postgres::Error> {
     let id = Uuid::new_v4();
-    let count = i32::try_from(tenants.len()).unwrap_or(i32::MAX);
-    let ids: Vec<Uuid> = tenants.iter().map(|t| t.id.0).collect();
-    let slugs: Vec<String> = tenants.iter().map(|t| t.slug.to_string()).collect();
+    let count = i32::try_from(items.len()).unwrap_or(i32::MAX);
     let tx = client.transaction().await?;
     tx.execute(
         "INSERT INTO control.migration_runs (id, created_by, target_version, selection, options, state, tenants)
@@ -121,14 +132,46 @@ pub async fn create_run(
         &[&id, &created_by, &target_version, selection, options, &count],
     )
     .await?;
-    tx.execute(
-        "INSERT INTO control.migration_items (run_id, tenant_id, slug, state)
-         SELECT $1, t.id, t.slug, 'pending' FROM unnest($2::uuid[], $3::text[]) AS t (id, slug)",
-        &[&id, &ids, &slugs],
-    )
-    .await?;
+    insert_items(&*tx, id, items).await?;
     tx.commit().await?;
     Ok(id)
+}
+
+/// Adds tenants to a run (those that became live while it went) and counts them in.
+pub async fn add_items(
+    client: &mut Object,
+    run: Uuid,
+    items: &[NewItem<'_>],
+) -> Result<(), tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    insert_items(&*tx, run, items).await?;
+    let added = i32::try_from(items.len()).unwrap_or(i32::MAX);
+    tx.execute("UPDATE control.migration_runs SET tenants = tenants + $2 WHERE id = $1", &[&run, &added])
+        .await?;
+    tx.commit().await
+}
+
+async fn insert_items(
+    client: &impl GenericClient,
+    run: Uuid,
+    items: &[NewItem<'_>],
+) -> Result<(), tokio_postgres::Error> {
+    let ids: Vec<Uuid> = items.iter().map(|i| i.tenant.id.0).collect();
+    let slugs: Vec<String> = items.iter().map(|i| i.tenant.slug.to_string()).collect();
+    let waves: Vec<i16> = items.iter().map(|i| i.wave).collect();
+    let done_at: Vec<Option<i64>> = items.iter().map(|i| i.done_at).collect();
+    client
+        .execute(
+            "INSERT INTO control.migration_items
+                    (run_id, tenant_id, slug, wave, state, from_version, to_version, duration_ms)
+             SELECT $1, t.id, t.slug, t.wave,
+                    CASE WHEN t.done_at IS NULL THEN 'pending' ELSE 'done' END,
+                    t.done_at, t.done_at, CASE WHEN t.done_at IS NULL THEN NULL ELSE 0 END
+               FROM unnest($2::uuid[], $3::text[], $4::int2[], $5::int8[]) AS t (id, slug, wave, done_at)",
+            &[&run, &ids, &slugs, &waves, &done_at],
+        )
+        .await?;
+    Ok(())
 }
 
 /// The run, if there is one with this id.
@@ -143,19 +186,19 @@ pub async fn latest_run(client: &impl GenericClient) -> Result<Option<Run>, toki
     Ok(client.query_opt(&sql, &[]).await?.as_ref().map(Run::from_row))
 }
 
-/// The run's items, all or only those in `state`, by slug.
+/// The run's items, all or only those in one of `states`, by slug.
 pub async fn items(
     client: &impl GenericClient,
     run: Uuid,
-    state: Option<&str>,
+    states: Option<&[&str]>,
 ) -> Result<Vec<Item>, tokio_postgres::Error> {
     let rows = client
         .query(
-            "SELECT tenant_id, slug, state, from_version, to_version, attempts, duration_ms, error
+            "SELECT tenant_id, slug, state, wave, from_version, to_version, attempts, duration_ms, error
                FROM control.migration_items
-              WHERE run_id = $1 AND ($2::text IS NULL OR state = $2)
+              WHERE run_id = $1 AND ($2::text[] IS NULL OR state = ANY($2))
               ORDER BY slug",
-            &[&run, &state],
+            &[&run, &states],
         )
         .await?;
     Ok(rows
@@ -164,11 +207,12 @@ pub async fn items(
             tenant_id: r.get(0),
             slug: r.get(1),
             state: r.get(2),
-            from_version: r.get(3),
-            to_version: r.get(4),
-            attempts: r.get(5),
-            duration_ms: r.get(6),
-            error: r.get(7),
+            wave: r.get(3),
+            from_version: r.get(4),
+            to_version: r.get(5),
+            attempts: r.get(6),
+            duration_ms: r.get(7),
+            error: r.get(8),
         })
         .collect())
 }
@@ -187,23 +231,79 @@ pub async fn counts(
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-/// The tenants of a run still to do (anything not done), with their current records; tenants
-/// deleted since the run began are left out.
+/// The tenants of a run still to do (anything not done), with their current records, their
+/// recorded schema version and their wave; tenants deleted since the run began are left out.
 pub async fn unfinished(
     client: &impl GenericClient,
     run: Uuid,
-) -> Result<Vec<TenantRecord>, tenancy::catalog::CatalogError> {
+) -> Result<Vec<Candidate>, tenancy::catalog::CatalogError> {
     let sql = format!(
-        "SELECT {} FROM control.tenants t JOIN control.migration_items i ON i.tenant_id = t.id
+        "SELECT {}, t.schema_version, i.wave
+           FROM control.tenants t JOIN control.migration_items i ON i.tenant_id = t.id
           WHERE i.run_id = $1 AND i.state <> 'done' AND t.status IN ('active', 'suspended')
+          ORDER BY i.wave, t.slug",
+        tenancy::catalog::TENANT_COLUMNS
+    );
+    candidates(client, &sql, &[&run]).await
+}
+
+/// A live tenant a run may migrate: its record, the schema version the catalog has for it, and
+/// its wave (for a new run, the wave is decided later).
+pub struct Candidate {
+    pub tenant: TenantRecord,
+    pub schema_version: Option<i64>,
+    pub wave: i16,
+}
+
+/// Which tenants a run covers: all live ones, or those matching every filter given.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Selection {
+    pub tenant: Option<String>,
+    pub plan: Option<String>,
+    pub cluster: Option<String>,
+}
+
+/// The live tenants of `selection` (one catalog query), by slug; with `not_in_run`, only those
+/// that are not part of that run yet.
+pub async fn select(
+    client: &impl GenericClient,
+    selection: &Selection,
+    not_in_run: Option<Uuid>,
+) -> Result<Vec<Candidate>, tenancy::catalog::CatalogError> {
+    let sql = format!(
+        "SELECT {}, t.schema_version, 1::int2
+           FROM control.tenants t
+          WHERE t.status IN ('active', 'suspended')
+            AND ($1::text IS NULL OR t.slug = $1)
+            AND ($2::text IS NULL OR t.plan = $2)
+            AND ($3::text IS NULL OR t.cluster = $3)
+            AND ($4::uuid IS NULL OR NOT EXISTS (SELECT 1 FROM control.migration_items i
+                                                  WHERE i.run_id = $4 AND i.tenant_id = t.id))
           ORDER BY t.slug",
         tenancy::catalog::TENANT_COLUMNS
     );
+    candidates(client, &sql, &[&selection.tenant, &selection.plan, &selection.cluster, &not_in_run]).await
+}
+
+async fn candidates(
+    client: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<Candidate>, tenancy::catalog::CatalogError> {
     let rows = client
-        .query(&sql, &[&run])
+        .query(sql, params)
         .await
         .map_err(|e| tenancy::catalog::CatalogError::Query(tenancy::pg::describe_error(&e)))?;
-    rows.iter().map(TenantRecord::from_row).collect()
+    let columns = rows.first().map_or(0, tokio_postgres::Row::len);
+    rows.iter()
+        .map(|row| {
+            Ok(Candidate {
+                tenant: TenantRecord::from_row(row)?,
+                schema_version: row.get(columns - 2),
+                wave: row.get(columns - 1),
+            })
+        })
+        .collect()
 }
 
 /// Marks a tenant's item as being migrated (one more attempt).
@@ -224,30 +324,34 @@ pub async fn mark_running(
 
 /// What became of one tenant.
 pub struct Outcome<'a> {
+    /// `done`, `failed`, `drift` or `lock_timeout`.
+    pub state: &'a str,
     pub from_version: Option<i64>,
     pub to_version: Option<i64>,
     pub duration_ms: i64,
     pub error: Option<&'a str>,
 }
 
-/// Records a tenant's outcome: done, or failed with its error.
+/// Records a tenant's outcome; a tenant done is recorded at its new version in the catalog too.
 pub async fn mark_finished(
     client: &impl GenericClient,
     run: Uuid,
     tenant: TenantId,
     outcome: &Outcome<'_>,
 ) -> Result<(), tokio_postgres::Error> {
-    let state = if outcome.error.is_some() { "failed" } else { "done" };
     client
         .execute(
-            "UPDATE control.migration_items
-                SET state = $3, from_version = coalesce(from_version, $4), to_version = $5,
-                    duration_ms = $6, error = $7, updated_at = now()
-              WHERE run_id = $1 AND tenant_id = $2",
+            "WITH item AS (
+                UPDATE control.migration_items
+                   SET state = $3, from_version = coalesce(from_version, $4), to_version = $5,
+                       duration_ms = $6, error = $7, updated_at = now()
+                 WHERE run_id = $1 AND tenant_id = $2)
+             UPDATE control.tenants SET schema_version = $5
+              WHERE id = $2 AND $3 = 'done' AND $5::int8 IS NOT NULL",
             &[
                 &run,
                 &tenant.0,
-                &state,
+                &outcome.state,
                 &outcome.from_version,
                 &outcome.to_version,
                 &outcome.duration_ms,
@@ -258,28 +362,58 @@ pub async fn mark_finished(
     Ok(())
 }
 
-/// Ends a run: completed when every item is done, failed otherwise.
-pub async fn finish_run(client: &impl GenericClient, run: Uuid) -> Result<String, tokio_postgres::Error> {
+/// Puts a tenant back in line after an attempt that may succeed later (a lock timeout).
+pub async fn mark_retrying(
+    client: &impl GenericClient,
+    run: Uuid,
+    tenant: TenantId,
+    error: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE control.migration_items SET state = 'pending', error = $3, updated_at = now()
+              WHERE run_id = $1 AND tenant_id = $2",
+            &[&run, &tenant.0, &error],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Ends a run: halted when `halt_reason` says why it stopped early, otherwise completed when
+/// every item is done and failed when not.
+pub async fn finish_run(
+    client: &impl GenericClient,
+    run: Uuid,
+    halt_reason: Option<&str>,
+) -> Result<String, tokio_postgres::Error> {
     let row = client
         .query_one(
             "UPDATE control.migration_runs
-                SET finished_at = now(),
-                    state = CASE WHEN EXISTS (SELECT 1 FROM control.migration_items
+                SET finished_at = now(), halt_reason = $2,
+                    state = CASE WHEN $2::text IS NOT NULL THEN 'halted'
+                                 WHEN EXISTS (SELECT 1 FROM control.migration_items
                                                WHERE run_id = $1 AND state <> 'done')
                                  THEN 'failed' ELSE 'completed' END
               WHERE id = $1
           RETURNING state",
-            &[&run],
+            &[&run, &halt_reason],
         )
         .await?;
     Ok(row.get(0))
+}
+
+/// The most recent runs, newest first.
+pub async fn recent_runs(client: &impl GenericClient, limit: i64) -> Result<Vec<Run>, tokio_postgres::Error> {
+    let sql = format!("SELECT {RUN_COLUMNS} FROM control.migration_runs ORDER BY created_at DESC LIMIT $1");
+    Ok(client.query(&sql, &[&limit]).await?.iter().map(Run::from_row).collect())
 }
 
 /// Reopens a run for `resume`.
 pub async fn reopen_run(client: &impl GenericClient, run: Uuid) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
-            "UPDATE control.migration_runs SET state = 'running', finished_at = NULL WHERE id = $1",
+            "UPDATE control.migration_runs SET state = 'running', finished_at = NULL, halt_reason = NULL
+              WHERE id = $1",
             &[&run],
         )
         .await?;

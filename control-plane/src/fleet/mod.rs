@@ -1,33 +1,110 @@
-//! Fleet migrations: apply the migrations directory to every selected tenant, in parallel with a
-//! bound, one tenant's failure never stopping the others. Every run is recorded in the fleet
-//! ledger ([`ledger`]) as it goes — one item per tenant — so it can be watched, and a run whose
-//! process died can be resumed without redoing what is done. One run at a time.
+//! Fleet migrations: apply the migrations directory to every selected tenant, in waves (an
+//! optional canary wave first), with bounded parallelism per cluster, one tenant's failure never
+//! stopping the others unless `max_failures` says so. Every run is recorded in the fleet ledger
+//! ([`ledger`]) as it goes — one item per tenant — so it can be watched, and a run whose process
+//! died can be resumed without redoing what is done. One run at a time.
+//!
+//! Tenants the catalog records at the target version are marked done without connecting to
+//! them; [`plan`] shows what a run would do without changing anything.
 
+mod execute;
 pub mod ledger;
+pub mod plan;
 
 use crate::context::ControlPlane;
-use crate::tenant_schema::{migrate_schema, TenantMigrations};
-use futures::StreamExt as _;
+use crate::tenant_schema::{MigrateSettings, TenantMigrations};
+use ledger::{Candidate, NewItem, Selection};
 use std::time::{Duration, Instant};
 use tenancy::catalog::TenantRecord;
-use tenancy::domain::{PlanName, Slug, TenantStatus};
+
+/// How a run migrates (recorded with the run; `resume` goes on with the same options).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct RunOptions {
+    /// Tenants migrated at the same time on each cluster.
+    pub concurrency: usize,
+    /// Tenants in the canary wave: migrated first; the rest only if all of them succeed.
+    pub canary: usize,
+    /// Halt the run (no new tenant is started) once more tenants than this have failed.
+    pub max_failures: Option<usize>,
+    /// Further attempts for a tenant that hit the lock timeout (it goes back to the end of the
+    /// queue each time).
+    pub retries: u32,
+    pub lock_timeout_ms: u64,
+    pub statement_timeout_ms: u64,
+    /// One transaction per tenant instead of one per migration.
+    pub grouped: bool,
+    /// A worker's migrator session is replaced after this many tenants, so one backend does not
+    /// accumulate the catalog caches of thousands of schemas.
+    pub tenants_per_connection: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            canary: 0,
+            max_failures: None,
+            retries: 3,
+            lock_timeout_ms: 5_000,
+            statement_timeout_ms: 600_000,
+            grouped: false,
+            tenants_per_connection: 200,
+        }
+    }
+}
+
+impl RunOptions {
+    fn migrate_settings(&self) -> MigrateSettings {
+        MigrateSettings {
+            lock_timeout: (self.lock_timeout_ms > 0).then(|| Duration::from_millis(self.lock_timeout_ms)),
+            statement_timeout: (self.statement_timeout_ms > 0)
+                .then(|| Duration::from_millis(self.statement_timeout_ms)),
+            grouped: self.grouped,
+        }
+    }
+}
 
 /// Which tenants, and how.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ApplyOptions {
-    pub concurrency: usize,
-    pub tenant: Option<Slug>,
-    pub plan: Option<PlanName>,
+    pub selection: Selection,
+    pub run: RunOptions,
+}
+
+/// How a tenant's item ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemState {
+    Done,
+    Failed,
+    /// Its applied migrations differ from the files; not touched.
+    Drift,
+    /// Still locked by another session after every retry.
+    LockTimeout,
+}
+
+impl ItemState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Done => "done",
+            Self::Failed => "failed",
+            Self::Drift => "drift",
+            Self::LockTimeout => "lock_timeout",
+        }
+    }
 }
 
 /// One tenant's result.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TenantResult {
-    /// The version the tenant was at, when it was known (it had pending migrations applied).
-    pub from_version: Option<i64>,
     pub slug: String,
     pub tenant_id: String,
+    pub state: ItemState,
+    /// The version the tenant was at, when known.
+    pub from_version: Option<i64>,
     pub applied: Vec<i64>,
+    pub attempts: u32,
     pub error: Option<String>,
     pub duration_ms: u64,
 }
@@ -36,20 +113,32 @@ pub struct TenantResult {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ApplyReport {
     pub run_id: uuid::Uuid,
-    /// `completed`, or `failed` when any tenant of the run is not migrated.
+    /// `completed`; `failed` when any tenant of the run is not migrated; `halted` when the run
+    /// stopped early (see `halt_reason`).
     pub state: String,
+    pub halt_reason: Option<String>,
     pub target_version: i64,
+    /// Tenants in this invocation: worked on, or already at the target.
     pub tenants: usize,
     pub migrated: usize,
+    /// At the target already: the catalog said so (no connection), or the history did.
     pub up_to_date: usize,
     pub failed: usize,
+    pub drift: usize,
+    pub lock_timeout: usize,
+    /// Tenants left pending because the run halted.
+    pub not_started: usize,
     pub duration_ms: u64,
+    /// Tenants per second over the tenants worked on.
+    pub rate: f64,
+    /// The tenants worked on (not those skipped as up to date), by slug.
     pub results: Vec<TenantResult>,
 }
 
-/// Told about each finished tenant (drives the progress bar).
+/// Told about the run's progress (drives the progress bar).
 pub trait Progress: Sync {
-    fn start(&self, total: usize);
+    /// `more` tenants are to be migrated (called again when tenants join the run).
+    fn start(&self, more: usize);
     fn tenant_done(&self, result: &TenantResult);
     fn finish(&self);
 }
@@ -68,110 +157,120 @@ pub enum FleetError {
     NoSuchRun(uuid::Uuid),
     #[error("run {run} was for V{run_target} but the migrations directory now ends at V{now}; start a new `migrate apply`")]
     TargetChanged { run: uuid::Uuid, run_target: i64, now: i64 },
+    #[error("{0}")]
+    InvalidOptions(String),
 }
 
 fn catalog_error(e: impl std::fmt::Display) -> FleetError {
     FleetError::Catalog(e.to_string())
 }
 
-/// Live tenants whose schema exists and may be migrated.
-async fn select(cp: &ControlPlane, options: &ApplyOptions) -> Result<Vec<TenantRecord>, FleetError> {
-    let client = cp.catalog.get().await.map_err(|e| FleetError::Catalog(e.to_string()))?;
-    let tenants = match &options.tenant {
-        // One tenant: look it up rather than list the fleet.
-        Some(slug) => tenancy::catalog::tenant_by_slug(&**client, slug).await.map(Vec::from_iter),
-        None => {
-            let filter =
-                crate::catalog::tenants::TenantFilter { plan: options.plan.clone(), ..Default::default() };
-            crate::catalog::tenants::list(&**client, &filter).await
-        }
-    }
-    .map_err(|e| FleetError::Catalog(e.to_string()))?;
-    Ok(tenants
-        .into_iter()
-        .filter(|t| matches!(t.status, TenantStatus::Active | TenantStatus::Suspended))
-        .filter(|t| options.plan.as_ref().is_none_or(|plan| *plan == t.plan))
-        .collect())
-}
-
-async fn migrate_one(
-    cp: &ControlPlane,
-    migrations: &TenantMigrations,
-    tenant: &TenantRecord,
-) -> TenantResult {
-    let started = Instant::now();
-    let outcome = async {
-        let cluster = cp.cluster(&tenant.cluster).await.map_err(|e| e.to_string())?;
-        let mut migrator =
-            cluster.migrator_for(tenant.database_name.as_ref()).await.map_err(|e| e.to_string())?;
-        migrate_schema(
-            &mut migrator,
-            migrations,
-            &tenant.schema_name,
-            &cluster.owner,
-            Some(&tenant.role_name),
-        )
-        .await
-        .map_err(|e| e.to_string())
-    }
-    .await;
-    let (applied, error) = match outcome {
-        Ok(migrated) => (migrated.applied, None),
-        Err(error) => (Vec::new(), Some(error)),
-    };
-    TenantResult {
-        from_version: applied.first().map(|first| first - 1),
-        slug: tenant.slug.to_string(),
-        tenant_id: tenant.id.to_string(),
-        applied,
-        error,
-        duration_ms: millis(started.elapsed()),
-    }
-}
-
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Applies pending migrations to every selected tenant, as a new run in the ledger.
+/// A run that has started: the lock is held, the run and its items are in the ledger, nothing
+/// is migrated yet. [`Begun::execute`] does the work.
+pub struct Begun {
+    _lock: ledger::RunLock,
+    run: uuid::Uuid,
+    migrations: TenantMigrations,
+    options: RunOptions,
+    selection: Selection,
+    /// The canary wave and the rest.
+    waves: [Vec<TenantRecord>; 2],
+    up_to_date: usize,
+    started: Instant,
+}
+
+/// Starts a new run: takes the run lock, selects the tenants (one catalog query), migrates the
+/// templates (so a tenant provisioned meanwhile lands at the target) and records the run.
 ///
 /// # Errors
 /// [`FleetError::Busy`] when another run is going; catalog, migrations and template errors
 /// before any tenant is touched.
-pub async fn apply(
-    cp: &ControlPlane,
-    options: &ApplyOptions,
-    created_by: &str,
-    progress: &dyn Progress,
-) -> Result<ApplyReport, FleetError> {
+pub async fn begin(cp: &ControlPlane, options: &ApplyOptions, created_by: &str) -> Result<Begun, FleetError> {
     let started = Instant::now();
+    if options.run.concurrency == 0 || options.run.tenants_per_connection == 0 {
+        return Err(FleetError::InvalidOptions(
+            "concurrency and tenants per connection must be at least 1".into(),
+        ));
+    }
     let migrations = cp.migrations().map_err(|e| FleetError::Migrations(e.to_string()))?;
-    let _lock = lock(cp).await?;
-    let tenants = select(cp, options).await?;
-    migrate_templates(cp, &migrations, &tenants).await?;
-    let selection = serde_json::json!({
-        "tenant": options.tenant.as_ref().map(ToString::to_string),
-        "plan": options.plan.as_ref().map(ToString::to_string),
-    });
-    let run_options = serde_json::json!({ "concurrency": options.concurrency });
+    let lock = lock(cp).await?;
+    let candidates = {
+        let client = cp.catalog.get().await.map_err(catalog_error)?;
+        ledger::select(&**client, &options.selection, None).await.map_err(catalog_error)?
+    };
+    migrate_templates(cp, &migrations, candidates.iter().map(|c| &c.tenant)).await?;
+    let (items, waves, up_to_date) = plan_items(&candidates, migrations.target_version(), options.run.canary);
     let run = {
         let mut client = cp.catalog.get().await.map_err(catalog_error)?;
+        let selection = serde_json::to_value(&options.selection).unwrap_or_default();
+        let run_options = serde_json::to_value(&options.run).unwrap_or_default();
         ledger::create_run(
             &mut client,
             created_by,
             migrations.target_version(),
             &selection,
             &run_options,
-            &tenants,
+            &items,
         )
         .await
         .map_err(catalog_error)?
     };
-    run_tenants(cp, &migrations, run, &tenants, options.concurrency, progress, started).await
+    Ok(Begun {
+        _lock: lock,
+        run,
+        migrations,
+        options: options.run.clone(),
+        selection: options.selection.clone(),
+        waves,
+        up_to_date,
+        started,
+    })
 }
 
-/// Continues a run whose process died (or that finished with failures, once they are fixed):
-/// every tenant not done yet is migrated; done tenants are not touched again.
+/// Items for `candidates`: those at `target` done at once, the first `canary` of the others in
+/// wave 0, the rest in wave 1. Also the tenants of each wave, and how many are up to date.
+fn plan_items(
+    candidates: &[Candidate],
+    target: i64,
+    canary: usize,
+) -> (Vec<NewItem<'_>>, [Vec<TenantRecord>; 2], usize) {
+    let mut waves = [Vec::new(), Vec::new()];
+    let mut up_to_date = 0;
+    let items = candidates
+        .iter()
+        .map(|c| {
+            if c.schema_version.is_some_and(|v| v >= target) {
+                up_to_date += 1;
+                return NewItem { tenant: &c.tenant, wave: 1, done_at: c.schema_version };
+            }
+            let wave = i16::from(waves[0].len() >= canary);
+            waves[usize::from(wave == 1)].push(c.tenant.clone());
+            NewItem { tenant: &c.tenant, wave, done_at: None }
+        })
+        .collect();
+    (items, waves, up_to_date)
+}
+
+/// Applies pending migrations to every selected tenant, as a new run in the ledger.
+///
+/// # Errors
+/// As [`begin`].
+pub async fn apply(
+    cp: &ControlPlane,
+    options: &ApplyOptions,
+    created_by: &str,
+    progress: &dyn Progress,
+) -> Result<ApplyReport, FleetError> {
+    begin(cp, options, created_by).await?.execute(cp, progress).await
+}
+
+/// Continues a run whose process died, that halted, or that finished with failures once they
+/// are fixed: every tenant not done yet is migrated (canary wave first); done tenants are not
+/// touched again. `concurrency` overrides the run's.
 ///
 /// # Errors
 /// As [`apply`]; [`FleetError::NoSuchRun`]; [`FleetError::TargetChanged`] when migrations were
@@ -179,12 +278,12 @@ pub async fn apply(
 pub async fn resume(
     cp: &ControlPlane,
     run: uuid::Uuid,
-    concurrency: usize,
+    concurrency: Option<usize>,
     progress: &dyn Progress,
 ) -> Result<ApplyReport, FleetError> {
     let started = Instant::now();
     let migrations = cp.migrations().map_err(|e| FleetError::Migrations(e.to_string()))?;
-    let _lock = lock(cp).await?;
+    let lock = lock(cp).await?;
     let client = cp.catalog.get().await.map_err(catalog_error)?;
     let recorded =
         ledger::run(&**client, run).await.map_err(catalog_error)?.ok_or(FleetError::NoSuchRun(run))?;
@@ -195,11 +294,162 @@ pub async fn resume(
             now: migrations.target_version(),
         });
     }
-    let tenants = ledger::unfinished(&**client, run).await.map_err(catalog_error)?;
+    let mut options: RunOptions = serde_json::from_value(recorded.options.clone()).unwrap_or_default();
+    if let Some(concurrency) = concurrency {
+        options.concurrency = concurrency.max(1);
+    }
+    let selection: Selection = serde_json::from_value(recorded.selection.clone()).unwrap_or_default();
+    let candidates = ledger::unfinished(&**client, run).await.map_err(catalog_error)?;
     ledger::reopen_run(&**client, run).await.map_err(catalog_error)?;
     drop(client);
-    migrate_templates(cp, &migrations, &tenants).await?;
-    run_tenants(cp, &migrations, run, &tenants, concurrency, progress, started).await
+    migrate_templates(cp, &migrations, candidates.iter().map(|c| &c.tenant)).await?;
+    let target = migrations.target_version();
+    let mut waves = [Vec::new(), Vec::new()];
+    let mut up_to_date = 0;
+    for candidate in candidates {
+        if let Some(version) = candidate.schema_version.filter(|v| *v >= target) {
+            // Migrated by someone else meanwhile (provisioning): done without connecting.
+            let client = cp.catalog.get().await.map_err(catalog_error)?;
+            let outcome = ledger::Outcome {
+                state: "done",
+                from_version: Some(version),
+                to_version: Some(version),
+                duration_ms: 0,
+                error: None,
+            };
+            ledger::mark_finished(&**client, run, candidate.tenant.id, &outcome)
+                .await
+                .map_err(catalog_error)?;
+            up_to_date += 1;
+        } else {
+            waves[usize::from(candidate.wave != 0)].push(candidate.tenant);
+        }
+    }
+    let begun = Begun { _lock: lock, run, migrations, options, selection, waves, up_to_date, started };
+    begun.execute(cp, progress).await
+}
+
+impl Begun {
+    pub fn run_id(&self) -> uuid::Uuid {
+        self.run
+    }
+
+    /// Migrates the run's tenants: the canary wave, then (if it succeeded) the rest, then any
+    /// tenant of the selection that became live meanwhile and is not at the target.
+    ///
+    /// # Errors
+    /// The catalog failing while the ledger is written (the run can be resumed).
+    pub async fn execute(
+        self,
+        cp: &ControlPlane,
+        progress: &dyn Progress,
+    ) -> Result<ApplyReport, FleetError> {
+        let [canary, rest] = self.waves;
+        let exec = execute::Execution::new(cp, &self.migrations, self.run, &self.options, progress);
+        let mut planned = canary.len() + rest.len();
+        progress.start(planned);
+        let canary_size = canary.len();
+        let mut results = exec.wave(canary).await?;
+        let mut halt_reason = None;
+        let canary_failed = results.iter().filter(|r| r.state != ItemState::Done).count();
+        if canary_failed > 0 {
+            halt_reason = Some(format!(
+                "the canary wave failed ({canary_failed} of {canary_size} tenants not migrated); \
+                 the other {} tenants were not started",
+                rest.len()
+            ));
+        } else {
+            results.extend(exec.wave(rest).await?);
+        }
+        let mut up_to_date = self.up_to_date;
+        if halt_reason.is_none() && !exec.halted() {
+            // Tenants that became live while the run went, with a schema below the target.
+            for _ in 0..3 {
+                let candidates = {
+                    let client = cp.catalog.get().await.map_err(catalog_error)?;
+                    ledger::select(&**client, &self.selection, Some(self.run)).await.map_err(catalog_error)?
+                };
+                if candidates.is_empty() || exec.halted() {
+                    break;
+                }
+                let target = self.migrations.target_version();
+                let (items, [_, newcomers], at_target) = plan_items(&candidates, target, 0);
+                {
+                    let mut client = cp.catalog.get().await.map_err(catalog_error)?;
+                    ledger::add_items(&mut client, self.run, &items).await.map_err(catalog_error)?;
+                }
+                planned += newcomers.len();
+                up_to_date += at_target;
+                progress.start(newcomers.len());
+                results.extend(exec.wave(newcomers).await?);
+            }
+        }
+        if let Some(max) = exec.halted().then_some(self.options.max_failures).flatten() {
+            halt_reason = Some(format!("more than {max} tenants failed; the run stopped starting tenants"));
+        }
+        progress.finish();
+        let state = {
+            let client = cp.catalog.get().await.map_err(catalog_error)?;
+            ledger::finish_run(&**client, self.run, halt_reason.as_deref()).await.map_err(catalog_error)?
+        };
+        results.sort_by(|a, b| a.slug.cmp(&b.slug));
+        let count = |state: ItemState| results.iter().filter(|r| r.state == state).count();
+        let migrated = results.iter().filter(|r| r.state == ItemState::Done && !r.applied.is_empty()).count();
+        let elapsed = self.started.elapsed();
+        Ok(ApplyReport {
+            run_id: self.run,
+            state,
+            halt_reason,
+            target_version: self.migrations.target_version(),
+            tenants: up_to_date + planned,
+            migrated,
+            up_to_date: up_to_date + count(ItemState::Done) - migrated,
+            failed: count(ItemState::Failed),
+            drift: count(ItemState::Drift),
+            lock_timeout: count(ItemState::LockTimeout),
+            not_started: planned - results.len(),
+            duration_ms: millis(elapsed),
+            rate: results.len() as f64 / elapsed.as_secs_f64().max(0.001),
+            results,
+        })
+    }
+}
+
+/// Item states that are not done.
+pub const NOT_DONE: &[&str] = &["pending", "running", "failed", "drift", "lock_timeout"];
+
+/// A run as `migrate status` and the API show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunStatus {
+    pub run: ledger::Run,
+    /// The run's state, or `interrupted` for a run marked running that no process holds.
+    pub state: String,
+    /// Items by state.
+    pub counts: std::collections::BTreeMap<String, i64>,
+    pub items: Vec<ledger::Item>,
+}
+
+/// A run's status (the latest run without `run`), with its items in `states` (all without).
+///
+/// # Errors
+/// The catalog being unavailable.
+pub async fn status(
+    cp: &ControlPlane,
+    run: Option<uuid::Uuid>,
+    states: Option<&[&str]>,
+) -> Result<Option<RunStatus>, FleetError> {
+    let client = cp.catalog.get().await.map_err(catalog_error)?;
+    let recorded = match run {
+        Some(id) => ledger::run(&**client, id).await,
+        None => ledger::latest_run(&**client).await,
+    }
+    .map_err(catalog_error)?;
+    let Some(run) = recorded else { return Ok(None) };
+    let counts = ledger::counts(&**client, run.id).await.map_err(catalog_error)?.into_iter().collect();
+    let items = ledger::items(&**client, run.id, states).await.map_err(catalog_error)?;
+    let interrupted = run.state == "running" && !ledger::is_locked(&**client).await.map_err(catalog_error)?;
+    let state = if interrupted { "interrupted".to_owned() } else { run.state.clone() };
+    Ok(Some(RunStatus { run, state, counts, items }))
 }
 
 /// The run lock, or [`FleetError::Busy`] naming the run that holds it.
@@ -212,9 +462,9 @@ async fn lock(cp: &ControlPlane) -> Result<ledger::RunLock, FleetError> {
 async fn migrate_templates(
     cp: &ControlPlane,
     migrations: &TenantMigrations,
-    tenants: &[TenantRecord],
+    tenants: impl Iterator<Item = &TenantRecord>,
 ) -> Result<(), FleetError> {
-    let mut clusters: Vec<&str> = tenants.iter().map(|t| t.cluster.as_str()).collect();
+    let mut clusters: Vec<&str> = tenants.map(|t| t.cluster.as_str()).collect();
     clusters.push(tenancy::domain::ClusterName::DEFAULT);
     clusters.sort_unstable();
     clusters.dedup();
@@ -226,75 +476,4 @@ async fn migrate_templates(
             .map_err(|e| FleetError::Template(e.to_string()))?;
     }
     Ok(())
-}
-
-/// Migrates one tenant, its item marked running before and done or failed after.
-async fn migrate_recorded(
-    cp: &ControlPlane,
-    migrations: &TenantMigrations,
-    run: uuid::Uuid,
-    tenant: &TenantRecord,
-) -> Result<TenantResult, FleetError> {
-    {
-        let client = cp.catalog.get().await.map_err(catalog_error)?;
-        ledger::mark_running(&**client, run, tenant.id).await.map_err(catalog_error)?;
-    }
-    // No catalog connection is held while the tenant migrates: with `--concurrency` above the
-    // catalog pool's size, the migrations' own catalog reads would otherwise wait forever.
-    let result = migrate_one(cp, migrations, tenant).await;
-    let client = cp.catalog.get().await.map_err(catalog_error)?;
-    let outcome = ledger::Outcome {
-        from_version: result.from_version,
-        to_version: result.error.is_none().then_some(migrations.target_version()),
-        duration_ms: i64::try_from(result.duration_ms).unwrap_or(i64::MAX),
-        error: result.error.as_deref(),
-    };
-    ledger::mark_finished(&**client, run, tenant.id, &outcome).await.map_err(catalog_error)?;
-    Ok(result)
-}
-
-/// Migrates `tenants` with bounded parallelism, recording each in the run's ledger.
-async fn run_tenants(
-    cp: &ControlPlane,
-    migrations: &TenantMigrations,
-    run: uuid::Uuid,
-    tenants: &[TenantRecord],
-    concurrency: usize,
-    progress: &dyn Progress,
-    started: Instant,
-) -> Result<ApplyReport, FleetError> {
-    progress.start(tenants.len());
-    let target = migrations.target_version();
-    // By index: a closure over `&TenantRecord` would make this future not provably `Send`.
-    let mut results: Vec<TenantResult> = futures::stream::iter(0..tenants.len())
-        .map(|i| migrate_recorded(cp, migrations, run, &tenants[i]))
-        .buffer_unordered(concurrency.max(1))
-        .inspect(|result| {
-            if let Ok(result) = result {
-                progress.tenant_done(result);
-            }
-        })
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<_, _>>()?;
-    progress.finish();
-    let state = {
-        let client = cp.catalog.get().await.map_err(catalog_error)?;
-        ledger::finish_run(&**client, run).await.map_err(catalog_error)?
-    };
-    results.sort_by(|a, b| a.slug.cmp(&b.slug));
-    let failed = results.iter().filter(|r| r.error.is_some()).count();
-    let migrated = results.iter().filter(|r| r.error.is_none() && !r.applied.is_empty()).count();
-    Ok(ApplyReport {
-        run_id: run,
-        state,
-        target_version: target,
-        tenants: results.len(),
-        migrated,
-        up_to_date: results.len() - failed - migrated,
-        failed,
-        duration_ms: millis(started.elapsed()),
-        results,
-    })
 }

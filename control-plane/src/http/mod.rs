@@ -1,4 +1,5 @@
-//! The control-plane HTTP server (`tenantctl serve`): the operator API under `/v1` (bearer
+//! The control-plane HTTP server (`tenantctl serve`): the operator API under `/v1` (tenants,
+//! fleet migration runs, jobs and audit; bearer
 //! tokens; OpenAPI at `/v1/openapi.json`), the billing webhook, `/healthz`, `/readyz` and
 //! `/metrics`. Jobs run in workers beside it; SIGTERM/Ctrl-C drains requests and lets running
 //! jobs finish.
@@ -8,6 +9,7 @@ mod auth;
 mod error;
 mod health;
 mod history;
+mod migrations;
 pub mod openapi;
 mod tenants;
 mod webhook;
@@ -53,6 +55,8 @@ pub fn app(cp: Arc<ControlPlane>, settings: &ServeSettings) -> axum::Router {
         .route("/v1/tenants/{slug}/domains/{host}", axum::routing::delete(tenants::remove_domain))
         .route("/v1/jobs", get(history::jobs))
         .route("/v1/audit", get(history::audit))
+        .route("/v1/migrations/runs", post(migrations::start).get(migrations::list))
+        .route("/v1/migrations/runs/{id}", get(migrations::show))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_operator));
     axum::Router::new()
         .merge(operator_api)

@@ -1,25 +1,27 @@
 //! The OpenAPI document of the operator API, served at `/v1/openapi.json`.
 
-use super::{api, history, tenants};
+use super::{api, history, migrations, tenants};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "tenantctl operator API", description = "Tenants of schema-per-tenant PostgreSQL: create, inspect, suspend, resume, change plan, rotate credentials, deprovision."),
+    info(title = "tenantctl operator API", description = "Tenants of schema-per-tenant PostgreSQL: create, inspect, suspend, resume, change plan, rotate credentials, deprovision; fleet migration runs."),
     paths(
         tenants::create, tenants::list, tenants::show, tenants::suspend, tenants::resume,
         tenants::rotate_credentials, tenants::retry, tenants::set_plan, tenants::delete, tenants::set_config,
         tenants::domains, tenants::add_domain, tenants::remove_domain,
         history::jobs, history::audit,
+        migrations::start, migrations::list, migrations::show,
     ),
     components(schemas(
         api::Tenant, api::CreateTenant, api::TenantPage, api::SetPlan, api::SetConfig, api::Job,
         api::AuditEntry, api::ErrorBody, api::ErrorDetail, api::AddDomain, crate::domains::Domain,
+        migrations::StartRun, migrations::MigrationRun, migrations::MigrationItem,
     )),
     modifiers(&BearerToken),
     security(("bearer" = [])),
-    tags((name = "tenants", description = "Tenant lifecycle"), (name = "history", description = "Jobs and audit log")),
+    tags((name = "tenants", description = "Tenant lifecycle"), (name = "history", description = "Jobs and audit log"), (name = "migrations", description = "Fleet migration runs")),
 )]
 pub struct ApiDoc;
 

@@ -8,7 +8,7 @@ use crate::context::ControlPlane;
 use crate::templates::Template;
 use base64::Engine as _;
 use tenancy::catalog::TenantRecord;
-use tenancy::domain::{quote_ident, Isolation, TenantId, TenantStatus};
+use tenancy::domain::{Isolation, TenantId, TenantStatus};
 use tenancy::secrets::{DbCredentials, SecretName};
 
 /// One step of provisioning, in order.
@@ -201,25 +201,23 @@ async fn ensure_role(
             format!("role {} already exists and does not belong to this tenant", tenant.role_name),
         )),
         None => {
-            // One implicit transaction: the role never exists without its marker. Grants on the
-            // shared database row are serialised (concurrent GRANTs on one row fail with "tuple
-            // concurrently updated").
+            // One implicit transaction: the role never exists without its marker.
             // A tenant with its own database may connect to that one only (granted once it
-            // exists); a schema tenant to the shared database.
+            // exists) and inherits nothing; a schema tenant may connect to the shared database
+            // as a member of the tenants' group, the one role it inherits from (a grant per
+            // tenant would grow the database's ACL, and slow every grant, with each tenant).
             let role = tenant.role_name.quoted();
-            let connect = match tenant.isolation {
+            let (inherit, connect) = match tenant.isolation {
                 Isolation::Schema => {
-                    format!("GRANT CONNECT ON DATABASE {} TO {role};", quote_ident(&cluster.endpoint.dbname))
+                    ("INHERIT", format!("GRANT {} TO {role};", cluster.tenants_group.quoted()))
                 }
-                Isolation::Database => String::new(),
+                Isolation::Database => ("NOINHERIT", String::new()),
             };
             let sql = format!(
-                "SELECT pg_advisory_xact_lock({lock});
-                 CREATE ROLE {role} LOGIN NOINHERIT CONNECTION LIMIT {limit};
+                "CREATE ROLE {role} LOGIN {inherit} CONNECTION LIMIT {limit};
                  COMMENT ON ROLE {role} IS '{marker}';
                  {connect}",
                 limit = template.limits.connection_limit,
-                lock = crate::cluster::CLUSTER_DDL_LOCK,
             );
             admin.batch_execute(&sql).await.map_err(pg_error(step))
         }
@@ -287,10 +285,15 @@ async fn ensure_migrated(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(),
         &tenant.schema_name,
         &cluster.owner,
         Some(&tenant.role_name),
+        crate::tenant_schema::MigrateSettings::default(),
     )
     .await
-    .map(|_| ())
-    .map_err(|e| ProvisionError::Step { step, message: e.to_string(), transient: false })
+    .map_err(|e| ProvisionError::Step { step, transient: e.is_retryable(), message: e.to_string() })?;
+    drop(migrator);
+    let client = catalog(cp, step).await?;
+    tenants::set_schema_version(&**client, tenant.id, migrations.target_version())
+        .await
+        .map_err(pg_error(step))
 }
 
 pub(crate) async fn apply_template(

@@ -93,14 +93,7 @@ async fn a_database_tenant_gets_a_migrated_clone_that_only_its_role_can_enter() 
     let mut settings = provisioning(&db);
     settings.migrations_dir = migrations.path().to_owned();
     let cp2 = ControlPlane::start(&common, &settings).await.unwrap();
-    let report = control_plane::fleet::apply(
-        &cp2,
-        &control_plane::fleet::ApplyOptions { concurrency: 2, tenant: None, plan: None },
-        "test",
-        &Silent,
-    )
-    .await
-    .unwrap();
+    let report = control_plane::fleet::apply(&cp2, &crate::fleet::all(2), "test", &Silent).await.unwrap();
     assert_eq!((report.tenants, report.migrated, report.failed), (3, 3, 0), "{:?}", report.results);
     client.query("SELECT priority FROM tasks", &[]).await.unwrap();
     let later = create(&cp2, "pied-piper", "enterprise", None).await;

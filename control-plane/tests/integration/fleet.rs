@@ -1,32 +1,33 @@
 //! Fleet migrations with the ledger: a failing tenant is recorded and resumed, a tenant whose
-//! table is locked waits without delaying the others, a second run is refused while one is
-//! going, and a run whose process dies is resumed without migrating anyone twice.
+//! table is locked is retried after its lock timeout without delaying the others, a second run
+//! is refused while one is going, and a run whose process dies is resumed without migrating
+//! anyone twice. (Waves, drift, `plan` and tenants created during a run: `fleet_waves.rs`.)
 
 use crate::{create_active, provisioning, sqlstate};
 use control_plane::context::ControlPlane;
-use control_plane::fleet::{ledger, ApplyOptions, FleetError};
+use control_plane::fleet::{ledger, ApplyOptions, FleetError, ItemState, RunOptions};
 use std::sync::Arc;
 use std::time::Duration;
 use tenancy::catalog::TenantRecord;
 use testkit::{common_settings, SecretsFor, TestDb};
 
-struct Quiet;
+pub struct Quiet;
 
 impl control_plane::fleet::Progress for Quiet {
-    fn start(&self, _total: usize) {}
+    fn start(&self, _more: usize) {}
     fn tenant_done(&self, _result: &control_plane::fleet::TenantResult) {}
     fn finish(&self) {}
 }
 
-struct Fleet {
-    db: TestDb,
-    cp: Arc<ControlPlane>,
-    tenants: Vec<TenantRecord>,
-    _migrations: tempfile::TempDir,
+pub struct Fleet {
+    pub db: TestDb,
+    pub cp: Arc<ControlPlane>,
+    pub tenants: Vec<TenantRecord>,
+    pub migrations: tempfile::TempDir,
 }
 
 /// Five tenants at V1, then a V2 (a table and a column) added to the migrations directory.
-async fn fleet(label: &str) -> Fleet {
+pub async fn fleet(label: &str) -> Fleet {
     let db = TestDb::create(label).await;
     let common = common_settings(&db, SecretsFor::Local);
     let migrations = tempfile::tempdir().unwrap();
@@ -48,20 +49,24 @@ async fn fleet(label: &str) -> Fleet {
          ALTER TABLE tasks ADD COLUMN priority int NOT NULL DEFAULT 0;",
     )
     .unwrap();
-    Fleet { db, cp, tenants, _migrations: migrations }
+    Fleet { db, cp, tenants, migrations }
 }
 
-fn all(concurrency: usize) -> ApplyOptions {
-    ApplyOptions { concurrency, tenant: None, plan: None }
+pub fn all(concurrency: usize) -> ApplyOptions {
+    ApplyOptions { run: RunOptions { concurrency, ..Default::default() }, ..Default::default() }
+}
+
+pub fn with(run: RunOptions) -> ApplyOptions {
+    ApplyOptions { run, ..Default::default() }
 }
 
 impl Fleet {
-    fn schema(&self, slug: &str) -> String {
+    pub fn schema(&self, slug: &str) -> String {
         self.tenants.iter().find(|t| t.slug.as_str() == slug).unwrap().schema_name.to_string()
     }
 
     /// How many times V2 is in the tenant's history (0 or 1), and whether its column exists.
-    async fn v2(&self, slug: &str) -> (i64, bool) {
+    pub async fn v2(&self, slug: &str) -> (i64, bool) {
         let schema = self.schema(slug);
         let recorded = self
             .db
@@ -77,7 +82,7 @@ impl Fleet {
         (recorded, column == 1)
     }
 
-    async fn items(&self, run: uuid::Uuid) -> Vec<ledger::Item> {
+    pub async fn items(&self, run: uuid::Uuid) -> Vec<ledger::Item> {
         let client = self.cp.catalog.get().await.unwrap();
         ledger::items(&**client, run, None).await.unwrap()
     }
@@ -108,7 +113,7 @@ async fn a_conflicting_tenant_fails_alone_and_resume_finishes_it_after_the_fix()
 
     // Fixed, then resumed: only bravo is migrated.
     admin.batch_execute(&format!("DROP TABLE \"{bravo}\".audit")).await.unwrap();
-    let resumed = control_plane::fleet::resume(&f.cp, report.run_id, 2, &Quiet).await.unwrap();
+    let resumed = control_plane::fleet::resume(&f.cp, report.run_id, Some(2), &Quiet).await.unwrap();
     assert_eq!((resumed.tenants, resumed.migrated, resumed.failed), (1, 1, 0), "{:?}", resumed.results);
     assert_eq!(resumed.state, "completed");
     for slug in ["alpha", "bravo", "charlie", "delta", "echo"] {
@@ -118,16 +123,16 @@ async fn a_conflicting_tenant_fails_alone_and_resume_finishes_it_after_the_fix()
     assert_eq!((bravo_item.state.as_str(), bravo_item.attempts), ("done", 2));
 
     // A run that is complete has nothing left to do; an unknown one is refused.
-    let again = control_plane::fleet::resume(&f.cp, report.run_id, 2, &Quiet).await.unwrap();
+    let again = control_plane::fleet::resume(&f.cp, report.run_id, None, &Quiet).await.unwrap();
     assert_eq!(again.tenants, 0);
     assert!(matches!(
-        control_plane::fleet::resume(&f.cp, uuid::Uuid::new_v4(), 2, &Quiet).await,
+        control_plane::fleet::resume(&f.cp, uuid::Uuid::new_v4(), None, &Quiet).await,
         Err(FleetError::NoSuchRun(_))
     ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_locked_tenant_waits_alone_a_second_run_is_refused_and_a_killed_run_resumes() {
+async fn a_second_run_is_refused_and_a_killed_run_resumes() {
     let f = fleet("fleet_killed").await;
     // Another session holds a lock on charlie's table for as long as it likes.
     let charlie = f.schema("charlie");
@@ -139,7 +144,9 @@ async fn a_locked_tenant_waits_alone_a_second_run_is_refused_and_a_killed_run_re
 
     let run = {
         let cp = f.cp.clone();
-        tokio::spawn(async move { control_plane::fleet::apply(&cp, &all(2), "test", &Quiet).await })
+        // No lock timeout: charlie waits for as long as the blocker holds its table.
+        let options = with(RunOptions { concurrency: 2, lock_timeout_ms: 0, ..Default::default() });
+        tokio::spawn(async move { control_plane::fleet::apply(&cp, &options, "test", &Quiet).await })
     };
     // The other four finish while charlie waits.
     let run_id = loop {
@@ -169,7 +176,7 @@ async fn a_locked_tenant_waits_alone_a_second_run_is_refused_and_a_killed_run_re
     blocker.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(f.v2("charlie").await, (0, false), "nothing half-applied");
 
-    let resumed = control_plane::fleet::resume(&f.cp, run_id, 2, &Quiet).await.unwrap();
+    let resumed = control_plane::fleet::resume(&f.cp, run_id, Some(2), &Quiet).await.unwrap();
     assert_eq!((resumed.tenants, resumed.migrated, resumed.failed), (1, 1, 0), "{:?}", resumed.results);
     assert_eq!(resumed.state, "completed");
     for slug in ["alpha", "bravo", "charlie", "delta", "echo"] {
@@ -189,4 +196,76 @@ async fn admin_terminate_migrators(db: &TestDb) {
         )
         .await
         .unwrap();
+}
+
+/// Waits until `check` holds for the latest run's items.
+pub async fn wait_for_items(f: &Fleet, what: &str, check: impl Fn(&[ledger::Item]) -> bool) -> uuid::Uuid {
+    wait_for_run_items(f, None, what, check).await
+}
+
+/// [`wait_for_items`] for a run other than `earlier`.
+pub async fn wait_for_run_items(
+    f: &Fleet,
+    earlier: Option<uuid::Uuid>,
+    what: &str,
+    check: impl Fn(&[ledger::Item]) -> bool,
+) -> uuid::Uuid {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let latest = {
+            let client = f.cp.catalog.get().await.unwrap();
+            ledger::latest_run(&**client).await.unwrap()
+        };
+        if let Some(latest) = latest.filter(|run| Some(run.id) != earlier) {
+            if check(&f.items(latest.id).await) {
+                return latest.id;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_tenant_is_retried_after_its_lock_timeout_and_never_delays_the_others() {
+    let f = fleet("fleet_locked").await;
+    let charlie = f.schema("charlie");
+    let blocker = f.db.client().await;
+    blocker
+        .batch_execute(&format!("BEGIN; LOCK TABLE \"{charlie}\".tasks IN ACCESS EXCLUSIVE MODE"))
+        .await
+        .unwrap();
+
+    // Locked through every attempt: reported as lock_timeout, the others migrated.
+    let short = RunOptions { concurrency: 2, lock_timeout_ms: 100, retries: 1, ..Default::default() };
+    let report = control_plane::fleet::apply(&f.cp, &with(short), "test", &Quiet).await.unwrap();
+    assert_eq!((report.migrated, report.lock_timeout, report.failed), (4, 1, 0), "{:?}", report.results);
+    assert_eq!(report.state, "failed");
+    let item = f.items(report.run_id).await.into_iter().find(|i| i.slug == "charlie").unwrap();
+    assert_eq!((item.state.as_str(), item.attempts), ("lock_timeout", 2), "{item:?}");
+    assert!(item.error.as_deref().unwrap_or_default().contains("55P03"), "{item:?}");
+    assert_eq!(f.v2("charlie").await, (0, false));
+
+    // A new run retries charlie, who waits at the back of the queue; once the lock goes, it is
+    // migrated.
+    let patient = RunOptions { concurrency: 2, lock_timeout_ms: 100, retries: 50, ..Default::default() };
+    let run = {
+        let cp = f.cp.clone();
+        tokio::spawn(async move { control_plane::fleet::apply(&cp, &with(patient), "test", &Quiet).await })
+    };
+    wait_for_run_items(&f, Some(report.run_id), "charlie retried", |items| {
+        items.iter().any(|i| {
+            i.slug == "charlie"
+                && i.attempts >= 2
+                && i.error.as_deref().is_some_and(|e| e.contains("lock timeout"))
+        })
+    })
+    .await;
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!((report.tenants, report.migrated, report.state.as_str()), (5, 1, "completed"), "{report:?}");
+    let charlie_result = &report.results[0];
+    assert_eq!(charlie_result.state, ItemState::Done);
+    assert!(charlie_result.attempts >= 2, "retried: {charlie_result:?}");
+    assert_eq!(f.v2("charlie").await, (1, true));
 }

@@ -165,6 +165,14 @@ impl RoleName {
     pub fn owner(prefix: &str) -> Self {
         Self(format!("{prefix}_owner"))
     }
+
+    /// The group role every schema-isolated tenant's role is a member of, which holds `CONNECT`
+    /// on the shared database: one privilege in the database's ACL instead of one per tenant
+    /// (each grant rewrites that ACL, so per-tenant grants made provisioning slower with every
+    /// tenant). Never a tenant's role: `tenants` is a reserved slug.
+    pub fn tenants_group(prefix: &str) -> Self {
+        Self(format!("{prefix}_tenants"))
+    }
 }
 
 #[cfg(test)]

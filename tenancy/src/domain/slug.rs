@@ -41,6 +41,7 @@ pub const RESERVED_SLUGS: &[&str] = &[
     "support",
     "system",
     "template",
+    "tenants",
     "test",
     "webhooks",
     "www",

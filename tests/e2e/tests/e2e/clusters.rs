@@ -75,30 +75,47 @@ async fn tenants_are_placed_on_registered_clusters_and_served_from_there() {
     assert_eq!(rows, json!([{"who": beta.role_name.as_str(), "port": second.port}]));
     beta_sql.rows("INSERT INTO users (email, name) VALUES ('b@beta', 'B')", json!([])).await;
 
-    // `--tenant` picks one tenant (and `--plan` still applies to it).
+    // `--tenant` picks one tenant (and `--plan` still applies to it); at the target already, it
+    // is recorded as done without a connection.
     let only = |tenant: &str, plan: Option<&str>| control_plane::fleet::ApplyOptions {
-        concurrency: 2,
-        tenant: Some(Slug::parse(tenant).unwrap()),
-        plan: plan.map(|p| tenancy::domain::PlanName::parse(p).unwrap()),
+        selection: control_plane::fleet::ledger::Selection {
+            tenant: Some(tenant.to_owned()),
+            plan: plan.map(str::to_owned),
+            cluster: None,
+        },
+        run: control_plane::fleet::RunOptions { concurrency: 2, ..Default::default() },
     };
     let report = control_plane::fleet::apply(&cp, &only("beta", None), "test", &NoProgress).await.unwrap();
-    let picked: Vec<&str> = report.results.iter().map(|r| r.slug.as_str()).collect();
-    assert_eq!((picked, report.failed), (vec!["beta"], 0));
+    assert_eq!((report.tenants, report.up_to_date, report.failed), (1, 1, 0), "{report:?}");
     let report = control_plane::fleet::apply(&cp, &only("beta", Some("enterprise")), "test", &NoProgress)
         .await
         .unwrap();
     assert_eq!(report.tenants, 0);
+    let by_cluster = control_plane::fleet::ApplyOptions {
+        selection: control_plane::fleet::ledger::Selection {
+            cluster: Some("second".into()),
+            ..Default::default()
+        },
+        run: Default::default(),
+    };
+    let report = control_plane::fleet::apply(&cp, &by_cluster, "test", &NoProgress).await.unwrap();
+    assert_eq!(report.tenants, 1, "--cluster second selects beta only");
 
-    // Fleet migrations reach every cluster.
-    let report = control_plane::fleet::apply(
+    // The plan reads every tenant's history, on each cluster: no drift, both clusters checked.
+    let plan = control_plane::fleet::plan::plan(
         &cp,
-        &control_plane::fleet::ApplyOptions { concurrency: 2, tenant: None, plan: None },
-        "test",
-        &NoProgress,
+        &control_plane::fleet::plan::PlanOptions {
+            selection: Default::default(),
+            concurrency: 2,
+            drift: true,
+        },
     )
     .await
     .unwrap();
-    assert_eq!((report.tenants, report.failed), (2, 0));
+    assert_eq!((plan.tenants, plan.pending_tenants), (2, 0), "{plan:?}");
+    assert_eq!(plan.drift.as_deref().map(<[_]>::len), Some(0), "{plan:?}");
+    let checked: Vec<&str> = plan.headroom.iter().map(|h| h.cluster.as_str()).collect();
+    assert_eq!(checked, ["default", "second"]);
 
     // Deprovisioning works on the tenant's own cluster.
     operate(

@@ -1,9 +1,11 @@
 //! The implementations of the `tenantctl` commands, and how their errors become exit codes.
 
+mod migrate;
+
 use crate::cli::{AddClusterArgs, ClustersCommand, DomainArgs};
 use crate::cli::{
     ApplyArgs, CatalogArgs, Cli, Command, CreateArgs, DeleteArgs, ListArgs, MigrateCommand, OperationArgs,
-    ResumeArgs, SendArgs, ServeArgs, SetPlanArgs, ShowArgs, StatusArgs, TenantsCommand, TokenArgs,
+    PlanArgs, ResumeArgs, SendArgs, ServeArgs, SetPlanArgs, ShowArgs, StatusArgs, TenantsCommand, TokenArgs,
     TokensCommand, WebhookCommand,
 };
 use crate::context::{ControlPlane, StartError};
@@ -25,11 +27,11 @@ pub struct CliError {
 }
 
 impl CliError {
-    fn new(exit: u8, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(exit: u8, code: &'static str, message: impl Into<String>) -> Self {
         Self { exit, code, message: message.into() }
     }
 
-    fn unavailable(message: impl std::fmt::Display) -> Self {
+    pub(crate) fn unavailable(message: impl std::fmt::Display) -> Self {
         Self::new(6, "unavailable", message.to_string())
     }
 }
@@ -87,6 +89,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             | TenantsCommand::SetPlan(SetPlanArgs { operation: OperationArgs { catalog, .. }, .. })
             | TenantsCommand::Delete(DeleteArgs { operation: OperationArgs { catalog, .. }, .. }),
         )
+        | Command::Migrate(MigrateCommand::Plan(PlanArgs { catalog, .. }))
         | Command::Migrate(MigrateCommand::Apply(ApplyArgs { catalog, .. }))
         | Command::Migrate(MigrateCommand::Resume(ResumeArgs { catalog, .. }))
         | Command::Migrate(MigrateCommand::Status(StatusArgs { catalog, .. })) => catalog.json,
@@ -116,9 +119,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Tenants(TenantsCommand::Domains(args)) => list_domains(args).await,
         Command::Tenants(TenantsCommand::AddDomain(args)) => change_domain(args, true).await,
         Command::Tenants(TenantsCommand::RemoveDomain(args)) => change_domain(args, false).await,
-        Command::Migrate(MigrateCommand::Apply(args)) => migrate_apply(args).await,
-        Command::Migrate(MigrateCommand::Resume(args)) => migrate_resume(args).await,
-        Command::Migrate(MigrateCommand::Status(args)) => migrate_status(args).await,
+        Command::Migrate(MigrateCommand::Plan(args)) => migrate::plan(args).await,
+        Command::Migrate(MigrateCommand::Apply(args)) => migrate::apply(args).await,
+        Command::Migrate(MigrateCommand::Resume(args)) => migrate::resume(args).await,
+        Command::Migrate(MigrateCommand::Status(args)) => migrate::status(args).await,
         Command::Webhook(WebhookCommand::Send(args)) => webhook_send(args).await,
         Command::Tokens(TokensCommand::Create(args)) => create_token(args).await,
         Command::Clusters(ClustersCommand::Add(args)) => add_cluster(args).await,
@@ -137,7 +141,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-async fn start(catalog: &CatalogArgs) -> Result<Arc<ControlPlane>, CliError> {
+pub(crate) async fn start(catalog: &CatalogArgs) -> Result<Arc<ControlPlane>, CliError> {
     tenancy::telemetry::init(catalog.common.log_format, tenancy::telemetry::CLI_LOG_FILTER);
     Ok(ControlPlane::start(&catalog.common, &catalog.provisioning).await?)
 }
@@ -321,138 +325,6 @@ async fn connection_string(args: ShowArgs) -> Result<ExitCode, CliError> {
         output::json(&serde_json::json!({ "slug": tenant.slug, "connection_string": url }));
     } else {
         output::line(&url);
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn migrate_apply(args: ApplyArgs) -> Result<ExitCode, CliError> {
-    let cp = start(&args.catalog).await?;
-    let options =
-        crate::fleet::ApplyOptions { concurrency: args.concurrency, tenant: args.tenant, plan: args.plan };
-    let progress = output::FleetProgress::new(args.catalog.json);
-    let report = crate::fleet::apply(&cp, &options, &operator(), &progress).await.map_err(fleet_error)?;
-    Ok(print_fleet_report(&report, args.catalog.json))
-}
-
-async fn migrate_resume(args: ResumeArgs) -> Result<ExitCode, CliError> {
-    let cp = start(&args.catalog).await?;
-    let progress = output::FleetProgress::new(args.catalog.json);
-    let report =
-        crate::fleet::resume(&cp, args.run, args.concurrency, &progress).await.map_err(fleet_error)?;
-    Ok(print_fleet_report(&report, args.catalog.json))
-}
-
-/// Who starts a run, for the ledger: the operating-system user.
-fn operator() -> String {
-    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "tenantctl".into())
-}
-
-fn fleet_error(e: crate::fleet::FleetError) -> CliError {
-    use crate::fleet::FleetError;
-    match e {
-        FleetError::Migrations(message) => CliError::new(3, "invalid_migrations", message),
-        FleetError::Busy(_) => CliError::new(5, "run_in_progress", e.to_string()),
-        FleetError::NoSuchRun(_) => CliError::new(4, "not_found", e.to_string()),
-        FleetError::TargetChanged { .. } => CliError::new(5, "target_changed", e.to_string()),
-        other => CliError::unavailable(other),
-    }
-}
-
-fn print_fleet_report(report: &crate::fleet::ApplyReport, json: bool) -> ExitCode {
-    if json {
-        output::json(report);
-    } else {
-        let rows: Vec<Vec<String>> = report
-            .results
-            .iter()
-            .map(|r| {
-                let applied = r.applied.iter().map(|v| format!("V{v}")).collect::<Vec<_>>().join(",");
-                let state = match (&r.error, applied.is_empty()) {
-                    (Some(_), _) => "failed",
-                    (None, true) => "up to date",
-                    (None, false) => "migrated",
-                };
-                vec![
-                    r.slug.clone(),
-                    state.into(),
-                    applied,
-                    format!("{} ms", r.duration_ms),
-                    r.error.clone().unwrap_or_default(),
-                ]
-            })
-            .collect();
-        output::table(&["tenant", "result", "applied", "time", "error"], &rows);
-        output::line(&format!(
-            "\nrun {} ({}), target V{}: {} tenants, {} migrated, {} already up to date, {} failed, in {:.1}s",
-            report.run_id,
-            report.state,
-            report.target_version,
-            report.tenants,
-            report.migrated,
-            report.up_to_date,
-            report.failed,
-            Duration::from_millis(report.duration_ms).as_secs_f64()
-        ));
-        if report.failed > 0 {
-            output::line(&format!(
-                "fix the failed tenants, then: tenantctl migrate resume {}",
-                report.run_id
-            ));
-        }
-    }
-    if report.failed > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
-}
-
-async fn migrate_status(args: StatusArgs) -> Result<ExitCode, CliError> {
-    use crate::fleet::ledger;
-    let cp = start(&args.catalog).await?;
-    let client = cp.catalog.get().await.map_err(CliError::unavailable)?;
-    let run = match args.run {
-        Some(id) => ledger::run(&**client, id).await,
-        None => ledger::latest_run(&**client).await,
-    }
-    .map_err(CliError::unavailable)?
-    .ok_or_else(|| CliError::new(4, "not_found", "no such fleet migration run"))?;
-    let counts = ledger::counts(&**client, run.id).await.map_err(CliError::unavailable)?;
-    let items = ledger::items(&**client, run.id, (!args.all).then_some("failed"))
-        .await
-        .map_err(CliError::unavailable)?;
-    // A run marked running that no process holds the lock of was interrupted.
-    let interrupted =
-        run.state == "running" && !ledger::is_locked(&**client).await.map_err(CliError::unavailable)?;
-    let state = if interrupted { "interrupted".to_owned() } else { run.state.clone() };
-    if args.catalog.json {
-        let counts: serde_json::Map<String, serde_json::Value> =
-            counts.iter().map(|(s, n)| (s.clone(), serde_json::json!(n))).collect();
-        output::json(&serde_json::json!({ "run": run, "state": state, "counts": counts, "items": items }));
-    } else {
-        let summary = counts.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ");
-        output::line(&format!(
-            "run {} by {} at {}: {state}, target V{}, {} tenants ({summary})",
-            run.id, run.created_by, run.created_at, run.target_version, run.tenants
-        ));
-        let rows: Vec<Vec<String>> = items
-            .iter()
-            .map(|i| {
-                vec![
-                    i.slug.clone(),
-                    i.state.clone(),
-                    i.attempts.to_string(),
-                    i.to_version.map(|v| format!("V{v}")).unwrap_or_default(),
-                    i.error.clone().unwrap_or_default(),
-                ]
-            })
-            .collect();
-        if !rows.is_empty() {
-            output::table(&["tenant", "state", "attempts", "at", "error"], &rows);
-        }
-        if interrupted {
-            output::line(&format!("its process is gone: tenantctl migrate resume {}", run.id));
-        }
     }
     Ok(ExitCode::SUCCESS)
 }

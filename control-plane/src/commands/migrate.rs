@@ -1,0 +1,243 @@
+//! `tenantctl migrate plan|apply|resume|status`.
+
+use super::{start, CliError};
+use crate::cli::{ApplyArgs, PlanArgs, ResumeArgs, SelectionArgs, StatusArgs};
+use crate::fleet::{self, ledger, ApplyReport, FleetError, ItemState};
+use crate::output;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Rows of a text listing before "… and N more" (`--json` has them all).
+const LISTED: usize = 50;
+
+fn selection(args: SelectionArgs) -> ledger::Selection {
+    ledger::Selection {
+        tenant: args.tenant.map(|s| s.to_string()),
+        plan: args.plan.map(|p| p.to_string()),
+        cluster: args.cluster.map(|c| c.to_string()),
+    }
+}
+
+/// Who starts a run, for the ledger: the operating-system user.
+fn operator() -> String {
+    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "tenantctl".into())
+}
+
+pub(super) fn fleet_error(e: FleetError) -> CliError {
+    match e {
+        FleetError::Migrations(message) => CliError::new(3, "invalid_migrations", message),
+        FleetError::InvalidOptions(message) => CliError::new(3, "invalid_options", message),
+        FleetError::Busy(_) => CliError::new(5, "run_in_progress", e.to_string()),
+        FleetError::NoSuchRun(_) => CliError::new(4, "not_found", e.to_string()),
+        FleetError::TargetChanged { .. } => CliError::new(5, "target_changed", e.to_string()),
+        other => CliError::unavailable(other),
+    }
+}
+
+fn more(total: usize) -> Option<String> {
+    (total > LISTED).then(|| format!("… and {} more (--json lists them all)", total - LISTED))
+}
+
+pub(super) async fn plan(args: PlanArgs) -> Result<ExitCode, CliError> {
+    let cp = start(&args.catalog).await?;
+    let options = fleet::plan::PlanOptions {
+        selection: selection(args.selection),
+        concurrency: args.concurrency.max(1),
+        drift: !args.no_drift,
+    };
+    let plan = fleet::plan::plan(&cp, &options).await.map_err(fleet_error)?;
+    if args.catalog.json {
+        output::json(&plan);
+        return Ok(ExitCode::SUCCESS);
+    }
+    output::line(&format!(
+        "target V{}: {} tenants, {} with pending migrations",
+        plan.target_version, plan.tenants, plan.pending_tenants
+    ));
+    output::line("\nversions (as the catalog records them):");
+    let rows: Vec<Vec<String>> = plan
+        .versions
+        .iter()
+        .map(|v| vec![v.version.map_or_else(|| "unknown".into(), |v| format!("V{v}")), v.tenants.to_string()])
+        .collect();
+    output::table(&["version", "tenants"], &rows);
+    if !plan.pending.is_empty() {
+        output::line("\npending:");
+        let rows: Vec<Vec<String>> = plan
+            .pending
+            .iter()
+            .take(LISTED)
+            .map(|p| {
+                let pending = p.pending.iter().map(|v| format!("V{v}")).collect::<Vec<_>>().join(",");
+                vec![
+                    p.slug.clone(),
+                    p.cluster.clone(),
+                    p.version.map(|v| format!("V{v}")).unwrap_or_default(),
+                    pending,
+                ]
+            })
+            .collect();
+        output::table(&["tenant", "cluster", "at", "pending"], &rows);
+        more(plan.pending.len()).inspect(|m| output::line(m));
+    }
+    match &plan.drift {
+        None => output::line("\ndrift: not checked (--no-drift)"),
+        Some(drift) if drift.is_empty() => output::line("\ndrift: none"),
+        Some(drift) => {
+            output::line(&format!("\ndrift: {} tenants (apply does not migrate them):", drift.len()));
+            let rows: Vec<Vec<String>> = drift
+                .iter()
+                .take(LISTED)
+                .map(|d| vec![d.slug.clone(), d.cluster.clone(), d.problem.clone()])
+                .collect();
+            output::table(&["tenant", "cluster", "problem"], &rows);
+            more(drift.len()).inspect(|m| output::line(m));
+        }
+    }
+    output::line("\nheadroom:");
+    for h in &plan.headroom {
+        output::line(&format!(
+            "  {}: {} of {} connections in use; lock table {} of {} slots in use, the run needs up to {} \
+             ({} relations per tenant); {}",
+            h.cluster,
+            h.connections_in_use,
+            h.max_connections,
+            h.locks_in_use,
+            h.lock_slots,
+            h.locks_needed,
+            h.relations_per_tenant,
+            if h.ok { "ok" } else { "WARNING" }
+        ));
+        for warning in &h.warnings {
+            output::line(&format!("    {warning}"));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn apply(args: ApplyArgs) -> Result<ExitCode, CliError> {
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let options = fleet::ApplyOptions {
+        selection: selection(args.selection),
+        run: fleet::RunOptions {
+            concurrency: args.concurrency as usize,
+            canary: args.canary,
+            max_failures: args.max_failures,
+            retries: args.retries,
+            lock_timeout_ms: millis(args.lock_timeout),
+            statement_timeout_ms: millis(args.statement_timeout),
+            grouped: args.grouped,
+            tenants_per_connection: args.tenants_per_connection as usize,
+        },
+    };
+    let cp = start(&args.catalog).await?;
+    let progress = output::FleetProgress::new(args.catalog.json);
+    let report = fleet::apply(&cp, &options, &operator(), &progress).await.map_err(fleet_error)?;
+    Ok(print_report(&report, args.catalog.json))
+}
+
+pub(super) async fn resume(args: ResumeArgs) -> Result<ExitCode, CliError> {
+    let cp = start(&args.catalog).await?;
+    let progress = output::FleetProgress::new(args.catalog.json);
+    let report = fleet::resume(&cp, args.run, args.concurrency, &progress).await.map_err(fleet_error)?;
+    Ok(print_report(&report, args.catalog.json))
+}
+
+fn print_report(report: &ApplyReport, json: bool) -> ExitCode {
+    if json {
+        output::json(report);
+    } else {
+        let problems: Vec<_> = report.results.iter().filter(|r| r.state != ItemState::Done).collect();
+        if !problems.is_empty() {
+            let rows: Vec<Vec<String>> = problems
+                .iter()
+                .take(LISTED)
+                .map(|r| {
+                    vec![
+                        r.slug.clone(),
+                        r.state.as_str().into(),
+                        r.attempts.to_string(),
+                        r.error.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            output::table(&["tenant", "state", "attempts", "error"], &rows);
+            more(problems.len()).inspect(|m| output::line(m));
+            output::line("");
+        }
+        let rows = [
+            ("migrated", report.migrated),
+            ("already up to date", report.up_to_date),
+            ("failed", report.failed),
+            ("drift (not touched)", report.drift),
+            ("lock timeout", report.lock_timeout),
+            ("not started (halted)", report.not_started),
+        ]
+        .iter()
+        .filter(|(label, n)| *n > 0 || *label == "migrated")
+        .map(|(label, n)| vec![(*label).to_owned(), n.to_string()])
+        .collect::<Vec<_>>();
+        output::table(&["tenants", "count"], &rows);
+        output::line(&format!(
+            "\nrun {} ({}), target V{}: {} tenants in {:.1}s ({:.1} tenants/s)",
+            report.run_id,
+            report.state,
+            report.target_version,
+            report.tenants,
+            Duration::from_millis(report.duration_ms).as_secs_f64(),
+            report.rate,
+        ));
+        if let Some(reason) = &report.halt_reason {
+            output::line(&format!("halted: {reason}"));
+        }
+        if report.state != "completed" {
+            output::line(&format!("fix what failed, then: tenantctl migrate resume {}", report.run_id));
+        }
+    }
+    if report.state == "completed" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+pub(super) async fn status(args: StatusArgs) -> Result<ExitCode, CliError> {
+    let cp = start(&args.catalog).await?;
+    let status = fleet::status(&cp, args.run, (!args.all).then_some(fleet::NOT_DONE))
+        .await
+        .map_err(fleet_error)?
+        .ok_or_else(|| CliError::new(4, "not_found", "no such fleet migration run"))?;
+    if args.catalog.json {
+        output::json(&status);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let run = &status.run;
+    let summary = status.counts.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ");
+    output::line(&format!(
+        "run {} by {} at {}: {}, target V{}, {} tenants ({summary})",
+        run.id, run.created_by, run.created_at, status.state, run.target_version, run.tenants
+    ));
+    if let Some(reason) = &run.halt_reason {
+        output::line(&format!("halted: {reason}"));
+    }
+    let rows: Vec<Vec<String>> = status
+        .items
+        .iter()
+        .map(|i| {
+            vec![
+                i.slug.clone(),
+                i.state.clone(),
+                i.attempts.to_string(),
+                i.to_version.map(|v| format!("V{v}")).unwrap_or_default(),
+                i.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        output::table(&["tenant", "state", "attempts", "at", "error"], &rows);
+    }
+    if status.state == "interrupted" {
+        output::line(&format!("its process is gone: tenantctl migrate resume {}", run.id));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,279 @@
+//! `/v1/migrations/runs`: start a fleet migration run and watch it, over the same library
+//! functions as `tenantctl migrate apply` and `migrate status`. A run started here goes on in
+//! the server process; if that process stops, the run is `interrupted` and can be resumed with
+//! `tenantctl migrate resume <id>`.
+
+use super::{ApiError, AppState, Operator};
+use crate::fleet::{self, ledger, FleetError, RunStatus};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use utoipa::{IntoParams, ToSchema};
+
+/// Which tenants and how; every field is optional (all live tenants, `tenantctl migrate apply`'s
+/// defaults).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartRun {
+    /// Only this tenant (slug).
+    pub tenant: Option<String>,
+    /// Only tenants on this plan.
+    pub plan: Option<String>,
+    /// Only tenants on this cluster.
+    pub cluster: Option<String>,
+    /// Tenants migrated at the same time on each cluster (1 to 256, default 4).
+    pub concurrency: Option<usize>,
+    /// Tenants of the canary wave (default 0).
+    pub canary: Option<usize>,
+    /// Halt once more tenants than this failed.
+    pub max_failures: Option<usize>,
+    /// Further attempts after a lock timeout (default 3).
+    pub retries: Option<u32>,
+    /// lock_timeout of tenant transactions in ms (default 5000; 0 = none).
+    pub lock_timeout_ms: Option<u64>,
+    /// statement_timeout of tenant transactions in ms (default 600000; 0 = none).
+    pub statement_timeout_ms: Option<u64>,
+    /// One transaction per tenant (default false).
+    pub grouped: Option<bool>,
+    /// Tenants per migrator connection (default 200).
+    pub tenants_per_connection: Option<usize>,
+}
+
+/// A run: its record, its items by state, and its items (all, or those of `?state=`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MigrationRun {
+    pub id: String,
+    pub created_by: String,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+    pub target_version: i64,
+    /// running, interrupted (its process is gone; resume it), completed, failed or halted.
+    pub state: String,
+    pub halt_reason: Option<String>,
+    #[schema(value_type = Object)]
+    pub selection: serde_json::Value,
+    #[schema(value_type = Object)]
+    pub options: serde_json::Value,
+    pub tenants: i32,
+    /// Items by state.
+    #[schema(value_type = Object)]
+    pub counts: std::collections::BTreeMap<String, i64>,
+    pub items: Vec<MigrationItem>,
+}
+
+/// One tenant of a run.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MigrationItem {
+    pub tenant_id: String,
+    pub slug: String,
+    /// pending, running, done, failed, drift or lock_timeout.
+    pub state: String,
+    /// 0 for the canary wave, 1 for the rest.
+    pub wave: i16,
+    pub from_version: Option<i64>,
+    pub to_version: Option<i64>,
+    pub attempts: i32,
+    pub duration_ms: Option<i64>,
+    pub error: Option<String>,
+}
+
+impl From<RunStatus> for MigrationRun {
+    fn from(status: RunStatus) -> Self {
+        let run = status.run;
+        Self {
+            id: run.id.to_string(),
+            created_by: run.created_by,
+            created_at: run.created_at.to_rfc3339(),
+            finished_at: run.finished_at.map(|t| t.to_rfc3339()),
+            target_version: run.target_version,
+            state: status.state,
+            halt_reason: run.halt_reason,
+            selection: run.selection,
+            options: run.options,
+            tenants: run.tenants,
+            counts: status.counts,
+            items: status
+                .items
+                .into_iter()
+                .map(|i| MigrationItem {
+                    tenant_id: i.tenant_id.to_string(),
+                    slug: i.slug,
+                    state: i.state,
+                    wave: i.wave,
+                    from_version: i.from_version,
+                    to_version: i.to_version,
+                    attempts: i.attempts,
+                    duration_ms: i.duration_ms,
+                    error: i.error,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ItemsQuery {
+    /// Only items in this state (pending, running, done, failed, drift, lock_timeout).
+    pub state: Option<String>,
+}
+
+const ITEM_STATES: &[&str] = &["pending", "running", "done", "failed", "drift", "lock_timeout"];
+
+impl From<FleetError> for ApiError {
+    fn from(err: FleetError) -> Self {
+        let status = match &err {
+            FleetError::Busy(_) | FleetError::TargetChanged { .. } => StatusCode::CONFLICT,
+            FleetError::NoSuchRun(_) => StatusCode::NOT_FOUND,
+            FleetError::InvalidOptions(_) => StatusCode::BAD_REQUEST,
+            FleetError::Migrations(_) | FleetError::Template(_) | FleetError::Catalog(_) => {
+                return Self::internal("migration_unavailable", &err)
+            }
+        };
+        let code = match &err {
+            FleetError::Busy(_) => "run_in_progress",
+            FleetError::TargetChanged { .. } => "target_changed",
+            FleetError::NoSuchRun(_) => "not_found",
+            _ => "invalid_options",
+        };
+        Self::new(status, code, err.to_string())
+    }
+}
+
+fn options(body: StartRun) -> Result<fleet::ApplyOptions, ApiError> {
+    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_options", message);
+    if let Some(tenant) = &body.tenant {
+        tenancy::domain::Slug::parse(tenant).map_err(|e| bad(format!("tenant: {e}")))?;
+    }
+    if let Some(plan) = &body.plan {
+        tenancy::domain::PlanName::parse(plan).map_err(|e| bad(format!("plan: {e}")))?;
+    }
+    if let Some(cluster) = &body.cluster {
+        tenancy::domain::ClusterName::parse(cluster).map_err(|e| bad(format!("cluster: {e}")))?;
+    }
+    let defaults = fleet::RunOptions::default();
+    let concurrency = body.concurrency.unwrap_or(defaults.concurrency);
+    if !(1..=256).contains(&concurrency) {
+        return Err(bad(format!("concurrency must be 1 to 256, got {concurrency}")));
+    }
+    Ok(fleet::ApplyOptions {
+        selection: ledger::Selection { tenant: body.tenant, plan: body.plan, cluster: body.cluster },
+        run: fleet::RunOptions {
+            concurrency,
+            canary: body.canary.unwrap_or(defaults.canary),
+            max_failures: body.max_failures,
+            retries: body.retries.unwrap_or(defaults.retries),
+            lock_timeout_ms: body.lock_timeout_ms.unwrap_or(defaults.lock_timeout_ms),
+            statement_timeout_ms: body.statement_timeout_ms.unwrap_or(defaults.statement_timeout_ms),
+            grouped: body.grouped.unwrap_or(defaults.grouped),
+            tenants_per_connection: body.tenants_per_connection.unwrap_or(defaults.tenants_per_connection),
+        },
+    })
+}
+
+/// Logs a run's progress every 10% (a run started over the API has no terminal).
+struct LoggedProgress {
+    run: uuid::Uuid,
+    total: AtomicUsize,
+    done: AtomicUsize,
+}
+
+impl fleet::Progress for LoggedProgress {
+    fn start(&self, more: usize) {
+        self.total.fetch_add(more, Ordering::Relaxed);
+    }
+
+    fn tenant_done(&self, _result: &fleet::TenantResult) {
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        let total = self.total.load(Ordering::Relaxed).max(done);
+        if done * 10 / total != (done - 1) * 10 / total {
+            tracing::info!(run = %self.run, done, total, "fleet migration progress");
+        }
+    }
+
+    fn finish(&self) {}
+}
+
+/// Start a fleet migration run. Tenants at the target already are marked done at once; the
+/// others are migrated in the background: follow with `GET /v1/migrations/runs/{id}`.
+#[utoipa::path(post, path = "/v1/migrations/runs", request_body = StartRun, tag = "migrations",
+    responses((status = 202, body = MigrationRun), (status = 400, body = super::api::ErrorBody),
+              (status = 409, description = "another run is going", body = super::api::ErrorBody)))]
+pub(super) async fn start(
+    State(state): State<AppState>,
+    Extension(operator): Extension<Operator>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<(StatusCode, Json<MigrationRun>), ApiError> {
+    // No body: every default.
+    let body = body?;
+    let body: StartRun = if body.iter().all(u8::is_ascii_whitespace) {
+        StartRun::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("invalid JSON body: {e}"))
+        })?
+    };
+    let options = options(body)?;
+    let begun = fleet::begin(&state.cp, &options, &operator.0).await?;
+    let run = begun.run_id();
+    let cp = state.cp.clone();
+    tokio::spawn(async move {
+        let progress = LoggedProgress { run, total: 0.into(), done: 0.into() };
+        match begun.execute(&cp, &progress).await {
+            Ok(report) => tracing::info!(%run, state = %report.state, migrated = report.migrated,
+                failed = report.failed + report.drift + report.lock_timeout, "fleet migration run ended"),
+            Err(error) => tracing::error!(%run, %error, "fleet migration run stopped; resume it"),
+        }
+    });
+    let status = fleet::status(&state.cp, Some(run), Some(&[])).await?.ok_or(FleetError::NoSuchRun(run))?;
+    Ok((StatusCode::ACCEPTED, Json(status.into())))
+}
+
+/// The most recent runs (without items), newest first.
+#[utoipa::path(get, path = "/v1/migrations/runs", tag = "migrations",
+    responses((status = 200, body = Vec<MigrationRun>)))]
+pub(super) async fn list(State(state): State<AppState>) -> Result<Json<Vec<MigrationRun>>, ApiError> {
+    let runs = {
+        let client =
+            state.cp.catalog.get().await.map_err(|e| ApiError::internal("catalog_unavailable", &e))?;
+        ledger::recent_runs(&**client, 20).await.map_err(|e| ApiError::internal("catalog_unavailable", &e))?
+    };
+    let mut out = Vec::with_capacity(runs.len());
+    for run in runs {
+        if let Some(status) = fleet::status(&state.cp, Some(run.id), Some(&[])).await? {
+            out.push(status.into());
+        }
+    }
+    Ok(Json(out))
+}
+
+/// A run's progress, with its tenants (all, or those in `state`).
+#[utoipa::path(get, path = "/v1/migrations/runs/{id}", params(("id" = String, Path), ItemsQuery),
+    tag = "migrations",
+    responses((status = 200, body = MigrationRun), (status = 400, body = super::api::ErrorBody),
+              (status = 404, body = super::api::ErrorBody)))]
+pub(super) async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<ItemsQuery>,
+) -> Result<Json<MigrationRun>, ApiError> {
+    let not_found =
+        || ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no fleet migration run {id:?}"));
+    let run = uuid::Uuid::parse_str(&id).map_err(|_| not_found())?;
+    let states = match query.state.as_deref() {
+        None => None,
+        Some(s) => Some(ITEM_STATES.iter().copied().find(|known| *known == s).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!("state must be one of {}, got {s:?}", ITEM_STATES.join(", ")),
+            )
+        })?),
+    };
+    let filter = states.map(|s| [s]);
+    let status =
+        fleet::status(&state.cp, Some(run), filter.as_ref().map(|f| &f[..])).await?.ok_or_else(not_found)?;
+    Ok(Json(status.into()))
+}
