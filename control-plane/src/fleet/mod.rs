@@ -439,6 +439,9 @@ pub async fn status(
     states: Option<&[&str]>,
 ) -> Result<Option<RunStatus>, FleetError> {
     let client = cp.catalog.get().await.map_err(catalog_error)?;
+    // The lock first: a run that ends between the two reads shows as finished, not as
+    // interrupted (its row, read second, already says how it ended).
+    let locked = ledger::is_locked(&**client).await.map_err(catalog_error)?;
     let recorded = match run {
         Some(id) => ledger::run(&**client, id).await,
         None => ledger::latest_run(&**client).await,
@@ -447,7 +450,7 @@ pub async fn status(
     let Some(run) = recorded else { return Ok(None) };
     let counts = ledger::counts(&**client, run.id).await.map_err(catalog_error)?.into_iter().collect();
     let items = ledger::items(&**client, run.id, states).await.map_err(catalog_error)?;
-    let interrupted = run.state == "running" && !ledger::is_locked(&**client).await.map_err(catalog_error)?;
+    let interrupted = run.state == "running" && !locked;
     let state = if interrupted { "interrupted".to_owned() } else { run.state.clone() };
     Ok(Some(RunStatus { run, state, counts, items }))
 }

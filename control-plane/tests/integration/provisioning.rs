@@ -116,7 +116,11 @@ async fn a_crash_after_any_provisioning_step_is_finished_by_the_next_attempt() {
     assert_eq!(db.count("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 't\\_crash\\_%'").await, n);
     assert_eq!(db.count("SELECT count(*) FROM control.secrets").await, 2 * n);
     assert_eq!(db.count("SELECT count(*) FROM control.domains").await, 2 * n);
-    assert_eq!(db.roles().await.len() as i64, 2 * n + 1, "one role per tenant plus the owner");
+    assert_eq!(
+        db.roles().await.len() as i64,
+        2 * n + 2,
+        "one role per tenant, the owner and the tenants group"
+    );
     for i in 0..Step::ALL.len() {
         let history = db.count(&format!("SELECT count(*) FROM t_crash_{i}.refinery_schema_history")).await;
         assert_eq!(history, 1, "each migration applied exactly once");
