@@ -61,6 +61,12 @@ async fn plan_changes_nothing_and_a_tampered_history_is_drift_and_not_migrated()
         )
         .await
         .unwrap();
+    // And echo's so badly that it is not even a number (refinery cannot parse it).
+    let echo = f.schema("echo");
+    admin
+        .execute(&format!("UPDATE \"{echo}\".refinery_schema_history SET checksum = 'garbage'"), &[])
+        .await
+        .unwrap();
 
     let snapshot = || async {
         let client = f.db.client().await;
@@ -92,23 +98,26 @@ async fn plan_changes_nothing_and_a_tampered_history_is_drift_and_not_migrated()
     assert_eq!((planned.versions[0].version, planned.versions[0].tenants), (Some(1), 5));
     assert!(planned.pending.iter().all(|p| p.pending == [2]), "{planned:?}");
     let drift = planned.drift.clone().unwrap();
-    assert_eq!(drift.len(), 1, "{drift:?}");
-    assert_eq!(drift[0].slug, "delta");
+    let drifted: Vec<&str> = drift.iter().map(|d| d.slug.as_str()).collect();
+    assert_eq!(drifted, ["delta", "echo"], "{drift:?}");
     assert!(drift[0].problem.contains("V1") && drift[0].problem.contains("checksum"), "{drift:?}");
     let headroom = &planned.headroom[0];
     assert!(headroom.relations_per_tenant > 10 && headroom.lock_slots > 0, "{headroom:?}");
 
     let report = control_plane::fleet::apply(&f.cp, &all(2), "test", &Quiet).await.unwrap();
-    assert_eq!((report.migrated, report.drift, report.failed), (4, 1, 0), "{report:?}");
-    let delta_result = report.results.iter().find(|r| r.slug == "delta").unwrap();
-    assert_eq!(delta_result.state, ItemState::Drift);
-    assert_eq!(f.v2("delta").await, (0, false), "a drifted tenant is not migrated");
+    assert_eq!((report.migrated, report.drift, report.failed), (3, 2, 0), "{report:?}");
+    for slug in ["delta", "echo"] {
+        let result = report.results.iter().find(|r| r.slug == slug).unwrap();
+        assert_eq!(result.state, ItemState::Drift, "{result:?}");
+        assert_eq!(f.v2(slug).await, (0, false), "a drifted tenant is not migrated");
+    }
     assert_eq!(report.state, "failed");
 
-    // Afterwards the plan shows only delta pending, the others at V2 (from the catalog).
+    // Afterwards the plan shows only the drifted tenants pending, the others at V2 (from the
+    // catalog).
     let planned = plan(&f.cp, &options).await.unwrap();
-    assert_eq!(planned.pending_tenants, 1);
-    assert_eq!(planned.pending[0].slug, "delta");
+    let pending: Vec<&str> = planned.pending.iter().map(|p| p.slug.as_str()).collect();
+    assert_eq!(pending, ["delta", "echo"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -103,6 +103,10 @@ async fn bad_deliveries_are_refused_and_unusable_events_are_recorded_without_sid
     assert!(outcome.starts_with("ignored"), "{outcome}");
 
     assert_eq!(db.count("SELECT count(*) FROM control.tenants").await, 1, "only acme");
-    assert_eq!(db.roles().await.len(), 2, "acme's role and the owner, nothing half-created");
+    assert_eq!(
+        db.roles().await.len(),
+        3,
+        "acme's role, the owner and the tenants group, nothing half-created"
+    );
     control.server.stop().await.unwrap();
 }

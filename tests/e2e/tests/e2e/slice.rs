@@ -58,7 +58,10 @@ async fn a_tenant_created_with_the_cli_answers_sql_through_the_router_on_its_own
 
     // Role, schema with the migrations applied, catalog row.
     let role = format!("{}_acme", db.role_prefix);
-    assert_eq!(db.roles().await, vec![role.clone(), format!("{}_owner", db.role_prefix)]);
+    assert_eq!(
+        db.roles().await,
+        vec![role.clone(), format!("{}_owner", db.role_prefix), format!("{}_tenants", db.role_prefix)]
+    );
     assert_eq!(db.count("SELECT count(*) FROM t_acme.refinery_schema_history").await, 1);
     assert_eq!(
         db.count("SELECT count(*) FROM control.tenants WHERE slug = 'acme' AND status = 'active'").await,
