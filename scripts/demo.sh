@@ -179,7 +179,12 @@ SQL
 ALTER TABLE tasks ADD COLUMN priority smallint NOT NULL DEFAULT 0;
 CREATE INDEX tasks_priority ON tasks (priority);
 SQL
-  "$BIN/tenantctl" migrate apply --concurrency 2
+  echo "   tenantctl migrate plan (what would happen; changes nothing):"
+  "$BIN/tenantctl" migrate plan | sed 's/^/   /'
+  echo "   tenantctl migrate apply --canary 1 --concurrency 2:"
+  "$BIN/tenantctl" migrate apply --canary 1 --concurrency 2 | sed 's/^/   /'
+  echo "   tenantctl migrate status (the fleet ledger):"
+  "$BIN/tenantctl" migrate status --all | sed 's/^/   /'
   echo "   acme's tasks table now has priority:"
   # shellcheck disable=SC2016 # $1 and $2 are SQL parameters, not shell variables
   sql acme '{"query":"SELECT column_name FROM information_schema.columns WHERE table_name = $1 AND column_name = $2","params":["tasks","priority"]}' | pretty_rows

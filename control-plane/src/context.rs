@@ -81,7 +81,11 @@ impl ControlPlane {
         provisioning: &ProvisioningSettings,
         catalog_connections: usize,
     ) -> Result<Arc<Self>, StartError> {
-        let config = tenancy::pg::parse_config(common.database_url.expose())?;
+        let mut config = tenancy::pg::parse_config(common.database_url.expose())?;
+        if config.get_application_name().is_none() {
+            // What operators see in pg_stat_activity next to the control plane's sessions.
+            config.application_name("tenantctl");
+        }
         let catalog = tenancy::pg::pool(config.clone(), catalog_connections)?;
         crate::catalog::migrate(&catalog).await?;
         let secrets = common.secrets.build(catalog.clone()).await?;

@@ -1,11 +1,15 @@
 //! Tenant schema migrations: refinery files read at run time from the migrations directory
 //! (`TENANT_MIGRATIONS_DIR`), applied inside one tenant's schema with the history table
-//! (`refinery_schema_history`) in that schema too.
+//! (`refinery_schema_history`, in refinery's format) in that schema too.
 //!
 //! Migrations run on a migrator connection as the schema owner role with `search_path` set to
-//! the tenant's schema, never as the tenant's runtime role.
+//! the tenant's schema, never as the tenant's runtime role. The runner here is built for fleets
+//! of thousands of schemas: one round trip prepares the session and reads the history, one per
+//! pending migration applies it with its history row (or one for all with `grouped`), one
+//! resets the session — where refinery's runner needs about ten per tenant — and a history that
+//! differs from the files is reported as drift, never applied over.
 
-use refinery::{Migration, Runner};
+use refinery::Migration;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,22 +59,69 @@ impl TenantMigrations {
         self.migrations.iter().map(|m| i64::from(m.version())).collect()
     }
 
-    /// Each version's name and checksum as the history table records them.
-    pub fn checksums(&self) -> Vec<(i64, (String, String))> {
-        self.migrations
-            .iter()
-            .map(|m| (i64::from(m.version()), (m.name().to_owned(), m.checksum().to_string())))
-            .collect()
-    }
-
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    fn runner(&self, schema: &SchemaName) -> Runner {
-        let mut runner = Runner::new(&self.migrations);
-        runner.set_migration_table_name(format!("{}.{HISTORY_TABLE}", schema.quoted()));
-        runner.set_abort_divergent(true).set_abort_missing(true)
+    /// What `applied` (a tenant's history) leaves to do: the pending migrations, in order, or
+    /// why the history and the files disagree (drift: nothing may be applied).
+    pub fn pending(&self, applied: &[Applied]) -> Result<Vec<&Migration>, String> {
+        let mut problems = Vec::new();
+        for row in applied {
+            match self.migrations.iter().find(|m| i64::from(m.version()) == row.version) {
+                None => problems.push(format!(
+                    "V{} ({}) is applied but not in the migrations directory",
+                    row.version, row.name
+                )),
+                Some(file) if file.name() != row.name || file.checksum().to_string() != row.checksum => {
+                    problems.push(format!(
+                        "V{} ({}) was applied with a different checksum than the file's",
+                        row.version, row.name
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        let newest = applied.iter().map(|a| a.version).max().unwrap_or(0);
+        let (older, pending): (Vec<&Migration>, Vec<&Migration>) = self
+            .migrations
+            .iter()
+            .filter(|m| !applied.iter().any(|a| a.version == i64::from(m.version())))
+            .partition(|m| i64::from(m.version()) < newest);
+        for skipped in older {
+            problems.push(format!(
+                "V{} ({}) is not applied but V{newest} is (added out of order)",
+                skipped.version(),
+                skipped.name()
+            ));
+        }
+        if problems.is_empty() {
+            Ok(pending)
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
+/// One row of a tenant's history table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub version: i64,
+    pub name: String,
+    pub checksum: String,
+}
+
+impl Applied {
+    /// The history's columns, as [`Applied::from_row`] reads them after any leading columns.
+    pub const COLUMNS: &'static str = "version::int8, name::text, checksum::text";
+
+    /// Reads the three [`Applied::COLUMNS`] starting at column `first`.
+    pub fn from_row(row: &tokio_postgres::Row, first: usize) -> Self {
+        Self {
+            version: row.get(first),
+            name: row.get::<_, Option<String>>(first + 1).unwrap_or_default(),
+            checksum: row.get::<_, Option<String>>(first + 2).unwrap_or_default(),
+        }
     }
 }
 
@@ -132,10 +183,16 @@ fn interval(d: Duration) -> String {
     format!("'{}ms'", d.as_millis())
 }
 
+/// A SQL string literal.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
 /// Applies pending migrations to `schema` on `client` (a migrator connection; the session is
 /// set back to its defaults afterwards, so the connection can migrate another tenant).
-/// `runtime_role` loses any privilege on the history table, which default privileges would
-/// otherwise have granted it.
+/// When the history table is new (or empty), `runtime_role` loses the privileges on it that
+/// default privileges granted it (a history copied with a cloned database is taken care of by
+/// provisioning).
 pub async fn migrate_schema(
     client: &mut tokio_postgres::Client,
     migrations: &TenantMigrations,
@@ -145,8 +202,10 @@ pub async fn migrate_schema(
     settings: MigrateSettings,
 ) -> Result<Migrated, MigrateTenantError> {
     let lock = tenant_lock_keys(schema);
-    // Timeouts first: waiting for the tenant lock obeys the lock timeout too. One implicit
-    // transaction: if the lock is not granted, none of the settings stays.
+    let history = format!("{}.{HISTORY_TABLE}", schema.quoted());
+    // One round trip, one implicit transaction: timeouts first (waiting for the tenant lock
+    // obeys the lock timeout too), the lock, the owner role and search_path, the history table
+    // (refinery's layout) if missing, and its rows.
     let mut setup = String::new();
     if let Some(timeout) = settings.lock_timeout {
         setup.push_str(&format!("SET lock_timeout = {};", interval(timeout)));
@@ -155,30 +214,112 @@ pub async fn migrate_schema(
         setup.push_str(&format!("SET statement_timeout = {};", interval(timeout)));
     }
     setup.push_str(&format!(
-        "SELECT pg_advisory_lock({lock}); SET ROLE {}; SET search_path TO {}",
-        owner.quoted(),
-        schema.quoted()
+        "SELECT pg_advisory_lock({lock});
+         SET ROLE {owner};
+         SET search_path TO {schema};
+         SET LOCAL client_min_messages = warning;
+         CREATE TABLE IF NOT EXISTS {history} (
+             version int4 PRIMARY KEY, name varchar(255), applied_on varchar(255), checksum varchar(255));
+         SELECT {columns} FROM {history} ORDER BY version",
+        owner = owner.quoted(),
+        schema = schema.quoted(),
+        columns = Applied::COLUMNS,
     ));
-    client.batch_execute(&setup).await.map_err(|e| classify_pg(&e, MigrateTenantError::Session))?;
-    let runner = migrations.runner(schema).set_grouped(settings.grouped);
-    let report = runner.run_async(client).await;
-    // The history table exists once the runner succeeded: take it from the runtime role (still
-    // as the owner) in the same round trip that unlocks and resets the session.
-    let revoke = match (&report, runtime_role) {
-        (Ok(_), Some(role)) => {
-            format!("REVOKE ALL ON {}.{HISTORY_TABLE} FROM {};", schema.quoted(), role.quoted())
+    let applied = match client.simple_query(&setup).await {
+        Ok(messages) => history_rows(&messages),
+        Err(e) => {
+            // The lock may have been granted before the failure (session locks survive a
+            // rollback): let it go.
+            let _ = client.batch_execute(&reset_sql(&lock, false, "")).await;
+            return Err(classify_pg(&e, MigrateTenantError::Session));
+        }
+    };
+    let outcome = match migrations.pending(&applied) {
+        Ok(pending) => apply_pending(client, &pending, &history, settings.grouped).await,
+        Err(drift) => Err((MigrateTenantError::Drift(drift), false)),
+    };
+    let revoke = match (&outcome, runtime_role) {
+        (Ok(_), Some(role)) if applied.is_empty() => {
+            format!("REVOKE ALL ON {history} FROM {};", role.quoted())
         }
         _ => String::new(),
     };
-    let reset = client
-        .batch_execute(&format!(
-            "{revoke} SELECT pg_advisory_unlock({lock}); RESET ROLE; RESET search_path; \
-             RESET lock_timeout; RESET statement_timeout"
-        ))
-        .await;
-    let report = report.map_err(|e| classify_refinery(&e))?;
+    let aborted = matches!(outcome, Err((_, true)));
+    let reset = client.batch_execute(&reset_sql(&lock, aborted, &revoke)).await;
+    let applied = outcome.map_err(|(error, _)| error)?;
     reset.map_err(|e| MigrateTenantError::Session(tenancy::pg::describe_error(&e)))?;
-    Ok(Migrated { applied: report.applied_migrations().iter().map(|m| i64::from(m.version())).collect() })
+    Ok(Migrated { applied })
+}
+
+/// The history rows of the setup's last statement (the only one with three columns).
+fn history_rows(messages: &[tokio_postgres::SimpleQueryMessage]) -> Vec<Applied> {
+    messages
+        .iter()
+        .filter_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) if row.len() == 3 => Some(Applied {
+                version: row.get(0).and_then(|v| v.parse().ok()).unwrap_or_default(),
+                name: row.get(1).unwrap_or_default().to_owned(),
+                checksum: row.get(2).unwrap_or_default().to_owned(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Ends a tenant's migration on its session: a failed migration's transaction rolled back,
+/// `revoke` run (still as the owner), the tenant lock released, the session's settings reset.
+fn reset_sql(lock: &str, failed: bool, revoke: &str) -> String {
+    format!(
+        "{rollback}{revoke} SELECT pg_advisory_unlock({lock}); RESET ROLE; RESET search_path; \
+         RESET lock_timeout; RESET statement_timeout",
+        rollback = if failed { "ROLLBACK;" } else { "" },
+    )
+}
+
+/// Applies `pending`, each migration with its history row in one transaction (all of them in
+/// one with `grouped`), one round trip each. On failure, also whether the session was left in
+/// the failed transaction (to be rolled back).
+async fn apply_pending(
+    client: &tokio_postgres::Client,
+    pending: &[&Migration],
+    history: &str,
+    grouped: bool,
+) -> Result<Vec<i64>, (MigrateTenantError, bool)> {
+    let statements: Vec<(i64, String)> = pending
+        .iter()
+        .map(|m| {
+            let sql = format!(
+                "{body}\n;INSERT INTO {history} (version, name, applied_on, checksum) VALUES \
+                 ({version}, {name}, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), {checksum});",
+                body = m.sql().unwrap_or_default(),
+                version = m.version(),
+                name = literal(m.name()),
+                checksum = literal(&m.checksum().to_string()),
+            );
+            (i64::from(m.version()), sql)
+        })
+        .collect();
+    let batches: Vec<(Vec<i64>, String)> = if grouped {
+        let (versions, sql): (Vec<i64>, Vec<String>) = statements.into_iter().unzip();
+        if versions.is_empty() {
+            Vec::new()
+        } else {
+            vec![(versions, sql.concat())]
+        }
+    } else {
+        statements.into_iter().map(|(version, sql)| (vec![version], sql)).collect()
+    };
+    let mut done = Vec::new();
+    for (versions, sql) in batches {
+        client.batch_execute(&format!("BEGIN;\n{sql}\nCOMMIT;")).await.map_err(|e| {
+            let what = versions.iter().map(|v| format!("V{v}")).collect::<Vec<_>>().join(", ");
+            let error = classify_pg(&e, MigrateTenantError::Migration)
+                .map_message(|m| format!("applying {what}: {m}"));
+            (error, true)
+        })?;
+        done.extend(versions);
+    }
+    Ok(done)
 }
 
 /// A PostgreSQL error: lock timeouts (55P03) and deadlocks (40P01) are [`MigrateTenantError::Locked`],
@@ -193,23 +334,6 @@ fn classify_pg(
         Some(code) if !code.starts_with("08") && !code.starts_with("57P") => otherwise(description),
         _ => MigrateTenantError::Session(description),
     }
-}
-
-/// refinery's error, with the PostgreSQL error (message, SQLSTATE) it wraps when there is one.
-fn classify_refinery(err: &refinery::Error) -> MigrateTenantError {
-    use refinery::error::Kind;
-    if matches!(err.kind(), Kind::DivergentVersion(..) | Kind::MissingVersion(..)) {
-        return MigrateTenantError::Drift(err.to_string());
-    }
-    let mut source = std::error::Error::source(err);
-    while let Some(inner) = source {
-        if let Some(pg) = inner.downcast_ref::<tokio_postgres::Error>() {
-            return classify_pg(pg, MigrateTenantError::Migration)
-                .map_message(|message| format!("{err}: {message}"));
-        }
-        source = inner.source();
-    }
-    MigrateTenantError::Migration(err.to_string())
 }
 
 impl MigrateTenantError {

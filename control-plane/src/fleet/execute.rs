@@ -141,14 +141,14 @@ impl<'a> Execution<'a> {
         let role = Some(&tenant.role_name);
         if let Some(database) = &tenant.database_name {
             let mut client = cluster.migrator_session(Some(database)).await.map_err(connect_error)?;
-            return unpanicked(migrate_schema(
+            return migrate_schema(
                 &mut client,
                 self.migrations,
                 &tenant.schema_name,
                 &cluster.owner,
                 role,
                 settings,
-            ))
+            )
             .await;
         }
         let mut current = match session.take() {
@@ -156,14 +156,14 @@ impl<'a> Execution<'a> {
             _ => Session { client: cluster.migrator_session(None).await.map_err(connect_error)?, tenants: 0 },
         };
         current.tenants += 1;
-        let result = unpanicked(migrate_schema(
+        let result = migrate_schema(
             &mut current.client,
             self.migrations,
             &tenant.schema_name,
             &cluster.owner,
             role,
             settings,
-        ))
+        )
         .await;
         // After a failure the session's state is not known: the next tenant gets a fresh one.
         if result.is_ok() {
@@ -219,24 +219,6 @@ impl<'a> Execution<'a> {
         ledger::mark_finished(&**client, self.run, job.tenant.id, &outcome).await.map_err(catalog_error)?;
         Ok(result)
     }
-}
-
-/// refinery panics on a history row it cannot parse (a checksum that is not a number, a
-/// malformed date): that tenant's history is damaged, which is drift, not a reason to stop the
-/// run. Its session is dropped afterwards (the caller keeps sessions only after success), which
-/// also releases the tenant's lock.
-async fn unpanicked(
-    migration: impl std::future::Future<Output = Result<Migrated, MigrateTenantError>>,
-) -> Result<Migrated, MigrateTenantError> {
-    use futures::FutureExt as _;
-    std::panic::AssertUnwindSafe(migration).catch_unwind().await.unwrap_or_else(|panic| {
-        let detail = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        Err(MigrateTenantError::Drift(format!("the migration history could not be read ({detail})")))
-    })
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -8,7 +8,7 @@ use super::ledger::{self, Selection};
 use super::FleetError;
 use crate::cluster::Cluster;
 use crate::context::ControlPlane;
-use crate::tenant_schema::{TenantMigrations, HISTORY_TABLE};
+use crate::tenant_schema::{Applied, TenantMigrations, HISTORY_TABLE};
 use std::collections::BTreeMap;
 use tenancy::catalog::TenantRecord;
 
@@ -137,13 +137,6 @@ fn unavailable(cluster: &Cluster, e: &tokio_postgres::Error) -> FleetError {
 /// Schemas read per history query.
 const HISTORIES_PER_QUERY: usize = 250;
 
-/// One applied migration, as a tenant's history table has it.
-struct Applied {
-    version: i64,
-    name: String,
-    checksum: String,
-}
-
 async fn find_drift(
     cluster: &Cluster,
     migrations: &TenantMigrations,
@@ -179,13 +172,12 @@ async fn find_drift(
         // A database without the history table reads as an empty history below.
         let _ = read_histories(cluster, &client, std::slice::from_ref(&schema), &mut histories).await;
     }
-    let files: BTreeMap<i64, (String, String)> = migrations.checksums().into_iter().collect();
     let mut drift = Vec::new();
     for (tenant, recorded) in tenants {
         let key = history_key(tenant);
         let problem = match histories.get(&key) {
             None => Some("no migration history table".to_owned()),
-            Some(applied) => compare(applied, &files, *recorded),
+            Some(applied) => compare(migrations, applied, *recorded),
         };
         if let Some(problem) = problem {
             drift.push(Drift { slug: tenant.slug.to_string(), cluster: tenant.cluster.clone(), problem });
@@ -216,8 +208,9 @@ async fn read_histories(
         .iter()
         .map(|schema| {
             format!(
-                "SELECT '{}'::text, version::int8, name::text, checksum::text FROM {}.{HISTORY_TABLE}",
+                "SELECT '{}'::text, {} FROM {}.{HISTORY_TABLE}",
                 schema.replace('\'', "''"),
+                Applied::COLUMNS,
                 tenancy::domain::quote_ident(schema)
             )
         })
@@ -226,11 +219,7 @@ async fn read_histories(
     for row in client.query(&sql, &[]).await.map_err(|e| unavailable(cluster, &e))? {
         let schema: String = row.get(0);
         let key = if own_database { format!("db:{database}") } else { schema };
-        into.entry(key).or_default().push(Applied {
-            version: row.get(1),
-            name: row.get(2),
-            checksum: row.get(3),
-        });
+        into.entry(key).or_default().push(Applied::from_row(&row, 1));
     }
     for schema in schemas {
         let key = if own_database { format!("db:{database}") } else { schema.clone() };
@@ -239,26 +228,11 @@ async fn read_histories(
     Ok(())
 }
 
-/// What is wrong with one tenant's history against the files, if anything.
-fn compare(
-    applied: &[Applied],
-    files: &BTreeMap<i64, (String, String)>,
-    recorded: Option<i64>,
-) -> Option<String> {
-    let mut problems = Vec::new();
-    for a in applied {
-        match files.get(&a.version) {
-            None => problems
-                .push(format!("V{} ({}) is applied but not in the migrations directory", a.version, a.name)),
-            Some((name, checksum)) if *name != a.name || *checksum != a.checksum => {
-                problems.push(format!(
-                    "V{} ({}) was applied with a different checksum than the file's",
-                    a.version, a.name
-                ));
-            }
-            Some(_) => {}
-        }
-    }
+/// What is wrong with one tenant's history against the files, if anything: what would make
+/// `apply` refuse it, or a catalog version ahead of the history (`apply` would skip a tenant
+/// that is not at the target).
+fn compare(migrations: &TenantMigrations, applied: &[Applied], recorded: Option<i64>) -> Option<String> {
+    let mut problems: Vec<String> = migrations.pending(applied).err().into_iter().collect();
     let newest = applied.iter().map(|a| a.version).max();
     if let Some(recorded) = recorded.filter(|r| newest.is_none_or(|n| *r > n)) {
         problems.push(format!(

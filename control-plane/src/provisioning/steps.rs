@@ -266,7 +266,15 @@ async fn ensure_schema(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), P
          ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {schema}
            GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {role};
          ALTER ROLE {role} SET search_path = {schema};
+         DO $$ BEGIN
+           -- A history that already exists (a cloned database, a resumed run) got the grant
+           -- above: the tenant may not read or edit its migration history.
+           IF to_regclass('{schema_name}.{history}') IS NOT NULL THEN
+             EXECUTE 'REVOKE ALL ON {schema}.{history} FROM {role}';
+           END IF;
+         END $$;
          COMMIT;",
+        history = crate::tenant_schema::HISTORY_TABLE,
         schema_name = tenant.schema_name.as_str(),
         owner_name = cluster.owner.as_str(),
     );

@@ -61,7 +61,7 @@ async fn plan_changes_nothing_and_a_tampered_history_is_drift_and_not_migrated()
         )
         .await
         .unwrap();
-    // And echo's so badly that it is not even a number (refinery cannot parse it).
+    // And echo's so badly that it is not even a number.
     let echo = f.schema("echo");
     admin
         .execute(&format!("UPDATE \"{echo}\".refinery_schema_history SET checksum = 'garbage'"), &[])
