@@ -182,7 +182,8 @@ struct RedisPublisher {
 
 impl RedisPublisher {
     fn new(url: &str, prefix: &str) -> Result<Self, StartError> {
-        let client = redis::Client::open(url).map_err(|e| StartError::Redis(e.to_string()))?;
+        let client =
+            tenancy::invalidation::redis_client(url).map_err(|e| StartError::Redis(e.to_string()))?;
         Ok(Self { client, names: RedisNames::new(prefix), connection: Mutex::new(None) })
     }
 

@@ -82,7 +82,8 @@ fn shared_cache(
     settings: &RouterSettings,
 ) -> Result<Option<crate::resolve::shared::SharedCache>, StartError> {
     let Some(url) = &settings.common.redis_url else { return Ok(None) };
-    let client = redis::Client::open(url.expose()).map_err(|e| StartError::Redis(e.to_string()))?;
+    let client =
+        tenancy::invalidation::redis_client(url.expose()).map_err(|e| StartError::Redis(e.to_string()))?;
     let names = tenancy::invalidation::RedisNames::new(&settings.common.redis_key_prefix);
     Ok(Some(crate::resolve::shared::SharedCache::new(client, names, settings.shared_cache_ttl)))
 }
@@ -146,7 +147,8 @@ pub fn spawn_invalidation_listener(
     shutdown: &CancellationToken,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, StartError> {
     let Some(url) = &settings.common.redis_url else { return Ok(None) };
-    let client = redis::Client::open(url.expose()).map_err(|e| StartError::Redis(e.to_string()))?;
+    let client =
+        tenancy::invalidation::redis_client(url.expose()).map_err(|e| StartError::Redis(e.to_string()))?;
     let names = tenancy::invalidation::RedisNames::new(&settings.common.redis_key_prefix);
     Ok(Some(crate::invalidation::spawn(
         client,

@@ -54,3 +54,38 @@ pub async fn publish(
         redis::cmd("PUBLISH").arg(names.invalidation_channel()).arg(payload).query_async(redis).await?;
     Ok(())
 }
+
+/// A Redis client for `url` (`redis://`, or `rediss://` for TLS as managed services require).
+/// Installs the process's TLS crypto provider first: two are compiled in (the AWS SDK's and
+/// the HTTP client's), so rustls would otherwise refuse to pick one when the first TLS
+/// connection is made.
+///
+/// # Errors
+/// An invalid URL.
+pub fn redis_client(url: &str) -> redis::RedisResult<redis::Client> {
+    static PROVIDER: std::sync::Once = std::sync::Once::new();
+    PROVIDER.call_once(|| {
+        // Err only when another provider was installed first, which is just as good.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    });
+    redis::Client::open(url)
+}
+
+#[cfg(test)]
+mod tls_tests {
+    /// A `rediss://` URL is accepted (managed Redis requires TLS) and a TLS handshake is really
+    /// attempted: against a server that closes the connection, connecting fails with an error.
+    #[tokio::test]
+    async fn a_tls_redis_url_connects_over_tls_and_fails_cleanly() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            drop(socket);
+        });
+        let client = super::redis_client(&format!("rediss://127.0.0.1:{port}/")).unwrap();
+        let connected = client.get_multiplexed_async_connection().await;
+        assert!(connected.is_err(), "a closed socket cannot complete a TLS handshake");
+        server.await.unwrap();
+    }
+}

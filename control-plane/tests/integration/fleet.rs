@@ -185,13 +185,15 @@ async fn a_second_run_is_refused_and_a_killed_run_resumes() {
     assert_eq!(sqlstate(f.db.client().await.query("SELECT 1", &[]).await), "succeeded");
 }
 
-/// Ends every connection the control plane opened to tenant databases, as a process exit would.
+/// Ends every connection the control plane opened to this test's database, as a process exit
+/// would (other tests' databases are left alone).
 async fn admin_terminate_migrators(db: &TestDb) {
     db.client()
         .await
         .query(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-              WHERE application_name = 'tenantctl' AND pid <> pg_backend_pid()",
+              WHERE application_name = 'tenantctl' AND datname = current_database()
+                AND pid <> pg_backend_pid()",
             &[],
         )
         .await
