@@ -111,6 +111,11 @@ impl IntoResponse for RouterError {
                         tracing::error!(code, error = %other, "request failed");
                         "the tenant's database is temporarily unavailable; retry shortly".to_owned()
                     }
+                    Self::Pool(PoolCheckoutError::Exhausted) => {
+                        // Logged by code, so that alerting can count it exactly.
+                        tracing::warn!(code, "no connection free within the checkout timeout");
+                        other.to_string()
+                    }
                     _ => other.to_string(),
                 };
                 let body = json!({ "message": message, "error": { "code": code, "message": message } });
