@@ -3,10 +3,10 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help demo stop test lint check bench services-up services-down build
+.PHONY: help demo stop test lint check check-terraform bench services-up services-down build
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 demo: ## the main job end to end: services, both servers, 3 tenants by webhook, a fleet migration
 	@scripts/demo.sh run
@@ -21,7 +21,10 @@ lint: ## formatting and clippy with the workspace lints, warnings as errors
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
-check: lint test ## what CI runs
+check-terraform: ## terraform/ and Dockerfile: .tf files parse, env names match --help, checkov
+	@scripts/check-terraform.sh
+
+check: lint check-terraform test ## what CI runs
 
 bench: ## run the benchmarks (release build) against the services; prints rows for bench/RESULTS.md
 	@scripts/bench.sh

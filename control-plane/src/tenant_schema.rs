@@ -25,6 +25,8 @@ pub enum LoadMigrationsError {
     Read { dir: String, message: String },
     #[error("no migrations found in {0}")]
     Empty(String),
+    #[error("two migrations in {dir} have version {version}: {first} and {second}")]
+    DuplicateVersion { dir: String, version: i32, first: String, second: String },
 }
 
 /// The tenant migrations of one directory, loaded once.
@@ -46,6 +48,14 @@ impl TenantMigrations {
             return Err(LoadMigrationsError::Empty(dir.display().to_string()));
         }
         migrations.sort_by_key(Migration::version);
+        if let Some(pair) = migrations.windows(2).find(|pair| pair[0].version() == pair[1].version()) {
+            return Err(LoadMigrationsError::DuplicateVersion {
+                dir: dir.display().to_string(),
+                version: pair[0].version(),
+                first: pair[0].name().to_owned(),
+                second: pair[1].name().to_owned(),
+            });
+        }
         Ok(Self { dir: dir.to_owned(), migrations: Arc::new(migrations) })
     }
 
@@ -344,5 +354,50 @@ impl MigrateTenantError {
             Self::Drift(m) => Self::Drift(f(m)),
             Self::Migration(m) => Self::Migration(f(m)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, sql) in files {
+            std::fs::write(dir.path().join(name), sql).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn two_files_with_one_version_are_refused() {
+        let dir =
+            dir_with(&[("V1__a.sql", "SELECT 1;"), ("V2__b.sql", "SELECT 2;"), ("V2__c.sql", "SELECT 3;")]);
+        let err = TenantMigrations::load(dir.path()).unwrap_err();
+        assert!(matches!(err, LoadMigrationsError::DuplicateVersion { version: 2, .. }), "{err}");
+    }
+
+    #[test]
+    fn pending_follows_the_history_and_refuses_drift() {
+        let dir =
+            dir_with(&[("V1__a.sql", "SELECT 1;"), ("V2__b.sql", "SELECT 2;"), ("V3__c.sql", "SELECT 3;")]);
+        let migrations = TenantMigrations::load(dir.path()).unwrap();
+        let row = |version: i64| {
+            let m = migrations.migrations.iter().find(|m| i64::from(m.version()) == version).unwrap();
+            Applied { version, name: m.name().to_owned(), checksum: m.checksum().to_string() }
+        };
+        let versions = |pending: Vec<&Migration>| pending.iter().map(|m| m.version()).collect::<Vec<_>>();
+        assert_eq!(versions(migrations.pending(&[]).unwrap()), [1, 2, 3]);
+        assert_eq!(versions(migrations.pending(&[row(1)]).unwrap()), [2, 3]);
+        assert_eq!(versions(migrations.pending(&[row(1), row(2), row(3)]).unwrap()), Vec::<i32>::new());
+        let mut changed = row(1);
+        changed.checksum = "12345".into();
+        assert!(migrations.pending(&[changed]).unwrap_err().contains("different checksum"));
+        let unknown = Applied { version: 9, name: "gone".into(), checksum: "1".into() };
+        assert!(migrations
+            .pending(&[row(1), unknown])
+            .unwrap_err()
+            .contains("not in the migrations directory"));
+        assert!(migrations.pending(&[row(1), row(3)]).unwrap_err().contains("out of order"));
     }
 }

@@ -1,0 +1,39 @@
+output "kms_key_arn" {
+  description = "ARN of the customer-managed KMS key."
+  value       = aws_kms_key.this.arn
+}
+
+output "secrets_prefix" {
+  description = "SECRETS_PREFIX to give both binaries."
+  value       = var.secrets_prefix
+}
+
+output "service_secret_name_prefix" {
+  description = "Name prefix of the secrets terraform manages for the services (<prefix>/service)."
+  value       = "${var.secrets_prefix}/service"
+}
+
+output "tenant_secrets_arn_pattern" {
+  description = "ARN pattern of the tenant credentials secrets tenantctl creates (<prefix>/tenants/<tenant-id>/postgres)."
+  value       = "${local.secret_arn_base}/tenants/*"
+}
+
+output "cluster_secrets_arn_pattern" {
+  description = "ARN pattern of the admin connections of registered clusters (<prefix>/clusters/<name>/admin)."
+  value       = "${local.secret_arn_base}/clusters/*"
+}
+
+output "service_secrets_arn_pattern" {
+  description = "ARN pattern of the secrets terraform manages for the services (<prefix>/service/...)."
+  value       = "${local.secret_arn_base}/service/*"
+}
+
+output "billing_webhook_secret_arn" {
+  description = "ARN of the BILLING_WEBHOOK_SECRET secret (its value is put by the operator)."
+  value       = aws_secretsmanager_secret.billing_webhook.arn
+}
+
+output "billing_webhook_secret_name" {
+  description = "Name of the BILLING_WEBHOOK_SECRET secret, for `aws secretsmanager put-secret-value`."
+  value       = aws_secretsmanager_secret.billing_webhook.name
+}
