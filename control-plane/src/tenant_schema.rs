@@ -177,7 +177,12 @@ impl MigrateTenantError {
 /// The outcome of migrating one tenant schema.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Migrated {
+    /// The newest version in the history before this call (`None`: no history).
+    pub from: Option<i64>,
     pub applied: Vec<i64>,
+    /// Whether the session was set back to its defaults; when not (the reset failed after the
+    /// migrations committed), it must not be used for another tenant.
+    pub session_clean: bool,
 }
 
 /// The advisory lock (two-key form, a key space of its own) that one tenant's migrations hold:
@@ -235,30 +240,41 @@ pub async fn migrate_schema(
         schema = schema.quoted(),
         columns = Applied::COLUMNS,
     ));
-    let applied = match client.simple_query(&setup).await {
+    let applied_rows = match client.simple_query(&setup).await {
         Ok(messages) => history_rows(&messages),
         Err(e) => {
             // The lock may have been granted before the failure (session locks survive a
             // rollback): let it go.
-            let _ = client.batch_execute(&reset_sql(&lock, false, "")).await;
-            return Err(classify_pg(&e, MigrateTenantError::Session));
+            let _ = client.batch_execute(&reset_sql(false, "")).await;
+            // Connection failures and lock timeouts are worth another attempt; an SQL error
+            // here (a schema that is gone, a missing privilege) is not.
+            return Err(classify_pg(&e, MigrateTenantError::Migration));
         }
     };
-    let outcome = match migrations.pending(&applied) {
+    let outcome = match migrations.pending(&applied_rows) {
         Ok(pending) => apply_pending(client, &pending, &history, settings.grouped).await,
         Err(drift) => Err((MigrateTenantError::Drift(drift), false)),
     };
     let revoke = match (&outcome, runtime_role) {
-        (Ok(_), Some(role)) if applied.is_empty() => {
+        (Ok(_), Some(role)) if applied_rows.is_empty() => {
             format!("REVOKE ALL ON {history} FROM {};", role.quoted())
         }
         _ => String::new(),
     };
     let aborted = matches!(outcome, Err((_, true)));
-    let reset = client.batch_execute(&reset_sql(&lock, aborted, &revoke)).await;
+    let reset = client.batch_execute(&reset_sql(aborted, &revoke)).await;
     let applied = outcome.map_err(|(error, _)| error)?;
-    reset.map_err(|e| MigrateTenantError::Session(tenancy::pg::describe_error(&e)))?;
-    Ok(Migrated { applied })
+    if let Err(e) = &reset {
+        // What committed stays committed and is reported; only the session is done for.
+        tracing::warn!(schema = %schema, error = %tenancy::pg::describe_error(e), "migrator session reset failed");
+    }
+    let from = applied_before(&applied_rows);
+    Ok(Migrated { from, applied, session_clean: reset.is_ok() })
+}
+
+/// The newest version of a history.
+fn applied_before(rows: &[Applied]) -> Option<i64> {
+    rows.iter().map(|row| row.version).max()
 }
 
 /// The history rows of the setup's last statement (the only one with three columns).
@@ -276,12 +292,14 @@ fn history_rows(messages: &[tokio_postgres::SimpleQueryMessage]) -> Vec<Applied>
         .collect()
 }
 
-/// Ends a tenant's migration on its session: a failed migration's transaction rolled back,
-/// `revoke` run (still as the owner), the tenant lock released, the session's settings reset.
-fn reset_sql(lock: &str, failed: bool, revoke: &str) -> String {
+/// Ends a tenant's migration on its session, so that nothing of it reaches the next tenant: a
+/// failed migration's transaction rolled back, `revoke` run (still as the owner), every
+/// advisory lock released (the tenant's, and any a migration took), role, settings, cursors,
+/// listens and temporary tables (`pg_temp` is searched before the next tenant's schema) gone.
+fn reset_sql(failed: bool, revoke: &str) -> String {
     format!(
-        "{rollback}{revoke} SELECT pg_advisory_unlock({lock}); RESET ROLE; RESET search_path; \
-         RESET lock_timeout; RESET statement_timeout",
+        "{rollback}{revoke} SELECT pg_advisory_unlock_all(); SET SESSION AUTHORIZATION DEFAULT; \
+         RESET ROLE; RESET ALL; CLOSE ALL; UNLISTEN *; DISCARD TEMP",
         rollback = if failed { "ROLLBACK;" } else { "" },
     )
 }

@@ -88,10 +88,12 @@ impl<'a> Execution<'a> {
         let cluster = match self.cp.cluster(cluster).await {
             Ok(cluster) => cluster,
             Err(e) => {
-                // Every tenant of an unreachable cluster fails with the reason.
-                while let Some(job) = next_job(queue) {
+                // Every tenant of an unreachable cluster fails with the reason (until the run
+                // halts: the rest stay pending).
+                while let (false, Some(job)) = (self.halted(), next_job(queue)) {
                     let error = MigrateTenantError::Session(e.to_string());
                     let result = self.finish(&job, Err(error), Instant::now()).await?;
+                    self.progress.tenant_done(&result);
                     lock(results).push(result);
                 }
                 return Ok(());
@@ -166,7 +168,7 @@ impl<'a> Execution<'a> {
         )
         .await;
         // After a failure the session's state is not known: the next tenant gets a fresh one.
-        if result.is_ok() {
+        if result.as_ref().is_ok_and(|migrated| migrated.session_clean) {
             *session = Some(current);
         }
         result
@@ -180,8 +182,8 @@ impl<'a> Execution<'a> {
         started: Instant,
     ) -> Result<TenantResult, FleetError> {
         let target = self.migrations.target_version();
-        let (state, applied, error) = match outcome {
-            Ok(migrated) => (ItemState::Done, migrated.applied, None),
+        let (state, from, applied, error) = match outcome {
+            Ok(migrated) => (ItemState::Done, migrated.from, migrated.applied, None),
             Err(error) => {
                 let state = match error {
                     MigrateTenantError::Drift(_) => ItemState::Drift,
@@ -189,7 +191,7 @@ impl<'a> Execution<'a> {
                     MigrateTenantError::Session(_) | MigrateTenantError::Migration(_) => ItemState::Failed,
                 };
                 tracing::warn!(tenant = %job.tenant.slug, state = state.as_str(), %error, "tenant not migrated");
-                (state, Vec::new(), Some(error.to_string()))
+                (state, None, Vec::new(), Some(error.to_string()))
             }
         };
         if state != ItemState::Done {
@@ -202,7 +204,7 @@ impl<'a> Execution<'a> {
             slug: job.tenant.slug.to_string(),
             tenant_id: job.tenant.id.to_string(),
             state,
-            from_version: applied.first().map(|first| first - 1),
+            from_version: from,
             applied,
             attempts: job.attempts,
             error,
@@ -210,7 +212,7 @@ impl<'a> Execution<'a> {
         };
         let outcome = ledger::Outcome {
             state: state.as_str(),
-            from_version: result.from_version.or((state == ItemState::Done).then_some(target)),
+            from_version: result.from_version,
             to_version: (state == ItemState::Done).then_some(target),
             duration_ms: i64::try_from(result.duration_ms).unwrap_or(i64::MAX),
             error: result.error.as_deref(),

@@ -95,11 +95,15 @@ pub async fn try_lock(client: Object) -> Result<Result<RunLock, Option<Uuid>>, t
 }
 
 /// Whether some process holds the run lock (a run marked running that nobody holds was
-/// interrupted). Probes with a try-lock that it releases at once.
+/// interrupted). Reads `pg_locks`: probing with a try-lock would take the lock for an instant
+/// and could make a starting run believe another one is going.
 pub async fn is_locked(client: &impl GenericClient) -> Result<bool, tokio_postgres::Error> {
     let row = client
         .query_one(
-            "SELECT CASE WHEN pg_try_advisory_lock($1) THEN NOT pg_advisory_unlock($1) ELSE true END",
+            "SELECT EXISTS (SELECT 1 FROM pg_locks
+                             WHERE locktype = 'advisory' AND granted AND objsubid = 1
+                               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                               AND classid = ($1::int8 >> 32)::oid AND objid = ($1::int8 & 4294967295)::oid)",
             &[&RUN_LOCK],
         )
         .await?;
@@ -178,6 +182,17 @@ async fn insert_items(
 pub async fn run(client: &impl GenericClient, id: Uuid) -> Result<Option<Run>, tokio_postgres::Error> {
     let sql = format!("SELECT {RUN_COLUMNS} FROM control.migration_runs WHERE id = $1");
     Ok(client.query_opt(&sql, &[&id]).await?.as_ref().map(Run::from_row))
+}
+
+/// The most recent run marked running (the only one that can be going: runs are one at a time).
+pub async fn newest_running(client: &impl GenericClient) -> Result<Option<Uuid>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT id FROM control.migration_runs WHERE state = 'running' ORDER BY created_at DESC LIMIT 1",
+            &[],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
 }
 
 /// The most recent run.
@@ -391,8 +406,11 @@ pub async fn finish_run(
             "UPDATE control.migration_runs
                 SET finished_at = now(), halt_reason = $2,
                     state = CASE WHEN $2::text IS NOT NULL THEN 'halted'
-                                 WHEN EXISTS (SELECT 1 FROM control.migration_items
-                                               WHERE run_id = $1 AND state <> 'done')
+                                 -- Tenants deleted since the run began do not count.
+                                 WHEN EXISTS (SELECT 1 FROM control.migration_items i
+                                                JOIN control.tenants t ON t.id = i.tenant_id
+                                               WHERE i.run_id = $1 AND i.state <> 'done'
+                                                 AND t.status IN ('active', 'suspended'))
                                  THEN 'failed' ELSE 'completed' END
               WHERE id = $1
           RETURNING state",

@@ -54,7 +54,31 @@ impl Default for RunOptions {
     }
 }
 
+/// The largest timeout PostgreSQL takes (`int4` milliseconds).
+const MAX_TIMEOUT_MS: u64 = i32::MAX as u64;
+/// Retries beyond this keep a locked tenant (and its run) waiting for hours.
+const MAX_RETRIES: u32 = 20;
+
 impl RunOptions {
+    /// Refuses options PostgreSQL would refuse for every tenant, or that make no sense.
+    ///
+    /// # Errors
+    /// [`FleetError::InvalidOptions`] saying which.
+    pub fn validate(&self) -> Result<(), FleetError> {
+        let problem = if !(1..=256).contains(&self.concurrency) {
+            format!("concurrency must be 1 to 256, got {}", self.concurrency)
+        } else if self.tenants_per_connection == 0 {
+            "tenants per connection must be at least 1".to_owned()
+        } else if self.retries > MAX_RETRIES {
+            format!("retries must be at most {MAX_RETRIES}, got {}", self.retries)
+        } else if self.lock_timeout_ms > MAX_TIMEOUT_MS || self.statement_timeout_ms > MAX_TIMEOUT_MS {
+            format!("timeouts must be at most {MAX_TIMEOUT_MS} ms")
+        } else {
+            return Ok(());
+        };
+        Err(FleetError::InvalidOptions(problem))
+    }
+
     fn migrate_settings(&self) -> MigrateSettings {
         MigrateSettings {
             lock_timeout: (self.lock_timeout_ms > 0).then(|| Duration::from_millis(self.lock_timeout_ms)),
@@ -191,11 +215,7 @@ pub struct Begun {
 /// before any tenant is touched.
 pub async fn begin(cp: &ControlPlane, options: &ApplyOptions, created_by: &str) -> Result<Begun, FleetError> {
     let started = Instant::now();
-    if options.run.concurrency == 0 || options.run.tenants_per_connection == 0 {
-        return Err(FleetError::InvalidOptions(
-            "concurrency and tenants per connection must be at least 1".into(),
-        ));
-    }
+    options.run.validate()?;
     let migrations = cp.migrations().map_err(|e| FleetError::Migrations(e.to_string()))?;
     let lock = lock(cp).await?;
     let candidates = {
@@ -296,8 +316,9 @@ pub async fn resume(
     }
     let mut options: RunOptions = serde_json::from_value(recorded.options.clone()).unwrap_or_default();
     if let Some(concurrency) = concurrency {
-        options.concurrency = concurrency.max(1);
+        options.concurrency = concurrency;
     }
+    options.validate()?;
     let selection: Selection = serde_json::from_value(recorded.selection.clone()).unwrap_or_default();
     let candidates = ledger::unfinished(&**client, run).await.map_err(catalog_error)?;
     ledger::reopen_run(&**client, run).await.map_err(catalog_error)?;
@@ -439,9 +460,15 @@ pub async fn status(
     states: Option<&[&str]>,
 ) -> Result<Option<RunStatus>, FleetError> {
     let client = cp.catalog.get().await.map_err(catalog_error)?;
-    // The lock first: a run that ends between the two reads shows as finished, not as
-    // interrupted (its row, read second, already says how it ended).
-    let locked = ledger::is_locked(&**client).await.map_err(catalog_error)?;
+    // Which run is going, first: a run that ends between these reads and the run's own row
+    // shows as finished (its row, read last, already says how it ended), not as interrupted.
+    // Only the newest running run can hold the lock; an older one still marked running was
+    // interrupted, whatever runs now.
+    let live = if ledger::is_locked(&**client).await.map_err(catalog_error)? {
+        ledger::newest_running(&**client).await.map_err(catalog_error)?
+    } else {
+        None
+    };
     let recorded = match run {
         Some(id) => ledger::run(&**client, id).await,
         None => ledger::latest_run(&**client).await,
@@ -450,7 +477,7 @@ pub async fn status(
     let Some(run) = recorded else { return Ok(None) };
     let counts = ledger::counts(&**client, run.id).await.map_err(catalog_error)?.into_iter().collect();
     let items = ledger::items(&**client, run.id, states).await.map_err(catalog_error)?;
-    let interrupted = run.state == "running" && !locked;
+    let interrupted = run.state == "running" && live != Some(run.id);
     let state = if interrupted { "interrupted".to_owned() } else { run.state.clone() };
     Ok(Some(RunStatus { run, state, counts, items }))
 }

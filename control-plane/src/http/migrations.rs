@@ -154,10 +154,8 @@ fn options(body: StartRun) -> Result<fleet::ApplyOptions, ApiError> {
         tenancy::domain::ClusterName::parse(cluster).map_err(|e| bad(format!("cluster: {e}")))?;
     }
     let defaults = fleet::RunOptions::default();
+    // Ranges are checked by `fleet::begin` (the same checks as the CLI's).
     let concurrency = body.concurrency.unwrap_or(defaults.concurrency);
-    if !(1..=256).contains(&concurrency) {
-        return Err(bad(format!("concurrency must be 1 to 256, got {concurrency}")));
-    }
     Ok(fleet::ApplyOptions {
         selection: ledger::Selection { tenant: body.tenant, plan: body.plan, cluster: body.cluster },
         run: fleet::RunOptions {

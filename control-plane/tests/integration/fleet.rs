@@ -250,7 +250,7 @@ async fn a_locked_tenant_is_retried_after_its_lock_timeout_and_never_delays_the_
 
     // A new run retries charlie, who waits at the back of the queue; once the lock goes, it is
     // migrated.
-    let patient = RunOptions { concurrency: 2, lock_timeout_ms: 100, retries: 50, ..Default::default() };
+    let patient = RunOptions { concurrency: 2, lock_timeout_ms: 100, retries: 20, ..Default::default() };
     let run = {
         let cp = f.cp.clone();
         tokio::spawn(async move { control_plane::fleet::apply(&cp, &with(patient), "test", &Quiet).await })

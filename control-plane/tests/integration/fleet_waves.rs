@@ -270,3 +270,45 @@ async fn runs_are_started_and_watched_over_the_api() {
     assert!(openapi["paths"]["/v1/migrations/runs/{id}"]["get"].is_object(), "{openapi}");
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_a_migration_leaves_in_its_session_reaches_the_next_tenant() {
+    let f = fleet("fleet_session").await;
+    // One worker, so one session migrates every tenant in turn. The migration changes a
+    // setting and takes an advisory lock in its session (tenant roles and the owner may not
+    // create temporary tables); each tenant must see the session as it was at the start.
+    std::fs::write(
+        f.migrations.path().join("V3__carry.sql"),
+        "CREATE TABLE seen AS
+           SELECT current_setting('application_name') AS app,
+                  (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 42
+                      AND pid = pg_backend_pid()) AS locks;
+         SET application_name = 'left behind';
+         SELECT pg_advisory_lock(42);",
+    )
+    .unwrap();
+    let one = RunOptions { concurrency: 1, ..Default::default() };
+    let report = control_plane::fleet::apply(&f.cp, &with(one), "test", &Quiet).await.unwrap();
+    assert_eq!((report.state.as_str(), report.migrated), ("completed", 5), "{report:?}");
+    for tenant in &f.tenants {
+        let schema = tenant.schema_name.as_str();
+        let rows =
+            f.db.client()
+                .await
+                .query(&format!("SELECT app, locks FROM \"{schema}\".seen"), &[])
+                .await
+                .unwrap();
+        let seen: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        assert_eq!(seen, [("tenantctl".to_owned(), 0)], "{}", tenant.slug);
+        assert_eq!(
+            report.results.iter().find(|r| r.slug == tenant.slug.as_str()).unwrap().from_version,
+            Some(1)
+        );
+    }
+    // Out-of-range options are refused before anything starts.
+    let wild = RunOptions { retries: 1000, ..Default::default() };
+    assert!(matches!(
+        control_plane::fleet::apply(&f.cp, &with(wild), "test", &Quiet).await,
+        Err(control_plane::fleet::FleetError::InvalidOptions(_))
+    ));
+}
