@@ -138,24 +138,21 @@ impl<'a> Execution<'a> {
         tenant: &TenantRecord,
         session: &mut Option<Session>,
     ) -> Result<Migrated, MigrateTenantError> {
-        let settings = self.options.migrate_settings();
         let connect_error = |e: crate::cluster::ClusterError| MigrateTenantError::Session(e.to_string());
-        let role = Some(&tenant.role_name);
-        if let Some(database) = &tenant.database_name {
-            let mut client = cluster.migrator_session(Some(database)).await.map_err(connect_error)?;
-            return migrate_schema(
-                &mut client,
-                self.migrations,
-                &tenant.schema_name,
-                &cluster.owner,
-                role,
-                settings,
-            )
-            .await;
-        }
-        let mut current = match session.take() {
-            Some(current) if current.tenants < self.options.tenants_per_connection => current,
-            _ => Session { client: cluster.migrator_session(None).await.map_err(connect_error)?, tenants: 0 },
+        // A tenant with its own database gets a session to it, used once; the others share the
+        // worker's session to the cluster's shared database.
+        let mut current = match &tenant.database_name {
+            Some(database) => Session {
+                client: cluster.migrator_session(Some(database)).await.map_err(connect_error)?,
+                tenants: 0,
+            },
+            None => match session.take() {
+                Some(current) if current.tenants < self.options.tenants_per_connection => current,
+                _ => Session {
+                    client: cluster.migrator_session(None).await.map_err(connect_error)?,
+                    tenants: 0,
+                },
+            },
         };
         current.tenants += 1;
         let result = migrate_schema(
@@ -163,12 +160,12 @@ impl<'a> Execution<'a> {
             self.migrations,
             &tenant.schema_name,
             &cluster.owner,
-            role,
-            settings,
+            Some(&tenant.role_name),
+            self.options.migrate_settings(),
         )
         .await;
         // After a failure the session's state is not known: the next tenant gets a fresh one.
-        if result.as_ref().is_ok_and(|migrated| migrated.session_clean) {
+        if result.as_ref().is_ok_and(|migrated| migrated.session_clean) && tenant.database_name.is_none() {
             *session = Some(current);
         }
         result

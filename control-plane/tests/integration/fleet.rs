@@ -82,6 +82,17 @@ impl Fleet {
         (recorded, column == 1)
     }
 
+    /// Another session holding `slug`'s `tasks` table (ACCESS EXCLUSIVE) until it rolls back.
+    pub async fn lock_tasks_of(&self, slug: &str) -> tokio_postgres::Client {
+        let blocker = self.db.client().await;
+        let schema = self.schema(slug);
+        blocker
+            .batch_execute(&format!("BEGIN; LOCK TABLE \"{schema}\".tasks IN ACCESS EXCLUSIVE MODE"))
+            .await
+            .unwrap();
+        blocker
+    }
+
     pub async fn items(&self, run: uuid::Uuid) -> Vec<ledger::Item> {
         let client = self.cp.catalog.get().await.unwrap();
         ledger::items(&**client, run, None).await.unwrap()
@@ -135,12 +146,7 @@ async fn a_conflicting_tenant_fails_alone_and_resume_finishes_it_after_the_fix()
 async fn a_second_run_is_refused_and_a_killed_run_resumes() {
     let f = fleet("fleet_killed").await;
     // Another session holds a lock on charlie's table for as long as it likes.
-    let charlie = f.schema("charlie");
-    let blocker = f.db.client().await;
-    blocker
-        .batch_execute(&format!("BEGIN; LOCK TABLE \"{charlie}\".tasks IN ACCESS EXCLUSIVE MODE"))
-        .await
-        .unwrap();
+    let blocker = f.lock_tasks_of("charlie").await;
 
     let run = {
         let cp = f.cp.clone();
@@ -231,12 +237,7 @@ pub async fn wait_for_run_items(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locked_tenant_is_retried_after_its_lock_timeout_and_never_delays_the_others() {
     let f = fleet("fleet_locked").await;
-    let charlie = f.schema("charlie");
-    let blocker = f.db.client().await;
-    blocker
-        .batch_execute(&format!("BEGIN; LOCK TABLE \"{charlie}\".tasks IN ACCESS EXCLUSIVE MODE"))
-        .await
-        .unwrap();
+    let blocker = f.lock_tasks_of("charlie").await;
 
     // Locked through every attempt: reported as lock_timeout, the others migrated.
     let short = RunOptions { concurrency: 2, lock_timeout_ms: 100, retries: 1, ..Default::default() };

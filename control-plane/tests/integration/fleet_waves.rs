@@ -134,12 +134,7 @@ async fn a_tenant_created_while_a_run_goes_ends_at_the_target() {
 
     // The run is held up by a lock on charlie; meanwhile two tenants are created, one by each
     // provisioner.
-    let charlie = f.schema("charlie");
-    let blocker = f.db.client().await;
-    blocker
-        .batch_execute(&format!("BEGIN; LOCK TABLE \"{charlie}\".tasks IN ACCESS EXCLUSIVE MODE"))
-        .await
-        .unwrap();
+    let blocker = f.lock_tasks_of("charlie").await;
     let run = {
         let cp = f.cp.clone();
         let options = with(RunOptions { concurrency: 2, lock_timeout_ms: 0, ..Default::default() });
@@ -198,12 +193,7 @@ async fn runs_are_started_and_watched_over_the_api() {
             (response.status().as_u16(), response.json::<Value>().await.unwrap_or(Value::Null))
         }
     };
-    let charlie = f.schema("charlie");
-    let blocker = f.db.client().await;
-    blocker
-        .batch_execute(&format!("BEGIN; LOCK TABLE \"{charlie}\".tasks IN ACCESS EXCLUSIVE MODE"))
-        .await
-        .unwrap();
+    let blocker = f.lock_tasks_of("charlie").await;
 
     // Bad input is refused with what was wrong; nothing starts.
     for (body, code) in [
