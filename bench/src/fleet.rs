@@ -1,14 +1,11 @@
 //! A fleet of real tenants for the router benchmarks: provisioned by the control plane (role,
-//! schema, sample migrations, credentials in the secret store), with a few rows each.
+//! schema, sample migrations, credentials in the secret store), with users to look up.
 
 use control_plane::context::ControlPlane;
 use control_plane::provisioning::steps::provision;
 use control_plane::provisioning::{request_tenant, TenantRequest};
 use futures::StreamExt as _;
 use testkit::TestDb;
-
-/// Users each benchmark tenant gets (ids 1..=USERS_PER_TENANT).
-pub const USERS_PER_TENANT: i64 = 100;
 
 /// The point query the router benchmarks send: a primary-key lookup.
 pub const POINT_QUERY: &str = "SELECT id, email, name, created_at FROM users WHERE id = $1";
@@ -26,7 +23,8 @@ pub struct BenchTenant {
 }
 
 /// Provisions `count` tenants named `<prefix>-<n>` on `plan`, `in_flight` at a time, and gives
-/// each [`USERS_PER_TENANT`] users.
+/// each `users` users (ids `1..=users`), their tables analysed, so that every process plans the
+/// point query alike whenever it first prepares it.
 ///
 /// # Panics
 /// When provisioning fails.
@@ -37,6 +35,7 @@ pub async fn provision_fleet(
     plan: &str,
     count: usize,
     in_flight: usize,
+    users: i64,
 ) -> Vec<BenchTenant> {
     let tenants: Vec<BenchTenant> = futures::stream::iter(0..count)
         .map(|i| async move {
@@ -50,7 +49,7 @@ pub async fn provision_fleet(
         .buffered(in_flight)
         .collect()
         .await;
-    seed_users(db, &tenants).await;
+    seed_users(db, &tenants, users).await;
     tenants
 }
 
@@ -84,7 +83,7 @@ async fn bench_tenant(cp: &ControlPlane, slug: &str) -> BenchTenant {
 }
 
 /// Inserts the users of every tenant, as the database owner, a few hundred tenants per batch.
-async fn seed_users(db: &TestDb, tenants: &[BenchTenant]) {
+async fn seed_users(db: &TestDb, tenants: &[BenchTenant], users: i64) {
     let client = db.client().await;
     let schemas = client
         .query("SELECT schema_name FROM control.tenants ORDER BY slug", &[])
@@ -98,7 +97,8 @@ async fn seed_users(db: &TestDb, tenants: &[BenchTenant]) {
             .map(|schema| {
                 format!(
                     "INSERT INTO \"{schema}\".users (email, name) \
-                     SELECT 'user' || i || '@example.com', 'User ' || i FROM generate_series(1, {USERS_PER_TENANT}) AS i;"
+                     SELECT 'user' || i || '@example.com', 'User ' || i FROM generate_series(1, {users}) AS i; \
+                     ANALYZE \"{schema}\".users;"
                 )
             })
             .collect();

@@ -80,6 +80,7 @@ impl deadpool::managed::Manager for BudgetedManager {
         tokio::spawn(async move {
             let _ = connection.await;
         });
+        client.batch_execute(crate::session::PREPARE_RESET_CHECK).await.map_err(ConnectError::Postgres)?;
         Ok(Connection {
             client,
             _permit: permit,

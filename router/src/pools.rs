@@ -46,6 +46,25 @@ pub struct TenantPool {
     built_at: Instant,
     /// The secret as last re-read for a client whose password did not match (rotation).
     fresh: tokio::sync::Mutex<Option<(Instant, DbCredentials)>>,
+    /// The last `Neon-Connection-String` found to name this tenant and carry this pool's
+    /// credentials: the same header again is accepted without parsing it or resolving its host.
+    /// (A change to the tenant, its domains or its credentials comes with a new generation, and
+    /// so with a new pool.)
+    accepted: std::sync::RwLock<Option<Box<str>>>,
+}
+
+impl TenantPool {
+    /// Whether `header` is, byte for byte, the connection string last accepted for this pool
+    /// (compared in constant time).
+    pub fn was_accepted(&self, header: &str) -> bool {
+        let accepted = self.accepted.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        accepted.as_deref().is_some_and(|known| bool::from(known.as_bytes().ct_eq(header.as_bytes())))
+    }
+
+    /// Remembers `header` as checked against this pool's own credentials.
+    pub fn remember_accepted(&self, header: &str) {
+        *self.accepted.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(header.into());
+    }
 }
 
 /// How often a tenant's secret may be re-read because of a password mismatch (or its pool
@@ -142,6 +161,7 @@ impl TenantPools {
             generation: tenant.generation,
             built_at: Instant::now(),
             fresh: tokio::sync::Mutex::new(None),
+            accepted: std::sync::RwLock::new(None),
         }))
     }
 

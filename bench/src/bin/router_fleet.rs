@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tenancy_bench::fleet::{point_query_body, provision_fleet, USERS_PER_TENANT};
+use tenancy_bench::fleet::{point_query_body, provision_fleet};
 use tenancy_bench::load::{run, Load, SqlRequest};
 use tenancy_bench::process::start_router;
 use tenancy_bench::Summary;
@@ -24,6 +24,8 @@ const CONNECTIONS: usize = 32;
 const DURATION: Duration = Duration::from_secs(60);
 /// Zipf exponent: the hottest tenant gets about 10% of the requests.
 const ZIPF_S: f64 = 1.0;
+/// Users per tenant (ids `1..=USERS_PER_TENANT`): a few, as 10,000 tenants are seeded.
+const USERS_PER_TENANT: i64 = 100;
 
 /// splitmix64: a fast, well-mixed 64-bit hash, so request `i` always picks the same tenant.
 fn mix(mut x: u64) -> u64 {
@@ -53,7 +55,7 @@ async fn main() {
     let count = tenants();
     eprintln!("provisioning {count} tenants…");
     let started = std::time::Instant::now();
-    let tenants = Arc::new(provision_fleet(&db, &cp, "zf", "starter", count, 4).await);
+    let tenants = Arc::new(provision_fleet(&db, &cp, "zf", "starter", count, 4, USERS_PER_TENANT).await);
     eprintln!("provisioned in {:.0} s", started.elapsed().as_secs_f64());
     let router = start_router(&common, &[("ROUTER_MAX_CONNECTIONS", BUDGET.to_string())]).await;
     let (idle_rss, _) = router.memory_mib();

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
-use tenancy_bench::fleet::{point_query_body, provision_fleet, BenchTenant, USERS_PER_TENANT};
+use tenancy_bench::fleet::{point_query_body, provision_fleet, BenchTenant};
 use tenancy_bench::load::{run, Load, Report, SqlRequest};
 use tenancy_bench::process::{start_baseline, start_router, ServerProcess};
 use tenancy_bench::Summary;
@@ -22,6 +22,9 @@ const CONNECTIONS: usize = 32;
 const WARMUP: Duration = Duration::from_secs(2);
 const DURATION: Duration = Duration::from_secs(10);
 const ROUNDS: usize = 2;
+/// Users per tenant: enough that PostgreSQL looks a user up by its primary-key index (with a
+/// hundred, two pages, it scans the table), as it would in a real tenant.
+const USERS_PER_TENANT: i64 = 10_000;
 
 fn user_id(i: u64) -> i64 {
     (i as i64 * 7919) % USERS_PER_TENANT + 1
@@ -66,7 +69,7 @@ fn check(name: &str, report: &Report) {
 #[tokio::main]
 async fn main() {
     let (db, common, cp) = tenancy_bench::control_plane_with_settings("bench_router").await;
-    let tenants = provision_fleet(&db, &cp, "rt", "pro", TENANTS, 4).await;
+    let tenants = provision_fleet(&db, &cp, "rt", "pro", TENANTS, 4, USERS_PER_TENANT).await;
     // Throughput is measured here, not the plans' rate limits.
     db.client().await.execute("UPDATE control.tenants SET rate_limit_per_second = NULL", &[]).await.unwrap();
     // The baseline logs in as the first tenant with one connection per client connection.

@@ -1,6 +1,9 @@
 //! Who may run SQL for a tenant: the `Neon-Connection-String` header must carry the tenant's
 //! own role and password, and name a host that resolves to the same tenant as `Host`.
 //!
+//! The header last accepted for a pool is remembered with it, so a client that sends the same
+//! one again costs a comparison (see `TenantPool::was_accepted`).
+//!
 //! During a credential rotation a client may already hold the new password while this router
 //! still has the old one: on a mismatch the secret is read again (at most every 100 ms per
 //! tenant, see `pools::REFRESH_INTERVAL`) and the new password is accepted too.
@@ -33,6 +36,9 @@ pub async fn check(
     resolver: &Resolver,
 ) -> Result<(), AuthError> {
     let raw = header.ok_or(AuthError::Missing)?;
+    if pool.was_accepted(raw) {
+        return Ok(());
+    }
     if !(raw.starts_with("postgres://") || raw.starts_with("postgresql://")) {
         return Err(AuthError::Malformed);
     }
@@ -49,9 +55,10 @@ pub async fn check(
     }
     let user = config.get_user().unwrap_or_default();
     let password = config.get_password().unwrap_or_default();
-    if crate::pools::credentials_match(&pool.credentials, user, password)
-        || pools.accepts_rotated(tenant, pool, user, password).await
-    {
+    if crate::pools::credentials_match(&pool.credentials, user, password) {
+        pool.remember_accepted(raw);
+        Ok(())
+    } else if pools.accepts_rotated(tenant, pool, user, password).await {
         Ok(())
     } else {
         Err(AuthError::BadCredentials(user.to_owned()))

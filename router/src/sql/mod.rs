@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod jwt;
 pub mod request;
+pub mod response;
 pub mod values;
 
 use crate::error::RouterError;
@@ -13,16 +14,12 @@ use crate::session;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::Json;
+use axum::response::{IntoResponse as _, Response};
 use futures::{pin_mut, TryStreamExt as _};
 use request::{to_text_param, Payload, QueryData, TextParam};
-use serde_json::{json, Map, Value};
+use response::{Body, Output};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{GenericClient, Statement};
-
-/// Approximate JSON bytes of a row and of a cell beyond their values, for the response limit.
-const ROW_OVERHEAD: usize = 4;
-const CELL_OVERHEAD: usize = 8;
 
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
@@ -32,19 +29,11 @@ fn flag(headers: &HeaderMap, name: &str) -> bool {
     header(headers, name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
-/// Output options from the `Neon-*` headers.
-#[derive(Clone, Copy)]
-struct Output {
-    array_mode: bool,
-    raw_text: bool,
-    max_bytes: usize,
-}
-
 pub async fn handle(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, RouterError> {
+) -> Result<Response, RouterError> {
     let tenant = state.resolver.resolve(header(&headers, "host")).await?;
     tracing::Span::current().record("tenant", tracing::field::display(&tenant.slug));
     if !state.rate_limits.allow(&tenant) {
@@ -71,8 +60,7 @@ pub async fn handle(
             false
         }
     };
-    let payload: Payload = serde_json::from_slice(&body)
-        .map_err(|e| RouterError::BadRequest(format!("malformed request body: {e}")))?;
+    let payload = Payload::parse(&body).map_err(RouterError::BadRequest)?;
     let output = Output {
         array_mode: flag(&headers, "neon-array-mode"),
         raw_text: flag(&headers, "neon-raw-text-output"),
@@ -96,7 +84,8 @@ pub async fn handle(
         None => Err(RouterError::BadRequest("no connection".into())),
     };
     guard.armed = false;
-    Ok(Json(result?))
+    let body = result?.into_bytes();
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// Runs the request, then resets the session: behind a single query's statement in the same
@@ -108,21 +97,22 @@ async fn run_payload(
     read_only: bool,
     headers: &HeaderMap,
     output: Output,
-) -> Result<Value, RouterError> {
+) -> Result<Body, RouterError> {
     let connection: &mut crate::budget::Connection = client;
+    let mut body = Body::new(output.max_bytes);
     let discards = match &payload {
         Payload::Single(query) => discards_statements(query),
         Payload::Batch { queries } => queries.iter().any(discards_statements),
     };
-    let (value, reset) = match payload {
-        Payload::Single(query) if !read_only => run_single(connection, &query, output).await?,
+    let reset = match payload {
+        Payload::Single(query) if !read_only => run_single(connection, &query, output, &mut body).await?,
         Payload::Single(query) => {
             let (pg, cache) = connection.parts();
             let tx =
                 pg.build_transaction().read_only(true).start().await.map_err(|e| RouterError::from_pg(&e))?;
-            let result = run_query(&tx, cache, &query, output).await?;
+            run_query(&tx, cache, &query, output, &mut body).await?;
             tx.commit().await.map_err(|e| RouterError::from_pg(&e))?;
-            (result, session::reset(connection).await)
+            session::reset(connection).await
         }
         Payload::Batch { queries } => {
             let read_only = read_only || flag(headers, "neon-batch-read-only");
@@ -137,16 +127,20 @@ async fn run_payload(
                 .start()
                 .await
                 .map_err(|e| RouterError::from_pg(&e))?;
-            let mut results = Vec::with_capacity(queries.len());
-            for query in &queries {
-                results.push(run_query(&tx, cache, query, output).await?);
+            body.raw(b"{\"results\":[");
+            for (i, query) in queries.iter().enumerate() {
+                if i > 0 {
+                    body.raw(b",");
+                }
+                run_query(&tx, cache, query, output, &mut body).await?;
             }
+            body.raw(b"]}");
             tx.commit().await.map_err(|e| RouterError::from_pg(&e))?;
-            (json!({ "results": results }), session::reset(connection).await)
+            session::reset(connection).await
         }
     };
     settle(connection, reset, discards);
-    Ok(value)
+    Ok(body)
 }
 
 /// One statement outside a transaction block: executed with the session reset pipelined
@@ -155,13 +149,16 @@ async fn run_single(
     connection: &mut crate::budget::Connection,
     query: &QueryData,
     output: Output,
-) -> Result<(Value, Result<(), session::ResetError>), RouterError> {
+    body: &mut Body,
+) -> Result<Result<(), session::ResetError>, RouterError> {
     let mut retried = false;
     loop {
         let (pg, cache) = connection.parts();
         let statement = prepare_cached(&*pg, cache, query).await?;
-        let (result, reset) =
-            futures::join!(execute(&**connection, &statement, query, output), session::reset(connection));
+        let (result, reset) = futures::join!(
+            execute(&**connection, &statement, query, output, body),
+            session::reset(connection)
+        );
         match result {
             Err(QueryError::Stale(_)) if !retried => {
                 connection.statements.remove(&query.query);
@@ -171,7 +168,7 @@ async fn run_single(
                 settle(connection, reset, discards_statements(query));
                 return Err(err);
             }
-            Ok(value) => return Ok((value, reset)),
+            Ok(()) => return Ok(reset),
         }
     }
 }
@@ -288,28 +285,31 @@ async fn run_query(
     cache: &mut session::StatementCache,
     query: &QueryData,
     output: Output,
-) -> Result<Value, RouterError> {
+    body: &mut Body,
+) -> Result<(), RouterError> {
     let statement = prepare_cached(client, cache, query).await?;
-    match execute(client, &statement, query, output).await {
-        Ok(value) => Ok(value),
+    match execute(client, &statement, query, output, body).await {
+        Ok(()) => Ok(()),
         Err(QueryError::Router(err)) => Err(err),
         Err(QueryError::Stale(_)) => {
             cache.remove(&query.query);
             let statement = prepare_cached(client, cache, query).await?;
-            execute(client, &statement, query, output).await.map_err(|e| match e {
+            execute(client, &statement, query, output, body).await.map_err(|e| match e {
                 QueryError::Router(err) | QueryError::Stale(err) => err,
             })
         }
     }
 }
 
-/// Binds and executes a prepared statement; its rows as Neon's driver expects them.
+/// Binds and executes a prepared statement, writing its result into `body` as Neon's driver
+/// expects it. Nothing is written unless the statement started (a stale one can be retried).
 async fn execute(
     client: &impl GenericClient,
     statement: &Statement,
     query: &QueryData,
     output: Output,
-) -> Result<Value, QueryError> {
+    body: &mut Body,
+) -> Result<(), QueryError> {
     if statement.params().len() != query.params.len() {
         return Err(QueryError::Router(RouterError::BadRequest(format!(
             "bind message supplies {} parameters, but prepared statement requires {}",
@@ -332,57 +332,27 @@ async fn execute(
     pin_mut!(stream);
     let array_mode = query.array_mode.unwrap_or(output.array_mode);
     let columns = statement.columns();
-    let mut rows = Vec::new();
-    let mut size = 0usize;
-    while let Some(row) = stream.try_next().await.map_err(pg_error)? {
-        let mut object = Map::new();
-        let mut array = Vec::new();
+    body.begin_result(&command_of(&query.query));
+    let mut rows = 0usize;
+    while let Some(row) = stream.try_next().await.map_err(|e| QueryError::Router(RouterError::from_pg(&e)))? {
+        body.begin_row(rows, array_mode);
         for (i, column) in columns.iter().enumerate() {
+            body.begin_cell(i, column, array_mode);
             let raw: Option<values::Raw<'_>> = row.try_get(i).map_err(|e| RouterError::from_pg(&e))?;
-            let value = match raw {
-                None => Value::Null,
-                Some(bytes) => {
-                    size += bytes.0.len();
-                    values::to_json(column.type_(), bytes.0, output.raw_text)
-                        .map_err(|e| RouterError::BadRequest(format!("column {:?}: {e}", column.name())))?
-                }
-            };
-            if array_mode {
-                array.push(value);
-            } else {
-                object.insert(column.name().to_owned(), value);
+            match raw {
+                None => body.raw(b"null"),
+                Some(bytes) => body.value(
+                    &values::to_json(column.type_(), bytes.0, output.raw_text)
+                        .map_err(|e| RouterError::BadRequest(format!("column {:?}: {e}", column.name())))?,
+                ),
             }
         }
-        // Every row and cell costs something even when empty or NULL (`SELECT NULL FROM
-        // generate_series(1, 1e9)` must not grow without bound).
-        size += ROW_OVERHEAD + columns.iter().map(|c| c.name().len() + CELL_OVERHEAD).sum::<usize>();
-        if size > output.max_bytes {
-            return Err(RouterError::ResponseTooLarge(output.max_bytes).into());
-        }
-        rows.push(if array_mode { Value::Array(array) } else { Value::Object(object) });
+        body.end_row(array_mode)?;
+        rows += 1;
     }
-    let fields: Vec<Value> = columns
-        .iter()
-        .map(|c| {
-            json!({
-                "name": c.name(),
-                "dataTypeID": c.type_().oid(),
-                "tableID": c.table_oid().unwrap_or(0),
-                "columnID": c.column_id().unwrap_or(0),
-                "dataTypeSize": -1,
-                "dataTypeModifier": -1,
-                "format": "text",
-            })
-        })
-        .collect();
-    let row_count = stream.rows_affected().unwrap_or(rows.len() as u64);
-    Ok(json!({
-        "command": command_of(&query.query),
-        "rowCount": row_count,
-        "rows": rows,
-        "fields": fields,
-        "rowAsArray": array_mode,
-    }))
+    let row_count = stream.rows_affected().unwrap_or(rows as u64);
+    body.end_result(columns, row_count, array_mode);
+    Ok(())
 }
 
 #[cfg(test)]

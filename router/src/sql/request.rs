@@ -16,11 +16,48 @@ pub struct QueryData {
 }
 
 /// A single query, or a batch run in one transaction.
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum Payload {
     Batch { queries: Vec<QueryData> },
     Single(QueryData),
+}
+
+/// The body as sent: the fields of both forms, told apart by [`Payload::parse`].
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPayload {
+    query: Option<String>,
+    params: Option<Vec<Value>>,
+    #[serde(rename = "arrayMode")]
+    array_mode: Option<bool>,
+    queries: Option<Vec<QueryData>>,
+}
+
+impl Payload {
+    /// Reads a request body.
+    ///
+    /// # Errors
+    /// What is wrong with it, to be sent back as it is: not JSON, an unknown field, a value of
+    /// the wrong type, or neither (or both) of `query` and `queries`.
+    pub fn parse(body: &[u8]) -> Result<Self, String> {
+        let raw: RawPayload =
+            serde_json::from_slice(body).map_err(|e| format!("malformed request body: {e}"))?;
+        match raw {
+            RawPayload { query: Some(query), params, array_mode, queries: None } => {
+                Ok(Self::Single(QueryData { query, params: params.unwrap_or_default(), array_mode }))
+            }
+            RawPayload { query: None, params: None, array_mode: None, queries: Some(queries) } => {
+                Ok(Self::Batch { queries })
+            }
+            RawPayload { queries: Some(_), .. } => Err(
+                "a batch (\"queries\") takes \"query\", \"params\" and \"arrayMode\" inside each of its queries"
+                    .into(),
+            ),
+            RawPayload { queries: None, .. } => {
+                Err("the body needs \"query\" (one statement) or \"queries\" (a batch)".into())
+            }
+        }
+    }
 }
 
 /// A parameter sent in text format, so PostgreSQL parses it for whatever type the statement
@@ -99,10 +136,13 @@ mod tests {
 
     #[test]
     fn bodies_parse_as_single_or_batch() {
-        let single: Payload = serde_json::from_value(json!({"query": "select 1", "params": []})).unwrap();
-        assert!(matches!(single, Payload::Single(_)));
-        let batch: Payload = serde_json::from_value(json!({"queries": [{"query": "select 1"}]})).unwrap();
-        assert!(matches!(batch, Payload::Batch { .. }));
-        assert!(serde_json::from_value::<Payload>(json!({"sql": "select 1"})).is_err());
+        let parse = |body: serde_json::Value| Payload::parse(body.to_string().as_bytes());
+        assert!(matches!(parse(json!({"query": "select 1", "params": []})), Ok(Payload::Single(_))));
+        assert!(matches!(parse(json!({"queries": [{"query": "select 1"}]})), Ok(Payload::Batch { .. })));
+        assert!(parse(json!({"sql": "select 1"})).unwrap_err().contains("unknown field `sql`"));
+        assert!(parse(json!({"params": [1]})).unwrap_err().contains("needs \"query\""));
+        assert!(parse(json!({"query": "select 1", "queries": []})).unwrap_err().contains("inside each"));
+        assert!(parse(json!({"query": 1})).unwrap_err().starts_with("malformed request body"));
+        assert!(Payload::parse(b"{not json").unwrap_err().starts_with("malformed request body"));
     }
 }

@@ -15,6 +15,8 @@ struct Fixture {
 }
 
 const JWT_SECRET: &str = "jwt-test-secret";
+/// `ROUTER_MAX_RESPONSE_BYTES` of the tests' router.
+const RESPONSE_LIMIT: usize = 64 * 1024;
 
 /// Two active tenants (acme, globex) and a router that also accepts HS256 tokens.
 async fn fixture(label: &str) -> Fixture {
@@ -28,6 +30,7 @@ async fn fixture(label: &str) -> Fixture {
     }
     let mut settings = router_settings(&common);
     settings.jwt_hs256_secret = Some(JWT_SECRET.into());
+    settings.max_response_bytes = RESPONSE_LIMIT;
     let router = spawn_router_with(&settings).await;
     let acme = TenantSql::new(&router, "acme.app.localhost", &connection_string(&cp, "acme").await);
     let globex_connection_string = connection_string(&cp, "globex").await;
@@ -140,6 +143,30 @@ async fn session_settings_of_one_request_never_reach_the_next() {
     assert_eq!(f.acme.rows("SELECT count(*)::int4 AS n FROM tags", json!([])).await, json!([{"n": 0}]));
 }
 
+/// What a function does to its session is undone too: a statement it prepares, an advisory lock
+/// it takes; and a request that breaks the reset itself loses its connection, nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_function_does_to_its_session_is_undone_too() {
+    let f = fixture("sql_session_functions").await;
+    f.acme.rows("DO $$ BEGIN EXECUTE 'PREPARE hidden AS SELECT 2'; END $$", json!([])).await;
+    for _ in 0..3 {
+        let (status, body) = f.acme.post(json!({"query": "EXECUTE hidden"})).await;
+        assert_eq!((status, &body["code"]), (400, &json!("26000")), "{body}");
+    }
+    for _ in 0..3 {
+        f.acme.rows("SELECT pg_advisory_lock(4242)", json!([])).await;
+    }
+    let other = f.db.client().await;
+    let free: bool = other.query_one("SELECT pg_try_advisory_lock(4242)", &[]).await.unwrap().get(0);
+    assert!(free, "the requests' advisory locks were released");
+    // A request that deallocates the router's own reset check costs its connection, not the
+    // next request.
+    f.acme.rows("DO $$ BEGIN EXECUTE 'DEALLOCATE tenancy_reset_check'; END $$", json!([])).await;
+    for _ in 0..4 {
+        assert_eq!(f.acme.rows("SELECT 1 AS one", json!([])).await, json!([{"one": 1}]));
+    }
+}
+
 /// Statements stay prepared on each connection between requests (one round trip for a repeated
 /// query); a table that changes shape, a `DEALLOCATE ALL`, and user types looked up on a
 /// connection after earlier requests must all keep working. Each step runs more times than the
@@ -214,6 +241,14 @@ async fn bad_requests_get_the_right_status_and_run_nothing() {
         case("another tenant's credentials", acme, &Some(f.globex_connection_string.clone()), &insert, 403),
         case("not a URL", acme, &Some("hello".into()), &insert, 400),
         case("malformed JSON", acme, &own, "{\"query\": ", 400),
+        case("neither query nor queries", acme, &own, r#"{"params": ["should-not-exist"]}"#, 400),
+        case(
+            "both query and queries",
+            acme,
+            &own,
+            r#"{"query": "SELECT 1", "queries": [{"query": "INSERT INTO tags (name) VALUES ('no')"}]}"#,
+            400,
+        ),
         case(
             "wrong parameter count",
             acme,
@@ -229,6 +264,9 @@ async fn bad_requests_get_the_right_status_and_run_nothing() {
             413,
         ),
     ];
+    // The tenant's own connection string, accepted once, is remembered by its pool: every other
+    // one must still be refused.
+    assert_eq!(f.acme.rows("SELECT 1 AS one", json!([])).await, json!([{"one": 1}]));
     let http = reqwest::Client::new();
     for case in cases {
         let mut request = http
@@ -255,6 +293,29 @@ async fn bad_requests_get_the_right_status_and_run_nothing() {
     let (status, body) = f.acme.post(json!({"query": "SELECT * FROM no_such_table"})).await;
     assert_eq!(status, 400);
     assert_eq!((&body["code"], &body["position"]), (&json!("42P01"), &json!("15")));
+}
+
+/// A result beyond `ROUTER_MAX_RESPONSE_BYTES` is refused with a clear error, never truncated;
+/// one just under it comes back whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_over_the_limit_is_refused_not_truncated() {
+    let f = fixture("sql_response_limit").await;
+    let too_large = [
+        "SELECT repeat('x', 1000) AS x FROM generate_series(1, 100)",
+        // Empty values are not free: every row and key counts.
+        "SELECT NULL AS n FROM generate_series(1, 100000)",
+    ];
+    for query in too_large {
+        let (status, body) = f.acme.post(json!({ "query": query })).await;
+        assert_eq!((status, &body["error"]["code"]), (400, &json!("response_too_large")), "{query}: {body}");
+        assert!(body["message"].as_str().unwrap().contains(&RESPONSE_LIMIT.to_string()), "{body}");
+    }
+    let (status, body) =
+        f.acme.post(json!({"queries": [{"query": "SELECT 1 AS one"}, {"query": too_large[0]}]})).await;
+    assert_eq!((status, &body["error"]["code"]), (400, &json!("response_too_large")), "batch: {body}");
+    let rows = f.acme.rows("SELECT repeat('x', 1000) AS x FROM generate_series(1, 60)", json!([])).await;
+    assert_eq!(rows.as_array().map(Vec::len), Some(60));
+    assert!(rows.as_array().unwrap().iter().all(|r| r["x"].as_str().map(str::len) == Some(1000)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
