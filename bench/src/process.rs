@@ -102,18 +102,20 @@ pub async fn start_router(common: &CommonSettings, extra: &[(&str, String)]) -> 
     process
 }
 
-/// The no-routing baseline: one fixed pool to `database_url`, `pool_size` connections.
+/// The no-routing baseline: one fixed pool to `database_url`, `pool_size` connections; with
+/// `reset`, each request's session is reset as the router resets it.
 ///
 /// # Panics
 /// When it does not answer within 30 s.
-pub async fn start_baseline(database_url: &str, pool_size: usize) -> ServerProcess {
+pub async fn start_baseline(database_url: &str, pool_size: usize, reset: bool) -> ServerProcess {
     let addr = free_addr();
     let mut command = Command::new(binary("sql-baseline"));
     command
         .env_clear()
         .env("BASELINE_DATABASE_URL", database_url)
         .env("BASELINE_LISTEN", addr.to_string())
-        .env("BASELINE_POOL_SIZE", pool_size.to_string());
+        .env("BASELINE_POOL_SIZE", pool_size.to_string())
+        .env("BASELINE_RESET", if reset { "1" } else { "0" });
     let process = spawn(command, addr);
     wait_ready(&format!("http://{addr}/healthz")).await;
     process

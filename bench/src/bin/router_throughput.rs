@@ -1,10 +1,12 @@
 //! Router overhead: `POST /sql` point queries (primary-key select) through `tenant-router`,
 //! cycling 100 tenants (each on its own pool, logged in as its own role), against the same query
-//! on the same table served by `sql-baseline` (one fixed pool, no routing), in the same run.
+//! on the same table served by `sql-baseline` (one fixed pool, no routing), in the same run,
+//! bare and resetting each session as the router does (which separates the cost of routing from
+//! the cost of the reset).
 //!
-//! Two measurements, each alternating baseline and router twice:
+//! Two measurements, each taking the three servers in turn, twice:
 //! - throughput: closed loop, 32 connections, 10 s;
-//! - latency under load: paced at half the baseline's throughput, p50/p99.
+//! - latency under load: paced at half the slowest one's throughput, p50/p99.
 //!
 //! Run with `BENCHES=router-throughput make bench`. Prints Markdown for bench/RESULTS.md.
 
@@ -93,64 +95,96 @@ async fn main() {
         &[("ROUTER_MAX_CONNECTIONS", "200".into()), ("ROUTER_TENANT_MAX_CONNECTIONS", "32".into())],
     )
     .await;
-    let baseline = start_baseline(&tenants[0].database_url, CONNECTIONS).await;
+    // Two baselines on one fixed pool: bare, and resetting each session as the router does.
+    let bare = start_baseline(&tenants[0].database_url, CONNECTIONS, false).await;
+    let with_reset = start_baseline(&tenants[0].database_url, CONNECTIONS, true).await;
+    let servers = [Server::Baseline(&bare), Server::Baseline(&with_reset), Server::Router(&router)];
+    let names = ["baseline", "baseline with reset", "router"];
 
-    let (mut base_rates, mut router_rates) = (Vec::new(), Vec::new());
-    let (mut base_cpu, mut router_cpu) = (Vec::new(), Vec::new());
+    let mut rates = [const { Vec::new() }; 3];
+    let mut cpu = [const { Vec::new() }; 3];
     for round in 1..=ROUNDS {
-        eprintln!("throughput round {round}: baseline");
-        let (b, cpu) = measured(&baseline, load_baseline(&baseline, Load::Closed)).await;
-        check("baseline", &b);
-        base_rates.push(b.throughput());
-        base_cpu.push(cpu);
-        eprintln!("throughput round {round}: router");
-        let (r, cpu) = measured(&router, load_router(&router, &tenants, Load::Closed)).await;
-        check("router", &r);
-        router_rates.push(r.throughput());
-        router_cpu.push(cpu);
+        for (i, server) in servers.iter().enumerate() {
+            eprintln!("throughput round {round}: {}", names[i]);
+            let (report, per_request) = measured(server.process(), server.load(&tenants, Load::Closed)).await;
+            check(names[i], &report);
+            rates[i].push(report.throughput());
+            cpu[i].push(per_request);
+        }
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let (base_rate, router_rate) = (mean(&base_rates), mean(&router_rates));
+    let rate = rates.each_ref().map(|r| mean(r));
 
-    let paced = Load::Paced((base_rate.min(router_rate) / 2.0).round());
-    let (mut base_lat, mut router_lat) = (Vec::new(), Vec::new());
+    let paced = Load::Paced((rate.iter().copied().fold(f64::INFINITY, f64::min) / 2.0).round());
+    let mut latencies = [const { Vec::new() }; 3];
     for round in 1..=ROUNDS {
         eprintln!("latency round {round}");
-        let b = load_baseline(&baseline, paced).await;
-        check("baseline", &b);
-        base_lat.extend(b.latencies);
-        let r = load_router(&router, &tenants, paced).await;
-        check("router", &r);
-        router_lat.extend(r.latencies);
+        for (i, server) in servers.iter().enumerate() {
+            let report = server.load(&tenants, paced).await;
+            check(names[i], &report);
+            latencies[i].extend(report.latencies);
+        }
     }
-    let (base_lat, router_lat) = (Summary::of(&mut base_lat), Summary::of(&mut router_lat));
+    let lat = latencies.each_mut().map(|l| Summary::of(l));
     let (rss, peak) = router.memory_mib();
 
-    let rates = |v: &[f64]| v.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ");
+    let rounds = |v: &[f64]| v.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ");
     println!(
-        "| point query, closed loop, {CONNECTIONS} connections: baseline (one pool) | {base_rate:.0} req/s (rounds: {}) | |",
-        rates(&base_rates)
+        "| point query, closed loop, {CONNECTIONS} connections: baseline (one pool) | {:.0} req/s (rounds: {}) | |",
+        rate[0],
+        rounds(&rates[0])
     );
     println!(
-        "| same through the router, cycling {TENANTS} tenants | {router_rate:.0} req/s (rounds: {}) = **{:.1}%** of baseline | ≥ 85% |",
-        rates(&router_rates),
-        100.0 * router_rate / base_rate
+        "| same, baseline resetting each session as the router does | {:.0} req/s (rounds: {}) = {:.1}% of baseline | |",
+        rate[1],
+        rounds(&rates[1]),
+        100.0 * rate[1] / rate[0]
     );
     println!(
-        "| server CPU per request (user + system): baseline / router | {:.0} / {:.0} µs | |",
-        mean(&base_cpu),
-        mean(&router_cpu)
+        "| same through the router, cycling {TENANTS} tenants | {:.0} req/s (rounds: {}) = **{:.1}%** of baseline, {:.1}% of the resetting baseline | ≥ 85% |",
+        rate[2],
+        rounds(&rates[2]),
+        100.0 * rate[2] / rate[0],
+        100.0 * rate[2] / rate[1]
     );
-    let Load::Paced(rate) = paced else { unreachable!() };
     println!(
-        "| latency at {rate:.0} req/s (half the slower one's throughput): baseline | {} | |",
-        base_lat.row()
+        "| server CPU per request (user + system): baseline / resetting baseline / router | {:.0} / {:.0} / {:.0} µs | |",
+        mean(&cpu[0]),
+        mean(&cpu[1]),
+        mean(&cpu[2])
     );
-    println!("| same through the router | {} | |", router_lat.row());
+    let Load::Paced(paced_rate) = paced else { unreachable!() };
+    for (i, name) in names.iter().enumerate() {
+        println!("| latency p50 / p95 / p99 / max at {paced_rate:.0} req/s: {name} | {} | |", lat[i].row());
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "| router p99 overhead | {:.2} ms (p50 {:.2} ms) | ≤ 1 ms |",
-        (router_lat.p99.as_secs_f64() - base_lat.p99.as_secs_f64()) * 1000.0,
-        (router_lat.p50.as_secs_f64() - base_lat.p50.as_secs_f64()) * 1000.0
+        "| router p99 overhead: over the baseline / over the resetting baseline | {:.2} / {:.2} ms (p50 {:.2} / {:.2} ms) | ≤ 1 ms |",
+        ms(lat[2].p99) - ms(lat[0].p99),
+        ms(lat[2].p99) - ms(lat[1].p99),
+        ms(lat[2].p50) - ms(lat[0].p50),
+        ms(lat[2].p50) - ms(lat[1].p50)
     );
     println!("| router memory after the runs (RSS / peak) | {rss:.0} / {peak:.0} MiB | |");
+}
+
+/// What the load is sent to.
+enum Server<'a> {
+    Baseline(&'a ServerProcess),
+    Router(&'a ServerProcess),
+}
+
+impl Server<'_> {
+    fn process(&self) -> &ServerProcess {
+        match self {
+            Self::Baseline(p) | Self::Router(p) => p,
+        }
+    }
+
+    async fn load(&self, tenants: &Arc<Vec<BenchTenant>>, load: Load) -> Report {
+        match self {
+            Self::Baseline(p) => load_baseline(p, load).await,
+            Self::Router(p) => load_router(p, tenants, load).await,
+        }
+    }
 }
