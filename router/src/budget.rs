@@ -5,6 +5,7 @@
 //! checkout timeout is not opened (the request gets 503 `pool_exhausted`).
 
 use deadpool::managed::{Metrics, RecycleError, RecycleResult};
+use prometheus_client::metrics::counter::Counter;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -59,11 +60,18 @@ pub struct BudgetedManager {
     config: tokio_postgres::Config,
     budget: Arc<Semaphore>,
     wait: Duration,
+    opened: Counter,
 }
 
 impl BudgetedManager {
-    pub fn new(config: tokio_postgres::Config, budget: Arc<Semaphore>, wait: Duration) -> Self {
-        Self { config, budget, wait }
+    /// `opened` counts the connections it opens.
+    pub fn new(
+        config: tokio_postgres::Config,
+        budget: Arc<Semaphore>,
+        wait: Duration,
+        opened: Counter,
+    ) -> Self {
+        Self { config, budget, wait, opened }
     }
 }
 
@@ -77,6 +85,7 @@ impl deadpool::managed::Manager for BudgetedManager {
             .map_err(|_| ConnectError::Budget)?
             .map_err(|_| ConnectError::Budget)?;
         let (client, connection) = self.config.connect(NoTls).await.map_err(ConnectError::Postgres)?;
+        self.opened.inc();
         tokio::spawn(async move {
             let _ = connection.await;
         });

@@ -35,7 +35,7 @@ pub async fn start(settings: &RouterSettings, shutdown: &CancellationToken) -> R
 /// reset before reuse).
 pub struct TenantConnection {
     pub tenant: Arc<TenantRecord>,
-    pub client: crate::budget::Object,
+    pub client: crate::pools::Checkout,
 }
 
 impl FromRequestParts<AppState> for TenantConnection {

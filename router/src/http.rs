@@ -64,6 +64,7 @@ impl AppState {
                     max_connections: settings.max_connections,
                     tenant_max_connections: settings.tenant_max_connections,
                 },
+                metrics.connections.clone(),
             )),
             rate_limits: Arc::new(crate::rate_limit::RateLimits::default()),
             metrics,

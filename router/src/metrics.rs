@@ -59,6 +59,7 @@ pub struct RouterMetrics {
     pub connection_budget: Gauge,
     pub checkout_wait: Histogram,
     pub rate_limited: Counter<u64, AtomicU64>,
+    pub connections: crate::pools::ConnectionCounters,
 }
 
 impl Default for RouterMetrics {
@@ -75,6 +76,7 @@ impl Default for RouterMetrics {
         let checkout_wait =
             Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 17));
         let rate_limited = Counter::default();
+        let connections = crate::pools::ConnectionCounters::default();
         registry.register("requests", "Requests by status class", requests.clone());
         registry.register("resolutions", "Host resolutions by layer and outcome", resolutions.clone());
         registry.register("invalidations", "Tenant invalidations received from Redis", invalidations.clone());
@@ -96,6 +98,16 @@ impl Default for RouterMetrics {
             checkout_wait.clone(),
         );
         registry.register("rate_limited", "Requests refused by a plan's rate limit", rate_limited.clone());
+        registry.register(
+            "connections_opened",
+            "Connections to PostgreSQL opened",
+            connections.opened.clone(),
+        );
+        registry.register(
+            "connections_shed",
+            "Idle connections of one tenant closed to open one for another (the budget was in use)",
+            connections.shed.clone(),
+        );
         Self {
             registry,
             requests,
@@ -107,6 +119,7 @@ impl Default for RouterMetrics {
             connection_budget,
             checkout_wait,
             rate_limited,
+            connections,
         }
     }
 }

@@ -7,13 +7,14 @@
 use crate::budget::{BudgetedManager, ConnectError, Object, Pool};
 use deadpool::managed::{PoolError, Timeouts};
 use moka::future::Cache;
+use prometheus_client::metrics::counter::Counter;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq as _;
 use tenancy::catalog::TenantRecord;
 use tenancy::domain::TenantId;
 use tenancy::secrets::{DbCredentials, SharedSecretStore};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 /// Constant-time comparison of a client's user and password with `credentials`.
 pub fn credentials_match(credentials: &DbCredentials, user: &str, password: &[u8]) -> bool {
@@ -51,6 +52,8 @@ pub struct TenantPool {
     /// (A change to the tenant, its domains or its credentials comes with a new generation, and
     /// so with a new pool.)
     accepted: std::sync::RwLock<Option<Box<str>>>,
+    /// Woken each time one of this pool's connections is given back (see [`Checkout`]).
+    returned: Arc<Notify>,
 }
 
 impl TenantPool {
@@ -72,6 +75,22 @@ impl TenantPool {
 /// rotations, rarely enough that a client with a wrong password cannot flood the secret store.
 const REFRESH_INTERVAL: Duration = Duration::from_millis(100);
 
+/// When the budget is all in use and all of a tenant's connections are busy, how long a request
+/// waits for one of them to come back before another tenant's idle connection is closed to open
+/// one more for this tenant. Opening costs a backend fork and a SCRAM exchange, several
+/// milliseconds of CPU between the router and PostgreSQL; a point query gives its connection
+/// back in well under one. So a tenant that holds connections waits about as long as opening
+/// one would cost (a tenant that holds none makes room at once).
+pub const GROW_AFTER: Duration = Duration::from_millis(10);
+
+/// Connections opened, and idle connections closed to make room under the budget
+/// (`tenant_router_connections_opened_total`, `tenant_router_connections_shed_total`).
+#[derive(Clone, Debug, Default)]
+pub struct ConnectionCounters {
+    pub opened: Counter,
+    pub shed: Counter,
+}
+
 /// How the tenant pools are sized.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolLimits {
@@ -90,14 +109,16 @@ pub struct TenantPools {
     pools: Cache<TenantId, Arc<TenantPool>>,
     limits: PoolLimits,
     budget: Arc<Semaphore>,
+    counters: ConnectionCounters,
 }
 
 impl TenantPools {
-    pub fn new(secrets: SharedSecretStore, limits: PoolLimits) -> Self {
+    pub fn new(secrets: SharedSecretStore, limits: PoolLimits, counters: ConnectionCounters) -> Self {
         // A pool leaving the cache (idle, replaced after a change) is not closed here: requests
         // may still hold it; its connections close as the last of them lets go.
         let pools = Cache::builder().time_to_idle(limits.idle_timeout).build();
-        Self { secrets, pools, limits, budget: Arc::new(Semaphore::new(limits.max_connections.max(1))) }
+        let budget = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+        Self { secrets, pools, limits, budget, counters }
     }
 
     /// Server connections open now, across all tenants.
@@ -141,7 +162,12 @@ impl TenantPools {
             options.push_str(&format!(" -c statement_timeout={ms}"));
         }
         config.options(&options);
-        let manager = BudgetedManager::new(config, self.budget.clone(), self.limits.checkout_timeout);
+        let manager = BudgetedManager::new(
+            config,
+            self.budget.clone(),
+            self.limits.checkout_timeout,
+            self.counters.opened.clone(),
+        );
         let size = usize::try_from(tenant.pool_size)
             .unwrap_or(1)
             .clamp(1, self.limits.tenant_max_connections.max(1));
@@ -162,17 +188,24 @@ impl TenantPools {
             built_at: Instant::now(),
             fresh: tokio::sync::Mutex::new(None),
             accepted: std::sync::RwLock::new(None),
+            returned: Arc::new(Notify::new()),
         }))
     }
 
-    /// A connection from the tenant's pool. When this pool has none idle and the budget is all
-    /// in use, one idle connection of another tenant is closed to make room (as PgBouncer
-    /// reuses server connections between pools).
-    pub async fn checkout(&self, pool: &TenantPool) -> Result<Object, PoolCheckoutError> {
-        if pool.pool.status().available == 0 && self.budget.available_permits() == 0 {
-            self.shed_one_idle(pool);
+    /// A connection from the tenant's pool. When the pool has none idle, may open one more,
+    /// and the budget is all in use, room is made by closing one idle connection of another
+    /// tenant (as PgBouncer reuses server connections between pools), but a tenant that already
+    /// holds connections first waits up to [`GROW_AFTER`] for one of its own to come back.
+    pub async fn checkout(&self, pool: &TenantPool) -> Result<Checkout, PoolCheckoutError> {
+        if self.needs_room(pool) {
+            if pool.pool.status().size > 0 {
+                self.wait_for_own(pool).await;
+            }
+            if self.needs_room(pool) {
+                self.shed_one_idle(pool);
+            }
         }
-        pool.pool.get().await.map_err(|e| match e {
+        let object = pool.pool.get().await.map_err(|e| match e {
             PoolError::Timeout(_) | PoolError::Backend(ConnectError::Budget) => PoolCheckoutError::Exhausted,
             PoolError::Backend(ConnectError::Postgres(pg))
                 if pg.code() == Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD) =>
@@ -183,7 +216,30 @@ impl TenantPools {
                 PoolCheckoutError::Database(tenancy::pg::describe_error(&pg))
             }
             other => PoolCheckoutError::Database(format!("{other:?}")),
-        })
+        })?;
+        Ok(Checkout { object: Some(object), returned: pool.returned.clone() })
+    }
+
+    /// Whether getting a connection from `pool` now would open one, with no budget left for it.
+    /// (A pool at its size limit makes its requests wait for its own connections instead.)
+    fn needs_room(&self, pool: &TenantPool) -> bool {
+        let status = pool.pool.status();
+        grow_decision(status.available, status.size, status.max_size, self.budget.available_permits())
+    }
+
+    /// Waits, up to [`GROW_AFTER`], until `pool` no longer needs room: one of its connections
+    /// came back, or the budget has a permit again.
+    async fn wait_for_own(&self, pool: &TenantPool) {
+        let deadline = tokio::time::Instant::now() + GROW_AFTER;
+        loop {
+            let returned = pool.returned.notified();
+            tokio::pin!(returned);
+            // Registered before the check, so a connection given back in between still wakes it.
+            returned.as_mut().enable();
+            if !self.needs_room(pool) || tokio::time::timeout_at(deadline, returned).await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Closes one idle connection of a pool other than `except`, returning its budget permit.
@@ -196,6 +252,7 @@ impl TenantPools {
             // `retain` keeps what the predicate accepts: refuse the first idle connection only.
             let result = other.pool.retain(|_, _| taken.swap(true, std::sync::atomic::Ordering::Relaxed));
             if !result.removed.is_empty() {
+                self.counters.shed.inc();
                 return;
             }
         }
@@ -248,5 +305,66 @@ impl TenantPools {
     /// Number of open tenant pools.
     pub fn open_pools(&self) -> u64 {
         self.pools.entry_count()
+    }
+}
+
+/// Whether a pool with `available` idle connections out of `size` (at most `max_size`) must
+/// have room made for a new connection, with `budget_left` permits of the budget free.
+fn grow_decision(available: usize, size: usize, max_size: usize, budget_left: usize) -> bool {
+    available == 0 && size < max_size && budget_left == 0
+}
+
+/// A connection checked out of a tenant's pool. Dropping it gives the connection back to its
+/// pool and wakes one request of that tenant waiting in [`TenantPools::checkout`].
+pub struct Checkout {
+    object: Option<Object>,
+    returned: Arc<Notify>,
+}
+
+impl Checkout {
+    /// Takes the connection out of its pool for good and closes it, freeing its budget permit
+    /// (before a waiting request of the tenant is woken).
+    pub fn close(mut self) {
+        if let Some(object) = self.object.take() {
+            drop(deadpool::managed::Object::take(object));
+        }
+    }
+}
+
+impl std::ops::Deref for Checkout {
+    type Target = Object;
+    fn deref(&self) -> &Object {
+        self.object.as_ref().expect("a checkout holds its connection until dropped or detached")
+    }
+}
+
+impl std::ops::DerefMut for Checkout {
+    fn deref_mut(&mut self) -> &mut Object {
+        self.object.as_mut().expect("a checkout holds its connection until dropped or detached")
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        drop(self.object.take());
+        self.returned.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grow_decision;
+
+    #[test]
+    fn room_is_made_only_for_a_pool_that_would_open_a_connection_with_no_budget_left() {
+        // Idle connection of its own: use it.
+        assert!(!grow_decision(1, 2, 5, 0));
+        // At its size limit: wait for its own, closing nobody's.
+        assert!(!grow_decision(0, 5, 5, 0));
+        // Budget left: open one without closing anybody's.
+        assert!(!grow_decision(0, 2, 5, 3));
+        // May grow, nothing idle, no budget: room must be made.
+        assert!(grow_decision(0, 2, 5, 0));
+        assert!(grow_decision(0, 0, 5, 0));
     }
 }

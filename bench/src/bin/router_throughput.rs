@@ -21,6 +21,9 @@ use tenancy_bench::Summary;
 
 const TENANTS: usize = 100;
 const CONNECTIONS: usize = 32;
+/// The router's connection budget: less than the tenants' pools could grow to (100 × 5), as in
+/// production, so pools compete for it.
+const BUDGET: usize = 200;
 const WARMUP: Duration = Duration::from_secs(2);
 const DURATION: Duration = Duration::from_secs(10);
 const ROUNDS: usize = 2;
@@ -39,6 +42,14 @@ async fn measured(server: &ServerProcess, run: impl std::future::Future<Output =
     let cpu = server.cpu_seconds() - before;
     let per_request = cpu * 1e6 / report.latencies.len().max(1) as f64;
     (report, per_request)
+}
+
+/// Sessions PostgreSQL has opened so far (all databases). Its statistics are flushed about
+/// once a second, hence the pause.
+async fn sessions_opened(db: &testkit::TestDb) -> i64 {
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let client = db.client().await;
+    client.query_one("SELECT sum(sessions)::int8 FROM pg_stat_database", &[]).await.unwrap().get(0)
 }
 
 async fn load_router(router: &ServerProcess, tenants: &Arc<Vec<BenchTenant>>, load: Load) -> Report {
@@ -92,7 +103,7 @@ async fn main() {
     }
     let router = start_router(
         &common,
-        &[("ROUTER_MAX_CONNECTIONS", "200".into()), ("ROUTER_TENANT_MAX_CONNECTIONS", "32".into())],
+        &[("ROUTER_MAX_CONNECTIONS", BUDGET.to_string()), ("ROUTER_TENANT_MAX_CONNECTIONS", "32".into())],
     )
     .await;
     // Two baselines on one fixed pool: bare, and resetting each session as the router does.
@@ -103,10 +114,15 @@ async fn main() {
 
     let mut rates = [const { Vec::new() }; 3];
     let mut cpu = [const { Vec::new() }; 3];
+    let mut opened = Vec::new();
     for round in 1..=ROUNDS {
         for (i, server) in servers.iter().enumerate() {
             eprintln!("throughput round {round}: {}", names[i]);
+            let opened_before = sessions_opened(&db).await;
             let (report, per_request) = measured(server.process(), server.load(&tenants, Load::Closed)).await;
+            if let Server::Router(_) = server {
+                opened.push(sessions_opened(&db).await - opened_before);
+            }
             check(names[i], &report);
             rates[i].push(report.throughput());
             cpu[i].push(per_request);
@@ -164,6 +180,10 @@ async fn main() {
         ms(lat[2].p99) - ms(lat[1].p99),
         ms(lat[2].p50) - ms(lat[0].p50),
         ms(lat[2].p50) - ms(lat[1].p50)
+    );
+    println!(
+        "| PostgreSQL connections the router opened per throughput round (budget {BUDGET}; the first round opens its pools) | {} | |",
+        opened.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
     );
     println!("| router memory after the runs (RSS / peak) | {rss:.0} / {peak:.0} MiB | |");
 }

@@ -201,7 +201,7 @@ fn discards_statements(query: &QueryData) -> bool {
 /// so a late cancel can never hit another request's query on a reused connection. A connection
 /// marked to be retired leaves the pool too.
 struct InFlight {
-    client: Option<crate::budget::Object>,
+    client: Option<crate::pools::Checkout>,
     armed: bool,
 }
 
@@ -210,13 +210,13 @@ impl Drop for InFlight {
         let Some(client) = self.client.take() else { return };
         if self.armed {
             let token = client.cancel_token();
-            drop(deadpool::managed::Object::take(client));
+            client.close();
             tracing::debug!("client went away; cancelling its query");
             tokio::spawn(async move {
                 let _ = token.cancel_query(tokio_postgres::NoTls).await;
             });
         } else if client.retire {
-            drop(deadpool::managed::Object::take(client));
+            client.close();
         }
     }
 }

@@ -89,3 +89,76 @@ async fn the_connection_budget_is_never_exceeded_and_waiting_requests_get_503() 
     assert!(elapsed < Duration::from_secs(15), "nobody hangs: {elapsed:?}");
     router.stop().await.unwrap();
 }
+
+/// The server process behind the tenant's next request.
+async fn backend(client: &TenantSql) -> serde_json::Value {
+    client.rows("SELECT pg_backend_pid() AS pid", json!([])).await[0]["pid"].clone()
+}
+
+/// The value of a counter on the router's `/metrics`.
+async fn counter(router: &tenant_router::http::RunningRouter, name: &str) -> u64 {
+    let text =
+        reqwest::get(format!("http://{}/metrics", router.admin_addr)).await.unwrap().text().await.unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {text}"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// With the budget all in use, a busy tenant closes another tenant's idle connection only when
+/// that buys it a connection it may have and cannot otherwise get soon: never when it is at its
+/// own size limit (it waits for its own), and when its own stay busy past the grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_closes_another_tenants_idle_connection_only_to_grow() {
+    let db = TestDb::create("budget_grow").await;
+    let common = common_settings(&db, SecretsFor::Local);
+    let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
+    let mut clients = Vec::new();
+    for slug in ["busy", "idle"] {
+        let tenant = request_tenant(&cp, &TenantRequest::new(slug, "pro"), "test").await.unwrap();
+        drain(&cp, tenant.id, Duration::from_secs(60)).await.unwrap();
+        clients.push((format!("{slug}.app.localhost"), connection_string(&cp, slug).await));
+    }
+    for tenant_max_connections in [1, 2] {
+        let mut settings = router_settings(&common);
+        settings.max_connections = 2;
+        settings.tenant_max_connections = tenant_max_connections;
+        settings.checkout_timeout = Duration::from_secs(5);
+        let router = spawn_router_with(&settings).await;
+        let busy = TenantSql::new(&router, &clients[0].0, &clients[0].1);
+        let idle = TenantSql::new(&router, &clients[1].0, &clients[1].1);
+        // One connection each: the budget is all in use.
+        backend(&busy).await;
+        let idle_backend = backend(&idle).await;
+
+        // Two requests of the busy tenant at once, the first holding its connection 0.5 s.
+        let slow = busy.post(json!({"query": "SELECT pg_sleep(0.5)"}));
+        let quick = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let started = Instant::now();
+            let (status, body) = busy.post(json!({"query": "SELECT 1 AS one"})).await;
+            assert_eq!(status, 200, "{body}");
+            started.elapsed()
+        };
+        let ((status, body), waited) = tokio::join!(slow, quick);
+        assert_eq!(status, 200, "{body}");
+        let shed = counter(&router, "tenant_router_connections_shed_total").await;
+        if tenant_max_connections == 1 {
+            // At its limit: it waited for its own connection; the other tenant's was left alone.
+            assert_eq!(shed, 0, "a pool at its size limit must not close another tenant's connection");
+            assert_eq!(backend(&idle).await, idle_backend, "the idle tenant keeps its connection");
+            assert!(waited >= Duration::from_millis(300), "it waited for the slow request: {waited:?}");
+        } else {
+            // May grow, and its own connection stays busy: the idle tenant's makes room.
+            assert_eq!(shed, 1, "one idle connection closed to let the busy tenant grow");
+            assert!(waited < Duration::from_millis(300), "it did not wait for the slow request: {waited:?}");
+            assert_eq!(
+                idle.post(json!({"query": "SELECT 1 AS one"})).await.0,
+                200,
+                "the idle tenant is still served"
+            );
+        }
+        router.stop().await.unwrap();
+    }
+}
