@@ -15,6 +15,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse as _, Response};
+use futures::future::Either;
 use futures::{pin_mut, TryStreamExt as _};
 use request::{to_text_param, Payload, QueryData, TextParam};
 use response::{Body, Output};
@@ -83,7 +84,9 @@ pub async fn handle(
         Some(client) => run_payload(client, payload, read_only, &headers, output).await,
         None => Err(RouterError::BadRequest("no connection".into())),
     };
-    guard.armed = false;
+    // A result over the response limit is still being produced and sent: cancel it and close
+    // its connection (when the guard drops), as for a client that went away.
+    guard.armed = matches!(result, Err(RouterError::ResponseTooLarge(_)));
     let body = result?.into_bytes();
     Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }
@@ -155,10 +158,20 @@ async fn run_single(
     loop {
         let (pg, cache) = connection.parts();
         let statement = prepare_cached(&*pg, cache, query).await?;
-        let (result, reset) = futures::join!(
-            execute(&**connection, &statement, query, output, body),
-            session::reset(connection)
-        );
+        let (result, reset) = {
+            let execute = execute(&**connection, &statement, query, output, body);
+            let reset = session::reset(connection);
+            pin_mut!(execute, reset);
+            // Polled together, so the reset is sent right behind the statement; but a result
+            // over the response limit is not waited for to its end (the reset comes after it).
+            match futures::future::select(execute, reset).await {
+                Either::Left((Err(QueryError::Router(err @ RouterError::ResponseTooLarge(_))), _)) => {
+                    return Err(err)
+                }
+                Either::Left((result, reset)) => (result, reset.await),
+                Either::Right((reset, execute)) => (execute.await, reset),
+            }
+        };
         match result {
             Err(QueryError::Stale(_)) if !retried => {
                 connection.statements.remove(&query.query);

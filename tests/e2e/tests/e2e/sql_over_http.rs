@@ -5,6 +5,7 @@ use control_plane::context::ControlPlane;
 use control_plane::provisioning::{request_tenant, steps::provision, TenantRequest};
 use e2e_tests::{connection_string, provisioning_settings, router_settings, spawn_router_with, TenantSql};
 use serde_json::json;
+use std::time::Duration;
 use testkit::{common_settings, SecretsFor, TestDb};
 
 struct Fixture {
@@ -300,6 +301,13 @@ async fn bad_requests_get_the_right_status_and_run_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_response_over_the_limit_is_refused_not_truncated() {
     let f = fixture("sql_response_limit").await;
+    // No statement timeout for acme (read when its first request builds its pool), so that
+    // only the router can stop the endless query below.
+    let admin = f.db.client().await;
+    admin
+        .execute("UPDATE control.tenants SET statement_timeout_ms = NULL WHERE slug = 'acme'", &[])
+        .await
+        .unwrap();
     let too_large = [
         "SELECT repeat('x', 1000) AS x FROM generate_series(1, 100)",
         // Empty values are not free: every row and key counts.
@@ -316,6 +324,32 @@ async fn a_response_over_the_limit_is_refused_not_truncated() {
     let rows = f.acme.rows("SELECT repeat('x', 1000) AS x FROM generate_series(1, 60)", json!([])).await;
     assert_eq!(rows.as_array().map(Vec::len), Some(60));
     assert!(rows.as_array().unwrap().iter().all(|r| r["x"].as_str().map(str::len) == Some(1000)));
+
+    // A result that would take PostgreSQL hours to produce (100 GB, streamed from its first
+    // row): refused as soon as it passes the limit, and the query itself is stopped, not left
+    // running to its end (before, the request waited for it, behind the session reset).
+    let endless =
+        "SELECT repeat('x', 1000) AS endless FROM generate_series(1, 10000) a, generate_series(1, 10000) b";
+    for body in [json!({ "query": endless }), json!({"queries": [{ "query": endless }]})] {
+        let (status, body) = tokio::time::timeout(Duration::from_secs(60), f.acme.post(body))
+            .await
+            .expect("the refusal must not wait for the whole result");
+        assert_eq!((status, &body["error"]["code"]), (400, &json!("response_too_large")), "{body}");
+        let started = std::time::Instant::now();
+        loop {
+            let running: i64 = admin
+                .query_one("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%AS endless FROM%' AND pid <> pg_backend_pid()", &[])
+                .await
+                .unwrap()
+                .get(0);
+            if running == 0 {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "the endless query is still running");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(f.acme.post(json!({"query": "SELECT 1 AS one"})).await.0, 200, "the tenant is served after");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
