@@ -25,7 +25,7 @@ provider "aws" {
   default_tags {
     tags = {
       Project     = "tenancy"
-      Environment = var.environment
+      Environment = "staging"
       ManagedBy   = "terraform"
     }
   }

@@ -1,9 +1,10 @@
 # The whole deployment of one environment: network, KMS and secrets, Aurora (catalog and
 # default cluster), Redis, the ALB, IAM, logs and alarms, and the two ECS services.
-# staging/ and production/ share this file; they differ in their variables' defaults.
+# environments/staging and environments/production call this module with their own sizes.
 
 locals {
-  name = "tenancy-${var.environment}"
+  name           = "tenancy-${var.environment}"
+  secrets_prefix = coalesce(var.secrets_prefix, "tenancy/${var.environment}")
 
   router_port        = 8081
   router_admin_port  = 9091
@@ -58,14 +59,14 @@ locals {
 }
 
 module "secrets" {
-  source = "../../modules/secrets"
+  source = "../secrets"
 
   name           = local.name
-  secrets_prefix = var.secrets_prefix
+  secrets_prefix = local.secrets_prefix
 }
 
 module "network" {
-  source = "../../modules/network"
+  source = "../network"
 
   name               = local.name
   cidr_block         = var.vpc_cidr_block
@@ -76,7 +77,7 @@ module "network" {
 }
 
 module "edge" {
-  source = "../../modules/edge"
+  source = "../edge"
 
   name                = local.name
   vpc_id              = module.network.vpc_id
@@ -96,7 +97,7 @@ module "edge" {
 }
 
 module "observability" {
-  source = "../../modules/observability"
+  source = "../observability"
 
   name                                  = local.name
   kms_key_arn                           = module.secrets.kms_key_arn
@@ -108,7 +109,7 @@ module "observability" {
 }
 
 module "database" {
-  source = "../../modules/database"
+  source = "../database"
 
   name                      = local.name
   vpc_id                    = module.network.vpc_id
@@ -127,7 +128,7 @@ module "database" {
 }
 
 module "cache" {
-  source = "../../modules/cache"
+  source = "../cache"
 
   name                      = local.name
   vpc_id                    = module.network.vpc_id
@@ -141,7 +142,7 @@ module "cache" {
 }
 
 module "iam" {
-  source = "../../modules/iam"
+  source = "../iam"
 
   name                          = local.name
   secrets_prefix                = module.secrets.secrets_prefix
@@ -179,7 +180,7 @@ resource "aws_ecs_cluster" "this" {
 }
 
 module "router" {
-  source = "../../modules/service"
+  source = "../service"
 
   name                  = "${local.name}-tenant-router"
   container_name        = "tenant-router"
@@ -208,7 +209,7 @@ module "router" {
 }
 
 module "control_plane" {
-  source = "../../modules/service"
+  source = "../service"
 
   name                   = "${local.name}-tenantctl"
   container_name         = "tenantctl"
@@ -238,7 +239,7 @@ module "control_plane" {
 
 # Dedicated Aurora clusters for enterprise tenants, each with its registration task.
 module "tenant_database" {
-  source   = "../../modules/tenant-database"
+  source   = "../tenant-database"
   for_each = var.dedicated_tenant_clusters
 
   name                        = local.name

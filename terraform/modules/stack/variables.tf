@@ -15,7 +15,11 @@ variable "tenant_base_domain" {
 variable "environment" {
   description = "Environment name; resources are named tenancy-<environment>."
   type        = string
-  default     = "staging"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,19}$", var.environment))
+    error_message = "environment: 1 to 20 characters, a-z, 0-9 and -, starting with a letter (it names every resource)."
+  }
 }
 
 variable "region" {
@@ -43,9 +47,9 @@ variable "operator_cidrs" {
 }
 
 variable "secrets_prefix" {
-  description = "SECRETS_PREFIX: tenant secrets are <prefix>/tenants/<tenant-id>/postgres."
+  description = "SECRETS_PREFIX: tenant secrets are <prefix>/tenants/<tenant-id>/postgres; null means tenancy/<environment>."
   type        = string
-  default     = "tenancy/staging"
+  default     = null
 }
 
 variable "ecr_repository_arns" {
