@@ -11,11 +11,12 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::NoTls;
 
-/// A server connection, the budget permit it holds while open, and what it keeps between
-/// requests (see [`crate::session`]).
+/// A server connection and what it keeps between requests (see [`crate::session`]). Its
+/// budget permit is held by the task that drives its socket, so it is given back only when
+/// the socket is closed: a connection dropped while PostgreSQL is still sending it a result
+/// (its query being cancelled) counts against the budget until then.
 pub struct Connection {
     client: tokio_postgres::Client,
-    _permit: OwnedSemaphorePermit,
     /// Statements prepared on this connection, by SQL text.
     pub statements: crate::session::StatementCache,
     /// Whether the session was reset after its last use. Every checkout hands out a connection
@@ -87,16 +88,11 @@ impl deadpool::managed::Manager for BudgetedManager {
         let (client, connection) = self.config.connect(NoTls).await.map_err(ConnectError::Postgres)?;
         self.opened.inc();
         tokio::spawn(async move {
+            let _permit: OwnedSemaphorePermit = permit;
             let _ = connection.await;
         });
         client.batch_execute(crate::session::PREPARE_RESET_CHECK).await.map_err(ConnectError::Postgres)?;
-        Ok(Connection {
-            client,
-            _permit: permit,
-            statements: Default::default(),
-            clean: false,
-            retire: false,
-        })
+        Ok(Connection { client, statements: Default::default(), clean: false, retire: false })
     }
 
     async fn recycle(&self, connection: &mut Connection, _: &Metrics) -> RecycleResult<ConnectError> {

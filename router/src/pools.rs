@@ -198,7 +198,9 @@ impl TenantPools {
     /// holds connections first waits up to [`GROW_AFTER`] for one of its own to come back.
     pub async fn checkout(&self, pool: &TenantPool) -> Result<Checkout, PoolCheckoutError> {
         if self.needs_room(pool) {
-            if pool.pool.status().size > 0 {
+            // Connections it holds, or that other requests of this tenant are opening.
+            let status = pool.pool.status();
+            if status.size + status.waiting > 0 {
                 self.wait_for_own(pool).await;
             }
             if self.needs_room(pool) {
@@ -224,11 +226,15 @@ impl TenantPools {
     /// (A pool at its size limit makes its requests wait for its own connections instead.)
     fn needs_room(&self, pool: &TenantPool) -> bool {
         let status = pool.pool.status();
-        grow_decision(status.available, status.size, status.max_size, self.budget.available_permits())
+        // `waiting`: requests inside the pool's `get` without a connection yet, some of them
+        // opening one (deadpool counts a connection in `size` only once it is open).
+        let claimed = status.size + status.waiting;
+        grow_decision(status.available, claimed, status.max_size, self.budget.available_permits())
     }
 
-    /// Waits, up to [`GROW_AFTER`], until `pool` no longer needs room: one of its connections
-    /// came back, or the budget has a permit again.
+    /// Waits, up to [`GROW_AFTER`], until `pool` no longer needs room: woken when one of its
+    /// connections comes back (or is closed), it looks again, and so sees a budget permit freed
+    /// meanwhile by another tenant too.
     async fn wait_for_own(&self, pool: &TenantPool) {
         let deadline = tokio::time::Instant::now() + GROW_AFTER;
         loop {
@@ -308,10 +314,11 @@ impl TenantPools {
     }
 }
 
-/// Whether a pool with `available` idle connections out of `size` (at most `max_size`) must
-/// have room made for a new connection, with `budget_left` permits of the budget free.
-fn grow_decision(available: usize, size: usize, max_size: usize, budget_left: usize) -> bool {
-    available == 0 && size < max_size && budget_left == 0
+/// Whether a pool with `available` idle connections, `claimed` connections open or being
+/// opened (at most `max_size`), must have room made for a new connection, with `budget_left`
+/// permits of the budget free.
+fn grow_decision(available: usize, claimed: usize, max_size: usize, budget_left: usize) -> bool {
+    available == 0 && claimed < max_size && budget_left == 0
 }
 
 /// A connection checked out of a tenant's pool. Dropping it gives the connection back to its
@@ -359,7 +366,8 @@ mod tests {
     fn room_is_made_only_for_a_pool_that_would_open_a_connection_with_no_budget_left() {
         // Idle connection of its own: use it.
         assert!(!grow_decision(1, 2, 5, 0));
-        // At its size limit: wait for its own, closing nobody's.
+        // At its size limit, counting the connections being opened: wait for its own, closing
+        // nobody's.
         assert!(!grow_decision(0, 5, 5, 0));
         // Budget left: open one without closing anybody's.
         assert!(!grow_decision(0, 2, 5, 3));
