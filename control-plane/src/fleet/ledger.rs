@@ -68,6 +68,19 @@ pub struct RunLock {
     client: Option<Object>,
 }
 
+impl RunLock {
+    /// Releases the lock at once, then closes its connection: a run started right after this
+    /// one finds the lock free. (Dropping the lock releases it too, but only once PostgreSQL has
+    /// seen its connection close, which a run started at that moment may beat.)
+    pub async fn release(mut self) {
+        if let Some(client) = self.client.take() {
+            // Should the unlock fail, closing the connection still releases the lock.
+            let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&RUN_LOCK]).await;
+            drop(Object::take(client));
+        }
+    }
+}
+
 impl Drop for RunLock {
     fn drop(&mut self) {
         if let Some(client) = self.client.take() {

@@ -196,7 +196,7 @@ fn millis(d: Duration) -> u64 {
 /// A run that has started: the lock is held, the run and its items are in the ledger, nothing
 /// is migrated yet. [`Begun::execute`] does the work.
 pub struct Begun {
-    _lock: ledger::RunLock,
+    lock: ledger::RunLock,
     run: uuid::Uuid,
     migrations: TenantMigrations,
     options: RunOptions,
@@ -240,7 +240,7 @@ pub async fn begin(cp: &ControlPlane, options: &ApplyOptions, created_by: &str) 
         .map_err(catalog_error)?
     };
     Ok(Begun {
-        _lock: lock,
+        lock,
         run,
         migrations,
         options: options.run.clone(),
@@ -346,7 +346,7 @@ pub async fn resume(
             waves[usize::from(candidate.wave != 0)].push(candidate.tenant);
         }
     }
-    let begun = Begun { _lock: lock, run, migrations, options, selection, waves, up_to_date, started };
+    let begun = Begun { lock, run, migrations, options, selection, waves, up_to_date, started };
     begun.execute(cp, progress).await
 }
 
@@ -413,6 +413,7 @@ impl Begun {
             let client = cp.catalog.get().await.map_err(catalog_error)?;
             ledger::finish_run(&**client, self.run, halt_reason.as_deref()).await.map_err(catalog_error)?
         };
+        self.lock.release().await;
         results.sort_by(|a, b| a.slug.cmp(&b.slug));
         let count = |state: ItemState| results.iter().filter(|r| r.state == state).count();
         let migrated = results.iter().filter(|r| r.state == ItemState::Done && !r.applied.is_empty()).count();

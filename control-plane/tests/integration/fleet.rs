@@ -272,3 +272,16 @@ async fn a_locked_tenant_is_retried_after_its_lock_timeout_and_never_delays_the_
     assert!(charlie_result.attempts >= 2, "retried: {charlie_result:?}");
     assert_eq!(f.v2("charlie").await, (1, true));
 }
+
+/// A finished run lets go of the run lock before it returns: a script that runs `apply` twice
+/// in a row never gets "a run is in progress" from the first one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_started_right_after_another_finds_the_lock_free() {
+    let f = fleet("fleet_back_to_back").await;
+    for i in 0..30 {
+        match control_plane::fleet::apply(&f.cp, &all(2), "test", &Quiet).await {
+            Ok(report) => assert_eq!(report.failed, 0, "run {i}: {:?}", report.results),
+            Err(e) => panic!("run {i} right after the previous one: {e}"),
+        }
+    }
+}
