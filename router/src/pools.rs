@@ -225,11 +225,17 @@ impl TenantPools {
     /// Whether getting a connection from `pool` now would open one, with no budget left for it.
     /// (A pool at its size limit makes its requests wait for its own connections instead.)
     fn needs_room(&self, pool: &TenantPool) -> bool {
+        // The budget first: an atomic read, and while it has room (the usual case) the pool's
+        // status, behind its lock, is not needed.
+        let budget_left = self.budget.available_permits();
+        if budget_left > 0 {
+            return false;
+        }
         let status = pool.pool.status();
         // `waiting`: requests inside the pool's `get` without a connection yet, some of them
         // opening one (deadpool counts a connection in `size` only once it is open).
         let claimed = status.size + status.waiting;
-        grow_decision(status.available, claimed, status.max_size, self.budget.available_permits())
+        grow_decision(status.available, claimed, status.max_size, budget_left)
     }
 
     /// Waits, up to [`GROW_AFTER`], until `pool` no longer needs room: woken when one of its
@@ -329,8 +335,8 @@ pub struct Checkout {
 }
 
 impl Checkout {
-    /// Takes the connection out of its pool for good and closes it, freeing its budget permit
-    /// (before a waiting request of the tenant is woken).
+    /// Takes the connection out of its pool for good and closes it (its budget permit is freed
+    /// once the socket is closed; see [`crate::budget::Connection`]).
     pub fn close(mut self) {
         if let Some(object) = self.object.take() {
             drop(deadpool::managed::Object::take(object));
@@ -341,13 +347,13 @@ impl Checkout {
 impl std::ops::Deref for Checkout {
     type Target = Object;
     fn deref(&self) -> &Object {
-        self.object.as_ref().expect("a checkout holds its connection until dropped or detached")
+        self.object.as_ref().expect("a checkout holds its connection until dropped or closed")
     }
 }
 
 impl std::ops::DerefMut for Checkout {
     fn deref_mut(&mut self) -> &mut Object {
-        self.object.as_mut().expect("a checkout holds its connection until dropped or detached")
+        self.object.as_mut().expect("a checkout holds its connection until dropped or closed")
     }
 }
 

@@ -210,7 +210,8 @@ fn discards_statements(query: &QueryData) -> bool {
 }
 
 /// A checked-out connection while its request runs. Dropped while still armed (the client went
-/// away and axum dropped the request), it leaves the pool for good and its query is cancelled,
+/// away and axum dropped the request, or the result passed the response limit), it leaves the
+/// pool for good and its query is cancelled,
 /// so a late cancel can never hit another request's query on a reused connection. A connection
 /// marked to be retired leaves the pool too.
 struct InFlight {
@@ -224,7 +225,9 @@ impl Drop for InFlight {
         if self.armed {
             let token = client.cancel_token();
             client.close();
-            tracing::debug!("client went away; cancelling its query");
+            tracing::debug!(
+                "request ended early (client gone, or result over the limit); cancelling its query"
+            );
             tokio::spawn(async move {
                 let _ = token.cancel_query(tokio_postgres::NoTls).await;
             });
