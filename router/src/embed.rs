@@ -35,7 +35,7 @@ pub async fn start(settings: &RouterSettings, shutdown: &CancellationToken) -> R
 /// reset before reuse).
 pub struct TenantConnection {
     pub tenant: Arc<TenantRecord>,
-    pub client: crate::pools::Checkout,
+    pub client: crate::pool::Checkout,
 }
 
 impl FromRequestParts<AppState> for TenantConnection {
@@ -44,7 +44,7 @@ impl FromRequestParts<AppState> for TenantConnection {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let host = parts.headers.get("host").and_then(|v| v.to_str().ok());
         let tenant = state.resolver.resolve(host).await?;
-        if !state.rate_limits.allow(&tenant) {
+        if !state.rate_limits.allow(&tenant).await {
             return Err(RouterError::RateLimited);
         }
         let pool = state.pools.pool_for(&tenant).await?;

@@ -2,7 +2,7 @@
 //! errors use the shape Neon's driver reads (`message`, `code` = SQLSTATE, `detail`, `hint`,
 //! `position`); the router's own errors add `{"error":{"code","message"}}`.
 
-use crate::pools::PoolCheckoutError;
+use crate::pool::PoolCheckoutError;
 use crate::resolve::ResolveTenantError;
 use crate::sql::auth::AuthError;
 use axum::http::{header, HeaderValue, StatusCode};

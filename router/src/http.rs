@@ -1,7 +1,7 @@
 //! The router's listeners: tenant traffic (`POST /sql`) and the admin listener (`/healthz`,
 //! `/readyz`). Both drain in-flight requests on shutdown.
 
-use crate::pools::TenantPools;
+use crate::pool::TenantPools;
 use crate::resolve::Resolver;
 use crate::settings::RouterSettings;
 use axum::routing::{get, post};
@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 pub struct AppState {
     pub resolver: Arc<Resolver>,
     pub pools: Arc<TenantPools>,
-    pub rate_limits: Arc<crate::rate_limit::RateLimits>,
+    pub rate_limits: Arc<crate::redis::limits::RateLimits>,
     pub metrics: Arc<crate::metrics::RouterMetrics>,
     /// The application other paths go to (`ROUTER_UPSTREAM`).
     pub upstream: Option<Arc<crate::proxy::Upstream>>,
@@ -44,6 +44,8 @@ impl AppState {
         let catalog = tenancy::pg::pool(config, 16)?;
         let secrets = settings.common.secrets.build(catalog.clone()).await?;
         let metrics = Arc::new(crate::metrics::RouterMetrics::default());
+        let redis = redis_link(settings)?;
+        let names = tenancy::invalidation::RedisNames::new(&settings.common.redis_key_prefix);
         metrics.connection_budget.set(i64::try_from(settings.max_connections).unwrap_or(i64::MAX));
         let resolver = Resolver::new(
             settings.common.tenant_base_domain.clone(),
@@ -51,22 +53,26 @@ impl AppState {
             settings.cache_capacity,
             settings.cache_ttl,
             settings.negative_cache_ttl,
-            shared_cache(settings)?,
+            redis.clone().map(|link| {
+                crate::redis::routes::SharedRoutes::new(link, names.clone(), settings.shared_cache_ttl)
+            }),
             metrics.clone(),
         );
         Ok(Self {
             resolver: Arc::new(resolver),
             pools: Arc::new(TenantPools::new(
                 secrets,
-                crate::pools::PoolLimits {
+                crate::pool::PoolLimits {
                     idle_timeout: settings.pool_idle_timeout,
                     checkout_timeout: settings.checkout_timeout,
                     max_connections: settings.max_connections,
                     tenant_max_connections: settings.tenant_max_connections,
+                    reclaim_after: settings.reclaim_idle_after,
+                    connects_per_second: settings.max_connects_per_second,
                 },
                 metrics.connections.clone(),
             )),
-            rate_limits: Arc::new(crate::rate_limit::RateLimits::default()),
+            rate_limits: Arc::new(crate::redis::limits::RateLimits::new(redis.map(|link| (link, names)))),
             metrics,
             jwt: jwt_verifier(settings)?.map(Arc::new),
             upstream: settings
@@ -79,14 +85,12 @@ impl AppState {
     }
 }
 
-fn shared_cache(
-    settings: &RouterSettings,
-) -> Result<Option<crate::resolve::shared::SharedCache>, StartError> {
+/// The connection to Redis the router's caches and limits share (when `REDIS_URL` is set).
+fn redis_link(settings: &RouterSettings) -> Result<Option<Arc<crate::redis::RedisLink>>, StartError> {
     let Some(url) = &settings.common.redis_url else { return Ok(None) };
     let client =
         tenancy::invalidation::redis_client(url.expose()).map_err(|e| StartError::Redis(e.to_string()))?;
-    let names = tenancy::invalidation::RedisNames::new(&settings.common.redis_key_prefix);
-    Ok(Some(crate::resolve::shared::SharedCache::new(client, names, settings.shared_cache_ttl)))
+    Ok(Some(Arc::new(crate::redis::RedisLink::new(client))))
 }
 
 fn jwt_verifier(settings: &RouterSettings) -> Result<Option<crate::sql::jwt::JwtVerifier>, StartError> {

@@ -2,20 +2,19 @@
 //! tenant's own connection pool.
 //!
 //! - [`resolve`]: host normalisation and tenant lookup (in-process cache, catalog);
-//! - [`pools`]: per-tenant connection pools logged in as each tenant's own role;
+//! - [`pool`]: per-tenant connection pools logged in as each tenant's own role;
 //! - [`sql`]: `POST /sql`, compatible with Neon's serverless driver;
 //! - [`http`]: the listeners, for the binary and for tests (port 0).
 
 pub mod admin;
-pub mod budget;
 pub mod embed;
 pub mod error;
 pub mod http;
 pub mod invalidation;
 pub mod metrics;
-pub mod pools;
+pub mod pool;
 pub mod proxy;
-pub mod rate_limit;
+pub mod redis;
 pub mod resolve;
 pub mod session;
 pub mod settings;

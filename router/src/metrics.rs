@@ -59,7 +59,7 @@ pub struct RouterMetrics {
     pub connection_budget: Gauge,
     pub checkout_wait: Histogram,
     pub rate_limited: Counter<u64, AtomicU64>,
-    pub connections: crate::pools::ConnectionCounters,
+    pub connections: crate::pool::ConnectionCounters,
 }
 
 impl Default for RouterMetrics {
@@ -76,7 +76,7 @@ impl Default for RouterMetrics {
         let checkout_wait =
             Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 17));
         let rate_limited = Counter::default();
-        let connections = crate::pools::ConnectionCounters::default();
+        let connections = crate::pool::ConnectionCounters::default();
         registry.register("requests", "Requests by status class", requests.clone());
         registry.register("resolutions", "Host resolutions by layer and outcome", resolutions.clone());
         registry.register("invalidations", "Tenant invalidations received from Redis", invalidations.clone());
@@ -107,6 +107,11 @@ impl Default for RouterMetrics {
             "connections_shed",
             "Idle connections of one tenant closed to open one for another (the budget was in use)",
             connections.shed.clone(),
+        );
+        registry.register(
+            "checkout_waiting",
+            "Requests waiting for a connection now",
+            connections.waiting.clone(),
         );
         Self {
             registry,

@@ -59,7 +59,7 @@ pub async fn forward(State(state): State<AppState>, mut request: Request) -> Res
     let host = request.headers().get("host").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let tenant = state.resolver.resolve(host.as_deref()).await?;
     tracing::Span::current().record("tenant", tracing::field::display(&tenant.slug));
-    if !state.rate_limits.allow(&tenant) {
+    if !state.rate_limits.allow(&tenant).await {
         state.metrics.rate_limited.inc();
         return Err(RouterError::RateLimited);
     }

@@ -50,6 +50,19 @@ pub struct RouterSettings {
     #[arg(long, env = "ROUTER_TENANT_MAX_CONNECTIONS", default_value_t = 20)]
     pub tenant_max_connections: usize,
 
+    /// With every connection of the budget open, another tenant's connection idle at least this
+    /// long may be closed to open one for a tenant that wants more than it holds. (A tenant
+    /// holding none takes the coldest idle connection at once; a tenant holding some otherwise
+    /// waits for its own.)
+    #[arg(long, env = "ROUTER_RECLAIM_IDLE_AFTER", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub reclaim_idle_after: Duration,
+
+    /// Most connections to PostgreSQL opened per second, all tenants together (0: no limit).
+    /// Each costs PostgreSQL a process start and an authentication; past this rate requests
+    /// wait for a connection instead.
+    #[arg(long, env = "ROUTER_MAX_CONNECTS_PER_SECOND", default_value_t = 500)]
+    pub max_connects_per_second: u32,
+
     /// How long a request waits for a connection from its tenant's pool.
     #[arg(long, env = "ROUTER_CHECKOUT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub checkout_timeout: Duration,

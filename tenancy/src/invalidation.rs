@@ -37,6 +37,11 @@ impl RedisNames {
     pub fn route_key(&self, slug: &Slug) -> String {
         format!("{}route:{slug}", self.prefix)
     }
+
+    /// Where the routers keep a tenant's rate-limit state (its GCRA "theoretical arrival time").
+    pub fn rate_limit_key(&self, tenant: &crate::domain::TenantId) -> String {
+        format!("{}ratelimit:{tenant}", self.prefix)
+    }
 }
 
 /// Publishes an invalidation. Failures are returned for the caller to log and count: the

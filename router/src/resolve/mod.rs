@@ -1,10 +1,8 @@
 //! Host → tenant resolution: normalise the `Host`, pick the slug (subdomain of the base domain)
 //! or custom domain, then look it up through the in-process cache (one load per key at a time,
-//! "not found" cached briefly), the shared Redis cache ([`shared`]) and the catalog. Every
+//! "not found" cached briefly), the routing records shared in Redis ([`crate::redis::routes`]) and the catalog. Every
 //! router remembers the newest generation it has heard of per tenant and never keeps a fill
 //! older than that.
-
-pub mod shared;
 
 use deadpool_postgres::Pool;
 use moka::future::Cache;
@@ -61,7 +59,7 @@ pub struct Resolver {
     base_domain: BaseDomain,
     catalog: Pool,
     cache: Cache<String, Lookup>,
-    shared: Option<shared::SharedCache>,
+    shared: Option<crate::redis::routes::SharedRoutes>,
     /// The newest generation heard of (from invalidations), per tenant.
     generations: moka::sync::Cache<tenancy::domain::TenantId, i64>,
     metrics: Arc<crate::metrics::RouterMetrics>,
@@ -74,7 +72,7 @@ impl Resolver {
         capacity: u64,
         ttl: Duration,
         negative_ttl: Duration,
-        shared: Option<shared::SharedCache>,
+        shared: Option<crate::redis::routes::SharedRoutes>,
         metrics: Arc<crate::metrics::RouterMetrics>,
     ) -> Self {
         let cache = Cache::builder()

@@ -6,7 +6,7 @@
 //!
 //! During a credential rotation a client may already hold the new password while this router
 //! still has the old one: on a mismatch the secret is read again (at most every 100 ms per
-//! tenant, see `pools::REFRESH_INTERVAL`) and the new password is accepted too.
+//! tenant, see `pool::REFRESH_INTERVAL`) and the new password is accepted too.
 
 use crate::resolve::{ResolveTenantError, Resolver};
 use tenancy::catalog::TenantRecord;
@@ -31,8 +31,8 @@ pub enum AuthError {
 pub async fn check(
     header: Option<&str>,
     tenant: &TenantRecord,
-    pool: &crate::pools::TenantPool,
-    pools: &crate::pools::TenantPools,
+    pool: &crate::pool::TenantPool,
+    pools: &crate::pool::TenantPools,
     resolver: &Resolver,
 ) -> Result<(), AuthError> {
     let raw = header.ok_or(AuthError::Missing)?;
@@ -55,7 +55,7 @@ pub async fn check(
     }
     let user = config.get_user().unwrap_or_default();
     let password = config.get_password().unwrap_or_default();
-    if crate::pools::credentials_match(&pool.credentials, user, password) {
+    if crate::pool::credentials_match(&pool.credentials, user, password) {
         pool.remember_accepted(raw);
         Ok(())
     } else if pools.accepts_rotated(tenant, pool, user, password).await {

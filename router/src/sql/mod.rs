@@ -37,7 +37,7 @@ pub async fn handle(
 ) -> Result<Response, RouterError> {
     let tenant = state.resolver.resolve(header(&headers, "host")).await?;
     tracing::Span::current().record("tenant", tracing::field::display(&tenant.slug));
-    if !state.rate_limits.allow(&tenant) {
+    if !state.rate_limits.allow(&tenant).await {
         state.metrics.rate_limited.inc();
         return Err(RouterError::RateLimited);
     }
@@ -70,9 +70,9 @@ pub async fn handle(
     let waited = std::time::Instant::now();
     let client = match state.pools.checkout(&pool).await {
         // PostgreSQL refused the pool's password: rotated, and the invalidation is late.
-        Err(crate::pools::PoolCheckoutError::AuthFailed) => match state.pools.rebuild(&tenant, &pool).await {
+        Err(crate::pool::PoolCheckoutError::AuthFailed) => match state.pools.rebuild(&tenant, &pool).await {
             Some(rebuilt) => state.pools.checkout(&rebuilt).await?,
-            None => return Err(crate::pools::PoolCheckoutError::AuthFailed.into()),
+            None => return Err(crate::pool::PoolCheckoutError::AuthFailed.into()),
         },
         other => other?,
     };
@@ -95,13 +95,13 @@ pub async fn handle(
 /// round trip, after a transaction's `COMMIT` otherwise. A connection whose reset succeeded
 /// goes back to the pool clean; one whose reset failed is retired.
 async fn run_payload(
-    client: &mut crate::budget::Object,
+    client: &mut crate::pool::Checkout,
     payload: Payload,
     read_only: bool,
     headers: &HeaderMap,
     output: Output,
 ) -> Result<Body, RouterError> {
-    let connection: &mut crate::budget::Connection = client;
+    let connection: &mut crate::pool::Connection = client;
     let mut body = Body::new(output.max_bytes);
     let discards = match &payload {
         Payload::Single(query) => discards_statements(query),
@@ -149,7 +149,7 @@ async fn run_payload(
 /// One statement outside a transaction block: executed with the session reset pipelined
 /// right behind it, so the request costs one round trip when its statement is cached.
 async fn run_single(
-    connection: &mut crate::budget::Connection,
+    connection: &mut crate::pool::Connection,
     query: &QueryData,
     output: Output,
     body: &mut Body,
@@ -189,11 +189,7 @@ async fn run_single(
 /// Marks the connection clean when its reset succeeded, or to be retired: when the reset
 /// failed, or the request ran `DEALLOCATE` / `DISCARD` (which drop the connection's cached
 /// statements behind the client's back).
-fn settle(
-    connection: &mut crate::budget::Connection,
-    reset: Result<(), session::ResetError>,
-    discards: bool,
-) {
+fn settle(connection: &mut crate::pool::Connection, reset: Result<(), session::ResetError>, discards: bool) {
     match reset {
         Ok(()) if !discards => connection.clean = true,
         Ok(()) => connection.retire = true,
@@ -215,7 +211,7 @@ fn discards_statements(query: &QueryData) -> bool {
 /// so a late cancel can never hit another request's query on a reused connection. A connection
 /// marked to be retired leaves the pool too.
 struct InFlight {
-    client: Option<crate::pools::Checkout>,
+    client: Option<crate::pool::Checkout>,
     armed: bool,
 }
 

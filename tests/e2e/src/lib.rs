@@ -58,6 +58,8 @@ pub fn router_settings(common: &CommonSettings) -> tenant_router::settings::Rout
         checkout_timeout: Duration::from_secs(2),
         max_connections: 100,
         tenant_max_connections: 20,
+        reclaim_idle_after: Duration::from_secs(1),
+        max_connects_per_second: 500,
         max_body_bytes: 1024 * 1024,
         max_response_bytes: 1024 * 1024,
         upstream: None,

@@ -106,11 +106,11 @@ async fn counter(router: &tenant_router::http::RunningRouter, name: &str) -> u64
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-/// With the budget all in use, a busy tenant closes another tenant's idle connection only when
-/// that buys it a connection it may have and cannot otherwise get soon: never when it is at its
-/// own size limit (it waits for its own), and when its own stay busy past the grace period.
+/// With the budget all in use, a tenant whose connections are busy waits for its own rather than
+/// close another tenant's warm connection; it takes that one only when it has been idle for
+/// `ROUTER_RECLAIM_IDLE_AFTER` (and never when it is at its own size limit).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tenant_closes_another_tenants_idle_connection_only_to_grow() {
+async fn a_tenant_takes_another_tenants_connection_only_when_it_went_cold() {
     let db = TestDb::create("budget_grow").await;
     let common = common_settings(&db, SecretsFor::Local);
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
@@ -120,10 +120,14 @@ async fn a_tenant_closes_another_tenants_idle_connection_only_to_grow() {
         drain(&cp, tenant.id, Duration::from_secs(60)).await.unwrap();
         clients.push((format!("{slug}.app.localhost"), connection_string(&cp, slug).await));
     }
-    for tenant_max_connections in [1, 2] {
+    // (tenant size limit, reclaim after, whether the idle tenant's connection is taken)
+    for (tenant_max_connections, reclaim_after, taken) in
+        [(1, Duration::ZERO, false), (2, Duration::from_secs(60), false), (2, Duration::ZERO, true)]
+    {
         let mut settings = router_settings(&common);
         settings.max_connections = 2;
         settings.tenant_max_connections = tenant_max_connections;
+        settings.reclaim_idle_after = reclaim_after;
         settings.checkout_timeout = Duration::from_secs(5);
         let router = spawn_router_with(&settings).await;
         let busy = TenantSql::new(&router, &clients[0].0, &clients[0].1);
@@ -156,17 +160,109 @@ async fn a_tenant_closes_another_tenants_idle_connection_only_to_grow() {
         let (status, body) = slow.await.unwrap();
         assert_eq!(status, 200, "{body}");
         let shed = counter(&router, "tenant_router_connections_shed_total").await;
-        if tenant_max_connections == 1 {
-            // At its limit: it waited for its own connection; the other tenant's was left alone.
-            assert_eq!(shed, 0, "a pool at its size limit must not close another tenant's connection");
-            assert_eq!(second, busy_backend, "the second request waited for the tenant's own connection");
-            assert_eq!(backend(&idle).await, idle_backend, "the idle tenant keeps its connection");
+        let case = format!("tenant max {tenant_max_connections}, reclaim after {reclaim_after:?}");
+        if taken {
+            assert_eq!(shed, 1, "{case}: one cold connection closed to let the busy tenant grow");
+            assert_ne!(second, busy_backend, "{case}: the second request got a connection of its own");
+            assert_ne!(
+                backend(&idle).await,
+                idle_backend,
+                "{case}: the idle tenant's connection made the room"
+            );
         } else {
-            // May grow, and its own connection stays busy: the idle tenant's makes room.
-            assert_eq!(shed, 1, "one idle connection closed to let the busy tenant grow");
-            assert_ne!(second, busy_backend, "the second request got a connection of its own");
-            assert_ne!(backend(&idle).await, idle_backend, "the idle tenant's connection made the room");
+            assert_eq!(shed, 0, "{case}: no connection of another tenant closed");
+            assert_eq!(second, busy_backend, "{case}: the second request waited for the tenant's own");
+            assert_eq!(backend(&idle).await, idle_backend, "{case}: the idle tenant keeps its connection");
         }
         router.stop().await.unwrap();
     }
+}
+
+/// More demand than budget, for a while: 12 tenants whose pools could hold 24 connections, a
+/// budget of 6, 8 clients cycling the tenants. Connection opens stay within the configured rate,
+/// every tenant is served, and every request is answered (200, or 503 at the checkout timeout)
+/// without waiting past the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_steady_overload_opens_stay_bounded_and_every_tenant_is_served() {
+    const TENANTS: usize = 12;
+    const CLIENTS: usize = 8;
+    const RATE: u32 = 20;
+    const RUN: Duration = Duration::from_secs(3);
+    let db = TestDb::create("budget_load").await;
+    let common = common_settings(&db, SecretsFor::Local);
+    let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
+    let mut settings = router_settings(&common);
+    settings.max_connections = 6;
+    settings.tenant_max_connections = 2;
+    settings.max_connects_per_second = RATE;
+    settings.checkout_timeout = Duration::from_millis(500);
+    let router = spawn_router_with(&settings).await;
+    let mut clients = Vec::new();
+    for i in 0..TENANTS {
+        let slug = format!("load-{i}");
+        let tenant =
+            request_tenant(&cp, &TenantRequest::new(slug.as_str(), "starter"), "test").await.unwrap();
+        drain(&cp, tenant.id, Duration::from_secs(60)).await.unwrap();
+        let host = format!("{slug}.app.localhost");
+        clients.push(TenantSql::new(&router, &host, &connection_string(&cp, &slug).await));
+    }
+    // The budget is under test here, not the plan's rate limit.
+    db.client().await.execute("UPDATE control.tenants SET rate_limit_per_second = NULL", &[]).await.unwrap();
+    let clients = std::sync::Arc::new(clients);
+    let opened_before = counter(&router, "tenant_router_connections_opened_total").await;
+    let started = Instant::now();
+    let workers: Vec<_> = (0..CLIENTS)
+        .map(|worker| {
+            let clients = clients.clone();
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                let mut i = worker;
+                while started.elapsed() < RUN {
+                    let client = &clients[i % TENANTS];
+                    let sent = Instant::now();
+                    let response = client
+                        .request()
+                        .json(&json!({"query": "SELECT pg_sleep(0.005), $1::int AS tenant", "params": [i % TENANTS]}))
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = response.status().as_u16();
+                    let body: serde_json::Value = response.json().await.unwrap();
+                    answers.push((i % TENANTS, status, body, sent.elapsed()));
+                    i += CLIENTS + 1;
+                }
+                answers
+            })
+        })
+        .collect();
+    let mut served = [0usize; TENANTS];
+    let (mut ok, mut exhausted) = (0, 0);
+    for worker in workers {
+        for (tenant, status, body, waited) in worker.await.unwrap() {
+            match status {
+                200 => {
+                    ok += 1;
+                    served[tenant] += 1;
+                    assert_eq!(body["rows"][0]["tenant"], json!(tenant), "{body}");
+                }
+                503 => {
+                    assert_eq!(body["error"]["code"], json!("pool_exhausted"), "{body}");
+                    exhausted += 1;
+                }
+                other => panic!("unexpected {other}: {body}"),
+            }
+            assert!(
+                waited < settings.checkout_timeout + Duration::from_secs(1),
+                "a request waited {waited:?}, past the checkout timeout without its 503"
+            );
+        }
+    }
+    let elapsed = started.elapsed();
+    let opened = counter(&router, "tenant_router_connections_opened_total").await - opened_before;
+    // The limiter allows a second's worth at once, then RATE per second.
+    let allowed = u64::from(RATE) * (elapsed.as_secs() + 2);
+    assert!(opened <= allowed, "{opened} connections opened in {elapsed:?}, over {RATE}/s");
+    assert!(served.iter().all(|&n| n > 0), "every tenant served: {served:?} ({exhausted} got 503)");
+    assert!(ok > exhausted, "most requests are served: {ok} ok, {exhausted} 503");
+    router.stop().await.unwrap();
 }

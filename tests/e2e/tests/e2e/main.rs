@@ -13,5 +13,6 @@ mod embed;
 mod lifecycle;
 mod operator_api;
 mod proxy;
+mod rate_limits;
 mod slice;
 mod sql_over_http;

@@ -1,0 +1,612 @@
+//! The rules that share the router's connection budget (`ROUTER_MAX_CONNECTIONS`) among the
+//! tenant pools. Pure bookkeeping, no I/O: the pool layer ([`super`]) holds it behind one lock,
+//! carries out what it decides (opening, closing, handing over) and feeds it the clock.
+//!
+//! A **unit** of the budget is one server connection, from the moment a request starts opening
+//! it until its socket is closed. The rules, when the budget is all in use:
+//!
+//! - **Own connections first.** A request whose tenant already holds connections waits for one of
+//!   them to come back rather than take another tenant's. It takes another tenant's only when
+//!   that one has been idle for at least `reclaim_after` (it is unlikely to be needed soon), the
+//!   coldest first.
+//! - **Nobody starves.** A tenant that holds no connection takes the coldest idle connection of
+//!   any tenant at once; when every connection is busy it waits, and the next connection given
+//!   back by a tenant that has no request of its own waiting goes to it.
+//! - **Fair shares.** A connection given back by a tenant that holds at least two more than a
+//!   tenant waiting to grow is handed over to that tenant (closed, and its unit lets the other
+//!   open one). Active tenants converge on equal shares; a tenant alone may use everything the
+//!   others leave idle.
+//! - Idle connections are reused last in, first out, so a tenant that needs fewer connections
+//!   than it holds lets the surplus go cold, where others may reclaim it.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+/// A tenant pool, as the budget knows it (one per pool object: a rebuilt pool is a new one).
+pub(crate) type PoolId = u64;
+
+/// Where a checkout stands after the budget's decision.
+#[derive(Debug)]
+pub(crate) enum Attempt<C> {
+    /// An idle connection of the tenant's own.
+    Reuse(C),
+    /// A unit is reserved for the pool: open a connection. `evicted` is another tenant's idle
+    /// connection whose unit was taken over: close it (its socket must not give the unit back).
+    Open { evicted: Option<C> },
+    /// Nothing now: the request's waiter was queued and will be handed a [`Grant`].
+    Queued,
+}
+
+/// What a queued request is handed.
+#[derive(Debug)]
+pub(crate) enum Grant<C> {
+    /// A connection of its tenant, given back by another request.
+    Reuse(C),
+    /// A unit reserved for its pool: open a connection.
+    Open,
+}
+
+/// A decision to carry out once the lock is released: hand `grant` to `waiter`.
+#[derive(Debug)]
+pub(crate) struct Handoff<C, W> {
+    pub(crate) waiter: W,
+    /// The waiter's pool.
+    pub(crate) pool: PoolId,
+    pub(crate) grant: Grant<C>,
+}
+
+/// What happens to a connection given back.
+#[derive(Debug)]
+pub(crate) enum Returned<C, W> {
+    /// Kept idle, or handed to a request of the same tenant.
+    Kept(Option<Handoff<C, W>>),
+    /// Closed, its unit handed to another tenant's request (its socket must not give it back).
+    HandedOver(C, Handoff<C, W>),
+    /// Closed: its pool is gone. Its socket gives the unit back when it closes.
+    Close(C),
+}
+
+/// A queued request. `is_waiting` is false once it gave up (timed out, or its client left).
+pub(crate) trait Waiter {
+    fn is_waiting(&self) -> bool;
+}
+
+struct Slot<C, W> {
+    /// Most connections this pool may hold.
+    max: usize,
+    /// Its connections open or being opened.
+    claimed: usize,
+    /// Idle connections, most recently given back last.
+    idle: Vec<(C, IdleKey)>,
+    waiters: VecDeque<W>,
+}
+
+impl<C, W: Waiter> Slot<C, W> {
+    fn next_waiter(&mut self) -> Option<W> {
+        while let Some(waiter) = self.waiters.pop_front() {
+            if waiter.is_waiting() {
+                return Some(waiter);
+            }
+        }
+        None
+    }
+
+    fn has_waiters(&mut self) -> bool {
+        while self.waiters.front().is_some_and(|w| !w.is_waiting()) {
+            self.waiters.pop_front();
+        }
+        !self.waiters.is_empty()
+    }
+}
+
+/// Orders idle connections by when they went idle (ties broken by a sequence number).
+type IdleKey = (Instant, u64);
+
+pub(crate) struct Budget<C, W> {
+    max: usize,
+    reclaim_after: Duration,
+    /// Units in use: connections open, being opened, or closing.
+    units: usize,
+    pools: HashMap<PoolId, Slot<C, W>>,
+    /// Every idle connection, coldest first.
+    idle: BTreeMap<IdleKey, PoolId>,
+    /// Pools with requests queued (some may have given up since).
+    waiting: HashSet<PoolId>,
+    sequence: u64,
+}
+
+impl<C, W: Waiter> Budget<C, W> {
+    pub(crate) fn new(max: usize, reclaim_after: Duration) -> Self {
+        Self {
+            max: max.max(1),
+            reclaim_after,
+            units: 0,
+            pools: HashMap::new(),
+            idle: BTreeMap::new(),
+            waiting: HashSet::new(),
+            sequence: 0,
+        }
+    }
+
+    /// Units in use (connections open, being opened or closing).
+    pub(crate) fn units(&self) -> usize {
+        self.units
+    }
+
+    /// Connections idle now, all pools together.
+    #[cfg(test)]
+    pub(crate) fn idle(&self) -> usize {
+        self.idle.len()
+    }
+
+    /// A new pool that may hold up to `max` connections.
+    pub(crate) fn add_pool(&mut self, pool: PoolId, max: usize) {
+        self.pools
+            .insert(pool, Slot { max: max.max(1), claimed: 0, idle: Vec::new(), waiters: VecDeque::new() });
+    }
+
+    /// Forgets a pool nobody uses any more; returns its idle connections, to be closed (their
+    /// sockets give their units back).
+    pub(crate) fn remove_pool(&mut self, pool: PoolId) -> Vec<C> {
+        let Some(slot) = self.pools.remove(&pool) else { return Vec::new() };
+        self.waiting.remove(&pool);
+        slot.idle
+            .into_iter()
+            .map(|(connection, key)| {
+                self.idle.remove(&key);
+                connection
+            })
+            .collect()
+    }
+
+    /// A request of `pool` wants a connection.
+    ///
+    /// # Panics
+    /// When `pool` was never added (or was removed): a pool in use is always known.
+    pub(crate) fn checkout(&mut self, pool: PoolId, now: Instant, waiter: impl FnOnce() -> W) -> Attempt<C> {
+        let slot = self.pools.get_mut(&pool).expect("a pool in use is registered");
+        if let Some((connection, key)) = slot.idle.pop() {
+            self.idle.remove(&key);
+            return Attempt::Reuse(connection);
+        }
+        if slot.claimed < slot.max {
+            if self.units < self.max {
+                self.units += 1;
+                slot.claimed += 1;
+                return Attempt::Open { evicted: None };
+            }
+            // A tenant that holds nothing may take the coldest connection there is; one that
+            // holds some only a connection idle long enough to be unlikely to be missed.
+            let min_idle = if slot.claimed == 0 { Duration::ZERO } else { self.reclaim_after };
+            if let Some(evicted) = self.take_coldest(now, min_idle) {
+                let slot = self.pools.get_mut(&pool).expect("registered");
+                slot.claimed += 1;
+                return Attempt::Open { evicted: Some(evicted) };
+            }
+        }
+        let slot = self.pools.get_mut(&pool).expect("registered");
+        slot.waiters.push_back(waiter());
+        self.waiting.insert(pool);
+        Attempt::Queued
+    }
+
+    /// A connection of `pool` is given back after use.
+    pub(crate) fn give_back(&mut self, pool: PoolId, connection: C, now: Instant) -> Returned<C, W> {
+        let Some(slot) = self.pools.get_mut(&pool) else { return Returned::Close(connection) };
+        let claimed = slot.claimed;
+        let own_waiting = slot.has_waiters();
+        if let Some(other) = self.neediest(Some(pool)) {
+            let other_claimed = self.pools[&other].claimed;
+            if claimed >= other_claimed + 2 || (other_claimed == 0 && !own_waiting) {
+                self.pools.get_mut(&pool).expect("registered").claimed -= 1;
+                let handoff = self.reserve_for(other).expect("neediest has a waiter");
+                return Returned::HandedOver(connection, handoff);
+            }
+        }
+        let slot = self.pools.get_mut(&pool).expect("registered");
+        if let Some(waiter) = slot.next_waiter() {
+            return Returned::Kept(Some(Handoff { waiter, pool, grant: Grant::Reuse(connection) }));
+        }
+        self.sequence += 1;
+        let key = (now, self.sequence);
+        slot.idle.push((connection, key));
+        self.idle.insert(key, pool);
+        Returned::Kept(None)
+    }
+
+    /// A connection of `pool` was closed instead of given back (broken, retired, or dropped
+    /// mid-query). Its socket gives the unit back when it closes.
+    pub(crate) fn closed(&mut self, pool: PoolId) -> Vec<Handoff<C, W>> {
+        if let Some(slot) = self.pools.get_mut(&pool) {
+            slot.claimed = slot.claimed.saturating_sub(1);
+        }
+        self.grant_free_units()
+    }
+
+    /// A unit reserved for `pool` was not used (opening failed, or the request gave up).
+    pub(crate) fn open_failed(&mut self, pool: PoolId) -> Vec<Handoff<C, W>> {
+        if let Some(slot) = self.pools.get_mut(&pool) {
+            slot.claimed = slot.claimed.saturating_sub(1);
+        }
+        self.units = self.units.saturating_sub(1);
+        self.grant_free_units()
+    }
+
+    /// A socket closed: its unit is free again.
+    pub(crate) fn unit_released(&mut self) -> Vec<Handoff<C, W>> {
+        self.units = self.units.saturating_sub(1);
+        self.grant_free_units()
+    }
+
+    /// Takes the connections idle longer than `idle_timeout`, to be closed.
+    pub(crate) fn expire_idle(&mut self, now: Instant, idle_timeout: Duration) -> Vec<C> {
+        let mut expired = Vec::new();
+        while let Some(evicted) = self.take_coldest(now, idle_timeout) {
+            expired.push(evicted);
+        }
+        expired
+    }
+
+    /// Hands free units to queued requests whose pools may grow, neediest first.
+    fn grant_free_units(&mut self) -> Vec<Handoff<C, W>> {
+        let mut handoffs = Vec::new();
+        while self.units < self.max {
+            let Some(pool) = self.neediest(None) else { break };
+            let Some(handoff) = self.reserve_for(pool) else { break };
+            self.units += 1;
+            handoffs.push(handoff);
+        }
+        handoffs
+    }
+
+    /// Counts a unit (already taken) for `pool` and hands it to its first waiter.
+    fn reserve_for(&mut self, pool: PoolId) -> Option<Handoff<C, W>> {
+        let slot = self.pools.get_mut(&pool)?;
+        let waiter = slot.next_waiter()?;
+        slot.claimed += 1;
+        if !slot.has_waiters() {
+            self.waiting.remove(&pool);
+        }
+        Some(Handoff { waiter, pool, grant: Grant::Open })
+    }
+
+    /// The pool, other than `except`, with requests queued that may grow, holding the fewest
+    /// connections.
+    fn neediest(&mut self, except: Option<PoolId>) -> Option<PoolId> {
+        let mut best: Option<(usize, PoolId)> = None;
+        let mut gone = Vec::new();
+        for &pool in &self.waiting {
+            let Some(slot) = self.pools.get_mut(&pool) else {
+                gone.push(pool);
+                continue;
+            };
+            if !slot.has_waiters() {
+                gone.push(pool);
+                continue;
+            }
+            if Some(pool) == except || slot.claimed >= slot.max {
+                continue;
+            }
+            if best.is_none_or(|(claimed, _)| slot.claimed < claimed) {
+                best = Some((slot.claimed, pool));
+            }
+        }
+        for pool in gone {
+            self.waiting.remove(&pool);
+        }
+        best.map(|(_, pool)| pool)
+    }
+
+    /// Removes the coldest idle connection if it has been idle at least `min_idle`.
+    fn take_coldest(&mut self, now: Instant, min_idle: Duration) -> Option<C> {
+        let (&key, &pool) = self.idle.first_key_value()?;
+        if now.saturating_duration_since(key.0) < min_idle {
+            return None;
+        }
+        self.idle.remove(&key);
+        let slot = self.pools.get_mut(&pool).expect("an idle connection's pool is registered");
+        let at = slot.idle.iter().position(|(_, k)| *k == key).expect("indexed idle connection");
+        let (connection, _) = slot.idle.remove(at);
+        slot.claimed -= 1;
+        Some(connection)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Attempt, Budget, Grant, Returned, Waiter};
+    use proptest::prelude::*;
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use std::time::{Duration, Instant};
+
+    /// A queued request in the tests: its id, and whether it still waits.
+    #[derive(Debug, Clone)]
+    struct Request(u32, Rc<Cell<bool>>);
+
+    impl Waiter for Request {
+        fn is_waiting(&self) -> bool {
+            self.1.get()
+        }
+    }
+
+    const RECLAIM: Duration = Duration::from_secs(1);
+
+    fn request(id: u32) -> Request {
+        Request(id, Rc::new(Cell::new(true)))
+    }
+
+    /// Connections are numbered; `open` hands out the next number.
+    struct Harness {
+        budget: Budget<u32, Request>,
+        next: u32,
+        now: Instant,
+    }
+
+    impl Harness {
+        fn new(max: usize, pools: &[(u64, usize)]) -> Self {
+            let mut budget = Budget::new(max, RECLAIM);
+            for &(pool, size) in pools {
+                budget.add_pool(pool, size);
+            }
+            Self { budget, next: 0, now: Instant::now() }
+        }
+
+        fn elapse(&mut self, by: Duration) {
+            self.now += by;
+        }
+
+        /// A checkout that must get a connection at once (opened or reused).
+        fn get(&mut self, pool: u64) -> u32 {
+            match self.budget.checkout(pool, self.now, || request(0)) {
+                Attempt::Reuse(c) => c,
+                Attempt::Open { .. } => {
+                    self.next += 1;
+                    self.next
+                }
+                Attempt::Queued => panic!("pool {pool} had to wait"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_tenant_holding_connections_waits_for_its_own_rather_than_take_a_warm_one() {
+        let mut h = Harness::new(2, &[(1, 5), (2, 5)]);
+        let busy = h.get(1);
+        let other = h.get(2);
+        assert!(matches!(h.budget.give_back(2, other, h.now), Returned::Kept(None)));
+        // Budget in use, tenant 1 holds one (busy) connection, tenant 2's went idle just now.
+        assert!(matches!(h.budget.checkout(1, h.now, || request(7)), Attempt::Queued));
+        // Its own connection comes back: handed to the waiting request, tenant 2 untouched.
+        match h.budget.give_back(1, busy, h.now) {
+            Returned::Kept(Some(handoff)) => {
+                assert_eq!(handoff.waiter.0, 7);
+                assert!(matches!(handoff.grant, Grant::Reuse(c) if c == busy));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(h.budget.idle(), 1);
+    }
+
+    #[test]
+    fn a_cold_connection_is_reclaimed_for_a_tenant_that_wants_to_grow() {
+        let mut h = Harness::new(2, &[(1, 5), (2, 5)]);
+        let _busy = h.get(1);
+        let other = h.get(2);
+        let _ = h.budget.give_back(2, other, h.now);
+        h.elapse(RECLAIM);
+        match h.budget.checkout(1, h.now, || request(0)) {
+            Attempt::Open { evicted: Some(c) } => assert_eq!(c, other),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(h.budget.units(), 2);
+    }
+
+    #[test]
+    fn a_tenant_with_no_connection_takes_the_coldest_at_once() {
+        let mut h = Harness::new(2, &[(1, 5), (2, 5), (3, 5)]);
+        let a = h.get(1);
+        let b = h.get(2);
+        let _ = h.budget.give_back(1, a, h.now);
+        h.elapse(Duration::from_millis(1));
+        let _ = h.budget.give_back(2, b, h.now);
+        match h.budget.checkout(3, h.now, || request(0)) {
+            Attempt::Open { evicted: Some(c) } => assert_eq!(c, a, "the coldest first"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_starving_tenant_gets_the_next_connection_nobody_of_its_owner_waits_for() {
+        let mut h = Harness::new(2, &[(1, 5), (2, 5), (3, 5)]);
+        let a = h.get(1);
+        let b = h.get(2);
+        assert!(matches!(h.budget.checkout(3, h.now, || request(3)), Attempt::Queued));
+        match h.budget.give_back(1, a, h.now) {
+            Returned::HandedOver(c, handoff) => {
+                assert_eq!(c, a);
+                assert_eq!(handoff.waiter.0, 3);
+                assert!(matches!(handoff.grant, Grant::Open));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Tenant 2 has a request of its own waiting: it keeps its connection.
+        assert!(matches!(h.budget.checkout(1, h.now, || request(1)), Attempt::Queued));
+        assert!(matches!(h.budget.checkout(2, h.now, || request(2)), Attempt::Queued));
+        assert!(matches!(h.budget.give_back(2, b, h.now), Returned::Kept(Some(_))));
+    }
+
+    #[test]
+    fn a_tenant_two_connections_above_another_waiting_one_hands_one_over() {
+        let mut h = Harness::new(4, &[(1, 5), (2, 5)]);
+        let held: Vec<u32> = (0..3).map(|_| h.get(1)).collect();
+        let _b = h.get(2);
+        assert!(matches!(h.budget.checkout(2, h.now, || request(2)), Attempt::Queued));
+        // Tenant 1 has a request of its own waiting too, but holds 3 against 1.
+        assert!(matches!(h.budget.checkout(1, h.now, || request(1)), Attempt::Queued));
+        assert!(
+            matches!(h.budget.give_back(1, held[0], h.now), Returned::HandedOver(_, ref x) if x.waiter.0 == 2)
+        );
+        // Now 2 against 2: its own request gets the next one.
+        assert!(
+            matches!(h.budget.give_back(1, held[1], h.now), Returned::Kept(Some(ref x)) if x.waiter.0 == 1)
+        );
+    }
+
+    #[test]
+    fn idle_connections_are_reused_last_in_first_out_so_the_surplus_goes_cold() {
+        let mut h = Harness::new(3, &[(1, 5), (2, 5)]);
+        let a = h.get(1);
+        let b = h.get(1);
+        let _ = h.budget.give_back(1, a, h.now);
+        h.elapse(Duration::from_millis(5));
+        let _ = h.budget.give_back(1, b, h.now);
+        for _ in 0..10 {
+            h.elapse(Duration::from_millis(200));
+            let c = h.get(1);
+            assert_eq!(c, b);
+            let _ = h.budget.give_back(1, c, h.now);
+        }
+        let _c = h.get(2);
+        match h.budget.checkout(2, h.now, || request(0)) {
+            Attempt::Open { evicted: Some(c) } => assert_eq!(c, a, "the unused surplus went cold"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_freed_unit_goes_to_the_pool_holding_the_fewest() {
+        let mut h = Harness::new(3, &[(1, 5), (2, 5), (3, 5)]);
+        let _a = h.get(1);
+        let _a2 = h.get(1);
+        let _b = h.get(2);
+        assert!(matches!(h.budget.checkout(2, h.now, || request(2)), Attempt::Queued));
+        assert!(matches!(h.budget.checkout(3, h.now, || request(3)), Attempt::Queued));
+        let handoffs = h.budget.closed(1);
+        assert!(handoffs.is_empty(), "the closed connection's socket still holds its unit");
+        let handoffs = h.budget.unit_released();
+        assert_eq!(handoffs.len(), 1);
+        assert_eq!(handoffs[0].waiter.0, 3, "tenant 3 holds none");
+    }
+
+    #[test]
+    fn requests_that_gave_up_are_skipped() {
+        let mut h = Harness::new(1, &[(1, 5), (2, 5)]);
+        let a = h.get(1);
+        let gone = request(2);
+        let gone_flag = gone.1.clone();
+        assert!(matches!(h.budget.checkout(2, h.now, move || gone), Attempt::Queued));
+        gone_flag.set(false);
+        assert!(matches!(h.budget.give_back(1, a, h.now), Returned::Kept(None)));
+        assert_eq!(h.budget.idle(), 1);
+    }
+
+    #[test]
+    fn idle_connections_expire() {
+        let mut h = Harness::new(2, &[(1, 5)]);
+        let a = h.get(1);
+        let _ = h.budget.give_back(1, a, h.now);
+        assert!(h.budget.expire_idle(h.now, Duration::from_secs(60)).is_empty());
+        h.elapse(Duration::from_secs(60));
+        assert_eq!(h.budget.expire_idle(h.now, Duration::from_secs(60)), vec![a]);
+        assert_eq!(h.budget.units(), 1, "the unit is given back when the socket closes");
+    }
+
+    /// One step of a random workload.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Checkout(u64),
+        GiveBack(usize),
+        Close(usize),
+        GiveUp(usize),
+        SocketClosed,
+        Elapse(u64),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (0..6u64).prop_map(Step::Checkout),
+            any::<usize>().prop_map(Step::GiveBack),
+            any::<usize>().prop_map(Step::Close),
+            any::<usize>().prop_map(Step::GiveUp),
+            Just(Step::SocketClosed),
+            (0..1500u64).prop_map(Step::Elapse),
+        ]
+    }
+
+    proptest! {
+        /// Whatever happens, the budget is never exceeded, no pool passes its size, and every
+        /// connection is accounted for exactly once (in use, idle, or closing).
+        #[test]
+        fn the_budget_holds_under_any_sequence(max in 1usize..6, steps in proptest::collection::vec(step(), 1..200)) {
+            let mut h = Harness::new(max, &[(0, 1), (1, 2), (2, 3), (3, 5), (4, 5), (5, 2)]);
+            let mut in_use: Vec<(u64, u32)> = Vec::new();
+            let mut queued: Vec<(u64, Request)> = Vec::new();
+            let mut closing = 0usize;
+            let mut next_id = 0u32;
+            let apply = |handoffs: Vec<super::Handoff<u32, Request>>, in_use: &mut Vec<(u64, u32)>, queued: &mut Vec<(u64, Request)>, next: &mut u32| {
+                for handoff in handoffs {
+                    let at = queued.iter().position(|(_, r)| r.0 == handoff.waiter.0).expect("a queued request");
+                    let (pool, request) = queued.remove(at);
+                    assert!(request.is_waiting(), "granted to a request that gave up");
+                    request.1.set(false);
+                    let connection = match handoff.grant { Grant::Reuse(c) => c, Grant::Open => { *next += 1; 1000 + *next } };
+                    in_use.push((pool, connection));
+                }
+            };
+            for step in steps {
+                match step {
+                    Step::Checkout(pool) => {
+                        next_id += 1;
+                        let request = Request(next_id, Rc::new(Cell::new(true)));
+                        let queued_copy = request.clone();
+                        match h.budget.checkout(pool, h.now, move || queued_copy) {
+                            Attempt::Reuse(c) => in_use.push((pool, c)),
+                            Attempt::Open { .. } => {
+                                // An evicted connection's unit is taken over: not closing.
+                                h.next += 1;
+                                in_use.push((pool, 1000 + h.next));
+                            }
+                            Attempt::Queued => queued.push((pool, request)),
+                        }
+                    }
+                    Step::GiveBack(i) if !in_use.is_empty() => {
+                        let (pool, c) = in_use.remove(i % in_use.len());
+                        match h.budget.give_back(pool, c, h.now) {
+                            Returned::Kept(handoff) => apply(handoff.into_iter().collect(), &mut in_use, &mut queued, &mut h.next),
+                            Returned::HandedOver(_, handoff) => apply(vec![handoff], &mut in_use, &mut queued, &mut h.next),
+                            Returned::Close(_) => closing += 1,
+                        }
+                    }
+                    Step::Close(i) if !in_use.is_empty() => {
+                        let (pool, _) = in_use.remove(i % in_use.len());
+                        closing += 1;
+                        let handoffs = h.budget.closed(pool);
+                        apply(handoffs, &mut in_use, &mut queued, &mut h.next);
+                    }
+                    Step::GiveUp(i) if !queued.is_empty() => {
+                        let (_, request) = queued.remove(i % queued.len());
+                        request.1.set(false);
+                    }
+                    Step::SocketClosed if closing > 0 => {
+                        closing -= 1;
+                        let handoffs = h.budget.unit_released();
+                        apply(handoffs, &mut in_use, &mut queued, &mut h.next);
+                    }
+                    Step::Elapse(ms) => {
+                        h.elapse(Duration::from_millis(ms));
+                        closing += h.budget.expire_idle(h.now, Duration::from_secs(5)).len();
+                    }
+                    _ => {}
+                }
+                prop_assert!(h.budget.units() <= max, "units {} over the budget {max}", h.budget.units());
+                prop_assert_eq!(h.budget.units(), in_use.len() + h.budget.idle() + closing, "every unit accounted for");
+                for (&pool, slot) in &h.budget.pools {
+                    let used = in_use.iter().filter(|(p, _)| *p == pool).count();
+                    prop_assert_eq!(slot.claimed, used + slot.idle.len(), "pool {} claimed", pool);
+                    prop_assert!(slot.claimed <= slot.max);
+                }
+            }
+        }
+    }
+}

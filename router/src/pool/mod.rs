@@ -1,0 +1,493 @@
+//! One connection pool per tenant, created on first use from the tenant's secret, sized by its
+//! plan, logged in as the tenant's own role, all of them under one connection budget
+//! (`ROUTER_MAX_CONNECTIONS`) shared by the rules of [`budget`]. Idle connections are closed
+//! after `ROUTER_POOL_IDLE_TIMEOUT`, and pools nobody used for as long are forgotten.
+//! Between requests the session is reset (see [`crate::session`]) unless the request is known
+//! not to have changed it, so nothing one request does to its session — `BEGIN`,
+//! `SET search_path`, `SET ROLE`, `PREPARE` — reaches the next.
+
+mod budget;
+mod connection;
+
+use budget::{Attempt, Budget, Grant, Handoff, PoolId, Returned};
+pub use connection::Connection;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use moka::future::Cache;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
+use subtle::ConstantTimeEq as _;
+use tenancy::catalog::TenantRecord;
+use tenancy::domain::TenantId;
+use tenancy::secrets::{DbCredentials, SharedSecretStore};
+use tokio::sync::oneshot;
+
+/// Constant-time comparison of a client's user and password with `credentials`.
+pub fn credentials_match(credentials: &DbCredentials, user: &str, password: &[u8]) -> bool {
+    let user_ok = user.as_bytes().ct_eq(credentials.username.as_bytes());
+    let password_ok = password.ct_eq(credentials.password.as_bytes());
+    bool::from(user_ok & password_ok)
+}
+
+/// Why no connection could be had for a tenant.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PoolCheckoutError {
+    #[error("tenant has no credentials")]
+    NoCredentials,
+    #[error("secret store unavailable: {0}")]
+    Secrets(String),
+    #[error("all of the tenant's connections are busy")]
+    Exhausted,
+    #[error("the tenant's database refused the router's credentials")]
+    AuthFailed,
+    #[error("tenant database unavailable: {0}")]
+    Database(String),
+}
+
+/// A tenant's pool and the credentials it was built with. Dropped (once the pool cache has
+/// let go of it and no request holds it), its idle connections are closed.
+pub struct TenantPool {
+    id: PoolId,
+    shared: Arc<Shared>,
+    config: tokio_postgres::Config,
+    /// The credentials this pool logs in with.
+    pub credentials: DbCredentials,
+    pub generation: i64,
+    built_at: Instant,
+    /// The secret as last re-read for a client whose password did not match (rotation).
+    fresh: tokio::sync::Mutex<Option<(Instant, DbCredentials)>>,
+    /// The last `Neon-Connection-String` found to name this tenant and carry this pool's
+    /// credentials: the same header again is accepted without parsing it or resolving its host.
+    /// (A change to the tenant, its domains or its credentials comes with a new generation, and
+    /// so with a new pool.)
+    accepted: std::sync::RwLock<Option<Box<str>>>,
+}
+
+impl TenantPool {
+    /// Whether `header` is, byte for byte, the connection string last accepted for this pool
+    /// (compared in constant time).
+    pub fn was_accepted(&self, header: &str) -> bool {
+        let accepted = self.accepted.read().unwrap_or_else(PoisonError::into_inner);
+        accepted.as_deref().is_some_and(|known| bool::from(known.as_bytes().ct_eq(header.as_bytes())))
+    }
+
+    /// Remembers `header` as checked against this pool's own credentials.
+    pub fn remember_accepted(&self, header: &str) {
+        *self.accepted.write().unwrap_or_else(PoisonError::into_inner) = Some(header.into());
+    }
+}
+
+impl Drop for TenantPool {
+    fn drop(&mut self) {
+        let idle = self.shared.budget().remove_pool(self.id);
+        drop(idle);
+    }
+}
+
+/// How often a tenant's secret may be re-read because of a password mismatch (or its pool
+/// rebuilt after PostgreSQL refused the pool's password): often enough for back-to-back
+/// rotations, rarely enough that a client with a wrong password cannot flood the secret store.
+const REFRESH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// What the pool layer counts (`tenant_router_connections_opened_total`,
+/// `tenant_router_connections_shed_total`, `tenant_router_checkout_waiting`).
+#[derive(Clone, Debug, Default)]
+pub struct ConnectionCounters {
+    /// Connections opened.
+    pub opened: Counter,
+    /// Connections closed to make room for another tenant's.
+    pub shed: Counter,
+    /// Requests waiting for a connection now.
+    pub waiting: Gauge,
+}
+
+/// How the tenant pools are sized.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolLimits {
+    /// A connection idle this long is closed; a pool unused this long is forgotten.
+    pub idle_timeout: Duration,
+    /// How long a request waits for a connection.
+    pub checkout_timeout: Duration,
+    /// Server connections of all pools together (`ROUTER_MAX_CONNECTIONS`).
+    pub max_connections: usize,
+    /// Server connections of one tenant, whatever its plan says (`ROUTER_TENANT_MAX_CONNECTIONS`).
+    pub tenant_max_connections: usize,
+    /// With the budget in use, another tenant's connection idle at least this long may be
+    /// closed to open one for a tenant that wants more (`ROUTER_RECLAIM_IDLE_AFTER`).
+    pub reclaim_after: Duration,
+    /// Most connections opened per second, all tenants together; 0 for no limit
+    /// (`ROUTER_MAX_CONNECTS_PER_SECOND`).
+    pub connects_per_second: u32,
+}
+
+/// What every pool shares: the budget and its bookkeeping.
+struct Shared {
+    budget: Mutex<Budget<Connection, oneshot::Sender<Handed>>>,
+    counters: ConnectionCounters,
+    next_pool: AtomicU64,
+}
+
+impl budget::Waiter for oneshot::Sender<Handed> {
+    fn is_waiting(&self) -> bool {
+        !self.is_closed()
+    }
+}
+
+impl Shared {
+    fn budget(&self) -> MutexGuard<'_, Budget<Connection, oneshot::Sender<Handed>>> {
+        self.budget.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hands what the budget decided to the waiting requests. A request that gave up meanwhile
+    /// drops what it was handed, which gives it back.
+    fn deliver(self: &Arc<Self>, handoffs: Vec<Handoff<Connection, oneshot::Sender<Handed>>>) {
+        for Handoff { waiter, pool, grant } in handoffs {
+            let handed = match grant {
+                Grant::Reuse(connection) => {
+                    Handed::Reuse(Box::new(Checkout::new(self.clone(), pool, connection)))
+                }
+                Grant::Open => Handed::Open(OpenPermit { shared: self.clone(), pool, used: false }),
+            };
+            drop(waiter.send(handed));
+        }
+    }
+
+    fn unit_released(self: &Arc<Self>) {
+        let handoffs = self.budget().unit_released();
+        self.deliver(handoffs);
+    }
+
+    /// Closes `connection`, whose unit goes to another connection (not back to the budget).
+    fn shed(&self, connection: Connection) {
+        connection.hand_over_unit();
+        drop(connection);
+        self.counters.shed.inc();
+    }
+}
+
+/// What a waiting request is handed.
+enum Handed {
+    Reuse(Box<Checkout>),
+    Open(OpenPermit),
+}
+
+/// A budget unit reserved for a pool: open a connection with it. Dropped unused, the unit is
+/// given back.
+struct OpenPermit {
+    shared: Arc<Shared>,
+    pool: PoolId,
+    used: bool,
+}
+
+impl Drop for OpenPermit {
+    fn drop(&mut self) {
+        if !self.used {
+            let handoffs = self.shared.budget().open_failed(self.pool);
+            self.shared.deliver(handoffs);
+        }
+    }
+}
+
+pub struct TenantPools {
+    secrets: SharedSecretStore,
+    pools: Cache<TenantId, Arc<TenantPool>>,
+    limits: PoolLimits,
+    shared: Arc<Shared>,
+    connects: Option<DefaultDirectRateLimiter>,
+}
+
+impl TenantPools {
+    /// The pools, and a task that closes idle connections until the pools are dropped.
+    pub fn new(secrets: SharedSecretStore, limits: PoolLimits, counters: ConnectionCounters) -> Self {
+        // A pool leaving the cache (idle, replaced after a change) is not closed here: requests
+        // may still hold it; its idle connections close as the last of them lets go.
+        let pools = Cache::builder().time_to_idle(limits.idle_timeout).build();
+        let shared = Arc::new(Shared {
+            budget: Mutex::new(Budget::new(limits.max_connections, limits.reclaim_after)),
+            counters,
+            next_pool: AtomicU64::new(0),
+        });
+        spawn_idle_sweeper(Arc::downgrade(&shared), limits.idle_timeout);
+        let connects = NonZeroU32::new(limits.connects_per_second)
+            .map(|rate| RateLimiter::direct(Quota::per_second(rate)));
+        Self { secrets, pools, limits, shared, connects }
+    }
+
+    /// Server connections open now (or being opened or closed), across all tenants.
+    pub fn connections_in_use(&self) -> usize {
+        self.shared.budget().units()
+    }
+
+    /// The tenant's pool, built if missing or older than the tenant's generation.
+    pub async fn pool_for(&self, tenant: &TenantRecord) -> Result<Arc<TenantPool>, PoolCheckoutError> {
+        if let Some(existing) = self.pools.get(&tenant.id).await {
+            if existing.generation >= tenant.generation {
+                return Ok(existing);
+            }
+            self.pools.invalidate(&tenant.id).await;
+        }
+        self.pools
+            .try_get_with(tenant.id, self.build(tenant))
+            .await
+            .map_err(|e: Arc<PoolCheckoutError>| (*e).clone())
+    }
+
+    async fn build(&self, tenant: &TenantRecord) -> Result<Arc<TenantPool>, PoolCheckoutError> {
+        let name = tenant.secret_name().ok_or(PoolCheckoutError::NoCredentials)?;
+        let credentials = self
+            .secrets
+            .get(&name)
+            .await
+            .map_err(|e| PoolCheckoutError::Secrets(e.to_string()))?
+            .ok_or(PoolCheckoutError::NoCredentials)?;
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&credentials.host)
+            .port(credentials.port)
+            .user(&credentials.username)
+            .password(&credentials.password)
+            .dbname(&credentials.dbname)
+            .application_name("tenant-router")
+            .connect_timeout(Duration::from_secs(5));
+        let mut options = String::from("-c TimeZone=UTC");
+        if let Some(ms) = tenant.statement_timeout_ms {
+            options.push_str(&format!(" -c statement_timeout={ms}"));
+        }
+        config.options(&options);
+        let size = usize::try_from(tenant.pool_size)
+            .unwrap_or(1)
+            .clamp(1, self.limits.tenant_max_connections.max(1));
+        let id = self.shared.next_pool.fetch_add(1, Ordering::Relaxed);
+        self.shared.budget().add_pool(id, size);
+        Ok(Arc::new(TenantPool {
+            id,
+            shared: self.shared.clone(),
+            config,
+            credentials,
+            generation: tenant.generation,
+            built_at: Instant::now(),
+            fresh: tokio::sync::Mutex::new(None),
+            accepted: std::sync::RwLock::new(None),
+        }))
+    }
+
+    /// A connection from the tenant's pool, within the checkout timeout: an idle one of its
+    /// own, or a new one when the budget has room (or makes room, see [`budget`]); otherwise
+    /// the request waits for one, and gets [`PoolCheckoutError::Exhausted`] at the timeout.
+    pub async fn checkout(&self, pool: &TenantPool) -> Result<Checkout, PoolCheckoutError> {
+        let deadline = tokio::time::Instant::now() + self.limits.checkout_timeout;
+        loop {
+            let mut receiver = None;
+            let attempt = self.shared.budget().checkout(pool.id, Instant::now(), || {
+                let (sender, waiting) = oneshot::channel();
+                receiver = Some(waiting);
+                sender
+            });
+            let handed = match attempt {
+                Attempt::Reuse(connection) => {
+                    match ready(Checkout::new(self.shared.clone(), pool.id, connection)).await {
+                        Some(ready) => return Ok(ready),
+                        None => continue,
+                    }
+                }
+                Attempt::Open { evicted } => {
+                    if let Some(evicted) = evicted {
+                        self.shared.shed(evicted);
+                    }
+                    Handed::Open(OpenPermit { shared: self.shared.clone(), pool: pool.id, used: false })
+                }
+                Attempt::Queued => {
+                    let Some(receiver) = receiver else { continue };
+                    // Woken by a grant; or, after `reclaim_after`, looks again: a connection
+                    // of another tenant may have gone cold meanwhile.
+                    let look_again = tokio::time::Instant::now() + self.limits.reclaim_after;
+                    self.shared.counters.waiting.inc();
+                    let handed = tokio::time::timeout_at(deadline.min(look_again), receiver).await;
+                    self.shared.counters.waiting.dec();
+                    match handed {
+                        Ok(Ok(handed)) => handed,
+                        _ if tokio::time::Instant::now() >= deadline => {
+                            return Err(PoolCheckoutError::Exhausted)
+                        }
+                        _ => continue,
+                    }
+                }
+            };
+            match handed {
+                Handed::Reuse(checkout) => {
+                    if let Some(ready) = ready(*checkout).await {
+                        return Ok(ready);
+                    }
+                }
+                Handed::Open(permit) => return self.open(pool, permit, deadline).await,
+            }
+        }
+    }
+
+    /// Opens a connection for `pool` with the unit `permit` reserved, at the bounded rate.
+    async fn open(
+        &self,
+        pool: &TenantPool,
+        mut permit: OpenPermit,
+        deadline: tokio::time::Instant,
+    ) -> Result<Checkout, PoolCheckoutError> {
+        if let Some(connects) = &self.connects {
+            tokio::time::timeout_at(deadline, connects.until_ready())
+                .await
+                .map_err(|_| PoolCheckoutError::Exhausted)?;
+        }
+        let shared = Arc::downgrade(&self.shared);
+        let connection = connection::open(&pool.config, move || {
+            if let Some(shared) = shared.upgrade() {
+                shared.unit_released();
+            }
+        })
+        .await
+        .map_err(|pg| match pg.code() {
+            Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD) => PoolCheckoutError::AuthFailed,
+            _ => PoolCheckoutError::Database(tenancy::pg::describe_error(&pg)),
+        })?;
+        self.shared.counters.opened.inc();
+        permit.used = true;
+        let mut checkout = Checkout::new(self.shared.clone(), pool.id, connection);
+        checkout.clean = false;
+        Ok(checkout)
+    }
+
+    /// Whether `user` / `password` are the tenant's credentials as the secret holds them now:
+    /// after a rotation a client may hold a newer password than `pool`. The secret is read at
+    /// most once per [`REFRESH_INTERVAL`] per tenant; a request that finds it read too recently
+    /// waits out the interval instead of being refused, and concurrent requests share one read.
+    pub async fn accepts_rotated(
+        &self,
+        tenant: &TenantRecord,
+        pool: &TenantPool,
+        user: &str,
+        password: &[u8],
+    ) -> bool {
+        let mut fresh = pool.fresh.lock().await;
+        if let Some((at, credentials)) = fresh.as_ref() {
+            if credentials_match(credentials, user, password) {
+                return true;
+            }
+            let age = at.elapsed();
+            if age < REFRESH_INTERVAL {
+                tokio::time::sleep(REFRESH_INTERVAL - age).await;
+            }
+        }
+        let Some(name) = tenant.secret_name() else { return false };
+        let Ok(Some(credentials)) = self.secrets.get(&name).await else { return false };
+        let accepted = credentials_match(&credentials, user, password);
+        *fresh = Some((Instant::now(), credentials));
+        accepted
+    }
+
+    /// A pool rebuilt from the secret as it is now, after PostgreSQL refused the old pool's
+    /// password (a rotation whose invalidation has not arrived). Rebuilt at most once per
+    /// [`REFRESH_INTERVAL`]; `None` when it was just rebuilt.
+    pub async fn rebuild(&self, tenant: &TenantRecord, stale: &TenantPool) -> Option<Arc<TenantPool>> {
+        if let Some(current) = self.pools.get(&tenant.id).await {
+            if !std::ptr::eq(&*current, stale) {
+                return Some(current); // another request rebuilt it already
+            }
+        }
+        if stale.built_at.elapsed() < REFRESH_INTERVAL {
+            return None;
+        }
+        self.pools.invalidate(&tenant.id).await;
+        self.pool_for(tenant).await.ok()
+    }
+
+    /// Number of open tenant pools.
+    pub fn open_pools(&self) -> u64 {
+        self.pools.entry_count()
+    }
+}
+
+/// A connection handed out for reuse: reset first unless its last request left it clean.
+/// `None` when the reset failed (the connection is closed; look for another).
+async fn ready(mut checkout: Checkout) -> Option<Checkout> {
+    if !checkout.clean && crate::session::reset(&checkout).await.is_err() {
+        checkout.retire = true;
+        return None;
+    }
+    // Handed out now: whatever the next request does makes it unclean.
+    checkout.clean = false;
+    Some(checkout)
+}
+
+/// Closes connections idle longer than `idle_timeout`, until the pools are dropped.
+fn spawn_idle_sweeper(shared: Weak<Shared>, idle_timeout: Duration) {
+    let every = (idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        loop {
+            ticks.tick().await;
+            let Some(shared) = shared.upgrade() else { return };
+            let expired = shared.budget().expire_idle(Instant::now(), idle_timeout);
+            drop(expired);
+        }
+    });
+}
+
+/// A connection checked out of a tenant's pool. Dropping it gives the connection back to its
+/// pool (where the budget's rules decide who gets it next), or closes it when it is marked to
+/// be retired or its socket is gone.
+pub struct Checkout {
+    shared: Arc<Shared>,
+    pool: PoolId,
+    connection: Option<Connection>,
+}
+
+impl Checkout {
+    fn new(shared: Arc<Shared>, pool: PoolId, connection: Connection) -> Self {
+        Self { shared, pool, connection: Some(connection) }
+    }
+
+    /// Takes the connection out of its pool for good and closes it (its budget unit is freed
+    /// once the socket is closed).
+    pub fn close(mut self) {
+        if let Some(connection) = self.connection.take() {
+            let handoffs = self.shared.budget().closed(self.pool);
+            drop(connection);
+            self.shared.deliver(handoffs);
+        }
+    }
+}
+
+impl std::ops::Deref for Checkout {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.connection.as_ref().expect("a checkout holds its connection until dropped or closed")
+    }
+}
+
+impl std::ops::DerefMut for Checkout {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.connection.as_mut().expect("a checkout holds its connection until dropped or closed")
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        let Some(connection) = self.connection.take() else { return };
+        if connection.retire || connection.is_closed() {
+            let handoffs = self.shared.budget().closed(self.pool);
+            drop(connection);
+            self.shared.deliver(handoffs);
+            return;
+        }
+        let returned = self.shared.budget().give_back(self.pool, connection, Instant::now());
+        match returned {
+            Returned::Kept(handoff) => self.shared.deliver(handoff.into_iter().collect()),
+            Returned::HandedOver(connection, handoff) => {
+                self.shared.shed(connection);
+                self.shared.deliver(vec![handoff]);
+            }
+            Returned::Close(connection) => drop(connection),
+        }
+    }
+}
