@@ -85,8 +85,9 @@ async fn bench_tenant(cp: &ControlPlane, slug: &str) -> BenchTenant {
 /// Inserts the users of every tenant, as the database owner, a few hundred tenants per batch.
 async fn seed_users(db: &TestDb, tenants: &[BenchTenant], users: i64) {
     let client = db.client().await;
+    let slugs: Vec<&str> = tenants.iter().map(|t| t.slug.as_str()).collect();
     let schemas = client
-        .query("SELECT schema_name FROM control.tenants ORDER BY slug", &[])
+        .query("SELECT schema_name FROM control.tenants WHERE slug = ANY($1) ORDER BY slug", &[&slugs])
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let schemas: Vec<String> = schemas.iter().map(|r| r.get(0)).collect();

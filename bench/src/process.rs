@@ -13,6 +13,8 @@ pub struct ServerProcess {
     child: Child,
     /// Where it serves `POST /sql`.
     pub addr: SocketAddr,
+    /// The router's admin listener (`/metrics`); `None` for the baseline.
+    pub admin: Option<SocketAddr>,
 }
 
 impl ServerProcess {
@@ -32,6 +34,24 @@ impl ServerProcess {
 }
 
 impl ServerProcess {
+    /// A counter or gauge of the router's `/metrics` (0 when absent).
+    ///
+    /// # Panics
+    /// When the process has no admin listener or does not answer.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let admin = self.admin.unwrap_or_else(|| panic!("no admin listener"));
+        let text = reqwest::get(format!("http://{admin}/metrics"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// CPU time (user + system) the process has used so far, in seconds.
     pub fn cpu_seconds(&self) -> f64 {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
@@ -97,25 +117,48 @@ pub async fn start_router(common: &CommonSettings, extra: &[(&str, String)]) -> 
     for (name, value) in extra {
         command.env(name, value);
     }
-    let process = spawn(command, addr);
+    let mut process = spawn(command, addr);
+    process.admin = Some(admin);
     wait_ready(&format!("http://{admin}/readyz")).await;
     process
 }
 
-/// The no-routing baseline: one fixed pool to `database_url`, `pool_size` connections; with
-/// `reset`, each request's session is reset as the router resets it.
+/// How the baseline resets sessions: `"0"` never, `"1"` after every request, `"auto"` after
+/// statements that can change the session (the router's classifier).
+pub type BaselineReset = &'static str;
+
+/// The no-routing baseline: one fixed pool to `database_url`, `pool_size` connections.
 ///
 /// # Panics
 /// When it does not answer within 30 s.
-pub async fn start_baseline(database_url: &str, pool_size: usize, reset: bool) -> ServerProcess {
-    let addr = free_addr();
+pub async fn start_baseline(database_url: &str, pool_size: usize, reset: BaselineReset) -> ServerProcess {
     let mut command = Command::new(binary("sql-baseline"));
     command
         .env_clear()
         .env("BASELINE_DATABASE_URL", database_url)
-        .env("BASELINE_LISTEN", addr.to_string())
-        .env("BASELINE_POOL_SIZE", pool_size.to_string())
-        .env("BASELINE_RESET", if reset { "1" } else { "0" });
+        .env("BASELINE_POOL_SIZE", pool_size.to_string());
+    start_baseline_process(command, reset).await
+}
+
+/// The no-routing baseline with a pool of its own per tenant (`host url size` per tenant).
+///
+/// # Panics
+/// When it does not answer within 30 s.
+pub async fn start_tenant_baseline(
+    tenants: &[(String, String, usize)],
+    reset: BaselineReset,
+) -> ServerProcess {
+    let file = std::env::temp_dir().join(format!("baseline-tenants-{}", std::process::id()));
+    let lines: String = tenants.iter().map(|(host, url, size)| format!("{host} {url} {size}\n")).collect();
+    std::fs::write(&file, lines).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let mut command = Command::new(binary("sql-baseline"));
+    command.env_clear().env("BASELINE_TENANTS", &file);
+    start_baseline_process(command, reset).await
+}
+
+async fn start_baseline_process(mut command: Command, reset: BaselineReset) -> ServerProcess {
+    let addr = free_addr();
+    command.env("BASELINE_LISTEN", addr.to_string()).env("BASELINE_RESET", reset);
     let process = spawn(command, addr);
     wait_ready(&format!("http://{addr}/healthz")).await;
     process
@@ -128,7 +171,7 @@ fn spawn(mut command: Command, addr: SocketAddr) -> ServerProcess {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
-    ServerProcess { child, addr }
+    ServerProcess { child, addr, admin: None }
 }
 
 async fn wait_ready(url: &str) {

@@ -7,8 +7,15 @@
 //! (`tenant_router::session::reset`, pipelined behind the query): what is left between that
 //! and the router is the cost of routing, not of the reset.
 //!
-//! Started by the `router-throughput` benchmark with `BASELINE_DATABASE_URL`,
-//! `BASELINE_LISTEN`, `BASELINE_POOL_SIZE` and `BASELINE_RESET`.
+//! With `BASELINE_TENANTS` (a file of `host database-url pool-size` lines) it serves each
+//! `Host` from a pool of its own, logged in as that tenant's role (the same dedicated pools as
+//! the router, without resolution, authentication, rate limits or a budget), and
+//! `BASELINE_RESET=auto` resets only after a statement the router's classifier says can change
+//! the session: the same work as the router's, minus the routing.
+//!
+//! Started by the `router-throughput` benchmark with `BASELINE_DATABASE_URL` (or
+//! `BASELINE_TENANTS`), `BASELINE_LISTEN`, `BASELINE_POOL_SIZE` and `BASELINE_RESET`
+//! (`0`, `1` = always, `auto`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -27,22 +34,45 @@ struct Query {
     params: Vec<Value>,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reset {
+    Never,
+    Always,
+    /// When the router's classifier says the statement can change the session.
+    Auto,
+}
+
 #[derive(Clone)]
 struct Baseline {
-    pool: Pool,
-    reset: bool,
+    /// The one pool, or a pool per tenant by host.
+    pools: std::sync::Arc<std::collections::HashMap<String, Pool>>,
+    single: Option<Pool>,
+    reset: Reset,
 }
 
 async fn sql(
     State(state): State<Baseline>,
+    headers: axum::http::HeaderMap,
     Json(body): Json<Query>,
 ) -> Result<Json<Value>, (StatusCode, String)> {
     let fail = |e: &dyn std::fmt::Display| (StatusCode::BAD_REQUEST, e.to_string());
-    let client = state.pool.get().await.map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let pool = match &state.single {
+        Some(pool) => pool,
+        None => {
+            let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or_default();
+            state.pools.get(host).ok_or((StatusCode::NOT_FOUND, format!("no tenant {host}")))?
+        }
+    };
+    let client = pool.get().await.map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     let statement = client.prepare_cached(&body.query).await.map_err(|e| fail(&e))?;
     let params: Vec<i64> = body.params.iter().map(|p| p.as_i64().unwrap_or_default()).collect();
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-    let rows = if state.reset {
+    let reset = match state.reset {
+        Reset::Never => false,
+        Reset::Always => true,
+        Reset::Auto => !tenant_router::statement::classify_cached(&body.query).session_clean(),
+    };
+    let rows = if reset {
         let (rows, reset) =
             futures::join!(client.query(&statement, &refs), tenant_router::session::reset(&client));
         reset.map_err(|e| fail(&e))?;
@@ -73,12 +103,7 @@ async fn sql(
     Ok(Json(json!({ "rowCount": rows.len(), "rows": rows })))
 }
 
-#[tokio::main]
-async fn main() {
-    let url = std::env::var("BASELINE_DATABASE_URL").expect("BASELINE_DATABASE_URL");
-    let listen = std::env::var("BASELINE_LISTEN").expect("BASELINE_LISTEN");
-    let size: usize = std::env::var("BASELINE_POOL_SIZE").expect("BASELINE_POOL_SIZE").parse().unwrap();
-    let reset = std::env::var("BASELINE_RESET").is_ok_and(|v| v == "1");
+fn pool(url: &str, size: usize, reset: Reset) -> Pool {
     let config: tokio_postgres::Config = url.parse().unwrap();
     let manager = Manager::from_config(
         config,
@@ -86,7 +111,7 @@ async fn main() {
         ManagerConfig { recycling_method: RecyclingMethod::Fast },
     );
     let mut builder = Pool::builder(manager).max_size(size);
-    if reset {
+    if reset != Reset::Never {
         builder = builder.post_create(Hook::async_fn(|client, _| {
             Box::pin(async move {
                 client
@@ -96,11 +121,34 @@ async fn main() {
             })
         }));
     }
-    let pool = builder.build().unwrap();
+    builder.build().unwrap()
+}
+
+#[tokio::main]
+async fn main() {
+    let listen = std::env::var("BASELINE_LISTEN").expect("BASELINE_LISTEN");
+    let reset = match std::env::var("BASELINE_RESET").unwrap_or_default().as_str() {
+        "1" | "always" => Reset::Always,
+        "auto" => Reset::Auto,
+        _ => Reset::Never,
+    };
+    let mut pools = std::collections::HashMap::new();
+    let mut single = None;
+    if let Ok(path) = std::env::var("BASELINE_TENANTS") {
+        for line in std::fs::read_to_string(path).unwrap().lines() {
+            let mut fields = line.split_whitespace();
+            let (host, url, size) = (fields.next().unwrap(), fields.next().unwrap(), fields.next().unwrap());
+            pools.insert(host.to_owned(), pool(url, size.parse().unwrap(), reset));
+        }
+    } else {
+        let url = std::env::var("BASELINE_DATABASE_URL").expect("BASELINE_DATABASE_URL");
+        let size: usize = std::env::var("BASELINE_POOL_SIZE").expect("BASELINE_POOL_SIZE").parse().unwrap();
+        single = Some(pool(&url, size, reset));
+    }
     let app = axum::Router::new()
         .route("/sql", post(sql))
         .route("/healthz", get(|| async { "ok" }))
-        .with_state(Baseline { pool, reset });
+        .with_state(Baseline { pools: std::sync::Arc::new(pools), single, reset });
     let listener = tokio::net::TcpListener::bind(&listen).await.unwrap();
     axum::serve(listener, app).await.unwrap();
 }

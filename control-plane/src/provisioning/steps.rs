@@ -397,8 +397,8 @@ async fn ensure_credentials(cp: &ControlPlane, tenant: &TenantRecord) -> Result<
     tenants::set_secret_ref(&**client, tenant.id, name.as_str()).await.map_err(pg_error(step))
 }
 
-/// Sets the role's password as a SCRAM verifier computed here, so the plain password never
-/// reaches the server (or its logs).
+/// Sets the role's password as a SCRAM verifier computed here (one PBKDF2 iteration: see
+/// [`super::verifier`]), so the plain password never reaches the server (or its logs).
 pub(crate) async fn set_role_password(
     cp: &ControlPlane,
     tenant: &TenantRecord,
@@ -406,7 +406,7 @@ pub(crate) async fn set_role_password(
     step: Step,
 ) -> Result<(), ProvisionError> {
     let cluster = cp.cluster(&tenant.cluster).await.map_err(cluster_error(step))?;
-    let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
+    let verifier = super::verifier::scram_sha_256(password);
     if verifier.contains('\'') {
         return Err(permanent(step, "unexpected character in the password verifier".into()));
     }

@@ -182,6 +182,13 @@ struct OpenPermit {
     used: bool,
 }
 
+impl OpenPermit {
+    /// The unit now belongs to an open connection (whose socket gives it back).
+    fn spent(mut self) {
+        self.used = true;
+    }
+}
+
 impl Drop for OpenPermit {
     fn drop(&mut self) {
         if !self.used {
@@ -327,11 +334,13 @@ impl TenantPools {
         }
     }
 
-    /// Opens a connection for `pool` with the unit `permit` reserved, at the bounded rate.
+    /// Opens a connection for `pool` with the unit `permit` reserved, at the bounded rate. The
+    /// request waits until `deadline` at most; a connection that opens later is not wasted: it
+    /// goes to the pool for the next request.
     async fn open(
         &self,
         pool: &TenantPool,
-        mut permit: OpenPermit,
+        permit: OpenPermit,
         deadline: tokio::time::Instant,
     ) -> Result<Checkout, PoolCheckoutError> {
         if let Some(connects) = &self.connects {
@@ -339,20 +348,28 @@ impl TenantPools {
                 .await
                 .map_err(|_| PoolCheckoutError::Exhausted)?;
         }
-        let shared = Arc::downgrade(&self.shared);
-        let connection = connection::open(&pool.config, move || {
-            if let Some(shared) = shared.upgrade() {
-                shared.unit_released();
-            }
-        })
-        .await
-        .map_err(|pg| match pg.code() {
+        let (config, shared, id) = (pool.config.clone(), self.shared.clone(), pool.id);
+        let opening = tokio::spawn(async move {
+            let released = Arc::downgrade(&shared);
+            let connection = connection::open(&config, move || {
+                if let Some(shared) = released.upgrade() {
+                    shared.unit_released();
+                }
+            })
+            .await?;
+            shared.counters.opened.inc();
+            permit.spent();
+            Ok::<_, tokio_postgres::Error>(Checkout::new(shared, id, connection))
+        });
+        let opened = match tokio::time::timeout_at(deadline, opening).await {
+            Ok(Ok(opened)) => opened,
+            Ok(Err(panicked)) => return Err(PoolCheckoutError::Database(panicked.to_string())),
+            Err(_) => return Err(PoolCheckoutError::Exhausted),
+        };
+        let mut checkout = opened.map_err(|pg| match pg.code() {
             Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD) => PoolCheckoutError::AuthFailed,
             _ => PoolCheckoutError::Database(tenancy::pg::describe_error(&pg)),
         })?;
-        self.shared.counters.opened.inc();
-        permit.used = true;
-        let mut checkout = Checkout::new(self.shared.clone(), pool.id, connection);
         checkout.clean = false;
         Ok(checkout)
     }
@@ -410,6 +427,9 @@ impl TenantPools {
 /// A connection handed out for reuse: reset first unless its last request left it clean.
 /// `None` when the reset failed (the connection is closed; look for another).
 async fn ready(mut checkout: Checkout) -> Option<Checkout> {
+    if checkout.is_closed() {
+        return None;
+    }
     if !checkout.clean && crate::session::reset(&checkout).await.is_err() {
         checkout.retire = true;
         return None;

@@ -252,7 +252,8 @@ async fn under_steady_overload_opens_stay_bounded_and_every_tenant_is_served() {
                 other => panic!("unexpected {other}: {body}"),
             }
             assert!(
-                waited < settings.checkout_timeout + Duration::from_secs(1),
+                // (Slack for a test machine running the whole suite on two cores.)
+                waited < settings.checkout_timeout + Duration::from_secs(2),
                 "a request waited {waited:?}, past the checkout timeout without its 503"
             );
         }
