@@ -4,6 +4,7 @@
 //! - [`resolve`]: host normalisation and tenant lookup (in-process cache, catalog);
 //! - [`pool`]: per-tenant connection pools logged in as each tenant's own role;
 //! - [`sql`]: `POST /sql`, compatible with Neon's serverless driver;
+//! - [`statement`]: the statement classifier (can this SQL change the session? is it read-only?);
 //! - [`http`]: the listeners, for the binary and for tests (port 0).
 
 pub mod admin;
@@ -19,6 +20,7 @@ pub mod resolve;
 pub mod session;
 pub mod settings;
 pub mod sql;
+pub mod statement;
 
 use std::process::ExitCode;
 
