@@ -21,6 +21,10 @@ pub struct AppState {
     pub jwt: Option<Arc<crate::sql::jwt::JwtVerifier>>,
     pub catalog: deadpool_postgres::Pool,
     pub max_response_bytes: usize,
+    /// Classifies the SQL requests run (what it can do to a session; read-only or not).
+    pub classifier: crate::statement::Classifier,
+    /// When sessions are reset between requests (`ROUTER_SESSION_RESET`).
+    pub session_reset: crate::session::ResetPolicy,
 }
 
 /// Why the router could not start.
@@ -81,6 +85,8 @@ impl AppState {
                 .map(|base| Arc::new(crate::proxy::Upstream::new(base, settings.upstream_timeout))),
             catalog,
             max_response_bytes: settings.max_response_bytes,
+            classifier: crate::statement::Classifier::default(),
+            session_reset: settings.session_reset,
         })
     }
 }

@@ -63,6 +63,12 @@ pub struct RouterSettings {
     #[arg(long, env = "ROUTER_MAX_CONNECTS_PER_SECOND", default_value_t = 500)]
     pub max_connects_per_second: u32,
 
+    /// When a pooled connection's session is reset between requests: `auto` after a request
+    /// whose statements can change the session (judged with PostgreSQL's own grammar), or
+    /// `always` (a second query cycle per request).
+    #[arg(long, env = "ROUTER_SESSION_RESET", value_enum, default_value_t = crate::session::ResetPolicy::Auto)]
+    pub session_reset: crate::session::ResetPolicy,
+
     /// How long a request waits for a connection from its tenant's pool.
     #[arg(long, env = "ROUTER_CHECKOUT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub checkout_timeout: Duration,

@@ -48,6 +48,7 @@ struct Baseline {
     pools: std::sync::Arc<std::collections::HashMap<String, Pool>>,
     single: Option<Pool>,
     reset: Reset,
+    classifier: tenant_router::statement::Classifier,
 }
 
 async fn sql(
@@ -70,7 +71,7 @@ async fn sql(
     let reset = match state.reset {
         Reset::Never => false,
         Reset::Always => true,
-        Reset::Auto => !tenant_router::statement::classify_cached(&body.query).session_clean(),
+        Reset::Auto => state.classifier.classify(&body.query).needs_reset(),
     };
     let rows = if reset {
         let (rows, reset) =
@@ -148,7 +149,12 @@ async fn main() {
     let app = axum::Router::new()
         .route("/sql", post(sql))
         .route("/healthz", get(|| async { "ok" }))
-        .with_state(Baseline { pools: std::sync::Arc::new(pools), single, reset });
+        .with_state(Baseline {
+            pools: std::sync::Arc::new(pools),
+            single,
+            reset,
+            classifier: tenant_router::statement::Classifier::default(),
+        });
     let listener = tokio::net::TcpListener::bind(&listen).await.unwrap();
     axum::serve(listener, app).await.unwrap();
 }

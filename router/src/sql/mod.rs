@@ -11,6 +11,7 @@ pub mod values;
 use crate::error::RouterError;
 use crate::http::AppState;
 use crate::session;
+use crate::statement::Classification;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -81,7 +82,10 @@ pub async fn handle(
     // connection out of the pool (it is never reused) and cancels its query on the server.
     let mut guard = InFlight { client: Some(client), armed: true };
     let result = match guard.client.as_mut() {
-        Some(client) => run_payload(client, payload, read_only, &headers, output).await,
+        Some(client) => {
+            let policy = Policy { reset: state.session_reset, classifier: &state.classifier };
+            run_payload(client, payload, read_only, &headers, output, policy).await
+        }
         None => Err(RouterError::BadRequest("no connection".into())),
     };
     // A result over the response limit is still being produced and sent: cancel it and close
@@ -91,8 +95,16 @@ pub async fn handle(
     Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-/// Runs the request, then resets the session: behind a single query's statement in the same
-/// round trip, after a transaction's `COMMIT` otherwise. A connection whose reset succeeded
+/// How a request's session is looked after: when it is reset, and the classifier that tells.
+#[derive(Clone, Copy)]
+struct Policy<'a> {
+    reset: session::ResetPolicy,
+    classifier: &'a crate::statement::Classifier,
+}
+
+/// Runs the request, then resets the session when the policy says its statements may have
+/// changed it: behind a single query's statement in the same round trip, after a
+/// transaction's `COMMIT` otherwise. A connection whose reset succeeded (or that needed none)
 /// goes back to the pool clean; one whose reset failed is retired.
 async fn run_payload(
     client: &mut crate::pool::Checkout,
@@ -100,66 +112,82 @@ async fn run_payload(
     read_only: bool,
     headers: &HeaderMap,
     output: Output,
+    policy: Policy<'_>,
 ) -> Result<Body, RouterError> {
     let connection: &mut crate::pool::Connection = client;
     let mut body = Body::new(output.max_bytes);
-    let discards = match &payload {
-        Payload::Single(query) => discards_statements(query),
-        Payload::Batch { queries } => queries.iter().any(discards_statements),
-    };
-    let reset = match payload {
-        Payload::Single(query) if !read_only => run_single(connection, &query, output, &mut body).await?,
-        Payload::Single(query) => {
-            let (pg, cache) = connection.parts();
-            let tx =
-                pg.build_transaction().read_only(true).start().await.map_err(|e| RouterError::from_pg(&e))?;
-            run_query(&tx, cache, &query, output, &mut body).await?;
-            tx.commit().await.map_err(|e| RouterError::from_pg(&e))?;
-            session::reset(connection).await
+    if let Payload::Single(query) = &payload {
+        if !read_only {
+            return run_single(connection, query, output, policy, &mut body).await.map(|()| body);
         }
-        Payload::Batch { queries } => {
-            let read_only = read_only || flag(headers, "neon-batch-read-only");
-            let isolation = batch_isolation(header(headers, "neon-batch-isolation-level"))?;
-            let deferrable = flag(headers, "neon-batch-deferrable");
-            let (pg, cache) = connection.parts();
-            let tx = pg
-                .build_transaction()
-                .read_only(read_only)
-                .deferrable(deferrable)
-                .isolation_level(isolation)
-                .start()
-                .await
-                .map_err(|e| RouterError::from_pg(&e))?;
-            body.raw(b"{\"results\":[");
-            for (i, query) in queries.iter().enumerate() {
-                if i > 0 {
-                    body.raw(b",");
-                }
-                run_query(&tx, cache, query, output, &mut body).await?;
-            }
-            body.raw(b"]}");
-            tx.commit().await.map_err(|e| RouterError::from_pg(&e))?;
-            session::reset(connection).await
-        }
+    }
+    let queries = match &payload {
+        Payload::Single(query) => std::slice::from_ref(query),
+        Payload::Batch { queries } => queries.as_slice(),
     };
-    settle(connection, reset, discards);
+    let classification = queries
+        .iter()
+        .map(|query| policy.classifier.classify(&query.query))
+        .reduce(Classification::then)
+        .unwrap_or(Classification::UNKNOWN);
+    if classification.reads_sequence_cache {
+        connection.batch_execute(session::DISCARD_SEQUENCES).await.map_err(|e| RouterError::from_pg(&e))?;
+    }
+    let (isolation, deferrable, batch_read_only) = match &payload {
+        Payload::Single(_) => (tokio_postgres::IsolationLevel::ReadCommitted, false, false),
+        Payload::Batch { .. } => (
+            batch_isolation(header(headers, "neon-batch-isolation-level"))?,
+            flag(headers, "neon-batch-deferrable"),
+            flag(headers, "neon-batch-read-only"),
+        ),
+    };
+    let (pg, cache) = connection.parts();
+    let tx = pg
+        .build_transaction()
+        .read_only(read_only || batch_read_only)
+        .deferrable(deferrable)
+        .isolation_level(isolation)
+        .start()
+        .await
+        .map_err(|e| RouterError::from_pg(&e))?;
+    let batch = matches!(payload, Payload::Batch { .. });
+    if batch {
+        body.raw(b"{\"results\":[");
+    }
+    for (i, query) in queries.iter().enumerate() {
+        if i > 0 {
+            body.raw(b",");
+        }
+        run_query(&tx, cache, policy, query, output, &mut body).await?;
+    }
+    if batch {
+        body.raw(b"]}");
+    }
+    tx.commit().await.map_err(|e| RouterError::from_pg(&e))?;
+    let reset = if policy.reset.resets_after(&classification) { session::reset(connection).await } else { Ok(()) };
+    settle(connection, reset, classification.discards_statements);
     Ok(body)
 }
 
-/// One statement outside a transaction block: executed with the session reset pipelined
-/// right behind it, so the request costs one round trip when its statement is cached.
+/// One statement outside a transaction block. When it may change the session, the reset is
+/// pipelined right behind it, so the request still costs one round trip when its statement is
+/// cached; otherwise it runs alone.
 async fn run_single(
     connection: &mut crate::pool::Connection,
     query: &QueryData,
     output: Output,
+    policy: Policy<'_>,
     body: &mut Body,
-) -> Result<Result<(), session::ResetError>, RouterError> {
+) -> Result<(), RouterError> {
     let mut retried = false;
     loop {
         let (pg, cache) = connection.parts();
-        let statement = prepare_cached(&*pg, cache, query).await?;
-        let (result, reset) = {
-            let execute = execute(&**connection, &statement, query, output, body);
+        let (statement, classification) = prepare_cached(&*pg, cache, policy, query).await?;
+        if classification.reads_sequence_cache {
+            connection.batch_execute(session::DISCARD_SEQUENCES).await.map_err(|e| RouterError::from_pg(&e))?;
+        }
+        let (result, reset) = if policy.reset.resets_after(&classification) {
+            let execute = execute(&**connection, &statement, query, classification, output, body);
             let reset = session::reset(connection);
             pin_mut!(execute, reset);
             // Polled together, so the reset is sent right behind the statement; but a result
@@ -171,6 +199,8 @@ async fn run_single(
                 Either::Left((result, reset)) => (result, reset.await),
                 Either::Right((reset, execute)) => (execute.await, reset),
             }
+        } else {
+            (execute(&**connection, &statement, query, classification, output, body).await, Ok(()))
         };
         match result {
             Err(QueryError::Stale(_)) if !retried => {
@@ -178,10 +208,13 @@ async fn run_single(
                 retried = true;
             }
             Err(QueryError::Stale(err) | QueryError::Router(err)) => {
-                settle(connection, reset, discards_statements(query));
+                settle(connection, reset, classification.discards_statements);
                 return Err(err);
             }
-            Ok(()) => return Ok(reset),
+            Ok(()) => {
+                settle(connection, reset, classification.discards_statements);
+                return Ok(());
+            }
         }
     }
 }
@@ -198,11 +231,6 @@ fn settle(connection: &mut crate::pool::Connection, reset: Result<(), session::R
             connection.retire = true;
         }
     }
-}
-
-/// Whether a statement drops prepared statements (the router's cached ones included).
-fn discards_statements(query: &QueryData) -> bool {
-    matches!(command_of(&query.query).as_str(), "DEALLOCATE" | "DISCARD")
 }
 
 /// A checked-out connection while its request runs. Dropped while still armed (the client went
@@ -276,18 +304,21 @@ impl From<RouterError> for QueryError {
     }
 }
 
-/// The connection's statement for `query`, prepared now if it has none.
+/// The connection's statement for `query` and its classification, prepared (and classified)
+/// now if it has none.
 async fn prepare_cached(
     client: &impl GenericClient,
     cache: &mut session::StatementCache,
+    policy: Policy<'_>,
     query: &QueryData,
-) -> Result<Statement, RouterError> {
-    if let Some(statement) = cache.get(&query.query) {
-        return Ok(statement);
+) -> Result<(Statement, Classification), RouterError> {
+    if let Some(cached) = cache.get(&query.query) {
+        return Ok(cached);
     }
+    let classification = policy.classifier.classify(&query.query);
     let statement = client.prepare(&query.query).await.map_err(|e| RouterError::from_pg(&e))?;
-    cache.insert(&query.query, statement.clone());
-    Ok(statement)
+    cache.insert(&query.query, statement.clone(), classification);
+    Ok((statement, classification))
 }
 
 /// One statement of a transaction, on the connection's cached statement (prepared again once
@@ -295,18 +326,19 @@ async fn prepare_cached(
 async fn run_query(
     client: &impl GenericClient,
     cache: &mut session::StatementCache,
+    policy: Policy<'_>,
     query: &QueryData,
     output: Output,
     body: &mut Body,
 ) -> Result<(), RouterError> {
-    let statement = prepare_cached(client, cache, query).await?;
-    match execute(client, &statement, query, output, body).await {
+    let (statement, classification) = prepare_cached(client, cache, policy, query).await?;
+    match execute(client, &statement, query, classification, output, body).await {
         Ok(()) => Ok(()),
         Err(QueryError::Router(err)) => Err(err),
         Err(QueryError::Stale(_)) => {
             cache.remove(&query.query);
-            let statement = prepare_cached(client, cache, query).await?;
-            execute(client, &statement, query, output, body).await.map_err(|e| match e {
+            let (statement, classification) = prepare_cached(client, cache, policy, query).await?;
+            execute(client, &statement, query, classification, output, body).await.map_err(|e| match e {
                 QueryError::Router(err) | QueryError::Stale(err) => err,
             })
         }
@@ -319,6 +351,7 @@ async fn execute(
     client: &impl GenericClient,
     statement: &Statement,
     query: &QueryData,
+    classification: Classification,
     output: Output,
     body: &mut Body,
 ) -> Result<(), QueryError> {
@@ -344,7 +377,10 @@ async fn execute(
     pin_mut!(stream);
     let array_mode = query.array_mode.unwrap_or(output.array_mode);
     let columns = statement.columns();
-    body.begin_result(&command_of(&query.query));
+    match classification.command {
+        Some(command) => body.begin_result(command),
+        None => body.begin_result(&command_of(&query.query)),
+    }
     let mut rows = 0usize;
     while let Some(row) = stream.try_next().await.map_err(|e| QueryError::Router(RouterError::from_pg(&e)))? {
         body.begin_row(rows, array_mode);

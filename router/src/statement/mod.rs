@@ -63,7 +63,7 @@ pub struct Classification {
 
 impl Classification {
     /// What the classifier assumes of SQL it cannot judge: needs a reset, not read-only.
-    const UNKNOWN: Self = Self {
+    pub(crate) const UNKNOWN: Self = Self {
         session: SessionEffect::NeedsReset,
         read_only: false,
         discards_statements: false,
@@ -84,7 +84,7 @@ impl Classification {
     }
 
     /// This statement followed by `next` in the same string.
-    fn then(self, next: Self) -> Self {
+    pub(crate) fn then(self, next: Self) -> Self {
         let needs_reset = self.needs_reset() || next.needs_reset();
         Self {
             session: if needs_reset { SessionEffect::NeedsReset } else { SessionEffect::Clean },

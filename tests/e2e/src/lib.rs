@@ -60,6 +60,7 @@ pub fn router_settings(common: &CommonSettings) -> tenant_router::settings::Rout
         tenant_max_connections: 20,
         reclaim_idle_after: Duration::from_secs(1),
         max_connects_per_second: 500,
+        session_reset: tenant_router::session::ResetPolicy::Auto,
         max_body_bytes: 1024 * 1024,
         max_response_bytes: 1024 * 1024,
         upstream: None,
