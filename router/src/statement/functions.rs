@@ -51,9 +51,10 @@ const VOLATILE_PURE: &[&str] = &[
 ];
 
 /// The effect of calling the function named `name` (its parts as written, schema first).
-pub(super) fn effect(name: &[&str]) -> FunctionEffect {
+pub(super) fn effect<S: AsRef<str>>(name: &[S]) -> FunctionEffect {
     let function = match name {
-        [function] | ["pg_catalog", function] => *function,
+        [function] => function.as_ref(),
+        [schema, function] if schema.as_ref() == "pg_catalog" => function.as_ref(),
         _ => return FunctionEffect::Session,
     };
     match function {

@@ -159,15 +159,11 @@ fn explain_statement(explain: &ExplainStmt) -> Classification {
         matches!(&option.node, Some(NodeEnum::DefElem(def)) if def.defname.eq_ignore_ascii_case("analyze"))
     });
     let explained = statement(explain.query.as_deref());
-    Classification {
-        read_only: explained.read_only && !analyze,
-        command: Some("EXPLAIN"),
-        transaction_control: false,
-        ..explained
-    }
+    Classification { read_only: explained.read_only && !analyze, command: Some("EXPLAIN"), ..explained }
 }
 
-/// Classifications by SQL text, so that a repeated statement is parsed once.
+/// Classifications by SQL text (exactly as sent: no normalisation), so that a repeated
+/// statement is parsed once.
 ///
 /// Bounded by entries; SQL longer than [`Classifier::MAX_CACHED_LEN`] is classified but not
 /// kept (such text is rarely repeated, and its parse is small next to its run), which also

@@ -3,16 +3,16 @@
 //! default, an `EXECUTE` parameter, …), data-modifying statements inside CTEs, locking clauses
 //! and `SELECT … INTO`.
 //!
-//! The walk goes through the tree's serde form rather than pg_query's own node iterator, which
-//! visits only some node kinds (it skips `VALUES` lists, casts' arguments and more): the
-//! serialised form has every field of every node, so nothing can be missed, including node
-//! kinds a later grammar adds. In it each node is tagged with its kind (`{"FuncCall": {…}}`)
-//! and struct fields are snake_case, so a CamelCase key is always a node kind. It costs an
-//! allocation per node, which the classifier's cache pays once per SQL text.
+//! pg_query's own node iterator visits only some node kinds (it skips `VALUES` lists, casts'
+//! arguments and more), and a hand-written walk over its ~270 node kinds would miss whatever
+//! a later grammar adds. Instead the walk is a [`serde::Serializer`] that writes nothing: every
+//! node derives `Serialize`, which hands the serializer every field of every node, each struct
+//! by its type name (`FuncCall`, `InsertStmt`, …), so nothing can be missed. It allocates only
+//! for the names of the functions called.
 
 use super::functions::{self, FunctionEffect};
 use pg_query::NodeEnum;
-use serde_json::Value;
+use serde::ser::{self, Serialize};
 
 /// What the walk found anywhere in a statement's tree.
 #[derive(Debug, Default, Clone, Copy)]
@@ -27,58 +27,253 @@ pub(super) struct Findings {
     pub(super) reads_sequence_cache: bool,
 }
 
+impl Findings {
+    fn needs_reset(&mut self) {
+        self.session = true;
+        self.writes = true;
+    }
+
+    /// Notes a node of type `name`.
+    fn node(&mut self, name: &str) {
+        match name {
+            "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" | "LockingClause" => self.writes = true,
+            "IntoClause" => self.needs_reset(),
+            _ => {}
+        }
+    }
+
+    /// Notes a call of the function named `name` (schema first).
+    fn call(&mut self, name: &[String]) {
+        match functions::effect(name) {
+            FunctionEffect::Pure => {}
+            FunctionEffect::Writes => self.writes = true,
+            FunctionEffect::ReadsSequenceCache => self.reads_sequence_cache = true,
+            FunctionEffect::Session => self.needs_reset(),
+        }
+    }
+}
+
 /// Walks `node` and everything under it.
 pub(super) fn walk(node: &NodeEnum) -> Findings {
-    let mut findings = Findings::default();
-    match serde_json::to_value(node) {
-        Ok(tree) => visit(&tree, &mut findings),
-        // Cannot happen (the tree has no maps with non-string keys); if it did, assume the worst.
-        Err(_) => {
-            findings.session = true;
-            findings.writes = true;
-        }
+    let mut walker = Walker::default();
+    if node.serialize(&mut walker).is_err() {
+        // The walker itself never fails; if serialising did, assume the worst.
+        walker.findings.needs_reset();
     }
-    findings
+    walker.findings
 }
 
-fn visit(value: &Value, findings: &mut Findings) {
-    match value {
-        Value::Object(fields) => {
-            for (key, child) in fields {
-                inspect(key, child, findings);
-                visit(child, findings);
+#[derive(Default)]
+struct Walker {
+    findings: Findings,
+    /// While serialising a `FuncCall`'s `funcname` (a list of `String` nodes): its parts.
+    function_name: Option<Vec<String>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct WalkError(String);
+
+impl ser::Error for WalkError {
+    fn custom<T: std::fmt::Display>(msg: T) -> Self {
+        Self(msg.to_string())
+    }
+}
+
+/// Scalars: nothing to see, except the parts of a function name.
+macro_rules! ignore_scalars {
+    ($($method:ident: $type:ty),*) => {
+        $(fn $method(self, _: $type) -> Result<(), WalkError> { Ok(()) })*
+    };
+}
+
+impl<'a> ser::Serializer for &'a mut Walker {
+    type Ok = ();
+    type Error = WalkError;
+    type SerializeSeq = Self;
+    type SerializeTuple = Self;
+    type SerializeTupleStruct = Self;
+    type SerializeTupleVariant = Self;
+    type SerializeMap = Self;
+    type SerializeStruct = Node<'a>;
+    type SerializeStructVariant = Self;
+
+    ignore_scalars!(
+        serialize_bool: bool, serialize_i8: i8, serialize_i16: i16, serialize_i32: i32,
+        serialize_i64: i64, serialize_u8: u8, serialize_u16: u16, serialize_u32: u32,
+        serialize_u64: u64, serialize_f32: f32, serialize_f64: f64, serialize_char: char,
+        serialize_bytes: &[u8], serialize_unit_struct: &'static str
+    );
+
+    fn serialize_str(self, value: &str) -> Result<(), WalkError> {
+        if let Some(parts) = &mut self.function_name {
+            parts.push(value.to_owned());
+        }
+        Ok(())
+    }
+
+    fn serialize_none(self) -> Result<(), WalkError> {
+        Ok(())
+    }
+
+    fn serialize_some<T: ?Sized + Serialize>(self, value: &T) -> Result<(), WalkError> {
+        value.serialize(self)
+    }
+
+    fn serialize_unit(self) -> Result<(), WalkError> {
+        Ok(())
+    }
+
+    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result<(), WalkError> {
+        Ok(())
+    }
+
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), WalkError> {
+        value.serialize(self)
+    }
+
+    fn serialize_newtype_variant<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), WalkError> {
+        value.serialize(self)
+    }
+
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self, WalkError> {
+        Ok(self)
+    }
+
+    fn serialize_tuple(self, _: usize) -> Result<Self, WalkError> {
+        Ok(self)
+    }
+
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self, WalkError> {
+        Ok(self)
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self, WalkError> {
+        Ok(self)
+    }
+
+    fn serialize_map(self, _: Option<usize>) -> Result<Self, WalkError> {
+        Ok(self)
+    }
+
+    fn serialize_struct(self, name: &'static str, _: usize) -> Result<Node<'a>, WalkError> {
+        self.findings.node(name);
+        Ok(Node { walker: self, function_call: name == "FuncCall" })
+    }
+
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self, WalkError> {
+        Ok(self)
+    }
+}
+
+/// The fields of one node (one struct).
+struct Node<'a> {
+    walker: &'a mut Walker,
+    function_call: bool,
+}
+
+impl ser::SerializeStruct for Node<'_> {
+    type Ok = ();
+    type Error = WalkError;
+
+    fn serialize_field<T: ?Sized + Serialize>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), WalkError> {
+        if self.function_call && key == "funcname" {
+            self.walker.function_name = Some(Vec::with_capacity(2));
+            value.serialize(&mut *self.walker)?;
+            let name = self.walker.function_name.take().unwrap_or_default();
+            self.walker.findings.call(&name);
+            Ok(())
+        } else {
+            value.serialize(&mut *self.walker)
+        }
+    }
+
+    fn end(self) -> Result<(), WalkError> {
+        Ok(())
+    }
+}
+
+/// Sequences, tuples, maps and struct variants: every element is walked alike.
+macro_rules! walk_elements {
+    ($($trait:ident :: $method:ident),*) => {
+        $(impl ser::$trait for &mut Walker {
+            type Ok = ();
+            type Error = WalkError;
+
+            fn $method<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), WalkError> {
+                value.serialize(&mut **self)
             }
-        }
-        Value::Array(items) => items.iter().for_each(|item| visit(item, findings)),
-        _ => {}
-    }
-}
 
-fn inspect(key: &str, child: &Value, findings: &mut Findings) {
-    match key {
-        "FuncCall" => match functions::effect(&function_name(child)) {
-            FunctionEffect::Pure => {}
-            FunctionEffect::Writes => findings.writes = true,
-            FunctionEffect::ReadsSequenceCache => findings.reads_sequence_cache = true,
-            FunctionEffect::Session => {
-                findings.session = true;
-                findings.writes = true;
+            fn end(self) -> Result<(), WalkError> {
+                Ok(())
             }
-        },
-        "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => findings.writes = true,
-        "locking_clause" if child.as_array().is_some_and(|clauses| !clauses.is_empty()) => {
-            findings.writes = true;
-        }
-        "into_clause" if !child.is_null() => {
-            findings.session = true;
-            findings.writes = true;
-        }
-        _ => {}
+        })*
+    };
+}
+
+walk_elements!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
+
+impl ser::SerializeMap for &mut Walker {
+    type Ok = ();
+    type Error = WalkError;
+
+    fn serialize_key<T: ?Sized + Serialize>(&mut self, key: &T) -> Result<(), WalkError> {
+        key.serialize(&mut **self)
+    }
+
+    fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), WalkError> {
+        value.serialize(&mut **self)
+    }
+
+    fn end(self) -> Result<(), WalkError> {
+        Ok(())
     }
 }
 
-/// A `FuncCall`'s name as written, schema first: `funcname` is a list of `String` nodes.
-fn function_name(call: &Value) -> Vec<&str> {
-    let parts = call.get("funcname").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
-    parts.iter().map(|part| part.pointer("/node/String/sval").and_then(Value::as_str).unwrap_or("")).collect()
+impl ser::SerializeStructVariant for &mut Walker {
+    type Ok = ();
+    type Error = WalkError;
+
+    fn serialize_field<T: ?Sized + Serialize>(
+        &mut self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), WalkError> {
+        value.serialize(&mut **self)
+    }
+
+    fn end(self) -> Result<(), WalkError> {
+        Ok(())
+    }
 }
