@@ -9,8 +9,8 @@
 //!   protocol-level statements, which the reset leaves in place; statements a request creates
 //!   with SQL `PREPARE` are not, and a connection that has any is retired instead of reused.
 
-use std::collections::HashMap;
 use crate::statement::Classification;
+use std::collections::HashMap;
 use tokio_postgres::{Client, SimpleQueryMessage, Statement};
 
 /// `DISCARD ALL` without `DEALLOCATE ALL` and `DISCARD PLANS` (which would drop the router's

@@ -164,7 +164,8 @@ async fn run_payload(
         body.raw(b"]}");
     }
     tx.commit().await.map_err(|e| RouterError::from_pg(&e))?;
-    let reset = if policy.reset.resets_after(&classification) { session::reset(connection).await } else { Ok(()) };
+    let reset =
+        if policy.reset.resets_after(&classification) { session::reset(connection).await } else { Ok(()) };
     settle(connection, reset, classification.discards_statements);
     Ok(body)
 }
@@ -184,7 +185,10 @@ async fn run_single(
         let (pg, cache) = connection.parts();
         let (statement, classification) = prepare_cached(&*pg, cache, policy, query).await?;
         if classification.reads_sequence_cache {
-            connection.batch_execute(session::DISCARD_SEQUENCES).await.map_err(|e| RouterError::from_pg(&e))?;
+            connection
+                .batch_execute(session::DISCARD_SEQUENCES)
+                .await
+                .map_err(|e| RouterError::from_pg(&e))?;
         }
         let (result, reset) = if policy.reset.resets_after(&classification) {
             let execute = execute(&**connection, &statement, query, classification, output, body);

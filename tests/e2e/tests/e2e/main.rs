@@ -14,5 +14,6 @@ mod lifecycle;
 mod operator_api;
 mod proxy;
 mod rate_limits;
+mod session_reset;
 mod slice;
 mod sql_over_http;
