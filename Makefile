@@ -18,6 +18,7 @@ test: ## the whole test suite against real PostgreSQL, Redis and moto
 	@scripts/test.sh
 
 lint: ## formatting and clippy with the workspace lints, warnings as errors
+	@scripts/build-deps.sh
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
@@ -30,6 +31,7 @@ bench: ## run the benchmarks (release build) against the services; prints rows f
 	@scripts/bench.sh
 
 build: ## build both binaries (debug)
+	@scripts/build-deps.sh
 	cargo build --locked --bins
 
 services-up: ## start PostgreSQL, Redis and moto; print their settings

@@ -94,6 +94,7 @@ run() {
   set +a
 
   step "Building tenantctl and tenant-router"
+  scripts/build-deps.sh
   if ! cargo build --locked --bins --quiet; then
     die "the build failed (see above)"
   fi

@@ -22,6 +22,7 @@ stop_services() {
 }
 trap stop_services EXIT
 
+scripts/build-deps.sh
 mkdir -p .local
 scripts/services.sh up >.local/test.env
 set -a
