@@ -23,6 +23,8 @@ pub enum RouterError {
     ResponseTooLarge(usize),
     #[error("too many requests for this tenant's plan; slow down")]
     RateLimited,
+    #[error("{0}")]
+    StatementNotAllowed(&'static str),
     #[error(transparent)]
     Proxy(#[from] crate::proxy::ProxyError),
     #[error("{message}")]
@@ -85,6 +87,7 @@ impl RouterError {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::ResponseTooLarge(_) => (StatusCode::BAD_REQUEST, "response_too_large"),
             Self::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::StatementNotAllowed(_) => (StatusCode::FORBIDDEN, "statement_not_allowed"),
             Self::Proxy(crate::proxy::ProxyError::NotConfigured) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Proxy(crate::proxy::ProxyError::Unreachable) => {
                 (StatusCode::BAD_GATEWAY, "upstream_unavailable")

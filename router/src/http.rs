@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 pub struct AppState {
     pub resolver: Arc<Resolver>,
     pub pools: Arc<TenantPools>,
-    pub rate_limits: Arc<crate::redis::limits::RateLimits>,
+    pub rate_limits: Arc<crate::rate_limit::RateLimits>,
     pub metrics: Arc<crate::metrics::RouterMetrics>,
     /// The application other paths go to (`ROUTER_UPSTREAM`).
     pub upstream: Option<Arc<crate::proxy::Upstream>>,
@@ -76,7 +76,7 @@ impl AppState {
                 },
                 metrics.connections.clone(),
             )),
-            rate_limits: Arc::new(crate::redis::limits::RateLimits::new(redis.map(|link| (link, names)))),
+            rate_limits: Arc::new(crate::rate_limit::RateLimits::new(redis.map(|link| (link, names)))),
             metrics,
             jwt: jwt_verifier(settings)?.map(Arc::new),
             upstream: settings

@@ -15,6 +15,7 @@ pub mod invalidation;
 pub mod metrics;
 pub mod pool;
 pub mod proxy;
+pub mod rate_limit;
 pub mod redis;
 pub mod resolve;
 pub mod session;

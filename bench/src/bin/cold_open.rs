@@ -28,14 +28,19 @@ async fn main() {
     let tenants = provision_fleet(&db, &cp, "co", "starter", TENANTS, 4, 1_000).await;
     let admin = db.client().await;
     let mut steps: [Vec<Duration>; 7] = Default::default();
-    for (iterations, tenant) in tenants.iter().enumerate().map(|(i, t)| (if i % 2 == 0 { 4096 } else { 1 }, t)) {
+    for (iterations, tenant) in
+        tenants.iter().enumerate().map(|(i, t)| (if i % 2 == 0 { 4096 } else { 1 }, t))
+    {
         let config: tokio_postgres::Config = tenant.database_url.parse().unwrap();
         if iterations == 4096 {
             // PostgreSQL's own default verifier for the same password.
             let password = std::str::from_utf8(config.get_password().unwrap()).unwrap();
             let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
             admin
-                .batch_execute(&format!("ALTER ROLE \"{}\" PASSWORD '{verifier}'", config.get_user().unwrap()))
+                .batch_execute(&format!(
+                    "ALTER ROLE \"{}\" PASSWORD '{verifier}'",
+                    config.get_user().unwrap()
+                ))
                 .await
                 .unwrap();
         }

@@ -198,9 +198,10 @@ impl<C, W: Waiter> Budget<C, W> {
         if let Some(other) = self.neediest(Some(pool)) {
             let other_claimed = self.pools[&other].claimed;
             if claimed >= other_claimed + 2 || (other_claimed == 0 && !own_waiting) {
-                self.pools.get_mut(&pool).expect("registered").claimed -= 1;
-                let handoff = self.reserve_for(other).expect("neediest has a waiter");
-                return Returned::HandedOver(connection, handoff);
+                if let Some(handoff) = self.reserve_for(other) {
+                    self.pools.get_mut(&pool).expect("registered").claimed -= 1;
+                    return Returned::HandedOver(connection, handoff);
+                }
             }
         }
         let slot = self.pools.get_mut(&pool).expect("registered");
@@ -234,8 +235,55 @@ impl<C, W: Waiter> Budget<C, W> {
 
     /// A socket closed: its unit is free again.
     pub(crate) fn unit_released(&mut self) -> Vec<Handoff<C, W>> {
+        debug_assert!(self.units > 0, "a unit given back that was not counted");
         self.units = self.units.saturating_sub(1);
         self.grant_free_units()
+    }
+
+    /// For a request of `pool` that has been waiting: a connection of another tenant that went
+    /// cold meanwhile (or any, when the pool holds none), closed to open one for the pool's
+    /// first waiter; or free units, if any appeared.
+    pub(crate) fn reclaim_for(&mut self, pool: PoolId, now: Instant) -> (Option<C>, Vec<Handoff<C, W>>) {
+        let handoffs = self.grant_free_units();
+        if !handoffs.is_empty() {
+            return (None, handoffs);
+        }
+        let Some(slot) = self.pools.get_mut(&pool) else { return (None, handoffs) };
+        if slot.claimed >= slot.max {
+            return (None, handoffs);
+        }
+        let min_idle = if slot.claimed == 0 { Duration::ZERO } else { self.reclaim_after };
+        let Some(waiter) = slot.next_waiter() else { return (None, handoffs) };
+        let Some(evicted) = self.take_coldest(now, min_idle) else {
+            self.pools.get_mut(&pool).expect("registered").waiters.push_front(waiter);
+            return (None, handoffs);
+        };
+        self.pools.get_mut(&pool).expect("registered").claimed += 1;
+        (Some(evicted), vec![Handoff { waiter, pool, grant: Grant::Open }])
+    }
+
+    /// The unit of a connection closed to make room had been given back by its socket already
+    /// (PostgreSQL closed it while it was idle): takes a free one instead. `false` when the
+    /// budget has none; the one who made room must then give its claim up
+    /// ([`Budget::closed`] or [`Budget::take_back`]).
+    pub(crate) fn replace_lost_unit(&mut self) -> bool {
+        if self.units < self.max {
+            self.units += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A unit granted to `handoff`'s waiter could not be backed (see
+    /// [`Budget::replace_lost_unit`]): the waiter is queued again, first in line.
+    pub(crate) fn take_back(&mut self, handoff: Handoff<C, W>) {
+        let Some(slot) = self.pools.get_mut(&handoff.pool) else { return };
+        if matches!(handoff.grant, Grant::Open) {
+            slot.claimed = slot.claimed.saturating_sub(1);
+        }
+        slot.waiters.push_front(handoff.waiter);
+        self.waiting.insert(handoff.pool);
     }
 
     /// Takes the connections idle longer than `idle_timeout`, to be closed.
@@ -252,7 +300,8 @@ impl<C, W: Waiter> Budget<C, W> {
         let mut handoffs = Vec::new();
         while self.units < self.max {
             let Some(pool) = self.neediest(None) else { break };
-            let Some(handoff) = self.reserve_for(pool) else { break };
+            // None: its waiters all gave up just now (the next look skips the pool).
+            let Some(handoff) = self.reserve_for(pool) else { continue };
             self.units += 1;
             handoffs.push(handoff);
         }
@@ -521,6 +570,7 @@ mod tests {
         GiveUp(usize),
         SocketClosed,
         Elapse(u64),
+        LookAgain(u64),
     }
 
     fn step() -> impl Strategy<Value = Step> {
@@ -531,6 +581,7 @@ mod tests {
             any::<usize>().prop_map(Step::GiveUp),
             Just(Step::SocketClosed),
             (0..1500u64).prop_map(Step::Elapse),
+            (0..6u64).prop_map(Step::LookAgain),
         ]
     }
 
@@ -591,6 +642,11 @@ mod tests {
                     Step::SocketClosed if closing > 0 => {
                         closing -= 1;
                         let handoffs = h.budget.unit_released();
+                        apply(handoffs, &mut in_use, &mut queued, &mut h.next);
+                    }
+                    Step::LookAgain(pool) => {
+                        // A waiting request of `pool` looks for a connection gone cold.
+                        let (_evicted, handoffs) = h.budget.reclaim_for(pool, h.now);
                         apply(handoffs, &mut in_use, &mut queued, &mut h.next);
                     }
                     Step::Elapse(ms) => {

@@ -1,6 +1,6 @@
 //! A server connection of a tenant pool, and what it carries between requests.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use tokio_postgres::NoTls;
 
@@ -13,13 +13,23 @@ pub struct Connection {
     /// Whether the session is known to be as fresh as a new one. Every checkout hands out a
     /// connection with this `false`; whoever resets it afterwards (or knows that its request
     /// could not change the session) sets it, and otherwise the next checkout resets it first.
-    pub clean: bool,
+    pub(crate) clean: bool,
     /// Must not be reused (its session could not be reset): closed instead of given back.
-    pub retire: bool,
-    /// Set when this connection's budget unit was handed to another connection: its socket
-    /// then closes without giving the unit back.
-    handed_over: Arc<AtomicBool>,
+    pub(crate) retire: bool,
+    /// Who gives this connection's budget unit back: see [`Unit`].
+    unit: Arc<AtomicU8>,
 }
+
+/// The owner of a connection's budget unit, decided once (compare-and-swap), so a unit is
+/// never given back twice: while [`HELD`], the socket gives it back when it closes; a
+/// connection closed to make room hands it over to another (only if its socket has not given
+/// it back already, which a connection PostgreSQL closed while idle has).
+mod unit {
+    pub(super) const HELD: u8 = 0;
+    pub(super) const RELEASED: u8 = 1;
+    pub(super) const HANDED_OVER: u8 = 2;
+}
+use unit::{HANDED_OVER, HELD, RELEASED};
 
 impl Connection {
     /// The client and the statement cache, borrowed apart (a transaction holds the client
@@ -28,9 +38,11 @@ impl Connection {
         (&mut self.client, &mut self.statements)
     }
 
-    /// Marks this connection's budget unit as taken over by another; the caller closes it.
-    pub(crate) fn hand_over_unit(&self) {
-        self.handed_over.store(true, Ordering::Release);
+    /// Takes this connection's budget unit for another connection; the caller closes this one.
+    /// `false` when its socket has closed and given the unit back already.
+    #[must_use]
+    pub(crate) fn hand_over_unit(&self) -> bool {
+        self.unit.compare_exchange(HELD, HANDED_OVER, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 }
 
@@ -47,26 +59,35 @@ impl std::ops::DerefMut for Connection {
     }
 }
 
+/// Why a connection could not be opened, and whether its socket (opened, then lost) gave its
+/// budget unit back already.
+pub(crate) struct OpenError {
+    pub(crate) error: tokio_postgres::Error,
+    pub(crate) unit_released: bool,
+}
+
 /// Opens a connection with `config`. `on_socket_closed` runs once its socket is closed (when
 /// PostgreSQL has let go of it: a connection dropped mid-query counts until then), unless the
 /// connection's unit was handed over meanwhile.
 pub(crate) async fn open(
     config: &tokio_postgres::Config,
     on_socket_closed: impl FnOnce() + Send + 'static,
-) -> Result<Connection, tokio_postgres::Error> {
-    let (client, connection) = config.connect(NoTls).await?;
-    let handed_over = Arc::new(AtomicBool::new(false));
-    let unit = handed_over.clone();
+) -> Result<Connection, OpenError> {
+    let (client, connection) =
+        config.connect(NoTls).await.map_err(|error| OpenError { error, unit_released: false })?;
+    let unit = Arc::new(AtomicU8::new(HELD));
+    let socket_unit = unit.clone();
     tokio::spawn(async move {
         let _ = connection.await;
-        if !unit.load(Ordering::Acquire) {
+        if socket_unit.compare_exchange(HELD, RELEASED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
             on_socket_closed();
         }
     });
-    if let Err(err) = client.batch_execute(crate::session::PREPARE_RESET_CHECK).await {
-        // The caller gives the unit back for a connection that failed to open.
-        handed_over.store(true, Ordering::Release);
-        return Err(err);
+    if let Err(error) = client.batch_execute(crate::session::PREPARE_RESET_CHECK).await {
+        // The caller gives the unit back, unless the socket (already closed) did.
+        let unit_released =
+            unit.compare_exchange(HELD, HANDED_OVER, Ordering::AcqRel, Ordering::Acquire).is_err();
+        return Err(OpenError { error, unit_released });
     }
-    Ok(Connection { client, statements: Default::default(), clean: true, retire: false, handed_over })
+    Ok(Connection { client, statements: Default::default(), clean: true, retire: false, unit })
 }

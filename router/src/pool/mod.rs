@@ -39,7 +39,7 @@ pub enum PoolCheckoutError {
     NoCredentials,
     #[error("secret store unavailable: {0}")]
     Secrets(String),
-    #[error("all of the tenant's connections are busy")]
+    #[error("no connection to the tenant's database could be had within the checkout timeout")]
     Exhausted,
     #[error("the tenant's database refused the router's credentials")]
     AuthFailed,
@@ -161,10 +161,62 @@ impl Shared {
     }
 
     /// Closes `connection`, whose unit goes to another connection (not back to the budget).
-    fn shed(&self, connection: Connection) {
-        connection.hand_over_unit();
+    /// `false` when its socket had given the unit back already (see [`Budget::replace_lost_unit`]).
+    fn shed(&self, connection: Connection) -> bool {
+        let handed_over = connection.hand_over_unit();
         drop(connection);
         self.counters.shed.inc();
+        handed_over
+    }
+
+    /// Closes `evicted` (if any) to make room, and hands its unit on as `handoffs` say.
+    fn hand_over(
+        self: &Arc<Self>,
+        evicted: Option<Connection>,
+        handoffs: Vec<Handoff<Connection, oneshot::Sender<Handed>>>,
+    ) {
+        if let Some(evicted) = evicted {
+            if !self.shed(evicted) && !self.budget().replace_lost_unit() {
+                let mut budget = self.budget();
+                for handoff in handoffs {
+                    budget.take_back(handoff);
+                }
+                return;
+            }
+        }
+        self.deliver(handoffs);
+    }
+
+    /// Gives back, or closes, a connection checked out of `pool`.
+    fn check_in(self: &Arc<Self>, pool: PoolId, connection: Connection) {
+        if connection.retire || connection.is_closed() {
+            let handoffs = self.budget().closed(pool);
+            drop(connection);
+            self.deliver(handoffs);
+            return;
+        }
+        let returned = self.budget().give_back(pool, connection, Instant::now());
+        match returned {
+            Returned::Kept(handoff) => self.deliver(handoff.into_iter().collect()),
+            Returned::HandedOver(connection, handoff) => self.hand_over(Some(connection), vec![handoff]),
+            Returned::Close(connection) => drop(connection),
+        }
+    }
+}
+
+/// Counts a request as waiting for a connection while it lives.
+struct Waiting<'a>(&'a Gauge);
+
+impl<'a> Waiting<'a> {
+    fn new(gauge: &'a Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -295,41 +347,61 @@ impl TenantPools {
             });
             let handed = match attempt {
                 Attempt::Reuse(connection) => {
-                    match ready(Checkout::new(self.shared.clone(), pool.id, connection)).await {
+                    match ready(Checkout::new(self.shared.clone(), pool.id, connection), deadline).await {
                         Some(ready) => return Ok(ready),
                         None => continue,
                     }
                 }
                 Attempt::Open { evicted } => {
                     if let Some(evicted) = evicted {
-                        self.shared.shed(evicted);
+                        if !self.shared.shed(evicted) && !self.shared.budget().replace_lost_unit() {
+                            // The room made was not there after all: give the claim up, retry.
+                            let handoffs = self.shared.budget().closed(pool.id);
+                            self.shared.deliver(handoffs);
+                            continue;
+                        }
                     }
                     Handed::Open(OpenPermit { shared: self.shared.clone(), pool: pool.id, used: false })
                 }
                 Attempt::Queued => {
                     let Some(receiver) = receiver else { continue };
-                    // Woken by a grant; or, after `reclaim_after`, looks again: a connection
-                    // of another tenant may have gone cold meanwhile.
-                    let look_again = tokio::time::Instant::now() + self.limits.reclaim_after;
-                    self.shared.counters.waiting.inc();
-                    let handed = tokio::time::timeout_at(deadline.min(look_again), receiver).await;
-                    self.shared.counters.waiting.dec();
-                    match handed {
-                        Ok(Ok(handed)) => handed,
-                        _ if tokio::time::Instant::now() >= deadline => {
-                            return Err(PoolCheckoutError::Exhausted)
-                        }
-                        _ => continue,
+                    match self.wait(pool, receiver, deadline).await {
+                        Some(handed) => handed,
+                        None => return Err(PoolCheckoutError::Exhausted),
                     }
                 }
             };
             match handed {
                 Handed::Reuse(checkout) => {
-                    if let Some(ready) = ready(*checkout).await {
+                    if let Some(ready) = ready(*checkout, deadline).await {
                         return Ok(ready);
                     }
                 }
                 Handed::Open(permit) => return self.open(pool, permit, deadline).await,
+            }
+        }
+    }
+
+    /// Waits in line for what the budget hands this request, until `deadline`. Every
+    /// `reclaim_after`, looks whether another tenant's connection went cold meanwhile (the
+    /// request keeps its place in line: the room made goes to the pool's first waiter).
+    async fn wait(
+        &self,
+        pool: &TenantPool,
+        mut receiver: oneshot::Receiver<Handed>,
+        deadline: tokio::time::Instant,
+    ) -> Option<Handed> {
+        let _waiting = Waiting::new(&self.shared.counters.waiting);
+        loop {
+            let look_again =
+                tokio::time::Instant::now() + self.limits.reclaim_after.max(Duration::from_millis(1));
+            match tokio::time::timeout_at(deadline.min(look_again), &mut receiver).await {
+                Ok(handed) => return handed.ok(),
+                Err(_) if tokio::time::Instant::now() >= deadline => return None,
+                Err(_) => {
+                    let (evicted, handoffs) = self.shared.budget().reclaim_for(pool.id, Instant::now());
+                    self.shared.hand_over(evicted, handoffs);
+                }
             }
         }
     }
@@ -351,15 +423,28 @@ impl TenantPools {
         let (config, shared, id) = (pool.config.clone(), self.shared.clone(), pool.id);
         let opening = tokio::spawn(async move {
             let released = Arc::downgrade(&shared);
-            let connection = connection::open(&config, move || {
+            let opened = connection::open(&config, move || {
                 if let Some(shared) = released.upgrade() {
                     shared.unit_released();
                 }
             })
-            .await?;
-            shared.counters.opened.inc();
-            permit.spent();
-            Ok::<_, tokio_postgres::Error>(Checkout::new(shared, id, connection))
+            .await;
+            match opened {
+                Ok(connection) => {
+                    shared.counters.opened.inc();
+                    permit.spent();
+                    Ok(Checkout::new(shared, id, connection))
+                }
+                Err(failed) => {
+                    if failed.unit_released {
+                        // Its socket gave the unit back: only the pool's claim is left.
+                        permit.spent();
+                        let handoffs = shared.budget().closed(id);
+                        shared.deliver(handoffs);
+                    }
+                    Err(failed.error)
+                }
+            }
         });
         let opened = match tokio::time::timeout_at(deadline, opening).await {
             Ok(Ok(opened)) => opened,
@@ -425,14 +510,18 @@ impl TenantPools {
 }
 
 /// A connection handed out for reuse: reset first unless its last request left it clean.
-/// `None` when the reset failed (the connection is closed; look for another).
-async fn ready(mut checkout: Checkout) -> Option<Checkout> {
+/// `None` when its socket is gone or the reset failed or did not finish by `deadline` (the
+/// connection is closed; look for another).
+async fn ready(mut checkout: Checkout, deadline: tokio::time::Instant) -> Option<Checkout> {
     if checkout.is_closed() {
         return None;
     }
-    if !checkout.clean && crate::session::reset(&checkout).await.is_err() {
-        checkout.retire = true;
-        return None;
+    if !checkout.clean {
+        let reset = tokio::time::timeout_at(deadline, crate::session::reset(&checkout)).await;
+        if !matches!(reset, Ok(Ok(()))) {
+            checkout.retire = true;
+            return None;
+        }
     }
     // Handed out now: whatever the next request does makes it unclean.
     checkout.clean = false;
@@ -470,10 +559,9 @@ impl Checkout {
     /// Takes the connection out of its pool for good and closes it (its budget unit is freed
     /// once the socket is closed).
     pub fn close(mut self) {
-        if let Some(connection) = self.connection.take() {
-            let handoffs = self.shared.budget().closed(self.pool);
-            drop(connection);
-            self.shared.deliver(handoffs);
+        if let Some(mut connection) = self.connection.take() {
+            connection.retire = true;
+            self.shared.check_in(self.pool, connection);
         }
     }
 }
@@ -493,21 +581,8 @@ impl std::ops::DerefMut for Checkout {
 
 impl Drop for Checkout {
     fn drop(&mut self) {
-        let Some(connection) = self.connection.take() else { return };
-        if connection.retire || connection.is_closed() {
-            let handoffs = self.shared.budget().closed(self.pool);
-            drop(connection);
-            self.shared.deliver(handoffs);
-            return;
-        }
-        let returned = self.shared.budget().give_back(self.pool, connection, Instant::now());
-        match returned {
-            Returned::Kept(handoff) => self.shared.deliver(handoff.into_iter().collect()),
-            Returned::HandedOver(connection, handoff) => {
-                self.shared.shed(connection);
-                self.shared.deliver(vec![handoff]);
-            }
-            Returned::Close(connection) => drop(connection),
+        if let Some(connection) = self.connection.take() {
+            self.shared.check_in(self.pool, connection);
         }
     }
 }

@@ -130,9 +130,15 @@ async fn run_payload(
         .map(|query| policy.classifier.classify(&query.query))
         .reduce(Classification::then)
         .unwrap_or(Classification::UNKNOWN);
-    if classification.reads_sequence_cache {
-        connection.batch_execute(session::DISCARD_SEQUENCES).await.map_err(|e| RouterError::from_pg(&e))?;
+    if classification.transaction_control {
+        // Nothing has run: a COMMIT would end the router's transaction (and its read-only
+        // mode) half-way through.
+        return Err(RouterError::StatementNotAllowed(
+            "transaction control (BEGIN, COMMIT, ROLLBACK, SAVEPOINT, …) is not allowed in a batch or a \
+             read-only request: the router runs these in a transaction of its own",
+        ));
     }
+    discard_sequence_cache(connection, classification).await?;
     let (isolation, deferrable, batch_read_only) = match &payload {
         Payload::Single(_) => (tokio_postgres::IsolationLevel::ReadCommitted, false, false),
         Payload::Batch { .. } => (
@@ -184,12 +190,7 @@ async fn run_single(
     loop {
         let (pg, cache) = connection.parts();
         let (statement, classification) = prepare_cached(&*pg, cache, policy, query).await?;
-        if classification.reads_sequence_cache {
-            connection
-                .batch_execute(session::DISCARD_SEQUENCES)
-                .await
-                .map_err(|e| RouterError::from_pg(&e))?;
-        }
+        discard_sequence_cache(connection, classification).await?;
         let (result, reset) = if policy.reset.resets_after(&classification) {
             let execute = execute(&**connection, &statement, query, classification, output, body);
             let reset = session::reset(connection);
@@ -221,6 +222,19 @@ async fn run_single(
             }
         }
     }
+}
+
+/// Before a request that reads the session's sequence cache (`currval`, `lastval`): discards
+/// it, since an earlier request that needed no reset (an `INSERT` filling an identity column)
+/// may have filled it.
+async fn discard_sequence_cache(
+    connection: &crate::pool::Connection,
+    classification: Classification,
+) -> Result<(), RouterError> {
+    if classification.reads_sequence_cache {
+        connection.batch_execute(session::DISCARD_SEQUENCES).await.map_err(|e| RouterError::from_pg(&e))?;
+    }
+    Ok(())
 }
 
 /// Marks the connection clean when its reset succeeded, or to be retired: when the reset

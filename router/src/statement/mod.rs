@@ -12,7 +12,11 @@
 //! statements); [`Classifier`] caches the answers by SQL text.
 //!
 //! What the classifier cannot see, and relies on tenant roles not being able to create (they
-//! have no DDL): functions a trigger, a view, an operator, a cast or a column default calls.
+//! have no DDL): functions a trigger, a view, an operator, a cast or a column default calls;
+//! a function of the tenant's schema that overloads a built-in's name (`lower(my_type)`), or
+//! is called with attribute notation (`SELECT t.f FROM t`, which parses as a column). Those come
+//! from the schema's migrations; a deployment whose migrations create such functions with
+//! session effects uses `ROUTER_SESSION_RESET=always`.
 
 mod catalog_functions;
 mod functions;

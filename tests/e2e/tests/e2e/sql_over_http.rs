@@ -436,8 +436,30 @@ async fn bearer_tokens_name_their_tenant_and_may_make_requests_read_only() {
         status_and_code(post(reader.clone(), "SELECT count(*)::int4 AS n FROM tags").await.unwrap()).await;
     assert_eq!((status, &body["rows"]), (200, &json!([{"n": 1}])));
     let (status, code, _) =
-        status_and_code(post(reader, "INSERT INTO tags (name) VALUES ('nope')").await.unwrap()).await;
+        status_and_code(post(reader.clone(), "INSERT INTO tags (name) VALUES ('nope')").await.unwrap()).await;
     assert_eq!((status, code.as_str()), (400, "25006"));
+    // Ending the read-only transaction first does not help: transaction control is refused
+    // before anything runs, alone or in a batch.
+    for body in [
+        json!({"query": "COMMIT"}),
+        json!({"queries": [{"query": "COMMIT"}, {"query": "INSERT INTO tags (name) VALUES ('nope')"}]}),
+    ] {
+        let response = reqwest::Client::new()
+            .post(format!("http://{}/sql", f.router.addr))
+            .header("host", "acme.app.localhost")
+            .bearer_auth(&reader)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let (status, code, answer) = status_and_code(response).await;
+        assert_eq!((status, code.as_str()), (403, "statement_not_allowed"), "{body}: {answer}");
+    }
+    let (_, _, body) = status_and_code(
+        post(reader, "SELECT count(*)::int4 AS n FROM tags WHERE name = 'nope'").await.unwrap(),
+    )
+    .await;
+    assert_eq!(body["rows"], json!([{"n": 0}]), "nothing was written");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,8 +5,13 @@
 //! clock so routers' clocks do not matter). While Redis is away each router limits the tenant
 //! on its own (the plan's rate per router), so a deployment of N routers then allows up to N
 //! times the rate, and never less.
+//!
+//! Each router also keeps its own limiter for the tenant and asks Redis only when that one
+//! allows the request: a tenant flooding one router is refused there without a Redis round
+//! trip per request (a router alone never lets through more than the plan's rate, so nothing
+//! it refuses the shared limit would have allowed from it).
 
-use super::RedisLink;
+use crate::redis::RedisLink;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use moka::sync::Cache;
 use std::num::NonZeroU32;
@@ -19,6 +24,7 @@ use tenancy::invalidation::RedisNames;
 /// GCRA. KEYS[1]: the tenant's key. ARGV[1]: the emission interval in µs (1 s / rate);
 /// ARGV[2]: the burst, in requests. Returns 1 when the request is allowed.
 const GCRA: &str = r"
+if redis.replicate_commands then redis.replicate_commands() end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 local interval = tonumber(ARGV[1])
@@ -60,15 +66,15 @@ impl RateLimits {
         else {
             return true;
         };
-        if let Some((redis, names)) = &self.shared {
-            let interval_us = 1_000_000 / u64::from(per_second.get()).max(1);
-            let mut invocation = SCRIPT.prepare_invoke();
-            invocation.key(names.rate_limit_key(&tenant.id)).arg(interval_us.max(1)).arg(per_second.get());
-            if let Some(allowed) = redis.run::<i64>(&invocation).await {
-                return allowed == 1;
-            }
+        if !self.allow_here(tenant, per_second) {
+            return false;
         }
-        self.allow_here(tenant, per_second)
+        let Some((redis, names)) = &self.shared else { return true };
+        let interval_us = 1_000_000 / u64::from(per_second.get()).max(1);
+        let mut invocation = SCRIPT.prepare_invoke();
+        invocation.key(names.rate_limit_key(&tenant.id)).arg(interval_us.max(1)).arg(per_second.get());
+        // Redis away: this router's own limiter decided.
+        redis.run::<i64>(&invocation).await.is_none_or(|allowed| allowed == 1)
     }
 
     /// This router's own limiter for the tenant (rebuilt when its generation changes).
