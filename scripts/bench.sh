@@ -15,7 +15,7 @@ echo "# command: make bench"
 # The router benchmarks run the release tenant-router (and the baseline) as processes.
 cargo build --release --locked --quiet -p tenant-router --bin tenant-router
 cargo build --release --locked --quiet -p tenancy-bench --bins
-for bench in ${BENCHES:-provisioning catalog resolve router-throughput router-contention cold-open router-fleet}; do
+for bench in ${BENCHES:-provisioning catalog resolve router-throughput router-contention router-rate-limit cold-open router-fleet}; do
   case $bench in
     resolve) # criterion: prints its own estimates
       cargo bench --locked --quiet -p tenancy-bench --bench resolve -- --noplot 2>&1 | grep -E '^L1|time:' ;;

@@ -26,10 +26,11 @@ use tokio_postgres::{Client, SimpleQueryMessage, Statement};
 pub const RESET_SESSION: &str = "BEGIN; ROLLBACK; CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
      UNLISTEN *; DISCARD TEMP; DISCARD SEQUENCES; EXECUTE tenancy_reset_check";
 
-/// Prepared (with SQL `PREPARE`, so that a multi-statement query can `EXECUTE` it) on every new
-/// connection, before its first use: releases the session's advisory locks and says whether
-/// any other SQL-prepared statement exists (`count(*)`: measured cheaper than `EXISTS`). If a request deallocates it, the next reset fails
-/// and the connection is closed; a request cannot make the router skip it. (A tenant's own code that replaced it with a
+/// Prepared (with SQL `PREPARE`, so that a multi-statement query can `EXECUTE` it) in a
+/// connection's first reset: releases the session's advisory locks and says whether
+/// any other SQL-prepared statement exists (`count(*)`: measured cheaper than `EXISTS`). If a request deallocates it, or prepared a statement of
+/// the same name before the first reset, the reset fails and the connection is closed; a
+/// request cannot make the router skip it. (A tenant's own code that replaced it with a
 /// statement of the same name could only fool the resets of that tenant's own connections.)
 pub const PREPARE_RESET_CHECK: &str = "PREPARE tenancy_reset_check AS \
      SELECT pg_advisory_unlock_all(), (SELECT count(*) FROM pg_prepared_statement() s \
@@ -71,13 +72,19 @@ pub enum ResetError {
     SqlPrepared,
 }
 
-/// Runs [`RESET_SESSION`] on `client`.
+/// Runs [`RESET_SESSION`] on `client`, preparing [`PREPARE_RESET_CHECK`] first in the same
+/// query unless `check_prepared` (the session's first reset: a connection that never needs
+/// one never pays for preparing it).
 ///
 /// # Errors
 /// When the reset fails or the session still holds SQL-level prepared statements: the
 /// connection must then be closed, not reused.
-pub async fn reset(client: &Client) -> Result<(), ResetError> {
-    let messages = client.simple_query(RESET_SESSION).await?;
+pub async fn reset(client: &Client, check_prepared: bool) -> Result<(), ResetError> {
+    let messages = if check_prepared {
+        client.simple_query(RESET_SESSION).await?
+    } else {
+        client.simple_query(&format!("{PREPARE_RESET_CHECK}; {RESET_SESSION}")).await?
+    };
     let sql_prepared = messages.iter().rev().find_map(|m| match m {
         SimpleQueryMessage::Row(row) => row.get(1).map(|count| count != "0"),
         _ => None,

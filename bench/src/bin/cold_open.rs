@@ -4,7 +4,9 @@
 //! - connect: TCP, startup, the backend's fork and the SCRAM exchange, with the verifier at
 //!   PostgreSQL's default 4,096 PBKDF2 iterations and at the one iteration tenant roles now get
 //!   (the router's side of SCRAM runs that many HMACs);
-//! - the router's per-connection `PREPARE tenancy_reset_check`;
+//! - `PREPARE tenancy_reset_check`, which the router ran on every new connection until it
+//!   learned to prepare it in the connection's first reset (a connection that never needs a
+//!   reset, with `ROUTER_SESSION_RESET=auto`, never pays it);
 //! - preparing the point query on the fresh backend (its catalog caches are cold), then
 //!   executing it, and the same two on a warm backend for comparison.
 //!
@@ -70,7 +72,7 @@ async fn main() {
     println!("|---|---|");
     row("connect, verifier with 4,096 iterations (PostgreSQL's default)", v4096);
     row("connect, verifier with 1 iteration (what tenant roles get)", v1);
-    row("`PREPARE tenancy_reset_check` on the new connection", reset_check);
+    row("`PREPARE tenancy_reset_check` on the new connection (now deferred to the first reset)", reset_check);
     row("prepare the point query, fresh backend", cold_prepare);
     row("execute it, fresh backend", cold_execute);
     row("prepare it again, warm backend", warm_prepare);

@@ -72,6 +72,8 @@ async fn compare(label: &str, tenants: &Arc<Vec<BenchTenant>>, routers: [(&str, 
     let rates = [rate(&rounds[0]), rate(&rounds[1])];
     for (i, (name, _)) in routers.iter().enumerate() {
         let requests: usize = rounds[i].iter().map(|r| r.report.latencies.len()).sum();
+        let per_round =
+            rounds[i].iter().map(|r| format!("{:.0}", r.report.throughput())).collect::<Vec<_>>().join(", ");
         let opened: f64 = rounds[i].iter().map(|r| r.opened).sum();
         let shed: f64 = rounds[i].iter().map(|r| r.shed).sum();
         let mut latencies: Vec<Duration> =
@@ -85,7 +87,7 @@ async fn compare(label: &str, tenants: &Arc<Vec<BenchTenant>>, routers: [(&str, 
         println!(
             "| {label}, {name}: {CONNECTIONS} clients cycling {CYCLED} tenants | {:.0} req/s (rounds: {}){share}; p50 / p99 {:.2} / {:.2} ms; opened / closed to make room per 100 requests: {:.2} / {:.2} ({opened:.0} / {shed:.0} in {} s) | {} |",
             rates[i],
-            rounds[i].iter().map(|r| format!("{:.0}", r.report.throughput())).collect::<Vec<_>>().join(", "),
+            per_round,
             summary.p50.as_secs_f64() * 1e3,
             summary.p99.as_secs_f64() * 1e3,
             100.0 * opened / requests as f64,

@@ -75,7 +75,7 @@ async fn sql(
     };
     let rows = if reset {
         let (rows, reset) =
-            futures::join!(client.query(&statement, &refs), tenant_router::session::reset(&client));
+            futures::join!(client.query(&statement, &refs), tenant_router::session::reset(&client, true));
         reset.map_err(|e| fail(&e))?;
         rows
     } else {

@@ -1,6 +1,6 @@
 //! A server connection of a tenant pool, and what it carries between requests.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use tokio_postgres::NoTls;
 
@@ -16,8 +16,10 @@ pub struct Connection {
     pub(crate) clean: bool,
     /// Must not be reused (its session could not be reset): closed instead of given back.
     pub(crate) retire: bool,
-    /// Who gives this connection's budget unit back: see [`Unit`].
+    /// Who gives this connection's budget unit back (see the `unit` states below).
     unit: Arc<AtomicU8>,
+    /// Whether a reset ran on it yet (the first prepares the reset's check).
+    reset_before: AtomicBool,
 }
 
 /// The owner of a connection's budget unit, decided once (compare-and-swap), so a unit is
@@ -36,6 +38,16 @@ impl Connection {
     /// mutably while its queries use the cache).
     pub fn parts(&mut self) -> (&mut tokio_postgres::Client, &mut crate::session::StatementCache) {
         (&mut self.client, &mut self.statements)
+    }
+
+    /// Resets the session (see [`crate::session::reset`]).
+    ///
+    /// # Errors
+    /// When the connection must be closed instead of reused.
+    pub(crate) async fn reset(&self) -> Result<(), crate::session::ResetError> {
+        crate::session::reset(&self.client, self.reset_before.load(Ordering::Acquire)).await?;
+        self.reset_before.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Takes this connection's budget unit for another connection; the caller closes this one.
@@ -59,22 +71,14 @@ impl std::ops::DerefMut for Connection {
     }
 }
 
-/// Why a connection could not be opened, and whether its socket (opened, then lost) gave its
-/// budget unit back already.
-pub(crate) struct OpenError {
-    pub(crate) error: tokio_postgres::Error,
-    pub(crate) unit_released: bool,
-}
-
 /// Opens a connection with `config`. `on_socket_closed` runs once its socket is closed (when
 /// PostgreSQL has let go of it: a connection dropped mid-query counts until then), unless the
 /// connection's unit was handed over meanwhile.
 pub(crate) async fn open(
     config: &tokio_postgres::Config,
     on_socket_closed: impl FnOnce() + Send + 'static,
-) -> Result<Connection, OpenError> {
-    let (client, connection) =
-        config.connect(NoTls).await.map_err(|error| OpenError { error, unit_released: false })?;
+) -> Result<Connection, tokio_postgres::Error> {
+    let (client, connection) = config.connect(NoTls).await?;
     let unit = Arc::new(AtomicU8::new(HELD));
     let socket_unit = unit.clone();
     tokio::spawn(async move {
@@ -83,11 +87,12 @@ pub(crate) async fn open(
             on_socket_closed();
         }
     });
-    if let Err(error) = client.batch_execute(crate::session::PREPARE_RESET_CHECK).await {
-        // The caller gives the unit back, unless the socket (already closed) did.
-        let unit_released =
-            unit.compare_exchange(HELD, HANDED_OVER, Ordering::AcqRel, Ordering::Acquire).is_err();
-        return Err(OpenError { error, unit_released });
-    }
-    Ok(Connection { client, statements: Default::default(), clean: true, retire: false, unit })
+    Ok(Connection {
+        client,
+        statements: Default::default(),
+        clean: true,
+        retire: false,
+        unit,
+        reset_before: AtomicBool::new(false),
+    })
 }

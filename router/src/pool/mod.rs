@@ -429,22 +429,10 @@ impl TenantPools {
                 }
             })
             .await;
-            match opened {
-                Ok(connection) => {
-                    shared.counters.opened.inc();
-                    permit.spent();
-                    Ok(Checkout::new(shared, id, connection))
-                }
-                Err(failed) => {
-                    if failed.unit_released {
-                        // Its socket gave the unit back: only the pool's claim is left.
-                        permit.spent();
-                        let handoffs = shared.budget().closed(id);
-                        shared.deliver(handoffs);
-                    }
-                    Err(failed.error)
-                }
-            }
+            let connection = opened?;
+            shared.counters.opened.inc();
+            permit.spent();
+            Ok::<_, tokio_postgres::Error>(Checkout::new(shared, id, connection))
         });
         let opened = match tokio::time::timeout_at(deadline, opening).await {
             Ok(Ok(opened)) => opened,
@@ -517,7 +505,7 @@ async fn ready(mut checkout: Checkout, deadline: tokio::time::Instant) -> Option
         return None;
     }
     if !checkout.clean {
-        let reset = tokio::time::timeout_at(deadline, crate::session::reset(&checkout)).await;
+        let reset = tokio::time::timeout_at(deadline, checkout.reset()).await;
         if !matches!(reset, Ok(Ok(()))) {
             checkout.retire = true;
             return None;

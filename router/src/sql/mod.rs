@@ -170,8 +170,7 @@ async fn run_payload(
         body.raw(b"]}");
     }
     tx.commit().await.map_err(|e| RouterError::from_pg(&e))?;
-    let reset =
-        if policy.reset.resets_after(&classification) { session::reset(connection).await } else { Ok(()) };
+    let reset = if policy.reset.resets_after(&classification) { connection.reset().await } else { Ok(()) };
     settle(connection, reset, classification.discards_statements);
     Ok(body)
 }
@@ -193,7 +192,7 @@ async fn run_single(
         discard_sequence_cache(connection, classification).await?;
         let (result, reset) = if policy.reset.resets_after(&classification) {
             let execute = execute(&**connection, &statement, query, classification, output, body);
-            let reset = session::reset(connection);
+            let reset = connection.reset();
             pin_mut!(execute, reset);
             // Polled together, so the reset is sent right behind the statement; but a result
             // over the response limit is not waited for to its end (the reset comes after it).

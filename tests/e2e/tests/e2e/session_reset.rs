@@ -15,7 +15,7 @@ use testkit::{common_settings, SecretsFor, TestDb};
 const FINGERPRINT: &str = "SELECT \
      (SELECT md5(string_agg(name || '=' || setting, ',' ORDER BY name)) FROM pg_settings) AS settings, \
      current_user::text AS role, session_user::text AS session_role, \
-     (SELECT count(*) FROM pg_prepared_statements WHERE from_sql) AS sql_prepared, \
+     (SELECT count(*) FROM pg_prepared_statements WHERE from_sql AND name <> 'tenancy_reset_check') AS sql_prepared, \
      (SELECT count(*) FROM pg_cursors) AS cursors, \
      (SELECT count(*) FROM pg_listening_channels()) AS listening, \
      (SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema()) AS temporary, \
