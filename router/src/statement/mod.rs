@@ -18,7 +18,6 @@
 //! from the schema's migrations; a deployment whose migrations create such functions with
 //! session effects uses `ROUTER_SESSION_RESET=always`.
 
-mod catalog_functions;
 mod functions;
 mod walk;
 
