@@ -123,7 +123,10 @@ SQL
   export SECRETS_LOCAL_KEY_FILE="$DEMO/secrets.key" TENANT_ROLE_PREFIX=demo REDIS_KEY_PREFIX="demo:"
   export TENANT_MIGRATIONS_DIR="$DEMO/migrations" TENANT_TEMPLATES_DIR="$ROOT/tenant-templates"
   export TENANTCTL_LISTEN="$CONTROL_LISTEN" ROUTER_LISTEN="$ROUTER_LISTEN_ADDR" ROUTER_ADMIN_LISTEN="$ROUTER_ADMIN"
+  [[ -f "$DEMO/records.key" ]] || { head -c 32 /dev/urandom | base64 >"$DEMO/records.key"; chmod 600 "$DEMO/records.key"; }
   BILLING_WEBHOOK_SECRET="$(cat "$DEMO/webhook.secret")"
+  ROUTER_RECORDS_KEY="$(cat "$DEMO/records.key")"
+  export ROUTER_RECORDS_KEY
   export BILLING_WEBHOOK_SECRET BILLING_WEBHOOK_URL="http://$CONTROL_LISTEN/v1/webhooks/billing"
   {
     echo "# Source this file to use tenantctl against the demo: set -a; . .local/demo/env; set +a"

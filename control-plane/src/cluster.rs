@@ -1,10 +1,21 @@
-//! A PostgreSQL server (cluster) that holds tenants, as the control plane reaches it: an admin
-//! pool for roles and schemas, a migrator pool for migrations, and the endpoint tenants'
-//! credentials point at. For now every tenant lives on the `default` cluster: the catalog's own
-//! database.
+//! A PostgreSQL server (cluster) that holds tenants, as the control plane reaches it.
+//!
+//! Its databases, each with one purpose:
+//! - the **admin URL's database** (the catalog's, for the `default` cluster): only used to
+//!   create the two below;
+//! - the **control database** (`<prefix>_control`): where the control plane takes its locks
+//!   (role DDL, the template, each tenant's migrations) and runs role and database DDL. No
+//!   tenant role may connect to it, so no tenant can hold, or wait on, any of those locks;
+//! - the **tenants database** (`<prefix>_tenants`): one schema per schema-isolated tenant,
+//!   owned by the owner role; the endpoint their credentials name;
+//! - the **template database** (`<prefix>_template`) tenants with their own database are
+//!   cloned from, and those databases.
+//!
+//! In the databases tenants connect to, `PUBLIC` may neither create in `public` nor use the
+//! procedural languages (no `DO` blocks, no functions a tenant writes).
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tenancy::domain::{quote_ident, RoleName};
+use tenancy::domain::RoleName;
 use tokio::sync::OnceCell;
 use tokio_postgres::NoTls;
 
@@ -30,16 +41,16 @@ pub enum ClusterError {
 
 /// Advisory lock key that serialises work on a cluster's template database (migrating it,
 /// cloning it): PostgreSQL refuses to clone a database others are connected to.
-const TEMPLATE_LOCK: i64 = 0x7465_6e61_6e63_7903;
+pub const TEMPLATE_LOCK: i64 = 0x7465_6e61_6e63_7903;
 
-/// An admin connection to the database that holds a tenant: pooled for the cluster's shared
-/// database, a dedicated one for a tenant's own database.
-pub enum TenantDb {
+/// An admin connection: pooled (the tenants database, the control database), or a dedicated
+/// one (a tenant's own database).
+pub enum AdminSession {
     Shared(deadpool_postgres::Object),
     Own(tokio_postgres::Client),
 }
 
-impl std::ops::Deref for TenantDb {
+impl std::ops::Deref for AdminSession {
     type Target = tokio_postgres::Client;
     fn deref(&self) -> &Self::Target {
         match self {
@@ -49,7 +60,7 @@ impl std::ops::Deref for TenantDb {
     }
 }
 
-impl std::ops::DerefMut for TenantDb {
+impl std::ops::DerefMut for AdminSession {
     fn deref_mut(&mut self) -> &mut Self::Target {
         match self {
             Self::Shared(object) => object,
@@ -73,8 +84,20 @@ pub fn admin_config(admin: &tenancy::secrets::DbCredentials) -> tokio_postgres::
 }
 
 /// Advisory lock key that serialises DDL on shared objects (roles, the database's ACL) of a
-/// cluster between workers and replicas.
+/// cluster between workers and replicas; taken on the control database.
 pub const CLUSTER_DDL_LOCK: i64 = 7_365_827_345;
+
+/// What tenants may not do in a database they connect to: create objects in `public`, or use
+/// a procedural language (a `DO` block, a function of their own). The owner role, which runs
+/// migrations, keeps PL/pgSQL.
+fn lock_down_sql(owner: &RoleName) -> String {
+    let owner = owner.quoted();
+    format!(
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+         REVOKE USAGE ON LANGUAGE plpgsql FROM PUBLIC;
+         GRANT USAGE ON LANGUAGE plpgsql TO {owner};"
+    )
+}
 
 /// The comment that marks the owner role as ours, so an existing role of the same name that is
 /// someone else's is never adopted.
@@ -134,15 +157,25 @@ fn ddl_pool(
 
 pub struct Cluster {
     pub name: String,
+    /// Admin connections to the control database: role and database DDL.
     admin: Pool,
+    /// Admin connections to the tenants database: schemas, grants, migrations.
     migrator: Pool,
+    /// Connections to the control database that hold tenants' migration locks: every
+    /// checkout starts with none held.
+    locks: Pool,
+    /// Where tenants connect: the tenants database.
     pub endpoint: Endpoint,
     pub owner: RoleName,
     /// The group role holding `CONNECT` on the shared database for schema tenants' roles.
     pub tenants_group: RoleName,
     /// The template database tenant databases are cloned from.
     pub template: tenancy::domain::DatabaseName,
-    /// The admin connection settings (for tools such as `pg_dump`; holds a password).
+    /// The database of the control plane's locks, which no tenant may connect to.
+    pub control: tenancy::domain::DatabaseName,
+    /// The database of schema-isolated tenants (the endpoint's).
+    pub tenants: tenancy::domain::DatabaseName,
+    /// The admin connection settings as given (for tools such as `pg_dump`; holds a password).
     admin_config: tokio_postgres::Config,
     prepared: OnceCell<()>,
 }
@@ -152,10 +185,21 @@ impl Cluster {
     /// `<role_prefix>_owner` role.
     pub fn new(name: &str, config: &tokio_postgres::Config, role_prefix: &str) -> Result<Self, ClusterError> {
         let connect = |message: String| ClusterError::Connect { cluster: name.to_owned(), message };
-        let admin = ddl_pool(config, 8, RecyclingMethod::Fast).map_err(connect)?;
+        let control = tenancy::domain::DatabaseName::control(role_prefix);
+        let tenants = tenancy::domain::DatabaseName::shared_tenants(role_prefix);
+        let in_database = |database: &tenancy::domain::DatabaseName| {
+            let mut config = config.clone();
+            config.dbname(database.as_str());
+            config
+        };
+        let admin = ddl_pool(&in_database(&control), 8, RecyclingMethod::Fast).map_err(connect)?;
         // Migrations change role and search_path on their session; `Clean` recycling resets
         // both before a connection is reused.
-        let migrator = ddl_pool(config, 16, RecyclingMethod::Clean).map_err(connect)?;
+        let migrator = ddl_pool(&in_database(&tenants), 16, RecyclingMethod::Clean).map_err(connect)?;
+        // One per fleet worker at most (and a few for provisioning); a lock a cancelled task
+        // left behind is released when the connection is next checked out.
+        let unlock_all = RecyclingMethod::Custom("SELECT pg_advisory_unlock_all()".into());
+        let locks = ddl_pool(&in_database(&control), 264, unlock_all).map_err(connect)?;
         let host = match config.get_hosts().first() {
             Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
             _ => "localhost".to_owned(),
@@ -163,32 +207,42 @@ impl Cluster {
         let endpoint = Endpoint {
             host,
             port: config.get_ports().first().copied().unwrap_or(5432),
-            dbname: config.get_dbname().unwrap_or("postgres").to_owned(),
+            dbname: tenants.to_string(),
         };
         Ok(Self {
             name: name.to_owned(),
             admin,
             migrator,
+            locks,
             endpoint,
             owner: RoleName::owner(role_prefix),
             tenants_group: RoleName::tenants_group(role_prefix),
             template: tenancy::domain::DatabaseName::template(role_prefix),
+            control,
+            tenants,
             admin_config: config.clone(),
             prepared: OnceCell::new(),
         })
     }
 
-    /// An admin connection, after making sure the cluster is prepared for tenants.
+    /// An admin connection to the control database, after making sure the cluster is
+    /// prepared for tenants.
     pub async fn admin(&self) -> Result<deadpool_postgres::Object, ClusterError> {
-        let client = self.admin.get().await.map_err(|e| self.connect_error(&e))?;
-        self.prepared.get_or_try_init(|| self.prepare(&client)).await?;
-        Ok(client)
+        self.prepared.get_or_try_init(|| self.prepare()).await?;
+        self.admin.get().await.map_err(|e| self.connect_error(&e))
     }
 
-    /// A migrator connection (role and search_path are reset when it returns to the pool).
+    /// An admin connection to the tenants database (role and search_path are reset when it
+    /// returns to the pool).
     pub async fn migrator(&self) -> Result<deadpool_postgres::Object, ClusterError> {
-        drop(self.admin().await?);
+        self.prepared.get_or_try_init(|| self.prepare()).await?;
         self.migrator.get().await.map_err(|e| self.connect_error(&e))
+    }
+
+    /// A connection to the control database for tenants' migration locks, holding none.
+    pub async fn lock_session(&self) -> Result<deadpool_postgres::Object, ClusterError> {
+        self.prepared.get_or_try_init(|| self.prepare()).await?;
+        self.locks.get().await.map_err(|e| self.connect_error(&e))
     }
 
     /// The migrator connection for a tenant: the shared database's pool, or a dedicated
@@ -196,10 +250,10 @@ impl Cluster {
     pub async fn migrator_for(
         &self,
         database: Option<&tenancy::domain::DatabaseName>,
-    ) -> Result<TenantDb, ClusterError> {
+    ) -> Result<AdminSession, ClusterError> {
         match database {
-            None => Ok(TenantDb::Shared(self.migrator().await?)),
-            Some(database) => Ok(TenantDb::Own(self.connect(database.as_str()).await?.0)),
+            None => Ok(AdminSession::Shared(self.migrator().await?)),
+            Some(database) => Ok(AdminSession::Own(self.connect(database.as_str()).await?.0)),
         }
     }
 
@@ -217,15 +271,21 @@ impl Cluster {
         ClusterError::Database { cluster: self.name.clone(), message: tenancy::pg::describe_error(err) }
     }
 
-    /// A new admin connection to database `dbname`, and the task that drives it (it ends once
-    /// the client is dropped and the connection closed).
+    /// A new admin connection to database `dbname` of a prepared cluster, and the task that
+    /// drives it (it ends once the client is dropped and the connection closed).
     async fn connect(
         &self,
         dbname: &str,
     ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), ClusterError> {
-        if self.prepared.get().is_none() {
-            drop(self.admin().await?);
-        }
+        self.prepared.get_or_try_init(|| self.prepare()).await?;
+        self.open(dbname).await
+    }
+
+    /// [`Cluster::connect`] without preparing the cluster first.
+    async fn open(
+        &self,
+        dbname: &str,
+    ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), ClusterError> {
         let mut config = self.admin_config.clone();
         config.dbname(dbname);
         let (client, connection) = config.connect(NoTls).await.map_err(|e| ClusterError::Connect {
@@ -243,7 +303,7 @@ impl Cluster {
     async fn lock_template(
         &self,
     ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), ClusterError> {
-        let (client, task) = self.connect(&self.endpoint.dbname).await?;
+        let (client, task) = self.connect(self.control.as_str()).await?;
         client
             .execute("SELECT pg_advisory_lock($1)", &[&TEMPLATE_LOCK])
             .await
@@ -339,16 +399,19 @@ impl Cluster {
         let (mut client, task) = self.connect(template.as_str()).await?;
         client
             .batch_execute(&format!(
-                "REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+                "{lock_down}
                  CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {owner};
                  REVOKE ALL ON SCHEMA {schema} FROM PUBLIC;",
+                lock_down = lock_down_sql(&self.owner),
                 schema = schema.quoted(),
                 owner = self.owner.quoted()
             ))
             .await
             .map_err(|e| self.database_error(&e))?;
+        // Under the template's lock: no other migration of this schema runs.
         let migrated = crate::tenant_schema::migrate_schema(
             &mut client,
+            None,
             migrations,
             &schema,
             &self.owner,
@@ -433,29 +496,65 @@ impl Cluster {
         ClusterError::Connect { cluster: self.name.clone(), message }
     }
 
-    /// Once per process: the owner role and the tenants' group role exist (ours, never adopted)
-    /// and we may act as the owner; PUBLIC may neither create in `public` nor connect to the
-    /// tenants' database; the group may connect to it (schema tenants' roles are its members).
-    async fn prepare(&self, client: &tokio_postgres::Client) -> Result<(), ClusterError> {
-        let owner = self.owner.quoted();
-        let group = self.tenants_group.quoted();
-        let db = quote_ident(&self.endpoint.dbname);
+    /// Once per process: the control database exists and `PUBLIC` may not connect to it; the
+    /// owner role and the tenants' group role exist (ours, never adopted) and we may act as
+    /// the owner; the tenants database exists, owned by the owner, and only the group may
+    /// connect to it (schema tenants' roles are its members); inside it, tenants may neither
+    /// create in `public` nor use a procedural language.
+    async fn prepare(&self) -> Result<(), ClusterError> {
+        let failed = |e: &tokio_postgres::Error| ClusterError::Prepare {
+            cluster: self.name.clone(),
+            message: tenancy::pg::describe_error(e),
+        };
+        let (bootstrap, task) = self.open(self.admin_config.get_dbname().unwrap_or("postgres")).await?;
+        let control = self.control.quoted();
+        let created = create_database(&bootstrap, &format!("CREATE DATABASE {control}")).await;
+        let revoked = bootstrap.batch_execute(&format!("REVOKE ALL ON DATABASE {control} FROM PUBLIC")).await;
+        drop(bootstrap);
+        let _ = task.await;
+        created.and(revoked).map_err(|e| failed(&e))?;
+
+        let admin = self.admin.get().await.map_err(|e| self.connect_error(&e))?;
+        let (owner, group) = (self.owner.quoted(), self.tenants_group.quoted());
         let ensure_owner = ensure_marked_role(&self.owner, OWNER_MARKER);
         let ensure_group = ensure_marked_role(&self.tenants_group, GROUP_MARKER);
-        let sql = format!(
-            "BEGIN;
-             SELECT pg_advisory_xact_lock({CLUSTER_DDL_LOCK});
-             {ensure_owner}
-             {ensure_group}
-             GRANT {owner} TO CURRENT_USER;
-             REVOKE CREATE ON SCHEMA public FROM PUBLIC;
-             REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC;
-             GRANT CONNECT ON DATABASE {db} TO {group};
-             COMMIT;"
-        );
-        client.batch_execute(&sql).await.map_err(|e| ClusterError::Prepare {
-            cluster: self.name.clone(),
-            message: tenancy::pg::describe_error(&e),
-        })
+        admin
+            .batch_execute(&format!(
+                "BEGIN;
+                 SELECT pg_advisory_xact_lock({CLUSTER_DDL_LOCK});
+                 {ensure_owner}
+                 {ensure_group}
+                 GRANT {owner} TO CURRENT_USER;
+                 COMMIT;"
+            ))
+            .await
+            .map_err(|e| failed(&e))?;
+        let tenants = &self.tenants;
+        if !self.ensure_ours(&admin, tenants).await? {
+            create_database(&admin, &format!("CREATE DATABASE {} OWNER {owner}", tenants.quoted()))
+                .await
+                .map_err(|e| failed(&e))?;
+            // Someone else's database of that name (created meanwhile) is never adopted.
+            self.ensure_ours(&admin, tenants).await?;
+        }
+        admin
+            .batch_execute(&format!(
+                "REVOKE ALL ON DATABASE {db} FROM PUBLIC; GRANT CONNECT ON DATABASE {db} TO {group};",
+                db = tenants.quoted()
+            ))
+            .await
+            .map_err(|e| failed(&e))?;
+        drop(admin);
+        let tenants_db = self.migrator.get().await.map_err(|e| self.connect_error(&e))?;
+        tenants_db.batch_execute(&lock_down_sql(&self.owner)).await.map_err(|e| failed(&e))
+    }
+}
+
+/// Runs `create` (a `CREATE DATABASE`), which may race another control plane's: a database
+/// that exists already is not an error (whose it is, the caller checks).
+async fn create_database(client: &tokio_postgres::Client, create: &str) -> Result<(), tokio_postgres::Error> {
+    match client.batch_execute(create).await {
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => Ok(()),
+        other => other,
     }
 }

@@ -32,6 +32,23 @@ pub struct Limits {
     pub rate_limit_per_second: Option<u32>,
     #[serde(default, with = "humantime_serde_opt")]
     pub statement_timeout: Option<Duration>,
+    /// `idle_in_transaction_session_timeout` of the tenant's role: a session left idle inside a
+    /// transaction (holding back vacuum for everyone on the database) is ended after it.
+    #[serde(default, with = "humantime_serde_opt")]
+    pub idle_in_transaction_timeout: Option<Duration>,
+    /// `temp_file_limit` of the tenant's role (`"1GB"`, PostgreSQL's units): a setting only a
+    /// superuser may change, so the tenant cannot lift it.
+    #[serde(default)]
+    pub temp_file_limit: Option<String>,
+}
+
+/// Whether `raw` is a size PostgreSQL reads for `temp_file_limit`: digits and a unit.
+fn valid_size(raw: &str) -> bool {
+    let digits = raw.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &raw[digits.len()..];
+    !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && ["kB", "MB", "GB", "TB"].contains(&unit)
 }
 
 mod humantime_serde_opt {
@@ -142,6 +159,12 @@ impl Templates {
                 message: "limits need pool_size >= 1 and connection_limit >= pool_size".into(),
             });
         }
+        if file.limits.temp_file_limit.as_deref().is_some_and(|size| !valid_size(size)) {
+            return Err(TemplateError::Invalid {
+                path,
+                message: "limits.temp_file_limit must be a size such as \"512MB\" or \"2GB\"".into(),
+            });
+        }
         let config = serde_json::to_value(file.config.unwrap_or_default())
             .map_err(|e| TemplateError::Invalid { path, message: e.to_string() })?;
         Ok(Template {
@@ -199,6 +222,15 @@ mod tests {
         assert_eq!(enterprise.config["theme"]["logo"], "custom");
         assert_eq!(enterprise.config["theme"]["primary_color"], "#2563eb", "merged from base");
         assert_eq!(enterprise.limits.statement_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(starter.limits.idle_in_transaction_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(starter.limits.temp_file_limit.as_deref(), Some("1GB"));
+        assert!(
+            valid_size("512MB")
+                && valid_size("2GB")
+                && !valid_size("2 GB")
+                && !valid_size("GB")
+                && !valid_size("1PB")
+        );
         assert!(enterprise.seed_sql.unwrap().contains("enterprise"));
         assert_eq!(enterprise.isolation, tenancy::domain::Isolation::Database);
         assert_eq!(starter.isolation, tenancy::domain::Isolation::Schema);

@@ -185,14 +185,76 @@ pub struct Migrated {
     pub session_clean: bool,
 }
 
-/// The advisory lock (two-key form, a key space of its own) that one tenant's migrations hold:
-/// provisioning and a fleet run never migrate the same tenant at the same time.
-fn tenant_lock_keys(schema: &SchemaName) -> String {
-    format!("{TENANT_LOCK_CLASS}, hashtext('{}')", schema.as_str())
+/// The advisory lock (two-key form, a key space of its own) that one tenant's migrations hold,
+/// so that provisioning and a fleet run never migrate the same tenant at the same time: the
+/// tenant's database and schema (every tenant database has the same schema name).
+fn tenant_lock_keys(database: &str, schema: &SchemaName) -> String {
+    format!("{TENANT_LOCK_CLASS}, hashtext({})", literal(&format!("{database}.{}", schema.as_str())))
 }
 
 /// First key of [`tenant_lock_keys`].
-const TENANT_LOCK_CLASS: i32 = 0x7465_6e05;
+pub const TENANT_LOCK_CLASS: i32 = 0x7465_6e05;
+
+/// The session on which tenants' migration locks are taken: a connection to the cluster's
+/// control database ([`crate::cluster::Cluster::lock_session`]), where no tenant role can
+/// connect, so no tenant can hold its own lock or another tenant's. A fleet worker keeps one
+/// for all its tenants; provisioning takes one for a migration.
+pub struct MigrationLocks {
+    session: Option<deadpool_postgres::Object>,
+    /// A lock may be held: set before asking for one, cleared once it is released. A session
+    /// dropped while it is set is closed rather than pooled (which releases the lock).
+    holding: bool,
+}
+
+impl MigrationLocks {
+    pub fn new(session: deadpool_postgres::Object) -> Self {
+        Self { session: Some(session), holding: false }
+    }
+
+    fn client(&self) -> Result<&tokio_postgres::Client, MigrateTenantError> {
+        self.session
+            .as_deref()
+            .map(|wrapper| &**wrapper)
+            .ok_or_else(|| MigrateTenantError::Session("lock session closed".into()))
+    }
+
+    /// Waits for the tenant's lock (at most `timeout`; `None`: as long as it takes).
+    async fn lock(&mut self, keys: &str, timeout: Option<Duration>) -> Result<(), MigrateTenantError> {
+        // A migration that was cancelled may have left its lock: this session holds one at most.
+        let leftover = if self.holding { "SELECT pg_advisory_unlock_all();" } else { "" };
+        let timeout = interval(timeout.unwrap_or_default());
+        self.holding = true;
+        let sql = format!(
+            "{leftover} SET lock_timeout = {timeout}; SELECT pg_advisory_lock({keys}); RESET lock_timeout"
+        );
+        let locked = self.client()?.batch_execute(&sql).await;
+        if let Err(e) = locked {
+            let _ = self.client()?.batch_execute("SELECT pg_advisory_unlock_all(); RESET lock_timeout").await;
+            self.holding = false;
+            return Err(classify_pg(&e, MigrateTenantError::Session));
+        }
+        Ok(())
+    }
+
+    async fn unlock(&mut self, keys: &str) {
+        let client = match self.client() {
+            Ok(client) => client,
+            Err(_) => return,
+        };
+        if client.batch_execute(&format!("SELECT pg_advisory_unlock({keys})")).await.is_ok() {
+            self.holding = false;
+        }
+    }
+}
+
+impl Drop for MigrationLocks {
+    fn drop(&mut self) {
+        if let (true, Some(session)) = (self.holding, self.session.take()) {
+            // Out of the pool: the connection closes, and PostgreSQL releases the lock.
+            drop(deadpool_postgres::Object::take(session));
+        }
+    }
+}
 
 fn interval(d: Duration) -> String {
     format!("'{}ms'", d.as_millis())
@@ -203,12 +265,34 @@ fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-/// Applies pending migrations to `schema` on `client` (a migrator connection; the session is
-/// set back to its defaults afterwards, so the connection can migrate another tenant).
+/// Applies pending migrations to `schema` on `client` (a migrator connection to `database`;
+/// the session is set back to its defaults afterwards, so the connection can migrate another
+/// tenant), holding the tenant's migration lock on `locks` (`None`: the caller serialises
+/// migrations of this schema itself, as the template's lock does).
 /// When the history table is new (or empty), `runtime_role` loses the privileges on it that
 /// default privileges granted it (a history copied with a cloned database is taken care of by
 /// provisioning).
 pub async fn migrate_schema(
+    client: &mut tokio_postgres::Client,
+    locks: Option<(&mut MigrationLocks, &str)>,
+    migrations: &TenantMigrations,
+    schema: &SchemaName,
+    owner: &RoleName,
+    runtime_role: Option<&RoleName>,
+    settings: MigrateSettings,
+) -> Result<Migrated, MigrateTenantError> {
+    let Some((locks, database)) = locks else {
+        return migrate_locked(client, migrations, schema, owner, runtime_role, settings).await;
+    };
+    let keys = tenant_lock_keys(database, schema);
+    locks.lock(&keys, settings.lock_timeout).await?;
+    let migrated = migrate_locked(client, migrations, schema, owner, runtime_role, settings).await;
+    locks.unlock(&keys).await;
+    migrated
+}
+
+/// [`migrate_schema`] once the tenant's lock is held.
+async fn migrate_locked(
     client: &mut tokio_postgres::Client,
     migrations: &TenantMigrations,
     schema: &SchemaName,
@@ -216,11 +300,9 @@ pub async fn migrate_schema(
     runtime_role: Option<&RoleName>,
     settings: MigrateSettings,
 ) -> Result<Migrated, MigrateTenantError> {
-    let lock = tenant_lock_keys(schema);
     let history = format!("{}.{HISTORY_TABLE}", schema.quoted());
-    // One round trip, one implicit transaction: timeouts first (waiting for the tenant lock
-    // obeys the lock timeout too), the lock, the owner role and search_path, the history table
-    // (refinery's layout) if missing, and its rows.
+    // One round trip, one implicit transaction: timeouts first, the owner role and
+    // search_path, the history table (refinery's layout) if missing, and its rows.
     let mut setup = String::new();
     if let Some(timeout) = settings.lock_timeout {
         setup.push_str(&format!("SET lock_timeout = {};", interval(timeout)));
@@ -229,8 +311,7 @@ pub async fn migrate_schema(
         setup.push_str(&format!("SET statement_timeout = {};", interval(timeout)));
     }
     setup.push_str(&format!(
-        "SELECT pg_advisory_lock({lock});
-         SET ROLE {owner};
+        "SET ROLE {owner};
          SET search_path TO {schema};
          SET LOCAL client_min_messages = warning;
          CREATE TABLE IF NOT EXISTS {history} (
@@ -243,8 +324,6 @@ pub async fn migrate_schema(
     let applied_rows = match client.simple_query(&setup).await {
         Ok(messages) => history_rows(&messages),
         Err(e) => {
-            // The lock may have been granted before the failure (session locks survive a
-            // rollback): let it go.
             let _ = client.batch_execute(&reset_sql(false, "")).await;
             // Connection failures and lock timeouts are worth another attempt; an SQL error
             // here (a schema that is gone, a missing privilege) is not.

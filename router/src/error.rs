@@ -57,6 +57,16 @@ impl RouterError {
         }
     }
 
+    /// A request that ran past its plan's statement timeout (`deadline`, margin included) and
+    /// was cancelled: PostgreSQL's `query_canceled` (57014), as Neon's driver reads it.
+    pub fn deadline_exceeded(deadline: std::time::Duration) -> Self {
+        let message = format!(
+            "canceling statement: the request ran longer than its plan's statement timeout ({} ms)",
+            deadline.as_millis()
+        );
+        Self::Postgres { body: json!({ "message": message, "code": "57014", "severity": "ERROR" }), message }
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::Resolve(e) => (

@@ -38,8 +38,33 @@ pub enum StartError {
     Redis(String),
     #[error("JWT settings: {0}")]
     Jwt(String),
+    #[error("{0}")]
+    RecordsKey(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+/// The routing records shared in Redis: only with Redis and a key to sign them with.
+fn shared_routes(
+    settings: &RouterSettings,
+    redis: Option<Arc<crate::redis::RedisLink>>,
+    names: &tenancy::invalidation::RedisNames,
+    metrics: &crate::metrics::RouterMetrics,
+) -> Result<Option<crate::redis::routes::SharedRoutes>, StartError> {
+    let (Some(redis), Some(key)) = (redis, &settings.records_key) else {
+        if settings.common.redis_url.is_some() {
+            tracing::info!("ROUTER_RECORDS_KEY is not set: routing records are not shared through Redis");
+        }
+        return Ok(None);
+    };
+    let key = crate::redis::routes::RecordKey::new(key.clone()).map_err(StartError::RecordsKey)?;
+    Ok(Some(crate::redis::routes::SharedRoutes::new(
+        redis,
+        names.clone(),
+        settings.shared_cache_ttl,
+        key,
+        metrics.shared_records_rejected.clone(),
+    )))
 }
 
 impl AppState {
@@ -57,9 +82,7 @@ impl AppState {
             settings.cache_capacity,
             settings.cache_ttl,
             settings.negative_cache_ttl,
-            redis.clone().map(|link| {
-                crate::redis::routes::SharedRoutes::new(link, names.clone(), settings.shared_cache_ttl)
-            }),
+            shared_routes(settings, redis.clone(), &names, &metrics)?,
             metrics.clone(),
         );
         Ok(Self {

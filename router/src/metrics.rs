@@ -53,6 +53,7 @@ pub struct RouterMetrics {
     pub requests: Family<StatusLabels, Counter>,
     pub resolutions: Family<ResolutionLabels, Counter>,
     pub invalidations: Counter,
+    pub shared_records_rejected: Counter,
     pub redis_connected: Gauge,
     pub pools_open: Gauge,
     pub connections_in_use: Gauge,
@@ -68,6 +69,7 @@ impl Default for RouterMetrics {
         let requests = Family::<StatusLabels, Counter>::default();
         let resolutions = Family::<ResolutionLabels, Counter>::default();
         let invalidations = Counter::default();
+        let shared_records_rejected = Counter::default();
         let redis_connected = Gauge::default();
         let pools_open = Gauge::default();
         let connections_in_use = Gauge::default();
@@ -80,6 +82,11 @@ impl Default for RouterMetrics {
         registry.register("requests", "Requests by status class", requests.clone());
         registry.register("resolutions", "Host resolutions by layer and outcome", resolutions.clone());
         registry.register("invalidations", "Tenant invalidations received from Redis", invalidations.clone());
+        registry.register(
+            "shared_records_rejected",
+            "Routing records in Redis ignored: a bad signature, expired, or another tenant's",
+            shared_records_rejected.clone(),
+        );
         registry.register(
             "redis_connected",
             "1 while the invalidation listener is subscribed",
@@ -118,6 +125,7 @@ impl Default for RouterMetrics {
             requests,
             resolutions,
             invalidations,
+            shared_records_rejected,
             redis_connected,
             pools_open,
             connections_in_use,

@@ -30,6 +30,13 @@ pub struct RouterSettings {
     #[arg(long, env = "ROUTER_NEGATIVE_CACHE_TTL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub negative_cache_ttl: Duration,
 
+    /// Key that signs the routing records routers share in Redis (HMAC-SHA256), at least 32
+    /// bytes, the same on every router of a deployment. A record that fails it is ignored and
+    /// read from the catalog, so write access to Redis cannot route one tenant's requests to
+    /// another. Without it, routers do not share records (each reads the catalog on a miss).
+    #[arg(long, env = "ROUTER_RECORDS_KEY")]
+    pub records_key: Option<tenancy::secret::Secret>,
+
     /// How long a routing record stays in Redis (the control plane deletes it on every change).
     #[arg(long, env = "ROUTER_SHARED_CACHE_TTL", default_value = "60s", value_parser = humantime::parse_duration)]
     pub shared_cache_ttl: Duration,

@@ -13,7 +13,7 @@ mod embedded {
 
 /// Arbitrary constant key of the advisory lock that serialises catalog migrations between
 /// control-plane replicas starting at the same time.
-const MIGRATION_LOCK_KEY: i64 = 0x7465_6e61_6e63_7901;
+pub const MIGRATION_LOCK_KEY: i64 = 0x7465_6e61_6e63_7901;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogMigrateError {
@@ -25,16 +25,23 @@ pub enum CatalogMigrateError {
 
 /// Brings the catalog schema (`control`) to the version this binary embeds. Safe to call from
 /// several processes at once: they take turns under an advisory lock.
+///
+/// The catalog's database is the control plane's own: `PUBLIC` may not connect to it (nor
+/// create temporary objects), so no tenant role of a cluster on the same server can take, or
+/// wait on, the control plane's locks, or lock a catalog row.
 pub async fn migrate(pool: &Pool) -> Result<(), CatalogMigrateError> {
     let mut client = pool.get().await.map_err(|e| CatalogMigrateError::Connect(e.to_string()))?;
     let pg = |e: tokio_postgres::Error| CatalogMigrateError::Migrate(tenancy::pg::describe_error(&e));
     client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY]).await.map_err(pg)?;
     let result = async {
+        let database: String = client.query_one("SELECT current_database()", &[]).await.map_err(pg)?.get(0);
         client
-            .batch_execute(
+            .batch_execute(&format!(
                 "CREATE SCHEMA IF NOT EXISTS control;
-                 REVOKE ALL ON SCHEMA control FROM PUBLIC;",
-            )
+                 REVOKE ALL ON SCHEMA control FROM PUBLIC;
+                 REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC;",
+                tenancy::domain::quote_ident(&database)
+            ))
             .await
             .map_err(pg)?;
         let mut runner = embedded::migrations::runner();

@@ -9,7 +9,7 @@
 use super::{catalog_error, ledger, millis, FleetError, ItemState, Progress, RunOptions, TenantResult};
 use crate::cluster::Cluster;
 use crate::context::ControlPlane;
-use crate::tenant_schema::{migrate_schema, MigrateTenantError, Migrated, TenantMigrations};
+use crate::tenant_schema::{migrate_schema, MigrateTenantError, Migrated, MigrationLocks, TenantMigrations};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -99,7 +99,7 @@ impl<'a> Execution<'a> {
                 return Ok(());
             }
         };
-        let mut session = None;
+        let (mut session, mut locks) = (None, None);
         while !self.halted() {
             let Some(mut job) = next_job(queue) else { break };
             tokio::time::sleep_until(job.not_before.into()).await;
@@ -109,7 +109,7 @@ impl<'a> Execution<'a> {
             }
             let started = Instant::now();
             job.attempts += 1;
-            let outcome = self.migrate(&cluster, &job.tenant, &mut session).await;
+            let outcome = self.migrate(&cluster, &job.tenant, &mut session, &mut locks).await;
             match outcome {
                 Err(error) if error.is_retryable() && job.attempts <= self.options.retries => {
                     tracing::info!(tenant = %job.tenant.slug, attempt = job.attempts, %error, "tenant will be retried");
@@ -131,12 +131,14 @@ impl<'a> Execution<'a> {
         Ok(())
     }
 
-    /// Migrates one tenant on the worker's session (or on a session to its own database).
+    /// Migrates one tenant on the worker's session (or on a session to its own database),
+    /// holding its migration lock on the worker's lock session.
     async fn migrate(
         &self,
         cluster: &Cluster,
         tenant: &TenantRecord,
         session: &mut Option<Session>,
+        locks: &mut Option<MigrationLocks>,
     ) -> Result<Migrated, MigrateTenantError> {
         let connect_error = |e: crate::cluster::ClusterError| MigrateTenantError::Session(e.to_string());
         // A tenant with its own database gets a session to it, used once; the others share the
@@ -155,8 +157,14 @@ impl<'a> Execution<'a> {
             },
         };
         current.tenants += 1;
+        let locks = match locks {
+            Some(locks) => locks,
+            None => locks.insert(MigrationLocks::new(cluster.lock_session().await.map_err(connect_error)?)),
+        };
+        let database = tenant.database_name.as_ref().unwrap_or(&cluster.tenants);
         let result = migrate_schema(
             &mut current.client,
+            Some((locks, database.as_str())),
             self.migrations,
             &tenant.schema_name,
             &cluster.owner,

@@ -119,11 +119,7 @@ pub async fn apply_plan(cp: &ControlPlane, id: TenantId) -> Result<(), WorkError
     steps::apply_template(cp, &tenant, &template).await?;
     admin(cp, &tenant)
         .await?
-        .batch_execute(&format!(
-            "ALTER ROLE {} CONNECTION LIMIT {}",
-            tenant.role_name.quoted(),
-            template.limits.connection_limit
-        ))
+        .batch_execute(&steps::role_limits_sql(&tenant.role_name, &template.limits))
         .await
         .map_err(|e| pg(&e))?;
     announce(cp, id, "tenant.plan_applied").await
@@ -154,7 +150,13 @@ pub async fn deprovision(cp: &ControlPlane, id: TenantId) -> Result<(), WorkErro
         return Ok(());
     }
     let cluster = cluster(cp, &tenant).await?;
-    let admin = admin(cp, &tenant).await?;
+    // The database its data is in: the tenants database for a schema tenant (where its schema,
+    // and its privileges, are dropped), the control database for one with its own database.
+    let admin = match &tenant.database_name {
+        Some(_) => cluster.admin().await,
+        None => cluster.migrator().await,
+    }
+    .map_err(|e| cluster_error(&e))?;
     // Is the data still there? (A resumed job may have dropped it already.)
     let data_exists = match &tenant.database_name {
         Some(database) => {

@@ -150,7 +150,7 @@ pub async fn request_tenant(
 
 /// Key of the advisory lock that makes placements one at a time, so two concurrent requests do
 /// not both take a cluster's last free place.
-const PLACEMENT_LOCK: i64 = 0x7465_6e61_6e63_7902;
+pub const PLACEMENT_LOCK: i64 = 0x7465_6e61_6e63_7902;
 
 /// The cluster a new tenant goes to: the least loaded (live tenants / capacity) with room.
 async fn place(tx: &deadpool_postgres::Transaction<'_>) -> Result<String, CreateTenantError> {

@@ -6,6 +6,7 @@ use crate::catalog::{audit, tenants};
 use crate::cluster::ClusterError;
 use crate::context::ControlPlane;
 use crate::templates::Template;
+use crate::tenant_schema::MigrationLocks;
 use base64::Engine as _;
 use tenancy::catalog::TenantRecord;
 use tenancy::domain::{Isolation, TenantId, TenantStatus};
@@ -214,10 +215,11 @@ async fn ensure_role(
                 Isolation::Database => ("NOINHERIT", String::new()),
             };
             let sql = format!(
-                "CREATE ROLE {role} LOGIN {inherit} CONNECTION LIMIT {limit};
+                "CREATE ROLE {role} LOGIN {inherit};
                  COMMENT ON ROLE {role} IS '{marker}';
-                 {connect}",
-                limit = template.limits.connection_limit,
+                 {connect}
+                 {limits}",
+                limits = role_limits_sql(&tenant.role_name, &template.limits),
             );
             admin.batch_execute(&sql).await.map_err(pg_error(step))
         }
@@ -297,8 +299,11 @@ async fn ensure_migrated(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(),
     let migrations = cp.migrations().map_err(|e| permanent(step, e.to_string()))?;
     let mut migrator =
         cluster.migrator_for(tenant.database_name.as_ref()).await.map_err(cluster_error(step))?;
+    let mut locks = MigrationLocks::new(cluster.lock_session().await.map_err(cluster_error(step))?);
+    let database = tenant.database_name.as_ref().unwrap_or(&cluster.tenants);
     crate::tenant_schema::migrate_schema(
         &mut migrator,
+        Some((&mut locks, database.as_str())),
         &migrations,
         &tenant.schema_name,
         &cluster.owner,
@@ -395,6 +400,26 @@ async fn ensure_credentials(cp: &ControlPlane, tenant: &TenantRecord) -> Result<
     set_role_password(cp, tenant, &credentials.password, step).await?;
     let client = catalog(cp, step).await?;
     tenants::set_secret_ref(&**client, tenant.id, name.as_str()).await.map_err(pg_error(step))
+}
+
+/// The plan's limits on the tenant's role: its connection limit, and the settings that bound
+/// what one of its sessions may hold (set on the role, so every session starts with them;
+/// `temp_file_limit` only a superuser may change). A limit the plan does not set is reset.
+pub(crate) fn role_limits_sql(role: &tenancy::domain::RoleName, limits: &crate::templates::Limits) -> String {
+    let role = role.quoted();
+    let idle = match limits.idle_in_transaction_timeout {
+        Some(timeout) => format!("SET idle_in_transaction_session_timeout = '{}ms'", timeout.as_millis()),
+        None => "RESET idle_in_transaction_session_timeout".into(),
+    };
+    let temp = match &limits.temp_file_limit {
+        // Validated when the template was loaded: digits and a unit.
+        Some(size) => format!("SET temp_file_limit = '{size}'"),
+        None => "RESET temp_file_limit".into(),
+    };
+    format!(
+        "ALTER ROLE {role} CONNECTION LIMIT {limit}; ALTER ROLE {role} {idle}; ALTER ROLE {role} {temp};",
+        limit = limits.connection_limit
+    )
 }
 
 /// Sets the role's password as a SCRAM verifier computed here (one PBKDF2 iteration: see

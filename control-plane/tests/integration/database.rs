@@ -25,8 +25,7 @@ async fn connect(
     user: &str,
     password: &str,
 ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let url = db.url_as(user, password);
-    let url = format!("{}/{database}", url.rsplit_once('/').unwrap().0);
+    let url = db.database_url_as(database, user, password);
     let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     Ok(client)

@@ -70,11 +70,13 @@ impl Fleet {
         let schema = self.schema(slug);
         let recorded = self
             .db
-            .count(&format!("SELECT count(*) FROM \"{schema}\".refinery_schema_history WHERE version = 2"))
+            .tenants_count(&format!(
+                "SELECT count(*) FROM \"{schema}\".refinery_schema_history WHERE version = 2"
+            ))
             .await;
         let column = self
             .db
-            .count(&format!(
+            .tenants_count(&format!(
                 "SELECT count(*) FROM information_schema.columns
                   WHERE table_schema = '{schema}' AND table_name = 'tasks' AND column_name = 'priority'"
             ))
@@ -84,7 +86,7 @@ impl Fleet {
 
     /// Another session holding `slug`'s `tasks` table (ACCESS EXCLUSIVE) until it rolls back.
     pub async fn lock_tasks_of(&self, slug: &str) -> tokio_postgres::Client {
-        let blocker = self.db.client().await;
+        let blocker = self.db.tenants_client().await;
         let schema = self.schema(slug);
         blocker
             .batch_execute(&format!("BEGIN; LOCK TABLE \"{schema}\".tasks IN ACCESS EXCLUSIVE MODE"))
@@ -103,7 +105,7 @@ impl Fleet {
 async fn a_conflicting_tenant_fails_alone_and_resume_finishes_it_after_the_fix() {
     let f = fleet("fleet_conflict").await;
     let bravo = f.schema("bravo");
-    let admin = f.db.client().await;
+    let admin = f.db.tenants_client().await;
     admin.batch_execute(&format!("CREATE TABLE \"{bravo}\".audit (x int)")).await.unwrap();
 
     let report = control_plane::fleet::apply(&f.cp, &all(2), "test", &Quiet).await.unwrap();
@@ -191,16 +193,16 @@ async fn a_second_run_is_refused_and_a_killed_run_resumes() {
     assert_eq!(sqlstate(f.db.client().await.query("SELECT 1", &[]).await), "succeeded");
 }
 
-/// Ends every connection the control plane opened to this test's database, as a process exit
+/// Ends every connection the control plane opened to this test's databases, as a process exit
 /// would (other tests' databases are left alone).
 async fn admin_terminate_migrators(db: &TestDb) {
     db.client()
         .await
         .query(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-              WHERE application_name = 'tenantctl' AND datname = current_database()
-                AND pid <> pg_backend_pid()",
-            &[],
+              WHERE application_name = 'tenantctl' AND pid <> pg_backend_pid()
+                AND (datname = current_database() OR starts_with(datname, $1))",
+            &[&format!("{}_", db.role_prefix)],
         )
         .await
         .unwrap();

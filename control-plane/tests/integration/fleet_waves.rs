@@ -12,7 +12,7 @@ use control_plane::fleet::{ItemState, RunOptions};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_canary_halts_the_run_and_max_failures_stops_it() {
     let f = fleet("fleet_canary").await;
-    let admin = f.db.client().await;
+    let admin = f.db.tenants_client().await;
     // alpha, first by slug, is the canary; its schema conflicts with V2.
     let alpha = f.schema("alpha");
     admin.batch_execute(&format!("CREATE TABLE \"{alpha}\".audit (x int)")).await.unwrap();
@@ -51,7 +51,7 @@ async fn a_failing_canary_halts_the_run_and_max_failures_stops_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_changes_nothing_and_a_tampered_history_is_drift_and_not_migrated() {
     let f = fleet("fleet_drift").await;
-    let admin = f.db.client().await;
+    let admin = f.db.tenants_client().await;
     let delta = f.schema("delta");
     // Someone edited delta's history: V1's checksum no longer matches the file.
     admin
@@ -82,10 +82,12 @@ async fn plan_changes_nothing_and_a_tampered_history_is_drift_and_not_migrated()
             .unwrap()
             .get(0);
         let histories =
-            f.db.count("SELECT count(*) FROM pg_class WHERE relname = 'refinery_schema_history'").await;
-        let columns =
-            f.db.count("SELECT count(*) FROM information_schema.columns WHERE column_name = 'priority'")
+            f.db.tenants_count("SELECT count(*) FROM pg_class WHERE relname = 'refinery_schema_history'")
                 .await;
+        let columns = f
+            .db
+            .tenants_count("SELECT count(*) FROM information_schema.columns WHERE column_name = 'priority'")
+            .await;
         (catalog, histories, columns)
     };
     let before = snapshot().await;
@@ -151,9 +153,10 @@ async fn a_tenant_created_while_a_run_goes_ends_at_the_target() {
     // Both are at V2: foxtrot from provisioning, golf migrated by the run's last sweep.
     for tenant in [&current, &behind] {
         let schema = tenant.schema_name.as_str();
-        let version =
-            f.db.count(&format!("SELECT max(version)::bigint FROM \"{schema}\".refinery_schema_history"))
-                .await;
+        let version = f
+            .db
+            .tenants_count(&format!("SELECT max(version)::bigint FROM \"{schema}\".refinery_schema_history"))
+            .await;
         assert_eq!(version, 2, "{}", tenant.slug);
     }
     let items = f.items(report.run_id).await;
@@ -283,7 +286,7 @@ async fn nothing_a_migration_leaves_in_its_session_reaches_the_next_tenant() {
     for tenant in &f.tenants {
         let schema = tenant.schema_name.as_str();
         let rows =
-            f.db.client()
+            f.db.tenants_client()
                 .await
                 .query(&format!("SELECT app, locks FROM \"{schema}\".seen"), &[])
                 .await

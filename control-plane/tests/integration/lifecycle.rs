@@ -81,7 +81,7 @@ async fn a_plan_change_applies_the_new_template_without_moving_data() {
         .count(&format!("SELECT rolconnlimit::bigint FROM pg_roles WHERE rolname = '{}'", acme.role_name))
         .await;
     assert_eq!(limit, 25);
-    assert_eq!(db.count("SELECT count(*) FROM t_acme.users").await, 1, "data stays");
+    assert_eq!(db.tenants_count("SELECT count(*) FROM t_acme.users").await, 1, "data stays");
 
     let slug = Slug::parse("acme").unwrap();
     let err = operate(&cp, &slug, &Operation::ChangePlan("platinum".into()), "test").await.unwrap_err();
@@ -106,7 +106,7 @@ async fn deprovisioning_drops_schema_role_and_secret_and_keeps_a_tombstone() {
     // is locked out at once.
     let later = run(&cp, "acme", Operation::Deprovision { retention: Duration::from_secs(3600) }).await;
     assert_eq!(later.status, TenantStatus::Deprovisioning);
-    assert_eq!(db.count("SELECT count(*) FROM pg_namespace WHERE nspname = 't_acme'").await, 1);
+    assert_eq!(db.tenants_count("SELECT count(*) FROM pg_namespace WHERE nspname = 't_acme'").await, 1);
     let password = password_of(&cp, &acme).await;
     assert_eq!(sqlstate(connect_as(&db, acme.role_name.as_str(), &password).await), "28000");
     assert!(matches!(
@@ -121,7 +121,7 @@ async fn deprovisioning_drops_schema_role_and_secret_and_keeps_a_tombstone() {
         .await
         .unwrap();
     drain(&cp, acme.id, Duration::from_secs(60)).await.unwrap();
-    assert_eq!(db.count("SELECT count(*) FROM pg_namespace WHERE nspname = 't_acme'").await, 0);
+    assert_eq!(db.tenants_count("SELECT count(*) FROM pg_namespace WHERE nspname = 't_acme'").await, 0);
     assert_eq!(
         db.count(&format!("SELECT count(*) FROM pg_roles WHERE rolname = '{}'", acme.role_name)).await,
         0
@@ -171,5 +171,5 @@ async fn a_failed_tenant_can_be_retried_once_the_cause_is_fixed() {
     std::fs::remove_file(broken.path().join("V2__broken.sql")).unwrap();
     let retried = run(&cp, "acme", Operation::Retry).await;
     assert_eq!(retried.status, TenantStatus::Active, "{:?}", retried.last_error);
-    assert_eq!(db.count("SELECT count(*) FROM t_acme.refinery_schema_history").await, 1);
+    assert_eq!(db.tenants_count("SELECT count(*) FROM t_acme.refinery_schema_history").await, 1);
 }

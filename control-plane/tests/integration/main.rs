@@ -7,6 +7,7 @@
 mod database;
 mod fleet;
 mod fleet_waves;
+mod isolation;
 mod lifecycle;
 mod provisioning;
 
@@ -49,8 +50,11 @@ pub async fn connect_as(
     user: &str,
     password: &str,
 ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, connection) =
-        tokio_postgres::connect(&db.url_as(user, password), tokio_postgres::NoTls).await?;
+    let (client, connection) = tokio_postgres::connect(
+        &db.database_url_as(&db.tenants_database(), user, password),
+        tokio_postgres::NoTls,
+    )
+    .await?;
     tokio::spawn(connection);
     Ok(client)
 }

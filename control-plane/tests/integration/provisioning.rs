@@ -66,8 +66,15 @@ async fn a_tenant_role_is_confined_to_its_own_schema_by_postgres() {
     assert_eq!(sqlstate(client.batch_execute("DROP TABLE comments").await), "42501");
     assert_eq!(sqlstate(client.batch_execute("ALTER TABLE users ADD COLUMN x int").await), "42501");
     assert_eq!(sqlstate(client.query("SELECT * FROM refinery_schema_history", &[]).await), "42501");
-    assert_eq!(sqlstate(client.query("SELECT * FROM control.tenants", &[]).await), "42501");
-    assert_eq!(sqlstate(client.query("SELECT * FROM control.secrets", &[]).await), "42501");
+    // The catalog's database and the cluster's control database (where the control plane's
+    // locks are) are not even reachable.
+    for database in [db.name.clone(), format!("{}_control", db.role_prefix)] {
+        let url = db.database_url_as(&database, acme.role_name.as_str(), &password);
+        let refused = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.map(|_| ());
+        assert_eq!(sqlstate(refused), "42501", "{database}");
+    }
+    // No anonymous code.
+    assert_eq!(sqlstate(client.batch_execute("DO $$ BEGIN PERFORM 1; END $$").await), "42501");
     // Roles cannot be borrowed.
     assert_eq!(sqlstate(client.batch_execute(&format!("SET ROLE {}", globex.role_name)).await), "42501");
 }
@@ -113,7 +120,10 @@ async fn a_crash_after_any_provisioning_step_is_finished_by_the_next_attempt() {
     );
     let n = Step::ALL.len() as i64;
     assert_eq!(db.count("SELECT count(*) FROM control.tenants WHERE status = 'active'").await, 2 * n);
-    assert_eq!(db.count("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 't\\_crash\\_%'").await, n);
+    assert_eq!(
+        db.tenants_count("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 't\\_crash\\_%'").await,
+        n
+    );
     assert_eq!(db.count("SELECT count(*) FROM control.secrets").await, 2 * n);
     assert_eq!(db.count("SELECT count(*) FROM control.domains").await, 2 * n);
     assert_eq!(
@@ -122,10 +132,11 @@ async fn a_crash_after_any_provisioning_step_is_finished_by_the_next_attempt() {
         "one role per tenant, the owner and the tenants group"
     );
     for i in 0..Step::ALL.len() {
-        let history = db.count(&format!("SELECT count(*) FROM t_crash_{i}.refinery_schema_history")).await;
+        let history =
+            db.tenants_count(&format!("SELECT count(*) FROM t_crash_{i}.refinery_schema_history")).await;
         assert_eq!(history, 1, "each migration applied exactly once");
         assert_eq!(
-            db.count(&format!("SELECT count(*) FROM t_crash_{i}.settings")).await,
+            db.tenants_count(&format!("SELECT count(*) FROM t_crash_{i}.settings")).await,
             1,
             "seed applied once"
         );

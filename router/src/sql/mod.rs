@@ -81,19 +81,41 @@ pub async fn handle(
     // If the client goes away, axum drops this future mid-query: the guard then takes the
     // connection out of the pool (it is never reused) and cancels its query on the server.
     let mut guard = InFlight { client: Some(client), armed: true };
+    let deadline = request_deadline(&tenant);
+    let mut late = false;
     let result = match guard.client.as_mut() {
         Some(client) => {
             let policy = Policy { reset: state.session_reset, classifier: &state.classifier };
-            run_payload(client, payload, read_only, &headers, output, policy).await
+            let run = run_payload(client, payload, read_only, &headers, output, policy);
+            match deadline {
+                Some(deadline) => tokio::time::timeout(deadline, run).await.unwrap_or_else(|_| {
+                    late = true;
+                    Err(RouterError::deadline_exceeded(deadline))
+                }),
+                None => run.await,
+            }
         }
         None => Err(RouterError::BadRequest("no connection".into())),
     };
-    // A result over the response limit is still being produced and sent: cancel it and close
-    // its connection (when the guard drops), as for a client that went away.
-    guard.armed = matches!(result, Err(RouterError::ResponseTooLarge(_)));
+    // A result over the response limit is still being produced and sent, and a request past its
+    // deadline is still running: cancel it and close its connection (when the guard drops), as
+    // for a client that went away.
+    guard.armed = late || matches!(result, Err(RouterError::ResponseTooLarge(_)));
     let body = result?.into_bytes();
     Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }
+
+/// How long a request of `tenant` may run once it has its connection: its plan's statement
+/// timeout (and a little more, so that PostgreSQL's own timeout of a single statement answers
+/// first), whatever the request set its session's `statement_timeout` to. `None` when the plan
+/// has none.
+fn request_deadline(tenant: &tenancy::catalog::TenantRecord) -> Option<std::time::Duration> {
+    let ms = u64::try_from(tenant.statement_timeout_ms?).ok().filter(|ms| *ms > 0)?;
+    Some(std::time::Duration::from_millis(ms) + DEADLINE_MARGIN)
+}
+
+/// What a request may run past its plan's statement timeout before the router cancels it.
+const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// How a request's session is looked after: when it is reset, and the classifier that tells.
 #[derive(Clone, Copy)]
@@ -116,11 +138,6 @@ async fn run_payload(
 ) -> Result<Body, RouterError> {
     let connection: &mut crate::pool::Connection = client;
     let mut body = Body::new(output.max_bytes);
-    if let Payload::Single(query) = &payload {
-        if !read_only {
-            return run_single(connection, query, output, policy, &mut body).await.map(|()| body);
-        }
-    }
     let queries = match &payload {
         Payload::Single(query) => std::slice::from_ref(query),
         Payload::Batch { queries } => queries.as_slice(),
@@ -130,6 +147,15 @@ async fn run_payload(
         .map(|query| policy.classifier.classify(&query.query))
         .reduce(Classification::then)
         .unwrap_or(Classification::UNKNOWN);
+    if let Some(refused) = classification.not_allowed {
+        // Nothing has run (see the statement policy).
+        return Err(RouterError::StatementNotAllowed(refused.message()));
+    }
+    if let Payload::Single(query) = &payload {
+        if !read_only {
+            return run_single(connection, query, output, policy, &mut body).await.map(|()| body);
+        }
+    }
     if classification.transaction_control {
         // Nothing has run: a COMMIT would end the router's transaction (and its read-only
         // mode) half-way through.
@@ -267,7 +293,7 @@ impl Drop for InFlight {
             let token = client.cancel_token();
             client.close();
             tracing::debug!(
-                "request ended early (client gone, or result over the limit); cancelling its query"
+                "request ended early (client gone, result over the limit, or past its deadline); cancelling its query"
             );
             tokio::spawn(async move {
                 let _ = token.cancel_query(tokio_postgres::NoTls).await;

@@ -19,7 +19,10 @@
 //! session effects uses `ROUTER_SESSION_RESET=always`.
 
 mod functions;
+mod policy;
 mod walk;
+
+pub use policy::NotAllowed;
 
 #[cfg(test)]
 mod tests;
@@ -62,6 +65,8 @@ pub struct Classification {
     /// (`SELECT` for a `WITH … SELECT`, `TABLE t` or `VALUES`; `INSERT`, `UPDATE`, `DELETE`,
     /// `MERGE`); `None` for other statements, whose tag starts with their first keyword.
     pub command: Option<&'static str>,
+    /// Why a statement is one a tenant may not send at all ([`policy`]); the first one's.
+    pub not_allowed: Option<NotAllowed>,
 }
 
 impl Classification {
@@ -73,6 +78,7 @@ impl Classification {
         transaction_control: false,
         reads_sequence_cache: false,
         command: None,
+        not_allowed: None,
     };
 
     /// A statement that only reads.
@@ -96,6 +102,7 @@ impl Classification {
             transaction_control: self.transaction_control || next.transaction_control,
             reads_sequence_cache: self.reads_sequence_cache || next.reads_sequence_cache,
             command: self.command,
+            not_allowed: self.not_allowed.or(next.not_allowed),
         }
     }
 
@@ -106,6 +113,7 @@ impl Classification {
         }
         self.read_only &= !findings.writes && !findings.session;
         self.reads_sequence_cache |= findings.reads_sequence_cache;
+        self.not_allowed = self.not_allowed.or(findings.not_allowed);
         self
     }
 }
@@ -151,7 +159,7 @@ fn statement(node: Option<&Node>) -> Classification {
         // (temporary objects included) and any other DDL or utility statement.
         _ => Classification::UNKNOWN,
     };
-    kind.with(walk::walk(node))
+    Classification { not_allowed: policy::judge(node), ..kind }.with(walk::walk(node))
 }
 
 /// `EXPLAIN` is judged by the statement it explains, which `ANALYZE` runs: without it, the

@@ -1,4 +1,4 @@
-use super::{classify, Classification, Classifier, SessionEffect};
+use super::{classify, Classification, Classifier, NotAllowed, SessionEffect};
 use proptest::prelude::*;
 
 /// Statements that can leave state in the session, by the kind of state.
@@ -298,6 +298,80 @@ fn read_only_statements() {
         "SELEC 1",
     ] {
         assert!(!classify(sql).read_only, "{sql}");
+    }
+}
+
+/// Statements a tenant may not send, with why.
+const NOT_ALLOWED: &[(&str, NotAllowed)] = &[
+    ("ALTER ROLE tenant_acme PASSWORD 'x'", NotAllowed::RoleManagement),
+    ("ALTER USER CURRENT_USER WITH PASSWORD 'x'", NotAllowed::RoleManagement),
+    ("ALTER ROLE tenant_acme SET statement_timeout = 0", NotAllowed::RoleManagement),
+    ("ALTER ROLE ALL SET work_mem = '1GB'", NotAllowed::RoleManagement),
+    ("ALTER ROLE tenant_acme RESET ALL", NotAllowed::RoleManagement),
+    ("ALTER ROLE tenant_acme RENAME TO other", NotAllowed::RoleManagement),
+    ("ALTER GROUP g ADD USER u", NotAllowed::RoleManagement),
+    ("CREATE ROLE r", NotAllowed::RoleManagement),
+    ("CREATE USER u PASSWORD 'x'", NotAllowed::RoleManagement),
+    ("DROP ROLE r", NotAllowed::RoleManagement),
+    ("GRANT tenant_tenants TO tenant_acme", NotAllowed::RoleManagement),
+    ("REVOKE tenant_tenants FROM tenant_acme", NotAllowed::RoleManagement),
+    ("REASSIGN OWNED BY a TO b", NotAllowed::RoleManagement),
+    ("DROP OWNED BY a", NotAllowed::RoleManagement),
+    ("SET ROLE tenant_tenants", NotAllowed::SessionIdentity),
+    ("SET LOCAL ROLE other", NotAllowed::SessionIdentity),
+    ("SET SESSION ROLE other", NotAllowed::SessionIdentity),
+    ("RESET ROLE", NotAllowed::SessionIdentity),
+    ("SET SESSION AUTHORIZATION other", NotAllowed::SessionIdentity),
+    ("SET SESSION AUTHORIZATION DEFAULT", NotAllowed::SessionIdentity),
+    ("RESET SESSION AUTHORIZATION", NotAllowed::SessionIdentity),
+    ("SELECT set_config('role', 'other', false)", NotAllowed::SessionIdentity),
+    ("SELECT set_config('ROLE', 'other', true)", NotAllowed::SessionIdentity),
+    ("SELECT pg_catalog.set_config('session_authorization', 'x', false)", NotAllowed::SessionIdentity),
+    ("SELECT * FROM t WHERE set_config('role', 'x', true) IS NOT NULL", NotAllowed::SessionIdentity),
+    ("VALUES (set_config('role', 'x', true))", NotAllowed::SessionIdentity),
+    ("SELECT set_config('app.a', set_config('role', 'x', true), true)", NotAllowed::SessionIdentity),
+    ("SELECT set_config($1, 'x', false)", NotAllowed::SettingNotConstant),
+    ("SELECT set_config(name, 'x', false) FROM t", NotAllowed::SettingNotConstant),
+    ("SELECT set_config('ro' || 'le', 'x', false)", NotAllowed::SettingNotConstant),
+    ("SELECT set_config(set_config('app.a', 'role', true), 'x', false)", NotAllowed::SettingNotConstant),
+    ("DO $$ BEGIN PERFORM 1; END $$", NotAllowed::AnonymousCode),
+    ("DO LANGUAGE plpgsql 'BEGIN END'", NotAllowed::AnonymousCode),
+    ("ALTER SYSTEM SET work_mem = '1GB'", NotAllowed::Administration),
+    ("LOAD 'auto_explain'", NotAllowed::Administration),
+    ("CREATE DATABASE d", NotAllowed::Administration),
+    ("ALTER DATABASE d SET work_mem = '1GB'", NotAllowed::Administration),
+    ("ALTER DATABASE d RENAME TO e", NotAllowed::Administration),
+    ("DROP DATABASE d", NotAllowed::Administration),
+    ("CREATE EXTENSION pgcrypto", NotAllowed::Administration),
+    ("ALTER EXTENSION pgcrypto UPDATE", NotAllowed::Administration),
+];
+
+#[test]
+fn statements_a_tenant_may_not_send_are_refused() {
+    for (sql, why) in NOT_ALLOWED {
+        assert_eq!(classify(sql).not_allowed, Some(*why), "{sql}");
+        // Anywhere in a string of several statements.
+        assert_eq!(classify(&format!("SELECT 1; {sql}")).not_allowed, Some(*why), "SELECT 1; {sql}");
+    }
+}
+
+#[test]
+fn everyday_statements_and_settings_are_allowed() {
+    let refused = ["ROLE", "AUTHORIZATION", "DO ", "LOAD ", "DATABASE", "EXTENSION", "ALTER SYSTEM"];
+    for sql in NEEDS_RESET.iter().chain(CLEAN).filter(|sql| !refused.iter().any(|word| sql.contains(word))) {
+        assert_eq!(classify(sql).not_allowed, None, "{sql}");
+    }
+    for sql in [
+        "SELECT set_config('app.user_id', $1, true)",
+        "SELECT pg_catalog.set_config('search_path', 'x', false)",
+        "SET statement_timeout = '5s'",
+        "SET LOCAL app.tenant = 'x'",
+        "ALTER TABLE t ADD COLUMN c int",
+        "GRANT SELECT ON t TO someone",
+        "SELECT rolname FROM pg_roles",
+        "SELECT current_setting('role')",
+    ] {
+        assert_eq!(classify(sql).not_allowed, None, "{sql}");
     }
 }
 

@@ -11,6 +11,7 @@
 //! for the names of the functions called.
 
 use super::functions::{self, FunctionEffect};
+use super::policy::{self, NotAllowed};
 use pg_query::NodeEnum;
 use serde::ser::{self, Serialize};
 
@@ -25,6 +26,9 @@ pub(super) struct Findings {
     pub(super) writes: bool,
     /// A call to `currval` or `lastval`.
     pub(super) reads_sequence_cache: bool,
+    /// A call the policy refuses: `set_config` of a protected setting, or of one not named by
+    /// a string constant.
+    pub(super) not_allowed: Option<NotAllowed>,
 }
 
 impl Findings {
@@ -68,6 +72,34 @@ struct Walker {
     findings: Findings,
     /// While serialising a `FuncCall`'s `funcname` (a list of `String` nodes): its parts.
     function_name: Option<Vec<String>>,
+    /// While serialising the arguments of a `set_config` call: what its first one is.
+    setting: SettingArgument,
+}
+
+/// The first argument of a `set_config` call, as the walk learns it: the first node under the
+/// argument list tells whether it is a constant, the first string in that constant its value.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+enum SettingArgument {
+    /// Not inside a `set_config` call's arguments.
+    #[default]
+    None,
+    /// Inside them, before the first argument's node.
+    Expected,
+    /// The first argument is a constant, whose value has not been seen yet.
+    Constant,
+    /// The first argument is this string constant.
+    Named(String),
+    /// The first argument is not a constant (a parameter, a column, an expression, a cast).
+    NotConstant,
+}
+
+/// Whether `name` (schema first) is PostgreSQL's `set_config`.
+fn is_set_config(name: &[String]) -> bool {
+    match name {
+        [function] => function == "set_config",
+        [schema, function] => schema == "pg_catalog" && function == "set_config",
+        _ => false,
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +140,8 @@ impl<'a> ser::Serializer for &'a mut Walker {
     fn serialize_str(self, value: &str) -> Result<(), WalkError> {
         if let Some(parts) = &mut self.function_name {
             parts.push(value.to_owned());
+        } else if self.setting == SettingArgument::Constant {
+            self.setting = SettingArgument::Named(value.to_owned());
         }
         Ok(())
     }
@@ -174,7 +208,11 @@ impl<'a> ser::Serializer for &'a mut Walker {
 
     fn serialize_struct(self, name: &'static str, _: usize) -> Result<Node<'a>, WalkError> {
         self.findings.node(name);
-        Ok(Node { walker: self, function_call: name == "FuncCall" })
+        if self.setting == SettingArgument::Expected && name != "Node" {
+            self.setting =
+                if name == "AConst" { SettingArgument::Constant } else { SettingArgument::NotConstant };
+        }
+        Ok(Node { walker: self, function_call: name == "FuncCall", set_config: false })
     }
 
     fn serialize_struct_variant(
@@ -192,6 +230,8 @@ impl<'a> ser::Serializer for &'a mut Walker {
 struct Node<'a> {
     walker: &'a mut Walker,
     function_call: bool,
+    /// A `FuncCall` of `set_config` (known once its `funcname`, which comes before `args`, is).
+    set_config: bool,
 }
 
 impl ser::SerializeStruct for Node<'_> {
@@ -208,6 +248,21 @@ impl ser::SerializeStruct for Node<'_> {
             value.serialize(&mut *self.walker)?;
             let name = self.walker.function_name.take().unwrap_or_default();
             self.walker.findings.call(&name);
+            self.set_config = is_set_config(&name);
+            Ok(())
+        } else if self.set_config && key == "args" {
+            // Arguments may hold set_config calls of their own: this call's state is set aside
+            // while they are walked.
+            let outer = std::mem::replace(&mut self.walker.setting, SettingArgument::Expected);
+            value.serialize(&mut *self.walker)?;
+            let first = std::mem::replace(&mut self.walker.setting, outer);
+            let refusal = match first {
+                SettingArgument::Named(name) if !policy::protected_setting(&name) => None,
+                SettingArgument::Named(_) => Some(NotAllowed::SessionIdentity),
+                _ => Some(NotAllowed::SettingNotConstant),
+            };
+            let findings = &mut self.walker.findings;
+            findings.not_allowed = findings.not_allowed.or(refusal);
             Ok(())
         } else {
             value.serialize(&mut *self.walker)

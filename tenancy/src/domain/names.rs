@@ -126,6 +126,20 @@ impl DatabaseName {
     pub fn template(prefix: &str) -> Self {
         Self(format!("{prefix}_template"))
     }
+
+    /// The database of a cluster that holds its schema-isolated tenants, one schema each:
+    /// `<prefix>_tenants` (`tenants` is a reserved slug). Never the catalog's database, nor
+    /// the cluster's control database.
+    pub fn shared_tenants(prefix: &str) -> Self {
+        Self(format!("{prefix}_tenants"))
+    }
+
+    /// The database of a cluster where the control plane takes its locks (migrations of a
+    /// tenant, the template, role DDL): `<prefix>_control` (`control` is a reserved slug). No
+    /// tenant role may connect to it, so no tenant can hold or wait on those locks.
+    pub fn control(prefix: &str) -> Self {
+        Self(format!("{prefix}_control"))
+    }
 }
 
 impl SchemaName {

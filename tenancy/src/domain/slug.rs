@@ -15,6 +15,7 @@ pub const RESERVED_SLUGS: &[&str] = &[
     "blog",
     "cdn",
     "console",
+    "control",
     "dashboard",
     "dev",
     "docs",

@@ -9,6 +9,9 @@ use tenancy::settings::CommonSettings;
 use testkit::{workspace_root, TestDb};
 use tokio_util::sync::CancellationToken;
 
+/// `ROUTER_RECORDS_KEY` of the tests' routers.
+pub const RECORDS_KEY: &str = "routing-records-key-of-the-e2e-tests";
+
 /// The webhook signing secret the test control planes use.
 pub const WEBHOOK_SECRET: &str = "whsec_e2e_test_secret";
 
@@ -54,6 +57,7 @@ pub fn router_settings(common: &CommonSettings) -> tenant_router::settings::Rout
         negative_cache_ttl: Duration::from_millis(200),
         cache_capacity: 10_000,
         shared_cache_ttl: Duration::from_secs(600),
+        records_key: Some(RECORDS_KEY.into()),
         pool_idle_timeout: Duration::from_secs(60),
         checkout_timeout: Duration::from_secs(2),
         max_connections: 100,

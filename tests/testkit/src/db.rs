@@ -41,6 +41,14 @@ async fn connect(url: &str) -> tokio_postgres::Client {
     client
 }
 
+async fn one_value(client: &tokio_postgres::Client, sql: &str) -> i64 {
+    client
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {}", tenancy::pg::describe_error(&e)))
+        .get(0)
+}
+
 impl TestDb {
     /// Creates `test_<label>_<random>`.
     pub async fn create(label: &str) -> Self {
@@ -62,30 +70,46 @@ impl TestDb {
         }
     }
 
-    /// A superuser connection to this database.
+    /// A superuser connection to this database (the catalog's).
     pub async fn client(&self) -> tokio_postgres::Client {
         connect(&self.url).await
     }
 
+    /// The database of the default cluster's schema tenants (created by the control plane).
+    pub fn tenants_database(&self) -> String {
+        format!("{}_tenants", self.role_prefix)
+    }
+
+    /// A superuser connection to the default cluster's tenants database.
+    pub async fn tenants_client(&self) -> tokio_postgres::Client {
+        connect(&with_database(&self.url, &self.tenants_database())).await
+    }
+
     /// This database's URL with other credentials (e.g. a tenant role's).
     pub fn url_as(&self, user: &str, password: &str) -> String {
+        self.database_url_as(&self.name, user, password)
+    }
+
+    /// The URL of `database` on the test server with credentials `user` and `password`.
+    pub fn database_url_as(&self, database: &str, user: &str, password: &str) -> String {
         let config: tokio_postgres::Config = self.url.parse().unwrap_or_else(|e| panic!("bad test URL: {e}"));
         let host = match config.get_hosts().first() {
             Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
             _ => "127.0.0.1".into(),
         };
         let port = config.get_ports().first().copied().unwrap_or(5432);
-        format!("postgres://{user}:{password}@{host}:{port}/{}", self.name)
+        format!("postgres://{user}:{password}@{host}:{port}/{database}")
     }
 
-    /// The single integer a `SELECT count(*) …` (or any one-value query) returns.
+    /// The single integer a `SELECT count(*) …` (or any one-value query) returns, in the
+    /// catalog's database.
     pub async fn count(&self, sql: &str) -> i64 {
-        self.client()
-            .await
-            .query_one(sql, &[])
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {}", tenancy::pg::describe_error(&e)))
-            .get(0)
+        one_value(&self.client().await, sql).await
+    }
+
+    /// [`TestDb::count`] in the default cluster's tenants database.
+    pub async fn tenants_count(&self, sql: &str) -> i64 {
+        one_value(&self.tenants_client().await, sql).await
     }
 
     /// Roles created under this test's prefix.

@@ -62,7 +62,7 @@ async fn a_tenant_created_with_the_cli_answers_sql_through_the_router_on_its_own
         db.roles().await,
         vec![role.clone(), format!("{}_owner", db.role_prefix), format!("{}_tenants", db.role_prefix)]
     );
-    assert_eq!(db.count("SELECT count(*) FROM t_acme.refinery_schema_history").await, 1);
+    assert_eq!(db.tenants_count("SELECT count(*) FROM t_acme.refinery_schema_history").await, 1);
     assert_eq!(
         db.count("SELECT count(*) FROM control.tenants WHERE slug = 'acme' AND status = 'active'").await,
         1
@@ -108,7 +108,10 @@ async fn invalid_slugs_are_refused_with_the_reason_and_nothing_is_created() {
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
     assert_eq!(db.count("SELECT count(*) FROM control.tenants").await, 0);
     assert_eq!(db.count("SELECT count(*) FROM control.jobs").await, 0);
-    assert_eq!(db.count("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 't\\_%'").await, 0);
+    // No schema, not even the databases that would hold them.
+    let databases =
+        format!("SELECT count(*) FROM pg_database WHERE starts_with(datname, '{}_')", db.role_prefix);
+    assert_eq!(db.count(&databases).await, 0);
     assert!(db.roles().await.is_empty());
 
     // The messages say why.

@@ -10,6 +10,7 @@ use testkit::{common_settings, SecretsFor, TestDb};
 
 struct Fixture {
     db: TestDb,
+    settings: tenant_router::settings::RouterSettings,
     router: tenant_router::http::RunningRouter,
     acme: TenantSql,
     globex_connection_string: String,
@@ -35,7 +36,7 @@ async fn fixture(label: &str) -> Fixture {
     let router = spawn_router_with(&settings).await;
     let acme = TenantSql::new(&router, "acme.app.localhost", &connection_string(&cp, "acme").await);
     let globex_connection_string = connection_string(&cp, "globex").await;
-    Fixture { db, router, acme, globex_connection_string }
+    Fixture { db, settings, router, acme, globex_connection_string }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,7 +120,7 @@ async fn session_settings_of_one_request_never_reach_the_next() {
     f.acme.rows("INSERT INTO teams (name) VALUES ('after-begin')", json!([])).await;
     f.acme.rows("PREPARE leftover AS SELECT 1", json!([])).await;
     assert_eq!(
-        f.db.count("SELECT count(*) FROM t_acme.teams").await,
+        f.db.tenants_count("SELECT count(*) FROM t_acme.teams").await,
         1,
         "committed, seen by another session"
     );
@@ -146,10 +147,21 @@ async fn session_settings_of_one_request_never_reach_the_next() {
 
 /// What a function does to its session is undone too: a statement it prepares, an advisory lock
 /// it takes; and a request that breaks the reset itself loses its connection, nothing more.
+/// (Tenants write no functions: these come from the tenant's migrations, as the owner.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_a_function_does_to_its_session_is_undone_too() {
     let f = fixture("sql_session_functions").await;
-    f.acme.rows("DO $$ BEGIN EXECUTE 'PREPARE hidden AS SELECT 2'; END $$", json!([])).await;
+    f.db.tenants_client()
+        .await
+        .batch_execute(
+            "CREATE FUNCTION t_acme.prepare_hidden() RETURNS void LANGUAGE plpgsql
+               AS $$ BEGIN EXECUTE 'PREPARE hidden AS SELECT 2'; END $$;
+             CREATE FUNCTION t_acme.drop_reset_check() RETURNS void LANGUAGE plpgsql
+               AS $$ BEGIN EXECUTE 'DEALLOCATE tenancy_reset_check'; END $$;",
+        )
+        .await
+        .unwrap();
+    f.acme.rows("SELECT prepare_hidden()", json!([])).await;
     for _ in 0..3 {
         let (status, body) = f.acme.post(json!({"query": "EXECUTE hidden"})).await;
         assert_eq!((status, &body["code"]), (400, &json!("26000")), "{body}");
@@ -157,15 +169,122 @@ async fn what_a_function_does_to_its_session_is_undone_too() {
     for _ in 0..3 {
         f.acme.rows("SELECT pg_advisory_lock(4242)", json!([])).await;
     }
-    let other = f.db.client().await;
+    let other = f.db.tenants_client().await;
     let free: bool = other.query_one("SELECT pg_try_advisory_lock(4242)", &[]).await.unwrap().get(0);
     assert!(free, "the requests' advisory locks were released");
     // A request that deallocates the router's own reset check costs its connection, not the
     // next request.
-    f.acme.rows("DO $$ BEGIN EXECUTE 'DEALLOCATE tenancy_reset_check'; END $$", json!([])).await;
+    f.acme.rows("SELECT drop_reset_check()", json!([])).await;
     for _ in 0..4 {
         assert_eq!(f.acme.rows("SELECT 1 AS one", json!([])).await, json!([{"one": 1}]));
     }
+}
+
+/// A tenant may not change its own role (its password, its defaults), switch to another role,
+/// or run anonymous code: 403 `statement_not_allowed` before anything runs, and the tenant
+/// keeps working. PostgreSQL refuses `DO` to the tenant's role on its own as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_a_tenant_has_no_business_sending_are_refused() {
+    let f = fixture("sql_statement_policy").await;
+    let role = format!("{}_acme", f.db.role_prefix);
+    let refused = [
+        format!("ALTER ROLE {role} PASSWORD 'stolen'"),
+        format!("ALTER ROLE {role} SET statement_timeout = 0"),
+        "ALTER USER CURRENT_USER WITH PASSWORD 'stolen'".to_owned(),
+        format!("SET ROLE {}_tenants", f.db.role_prefix),
+        "SET SESSION AUTHORIZATION DEFAULT".to_owned(),
+        "SELECT set_config('role', 'postgres', false)".to_owned(),
+        "SELECT set_config($1, 'x', false)".to_owned(),
+        "DO $$ BEGIN EXECUTE 'DEALLOCATE tenancy_reset_check'; END $$".to_owned(),
+        "ALTER SYSTEM SET work_mem = '1GB'".to_owned(),
+        "CREATE EXTENSION IF NOT EXISTS pgcrypto".to_owned(),
+    ];
+    for sql in &refused {
+        let params = if sql.contains("$1") { json!(["role"]) } else { json!([]) };
+        for body in [
+            json!({"query": sql, "params": params}),
+            json!({"queries": [{"query": "INSERT INTO tags (name) VALUES ('first')"}, {"query": sql, "params": params}]}),
+        ] {
+            let (status, answer) = f.acme.post(body).await;
+            assert_eq!(
+                (status, &answer["error"]["code"]),
+                (403, &json!("statement_not_allowed")),
+                "{sql}: {answer}"
+            );
+        }
+    }
+    // Nothing ran: the batches' first statements included.
+    assert_eq!(f.db.tenants_count("SELECT count(*) FROM t_acme.tags").await, 0);
+    let unchanged =
+        f.db.count(&format!(
+            "SELECT count(*) FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole
+              WHERE r.rolname = '{role}' AND array_to_string(s.setconfig, ',') LIKE '%statement_timeout%'"
+        ))
+        .await;
+    assert_eq!(unchanged, 0, "the role's defaults are untouched");
+    // The password still works: the router still reaches the tenant.
+    for _ in 0..4 {
+        assert_eq!(f.acme.rows("SELECT 1 AS one", json!([])).await, json!([{"one": 1}]));
+    }
+    // A setting of the tenant's own is fine (the row-level security pattern).
+    assert_eq!(
+        f.acme.rows("SELECT set_config('app.user_id', $1, true) AS v", json!(["42"])).await,
+        json!([{"v": "42"}])
+    );
+
+    // Straight to PostgreSQL with the tenant's credentials: no procedural language.
+    let config: tokio_postgres::Config = f.acme.connection_string.parse().unwrap();
+    let password = String::from_utf8(config.get_password().unwrap().to_vec()).unwrap();
+    let url = f.db.database_url_as(config.get_dbname().unwrap(), config.get_user().unwrap(), &password);
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let err = client.batch_execute("DO $$ BEGIN PERFORM 1; END $$").await.unwrap_err();
+    assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE), "{err}");
+}
+
+/// The plan's statement timeout holds whatever a request sets: the router cancels a request that
+/// runs past it (PostgreSQL's 57014, as for the server's own timeout), and the query is gone
+/// from the server. The role's settings bound what a session may hold on to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plans_statement_timeout_cannot_be_switched_off() {
+    let f = fixture("sql_deadline").await;
+    let role = format!("{}_acme", f.db.role_prefix);
+    let running = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE usename = '{role}' AND query LIKE '%pg_sleep(600)%'"
+    );
+    for body in [
+        json!({"queries": [{"query": "SET LOCAL statement_timeout = 0"}, {"query": "SELECT pg_sleep(600)"}]}),
+        json!({"queries": [{"query": "SELECT set_config('statement_timeout', '0', true)"}, {"query": "SELECT pg_sleep(600)"}]}),
+    ] {
+        // Without the router's deadline this would answer after ten minutes: give up long before.
+        let response = f
+            .acme
+            .request()
+            .timeout(Duration::from_secs(60))
+            .json(&body)
+            .send()
+            .await
+            .expect("an answer in time");
+        assert_eq!(response.status().as_u16(), 400);
+        let answer: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(answer["code"], json!("57014"), "{answer}");
+        let started = std::time::Instant::now();
+        while f.db.count(&running).await > 0 {
+            assert!(started.elapsed() < Duration::from_secs(10), "the query kept running on the server");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(f.acme.rows("SELECT 1 AS one", json!([])).await, json!([{"one": 1}]));
+
+    // On the role: a session idle in a transaction is ended; temporary file space is bounded,
+    // and the tenant cannot lift that bound.
+    assert_eq!(
+        f.acme.rows("SHOW idle_in_transaction_session_timeout", json!([])).await,
+        json!([{"idle_in_transaction_session_timeout": "30s"}])
+    );
+    assert_eq!(f.acme.rows("SHOW temp_file_limit", json!([])).await, json!([{"temp_file_limit": "1GB"}]));
+    let (status, answer) = f.acme.post(json!({"query": "SET temp_file_limit = -1"})).await;
+    assert_eq!((status, &answer["code"]), (400, &json!("42501")), "{answer}");
 }
 
 /// Statements stay prepared on each connection between requests (one round trip for a repeated
@@ -182,7 +301,7 @@ async fn cached_statements_survive_schema_changes_and_deallocate() {
     }
     // The cached `SELECT *` no longer matches the table (a migration, run by the owner): it is
     // prepared again, not refused.
-    f.db.client()
+    f.db.tenants_client()
         .await
         .batch_execute("ALTER TABLE t_acme.tags ADD COLUMN shade text DEFAULT 'dark'")
         .await
@@ -198,7 +317,7 @@ async fn cached_statements_survive_schema_changes_and_deallocate() {
     }
     // Types of the tenant's own, looked up by the driver (with statements of its own) on
     // connections that already served other requests.
-    f.db.client()
+    f.db.tenants_client()
         .await
         .batch_execute("CREATE TYPE t_acme.mood AS ENUM ('calm', 'busy'); CREATE TYPE t_acme.size AS ENUM ('s', 'm', 'l')")
         .await
@@ -523,4 +642,73 @@ async fn a_thousand_concurrent_first_requests_cost_one_catalog_lookup() {
         .find(|l| l.starts_with("tenant_router_resolutions_total{layer=\"Catalog\",outcome=\"Found\"}"))
         .unwrap_or_else(|| panic!("{metrics}"));
     assert!(catalog.ends_with(" 1"), "{catalog}");
+}
+
+/// Redis is not trusted with who a tenant is: a routing record written there by someone else
+/// (acme's key holding globex's role, unsigned or signed with another key, or globex's own
+/// signed record) is ignored and counted, and acme's requests still run as acme.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_routing_records_in_redis_are_ignored() {
+    let f = fixture("sql_forged_records").await;
+    let now =
+        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
+            .unwrap();
+    let acme_token = token(&json!({"tenant": "acme", "exp": now + 600}), JWT_SECRET);
+    let current_user = |router: &tenant_router::http::RunningRouter| {
+        let request = reqwest::Client::new()
+            .post(format!("http://{}/sql", router.addr))
+            .header("host", "acme.app.localhost")
+            .bearer_auth(&acme_token)
+            .json(&json!({"query": "SELECT current_user AS u"}))
+            .send();
+        async move {
+            let body: serde_json::Value = request.await.unwrap().json().await.unwrap();
+            body["rows"][0]["u"].as_str().unwrap_or_default().to_owned()
+        }
+    };
+    let (acme_role, globex_role) =
+        (format!("{}_acme", f.db.role_prefix), format!("{}_globex", f.db.role_prefix));
+    // globex's genuine record, as a router signed it.
+    let globex = TenantSql::new(&f.router, "globex.app.localhost", &f.globex_connection_string);
+    assert_eq!(globex.post(json!({"query": "SELECT 1"})).await.0, 200);
+    let names = tenancy::invalidation::RedisNames::new(&f.db.redis_prefix);
+    let (acme_key, globex_key) = (
+        names.route_key(&tenancy::domain::Slug::parse("acme").unwrap()),
+        names.route_key(&tenancy::domain::Slug::parse("globex").unwrap()),
+    );
+    let mut redis = redis::Client::open(testkit::services().redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let genuine: String = redis::cmd("GET").arg(&globex_key).query_async(&mut redis).await.unwrap();
+    let json = genuine.splitn(4, '.').nth(3).unwrap().to_owned();
+    let as_acme = json.replacen("\"slug\":\"globex\"", "\"slug\":\"acme\"", 1);
+    assert_ne!(as_acme, json);
+    let (expires, signature) = {
+        let mut parts = genuine.splitn(4, '.').skip(1);
+        (parts.next().unwrap().to_owned(), parts.next().unwrap().to_owned())
+    };
+    let forgeries = [
+        // The unsigned record routers used to trust.
+        as_acme.clone(),
+        // globex's signature on a record changed to name acme.
+        format!("v1.{expires}.{signature}.{as_acme}"),
+        // globex's genuine record, replayed under acme's key.
+        genuine.clone(),
+    ];
+    for (i, forged) in forgeries.iter().enumerate() {
+        let _: () = redis::cmd("SET").arg(&acme_key).arg(forged).query_async(&mut redis).await.unwrap();
+        // A router that has not cached acme yet reads Redis first.
+        let router = spawn_router_with(&f.settings).await;
+        assert_eq!(current_user(&router).await, acme_role, "forgery {i} ran as {globex_role}?");
+        let metrics = reqwest::get(format!("http://{}/metrics", router.admin_addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(metrics.contains("tenant_router_shared_records_rejected_total 1"), "forgery {i}: {metrics}");
+        router.stop().await.unwrap();
+    }
 }
