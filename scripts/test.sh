@@ -23,6 +23,24 @@ stop_services() {
 trap stop_services EXIT
 
 scripts/build-deps.sh
+
+# The Node clients the e2e tests drive (Neon's serverless driver, node-postgres):
+# tests/clients/node, installed from its package-lock.json when missing.
+install_node_clients() {
+  local dir=tests/clients/node
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    log "installing Node.js and npm"
+    if [[ $EUID -eq 0 ]]; then sudo=(); else sudo=(sudo); fi
+    "${sudo[@]}" apt-get update -qq >&2
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >&2
+  fi
+  if [[ ! -d "$dir/node_modules" || "$dir/package-lock.json" -nt "$dir/node_modules" ]]; then
+    log "installing the Node test clients (npm ci in $dir)"
+    (cd "$dir" && npm ci --no-audit --no-fund >&2)
+  fi
+}
+install_node_clients
+
 mkdir -p .local
 scripts/services.sh up >.local/test.env
 set -a

@@ -388,8 +388,9 @@ async fn run_query(
     }
 }
 
-/// Binds and executes a prepared statement, writing its result into `body` as Neon's driver
-/// expects it. Nothing is written unless the statement started (a stale one can be retried).
+/// Binds and executes a prepared statement (results in text format), writing its result into
+/// `body` as Neon's driver expects it. Nothing is written unless the statement started (a stale
+/// one can be retried).
 async fn execute(
     client: &impl GenericClient,
     statement: &Statement,
@@ -413,8 +414,9 @@ async fn execute(
         }
     };
     let params: Vec<TextParam> = query.params.iter().map(to_text_param).collect();
+    // Results in text format: every value is PostgreSQL's own text output (see `values`).
     let stream = client
-        .query_raw(statement, params.iter().map(|p| p as &(dyn ToSql + Sync)))
+        .query_raw_text(statement, params.iter().map(|p| p as &(dyn ToSql + Sync)))
         .await
         .map_err(pg_error)?;
     pin_mut!(stream);
@@ -432,10 +434,9 @@ async fn execute(
             let raw: Option<values::Raw<'_>> = row.try_get(i).map_err(|e| RouterError::from_pg(&e))?;
             match raw {
                 None => body.raw(b"null"),
-                Some(bytes) => body.value(
-                    &values::to_json(column.type_(), bytes.0, output.raw_text)
-                        .map_err(|e| RouterError::BadRequest(format!("column {:?}: {e}", column.name())))?,
-                ),
+                Some(text) => body
+                    .text_value(column.type_(), text.0, output.raw_text)
+                    .map_err(|e| RouterError::BadRequest(format!("column {:?}: {e}", column.name())))?,
             }
         }
         body.end_row(array_mode)?;

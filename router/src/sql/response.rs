@@ -4,8 +4,10 @@
 //! size, checked against the limit after every row, so an oversized result is refused as a
 //! whole instead of being truncated.
 
+use super::values::ValueError;
 use crate::error::RouterError;
 use serde::Serialize;
+use tokio_postgres::types::Type;
 use tokio_postgres::Column;
 
 /// Output options from the `Neon-*` headers and the router's response limit.
@@ -56,6 +58,14 @@ impl Body {
     pub fn value<T: Serialize + ?Sized>(&mut self, value: &T) {
         // Writing to a Vec cannot fail, and every value written here serialises.
         let _ = serde_json::to_writer(&mut self.out, value);
+    }
+
+    /// One non-NULL value, from its text output (see [`super::values`]).
+    ///
+    /// # Errors
+    /// When PostgreSQL sent something that is not the text output of `ty`.
+    pub fn text_value(&mut self, ty: &Type, raw: &[u8], raw_text: bool) -> Result<(), ValueError> {
+        super::values::write_json(&mut self.out, ty, raw, raw_text)
     }
 
     /// Starts one statement's result, up to the opening of its rows.

@@ -1,17 +1,24 @@
-//! PostgreSQL values as JSON, the way Neon's HTTP endpoint returns them (and
-//! `@neondatabase/serverless` expects): booleans, int2/int4 and floats as JSON scalars, json and
-//! jsonb parsed, arrays as JSON arrays, and everything else as PostgreSQL's text output (int8
-//! and numeric stay strings so no precision is lost in JavaScript).
+//! PostgreSQL values as JSON, the way Neon's SQL-over-HTTP endpoint returns them.
 //!
-//! tokio-postgres reads results in binary format, so the text output of the supported types is
-//! produced here. A column of a type not listed gets a clear error asking for a `::text` cast.
+//! `/sql` asks PostgreSQL for every result column in text format, so each value arrives as
+//! PostgreSQL's own text output (its output functions, under the session's `DateStyle`,
+//! `IntervalStyle`, `TimeZone`, `lc_monetary`, `extra_float_digits`): nothing is formatted
+//! here, and every type, built-in or not, is right. Then, per value:
+//!
+//! - with `Neon-Raw-Text-Output: true` (what `@neondatabase/serverless` always sends; it parses
+//!   the text itself by type, as node-postgres does): the text as a JSON string, arrays
+//!   included (`"{1,NULL,3}"`);
+//! - otherwise (Neon's typed JSON): `bool` as `true`/`false`, `int2`/`int4` and finite
+//!   `float4`/`float8` as JSON numbers (NaN and ±Infinity stay strings), `json`/`jsonb` as the
+//!   JSON they hold, arrays as JSON arrays of their elements converted the same way (NULL
+//!   elements as `null`, nested for more dimensions, bounds decoration dropped), and every
+//!   other type (`int8`, `numeric`, dates, …) as its text, a JSON string.
+//!
+//! A NULL is JSON `null` in both modes (written by the caller).
 
-use chrono::{Duration, NaiveDate, NaiveDateTime, NaiveTime};
-use fallible_iterator::FallibleIterator as _;
-use serde_json::Value;
 use tokio_postgres::types::{FromSql, Kind, Type};
 
-/// A column value's raw bytes (binary format), whatever its type.
+/// A column value's raw bytes (the text output, here), whatever its type.
 pub struct Raw<'a>(pub &'a [u8]);
 
 impl<'a> FromSql<'a> for Raw<'a> {
@@ -24,225 +31,292 @@ impl<'a> FromSql<'a> for Raw<'a> {
     }
 }
 
-/// A value whose type the router cannot render.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("type {0} is not supported by /sql yet; cast the column to text (e.g. `col::text`)")]
-pub struct UnsupportedType(pub String);
-
-type Decoded = Result<Value, UnsupportedType>;
-
-fn text<'a, T: FromSql<'a>>(ty: &Type, raw: &'a [u8]) -> Result<T, UnsupportedType> {
-    T::from_sql(ty, raw).map_err(|_| UnsupportedType(ty.name().to_owned()))
+/// A value PostgreSQL sent that is not the text its type prints (never expected).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unexpected {ty} value from PostgreSQL: {reason}")]
+pub struct ValueError {
+    ty: String,
+    reason: &'static str,
 }
 
-/// Converts one non-NULL value. With `raw_text`, every scalar is returned as its text output.
-pub fn to_json(ty: &Type, raw: &[u8], raw_text: bool) -> Decoded {
-    match ty.kind() {
-        Kind::Array(element) => return array_to_json(ty, element, raw, raw_text),
-        Kind::Domain(inner) => return to_json(inner, raw, raw_text),
-        Kind::Enum(_) => return Ok(Value::String(text::<String>(&Type::TEXT, raw)?)),
-        _ => {}
-    }
-    let typed = match *ty {
-        Type::BOOL => Value::Bool(text::<bool>(ty, raw)?),
-        Type::INT2 => Value::from(text::<i16>(ty, raw)?),
-        Type::INT4 => Value::from(text::<i32>(ty, raw)?),
-        Type::FLOAT4 => float(f64::from(text::<f32>(ty, raw)?)),
-        Type::FLOAT8 => float(text::<f64>(ty, raw)?),
-        Type::JSON | Type::JSONB => text::<serde_json::Value>(ty, raw)?,
-        _ => return Ok(Value::String(to_text(ty, raw)?)),
-    };
+fn invalid(ty: &Type, reason: &'static str) -> ValueError {
+    ValueError { ty: ty.name().to_owned(), reason }
+}
+
+/// Writes one non-NULL value, given as its text output (`raw`, UTF-8), as JSON into `out`.
+///
+/// # Errors
+/// When `raw` is not UTF-8, or not the text output of `ty` where it is parsed (numbers,
+/// booleans, arrays).
+pub fn write_json(out: &mut Vec<u8>, ty: &Type, raw: &[u8], raw_text: bool) -> Result<(), ValueError> {
+    let text = std::str::from_utf8(raw).map_err(|_| invalid(ty, "not UTF-8"))?;
     if raw_text {
-        return Ok(Value::String(match typed {
-            Value::Bool(b) => if b { "t" } else { "f" }.to_owned(),
-            Value::String(s) => s,
-            other => other.to_string(),
-        }));
+        write_string(out, text);
+        Ok(())
+    } else {
+        write_typed(out, ty, text)
     }
-    Ok(typed)
 }
 
-fn float(value: f64) -> Value {
-    serde_json::Number::from_f64(value).map_or_else(
-        || {
-            Value::String(if value.is_nan() {
-                "NaN".into()
-            } else if value > 0.0 {
-                "Infinity".into()
+fn write_string(out: &mut Vec<u8>, text: &str) {
+    // Writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, text);
+}
+
+/// Neon's typed JSON for one value's text.
+fn write_typed(out: &mut Vec<u8>, ty: &Type, text: &str) -> Result<(), ValueError> {
+    if let Kind::Array(element) = ty.kind() {
+        return write_array(out, element, text);
+    }
+    match *ty {
+        Type::BOOL => out.extend_from_slice(if text == "t" { b"true" } else { b"false" }),
+        Type::INT2 | Type::INT4 => {
+            let value: i32 = text.parse().map_err(|_| invalid(ty, "not an integer"))?;
+            let _ = serde_json::to_writer(&mut *out, &value);
+        }
+        Type::FLOAT4 | Type::FLOAT8 => {
+            let value: f64 = text.parse().map_err(|_| invalid(ty, "not a number"))?;
+            if value.is_finite() {
+                let _ = serde_json::to_writer(&mut *out, &value);
             } else {
-                "-Infinity".into()
-            })
-        },
-        Value::Number,
-    )
+                // NaN, Infinity, -Infinity: JSON has no such numbers.
+                write_string(out, text);
+            }
+        }
+        // PostgreSQL only stores valid JSON in these.
+        Type::JSON | Type::JSONB => out.extend_from_slice(text.as_bytes()),
+        _ => write_string(out, text),
+    }
+    Ok(())
 }
 
-fn pg_epoch() -> NaiveDateTime {
-    NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or_default().and_time(NaiveTime::MIN)
-}
-
-/// Seconds with the fraction PostgreSQL would print (trailing zeros trimmed).
-fn format_time_of_day(time: NaiveTime) -> String {
-    let base = time.format("%H:%M:%S").to_string();
-    let micros = chrono::Timelike::nanosecond(&time) / 1000;
-    if micros == 0 {
-        base
+/// An array's text output (`{1,NULL,"a b"}`, `{{1,2},{3,4}}`, `[0:1]={7,8}`) as a JSON array.
+fn write_array(out: &mut Vec<u8>, element: &Type, text: &str) -> Result<(), ValueError> {
+    // Bounds decoration, printed when a lower bound is not 1: JSON arrays have none.
+    let text = match text.strip_prefix('[') {
+        Some(_) => {
+            text.split_once('=').map(|(_, rest)| rest).ok_or_else(|| invalid(element, "bad bounds"))?
+        }
+        None => text,
+    };
+    // `box` is the one built-in type whose elements are separated by `;`.
+    let delimiter = if *element == Type::BOX { b';' } else { b',' };
+    let mut parser = ArrayText { rest: text.trim().as_bytes(), text, element, delimiter };
+    parser.array(out)?;
+    if parser.rest.is_empty() {
+        Ok(())
     } else {
-        format!("{base}.{}", format!("{micros:06}").trim_end_matches('0'))
+        Err(invalid(element, "text after the array's end"))
     }
 }
 
-fn timestamp_text(ty: &Type, raw: &[u8]) -> Result<String, UnsupportedType> {
-    let micros = text::<i64>(&Type::INT8, raw).map_err(|_| UnsupportedType(ty.name().to_owned()))?;
-    match micros {
-        i64::MAX => return Ok("infinity".into()),
-        i64::MIN => return Ok("-infinity".into()),
-        _ => {}
-    }
-    let at = pg_epoch()
-        .checked_add_signed(Duration::microseconds(micros))
-        .ok_or_else(|| UnsupportedType(format!("{} beyond year 262142", ty.name())))?;
-    let mut out = format!("{} {}", at.format("%Y-%m-%d"), format_time_of_day(at.time()));
-    if *ty == Type::TIMESTAMPTZ {
-        out.push_str("+00");
-    }
-    Ok(out)
+/// A cursor over an array's text output.
+struct ArrayText<'a> {
+    /// What is left to read (a suffix of `text`).
+    rest: &'a [u8],
+    text: &'a str,
+    element: &'a Type,
+    delimiter: u8,
 }
 
-/// PostgreSQL's text output of the scalar types we support.
-fn to_text(ty: &Type, raw: &[u8]) -> Result<String, UnsupportedType> {
-    Ok(match *ty {
-        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => text::<String>(ty, raw)?,
-        Type::CHAR => (text::<i8>(ty, raw)? as u8 as char).to_string(),
-        Type::INT8 => text::<i64>(ty, raw)?.to_string(),
-        Type::OID => text::<u32>(ty, raw)?.to_string(),
-        Type::NUMERIC => numeric_text(raw).ok_or_else(|| UnsupportedType("numeric".into()))?,
-        Type::UUID => text::<uuid::Uuid>(ty, raw)?.hyphenated().to_string(),
-        Type::BYTEA => format!("\\x{}", hex::encode(raw)),
-        Type::TIMESTAMP | Type::TIMESTAMPTZ => timestamp_text(ty, raw)?,
-        Type::DATE => match text::<i32>(&Type::INT4, raw)? {
-            i32::MAX => "infinity".into(),
-            i32::MIN => "-infinity".into(),
-            days => pg_epoch()
-                .date()
-                .checked_add_signed(Duration::days(i64::from(days)))
-                .ok_or_else(|| UnsupportedType("date beyond year 262142".into()))?
-                .format("%Y-%m-%d")
-                .to_string(),
-        },
-        Type::TIME => format_time_of_day(text::<NaiveTime>(ty, raw)?),
-        Type::INET | Type::CIDR => text::<std::net::IpAddr>(&Type::INET, raw)?.to_string(),
-        // A function returning nothing (`SELECT pg_sleep(1)`): its text output is empty.
-        Type::VOID => String::new(),
-        _ => return Err(UnsupportedType(ty.name().to_owned())),
-    })
-}
-
-fn array_to_json(ty: &Type, element: &Type, raw: &[u8], raw_text: bool) -> Decoded {
-    let unsupported = || UnsupportedType(ty.name().to_owned());
-    let array = postgres_protocol::types::array_from_sql(raw).map_err(|_| unsupported())?;
-    let dims: Vec<usize> = array
-        .dimensions()
-        .map(|d| Ok(usize::try_from(d.len).unwrap_or(0)))
-        .collect()
-        .map_err(|_: Box<dyn std::error::Error + Sync + Send>| unsupported())?;
-    let values: Vec<Value> = array
-        .values()
-        .map(Ok)
-        .collect::<Vec<Option<&[u8]>>>()
-        .map_err(|_| unsupported())?
-        .into_iter()
-        .map(|v| v.map_or(Ok(Value::Null), |bytes| to_json(element, bytes, raw_text)))
-        .collect::<Result<_, _>>()?;
-    Ok(nest(&dims, &mut values.into_iter()))
-}
-
-/// Builds nested arrays of the given dimensions from a flat list of values.
-fn nest(dims: &[usize], values: &mut impl Iterator<Item = Value>) -> Value {
-    match dims.split_first() {
-        None => Value::Array(Vec::new()),
-        Some((len, [])) => Value::Array(values.take(*len).collect()),
-        Some((len, rest)) => Value::Array((0..*len).map(|_| nest(rest, values)).collect()),
+impl<'a> ArrayText<'a> {
+    fn error(&self, reason: &'static str) -> ValueError {
+        invalid(self.element, reason)
     }
-}
 
-/// Decodes PostgreSQL's binary numeric (base-10000 digits) into its text output.
-fn numeric_text(raw: &[u8]) -> Option<String> {
-    let word = |i: usize| raw.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
-    let ndigits = usize::from(word(0)?);
-    let weight = i32::from(word(2)? as i16);
-    let sign = word(4)?;
-    let dscale = usize::from(word(6)?);
-    match sign {
-        0xC000 => return Some("NaN".into()),
-        0xD000 => return Some("Infinity".into()),
-        0xF000 => return Some("-Infinity".into()),
-        _ => {}
-    }
-    let digits: Vec<u16> = (0..ndigits).map(|i| word(8 + 2 * i)).collect::<Option<_>>()?;
-    let digit = |i: i32| usize::try_from(i).ok().and_then(|i| digits.get(i)).copied().unwrap_or(0);
-    let mut out = String::new();
-    if sign == 0x4000 {
-        out.push('-');
-    }
-    if weight < 0 {
-        out.push('0');
-    } else {
-        out.push_str(&digit(0).to_string());
-        for i in 1..=weight {
-            out.push_str(&format!("{:04}", digit(i)));
+    fn skip_spaces(&mut self) {
+        while let [b' ' | b'\t' | b'\n' | b'\r', rest @ ..] = self.rest {
+            self.rest = rest;
         }
     }
-    if dscale > 0 {
-        let mut fraction = String::new();
-        let mut i = weight + 1;
-        while fraction.len() < dscale {
-            fraction.push_str(&format!("{:04}", digit(i)));
-            i += 1;
-        }
-        fraction.truncate(dscale);
-        out.push('.');
-        out.push_str(&fraction);
+
+    fn peek(&self) -> Option<u8> {
+        self.rest.first().copied()
     }
-    Some(out)
+
+    /// The text from here for `len` bytes (always on character boundaries: they end at ASCII).
+    fn take(&mut self, len: usize) -> &'a str {
+        let start = self.text.len() - self.rest.len();
+        self.rest = &self.rest[len..];
+        &self.text[start..start + len]
+    }
+
+    /// `{item,item,…}`, where an item is a nested array, `NULL`, a quoted or a bare element.
+    fn array(&mut self, out: &mut Vec<u8>) -> Result<(), ValueError> {
+        self.skip_spaces();
+        if self.peek() != Some(b'{') {
+            return Err(self.error("array without '{'"));
+        }
+        self.rest = &self.rest[1..];
+        out.push(b'[');
+        self.skip_spaces();
+        if self.peek() == Some(b'}') {
+            self.rest = &self.rest[1..];
+            out.push(b']');
+            return Ok(());
+        }
+        loop {
+            self.item(out)?;
+            self.skip_spaces();
+            match self.peek() {
+                Some(b'}') => {
+                    self.rest = &self.rest[1..];
+                    out.push(b']');
+                    return Ok(());
+                }
+                Some(c) if c == self.delimiter => {
+                    self.rest = &self.rest[1..];
+                    out.push(b',');
+                }
+                _ => return Err(self.error("unbalanced array")),
+            }
+        }
+    }
+
+    fn item(&mut self, out: &mut Vec<u8>) -> Result<(), ValueError> {
+        self.skip_spaces();
+        match self.peek() {
+            Some(b'{') => self.array(out),
+            Some(b'"') => {
+                self.rest = &self.rest[1..];
+                let value = self.quoted()?;
+                write_typed(out, self.element, &value)
+            }
+            _ => {
+                let delimiter = self.delimiter;
+                let len = self
+                    .rest
+                    .iter()
+                    .position(|&c| c == delimiter || c == b'}')
+                    .ok_or_else(|| self.error("unbalanced array"))?;
+                let value = self.take(len).trim_end();
+                if value == "NULL" {
+                    out.extend_from_slice(b"null");
+                    Ok(())
+                } else {
+                    write_typed(out, self.element, value)
+                }
+            }
+        }
+    }
+
+    /// A quoted element after its opening quote, unescaped (`\x` is `x`), up to and past its
+    /// closing quote.
+    fn quoted(&mut self) -> Result<String, ValueError> {
+        let mut value = String::new();
+        loop {
+            let len = self
+                .rest
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\')
+                .ok_or_else(|| self.error("unbalanced quotes"))?;
+            let chunk = self.take(len);
+            value.push_str(chunk);
+            let quote = self.rest[0] == b'"';
+            self.rest = &self.rest[1..];
+            if quote {
+                return Ok(value);
+            }
+            // The escaped character, whole (it may be more than one byte).
+            let escaped = self.text[self.text.len() - self.rest.len()..]
+                .chars()
+                .next()
+                .ok_or_else(|| self.error("unbalanced quotes"))?;
+            self.take(escaped.len_utf8());
+            value.push(escaped);
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
 
-    fn numeric(weight: i16, sign: u16, dscale: u16, digits: &[u16]) -> Vec<u8> {
-        let mut raw = Vec::new();
-        for w in [digits.len() as u16, weight as u16, sign, dscale].into_iter().chain(digits.iter().copied())
-        {
-            raw.extend_from_slice(&w.to_be_bytes());
+    fn typed(ty: &Type, text: &str) -> Value {
+        let mut out = Vec::new();
+        write_json(&mut out, ty, text.as_bytes(), false).unwrap();
+        serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)))
+    }
+
+    fn raw(ty: &Type, text: &str) -> Value {
+        let mut out = Vec::new();
+        write_json(&mut out, ty, text.as_bytes(), true).unwrap();
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn raw_text_is_the_text_output_as_a_string() {
+        assert_eq!(raw(&Type::INT4_ARRAY, "{1,2}"), json!("{1,2}"));
+        assert_eq!(raw(&Type::INT4, "42"), json!("42"));
+        assert_eq!(raw(&Type::BOOL, "t"), json!("t"));
+        assert_eq!(raw(&Type::JSONB, r#"{"a": 1}"#), json!(r#"{"a": 1}"#));
+        assert_eq!(raw(&Type::TEXT_ARRAY, r#"{"a \"b\"",NULL,"c\\d"}"#), json!(r#"{"a \"b\"",NULL,"c\\d"}"#));
+        assert_eq!(raw(&Type::BYTEA, "\\x01ff"), json!("\\x01ff"));
+    }
+
+    #[test]
+    fn scalars_as_neon_types_them() {
+        assert_eq!(typed(&Type::BOOL, "t"), json!(true));
+        assert_eq!(typed(&Type::BOOL, "f"), json!(false));
+        assert_eq!(typed(&Type::INT2, "-7"), json!(-7));
+        assert_eq!(typed(&Type::INT4, "2147483647"), json!(2_147_483_647));
+        assert_eq!(typed(&Type::INT8, "9007199254740993"), json!("9007199254740993"));
+        assert_eq!(typed(&Type::FLOAT8, "0.1"), json!(0.1));
+        assert_eq!(typed(&Type::FLOAT8, "1e+300"), json!(1e300));
+        assert_eq!(typed(&Type::FLOAT4, "NaN"), json!("NaN"));
+        assert_eq!(typed(&Type::FLOAT8, "-Infinity"), json!("-Infinity"));
+        assert_eq!(typed(&Type::NUMERIC, "12.340"), json!("12.340"));
+        assert_eq!(typed(&Type::JSONB, r#"{"a": [1, null]}"#), json!({"a": [1, null]}));
+        assert_eq!(typed(&Type::JSON, r#" "s" "#), json!("s"));
+        assert_eq!(typed(&Type::TIMESTAMPTZ, "2024-01-02 03:04:05.5+00"), json!("2024-01-02 03:04:05.5+00"));
+        assert_eq!(typed(&Type::TEXT, "line\n\"q\""), json!("line\n\"q\""));
+    }
+
+    #[test]
+    fn arrays_become_json_arrays() {
+        assert_eq!(typed(&Type::INT4_ARRAY, "{1,2}"), json!([1, 2]));
+        assert_eq!(typed(&Type::INT4_ARRAY, "{}"), json!([]));
+        assert_eq!(typed(&Type::INT4_ARRAY, "{1,NULL,3}"), json!([1, null, 3]));
+        assert_eq!(typed(&Type::INT4_ARRAY, "{{1,2},{3,4}}"), json!([[1, 2], [3, 4]]));
+        assert_eq!(typed(&Type::INT4_ARRAY, "{{{1},{2}},{{3},{NULL}}}"), json!([[[1], [2]], [[3], [null]]]));
+        assert_eq!(typed(&Type::INT4_ARRAY, "[0:1]={7,8}"), json!([7, 8]));
+        assert_eq!(typed(&Type::INT8_ARRAY, "{9007199254740993}"), json!(["9007199254740993"]));
+        assert_eq!(typed(&Type::BOOL_ARRAY, "{t,f,NULL}"), json!([true, false, null]));
+        assert_eq!(typed(&Type::FLOAT8_ARRAY, "{0.1,NaN,-0}"), json!([0.1, "NaN", -0.0]));
+        assert_eq!(
+            typed(&Type::TEXT_ARRAY, r#"{"a,b","c\"d","e\\f","{g}","","NULL",NULL," h ",ü,"i j"}"#),
+            json!(["a,b", "c\"d", "e\\f", "{g}", "", "NULL", null, " h ", "ü", "i j"])
+        );
+        assert_eq!(typed(&Type::TEXT_ARRAY, r#"{"\ü"}"#), json!(["ü"]));
+        assert_eq!(
+            typed(&Type::JSONB_ARRAY, r#"{"{\"a\": 1}",NULL,"[1, \"x,y\"]"}"#),
+            json!([{"a": 1}, null, [1, "x,y"]])
+        );
+        assert_eq!(typed(&Type::BYTEA_ARRAY, r#"{"\\x01ff",NULL}"#), json!(["\\x01ff", null]));
+        assert_eq!(
+            typed(&Type::INT4_RANGE_ARRAY, r#"{"[1,10)",empty,NULL}"#),
+            json!(["[1,10)", "empty", null])
+        );
+        assert_eq!(
+            typed(&Type::BOX_ARRAY, "{(1,1),(0,0);(2,2),(1,1)}"),
+            json!(["(1,1),(0,0)", "(2,2),(1,1)"])
+        );
+    }
+
+    #[test]
+    fn malformed_text_is_an_error() {
+        let mut out = Vec::new();
+        for (ty, text) in [
+            (&Type::INT4_ARRAY, "{1,2"),
+            (&Type::INT4_ARRAY, "1,2}"),
+            (&Type::TEXT_ARRAY, r#"{"a}"#),
+            (&Type::INT4_ARRAY, "{1}x"),
+            (&Type::INT4, "x"),
+            (&Type::FLOAT8, "x"),
+        ] {
+            assert!(write_json(&mut out, ty, text.as_bytes(), false).is_err(), "{text}");
         }
-        raw
-    }
-
-    #[test]
-    fn numeric_text_matches_postgres_output() {
-        assert_eq!(numeric_text(&numeric(0, 0, 0, &[])).unwrap(), "0");
-        assert_eq!(numeric_text(&numeric(0, 0, 2, &[12, 3400])).unwrap(), "12.34");
-        assert_eq!(numeric_text(&numeric(1, 0x4000, 0, &[1, 2])).unwrap(), "-10002");
-        assert_eq!(numeric_text(&numeric(-2, 0, 6, &[1200])).unwrap(), "0.000012");
-        assert_eq!(numeric_text(&numeric(-2, 0, 8, &[12])).unwrap(), "0.00000012");
-        assert_eq!(numeric_text(&numeric(0, 0xC000, 0, &[])).unwrap(), "NaN");
-    }
-
-    #[test]
-    fn timestamps_print_like_postgres() {
-        let raw = 1_000_000i64.to_be_bytes();
-        assert_eq!(timestamp_text(&Type::TIMESTAMPTZ, &raw).unwrap(), "2000-01-01 00:00:01+00");
-        let raw = 1_500_000i64.to_be_bytes();
-        assert_eq!(timestamp_text(&Type::TIMESTAMP, &raw).unwrap(), "2000-01-01 00:00:01.5");
-        assert_eq!(timestamp_text(&Type::TIMESTAMP, &i64::MAX.to_be_bytes()).unwrap(), "infinity");
-    }
-
-    #[test]
-    fn floats_that_json_cannot_hold_become_strings() {
-        assert_eq!(float(f64::NAN), Value::String("NaN".into()));
-        assert_eq!(float(f64::NEG_INFINITY), Value::String("-Infinity".into()));
-        assert_eq!(float(1.5), serde_json::json!(1.5));
+        assert!(write_json(&mut out, &Type::TEXT, &[0xff], true).is_err());
     }
 }

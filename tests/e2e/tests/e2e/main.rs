@@ -11,6 +11,7 @@ mod degraded;
 mod domains;
 mod embed;
 mod lifecycle;
+mod neon_driver;
 mod operator_api;
 mod proxy;
 mod rate_limits;

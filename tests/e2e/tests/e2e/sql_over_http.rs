@@ -93,10 +93,24 @@ async fn values_come_back_as_neon_returns_them() {
     assert_eq!(body["rows"], json!([["1", "t"]]));
     assert_eq!(body["rowAsArray"], json!(true));
 
-    // Types without a text rendering yet are refused clearly, not mangled.
-    let (status, body) = f.acme.post(json!({"query": "SELECT interval '1 day' AS i"})).await;
-    assert_eq!(status, 400);
-    assert!(body["message"].as_str().unwrap().contains("::text"), "{body}");
+    // Raw text output is PostgreSQL's text output, arrays included (what Neon's driver parses).
+    let response = f
+        .acme
+        .request()
+        .header("neon-raw-text-output", "true")
+        .json(&json!({"query": "SELECT array[1,NULL] AS ints, array['a,b'] AS t, NULL::int[] AS nothing"}))
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["rows"], json!([{"ints": "{1,NULL}", "t": "{\"a,b\"}", "nothing": null}]));
+
+    // Every type has a value: PostgreSQL's text output where Neon types none.
+    let rows =
+        f.acme.rows("SELECT interval '1 day' AS i, int4range(1, 3) AS r, 2::money AS m", json!([])).await;
+    assert_eq!(rows[0]["i"], json!("1 day"));
+    assert_eq!(rows[0]["r"], json!("[1,3)"));
+    assert!(rows[0]["m"].as_str().unwrap().contains('2'), "{rows}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,62 @@
+//! Neon's own driver (`@neondatabase/serverless`) against the router's `/sql`, compared value by
+//! value with node-postgres (`pg`) against PostgreSQL directly, over the types users store:
+//! the Node script `tests/clients/node/compare-values.mjs` runs both and lists every difference.
+//! `scripts/test.sh` installs its packages (`npm ci`) when they are missing.
+
+use control_plane::context::ControlPlane;
+use control_plane::provisioning::{request_tenant, steps::provision, TenantRequest};
+use e2e_tests::{connection_string, provisioning_settings, router_settings, spawn_router_with};
+use testkit::{common_settings, workspace_root, SecretsFor, TestDb};
+
+/// The tenant's credentials, pointed at PostgreSQL itself instead of the router.
+fn direct_url(db: &TestDb, tenant_connection_string: &str) -> String {
+    let config: tokio_postgres::Config = tenant_connection_string.parse().unwrap();
+    let user = config.get_user().unwrap();
+    let password = String::from_utf8(config.get_password().unwrap().to_vec()).unwrap();
+    let dbname = config.get_dbname().unwrap();
+    // The test database's host and port, with the tenant's role and database.
+    let url = db.url_as(user, &password);
+    let (server, _) = url.rsplit_once('/').unwrap();
+    format!("{server}/{dbname}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neon_driver_values_match_node_postgres() {
+    let client_dir = workspace_root().join("tests/clients/node");
+    assert!(
+        client_dir.join("node_modules/@neondatabase/serverless").is_dir(),
+        "the Node test clients are not installed: run `npm ci` in {} (scripts/test.sh does)",
+        client_dir.display()
+    );
+    let db = TestDb::create("neon_driver").await;
+    let common = common_settings(&db, SecretsFor::Local);
+    let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
+    let tenant = request_tenant(&cp, &TenantRequest::new("acme", "starter"), "test").await.unwrap();
+    provision(&cp, tenant.id).await.unwrap();
+    // The script sends a few hundred requests in a few seconds: above the starter plan's limit.
+    db.client()
+        .await
+        .execute("UPDATE control.tenants SET rate_limit_per_second = 100000", &[])
+        .await
+        .unwrap();
+    let router = spawn_router_with(&router_settings(&common)).await;
+    let neon_url = connection_string(&cp, "acme").await;
+
+    let output = tokio::process::Command::new("node")
+        .arg("compare-values.mjs")
+        .current_dir(&client_dir)
+        .env("ROUTER_SQL_URL", format!("http://{}/sql", router.addr))
+        .env("ROUTER_HOST", "acme.app.localhost")
+        .env("PG_URL", direct_url(&db, &neon_url))
+        .env("NEON_URL", &neon_url)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(120), output)
+        .await
+        .expect("the Node script did not finish in 120 s")
+        .expect("node could not be started (is Node.js installed?)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the driver and node-postgres disagree:\n{stderr}\n{stdout}");
+    assert!(stdout.contains("queries agree"), "{stdout}");
+}
