@@ -212,13 +212,16 @@ pub async fn spawn(
             Ok(())
         }));
     }
-    for (listener, app) in
-        [(listener, app(state.clone(), settings.max_body_bytes)), (admin_listener, admin_app(state))]
-    {
+    // Each listener has its own connection budget: a flood of tenant traffic leaves health
+    // checks answering.
+    for (listener, app, limits) in [
+        (listener, app(state.clone(), settings.max_body_bytes), settings.http.main()),
+        (admin_listener, admin_app(state), settings.http.admin()),
+    ] {
         let drain = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            axum::serve(listener, app).with_graceful_shutdown(async move { drain.cancelled().await }).await
-        }));
+        tasks.push(tokio::spawn(tenancy::listener::serve(listener, app, limits, async move {
+            drain.cancelled().await;
+        })));
     }
     tracing::info!(%addr, %admin_addr, "tenant-router listening");
     Ok(RunningRouter { addr, admin_addr, shutdown, tasks })

@@ -22,6 +22,10 @@ pub struct RouterSettings {
     #[arg(long, env = "ROUTER_ADMIN_LISTEN", default_value = "127.0.0.1:9091")]
     pub admin_listen: SocketAddr,
 
+    /// Header read and idle timeouts and connection limits of both listeners.
+    #[command(flatten)]
+    pub http: tenancy::listener::HttpSettings,
+
     /// How long a resolved tenant is cached in process.
     #[arg(long, env = "ROUTER_CACHE_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub cache_ttl: Duration,

@@ -28,16 +28,31 @@ pub struct ControlPlaneUnderTest {
 }
 
 pub async fn spawn_control_plane(db: &TestDb, common: &CommonSettings) -> ControlPlaneUnderTest {
-    let cp = ControlPlane::start(common, &provisioning_settings(db))
-        .await
-        .unwrap_or_else(|e| panic!("control plane did not start: {e}"));
-    let settings = ServeSettings {
+    spawn_control_plane_with(db, common, &control_plane_settings()).await
+}
+
+/// `tenantctl serve` settings for tests: a free port, the test webhook secret.
+pub fn control_plane_settings() -> ServeSettings {
+    ServeSettings {
         listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        admin_listen: None,
+        http: tenancy::listener::HttpSettings::default(),
         billing_webhook_secret: Some(WEBHOOK_SECRET.into()),
         worker_concurrency: 2,
         shutdown_grace: Duration::from_secs(10),
-    };
-    let server = control_plane::http::spawn(cp.clone(), &settings, CancellationToken::new())
+    }
+}
+
+/// A control plane with the given settings.
+pub async fn spawn_control_plane_with(
+    db: &TestDb,
+    common: &CommonSettings,
+    settings: &ServeSettings,
+) -> ControlPlaneUnderTest {
+    let cp = ControlPlane::start(common, &provisioning_settings(db))
+        .await
+        .unwrap_or_else(|e| panic!("control plane did not start: {e}"));
+    let server = control_plane::http::spawn(cp.clone(), settings, CancellationToken::new())
         .await
         .unwrap_or_else(|e| panic!("control plane did not listen: {e}"));
     let url = format!("http://{}", server.addr);
@@ -50,6 +65,7 @@ pub fn router_settings(common: &CommonSettings) -> tenant_router::settings::Rout
         common: common.clone(),
         listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
         admin_listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        http: tenancy::listener::HttpSettings::default(),
         cache_ttl: Duration::from_secs(30),
         negative_cache_ttl: Duration::from_millis(200),
         cache_capacity: 10_000,

@@ -16,4 +16,5 @@ mod proxy;
 mod rate_limits;
 mod session_reset;
 mod slice;
+mod slow_clients;
 mod sql_over_http;
