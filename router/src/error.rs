@@ -23,6 +23,8 @@ pub enum RouterError {
     ResponseTooLarge(usize),
     #[error("too many requests for this tenant's plan; slow down")]
     RateLimited,
+    #[error(transparent)]
+    TooManyFailedAttempts(#[from] crate::failed_attempts::Blocked),
     #[error("{0}")]
     StatementNotAllowed(&'static str),
     #[error(transparent)]
@@ -87,6 +89,7 @@ impl RouterError {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::ResponseTooLarge(_) => (StatusCode::BAD_REQUEST, "response_too_large"),
             Self::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::TooManyFailedAttempts(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_failed_attempts"),
             Self::StatementNotAllowed(_) => (StatusCode::FORBIDDEN, "statement_not_allowed"),
             Self::Proxy(crate::proxy::ProxyError::NotConfigured) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Proxy(crate::proxy::ProxyError::Unreachable) => {
@@ -125,7 +128,10 @@ impl IntoResponse for RouterError {
                 (status, axum::Json(body)).into_response()
             }
         };
-        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+        if let Self::TooManyFailedAttempts(blocked) = &self {
+            let seconds = blocked.retry_after.as_secs() + u64::from(blocked.retry_after.subsec_nanos() > 0);
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        } else if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response

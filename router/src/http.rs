@@ -14,6 +14,10 @@ pub struct AppState {
     pub resolver: Arc<Resolver>,
     pub pools: Arc<TenantPools>,
     pub rate_limits: Arc<crate::rate_limit::RateLimits>,
+    /// Failed authentications and unknown hosts, per client address.
+    pub failed_attempts: Arc<crate::failed_attempts::FailedAttempts>,
+    /// `ROUTER_TRUSTED_PROXY_HOPS`: where the client address is found.
+    pub trusted_proxy_hops: usize,
     pub metrics: Arc<crate::metrics::RouterMetrics>,
     /// The application other paths go to (`ROUTER_UPSTREAM`).
     pub upstream: Option<Arc<crate::proxy::Upstream>>,
@@ -25,6 +29,33 @@ pub struct AppState {
     pub classifier: crate::statement::Classifier,
     /// When sessions are reset between requests (`ROUTER_SESSION_RESET`).
     pub session_reset: crate::session::ResetPolicy,
+}
+
+impl AppState {
+    /// The servable tenant of the request's `Host`, for `client`: refused at once when the
+    /// client is past its failed attempts.
+    pub async fn resolve_for(
+        &self,
+        client: crate::failed_attempts::ClientAddress,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<Arc<tenancy::catalog::TenantRecord>, crate::error::RouterError> {
+        self.failed_attempts.check(client)?;
+        let host = headers.get(axum::http::header::HOST).and_then(|v| v.to_str().ok());
+        Ok(self.resolver.resolve(host).await?)
+    }
+
+    /// Charges the tenant's plan limit for one (authenticated) request.
+    pub async fn charge_rate_limit(
+        &self,
+        tenant: &tenancy::catalog::TenantRecord,
+    ) -> Result<(), crate::error::RouterError> {
+        if self.rate_limits.allow(tenant).await {
+            Ok(())
+        } else {
+            self.metrics.rate_limited.inc();
+            Err(crate::error::RouterError::RateLimited)
+        }
+    }
 }
 
 /// Why the router could not start.
@@ -77,6 +108,10 @@ impl AppState {
                 metrics.connections.clone(),
             )),
             rate_limits: Arc::new(crate::rate_limit::RateLimits::new(redis.map(|link| (link, names)))),
+            failed_attempts: Arc::new(crate::failed_attempts::FailedAttempts::new(
+                settings.auth_failures_per_minute,
+            )),
+            trusted_proxy_hops: settings.trusted_proxy_hops,
             metrics,
             jwt: jwt_verifier(settings)?.map(Arc::new),
             upstream: settings

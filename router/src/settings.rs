@@ -110,6 +110,18 @@ pub struct RouterSettings {
     )]
     pub jwt_read_only_roles: Vec<String>,
 
+    /// Failed authentications (and requests for hosts with no tenant) allowed per client
+    /// address and minute, as a burst of that many; past them the address gets 429 with
+    /// Retry-After until the allowance refills (0: no limit). IPv6 addresses count per /64.
+    #[arg(long, env = "ROUTER_AUTH_FAILURES_PER_MINUTE", default_value_t = 30)]
+    pub auth_failures_per_minute: u32,
+
+    /// Proxies in front of the router that append the client's address to X-Forwarded-For
+    /// (1 behind one load balancer such as AWS ALB): the client address is that many entries
+    /// from the right. 0: the address the connection comes from (X-Forwarded-For ignored).
+    #[arg(long, env = "ROUTER_TRUSTED_PROXY_HOPS", default_value_t = 0)]
+    pub trusted_proxy_hops: usize,
+
     /// The application every path but /sql is forwarded to (e.g. http://127.0.0.1:3000), with
     /// X-Tenant-Id, X-Tenant-Slug and X-Tenant-Plan set by the router.
     #[arg(long, env = "ROUTER_UPSTREAM")]

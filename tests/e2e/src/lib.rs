@@ -86,6 +86,8 @@ pub fn router_settings(common: &CommonSettings) -> tenant_router::settings::Rout
         jwt_tenant_claim: "tenant".into(),
         jwt_role_claim: "role".into(),
         jwt_read_only_roles: vec!["read_only".into()],
+        auth_failures_per_minute: 30,
+        trusted_proxy_hops: 0,
         shutdown_grace: Duration::from_secs(10),
     }
 }
@@ -125,6 +127,11 @@ impl TenantSql {
             connection_string: connection_string.to_owned(),
             http: reqwest::Client::new(),
         }
+    }
+
+    /// The router's address.
+    pub fn addr(&self) -> &str {
+        self.url.trim_start_matches("http://").trim_end_matches("/sql")
     }
 
     /// A request with this tenant's headers, to add more headers or a raw body to.
