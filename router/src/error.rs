@@ -19,6 +19,8 @@ pub enum RouterError {
     Pool(#[from] PoolCheckoutError),
     #[error("{0}")]
     BadRequest(String),
+    #[error(transparent)]
+    Payload(#[from] crate::sql::request::PayloadError),
     #[error("response is larger than the {0}-byte limit; select fewer rows or columns")]
     ResponseTooLarge(usize),
     #[error("too many requests for this tenant's plan; slow down")]
@@ -63,9 +65,9 @@ impl RouterError {
         match self {
             Self::Resolve(e) => (
                 match e {
-                    ResolveTenantError::InvalidHost(_) | ResolveTenantError::MissingHost => {
-                        StatusCode::BAD_REQUEST
-                    }
+                    ResolveTenantError::InvalidHost(_)
+                    | ResolveTenantError::MissingHost
+                    | ResolveTenantError::DuplicateHost => StatusCode::BAD_REQUEST,
                     ResolveTenantError::NotFound => StatusCode::NOT_FOUND,
                     ResolveTenantError::Suspended => StatusCode::FORBIDDEN,
                     ResolveTenantError::Provisioning | ResolveTenantError::Unavailable(_) => {
@@ -86,7 +88,12 @@ impl RouterError {
             Self::Auth(AuthError::Token(_)) => (StatusCode::UNAUTHORIZED, "invalid_token"),
             Self::Pool(PoolCheckoutError::Exhausted) => (StatusCode::SERVICE_UNAVAILABLE, "pool_exhausted"),
             Self::Pool(_) => (StatusCode::SERVICE_UNAVAILABLE, "tenant_unavailable"),
-            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::BadRequest(_) | Self::Payload(crate::sql::request::PayloadError::Malformed(_)) => {
+                (StatusCode::BAD_REQUEST, "bad_request")
+            }
+            Self::Payload(crate::sql::request::PayloadError::NulInQuery) => {
+                (StatusCode::BAD_REQUEST, "nul_character")
+            }
             Self::ResponseTooLarge(_) => (StatusCode::BAD_REQUEST, "response_too_large"),
             Self::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::TooManyFailedAttempts(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_failed_attempts"),

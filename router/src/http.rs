@@ -33,15 +33,21 @@ pub struct AppState {
 
 impl AppState {
     /// The servable tenant of the request's `Host`, for `client`: refused at once when the
-    /// client is past its failed attempts.
+    /// client is past its failed attempts; a host with no tenant counts as a failed attempt.
     pub async fn resolve_for(
         &self,
         client: crate::failed_attempts::ClientAddress,
         headers: &axum::http::HeaderMap,
     ) -> Result<Arc<tenancy::catalog::TenantRecord>, crate::error::RouterError> {
         self.failed_attempts.check(client)?;
-        let host = headers.get(axum::http::header::HOST).and_then(|v| v.to_str().ok());
-        Ok(self.resolver.resolve(host).await?)
+        let host = crate::resolve::host_of(headers)?;
+        match self.resolver.resolve(host).await {
+            Err(err @ crate::resolve::ResolveTenantError::NotFound) => {
+                self.failed_attempts.record(client);
+                Err(err.into())
+            }
+            other => Ok(other?),
+        }
     }
 
     /// Charges the tenant's plan limit for one (authenticated) request.
@@ -146,6 +152,10 @@ fn jwt_verifier(settings: &RouterSettings) -> Result<Option<crate::sql::jwt::Jwt
         &settings.jwt_tenant_claim,
         &settings.jwt_role_claim,
         &settings.jwt_read_only_roles,
+        &crate::sql::jwt::ExpectedClaims {
+            issuer: settings.jwt_issuer.clone(),
+            audience: settings.jwt_audience.clone(),
+        },
     )
     .map_err(StartError::Jwt)
 }

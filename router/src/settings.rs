@@ -122,6 +122,14 @@ pub struct RouterSettings {
     #[arg(long, env = "ROUTER_TRUSTED_PROXY_HOPS", default_value_t = 0)]
     pub trusted_proxy_hops: usize,
 
+    /// When set, bearer tokens must carry this `iss` claim.
+    #[arg(long, env = "ROUTER_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// When set, bearer tokens' `aud` claim must name one of these audiences.
+    #[arg(long, env = "ROUTER_JWT_AUDIENCE", value_delimiter = ',')]
+    pub jwt_audience: Vec<String>,
+
     /// The application every path but /sql is forwarded to (e.g. http://127.0.0.1:3000), with
     /// X-Tenant-Id, X-Tenant-Slug and X-Tenant-Plan set by the router.
     #[arg(long, env = "ROUTER_UPSTREAM")]

@@ -18,6 +18,8 @@ pub enum ResolveTenantError {
     InvalidHost(#[from] HostError),
     #[error("missing Host header")]
     MissingHost,
+    #[error("more than one Host header")]
+    DuplicateHost,
     #[error("no tenant at this host")]
     NotFound,
     #[error("tenant is suspended")]
@@ -32,13 +34,25 @@ impl ResolveTenantError {
     /// Stable error code for clients and the metric label.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::InvalidHost(_) | Self::MissingHost => "invalid_host",
+            Self::InvalidHost(_) | Self::MissingHost | Self::DuplicateHost => "invalid_host",
             Self::NotFound => "tenant_not_found",
             Self::Suspended => "tenant_suspended",
             Self::Provisioning => "tenant_provisioning",
             Self::Unavailable(_) => "catalog_unavailable",
         }
     }
+}
+
+/// The request's `Host` (`None` when absent). Two `Host` headers are refused (RFC 9112
+/// §3.2: a server must answer 400), as the router and whatever is behind it could each read
+/// a different one.
+pub fn host_of(headers: &axum::http::HeaderMap) -> Result<Option<&str>, ResolveTenantError> {
+    let mut hosts = headers.get_all(axum::http::header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Err(ResolveTenantError::DuplicateHost);
+    }
+    Ok(first.and_then(|v| v.to_str().ok()))
 }
 
 /// A cached lookup: the tenant, or the fact that there is none.

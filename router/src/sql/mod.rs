@@ -43,7 +43,7 @@ pub async fn handle(
     let read_only = auth::authenticate(&state, client, &headers, &tenant, &pool).await?;
     // Only now: an unauthenticated request must not spend the tenant's limit.
     state.charge_rate_limit(&tenant).await?;
-    let payload = Payload::parse(&body).map_err(RouterError::BadRequest)?;
+    let payload = Payload::parse(&body)?;
     let output = Output {
         array_mode: flag(&headers, "neon-array-mode"),
         raw_text: flag(&headers, "neon-raw-text-output"),

@@ -86,6 +86,8 @@ pub fn router_settings(common: &CommonSettings) -> tenant_router::settings::Rout
         jwt_tenant_claim: "tenant".into(),
         jwt_role_claim: "role".into(),
         jwt_read_only_roles: vec!["read_only".into()],
+        jwt_issuer: None,
+        jwt_audience: Vec::new(),
         auth_failures_per_minute: 30,
         trusted_proxy_hops: 0,
         shutdown_grace: Duration::from_secs(10),

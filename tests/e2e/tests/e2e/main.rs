@@ -14,6 +14,7 @@ mod lifecycle;
 mod operator_api;
 mod proxy;
 mod rate_limits;
+mod request_hygiene;
 mod session_reset;
 mod slice;
 mod slow_clients;
