@@ -70,9 +70,9 @@ impl RouterError {
                     | ResolveTenantError::DuplicateHost => StatusCode::BAD_REQUEST,
                     ResolveTenantError::NotFound => StatusCode::NOT_FOUND,
                     ResolveTenantError::Suspended => StatusCode::FORBIDDEN,
-                    ResolveTenantError::Provisioning | ResolveTenantError::Unavailable(_) => {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    }
+                    ResolveTenantError::Provisioning
+                    | ResolveTenantError::Unavailable(_)
+                    | ResolveTenantError::UnknownHostsThrottled => StatusCode::SERVICE_UNAVAILABLE,
                 },
                 e.code(),
             ),

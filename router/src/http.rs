@@ -98,7 +98,8 @@ impl AppState {
                 crate::redis::routes::SharedRoutes::new(link, names.clone(), settings.shared_cache_ttl)
             }),
             metrics.clone(),
-        );
+        )
+        .with_unknown_host_lookups_per_second(settings.unknown_host_lookups_per_second);
         Ok(Self {
             resolver: Arc::new(resolver),
             pools: Arc::new(TenantPools::new(

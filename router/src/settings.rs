@@ -116,6 +116,12 @@ pub struct RouterSettings {
     #[arg(long, env = "ROUTER_AUTH_FAILURES_PER_MINUTE", default_value_t = 30)]
     pub auth_failures_per_minute: u32,
 
+    /// Catalog lookups that find no tenant allowed per second for the whole router, as a burst
+    /// of that many; past them, only hosts that named a tenant within the last hour are looked
+    /// up until the allowance refills (others get 503 `unknown_hosts_throttled`; 0: no limit).
+    #[arg(long, env = "ROUTER_UNKNOWN_HOST_LOOKUPS_PER_SECOND", default_value_t = 50)]
+    pub unknown_host_lookups_per_second: u32,
+
     /// Proxies in front of the router that append the client's address to X-Forwarded-For
     /// (1 behind one load balancer such as AWS ALB): the client address is that many entries
     /// from the right. 0: the address the connection comes from (X-Forwarded-For ignored).

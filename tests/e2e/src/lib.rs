@@ -90,6 +90,7 @@ pub fn router_settings(common: &CommonSettings) -> tenant_router::settings::Rout
         jwt_audience: Vec::new(),
         auth_failures_per_minute: 30,
         trusted_proxy_hops: 0,
+        unknown_host_lookups_per_second: 50,
         shutdown_grace: Duration::from_secs(10),
     }
 }

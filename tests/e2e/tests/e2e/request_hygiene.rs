@@ -147,6 +147,58 @@ async fn unknown_hosts_cost_an_address_only_a_few_catalog_lookups() {
     router.stop().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_hosts_from_many_addresses_cost_a_bounded_number_of_catalog_lookups() {
+    const RATE: f64 = 2.0;
+    let (_db, common, cp) = one_tenant("hygiene_many").await;
+    let mut settings = router_settings(&common);
+    settings.negative_cache_ttl = Duration::from_secs(30);
+    settings.trusted_proxy_hops = 1;
+    settings.unknown_host_lookups_per_second = 2;
+    let router = spawn_router_with(&settings).await;
+    let connection = connection_string(&cp, "acme").await;
+    let post = |host: String, address: String| {
+        reqwest::Client::new()
+            .post(format!("http://{}/sql", router.addr))
+            .header("host", host)
+            .header("x-forwarded-for", address)
+            .header("neon-connection-string", &connection)
+            .json(&json!({"query": "SELECT 1"}))
+            .send()
+    };
+    assert_eq!(
+        post("acme.app.localhost".into(), "198.51.100.1".into()).await.unwrap().status().as_u16(),
+        200
+    );
+
+    // A new made-up host from a new address each time: each address is within its allowance,
+    // the router as a whole is not.
+    let started = std::time::Instant::now();
+    let mut throttled = 0;
+    for i in 0..20 {
+        let response = post(format!("ghost-{i}.app.localhost"), format!("203.0.113.{i}")).await.unwrap();
+        match response.status().as_u16() {
+            404 => {}
+            503 => {
+                let body: Value = response.json().await.unwrap();
+                assert_eq!(body["error"]["code"], json!("unknown_hosts_throttled"), "{body}");
+                throttled += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    let most = RATE + RATE * started.elapsed().as_secs_f64() + 1.0;
+    let misses = catalog_misses(&router).await;
+    assert!(misses as f64 <= most, "{misses} catalog lookups of unknown hosts (at most {most:.0})");
+    assert!(throttled > 0);
+    // The tenant in use is still served, and so is a host the catalog knows.
+    assert_eq!(
+        post("acme.app.localhost".into(), "198.51.100.1".into()).await.unwrap().status().as_u16(),
+        200
+    );
+    router.stop().await.unwrap();
+}
+
 fn token(claims: &Value) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
