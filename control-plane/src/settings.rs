@@ -42,6 +42,16 @@ pub struct ServeSettings {
     #[arg(long, env = "TENANTCTL_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// Address of a second listener with only /healthz, /readyz and /metrics and a connection
+    /// budget of its own (`HTTP_ADMIN_MAX_CONNECTIONS`), so that health checks answer while
+    /// the main listener is flooded. Unset: none (they are on TENANTCTL_LISTEN either way).
+    #[arg(long, env = "TENANTCTL_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+
+    /// Header read and idle timeouts and connection limits of the listeners.
+    #[command(flatten)]
+    pub http: tenancy::listener::HttpSettings,
+
     /// Signing secret of billing webhooks (Stripe's `whsec_…`). Without it the webhook
     /// endpoint refuses every event.
     #[arg(long, env = "BILLING_WEBHOOK_SECRET", hide_env_values = true)]

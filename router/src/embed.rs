@@ -42,8 +42,7 @@ impl FromRequestParts<AppState> for TenantConnection {
     type Rejection = RouterError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let host = parts.headers.get("host").and_then(|v| v.to_str().ok());
-        let tenant = state.resolver.resolve(host).await?;
+        let tenant = state.resolver.resolve(crate::resolve::host_of(&parts.headers)?).await?;
         if !state.rate_limits.allow(&tenant).await {
             return Err(RouterError::RateLimited);
         }

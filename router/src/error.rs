@@ -19,10 +19,14 @@ pub enum RouterError {
     Pool(#[from] PoolCheckoutError),
     #[error("{0}")]
     BadRequest(String),
+    #[error(transparent)]
+    Payload(#[from] crate::sql::request::PayloadError),
     #[error("response is larger than the {0}-byte limit; select fewer rows or columns")]
     ResponseTooLarge(usize),
     #[error("too many requests for this tenant's plan; slow down")]
     RateLimited,
+    #[error(transparent)]
+    TooManyFailedAttempts(#[from] crate::failed_attempts::Blocked),
     #[error("{0}")]
     StatementNotAllowed(&'static str),
     #[error(transparent)]
@@ -71,14 +75,14 @@ impl RouterError {
         match self {
             Self::Resolve(e) => (
                 match e {
-                    ResolveTenantError::InvalidHost(_) | ResolveTenantError::MissingHost => {
-                        StatusCode::BAD_REQUEST
-                    }
+                    ResolveTenantError::InvalidHost(_)
+                    | ResolveTenantError::MissingHost
+                    | ResolveTenantError::DuplicateHost => StatusCode::BAD_REQUEST,
                     ResolveTenantError::NotFound => StatusCode::NOT_FOUND,
                     ResolveTenantError::Suspended => StatusCode::FORBIDDEN,
-                    ResolveTenantError::Provisioning | ResolveTenantError::Unavailable(_) => {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    }
+                    ResolveTenantError::Provisioning
+                    | ResolveTenantError::Unavailable(_)
+                    | ResolveTenantError::UnknownHostsThrottled => StatusCode::SERVICE_UNAVAILABLE,
                 },
                 e.code(),
             ),
@@ -94,9 +98,15 @@ impl RouterError {
             Self::Auth(AuthError::Token(_)) => (StatusCode::UNAUTHORIZED, "invalid_token"),
             Self::Pool(PoolCheckoutError::Exhausted) => (StatusCode::SERVICE_UNAVAILABLE, "pool_exhausted"),
             Self::Pool(_) => (StatusCode::SERVICE_UNAVAILABLE, "tenant_unavailable"),
-            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::BadRequest(_) | Self::Payload(crate::sql::request::PayloadError::Malformed(_)) => {
+                (StatusCode::BAD_REQUEST, "bad_request")
+            }
+            Self::Payload(crate::sql::request::PayloadError::NulInQuery) => {
+                (StatusCode::BAD_REQUEST, "nul_character")
+            }
             Self::ResponseTooLarge(_) => (StatusCode::BAD_REQUEST, "response_too_large"),
             Self::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::TooManyFailedAttempts(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_failed_attempts"),
             Self::StatementNotAllowed(_) => (StatusCode::FORBIDDEN, "statement_not_allowed"),
             Self::Proxy(crate::proxy::ProxyError::NotConfigured) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Proxy(crate::proxy::ProxyError::Unreachable) => {
@@ -135,7 +145,10 @@ impl IntoResponse for RouterError {
                 (status, axum::Json(body)).into_response()
             }
         };
-        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+        if let Self::TooManyFailedAttempts(blocked) = &self {
+            let seconds = blocked.retry_after.as_secs() + u64::from(blocked.retry_after.subsec_nanos() > 0);
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        } else if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response

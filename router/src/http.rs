@@ -14,6 +14,10 @@ pub struct AppState {
     pub resolver: Arc<Resolver>,
     pub pools: Arc<TenantPools>,
     pub rate_limits: Arc<crate::rate_limit::RateLimits>,
+    /// Failed authentications and unknown hosts, per client address.
+    pub failed_attempts: Arc<crate::failed_attempts::FailedAttempts>,
+    /// `ROUTER_TRUSTED_PROXY_HOPS`: where the client address is found.
+    pub trusted_proxy_hops: usize,
     pub metrics: Arc<crate::metrics::RouterMetrics>,
     /// The application other paths go to (`ROUTER_UPSTREAM`).
     pub upstream: Option<Arc<crate::proxy::Upstream>>,
@@ -25,6 +29,39 @@ pub struct AppState {
     pub classifier: crate::statement::Classifier,
     /// When sessions are reset between requests (`ROUTER_SESSION_RESET`).
     pub session_reset: crate::session::ResetPolicy,
+}
+
+impl AppState {
+    /// The servable tenant of the request's `Host`, for `client`: refused at once when the
+    /// client is past its failed attempts; a host with no tenant counts as a failed attempt.
+    pub async fn resolve_for(
+        &self,
+        client: crate::failed_attempts::ClientAddress,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<Arc<tenancy::catalog::TenantRecord>, crate::error::RouterError> {
+        self.failed_attempts.check(client)?;
+        let host = crate::resolve::host_of(headers)?;
+        match self.resolver.resolve(host).await {
+            Err(err @ crate::resolve::ResolveTenantError::NotFound) => {
+                self.failed_attempts.record(client);
+                Err(err.into())
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Charges the tenant's plan limit for one (authenticated) request.
+    pub async fn charge_rate_limit(
+        &self,
+        tenant: &tenancy::catalog::TenantRecord,
+    ) -> Result<(), crate::error::RouterError> {
+        if self.rate_limits.allow(tenant).await {
+            Ok(())
+        } else {
+            self.metrics.rate_limited.inc();
+            Err(crate::error::RouterError::RateLimited)
+        }
+    }
 }
 
 /// Why the router could not start.
@@ -84,7 +121,8 @@ impl AppState {
             settings.negative_cache_ttl,
             shared_routes(settings, redis.clone(), &names, &metrics)?,
             metrics.clone(),
-        );
+        )
+        .with_unknown_host_lookups_per_second(settings.unknown_host_lookups_per_second);
         Ok(Self {
             resolver: Arc::new(resolver),
             pools: Arc::new(TenantPools::new(
@@ -100,6 +138,10 @@ impl AppState {
                 metrics.connections.clone(),
             )),
             rate_limits: Arc::new(crate::rate_limit::RateLimits::new(redis.map(|link| (link, names)))),
+            failed_attempts: Arc::new(crate::failed_attempts::FailedAttempts::new(
+                settings.auth_failures_per_minute,
+            )),
+            trusted_proxy_hops: settings.trusted_proxy_hops,
             metrics,
             jwt: jwt_verifier(settings)?.map(Arc::new),
             upstream: settings
@@ -134,6 +176,10 @@ fn jwt_verifier(settings: &RouterSettings) -> Result<Option<crate::sql::jwt::Jwt
         &settings.jwt_tenant_claim,
         &settings.jwt_role_claim,
         &settings.jwt_read_only_roles,
+        &crate::sql::jwt::ExpectedClaims {
+            issuer: settings.jwt_issuer.clone(),
+            audience: settings.jwt_audience.clone(),
+        },
     )
     .map_err(StartError::Jwt)
 }
@@ -235,13 +281,16 @@ pub async fn spawn(
             Ok(())
         }));
     }
-    for (listener, app) in
-        [(listener, app(state.clone(), settings.max_body_bytes)), (admin_listener, admin_app(state))]
-    {
+    // Each listener has its own connection budget: a flood of tenant traffic leaves health
+    // checks answering.
+    for (listener, app, limits) in [
+        (listener, app(state.clone(), settings.max_body_bytes), settings.http.main()),
+        (admin_listener, admin_app(state), settings.http.admin()),
+    ] {
         let drain = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            axum::serve(listener, app).with_graceful_shutdown(async move { drain.cancelled().await }).await
-        }));
+        tasks.push(tokio::spawn(tenancy::listener::serve(listener, app, limits, async move {
+            drain.cancelled().await;
+        })));
     }
     tracing::info!(%addr, %admin_addr, "tenant-router listening");
     Ok(RunningRouter { addr, admin_addr, shutdown, tasks })

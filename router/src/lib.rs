@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod embed;
 pub mod error;
+pub mod failed_attempts;
 pub mod http;
 pub mod invalidation;
 pub mod metrics;

@@ -54,15 +54,18 @@ fn header(name: &'static str, value: &str) -> Option<(HeaderName, HeaderValue)> 
 }
 
 /// The fallback handler: forwards the request for the `Host`'s tenant.
-pub async fn forward(State(state): State<AppState>, mut request: Request) -> Result<Response, RouterError> {
+/// The application authenticates its own users, so every forwarded request is charged to the
+/// tenant's plan limit.
+pub async fn forward(
+    State(state): State<AppState>,
+    client: crate::failed_attempts::ClientAddress,
+    mut request: Request,
+) -> Result<Response, RouterError> {
     let upstream = state.upstream.as_ref().ok_or(ProxyError::NotConfigured)?;
+    let tenant = state.resolve_for(client, request.headers()).await?;
     let host = request.headers().get("host").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let tenant = state.resolver.resolve(host.as_deref()).await?;
     tracing::Span::current().record("tenant", tracing::field::display(&tenant.slug));
-    if !state.rate_limits.allow(&tenant).await {
-        state.metrics.rate_limited.inc();
-        return Err(RouterError::RateLimited);
-    }
+    state.charge_rate_limit(&tenant).await?;
 
     let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
     let base = upstream.base.to_string();

@@ -22,6 +22,10 @@ pub struct RouterSettings {
     #[arg(long, env = "ROUTER_ADMIN_LISTEN", default_value = "127.0.0.1:9091")]
     pub admin_listen: SocketAddr,
 
+    /// Header read and idle timeouts and connection limits of both listeners.
+    #[command(flatten)]
+    pub http: tenancy::listener::HttpSettings,
+
     /// How long a resolved tenant is cached in process.
     #[arg(long, env = "ROUTER_CACHE_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub cache_ttl: Duration,
@@ -112,6 +116,32 @@ pub struct RouterSettings {
         default_value = "read_only,readonly,viewer"
     )]
     pub jwt_read_only_roles: Vec<String>,
+
+    /// Failed authentications (and requests for hosts with no tenant) allowed per client
+    /// address and minute, as a burst of that many; past them the address gets 429 with
+    /// Retry-After until the allowance refills (0: no limit). IPv6 addresses count per /64.
+    #[arg(long, env = "ROUTER_AUTH_FAILURES_PER_MINUTE", default_value_t = 30)]
+    pub auth_failures_per_minute: u32,
+
+    /// Catalog lookups that find no tenant allowed per second for the whole router, as a burst
+    /// of that many; past them, only hosts that named a tenant within the last hour are looked
+    /// up until the allowance refills (others get 503 `unknown_hosts_throttled`; 0: no limit).
+    #[arg(long, env = "ROUTER_UNKNOWN_HOST_LOOKUPS_PER_SECOND", default_value_t = 50)]
+    pub unknown_host_lookups_per_second: u32,
+
+    /// Proxies in front of the router that append the client's address to X-Forwarded-For
+    /// (1 behind one load balancer such as AWS ALB): the client address is that many entries
+    /// from the right. 0: the address the connection comes from (X-Forwarded-For ignored).
+    #[arg(long, env = "ROUTER_TRUSTED_PROXY_HOPS", default_value_t = 0)]
+    pub trusted_proxy_hops: usize,
+
+    /// When set, bearer tokens must carry this `iss` claim.
+    #[arg(long, env = "ROUTER_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// When set, bearer tokens' `aud` claim must name one of these audiences.
+    #[arg(long, env = "ROUTER_JWT_AUDIENCE", value_delimiter = ',')]
+    pub jwt_audience: Vec<String>,
 
     /// The application every path but /sql is forwarded to (e.g. http://127.0.0.1:3000), with
     /// X-Tenant-Id, X-Tenant-Slug and X-Tenant-Plan set by the router.

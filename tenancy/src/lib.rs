@@ -6,11 +6,13 @@
 //! - [`secrets`]: the secret store holding each tenant's database credentials (`aws` or `local`).
 //! - [`invalidation`]: the Redis channel and message that tell routers a tenant changed.
 //! - [`settings`]: configuration shared by both binaries (flags + environment variables).
+//! - [`listener`]: serving HTTP with header-read and idle timeouts and a connection limit.
 //! - [`telemetry`]: structured logging set-up; [`shutdown`]: waiting for SIGTERM / Ctrl-C.
 
 pub mod catalog;
 pub mod domain;
 pub mod invalidation;
+pub mod listener;
 pub mod pg;
 pub mod secret;
 pub mod secrets;

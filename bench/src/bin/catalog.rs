@@ -40,6 +40,8 @@ async fn main() {
     };
     let serve = ServeSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
+        admin_listen: None,
+        http: tenancy::listener::HttpSettings::default(),
         billing_webhook_secret: Some(SECRET.into()),
         worker_concurrency: 4,
         shutdown_grace: Duration::from_secs(30),

@@ -25,12 +25,41 @@ pub enum EventError {
     Malformed(String),
     #[error("event is missing {0}")]
     Missing(&'static str),
+    #[error("the event contains a NUL character (\\u0000), which cannot be stored")]
+    NulCharacter,
+}
+
+impl EventError {
+    /// Stable error code for the webhook's answer.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) | Self::Missing(_) => "malformed_event",
+            Self::NulCharacter => "nul_character",
+        }
+    }
+}
+
+/// Whether a string or key anywhere in `value` holds U+0000 (PostgreSQL's `jsonb` and `text`
+/// refuse it).
+fn contains_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(fields) => fields.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
 }
 
 impl Envelope {
     pub fn parse(body: &[u8]) -> Result<Self, EventError> {
-        let envelope: Self =
+        let value: serde_json::Value =
             serde_json::from_slice(body).map_err(|e| EventError::Malformed(e.to_string()))?;
+        if contains_nul(&value) {
+            return Err(EventError::NulCharacter);
+        }
+        let envelope: Self =
+            serde_json::from_value(value).map_err(|e| EventError::Malformed(e.to_string()))?;
         if envelope.id.is_empty() || envelope.id.len() > 255 {
             return Err(EventError::Malformed("`id` must be 1 to 255 characters".into()));
         }

@@ -62,9 +62,7 @@ pub fn app(cp: Arc<ControlPlane>, settings: &ServeSettings) -> axum::Router {
         .merge(operator_api)
         .route("/v1/openapi.json", get(|| async { axum::Json(openapi::document()) }))
         .route("/v1/webhooks/billing", post(webhook::receive))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+        .merge(health_routes())
         .fallback(|| async {
             ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
@@ -72,6 +70,19 @@ pub fn app(cp: Arc<ControlPlane>, settings: &ServeSettings) -> axum::Router {
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// `/healthz`, `/readyz` and `/metrics`.
+fn health_routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+}
+
+/// The admin listener's application (`TENANTCTL_ADMIN_LISTEN`): health and metrics only.
+fn admin_app(cp: Arc<ControlPlane>) -> axum::Router {
+    health_routes().with_state(AppState { cp, webhook_secret: None })
 }
 
 /// Counts requests by route pattern and status class (never by concrete path or tenant).
@@ -87,6 +98,8 @@ async fn count_requests(State(state): State<AppState>, request: Request, next: N
 /// A running server, as started by [`spawn`].
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// The admin listener's address, when `admin_listen` is set.
+    pub admin_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -99,8 +112,8 @@ impl RunningServer {
     }
 }
 
-/// Binds `settings.listen` (port 0 picks a free port) and serves the API with its workers until
-/// `shutdown` is cancelled.
+/// Binds `settings.listen` (and `settings.admin_listen`; port 0 picks a free port) and serves
+/// the API with its workers until `shutdown` is cancelled.
 pub async fn spawn(
     cp: Arc<ControlPlane>,
     settings: &ServeSettings,
@@ -108,6 +121,22 @@ pub async fn spawn(
 ) -> std::io::Result<RunningServer> {
     let listener = tokio::net::TcpListener::bind(settings.listen).await?;
     let addr = listener.local_addr()?;
+    let admin_listener = match settings.admin_listen {
+        Some(admin) => Some(tokio::net::TcpListener::bind(admin).await?),
+        None => None,
+    };
+    let admin_addr = admin_listener.as_ref().map(tokio::net::TcpListener::local_addr).transpose()?;
+    let admin = admin_listener.map(|listener| {
+        let drain = shutdown.clone();
+        tokio::spawn(tenancy::listener::serve(
+            listener,
+            admin_app(cp.clone()),
+            settings.http.admin(),
+            async move {
+                drain.cancelled().await;
+            },
+        ))
+    });
     let app = app(cp.clone(), settings);
     let workers = tokio::spawn(crate::provisioning::worker::run_workers(
         cp,
@@ -115,12 +144,16 @@ pub async fn spawn(
         shutdown.clone(),
     ));
     let drain = shutdown.clone();
+    let limits = settings.http.main();
     let task = tokio::spawn(async move {
         let served =
-            axum::serve(listener, app).with_graceful_shutdown(async move { drain.cancelled().await }).await;
+            tenancy::listener::serve(listener, app, limits, async move { drain.cancelled().await }).await;
         let _ = workers.await;
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
         served
     });
-    tracing::info!(%addr, "tenantctl serve listening");
-    Ok(RunningServer { addr, shutdown, task })
+    tracing::info!(%addr, ?admin_addr, "tenantctl serve listening");
+    Ok(RunningServer { addr, admin_addr, shutdown, task })
 }

@@ -41,8 +41,8 @@ async fn accept(
     let header = headers.get("stripe-signature").and_then(|v| v.to_str().ok());
     signature::verify(header, body, secret, chrono::Utc::now().timestamp())
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_signature", e.to_string()))?;
-    let envelope = Envelope::parse(body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_event", e.to_string()))?;
+    let envelope =
+        Envelope::parse(body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
 
     let unavailable = |e: &dyn std::fmt::Display| ApiError::internal("catalog_unavailable", &e);
     let mut client = state.cp.catalog.get().await.map_err(|e| unavailable(&e))?;

@@ -172,6 +172,8 @@ async fn runs_are_started_and_watched_over_the_api() {
     let f = fleet("fleet_api").await;
     let settings = control_plane::settings::ServeSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
+        admin_listen: None,
+        http: tenancy::listener::HttpSettings::default(),
         billing_webhook_secret: None,
         worker_concurrency: 1,
         shutdown_grace: std::time::Duration::from_secs(5),

@@ -4,6 +4,8 @@
 //! router remembers the newest generation it has heard of per tenant and never keeps a fill
 //! older than that.
 
+mod unknown_hosts;
+
 use deadpool_postgres::Pool;
 use moka::future::Cache;
 use std::sync::Arc;
@@ -18,6 +20,8 @@ pub enum ResolveTenantError {
     InvalidHost(#[from] HostError),
     #[error("missing Host header")]
     MissingHost,
+    #[error("more than one Host header")]
+    DuplicateHost,
     #[error("no tenant at this host")]
     NotFound,
     #[error("tenant is suspended")]
@@ -26,19 +30,34 @@ pub enum ResolveTenantError {
     Provisioning,
     #[error("tenant directory unavailable")]
     Unavailable(String),
+    #[error("too many lookups of unknown hosts; retry shortly")]
+    UnknownHostsThrottled,
 }
 
 impl ResolveTenantError {
     /// Stable error code for clients and the metric label.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::InvalidHost(_) | Self::MissingHost => "invalid_host",
+            Self::InvalidHost(_) | Self::MissingHost | Self::DuplicateHost => "invalid_host",
             Self::NotFound => "tenant_not_found",
             Self::Suspended => "tenant_suspended",
             Self::Provisioning => "tenant_provisioning",
             Self::Unavailable(_) => "catalog_unavailable",
+            Self::UnknownHostsThrottled => "unknown_hosts_throttled",
         }
     }
+}
+
+/// The request's `Host` (`None` when absent). Two `Host` headers are refused (RFC 9112
+/// §3.2: a server must answer 400), as the router and whatever is behind it could each read
+/// a different one.
+pub fn host_of(headers: &axum::http::HeaderMap) -> Result<Option<&str>, ResolveTenantError> {
+    let mut hosts = headers.get_all(axum::http::header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Err(ResolveTenantError::DuplicateHost);
+    }
+    Ok(first.and_then(|v| v.to_str().ok()))
 }
 
 /// A cached lookup: the tenant, or the fact that there is none.
@@ -63,6 +82,16 @@ pub struct Resolver {
     /// The newest generation heard of (from invalidations), per tenant.
     generations: moka::sync::Cache<tenancy::domain::TenantId, i64>,
     metrics: Arc<crate::metrics::RouterMetrics>,
+    unknown_hosts: unknown_hosts::UnknownHosts,
+}
+
+/// Why a host could not be loaded.
+#[derive(Debug, thiserror::Error)]
+enum LoadError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("the unknown-host lookup budget is spent")]
+    Throttled,
 }
 
 impl Resolver {
@@ -84,7 +113,19 @@ impl Resolver {
             .max_capacity(capacity)
             .time_to_idle(Duration::from_secs(3600))
             .build();
-        Self { base_domain, catalog, cache, shared, generations, metrics }
+        let unknown_hosts = unknown_hosts::UnknownHosts::new(0, capacity);
+        Self { base_domain, catalog, cache, shared, generations, metrics, unknown_hosts }
+    }
+
+    /// Bounds catalog lookups that find no tenant to `per_second` for the whole router (see
+    /// [`unknown_hosts`]; 0: no bound).
+    #[must_use]
+    pub fn with_unknown_host_lookups_per_second(mut self, per_second: u32) -> Self {
+        self.unknown_hosts = unknown_hosts::UnknownHosts::new(
+            per_second,
+            self.cache.policy().max_capacity().unwrap_or(100_000),
+        );
+        self
     }
 
     /// The servable (active) tenant behind `raw_host`.
@@ -139,10 +180,13 @@ impl Resolver {
             Err(_) => Outcome::Error,
         };
         self.metrics.resolution(layer, outcome);
-        result.map_err(|e: Arc<CatalogError>| ResolveTenantError::Unavailable(e.to_string()))
+        result.map_err(|e: Arc<LoadError>| match &*e {
+            LoadError::Throttled => ResolveTenantError::UnknownHostsThrottled,
+            LoadError::Catalog(err) => ResolveTenantError::Unavailable(err.to_string()),
+        })
     }
 
-    async fn load(&self, host: &str, layer: &std::sync::atomic::AtomicU8) -> Result<Lookup, CatalogError> {
+    async fn load(&self, host: &str, layer: &std::sync::atomic::AtomicU8) -> Result<Lookup, LoadError> {
         use std::sync::atomic::Ordering;
         let slug = self.base_domain.subdomain_of(host).map(Slug::parse);
         if let (Some(Ok(slug)), Some(shared)) = (&slug, &self.shared) {
@@ -152,12 +196,19 @@ impl Resolver {
             }
         }
         layer.store(2, Ordering::Relaxed);
+        if !self.unknown_hosts.admits(host) {
+            return Err(LoadError::Throttled);
+        }
         let client = self.catalog.get().await.map_err(|e| CatalogError::Unavailable(e.to_string()))?;
         let found = match &slug {
             Some(Ok(slug)) => tenancy::catalog::tenant_by_slug(&**client, slug).await?,
             Some(Err(_)) => None,
             None => tenancy::catalog::tenant_by_custom_domain(&**client, host).await?,
         };
+        match &found {
+            Some(_) => self.unknown_hosts.found(host),
+            None => self.unknown_hosts.missed(),
+        }
         let found = found.map(Arc::new);
         if let (Some(tenant), Some(shared), Some(Ok(_))) = (&found, &self.shared, &slug) {
             shared.put(tenant).await;

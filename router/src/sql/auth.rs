@@ -8,6 +8,8 @@
 //! still has the old one: on a mismatch the secret is read again (at most every 100 ms per
 //! tenant, see `pool::REFRESH_INTERVAL`) and the new password is accepted too.
 
+use crate::failed_attempts::ClientAddress;
+use crate::http::AppState;
 use crate::resolve::{ResolveTenantError, Resolver};
 use tenancy::catalog::TenantRecord;
 
@@ -25,6 +27,35 @@ pub enum AuthError {
     Unavailable(String),
     #[error(transparent)]
     Token(crate::sql::jwt::TokenError),
+}
+
+/// Authenticates a request for `tenant` with its bearer token (when it sends one) or its
+/// `Neon-Connection-String`; `Ok(true)` when it may only read. A failure counts against
+/// `client` (see [`crate::failed_attempts`]).
+pub async fn authenticate(
+    state: &AppState,
+    client: ClientAddress,
+    headers: &axum::http::HeaderMap,
+    tenant: &TenantRecord,
+    pool: &crate::pool::TenantPool,
+) -> Result<bool, AuthError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let result = match header("authorization").and_then(|v| v.strip_prefix("Bearer ")) {
+        Some(token) => state
+            .jwt
+            .as_ref()
+            .ok_or(crate::sql::jwt::TokenError::NotConfigured)
+            .and_then(|verifier| verifier.verify(token.trim(), tenant))
+            .map(|grant| grant.read_only)
+            .map_err(AuthError::Token),
+        None => check(header("neon-connection-string"), tenant, pool, &state.pools, &state.resolver)
+            .await
+            .map(|()| false),
+    };
+    if result.as_ref().is_err_and(|e| !matches!(e, AuthError::Unavailable(_))) {
+        state.failed_attempts.record(client);
+    }
+    result
 }
 
 /// Checks the header against the tenant's credentials.

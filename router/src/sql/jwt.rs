@@ -1,7 +1,9 @@
 //! `Authorization: Bearer <JWT>` as an alternative to the tenant's connection string: HS256 with
 //! a shared secret or RS256 with a public key (`ROUTER_JWT_*`). The tenant claim must name the
 //! tenant of `Host` (its slug or id), else 403; a role claim in the read-only list makes the
-//! request run in a read-only transaction. Expiry is required.
+//! request run in a read-only transaction. Expiry is required; `nbf` is checked when present
+//! (both with 30 s of leeway for clock skew); `iss` and `aud` are required and checked when
+//! `ROUTER_JWT_ISSUER` / `ROUTER_JWT_AUDIENCE` are set.
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use std::collections::HashMap;
@@ -24,6 +26,13 @@ pub enum TokenError {
     WrongTenant,
 }
 
+/// The `iss` and `aud` tokens must carry, when configured.
+#[derive(Debug, Clone, Default)]
+pub struct ExpectedClaims {
+    pub issuer: Option<String>,
+    pub audience: Vec<String>,
+}
+
 /// How tokens are checked.
 #[derive(Clone)]
 pub struct JwtVerifier {
@@ -31,6 +40,8 @@ pub struct JwtVerifier {
     tenant_claim: String,
     role_claim: String,
     read_only_roles: Vec<String>,
+    issuer: Option<String>,
+    audience: Vec<String>,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -49,6 +60,7 @@ impl JwtVerifier {
         tenant_claim: &str,
         role_claim: &str,
         read_only_roles: &[String],
+        expected: &ExpectedClaims,
     ) -> Result<Option<Self>, String> {
         let mut keys = Vec::new();
         if let Some(secret) = hs256_secret.filter(|s| !s.is_empty()) {
@@ -63,6 +75,8 @@ impl JwtVerifier {
             tenant_claim: tenant_claim.to_owned(),
             role_claim: role_claim.to_owned(),
             read_only_roles: read_only_roles.to_vec(),
+            issuer: expected.issuer.clone().filter(|i| !i.is_empty()),
+            audience: expected.audience.iter().filter(|a| !a.is_empty()).cloned().collect(),
         }))
     }
 
@@ -76,7 +90,22 @@ impl JwtVerifier {
             .ok_or_else(|| TokenError::Invalid(format!("algorithm {:?} is not accepted", header.alg)))?;
         let mut validation = Validation::new(*algorithm);
         validation.leeway = 30;
-        validation.validate_aud = false;
+        validation.validate_nbf = true;
+        let mut required = vec!["exp"];
+        match &self.issuer {
+            Some(issuer) => {
+                validation.set_issuer(&[issuer]);
+                required.push("iss");
+            }
+            None => validation.iss = None,
+        }
+        if self.audience.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&self.audience);
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
         let claims = jsonwebtoken::decode::<HashMap<String, serde_json::Value>>(token, key, &validation)
             .map_err(|e| TokenError::Invalid(e.to_string()))?
             .claims;

@@ -33,36 +33,17 @@ fn flag(headers: &HeaderMap, name: &str) -> bool {
 
 pub async fn handle(
     State(state): State<AppState>,
+    client: crate::failed_attempts::ClientAddress,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, RouterError> {
-    let tenant = state.resolver.resolve(header(&headers, "host")).await?;
+    let tenant = state.resolve_for(client, &headers).await?;
     tracing::Span::current().record("tenant", tracing::field::display(&tenant.slug));
-    if !state.rate_limits.allow(&tenant).await {
-        state.metrics.rate_limited.inc();
-        return Err(RouterError::RateLimited);
-    }
     let pool = state.pools.pool_for(&tenant).await?;
-    let bearer = header(&headers, "authorization").and_then(|v| v.strip_prefix("Bearer "));
-    let read_only = match bearer {
-        Some(token) => {
-            let verifier =
-                state.jwt.as_ref().ok_or(auth::AuthError::Token(jwt::TokenError::NotConfigured))?;
-            verifier.verify(token.trim(), &tenant).map_err(auth::AuthError::Token)?.read_only
-        }
-        None => {
-            auth::check(
-                header(&headers, "neon-connection-string"),
-                &tenant,
-                &pool,
-                &state.pools,
-                &state.resolver,
-            )
-            .await?;
-            false
-        }
-    };
-    let payload = Payload::parse(&body).map_err(RouterError::BadRequest)?;
+    let read_only = auth::authenticate(&state, client, &headers, &tenant, &pool).await?;
+    // Only now: an unauthenticated request must not spend the tenant's limit.
+    state.charge_rate_limit(&tenant).await?;
+    let payload = Payload::parse(&body)?;
     let output = Output {
         array_mode: flag(&headers, "neon-array-mode"),
         raw_text: flag(&headers, "neon-raw-text-output"),

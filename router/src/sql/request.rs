@@ -33,13 +33,36 @@ struct RawPayload {
     queries: Option<Vec<QueryData>>,
 }
 
+/// Why a body was refused; messages are sent back as they are.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PayloadError {
+    /// Not JSON, an unknown field, a value of the wrong type, or neither (or both) of `query`
+    /// and `queries`.
+    #[error("{0}")]
+    Malformed(String),
+    /// PostgreSQL's protocol sends SQL text NUL-terminated: it cannot carry U+0000.
+    #[error("a query contains a NUL character (\\u0000), which SQL text cannot hold; pass such data as a parameter")]
+    NulInQuery,
+}
+
 impl Payload {
     /// Reads a request body.
     ///
     /// # Errors
-    /// What is wrong with it, to be sent back as it is: not JSON, an unknown field, a value of
-    /// the wrong type, or neither (or both) of `query` and `queries`.
-    pub fn parse(body: &[u8]) -> Result<Self, String> {
+    /// What is wrong with it (see [`PayloadError`]).
+    pub fn parse(body: &[u8]) -> Result<Self, PayloadError> {
+        let payload = Self::parse_shape(body).map_err(PayloadError::Malformed)?;
+        let queries = match &payload {
+            Self::Single(query) => std::slice::from_ref(query),
+            Self::Batch { queries } => queries.as_slice(),
+        };
+        if queries.iter().any(|q| q.query.contains('\0')) {
+            return Err(PayloadError::NulInQuery);
+        }
+        Ok(payload)
+    }
+
+    fn parse_shape(body: &[u8]) -> Result<Self, String> {
         let raw: RawPayload =
             serde_json::from_slice(body).map_err(|e| format!("malformed request body: {e}"))?;
         match raw {
@@ -136,13 +159,25 @@ mod tests {
 
     #[test]
     fn bodies_parse_as_single_or_batch() {
-        let parse = |body: serde_json::Value| Payload::parse(body.to_string().as_bytes());
+        let parse =
+            |body: serde_json::Value| Payload::parse(body.to_string().as_bytes()).map_err(|e| e.to_string());
         assert!(matches!(parse(json!({"query": "select 1", "params": []})), Ok(Payload::Single(_))));
         assert!(matches!(parse(json!({"queries": [{"query": "select 1"}]})), Ok(Payload::Batch { .. })));
         assert!(parse(json!({"sql": "select 1"})).unwrap_err().contains("unknown field `sql`"));
         assert!(parse(json!({"params": [1]})).unwrap_err().contains("needs \"query\""));
         assert!(parse(json!({"query": "select 1", "queries": []})).unwrap_err().contains("inside each"));
         assert!(parse(json!({"query": 1})).unwrap_err().starts_with("malformed request body"));
-        assert!(Payload::parse(b"{not json").unwrap_err().starts_with("malformed request body"));
+        assert!(Payload::parse(b"{not json").unwrap_err().to_string().starts_with("malformed request body"));
+    }
+
+    #[test]
+    fn a_nul_in_a_query_is_refused() {
+        let parse = |body: serde_json::Value| Payload::parse(body.to_string().as_bytes());
+        assert!(matches!(parse(json!({"query": "select '\u{0}'"})), Err(PayloadError::NulInQuery)));
+        assert!(matches!(
+            parse(json!({"queries": [{"query": "select 1"}, {"query": "select 2\u{0}"}]})),
+            Err(PayloadError::NulInQuery)
+        ));
+        assert!(matches!(parse(json!({"query": "select $1", "params": ["\u{0}"]})), Ok(Payload::Single(_))));
     }
 }

@@ -41,6 +41,8 @@ locals {
     ROUTER_ADMIN_LISTEN           = "0.0.0.0:${local.router_admin_port}"
     ROUTER_MAX_CONNECTIONS        = tostring(var.router_max_connections)
     ROUTER_TENANT_MAX_CONNECTIONS = tostring(var.router_tenant_max_connections)
+    # The ALB appends the client's address to X-Forwarded-For: failed attempts count per client.
+    ROUTER_TRUSTED_PROXY_HOPS = "1"
   }, local.router_upstream_environment)
 
   router_upstream_environment = var.router_upstream == null ? tomap({}) : tomap({ ROUTER_UPSTREAM = var.router_upstream })

@@ -31,16 +31,31 @@ pub struct ControlPlaneUnderTest {
 }
 
 pub async fn spawn_control_plane(db: &TestDb, common: &CommonSettings) -> ControlPlaneUnderTest {
-    let cp = ControlPlane::start(common, &provisioning_settings(db))
-        .await
-        .unwrap_or_else(|e| panic!("control plane did not start: {e}"));
-    let settings = ServeSettings {
+    spawn_control_plane_with(db, common, &control_plane_settings()).await
+}
+
+/// `tenantctl serve` settings for tests: a free port, the test webhook secret.
+pub fn control_plane_settings() -> ServeSettings {
+    ServeSettings {
         listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        admin_listen: None,
+        http: tenancy::listener::HttpSettings::default(),
         billing_webhook_secret: Some(WEBHOOK_SECRET.into()),
         worker_concurrency: 2,
         shutdown_grace: Duration::from_secs(10),
-    };
-    let server = control_plane::http::spawn(cp.clone(), &settings, CancellationToken::new())
+    }
+}
+
+/// A control plane with the given settings.
+pub async fn spawn_control_plane_with(
+    db: &TestDb,
+    common: &CommonSettings,
+    settings: &ServeSettings,
+) -> ControlPlaneUnderTest {
+    let cp = ControlPlane::start(common, &provisioning_settings(db))
+        .await
+        .unwrap_or_else(|e| panic!("control plane did not start: {e}"));
+    let server = control_plane::http::spawn(cp.clone(), settings, CancellationToken::new())
         .await
         .unwrap_or_else(|e| panic!("control plane did not listen: {e}"));
     let url = format!("http://{}", server.addr);
@@ -53,6 +68,7 @@ pub fn router_settings(common: &CommonSettings) -> tenant_router::settings::Rout
         common: common.clone(),
         listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
         admin_listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        http: tenancy::listener::HttpSettings::default(),
         cache_ttl: Duration::from_secs(30),
         negative_cache_ttl: Duration::from_millis(200),
         cache_capacity: 10_000,
@@ -74,6 +90,11 @@ pub fn router_settings(common: &CommonSettings) -> tenant_router::settings::Rout
         jwt_tenant_claim: "tenant".into(),
         jwt_role_claim: "role".into(),
         jwt_read_only_roles: vec!["read_only".into()],
+        jwt_issuer: None,
+        jwt_audience: Vec::new(),
+        auth_failures_per_minute: 30,
+        trusted_proxy_hops: 0,
+        unknown_host_lookups_per_second: 50,
         shutdown_grace: Duration::from_secs(10),
     }
 }
@@ -113,6 +134,11 @@ impl TenantSql {
             connection_string: connection_string.to_owned(),
             http: reqwest::Client::new(),
         }
+    }
+
+    /// The router's address.
+    pub fn addr(&self) -> &str {
+        self.url.trim_start_matches("http://").trim_end_matches("/sql")
     }
 
     /// A request with this tenant's headers, to add more headers or a raw body to.

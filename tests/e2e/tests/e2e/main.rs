@@ -15,6 +15,8 @@ mod neon_driver;
 mod operator_api;
 mod proxy;
 mod rate_limits;
+mod request_hygiene;
 mod session_reset;
 mod slice;
+mod slow_clients;
 mod sql_over_http;
