@@ -232,13 +232,16 @@ pub struct ShowArgs {
 pub enum MigrateCommand {
     /// Show what `apply` would do, changing nothing: pending versions per tenant and a
     /// histogram of versions (from the catalog), tenants whose applied migrations differ from
-    /// the files (drift), and whether each cluster has the connections and lock table for the
-    /// run.
+    /// the files (drift), the clusters' template databases (version, pending, drift, and whether
+    /// the run migrates them), and whether each cluster has the connections and lock table for
+    /// the run.
     Plan(PlanArgs),
     /// Apply pending migrations from TENANT_MIGRATIONS_DIR to the selected active and suspended
     /// tenants, as a new run in the fleet ledger (refused while another run is going). Tenants
-    /// the catalog records at the target are skipped without connecting to them. Exit code 1
-    /// when any tenant was not migrated or the run halted.
+    /// the catalog records at the target are skipped without connecting to them. The template
+    /// databases are migrated first, by a run over the whole fleet or with --include-templates
+    /// only. Exit code 1 when any tenant was not migrated, a template failed (the run fails
+    /// before any tenant is started) or the run halted.
     Apply(ApplyArgs),
     /// Continue a run whose process died, that halted, or that ended with failed tenants once
     /// they are fixed: every tenant of the run not migrated yet is migrated (with the run's
@@ -261,6 +264,11 @@ pub struct SelectionArgs {
     /// Only tenants on this cluster.
     #[arg(long)]
     pub cluster: Option<tenancy::domain::ClusterName>,
+    /// Also migrate the template databases (database tenants are cloned from them) of the
+    /// selected tenants' clusters. A run without --tenant, --plan or --cluster always does; any
+    /// other run migrates exactly its tenants.
+    #[arg(long)]
+    pub include_templates: bool,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,10 @@
 //! credentials point at. For now every tenant lives on the `default` cluster: the catalog's own
 //! database.
 
+mod template_history;
+
+pub(crate) use template_history::TemplateHistory;
+
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tenancy::domain::{quote_ident, RoleName};
 use tokio::sync::OnceCell;

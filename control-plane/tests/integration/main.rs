@@ -6,6 +6,7 @@
 
 mod database;
 mod fleet;
+mod fleet_templates;
 mod fleet_waves;
 mod lifecycle;
 mod provisioning;
