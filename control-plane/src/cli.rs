@@ -13,7 +13,8 @@ Exit codes:
   3  invalid input (bad slug, unknown plan, malformed value)
   4  not found
   5  conflict (duplicate slug or subscription)
-  6  a dependency is unavailable (catalog, secret store, webhook endpoint)";
+  6  a dependency is unavailable (catalog, secret store, webhook endpoint)
+  7  timed out waiting (--timeout): the work stays queued, a running `tenantctl serve` does it";
 
 /// tenantctl: the control plane of schema-per-tenant PostgreSQL.
 ///
@@ -132,8 +133,12 @@ pub enum TenantsCommand {
     RotateCredentials(OperationArgs),
     /// Deprovision a tenant: routers answer 404 at once; after the retention period its schema,
     /// role and secret are dropped (archived first with DEPROVISION_ARCHIVE_DIR) and a tombstone
-    /// stays in the catalog.
+    /// stays in the catalog. Deleting a tenant that is already being deprovisioned moves its
+    /// drop to the new retention (e.g. `--retention 0s`: now).
     Delete(DeleteArgs),
+    /// Bring a tenant that is being deprovisioned back, before its data is dropped: the drop is
+    /// cancelled and the tenant gets the status it had before the delete (active, suspended).
+    Restore(OperationArgs),
     /// Provision a failed tenant again, from the step that failed.
     Retry(OperationArgs),
     /// List a tenant's host names (its subdomain and custom domains).
@@ -159,11 +164,21 @@ pub struct DomainArgs {
 pub struct OperationArgs {
     /// The tenant's slug.
     pub slug: String,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+}
+
+/// Whether and how long a command waits for the work it queued.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct WaitArgs {
     /// Only queue the work (a running `tenantctl serve` does it).
     #[arg(long)]
     pub no_wait: bool,
-    #[command(flatten)]
-    pub catalog: CatalogArgs,
+    /// Give up waiting after this long (exit code 7; the work stays queued).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -201,9 +216,8 @@ pub struct CreateArgs {
     /// own); default: what the plan's template says.
     #[arg(long)]
     pub isolation: Option<tenancy::domain::Isolation>,
-    /// Only record the tenant and queue its provisioning (a running `tenantctl serve` does it).
-    #[arg(long)]
-    pub no_wait: bool,
+    #[command(flatten)]
+    pub wait: WaitArgs,
     #[command(flatten)]
     pub catalog: CatalogArgs,
 }

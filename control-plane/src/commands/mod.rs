@@ -1,5 +1,6 @@
 //! The implementations of the `tenantctl` commands, and how their errors become exit codes.
 
+mod deadline;
 mod migrate;
 
 use crate::cli::{AddClusterArgs, ClustersCommand, DomainArgs};
@@ -12,6 +13,7 @@ use crate::context::{ControlPlane, StartError};
 use crate::lifecycle::{LifecycleError, Operation};
 use crate::output;
 use crate::provisioning::{request_tenant, CreateTenantError, TenantRequest};
+use deadline::Deadline;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,7 +53,7 @@ impl From<LifecycleError> for CliError {
     fn from(err: LifecycleError) -> Self {
         let exit = match err {
             LifecycleError::NotFound(_) => 4,
-            LifecycleError::WrongState { .. } => 5,
+            LifecycleError::WrongState { .. } | LifecycleError::DropUnderway(_) => 5,
             LifecycleError::InvalidPlan(_) => 3,
             LifecycleError::Catalog(_) => 6,
         };
@@ -86,6 +88,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             | TenantsCommand::Resume(OperationArgs { catalog, .. })
             | TenantsCommand::RotateCredentials(OperationArgs { catalog, .. })
             | TenantsCommand::Retry(OperationArgs { catalog, .. })
+            | TenantsCommand::Restore(OperationArgs { catalog, .. })
             | TenantsCommand::SetPlan(SetPlanArgs { operation: OperationArgs { catalog, .. }, .. })
             | TenantsCommand::Delete(DeleteArgs { operation: OperationArgs { catalog, .. }, .. }),
         )
@@ -112,6 +115,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             operate(args, Operation::RotateCredentials).await
         }
         Command::Tenants(TenantsCommand::Retry(args)) => operate(args, Operation::Retry).await,
+        Command::Tenants(TenantsCommand::Restore(args)) => operate(args, Operation::Restore).await,
         Command::Tenants(TenantsCommand::SetPlan(args)) => {
             operate(args.operation, Operation::ChangePlan(args.plan)).await
         }
@@ -198,20 +202,42 @@ async fn create(args: CreateArgs) -> Result<ExitCode, CliError> {
         billing_subscription_id: None,
         isolation: args.isolation,
     };
-    let mut tenant = request_tenant(&cp, &request, "cli").await?;
-    if !args.no_wait {
-        tenant = wait_for_jobs(&cp, tenant).await?;
+    let deadline = Deadline::after(args.wait.timeout);
+    let requested = async { Ok(request_tenant(&cp, &request, "cli").await?) };
+    let mut tenant = deadline
+        .run(requested, || {
+            format!("tenant {} was not recorded (the catalog is busy); nothing changed", request.slug)
+        })
+        .await?;
+    if !args.wait.no_wait {
+        tenant = wait_for_jobs(&cp, tenant, &deadline).await?;
     }
     print_tenant(&tenant, args.catalog.json);
     Ok(if tenant.status == TenantStatus::Failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-/// Runs the tenant's due jobs (see [`crate::provisioning::worker::drain`]) and returns the
-/// tenant as it ends up.
-async fn wait_for_jobs(cp: &ControlPlane, tenant: TenantRecord) -> Result<TenantRecord, CliError> {
-    crate::provisioning::worker::drain(cp, tenant.id, Duration::from_secs(60))
-        .await
-        .map_err(CliError::unavailable)?;
+/// Runs the tenant's due jobs (see [`crate::provisioning::worker::drain`]) until `deadline`,
+/// and returns the tenant as it ends up. A job cut short by the deadline is rolled back to the
+/// queue, where a running `tenantctl serve` takes it (jobs are safe to repeat).
+async fn wait_for_jobs(
+    cp: &ControlPlane,
+    tenant: TenantRecord,
+    deadline: &Deadline,
+) -> Result<TenantRecord, CliError> {
+    let drained = async {
+        crate::provisioning::worker::drain(cp, tenant.id, Duration::from_secs(60))
+            .await
+            .map_err(CliError::unavailable)
+    };
+    deadline
+        .run(drained, || {
+            format!(
+                "tenant {slug} still has work queued; it stays queued (a running `tenantctl serve` does it): \
+                 see `tenantctl tenants show {slug}`",
+                slug = tenant.slug
+            )
+        })
+        .await?;
     let client = cp.catalog.get().await.map_err(CliError::unavailable)?;
     tenancy::catalog::tenant_by_id(&**client, tenant.id)
         .await
@@ -239,9 +265,18 @@ fn parse_slug(raw: &str) -> Result<Slug, CliError> {
 async fn operate(args: OperationArgs, operation: Operation) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
     let slug = parse_slug(&args.slug)?;
-    let mut tenant = crate::lifecycle::request(&cp, &slug, &operation, "cli").await?;
-    if !args.no_wait {
-        tenant = wait_for_jobs(&cp, tenant).await?;
+    let deadline = Deadline::after(args.wait.timeout);
+    let requested = async { Ok(crate::lifecycle::request(&cp, &slug, &operation, "cli").await?) };
+    let mut tenant = deadline
+        .run(requested, || {
+            format!(
+                "the {} of tenant {slug} was not recorded (another transaction holds the tenant); nothing changed",
+                operation.name()
+            )
+        })
+        .await?;
+    if !args.wait.no_wait {
+        tenant = wait_for_jobs(&cp, tenant, &deadline).await?;
     }
     print_tenant(&tenant, args.catalog.json);
     Ok(if tenant.status == TenantStatus::Failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
@@ -281,8 +316,19 @@ async fn find(cp: &ControlPlane, raw: &str) -> Result<TenantRecord, CliError> {
 async fn show(args: ShowArgs) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
     let tenant = find(&cp, &args.slug).await?;
+    // A deprovisioning tenant's data is dropped when its queued drop is due.
+    let drop_after = if tenant.status == TenantStatus::Deprovisioning {
+        let client = cp.catalog.get().await.map_err(CliError::unavailable)?;
+        crate::catalog::jobs::scheduled(&**client, crate::catalog::jobs::JobKind::Deprovision, tenant.id)
+            .await
+            .map_err(|e| CliError::unavailable(tenancy::pg::describe_error(&e)))?
+    } else {
+        None
+    };
     if args.catalog.json {
-        output::json(&tenant);
+        let mut value = serde_json::to_value(&tenant).unwrap_or_default();
+        value["drop_after"] = serde_json::json!(drop_after);
+        output::json(&value);
     } else {
         let host = cp.base_domain.host_for(&tenant.slug);
         for (key, value) in [
@@ -300,6 +346,14 @@ async fn show(args: ShowArgs) -> Result<ExitCode, CliError> {
             ("last error", tenant.last_error.unwrap_or_default()),
         ] {
             output::line(&format!("{key:<12}{value}"));
+        }
+        if let Some(at) = drop_after {
+            output::line(&format!(
+                "{:<12}{} (`tenantctl tenants restore {}` before then keeps it)",
+                "drop after",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                tenant.slug
+            ));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod database;
+mod deprovision;
 mod fleet;
 mod fleet_templates;
 mod fleet_waves;

@@ -8,6 +8,7 @@ mod billing;
 mod budget;
 mod clusters;
 mod degraded;
+mod deletion;
 mod domains;
 mod embed;
 mod lifecycle;
