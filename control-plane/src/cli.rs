@@ -41,6 +41,9 @@ pub enum Command {
     /// Send signed test billing events (like `stripe trigger`).
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// Received billing events and what the control plane did with them.
+    #[command(subcommand)]
+    Billing(BillingCommand),
     /// Manage bearer tokens of the operator API.
     #[command(subcommand)]
     Tokens(TokensCommand),
@@ -356,25 +359,34 @@ pub struct ApplyArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum WebhookCommand {
-    /// Build a realistic billing event, sign it with BILLING_WEBHOOK_SECRET and post it.
+    /// Build a realistic billing event, sign it with BILLING_WEBHOOK_SECRET, post it, and wait
+    /// (unless --no-wait) for what the control plane does with it: processed, ignored or failed
+    /// (exit code 1), with why. An event about an existing subscription (any type but
+    /// customer.subscription.created and checkout.session.completed) needs --tenant (its real
+    /// subscription) or --subscription: no subscription id is invented.
     Send(SendArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// Event type, e.g. customer.subscription.created, checkout.session.completed.
+    /// Event type, e.g. customer.subscription.created, customer.subscription.updated,
+    /// checkout.session.completed.
     #[arg(long = "type", default_value = "customer.subscription.created")]
     pub kind: String,
-    /// Tenant slug (metadata.tenant_slug).
+    /// An existing tenant (slug): the event is about its subscription (its subscription and
+    /// customer ids, plan and slug, from the catalog).
+    #[arg(long, conflicts_with_all = ["slug", "subscription", "customer"])]
+    pub tenant: Option<String>,
+    /// Slug of the tenant a new subscription creates (metadata.tenant_slug).
     #[arg(long)]
-    pub slug: String,
-    /// Plan (the price's lookup_key).
-    #[arg(long, default_value = "starter")]
-    pub plan: String,
+    pub slug: Option<String>,
+    /// Plan (the price's lookup_key); default: the tenant's with --tenant, else starter.
+    #[arg(long)]
+    pub plan: Option<String>,
     /// Tenant display name (metadata.tenant_name).
     #[arg(long)]
     pub name: Option<String>,
-    /// Subscription id (default: a new random sub_… id).
+    /// Subscription id (default for a new subscription: a new random sub_… id).
     #[arg(long)]
     pub subscription: Option<String>,
     /// Customer id (default: a new random cus_… id).
@@ -389,9 +401,29 @@ pub struct SendArgs {
     /// Signing secret.
     #[arg(long, env = "BILLING_WEBHOOK_SECRET", hide_env_values = true)]
     pub secret: tenancy::secret::Secret,
-    /// Print the delivery as JSON.
+    #[command(flatten)]
+    pub wait: WaitArgs,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BillingCommand {
+    /// List received billing events, newest first, with what the control plane did with each:
+    /// processed, ignored, failed (and why) or pending (and why, when it is being retried).
+    Events(EventsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only events about this tenant's subscription (slug).
     #[arg(long)]
-    pub json: bool,
+    pub tenant: Option<String>,
+    /// At most this many events.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+    pub limit: i64,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
 }
 
 #[cfg(test)]

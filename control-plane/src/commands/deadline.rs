@@ -17,6 +17,11 @@ impl Deadline {
         Self { at: Instant::now() + timeout, timeout }
     }
 
+    /// What is left of the time.
+    pub(super) fn remaining(&self) -> Duration {
+        self.at.saturating_duration_since(Instant::now())
+    }
+
     /// Runs `work` until the deadline (it is dropped then: a transaction of its rolls back).
     /// `waiting_for` says what did not happen in time.
     pub(super) async fn run<T>(

@@ -1,13 +1,14 @@
 //! The implementations of the `tenantctl` commands, and how their errors become exit codes.
 
+mod billing;
 mod deadline;
 mod migrate;
 
 use crate::cli::{AddClusterArgs, ClustersCommand, DomainArgs};
 use crate::cli::{
-    ApplyArgs, CatalogArgs, Cli, Command, CreateArgs, DeleteArgs, ListArgs, MigrateCommand, OperationArgs,
-    PlanArgs, ResumeArgs, SendArgs, ServeArgs, SetPlanArgs, ShowArgs, StatusArgs, TenantsCommand, TokenArgs,
-    TokensCommand, WebhookCommand,
+    ApplyArgs, BillingCommand, CatalogArgs, Cli, Command, CreateArgs, DeleteArgs, EventsArgs, ListArgs,
+    MigrateCommand, OperationArgs, PlanArgs, ResumeArgs, SendArgs, ServeArgs, SetPlanArgs, ShowArgs,
+    StatusArgs, TenantsCommand, TokenArgs, TokensCommand, WebhookCommand,
 };
 use crate::context::{ControlPlane, StartError};
 use crate::lifecycle::{LifecycleError, Operation};
@@ -96,7 +97,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         | Command::Migrate(MigrateCommand::Apply(ApplyArgs { catalog, .. }))
         | Command::Migrate(MigrateCommand::Resume(ResumeArgs { catalog, .. }))
         | Command::Migrate(MigrateCommand::Status(StatusArgs { catalog, .. })) => catalog.json,
-        Command::Webhook(WebhookCommand::Send(args)) => args.json,
+        Command::Webhook(WebhookCommand::Send(args)) => args.catalog.json,
+        Command::Billing(BillingCommand::Events(args)) => args.catalog.json,
         Command::Tokens(TokensCommand::Create(args)) => args.catalog.json,
         Command::Clusters(
             ClustersCommand::Add(AddClusterArgs { catalog, .. }) | ClustersCommand::List(catalog),
@@ -128,6 +130,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Migrate(MigrateCommand::Resume(args)) => migrate::resume(args).await,
         Command::Migrate(MigrateCommand::Status(args)) => migrate::status(args).await,
         Command::Webhook(WebhookCommand::Send(args)) => webhook_send(args).await,
+        Command::Billing(BillingCommand::Events(args)) => billing_events(args).await,
         Command::Tokens(TokensCommand::Create(args)) => create_token(args).await,
         Command::Clusters(ClustersCommand::Add(args)) => add_cluster(args).await,
         Command::Clusters(ClustersCommand::List(args)) => list_clusters(args).await,
@@ -384,27 +387,65 @@ async fn connection_string(args: ShowArgs) -> Result<ExitCode, CliError> {
 }
 
 async fn webhook_send(args: SendArgs) -> Result<ExitCode, CliError> {
-    let event = crate::billing::send::TestEvent {
-        kind: args.kind,
-        slug: args.slug,
-        name: args.name,
-        plan: args.plan,
-        subscription_id: args.subscription,
-        customer_id: args.customer,
-        status: args.status,
-    };
+    let cp = start(&args.catalog).await?;
+    let event = billing::test_event(&cp, &args).await?;
     let body = event.body(chrono::Utc::now().timestamp());
-    let delivery =
+    let deadline = Deadline::after(args.wait.timeout);
+    let sent = async {
         crate::billing::send::send(&args.url, args.secret.expose(), &body).await.map_err(|e| match e {
             crate::billing::send::SendError::Refused { status, .. } if (400..500).contains(&status) => {
                 CliError::new(3, "refused", e.to_string())
             }
             other => CliError::unavailable(other),
-        })?;
-    if args.json {
-        output::json(&delivery);
+        })
+    };
+    let delivery = deadline.run(sent, || format!("{} did not answer", args.url)).await?;
+    let sent = format!("sent {} ({}) -> {}", delivery.event_id, event.kind, delivery.status);
+    if args.wait.no_wait {
+        if args.catalog.json {
+            output::json(&delivery);
+        } else {
+            output::line(&sent);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let handled = crate::billing::events::wait(&cp, &delivery.event_id, deadline.remaining())
+        .await
+        .map_err(|e| billing::events_error(e, &deadline))?;
+    if args.catalog.json {
+        output::json(&serde_json::json!({ "delivery": delivery, "event": handled }));
     } else {
-        output::line(&format!("sent {} ({}) -> {}", delivery.event_id, event.kind, delivery.status));
+        output::line(&sent);
+        output::line(&format!("{}: {}", handled.state, handled.detail.as_deref().unwrap_or_default()));
+    }
+    Ok(if handled.state == "failed" { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+async fn billing_events(args: EventsArgs) -> Result<ExitCode, CliError> {
+    if let Some(tenant) = &args.tenant {
+        parse_slug(tenant)?;
+    }
+    let cp = start(&args.catalog).await?;
+    let filter =
+        crate::billing::events::EventFilter { tenant: args.tenant, event_id: None, limit: args.limit };
+    let events = crate::billing::events::list(&cp, &filter).await.map_err(CliError::unavailable)?;
+    if args.catalog.json {
+        output::json(&events);
+    } else {
+        let rows: Vec<Vec<String>> = events
+            .iter()
+            .map(|e| {
+                vec![
+                    e.received_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    e.event_id.clone(),
+                    e.kind.clone(),
+                    e.tenant.clone().or_else(|| e.subscription.clone()).unwrap_or_default(),
+                    e.state.clone(),
+                    e.detail.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        output::table(&["received", "event", "type", "tenant", "state", "detail"], &rows);
     }
     Ok(ExitCode::SUCCESS)
 }

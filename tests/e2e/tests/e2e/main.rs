@@ -18,3 +18,4 @@ mod rate_limits;
 mod session_reset;
 mod slice;
 mod sql_over_http;
+mod webhook_send;
