@@ -350,13 +350,18 @@ async fn show(args: ShowArgs) -> Result<ExitCode, CliError> {
         ] {
             output::line(&format!("{key:<12}{value}"));
         }
-        if let Some(at) = drop_after {
-            output::line(&format!(
+        match drop_after {
+            Some(at) => output::line(&format!(
                 "{:<12}{} (`tenantctl tenants restore {}` before then keeps it)",
                 "drop after",
                 at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 tenant.slug
-            ));
+            )),
+            None if tenant.status == TenantStatus::Deprovisioning => output::line(&format!(
+                "{:<12}not scheduled (its drop failed); `tenantctl tenants delete {}` tries again",
+                "drop after", tenant.slug
+            )),
+            None => {}
         }
     }
     Ok(ExitCode::SUCCESS)

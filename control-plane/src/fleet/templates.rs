@@ -16,25 +16,20 @@ pub(crate) fn moved_by(selection: &Selection) -> bool {
     selection.templates || selection.is_whole_fleet()
 }
 
-/// The clusters whose templates `selection` concerns: every registered cluster for the whole
-/// fleet; otherwise the clusters of its tenants and the one it names.
-async fn clusters<'a>(
-    cp: &ControlPlane,
-    selection: &Selection,
-    tenants: impl Iterator<Item = &'a TenantRecord>,
-) -> Result<Vec<String>, FleetError> {
+/// The clusters whose templates `selection` concerns: those of its tenants and the one it
+/// names, and for the whole fleet the default cluster too (where new tenants go first). A
+/// registered cluster without tenants is left out: a database tenant created there later brings
+/// the template to the directory's version first, and an unreachable empty cluster does not
+/// fail the run.
+fn clusters<'a>(selection: &Selection, tenants: impl Iterator<Item = &'a TenantRecord>) -> Vec<String> {
     let mut names: Vec<String> = tenants.map(|t| t.cluster.clone()).collect();
     names.extend(selection.cluster.clone());
     if selection.is_whole_fleet() {
-        let client = cp.catalog.get().await.map_err(super::catalog_error)?;
-        let rows =
-            client.query("SELECT name FROM control.clusters", &[]).await.map_err(super::catalog_error)?;
-        names.extend(rows.iter().map(|row| row.get::<_, String>(0)));
         names.push(tenancy::domain::ClusterName::DEFAULT.to_owned());
     }
     names.sort_unstable();
     names.dedup();
-    Ok(names)
+    names
 }
 
 /// Migrates the templates a run of `selection` moves (none unless [`moved_by`]); the run's
@@ -48,8 +43,7 @@ pub(super) async fn migrate<'a>(
     if !moved_by(selection) {
         return Ok(());
     }
-    let names = clusters(cp, selection, tenants).await.map_err(|e| e.to_string())?;
-    for name in names {
+    for name in clusters(selection, tenants) {
         let failed = |e: crate::cluster::ClusterError| {
             format!("migrating the template database of cluster {name} failed: {e}")
         };
@@ -87,7 +81,7 @@ pub(super) async fn plan<'a>(
 ) -> Result<Vec<TemplatePlan>, FleetError> {
     let moved = moved_by(selection);
     let mut plans = Vec::new();
-    for name in clusters(cp, selection, tenants).await? {
+    for name in clusters(selection, tenants) {
         let unavailable = |e: crate::cluster::ClusterError| FleetError::Catalog(e.to_string());
         let cluster = cp.cluster(&name).await.map_err(unavailable)?;
         let history = cluster.template_history().await.map_err(unavailable)?;
