@@ -13,7 +13,8 @@ Exit codes:
   3  invalid input (bad slug, unknown plan, malformed value)
   4  not found
   5  conflict (duplicate slug or subscription)
-  6  a dependency is unavailable (catalog, secret store, webhook endpoint)";
+  6  a dependency is unavailable (catalog, secret store, webhook endpoint)
+  7  timed out waiting (--timeout): the work stays queued, a running `tenantctl serve` does it";
 
 /// tenantctl: the control plane of schema-per-tenant PostgreSQL.
 ///
@@ -40,6 +41,9 @@ pub enum Command {
     /// Send signed test billing events (like `stripe trigger`).
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// Received billing events and what the control plane did with them.
+    #[command(subcommand)]
+    Billing(BillingCommand),
     /// Manage bearer tokens of the operator API.
     #[command(subcommand)]
     Tokens(TokensCommand),
@@ -132,8 +136,12 @@ pub enum TenantsCommand {
     RotateCredentials(OperationArgs),
     /// Deprovision a tenant: routers answer 404 at once; after the retention period its schema,
     /// role and secret are dropped (archived first with DEPROVISION_ARCHIVE_DIR) and a tombstone
-    /// stays in the catalog.
+    /// stays in the catalog. Deleting a tenant that is already being deprovisioned moves its
+    /// drop to the new retention (e.g. `--retention 0s`: now).
     Delete(DeleteArgs),
+    /// Bring a tenant that is being deprovisioned back, before its data is dropped: the drop is
+    /// cancelled and the tenant gets the status it had before the delete (active, suspended).
+    Restore(OperationArgs),
     /// Provision a failed tenant again, from the step that failed.
     Retry(OperationArgs),
     /// List a tenant's host names (its subdomain and custom domains).
@@ -159,11 +167,21 @@ pub struct DomainArgs {
 pub struct OperationArgs {
     /// The tenant's slug.
     pub slug: String,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+}
+
+/// Whether and how long a command waits for the work it queued.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct WaitArgs {
     /// Only queue the work (a running `tenantctl serve` does it).
     #[arg(long)]
     pub no_wait: bool,
-    #[command(flatten)]
-    pub catalog: CatalogArgs,
+    /// Give up waiting after this long (exit code 7; the work stays queued).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -201,9 +219,8 @@ pub struct CreateArgs {
     /// own); default: what the plan's template says.
     #[arg(long)]
     pub isolation: Option<tenancy::domain::Isolation>,
-    /// Only record the tenant and queue its provisioning (a running `tenantctl serve` does it).
-    #[arg(long)]
-    pub no_wait: bool,
+    #[command(flatten)]
+    pub wait: WaitArgs,
     #[command(flatten)]
     pub catalog: CatalogArgs,
 }
@@ -232,13 +249,16 @@ pub struct ShowArgs {
 pub enum MigrateCommand {
     /// Show what `apply` would do, changing nothing: pending versions per tenant and a
     /// histogram of versions (from the catalog), tenants whose applied migrations differ from
-    /// the files (drift), and whether each cluster has the connections and lock table for the
-    /// run.
+    /// the files (drift), the clusters' template databases (version, pending, drift, and whether
+    /// the run migrates them), and whether each cluster has the connections and lock table for
+    /// the run.
     Plan(PlanArgs),
     /// Apply pending migrations from TENANT_MIGRATIONS_DIR to the selected active and suspended
     /// tenants, as a new run in the fleet ledger (refused while another run is going). Tenants
-    /// the catalog records at the target are skipped without connecting to them. Exit code 1
-    /// when any tenant was not migrated or the run halted.
+    /// the catalog records at the target are skipped without connecting to them. The template
+    /// databases are migrated first, by a run over the whole fleet or with --include-templates
+    /// only. Exit code 1 when any tenant was not migrated, a template failed (the run fails
+    /// before any tenant is started) or the run halted.
     Apply(ApplyArgs),
     /// Continue a run whose process died, that halted, or that ended with failed tenants once
     /// they are fixed: every tenant of the run not migrated yet is migrated (with the run's
@@ -261,6 +281,11 @@ pub struct SelectionArgs {
     /// Only tenants on this cluster.
     #[arg(long)]
     pub cluster: Option<tenancy::domain::ClusterName>,
+    /// Also migrate the template databases (database tenants are cloned from them) of the
+    /// selected tenants' clusters. A run without --tenant, --plan or --cluster always does; any
+    /// other run migrates exactly its tenants.
+    #[arg(long)]
+    pub include_templates: bool,
 }
 
 #[derive(Debug, Args)]
@@ -334,25 +359,34 @@ pub struct ApplyArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum WebhookCommand {
-    /// Build a realistic billing event, sign it with BILLING_WEBHOOK_SECRET and post it.
+    /// Build a realistic billing event, sign it with BILLING_WEBHOOK_SECRET, post it, and wait
+    /// (unless --no-wait) for what the control plane does with it: processed, ignored or failed
+    /// (exit code 1), with why. An event about an existing subscription (any type but
+    /// customer.subscription.created and checkout.session.completed) needs --tenant (its real
+    /// subscription) or --subscription: no subscription id is invented.
     Send(SendArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// Event type, e.g. customer.subscription.created, checkout.session.completed.
+    /// Event type, e.g. customer.subscription.created, customer.subscription.updated,
+    /// checkout.session.completed.
     #[arg(long = "type", default_value = "customer.subscription.created")]
     pub kind: String,
-    /// Tenant slug (metadata.tenant_slug).
+    /// An existing tenant (slug): the event is about its subscription (its subscription and
+    /// customer ids, plan and slug, from the catalog).
+    #[arg(long, conflicts_with_all = ["slug", "subscription", "customer"])]
+    pub tenant: Option<String>,
+    /// Slug of the tenant a new subscription creates (metadata.tenant_slug).
     #[arg(long)]
-    pub slug: String,
-    /// Plan (the price's lookup_key).
-    #[arg(long, default_value = "starter")]
-    pub plan: String,
+    pub slug: Option<String>,
+    /// Plan (the price's lookup_key); default: the tenant's with --tenant, else starter.
+    #[arg(long)]
+    pub plan: Option<String>,
     /// Tenant display name (metadata.tenant_name).
     #[arg(long)]
     pub name: Option<String>,
-    /// Subscription id (default: a new random sub_… id).
+    /// Subscription id (default for a new subscription: a new random sub_… id).
     #[arg(long)]
     pub subscription: Option<String>,
     /// Customer id (default: a new random cus_… id).
@@ -367,9 +401,29 @@ pub struct SendArgs {
     /// Signing secret.
     #[arg(long, env = "BILLING_WEBHOOK_SECRET", hide_env_values = true)]
     pub secret: tenancy::secret::Secret,
-    /// Print the delivery as JSON.
+    #[command(flatten)]
+    pub wait: WaitArgs,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BillingCommand {
+    /// List received billing events, newest first, with what the control plane did with each:
+    /// processed, ignored, failed (and why) or pending (and why, when it is being retried).
+    Events(EventsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only events about this tenant's subscription (slug).
     #[arg(long)]
-    pub json: bool,
+    pub tenant: Option<String>,
+    /// At most this many events.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+    pub limit: i64,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
 }
 
 #[cfg(test)]

@@ -14,6 +14,10 @@
 //! In the databases tenants connect to, `PUBLIC` may neither create in `public` nor use the
 //! procedural languages (no `DO` blocks, no functions a tenant writes).
 
+mod template_history;
+
+pub(crate) use template_history::TemplateHistory;
+
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tenancy::domain::RoleName;
 use tokio::sync::OnceCell;

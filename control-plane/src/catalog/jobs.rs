@@ -95,6 +95,77 @@ pub async fn enqueue_after(
     Ok(row.get(0))
 }
 
+/// Makes `tenant`'s queued job of `kind` run after `delay` from now, or enqueues one when none
+/// is queued: a tenant never has two of them queued (the second would only run after the
+/// first, whatever its own time). Returns the job's id.
+pub async fn schedule(
+    client: &impl GenericClient,
+    kind: JobKind,
+    tenant: TenantId,
+    payload: &serde_json::Value,
+    delay: Duration,
+) -> Result<i64, tokio_postgres::Error> {
+    let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+    let moved = client
+        .query_opt(
+            "UPDATE control.jobs SET run_after = now() + make_interval(secs => $3::bigint / 1000.0),
+                    updated_at = now()
+              WHERE id = (SELECT id FROM control.jobs WHERE tenant_id = $1 AND kind = $2 AND state = 'queued'
+                           ORDER BY id LIMIT 1)
+          RETURNING id",
+            &[&tenant.0, &kind.as_str(), &delay_ms],
+        )
+        .await?;
+    match moved {
+        Some(row) => Ok(row.get(0)),
+        None => enqueue_after(client, kind, Some(tenant), payload, delay).await,
+    }
+}
+
+/// When `tenant`'s next queued job of `kind` is due (a deprovisioning tenant's drop), if one is
+/// queued.
+pub async fn scheduled(
+    client: &impl GenericClient,
+    kind: JobKind,
+    tenant: TenantId,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT min(run_after) FROM control.jobs WHERE tenant_id = $1 AND kind = $2 AND state = 'queued'",
+            &[&tenant.0, &kind.as_str()],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Takes `tenant`'s queued jobs of `kind` off the queue (a restored tenant's drop). `Ok(false)`
+/// when one of them is running right now (claimed by a worker): nothing is removed then.
+pub async fn cancel(
+    client: &impl GenericClient,
+    kind: JobKind,
+    tenant: TenantId,
+) -> Result<bool, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "WITH queued AS (SELECT id FROM control.jobs WHERE tenant_id = $1 AND kind = $2 AND state = 'queued'),
+                  free AS (SELECT id FROM control.jobs WHERE id IN (SELECT id FROM queued) FOR UPDATE SKIP LOCKED)
+             SELECT (SELECT count(*) FROM queued), (SELECT count(*) FROM free)",
+            &[&tenant.0, &kind.as_str()],
+        )
+        .await?;
+    let (queued, free): (i64, i64) = (row.get(0), row.get(1));
+    if queued != free {
+        return Ok(false);
+    }
+    client
+        .execute(
+            "DELETE FROM control.jobs WHERE tenant_id = $1 AND kind = $2 AND state = 'queued'",
+            &[&tenant.0, &kind.as_str()],
+        )
+        .await?;
+    Ok(true)
+}
+
 /// Claims the oldest runnable job, optionally only one for `tenant`. The row stays locked until
 /// `tx` ends.
 pub async fn claim(
@@ -176,7 +247,8 @@ pub async fn record_failure(
     .map(|_| ())
 }
 
-/// Whether `tenant` has a queued job due within `horizon` (used by the CLI's waiting).
+/// Whether `tenant` has a queued job that can run within `horizon` (used by the CLI's waiting):
+/// due by then, and not queued behind an earlier job of the tenant that is not.
 pub async fn has_due_job(
     client: &impl GenericClient,
     tenant: TenantId,
@@ -185,8 +257,12 @@ pub async fn has_due_job(
     let horizon_ms = i64::try_from(horizon.as_millis()).unwrap_or(i64::MAX);
     let row = client
         .query_one(
-            "SELECT EXISTS (SELECT 1 FROM control.jobs WHERE tenant_id = $1 AND state = 'queued'
-                              AND run_after <= now() + make_interval(secs => $2::bigint / 1000.0))",
+            "WITH due AS (SELECT now() + make_interval(secs => $2::bigint / 1000.0) AS by)
+             SELECT EXISTS (SELECT 1 FROM control.jobs j, due WHERE j.tenant_id = $1 AND j.state = 'queued'
+                              AND j.run_after <= due.by
+                              AND NOT EXISTS (SELECT 1 FROM control.jobs earlier
+                                               WHERE earlier.tenant_id = j.tenant_id AND earlier.state = 'queued'
+                                                 AND earlier.id < j.id AND earlier.run_after > due.by))",
             &[&tenant.0, &horizon_ms],
         )
         .await?;

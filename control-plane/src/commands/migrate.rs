@@ -15,6 +15,7 @@ fn selection(args: SelectionArgs) -> ledger::Selection {
         tenant: args.tenant.map(|s| s.to_string()),
         plan: args.plan.map(|p| p.to_string()),
         cluster: args.cluster.map(|c| c.to_string()),
+        templates: args.include_templates,
     }
 }
 
@@ -80,10 +81,41 @@ pub(super) async fn plan(args: PlanArgs) -> Result<ExitCode, CliError> {
         output::table(&["tenant", "cluster", "at", "pending"], &rows);
         more(plan.pending.len()).inspect(|m| output::line(m));
     }
+    output::line(&format!(
+        "\ntemplate databases (database tenants are cloned from them; {}):",
+        if plan.templates.iter().any(|t| t.moved) {
+            "apply migrates them"
+        } else {
+            "apply leaves them alone: only a run over the whole fleet, or --include-templates, migrates them"
+        }
+    ));
+    let rows: Vec<Vec<String>> = plan
+        .templates
+        .iter()
+        .map(|t| {
+            vec![
+                t.cluster.clone(),
+                t.database.clone(),
+                t.state.to_owned(),
+                t.version.map(|v| format!("V{v}")).unwrap_or_default(),
+                t.pending.iter().map(|v| format!("V{v}")).collect::<Vec<_>>().join(","),
+                t.drift.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    output::table(&["cluster", "template", "state", "at", "pending", "drift"], &rows);
+    let drifted_templates = plan.templates.iter().filter(|t| t.drift.is_some()).count();
     match &plan.drift {
         None => output::line("\ndrift: not checked (--no-drift)"),
-        Some(drift) if drift.is_empty() => output::line("\ndrift: none"),
+        Some(drift) if drift.is_empty() && drifted_templates == 0 => output::line("\ndrift: none"),
+        Some(drift) if drift.is_empty() => output::line(&format!(
+            "\ndrift: {drifted_templates} template databases (see above); new database tenants cannot be \
+             created on their clusters until it is fixed"
+        )),
         Some(drift) => {
+            if drifted_templates > 0 {
+                output::line(&format!("\ndrift: {drifted_templates} template databases (see above)"));
+            }
             output::line(&format!("\ndrift: {} tenants (apply does not migrate them):", drift.len()));
             let rows: Vec<Vec<String>> = drift
                 .iter()
@@ -188,7 +220,7 @@ fn print_report(report: &ApplyReport, json: bool) -> ExitCode {
             report.rate,
         ));
         if let Some(reason) = &report.halt_reason {
-            output::line(&format!("halted: {reason}"));
+            output::line(&format!("{}: {reason}", report.state));
         }
         if report.state != "completed" {
             output::line(&format!("fix what failed, then: tenantctl migrate resume {}", report.run_id));
@@ -218,7 +250,7 @@ pub(super) async fn status(args: StatusArgs) -> Result<ExitCode, CliError> {
         run.id, run.created_by, run.created_at, status.state, run.target_version, run.tenants
     ));
     if let Some(reason) = &run.halt_reason {
-        output::line(&format!("halted: {reason}"));
+        output::line(&format!("{}: {reason}", run.state));
     }
     let rows: Vec<Vec<String>> = status
         .items

@@ -1,17 +1,20 @@
 //! The implementations of the `tenantctl` commands, and how their errors become exit codes.
 
+mod billing;
+mod deadline;
 mod migrate;
 
 use crate::cli::{AddClusterArgs, ClustersCommand, DomainArgs};
 use crate::cli::{
-    ApplyArgs, CatalogArgs, Cli, Command, CreateArgs, DeleteArgs, ListArgs, MigrateCommand, OperationArgs,
-    PlanArgs, ResumeArgs, SendArgs, ServeArgs, SetPlanArgs, ShowArgs, StatusArgs, TenantsCommand, TokenArgs,
-    TokensCommand, WebhookCommand,
+    ApplyArgs, BillingCommand, CatalogArgs, Cli, Command, CreateArgs, DeleteArgs, EventsArgs, ListArgs,
+    MigrateCommand, OperationArgs, PlanArgs, ResumeArgs, SendArgs, ServeArgs, SetPlanArgs, ShowArgs,
+    StatusArgs, TenantsCommand, TokenArgs, TokensCommand, WebhookCommand,
 };
 use crate::context::{ControlPlane, StartError};
 use crate::lifecycle::{LifecycleError, Operation};
 use crate::output;
 use crate::provisioning::{request_tenant, CreateTenantError, TenantRequest};
+use deadline::Deadline;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,7 +54,7 @@ impl From<LifecycleError> for CliError {
     fn from(err: LifecycleError) -> Self {
         let exit = match err {
             LifecycleError::NotFound(_) => 4,
-            LifecycleError::WrongState { .. } => 5,
+            LifecycleError::WrongState { .. } | LifecycleError::DropUnderway(_) => 5,
             LifecycleError::InvalidPlan(_) => 3,
             LifecycleError::Catalog(_) => 6,
         };
@@ -86,6 +89,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             | TenantsCommand::Resume(OperationArgs { catalog, .. })
             | TenantsCommand::RotateCredentials(OperationArgs { catalog, .. })
             | TenantsCommand::Retry(OperationArgs { catalog, .. })
+            | TenantsCommand::Restore(OperationArgs { catalog, .. })
             | TenantsCommand::SetPlan(SetPlanArgs { operation: OperationArgs { catalog, .. }, .. })
             | TenantsCommand::Delete(DeleteArgs { operation: OperationArgs { catalog, .. }, .. }),
         )
@@ -93,7 +97,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         | Command::Migrate(MigrateCommand::Apply(ApplyArgs { catalog, .. }))
         | Command::Migrate(MigrateCommand::Resume(ResumeArgs { catalog, .. }))
         | Command::Migrate(MigrateCommand::Status(StatusArgs { catalog, .. })) => catalog.json,
-        Command::Webhook(WebhookCommand::Send(args)) => args.json,
+        Command::Webhook(WebhookCommand::Send(args)) => args.catalog.json,
+        Command::Billing(BillingCommand::Events(args)) => args.catalog.json,
         Command::Tokens(TokensCommand::Create(args)) => args.catalog.json,
         Command::Clusters(
             ClustersCommand::Add(AddClusterArgs { catalog, .. }) | ClustersCommand::List(catalog),
@@ -112,6 +117,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             operate(args, Operation::RotateCredentials).await
         }
         Command::Tenants(TenantsCommand::Retry(args)) => operate(args, Operation::Retry).await,
+        Command::Tenants(TenantsCommand::Restore(args)) => operate(args, Operation::Restore).await,
         Command::Tenants(TenantsCommand::SetPlan(args)) => {
             operate(args.operation, Operation::ChangePlan(args.plan)).await
         }
@@ -124,6 +130,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Migrate(MigrateCommand::Resume(args)) => migrate::resume(args).await,
         Command::Migrate(MigrateCommand::Status(args)) => migrate::status(args).await,
         Command::Webhook(WebhookCommand::Send(args)) => webhook_send(args).await,
+        Command::Billing(BillingCommand::Events(args)) => billing_events(args).await,
         Command::Tokens(TokensCommand::Create(args)) => create_token(args).await,
         Command::Clusters(ClustersCommand::Add(args)) => add_cluster(args).await,
         Command::Clusters(ClustersCommand::List(args)) => list_clusters(args).await,
@@ -198,20 +205,42 @@ async fn create(args: CreateArgs) -> Result<ExitCode, CliError> {
         billing_subscription_id: None,
         isolation: args.isolation,
     };
-    let mut tenant = request_tenant(&cp, &request, "cli").await?;
-    if !args.no_wait {
-        tenant = wait_for_jobs(&cp, tenant).await?;
+    let deadline = Deadline::after(args.wait.timeout);
+    let requested = async { Ok(request_tenant(&cp, &request, "cli").await?) };
+    let mut tenant = deadline
+        .run(requested, || {
+            format!("tenant {} was not recorded (the catalog is busy); nothing changed", request.slug)
+        })
+        .await?;
+    if !args.wait.no_wait {
+        tenant = wait_for_jobs(&cp, tenant, &deadline).await?;
     }
     print_tenant(&tenant, args.catalog.json);
     Ok(if tenant.status == TenantStatus::Failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-/// Runs the tenant's due jobs (see [`crate::provisioning::worker::drain`]) and returns the
-/// tenant as it ends up.
-async fn wait_for_jobs(cp: &ControlPlane, tenant: TenantRecord) -> Result<TenantRecord, CliError> {
-    crate::provisioning::worker::drain(cp, tenant.id, Duration::from_secs(60))
-        .await
-        .map_err(CliError::unavailable)?;
+/// Runs the tenant's due jobs (see [`crate::provisioning::worker::drain`]) until `deadline`,
+/// and returns the tenant as it ends up. A job cut short by the deadline is rolled back to the
+/// queue, where a running `tenantctl serve` takes it (jobs are safe to repeat).
+async fn wait_for_jobs(
+    cp: &ControlPlane,
+    tenant: TenantRecord,
+    deadline: &Deadline,
+) -> Result<TenantRecord, CliError> {
+    let drained = async {
+        crate::provisioning::worker::drain(cp, tenant.id, Duration::from_secs(60))
+            .await
+            .map_err(CliError::unavailable)
+    };
+    deadline
+        .run(drained, || {
+            format!(
+                "tenant {slug} still has work queued; it stays queued (a running `tenantctl serve` does it): \
+                 see `tenantctl tenants show {slug}`",
+                slug = tenant.slug
+            )
+        })
+        .await?;
     let client = cp.catalog.get().await.map_err(CliError::unavailable)?;
     tenancy::catalog::tenant_by_id(&**client, tenant.id)
         .await
@@ -239,9 +268,18 @@ fn parse_slug(raw: &str) -> Result<Slug, CliError> {
 async fn operate(args: OperationArgs, operation: Operation) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
     let slug = parse_slug(&args.slug)?;
-    let mut tenant = crate::lifecycle::request(&cp, &slug, &operation, "cli").await?;
-    if !args.no_wait {
-        tenant = wait_for_jobs(&cp, tenant).await?;
+    let deadline = Deadline::after(args.wait.timeout);
+    let requested = async { Ok(crate::lifecycle::request(&cp, &slug, &operation, "cli").await?) };
+    let mut tenant = deadline
+        .run(requested, || {
+            format!(
+                "the {} of tenant {slug} was not recorded (another transaction holds the tenant); nothing changed",
+                operation.name()
+            )
+        })
+        .await?;
+    if !args.wait.no_wait {
+        tenant = wait_for_jobs(&cp, tenant, &deadline).await?;
     }
     print_tenant(&tenant, args.catalog.json);
     Ok(if tenant.status == TenantStatus::Failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
@@ -281,8 +319,19 @@ async fn find(cp: &ControlPlane, raw: &str) -> Result<TenantRecord, CliError> {
 async fn show(args: ShowArgs) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
     let tenant = find(&cp, &args.slug).await?;
+    // A deprovisioning tenant's data is dropped when its queued drop is due.
+    let drop_after = if tenant.status == TenantStatus::Deprovisioning {
+        let client = cp.catalog.get().await.map_err(CliError::unavailable)?;
+        crate::catalog::jobs::scheduled(&**client, crate::catalog::jobs::JobKind::Deprovision, tenant.id)
+            .await
+            .map_err(|e| CliError::unavailable(tenancy::pg::describe_error(&e)))?
+    } else {
+        None
+    };
     if args.catalog.json {
-        output::json(&tenant);
+        let mut value = serde_json::to_value(&tenant).unwrap_or_default();
+        value["drop_after"] = serde_json::json!(drop_after);
+        output::json(&value);
     } else {
         let host = cp.base_domain.host_for(&tenant.slug);
         for (key, value) in [
@@ -300,6 +349,19 @@ async fn show(args: ShowArgs) -> Result<ExitCode, CliError> {
             ("last error", tenant.last_error.unwrap_or_default()),
         ] {
             output::line(&format!("{key:<12}{value}"));
+        }
+        match drop_after {
+            Some(at) => output::line(&format!(
+                "{:<12}{} (`tenantctl tenants restore {}` before then keeps it)",
+                "drop after",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                tenant.slug
+            )),
+            None if tenant.status == TenantStatus::Deprovisioning => output::line(&format!(
+                "{:<12}not scheduled (its drop failed); `tenantctl tenants delete {}` tries again",
+                "drop after", tenant.slug
+            )),
+            None => {}
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -330,27 +392,65 @@ async fn connection_string(args: ShowArgs) -> Result<ExitCode, CliError> {
 }
 
 async fn webhook_send(args: SendArgs) -> Result<ExitCode, CliError> {
-    let event = crate::billing::send::TestEvent {
-        kind: args.kind,
-        slug: args.slug,
-        name: args.name,
-        plan: args.plan,
-        subscription_id: args.subscription,
-        customer_id: args.customer,
-        status: args.status,
-    };
+    let cp = start(&args.catalog).await?;
+    let event = billing::test_event(&cp, &args).await?;
     let body = event.body(chrono::Utc::now().timestamp());
-    let delivery =
+    let deadline = Deadline::after(args.wait.timeout);
+    let sent = async {
         crate::billing::send::send(&args.url, args.secret.expose(), &body).await.map_err(|e| match e {
             crate::billing::send::SendError::Refused { status, .. } if (400..500).contains(&status) => {
                 CliError::new(3, "refused", e.to_string())
             }
             other => CliError::unavailable(other),
-        })?;
-    if args.json {
-        output::json(&delivery);
+        })
+    };
+    let delivery = deadline.run(sent, || format!("{} did not answer", args.url)).await?;
+    let sent = format!("sent {} ({}) -> {}", delivery.event_id, event.kind, delivery.status);
+    if args.wait.no_wait {
+        if args.catalog.json {
+            output::json(&delivery);
+        } else {
+            output::line(&sent);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let handled = crate::billing::events::wait(&cp, &delivery.event_id, deadline.remaining())
+        .await
+        .map_err(|e| billing::events_error(e, &deadline))?;
+    if args.catalog.json {
+        output::json(&serde_json::json!({ "delivery": delivery, "event": handled }));
     } else {
-        output::line(&format!("sent {} ({}) -> {}", delivery.event_id, event.kind, delivery.status));
+        output::line(&sent);
+        output::line(&format!("{}: {}", handled.state, handled.detail.as_deref().unwrap_or_default()));
+    }
+    Ok(if handled.state == "failed" { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+async fn billing_events(args: EventsArgs) -> Result<ExitCode, CliError> {
+    if let Some(tenant) = &args.tenant {
+        parse_slug(tenant)?;
+    }
+    let cp = start(&args.catalog).await?;
+    let filter =
+        crate::billing::events::EventFilter { tenant: args.tenant, event_id: None, limit: args.limit };
+    let events = crate::billing::events::list(&cp, &filter).await.map_err(CliError::unavailable)?;
+    if args.catalog.json {
+        output::json(&events);
+    } else {
+        let rows: Vec<Vec<String>> = events
+            .iter()
+            .map(|e| {
+                vec![
+                    e.received_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    e.event_id.clone(),
+                    e.kind.clone(),
+                    e.tenant.clone().or_else(|| e.subscription.clone()).unwrap_or_default(),
+                    e.state.clone(),
+                    e.detail.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        output::table(&["received", "event", "type", "tenant", "state", "detail"], &rows);
     }
     Ok(ExitCode::SUCCESS)
 }

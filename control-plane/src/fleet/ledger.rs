@@ -23,7 +23,7 @@ pub struct Run {
     pub options: serde_json::Value,
     pub state: String,
     pub tenants: i32,
-    /// Why a halted run stopped.
+    /// Why a halted run stopped, or why a run failed before starting any tenant (a template).
     pub halt_reason: Option<String>,
 }
 
@@ -283,12 +283,23 @@ pub struct Candidate {
     pub wave: i16,
 }
 
-/// Which tenants a run covers: all live ones, or those matching every filter given.
+/// Which tenants a run covers: all live ones, or those matching every filter given; and
+/// whether it moves the clusters' template databases too (a whole-fleet run always does).
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Selection {
     pub tenant: Option<String>,
     pub plan: Option<String>,
     pub cluster: Option<String>,
+    /// Also the templates of the selection's clusters.
+    pub templates: bool,
+}
+
+impl Selection {
+    /// No filter: every live tenant.
+    pub fn is_whole_fleet(&self) -> bool {
+        self.tenant.is_none() && self.plan.is_none() && self.cluster.is_none()
+    }
 }
 
 /// The live tenants of `selection` (one catalog query), by slug; with `not_in_run`, only those
@@ -431,6 +442,23 @@ pub async fn finish_run(
         )
         .await?;
     Ok(row.get(0))
+}
+
+/// Ends a run that failed before any tenant was started, saying why (a template did not
+/// migrate); its tenants stay pending, for `resume`.
+pub async fn fail_run(
+    client: &impl GenericClient,
+    run: Uuid,
+    reason: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE control.migration_runs SET finished_at = now(), state = 'failed', halt_reason = $2
+              WHERE id = $1",
+            &[&run, &reason],
+        )
+        .await?;
+    Ok(())
 }
 
 /// The most recent runs, newest first.

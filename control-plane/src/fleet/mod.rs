@@ -5,11 +5,14 @@
 //! died can be resumed without redoing what is done. One run at a time.
 //!
 //! Tenants the catalog records at the target version are marked done without connecting to
-//! them; [`plan`] shows what a run would do without changing anything.
+//! them; [`plan`] shows what a run would do without changing anything. The clusters' template
+//! databases move only with a whole-fleet run or when asked for ([`templates`]); a template that
+//! fails to migrate fails the run, before any tenant is started.
 
 mod execute;
 pub mod ledger;
 pub mod plan;
+pub mod templates;
 
 use crate::context::ControlPlane;
 use crate::tenant_schema::{MigrateSettings, TenantMigrations};
@@ -137,8 +140,9 @@ pub struct TenantResult {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ApplyReport {
     pub run_id: uuid::Uuid,
-    /// `completed`; `failed` when any tenant of the run is not migrated; `halted` when the run
-    /// stopped early (see `halt_reason`).
+    /// `completed`; `failed` when any tenant of the run is not migrated, or a template it moves
+    /// did not migrate (see `halt_reason`; no tenant was started); `halted` when the run stopped
+    /// early (see `halt_reason`).
     pub state: String,
     pub halt_reason: Option<String>,
     pub target_version: i64,
@@ -173,8 +177,6 @@ pub enum FleetError {
     Catalog(String),
     #[error("{0}")]
     Migrations(String),
-    #[error("migrating a template database failed (no tenant was migrated): {0}")]
-    Template(String),
     #[error("another fleet migration is running{}; wait for it, or watch it with `tenantctl migrate status`", .0.map(|id| format!(" (run {id})")).unwrap_or_default())]
     Busy(Option<uuid::Uuid>),
     #[error("no fleet migration run {0}")]
@@ -205,14 +207,18 @@ pub struct Begun {
     waves: [Vec<TenantRecord>; 2],
     up_to_date: usize,
     started: Instant,
+    /// Why migrating the run's templates failed: the run fails without starting a tenant.
+    template_failure: Option<String>,
 }
 
-/// Starts a new run: takes the run lock, selects the tenants (one catalog query), migrates the
-/// templates (so a tenant provisioned meanwhile lands at the target) and records the run.
+/// Starts a new run: takes the run lock, selects the tenants (one catalog query), records the
+/// run and migrates the templates it moves (first, so a database tenant provisioned meanwhile
+/// is cloned at the target). A template that fails is recorded: [`Begun::execute`] then fails
+/// the run without starting a tenant.
 ///
 /// # Errors
-/// [`FleetError::Busy`] when another run is going; catalog, migrations and template errors
-/// before any tenant is touched.
+/// [`FleetError::Busy`] when another run is going; catalog and migrations errors before
+/// anything is recorded.
 pub async fn begin(cp: &ControlPlane, options: &ApplyOptions, created_by: &str) -> Result<Begun, FleetError> {
     let started = Instant::now();
     options.run.validate()?;
@@ -222,7 +228,6 @@ pub async fn begin(cp: &ControlPlane, options: &ApplyOptions, created_by: &str) 
         let client = cp.catalog.get().await.map_err(catalog_error)?;
         ledger::select(&**client, &options.selection, None).await.map_err(catalog_error)?
     };
-    migrate_templates(cp, &migrations, candidates.iter().map(|c| &c.tenant)).await?;
     let (items, waves, up_to_date) = plan_items(&candidates, migrations.target_version(), options.run.canary);
     let run = {
         let mut client = cp.catalog.get().await.map_err(catalog_error)?;
@@ -239,6 +244,10 @@ pub async fn begin(cp: &ControlPlane, options: &ApplyOptions, created_by: &str) 
         .await
         .map_err(catalog_error)?
     };
+    let template_failure =
+        templates::migrate(cp, &migrations, &options.selection, candidates.iter().map(|c| &c.tenant))
+            .await
+            .err();
     Ok(Begun {
         lock,
         run,
@@ -248,6 +257,7 @@ pub async fn begin(cp: &ControlPlane, options: &ApplyOptions, created_by: &str) 
         waves,
         up_to_date,
         started,
+        template_failure,
     })
 }
 
@@ -323,7 +333,8 @@ pub async fn resume(
     let candidates = ledger::unfinished(&**client, run).await.map_err(catalog_error)?;
     ledger::reopen_run(&**client, run).await.map_err(catalog_error)?;
     drop(client);
-    migrate_templates(cp, &migrations, candidates.iter().map(|c| &c.tenant)).await?;
+    let template_failure =
+        templates::migrate(cp, &migrations, &selection, candidates.iter().map(|c| &c.tenant)).await.err();
     let target = migrations.target_version();
     let mut waves = [Vec::new(), Vec::new()];
     let mut up_to_date = 0;
@@ -346,7 +357,8 @@ pub async fn resume(
             waves[usize::from(candidate.wave != 0)].push(candidate.tenant);
         }
     }
-    let begun = Begun { lock, run, migrations, options, selection, waves, up_to_date, started };
+    let begun =
+        Begun { lock, run, migrations, options, selection, waves, up_to_date, started, template_failure };
     begun.execute(cp, progress).await
 }
 
@@ -355,16 +367,46 @@ impl Begun {
         self.run
     }
 
+    /// Ends a run that failed before any tenant was started (a template did not migrate):
+    /// recorded as failed with `reason`, its tenants left pending for `resume`.
+    async fn fail(self, cp: &ControlPlane, reason: String) -> Result<ApplyReport, FleetError> {
+        {
+            let client = cp.catalog.get().await.map_err(catalog_error)?;
+            ledger::fail_run(&**client, self.run, &reason).await.map_err(catalog_error)?;
+        }
+        self.lock.release().await;
+        let not_started = self.waves.iter().map(Vec::len).sum::<usize>();
+        Ok(ApplyReport {
+            run_id: self.run,
+            state: "failed".to_owned(),
+            halt_reason: Some(reason),
+            target_version: self.migrations.target_version(),
+            tenants: self.up_to_date + not_started,
+            migrated: 0,
+            up_to_date: self.up_to_date,
+            failed: 0,
+            drift: 0,
+            lock_timeout: 0,
+            not_started,
+            duration_ms: millis(self.started.elapsed()),
+            rate: 0.0,
+            results: Vec::new(),
+        })
+    }
+
     /// Migrates the run's tenants: the canary wave, then (if it succeeded) the rest, then any
     /// tenant of the selection that became live meanwhile and is not at the target.
     ///
     /// # Errors
     /// The catalog failing while the ledger is written (the run can be resumed).
     pub async fn execute(
-        self,
+        mut self,
         cp: &ControlPlane,
         progress: &dyn Progress,
     ) -> Result<ApplyReport, FleetError> {
+        if let Some(reason) = self.template_failure.take() {
+            return self.fail(cp, reason).await;
+        }
         let [canary, rest] = self.waves;
         let exec = execute::Execution::new(cp, &self.migrations, self.run, &self.options, progress);
         let mut planned = canary.len() + rest.len();
@@ -487,24 +529,4 @@ pub async fn status(
 async fn lock(cp: &ControlPlane) -> Result<ledger::RunLock, FleetError> {
     let client = cp.catalog.get().await.map_err(catalog_error)?;
     ledger::try_lock(client).await.map_err(catalog_error)?.map_err(FleetError::Busy)
-}
-
-/// Templates first: a tenant created while the run goes is cloned at the target version.
-async fn migrate_templates(
-    cp: &ControlPlane,
-    migrations: &TenantMigrations,
-    tenants: impl Iterator<Item = &TenantRecord>,
-) -> Result<(), FleetError> {
-    let mut clusters: Vec<&str> = tenants.map(|t| t.cluster.as_str()).collect();
-    clusters.push(tenancy::domain::ClusterName::DEFAULT);
-    clusters.sort_unstable();
-    clusters.dedup();
-    for name in clusters {
-        let cluster = cp.cluster(name).await.map_err(|e| FleetError::Template(e.to_string()))?;
-        cluster
-            .migrate_template_if_present(migrations)
-            .await
-            .map_err(|e| FleetError::Template(e.to_string()))?;
-    }
-    Ok(())
 }

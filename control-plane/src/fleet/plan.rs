@@ -2,7 +2,8 @@
 //! and a histogram of versions come from one catalog query; drift (applied migrations whose
 //! checksum or name differs from the files, versions missing from the directory, a catalog
 //! version ahead of the history) from reading every tenant's history table, a few hundred
-//! schemas per query; and a headroom check of each cluster against the run's parallelism.
+//! schemas per query; each concerned cluster's template database (its version, pending
+//! migrations and drift, and whether the run would move it); and a headroom check of each cluster against the run's parallelism.
 
 use super::ledger::{self, Selection};
 use super::FleetError;
@@ -33,6 +34,9 @@ pub struct Plan {
     pub pending: Vec<PendingTenant>,
     /// `None` when the drift check was not asked for.
     pub drift: Option<Vec<Drift>>,
+    /// The clusters' template databases (database tenants are cloned from them): their
+    /// versions, pending migrations and drift, and whether the run would migrate them.
+    pub templates: Vec<super::templates::TemplatePlan>,
     pub headroom: Vec<Headroom>,
 }
 
@@ -105,6 +109,9 @@ pub async fn plan(cp: &ControlPlane, options: &PlanOptions) -> Result<Plan, Flee
             });
         }
     }
+    let templates =
+        super::templates::plan(cp, &migrations, &options.selection, candidates.iter().map(|c| &c.tenant))
+            .await?;
     let mut by_cluster: BTreeMap<&str, Vec<(&TenantRecord, Option<i64>)>> = BTreeMap::new();
     for c in &candidates {
         by_cluster.entry(c.tenant.cluster.as_str()).or_default().push((&c.tenant, c.schema_version));
@@ -126,6 +133,7 @@ pub async fn plan(cp: &ControlPlane, options: &PlanOptions) -> Result<Plan, Flee
         versions: histogram.into_iter().map(|(version, tenants)| VersionCount { version, tenants }).collect(),
         pending,
         drift,
+        templates,
         headroom,
     })
 }

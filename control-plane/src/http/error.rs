@@ -49,6 +49,7 @@ impl From<crate::lifecycle::LifecycleError> for ApiError {
         let status = match &err {
             E::NotFound(_) => StatusCode::NOT_FOUND,
             E::WrongState { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            E::DropUnderway(_) => StatusCode::CONFLICT,
             E::InvalidPlan(_) => StatusCode::BAD_REQUEST,
             E::Catalog(_) => return Self::internal("catalog_unavailable", &err),
         };

@@ -23,6 +23,9 @@ pub struct StartRun {
     pub plan: Option<String>,
     /// Only tenants on this cluster.
     pub cluster: Option<String>,
+    /// Also migrate the template databases of the selected tenants' clusters (default false;
+    /// a run without tenant, plan or cluster always migrates every template).
+    pub include_templates: Option<bool>,
     /// Tenants migrated at the same time on each cluster (1 to 256, default 4).
     pub concurrency: Option<usize>,
     /// Tenants of the canary wave (default 0).
@@ -128,7 +131,7 @@ impl From<FleetError> for ApiError {
             FleetError::Busy(_) | FleetError::TargetChanged { .. } => StatusCode::CONFLICT,
             FleetError::NoSuchRun(_) => StatusCode::NOT_FOUND,
             FleetError::InvalidOptions(_) => StatusCode::BAD_REQUEST,
-            FleetError::Migrations(_) | FleetError::Template(_) | FleetError::Catalog(_) => {
+            FleetError::Migrations(_) | FleetError::Catalog(_) => {
                 return Self::internal("migration_unavailable", &err)
             }
         };
@@ -157,7 +160,12 @@ fn options(body: StartRun) -> Result<fleet::ApplyOptions, ApiError> {
     // Ranges are checked by `fleet::begin` (the same checks as the CLI's).
     let concurrency = body.concurrency.unwrap_or(defaults.concurrency);
     Ok(fleet::ApplyOptions {
-        selection: ledger::Selection { tenant: body.tenant, plan: body.plan, cluster: body.cluster },
+        selection: ledger::Selection {
+            tenant: body.tenant,
+            plan: body.plan,
+            cluster: body.cluster,
+            templates: body.include_templates.unwrap_or(false),
+        },
         run: fleet::RunOptions {
             concurrency,
             canary: body.canary.unwrap_or(defaults.canary),

@@ -49,6 +49,7 @@ pub fn app(cp: Arc<ControlPlane>, settings: &ServeSettings) -> axum::Router {
         .route("/v1/tenants/{slug}/resume", post(tenants::resume))
         .route("/v1/tenants/{slug}/rotate-credentials", post(tenants::rotate_credentials))
         .route("/v1/tenants/{slug}/retry", post(tenants::retry))
+        .route("/v1/tenants/{slug}/restore", post(tenants::restore))
         .route("/v1/tenants/{slug}/plan", put(tenants::set_plan))
         .route("/v1/tenants/{slug}/config", put(tenants::set_config))
         .route("/v1/tenants/{slug}/domains", get(tenants::domains).post(tenants::add_domain))

@@ -157,6 +157,17 @@ pub(super) async fn retry(
     operate(&state, &raw, &Operation::Retry, &operator).await
 }
 
+/// Bring a deprovisioning tenant back before its drop (409 `drop_underway` while the drop runs).
+#[utoipa::path(post, path = "/v1/tenants/{slug}/restore", tag = "tenants",
+    responses((status = 202, body = Tenant), (status = 404, body = super::api::ErrorBody), (status = 409, body = super::api::ErrorBody), (status = 422, body = super::api::ErrorBody)))]
+pub(super) async fn restore(
+    State(state): State<AppState>,
+    Extension(operator): Extension<Operator>,
+    Path(raw): Path<String>,
+) -> Result<Accepted, ApiError> {
+    operate(&state, &raw, &Operation::Restore, &operator).await
+}
+
 /// Move the tenant to another plan (no data is moved).
 #[utoipa::path(put, path = "/v1/tenants/{slug}/plan", request_body = SetPlan, tag = "tenants",
     responses((status = 202, body = Tenant), (status = 400, body = super::api::ErrorBody),

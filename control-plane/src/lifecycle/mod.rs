@@ -28,6 +28,9 @@ pub enum Operation {
     },
     /// Provision a `failed` tenant again, from where it failed.
     Retry,
+    /// Bring a deprovisioning tenant back before its data is dropped: the drop is taken off the
+    /// queue and the tenant gets the status it had before it was deleted.
+    Restore,
 }
 
 impl Operation {
@@ -39,6 +42,7 @@ impl Operation {
             Self::RotateCredentials => "rotate credentials",
             Self::Deprovision { .. } => "deprovision",
             Self::Retry => "retry",
+            Self::Restore => "restore",
         }
     }
 }
@@ -52,6 +56,8 @@ pub enum LifecycleError {
     WrongState { operation: &'static str, slug: String, status: TenantStatus },
     #[error("invalid plan: {0}")]
     InvalidPlan(String),
+    #[error("tenant {0} is being dropped right now; it can no longer be restored")]
+    DropUnderway(String),
     #[error("catalog unavailable: {0}")]
     Catalog(String),
 }
@@ -62,6 +68,7 @@ impl LifecycleError {
             Self::NotFound(_) => "not_found",
             Self::WrongState { .. } => "wrong_state",
             Self::InvalidPlan(_) => "invalid_plan",
+            Self::DropUnderway(_) => "drop_underway",
             Self::Catalog(_) => "catalog_unavailable",
         }
     }
@@ -101,8 +108,11 @@ fn transition(
         (Operation::Deprovision { .. }, S::Active | S::Suspended | S::Failed) => {
             Some((S::Deprovisioning, JobKind::Deprovision))
         }
-        // Again: re-queues a deprovisioning that failed (e.g. its archive could not be written).
+        // Again: reschedules the drop (e.g. `--retention 0s` to drop now), or re-queues a
+        // deprovisioning that failed (e.g. its archive could not be written).
         (Operation::Deprovision { .. }, S::Deprovisioning) => Some((S::Deprovisioning, JobKind::Deprovision)),
+        // The status it goes back to is the one it had before the delete (see `request`).
+        (Operation::Restore, S::Deprovisioning) => Some((S::Active, JobKind::SyncAccess)),
         (Operation::Retry, S::Failed) => Some((S::Provisioning, JobKind::Provision)),
         (_, other) => return Err(other),
     })
@@ -135,7 +145,7 @@ pub async fn request(
         slug: slug.to_string(),
         status,
     })?;
-    let Some((status, job)) = step else {
+    let Some((mut status, job)) = step else {
         return Ok(tenant);
     };
     let payload = serde_json::json!({});
@@ -161,18 +171,32 @@ pub async fn request(
             .await
             .map_err(|e| catalog_error(&e))?;
         }
+        Operation::Restore => {
+            if !jobs::cancel(&*tx, JobKind::Deprovision, id).await.map_err(|e| catalog_error(&e))? {
+                return Err(LifecycleError::DropUnderway(slug.to_string()));
+            }
+            status = status_before_delete(&tx, id).await?;
+            tx.execute("UPDATE control.tenants SET deprovision_after = NULL WHERE id = $1", &[&id.0])
+                .await
+                .map_err(|e| catalog_error(&e))?;
+        }
         _ => {}
     }
     if status != tenant.status {
         crate::catalog::tenants::set_status(&*tx, id, status).await.map_err(|e| catalog_error(&e))?;
     }
     if job == JobKind::Deprovision {
-        // Lock the role out now; the data goes after the retention period.
-        jobs::enqueue(&*tx, JobKind::SyncAccess, Some(id), &serde_json::json!({}))
-            .await
-            .map_err(|e| catalog_error(&e))?;
+        if status != tenant.status {
+            // Lock the role out now; the data goes after the retention period.
+            jobs::enqueue(&*tx, JobKind::SyncAccess, Some(id), &serde_json::json!({}))
+                .await
+                .map_err(|e| catalog_error(&e))?;
+        }
+        // Deleted again: the queued drop moves to the new time (it is not queued twice).
+        jobs::schedule(&*tx, job, id, &payload, delay).await.map_err(|e| catalog_error(&e))?;
+    } else {
+        jobs::enqueue_after(&*tx, job, Some(id), &payload, delay).await.map_err(|e| catalog_error(&e))?;
     }
-    jobs::enqueue_after(&*tx, job, Some(id), &payload, delay).await.map_err(|e| catalog_error(&e))?;
     let detail = serde_json::json!({ "from": tenant.status, "to": status, "plan": match operation {
         Operation::ChangePlan(plan) => Some(plan.as_str()),
         _ => None,
@@ -192,6 +216,29 @@ pub async fn request(
     cp.publish_change(&updated).await;
     tracing::info!(tenant = %slug, operation = operation.name(), actor, status = %updated.status, "tenant operation requested");
     Ok(updated)
+}
+
+/// The status a deprovisioning tenant had before it was deleted, from the audit log (active
+/// when the log does not say).
+async fn status_before_delete(
+    tx: &deadpool_postgres::Transaction<'_>,
+    id: tenancy::domain::TenantId,
+) -> Result<TenantStatus, LifecycleError> {
+    let before: Option<String> = tx
+        .query_opt(
+            "SELECT detail->>'from' FROM control.audit_log
+              WHERE tenant_id = $1 AND action = 'tenant.deprovision' AND detail->>'from' <> 'deprovisioning'
+              ORDER BY id DESC LIMIT 1",
+            &[&id.0],
+        )
+        .await
+        .map_err(|e| catalog_error(&e))?
+        .and_then(|row| row.get(0));
+    let before = before.and_then(|s| serde_json::from_value(serde_json::Value::String(s)).ok());
+    Ok(match before {
+        Some(status @ (TenantStatus::Suspended | TenantStatus::Failed)) => status,
+        _ => TenantStatus::Active,
+    })
 }
 
 /// Replaces the config of the live tenant `slug` (modules, module settings, theme); routers are
@@ -247,5 +294,15 @@ mod tests {
         assert_eq!(transition(&forever, S::Suspended), Ok(Some((S::Deprovisioning, JobKind::Deprovision))));
         assert_eq!(transition(&forever, S::Deleted), Err(S::Deleted));
         assert_eq!(transition(&Operation::ChangePlan("pro".into()), S::Provisioning), Err(S::Provisioning));
+        assert_eq!(
+            transition(&forever, S::Deprovisioning),
+            Ok(Some((S::Deprovisioning, JobKind::Deprovision)))
+        );
+        assert_eq!(
+            transition(&Operation::Restore, S::Deprovisioning),
+            Ok(Some((S::Active, JobKind::SyncAccess)))
+        );
+        assert_eq!(transition(&Operation::Restore, S::Active), Err(S::Active));
+        assert_eq!(transition(&Operation::Restore, S::Deleted), Err(S::Deleted));
     }
 }

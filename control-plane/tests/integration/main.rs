@@ -5,7 +5,9 @@
 #![allow(clippy::unwrap_used)]
 
 mod database;
+mod deprovision;
 mod fleet;
+mod fleet_templates;
 mod fleet_waves;
 mod isolation;
 mod lifecycle;

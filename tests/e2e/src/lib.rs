@@ -211,3 +211,36 @@ pub async fn wait_until_active(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// `tenantctl` arguments that point a command at `db` with `common`'s settings.
+pub fn catalog_flags(db: &TestDb, common: &CommonSettings) -> Vec<String> {
+    let root = workspace_root();
+    [
+        ("--database-url", db.url.clone()),
+        ("--redis-url", common.redis_url.as_ref().map(|u| u.expose().to_owned()).unwrap_or_default()),
+        ("--redis-key-prefix", common.redis_key_prefix.clone()),
+        ("--role-prefix", db.role_prefix.clone()),
+        ("--migrations-dir", root.join("migrations").display().to_string()),
+        ("--templates-dir", root.join("tenant-templates").display().to_string()),
+        ("--secrets-backend", "local".into()),
+        ("--secrets-prefix", common.secrets.secrets_prefix.as_str().into()),
+        (
+            "--secrets-local-key",
+            common.secrets.secrets_local_key.as_ref().map(|k| k.expose().to_owned()).unwrap_or_default(),
+        ),
+    ]
+    .into_iter()
+    .flat_map(|(flag, value)| [flag.to_owned(), value])
+    .collect()
+}
+
+/// Runs `tenantctl` in this process with `args` and the flags of [`catalog_flags`]; returns its
+/// exit code.
+pub async fn tenantctl(args: &[&str], db: &TestDb, common: &CommonSettings) -> std::process::ExitCode {
+    use clap::Parser as _;
+    let argv = std::iter::once("tenantctl".to_owned())
+        .chain(args.iter().map(|a| (*a).to_owned()))
+        .chain(catalog_flags(db, common));
+    let cli = control_plane::cli::Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{e}"));
+    control_plane::commands::run(cli).await
+}

@@ -81,7 +81,7 @@ async fn tenants_are_placed_on_registered_clusters_and_served_from_there() {
         selection: control_plane::fleet::ledger::Selection {
             tenant: Some(tenant.to_owned()),
             plan: plan.map(str::to_owned),
-            cluster: None,
+            ..Default::default()
         },
         run: control_plane::fleet::RunOptions { concurrency: 2, ..Default::default() },
     };

@@ -1,49 +1,17 @@
 //! The thin slice: `tenantctl` creates tenants (CLI and billing webhook), `tenant-router` serves
 //! them, each on its own role.
 
-use clap::Parser as _;
 use control_plane::billing::send::{send, TestEvent};
 use control_plane::context::ControlPlane;
 use control_plane::provisioning::{request_tenant, steps::provision, TenantRequest};
 use e2e_tests::{
-    connection_string, provisioning_settings, spawn_control_plane, spawn_router, wait_until_active,
-    TenantSql, WEBHOOK_SECRET,
+    connection_string, provisioning_settings, spawn_control_plane, spawn_router, tenantctl,
+    wait_until_active, TenantSql, WEBHOOK_SECRET,
 };
 use serde_json::json;
 use std::process::ExitCode;
 use std::time::Duration;
-use tenancy::settings::CommonSettings;
-use testkit::{common_settings, workspace_root, PgServer, SecretsFor, TestDb};
-
-/// `tenantctl` arguments that point a command at `db` with `common`'s settings.
-fn catalog_flags(db: &TestDb, common: &CommonSettings) -> Vec<String> {
-    let root = workspace_root();
-    [
-        ("--database-url", db.url.clone()),
-        ("--redis-url", common.redis_url.as_ref().map(|u| u.expose().to_owned()).unwrap_or_default()),
-        ("--redis-key-prefix", common.redis_key_prefix.clone()),
-        ("--role-prefix", db.role_prefix.clone()),
-        ("--migrations-dir", root.join("migrations").display().to_string()),
-        ("--templates-dir", root.join("tenant-templates").display().to_string()),
-        ("--secrets-backend", "local".into()),
-        ("--secrets-prefix", common.secrets.secrets_prefix.as_str().into()),
-        (
-            "--secrets-local-key",
-            common.secrets.secrets_local_key.as_ref().map(|k| k.expose().to_owned()).unwrap_or_default(),
-        ),
-    ]
-    .into_iter()
-    .flat_map(|(flag, value)| [flag.to_owned(), value])
-    .collect()
-}
-
-async fn tenantctl(args: &[&str], db: &TestDb, common: &CommonSettings) -> ExitCode {
-    let argv = std::iter::once("tenantctl".to_owned())
-        .chain(args.iter().map(|a| (*a).to_owned()))
-        .chain(catalog_flags(db, common));
-    let cli = control_plane::cli::Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{e}"));
-    control_plane::commands::run(cli).await
-}
+use testkit::{common_settings, PgServer, SecretsFor, TestDb};
 
 fn request(slug: &str) -> TenantRequest {
     TenantRequest::new(slug, "starter")

@@ -1,0 +1,162 @@
+//! What became of received billing events, as `tenantctl billing events` lists them and
+//! `tenantctl webhook send` reports them: processed, ignored, failed (and why), or pending
+//! (queued, or retrying after a transient failure, with its reason).
+
+use crate::context::ControlPlane;
+use std::time::Duration;
+
+/// One received event and what the control plane did with it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EventStatus {
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub received_at: chrono::DateTime<chrono::Utc>,
+    /// The subscription the event is about, as it names it.
+    pub subscription: Option<String>,
+    /// The live tenant of that subscription, if any.
+    pub tenant: Option<String>,
+    /// `processed`, `ignored`, `failed` or `pending`.
+    pub state: String,
+    /// What was done, why it was ignored or failed, or why it is being retried.
+    pub detail: Option<String>,
+    /// Processing attempts so far.
+    pub attempts: i32,
+}
+
+/// Which events to list.
+#[derive(Debug, Clone)]
+pub struct EventFilter {
+    /// Only events about this tenant's subscription.
+    pub tenant: Option<String>,
+    /// Only this event.
+    pub event_id: Option<String>,
+    /// At most this many, newest first.
+    pub limit: i64,
+}
+
+impl Default for EventFilter {
+    fn default() -> Self {
+        Self { tenant: None, event_id: None, limit: 50 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventsError {
+    #[error("catalog unavailable: {0}")]
+    Catalog(String),
+    #[error("event {0} is not stored")]
+    NotFound(String),
+    #[error("event {} is still pending{}", .0.event_id, .0.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    StillPending(Box<EventStatus>),
+}
+
+/// The events of `filter`, newest first. The processing job is read only for events not
+/// processed yet (a failed or retried one says why there).
+pub async fn list(cp: &ControlPlane, filter: &EventFilter) -> Result<Vec<EventStatus>, EventsError> {
+    let client = cp.catalog.get().await.map_err(|e| EventsError::Catalog(e.to_string()))?;
+    let rows = client
+        .query(
+            "WITH e AS (
+                SELECT e.*, coalesce(e.payload->'data'->'object'->>'subscription',
+                                     CASE WHEN e.payload->'data'->'object'->>'object' = 'subscription'
+                                          THEN e.payload->'data'->'object'->>'id' END) AS subscription
+                  FROM control.billing_events e)
+             SELECT e.event_id, e.type, e.received_at, e.subscription, t.slug, e.processed_at IS NOT NULL,
+                    e.outcome, e.error, j.state, coalesce(j.attempts, 0), j.last_error
+               FROM e
+               LEFT JOIN control.tenants t ON t.billing_subscription_id = e.subscription AND t.status <> 'deleted'
+               LEFT JOIN LATERAL (
+                    SELECT state, attempts, last_error FROM control.jobs
+                     WHERE e.processed_at IS NULL AND kind = 'billing_event' AND payload->>'event_id' = e.event_id
+                     ORDER BY id DESC LIMIT 1) j ON true
+              WHERE ($1::text IS NULL OR t.slug = $1) AND ($2::text IS NULL OR e.event_id = $2)
+              ORDER BY e.received_at DESC, e.event_id DESC
+              LIMIT $3",
+            &[&filter.tenant, &filter.event_id, &filter.limit],
+        )
+        .await
+        .map_err(|e| EventsError::Catalog(tenancy::pg::describe_error(&e)))?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let (processed, outcome, error): (bool, Option<String>, Option<String>) =
+                (row.get(5), row.get(6), row.get(7));
+            let (job_state, attempts, last_error): (Option<String>, i32, Option<String>) =
+                (row.get(8), row.get(9), row.get(10));
+            let (state, detail) = if processed {
+                settled(outcome.as_deref().unwrap_or_default(), error)
+            } else if job_state.as_deref() == Some("failed") {
+                ("failed", last_error)
+            } else {
+                ("pending", last_error.map(|e| format!("retrying: {e}")))
+            };
+            EventStatus {
+                event_id: row.get(0),
+                kind: row.get(1),
+                received_at: row.get(2),
+                subscription: row.get(3),
+                tenant: row.get(4),
+                state: state.to_owned(),
+                detail,
+                attempts: if processed { attempts.max(1) } else { attempts },
+            }
+        })
+        .collect())
+}
+
+/// A processed event's state and detail, from the outcome processing recorded
+/// (`applied: …`, `ignored: …`, or `rejected` with an error).
+fn settled(outcome: &str, error: Option<String>) -> (&'static str, Option<String>) {
+    if let Some(done) = outcome.strip_prefix("applied: ") {
+        ("processed", Some(done.to_owned()))
+    } else if let Some(reason) = outcome.strip_prefix("ignored: ") {
+        ("ignored", Some(reason.to_owned()))
+    } else {
+        ("failed", error.or_else(|| Some(outcome.to_owned())))
+    }
+}
+
+/// How often [`wait`] looks.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Waits (at most `timeout`) until the event is processed or failed for good.
+///
+/// # Errors
+/// [`EventsError::StillPending`] with its status at the timeout; the catalog; an event not
+/// stored (yet) at the timeout.
+pub async fn wait(cp: &ControlPlane, event_id: &str, timeout: Duration) -> Result<EventStatus, EventsError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let filter = EventFilter { event_id: Some(event_id.to_owned()), limit: 1, ..Default::default() };
+    loop {
+        let status = list(cp, &filter).await?.pop();
+        let timed_out = tokio::time::Instant::now() >= deadline;
+        match status {
+            Some(status) if status.state != "pending" => return Ok(status),
+            Some(status) if timed_out => return Err(EventsError::StillPending(Box::new(status))),
+            None if timed_out => return Err(EventsError::NotFound(event_id.to_owned())),
+            _ => tokio::time::sleep(POLL).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::settled;
+
+    #[test]
+    fn outcomes_read_as_states() {
+        assert_eq!(
+            settled("applied: tenant acme: suspend -> suspended", None),
+            ("processed", Some("tenant acme: suspend -> suspended".into()))
+        );
+        assert_eq!(
+            settled("ignored: event type x is not acted on", None),
+            ("ignored", Some("event type x is not acted on".into()))
+        );
+        assert_eq!(
+            settled("rejected", Some("slug is reserved".into())),
+            ("failed", Some("slug is reserved".into()))
+        );
+    }
+}
