@@ -50,6 +50,19 @@ pub enum Command {
     /// Register and list the PostgreSQL clusters that hold tenants.
     #[command(subcommand)]
     Clusters(ClustersCommand),
+    /// The catalog credentials routers use.
+    #[command(subcommand)]
+    Routers(RoutersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoutersCommand {
+    /// Give the routers' catalog role (`<TENANT_ROLE_PREFIX>_router`, which may read routing
+    /// records and nothing else) a new password, and print the DATABASE_URL routers should use.
+    /// Routers with the old password lose the catalog at once: update their DATABASE_URL (e.g.
+    /// `aws secretsmanager put-secret-value`) and restart them. The URL holds a password: it is
+    /// printed to standard output only.
+    Credentials(CatalogArgs),
 }
 
 #[derive(Debug, Subcommand)]

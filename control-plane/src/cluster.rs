@@ -111,7 +111,7 @@ const GROUP_MARKER: &str = "tenancy tenants group role";
 
 /// A `DO` block that creates the NOLOGIN role `role` with the comment `marker`, or fails when a
 /// role of that name exists without it (someone else's role is never adopted).
-fn ensure_marked_role(role: &RoleName, marker: &str) -> String {
+pub(crate) fn ensure_marked_role(role: &RoleName, marker: &str) -> String {
     let (quoted, literal) = (role.quoted(), role.as_str());
     format!(
         "DO $$ BEGIN

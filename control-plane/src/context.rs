@@ -87,7 +87,7 @@ impl ControlPlane {
             config.application_name("tenantctl");
         }
         let catalog = tenancy::pg::pool(config.clone(), catalog_connections)?;
-        crate::catalog::migrate(&catalog).await?;
+        crate::catalog::migrate(&catalog, &provisioning.role_prefix).await?;
         let secrets = common.secrets.build(catalog.clone()).await?;
         let default_cluster =
             Arc::new(Cluster::new(ClusterName::DEFAULT, &config, &provisioning.role_prefix)?);

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod jobs;
+pub mod router_role;
 pub mod tenants;
 pub mod tokens;
 
@@ -28,8 +29,9 @@ pub enum CatalogMigrateError {
 ///
 /// The catalog's database is the control plane's own: `PUBLIC` may not connect to it (nor
 /// create temporary objects), so no tenant role of a cluster on the same server can take, or
-/// wait on, the control plane's locks, or lock a catalog row.
-pub async fn migrate(pool: &Pool) -> Result<(), CatalogMigrateError> {
+/// wait on, the control plane's locks, or lock a catalog row. Routers get a role of their own
+/// (`<role_prefix>_router`, see [`router_role`]).
+pub async fn migrate(pool: &Pool, role_prefix: &str) -> Result<(), CatalogMigrateError> {
     let mut client = pool.get().await.map_err(|e| CatalogMigrateError::Connect(e.to_string()))?;
     let pg = |e: tokio_postgres::Error| CatalogMigrateError::Migrate(tenancy::pg::describe_error(&e));
     client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY]).await.map_err(pg)?;
@@ -47,6 +49,8 @@ pub async fn migrate(pool: &Pool) -> Result<(), CatalogMigrateError> {
         let mut runner = embedded::migrations::runner();
         runner.set_migration_table_name("control.refinery_schema_history");
         runner.run_async(&mut **client).await.map_err(|e| CatalogMigrateError::Migrate(e.to_string()))?;
+        let router = tenancy::domain::RoleName::router(role_prefix);
+        client.batch_execute(&router_role::grants_sql(&router, &database)).await.map_err(pg)?;
         Ok(())
     }
     .await;

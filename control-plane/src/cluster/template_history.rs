@@ -20,7 +20,7 @@ impl Cluster {
     /// The template's applied migrations, read on sessions of their own that are closed before
     /// the template lock is released.
     pub(crate) async fn template_history(&self) -> Result<TemplateHistory, ClusterError> {
-        let (admin, admin_task) = self.connect(&self.endpoint.dbname).await?;
+        let (admin, admin_task) = self.connect(self.control.as_str()).await?;
         let locked: bool = admin
             .query_one("SELECT pg_try_advisory_lock($1)", &[&TEMPLATE_LOCK])
             .await

@@ -4,7 +4,7 @@ mod billing;
 mod deadline;
 mod migrate;
 
-use crate::cli::{AddClusterArgs, ClustersCommand, DomainArgs};
+use crate::cli::{AddClusterArgs, ClustersCommand, DomainArgs, RoutersCommand};
 use crate::cli::{
     ApplyArgs, BillingCommand, CatalogArgs, Cli, Command, CreateArgs, DeleteArgs, EventsArgs, ListArgs,
     MigrateCommand, OperationArgs, PlanArgs, ResumeArgs, SendArgs, ServeArgs, SetPlanArgs, ShowArgs,
@@ -102,7 +102,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Tokens(TokensCommand::Create(args)) => args.catalog.json,
         Command::Clusters(
             ClustersCommand::Add(AddClusterArgs { catalog, .. }) | ClustersCommand::List(catalog),
-        ) => catalog.json,
+        )
+        | Command::Routers(RoutersCommand::Credentials(catalog)) => catalog.json,
         Command::Serve(_) => false,
     };
     let result = match cli.command {
@@ -134,6 +135,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Tokens(TokensCommand::Create(args)) => create_token(args).await,
         Command::Clusters(ClustersCommand::Add(args)) => add_cluster(args).await,
         Command::Clusters(ClustersCommand::List(args)) => list_clusters(args).await,
+        Command::Routers(RoutersCommand::Credentials(args)) => router_credentials(args).await,
     };
     match result {
         Ok(code) => code,
@@ -479,6 +481,23 @@ async fn create_token(args: TokenArgs) -> Result<ExitCode, CliError> {
     } else {
         output::line(&token);
         output::note(&format!("token {id} ({name}) created; it is shown only now"));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn router_credentials(args: CatalogArgs) -> Result<ExitCode, CliError> {
+    let cp = start(&args).await?;
+    let credentials = crate::catalog::router_role::issue_credentials(&cp, &args.common.database_url)
+        .await
+        .map_err(CliError::unavailable)?;
+    if args.json {
+        output::json(&credentials);
+    } else {
+        output::line(credentials.database_url.expose());
+        output::note(&format!(
+            "role {} has a new password; give routers this DATABASE_URL",
+            credentials.role
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }

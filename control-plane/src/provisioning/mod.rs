@@ -3,7 +3,7 @@
 //! any point is finished by the next attempt with nothing duplicated or orphaned.
 
 pub mod steps;
-mod verifier;
+pub(crate) mod verifier;
 pub mod worker;
 
 use crate::catalog::jobs::{self, JobKind};

@@ -48,7 +48,11 @@ async fn a_second_delete_reschedules_the_drop() {
     assert_eq!(deleted.status, TenantStatus::Deleted, "{:?}", deleted.last_error);
     assert_eq!(queued_drops(&db, &acme).await, 0);
     assert_eq!(
-        db.count(&format!("SELECT count(*) FROM pg_namespace WHERE nspname = '{}'", acme.schema_name)).await,
+        db.tenants_count(&format!(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = '{}'",
+            acme.schema_name
+        ))
+        .await,
         0
     );
 }

@@ -180,6 +180,12 @@ impl RoleName {
         Self(format!("{prefix}_owner"))
     }
 
+    /// The role routers read the catalog with: routing records and, with the `local` secrets
+    /// backend, tenants' encrypted secrets; nothing else (`router` is a reserved slug).
+    pub fn router(prefix: &str) -> Self {
+        Self(format!("{prefix}_router"))
+    }
+
     /// The group role every schema-isolated tenant's role is a member of, which holds `CONNECT`
     /// on the shared database: one privilege in the database's ACL instead of one per tenant
     /// (each grant rewrites that ACL, so per-tenant grants made provisioning slower with every

@@ -34,6 +34,7 @@ pub const RESERVED_SLUGS: &[&str] = &[
     "postgres",
     "public",
     "root",
+    "router",
     "smtp",
     "sso",
     "staging",

@@ -13,6 +13,11 @@ output "billing_webhook_url" {
   value       = module.stack.billing_webhook_url
 }
 
+output "router_database_url_secret_name" {
+  description = "Secret to put the routers' DATABASE_URL in (from `tenantctl routers credentials`)."
+  value       = module.stack.router_database_url_secret_name
+}
+
 output "billing_webhook_secret_name" {
   description = "Secret to put the billing provider's signing secret in (before the control plane can start)."
   value       = module.stack.billing_webhook_secret_name

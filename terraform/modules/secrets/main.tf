@@ -87,3 +87,38 @@ resource "aws_secretsmanager_secret" "billing_webhook" {
   kms_key_id              = aws_kms_key.this.arn
   recovery_window_in_days = var.recovery_window_in_days
 }
+
+# ROUTER_RECORDS_KEY: the key every router signs the routing records it shares in Redis with,
+# so write access to Redis cannot route one tenant's requests to another. Generated here (any
+# 32 bytes do); replacing it (terraform apply -replace random_password.records_key, then
+# redeploying the routers) only makes routers read the catalog until new records are written.
+resource "random_password" "records_key" {
+  length  = 48
+  special = false
+}
+
+resource "aws_secretsmanager_secret" "records_key" {
+  #checkov:skip=CKV2_AWS_57:The value is a random key terraform generates; it is rotated by replacing random_password.records_key and redeploying the routers (records signed with the old key are then ignored and read again from the catalog).
+  name                    = "${var.secrets_prefix}/service/router-records-key"
+  description             = "ROUTER_RECORDS_KEY of tenant-router (${var.name})"
+  kms_key_id              = aws_kms_key.this.arn
+  recovery_window_in_days = var.recovery_window_in_days
+}
+
+resource "aws_secretsmanager_secret_version" "records_key" {
+  secret_id     = aws_secretsmanager_secret.records_key.id
+  secret_string = random_password.records_key.result
+}
+
+# DATABASE_URL of the routers: the catalog as the routers' own role (<prefix>_router), which may
+# read routing records and nothing else. Terraform creates the secret but not its value:
+# `tenantctl routers credentials` sets the role's password and prints the URL, which the
+# operator puts here (see the README), so the password is neither in the configuration nor in
+# the state.
+resource "aws_secretsmanager_secret" "router_database_url" {
+  #checkov:skip=CKV2_AWS_57:The value is produced by `tenantctl routers credentials` (which sets the role's password in PostgreSQL); rotating means running it again and redeploying the routers, which a rotation Lambda cannot do.
+  name                    = "${var.secrets_prefix}/service/router-database-url"
+  description             = "DATABASE_URL of tenant-router: the catalog as the routers' read-only role (${var.name})"
+  kms_key_id              = aws_kms_key.this.arn
+  recovery_window_in_days = var.recovery_window_in_days
+}

@@ -37,3 +37,18 @@ output "billing_webhook_secret_name" {
   description = "Name of the BILLING_WEBHOOK_SECRET secret, for `aws secretsmanager put-secret-value`."
   value       = aws_secretsmanager_secret.billing_webhook.name
 }
+
+output "router_records_key_secret_arn" {
+  description = "ARN of the ROUTER_RECORDS_KEY secret (read from its version, so a task definition using it waits for the value)."
+  value       = aws_secretsmanager_secret_version.records_key.arn
+}
+
+output "router_database_url_secret_arn" {
+  description = "ARN of the routers' DATABASE_URL secret (its value is put by the operator from `tenantctl routers credentials`)."
+  value       = aws_secretsmanager_secret.router_database_url.arn
+}
+
+output "router_database_url_secret_name" {
+  description = "Name of the routers' DATABASE_URL secret, for `aws secretsmanager put-secret-value`."
+  value       = aws_secretsmanager_secret.router_database_url.name
+}

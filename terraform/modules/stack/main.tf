@@ -48,9 +48,11 @@ locals {
   router_upstream_environment = var.router_upstream == null ? tomap({}) : tomap({ ROUTER_UPSTREAM = var.router_upstream })
 
   # Values with passwords come from Secrets Manager, never from the task definition.
+  # Routers read the catalog as their own role, which sees routing records only.
   router_secrets = {
-    DATABASE_URL = module.database.url_secret_arn
-    REDIS_URL    = module.cache.url_secret_arn
+    DATABASE_URL       = module.secrets.router_database_url_secret_arn
+    REDIS_URL          = module.cache.url_secret_arn
+    ROUTER_RECORDS_KEY = module.secrets.router_records_key_secret_arn
   }
 
   control_plane_secrets = {

@@ -13,6 +13,11 @@ output "billing_webhook_url" {
   value       = module.edge.billing_webhook_url
 }
 
+output "router_database_url_secret_name" {
+  description = "Secret to put the routers' DATABASE_URL in (from `tenantctl routers credentials`; before the routers can start)."
+  value       = module.secrets.router_database_url_secret_name
+}
+
 output "billing_webhook_secret_name" {
   description = "Secret to put the billing provider's signing secret in (before the control plane can start)."
   value       = module.secrets.billing_webhook_secret_name

@@ -10,6 +10,7 @@ use testkit::{common_settings, SecretsFor, TestDb};
 
 struct Fixture {
     db: TestDb,
+    cp: std::sync::Arc<ControlPlane>,
     settings: tenant_router::settings::RouterSettings,
     router: tenant_router::http::RunningRouter,
     acme: TenantSql,
@@ -36,7 +37,7 @@ async fn fixture(label: &str) -> Fixture {
     let router = spawn_router_with(&settings).await;
     let acme = TenantSql::new(&router, "acme.app.localhost", &connection_string(&cp, "acme").await);
     let globex_connection_string = connection_string(&cp, "globex").await;
-    Fixture { db, settings, router, acme, globex_connection_string }
+    Fixture { db, cp, settings, router, acme, globex_connection_string }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,6 +201,12 @@ async fn what_a_function_does_to_its_session_is_undone_too() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statements_a_tenant_has_no_business_sending_are_refused() {
     let f = fixture("sql_statement_policy").await;
+    // Some forty requests in a row: more than the plan allows per second.
+    f.db.client()
+        .await
+        .execute("UPDATE control.tenants SET rate_limit_per_second = NULL", &[])
+        .await
+        .unwrap();
     let role = format!("{}_acme", f.db.role_prefix);
     let refused = [
         format!("ALTER ROLE {role} PASSWORD 'stolen'"),
@@ -725,4 +732,50 @@ async fn forged_routing_records_in_redis_are_ignored() {
         assert!(metrics.contains("tenant_router_shared_records_rejected_total 1"), "forgery {i}: {metrics}");
         router.stop().await.unwrap();
     }
+}
+
+/// Routers read the catalog with a role of their own that sees routing records and nothing
+/// else: a router works with it, and those credentials read no billing event, no token, no
+/// billing column of a tenant, and write nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routers_catalog_role_reads_routing_records_and_nothing_else() {
+    let f = fixture("sql_router_role").await;
+    let credentials =
+        control_plane::catalog::router_role::issue_credentials(&f.cp, &f.settings.common.database_url)
+            .await
+            .unwrap();
+    let url = credentials.database_url.expose().to_owned();
+
+    // A router with only these credentials serves tenants (the local secrets backend included).
+    let mut settings = f.settings.clone();
+    settings.common.database_url = url.clone().into();
+    let router = spawn_router_with(&settings).await;
+    let acme = TenantSql::new(&router, "acme.app.localhost", &f.acme.connection_string);
+    assert_eq!(acme.rows("SELECT 1 AS one", json!([])).await, json!([{"one": 1}]));
+
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let code = |result: Result<u64, tokio_postgres::Error>| match result {
+        Ok(_) => "succeeded".to_owned(),
+        Err(e) => e.code().map(|c| c.code().to_owned()).unwrap_or_else(|| e.to_string()),
+    };
+    for sql in [
+        "SELECT * FROM control.billing_events",
+        "SELECT * FROM control.operator_tokens",
+        "SELECT * FROM control.migration_runs",
+        "SELECT * FROM control.jobs",
+        "SELECT * FROM control.audit_log",
+        "SELECT billing_customer_id FROM control.tenants",
+        "SELECT * FROM control.tenants",
+        "UPDATE control.tenants SET plan = 'enterprise'",
+        "INSERT INTO control.domains (host, tenant_id, kind) SELECT 'x.example', id, 'custom' FROM control.tenants",
+        "DELETE FROM control.secrets",
+        "CREATE TABLE control.sneaky (i int)",
+    ] {
+        assert_eq!(code(client.execute(sql, &[]).await), "42501", "{sql}");
+    }
+    assert_eq!(
+        code(client.execute("SELECT slug, status, generation FROM control.tenants", &[]).await),
+        "succeeded"
+    );
 }

@@ -1,0 +1,75 @@
+//! The role routers read the catalog with (`<prefix>_router`): exactly what resolving a tenant
+//! needs — the routing columns of `control.tenants`, `control.domains`, and (for the `local`
+//! secrets backend) the encrypted rows of `control.secrets` — and nothing else: no billing
+//! events, no tokens, no jobs, no audit, no writes. PostgreSQL enforces it with column
+//! privileges, so a router's credentials, if stolen, read no more than a router does.
+//!
+//! The role is kept up to date with every catalog migration (`NOLOGIN` until
+//! `tenantctl routers credentials` gives it a password, which also turns it into a login role).
+
+use crate::context::ControlPlane;
+use tenancy::domain::{quote_ident, RoleName};
+use tenancy::secret::Secret;
+
+/// The comment that marks the router role as ours (someone else's role is never adopted).
+const ROUTER_MARKER: &str = "tenancy router role";
+
+/// The router role, its privileges on catalog `database` (and no more: earlier grants are
+/// replaced). Run under the catalog migration lock.
+pub(crate) fn grants_sql(role: &RoleName, database: &str) -> String {
+    let ensure = crate::cluster::ensure_marked_role(role, ROUTER_MARKER);
+    let tenant_columns: Vec<&str> =
+        tenancy::catalog::TENANT_COLUMNS.split(',').map(|c| c.trim().trim_start_matches("t.")).collect();
+    let role = role.quoted();
+    format!(
+        "{ensure}
+         GRANT CONNECT ON DATABASE {database} TO {role};
+         GRANT USAGE ON SCHEMA control TO {role};
+         REVOKE ALL ON ALL TABLES IN SCHEMA control FROM {role};
+         GRANT SELECT ({tenant_columns}) ON control.tenants TO {role};
+         GRANT SELECT (host, tenant_id) ON control.domains TO {role};
+         GRANT SELECT (name, nonce, ciphertext, deleted_at) ON control.secrets TO {role};",
+        database = quote_ident(database),
+        tenant_columns = tenant_columns.join(", "),
+    )
+}
+
+/// A router's catalog connection URL, with the password just set.
+#[derive(Debug, serde::Serialize)]
+pub struct RouterCredentials {
+    pub role: String,
+    #[serde(serialize_with = "expose")]
+    pub database_url: Secret,
+}
+
+fn expose<S: serde::Serializer>(secret: &Secret, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(secret.expose())
+}
+
+/// Gives the router role a new random password (set as a SCRAM verifier, so the password never
+/// reaches the server) and the right to log in; returns the URL routers use as `DATABASE_URL`.
+/// Routers holding the old password lose access to the catalog at once: run it, update their
+/// `DATABASE_URL`, restart them.
+pub async fn issue_credentials(cp: &ControlPlane, catalog_url: &Secret) -> Result<RouterCredentials, String> {
+    let role = RoleName::router(&cp.role_prefix);
+    let password = crate::provisioning::steps::generate_password();
+    let verifier = crate::provisioning::verifier::scram_sha_256(&password);
+    if verifier.contains('\'') {
+        return Err("unexpected character in the password verifier".into());
+    }
+    let client = cp.catalog.get().await.map_err(|e| format!("catalog unavailable: {e}"))?;
+    client
+        .batch_execute(&format!("ALTER ROLE {} LOGIN PASSWORD '{verifier}'", role.quoted()))
+        .await
+        .map_err(|e| tenancy::pg::describe_error(&e))?;
+    let config = tenancy::pg::parse_config(catalog_url.expose()).map_err(|e| e.to_string())?;
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        _ => return Err("the catalog's DATABASE_URL has no TCP host".into()),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let database = config.get_dbname().unwrap_or("postgres");
+    // Role and database names are [a-z0-9_]; the password is URL-safe base64.
+    let url = format!("postgres://{role}:{password}@{host}:{port}/{database}", role = role.as_str());
+    Ok(RouterCredentials { role: role.as_str().to_owned(), database_url: Secret::new(url) })
+}
