@@ -77,7 +77,7 @@ body = json.load(sys.stdin)
 if "rows" in body:
     for row in body["rows"]: print("     ", json.dumps(row))
 else:
-    print("      error:", body.get("code", ""), body.get("message", ""))'
+    print("      error:", body.get("code") or body.get("error", {}).get("code", ""), body.get("message", ""))'
 }
 
 run() {
@@ -160,17 +160,19 @@ SQL
   [[ "$active" == 3 ]] || { "$BIN/tenantctl" tenants list; die "tenants did not become active (log: $DEMO/tenantctl.log)"; }
   "$BIN/tenantctl" tenants list
 
-  step "Each tenant's subdomain through the router: its own role, its own rows"
+  step "Each tenant's subdomain through the router: its own role, its own database (demo_tenants holds the schema tenants, initech has its own), its own rows"
   for pair in acme:Ada globex:Grace initech:Linus; do
     local slug="${pair%%:*}" person="${pair##*:}"
     sql "$slug" "{\"query\":\"INSERT INTO users (email, name) VALUES (\$1, \$2)\",\"params\":[\"${person,,}@$slug.example\",\"$person\"]}" >/dev/null
   done
   for slug in acme globex initech; do
-    echo "   POST http://$slug.$BASE_DOMAIN/sql  SELECT current_user, name, email FROM users"
-    sql "$slug" '{"query":"SELECT current_user AS role, name, email FROM users"}' | pretty_rows
+    echo "   POST http://$slug.$BASE_DOMAIN/sql  SELECT current_user, current_database(), name, email FROM users"
+    sql "$slug" '{"query":"SELECT current_user AS role, current_database() AS database, name, email FROM users"}' | pretty_rows
   done
   echo "   acme reaching into globex's schema (SELECT * FROM t_globex.users):"
   sql acme '{"query":"SELECT * FROM t_globex.users"}' | pretty_rows
+  echo "   acme changing its own role's password (ALTER ROLE CURRENT_USER PASSWORD ...):"
+  sql acme '{"query":"ALTER ROLE CURRENT_USER PASSWORD '"'"'mine'"'"'"}' | pretty_rows
 
   step "Suspending globex (as a past_due subscription would): every router refuses it at once"
   "$BIN/tenantctl" tenants suspend globex >/dev/null
