@@ -952,4 +952,37 @@ async fn a_read_only_token_cannot_write_whatever_it_sends() {
         assert_eq!(outcome(client.execute(sql, &[]).await), "42501", "{sql}");
     }
     assert_eq!(state().await[..3], before[..3], "a direct session as the read-only role wrote");
+
+    // A tenant whose secret has no reader (provisioned before there were reader roles): its
+    // read-only requests are refused, never run on its read-write role; others still work.
+    let globex = {
+        let client = f.cp.catalog.get().await.unwrap();
+        tenancy::catalog::tenant_by_slug(&**client, &tenancy::domain::Slug::parse("globex").unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let name = globex.secret_name().unwrap();
+    let without_reader = tenancy::secrets::DbCredentials {
+        reader_username: None,
+        reader_password: None,
+        ..f.cp.secrets.get(&name).await.unwrap().unwrap()
+    };
+    f.cp.secrets.put(&name, &without_reader, &format!("{}-no-reader-xx", globex.id)).await.unwrap();
+    let globex_post = |claims: serde_json::Value| {
+        reqwest::Client::new()
+            .post(format!("http://{}/sql", f.router.addr))
+            .header("host", "globex.app.localhost")
+            .bearer_auth(token(&claims, JWT_SECRET))
+            .json(&json!({ "query": "SELECT current_user AS who" }))
+            .send()
+    };
+    let response =
+        globex_post(json!({"tenant": "globex", "role": "read_only", "exp": now + 600})).await.unwrap();
+    let status = response.status().as_u16();
+    let answer: serde_json::Value = response.json().await.unwrap();
+    assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("read_only_unavailable")), "{answer}");
+    assert!(answer["message"].as_str().unwrap().contains("no read-only role"), "{answer}");
+    let response = globex_post(json!({"tenant": "globex", "exp": now + 600})).await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
 }
