@@ -28,7 +28,13 @@ async fn a_tenant_created_with_the_cli_answers_sql_through_the_router_on_its_own
     let role = format!("{}_acme", db.role_prefix);
     assert_eq!(
         db.roles().await,
-        vec![role.clone(), format!("{}_owner", db.role_prefix), format!("{}_tenants", db.role_prefix)]
+        vec![
+            format!("{}__ro_acme", db.role_prefix),
+            role.clone(),
+            format!("{}_owner", db.role_prefix),
+            format!("{}_router", db.role_prefix),
+            format!("{}_tenants", db.role_prefix)
+        ]
     );
     assert_eq!(db.tenants_count("SELECT count(*) FROM t_acme.refinery_schema_history").await, 1);
     assert_eq!(
