@@ -96,9 +96,9 @@ async fn login_roles(
     Ok(std::iter::once(tenant.role_name.clone()).chain(reader).collect())
 }
 
-/// Ends every open session of the tenant's roles (the runtime role and the read-only role).
-async fn end_sessions(admin: &tokio_postgres::Client, tenant: &TenantRecord) -> Result<(), WorkError> {
-    let roles = [tenant.role_name.as_str().to_owned(), tenant.role_name.reader().as_str().to_owned()];
+/// Ends every open session of `roles` (the tenant's, from [`login_roles`]).
+async fn end_sessions(admin: &tokio_postgres::Client, roles: &[RoleName]) -> Result<(), WorkError> {
+    let roles: Vec<&str> = roles.iter().map(RoleName::as_str).collect();
     admin
         .execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ANY($1)",
@@ -115,14 +115,11 @@ pub async fn sync_access(cp: &ControlPlane, id: TenantId) -> Result<(), WorkErro
     let tenant = load(cp, id).await?;
     let admin = admin(cp, &tenant).await?;
     let login = if tenant.status == TenantStatus::Active { "LOGIN" } else { "NOLOGIN" };
-    let sql: String = login_roles(&admin, &tenant)
-        .await?
-        .iter()
-        .map(|role| format!("ALTER ROLE {} {login};", role.quoted()))
-        .collect();
+    let roles = login_roles(&admin, &tenant).await?;
+    let sql: String = roles.iter().map(|role| format!("ALTER ROLE {} {login};", role.quoted())).collect();
     admin.batch_execute(&sql).await.map_err(|e| pg(&e))?;
     if tenant.status != TenantStatus::Active {
-        end_sessions(&admin, &tenant).await?;
+        end_sessions(&admin, &roles).await?;
     }
     Ok(())
 }
@@ -216,13 +213,13 @@ pub async fn deprovision(cp: &ControlPlane, id: TenantId) -> Result<(), WorkErro
         .map_err(|e| pg(&e))?
         .is_some();
     let reader = steps::existing_reader(&admin, &tenant).await.map_err(|e| pg(&e))?;
-    let drop_role: String = role_exists
-        .then(|| tenant.role_name.clone())
-        .into_iter()
-        .chain(reader)
+    let roles: Vec<RoleName> =
+        role_exists.then(|| tenant.role_name.clone()).into_iter().chain(reader).collect();
+    let drop_role: String = roles
+        .iter()
         .map(|role| format!("DROP OWNED BY {role}; DROP ROLE {role};", role = role.quoted()))
         .collect();
-    end_sessions(&admin, &tenant).await?;
+    end_sessions(&admin, &roles).await?;
     let drop_schema = match &tenant.database_name {
         Some(database) => {
             cluster.drop_database(database).await.map_err(|e| cluster_error(&e))?;
