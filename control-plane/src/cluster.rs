@@ -91,15 +91,19 @@ pub fn admin_config(admin: &tenancy::secrets::DbCredentials) -> tokio_postgres::
 /// cluster between workers and replicas; taken on the control database.
 pub const CLUSTER_DDL_LOCK: i64 = 7_365_827_345;
 
-/// What tenants may not do in a database they connect to: create objects in `public`, or use
-/// a procedural language (a `DO` block, a function of their own). The owner role, which runs
+/// What tenants may not do in a database they connect to: create objects in `public`, use
+/// a procedural language (a `DO` block, a function of their own), or create large objects
+/// (which live outside every schema, and which no privilege would keep a tenant's read-only
+/// role from creating, even in a read-only transaction). The owner role, which runs
 /// migrations, keeps PL/pgSQL.
 fn lock_down_sql(owner: &RoleName) -> String {
     let owner = owner.quoted();
     format!(
         "REVOKE CREATE ON SCHEMA public FROM PUBLIC;
          REVOKE USAGE ON LANGUAGE plpgsql FROM PUBLIC;
-         GRANT USAGE ON LANGUAGE plpgsql TO {owner};"
+         GRANT USAGE ON LANGUAGE plpgsql TO {owner};
+         REVOKE EXECUTE ON FUNCTION pg_catalog.lo_create(oid), pg_catalog.lo_creat(integer),
+           pg_catalog.lo_from_bytea(oid, bytea) FROM PUBLIC;"
     )
 }
 

@@ -72,6 +72,8 @@ fn credentials_of(url: &Secret) -> Result<(tokio_postgres::Config, DbCredentials
             .map_err(|_| AddClusterError::InvalidUrl("the password is not UTF-8".into()))?,
         dbname: config.get_dbname().ok_or_else(|| missing("a database name"))?.to_owned(),
         schema: "public".into(),
+        reader_username: None,
+        reader_password: None,
     };
     Ok((config, credentials))
 }

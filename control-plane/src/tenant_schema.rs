@@ -269,8 +269,8 @@ fn literal(text: &str) -> String {
 /// the session is set back to its defaults afterwards, so the connection can migrate another
 /// tenant), holding the tenant's migration lock on `locks` (`None`: the caller serialises
 /// migrations of this schema itself, as the template's lock does).
-/// When the history table is new (or empty), `runtime_role` loses the privileges on it that
-/// default privileges granted it (a history copied with a cloned database is taken care of by
+/// When the history table is new (or empty), `runtime_role` and its read-only role lose the
+/// privileges on it that default privileges granted them (a history copied with a cloned database is taken care of by
 /// provisioning).
 pub async fn migrate_schema(
     client: &mut tokio_postgres::Client,
@@ -336,7 +336,19 @@ async fn migrate_locked(
     };
     let revoke = match (&outcome, runtime_role) {
         (Ok(_), Some(role)) if applied_rows.is_empty() => {
-            format!("REVOKE ALL ON {history} FROM {};", role.quoted())
+            // The read-only role too, when it exists (it does once provisioning's role step ran).
+            let reader = role.reader();
+            format!(
+                "REVOKE ALL ON {history} FROM {role};
+                 DO $$ BEGIN
+                   IF to_regrole('{reader_name}') IS NOT NULL THEN
+                     EXECUTE 'REVOKE ALL ON {history} FROM {reader}';
+                   END IF;
+                 END $$;",
+                role = role.quoted(),
+                reader_name = reader.as_str(),
+                reader = reader.quoted(),
+            )
         }
         _ => String::new(),
     };

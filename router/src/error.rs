@@ -97,6 +97,7 @@ impl RouterError {
             }
             Self::Auth(AuthError::Token(_)) => (StatusCode::UNAUTHORIZED, "invalid_token"),
             Self::Pool(PoolCheckoutError::Exhausted) => (StatusCode::SERVICE_UNAVAILABLE, "pool_exhausted"),
+            Self::Pool(PoolCheckoutError::NoReader) => (StatusCode::FORBIDDEN, "read_only_unavailable"),
             Self::Pool(_) => (StatusCode::SERVICE_UNAVAILABLE, "tenant_unavailable"),
             Self::BadRequest(_) | Self::Payload(crate::sql::request::PayloadError::Malformed(_)) => {
                 (StatusCode::BAD_REQUEST, "bad_request")

@@ -6,7 +6,7 @@ use crate::context::ControlPlane;
 use crate::provisioning::steps::{self, ProvisionError, Step};
 use sha2::{Digest, Sha256};
 use tenancy::catalog::TenantRecord;
-use tenancy::domain::{TenantId, TenantStatus};
+use tenancy::domain::{RoleName, TenantId, TenantStatus};
 use tenancy::secrets::{DbCredentials, SecretError};
 
 /// Why a lifecycle job failed.
@@ -86,58 +86,85 @@ async fn announce(cp: &ControlPlane, id: TenantId, action: &str) -> Result<(), W
     Ok(())
 }
 
-/// Ends every open session of the tenant's role.
-async fn end_sessions(admin: &tokio_postgres::Client, tenant: &TenantRecord) -> Result<(), WorkError> {
+/// The tenant's login roles that exist: its runtime role, and its read-only role unless the
+/// tenant predates reader roles (and has not been given one yet).
+async fn login_roles(
+    admin: &tokio_postgres::Client,
+    tenant: &TenantRecord,
+) -> Result<Vec<RoleName>, WorkError> {
+    let reader = steps::existing_reader(admin, tenant).await.map_err(|e| pg(&e))?;
+    Ok(std::iter::once(tenant.role_name.clone()).chain(reader).collect())
+}
+
+/// Ends every open session of `roles` (the tenant's, from [`login_roles`]).
+async fn end_sessions(admin: &tokio_postgres::Client, roles: &[RoleName]) -> Result<(), WorkError> {
+    let roles: Vec<&str> = roles.iter().map(RoleName::as_str).collect();
     admin
         .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
-            &[&tenant.role_name.as_str()],
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ANY($1)",
+            &[&&roles[..]],
         )
         .await
         .map(|_| ())
         .map_err(|e| pg(&e))
 }
 
-/// LOGIN for active tenants; NOLOGIN and no open sessions for every other status.
+/// LOGIN for active tenants; NOLOGIN and no open sessions for every other status (on both of
+/// the tenant's roles).
 pub async fn sync_access(cp: &ControlPlane, id: TenantId) -> Result<(), WorkError> {
     let tenant = load(cp, id).await?;
-    let role = tenant.role_name.quoted();
     let admin = admin(cp, &tenant).await?;
-    if tenant.status == TenantStatus::Active {
-        admin.batch_execute(&format!("ALTER ROLE {role} LOGIN")).await.map_err(|e| pg(&e))?;
-    } else {
-        admin.batch_execute(&format!("ALTER ROLE {role} NOLOGIN")).await.map_err(|e| pg(&e))?;
-        end_sessions(&admin, &tenant).await?;
+    let login = if tenant.status == TenantStatus::Active { "LOGIN" } else { "NOLOGIN" };
+    let roles = login_roles(&admin, &tenant).await?;
+    let sql: String = roles.iter().map(|role| format!("ALTER ROLE {} {login};", role.quoted())).collect();
+    admin.batch_execute(&sql).await.map_err(|e| pg(&e))?;
+    if tenant.status != TenantStatus::Active {
+        end_sessions(&admin, &roles).await?;
     }
     Ok(())
 }
 
-/// Applies the tenant's current plan: template settings and seed, role connection limit.
+/// Applies the tenant's current plan: template settings and seed, the roles' connection limit
+/// and settings.
 pub async fn apply_plan(cp: &ControlPlane, id: TenantId) -> Result<(), WorkError> {
     let tenant = load(cp, id).await?;
     let template = cp.templates.load(&tenant.plan).map_err(|e| WorkError::permanent(e.to_string()))?;
     steps::apply_template(cp, &tenant, &template).await?;
-    admin(cp, &tenant)
+    let admin = admin(cp, &tenant).await?;
+    let sql: String = login_roles(&admin, &tenant)
         .await?
-        .batch_execute(&steps::role_limits_sql(&tenant.role_name, &template.limits))
-        .await
-        .map_err(|e| pg(&e))?;
+        .iter()
+        .map(|role| steps::role_limits_sql(role, &template.limits))
+        .collect();
+    admin.batch_execute(&sql).await.map_err(|e| pg(&e))?;
     announce(cp, id, "tenant.plan_applied").await
 }
 
-/// A new password: stored in the secret first, then set on the role; routers are told, so they
-/// rebuild the tenant's pool (connections already open keep working meanwhile). Each job
-/// rotates once; a job resumed after a crash between the two writes rotates again, which is
-/// harmless. The secret store's idempotency token is derived from the password being replaced.
+/// New passwords for both of the tenant's roles: stored in the secret first, then set on the
+/// roles; routers are told, so they rebuild the tenant's pools (connections already open keep
+/// working meanwhile). Each job rotates once; a job resumed after a crash between the two
+/// writes rotates again, which is harmless. The secret store's idempotency token is derived
+/// from the password being replaced.
+///
+/// A tenant provisioned before there were reader roles gets its read-only role here: the
+/// provisioning steps that create roles and grant privileges run again first (they are
+/// idempotent), its LOGIN follows the tenant's status, and the secret gets the reader's login.
 pub async fn rotate_credentials(cp: &ControlPlane, id: TenantId) -> Result<(), WorkError> {
     let tenant = load(cp, id).await?;
     let name = tenant.secret_name().ok_or_else(|| WorkError::permanent("tenant has no secret"))?;
     let current =
         cp.secrets.get(&name).await?.ok_or_else(|| WorkError::permanent("tenant secret is missing"))?;
+    if !steps::has_reader(&current, &tenant) {
+        let template = cp.templates.load(&tenant.plan).map_err(|e| WorkError::permanent(e.to_string()))?;
+        steps::ensure_role(cp, &tenant, &template).await?;
+        steps::ensure_schema(cp, &tenant).await?;
+        sync_access(cp, id).await?;
+    }
     let replaces = hex::encode(Sha256::digest(current.password.as_bytes()));
-    let rotated = DbCredentials { password: steps::generate_password(), ..current };
+    let rotated =
+        steps::with_new_reader(DbCredentials { password: steps::generate_password(), ..current }, &tenant);
     cp.secrets.put(&name, &rotated, &format!("{id}-r{}", &replaces[..16])).await?;
-    steps::set_role_password(cp, &tenant, &rotated.password, Step::Credentials).await?;
+    steps::set_role_passwords(cp, &tenant, &rotated, Step::Credentials).await?;
     announce(cp, id, "tenant.credentials_rotated").await
 }
 
@@ -178,15 +205,21 @@ pub async fn deprovision(cp: &ControlPlane, id: TenantId) -> Result<(), WorkErro
         cluster.dump_tenant(&cp.pg_dump, &tenant, &file).await.map_err(WorkError::permanent)?;
         archive_path = Some(file.display().to_string());
     }
+    // Both of the tenant's roles, those that are still there (a resumed job may have dropped
+    // them already; the read-only one only if it is the tenant's).
     let role_exists = admin
         .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&tenant.role_name.as_str()])
         .await
         .map_err(|e| pg(&e))?
         .is_some();
-    let role = tenant.role_name.quoted();
-    let drop_role =
-        if role_exists { format!("DROP OWNED BY {role}; DROP ROLE {role};") } else { String::new() };
-    end_sessions(&admin, &tenant).await?;
+    let reader = steps::existing_reader(&admin, &tenant).await.map_err(|e| pg(&e))?;
+    let roles: Vec<RoleName> =
+        role_exists.then(|| tenant.role_name.clone()).into_iter().chain(reader).collect();
+    let drop_role: String = roles
+        .iter()
+        .map(|role| format!("DROP OWNED BY {role}; DROP ROLE {role};", role = role.quoted()))
+        .collect();
+    end_sessions(&admin, &roles).await?;
     let drop_schema = match &tenant.database_name {
         Some(database) => {
             cluster.drop_database(database).await.map_err(|e| cluster_error(&e))?;

@@ -9,7 +9,7 @@ use crate::templates::Template;
 use crate::tenant_schema::MigrationLocks;
 use base64::Engine as _;
 use tenancy::catalog::TenantRecord;
-use tenancy::domain::{Isolation, TenantId, TenantStatus};
+use tenancy::domain::{Isolation, RoleName, TenantId, TenantStatus};
 use tenancy::secrets::{DbCredentials, SecretName};
 
 /// One step of provisioning, in order.
@@ -179,7 +179,15 @@ fn role_marker(tenant: &TenantRecord) -> String {
     format!("tenancy tenant {}", tenant.id)
 }
 
-async fn ensure_role(
+/// The comment that marks a tenant's read-only role (another than its runtime role's, so neither
+/// role can ever be taken for the other).
+fn reader_marker(tenant: &TenantRecord) -> String {
+    format!("tenancy tenant {} reader", tenant.id)
+}
+
+/// The tenant's login roles: its runtime role, and its read-only role (`SELECT` only, for
+/// requests that may only read: see [`ensure_schema`]).
+pub(crate) async fn ensure_role(
     cp: &ControlPlane,
     tenant: &TenantRecord,
     template: &Template,
@@ -187,59 +195,97 @@ async fn ensure_role(
     let step = Step::Role;
     let cluster = cp.cluster(&tenant.cluster).await.map_err(cluster_error(step))?;
     let admin = cluster.admin().await.map_err(cluster_error(step))?;
+    let roles =
+        [(tenant.role_name.clone(), role_marker(tenant)), (tenant.role_name.reader(), reader_marker(tenant))];
+    for (role, marker) in roles {
+        ensure_login_role(&admin, &cluster, tenant, &role, &marker, template).await?;
+    }
+    Ok(())
+}
+
+/// Creates `role` as a login role of `tenant`, marked with `marker`, unless it exists with
+/// that marker already.
+async fn ensure_login_role(
+    admin: &tokio_postgres::Client,
+    cluster: &crate::cluster::Cluster,
+    tenant: &TenantRecord,
+    role: &RoleName,
+    marker: &str,
+    template: &Template,
+) -> Result<(), ProvisionError> {
+    let step = Step::Role;
     let existing = admin
         .query_opt(
             "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1",
-            &[&tenant.role_name.as_str()],
+            &[&role.as_str()],
         )
         .await
         .map_err(pg_error(step))?;
-    let marker = role_marker(tenant);
     match existing {
-        Some(row) if row.get::<_, Option<String>>(0).as_deref() == Some(marker.as_str()) => Ok(()),
-        Some(_) => Err(permanent(
-            step,
-            format!("role {} already exists and does not belong to this tenant", tenant.role_name),
-        )),
+        Some(row) if row.get::<_, Option<String>>(0).as_deref() == Some(marker) => Ok(()),
+        Some(_) => {
+            Err(permanent(step, format!("role {role} already exists and does not belong to this tenant")))
+        }
         None => {
             // One implicit transaction: the role never exists without its marker.
             // A tenant with its own database may connect to that one only (granted once it
             // exists) and inherits nothing; a schema tenant may connect to the shared database
             // as a member of the tenants' group, the one role it inherits from (a grant per
             // tenant would grow the database's ACL, and slow every grant, with each tenant).
-            let role = tenant.role_name.quoted();
+            let quoted = role.quoted();
             let (inherit, connect) = match tenant.isolation {
                 Isolation::Schema => {
-                    ("INHERIT", format!("GRANT {} TO {role};", cluster.tenants_group.quoted()))
+                    ("INHERIT", format!("GRANT {} TO {quoted};", cluster.tenants_group.quoted()))
                 }
                 Isolation::Database => ("NOINHERIT", String::new()),
             };
             let sql = format!(
-                "CREATE ROLE {role} LOGIN {inherit};
-                 COMMENT ON ROLE {role} IS '{marker}';
+                "CREATE ROLE {quoted} LOGIN {inherit};
+                 COMMENT ON ROLE {quoted} IS '{marker}';
                  {connect}
                  {limits}",
-                limits = role_limits_sql(&tenant.role_name, &template.limits),
+                limits = role_limits_sql(role, &template.limits),
             );
             admin.batch_execute(&sql).await.map_err(pg_error(step))
         }
     }
 }
 
+/// The tenant's read-only role, if it exists and is the tenant's (tenants provisioned before
+/// there were reader roles have none until their provisioning steps run again: see
+/// `lifecycle::work::rotate_credentials`).
+pub(crate) async fn existing_reader(
+    admin: &tokio_postgres::Client,
+    tenant: &TenantRecord,
+) -> Result<Option<RoleName>, tokio_postgres::Error> {
+    let reader = tenant.role_name.reader();
+    let row = admin
+        .query_opt(
+            "SELECT 1 FROM pg_roles WHERE rolname = $1 AND shobj_description(oid, 'pg_authid') = $2",
+            &[&reader.as_str(), &reader_marker(tenant)],
+        )
+        .await?;
+    Ok(row.map(|_| reader))
+}
+
 /// The tenant's schema with its privileges: in the shared database (`schema` isolation), or in
-/// its own database, cloned from the cluster's migrated template (`database` isolation).
-async fn ensure_schema(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), ProvisionError> {
+/// its own database, cloned from the cluster's migrated template (`database` isolation). The
+/// runtime role may read and write its tables; the read-only role may only read them
+/// (`SELECT`, nothing on sequences, nothing on the migration history), and its sessions start
+/// read-only (a default it could change: what it may do is bounded by its privileges).
+pub(crate) async fn ensure_schema(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), ProvisionError> {
     let step = Step::Schema;
     let cluster = cp.cluster(&tenant.cluster).await.map_err(cluster_error(step))?;
     let (schema, role, owner) =
         (tenant.schema_name.quoted(), tenant.role_name.quoted(), cluster.owner.quoted());
+    let reader = tenant.role_name.reader().quoted();
     if let Some(database) = &tenant.database_name {
         let migrations = cp.migrations().map_err(|e| permanent(step, e.to_string()))?;
         cluster.create_tenant_database(database, &migrations).await.map_err(cluster_error(step))?;
         let admin = cluster.admin().await.map_err(cluster_error(step))?;
         admin
             .batch_execute(&format!(
-                "SELECT pg_advisory_xact_lock({lock}); GRANT CONNECT ON DATABASE {db} TO {role};",
+                "SELECT pg_advisory_xact_lock({lock}); GRANT CONNECT ON DATABASE {db} TO {role}, {reader};",
                 lock = crate::cluster::CLUSTER_DDL_LOCK,
                 db = database.quoted(),
             ))
@@ -260,7 +306,7 @@ async fn ensure_schema(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), P
            END IF;
          END $$;
          REVOKE ALL ON SCHEMA {schema} FROM PUBLIC;
-         GRANT USAGE ON SCHEMA {schema} TO {role};
+         GRANT USAGE ON SCHEMA {schema} TO {role}, {reader};
          DO $$ BEGIN
            -- `ON ALL TABLES IN SCHEMA` reads all of pg_class (no index leads with the
            -- schema): with thousands of tenants that made every provisioning slower. Only a
@@ -271,18 +317,23 @@ async fn ensure_schema(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), P
                          AND classid = 'pg_class'::regclass) THEN
              GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role};
              GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {schema} TO {role};
+             GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {reader};
            END IF;
          END $$;
          ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {schema}
            GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role};
          ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {schema}
            GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {role};
+         ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {schema}
+           GRANT SELECT ON TABLES TO {reader};
          ALTER ROLE {role} SET search_path = {schema};
+         ALTER ROLE {reader} SET search_path = {schema};
+         ALTER ROLE {reader} SET default_transaction_read_only = on;
          DO $$ BEGIN
            -- A history that already exists (a cloned database, a resumed run) got the grant
            -- above: the tenant may not read or edit its migration history.
            IF to_regclass('{schema_name}.{history}') IS NOT NULL THEN
-             EXECUTE 'REVOKE ALL ON {schema}.{history} FROM {role}';
+             EXECUTE 'REVOKE ALL ON {schema}.{history} FROM {role}, {reader}';
            END IF;
          END $$;
          COMMIT;",
@@ -364,9 +415,10 @@ pub(crate) fn generate_password() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// The secret is the source of truth: an existing secret's password is (re)applied to the role;
-/// otherwise a new password is stored first, then applied. The role gets a SCRAM verifier, so
-/// the plain password never reaches the server (or its logs).
+/// The secret is the source of truth: an existing secret's passwords are (re)applied to the
+/// roles; otherwise new passwords are stored first, then applied. A secret written before there
+/// were reader roles gets the reader's login added (stored first too). The roles get SCRAM
+/// verifiers, so the plain passwords never reach the server (or its logs).
 async fn ensure_credentials(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), ProvisionError> {
     let step = Step::Credentials;
     let cluster = cp.cluster(&tenant.cluster).await.map_err(cluster_error(step))?;
@@ -378,28 +430,57 @@ async fn ensure_credentials(cp: &ControlPlane, tenant: &TenantRecord) -> Result<
     let name = SecretName::for_tenant(&cp.secrets_prefix, tenant.id);
     let endpoint = &cluster.endpoint;
     let credentials = match cp.secrets.get(&name).await.map_err(secret_error)? {
-        Some(existing) if existing.username == tenant.role_name.as_str() => existing,
+        Some(existing) if existing.username == tenant.role_name.as_str() => {
+            if has_reader(&existing, tenant) {
+                existing
+            } else {
+                let upgraded = with_new_reader(existing, tenant);
+                let token = format!("{}-reader-v0001", tenant.id);
+                cp.secrets.put(&name, &upgraded, &token).await.map_err(secret_error)?;
+                upgraded
+            }
+        }
         _ => {
-            let fresh = DbCredentials {
-                engine: "postgres".into(),
-                host: endpoint.host.clone(),
-                port: endpoint.port,
-                username: tenant.role_name.as_str().to_owned(),
-                password: generate_password(),
-                dbname: tenant
-                    .database_name
-                    .as_ref()
-                    .map_or_else(|| endpoint.dbname.clone(), |db| db.as_str().to_owned()),
-                schema: tenant.schema_name.as_str().to_owned(),
-            };
+            let fresh = with_new_reader(
+                DbCredentials {
+                    engine: "postgres".into(),
+                    host: endpoint.host.clone(),
+                    port: endpoint.port,
+                    username: tenant.role_name.as_str().to_owned(),
+                    password: generate_password(),
+                    dbname: tenant
+                        .database_name
+                        .as_ref()
+                        .map_or_else(|| endpoint.dbname.clone(), |db| db.as_str().to_owned()),
+                    schema: tenant.schema_name.as_str().to_owned(),
+                    reader_username: None,
+                    reader_password: None,
+                },
+                tenant,
+            );
             let token = format!("{}-v0001", tenant.id);
             cp.secrets.put(&name, &fresh, &token).await.map_err(secret_error)?;
             fresh
         }
     };
-    set_role_password(cp, tenant, &credentials.password, step).await?;
+    set_role_passwords(cp, tenant, &credentials, step).await?;
     let client = catalog(cp, step).await?;
     tenants::set_secret_ref(&**client, tenant.id, name.as_str()).await.map_err(pg_error(step))
+}
+
+/// Whether `credentials` hold the login of the tenant's read-only role.
+pub(crate) fn has_reader(credentials: &DbCredentials, tenant: &TenantRecord) -> bool {
+    credentials.reader_username.as_deref() == Some(tenant.role_name.reader().as_str())
+        && credentials.reader_password.is_some()
+}
+
+/// `credentials` with a new login for the tenant's read-only role.
+pub(crate) fn with_new_reader(credentials: DbCredentials, tenant: &TenantRecord) -> DbCredentials {
+    DbCredentials {
+        reader_username: Some(tenant.role_name.reader().as_str().to_owned()),
+        reader_password: Some(generate_password()),
+        ..credentials
+    }
 }
 
 /// The plan's limits on the tenant's role: its connection limit, and the settings that bound
@@ -422,24 +503,36 @@ pub(crate) fn role_limits_sql(role: &tenancy::domain::RoleName, limits: &crate::
     )
 }
 
-/// Sets the role's password as a SCRAM verifier computed here (one PBKDF2 iteration: see
-/// [`super::verifier`]), so the plain password never reaches the server (or its logs).
-pub(crate) async fn set_role_password(
+/// Sets the passwords of `credentials` on the tenant's roles (the runtime role's, and the
+/// read-only role's when the secret holds it) as SCRAM verifiers computed here (one PBKDF2
+/// iteration: see [`super::verifier`]), so the plain passwords never reach the server (or its
+/// logs). Only the tenant's own roles: a secret naming another role is refused.
+pub(crate) async fn set_role_passwords(
     cp: &ControlPlane,
     tenant: &TenantRecord,
-    password: &str,
+    credentials: &DbCredentials,
     step: Step,
 ) -> Result<(), ProvisionError> {
-    let cluster = cp.cluster(&tenant.cluster).await.map_err(cluster_error(step))?;
-    let verifier = super::verifier::scram_sha_256(password);
-    if verifier.contains('\'') {
-        return Err(permanent(step, "unexpected character in the password verifier".into()));
+    if credentials.username != tenant.role_name.as_str()
+        || credentials.reader_username.as_ref().is_some_and(|_| !has_reader(credentials, tenant))
+    {
+        return Err(permanent(step, "the tenant's secret names roles that are not the tenant's".into()));
     }
+    let mut logins = vec![(tenant.role_name.clone(), credentials.password.as_str())];
+    if let Some(password) = credentials.reader_password.as_deref() {
+        logins.push((tenant.role_name.reader(), password));
+    }
+    let mut sql = String::new();
+    for (role, password) in logins {
+        let verifier = super::verifier::scram_sha_256(password);
+        if verifier.contains('\'') {
+            return Err(permanent(step, "unexpected character in the password verifier".into()));
+        }
+        sql.push_str(&format!("ALTER ROLE {} PASSWORD '{verifier}';", role.quoted()));
+    }
+    let cluster = cp.cluster(&tenant.cluster).await.map_err(cluster_error(step))?;
     let admin = cluster.admin().await.map_err(cluster_error(step))?;
-    admin
-        .batch_execute(&format!("ALTER ROLE {} PASSWORD '{verifier}'", tenant.role_name.quoted()))
-        .await
-        .map_err(pg_error(step))
+    admin.batch_execute(&sql).await.map_err(pg_error(step))
 }
 
 async fn ensure_domains(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), ProvisionError> {

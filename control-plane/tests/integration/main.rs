@@ -12,6 +12,7 @@ mod fleet_waves;
 mod isolation;
 mod lifecycle;
 mod provisioning;
+mod reader;
 
 use control_plane::context::ControlPlane;
 use control_plane::provisioning::steps::provision;

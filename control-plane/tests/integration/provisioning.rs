@@ -131,8 +131,8 @@ async fn a_crash_after_any_provisioning_step_is_finished_by_the_next_attempt() {
     assert_eq!(db.count("SELECT count(*) FROM control.domains").await, 2 * n);
     assert_eq!(
         db.roles().await.len() as i64,
-        2 * n + 3,
-        "one role per tenant, the owner, the tenants group and the routers' catalog role"
+        2 * (2 * n) + 3,
+        "two roles per tenant (runtime and read-only), the owner, the tenants group and the routers' role"
     );
     for i in 0..Step::ALL.len() {
         let history =

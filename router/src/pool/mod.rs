@@ -1,5 +1,6 @@
-//! One connection pool per tenant, created on first use from the tenant's secret, sized by its
-//! plan, logged in as the tenant's own role, all of them under one connection budget
+//! One connection pool per tenant and [`Access`], created on first use from the tenant's
+//! secret, sized by its plan, logged in as the tenant's own role (its runtime role, or its
+//! read-only role for requests that may only read), all of them under one connection budget
 //! (`ROUTER_MAX_CONNECTIONS`) shared by the rules of [`budget`]. Idle connections are closed
 //! after `ROUTER_POOL_IDLE_TIMEOUT`, and pools nobody used for as long are forgotten.
 //! Between requests the session is reset (see [`crate::session`]) unless the request is known
@@ -37,6 +38,10 @@ pub fn credentials_match(credentials: &DbCredentials, user: &str, password: &[u8
 pub enum PoolCheckoutError {
     #[error("tenant has no credentials")]
     NoCredentials,
+    #[error(
+        "read-only requests are refused: the tenant has no read-only role yet (rotating its credentials creates one)"
+    )]
+    NoReader,
     #[error("secret store unavailable: {0}")]
     Secrets(String),
     #[error("no connection to the tenant's database could be had within the checkout timeout")]
@@ -47,6 +52,14 @@ pub enum PoolCheckoutError {
     Database(String),
 }
 
+/// What a pool's role may do: read and write (the tenant's runtime role), or only read (its
+/// read-only role, which PostgreSQL allows `SELECT` and nothing else).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Access {
+    ReadWrite,
+    ReadOnly,
+}
+
 /// A tenant's pool and the credentials it was built with. Dropped (once the pool cache has
 /// let go of it and no request holds it), its idle connections are closed.
 pub struct TenantPool {
@@ -55,6 +68,7 @@ pub struct TenantPool {
     config: tokio_postgres::Config,
     /// The credentials this pool logs in with.
     pub credentials: DbCredentials,
+    pub access: Access,
     pub generation: i64,
     built_at: Instant,
     /// The secret as last re-read for a client whose password did not match (rotation).
@@ -252,7 +266,7 @@ impl Drop for OpenPermit {
 
 pub struct TenantPools {
     secrets: SharedSecretStore,
-    pools: Cache<TenantId, Arc<TenantPool>>,
+    pools: Cache<(TenantId, Access), Arc<TenantPool>>,
     limits: PoolLimits,
     shared: Arc<Shared>,
     connects: Option<DefaultDirectRateLimiter>,
@@ -280,28 +294,49 @@ impl TenantPools {
         self.shared.budget().units()
     }
 
-    /// The tenant's pool, built if missing or older than the tenant's generation.
+    /// The tenant's read-write pool (on its runtime role), built if missing or older than the
+    /// tenant's generation.
     pub async fn pool_for(&self, tenant: &TenantRecord) -> Result<Arc<TenantPool>, PoolCheckoutError> {
-        if let Some(existing) = self.pools.get(&tenant.id).await {
+        self.pool(tenant, Access::ReadWrite).await
+    }
+
+    /// The tenant's pool for `access`, built if missing or older than the tenant's generation.
+    /// A read-only pool logs in as the tenant's read-only role, never as its runtime role:
+    /// without one in the secret, [`PoolCheckoutError::NoReader`].
+    pub async fn pool(
+        &self,
+        tenant: &TenantRecord,
+        access: Access,
+    ) -> Result<Arc<TenantPool>, PoolCheckoutError> {
+        let key = (tenant.id, access);
+        if let Some(existing) = self.pools.get(&key).await {
             if existing.generation >= tenant.generation {
                 return Ok(existing);
             }
-            self.pools.invalidate(&tenant.id).await;
+            self.pools.invalidate(&key).await;
         }
         self.pools
-            .try_get_with(tenant.id, self.build(tenant))
+            .try_get_with(key, self.build(tenant, access))
             .await
             .map_err(|e: Arc<PoolCheckoutError>| (*e).clone())
     }
 
-    async fn build(&self, tenant: &TenantRecord) -> Result<Arc<TenantPool>, PoolCheckoutError> {
+    async fn build(
+        &self,
+        tenant: &TenantRecord,
+        access: Access,
+    ) -> Result<Arc<TenantPool>, PoolCheckoutError> {
         let name = tenant.secret_name().ok_or(PoolCheckoutError::NoCredentials)?;
-        let credentials = self
+        let secret = self
             .secrets
             .get(&name)
             .await
             .map_err(|e| PoolCheckoutError::Secrets(e.to_string()))?
             .ok_or(PoolCheckoutError::NoCredentials)?;
+        let credentials = match access {
+            Access::ReadWrite => secret,
+            Access::ReadOnly => secret.reader().ok_or(PoolCheckoutError::NoReader)?,
+        };
         let mut config = tokio_postgres::Config::new();
         config
             .host(&credentials.host)
@@ -326,6 +361,7 @@ impl TenantPools {
             shared: self.shared.clone(),
             config,
             credentials,
+            access,
             generation: tenant.generation,
             built_at: Instant::now(),
             fresh: tokio::sync::Mutex::new(None),
@@ -479,7 +515,8 @@ impl TenantPools {
     /// password (a rotation whose invalidation has not arrived). Rebuilt at most once per
     /// [`REFRESH_INTERVAL`]; `None` when it was just rebuilt.
     pub async fn rebuild(&self, tenant: &TenantRecord, stale: &TenantPool) -> Option<Arc<TenantPool>> {
-        if let Some(current) = self.pools.get(&tenant.id).await {
+        let key = (tenant.id, stale.access);
+        if let Some(current) = self.pools.get(&key).await {
             if !std::ptr::eq(&*current, stale) {
                 return Some(current); // another request rebuilt it already
             }
@@ -487,8 +524,8 @@ impl TenantPools {
         if stale.built_at.elapsed() < REFRESH_INTERVAL {
             return None;
         }
-        self.pools.invalidate(&tenant.id).await;
-        self.pool_for(tenant).await.ok()
+        self.pools.invalidate(&key).await;
+        self.pool(tenant, stale.access).await.ok()
     }
 
     /// Number of open tenant pools.

@@ -1,6 +1,8 @@
 //! `POST /sql`: SQL over HTTP, compatible with the HTTP mode of `@neondatabase/serverless`.
 //! The query runs on a connection of the tenant's own pool, logged in as the tenant's role, so
-//! PostgreSQL itself keeps it inside the tenant's schema.
+//! PostgreSQL itself keeps it inside the tenant's schema. A request that may only read (a token
+//! with a read-only role claim) runs on the pool of the tenant's read-only role, which may only
+//! `SELECT`: PostgreSQL refuses its writes whatever statements it sends.
 
 pub mod auth;
 pub mod jwt;
@@ -41,6 +43,10 @@ pub async fn handle(
     tracing::Span::current().record("tenant", tracing::field::display(&tenant.slug));
     let pool = state.pools.pool_for(&tenant).await?;
     let read_only = auth::authenticate(&state, client, &headers, &tenant, &pool).await?;
+    let pool = match read_only {
+        true => state.pools.pool(&tenant, crate::pool::Access::ReadOnly).await?,
+        false => pool,
+    };
     // Only now: an unauthenticated request must not spend the tenant's limit.
     state.charge_rate_limit(&tenant).await?;
     let payload = Payload::parse(&body)?;

@@ -175,6 +175,18 @@ impl RoleName {
         Self(bounded(&format!("{prefix}_"), &slug.as_identifier_fragment()))
     }
 
+    /// The tenant's read-only login role, derived from its runtime role `<prefix>_<rest>`:
+    /// `<prefix>__ro_<rest>` (bounded like every name). It can never equal a runtime role, nor
+    /// the owner, router or group role, of this or any other deployment: the prefix has no '_',
+    /// so a role's first '_' ends its prefix; in every other name a letter follows it (a slug,
+    /// and so its fragment, starts with a letter; `owner`, `router`, `tenants` do too), in a
+    /// reader's name another '_'. Two readers are equal only if their runtime roles are
+    /// ([`bounded`] keeps distinct fragments distinct).
+    pub fn reader(&self) -> Self {
+        let (prefix, rest) = self.0.split_once('_').unwrap_or((self.0.as_str(), ""));
+        Self(bounded(&format!("{prefix}__ro_"), rest))
+    }
+
     /// The role that owns every tenant schema of a deployment and runs its migrations.
     pub fn owner(prefix: &str) -> Self {
         Self(format!("{prefix}_owner"))
@@ -232,6 +244,43 @@ mod tests {
         assert!(RoleName::check_prefix("tenant_").is_err());
         assert!(RoleName::check_prefix("tenant_x").is_err(), "would collide with tenant_<slug>");
         assert!(RoleName::check_prefix("Bad").is_err());
+    }
+
+    #[test]
+    fn reader_roles_have_their_own_names() {
+        let slug = Slug::parse("acme-corp").unwrap();
+        let runtime = RoleName::for_tenant("tenant", &slug);
+        assert_eq!(runtime.reader().as_str(), "tenant__ro_acme_corp");
+        // The slug `ro-acme-corp` does not make a runtime role of that name.
+        let lookalike = RoleName::for_tenant("tenant", &Slug::parse("ro-acme-corp").unwrap());
+        assert_eq!(lookalike.as_str(), "tenant_ro_acme_corp");
+        assert_ne!(lookalike, runtime.reader());
+        let long = RoleName::for_tenant("abcdefghijklmnopqrstuvwx", &Slug::parse(&"y".repeat(63)).unwrap());
+        assert!(long.reader().as_str().len() <= 63);
+        assert!(RoleName::parse(long.reader().as_str()).is_ok());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_reader_role_is_nobody_elses_role(
+            a in "[a-z][a-z0-9-]{1,61}[a-z0-9]",
+            b in "[a-z][a-z0-9-]{1,61}[a-z0-9]",
+            pa in "[a-z][a-z0-9]{0,23}",
+            pb in "[a-z][a-z0-9]{0,23}",
+        ) {
+            let (Ok(sa), Ok(sb)) = (Slug::parse(&a), Slug::parse(&b)) else { return Ok(()) };
+            let reader = RoleName::for_tenant(&pa, &sa).reader();
+            proptest::prop_assert!(RoleName::parse(reader.as_str()).is_ok());
+            // Never another tenant's (or the same tenant's) runtime role, nor a shared role.
+            proptest::prop_assert_ne!(&reader, &RoleName::for_tenant(&pb, &sb));
+            proptest::prop_assert_ne!(&reader, &RoleName::for_tenant(&pa, &sa));
+            for shared in [RoleName::owner(&pb), RoleName::router(&pb), RoleName::tenants_group(&pb)] {
+                proptest::prop_assert_ne!(&reader, &shared);
+            }
+            // Another tenant's reader only if it is the same tenant.
+            let other = RoleName::for_tenant(&pb, &sb).reader();
+            proptest::prop_assert_eq!(reader == other, pa == pb && sa == sb);
+        }
     }
 
     #[test]

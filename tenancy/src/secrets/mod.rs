@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 /// Database credentials as stored in the secret store, in the JSON shape RDS uses (`engine`,
 /// `host`, `port`, `username`, `password`, `dbname`) plus `schema`: a tenant's runtime role (its
-/// schema), or a cluster's admin connection (`public`).
+/// schema), or a cluster's admin connection (`public`). A tenant's secret also holds its
+/// read-only role's login (`reader_username`, `reader_password`); secrets written before there
+/// were reader roles lack them.
 #[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DbCredentials {
     pub engine: String,
@@ -24,6 +26,27 @@ pub struct DbCredentials {
     pub password: String,
     pub dbname: String,
     pub schema: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reader_username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reader_password: Option<String>,
+}
+
+impl DbCredentials {
+    /// The same connection, logged in as the tenant's read-only role; `None` when the secret
+    /// has no reader (a tenant provisioned before reader roles, until its next rotation).
+    pub fn reader(&self) -> Option<Self> {
+        let (Some(username), Some(password)) = (&self.reader_username, &self.reader_password) else {
+            return None;
+        };
+        Some(Self {
+            username: username.clone(),
+            password: password.clone(),
+            reader_username: None,
+            reader_password: None,
+            ..self.clone()
+        })
+    }
 }
 
 impl fmt::Debug for DbCredentials {
@@ -35,6 +58,8 @@ impl fmt::Debug for DbCredentials {
             .field("password", &"<redacted>")
             .field("dbname", &self.dbname)
             .field("schema", &self.schema)
+            .field("reader_username", &self.reader_username)
+            .field("reader_password", &self.reader_password.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -169,8 +194,33 @@ mod tests {
             password: "hunter2-very-secret".into(),
             dbname: "d".into(),
             schema: "s".into(),
+            reader_username: Some("r".into()),
+            reader_password: Some("reader-hunter3".into()),
         };
-        assert!(!format!("{creds:?}").contains("hunter2"));
+        let shown = format!("{creds:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("hunter3"), "{shown}");
+    }
+
+    #[test]
+    fn secrets_without_a_reader_still_decode() {
+        let old = br#"{"engine":"postgres","host":"h","port":5432,"username":"u","password":"p","dbname":"d","schema":"s"}"#;
+        let creds = decode_credentials(&SecretName::from_catalog("x".into()), old).unwrap();
+        assert_eq!(creds.reader(), None);
+        let with_reader = DbCredentials {
+            reader_username: Some("r".into()),
+            reader_password: Some("rp".into()),
+            ..creds.clone()
+        };
+        let reread = decode_credentials(
+            &SecretName::from_catalog("x".into()),
+            encode_credentials(&with_reader).as_bytes(),
+        )
+        .unwrap();
+        let reader = reread.reader().unwrap();
+        assert_eq!((reader.username.as_str(), reader.password.as_str()), ("r", "rp"));
+        assert_eq!((reader.host.as_str(), reader.dbname.as_str()), ("h", "d"));
+        // An old secret is written back without the fields it did not have.
+        assert!(!encode_credentials(&creds).contains("reader"));
     }
 
     #[test]

@@ -105,8 +105,8 @@ async fn bad_deliveries_are_refused_and_unusable_events_are_recorded_without_sid
     assert_eq!(db.count("SELECT count(*) FROM control.tenants").await, 1, "only acme");
     assert_eq!(
         db.roles().await.len(),
-        4,
-        "acme's role, the owner, the tenants group and the routers' role, nothing half-created"
+        5,
+        "acme's roles (runtime and read-only), the owner, the tenants group and the routers' role, nothing half-created"
     );
     control.server.stop().await.unwrap();
 }

@@ -29,6 +29,7 @@ async fn a_tenant_created_with_the_cli_answers_sql_through_the_router_on_its_own
     assert_eq!(
         db.roles().await,
         vec![
+            format!("{}__ro_acme", db.role_prefix),
             role.clone(),
             format!("{}_owner", db.role_prefix),
             format!("{}_router", db.role_prefix),

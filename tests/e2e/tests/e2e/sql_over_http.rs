@@ -779,3 +779,210 @@ async fn routers_catalog_role_reads_routing_records_and_nothing_else() {
         "succeeded"
     );
 }
+
+/// A read-only token runs on the tenant's read-only role, which PostgreSQL allows `SELECT` and
+/// nothing else: no statement, alone or in a batch, writes anything (the router refuses some
+/// before they run, a read-only transaction others; what gets past both, such as a batch that
+/// makes its transaction read-write first, PostgreSQL refuses for lack of privilege). Reads
+/// work. The role's own credentials, from the tenant's secret, cannot write either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_token_cannot_write_whatever_it_sends() {
+    let f = fixture("sql_reader").await;
+    // Some forty requests in a row: more than the plan allows per second.
+    f.db.client()
+        .await
+        .execute("UPDATE control.tenants SET rate_limit_per_second = NULL", &[])
+        .await
+        .unwrap();
+    f.acme.rows("INSERT INTO tags (name) VALUES ('kept')", json!([])).await;
+    let admin = f.db.tenants_client().await;
+    admin
+        .batch_execute(&format!(
+            "SET ROLE {owner};
+             CREATE FUNCTION t_acme.add_tag(tag text) RETURNS void LANGUAGE sql
+               AS $$ INSERT INTO t_acme.tags (name) VALUES (tag) $$;
+             RESET ROLE;",
+            owner = tenancy::domain::RoleName::owner(&f.db.role_prefix).quoted(),
+        ))
+        .await
+        .unwrap();
+    // Everything a write could change: the rows, the identity sequence, the tables, large objects.
+    let state = || async {
+        admin
+            .query_one(
+                "SELECT (SELECT string_agg(id || ':' || name, ',' ORDER BY id) FROM t_acme.tags),
+                        (SELECT last_value FROM pg_sequences WHERE schemaname = 't_acme'
+                          AND sequencename = 'tags_id_seq')::text,
+                        (SELECT count(*) FROM pg_class WHERE relnamespace = 't_acme'::regnamespace)::text,
+                        (SELECT count(*) FROM pg_largeobject_metadata)::text",
+                &[],
+            )
+            .await
+            .map(|row| (0..4).map(|i| row.get::<_, Option<String>>(i)).collect::<Vec<_>>())
+            .unwrap()
+    };
+    let before = state().await;
+
+    let now =
+        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
+            .unwrap();
+    let viewer = token(&json!({"tenant": "acme", "role": "read_only", "exp": now + 600}), JWT_SECRET);
+    let post = |body: serde_json::Value| {
+        let viewer = viewer.clone();
+        let addr = f.router.addr;
+        async move {
+            let response = reqwest::Client::new()
+                .post(format!("http://{addr}/sql"))
+                .header("host", "acme.app.localhost")
+                .bearer_auth(viewer)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let answer: serde_json::Value = response.json().await.unwrap_or_default();
+            let code =
+                answer["error"]["code"].as_str().or(answer["code"].as_str()).unwrap_or_default().to_owned();
+            (status, code, answer)
+        }
+    };
+    let insert = "INSERT INTO tags (name) VALUES ('nope')";
+    let single = |sql: &str| json!({ "query": sql });
+    let batch = |sqls: &[&str]| json!({ "queries": sqls.iter().map(|sql| json!({ "query": sql })).collect::<Vec<_>>() });
+    let attempts = [
+        single(insert),
+        single("UPDATE tags SET name = 'changed'"),
+        single("DELETE FROM tags"),
+        single("SELECT * FROM tags FOR UPDATE"),
+        single("WITH added AS (INSERT INTO tags (name) VALUES ('nope') RETURNING id) SELECT id FROM added"),
+        single("SELECT nextval('tags_id_seq')"),
+        single("SELECT add_tag('nope')"),
+        single("SELECT lo_create(0)"),
+        single("CREATE TABLE sneaky (i int)"),
+        single("SELECT * INTO sneaky FROM tags"),
+        single("COPY tags (name) FROM PROGRAM 'echo nope'"),
+        single("COPY tags (name) FROM '/etc/hostname'"),
+        batch(&["COMMIT", insert]),
+        batch(&["SET TRANSACTION READ WRITE", insert]),
+        batch(&["SET TRANSACTION READ WRITE", "UPDATE tags SET name = 'changed'"]),
+        batch(&["SET TRANSACTION READ WRITE", "DELETE FROM tags"]),
+        batch(&["SET TRANSACTION READ WRITE", "SELECT * FROM tags FOR UPDATE"]),
+        batch(&["SET TRANSACTION READ WRITE", "SELECT nextval('tags_id_seq')"]),
+        batch(&["SET TRANSACTION READ WRITE", "SELECT add_tag('nope')"]),
+        batch(&["SET TRANSACTION READ WRITE", "SELECT lo_create(0)"]),
+        batch(&["SET TRANSACTION READ WRITE", "CREATE TABLE sneaky (i int)"]),
+        batch(&[
+            "SET TRANSACTION READ WRITE",
+            "WITH added AS (INSERT INTO tags (name) VALUES ('nope') RETURNING id) SELECT id FROM added",
+        ]),
+        batch(&["SET LOCAL transaction_read_only = off", insert]),
+        batch(&["SELECT set_config('transaction_read_only', 'off', true)", insert]),
+        batch(&["SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE", insert]),
+        single("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE"),
+        single(insert),
+        single("SET default_transaction_read_only = off"),
+        single(insert),
+    ];
+    let mut refused_by_privilege = 0;
+    for attempt in attempts {
+        let (status, code, answer) = post(attempt.clone()).await;
+        if status == 200 {
+            // Only a statement that changes nothing may succeed (checked below, all together).
+            assert!(
+                attempt.to_string().contains("SET SESSION") || attempt.to_string().contains("SET default"),
+                "{attempt} succeeded: {answer}"
+            );
+            continue;
+        }
+        assert!(
+            ["statement_not_allowed", "25006", "42501", "25001"].contains(&code.as_str()),
+            "{attempt}: {status} {code} {answer}"
+        );
+        refused_by_privilege += usize::from(code == "42501");
+        assert_eq!(state().await, before, "{attempt} changed the database");
+    }
+    assert!(refused_by_privilege > 0, "some writes got past the router and the read-only transaction");
+    assert_eq!(state().await, before);
+
+    // Reads work, as the read-only role.
+    let (status, _, answer) =
+        post(single("SELECT name, current_user = session_user AS own FROM tags ORDER BY id")).await;
+    assert_eq!((status, &answer["rows"]), (200, &json!([{"name": "kept", "own": true}])), "{answer}");
+    let (_, _, answer) = post(single("SELECT current_user AS who")).await;
+    let reader_name = format!("{}__ro_acme", f.db.role_prefix);
+    assert_eq!(answer["rows"], json!([{"who": reader_name}]), "{answer}");
+
+    // The read-only role's own credentials, straight from the secret: no write either.
+    let tenant = {
+        let client = f.cp.catalog.get().await.unwrap();
+        tenancy::catalog::tenant_by_slug(&**client, &tenancy::domain::Slug::parse("acme").unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let secret = f.cp.secrets.get(&tenant.secret_name().unwrap()).await.unwrap().unwrap();
+    let reader = secret.reader().expect("the secret holds the read-only role's login");
+    assert_eq!(reader.username, reader_name);
+    let url = f.db.database_url_as(&reader.dbname, &reader.username, &reader.password);
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let outcome = |result: Result<u64, tokio_postgres::Error>| match result {
+        Ok(_) => "succeeded".to_owned(),
+        Err(e) => e.code().map(|c| c.code().to_owned()).unwrap_or_else(|| e.to_string()),
+    };
+    for sql in [
+        "SET default_transaction_read_only = off",
+        "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
+        "SELECT count(*) FROM tags",
+    ] {
+        assert_eq!(outcome(client.execute(sql, &[]).await), "succeeded", "{sql}");
+    }
+    for sql in [
+        insert,
+        "UPDATE tags SET name = 'changed'",
+        "DELETE FROM tags",
+        "TRUNCATE tags",
+        "SELECT * FROM tags FOR UPDATE",
+        "SELECT nextval('tags_id_seq')",
+        "SELECT add_tag('nope')",
+        "CREATE TABLE sneaky (i int)",
+        "SELECT * FROM refinery_schema_history",
+        "COPY tags (name) FROM PROGRAM 'echo nope'",
+    ] {
+        assert_eq!(outcome(client.execute(sql, &[]).await), "42501", "{sql}");
+    }
+    assert_eq!(state().await[..3], before[..3], "a direct session as the read-only role wrote");
+
+    // A tenant whose secret has no reader (provisioned before there were reader roles): its
+    // read-only requests are refused, never run on its read-write role; others still work.
+    let globex = {
+        let client = f.cp.catalog.get().await.unwrap();
+        tenancy::catalog::tenant_by_slug(&**client, &tenancy::domain::Slug::parse("globex").unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let name = globex.secret_name().unwrap();
+    let without_reader = tenancy::secrets::DbCredentials {
+        reader_username: None,
+        reader_password: None,
+        ..f.cp.secrets.get(&name).await.unwrap().unwrap()
+    };
+    f.cp.secrets.put(&name, &without_reader, &format!("{}-no-reader-xx", globex.id)).await.unwrap();
+    let globex_post = |claims: serde_json::Value| {
+        reqwest::Client::new()
+            .post(format!("http://{}/sql", f.router.addr))
+            .header("host", "globex.app.localhost")
+            .bearer_auth(token(&claims, JWT_SECRET))
+            .json(&json!({ "query": "SELECT current_user AS who" }))
+            .send()
+    };
+    let response =
+        globex_post(json!({"tenant": "globex", "role": "read_only", "exp": now + 600})).await.unwrap();
+    let status = response.status().as_u16();
+    let answer: serde_json::Value = response.json().await.unwrap();
+    assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("read_only_unavailable")), "{answer}");
+    assert!(answer["message"].as_str().unwrap().contains("no read-only role"), "{answer}");
+    let response = globex_post(json!({"tenant": "globex", "exp": now + 600})).await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+}
