@@ -391,6 +391,7 @@ async fn ensure_credentials(cp: &ControlPlane, tenant: &TenantRecord) -> Result<
                     .as_ref()
                     .map_or_else(|| endpoint.dbname.clone(), |db| db.as_str().to_owned()),
                 schema: tenant.schema_name.as_str().to_owned(),
+                sslmode: Some(endpoint.sslmode),
             };
             let token = format!("{}-v0001", tenant.id);
             cp.secrets.put(&name, &fresh, &token).await.map_err(secret_error)?;

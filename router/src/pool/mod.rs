@@ -52,7 +52,7 @@ pub enum PoolCheckoutError {
 pub struct TenantPool {
     id: PoolId,
     shared: Arc<Shared>,
-    config: tokio_postgres::Config,
+    config: tenancy::pg::PgConfig,
     /// The credentials this pool logs in with.
     pub credentials: DbCredentials,
     pub generation: i64,
@@ -252,6 +252,8 @@ impl Drop for OpenPermit {
 
 pub struct TenantPools {
     secrets: SharedSecretStore,
+    /// What tenants' `verify-ca` and `verify-full` connections trust (`PG_SSL_ROOT_CERT`).
+    ca_bundle: tenancy::pg::CaBundle,
     pools: Cache<TenantId, Arc<TenantPool>>,
     limits: PoolLimits,
     shared: Arc<Shared>,
@@ -260,7 +262,12 @@ pub struct TenantPools {
 
 impl TenantPools {
     /// The pools, and a task that closes idle connections until the pools are dropped.
-    pub fn new(secrets: SharedSecretStore, limits: PoolLimits, counters: ConnectionCounters) -> Self {
+    pub fn new(
+        secrets: SharedSecretStore,
+        ca_bundle: tenancy::pg::CaBundle,
+        limits: PoolLimits,
+        counters: ConnectionCounters,
+    ) -> Self {
         // A pool leaving the cache (idle, replaced after a change) is not closed here: requests
         // may still hold it; its idle connections close as the last of them lets go.
         let pools = Cache::builder().time_to_idle(limits.idle_timeout).build();
@@ -272,7 +279,7 @@ impl TenantPools {
         spawn_idle_sweeper(Arc::downgrade(&shared), limits.idle_timeout);
         let connects = NonZeroU32::new(limits.connects_per_second)
             .map(|rate| RateLimiter::direct(Quota::per_second(rate)));
-        Self { secrets, pools, limits, shared, connects }
+        Self { secrets, ca_bundle, pools, limits, shared, connects }
     }
 
     /// Server connections open now (or being opened or closed), across all tenants.
@@ -302,15 +309,8 @@ impl TenantPools {
             .await
             .map_err(|e| PoolCheckoutError::Secrets(e.to_string()))?
             .ok_or(PoolCheckoutError::NoCredentials)?;
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host(&credentials.host)
-            .port(credentials.port)
-            .user(&credentials.username)
-            .password(&credentials.password)
-            .dbname(&credentials.dbname)
-            .application_name("tenant-router")
-            .connect_timeout(Duration::from_secs(5));
+        let mut config = credentials.config(&self.ca_bundle);
+        config.application_name("tenant-router");
         let mut options = String::from("-c TimeZone=UTC");
         if let Some(ms) = tenant.statement_timeout_ms {
             options.push_str(&format!(" -c statement_timeout={ms}"));

@@ -24,6 +24,26 @@ pub struct DbCredentials {
     pub password: String,
     pub dbname: String,
     pub schema: String,
+    /// How to reach the server over TLS: the `sslmode` of the cluster's admin URL, carried
+    /// into each tenant's secret. Absent in secrets written before it existed: `prefer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslmode: Option<crate::pg::SslMode>,
+}
+
+impl DbCredentials {
+    /// The connection settings of these credentials (TLS as their `sslmode` says, verified
+    /// against `bundle`), with a connect timeout.
+    pub fn config(&self, bundle: &crate::pg::CaBundle) -> crate::pg::PgConfig {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&self.host)
+            .port(self.port)
+            .user(&self.username)
+            .password(&self.password)
+            .dbname(&self.dbname)
+            .connect_timeout(crate::pg::CONNECT_TIMEOUT);
+        crate::pg::PgConfig::new(config, self.sslmode.unwrap_or_default(), bundle)
+    }
 }
 
 impl fmt::Debug for DbCredentials {
@@ -35,6 +55,7 @@ impl fmt::Debug for DbCredentials {
             .field("password", &"<redacted>")
             .field("dbname", &self.dbname)
             .field("schema", &self.schema)
+            .field("sslmode", &self.sslmode)
             .finish()
     }
 }
@@ -169,6 +190,7 @@ mod tests {
             password: "hunter2-very-secret".into(),
             dbname: "d".into(),
             schema: "s".into(),
+            sslmode: None,
         };
         assert!(!format!("{creds:?}").contains("hunter2"));
     }
