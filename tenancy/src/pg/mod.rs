@@ -158,11 +158,20 @@ pub fn pool_with(
 }
 
 /// A one-line, password-free description of a PostgreSQL error: the server's message and
-/// SQLSTATE when there is one, else the client-side error.
+/// SQLSTATE when there is one, else the client-side error and its causes (such as why a TLS
+/// handshake failed).
 pub fn describe_error(err: &tokio_postgres::Error) -> String {
     match err.as_db_error() {
         Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
-        None => err.to_string(),
+        None => {
+            let mut described = err.to_string();
+            let mut cause = std::error::Error::source(err);
+            while let Some(inner) = cause {
+                described.push_str(&format!(": {inner}"));
+                cause = inner.source();
+            }
+            described
+        }
     }
 }
 
