@@ -208,3 +208,44 @@ pub async fn readiness(catalog: &Pool, details: serde_json::Value) -> (bool, ser
     }
     (ready, body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sslmode_of(url: &str) -> (String, SslMode) {
+        take_sslmode(url).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn sslmode_is_taken_from_urls_and_key_value_strings() {
+        assert_eq!(sslmode_of("postgres://u:p@h/db"), ("postgres://u:p@h/db".into(), SslMode::Prefer));
+        assert_eq!(
+            sslmode_of("postgres://u:p@h/db?sslmode=verify-full&application_name=x"),
+            ("postgres://u:p@h/db?application_name=x".into(), SslMode::VerifyFull)
+        );
+        assert_eq!(
+            sslmode_of("postgresql://u:p@h/db?sslmode=verify-ca"),
+            ("postgresql://u:p@h/db".into(), SslMode::VerifyCa)
+        );
+        // A `?` or `sslmode=` in the password is not the query string.
+        assert_eq!(sslmode_of("postgres://u:a?sslmode=disable@h/db").1, SslMode::Prefer);
+        assert_eq!(
+            sslmode_of("host=h user=u sslmode='require' dbname=d"),
+            ("host=h user=u dbname=d".into(), SslMode::Require)
+        );
+        assert!(take_sslmode("postgres://u:p@h/db?sslmode=bogus").is_err());
+    }
+
+    #[test]
+    fn parsed_configs_negotiate_tls_as_their_sslmode_says() {
+        let bundle = CaBundle::none();
+        let config = parse_config("postgres://u:secret@h/db?sslmode=verify-full", &bundle).unwrap();
+        assert_eq!(config.sslmode(), SslMode::VerifyFull);
+        assert_eq!(config.get_ssl_mode(), tokio_postgres::config::SslMode::Require);
+        let config = parse_config("postgres://u:secret@h/db?sslmode=disable", &bundle).unwrap();
+        assert_eq!(config.get_ssl_mode(), tokio_postgres::config::SslMode::Disable);
+        let err = parse_config("postgres://u:secret@h/db?sslmode=nope", &bundle).err().unwrap().to_string();
+        assert!(!err.contains("secret"), "{err}");
+    }
+}
