@@ -189,6 +189,26 @@ pg_major() {
   [[ -n $v ]] && printf '%s\n' "$v"
 }
 
+# pg_certificates: a test CA ($PG_DIR/ca.crt) and a server certificate it signs for localhost
+# and 127.0.0.1 ($PG_DIR/server.crt, server.key), made once; PostgreSQL runs with ssl = on.
+pg_certificates() {
+  [[ -s $PG_DIR/server.crt && -s $PG_DIR/server.key && -s $PG_DIR/ca.crt ]] && return 0
+  command -v openssl >/dev/null || die "openssl is needed for the test CA (apt-get install openssl)"
+  log "making a test CA and a server certificate for localhost in $PG_DIR"
+  local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+  (
+    cd "$PG_DIR" &&
+      openssl req -x509 -days 3650 -subj "/CN=tenancy services.sh test CA" "${ec[@]}" \
+        -keyout ca.key -out ca.crt &&
+      openssl req -subj /CN=localhost "${ec[@]}" -keyout server.key -out server.csr &&
+      printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >server.ext &&
+      openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+        -extfile server.ext -out server.crt &&
+      chmod 600 server.key ca.key
+  ) >"$PG_DIR/openssl.log" 2>&1 || die_with_log "making the test certificates failed" "$PG_DIR/openssl.log"
+  if $IS_ROOT; then chown "$PG_OS_USER": "$PG_DIR/server.key" "$PG_DIR/server.crt"; fi
+}
+
 # pg_find_bin [MAJOR]: set PG_BIN: the highest /usr/lib/postgresql/*/bin, else
 # `pg_config --bindir`, else the dir of initdb on PATH; >= 15 (or == MAJOR).
 pg_find_bin() {
@@ -299,6 +319,7 @@ print("".join(secrets.choice(a) for _ in range(32)))' >"$PG_DIR/password")
   rm -f "$PG_DATA/postmaster.pid"
 
   port=$(choose_port "$PG_DIR/port")
+  pg_certificates
   pg_quote() { printf "'%s'" "${1//\'/\'\'}"; }
   cat >"$PG_DATA/tenancy.conf" <<EOF
 # Written by scripts/services.sh on every start; edit the script instead.
@@ -313,6 +334,10 @@ max_connections = 400
 shared_buffers = 256MB
 max_locks_per_transaction = 512
 password_encryption = 'scram-sha-256'
+# TLS with a test CA (PG_SSL_ROOT_CERT): sslmode=require and verify-full can be tried here.
+ssl = on
+ssl_cert_file = $(pg_quote "$PG_DIR/server.crt")
+ssl_key_file = $(pg_quote "$PG_DIR/server.key")
 EOF
   if $IS_ROOT; then chown "$PG_OS_USER": "$PG_DATA/tenancy.conf"; fi
   grep -qxF "include_if_exists = 'tenancy.conf'" "$PG_DATA/postgresql.conf" ||
@@ -527,6 +552,7 @@ cmd_env() {
   moto_pid >/dev/null && moto_http "$(moto_port)" || down+=(moto)
   ((${#down[@]} == 0)) || die "not running: ${down[*]}; start them with: $0 up"
   emit DATABASE_URL "postgres://$PG_SUPERUSER:$(<"$PG_DIR/password")@127.0.0.1:$(pg_port)/postgres"
+  [[ ! -s $PG_DIR/ca.crt ]] || emit PG_SSL_ROOT_CERT "$PG_DIR/ca.crt"
   emit REDIS_URL "redis://127.0.0.1:$(redis_port)/"
   emit AWS_ENDPOINT_URL "http://127.0.0.1:$(moto_port)"
   emit AWS_REGION us-east-1

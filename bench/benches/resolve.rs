@@ -24,8 +24,11 @@ fn resolve(c: &mut Criterion) {
         .await
         .unwrap();
         control_plane::provisioning::steps::provision(&cp, tenant.id).await.unwrap();
-        let catalog =
-            tenancy::pg::pool(tenancy::pg::parse_config(common.database_url.expose()).unwrap(), 4).unwrap();
+        let catalog = tenancy::pg::pool(
+            &tenancy::pg::parse_config(common.database_url.expose(), &tenancy::pg::CaBundle::none()).unwrap(),
+            4,
+        )
+        .unwrap();
         let resolver = Resolver::new(
             common.tenant_base_domain.clone(),
             catalog,

@@ -18,10 +18,10 @@ mod template_history;
 
 pub(crate) use template_history::TemplateHistory;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Pool, RecyclingMethod};
 use tenancy::domain::RoleName;
+use tenancy::pg::PgConfig;
 use tokio::sync::OnceCell;
-use tokio_postgres::NoTls;
 
 /// Where tenants connect: the values written into their secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +29,8 @@ pub struct Endpoint {
     pub host: String,
     pub port: u16,
     pub dbname: String,
+    /// The `sslmode` of the cluster's admin connection, which tenants' connections use too.
+    pub sslmode: tenancy::pg::SslMode,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,16 +76,9 @@ impl std::ops::DerefMut for AdminSession {
 }
 
 /// The connection settings of a cluster's admin credentials.
-pub fn admin_config(admin: &tenancy::secrets::DbCredentials) -> tokio_postgres::Config {
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(&admin.host)
-        .port(admin.port)
-        .user(&admin.username)
-        .password(&admin.password)
-        .dbname(&admin.dbname)
-        .application_name("tenantctl")
-        .connect_timeout(std::time::Duration::from_secs(5));
+pub fn admin_config(admin: &tenancy::secrets::DbCredentials, bundle: &tenancy::pg::CaBundle) -> PgConfig {
+    let mut config = admin.config(bundle);
+    config.application_name("tenantctl");
     config
 }
 
@@ -137,12 +132,7 @@ pub(crate) fn ensure_marked_role(role: &RoleName, marker: &str) -> String {
 const DDL_CONNECTION_USES: usize = 200;
 
 /// A pool whose connections are retired after [`DDL_CONNECTION_USES`] uses.
-fn ddl_pool(
-    config: &tokio_postgres::Config,
-    max_size: usize,
-    recycling: RecyclingMethod,
-) -> Result<Pool, String> {
-    let manager = Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: recycling });
+fn ddl_pool(config: &PgConfig, max_size: usize, recycling: RecyclingMethod) -> Result<Pool, String> {
     let retire = deadpool_postgres::Hook::sync_fn(|_, metrics| {
         if metrics.recycle_count >= DDL_CONNECTION_USES {
             Err(deadpool_postgres::HookError::Message("retired: catalog caches of too many schemas".into()))
@@ -150,17 +140,7 @@ fn ddl_pool(
             Ok(())
         }
     });
-    Pool::builder(manager)
-        .max_size(max_size)
-        .timeouts(deadpool_postgres::Timeouts {
-            wait: Some(std::time::Duration::from_secs(10)),
-            create: Some(std::time::Duration::from_secs(5)),
-            recycle: Some(std::time::Duration::from_secs(5)),
-        })
-        .pre_recycle(retire)
-        .runtime(deadpool_postgres::Runtime::Tokio1)
-        .build()
-        .map_err(|e| e.to_string())
+    tenancy::pg::pool_with(config, max_size, recycling).pre_recycle(retire).build().map_err(|e| e.to_string())
 }
 
 pub struct Cluster {
@@ -184,14 +164,14 @@ pub struct Cluster {
     /// The database of schema-isolated tenants (the endpoint's).
     pub tenants: tenancy::domain::DatabaseName,
     /// The admin connection settings as given (for tools such as `pg_dump`; holds a password).
-    admin_config: tokio_postgres::Config,
+    admin_config: PgConfig,
     prepared: OnceCell<()>,
 }
 
 impl Cluster {
     /// The cluster behind `config` (an admin connection), whose tenants are owned by the
     /// `<role_prefix>_owner` role.
-    pub fn new(name: &str, config: &tokio_postgres::Config, role_prefix: &str) -> Result<Self, ClusterError> {
+    pub fn new(name: &str, config: &PgConfig, role_prefix: &str) -> Result<Self, ClusterError> {
         let connect = |message: String| ClusterError::Connect { cluster: name.to_owned(), message };
         let control = tenancy::domain::DatabaseName::control(role_prefix);
         let tenants = tenancy::domain::DatabaseName::shared_tenants(role_prefix);
@@ -216,6 +196,7 @@ impl Cluster {
             host,
             port: config.get_ports().first().copied().unwrap_or(5432),
             dbname: tenants.to_string(),
+            sslmode: config.sslmode(),
         };
         Ok(Self {
             name: name.to_owned(),
@@ -296,7 +277,7 @@ impl Cluster {
     ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), ClusterError> {
         let mut config = self.admin_config.clone();
         config.dbname(dbname);
-        let (client, connection) = config.connect(NoTls).await.map_err(|e| ClusterError::Connect {
+        let (client, connection) = config.connect().await.map_err(|e| ClusterError::Connect {
             cluster: self.name.clone(),
             message: tenancy::pg::describe_error(&e),
         })?;
@@ -487,7 +468,11 @@ impl Cluster {
             .env("PGDATABASE", database)
             .env("PGUSER", config.get_user().unwrap_or("postgres"))
             .env("PGPASSWORD", String::from_utf8_lossy(config.get_password().unwrap_or_default()).as_ref())
+            .env("PGSSLMODE", config.sslmode().as_str())
             .stdin(std::process::Stdio::null());
+        if let Some(bundle) = config.ca_bundle().path() {
+            command.env("PGSSLROOTCERT", bundle);
+        }
         let output = command.output().await.map_err(|e| format!("cannot run {}: {e}", pg_dump.display()))?;
         if output.status.success() {
             Ok(())

@@ -55,9 +55,12 @@ impl AddClusterError {
 }
 
 /// The admin credentials in an admin URL: host, user, password and database are required.
-fn credentials_of(url: &Secret) -> Result<(tokio_postgres::Config, DbCredentials), AddClusterError> {
-    let config =
-        tenancy::pg::parse_config(url.expose()).map_err(|e| AddClusterError::InvalidUrl(e.to_string()))?;
+fn credentials_of(
+    url: &Secret,
+    bundle: &tenancy::pg::CaBundle,
+) -> Result<(tenancy::pg::PgConfig, DbCredentials), AddClusterError> {
+    let config = tenancy::pg::parse_config(url.expose(), bundle)
+        .map_err(|e| AddClusterError::InvalidUrl(e.to_string()))?;
     let host = match config.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
         _ => return Err(AddClusterError::InvalidUrl("a TCP host is required".into())),
@@ -74,6 +77,7 @@ fn credentials_of(url: &Secret) -> Result<(tokio_postgres::Config, DbCredentials
         schema: "public".into(),
         reader_username: None,
         reader_password: None,
+        sslmode: Some(config.sslmode()),
     };
     Ok((config, credentials))
 }
@@ -90,7 +94,7 @@ pub async fn add(
     if capacity < 1 {
         return Err(AddClusterError::InvalidCapacity(capacity));
     }
-    let (config, credentials) = credentials_of(admin_url)?;
+    let (config, credentials) = credentials_of(admin_url, &cp.ca_bundle)?;
     let catalog_error = |e: tokio_postgres::Error| AddClusterError::Catalog(tenancy::pg::describe_error(&e));
     let client = cp.catalog.get().await.map_err(|e| AddClusterError::Catalog(e.to_string()))?;
     let exists = client
@@ -101,7 +105,7 @@ pub async fn add(
     if exists {
         return Err(AddClusterError::Duplicate(name.to_string()));
     }
-    let probe = tenancy::pg::pool(config, 1).map_err(|e| AddClusterError::InvalidUrl(e.to_string()))?;
+    let probe = tenancy::pg::pool(&config, 1).map_err(|e| AddClusterError::InvalidUrl(e.to_string()))?;
     let reachable = tokio::time::timeout(Duration::from_secs(10), async {
         let conn = probe.get().await.map_err(|e| match e {
             deadpool_postgres::PoolError::Backend(pg) => tenancy::pg::describe_error(&pg),

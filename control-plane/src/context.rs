@@ -36,6 +36,8 @@ pub enum StartError {
 
 pub struct ControlPlane {
     pub catalog: Pool,
+    /// What `verify-ca` and `verify-full` connections to clusters trust (`PG_SSL_ROOT_CERT`).
+    pub ca_bundle: tenancy::pg::CaBundle,
     pub secrets: SharedSecretStore,
     pub secrets_prefix: SecretsPrefix,
     /// The catalog's own server, where tenants go unless other clusters are registered.
@@ -81,12 +83,13 @@ impl ControlPlane {
         provisioning: &ProvisioningSettings,
         catalog_connections: usize,
     ) -> Result<Arc<Self>, StartError> {
-        let mut config = tenancy::pg::parse_config(common.database_url.expose())?;
+        let ca_bundle = common.ca_bundle().map_err(tenancy::pg::PoolError::from)?;
+        let mut config = tenancy::pg::parse_config(common.database_url.expose(), &ca_bundle)?;
         if config.get_application_name().is_none() {
             // What operators see in pg_stat_activity next to the control plane's sessions.
             config.application_name("tenantctl");
         }
-        let catalog = tenancy::pg::pool(config.clone(), catalog_connections)?;
+        let catalog = tenancy::pg::pool(&config, catalog_connections)?;
         crate::catalog::migrate(&catalog, &provisioning.role_prefix).await?;
         let secrets = common.secrets.build(catalog.clone()).await?;
         let default_cluster =
@@ -100,6 +103,7 @@ impl ControlPlane {
             .transpose()?;
         Ok(Arc::new(Self {
             catalog,
+            ca_bundle,
             secrets,
             secrets_prefix: common.secrets.secrets_prefix.clone(),
             default_cluster,
@@ -141,7 +145,11 @@ impl ControlPlane {
             .await
             .map_err(|e| unavailable(e.to_string()))?
             .ok_or_else(|| unavailable("its admin secret is missing".into()))?;
-        let cluster = Arc::new(Cluster::new(name, &crate::cluster::admin_config(&admin), &self.role_prefix)?);
+        let cluster = Arc::new(Cluster::new(
+            name,
+            &crate::cluster::admin_config(&admin, &self.ca_bundle),
+            &self.role_prefix,
+        )?);
         self.clusters.lock().await.insert(name.to_owned(), cluster.clone());
         Ok(cluster)
     }

@@ -106,8 +106,9 @@ fn shared_routes(
 
 impl AppState {
     pub async fn new(settings: &RouterSettings) -> Result<Self, StartError> {
-        let config = tenancy::pg::parse_config(settings.common.database_url.expose())?;
-        let catalog = tenancy::pg::pool(config, 16)?;
+        let ca_bundle = settings.common.ca_bundle().map_err(tenancy::pg::PoolError::from)?;
+        let config = tenancy::pg::parse_config(settings.common.database_url.expose(), &ca_bundle)?;
+        let catalog = tenancy::pg::pool(&config, 16)?;
         let secrets = settings.common.secrets.build(catalog.clone()).await?;
         let metrics = Arc::new(crate::metrics::RouterMetrics::default());
         let redis = redis_link(settings)?;
@@ -127,6 +128,7 @@ impl AppState {
             resolver: Arc::new(resolver),
             pools: Arc::new(TenantPools::new(
                 secrets,
+                ca_bundle,
                 crate::pool::PoolLimits {
                     idle_timeout: settings.pool_idle_timeout,
                     checkout_timeout: settings.checkout_timeout,

@@ -37,6 +37,12 @@ pub struct CommonSettings {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Secret,
 
+    /// PEM file of the CA certificates that PostgreSQL servers' certificates are checked
+    /// against under sslmode=verify-ca or verify-full (e.g. Amazon RDS's global-bundle.pem).
+    /// Without it those modes refuse every server; other modes do not need it.
+    #[arg(long, env = "PG_SSL_ROOT_CERT")]
+    pub pg_ssl_root_cert: Option<std::path::PathBuf>,
+
     /// Redis URL for the routing cache and invalidation messages; without it routers rely on
     /// their in-process cache and the catalog.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
@@ -56,6 +62,13 @@ pub struct CommonSettings {
     /// Log format: `text` for people, `json` for log pipelines.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: crate::telemetry::LogFormat,
+}
+
+impl CommonSettings {
+    /// The CA bundle of [`CommonSettings::pg_ssl_root_cert`] (empty without one).
+    pub fn ca_bundle(&self) -> Result<crate::pg::CaBundle, crate::pg::CaBundleError> {
+        crate::pg::CaBundle::from_setting(self.pg_ssl_root_cert.as_deref())
+    }
 }
 
 /// Secret store settings.

@@ -62,7 +62,8 @@ pub async fn issue_credentials(cp: &ControlPlane, catalog_url: &Secret) -> Resul
         .batch_execute(&format!("ALTER ROLE {} LOGIN PASSWORD '{verifier}'", role.quoted()))
         .await
         .map_err(|e| tenancy::pg::describe_error(&e))?;
-    let config = tenancy::pg::parse_config(catalog_url.expose()).map_err(|e| e.to_string())?;
+    let config = tenancy::pg::parse_config(catalog_url.expose(), &tenancy::pg::CaBundle::none())
+        .map_err(|e| e.to_string())?;
     let host = match config.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
         _ => return Err("the catalog's DATABASE_URL has no TCP host".into()),
@@ -70,6 +71,11 @@ pub async fn issue_credentials(cp: &ControlPlane, catalog_url: &Secret) -> Resul
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let database = config.get_dbname().unwrap_or("postgres");
     // Role and database names are [a-z0-9_]; the password is URL-safe base64.
-    let url = format!("postgres://{role}:{password}@{host}:{port}/{database}", role = role.as_str());
+    // The catalog's sslmode, so routers reach it as the control plane does.
+    let url = format!(
+        "postgres://{role}:{password}@{host}:{port}/{database}?sslmode={sslmode}",
+        role = role.as_str(),
+        sslmode = config.sslmode()
+    );
     Ok(RouterCredentials { role: role.as_str().to_owned(), database_url: Secret::new(url) })
 }

@@ -455,6 +455,7 @@ async fn ensure_credentials(cp: &ControlPlane, tenant: &TenantRecord) -> Result<
                     schema: tenant.schema_name.as_str().to_owned(),
                     reader_username: None,
                     reader_password: None,
+                    sslmode: Some(endpoint.sslmode),
                 },
                 tenant,
             );

@@ -9,8 +9,8 @@ use testkit::{common_settings, SecretsFor, TestDb};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catalog_migrations_can_start_from_two_replicas_at_once() {
     let db = TestDb::create("catalog_race").await;
-    let config = tenancy::pg::parse_config(&db.url).unwrap();
-    let (a, b) = (tenancy::pg::pool(config.clone(), 2).unwrap(), tenancy::pg::pool(config, 2).unwrap());
+    let config = tenancy::pg::parse_config(&db.url, &tenancy::pg::CaBundle::none()).unwrap();
+    let (a, b) = (tenancy::pg::pool(&config, 2).unwrap(), tenancy::pg::pool(&config, 2).unwrap());
     let (ra, rb) = tokio::join!(
         control_plane::catalog::migrate(&a, &db.role_prefix),
         control_plane::catalog::migrate(&b, &db.role_prefix)

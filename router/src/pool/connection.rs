@@ -2,12 +2,13 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
-use tokio_postgres::NoTls;
 
 /// A server connection, logged in as its tenant's role, and what it keeps between requests
 /// (see [`crate::session`]).
 pub struct Connection {
     client: tokio_postgres::Client,
+    /// The TLS it was opened with, which its cancel requests use too.
+    tls: tenancy::pg::Tls,
     /// Statements prepared on this connection, by SQL text.
     pub statements: crate::session::StatementCache,
     /// Whether the session is known to be as fresh as a new one. Every checkout hands out a
@@ -50,6 +51,15 @@ impl Connection {
         Ok(())
     }
 
+    /// A request to cancel the query running now on this connection (over TLS, as the
+    /// connection is), for the caller to await or spawn.
+    pub(crate) fn cancel_query(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let (token, tls) = (self.client.cancel_token(), self.tls.clone());
+        async move {
+            let _ = token.cancel_query(tls).await;
+        }
+    }
+
     /// Takes this connection's budget unit for another connection; the caller closes this one.
     /// `false` when its socket has closed and given the unit back already.
     #[must_use]
@@ -75,10 +85,10 @@ impl std::ops::DerefMut for Connection {
 /// PostgreSQL has let go of it: a connection dropped mid-query counts until then), unless the
 /// connection's unit was handed over meanwhile.
 pub(crate) async fn open(
-    config: &tokio_postgres::Config,
+    config: &tenancy::pg::PgConfig,
     on_socket_closed: impl FnOnce() + Send + 'static,
 ) -> Result<Connection, tokio_postgres::Error> {
-    let (client, connection) = config.connect(NoTls).await?;
+    let (client, connection) = config.connect().await?;
     let unit = Arc::new(AtomicU8::new(HELD));
     let socket_unit = unit.clone();
     tokio::spawn(async move {
@@ -89,6 +99,7 @@ pub(crate) async fn open(
     });
     Ok(Connection {
         client,
+        tls: config.tls(),
         statements: Default::default(),
         clean: true,
         retire: false,

@@ -65,7 +65,7 @@ pub enum Access {
 pub struct TenantPool {
     id: PoolId,
     shared: Arc<Shared>,
-    config: tokio_postgres::Config,
+    config: tenancy::pg::PgConfig,
     /// The credentials this pool logs in with.
     pub credentials: DbCredentials,
     pub access: Access,
@@ -266,6 +266,8 @@ impl Drop for OpenPermit {
 
 pub struct TenantPools {
     secrets: SharedSecretStore,
+    /// What tenants' `verify-ca` and `verify-full` connections trust (`PG_SSL_ROOT_CERT`).
+    ca_bundle: tenancy::pg::CaBundle,
     pools: Cache<(TenantId, Access), Arc<TenantPool>>,
     limits: PoolLimits,
     shared: Arc<Shared>,
@@ -274,7 +276,12 @@ pub struct TenantPools {
 
 impl TenantPools {
     /// The pools, and a task that closes idle connections until the pools are dropped.
-    pub fn new(secrets: SharedSecretStore, limits: PoolLimits, counters: ConnectionCounters) -> Self {
+    pub fn new(
+        secrets: SharedSecretStore,
+        ca_bundle: tenancy::pg::CaBundle,
+        limits: PoolLimits,
+        counters: ConnectionCounters,
+    ) -> Self {
         // A pool leaving the cache (idle, replaced after a change) is not closed here: requests
         // may still hold it; its idle connections close as the last of them lets go.
         let pools = Cache::builder().time_to_idle(limits.idle_timeout).build();
@@ -286,7 +293,7 @@ impl TenantPools {
         spawn_idle_sweeper(Arc::downgrade(&shared), limits.idle_timeout);
         let connects = NonZeroU32::new(limits.connects_per_second)
             .map(|rate| RateLimiter::direct(Quota::per_second(rate)));
-        Self { secrets, pools, limits, shared, connects }
+        Self { secrets, ca_bundle, pools, limits, shared, connects }
     }
 
     /// Server connections open now (or being opened or closed), across all tenants.
@@ -337,15 +344,8 @@ impl TenantPools {
             Access::ReadWrite => secret,
             Access::ReadOnly => secret.reader().ok_or(PoolCheckoutError::NoReader)?,
         };
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host(&credentials.host)
-            .port(credentials.port)
-            .user(&credentials.username)
-            .password(&credentials.password)
-            .dbname(&credentials.dbname)
-            .application_name("tenant-router")
-            .connect_timeout(Duration::from_secs(5));
+        let mut config = credentials.config(&self.ca_bundle);
+        config.application_name("tenant-router");
         let mut options = String::from("-c TimeZone=UTC");
         if let Some(ms) = tenant.statement_timeout_ms {
             options.push_str(&format!(" -c statement_timeout={ms}"));

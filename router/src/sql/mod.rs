@@ -277,14 +277,12 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         let Some(client) = self.client.take() else { return };
         if self.armed {
-            let token = client.cancel_token();
+            let cancel = client.cancel_query();
             client.close();
             tracing::debug!(
                 "request ended early (client gone, result over the limit, or past its deadline); cancelling its query"
             );
-            tokio::spawn(async move {
-                let _ = token.cancel_query(tokio_postgres::NoTls).await;
-            });
+            tokio::spawn(cancel);
         } else if client.retire {
             client.close();
         }

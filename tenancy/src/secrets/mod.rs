@@ -30,9 +30,27 @@ pub struct DbCredentials {
     pub reader_username: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reader_password: Option<String>,
+    /// How to reach the server over TLS: the `sslmode` of the cluster's admin URL, carried
+    /// into each tenant's secret. Absent in secrets written before it existed: `prefer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslmode: Option<crate::pg::SslMode>,
 }
 
 impl DbCredentials {
+    /// The connection settings of these credentials (TLS as their `sslmode` says, verified
+    /// against `bundle`), with a connect timeout.
+    pub fn config(&self, bundle: &crate::pg::CaBundle) -> crate::pg::PgConfig {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&self.host)
+            .port(self.port)
+            .user(&self.username)
+            .password(&self.password)
+            .dbname(&self.dbname)
+            .connect_timeout(crate::pg::CONNECT_TIMEOUT);
+        crate::pg::PgConfig::new(config, self.sslmode.unwrap_or_default(), bundle)
+    }
+
     /// The same connection, logged in as the tenant's read-only role; `None` when the secret
     /// has no reader (a tenant provisioned before reader roles, until its next rotation).
     pub fn reader(&self) -> Option<Self> {
@@ -60,6 +78,7 @@ impl fmt::Debug for DbCredentials {
             .field("schema", &self.schema)
             .field("reader_username", &self.reader_username)
             .field("reader_password", &self.reader_password.as_ref().map(|_| "<redacted>"))
+            .field("sslmode", &self.sslmode)
             .finish()
     }
 }
@@ -196,6 +215,7 @@ mod tests {
             schema: "s".into(),
             reader_username: Some("r".into()),
             reader_password: Some("reader-hunter3".into()),
+            sslmode: None,
         };
         let shown = format!("{creds:?}");
         assert!(!shown.contains("hunter2") && !shown.contains("hunter3"), "{shown}");

@@ -49,12 +49,12 @@ resource "aws_rds_cluster_parameter_group" "this" {
     }
   }
 
-  # tenantctl and tenant-router connect without TLS today (tokio-postgres with NoTls), so
-  # TLS cannot be required yet; traffic stays in the private subnets, between these security
-  # groups. Set to 1 once the binaries negotiate TLS.
+  # Connections without TLS are refused. tenantctl and tenant-router speak TLS (rustls) as
+  # the URL's sslmode says; the admin URL below asks for `require`. (The catalog's and, through
+  # modules/tenant-database, every dedicated cluster's parameter group.)
   parameter {
     name  = "rds.force_ssl"
-    value = "0"
+    value = "1"
   }
 
   # Slow statements (over a second) are logged. Not `log_statement = ddl`: provisioning sets
@@ -172,5 +172,9 @@ resource "aws_secretsmanager_secret" "url" {
 
 resource "aws_secretsmanager_secret_version" "url" {
   secret_id     = aws_secretsmanager_secret.url.id
-  secret_string = "postgres://${var.master_username}:${random_password.master.result}@${aws_rds_cluster.this.endpoint}:${aws_rds_cluster.this.port}/${var.database_name}"
+  # sslmode=require: encrypted, the server's certificate not verified. The image carries no
+  # Amazon RDS CA bundle (nothing is downloaded or vendored at build); to verify the server,
+  # add the bundle to the image, set PG_SSL_ROOT_CERT to its path and use verify-full here.
+  # Tenants' secrets inherit the cluster's sslmode, routers' DATABASE_URL the catalog's.
+  secret_string = "postgres://${var.master_username}:${random_password.master.result}@${aws_rds_cluster.this.endpoint}:${aws_rds_cluster.this.port}/${var.database_name}?sslmode=require"
 }

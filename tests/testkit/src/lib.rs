@@ -102,6 +102,7 @@ pub fn common_settings(db: &TestDb, secrets: SecretsFor) -> tenancy::settings::C
     };
     tenancy::settings::CommonSettings {
         database_url: db.url.clone().into(),
+        pg_ssl_root_cert: None,
         redis_url: Some(services().redis_url.clone().into()),
         redis_key_prefix: db.redis_prefix.clone(),
         tenant_base_domain: tenancy::domain::BaseDomain::parse("app.localhost")

@@ -41,7 +41,8 @@ fn run(mut command: Command, what: &str) {
     );
 }
 
-/// A PostgreSQL cluster of a test's own (scram-sha-256, random superuser password).
+/// A PostgreSQL cluster of a test's own (scram-sha-256, random superuser password, TLS with a
+/// test CA's certificate for `localhost`: see [`PgServer::ca_file`]).
 pub struct PgServer {
     dir: PathBuf,
     pub port: u16,
@@ -71,15 +72,67 @@ fn start_cluster(dir: &Path, port: u16, os_user: Option<&String>) {
         .arg(dir.join("log"))
         .args(["-w", "-t", "30", "-o"])
         .arg(format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=200",
-            dir.display()
+            "-p {port} -c listen_addresses=127.0.0.1 -k {dir} -c fsync=off -c max_connections=200 \
+             -c ssl=on -c ssl_cert_file={dir}/server.crt -c ssl_key_file={dir}/server.key",
+            dir = dir.display()
         ))
         .arg("start")
         .stdout(Stdio::null());
     run(pg_ctl, "pg_ctl start");
 }
 
+/// A test CA (`ca.crt`) and a server certificate it signed for the DNS name `localhost` only
+/// (`server.crt`, `server.key`), in `dir`: reached as `127.0.0.1`, the server's certificate
+/// does not match the host name.
+fn make_certificates(dir: &Path) {
+    let openssl = |args: &[&str], what: &str| {
+        let mut command = Command::new("openssl");
+        command.current_dir(dir).args(args).stdout(Stdio::null()).stderr(Stdio::null());
+        run(command, what);
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let ca = ["req", "-x509", "-days", "2", "-subj", "/CN=testkit CA", "-keyout", "ca.key", "-out", "ca.crt"];
+    openssl(&[&ca[..], &ec[..]].concat(), "openssl: test CA");
+    let csr = ["req", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"];
+    openssl(&[&csr[..], &ec[..]].concat(), "openssl: server key");
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap_or_else(|e| panic!("server.ext: {e}"));
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
+        ],
+        "openssl: server certificate",
+    );
+    // PostgreSQL refuses a key others may read.
+    let mut chmod = Command::new("chmod");
+    chmod.arg("600").arg(dir.join("server.key"));
+    run(chmod, "chmod server.key");
+}
+
 impl PgServer {
+    /// The CA that signed the server's certificate (for `localhost`; PEM), for
+    /// `PG_SSL_ROOT_CERT`.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
     fn command(&self, program: &str) -> Command {
         pg_command(program, self.os_user.as_ref())
     }
@@ -103,6 +156,7 @@ impl PgServer {
         let os_user = is_root().then(|| services().pg_user.clone().unwrap_or_else(|| "postgres".into()));
         let password = format!("pw{}{}", unique_suffix(), unique_suffix());
         std::fs::write(dir.join("pwfile"), &password).unwrap_or_else(|e| panic!("pwfile: {e}"));
+        make_certificates(&dir);
         if let Some(user) = &os_user {
             for path in [workspace_root().join("target"), base] {
                 let _ = Command::new("chmod").arg("o+x").arg(&path).status();

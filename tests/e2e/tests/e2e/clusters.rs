@@ -16,7 +16,7 @@ fn request(slug: &str) -> TenantRequest {
     TenantRequest::new(slug, "starter")
 }
 
-async fn create(cp: &ControlPlane, slug: &str) -> tenancy::catalog::TenantRecord {
+pub(crate) async fn create(cp: &ControlPlane, slug: &str) -> tenancy::catalog::TenantRecord {
     let tenant = request_tenant(cp, &request(slug), "test").await.unwrap();
     drain(cp, tenant.id, Duration::from_secs(60)).await.unwrap();
     let client = cp.catalog.get().await.unwrap();

@@ -14,6 +14,7 @@ mod embed;
 mod lifecycle;
 mod neon_driver;
 mod operator_api;
+mod pg_tls;
 mod proxy;
 mod rate_limits;
 mod request_hygiene;
