@@ -232,33 +232,55 @@ impl Drop for PgServer {
 /// A Redis server of a test's own.
 pub struct RedisServer {
     pub port: u16,
+    /// The password it requires (`requirepass`), if any.
+    password: Option<String>,
     child: Option<Child>,
 }
 
 impl RedisServer {
     pub fn start() -> Self {
-        let mut server = Self { port: free_port(), child: None };
+        let mut server = Self { port: free_port(), password: None, child: None };
         server.start_again();
         server
     }
 
+    /// A server that refuses every command until the client authenticates with `password`.
+    pub fn start_with_password(password: &str) -> Self {
+        let mut server = Self { port: free_port(), password: Some(password.to_owned()), child: None };
+        server.start_again();
+        server
+    }
+
+    /// Its URL (with the password, when it requires one).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        self.url_with_password(self.password.as_deref())
+    }
+
+    /// Its URL with `password` (or none), right or wrong.
+    pub fn url_with_password(&self, password: Option<&str>) -> String {
+        match password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}/", self.port),
+            None => format!("redis://127.0.0.1:{}/", self.port),
+        }
     }
 
     /// Starts (again) on the same port and waits until it answers.
     pub fn start_again(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+        let mut command = Command::new("redis-server");
+        command.args([
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]);
+        if let Some(password) = &self.password {
+            command.args(["--requirepass", password]);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
