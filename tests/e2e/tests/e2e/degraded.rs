@@ -37,20 +37,7 @@ async fn redis_down_means_no_5xx_for_cached_tenants_and_invalidations_resume_aft
 
     // Redis comes back: the router resubscribes, and a suspension reaches it again.
     redis.start_again();
-    let started = Instant::now();
-    loop {
-        let metrics = reqwest::get(format!("http://{}/metrics", router.admin_addr))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if metrics.contains("tenant_router_redis_connected 1") {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(15), "router did not reconnect to Redis");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    subscribed(&router).await;
     operate(&cp, &Slug::parse("acme").unwrap(), &Operation::Suspend, "test").await.unwrap();
     let started = Instant::now();
     while acme.post(json!({"query": "SELECT 1"})).await.0 != 403 {
@@ -104,6 +91,18 @@ async fn a_redis_that_requires_auth_is_used_with_its_password() {
         Err(e) => Err(e),
     };
     assert!(refused.is_err(), "Redis answered without the password");
+    subscribed(&router).await;
+    operate(&cp, &Slug::parse("acme").unwrap(), &Operation::Suspend, "test").await.unwrap();
+    let started = Instant::now();
+    while acme.post(json!({"query": "SELECT 1"})).await.0 != 403 {
+        assert!(started.elapsed() < Duration::from_secs(5), "suspension did not reach the router");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    router.stop().await.unwrap();
+}
+
+/// Waits (at most 15 s) until `router` is subscribed to Redis's invalidations.
+async fn subscribed(router: &tenant_router::http::RunningRouter) {
     let started = Instant::now();
     loop {
         let metrics = reqwest::get(format!("http://{}/metrics", router.admin_addr))
@@ -113,16 +112,9 @@ async fn a_redis_that_requires_auth_is_used_with_its_password() {
             .await
             .unwrap();
         if metrics.contains("tenant_router_redis_connected 1") {
-            break;
+            return;
         }
         assert!(started.elapsed() < Duration::from_secs(15), "router did not subscribe to Redis");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    operate(&cp, &Slug::parse("acme").unwrap(), &Operation::Suspend, "test").await.unwrap();
-    let started = Instant::now();
-    while acme.post(json!({"query": "SELECT 1"})).await.0 != 403 {
-        assert!(started.elapsed() < Duration::from_secs(5), "suspension did not reach the router");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    router.stop().await.unwrap();
 }

@@ -22,4 +22,5 @@ mod session_reset;
 mod slice;
 mod slow_clients;
 mod sql_over_http;
+mod tenant_attacks;
 mod webhook_send;
