@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # The image of both services: tenantctl (the control plane; `tenantctl serve`) and tenant-router,
-# with the tenant migrations and plan templates tenantctl reads at run time, and pg_dump for the
-# archive it takes before dropping a deprovisioned tenant. Terraform's task definitions choose
+# with the tenant migrations and plan templates tenantctl reads at run time, pg_dump for the
+# archive it takes before dropping a deprovisioned tenant, and Amazon's RDS CA bundle
+# (/app/rds-global-bundle.pem) that terraform sets as PG_SSL_ROOT_CERT. Terraform's task definitions choose
 # the command: ["tenantctl", "serve"] or ["tenant-router"].
 #
 #   docker build -t tenancy:<version> .
@@ -22,6 +23,12 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked --bin tenantctl --bin tenant-router \
  && install -D -m 0755 target/release/tenantctl /out/tenantctl \
  && install -D -m 0755 target/release/tenant-router /out/tenant-router
+# Amazon's RDS CA bundle (every region's roots), which PG_SSL_ROOT_CERT points at so that
+# `sslmode=verify-full` authenticates Aurora. Fetched over HTTPS when the image is built (the
+# bundle changes as Amazon rotates CAs); the build fails if it is not a PEM bundle.
+RUN curl --fail --silent --show-error --location --proto '=https' --tlsv1.2 \
+      https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem -o /out/rds-global-bundle.pem \
+ && grep -q -- '-----BEGIN CERTIFICATE-----' /out/rds-global-bundle.pem
 
 FROM debian:${DEBIAN_RELEASE}-slim
 #checkov:skip=CKV_DOCKER_2:ECS does not use Docker HEALTHCHECK here; the ALB checks /healthz over HTTP (the router's on ROUTER_ADMIN_LISTEN) and the image has no HTTP client to run one.
@@ -35,6 +42,7 @@ RUN apt-get update \
 
 WORKDIR /app
 COPY --from=build /out/tenantctl /out/tenant-router /usr/local/bin/
+COPY --from=build /out/rds-global-bundle.pem /app/rds-global-bundle.pem
 COPY migrations/ /app/migrations/
 COPY tenant-templates/ /app/tenant-templates/
 

@@ -82,9 +82,11 @@ async fn bench_tenant(cp: &ControlPlane, slug: &str) -> BenchTenant {
     }
 }
 
-/// Inserts the users of every tenant, as the database owner, a few hundred tenants per batch.
+/// Inserts the users of every tenant, as the database owner, a few hundred tenants per batch
+/// (in the tenants database, where schema tenants live).
 async fn seed_users(db: &TestDb, tenants: &[BenchTenant], users: i64) {
     let client = db.client().await;
+    let tenants_db = db.tenants_client().await;
     let slugs: Vec<&str> = tenants.iter().map(|t| t.slug.as_str()).collect();
     let schemas = client
         .query("SELECT schema_name FROM control.tenants WHERE slug = ANY($1) ORDER BY slug", &[&slugs])
@@ -103,7 +105,7 @@ async fn seed_users(db: &TestDb, tenants: &[BenchTenant], users: i64) {
                 )
             })
             .collect();
-        client.batch_execute(&sql).await.unwrap_or_else(|e| panic!("{e}"));
+        tenants_db.batch_execute(&sql).await.unwrap_or_else(|e| panic!("{e}"));
     }
 }
 

@@ -71,7 +71,7 @@ async fn grow(cp: &ControlPlane, from: usize, to: usize) -> f64 {
     (to - from) as f64 / started.elapsed().as_secs_f64()
 }
 
-/// The raw DDL on every tenant schema, `RAW_CONNECTIONS` sessions, one transaction per schema:
+/// The raw DDL on every tenant schema (in the tenants database), `RAW_CONNECTIONS` sessions, one transaction per schema:
 /// schemas per second.
 async fn raw_ddl(db: &TestDb, tag: &str) -> f64 {
     let schemas: Vec<String> = db
@@ -89,7 +89,7 @@ async fn raw_ddl(db: &TestDb, tag: &str) -> f64 {
     let sessions = schemas.chunks(chunk).map(|part| {
         let sql = sql.clone();
         async move {
-            let client = db.client().await;
+            let client = db.tenants_client().await;
             for schema in part {
                 client
                     .batch_execute(&format!("BEGIN; SET LOCAL search_path TO \"{schema}\"; {sql} COMMIT;"))

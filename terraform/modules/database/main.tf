@@ -50,7 +50,7 @@ resource "aws_rds_cluster_parameter_group" "this" {
   }
 
   # Connections without TLS are refused. tenantctl and tenant-router speak TLS (rustls) as
-  # the URL's sslmode says; the admin URL below asks for `require`. (The catalog's and, through
+  # the URL's sslmode says; the admin URL below asks for `verify-full`. (The catalog's and, through
   # modules/tenant-database, every dedicated cluster's parameter group.)
   parameter {
     name  = "rds.force_ssl"
@@ -172,9 +172,9 @@ resource "aws_secretsmanager_secret" "url" {
 
 resource "aws_secretsmanager_secret_version" "url" {
   secret_id     = aws_secretsmanager_secret.url.id
-  # sslmode=require: encrypted, the server's certificate not verified. The image carries no
-  # Amazon RDS CA bundle (nothing is downloaded or vendored at build); to verify the server,
-  # add the bundle to the image, set PG_SSL_ROOT_CERT to its path and use verify-full here.
-  # Tenants' secrets inherit the cluster's sslmode, routers' DATABASE_URL the catalog's.
-  secret_string = "postgres://${var.master_username}:${random_password.master.result}@${aws_rds_cluster.this.endpoint}:${aws_rds_cluster.this.port}/${var.database_name}?sslmode=require"
+  # sslmode=verify-full: encrypted, and the server must present a certificate for the cluster
+  # endpoint signed by Amazon's RDS CA (the image's bundle, PG_SSL_ROOT_CERT in the services'
+  # environment). Tenants' secrets inherit the cluster's sslmode, routers' DATABASE_URL the
+  # catalog's.
+  secret_string = "postgres://${var.master_username}:${random_password.master.result}@${aws_rds_cluster.this.endpoint}:${aws_rds_cluster.this.port}/${var.database_name}?sslmode=verify-full"
 }

@@ -107,7 +107,7 @@ variable "log_retention_days" {
 }
 
 variable "url_secret_name" {
-  description = "Name of the Secrets Manager secret holding the admin connection URL (postgres://user:password@endpoint:5432/database?sslmode=require)."
+  description = "Name of the Secrets Manager secret holding the admin connection URL (postgres://user:password@endpoint:5432/database?sslmode=verify-full)."
   type        = string
 }
 

@@ -21,6 +21,8 @@ locals {
     AWS_REGION         = var.region
     TENANT_BASE_DOMAIN = var.tenant_base_domain
     LOG_FORMAT         = "json"
+    # Amazon's RDS CA bundle in the image: URLs with sslmode=verify-full authenticate Aurora.
+    PG_SSL_ROOT_CERT = "/app/rds-global-bundle.pem"
   }
 
   # Settings of every tenantctl command that provisions (serve, and the cluster registration).
