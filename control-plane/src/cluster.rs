@@ -45,6 +45,25 @@ pub enum ClusterError {
     Database { cluster: String, message: String },
 }
 
+impl tenancy::error::OperationError for ClusterError {
+    fn kind(&self) -> tenancy::error::ErrorKind {
+        use tenancy::error::ErrorKind;
+        match self {
+            Self::Connect { .. } => ErrorKind::Unavailable,
+            Self::Prepare { .. } | Self::Database { .. } => ErrorKind::Failed,
+            Self::Unknown(_) => ErrorKind::NotFound,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Connect { .. } => "cluster_unavailable",
+            Self::Prepare { .. } | Self::Database { .. } => "cluster_failed",
+            Self::Unknown(_) => "unknown_cluster",
+        }
+    }
+}
+
 /// Advisory lock key that serialises work on a cluster's template database (migrating it,
 /// cloning it): PostgreSQL refuses to clone a database others are connected to.
 pub const TEMPLATE_LOCK: i64 = 0x7465_6e61_6e63_7903;

@@ -7,6 +7,7 @@ use crate::context::ControlPlane;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 use tenancy::domain::ClusterName;
+use tenancy::error::{ErrorKind, OperationError};
 use tenancy::secret::Secret;
 use tenancy::secrets::{DbCredentials, SecretName};
 
@@ -40,8 +41,16 @@ pub enum AddClusterError {
     Catalog(String),
 }
 
-impl AddClusterError {
-    pub fn code(&self) -> &'static str {
+impl OperationError for AddClusterError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::InvalidName(_) | Self::InvalidCapacity(_) | Self::InvalidUrl(_) => ErrorKind::Invalid,
+            Self::Duplicate(_) => ErrorKind::Conflict,
+            Self::Unreachable(_) | Self::Secrets(_) | Self::Catalog(_) => ErrorKind::Unavailable,
+        }
+    }
+
+    fn code(&self) -> &'static str {
         match self {
             Self::InvalidName(_) => "invalid_name",
             Self::InvalidCapacity(_) => "invalid_capacity",

@@ -34,6 +34,25 @@ pub enum StartError {
     Redis(String),
 }
 
+impl tenancy::error::OperationError for StartError {
+    fn kind(&self) -> tenancy::error::ErrorKind {
+        use tenancy::error::ErrorKind;
+        match self {
+            Self::Database(e) => e.kind(),
+            Self::Secrets(e) => e.kind(),
+            Self::Migrations(_) => ErrorKind::Misconfigured,
+            Self::Catalog(_) | Self::Cluster(_) | Self::Redis(_) => ErrorKind::Unavailable,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self.kind() {
+            tenancy::error::ErrorKind::Misconfigured => "invalid_configuration",
+            _ => "unavailable",
+        }
+    }
+}
+
 pub struct ControlPlane {
     pub catalog: Pool,
     /// What `verify-ca` and `verify-full` connections to clusters trust (`PG_SSL_ROOT_CERT`).

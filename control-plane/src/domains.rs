@@ -4,6 +4,7 @@
 
 use crate::context::ControlPlane;
 use tenancy::domain::{normalize_host, HostError, Slug, TenantId};
+use tenancy::error::{ErrorKind, OperationError};
 
 /// Why a domain change was refused. Nothing changes when this is returned.
 #[derive(Debug, thiserror::Error)]
@@ -22,8 +23,17 @@ pub enum DomainError {
     Catalog(String),
 }
 
-impl DomainError {
-    pub fn code(&self) -> &'static str {
+impl OperationError for DomainError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::InvalidHost(_) | Self::UnderBaseDomain(_) => ErrorKind::Invalid,
+            Self::TenantNotFound(_) | Self::NoSuchDomain { .. } => ErrorKind::NotFound,
+            Self::Taken(_) => ErrorKind::Conflict,
+            Self::Catalog(_) => ErrorKind::Unavailable,
+        }
+    }
+
+    fn code(&self) -> &'static str {
         match self {
             Self::InvalidHost(_) | Self::UnderBaseDomain(_) => "invalid_host",
             Self::TenantNotFound(_) | Self::NoSuchDomain { .. } => "not_found",
@@ -177,10 +187,12 @@ pub async fn list(cp: &ControlPlane, slug: &Slug) -> Result<Vec<Domain>, DomainE
 #[cfg(test)]
 mod tests {
     use super::DomainError;
+    use tenancy::error::{ErrorKind, OperationError};
 
     #[test]
     fn error_codes() {
         assert_eq!(DomainError::Taken("x".into()).code(), "duplicate_domain");
         assert_eq!(DomainError::UnderBaseDomain("x".into()).code(), "invalid_host");
+        assert_eq!(DomainError::Taken("x".into()).kind(), ErrorKind::Conflict);
     }
 }

@@ -29,6 +29,14 @@ pub struct WebhookLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// Where the error ended: `http` (an API answer) or `job` (a job attempt).
+    pub edge: &'static str,
+    /// Its kind (`tenancy::error::ErrorKind`): `invalid`, `not_found`, `unavailable`, …
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
     pub status: String,
 }
@@ -38,6 +46,7 @@ pub struct Metrics {
     pub http_requests: Family<HttpLabels, Counter>,
     pub jobs: Family<JobLabels, Counter>,
     pub webhook_events: Family<WebhookLabels, Counter>,
+    pub errors: Family<ErrorLabels, Counter>,
     pub tenants: Family<StatusLabels, Gauge>,
 }
 
@@ -47,12 +56,14 @@ impl Default for Metrics {
         let http_requests = Family::<HttpLabels, Counter>::default();
         let jobs = Family::<JobLabels, Counter>::default();
         let webhook_events = Family::<WebhookLabels, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
         let tenants = Family::<StatusLabels, Gauge>::default();
         registry.register("http_requests", "HTTP requests by route and status class", http_requests.clone());
         registry.register("jobs", "Jobs run, by kind and outcome", jobs.clone());
         registry.register("webhook_events", "Billing webhook deliveries by outcome", webhook_events.clone());
+        registry.register("errors", "Operation errors by where they ended and kind", errors.clone());
         registry.register("tenants", "Tenants in the catalog by status", tenants.clone());
-        Self { registry, http_requests, jobs, webhook_events, tenants }
+        Self { registry, http_requests, jobs, webhook_events, errors, tenants }
     }
 }
 
@@ -68,6 +79,10 @@ impl Metrics {
 
     pub fn job(&self, kind: &str, outcome: &str) {
         self.jobs.get_or_create(&JobLabels { kind: kind.to_owned(), outcome: outcome.to_owned() }).inc();
+    }
+
+    pub fn error(&self, edge: &'static str, kind: tenancy::error::ErrorKind) {
+        self.errors.get_or_create(&ErrorLabels { edge, kind: kind.as_str() }).inc();
     }
 
     pub fn webhook(&self, outcome: &str) {

@@ -167,10 +167,23 @@ pub enum MigrateTenantError {
     Migration(String),
 }
 
-impl MigrateTenantError {
-    /// Whether trying again later may succeed without anyone fixing anything.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Session(_) | Self::Locked(_))
+impl tenancy::error::OperationError for MigrateTenantError {
+    /// A session or a lock may be had later; drift and a failed migration need someone to fix
+    /// something.
+    fn kind(&self) -> tenancy::error::ErrorKind {
+        match self {
+            Self::Session(_) | Self::Locked(_) => tenancy::error::ErrorKind::Unavailable,
+            Self::Drift(_) | Self::Migration(_) => tenancy::error::ErrorKind::Failed,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Session(_) => "migration_session",
+            Self::Locked(_) => "lock_timeout",
+            Self::Drift(_) => "drift",
+            Self::Migration(_) => "migration_failed",
+        }
     }
 }
 

@@ -7,10 +7,12 @@
 //! - [`invalidation`]: the Redis channel and message that tell routers a tenant changed.
 //! - [`settings`]: configuration shared by both binaries (flags + environment variables).
 //! - [`listener`]: serving HTTP with header-read and idle timeouts and a connection limit.
+//! - [`error`]: the kinds of failure operations report, from which each edge derives its answer.
 //! - [`telemetry`]: structured logging set-up; [`shutdown`]: waiting for SIGTERM / Ctrl-C.
 
 pub mod catalog;
 pub mod domain;
+pub mod error;
 pub mod invalidation;
 pub mod listener;
 pub mod pg;

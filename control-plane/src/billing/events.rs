@@ -51,6 +51,25 @@ pub enum EventsError {
     StillPending(Box<EventStatus>),
 }
 
+impl tenancy::error::OperationError for EventsError {
+    fn kind(&self) -> tenancy::error::ErrorKind {
+        use tenancy::error::ErrorKind;
+        match self {
+            Self::Catalog(_) => ErrorKind::Unavailable,
+            Self::NotFound(_) => ErrorKind::NotFound,
+            Self::StillPending(_) => ErrorKind::TimedOut,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Catalog(_) => "catalog_unavailable",
+            Self::NotFound(_) => "not_found",
+            Self::StillPending(_) => "timeout",
+        }
+    }
+}
+
 /// The events of `filter`, newest first. The processing job is read only for events not
 /// processed yet (a failed or retried one says why there).
 pub async fn list(cp: &ControlPlane, filter: &EventFilter) -> Result<Vec<EventStatus>, EventsError> {

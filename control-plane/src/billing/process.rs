@@ -5,6 +5,7 @@ use super::event::{Envelope, SubscriptionChange, SubscriptionFacts};
 use crate::context::ControlPlane;
 use crate::lifecycle::{self, LifecycleError, Operation};
 use crate::provisioning::{request_tenant, CreateTenantError, TenantRequest};
+use tenancy::error::OperationError;
 
 /// Why processing an event failed in a way worth retrying (or could not start).
 #[derive(Debug, thiserror::Error)]
@@ -19,9 +20,22 @@ pub enum BillingProcessError {
     NotYet(String),
 }
 
-impl BillingProcessError {
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Catalog(_) | Self::NotYet(_))
+impl tenancy::error::OperationError for BillingProcessError {
+    /// An event not stored, or a job without one, will not appear by trying again.
+    fn kind(&self) -> tenancy::error::ErrorKind {
+        match self {
+            Self::BadJob | Self::NotFound(_) => tenancy::error::ErrorKind::Failed,
+            Self::Catalog(_) | Self::NotYet(_) => tenancy::error::ErrorKind::Unavailable,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::BadJob => "invalid_job",
+            Self::NotFound(_) => "not_found",
+            Self::Catalog(_) => "catalog_unavailable",
+            Self::NotYet(_) => "not_yet",
+        }
     }
 }
 
@@ -199,7 +213,7 @@ async fn provision(cp: &ControlPlane, envelope: &Envelope) -> Result<Outcome, Bi
         Err(CreateTenantError::DuplicateSubscription(sub)) => {
             Ok(Outcome::Ignored(format!("subscription {sub} already has a tenant")))
         }
-        Err(e) if e.is_transient() => Err(BillingProcessError::Catalog(e.to_string())),
+        Err(e) if e.kind().is_retryable() => Err(BillingProcessError::Catalog(e.to_string())),
         Err(e) => Ok(Outcome::Rejected(e.to_string())),
     }
 }

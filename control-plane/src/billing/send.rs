@@ -76,6 +76,23 @@ pub enum SendError {
     Refused { status: u16, body: String },
 }
 
+impl tenancy::error::OperationError for SendError {
+    /// A 4xx is the webhook refusing the event; anything else may go through later.
+    fn kind(&self) -> tenancy::error::ErrorKind {
+        match self {
+            Self::Refused { status, .. } if (400..500).contains(status) => tenancy::error::ErrorKind::Invalid,
+            _ => tenancy::error::ErrorKind::Unavailable,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Refused { status, .. } if (400..500).contains(status) => "refused",
+            _ => "unavailable",
+        }
+    }
+}
+
 /// The webhook's answer to a delivered event.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Delivery {

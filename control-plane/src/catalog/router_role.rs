@@ -8,6 +8,7 @@
 //! `tenantctl routers credentials` gives it a password, which also turns it into a login role).
 
 use crate::context::ControlPlane;
+use tenancy::catalog::CatalogError;
 use tenancy::domain::{quote_ident, RoleName};
 use tenancy::secret::Secret;
 
@@ -50,24 +51,53 @@ fn expose<S: serde::Serializer>(secret: &Secret, serializer: S) -> Result<S::Ok,
 /// reaches the server) and the right to log in; returns the URL routers use as `DATABASE_URL`.
 /// Routers holding the old password lose access to the catalog at once: run it, update their
 /// `DATABASE_URL`, restart them.
-pub async fn issue_credentials(cp: &ControlPlane, catalog_url: &Secret) -> Result<RouterCredentials, String> {
+/// Why the routers' credentials could not be issued.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterCredentialsError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("the catalog's DATABASE_URL: {0}")]
+    Url(String),
+}
+
+impl tenancy::error::OperationError for RouterCredentialsError {
+    fn kind(&self) -> tenancy::error::ErrorKind {
+        match self {
+            Self::Catalog(e) => e.kind(),
+            Self::Url(_) => tenancy::error::ErrorKind::Misconfigured,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Catalog(e) => e.code(),
+            Self::Url(_) => "invalid_configuration",
+        }
+    }
+}
+
+pub async fn issue_credentials(
+    cp: &ControlPlane,
+    catalog_url: &Secret,
+) -> Result<RouterCredentials, RouterCredentialsError> {
     let role = RoleName::router(&cp.role_prefix);
+    let config = tenancy::pg::parse_config(catalog_url.expose(), &tenancy::pg::CaBundle::none())
+        .map_err(|e| RouterCredentialsError::Url(e.to_string()))?;
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        _ => return Err(RouterCredentialsError::Url("it has no TCP host".into())),
+    };
     let password = crate::provisioning::steps::generate_password();
     let verifier = crate::provisioning::verifier::scram_sha_256(&password);
+    // A SCRAM verifier is base64 and `$:`; this keeps the literal below a literal regardless.
     if verifier.contains('\'') {
-        return Err("unexpected character in the password verifier".into());
+        return Err(RouterCredentialsError::Url("unexpected character in the password verifier".into()));
     }
-    let client = cp.catalog.get().await.map_err(|e| format!("catalog unavailable: {e}"))?;
+    let client = cp.catalog.get().await.map_err(CatalogError::from)?;
     client
         .batch_execute(&format!("ALTER ROLE {} LOGIN PASSWORD '{verifier}'", role.quoted()))
         .await
-        .map_err(|e| tenancy::pg::describe_error(&e))?;
-    let config = tenancy::pg::parse_config(catalog_url.expose(), &tenancy::pg::CaBundle::none())
-        .map_err(|e| e.to_string())?;
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
-        _ => return Err("the catalog's DATABASE_URL has no TCP host".into()),
-    };
+        .map_err(CatalogError::from)?;
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let database = config.get_dbname().unwrap_or("postgres");
     // Role and database names are [a-z0-9_]; the password is URL-safe base64.

@@ -8,6 +8,7 @@ use crate::billing::events::EventsError;
 use crate::billing::send::TestEvent;
 use crate::cli::SendArgs;
 use crate::context::ControlPlane;
+use tenancy::catalog::CatalogError;
 
 /// Event types that create a subscription (and its tenant); every other one is about an
 /// existing subscription.
@@ -26,18 +27,17 @@ pub(super) async fn test_event(cp: &ControlPlane, args: &SendArgs) -> Result<Tes
     };
     if let Some(slug) = &args.tenant {
         let tenant = find(cp, slug).await?;
-        let client = cp.catalog.get().await.map_err(CliError::unavailable)?;
+        let client = cp.catalog.get().await.map_err(CatalogError::from)?;
         let row = client
             .query_one(
                 "SELECT billing_subscription_id, billing_customer_id FROM control.tenants WHERE id = $1",
                 &[&tenant.id.0],
             )
             .await
-            .map_err(|e| CliError::unavailable(tenancy::pg::describe_error(&e)))?;
+            .map_err(CatalogError::from)?;
         let subscription: Option<String> = row.get(0);
         event.subscription_id = Some(subscription.ok_or_else(|| {
-            CliError::new(
-                3,
+            CliError::invalid(
                 "no_subscription",
                 format!("tenant {slug} has no billing subscription (it was not created by a billing event)"),
             )
@@ -46,8 +46,7 @@ pub(super) async fn test_event(cp: &ControlPlane, args: &SendArgs) -> Result<Tes
         event.slug = tenant.slug.to_string();
         event.plan = args.plan.clone().unwrap_or_else(|| tenant.plan.to_string());
     } else if !CREATING.contains(&args.kind.as_str()) && args.subscription.is_none() {
-        return Err(CliError::new(
-            3,
+        return Err(CliError::invalid(
             "no_subscription",
             format!(
                 "a {} event is about an existing subscription: give --tenant <slug> (its real subscription) \
@@ -56,7 +55,7 @@ pub(super) async fn test_event(cp: &ControlPlane, args: &SendArgs) -> Result<Tes
             ),
         ));
     } else if event.slug.is_empty() && CREATING.contains(&args.kind.as_str()) {
-        return Err(CliError::new(3, "missing_slug", format!("a {} event needs --slug", args.kind)));
+        return Err(CliError::invalid("missing_slug", format!("a {} event needs --slug", args.kind)));
     }
     Ok(event)
 }
@@ -64,7 +63,6 @@ pub(super) async fn test_event(cp: &ControlPlane, args: &SendArgs) -> Result<Tes
 pub(super) fn events_error(e: EventsError, deadline: &Deadline) -> CliError {
     match e {
         EventsError::StillPending(..) => deadline.expired(&e.to_string()),
-        EventsError::NotFound(_) => CliError::new(4, "not_found", e.to_string()),
-        EventsError::Catalog(_) => CliError::unavailable(e),
+        EventsError::NotFound(_) | EventsError::Catalog(_) => e.into(),
     }
 }

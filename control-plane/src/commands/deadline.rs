@@ -5,6 +5,7 @@
 use super::CliError;
 use std::future::Future;
 use std::time::Duration;
+use tenancy::error::ErrorKind;
 use tokio::time::Instant;
 
 pub(super) struct Deadline {
@@ -34,7 +35,7 @@ impl Deadline {
 
     pub(super) fn expired(&self, waiting_for: &str) -> CliError {
         CliError::new(
-            7,
+            ErrorKind::TimedOut,
             "timeout",
             format!(
                 "timed out after {} (--timeout): {waiting_for}",

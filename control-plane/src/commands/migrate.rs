@@ -2,10 +2,11 @@
 
 use super::{start, CliError};
 use crate::cli::{ApplyArgs, PlanArgs, ResumeArgs, SelectionArgs, StatusArgs};
-use crate::fleet::{self, ledger, ApplyReport, FleetError, ItemState};
+use crate::fleet::{self, ledger, ApplyReport, ItemState};
 use crate::output;
 use std::process::ExitCode;
 use std::time::Duration;
+use tenancy::error::ErrorKind;
 
 /// Rows of a text listing before "… and N more" (`--json` has them all).
 const LISTED: usize = 50;
@@ -24,17 +25,6 @@ fn operator() -> String {
     std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "tenantctl".into())
 }
 
-pub(super) fn fleet_error(e: FleetError) -> CliError {
-    match e {
-        FleetError::Migrations(message) => CliError::new(3, "invalid_migrations", message),
-        FleetError::InvalidOptions(message) => CliError::new(3, "invalid_options", message),
-        FleetError::Busy(_) => CliError::new(5, "run_in_progress", e.to_string()),
-        FleetError::NoSuchRun(_) => CliError::new(4, "not_found", e.to_string()),
-        FleetError::TargetChanged { .. } => CliError::new(5, "target_changed", e.to_string()),
-        other => CliError::unavailable(other),
-    }
-}
-
 fn more(total: usize) -> Option<String> {
     (total > LISTED).then(|| format!("… and {} more (--json lists them all)", total - LISTED))
 }
@@ -46,7 +36,7 @@ pub(super) async fn plan(args: PlanArgs) -> Result<ExitCode, CliError> {
         concurrency: args.concurrency.max(1),
         drift: !args.no_drift,
     };
-    let plan = fleet::plan::plan(&cp, &options).await.map_err(fleet_error)?;
+    let plan = fleet::plan::plan(&cp, &options).await.map_err(CliError::from)?;
     if args.catalog.json {
         output::json(&plan);
         return Ok(ExitCode::SUCCESS);
@@ -164,14 +154,14 @@ pub(super) async fn apply(args: ApplyArgs) -> Result<ExitCode, CliError> {
     };
     let cp = start(&args.catalog).await?;
     let progress = output::FleetProgress::new(args.catalog.json);
-    let report = fleet::apply(&cp, &options, &operator(), &progress).await.map_err(fleet_error)?;
+    let report = fleet::apply(&cp, &options, &operator(), &progress).await.map_err(CliError::from)?;
     Ok(print_report(&report, args.catalog.json))
 }
 
 pub(super) async fn resume(args: ResumeArgs) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
     let progress = output::FleetProgress::new(args.catalog.json);
-    let report = fleet::resume(&cp, args.run, args.concurrency, &progress).await.map_err(fleet_error)?;
+    let report = fleet::resume(&cp, args.run, args.concurrency, &progress).await.map_err(CliError::from)?;
     Ok(print_report(&report, args.catalog.json))
 }
 
@@ -237,8 +227,8 @@ pub(super) async fn status(args: StatusArgs) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
     let status = fleet::status(&cp, args.run, (!args.all).then_some(fleet::NOT_DONE))
         .await
-        .map_err(fleet_error)?
-        .ok_or_else(|| CliError::new(4, "not_found", "no such fleet migration run"))?;
+        .map_err(CliError::from)?
+        .ok_or_else(|| CliError::new(ErrorKind::NotFound, "not_found", "no such fleet migration run"))?;
     if args.catalog.json {
         output::json(&status);
         return Ok(ExitCode::SUCCESS);

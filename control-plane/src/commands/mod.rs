@@ -10,67 +10,57 @@ use crate::cli::{
     MigrateCommand, OperationArgs, PlanArgs, ResumeArgs, SendArgs, ServeArgs, SetPlanArgs, ShowArgs,
     StatusArgs, TenantsCommand, TokenArgs, TokensCommand, WebhookCommand,
 };
-use crate::context::{ControlPlane, StartError};
-use crate::lifecycle::{LifecycleError, Operation};
+use crate::context::ControlPlane;
+use crate::lifecycle::Operation;
 use crate::output;
-use crate::provisioning::{request_tenant, CreateTenantError, TenantRequest};
+use crate::provisioning::{request_tenant, TenantRequest};
 use deadline::Deadline;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use tenancy::catalog::CatalogError;
 use tenancy::catalog::TenantRecord;
 use tenancy::domain::{Slug, TenantStatus};
+use tenancy::error::{ErrorKind, OperationError};
 
-/// A command's failure: an exit code, a stable code and a message.
+/// A command's failure: its kind (which decides the exit code), a stable code and a message.
 #[derive(Debug)]
 pub struct CliError {
-    pub exit: u8,
+    pub kind: ErrorKind,
     pub code: &'static str,
     pub message: String,
 }
 
+/// The exit code of each kind of failure (the README's table; the only mapping).
+pub(crate) fn exit_code(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::Failed => 1,
+        ErrorKind::Invalid | ErrorKind::Misconfigured => 3,
+        ErrorKind::NotFound => 4,
+        ErrorKind::Conflict | ErrorKind::WrongState => 5,
+        ErrorKind::Unavailable => 6,
+        ErrorKind::TimedOut => 7,
+    }
+}
+
 impl CliError {
-    pub(crate) fn new(exit: u8, code: &'static str, message: impl Into<String>) -> Self {
-        Self { exit, code, message: message.into() }
+    pub(crate) fn new(kind: ErrorKind, code: &'static str, message: impl Into<String>) -> Self {
+        Self { kind, code, message: message.into() }
     }
 
-    pub(crate) fn unavailable(message: impl std::fmt::Display) -> Self {
-        Self::new(6, "unavailable", message.to_string())
+    /// Bad input on the command line, found before anything ran.
+    pub(crate) fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Invalid, code, message)
     }
-}
 
-impl From<StartError> for CliError {
-    fn from(err: StartError) -> Self {
-        match err {
-            StartError::Migrations(_) | StartError::Secrets(tenancy::secrets::SecretError::Key(_)) => {
-                Self::new(3, "invalid_configuration", err.to_string())
-            }
-            other => Self::unavailable(other),
-        }
+    pub(crate) fn exit(&self) -> u8 {
+        exit_code(self.kind)
     }
 }
 
-impl From<LifecycleError> for CliError {
-    fn from(err: LifecycleError) -> Self {
-        let exit = match err {
-            LifecycleError::NotFound(_) => 4,
-            LifecycleError::WrongState { .. } | LifecycleError::DropUnderway(_) => 5,
-            LifecycleError::InvalidPlan(_) => 3,
-            LifecycleError::Catalog(_) => 6,
-        };
-        Self::new(exit, err.code(), err.to_string())
-    }
-}
-
-impl From<CreateTenantError> for CliError {
-    fn from(err: CreateTenantError) -> Self {
-        use CreateTenantError as E;
-        let exit = match err {
-            E::DuplicateSlug(_) | E::DuplicateSubscription(_) => 5,
-            E::Catalog(_) | E::NoCapacity => 6,
-            E::InvalidSlug { .. } | E::InvalidPlan(_) | E::InvalidName(_) => 3,
-        };
-        Self::new(exit, err.code(), err.to_string())
+impl<E: OperationError> From<E> for CliError {
+    fn from(err: E) -> Self {
+        Self::new(err.kind(), err.code(), err.to_string())
     }
 }
 
@@ -145,7 +135,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             } else {
                 output::note(&format!("error: {}", err.message));
             }
-            ExitCode::from(err.exit)
+            ExitCode::from(err.exit())
         }
     }
 }
@@ -160,17 +150,23 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
     let cp = ControlPlane::start_for_workers(&args.common, &args.provisioning, args.serve.worker_concurrency)
         .await?;
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let server = crate::http::spawn(cp, &args.serve, shutdown.clone())
-        .await
-        .map_err(|e| CliError::unavailable(format!("cannot listen on {}: {e}", args.serve.listen)))?;
+    let server = crate::http::spawn(cp, &args.serve, shutdown.clone()).await.map_err(|e| {
+        CliError::new(
+            ErrorKind::Unavailable,
+            "unavailable",
+            format!("cannot listen on {}: {e}", args.serve.listen),
+        )
+    })?;
     tenancy::shutdown::wait_for_shutdown().await;
     tracing::info!("shutting down: draining requests and running jobs");
     match tokio::time::timeout(args.serve.shutdown_grace, server.stop()).await {
         Ok(Ok(())) => Ok(ExitCode::SUCCESS),
-        Ok(Err(e)) => Err(CliError::new(1, "server_error", e.to_string())),
-        Err(_) => {
-            Err(CliError::new(1, "shutdown_timeout", "in-flight work did not finish within the grace period"))
-        }
+        Ok(Err(e)) => Err(CliError::new(ErrorKind::Failed, "server_error", e.to_string())),
+        Err(_) => Err(CliError::new(
+            ErrorKind::Failed,
+            "shutdown_timeout",
+            "in-flight work did not finish within the grace period",
+        )),
     }
 }
 
@@ -194,10 +190,10 @@ async fn create(args: CreateArgs) -> Result<ExitCode, CliError> {
     // Refuse bad input before touching the catalog: the answer must not depend on it being up.
     parse_slug(&args.slug)?;
     let plan = tenancy::domain::PlanName::parse(&args.plan)
-        .map_err(|e| CliError::new(3, "invalid_plan", e.to_string()))?;
+        .map_err(|e| CliError::invalid("invalid_plan", e.to_string()))?;
     crate::templates::Templates::new(&args.catalog.provisioning.templates_dir)
         .load(&plan)
-        .map_err(|e| CliError::new(3, "invalid_plan", format!("invalid plan: {e}")))?;
+        .map_err(|e| CliError::invalid("invalid_plan", format!("invalid plan: {e}")))?;
     let cp = start(&args.catalog).await?;
     let request = TenantRequest {
         slug: args.slug,
@@ -232,7 +228,7 @@ async fn wait_for_jobs(
     let drained = async {
         crate::provisioning::worker::drain(cp, tenant.id, Duration::from_secs(60))
             .await
-            .map_err(CliError::unavailable)
+            .map_err(CliError::from)
     };
     deadline
         .run(drained, || {
@@ -243,11 +239,11 @@ async fn wait_for_jobs(
             )
         })
         .await?;
-    let client = cp.catalog.get().await.map_err(CliError::unavailable)?;
+    let client = cp.catalog.get().await.map_err(CatalogError::from)?;
     tenancy::catalog::tenant_by_id(&**client, tenant.id)
         .await
-        .map_err(CliError::unavailable)?
-        .ok_or_else(|| CliError::new(4, "not_found", "tenant disappeared"))
+        .map_err(CliError::from)?
+        .ok_or_else(|| CliError::new(ErrorKind::NotFound, "not_found", "tenant disappeared"))
 }
 
 fn print_tenant(tenant: &TenantRecord, json: bool) {
@@ -264,14 +260,22 @@ fn print_tenant(tenant: &TenantRecord, json: bool) {
 }
 
 fn parse_slug(raw: &str) -> Result<Slug, CliError> {
-    Slug::parse(raw).map_err(|e| CliError::new(3, "invalid_slug", format!("invalid slug {raw:?}: {e}")))
+    Slug::parse(raw).map_err(|e| CliError::invalid("invalid_slug", format!("invalid slug {raw:?}: {e}")))
 }
 
 async fn operate(args: OperationArgs, operation: Operation) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
+    operate_on(&cp, args, operation).await
+}
+
+async fn operate_on(
+    cp: &ControlPlane,
+    args: OperationArgs,
+    operation: Operation,
+) -> Result<ExitCode, CliError> {
     let slug = parse_slug(&args.slug)?;
     let deadline = Deadline::after(args.wait.timeout);
-    let requested = async { Ok(crate::lifecycle::request(&cp, &slug, &operation, "cli").await?) };
+    let requested = async { Ok(crate::lifecycle::request(cp, &slug, &operation, "cli").await?) };
     let mut tenant = deadline
         .run(requested, || {
             format!(
@@ -281,25 +285,25 @@ async fn operate(args: OperationArgs, operation: Operation) -> Result<ExitCode, 
         })
         .await?;
     if !args.wait.no_wait {
-        tenant = wait_for_jobs(&cp, tenant, &deadline).await?;
+        tenant = wait_for_jobs(cp, tenant, &deadline).await?;
     }
     print_tenant(&tenant, args.catalog.json);
     Ok(if tenant.status == TenantStatus::Failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
+/// The retention defaults to the control plane's (`DEPROVISION_RETENTION`).
 async fn delete(args: DeleteArgs) -> Result<ExitCode, CliError> {
     let cp = start(&args.operation.catalog).await?;
     let retention = args.retention.unwrap_or(cp.deprovision_retention);
-    drop(cp);
-    operate(args.operation, Operation::Deprovision { retention }).await
+    operate_on(&cp, args.operation, Operation::Deprovision { retention }).await
 }
 
 async fn list(args: ListArgs) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
-    let client = cp.catalog.get().await.map_err(CliError::unavailable)?;
+    let client = cp.catalog.get().await.map_err(CatalogError::from)?;
     let filter =
         crate::catalog::tenants::TenantFilter { status: args.status, plan: args.plan, ..Default::default() };
-    let tenants = crate::catalog::tenants::list(&**client, &filter).await.map_err(CliError::unavailable)?;
+    let tenants = crate::catalog::tenants::list(&**client, &filter).await.map_err(CliError::from)?;
     if args.catalog.json {
         output::json(&tenants);
     } else {
@@ -310,12 +314,12 @@ async fn list(args: ListArgs) -> Result<ExitCode, CliError> {
 
 async fn find(cp: &ControlPlane, raw: &str) -> Result<TenantRecord, CliError> {
     let slug = Slug::parse(raw)
-        .map_err(|e| CliError::new(3, "invalid_slug", format!("invalid slug {raw:?}: {e}")))?;
-    let client = cp.catalog.get().await.map_err(CliError::unavailable)?;
+        .map_err(|e| CliError::invalid("invalid_slug", format!("invalid slug {raw:?}: {e}")))?;
+    let client = cp.catalog.get().await.map_err(CatalogError::from)?;
     tenancy::catalog::tenant_by_slug(&**client, &slug)
         .await
-        .map_err(CliError::unavailable)?
-        .ok_or_else(|| CliError::new(4, "not_found", format!("no tenant {slug}")))
+        .map_err(CliError::from)?
+        .ok_or_else(|| CliError::new(ErrorKind::NotFound, "not_found", format!("no tenant {slug}")))
 }
 
 async fn show(args: ShowArgs) -> Result<ExitCode, CliError> {
@@ -323,10 +327,10 @@ async fn show(args: ShowArgs) -> Result<ExitCode, CliError> {
     let tenant = find(&cp, &args.slug).await?;
     // A deprovisioning tenant's data is dropped when its queued drop is due.
     let drop_after = if tenant.status == TenantStatus::Deprovisioning {
-        let client = cp.catalog.get().await.map_err(CliError::unavailable)?;
+        let client = cp.catalog.get().await.map_err(CatalogError::from)?;
         crate::catalog::jobs::scheduled(&**client, crate::catalog::jobs::JobKind::Deprovision, tenant.id)
             .await
-            .map_err(|e| CliError::unavailable(tenancy::pg::describe_error(&e)))?
+            .map_err(CatalogError::from)?
     } else {
         None
     };
@@ -373,10 +377,18 @@ async fn connection_string(args: ShowArgs) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
     let tenant = find(&cp, &args.slug).await?;
     let name = tenant.secret_name().ok_or_else(|| {
-        CliError::new(1, "not_provisioned", format!("tenant {} has no credentials yet", tenant.slug))
+        CliError::new(
+            ErrorKind::Failed,
+            "not_provisioned",
+            format!("tenant {} has no credentials yet", tenant.slug),
+        )
     })?;
-    let creds = cp.secrets.get(&name).await.map_err(CliError::unavailable)?.ok_or_else(|| {
-        CliError::new(4, "not_found", format!("the secret of tenant {} is missing", tenant.slug))
+    let creds = cp.secrets.get(&name).await.map_err(CliError::from)?.ok_or_else(|| {
+        CliError::new(
+            ErrorKind::NotFound,
+            "not_found",
+            format!("the secret of tenant {} is missing", tenant.slug),
+        )
     })?;
     let url = format!(
         "postgresql://{}:{}@{}/{}",
@@ -399,12 +411,7 @@ async fn webhook_send(args: SendArgs) -> Result<ExitCode, CliError> {
     let body = event.body(chrono::Utc::now().timestamp());
     let deadline = Deadline::after(args.wait.timeout);
     let sent = async {
-        crate::billing::send::send(&args.url, args.secret.expose(), &body).await.map_err(|e| match e {
-            crate::billing::send::SendError::Refused { status, .. } if (400..500).contains(&status) => {
-                CliError::new(3, "refused", e.to_string())
-            }
-            other => CliError::unavailable(other),
-        })
+        crate::billing::send::send(&args.url, args.secret.expose(), &body).await.map_err(CliError::from)
     };
     let delivery = deadline.run(sent, || format!("{} did not answer", args.url)).await?;
     let sent = format!("sent {} ({}) -> {}", delivery.event_id, event.kind, delivery.status);
@@ -435,7 +442,7 @@ async fn billing_events(args: EventsArgs) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
     let filter =
         crate::billing::events::EventFilter { tenant: args.tenant, event_id: None, limit: args.limit };
-    let events = crate::billing::events::list(&cp, &filter).await.map_err(CliError::unavailable)?;
+    let events = crate::billing::events::list(&cp, &filter).await.map_err(CliError::from)?;
     if args.catalog.json {
         output::json(&events);
     } else {
@@ -460,13 +467,11 @@ async fn billing_events(args: EventsArgs) -> Result<ExitCode, CliError> {
 async fn create_token(args: TokenArgs) -> Result<ExitCode, CliError> {
     let name = args.name.trim();
     if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
-        return Err(CliError::new(3, "invalid_name", "token name must be 1 to 100 printable characters"));
+        return Err(CliError::invalid("invalid_name", "token name must be 1 to 100 printable characters"));
     }
     let cp = start(&args.catalog).await?;
-    let client = cp.catalog.get().await.map_err(CliError::unavailable)?;
-    let (token, id) = crate::catalog::tokens::create(&**client, name)
-        .await
-        .map_err(|e| CliError::unavailable(tenancy::pg::describe_error(&e)))?;
+    let client = cp.catalog.get().await.map_err(CatalogError::from)?;
+    let (token, id) = crate::catalog::tokens::create(&**client, name).await.map_err(CatalogError::from)?;
     crate::catalog::audit::record(
         &**client,
         "cli",
@@ -475,7 +480,7 @@ async fn create_token(args: TokenArgs) -> Result<ExitCode, CliError> {
         serde_json::json!({ "id": id, "name": name }),
     )
     .await
-    .map_err(|e| CliError::unavailable(tenancy::pg::describe_error(&e)))?;
+    .map_err(CatalogError::from)?;
     if args.catalog.json {
         output::json(&serde_json::json!({ "id": id, "name": name, "token": token }));
     } else {
@@ -489,7 +494,7 @@ async fn router_credentials(args: CatalogArgs) -> Result<ExitCode, CliError> {
     let cp = start(&args).await?;
     let credentials = crate::catalog::router_role::issue_credentials(&cp, &args.common.database_url)
         .await
-        .map_err(CliError::unavailable)?;
+        .map_err(CliError::from)?;
     if args.json {
         output::json(&credentials);
     } else {
@@ -517,16 +522,7 @@ const CLUSTER_HEADERS: &[&str] = &["cluster", "tenants", "capacity", "load", "ad
 
 async fn add_cluster(args: AddClusterArgs) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
-    let cluster =
-        crate::clusters::add(&cp, &args.name, &args.url, args.capacity, "cli").await.map_err(|e| {
-            use crate::clusters::AddClusterError as E;
-            let exit = match &e {
-                E::InvalidName(_) | E::InvalidCapacity(_) | E::InvalidUrl(_) => 3,
-                E::Duplicate(_) => 5,
-                E::Unreachable(_) | E::Secrets(_) | E::Catalog(_) => 6,
-            };
-            CliError::new(exit, e.code(), e.to_string())
-        })?;
+    let cluster = crate::clusters::add(&cp, &args.name, &args.url, args.capacity, "cli").await?;
     if args.catalog.json {
         output::json(&cluster);
     } else {
@@ -537,26 +533,13 @@ async fn add_cluster(args: AddClusterArgs) -> Result<ExitCode, CliError> {
 
 async fn list_clusters(args: CatalogArgs) -> Result<ExitCode, CliError> {
     let cp = start(&args).await?;
-    let clusters = crate::clusters::list(&cp).await.map_err(CliError::unavailable)?;
+    let clusters = crate::clusters::list(&cp).await.map_err(CliError::from)?;
     if args.json {
         output::json(&clusters);
     } else {
         output::table(CLUSTER_HEADERS, &clusters.iter().map(cluster_row).collect::<Vec<_>>());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-impl From<crate::domains::DomainError> for CliError {
-    fn from(err: crate::domains::DomainError) -> Self {
-        use crate::domains::DomainError as E;
-        let exit = match err {
-            E::InvalidHost(_) | E::UnderBaseDomain(_) => 3,
-            E::TenantNotFound(_) | E::NoSuchDomain { .. } => 4,
-            E::Taken(_) => 5,
-            E::Catalog(_) => 6,
-        };
-        Self::new(exit, err.code(), err.to_string())
-    }
 }
 
 async fn list_domains(args: ShowArgs) -> Result<ExitCode, CliError> {
@@ -585,4 +568,39 @@ async fn change_domain(args: DomainArgs, adding: bool) -> Result<ExitCode, CliEr
         output::line(&format!("{} removed from {slug}", args.host));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{exit_code, CliError};
+    use tenancy::error::ErrorKind;
+
+    /// The README's table: 1 ran and failed, 3 invalid input, 4 not found, 5 conflict,
+    /// 6 unavailable, 7 timed out.
+    #[test]
+    fn exit_codes_follow_the_readme() {
+        let codes: Vec<u8> = [
+            ErrorKind::Failed,
+            ErrorKind::Invalid,
+            ErrorKind::Misconfigured,
+            ErrorKind::NotFound,
+            ErrorKind::Conflict,
+            ErrorKind::WrongState,
+            ErrorKind::Unavailable,
+            ErrorKind::TimedOut,
+        ]
+        .into_iter()
+        .map(exit_code)
+        .collect();
+        assert_eq!(codes, [1, 3, 3, 4, 5, 5, 6, 7]);
+    }
+
+    #[test]
+    fn a_fleet_error_is_the_same_kind_on_the_command_line_and_over_http() {
+        let err = crate::fleet::FleetError::Migrations("V3 is missing".into());
+        let api = crate::http::ApiError::from(crate::fleet::FleetError::Migrations("V3 is missing".into()));
+        let cli = CliError::from(err);
+        assert_eq!((cli.code, cli.exit()), ("invalid_migrations", 3));
+        assert_eq!((api.code, api.status.as_u16()), ("invalid_migrations", 500));
+    }
 }

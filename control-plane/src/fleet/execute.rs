@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tenancy::catalog::TenantRecord;
+use tenancy::error::OperationError;
 
 /// A tenant waiting for a worker.
 struct Job {
@@ -111,7 +112,7 @@ impl<'a> Execution<'a> {
             job.attempts += 1;
             let outcome = self.migrate(&cluster, &job.tenant, &mut session, &mut locks).await;
             match outcome {
-                Err(error) if error.is_retryable() && job.attempts <= self.options.retries => {
+                Err(error) if error.kind().is_retryable() && job.attempts <= self.options.retries => {
                     tracing::info!(tenant = %job.tenant.slug, attempt = job.attempts, %error, "tenant will be retried");
                     let client = self.cp.catalog.get().await.map_err(catalog_error)?;
                     let note = format!("attempt {} of {}: {error}", job.attempts, self.options.retries + 1);

@@ -187,6 +187,30 @@ pub enum FleetError {
     InvalidOptions(String),
 }
 
+impl tenancy::error::OperationError for FleetError {
+    fn kind(&self) -> tenancy::error::ErrorKind {
+        use tenancy::error::ErrorKind;
+        match self {
+            Self::Catalog(_) => ErrorKind::Unavailable,
+            Self::Migrations(_) => ErrorKind::Misconfigured,
+            Self::Busy(_) | Self::TargetChanged { .. } => ErrorKind::Conflict,
+            Self::NoSuchRun(_) => ErrorKind::NotFound,
+            Self::InvalidOptions(_) => ErrorKind::Invalid,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Catalog(_) => "catalog_unavailable",
+            Self::Migrations(_) => "invalid_migrations",
+            Self::Busy(_) => "run_in_progress",
+            Self::TargetChanged { .. } => "target_changed",
+            Self::NoSuchRun(_) => "not_found",
+            Self::InvalidOptions(_) => "invalid_options",
+        }
+    }
+}
+
 fn catalog_error(e: impl std::fmt::Display) -> FleetError {
     FleetError::Catalog(e.to_string())
 }

@@ -5,6 +5,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
+use tenancy::catalog::CatalogError;
 
 /// The operator a request acts as (the token's name), for the audit log.
 #[derive(Debug, Clone)]
@@ -24,10 +25,10 @@ pub(super) async fn require_operator(
         .ok_or_else(|| {
             unauthorized("send an operator token: Authorization: Bearer <token> (tenantctl tokens create)")
         })?;
-    let client = state.cp.catalog.get().await.map_err(|e| ApiError::internal("catalog_unavailable", &e))?;
+    let client = state.cp.catalog.get().await.map_err(CatalogError::from)?;
     let name = crate::catalog::tokens::verify(&**client, token.trim())
         .await
-        .map_err(|e| ApiError::internal("catalog_unavailable", &tenancy::pg::describe_error(&e)))?
+        .map_err(CatalogError::from)?
         .ok_or_else(|| unauthorized("unknown or revoked token"))?;
     drop(client);
     request.extensions_mut().insert(Operator(name));

@@ -1,66 +1,93 @@
 //! The one error type of the HTTP API: `{"error":{"code":"…","message":"…"}}` with a status.
-//! Server-side details are logged once here and never sent to the client.
+//! An operation's error becomes one through its [`ErrorKind`] ([`status_of`] is the only
+//! mapping); a server-side error's detail is logged once, by the request counter
+//! ([`logged_once`]), and never sent to the client.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use tenancy::error::{ErrorKind, OperationError};
 
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// The kind and server-side detail of an operation's error (logged, never sent).
+    failure: Option<Failure>,
+}
+
+/// What a response carries (as an extension) about the operation error behind it.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    pub kind: ErrorKind,
+    pub code: &'static str,
+    /// The error's own message; for a 5xx it is logged and the client gets a generic one.
+    pub detail: String,
+}
+
+/// The HTTP status of each kind of operation error.
+pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::WrongState => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::Unavailable | ErrorKind::TimedOut => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Misconfigured | ErrorKind::Failed => StatusCode::INTERNAL_SERVER_ERROR,
+    }
 }
 
 impl ApiError {
+    /// An error of the HTTP layer itself (authentication, a malformed request).
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self { status, code, message: message.into(), failure: None }
     }
+}
 
-    /// A 5xx whose detail is logged, while the client gets a generic message.
-    pub fn internal(code: &'static str, detail: &impl std::fmt::Display) -> Self {
-        tracing::error!(code, error = %detail, "request failed");
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, "temporarily unavailable; retry later")
+impl<E: OperationError> From<E> for ApiError {
+    fn from(err: E) -> Self {
+        let kind = err.kind();
+        let status = status_of(kind);
+        let message = if status.is_server_error() {
+            match kind {
+                ErrorKind::Unavailable | ErrorKind::TimedOut => "temporarily unavailable; retry later",
+                _ => "internal error; the server's log says more",
+            }
+            .to_owned()
+        } else {
+            err.to_string()
+        };
+        let failure = Failure { kind, code: err.code(), detail: err.to_string() };
+        Self { status, code: err.code(), message, failure: Some(failure) }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(failure) = self.failure {
+            response.extensions_mut().insert(failure);
+        }
+        response
     }
 }
 
-impl From<crate::provisioning::CreateTenantError> for ApiError {
-    fn from(err: crate::provisioning::CreateTenantError) -> Self {
-        use crate::provisioning::CreateTenantError as E;
-        let status = match &err {
-            E::DuplicateSlug(_) | E::DuplicateSubscription(_) => StatusCode::CONFLICT,
-            E::NoCapacity => StatusCode::SERVICE_UNAVAILABLE,
-            E::Catalog(_) => return Self::internal("catalog_unavailable", &err),
-            E::InvalidSlug { .. } | E::InvalidPlan(_) | E::InvalidName(_) => StatusCode::BAD_REQUEST,
-        };
-        Self::new(status, err.code(), err.to_string())
+/// Logs a server-side error once (with its detail, which the client did not get) and returns
+/// its kind, for the error metric. Called by the request counter for every response.
+pub(crate) fn logged_once(response: &Response) -> Option<ErrorKind> {
+    let failure = response.extensions().get::<Failure>()?;
+    if response.status().is_server_error() {
+        tracing::error!(code = failure.code, kind = %failure.kind, error = %failure.detail, "request failed");
     }
+    Some(failure.kind)
 }
 
-impl From<crate::lifecycle::LifecycleError> for ApiError {
-    fn from(err: crate::lifecycle::LifecycleError) -> Self {
-        use crate::lifecycle::LifecycleError as E;
-        let status = match &err {
-            E::NotFound(_) => StatusCode::NOT_FOUND,
-            E::WrongState { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            E::DropUnderway(_) => StatusCode::CONFLICT,
-            E::InvalidPlan(_) => StatusCode::BAD_REQUEST,
-            E::Catalog(_) => return Self::internal("catalog_unavailable", &err),
-        };
-        Self::new(status, err.code(), err.to_string())
-    }
-}
-
-impl From<axum::extract::rejection::JsonRejection> for ApiError {
-    /// 413 for a body over the limit, 415 without a JSON content type, else 400 (axum would say
-    /// 422 for well-formed JSON of the wrong shape; here 422 means a wrong state transition).
-    fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {
+impl ApiError {
+    /// A JSON body axum could not take: 413 over the limit, 415 without a JSON content type,
+    /// else 400 (axum would say 422 for well-formed JSON of the wrong shape; here 422 means a
+    /// wrong state transition).
+    fn from_json_rejection(rejection: &axum::extract::rejection::JsonRejection) -> Self {
         let (status, code) = match rejection.status() {
             StatusCode::PAYLOAD_TOO_LARGE => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => {
@@ -70,10 +97,9 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
         };
         Self::new(status, code, rejection.body_text())
     }
-}
 
-impl From<axum::extract::rejection::BytesRejection> for ApiError {
-    fn from(rejection: axum::extract::rejection::BytesRejection) -> Self {
+    /// A body axum could not read (413 over the limit).
+    pub fn from_bytes_rejection(rejection: &axum::extract::rejection::BytesRejection) -> Self {
         let status = rejection.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "body_too_large" } else { "invalid_body" };
         Self::new(status, code, rejection.body_text())
@@ -81,19 +107,64 @@ impl From<axum::extract::rejection::BytesRejection> for ApiError {
 }
 
 /// `Json<T>` whose rejections (malformed JSON, wrong fields, too large) are API errors.
-#[derive(axum::extract::FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
 pub struct ApiJson<T>(pub T);
 
-impl From<crate::domains::DomainError> for ApiError {
-    fn from(err: crate::domains::DomainError) -> Self {
-        use crate::domains::DomainError as E;
-        let status = match &err {
-            E::InvalidHost(_) | E::UnderBaseDomain(_) => StatusCode::BAD_REQUEST,
-            E::TenantNotFound(_) | E::NoSuchDomain { .. } => StatusCode::NOT_FOUND,
-            E::Taken(_) => StatusCode::CONFLICT,
-            E::Catalog(_) => return Self::internal("catalog_unavailable", &err),
-        };
-        Self::new(status, err.code(), err.to_string())
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::Json::<T>::from_request(request, state)
+            .await
+            .map(|axum::Json(value)| Self(value))
+            .map_err(|rejection| ApiError::from_json_rejection(&rejection))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot reach 10.0.3.7:5432 as admin")]
+    struct Down;
+
+    impl OperationError for Down {
+        fn kind(&self) -> ErrorKind {
+            ErrorKind::Unavailable
+        }
+
+        fn code(&self) -> &'static str {
+            "catalog_unavailable"
+        }
+    }
+
+    #[test]
+    fn a_server_side_error_keeps_its_detail_out_of_the_answer_and_in_the_log() {
+        let err = ApiError::from(Down);
+        assert_eq!(err.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(err.code, "catalog_unavailable");
+        assert!(!err.message.contains("10.0.3.7"), "{}", err.message);
+        let response = err.into_response();
+        let failure = response.extensions().get::<Failure>().expect("the failure travels with the response");
+        assert!(failure.detail.contains("10.0.3.7"));
+        assert_eq!(logged_once(&response), Some(ErrorKind::Unavailable));
+    }
+
+    #[test]
+    fn each_kind_has_its_status() {
+        let statuses: Vec<u16> = [
+            ErrorKind::Invalid,
+            ErrorKind::NotFound,
+            ErrorKind::Conflict,
+            ErrorKind::WrongState,
+            ErrorKind::Unavailable,
+            ErrorKind::Misconfigured,
+            ErrorKind::Failed,
+            ErrorKind::TimedOut,
+        ]
+        .into_iter()
+        .map(|kind| status_of(kind).as_u16())
+        .collect();
+        assert_eq!(statuses, [400, 404, 409, 422, 503, 500, 500, 503]);
     }
 }

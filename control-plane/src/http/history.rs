@@ -5,6 +5,7 @@ use super::{ApiError, AppState};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
+use tenancy::catalog::CatalogError;
 
 fn limit_of(query: &HistoryQuery) -> Result<i64, ApiError> {
     let limit = query.limit.unwrap_or(100);
@@ -31,7 +32,7 @@ pub(super) async fn jobs(
     Query(query): Query<HistoryQuery>,
 ) -> Result<Json<Vec<Job>>, ApiError> {
     let limit = limit_of(&query)?;
-    let client = state.cp.catalog.get().await.map_err(|e| ApiError::internal("catalog_unavailable", &e))?;
+    let client = state.cp.catalog.get().await.map_err(CatalogError::from)?;
     let rows = client
         .query(
             "SELECT j.id, j.kind, j.tenant_id, j.state, j.attempts, j.last_error, j.run_after, j.created_at, j.finished_at
@@ -42,7 +43,7 @@ pub(super) async fn jobs(
             &[&query.tenant, &limit],
         )
         .await
-        .map_err(|e| ApiError::internal("catalog_unavailable", &tenancy::pg::describe_error(&e)))?;
+        .map_err(CatalogError::from)?;
     Ok(Json(
         rows.iter()
             .map(|r| Job {
@@ -68,7 +69,7 @@ pub(super) async fn audit(
     Query(query): Query<HistoryQuery>,
 ) -> Result<Json<Vec<AuditEntry>>, ApiError> {
     let limit = limit_of(&query)?;
-    let client = state.cp.catalog.get().await.map_err(|e| ApiError::internal("catalog_unavailable", &e))?;
+    let client = state.cp.catalog.get().await.map_err(CatalogError::from)?;
     let rows = client
         .query(
             "SELECT a.id, a.at, a.actor, a.action, a.tenant_id, a.detail
@@ -78,7 +79,7 @@ pub(super) async fn audit(
             &[&query.tenant, &limit],
         )
         .await
-        .map_err(|e| ApiError::internal("catalog_unavailable", &tenancy::pg::describe_error(&e)))?;
+        .map_err(CatalogError::from)?;
     Ok(Json(
         rows.iter()
             .map(|r| AuditEntry {

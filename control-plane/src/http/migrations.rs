@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use tenancy::catalog::CatalogError;
 use utoipa::{IntoParams, ToSchema};
 
 /// Which tenants and how; every field is optional (all live tenants, `tenantctl migrate apply`'s
@@ -125,26 +126,6 @@ pub struct ItemsQuery {
 
 const ITEM_STATES: &[&str] = &["pending", "running", "done", "failed", "drift", "lock_timeout"];
 
-impl From<FleetError> for ApiError {
-    fn from(err: FleetError) -> Self {
-        let status = match &err {
-            FleetError::Busy(_) | FleetError::TargetChanged { .. } => StatusCode::CONFLICT,
-            FleetError::NoSuchRun(_) => StatusCode::NOT_FOUND,
-            FleetError::InvalidOptions(_) => StatusCode::BAD_REQUEST,
-            FleetError::Migrations(_) | FleetError::Catalog(_) => {
-                return Self::internal("migration_unavailable", &err)
-            }
-        };
-        let code = match &err {
-            FleetError::Busy(_) => "run_in_progress",
-            FleetError::TargetChanged { .. } => "target_changed",
-            FleetError::NoSuchRun(_) => "not_found",
-            _ => "invalid_options",
-        };
-        Self::new(status, code, err.to_string())
-    }
-}
-
 fn options(body: StartRun) -> Result<fleet::ApplyOptions, ApiError> {
     let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_options", message);
     if let Some(tenant) = &body.tenant {
@@ -213,7 +194,7 @@ pub(super) async fn start(
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<MigrationRun>), ApiError> {
     // No body: every default.
-    let body = body?;
+    let body = body.map_err(|rejection| ApiError::from_bytes_rejection(&rejection))?;
     let body: StartRun = if body.iter().all(u8::is_ascii_whitespace) {
         StartRun::default()
     } else {
@@ -242,9 +223,8 @@ pub(super) async fn start(
     responses((status = 200, body = Vec<MigrationRun>)))]
 pub(super) async fn list(State(state): State<AppState>) -> Result<Json<Vec<MigrationRun>>, ApiError> {
     let runs = {
-        let client =
-            state.cp.catalog.get().await.map_err(|e| ApiError::internal("catalog_unavailable", &e))?;
-        ledger::recent_runs(&**client, 20).await.map_err(|e| ApiError::internal("catalog_unavailable", &e))?
+        let client = state.cp.catalog.get().await.map_err(CatalogError::from)?;
+        ledger::recent_runs(&**client, 20).await.map_err(CatalogError::from)?
     };
     let mut out = Vec::with_capacity(runs.len());
     for run in runs {

@@ -69,7 +69,8 @@ pub fn app(cp: Arc<ControlPlane>, settings: &ServeSettings) -> axum::Router {
         })
         .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // Server errors are logged by `count_requests`, with their detail: not again here.
+        .layer(tower_http::trace::TraceLayer::new_for_http().on_failure(()))
         .with_state(state)
 }
 
@@ -86,13 +87,17 @@ fn admin_app(cp: Arc<ControlPlane>) -> axum::Router {
     health_routes().with_state(AppState { cp, webhook_secret: None })
 }
 
-/// Counts requests by route pattern and status class (never by concrete path or tenant).
+/// Counts requests by route pattern and status class (never by concrete path or tenant), and
+/// operation errors by kind; logs each server-side error once.
 async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
     let method = request.method().to_string();
     let response = next.run(request).await;
     let status = format!("{}xx", response.status().as_u16() / 100);
     state.cp.metrics.http_requests.get_or_create(&crate::metrics::HttpLabels { method, route, status }).inc();
+    if let Some(kind) = error::logged_once(&response) {
+        state.cp.metrics.error("http", kind);
+    }
     response
 }
 

@@ -8,6 +8,7 @@ use crate::provisioning::{request_tenant, TenantRequest};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
+use tenancy::catalog::CatalogError;
 use tenancy::domain::{PlanName, Slug, TenantStatus};
 
 type Accepted = (StatusCode, Json<Tenant>);
@@ -75,10 +76,8 @@ pub(super) async fn list(
         after: query.cursor,
         limit: Some(limit + 1),
     };
-    let client = state.cp.catalog.get().await.map_err(|e| ApiError::internal("catalog_unavailable", &e))?;
-    let mut records = crate::catalog::tenants::list(&**client, &filter)
-        .await
-        .map_err(|e| ApiError::internal("catalog_unavailable", &e))?;
+    let client = state.cp.catalog.get().await.map_err(CatalogError::from)?;
+    let mut records = crate::catalog::tenants::list(&**client, &filter).await?;
     let more = records.len() > usize::try_from(limit).unwrap_or(usize::MAX);
     records.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     let next_cursor = more.then(|| records.last().map(|t| t.slug.to_string())).flatten();
@@ -94,10 +93,9 @@ pub(super) async fn show(
     Path(raw): Path<String>,
 ) -> Result<Json<Tenant>, ApiError> {
     let slug = slug(&raw)?;
-    let client = state.cp.catalog.get().await.map_err(|e| ApiError::internal("catalog_unavailable", &e))?;
+    let client = state.cp.catalog.get().await.map_err(CatalogError::from)?;
     let tenant = tenancy::catalog::tenant_by_slug(&**client, &slug)
-        .await
-        .map_err(|e| ApiError::internal("catalog_unavailable", &e))?
+        .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no tenant {slug}")))?;
     Ok(Json(Tenant::from_record(&tenant, &state.cp.base_domain)))
 }

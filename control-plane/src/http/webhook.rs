@@ -10,13 +10,14 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
+use tenancy::catalog::CatalogError;
 
 pub(super) async fn receive(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let body = body?;
+    let body = body.map_err(|rejection| ApiError::from_bytes_rejection(&rejection))?;
     let result = accept(&state, &headers, &body).await;
     state.cp.metrics.webhook(match &result {
         Ok(json) if json["duplicate"] == true => "duplicate",
@@ -44,9 +45,8 @@ async fn accept(
     let envelope =
         Envelope::parse(body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
 
-    let unavailable = |e: &dyn std::fmt::Display| ApiError::internal("catalog_unavailable", &e);
-    let mut client = state.cp.catalog.get().await.map_err(|e| unavailable(&e))?;
-    let tx = client.transaction().await.map_err(|e| unavailable(&e))?;
+    let mut client = state.cp.catalog.get().await.map_err(CatalogError::from)?;
+    let tx = client.transaction().await.map_err(CatalogError::from)?;
     let created = chrono::DateTime::from_timestamp(envelope.created, 0);
     // The body parsed as JSON above, so it is UTF-8 and PostgreSQL reads the same document.
     let inserted = tx
@@ -56,14 +56,14 @@ async fn accept(
             &[&envelope.id, &envelope.kind, &created, &String::from_utf8_lossy(body).as_ref()],
         )
         .await
-        .map_err(|e| unavailable(&e))?;
+        .map_err(CatalogError::from)?;
     let duplicate = inserted == 0;
     if !duplicate {
         jobs::enqueue(&*tx, JobKind::BillingEvent, None, &serde_json::json!({ "event_id": envelope.id }))
             .await
-            .map_err(|e| unavailable(&e))?;
+            .map_err(CatalogError::from)?;
     }
-    tx.commit().await.map_err(|e| unavailable(&e))?;
+    tx.commit().await.map_err(CatalogError::from)?;
     if !duplicate {
         state.cp.jobs_enqueued.notify_waiters();
     }

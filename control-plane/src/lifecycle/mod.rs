@@ -13,6 +13,7 @@ use crate::context::ControlPlane;
 use std::time::Duration;
 use tenancy::catalog::TenantRecord;
 use tenancy::domain::{PlanName, Slug, TenantStatus};
+use tenancy::error::{ErrorKind, OperationError};
 
 /// What to do to a tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,8 +63,18 @@ pub enum LifecycleError {
     Catalog(String),
 }
 
-impl LifecycleError {
-    pub fn code(&self) -> &'static str {
+impl OperationError for LifecycleError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NotFound(_) => ErrorKind::NotFound,
+            Self::WrongState { .. } => ErrorKind::WrongState,
+            Self::InvalidPlan(_) => ErrorKind::Invalid,
+            Self::DropUnderway(_) => ErrorKind::Conflict,
+            Self::Catalog(_) => ErrorKind::Unavailable,
+        }
+    }
+
+    fn code(&self) -> &'static str {
         match self {
             Self::NotFound(_) => "not_found",
             Self::WrongState { .. } => "wrong_state",

@@ -7,55 +7,56 @@ use crate::provisioning::steps::{self, ProvisionError, Step};
 use sha2::{Digest, Sha256};
 use tenancy::catalog::TenantRecord;
 use tenancy::domain::{RoleName, TenantId, TenantStatus};
+use tenancy::error::{ErrorKind, OperationError};
 use tenancy::secrets::{DbCredentials, SecretError};
 
-/// Why a lifecycle job failed.
+/// Why a lifecycle job failed: its kind decides whether the job is retried.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct WorkError {
     pub message: String,
-    pub transient: bool,
+    pub kind: ErrorKind,
 }
 
 impl WorkError {
     fn permanent(message: impl Into<String>) -> Self {
-        Self { message: message.into(), transient: false }
+        Self { message: message.into(), kind: ErrorKind::Failed }
     }
 }
 
 impl From<ProvisionError> for WorkError {
     fn from(err: ProvisionError) -> Self {
-        Self { transient: err.is_transient(), message: err.to_string() }
+        Self { kind: err.kind(), message: err.to_string() }
     }
 }
 
 impl From<SecretError> for WorkError {
     fn from(err: SecretError) -> Self {
-        Self { transient: err.is_transient(), message: err.to_string() }
+        Self { kind: err.kind(), message: err.to_string() }
     }
 }
 
 fn pg(err: &tokio_postgres::Error) -> WorkError {
-    WorkError { transient: err.as_db_error().is_none(), message: tenancy::pg::describe_error(err) }
+    WorkError { kind: tenancy::error::pg_error_kind(err), message: tenancy::pg::describe_error(err) }
 }
 
 async fn catalog(cp: &ControlPlane) -> Result<deadpool_postgres::Object, WorkError> {
-    cp.catalog.get().await.map_err(|e| WorkError { message: format!("catalog: {e}"), transient: true })
+    cp.catalog
+        .get()
+        .await
+        .map_err(|e| WorkError { message: format!("catalog: {e}"), kind: ErrorKind::Unavailable })
 }
 
 async fn load(cp: &ControlPlane, id: TenantId) -> Result<TenantRecord, WorkError> {
     let client = catalog(cp).await?;
     tenancy::catalog::tenant_by_id(&**client, id)
         .await
-        .map_err(|e| WorkError { message: e.to_string(), transient: true })?
+        .map_err(|e| WorkError { message: e.to_string(), kind: e.kind() })?
         .ok_or_else(|| WorkError::permanent(format!("tenant {id} does not exist")))
 }
 
 fn cluster_error(err: &crate::cluster::ClusterError) -> WorkError {
-    WorkError {
-        transient: matches!(err, crate::cluster::ClusterError::Connect { .. }),
-        message: err.to_string(),
-    }
+    WorkError { kind: err.kind(), message: err.to_string() }
 }
 
 /// The tenant's cluster.
@@ -77,7 +78,7 @@ async fn announce(cp: &ControlPlane, id: TenantId, action: &str) -> Result<(), W
     let tx = client.transaction().await.map_err(|e| pg(&e))?;
     let tenant = tenancy::catalog::tenant_by_id(&*tx, id)
         .await
-        .map_err(|e| WorkError { message: e.to_string(), transient: true })?
+        .map_err(|e| WorkError { message: e.to_string(), kind: e.kind() })?
         .ok_or_else(|| WorkError::permanent(format!("tenant {id} does not exist")))?;
     tenants::set_status(&*tx, id, tenant.status).await.map_err(|e| pg(&e))?;
     audit::record(&*tx, "worker", action, Some(id), serde_json::json!({})).await.map_err(|e| pg(&e))?;

@@ -12,6 +12,7 @@ use crate::context::ControlPlane;
 use crate::templates::TemplateError;
 use tenancy::catalog::{CatalogError, TenantRecord};
 use tenancy::domain::{DatabaseName, Isolation, PlanName, RoleName, SchemaName, Slug, SlugError, TenantId};
+use tenancy::error::{ErrorKind, OperationError};
 
 /// A request to create a tenant, from the API, the CLI or a billing event.
 #[derive(Debug, Clone, Default)]
@@ -51,9 +52,16 @@ pub enum CreateTenantError {
     Catalog(String),
 }
 
-impl CreateTenantError {
-    /// Stable, machine-readable error code (API `error.code`, CLI `--json`).
-    pub fn code(&self) -> &'static str {
+impl OperationError for CreateTenantError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::InvalidSlug { .. } | Self::InvalidPlan(_) | Self::InvalidName(_) => ErrorKind::Invalid,
+            Self::DuplicateSlug(_) | Self::DuplicateSubscription(_) => ErrorKind::Conflict,
+            Self::NoCapacity | Self::Catalog(_) => ErrorKind::Unavailable,
+        }
+    }
+
+    fn code(&self) -> &'static str {
         match self {
             Self::InvalidSlug { .. } => "invalid_slug",
             Self::InvalidPlan(_) => "invalid_plan",
@@ -63,11 +71,6 @@ impl CreateTenantError {
             Self::NoCapacity => "no_capacity",
             Self::Catalog(_) => "catalog_unavailable",
         }
-    }
-
-    /// Whether the same request may succeed later.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Catalog(_))
     }
 }
 

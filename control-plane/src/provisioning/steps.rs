@@ -10,6 +10,7 @@ use crate::tenant_schema::MigrationLocks;
 use base64::Engine as _;
 use tenancy::catalog::TenantRecord;
 use tenancy::domain::{Isolation, RoleName, TenantId, TenantStatus};
+use tenancy::error::{ErrorKind, OperationError};
 use tenancy::secrets::{DbCredentials, SecretName};
 
 /// One step of provisioning, in order.
@@ -56,14 +57,28 @@ pub enum ProvisionError {
     #[error("tenant is {0}; only provisioning or failed tenants can be provisioned")]
     WrongState(TenantStatus),
     #[error("step {step}: {message}", step = step.as_str())]
-    Step { step: Step, message: String, transient: bool },
+    Step { step: Step, message: String, kind: ErrorKind },
+}
+
+impl OperationError for ProvisionError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NotFound(_) => ErrorKind::NotFound,
+            Self::WrongState(_) => ErrorKind::WrongState,
+            Self::Step { kind, .. } => *kind,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound(_) => "not_found",
+            Self::WrongState(_) => "wrong_state",
+            Self::Step { .. } => "provisioning_failed",
+        }
+    }
 }
 
 impl ProvisionError {
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Step { transient: true, .. })
-    }
-
     pub fn step(&self) -> Option<Step> {
         match self {
             Self::Step { step, .. } => Some(*step),
@@ -72,44 +87,28 @@ impl ProvisionError {
     }
 }
 
-/// Builds step errors: connection-level failures are transient, SQL errors are not.
+/// Builds step errors, of the kind of the PostgreSQL error ([`tenancy::error::pg_error_kind`]).
 fn pg_error(step: Step) -> impl Fn(tokio_postgres::Error) -> ProvisionError {
     move |err| ProvisionError::Step {
         step,
-        transient: is_transient(&err),
+        kind: tenancy::error::pg_error_kind(&err),
         message: tenancy::pg::describe_error(&err),
     }
 }
 
-/// Connection failures, shutdowns, serialization failures, deadlocks and concurrent catalog
-/// updates are worth retrying; other SQL errors are not.
-fn is_transient(err: &tokio_postgres::Error) -> bool {
-    let Some(db) = err.as_db_error() else { return true };
-    let code = db.code().code();
-    code.starts_with("08")
-        || code.starts_with("57P")
-        || code == "40001"
-        || code == "40P01"
-        || (code == "XX000" && db.message().contains("concurrently"))
-}
-
 fn cluster_error(step: Step) -> impl Fn(ClusterError) -> ProvisionError {
-    move |err| ProvisionError::Step {
-        step,
-        transient: matches!(err, ClusterError::Connect { .. }),
-        message: err.to_string(),
-    }
+    move |err| ProvisionError::Step { step, kind: err.kind(), message: err.to_string() }
 }
 
 fn permanent(step: Step, message: String) -> ProvisionError {
-    ProvisionError::Step { step, message, transient: false }
+    ProvisionError::Step { step, message, kind: ErrorKind::Failed }
 }
 
 async fn catalog(cp: &ControlPlane, step: Step) -> Result<deadpool_postgres::Object, ProvisionError> {
     cp.catalog.get().await.map_err(|e| ProvisionError::Step {
         step,
         message: format!("catalog: {e}"),
-        transient: true,
+        kind: ErrorKind::Unavailable,
     })
 }
 
@@ -152,7 +151,7 @@ async fn load(cp: &ControlPlane, id: TenantId, step: Step) -> Result<TenantRecor
     let client = catalog(cp, step).await?;
     tenancy::catalog::tenant_by_id(&**client, id)
         .await
-        .map_err(|e| ProvisionError::Step { step, message: e.to_string(), transient: true })?
+        .map_err(|e| ProvisionError::Step { step, message: e.to_string(), kind: e.kind() })?
         .ok_or(ProvisionError::NotFound(id))
 }
 
@@ -362,7 +361,7 @@ async fn ensure_migrated(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(),
         crate::tenant_schema::MigrateSettings::default(),
     )
     .await
-    .map_err(|e| ProvisionError::Step { step, transient: e.is_retryable(), message: e.to_string() })?;
+    .map_err(|e| ProvisionError::Step { step, kind: e.kind(), message: e.to_string() })?;
     drop(migrator);
     let client = catalog(cp, step).await?;
     tenants::set_schema_version(&**client, tenant.id, migrations.target_version())
@@ -424,7 +423,7 @@ async fn ensure_credentials(cp: &ControlPlane, tenant: &TenantRecord) -> Result<
     let cluster = cp.cluster(&tenant.cluster).await.map_err(cluster_error(step))?;
     let secret_error = |e: tenancy::secrets::SecretError| ProvisionError::Step {
         step,
-        transient: e.is_transient(),
+        kind: e.kind(),
         message: e.to_string(),
     };
     let name = SecretName::for_tenant(&cp.secrets_prefix, tenant.id);

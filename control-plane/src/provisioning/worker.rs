@@ -7,6 +7,7 @@ use crate::context::ControlPlane;
 use std::sync::Arc;
 use std::time::Duration;
 use tenancy::domain::TenantId;
+use tenancy::error::{ErrorKind, OperationError};
 use tokio_util::sync::CancellationToken;
 
 /// How often an idle worker looks for jobs enqueued by other processes.
@@ -27,26 +28,32 @@ pub enum JobOutcome {
 #[error("job queue unavailable: {0}")]
 pub struct WorkerError(String);
 
-/// A job's failure, reduced to what the queue needs.
+impl OperationError for WorkerError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Unavailable
+    }
+
+    fn code(&self) -> &'static str {
+        "catalog_unavailable"
+    }
+}
+
+/// A job's failure, reduced to what the queue needs: its kind decides whether it is retried.
 struct JobFailure {
     message: String,
-    transient: bool,
+    kind: ErrorKind,
     step: Option<&'static str>,
 }
 
 impl JobFailure {
     fn permanent(message: String) -> Self {
-        Self { message, transient: false, step: None }
+        Self { message, kind: ErrorKind::Failed, step: None }
     }
 }
 
 impl From<ProvisionError> for JobFailure {
     fn from(err: ProvisionError) -> Self {
-        Self {
-            transient: err.is_transient(),
-            step: err.step().map(steps::Step::as_str),
-            message: err.to_string(),
-        }
+        Self { kind: err.kind(), step: err.step().map(steps::Step::as_str), message: err.to_string() }
     }
 }
 
@@ -71,12 +78,15 @@ pub async fn run_next(
     }
     let result = tracing::Instrument::instrument(run_job(cp, &job), span.clone()).await;
     let _entered = span.enter();
+    if let Err(failure) = &result {
+        cp.metrics.error("job", failure.kind);
+    }
     let outcome = match result {
         Ok(()) => {
             jobs::complete(&tx, job.id).await.map_err(queue_error)?;
             JobOutcome::Done
         }
-        Err(failure) if failure.transient && job.attempts + 1 < job.max_attempts => {
+        Err(failure) if failure.kind.is_retryable() && job.attempts + 1 < job.max_attempts => {
             let delay = backoff(job.attempts);
             tracing::warn!(error = %failure.message, retry_in = ?delay, "job failed; will retry");
             jobs::record_failure(&tx, job.id, &failure.message, Some(delay)).await.map_err(queue_error)?;
@@ -112,7 +122,7 @@ pub async fn run_next(
 
 impl From<crate::lifecycle::work::WorkError> for JobFailure {
     fn from(err: crate::lifecycle::work::WorkError) -> Self {
-        Self { transient: err.transient, step: None, message: err.message }
+        Self { kind: err.kind, step: None, message: err.message }
     }
 }
 
@@ -125,7 +135,7 @@ async fn run_job(cp: &ControlPlane, job: &Job) -> Result<(), JobFailure> {
     match (kind, job.tenant) {
         (JobKind::BillingEvent, _) => crate::billing::process::process_job(cp, &job.payload)
             .await
-            .map_err(|e| JobFailure { transient: e.is_transient(), step: None, message: e.to_string() }),
+            .map_err(|e| JobFailure { kind: e.kind(), step: None, message: e.to_string() }),
         (_, None) => Err(JobFailure::permanent(format!("{} job without a tenant", kind.as_str()))),
         (JobKind::Provision, Some(tenant)) => {
             steps::provision(cp, tenant).await.map(|_| ()).map_err(Into::into)

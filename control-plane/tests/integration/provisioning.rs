@@ -4,6 +4,7 @@ use crate::{connect_as, create_active, password_of, request, sqlstate, start};
 use control_plane::provisioning::steps::{provision, provision_through, Step};
 use control_plane::provisioning::{request_tenant, CreateTenantError};
 use tenancy::domain::TenantStatus;
+use tenancy::error::OperationError;
 use testkit::{common_settings, SecretsFor, TestDb};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,10 +19,42 @@ pub enum CatalogError {
 
 impl CatalogError {
     pub fn from_pg(err: &tokio_postgres::Error) -> Self {
-        if err.is_closed() || err.as_db_error().is_none() {
+        if crate::error::pg_error_kind(err).is_retryable() || err.is_closed() {
             Self::Unavailable(crate::pg::describe_error(err))
         } else {
             Self::Query(crate::pg::describe_error(err))
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for CatalogError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        Self::from_pg(&err)
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for CatalogError {
+    /// No catalog connection could be had (the server is unreachable, or the pool timed out).
+    fn from(err: deadpool_postgres::PoolError) -> Self {
+        match err {
+            deadpool_postgres::PoolError::Backend(pg) => Self::from_pg(&pg),
+            other => Self::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl crate::error::OperationError for CatalogError {
+    fn kind(&self) -> crate::error::ErrorKind {
+        match self {
+            Self::Unavailable(_) => crate::error::ErrorKind::Unavailable,
+            Self::Query(_) | Self::Corrupt { .. } => crate::error::ErrorKind::Failed,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) | Self::Query(_) => "catalog_unavailable",
+            Self::Corrupt { .. } => "catalog_corrupt",
         }
     }
 }

@@ -19,6 +19,22 @@ pub enum PoolError {
     CaBundle(#[from] CaBundleError),
 }
 
+impl crate::error::OperationError for PoolError {
+    fn kind(&self) -> crate::error::ErrorKind {
+        match self {
+            Self::InvalidUrl(_) | Self::CaBundle(_) => crate::error::ErrorKind::Misconfigured,
+            Self::Build(_) => crate::error::ErrorKind::Unavailable,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidUrl(_) | Self::CaBundle(_) => "invalid_configuration",
+            Self::Build(_) => "unavailable",
+        }
+    }
+}
+
 /// Connection settings: tokio-postgres' own, the `sslmode` (which tokio-postgres only partly
 /// knows) and the CA bundle the verifying modes check against. Dereferences to
 /// `tokio_postgres::Config` for everything else.

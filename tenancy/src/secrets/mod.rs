@@ -157,10 +157,22 @@ pub enum SecretError {
     Key(String),
 }
 
-impl SecretError {
-    /// Whether trying again later may succeed.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Unavailable(_))
+impl crate::error::OperationError for SecretError {
+    fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            Self::Unavailable(_) => ErrorKind::Unavailable,
+            Self::Rejected(_) | Self::Corrupt(_) => ErrorKind::Failed,
+            Self::Key(_) => ErrorKind::Misconfigured,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) | Self::Rejected(_) => "secrets_unavailable",
+            Self::Corrupt(_) => "secret_corrupt",
+            Self::Key(_) => "invalid_configuration",
+        }
     }
 }
 
