@@ -12,6 +12,7 @@ pub mod context;
 pub mod domains;
 pub mod fleet;
 pub mod http;
+pub mod jobs;
 pub mod lifecycle;
 pub mod metrics;
 pub mod output;

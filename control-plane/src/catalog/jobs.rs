@@ -7,53 +7,10 @@
 //! Jobs of one tenant run one at a time and in order: a tenant's job is not claimable while an
 //! earlier job of the same tenant is still queued (or running).
 
+use crate::jobs::JobKind;
 use std::time::Duration;
 use tenancy::domain::TenantId;
 use tokio_postgres::{GenericClient, Transaction};
-
-/// Kinds of job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobKind {
-    /// Create a tenant's role, schema, migrations, template, credentials and domains.
-    Provision,
-    /// Make the tenant role's LOGIN match the tenant's status (suspend / resume), ending the
-    /// sessions of a suspended tenant.
-    SyncAccess,
-    /// Apply the tenant's (new) plan template: limits, config, connection limit.
-    ApplyPlan,
-    /// Give the tenant a new password (secret first, then the role).
-    RotateCredentials,
-    /// Drop the tenant's schema, role and secret after its retention period; keep a tombstone.
-    Deprovision,
-    /// Act on a stored billing event.
-    BillingEvent,
-}
-
-impl JobKind {
-    const ALL: [Self; 6] = [
-        Self::Provision,
-        Self::SyncAccess,
-        Self::ApplyPlan,
-        Self::RotateCredentials,
-        Self::Deprovision,
-        Self::BillingEvent,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Provision => "provision",
-            Self::SyncAccess => "sync_access",
-            Self::ApplyPlan => "apply_plan",
-            Self::RotateCredentials => "rotate_credentials",
-            Self::Deprovision => "deprovision",
-            Self::BillingEvent => "billing_event",
-        }
-    }
-
-    fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|kind| kind.as_str() == raw)
-    }
-}
 
 /// A claimed job.
 #[derive(Debug, Clone)]

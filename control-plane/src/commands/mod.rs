@@ -217,7 +217,7 @@ async fn create(args: CreateArgs) -> Result<ExitCode, CliError> {
     Ok(if tenant.status == TenantStatus::Failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-/// Runs the tenant's due jobs (see [`crate::provisioning::worker::drain`]) until `deadline`,
+/// Runs the tenant's due jobs (see [`crate::jobs::runner::drain`]) until `deadline`,
 /// and returns the tenant as it ends up. A job cut short by the deadline is rolled back to the
 /// queue, where a running `tenantctl serve` takes it (jobs are safe to repeat).
 async fn wait_for_jobs(
@@ -226,9 +226,7 @@ async fn wait_for_jobs(
     deadline: &Deadline,
 ) -> Result<TenantRecord, CliError> {
     let drained = async {
-        crate::provisioning::worker::drain(cp, tenant.id, Duration::from_secs(60))
-            .await
-            .map_err(CliError::from)
+        crate::jobs::runner::drain(cp, tenant.id, Duration::from_secs(60)).await.map_err(CliError::from)
     };
     deadline
         .run(drained, || {
@@ -328,7 +326,7 @@ async fn show(args: ShowArgs) -> Result<ExitCode, CliError> {
     // A deprovisioning tenant's data is dropped when its queued drop is due.
     let drop_after = if tenant.status == TenantStatus::Deprovisioning {
         let client = cp.catalog.get().await.map_err(CatalogError::from)?;
-        crate::catalog::jobs::scheduled(&**client, crate::catalog::jobs::JobKind::Deprovision, tenant.id)
+        crate::catalog::jobs::scheduled(&**client, crate::jobs::JobKind::Deprovision, tenant.id)
             .await
             .map_err(CatalogError::from)?
     } else {

@@ -144,11 +144,8 @@ pub async fn spawn(
         ))
     });
     let app = app(cp.clone(), settings);
-    let workers = tokio::spawn(crate::provisioning::worker::run_workers(
-        cp,
-        settings.worker_concurrency,
-        shutdown.clone(),
-    ));
+    let workers =
+        tokio::spawn(crate::jobs::runner::run_workers(cp, settings.worker_concurrency, shutdown.clone()));
     let drain = shutdown.clone();
     let limits = settings.http.main();
     let task = tokio::spawn(async move {

@@ -5,7 +5,8 @@
 use super::{ApiError, AppState};
 use crate::billing::event::Envelope;
 use crate::billing::signature;
-use crate::catalog::jobs::{self, JobKind};
+use crate::catalog::jobs;
+use crate::jobs::JobKind;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};

@@ -3,13 +3,12 @@
 //!
 //! A request checks the transition, records the new status (bumping the generation) and
 //! enqueues the job that does the work, in one transaction; routers are told at once. The jobs
-//! ([`work`]) converge the database on what the catalog says, so a repeated or resumed job is
+//! ([`crate::jobs::lifecycle`]) converge the database on what the catalog says, so a repeated or resumed job is
 //! harmless, and a tenant's jobs run one at a time, in order.
 
-pub mod work;
-
-use crate::catalog::jobs::{self, JobKind};
+use crate::catalog::jobs;
 use crate::context::ControlPlane;
+use crate::jobs::JobKind;
 use std::time::Duration;
 use tenancy::catalog::TenantRecord;
 use tenancy::domain::{PlanName, Slug, TenantStatus};

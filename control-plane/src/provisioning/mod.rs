@@ -4,11 +4,11 @@
 
 pub mod steps;
 pub(crate) mod verifier;
-pub mod worker;
 
-use crate::catalog::jobs::{self, JobKind};
+use crate::catalog::jobs;
 use crate::catalog::tenants::{self, NewTenant};
 use crate::context::ControlPlane;
+use crate::jobs::JobKind;
 use crate::templates::TemplateError;
 use tenancy::catalog::{CatalogError, TenantRecord};
 use tenancy::domain::{DatabaseName, Isolation, PlanName, RoleName, SchemaName, Slug, SlugError, TenantId};

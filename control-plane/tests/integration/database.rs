@@ -3,8 +3,8 @@
 
 use crate::{password_of, provisioning, sqlstate, start};
 use control_plane::context::ControlPlane;
+use control_plane::jobs::runner::drain;
 use control_plane::lifecycle::{request as operate, Operation};
-use control_plane::provisioning::worker::drain;
 use control_plane::provisioning::{request_tenant, TenantRequest};
 use std::time::Duration;
 use tenancy::catalog::TenantRecord;

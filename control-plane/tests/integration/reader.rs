@@ -5,10 +5,10 @@
 
 use crate::{connect_as, create_active, request, sqlstate, start};
 use control_plane::context::ControlPlane;
+use control_plane::jobs::runner::drain;
 use control_plane::lifecycle::{request as operate, Operation};
 use control_plane::provisioning::request_tenant;
 use control_plane::provisioning::steps::provision;
-use control_plane::provisioning::worker::drain;
 use std::time::Duration;
 use tenancy::catalog::TenantRecord;
 use tenancy::domain::{Isolation, Slug};

@@ -3,8 +3,8 @@
 
 use control_plane::clusters::{self, AddClusterError};
 use control_plane::context::ControlPlane;
+use control_plane::jobs::runner::drain;
 use control_plane::lifecycle::{request as operate, Operation};
-use control_plane::provisioning::worker::drain;
 use control_plane::provisioning::{request_tenant, CreateTenantError, TenantRequest};
 use e2e_tests::{connection_string, provisioning_settings, spawn_router, TenantSql};
 use serde_json::json;

@@ -2,7 +2,7 @@
 
 use control_plane::context::ControlPlane;
 use control_plane::domains::{self, DomainError};
-use control_plane::provisioning::worker::drain;
+use control_plane::jobs::runner::drain;
 use control_plane::provisioning::{request_tenant, TenantRequest};
 use e2e_tests::{connection_string, provisioning_settings, spawn_router, TenantSql};
 use serde_json::json;

@@ -2,8 +2,8 @@
 //! resumption, credential rotation and billing-driven changes, each seen within a second.
 
 use control_plane::billing::send::{send, TestEvent};
+use control_plane::jobs::runner::drain;
 use control_plane::lifecycle::{request as operate, Operation};
-use control_plane::provisioning::worker::drain;
 use e2e_tests::{
     connection_string, spawn_control_plane, spawn_router, wait_until_active, TenantSql, WEBHOOK_SECRET,
 };

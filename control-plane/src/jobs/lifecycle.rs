@@ -1,85 +1,62 @@
-//! The jobs behind lifecycle operations. Each reads the tenant's current state from the catalog
+//! The jobs behind lifecycle operations (`SyncAccess`, `ApplyPlan`, `RotateCredentials`,
+//! `Deprovision`). Each reads the tenant's current state from the catalog
 //! and makes the database match it, so running one twice, or after a crash half-way, is safe.
 
+use super::JobError;
 use crate::catalog::{audit, tenants};
 use crate::context::ControlPlane;
-use crate::provisioning::steps::{self, ProvisionError, Step};
+use crate::provisioning::steps::{self, Step};
 use sha2::{Digest, Sha256};
 use tenancy::catalog::TenantRecord;
 use tenancy::domain::{RoleName, TenantId, TenantStatus};
-use tenancy::error::{ErrorKind, OperationError};
-use tenancy::secrets::{DbCredentials, SecretError};
+use tenancy::error::ErrorKind;
+use tenancy::secrets::DbCredentials;
 
-/// Why a lifecycle job failed: its kind decides whether the job is retried.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct WorkError {
-    pub message: String,
-    pub kind: ErrorKind,
-}
-
-impl WorkError {
-    fn permanent(message: impl Into<String>) -> Self {
-        Self { message: message.into(), kind: ErrorKind::Failed }
+fn pg(err: &tokio_postgres::Error) -> JobError {
+    JobError {
+        kind: tenancy::error::pg_error_kind(err),
+        message: tenancy::pg::describe_error(err),
+        step: None,
     }
 }
 
-impl From<ProvisionError> for WorkError {
-    fn from(err: ProvisionError) -> Self {
-        Self { kind: err.kind(), message: err.to_string() }
-    }
+async fn catalog(cp: &ControlPlane) -> Result<deadpool_postgres::Object, JobError> {
+    cp.catalog.get().await.map_err(|e| JobError {
+        message: format!("catalog: {e}"),
+        kind: ErrorKind::Unavailable,
+        step: None,
+    })
 }
 
-impl From<SecretError> for WorkError {
-    fn from(err: SecretError) -> Self {
-        Self { kind: err.kind(), message: err.to_string() }
-    }
-}
-
-fn pg(err: &tokio_postgres::Error) -> WorkError {
-    WorkError { kind: tenancy::error::pg_error_kind(err), message: tenancy::pg::describe_error(err) }
-}
-
-async fn catalog(cp: &ControlPlane) -> Result<deadpool_postgres::Object, WorkError> {
-    cp.catalog
-        .get()
-        .await
-        .map_err(|e| WorkError { message: format!("catalog: {e}"), kind: ErrorKind::Unavailable })
-}
-
-async fn load(cp: &ControlPlane, id: TenantId) -> Result<TenantRecord, WorkError> {
+async fn load(cp: &ControlPlane, id: TenantId) -> Result<TenantRecord, JobError> {
     let client = catalog(cp).await?;
     tenancy::catalog::tenant_by_id(&**client, id)
         .await
-        .map_err(|e| WorkError { message: e.to_string(), kind: e.kind() })?
-        .ok_or_else(|| WorkError::permanent(format!("tenant {id} does not exist")))
-}
-
-fn cluster_error(err: &crate::cluster::ClusterError) -> WorkError {
-    WorkError { kind: err.kind(), message: err.to_string() }
+        .map_err(|e| JobError::of(&e))?
+        .ok_or_else(|| JobError::permanent(format!("tenant {id} does not exist")))
 }
 
 /// The tenant's cluster.
 async fn cluster(
     cp: &ControlPlane,
     tenant: &TenantRecord,
-) -> Result<std::sync::Arc<crate::cluster::Cluster>, WorkError> {
-    cp.cluster(&tenant.cluster).await.map_err(|e| cluster_error(&e))
+) -> Result<std::sync::Arc<crate::cluster::Cluster>, JobError> {
+    cp.cluster(&tenant.cluster).await.map_err(|e| JobError::of(&e))
 }
 
 /// An admin connection to the tenant's cluster.
-async fn admin(cp: &ControlPlane, tenant: &TenantRecord) -> Result<deadpool_postgres::Object, WorkError> {
-    cluster(cp, tenant).await?.admin().await.map_err(|e| cluster_error(&e))
+async fn admin(cp: &ControlPlane, tenant: &TenantRecord) -> Result<deadpool_postgres::Object, JobError> {
+    cluster(cp, tenant).await?.admin().await.map_err(|e| JobError::of(&e))
 }
 
 /// Bumps the generation (keeping the status) and tells routers, after a change they must see.
-async fn announce(cp: &ControlPlane, id: TenantId, action: &str) -> Result<(), WorkError> {
+async fn announce(cp: &ControlPlane, id: TenantId, action: &str) -> Result<(), JobError> {
     let mut client = catalog(cp).await?;
     let tx = client.transaction().await.map_err(|e| pg(&e))?;
     let tenant = tenancy::catalog::tenant_by_id(&*tx, id)
         .await
-        .map_err(|e| WorkError { message: e.to_string(), kind: e.kind() })?
-        .ok_or_else(|| WorkError::permanent(format!("tenant {id} does not exist")))?;
+        .map_err(|e| JobError::of(&e))?
+        .ok_or_else(|| JobError::permanent(format!("tenant {id} does not exist")))?;
     tenants::set_status(&*tx, id, tenant.status).await.map_err(|e| pg(&e))?;
     audit::record(&*tx, "worker", action, Some(id), serde_json::json!({})).await.map_err(|e| pg(&e))?;
     tx.commit().await.map_err(|e| pg(&e))?;
@@ -92,13 +69,13 @@ async fn announce(cp: &ControlPlane, id: TenantId, action: &str) -> Result<(), W
 async fn login_roles(
     admin: &tokio_postgres::Client,
     tenant: &TenantRecord,
-) -> Result<Vec<RoleName>, WorkError> {
+) -> Result<Vec<RoleName>, JobError> {
     let reader = steps::existing_reader(admin, tenant).await.map_err(|e| pg(&e))?;
     Ok(std::iter::once(tenant.role_name.clone()).chain(reader).collect())
 }
 
 /// Ends every open session of `roles` (the tenant's, from [`login_roles`]).
-async fn end_sessions(admin: &tokio_postgres::Client, roles: &[RoleName]) -> Result<(), WorkError> {
+async fn end_sessions(admin: &tokio_postgres::Client, roles: &[RoleName]) -> Result<(), JobError> {
     let roles: Vec<&str> = roles.iter().map(RoleName::as_str).collect();
     admin
         .execute(
@@ -112,7 +89,7 @@ async fn end_sessions(admin: &tokio_postgres::Client, roles: &[RoleName]) -> Res
 
 /// LOGIN for active tenants; NOLOGIN and no open sessions for every other status (on both of
 /// the tenant's roles).
-pub async fn sync_access(cp: &ControlPlane, id: TenantId) -> Result<(), WorkError> {
+pub async fn sync_access(cp: &ControlPlane, id: TenantId) -> Result<(), JobError> {
     let tenant = load(cp, id).await?;
     let admin = admin(cp, &tenant).await?;
     let login = if tenant.status == TenantStatus::Active { "LOGIN" } else { "NOLOGIN" };
@@ -127,9 +104,9 @@ pub async fn sync_access(cp: &ControlPlane, id: TenantId) -> Result<(), WorkErro
 
 /// Applies the tenant's current plan: template settings and seed, the roles' connection limit
 /// and settings.
-pub async fn apply_plan(cp: &ControlPlane, id: TenantId) -> Result<(), WorkError> {
+pub async fn apply_plan(cp: &ControlPlane, id: TenantId) -> Result<(), JobError> {
     let tenant = load(cp, id).await?;
-    let template = cp.templates.load(&tenant.plan).map_err(|e| WorkError::permanent(e.to_string()))?;
+    let template = cp.templates.load(&tenant.plan).map_err(|e| JobError::permanent(e.to_string()))?;
     steps::apply_template(cp, &tenant, &template).await?;
     let admin = admin(cp, &tenant).await?;
     let sql: String = login_roles(&admin, &tenant)
@@ -150,13 +127,13 @@ pub async fn apply_plan(cp: &ControlPlane, id: TenantId) -> Result<(), WorkError
 /// A tenant provisioned before there were reader roles gets its read-only role here: the
 /// provisioning steps that create roles and grant privileges run again first (they are
 /// idempotent), its LOGIN follows the tenant's status, and the secret gets the reader's login.
-pub async fn rotate_credentials(cp: &ControlPlane, id: TenantId) -> Result<(), WorkError> {
+pub async fn rotate_credentials(cp: &ControlPlane, id: TenantId) -> Result<(), JobError> {
     let tenant = load(cp, id).await?;
-    let name = tenant.secret_name().ok_or_else(|| WorkError::permanent("tenant has no secret"))?;
+    let name = tenant.secret_name().ok_or_else(|| JobError::permanent("tenant has no secret"))?;
     let current =
-        cp.secrets.get(&name).await?.ok_or_else(|| WorkError::permanent("tenant secret is missing"))?;
+        cp.secrets.get(&name).await?.ok_or_else(|| JobError::permanent("tenant secret is missing"))?;
     if !steps::has_reader(&current, &tenant) {
-        let template = cp.templates.load(&tenant.plan).map_err(|e| WorkError::permanent(e.to_string()))?;
+        let template = cp.templates.load(&tenant.plan).map_err(|e| JobError::permanent(e.to_string()))?;
         steps::ensure_role(cp, &tenant, &template).await?;
         steps::ensure_schema(cp, &tenant).await?;
         sync_access(cp, id).await?;
@@ -171,7 +148,7 @@ pub async fn rotate_credentials(cp: &ControlPlane, id: TenantId) -> Result<(), W
 
 /// Archives (when configured), then drops the tenant's schema, role, secret and domains, and
 /// leaves a `deleted` tombstone.
-pub async fn deprovision(cp: &ControlPlane, id: TenantId) -> Result<(), WorkError> {
+pub async fn deprovision(cp: &ControlPlane, id: TenantId) -> Result<(), JobError> {
     let tenant = load(cp, id).await?;
     if tenant.status != TenantStatus::Deprovisioning {
         // Deleted already (a repeated job), or no longer meant to be deleted.
@@ -184,7 +161,7 @@ pub async fn deprovision(cp: &ControlPlane, id: TenantId) -> Result<(), WorkErro
         Some(_) => cluster.admin().await,
         None => cluster.migrator().await,
     }
-    .map_err(|e| cluster_error(&e))?;
+    .map_err(|e| JobError::of(&e))?;
     // Is the data still there? (A resumed job may have dropped it already.)
     let data_exists = match &tenant.database_name {
         Some(database) => {
@@ -201,9 +178,9 @@ pub async fn deprovision(cp: &ControlPlane, id: TenantId) -> Result<(), WorkErro
     let mut archive_path = None;
     if let (Some(dir), true) = (&cp.archive_dir, data_exists) {
         std::fs::create_dir_all(dir)
-            .map_err(|e| WorkError::permanent(format!("archive dir {}: {e}", dir.display())))?;
+            .map_err(|e| JobError::permanent(format!("archive dir {}: {e}", dir.display())))?;
         let file = dir.join(format!("{}-{}.dump", tenant.slug, tenant.id));
-        cluster.dump_tenant(&cp.pg_dump, &tenant, &file).await.map_err(WorkError::permanent)?;
+        cluster.dump_tenant(&cp.pg_dump, &tenant, &file).await.map_err(JobError::permanent)?;
         archive_path = Some(file.display().to_string());
     }
     // Both of the tenant's roles, those that are still there (a resumed job may have dropped
@@ -223,7 +200,7 @@ pub async fn deprovision(cp: &ControlPlane, id: TenantId) -> Result<(), WorkErro
     end_sessions(&admin, &roles).await?;
     let drop_schema = match &tenant.database_name {
         Some(database) => {
-            cluster.drop_database(database).await.map_err(|e| cluster_error(&e))?;
+            cluster.drop_database(database).await.map_err(|e| JobError::of(&e))?;
             String::new()
         }
         // Only a schema the owner role owns is ours to drop.

@@ -1,9 +1,11 @@
-//! The job worker: claims jobs from the catalog queue and runs them. Runs inside
-//! `tenantctl serve` (several at once) and inside CLI commands that wait for their job.
+//! The job runner: claims jobs from the catalog queue and runs each with its kind's handler.
+//! Runs inside `tenantctl serve` (several workers at once) and inside CLI commands that wait for
+//! their job.
 
-use super::steps::{self, ProvisionError};
-use crate::catalog::jobs::{self, Job, JobKind};
+use super::{JobError, JobKind};
+use crate::catalog::jobs::{self, Job};
 use crate::context::ControlPlane;
+use crate::provisioning::steps;
 use std::sync::Arc;
 use std::time::Duration;
 use tenancy::domain::TenantId;
@@ -35,25 +37,6 @@ impl OperationError for WorkerError {
 
     fn code(&self) -> &'static str {
         "catalog_unavailable"
-    }
-}
-
-/// A job's failure, reduced to what the queue needs: its kind decides whether it is retried.
-struct JobFailure {
-    message: String,
-    kind: ErrorKind,
-    step: Option<&'static str>,
-}
-
-impl JobFailure {
-    fn permanent(message: String) -> Self {
-        Self { message, kind: ErrorKind::Failed, step: None }
-    }
-}
-
-impl From<ProvisionError> for JobFailure {
-    fn from(err: ProvisionError) -> Self {
-        Self { kind: err.kind(), step: err.step().map(steps::Step::as_str), message: err.to_string() }
     }
 }
 
@@ -120,23 +103,17 @@ pub async fn run_next(
     Ok(Some(outcome))
 }
 
-impl From<crate::lifecycle::work::WorkError> for JobFailure {
-    fn from(err: crate::lifecycle::work::WorkError) -> Self {
-        Self { kind: err.kind, step: None, message: err.message }
-    }
-}
-
 /// Runs one job. The match is exhaustive over job kinds, so a new kind cannot be forgotten.
-async fn run_job(cp: &ControlPlane, job: &Job) -> Result<(), JobFailure> {
-    use crate::lifecycle::work;
+async fn run_job(cp: &ControlPlane, job: &Job) -> Result<(), JobError> {
+    use super::lifecycle as work;
     let Some(kind) = job.kind else {
-        return Err(JobFailure::permanent(format!("job of unknown kind {:?}", job.raw_kind)));
+        return Err(JobError::permanent(format!("job of unknown kind {:?}", job.raw_kind)));
     };
     match (kind, job.tenant) {
-        (JobKind::BillingEvent, _) => crate::billing::process::process_job(cp, &job.payload)
-            .await
-            .map_err(|e| JobFailure { kind: e.kind(), step: None, message: e.to_string() }),
-        (_, None) => Err(JobFailure::permanent(format!("{} job without a tenant", kind.as_str()))),
+        (JobKind::BillingEvent, _) => {
+            crate::billing::process::process_job(cp, &job.payload).await.map_err(Into::into)
+        }
+        (_, None) => Err(JobError::permanent(format!("{} job without a tenant", kind.as_str()))),
         (JobKind::Provision, Some(tenant)) => {
             steps::provision(cp, tenant).await.map(|_| ()).map_err(Into::into)
         }
