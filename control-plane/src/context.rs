@@ -1,7 +1,7 @@
 //! Everything a control-plane operation needs, built once from the settings and shared
 //! (`Arc<ControlPlane>`) by the API, the workers and the CLI.
 
-use crate::cluster::{Cluster, ClusterError};
+use crate::clusters::{Cluster, ClusterError, Clusters};
 use crate::settings::ProvisioningSettings;
 use crate::templates::Templates;
 use crate::tenant_schema::{LoadMigrationsError, TenantMigrations};
@@ -59,10 +59,8 @@ pub struct ControlPlane {
     pub ca_bundle: tenancy::pg::CaBundle,
     pub secrets: SharedSecretStore,
     pub secrets_prefix: SecretsPrefix,
-    /// The catalog's own server, where tenants go unless other clusters are registered.
-    pub default_cluster: Arc<Cluster>,
-    /// Handles of registered clusters, built on first use from their admin secret.
-    clusters: Mutex<std::collections::HashMap<String, Arc<Cluster>>>,
+    /// The clusters' handles (the catalog's own server is `default`).
+    pub clusters: Clusters,
     pub templates: Templates,
     migrations_dir: std::path::PathBuf,
     pub base_domain: BaseDomain,
@@ -111,8 +109,7 @@ impl ControlPlane {
         let catalog = tenancy::pg::pool(&config, catalog_connections)?;
         crate::catalog::migrate(&catalog, &provisioning.role_prefix).await?;
         let secrets = common.secrets.build(catalog.clone()).await?;
-        let default_cluster =
-            Arc::new(Cluster::new(ClusterName::DEFAULT, &config, &provisioning.role_prefix)?);
+        let default_cluster = Cluster::new(ClusterName::DEFAULT, &config, &provisioning.role_prefix)?;
         // Fail fast on a bad directory; jobs read it again so new files apply without a restart.
         TenantMigrations::load(&provisioning.migrations_dir)?;
         let redis = common
@@ -120,13 +117,19 @@ impl ControlPlane {
             .as_ref()
             .map(|url| RedisPublisher::new(url.expose(), &common.redis_key_prefix))
             .transpose()?;
+        let clusters = Clusters::new(
+            default_cluster,
+            catalog.clone(),
+            secrets.clone(),
+            ca_bundle.clone(),
+            &provisioning.role_prefix,
+        );
         Ok(Arc::new(Self {
             catalog,
             ca_bundle,
+            clusters,
             secrets,
             secrets_prefix: common.secrets.secrets_prefix.clone(),
-            default_cluster,
-            clusters: Mutex::new(std::collections::HashMap::new()),
             templates: Templates::new(&provisioning.templates_dir),
             migrations_dir: provisioning.migrations_dir.clone(),
             base_domain: common.tenant_base_domain.clone(),
@@ -142,35 +145,7 @@ impl ControlPlane {
 
     /// The handle of cluster `name` (the catalog's own server for `default`).
     pub async fn cluster(&self, name: &str) -> Result<Arc<Cluster>, ClusterError> {
-        if name == self.default_cluster.name {
-            return Ok(self.default_cluster.clone());
-        }
-        if let Some(cluster) = self.clusters.lock().await.get(name) {
-            return Ok(cluster.clone());
-        }
-        let unavailable = |message: String| ClusterError::Connect { cluster: name.to_owned(), message };
-        let client = self.catalog.get().await.map_err(|e| unavailable(format!("catalog: {e}")))?;
-        let secret_ref: Option<String> = client
-            .query_opt("SELECT admin_secret_ref FROM control.clusters WHERE name = $1", &[&name])
-            .await
-            .map_err(|e| unavailable(tenancy::pg::describe_error(&e)))?
-            .ok_or_else(|| ClusterError::Unknown(name.to_owned()))?
-            .get(0);
-        drop(client);
-        let secret = secret_ref.ok_or_else(|| ClusterError::Unknown(name.to_owned()))?;
-        let admin = self
-            .secrets
-            .get(&tenancy::secrets::SecretName::from_catalog(secret))
-            .await
-            .map_err(|e| unavailable(e.to_string()))?
-            .ok_or_else(|| unavailable("its admin secret is missing".into()))?;
-        let cluster = Arc::new(Cluster::new(
-            name,
-            &crate::cluster::admin_config(&admin, &self.ca_bundle),
-            &self.role_prefix,
-        )?);
-        self.clusters.lock().await.insert(name.to_owned(), cluster.clone());
-        Ok(cluster)
+        self.clusters.get(name).await
     }
 
     /// The tenant migrations as the directory holds them now: adding a file needs no restart.

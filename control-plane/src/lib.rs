@@ -5,7 +5,6 @@
 pub mod billing;
 pub mod catalog;
 pub mod cli;
-pub mod cluster;
 pub mod clusters;
 pub mod commands;
 pub mod context;

@@ -209,7 +209,7 @@ fn tenant_lock_keys(database: &str, schema: &SchemaName) -> String {
 pub const TENANT_LOCK_CLASS: i32 = 0x7465_6e05;
 
 /// The session on which tenants' migration locks are taken: a connection to the cluster's
-/// control database ([`crate::cluster::Cluster::lock_session`]), where no tenant role can
+/// control database ([`crate::clusters::Cluster::lock_session`]), where no tenant role can
 /// connect, so no tenant can hold its own lock or another tenant's. A fleet worker keeps one
 /// for all its tenants; provisioning takes one for a migration.
 pub struct MigrationLocks {

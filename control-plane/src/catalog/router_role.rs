@@ -18,7 +18,7 @@ const ROUTER_MARKER: &str = "tenancy router role";
 /// The router role, its privileges on catalog `database` (and no more: earlier grants are
 /// replaced). Run under the catalog migration lock.
 pub(crate) fn grants_sql(role: &RoleName, database: &str) -> String {
-    let ensure = crate::cluster::ensure_marked_role(role, ROUTER_MARKER);
+    let ensure = crate::clusters::ensure_marked_role(role, ROUTER_MARKER);
     let tenant_columns: Vec<&str> =
         tenancy::catalog::TENANT_COLUMNS.split(',').map(|c| c.trim().trim_start_matches("t.")).collect();
     let role = role.quoted();

@@ -7,7 +7,7 @@
 //! failed, workers start no new tenant.
 
 use super::{catalog_error, ledger, millis, FleetError, ItemState, Progress, RunOptions, TenantResult};
-use crate::cluster::Cluster;
+use crate::clusters::Cluster;
 use crate::context::ControlPlane;
 use crate::tenant_schema::{migrate_schema, MigrateTenantError, Migrated, MigrationLocks, TenantMigrations};
 use std::collections::{BTreeMap, VecDeque};
@@ -141,7 +141,7 @@ impl<'a> Execution<'a> {
         session: &mut Option<Session>,
         locks: &mut Option<MigrationLocks>,
     ) -> Result<Migrated, MigrateTenantError> {
-        let connect_error = |e: crate::cluster::ClusterError| MigrateTenantError::Session(e.to_string());
+        let connect_error = |e: crate::clusters::ClusterError| MigrateTenantError::Session(e.to_string());
         // A tenant with its own database gets a session to it, used once; the others share the
         // worker's session to the cluster's shared database.
         let mut current = match &tenant.database_name {

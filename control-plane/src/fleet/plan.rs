@@ -7,7 +7,7 @@
 
 use super::ledger::{self, Selection};
 use super::FleetError;
-use crate::cluster::Cluster;
+use crate::clusters::Cluster;
 use crate::context::ControlPlane;
 use crate::tenant_schema::{Applied, TenantMigrations, HISTORY_TABLE};
 use std::collections::BTreeMap;
@@ -150,7 +150,7 @@ async fn find_drift(
     migrations: &TenantMigrations,
     tenants: &[(&TenantRecord, Option<i64>)],
 ) -> Result<Vec<Drift>, FleetError> {
-    let connect = |e: crate::cluster::ClusterError| FleetError::Catalog(e.to_string());
+    let connect = |e: crate::clusters::ClusterError| FleetError::Catalog(e.to_string());
     let mut histories: BTreeMap<String, Vec<Applied>> = BTreeMap::new();
     let shared: Vec<&str> = tenants
         .iter()
@@ -256,7 +256,7 @@ async fn check_headroom(
     sample: &TenantRecord,
     concurrency: usize,
 ) -> Result<Headroom, FleetError> {
-    let connect = |e: crate::cluster::ClusterError| FleetError::Catalog(e.to_string());
+    let connect = |e: crate::clusters::ClusterError| FleetError::Catalog(e.to_string());
     let client = cluster.migrator_session(None).await.map_err(connect)?;
     let row = client
         .query_one(

@@ -6,7 +6,7 @@
 
 use super::ledger::Selection;
 use super::FleetError;
-use crate::cluster::TemplateHistory;
+use crate::clusters::TemplateHistory;
 use crate::context::ControlPlane;
 use crate::tenant_schema::TenantMigrations;
 use tenancy::catalog::TenantRecord;
@@ -44,7 +44,7 @@ pub(super) async fn migrate<'a>(
         return Ok(());
     }
     for name in clusters(selection, tenants) {
-        let failed = |e: crate::cluster::ClusterError| {
+        let failed = |e: crate::clusters::ClusterError| {
             format!("migrating the template database of cluster {name} failed: {e}")
         };
         let cluster = cp.cluster(&name).await.map_err(failed)?;
@@ -82,7 +82,7 @@ pub(super) async fn plan<'a>(
     let moved = moved_by(selection);
     let mut plans = Vec::new();
     for name in clusters(selection, tenants) {
-        let unavailable = |e: crate::cluster::ClusterError| FleetError::Catalog(e.to_string());
+        let unavailable = |e: crate::clusters::ClusterError| FleetError::Catalog(e.to_string());
         let cluster = cp.cluster(&name).await.map_err(unavailable)?;
         let history = cluster.template_history().await.map_err(unavailable)?;
         let mut plan = TemplatePlan {

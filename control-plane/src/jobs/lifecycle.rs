@@ -40,7 +40,7 @@ async fn load(cp: &ControlPlane, id: TenantId) -> Result<TenantRecord, JobError>
 async fn cluster(
     cp: &ControlPlane,
     tenant: &TenantRecord,
-) -> Result<std::sync::Arc<crate::cluster::Cluster>, JobError> {
+) -> Result<std::sync::Arc<crate::clusters::Cluster>, JobError> {
     cp.cluster(&tenant.cluster).await.map_err(|e| JobError::of(&e))
 }
 

@@ -125,7 +125,7 @@ pub async fn request_tenant(
         |e: &tokio_postgres::Error| CreateTenantError::Catalog(tenancy::pg::describe_error(e));
     let mut client = cp.catalog.get().await.map_err(|e| CreateTenantError::Catalog(e.to_string()))?;
     let tx = client.transaction().await.map_err(|e| catalog_error(&e))?;
-    new.cluster = place(&tx).await?;
+    new.cluster = crate::clusters::placement::place(&tx).await?;
     if let Err(err) = tenants::insert(&*tx, &new).await {
         return Err(classify_insert_error(&err, &new).unwrap_or_else(|| catalog_error(&err)));
     }
@@ -149,31 +149,6 @@ pub async fn request_tenant(
     cp.jobs_enqueued.notify_waiters();
     tracing::info!(tenant = %record.slug, tenant_id = %record.id, plan = %record.plan, actor, "tenant requested");
     Ok(record)
-}
-
-/// Key of the advisory lock that makes placements one at a time, so two concurrent requests do
-/// not both take a cluster's last free place.
-pub const PLACEMENT_LOCK: i64 = 0x7465_6e61_6e63_7902;
-
-/// The cluster a new tenant goes to: the least loaded (live tenants / capacity) with room.
-async fn place(tx: &deadpool_postgres::Transaction<'_>) -> Result<String, CreateTenantError> {
-    let catalog_error =
-        |e: tokio_postgres::Error| CreateTenantError::Catalog(tenancy::pg::describe_error(&e));
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PLACEMENT_LOCK]).await.map_err(catalog_error)?;
-    let row = tx
-        .query_opt(
-            "SELECT c.name
-               FROM control.clusters c
-               LEFT JOIN control.tenants t ON t.cluster = c.name AND t.status <> 'deleted'
-              GROUP BY c.name, c.capacity
-             HAVING count(t.id) < c.capacity
-              ORDER BY count(t.id)::float8 / c.capacity, c.name
-              LIMIT 1",
-            &[],
-        )
-        .await
-        .map_err(catalog_error)?;
-    row.map(|r| r.get(0)).ok_or(CreateTenantError::NoCapacity)
 }
 
 fn classify_insert_error(err: &tokio_postgres::Error, new: &NewTenant) -> Option<CreateTenantError> {

@@ -3,7 +3,7 @@
 //! tenant.
 
 use crate::catalog::{audit, tenants};
-use crate::cluster::ClusterError;
+use crate::clusters::ClusterError;
 use crate::context::ControlPlane;
 use crate::templates::Template;
 use crate::tenant_schema::MigrationLocks;
@@ -206,7 +206,7 @@ pub(crate) async fn ensure_role(
 /// that marker already.
 async fn ensure_login_role(
     admin: &tokio_postgres::Client,
-    cluster: &crate::cluster::Cluster,
+    cluster: &crate::clusters::Cluster,
     tenant: &TenantRecord,
     role: &RoleName,
     marker: &str,
@@ -285,7 +285,7 @@ pub(crate) async fn ensure_schema(cp: &ControlPlane, tenant: &TenantRecord) -> R
         admin
             .batch_execute(&format!(
                 "SELECT pg_advisory_xact_lock({lock}); GRANT CONNECT ON DATABASE {db} TO {role}, {reader};",
-                lock = crate::cluster::CLUSTER_DDL_LOCK,
+                lock = crate::clusters::CLUSTER_DDL_LOCK,
                 db = database.quoted(),
             ))
             .await

@@ -14,9 +14,9 @@ use tenancy::domain::{Slug, TenantStatus};
 /// Every lock key the control plane uses, in the one-key form.
 const SINGLE_KEYS: [i64; 5] = [
     control_plane::catalog::MIGRATION_LOCK_KEY,
-    control_plane::cluster::TEMPLATE_LOCK,
-    control_plane::cluster::CLUSTER_DDL_LOCK,
-    control_plane::provisioning::PLACEMENT_LOCK,
+    control_plane::clusters::TEMPLATE_LOCK,
+    control_plane::clusters::CLUSTER_DDL_LOCK,
+    control_plane::clusters::PLACEMENT_LOCK,
     control_plane::fleet::ledger::RUN_LOCK,
 ];
 

@@ -1,8 +1,8 @@
-//! The registry of PostgreSQL clusters that hold tenants (`tenantctl clusters add|list`). A
-//! cluster's admin connection is checked, then kept in the secret store
-//! (`<prefix>/clusters/<name>/admin`); the catalog keeps its name, capacity and secret
-//! reference. The catalog's own server is the `default` cluster.
+//! Registering clusters (`tenantctl clusters add|list`). A cluster's admin connection is checked,
+//! then kept in the secret store (`<prefix>/clusters/<name>/admin`); the catalog keeps its name,
+//! capacity and secret reference.
 
+use crate::catalog::clusters::{self as catalog, ClusterInfo};
 use crate::context::ControlPlane;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
@@ -10,17 +10,6 @@ use tenancy::domain::ClusterName;
 use tenancy::error::{ErrorKind, OperationError};
 use tenancy::secret::Secret;
 use tenancy::secrets::{DbCredentials, SecretName};
-
-/// A cluster as `clusters list` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ClusterInfo {
-    pub name: String,
-    pub capacity: i32,
-    /// Live (not deleted) tenants placed on it.
-    pub tenants: i64,
-    /// Where its admin connection is kept; `None` for the catalog's own server.
-    pub admin_secret: Option<String>,
-}
 
 /// Why a cluster could not be registered. Nothing is registered when this is returned.
 #[derive(Debug, thiserror::Error)]
@@ -106,12 +95,7 @@ pub async fn add(
     let (config, credentials) = credentials_of(admin_url, &cp.ca_bundle)?;
     let catalog_error = |e: tokio_postgres::Error| AddClusterError::Catalog(tenancy::pg::describe_error(&e));
     let client = cp.catalog.get().await.map_err(|e| AddClusterError::Catalog(e.to_string()))?;
-    let exists = client
-        .query_opt("SELECT 1 FROM control.clusters WHERE name = $1", &[&name.as_str()])
-        .await
-        .map_err(catalog_error)?
-        .is_some();
-    if exists {
+    if catalog::exists(&**client, name.as_str()).await.map_err(catalog_error)? {
         return Err(AddClusterError::Duplicate(name.to_string()));
     }
     let probe = tenancy::pg::pool(&config, 1).map_err(|e| AddClusterError::InvalidUrl(e.to_string()))?;
@@ -133,15 +117,7 @@ pub async fn add(
         .put(&secret, &credentials, &token)
         .await
         .map_err(|e| AddClusterError::Secrets(e.to_string()))?;
-    let inserted = client
-        .execute(
-            "INSERT INTO control.clusters (name, admin_secret_ref, capacity) VALUES ($1, $2, $3)
-             ON CONFLICT (name) DO NOTHING",
-            &[&name.as_str(), &secret.as_str(), &capacity],
-        )
-        .await
-        .map_err(catalog_error)?;
-    if inserted == 0 {
+    if !catalog::insert(&**client, name.as_str(), secret.as_str(), capacity).await.map_err(catalog_error)? {
         return Err(AddClusterError::Duplicate(name.to_string()));
     }
     crate::catalog::audit::record(
@@ -158,26 +134,6 @@ pub async fn add(
 
 /// Every registered cluster with its load.
 pub async fn list(cp: &ControlPlane) -> Result<Vec<ClusterInfo>, tenancy::catalog::CatalogError> {
-    let client =
-        cp.catalog.get().await.map_err(|e| tenancy::catalog::CatalogError::Unavailable(e.to_string()))?;
-    let rows = client
-        .query(
-            "SELECT c.name, c.capacity, count(t.id), c.admin_secret_ref
-               FROM control.clusters c
-               LEFT JOIN control.tenants t ON t.cluster = c.name AND t.status <> 'deleted'
-              GROUP BY c.name, c.capacity, c.admin_secret_ref
-              ORDER BY c.name",
-            &[],
-        )
-        .await
-        .map_err(|e| tenancy::catalog::CatalogError::from_pg(&e))?;
-    Ok(rows
-        .iter()
-        .map(|r| ClusterInfo {
-            name: r.get(0),
-            capacity: r.get(1),
-            tenants: r.get(2),
-            admin_secret: r.get(3),
-        })
-        .collect())
+    let client = cp.catalog.get().await?;
+    Ok(catalog::list(&**client).await?)
 }

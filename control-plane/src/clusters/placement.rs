@@ -1,0 +1,19 @@
+//! Placement: which cluster a new tenant goes to.
+
+use crate::provisioning::CreateTenantError;
+
+/// Key of the advisory lock that makes placements one at a time, so two concurrent requests do
+/// not both take a cluster's last free place.
+pub const PLACEMENT_LOCK: i64 = 0x7465_6e61_6e63_7902;
+
+/// The cluster a new tenant goes to: the least loaded (live tenants / capacity) with room. Takes
+/// the placement lock for the rest of `tx`, which must record the tenant before it commits.
+pub(crate) async fn place(tx: &deadpool_postgres::Transaction<'_>) -> Result<String, CreateTenantError> {
+    let catalog_error =
+        |e: tokio_postgres::Error| CreateTenantError::Catalog(tenancy::pg::describe_error(&e));
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PLACEMENT_LOCK]).await.map_err(catalog_error)?;
+    crate::catalog::clusters::least_loaded_with_room(&**tx)
+        .await
+        .map_err(catalog_error)?
+        .ok_or(CreateTenantError::NoCapacity)
+}
