@@ -1,7 +1,7 @@
 //! A fleet of real tenants for the router benchmarks: provisioned by the control plane (role,
 //! schema, sample migrations, credentials in the secret store), with users to look up.
 
-use control_plane::context::ControlPlane;
+use control_plane::control_plane::ControlPlane;
 use control_plane::provisioning::steps::provision;
 use control_plane::provisioning::{request_tenant, TenantRequest};
 use futures::StreamExt as _;

@@ -6,7 +6,7 @@ pub mod fleet;
 pub mod load;
 pub mod process;
 
-use control_plane::context::ControlPlane;
+use control_plane::control_plane::ControlPlane;
 use control_plane::settings::ProvisioningSettings;
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! of its own (`shop.acme.com`). Each is a validated host name, unique across tenants, and never
 //! under the base domain (those names belong to slugs). Routers are told at once.
 
-use crate::context::ControlPlane;
+use crate::control_plane::ControlPlane;
 use tenancy::domain::{normalize_host, HostError, Slug, TenantId};
 use tenancy::error::{ErrorKind, OperationError};
 

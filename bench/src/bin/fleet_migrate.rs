@@ -9,7 +9,7 @@
 
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
-use control_plane::context::ControlPlane;
+use control_plane::control_plane::ControlPlane;
 use control_plane::fleet::{ApplyOptions, ApplyReport, RunOptions, TenantResult};
 use control_plane::provisioning::steps::provision;
 use control_plane::provisioning::{request_tenant, TenantRequest};

@@ -2,7 +2,7 @@
 //! `tenantctl webhook send` reports them: processed, ignored, failed (and why), or pending
 //! (queued, or retrying after a transient failure, with its reason).
 
-use crate::context::ControlPlane;
+use crate::control_plane::ControlPlane;
 use std::time::Duration;
 
 /// One received event and what the control plane did with it.

@@ -2,7 +2,7 @@
 //! its outcome recorded next to it in `control.billing_events`.
 
 use super::event::{Envelope, SubscriptionChange, SubscriptionFacts};
-use crate::context::ControlPlane;
+use crate::control_plane::ControlPlane;
 use crate::lifecycle::{self, LifecycleError, Operation};
 use crate::provisioning::{request_tenant, CreateTenantError, TenantRequest};
 use tenancy::error::OperationError;

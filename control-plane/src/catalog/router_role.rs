@@ -7,7 +7,7 @@
 //! The role is kept up to date with every catalog migration (`NOLOGIN` until
 //! `tenantctl routers credentials` gives it a password, which also turns it into a login role).
 
-use crate::context::ControlPlane;
+use crate::control_plane::ControlPlane;
 use tenancy::catalog::CatalogError;
 use tenancy::domain::{quote_ident, RoleName};
 use tenancy::secret::Secret;

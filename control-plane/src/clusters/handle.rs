@@ -350,7 +350,7 @@ impl Cluster {
     pub async fn create_tenant_database(
         &self,
         database: &tenancy::domain::DatabaseName,
-        migrations: &crate::tenant_schema::TenantMigrations,
+        migrations: &crate::tenant_migrations::TenantMigrations,
     ) -> Result<(), ClusterError> {
         let (admin, task) = self.lock_template().await?;
         let result = async {
@@ -382,7 +382,7 @@ impl Cluster {
     async fn migrate_template(
         &self,
         admin: &tokio_postgres::Client,
-        migrations: &crate::tenant_schema::TenantMigrations,
+        migrations: &crate::tenant_migrations::TenantMigrations,
         create: bool,
     ) -> Result<bool, ClusterError> {
         let template = &self.template;
@@ -417,7 +417,7 @@ impl Cluster {
             .await
             .map_err(|e| self.database_error(&e))?;
         // Under the template's lock: no other migration of this schema runs.
-        let migrated = crate::tenant_schema::migrate_schema(
+        let migrated = crate::tenant_migrations::migrate_schema(
             &mut client,
             None,
             migrations,
@@ -439,7 +439,7 @@ impl Cluster {
     /// runs do this first, so tenants created during a run land at the target version).
     pub async fn migrate_template_if_present(
         &self,
-        migrations: &crate::tenant_schema::TenantMigrations,
+        migrations: &crate::tenant_migrations::TenantMigrations,
     ) -> Result<bool, ClusterError> {
         let (admin, task) = self.lock_template().await?;
         let result = self.migrate_template(&admin, migrations, false).await;

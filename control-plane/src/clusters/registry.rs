@@ -3,7 +3,7 @@
 //! capacity and secret reference.
 
 use crate::catalog::clusters::{self as catalog, ClusterInfo};
-use crate::context::ControlPlane;
+use crate::control_plane::ControlPlane;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 use tenancy::domain::ClusterName;

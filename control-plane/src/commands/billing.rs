@@ -7,7 +7,7 @@ use super::{find, CliError};
 use crate::billing::events::EventsError;
 use crate::billing::send::TestEvent;
 use crate::cli::SendArgs;
-use crate::context::ControlPlane;
+use crate::control_plane::ControlPlane;
 use tenancy::catalog::CatalogError;
 
 /// Event types that create a subscription (and its tenant); every other one is about an

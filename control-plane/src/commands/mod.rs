@@ -10,7 +10,7 @@ use crate::cli::{
     MigrateCommand, OperationArgs, PlanArgs, ResumeArgs, SendArgs, ServeArgs, SetPlanArgs, ShowArgs,
     StatusArgs, TenantsCommand, TokenArgs, TokensCommand, WebhookCommand,
 };
-use crate::context::ControlPlane;
+use crate::control_plane::ControlPlane;
 use crate::lifecycle::Operation;
 use crate::output;
 use crate::provisioning::{request_tenant, TenantRequest};
@@ -191,7 +191,7 @@ async fn create(args: CreateArgs) -> Result<ExitCode, CliError> {
     parse_slug(&args.slug)?;
     let plan = tenancy::domain::PlanName::parse(&args.plan)
         .map_err(|e| CliError::invalid("invalid_plan", e.to_string()))?;
-    crate::templates::Templates::new(&args.catalog.provisioning.templates_dir)
+    crate::plans::Templates::new(&args.catalog.provisioning.templates_dir)
         .load(&plan)
         .map_err(|e| CliError::invalid("invalid_plan", format!("invalid plan: {e}")))?;
     let cp = start(&args.catalog).await?;

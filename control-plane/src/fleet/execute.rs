@@ -8,8 +8,10 @@
 
 use super::{catalog_error, ledger, millis, FleetError, ItemState, Progress, RunOptions, TenantResult};
 use crate::clusters::Cluster;
-use crate::context::ControlPlane;
-use crate::tenant_schema::{migrate_schema, MigrateTenantError, Migrated, MigrationLocks, TenantMigrations};
+use crate::control_plane::ControlPlane;
+use crate::tenant_migrations::{
+    migrate_schema, MigrateTenantError, Migrated, MigrationLocks, TenantMigrations,
+};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;

@@ -14,8 +14,8 @@ pub mod ledger;
 pub mod plan;
 pub mod templates;
 
-use crate::context::ControlPlane;
-use crate::tenant_schema::{MigrateSettings, TenantMigrations};
+use crate::control_plane::ControlPlane;
+use crate::tenant_migrations::{MigrateSettings, TenantMigrations};
 use ledger::{Candidate, NewItem, Selection};
 use std::time::{Duration, Instant};
 use tenancy::catalog::TenantRecord;

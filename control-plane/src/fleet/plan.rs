@@ -8,8 +8,8 @@
 use super::ledger::{self, Selection};
 use super::FleetError;
 use crate::clusters::Cluster;
-use crate::context::ControlPlane;
-use crate::tenant_schema::{Applied, TenantMigrations, HISTORY_TABLE};
+use crate::control_plane::ControlPlane;
+use crate::tenant_migrations::{Applied, TenantMigrations, HISTORY_TABLE};
 use std::collections::BTreeMap;
 use tenancy::catalog::TenantRecord;
 

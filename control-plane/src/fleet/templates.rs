@@ -7,8 +7,8 @@
 use super::ledger::Selection;
 use super::FleetError;
 use crate::clusters::TemplateHistory;
-use crate::context::ControlPlane;
-use crate::tenant_schema::TenantMigrations;
+use crate::control_plane::ControlPlane;
+use crate::tenant_migrations::TenantMigrations;
 use tenancy::catalog::TenantRecord;
 
 /// Whether a run of `selection` migrates the templates.

@@ -17,7 +17,7 @@ mod webhook;
 pub use auth::Operator;
 pub use error::{ApiError, ApiJson};
 
-use crate::context::ControlPlane;
+use crate::control_plane::ControlPlane;
 use crate::settings::ServeSettings;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;

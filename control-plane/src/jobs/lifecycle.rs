@@ -4,7 +4,7 @@
 
 use super::JobError;
 use crate::catalog::{audit, tenants};
-use crate::context::ControlPlane;
+use crate::control_plane::ControlPlane;
 use crate::provisioning::steps::{self, Step};
 use sha2::{Digest, Sha256};
 use tenancy::catalog::TenantRecord;

@@ -4,7 +4,7 @@
 
 use super::{JobError, JobKind};
 use crate::catalog::jobs::{self, Job};
-use crate::context::ControlPlane;
+use crate::control_plane::ControlPlane;
 use crate::provisioning::steps;
 use std::sync::Arc;
 use std::time::Duration;

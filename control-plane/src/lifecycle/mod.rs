@@ -7,7 +7,7 @@
 //! harmless, and a tenant's jobs run one at a time, in order.
 
 use crate::catalog::jobs;
-use crate::context::ControlPlane;
+use crate::control_plane::ControlPlane;
 use crate::jobs::JobKind;
 use std::time::Duration;
 use tenancy::catalog::TenantRecord;

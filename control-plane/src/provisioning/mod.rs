@@ -7,9 +7,9 @@ pub(crate) mod verifier;
 
 use crate::catalog::jobs;
 use crate::catalog::tenants::{self, NewTenant};
-use crate::context::ControlPlane;
+use crate::control_plane::ControlPlane;
 use crate::jobs::JobKind;
-use crate::templates::TemplateError;
+use crate::plans::TemplateError;
 use tenancy::catalog::{CatalogError, TenantRecord};
 use tenancy::domain::{DatabaseName, Isolation, PlanName, RoleName, SchemaName, Slug, SlugError, TenantId};
 use tenancy::error::{ErrorKind, OperationError};

@@ -4,9 +4,9 @@
 
 use crate::catalog::{audit, tenants};
 use crate::clusters::ClusterError;
-use crate::context::ControlPlane;
-use crate::templates::Template;
-use crate::tenant_schema::MigrationLocks;
+use crate::control_plane::ControlPlane;
+use crate::plans::Template;
+use crate::tenant_migrations::MigrationLocks;
 use base64::Engine as _;
 use tenancy::catalog::TenantRecord;
 use tenancy::domain::{Isolation, RoleName, TenantId, TenantStatus};
@@ -336,7 +336,7 @@ pub(crate) async fn ensure_schema(cp: &ControlPlane, tenant: &TenantRecord) -> R
            END IF;
          END $$;
          COMMIT;",
-        history = crate::tenant_schema::HISTORY_TABLE,
+        history = crate::tenant_migrations::HISTORY_TABLE,
         schema_name = tenant.schema_name.as_str(),
         owner_name = cluster.owner.as_str(),
     );
@@ -351,14 +351,14 @@ async fn ensure_migrated(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(),
         cluster.migrator_for(tenant.database_name.as_ref()).await.map_err(cluster_error(step))?;
     let mut locks = MigrationLocks::new(cluster.lock_session().await.map_err(cluster_error(step))?);
     let database = tenant.database_name.as_ref().unwrap_or(&cluster.tenants);
-    crate::tenant_schema::migrate_schema(
+    crate::tenant_migrations::migrate_schema(
         &mut migrator,
         Some((&mut locks, database.as_str())),
         &migrations,
         &tenant.schema_name,
         &cluster.owner,
         Some(&tenant.role_name),
-        crate::tenant_schema::MigrateSettings::default(),
+        crate::tenant_migrations::MigrateSettings::default(),
     )
     .await
     .map_err(|e| ProvisionError::Step { step, kind: e.kind(), message: e.to_string() })?;
@@ -486,7 +486,7 @@ pub(crate) fn with_new_reader(credentials: DbCredentials, tenant: &TenantRecord)
 /// The plan's limits on the tenant's role: its connection limit, and the settings that bound
 /// what one of its sessions may hold (set on the role, so every session starts with them;
 /// `temp_file_limit` only a superuser may change). A limit the plan does not set is reset.
-pub(crate) fn role_limits_sql(role: &tenancy::domain::RoleName, limits: &crate::templates::Limits) -> String {
+pub(crate) fn role_limits_sql(role: &tenancy::domain::RoleName, limits: &crate::plans::Limits) -> String {
     let role = role.quoted();
     let idle = match limits.idle_in_transaction_timeout {
         Some(timeout) => format!("SET idle_in_transaction_session_timeout = '{}ms'", timeout.as_millis()),

@@ -2,7 +2,7 @@
 //! migrated template, reachable only by their role, migrated and dropped as a whole.
 
 use crate::{password_of, provisioning, sqlstate, start};
-use control_plane::context::ControlPlane;
+use control_plane::control_plane::ControlPlane;
 use control_plane::jobs::runner::drain;
 use control_plane::lifecycle::{request as operate, Operation};
 use control_plane::provisioning::{request_tenant, TenantRequest};

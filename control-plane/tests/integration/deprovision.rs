@@ -2,7 +2,7 @@
 //! queued behind the first one), and a deprovisioning tenant can be restored before its drop.
 
 use crate::{connect_as, create_active, password_of, sqlstate, start};
-use control_plane::context::ControlPlane;
+use control_plane::control_plane::ControlPlane;
 use control_plane::jobs::runner::drain;
 use control_plane::lifecycle::{request as operate, LifecycleError, Operation};
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! anyone twice. (Waves, drift, `plan` and tenants created during a run: `fleet_waves.rs`.)
 
 use crate::{create_active, provisioning, sqlstate};
-use control_plane::context::ControlPlane;
+use control_plane::control_plane::ControlPlane;
 use control_plane::fleet::{ledger, ApplyOptions, FleetError, ItemState, RunOptions};
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 
 use crate::create_active;
 use crate::fleet::{all, Quiet};
-use control_plane::context::ControlPlane;
+use control_plane::control_plane::ControlPlane;
 use control_plane::fleet::ledger::Selection;
 use control_plane::fleet::plan::{plan, PlanOptions};
 use control_plane::fleet::ApplyOptions;

@@ -29,7 +29,7 @@ async fn a_tenant_holding_any_advisory_lock_delays_no_control_plane_work() {
     // had when the shared database held them and the one it has now.
     let mut sql: Vec<String> =
         SINGLE_KEYS.iter().map(|key| format!("SELECT pg_advisory_lock({key})")).collect();
-    let class = control_plane::tenant_schema::TENANT_LOCK_CLASS;
+    let class = control_plane::tenant_migrations::TENANT_LOCK_CLASS;
     for other in &f.tenants {
         let schema = other.schema_name.as_str();
         for name in [schema.to_owned(), format!("{}.{schema}", f.db.tenants_database())] {

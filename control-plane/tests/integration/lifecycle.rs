@@ -2,7 +2,7 @@
 //! deprovisioning and retry, each checked where it matters: in PostgreSQL.
 
 use crate::{connect_as, create_active, password_of, provisioning, request, sqlstate, start};
-use control_plane::context::ControlPlane;
+use control_plane::control_plane::ControlPlane;
 use control_plane::jobs::runner::drain;
 use control_plane::lifecycle::{request as operate, LifecycleError, Operation};
 use control_plane::provisioning::request_tenant;

@@ -14,7 +14,7 @@ mod lifecycle;
 mod provisioning;
 mod reader;
 
-use control_plane::context::ControlPlane;
+use control_plane::control_plane::ControlPlane;
 use control_plane::provisioning::steps::provision;
 use control_plane::provisioning::{request_tenant, TenantRequest};
 use control_plane::settings::ProvisioningSettings;

@@ -4,7 +4,7 @@
 //! when their credentials are rotated.
 
 use crate::{connect_as, create_active, request, sqlstate, start};
-use control_plane::context::ControlPlane;
+use control_plane::control_plane::ControlPlane;
 use control_plane::jobs::runner::drain;
 use control_plane::lifecycle::{request as operate, Operation};
 use control_plane::provisioning::request_tenant;

@@ -1,7 +1,7 @@
 //! Helpers of the end-to-end tests: start `tenantctl serve` and `tenant-router` in-process on
 //! port 0 against a test database, and talk to them over HTTP.
 
-use control_plane::context::ControlPlane;
+use control_plane::control_plane::ControlPlane;
 use control_plane::settings::{ProvisioningSettings, ServeSettings};
 use std::sync::Arc;
 use std::time::Duration;

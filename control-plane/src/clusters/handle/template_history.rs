@@ -3,7 +3,7 @@
 //! be connected to it while one is made, and a plan never queues behind one.
 
 use super::{Cluster, ClusterError, TEMPLATE_LOCK};
-use crate::tenant_schema::{Applied, HISTORY_TABLE};
+use crate::tenant_migrations::{Applied, HISTORY_TABLE};
 
 /// What a cluster's template database has applied.
 #[derive(Debug)]

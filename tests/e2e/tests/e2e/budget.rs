@@ -2,7 +2,7 @@
 //! `ROUTER_MAX_CONNECTIONS`, whatever the number of tenants; idle connections of one tenant
 //! make room for another; when everything is busy a request waits, then gets 503, never hangs.
 
-use control_plane::context::ControlPlane;
+use control_plane::control_plane::ControlPlane;
 use control_plane::jobs::runner::drain;
 use control_plane::provisioning::{request_tenant, TenantRequest};
 use e2e_tests::{connection_string, provisioning_settings, router_settings, spawn_router_with, TenantSql};

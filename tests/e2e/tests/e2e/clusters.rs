@@ -2,7 +2,7 @@
 //! placement on the least loaded cluster with room, tenants served and deprovisioned there.
 
 use control_plane::clusters::{self, AddClusterError};
-use control_plane::context::ControlPlane;
+use control_plane::control_plane::ControlPlane;
 use control_plane::jobs::runner::drain;
 use control_plane::lifecycle::{request as operate, Operation};
 use control_plane::provisioning::{request_tenant, CreateTenantError, TenantRequest};

@@ -14,7 +14,9 @@ async fn redis_down_means_no_5xx_for_cached_tenants_and_invalidations_resume_aft
     let db = TestDb::create("redis_down").await;
     let mut common = common_settings(&db, SecretsFor::Local);
     common.redis_url = Some(redis.url().into());
-    let cp = control_plane::context::ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
+    let cp = control_plane::control_plane::ControlPlane::start(&common, &provisioning_settings(&db))
+        .await
+        .unwrap();
     let tenant = control_plane::provisioning::request_tenant(
         &cp,
         &control_plane::provisioning::TenantRequest::new("acme", "pro"),
@@ -56,7 +58,9 @@ async fn a_redis_that_requires_auth_is_used_with_its_password() {
     let db = TestDb::create("redis_auth").await;
     let mut common = common_settings(&db, SecretsFor::Local);
     common.redis_url = Some(redis.url().into());
-    let cp = control_plane::context::ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
+    let cp = control_plane::control_plane::ControlPlane::start(&common, &provisioning_settings(&db))
+        .await
+        .unwrap();
     let tenant = control_plane::provisioning::request_tenant(
         &cp,
         &control_plane::provisioning::TenantRequest::new("acme", "pro"),

@@ -1,6 +1,6 @@
 //! Custom domains: validated, unique, outside the base domain, and seen by routers at once.
 
-use control_plane::context::ControlPlane;
+use control_plane::control_plane::ControlPlane;
 use control_plane::domains::{self, DomainError};
 use control_plane::jobs::runner::drain;
 use control_plane::provisioning::{request_tenant, TenantRequest};

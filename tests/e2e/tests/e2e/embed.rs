@@ -18,7 +18,9 @@ async fn whoami(TenantConnection { tenant, client }: TenantConnection) -> String
 async fn an_embedding_service_gets_the_tenant_and_a_connection_on_its_role() {
     let db = TestDb::create("embed").await;
     let common = common_settings(&db, SecretsFor::Local);
-    let cp = control_plane::context::ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
+    let cp = control_plane::control_plane::ControlPlane::start(&common, &provisioning_settings(&db))
+        .await
+        .unwrap();
     let tenant = request_tenant(&cp, &TenantRequest::new("acme", "starter"), "test").await.unwrap();
     let acme = provision(&cp, tenant.id).await.unwrap();
     let state =

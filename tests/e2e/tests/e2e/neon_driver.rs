@@ -3,7 +3,7 @@
 //! the Node script `tests/clients/node/compare-values.mjs` runs both and lists every difference.
 //! `scripts/test.sh` installs its packages (`npm ci`) when they are missing.
 
-use control_plane::context::ControlPlane;
+use control_plane::control_plane::ControlPlane;
 use control_plane::provisioning::{request_tenant, steps::provision, TenantRequest};
 use e2e_tests::{connection_string, provisioning_settings, router_settings, spawn_router_with};
 use testkit::{common_settings, workspace_root, SecretsFor, TestDb};

@@ -3,7 +3,7 @@
 //! served over TLS.
 
 use control_plane::clusters::{self, AddClusterError};
-use control_plane::context::ControlPlane;
+use control_plane::control_plane::ControlPlane;
 use e2e_tests::{connection_string, provisioning_settings, spawn_router, TenantSql};
 use serde_json::json;
 use tenancy::pg::{parse_config, CaBundle};

@@ -35,7 +35,9 @@ async fn echo_app() -> std::net::SocketAddr {
 async fn other_paths_reach_the_application_with_trusted_tenant_headers() {
     let db = TestDb::create("proxy").await;
     let common = common_settings(&db, SecretsFor::Local);
-    let cp = control_plane::context::ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
+    let cp = control_plane::control_plane::ControlPlane::start(&common, &provisioning_settings(&db))
+        .await
+        .unwrap();
     let tenant = request_tenant(&cp, &TenantRequest::new("acme", "pro"), "test").await.unwrap();
     let acme = provision(&cp, tenant.id).await.unwrap();
     let app = echo_app().await;

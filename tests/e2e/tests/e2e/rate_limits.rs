@@ -1,7 +1,7 @@
 //! A plan's rate limit holds across routers: they keep its state in Redis. With Redis away, each
 //! router still limits the tenant on its own.
 
-use control_plane::context::ControlPlane;
+use control_plane::control_plane::ControlPlane;
 use control_plane::provisioning::steps::provision;
 use control_plane::provisioning::{request_tenant, TenantRequest};
 use e2e_tests::{connection_string, provisioning_settings, spawn_router, TenantSql};

@@ -5,7 +5,7 @@
 
 use control_plane::billing::send::TestEvent;
 use control_plane::billing::signature;
-use control_plane::context::ControlPlane;
+use control_plane::control_plane::ControlPlane;
 use control_plane::provisioning::{request_tenant, steps::provision, TenantRequest};
 use e2e_tests::{
     connection_string, provisioning_settings, router_settings, spawn_control_plane, spawn_router_with,

@@ -2,7 +2,7 @@
 //! them, each on its own role.
 
 use control_plane::billing::send::{send, TestEvent};
-use control_plane::context::ControlPlane;
+use control_plane::control_plane::ControlPlane;
 use control_plane::provisioning::{request_tenant, steps::provision, TenantRequest};
 use e2e_tests::{
     connection_string, provisioning_settings, spawn_control_plane, spawn_router, tenantctl,

@@ -73,7 +73,9 @@ async fn answered_then_closed_when_idle(addr: SocketAddr) {
 async fn the_router_closes_slow_clients_and_keeps_answering_health_checks() {
     let db = TestDb::create("slow_router").await;
     let common = common_settings(&db, SecretsFor::Local);
-    let cp = control_plane::context::ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
+    let cp = control_plane::control_plane::ControlPlane::start(&common, &provisioning_settings(&db))
+        .await
+        .unwrap();
     let request = control_plane::provisioning::TenantRequest::new("acme", "starter");
     let tenant = control_plane::provisioning::request_tenant(&cp, &request, "test").await.unwrap();
     control_plane::provisioning::steps::provision(&cp, tenant.id).await.unwrap();

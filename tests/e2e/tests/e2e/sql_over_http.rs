@@ -1,7 +1,7 @@
 //! `POST /sql` through the router: values as Neon returns them, per-request session state that
 //! never leaks, and bad input refused with the right status before anything runs.
 
-use control_plane::context::ControlPlane;
+use control_plane::control_plane::ControlPlane;
 use control_plane::provisioning::{request_tenant, steps::provision, TenantRequest};
 use e2e_tests::{connection_string, provisioning_settings, router_settings, spawn_router_with, TenantSql};
 use serde_json::json;

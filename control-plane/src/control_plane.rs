@@ -2,9 +2,9 @@
 //! (`Arc<ControlPlane>`) by the API, the workers and the CLI.
 
 use crate::clusters::{Cluster, ClusterError, Clusters};
+use crate::plans::Templates;
 use crate::settings::ProvisioningSettings;
-use crate::templates::Templates;
-use crate::tenant_schema::{LoadMigrationsError, TenantMigrations};
+use crate::tenant_migrations::{LoadMigrationsError, TenantMigrations};
 use deadpool_postgres::Pool;
 use std::sync::Arc;
 use tenancy::catalog::TenantRecord;
