@@ -60,6 +60,9 @@ async fn a_database_tenant_gets_a_migrated_clone_that_only_its_role_can_enter() 
     assert_eq!(sqlstate(client.query("SELECT * FROM refinery_schema_history", &[]).await), "42501");
     assert_eq!(sqlstate(client.batch_execute("CREATE TABLE sneaky (i int)").await), "42501");
     assert_eq!(sqlstate(client.batch_execute("CREATE TABLE public.sneaky (i int)").await), "42501");
+    // No anonymous code and no large objects: the template's lock-down comes with the clone.
+    assert_eq!(sqlstate(client.batch_execute("DO $$ BEGIN PERFORM 1; END $$").await), "42501");
+    assert_eq!(sqlstate(client.query("SELECT lo_create(0)", &[]).await), "42501");
 
     // Not another tenant's database, not the shared database, not the template.
     let hooli_db = hooli.database_name.clone().unwrap();

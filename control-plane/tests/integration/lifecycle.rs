@@ -81,6 +81,14 @@ async fn a_plan_change_applies_the_new_template_without_moving_data() {
         .count(&format!("SELECT rolconnlimit::bigint FROM pg_roles WHERE rolname = '{}'", acme.role_name))
         .await;
     assert_eq!(limit, 25);
+    // The roles' settings follow the plan (pro: 4GB of temporary files), the read-only role's too.
+    let temp_file_limit = format!(
+        "SELECT count(*) FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole
+          WHERE r.rolname IN ('{}', '{}') AND 'temp_file_limit=4GB' = ANY(s.setconfig)",
+        acme.role_name,
+        acme.role_name.reader()
+    );
+    assert_eq!(db.count(&temp_file_limit).await, 2);
     assert_eq!(db.tenants_count("SELECT count(*) FROM t_acme.users").await, 1, "data stays");
 
     let slug = Slug::parse("acme").unwrap();

@@ -71,7 +71,10 @@ async fn statements_a_tenant_has_no_business_sending_are_refused() {
     let url = f.db.database_url_as(config.get_dbname().unwrap(), config.get_user().unwrap(), &password);
     let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
-    let err = client.batch_execute("DO $$ BEGIN PERFORM 1; END $$").await.unwrap_err();
+    let err = client
+        .batch_execute("DO $$ BEGIN PERFORM 1; END $$")
+        .await
+        .expect_err("the tenant's role ran a DO block on a direct connection");
     assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE), "{err}");
 }
 
@@ -138,8 +141,10 @@ async fn forged_routing_records_in_redis_are_ignored() {
             .json(&json!({"query": "SELECT current_user AS u"}))
             .send();
         async move {
-            let body: serde_json::Value = request.await.unwrap().json().await.unwrap();
-            body["rows"][0]["u"].as_str().unwrap_or_default().to_owned()
+            let response = request.await.unwrap();
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap();
+            (body["rows"][0]["u"].as_str().unwrap_or_default().to_owned(), format!("{status} {body}"))
         }
     };
     let (acme_role, globex_role) =
@@ -177,7 +182,11 @@ async fn forged_routing_records_in_redis_are_ignored() {
         let _: () = redis::cmd("SET").arg(&acme_key).arg(forged).query_async(&mut redis).await.unwrap();
         // A router that has not cached acme yet reads Redis first.
         let router = spawn_router_with(&f.settings).await;
-        assert_eq!(current_user(&router).await, acme_role, "forgery {i} ran as {globex_role}?");
+        let (user, answer) = current_user(&router).await;
+        assert_eq!(
+            user, acme_role,
+            "forgery {i}: acme's request did not run as acme (as {globex_role}?): {answer}"
+        );
         let metrics = reqwest::get(format!("http://{}/metrics", router.admin_addr))
             .await
             .unwrap()
