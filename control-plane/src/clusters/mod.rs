@@ -2,7 +2,7 @@
 //! handle of each cluster (its databases, roles and pools; [`Cluster`]) and where handles are
 //! kept ([`Clusters`]). The catalog's own server is the `default` cluster; every other one is
 //! registered with an admin connection kept in the secret store. New tenants go to the least
-//! loaded cluster with room ([`placement`]).
+//! loaded cluster with room (`placement`).
 
 mod handle;
 pub(crate) mod placement;
