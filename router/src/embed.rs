@@ -15,8 +15,8 @@
 //! handler runs, PostgreSQL confines it to the tenant of the host it was called for.
 
 use crate::error::RouterError;
-use crate::http::{AppState, StartError};
 use crate::settings::RouterSettings;
+use crate::state::{AppState, StartError};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use std::sync::Arc;
@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 /// (with `REDIS_URL`) the invalidation listener, which runs until `shutdown`.
 pub async fn start(settings: &RouterSettings, shutdown: &CancellationToken) -> Result<AppState, StartError> {
     let state = AppState::new(settings).await?;
-    crate::http::spawn_invalidation_listener(settings, &state, shutdown)?;
+    crate::state::spawn_invalidation_listener(settings, &state, shutdown)?;
     Ok(state)
 }
 

@@ -5,6 +5,7 @@
 //! - [`pool`]: per-tenant connection pools logged in as each tenant's own role;
 //! - [`sql`]: `POST /sql`, compatible with Neon's serverless driver;
 //! - [`statement`]: the statement classifier (can this SQL change the session? is it read-only?);
+//! - [`state`]: what every door serves with ([`state::AppState`]), built from the settings;
 //! - [`http`]: the listeners, for the binary and for tests (port 0).
 
 pub mod admin;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod failed_attempts;
 pub mod http;
 pub mod invalidation;
+pub mod jwt;
 pub mod metrics;
 pub mod pool;
 pub mod proxy;
@@ -22,7 +24,9 @@ pub mod resolve;
 pub mod session;
 pub mod settings;
 pub mod sql;
+pub mod state;
 pub mod statement;
+pub mod upstream;
 
 use std::process::ExitCode;
 

@@ -4,13 +4,12 @@
 //! both ways through a pooled client. Upstream unreachable: 502; too slow: 504.
 
 use crate::error::RouterError;
-use crate::http::AppState;
+use crate::state::AppState;
+use crate::upstream::ProxyError;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Uri};
 use axum::response::Response;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use std::time::Duration;
 
 /// Headers that describe one hop, not the message (RFC 9110 §7.6.1).
 const HOP_BY_HOP: &[&str] = &[
@@ -23,31 +22,6 @@ const HOP_BY_HOP: &[&str] = &[
     "transfer-encoding",
     "upgrade",
 ];
-
-/// Where requests go, and how.
-pub struct Upstream {
-    client: Client<HttpConnector, Body>,
-    base: Uri,
-    timeout: Duration,
-}
-
-impl Upstream {
-    pub fn new(base: Uri, timeout: Duration) -> Self {
-        let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-        Self { client, base, timeout }
-    }
-}
-
-/// Why forwarding failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ProxyError {
-    #[error("no such endpoint")]
-    NotConfigured,
-    #[error("the application is unreachable")]
-    Unreachable,
-    #[error("the application did not answer in time")]
-    Timeout,
-}
 
 fn header(name: &'static str, value: &str) -> Option<(HeaderName, HeaderValue)> {
     Some((HeaderName::from_static(name), HeaderValue::from_str(value).ok()?))

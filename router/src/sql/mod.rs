@@ -5,14 +5,13 @@
 //! `SELECT`: PostgreSQL refuses its writes whatever statements it sends.
 
 pub mod auth;
-pub mod jwt;
 pub mod request;
 pub mod response;
 pub mod values;
 
 use crate::error::RouterError;
-use crate::http::AppState;
 use crate::session;
+use crate::state::AppState;
 use crate::statement::Classification;
 use axum::body::Bytes;
 use axum::extract::State;
