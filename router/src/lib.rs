@@ -1,6 +1,7 @@
 //! tenant-router: resolves a request's host to its tenant and serves the request on that
 //! tenant's own connection pool.
 //!
+//! - [`admission`]: the tenant a request may be served for, the same for every door;
 //! - [`resolve`]: host normalisation and tenant lookup (in-process cache, catalog);
 //! - [`pool`]: per-tenant connection pools logged in as each tenant's own role;
 //! - [`sql`]: `POST /sql`, compatible with Neon's serverless driver;
@@ -9,6 +10,7 @@
 //! - [`http`]: the listeners, for the binary and for tests (port 0).
 
 pub mod admin;
+pub mod admission;
 pub mod embed;
 pub mod error;
 pub mod failed_attempts;

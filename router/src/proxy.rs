@@ -3,6 +3,7 @@
 //! header the client sent is removed first, so the application can trust them. Bodies stream
 //! both ways through a pooled client. Upstream unreachable: 502; too slow: 504.
 
+use crate::admission::AdmittedTenant;
 use crate::error::RouterError;
 use crate::state::AppState;
 use crate::upstream::ProxyError;
@@ -36,10 +37,8 @@ pub async fn forward(
     mut request: Request,
 ) -> Result<Response, RouterError> {
     let upstream = state.upstream.as_ref().ok_or(ProxyError::NotConfigured)?;
-    let tenant = state.resolve_for(client, request.headers()).await?;
+    let AdmittedTenant { tenant } = AdmittedTenant::of(&state, client, request.headers()).await?;
     let host = request.headers().get("host").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    tracing::Span::current().record("tenant", tracing::field::display(&tenant.slug));
-    state.charge_rate_limit(&tenant).await?;
 
     let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
     let base = upstream.base.to_string();

@@ -35,39 +35,6 @@ pub struct AppState {
     pub session_reset: crate::session::ResetPolicy,
 }
 
-impl AppState {
-    /// The servable tenant of the request's `Host`, for `client`: refused at once when the
-    /// client is past its failed attempts; a host with no tenant counts as a failed attempt.
-    pub async fn resolve_for(
-        &self,
-        client: crate::failed_attempts::ClientAddress,
-        headers: &axum::http::HeaderMap,
-    ) -> Result<Arc<tenancy::catalog::TenantRecord>, crate::error::RouterError> {
-        self.failed_attempts.check(client)?;
-        let host = crate::resolve::host_of(headers)?;
-        match self.resolver.resolve(host).await {
-            Err(err @ crate::resolve::ResolveTenantError::NotFound) => {
-                self.failed_attempts.record(client);
-                Err(err.into())
-            }
-            other => Ok(other?),
-        }
-    }
-
-    /// Charges the tenant's plan limit for one (authenticated) request.
-    pub async fn charge_rate_limit(
-        &self,
-        tenant: &tenancy::catalog::TenantRecord,
-    ) -> Result<(), crate::error::RouterError> {
-        if self.rate_limits.allow(tenant).await {
-            Ok(())
-        } else {
-            self.metrics.rate_limited.inc();
-            Err(crate::error::RouterError::RateLimited)
-        }
-    }
-}
-
 /// Why the router could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
