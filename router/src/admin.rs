@@ -1,4 +1,4 @@
-use crate::http::AppState;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;

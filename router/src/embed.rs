@@ -1,7 +1,9 @@
 //! Embedding the router in a Rust service instead of running it in front: an axum extractor that
-//! resolves the request's `Host` to its tenant (same caches, invalidations and status rules as
-//! the router) and checks out a connection from that tenant's pool, logged in as the tenant's
-//! own role, under the same global connection budget. See `examples/embedded.rs`.
+//! admits the request as the router's own doors do ([`crate::admission`]: the `Host`'s tenant
+//! with the same caches, invalidations and status rules, the client's failed attempts, the
+//! plan's rate limit and its metric, the tenant on the request span's `tenant` field when the
+//! service's span has one) and checks out a connection from that tenant's pool, logged in as the
+//! tenant's own role, under the same global connection budget. See `examples/embedded.rs`.
 //!
 //! ```ignore
 //! async fn users(TenantConnection { tenant, client }: TenantConnection) -> String {
@@ -14,9 +16,10 @@
 //! The service authenticates its own users; the extractor only guarantees that whatever the
 //! handler runs, PostgreSQL confines it to the tenant of the host it was called for.
 
+use crate::admission::AdmittedTenant;
 use crate::error::RouterError;
-use crate::http::{AppState, StartError};
 use crate::settings::RouterSettings;
+use crate::state::{AppState, StartError};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use std::sync::Arc;
@@ -27,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 /// (with `REDIS_URL`) the invalidation listener, which runs until `shutdown`.
 pub async fn start(settings: &RouterSettings, shutdown: &CancellationToken) -> Result<AppState, StartError> {
     let state = AppState::new(settings).await?;
-    crate::http::spawn_invalidation_listener(settings, &state, shutdown)?;
+    crate::state::spawn_invalidation_listener(settings, &state, shutdown)?;
     Ok(state)
 }
 
@@ -42,10 +45,7 @@ impl FromRequestParts<AppState> for TenantConnection {
     type Rejection = RouterError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let tenant = state.resolver.resolve(crate::resolve::host_of(&parts.headers)?).await?;
-        if !state.rate_limits.allow(&tenant).await {
-            return Err(RouterError::RateLimited);
-        }
+        let AdmittedTenant { tenant } = AdmittedTenant::from_request_parts(parts, state).await?;
         let pool = state.pools.pool_for(&tenant).await?;
         let client = state.pools.checkout(&pool).await?;
         Ok(Self { tenant, client })

@@ -30,7 +30,7 @@ pub enum RouterError {
     #[error("{0}")]
     StatementNotAllowed(&'static str),
     #[error(transparent)]
-    Proxy(#[from] crate::proxy::ProxyError),
+    Proxy(#[from] crate::upstream::ProxyError),
     #[error("{message}")]
     Postgres { message: String, body: serde_json::Value },
 }
@@ -92,7 +92,7 @@ impl RouterError {
             Self::Auth(AuthError::Malformed) => (StatusCode::BAD_REQUEST, "invalid_connection_string"),
             Self::Auth(AuthError::WrongTenant) => (StatusCode::FORBIDDEN, "wrong_tenant"),
             Self::Auth(AuthError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "catalog_unavailable"),
-            Self::Auth(AuthError::Token(crate::sql::jwt::TokenError::WrongTenant)) => {
+            Self::Auth(AuthError::Token(crate::jwt::TokenError::WrongTenant)) => {
                 (StatusCode::FORBIDDEN, "wrong_tenant")
             }
             Self::Auth(AuthError::Token(_)) => (StatusCode::UNAUTHORIZED, "invalid_token"),
@@ -109,11 +109,11 @@ impl RouterError {
             Self::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::TooManyFailedAttempts(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_failed_attempts"),
             Self::StatementNotAllowed(_) => (StatusCode::FORBIDDEN, "statement_not_allowed"),
-            Self::Proxy(crate::proxy::ProxyError::NotConfigured) => (StatusCode::NOT_FOUND, "not_found"),
-            Self::Proxy(crate::proxy::ProxyError::Unreachable) => {
+            Self::Proxy(crate::upstream::ProxyError::NotConfigured) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Proxy(crate::upstream::ProxyError::Unreachable) => {
                 (StatusCode::BAD_GATEWAY, "upstream_unavailable")
             }
-            Self::Proxy(crate::proxy::ProxyError::Timeout) => {
+            Self::Proxy(crate::upstream::ProxyError::Timeout) => {
                 (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
             }
             Self::Postgres { .. } => (StatusCode::BAD_REQUEST, "postgres_error"),

@@ -11,7 +11,7 @@
 //! trusted proxies in front appended (`ROUTER_TRUSTED_PROXY_HOPS`). IPv6 addresses count per
 //! /64, the block a single host usually holds.
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::ConnectInfo;
 use axum::http::request::Parts;
 use governor::middleware::StateInformationMiddleware;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -25,15 +25,12 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddress(pub Option<IpAddr>);
 
-impl FromRequestParts<crate::http::AppState> for ClientAddress {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &crate::http::AppState,
-    ) -> Result<Self, Self::Rejection> {
+impl ClientAddress {
+    /// The address of the request in `parts`, behind `trusted_proxy_hops` proxies (its
+    /// extractor reads them from the router's state).
+    pub fn of(parts: &Parts, trusted_proxy_hops: usize) -> Self {
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
-        Ok(Self(client_address(peer, &parts.headers, state.trusted_proxy_hops)))
+        Self(client_address(peer, &parts.headers, trusted_proxy_hops))
     }
 }
 

@@ -1,18 +1,22 @@
 //! tenant-router: resolves a request's host to its tenant and serves the request on that
 //! tenant's own connection pool.
 //!
+//! - [`admission`]: the tenant a request may be served for, the same for every door;
 //! - [`resolve`]: host normalisation and tenant lookup (in-process cache, catalog);
 //! - [`pool`]: per-tenant connection pools logged in as each tenant's own role;
 //! - [`sql`]: `POST /sql`, compatible with Neon's serverless driver;
 //! - [`statement`]: the statement classifier (can this SQL change the session? is it read-only?);
+//! - [`state`]: what every door serves with ([`state::AppState`]), built from the settings;
 //! - [`http`]: the listeners, for the binary and for tests (port 0).
 
 pub mod admin;
+pub mod admission;
 pub mod embed;
 pub mod error;
 pub mod failed_attempts;
 pub mod http;
 pub mod invalidation;
+pub mod jwt;
 pub mod metrics;
 pub mod pool;
 pub mod proxy;
@@ -22,7 +26,9 @@ pub mod resolve;
 pub mod session;
 pub mod settings;
 pub mod sql;
+pub mod state;
 pub mod statement;
+pub mod upstream;
 
 use std::process::ExitCode;
 

@@ -3,14 +3,14 @@
 //! header the client sent is removed first, so the application can trust them. Bodies stream
 //! both ways through a pooled client. Upstream unreachable: 502; too slow: 504.
 
+use crate::admission::AdmittedTenant;
 use crate::error::RouterError;
-use crate::http::AppState;
+use crate::state::AppState;
+use crate::upstream::ProxyError;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Uri};
 use axum::response::Response;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use std::time::Duration;
 
 /// Headers that describe one hop, not the message (RFC 9110 §7.6.1).
 const HOP_BY_HOP: &[&str] = &[
@@ -23,31 +23,6 @@ const HOP_BY_HOP: &[&str] = &[
     "transfer-encoding",
     "upgrade",
 ];
-
-/// Where requests go, and how.
-pub struct Upstream {
-    client: Client<HttpConnector, Body>,
-    base: Uri,
-    timeout: Duration,
-}
-
-impl Upstream {
-    pub fn new(base: Uri, timeout: Duration) -> Self {
-        let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-        Self { client, base, timeout }
-    }
-}
-
-/// Why forwarding failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ProxyError {
-    #[error("no such endpoint")]
-    NotConfigured,
-    #[error("the application is unreachable")]
-    Unreachable,
-    #[error("the application did not answer in time")]
-    Timeout,
-}
 
 fn header(name: &'static str, value: &str) -> Option<(HeaderName, HeaderValue)> {
     Some((HeaderName::from_static(name), HeaderValue::from_str(value).ok()?))
@@ -62,10 +37,8 @@ pub async fn forward(
     mut request: Request,
 ) -> Result<Response, RouterError> {
     let upstream = state.upstream.as_ref().ok_or(ProxyError::NotConfigured)?;
-    let tenant = state.resolve_for(client, request.headers()).await?;
+    let AdmittedTenant { tenant } = AdmittedTenant::of(&state, client, request.headers()).await?;
     let host = request.headers().get("host").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    tracing::Span::current().record("tenant", tracing::field::display(&tenant.slug));
-    state.charge_rate_limit(&tenant).await?;
 
     let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
     let base = upstream.base.to_string();

@@ -9,8 +9,8 @@
 //! tenant, see `pool::REFRESH_INTERVAL`) and the new password is accepted too.
 
 use crate::failed_attempts::ClientAddress;
-use crate::http::AppState;
 use crate::resolve::{ResolveTenantError, Resolver};
+use crate::state::AppState;
 use tenancy::catalog::TenantRecord;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -26,7 +26,7 @@ pub enum AuthError {
     #[error("tenant directory unavailable")]
     Unavailable(String),
     #[error(transparent)]
-    Token(crate::sql::jwt::TokenError),
+    Token(crate::jwt::TokenError),
 }
 
 /// Authenticates a request for `tenant` with its bearer token (when it sends one) or its
@@ -44,7 +44,7 @@ pub async fn authenticate(
         Some(token) => state
             .jwt
             .as_ref()
-            .ok_or(crate::sql::jwt::TokenError::NotConfigured)
+            .ok_or(crate::jwt::TokenError::NotConfigured)
             .and_then(|verifier| verifier.verify(token.trim(), tenant))
             .map(|grant| grant.read_only)
             .map_err(AuthError::Token),

@@ -5,14 +5,14 @@
 //! `SELECT`: PostgreSQL refuses its writes whatever statements it sends.
 
 pub mod auth;
-pub mod jwt;
 pub mod request;
 pub mod response;
 pub mod values;
 
+use crate::admission::{AdmittedTenant, ResolvedTenant};
 use crate::error::RouterError;
-use crate::http::AppState;
 use crate::session;
+use crate::state::AppState;
 use crate::statement::Classification;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -39,16 +39,15 @@ pub async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, RouterError> {
-    let tenant = state.resolve_for(client, &headers).await?;
-    tracing::Span::current().record("tenant", tracing::field::display(&tenant.slug));
-    let pool = state.pools.pool_for(&tenant).await?;
-    let read_only = auth::authenticate(&state, client, &headers, &tenant, &pool).await?;
+    let resolved = ResolvedTenant::resolve(&state, client, &headers).await?;
+    let pool = state.pools.pool_for(&resolved.tenant).await?;
+    let read_only = auth::authenticate(&state, client, &headers, &resolved.tenant, &pool).await?;
     let pool = match read_only {
-        true => state.pools.pool(&tenant, crate::pool::Access::ReadOnly).await?,
+        true => state.pools.pool(&resolved.tenant, crate::pool::Access::ReadOnly).await?,
         false => pool,
     };
     // Only now: an unauthenticated request must not spend the tenant's limit.
-    state.charge_rate_limit(&tenant).await?;
+    let AdmittedTenant { tenant } = resolved.admit(&state).await?;
     let payload = Payload::parse(&body)?;
     let output = Output {
         array_mode: flag(&headers, "neon-array-mode"),

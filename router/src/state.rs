@@ -1,0 +1,187 @@
+//! What every door of the router serves with: the resolver and its caches, the tenant pools
+//! under the connection budget, the limits, the metrics and the settings requests read
+//! ([`AppState`]), built once from the router's settings. The listeners ([`crate::http`]) and
+//! an embedding service ([`crate::embed`]) both start from here.
+
+use crate::pool::TenantPools;
+use crate::resolve::Resolver;
+use crate::settings::RouterSettings;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// The router's shared state; cheap to clone (what it shares is behind `Arc`).
+#[derive(Clone)]
+pub struct AppState {
+    pub resolver: Arc<Resolver>,
+    pub pools: Arc<TenantPools>,
+    pub rate_limits: Arc<crate::rate_limit::RateLimits>,
+    /// Failed authentications and unknown hosts, per client address.
+    pub failed_attempts: Arc<crate::failed_attempts::FailedAttempts>,
+    /// `ROUTER_TRUSTED_PROXY_HOPS`: where the client address is found.
+    pub trusted_proxy_hops: usize,
+    pub metrics: Arc<crate::metrics::RouterMetrics>,
+    /// The application other paths go to (`ROUTER_UPSTREAM`).
+    pub upstream: Option<Arc<crate::upstream::Upstream>>,
+    /// Bearer-token checking; `None` when no key is configured.
+    pub jwt: Option<Arc<crate::jwt::JwtVerifier>>,
+    pub catalog: deadpool_postgres::Pool,
+    pub max_response_bytes: usize,
+    /// Classifies the SQL requests run (what it can do to a session; read-only or not).
+    pub classifier: crate::statement::Classifier,
+    /// When sessions are reset between requests (`ROUTER_SESSION_RESET`).
+    pub session_reset: crate::session::ResetPolicy,
+}
+
+/// Why the router could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("DATABASE_URL: {0}")]
+    Database(#[from] tenancy::pg::PoolError),
+    #[error("secret store: {0}")]
+    Secrets(#[from] tenancy::secrets::SecretError),
+    #[error("REDIS_URL: {0}")]
+    Redis(String),
+    #[error("JWT settings: {0}")]
+    Jwt(String),
+    #[error("{0}")]
+    RecordsKey(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+/// The routing records shared in Redis: only with Redis and a key to sign them with.
+fn shared_routes(
+    settings: &RouterSettings,
+    redis: Option<Arc<crate::redis::RedisLink>>,
+    names: &tenancy::invalidation::RedisNames,
+    metrics: &crate::metrics::RouterMetrics,
+) -> Result<Option<crate::redis::routes::SharedRoutes>, StartError> {
+    let (Some(redis), Some(key)) = (redis, &settings.records_key) else {
+        if settings.common.redis_url.is_some() {
+            tracing::info!("ROUTER_RECORDS_KEY is not set: routing records are not shared through Redis");
+        }
+        return Ok(None);
+    };
+    let key = crate::redis::routes::RecordKey::new(key.clone()).map_err(StartError::RecordsKey)?;
+    Ok(Some(crate::redis::routes::SharedRoutes::new(
+        redis,
+        names.clone(),
+        settings.shared_cache_ttl,
+        key,
+        metrics.shared_records_rejected.clone(),
+    )))
+}
+
+impl AppState {
+    pub async fn new(settings: &RouterSettings) -> Result<Self, StartError> {
+        let ca_bundle = settings.common.ca_bundle().map_err(tenancy::pg::PoolError::from)?;
+        let config = tenancy::pg::parse_config(settings.common.database_url.expose(), &ca_bundle)?;
+        let catalog = tenancy::pg::pool(&config, 16)?;
+        let secrets = settings.common.secrets.build(catalog.clone()).await?;
+        let metrics = Arc::new(crate::metrics::RouterMetrics::default());
+        let redis = redis_link(settings)?;
+        let names = tenancy::invalidation::RedisNames::new(&settings.common.redis_key_prefix);
+        metrics.connection_budget.set(i64::try_from(settings.max_connections).unwrap_or(i64::MAX));
+        let resolver = Resolver::new(
+            settings.common.tenant_base_domain.clone(),
+            catalog.clone(),
+            settings.cache_capacity,
+            settings.cache_ttl,
+            settings.negative_cache_ttl,
+            shared_routes(settings, redis.clone(), &names, &metrics)?,
+            metrics.clone(),
+        )
+        .with_unknown_host_lookups_per_second(settings.unknown_host_lookups_per_second);
+        Ok(Self {
+            resolver: Arc::new(resolver),
+            pools: Arc::new(TenantPools::new(
+                secrets,
+                ca_bundle,
+                crate::pool::PoolLimits {
+                    idle_timeout: settings.pool_idle_timeout,
+                    checkout_timeout: settings.checkout_timeout,
+                    max_connections: settings.max_connections,
+                    tenant_max_connections: settings.tenant_max_connections,
+                    reclaim_after: settings.reclaim_idle_after,
+                    connects_per_second: settings.max_connects_per_second,
+                },
+                metrics.connections.clone(),
+            )),
+            rate_limits: Arc::new(crate::rate_limit::RateLimits::new(redis.map(|link| (link, names)))),
+            failed_attempts: Arc::new(crate::failed_attempts::FailedAttempts::new(
+                settings.auth_failures_per_minute,
+            )),
+            trusted_proxy_hops: settings.trusted_proxy_hops,
+            metrics,
+            jwt: jwt_verifier(settings)?.map(Arc::new),
+            upstream: settings
+                .upstream
+                .clone()
+                .map(|base| Arc::new(crate::upstream::Upstream::new(base, settings.upstream_timeout))),
+            catalog,
+            max_response_bytes: settings.max_response_bytes,
+            classifier: crate::statement::Classifier::default(),
+            session_reset: settings.session_reset,
+        })
+    }
+}
+
+/// The connection to Redis the router's caches and limits share (when `REDIS_URL` is set).
+fn redis_link(settings: &RouterSettings) -> Result<Option<Arc<crate::redis::RedisLink>>, StartError> {
+    let Some(url) = &settings.common.redis_url else { return Ok(None) };
+    let client =
+        tenancy::invalidation::redis_client(url.expose()).map_err(|e| StartError::Redis(e.to_string()))?;
+    Ok(Some(Arc::new(crate::redis::RedisLink::new(client))))
+}
+
+fn jwt_verifier(settings: &RouterSettings) -> Result<Option<crate::jwt::JwtVerifier>, StartError> {
+    let pem = settings
+        .jwt_rs256_public_key_file
+        .as_ref()
+        .map(|path| std::fs::read(path).map_err(|e| StartError::Jwt(format!("{}: {e}", path.display()))))
+        .transpose()?;
+    crate::jwt::JwtVerifier::new(
+        settings.jwt_hs256_secret.as_ref().map(tenancy::secret::Secret::expose),
+        pem.as_deref(),
+        &settings.jwt_tenant_claim,
+        &settings.jwt_role_claim,
+        &settings.jwt_read_only_roles,
+        &crate::jwt::ExpectedClaims {
+            issuer: settings.jwt_issuer.clone(),
+            audience: settings.jwt_audience.clone(),
+        },
+    )
+    .map_err(StartError::Jwt)
+}
+
+/// Starts the Redis invalidation listener for `state` (when `REDIS_URL` is set); it runs until
+/// `shutdown`.
+pub fn spawn_invalidation_listener(
+    settings: &RouterSettings,
+    state: &AppState,
+    shutdown: &CancellationToken,
+) -> Result<Option<tokio::task::JoinHandle<()>>, StartError> {
+    let Some(url) = &settings.common.redis_url else { return Ok(None) };
+    let client =
+        tenancy::invalidation::redis_client(url.expose()).map_err(|e| StartError::Redis(e.to_string()))?;
+    let names = tenancy::invalidation::RedisNames::new(&settings.common.redis_key_prefix);
+    Ok(Some(crate::invalidation::spawn(
+        client,
+        names,
+        state.resolver.clone(),
+        state.metrics.clone(),
+        shutdown.clone(),
+    )))
+}
+
+/// The client address of a request, behind the trusted proxies (`ROUTER_TRUSTED_PROXY_HOPS`).
+impl FromRequestParts<AppState> for crate::failed_attempts::ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(Self::of(parts, state.trusted_proxy_hops))
+    }
+}
