@@ -225,7 +225,7 @@ fn print_report(report: &ApplyReport, json: bool) -> ExitCode {
 
 pub(super) async fn status(args: StatusArgs) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
-    let status = fleet::status(&cp, args.run, (!args.all).then_some(fleet::NOT_DONE))
+    let status = fleet::status(&cp, args.run, (!args.all).then_some(&ItemState::NOT_DONE[..]))
         .await
         .map_err(CliError::from)?
         .ok_or_else(|| CliError::new(ErrorKind::NotFound, "not_found", "no such fleet migration run"))?;
@@ -248,7 +248,7 @@ pub(super) async fn status(args: StatusArgs) -> Result<ExitCode, CliError> {
         .map(|i| {
             vec![
                 i.slug.clone(),
-                i.state.clone(),
+                i.state.as_str().into(),
                 i.attempts.to_string(),
                 i.to_version.map(|v| format!("V{v}")).unwrap_or_default(),
                 i.error.clone().unwrap_or_default(),

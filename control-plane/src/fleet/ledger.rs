@@ -1,6 +1,7 @@
 //! The fleet ledger in the catalog: runs and their per-tenant items (catalog migration V5), and
 //! the run lock that allows one run at a time.
 
+use super::ItemState;
 use deadpool_postgres::Object;
 use tenancy::catalog::TenantRecord;
 use tenancy::domain::TenantId;
@@ -52,7 +53,7 @@ impl Run {
 pub struct Item {
     pub tenant_id: Uuid,
     pub slug: String,
-    pub state: String,
+    pub state: ItemState,
     /// 0: the canary wave; 1: the rest.
     pub wave: i16,
     pub from_version: Option<i64>,
@@ -218,8 +219,9 @@ pub async fn latest_run(client: &impl GenericClient) -> Result<Option<Run>, toki
 pub async fn items(
     client: &impl GenericClient,
     run: Uuid,
-    states: Option<&[&str]>,
+    states: Option<&[ItemState]>,
 ) -> Result<Vec<Item>, tokio_postgres::Error> {
+    let states: Option<Vec<&str>> = states.map(|states| states.iter().map(|state| state.as_str()).collect());
     let rows = client
         .query(
             "SELECT tenant_id, slug, state, wave, from_version, to_version, attempts, duration_ms, error
@@ -234,7 +236,8 @@ pub async fn items(
         .map(|r| Item {
             tenant_id: r.get(0),
             slug: r.get(1),
-            state: r.get(2),
+            // The column's CHECK constraint allows only the states `ItemState` knows.
+            state: ItemState::parse(r.get(2)).unwrap_or(ItemState::Failed),
             wave: r.get(3),
             from_version: r.get(4),
             to_version: r.get(5),

@@ -99,10 +99,15 @@ pub struct ApplyOptions {
     pub run: RunOptions,
 }
 
-/// How a tenant's item ended.
+/// Where a tenant's item of a run is (the ledger's `state`, whose CHECK constraint allows
+/// exactly these).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ItemState {
+    /// Not started yet.
+    Pending,
+    /// Being migrated (or was, when its run was interrupted).
+    Running,
     Done,
     Failed,
     /// Its applied migrations differ from the files; not touched.
@@ -112,8 +117,21 @@ pub enum ItemState {
 }
 
 impl ItemState {
+    pub const ALL: [Self; 6] =
+        [Self::Pending, Self::Running, Self::Done, Self::Failed, Self::Drift, Self::LockTimeout];
+
+    /// Every state but `done`: what `migrate status` lists unless `--all`.
+    pub const NOT_DONE: [Self; 5] =
+        [Self::Pending, Self::Running, Self::Failed, Self::Drift, Self::LockTimeout];
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == raw)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
             Self::Done => "done",
             Self::Failed => "failed",
             Self::Drift => "drift",
@@ -503,9 +521,6 @@ impl Begun {
     }
 }
 
-/// Item states that are not done.
-pub const NOT_DONE: &[&str] = &["pending", "running", "failed", "drift", "lock_timeout"];
-
 /// A run as `migrate status` and the API show it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RunStatus {
@@ -524,7 +539,7 @@ pub struct RunStatus {
 pub async fn status(
     cp: &ControlPlane,
     run: Option<uuid::Uuid>,
-    states: Option<&[&str]>,
+    states: Option<&[ItemState]>,
 ) -> Result<Option<RunStatus>, FleetError> {
     let client = cp.catalog.get().await.map_err(catalog_error)?;
     // Which run is going, first: a run that ends between these reads and the run's own row

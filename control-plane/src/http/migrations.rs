@@ -104,7 +104,7 @@ impl From<RunStatus> for MigrationRun {
                 .map(|i| MigrationItem {
                     tenant_id: i.tenant_id.to_string(),
                     slug: i.slug,
-                    state: i.state,
+                    state: i.state.as_str().to_owned(),
                     wave: i.wave,
                     from_version: i.from_version,
                     to_version: i.to_version,
@@ -123,8 +123,6 @@ pub struct ItemsQuery {
     /// Only items in this state (pending, running, done, failed, drift, lock_timeout).
     pub state: Option<String>,
 }
-
-const ITEM_STATES: &[&str] = &["pending", "running", "done", "failed", "drift", "lock_timeout"];
 
 fn options(body: StartRun) -> Result<fleet::ApplyOptions, ApiError> {
     let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_options", message);
@@ -250,11 +248,12 @@ pub(super) async fn show(
     let run = uuid::Uuid::parse_str(&id).map_err(|_| not_found())?;
     let states = match query.state.as_deref() {
         None => None,
-        Some(s) => Some(ITEM_STATES.iter().copied().find(|known| *known == s).ok_or_else(|| {
+        Some(s) => Some(fleet::ItemState::parse(s).ok_or_else(|| {
+            let known: Vec<&str> = fleet::ItemState::ALL.iter().map(|state| state.as_str()).collect();
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_query",
-                format!("state must be one of {}, got {s:?}", ITEM_STATES.join(", ")),
+                format!("state must be one of {}, got {s:?}", known.join(", ")),
             )
         })?),
     };

@@ -114,7 +114,7 @@ async fn a_conflicting_tenant_fails_alone_and_resume_finishes_it_after_the_fix()
     let items = f.items(report.run_id).await;
     for item in &items {
         if item.slug == "bravo" {
-            assert_eq!(item.state, "failed");
+            assert_eq!(item.state, control_plane::fleet::ItemState::Failed);
             assert!(item.error.as_deref().unwrap_or_default().contains("already exists"), "{item:?}");
         } else {
             assert_eq!((item.state.as_str(), item.to_version, item.from_version), ("done", Some(2), Some(1)));
@@ -161,8 +161,10 @@ async fn a_second_run_is_refused_and_a_killed_run_resumes() {
         let client = f.cp.catalog.get().await.unwrap();
         if let Some(latest) = ledger::latest_run(&**client).await.unwrap() {
             let items = f.items(latest.id).await;
-            let done = items.iter().filter(|i| i.state == "done").count();
-            let waiting = items.iter().any(|i| i.slug == "charlie" && i.state == "running");
+            let done = items.iter().filter(|i| i.state == control_plane::fleet::ItemState::Done).count();
+            let waiting = items
+                .iter()
+                .any(|i| i.slug == "charlie" && i.state == control_plane::fleet::ItemState::Running);
             if done == 4 && waiting {
                 break latest.id;
             }

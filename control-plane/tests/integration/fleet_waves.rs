@@ -142,8 +142,10 @@ async fn a_tenant_created_while_a_run_goes_ends_at_the_target() {
         let options = with(RunOptions { concurrency: 2, lock_timeout_ms: 0, ..Default::default() });
         tokio::spawn(async move { control_plane::fleet::apply(&cp, &options, "test", &Quiet).await })
     };
-    wait_for_items(&f, "the others done", |items| items.iter().filter(|i| i.state == "done").count() == 4)
-        .await;
+    wait_for_items(&f, "the others done", |items| {
+        items.iter().filter(|i| i.state == control_plane::fleet::ItemState::Done).count() == 4
+    })
+    .await;
     let current = create_active(&f.cp, "foxtrot").await;
     let behind = create_active(&stale, "golf").await;
     blocker.batch_execute("ROLLBACK").await.unwrap();
@@ -161,7 +163,10 @@ async fn a_tenant_created_while_a_run_goes_ends_at_the_target() {
     }
     let items = f.items(report.run_id).await;
     assert_eq!(items.len(), 7, "{items:?}");
-    assert!(items.iter().all(|i| i.state == "done" && i.to_version == Some(2)), "{items:?}");
+    assert!(
+        items.iter().all(|i| i.state == control_plane::fleet::ItemState::Done && i.to_version == Some(2)),
+        "{items:?}"
+    );
     assert_eq!(report.tenants, 7);
     assert_eq!(report.results.iter().find(|r| r.slug == "golf").map(|r| r.applied.clone()), Some(vec![2]));
 }
@@ -229,8 +234,10 @@ async fn runs_are_started_and_watched_over_the_api() {
     let (status, refused) = call(reqwest::Method::POST, "/v1/migrations/runs", None).await;
     assert_eq!((status, &refused["error"]["code"]), (409, &json!("run_in_progress")), "{refused}");
     assert!(refused["error"]["message"].as_str().unwrap().contains(&id), "{refused}");
-    wait_for_items(&f, "the others done", |items| items.iter().filter(|i| i.state == "done").count() == 4)
-        .await;
+    wait_for_items(&f, "the others done", |items| {
+        items.iter().filter(|i| i.state == control_plane::fleet::ItemState::Done).count() == 4
+    })
+    .await;
     let (status, running) =
         call(reqwest::Method::GET, &format!("/v1/migrations/runs/{id}?state=running"), None).await;
     assert_eq!(status, 200);

@@ -131,7 +131,9 @@ async fn an_embedding_service_counts_rate_limited_requests_and_names_the_tenant_
     let mut common = common_settings(&db, SecretsFor::Local);
     // Each service limits the tenant on its own, none spends the other's limit.
     common.redis_url = None;
-    let cp = control_plane::control_plane::ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
+    let cp = control_plane::control_plane::ControlPlane::start(&common, &provisioning_settings(&db))
+        .await
+        .unwrap();
     let tenant = request_tenant(&cp, &TenantRequest::new("acme", "starter"), "test").await.unwrap();
     provision(&cp, tenant.id).await.unwrap();
     db.client().await.execute("UPDATE control.tenants SET rate_limit_per_second = 1", &[]).await.unwrap();
