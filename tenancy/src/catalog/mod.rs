@@ -85,7 +85,7 @@ pub struct TenantRecord {
     pub updated_at: DateTime<Utc>,
 }
 
-/// The columns [`TenantRecord::from_row`] reads, in order; use in `SELECT {TENANT_COLUMNS} FROM
+/// The columns [`TenantRecord::from_row`] reads (by name); use in `SELECT {TENANT_COLUMNS} FROM
 /// control.tenants t`.
 pub const TENANT_COLUMNS: &str = "t.id, t.slug, t.display_name, t.plan, t.status, t.isolation, \
     t.cluster, t.schema_name, t.database_name, t.role_name, t.secret_ref, t.pool_size, \
@@ -94,40 +94,40 @@ pub const TENANT_COLUMNS: &str = "t.id, t.slug, t.display_name, t.plan, t.status
 
 impl TenantRecord {
     pub fn from_row(row: &Row) -> Result<Self, CatalogError> {
-        let id = TenantId(row.get(0));
+        let id = TenantId(row.get("id"));
         let corrupt = |reason: String| CatalogError::Corrupt { tenant: id.to_string(), reason };
-        let slug: String = row.get(1);
-        let plan: String = row.get(3);
-        let status: String = row.get(4);
-        let isolation: String = row.get(5);
-        let schema: String = row.get(7);
-        let database: Option<String> = row.get(8);
-        let role: String = row.get(9);
+        let slug: String = row.get("slug");
+        let plan: String = row.get("plan");
+        let status: String = row.get("status");
+        let isolation: String = row.get("isolation");
+        let schema: String = row.get("schema_name");
+        let database: Option<String> = row.get("database_name");
+        let role: String = row.get("role_name");
         Ok(Self {
             id,
             slug: Slug::parse(&slug).map_err(|e| corrupt(e.to_string()))?,
-            display_name: row.get(2),
+            display_name: row.get("display_name"),
             plan: PlanName::parse(&plan).map_err(|e| corrupt(e.to_string()))?,
             status: status.parse().map_err(|e: crate::domain::UnknownValue| corrupt(e.to_string()))?,
             isolation: isolation.parse().map_err(|e: crate::domain::UnknownValue| corrupt(e.to_string()))?,
-            cluster: row.get(6),
+            cluster: row.get("cluster"),
             schema_name: SchemaName::parse(&schema).map_err(|e| corrupt(e.to_string()))?,
             database_name: database
                 .map(|d| DatabaseName::parse(&d))
                 .transpose()
                 .map_err(|e| corrupt(e.to_string()))?,
             role_name: RoleName::parse(&role).map_err(|e| corrupt(e.to_string()))?,
-            secret_ref: row.get(10),
-            pool_size: row.get(11),
-            rate_limit_per_second: row.get(12),
-            statement_timeout_ms: row.get(13),
-            config: row.get(14),
-            provision_step: row.get(15),
-            failed_step: row.get(16),
-            last_error: row.get(17),
-            generation: row.get(18),
-            created_at: row.get(19),
-            updated_at: row.get(20),
+            secret_ref: row.get("secret_ref"),
+            pool_size: row.get("pool_size"),
+            rate_limit_per_second: row.get("rate_limit_per_second"),
+            statement_timeout_ms: row.get("statement_timeout_ms"),
+            config: row.get("config"),
+            provision_step: row.get("provision_step"),
+            failed_step: row.get("failed_step"),
+            last_error: row.get("last_error"),
+            generation: row.get("generation"),
+            created_at: row.get("created_at"),
+            updated_at: row.get("updated_at"),
         })
     }
 
