@@ -2,9 +2,11 @@
 //! its outcome recorded next to it in `control.billing_events`.
 
 use super::event::{Envelope, SubscriptionChange, SubscriptionFacts};
+use crate::catalog::billing_events;
 use crate::control_plane::ControlPlane;
 use crate::lifecycle::{self, LifecycleError, Operation};
 use crate::provisioning::{request_tenant, CreateTenantError, TenantRequest};
+use tenancy::catalog::CatalogError;
 use tenancy::error::OperationError;
 
 /// Why processing an event failed in a way worth retrying (or could not start).
@@ -52,18 +54,13 @@ pub async fn process_job(cp: &ControlPlane, payload: &serde_json::Value) -> Resu
     let catalog_error =
         |e: tokio_postgres::Error| BillingProcessError::Catalog(tenancy::pg::describe_error(&e));
     let client = cp.catalog.get().await.map_err(|e| BillingProcessError::Catalog(e.to_string()))?;
-    let row = client
-        .query_opt(
-            "SELECT payload, processed_at IS NOT NULL FROM control.billing_events WHERE event_id = $1",
-            &[&event_id],
-        )
+    let (raw, processed) = billing_events::payload(&**client, event_id)
         .await
         .map_err(catalog_error)?
         .ok_or_else(|| BillingProcessError::NotFound(event_id.to_owned()))?;
-    if row.get::<_, bool>(1) {
+    if processed {
         return Ok(());
     }
-    let raw: serde_json::Value = row.get(0);
     // Deciding may take other catalog connections (creating a tenant): do not hold this one.
     drop(client);
     let outcome = match serde_json::from_value::<Envelope>(raw) {
@@ -79,14 +76,27 @@ pub async fn process_job(cp: &ControlPlane, payload: &serde_json::Value) -> Resu
         tracing::warn!(event_id, reason = %reason, "billing event rejected");
     }
     let client = cp.catalog.get().await.map_err(|e| BillingProcessError::Catalog(e.to_string()))?;
-    client
-        .execute(
-            "UPDATE control.billing_events SET processed_at = now(), outcome = $2, error = $3 WHERE event_id = $1",
-            &[&event_id, &outcome_text, &error],
-        )
+    billing_events::record_outcome(&**client, event_id, &outcome_text, error.as_deref())
         .await
-        .map_err(catalog_error)?;
-    Ok(())
+        .map_err(catalog_error)
+}
+
+/// Stores a received event and queues its processing, in one transaction; `false` when the
+/// event was stored already (a redelivery: nothing more is queued).
+pub async fn accept(cp: &ControlPlane, envelope: &Envelope, raw_body: &str) -> Result<bool, CatalogError> {
+    let mut client = cp.catalog.get().await?;
+    let tx = client.transaction().await?;
+    let created = chrono::DateTime::from_timestamp(envelope.created, 0);
+    let new = billing_events::insert(&*tx, &envelope.id, &envelope.kind, created, raw_body).await?;
+    if new {
+        let payload = serde_json::json!({ "event_id": envelope.id });
+        crate::catalog::jobs::enqueue(&*tx, crate::jobs::JobKind::BillingEvent, None, &payload).await?;
+    }
+    tx.commit().await?;
+    if new {
+        cp.jobs_enqueued.notify_waiters();
+    }
+    Ok(new)
 }
 
 async fn decide(cp: &ControlPlane, envelope: &Envelope) -> Result<Outcome, BillingProcessError> {

@@ -18,3 +18,42 @@ pub async fn record(
         .await
         .map(|_| ())
 }
+
+/// An entry of the audit log.
+pub struct Entry {
+    pub id: i64,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub actor: String,
+    pub action: String,
+    pub tenant_id: Option<uuid::Uuid>,
+    pub detail: serde_json::Value,
+}
+
+/// The newest `limit` entries (about the tenants with that slug, live or deleted, when `slug`
+/// is given), newest first.
+pub async fn recent(
+    client: &impl GenericClient,
+    slug: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Entry>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT a.id, a.at, a.actor, a.action, a.tenant_id, a.detail
+               FROM control.audit_log a
+              WHERE $1::text IS NULL OR a.tenant_id IN (SELECT id FROM control.tenants WHERE slug = $1)
+              ORDER BY a.id DESC LIMIT $2",
+            &[&slug, &limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Entry {
+            id: r.get("id"),
+            at: r.get("at"),
+            actor: r.get("actor"),
+            action: r.get("action"),
+            tenant_id: r.get("tenant_id"),
+            detail: r.get("detail"),
+        })
+        .collect())
+}

@@ -225,3 +225,49 @@ pub async fn has_due_job(
         .await?;
     Ok(row.get(0))
 }
+
+/// A job as the history shows it.
+pub struct JobRecord {
+    pub id: i64,
+    pub kind: String,
+    pub tenant_id: Option<uuid::Uuid>,
+    pub state: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub run_after: chrono::DateTime<chrono::Utc>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The newest `limit` jobs (of the newest tenant with that slug, when `slug` is given), newest
+/// first.
+pub async fn recent(
+    client: &impl GenericClient,
+    slug: Option<&str>,
+    limit: i64,
+) -> Result<Vec<JobRecord>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT j.id, j.kind, j.tenant_id, j.state, j.attempts, j.last_error, j.run_after, j.created_at, j.finished_at
+               FROM control.jobs j
+              WHERE $1::text IS NULL OR j.tenant_id = (SELECT id FROM control.tenants WHERE slug = $1
+                                                          ORDER BY created_at DESC LIMIT 1)
+              ORDER BY j.id DESC LIMIT $2",
+            &[&slug, &limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| JobRecord {
+            id: r.get("id"),
+            kind: r.get("kind"),
+            tenant_id: r.get("tenant_id"),
+            state: r.get("state"),
+            attempts: r.get("attempts"),
+            last_error: r.get("last_error"),
+            run_after: r.get("run_after"),
+            created_at: r.get("created_at"),
+            finished_at: r.get("finished_at"),
+        })
+        .collect())
+}

@@ -1,6 +1,7 @@
 //! The catalog database: its embedded migrations and the control plane's writes.
 
 pub mod audit;
+pub mod billing_events;
 pub mod clusters;
 pub mod jobs;
 pub mod router_role;

@@ -200,3 +200,26 @@ pub async fn list(
         .map_err(|e| CatalogError::from_pg(&e))?;
     rows.iter().map(TenantRecord::from_row).collect()
 }
+
+/// How many tenants have each status (deleted ones included).
+pub async fn count_by_status(
+    client: &impl GenericClient,
+) -> Result<Vec<(String, i64)>, tokio_postgres::Error> {
+    let rows = client.query("SELECT status, count(*) FROM control.tenants GROUP BY status", &[]).await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// The tenant's billing subscription and customer, as the billing event that created it named
+/// them (`None` for a tenant created otherwise).
+pub async fn billing_ids(
+    client: &impl GenericClient,
+    id: TenantId,
+) -> Result<(Option<String>, Option<String>), tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT billing_subscription_id, billing_customer_id FROM control.tenants WHERE id = $1",
+            &[&id.0],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
+}

@@ -28,21 +28,15 @@ pub(super) async fn test_event(cp: &ControlPlane, args: &SendArgs) -> Result<Tes
     if let Some(slug) = &args.tenant {
         let tenant = find(cp, slug).await?;
         let client = cp.catalog.get().await.map_err(CatalogError::from)?;
-        let row = client
-            .query_one(
-                "SELECT billing_subscription_id, billing_customer_id FROM control.tenants WHERE id = $1",
-                &[&tenant.id.0],
-            )
-            .await
-            .map_err(CatalogError::from)?;
-        let subscription: Option<String> = row.get(0);
+        let (subscription, customer) =
+            crate::catalog::tenants::billing_ids(&**client, tenant.id).await.map_err(CatalogError::from)?;
         event.subscription_id = Some(subscription.ok_or_else(|| {
             CliError::invalid(
                 "no_subscription",
                 format!("tenant {slug} has no billing subscription (it was not created by a billing event)"),
             )
         })?);
-        event.customer_id = row.get(1);
+        event.customer_id = customer;
         event.slug = tenant.slug.to_string();
         event.plan = args.plan.clone().unwrap_or_else(|| tenant.plan.to_string());
     } else if !CREATING.contains(&args.kind.as_str()) && args.subscription.is_none() {

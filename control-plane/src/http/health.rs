@@ -18,12 +18,10 @@ pub(super) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<s
 /// Prometheus metrics (OpenMetrics text).
 pub(super) async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
     if let Ok(client) = state.cp.catalog.get().await {
-        if let Ok(rows) =
-            client.query("SELECT status, count(*) FROM control.tenants GROUP BY status", &[]).await
-        {
-            for row in rows {
-                let labels = crate::metrics::StatusLabels { status: row.get(0) };
-                state.cp.metrics.tenants.get_or_create(&labels).set(row.get(1));
+        if let Ok(counts) = crate::catalog::tenants::count_by_status(&**client).await {
+            for (status, count) in counts {
+                let labels = crate::metrics::StatusLabels { status };
+                state.cp.metrics.tenants.get_or_create(&labels).set(count);
             }
         }
     }

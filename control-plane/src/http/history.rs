@@ -33,29 +33,21 @@ pub(super) async fn jobs(
 ) -> Result<Json<Vec<Job>>, ApiError> {
     let limit = limit_of(&query)?;
     let client = state.cp.catalog.get().await.map_err(CatalogError::from)?;
-    let rows = client
-        .query(
-            "SELECT j.id, j.kind, j.tenant_id, j.state, j.attempts, j.last_error, j.run_after, j.created_at, j.finished_at
-               FROM control.jobs j
-              WHERE $1::text IS NULL OR j.tenant_id = (SELECT id FROM control.tenants WHERE slug = $1
-                                                          ORDER BY created_at DESC LIMIT 1)
-              ORDER BY j.id DESC LIMIT $2",
-            &[&query.tenant, &limit],
-        )
+    let jobs = crate::catalog::jobs::recent(&**client, query.tenant.as_deref(), limit)
         .await
         .map_err(CatalogError::from)?;
     Ok(Json(
-        rows.iter()
-            .map(|r| Job {
-                id: r.get(0),
-                kind: r.get(1),
-                tenant_id: r.get::<_, Option<uuid::Uuid>>(2).map(|id| id.to_string()),
-                state: r.get(3),
-                attempts: r.get(4),
-                last_error: r.get(5),
-                run_after: time(r.get(6)),
-                created_at: time(r.get(7)),
-                finished_at: r.get::<_, Option<chrono::DateTime<chrono::Utc>>>(8).map(time),
+        jobs.into_iter()
+            .map(|j| Job {
+                id: j.id,
+                kind: j.kind,
+                tenant_id: j.tenant_id.map(|id| id.to_string()),
+                state: j.state,
+                attempts: j.attempts,
+                last_error: j.last_error,
+                run_after: time(j.run_after),
+                created_at: time(j.created_at),
+                finished_at: j.finished_at.map(time),
             })
             .collect(),
     ))
@@ -70,25 +62,19 @@ pub(super) async fn audit(
 ) -> Result<Json<Vec<AuditEntry>>, ApiError> {
     let limit = limit_of(&query)?;
     let client = state.cp.catalog.get().await.map_err(CatalogError::from)?;
-    let rows = client
-        .query(
-            "SELECT a.id, a.at, a.actor, a.action, a.tenant_id, a.detail
-               FROM control.audit_log a
-              WHERE $1::text IS NULL OR a.tenant_id IN (SELECT id FROM control.tenants WHERE slug = $1)
-              ORDER BY a.id DESC LIMIT $2",
-            &[&query.tenant, &limit],
-        )
+    let entries = crate::catalog::audit::recent(&**client, query.tenant.as_deref(), limit)
         .await
         .map_err(CatalogError::from)?;
     Ok(Json(
-        rows.iter()
-            .map(|r| AuditEntry {
-                id: r.get(0),
-                at: time(r.get(1)),
-                actor: r.get(2),
-                action: r.get(3),
-                tenant_id: r.get::<_, Option<uuid::Uuid>>(4).map(|id| id.to_string()),
-                detail: r.get(5),
+        entries
+            .into_iter()
+            .map(|a| AuditEntry {
+                id: a.id,
+                at: time(a.at),
+                actor: a.actor,
+                action: a.action,
+                tenant_id: a.tenant_id.map(|id| id.to_string()),
+                detail: a.detail,
             })
             .collect(),
     ))

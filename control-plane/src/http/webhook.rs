@@ -5,13 +5,10 @@
 use super::{ApiError, AppState};
 use crate::billing::event::Envelope;
 use crate::billing::signature;
-use crate::catalog::jobs;
-use crate::jobs::JobKind;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use tenancy::catalog::CatalogError;
 
 pub(super) async fn receive(
     State(state): State<AppState>,
@@ -46,28 +43,9 @@ async fn accept(
     let envelope =
         Envelope::parse(body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
 
-    let mut client = state.cp.catalog.get().await.map_err(CatalogError::from)?;
-    let tx = client.transaction().await.map_err(CatalogError::from)?;
-    let created = chrono::DateTime::from_timestamp(envelope.created, 0);
     // The body parsed as JSON above, so it is UTF-8 and PostgreSQL reads the same document.
-    let inserted = tx
-        .execute(
-            "INSERT INTO control.billing_events (event_id, type, event_created, payload, raw_body)
-             VALUES ($1, $2, $3, $4::text::jsonb, $4) ON CONFLICT (event_id) DO NOTHING",
-            &[&envelope.id, &envelope.kind, &created, &String::from_utf8_lossy(body).as_ref()],
-        )
-        .await
-        .map_err(CatalogError::from)?;
-    let duplicate = inserted == 0;
-    if !duplicate {
-        jobs::enqueue(&*tx, JobKind::BillingEvent, None, &serde_json::json!({ "event_id": envelope.id }))
-            .await
-            .map_err(CatalogError::from)?;
-    }
-    tx.commit().await.map_err(CatalogError::from)?;
-    if !duplicate {
-        state.cp.jobs_enqueued.notify_waiters();
-    }
+    let duplicate =
+        !crate::billing::process::accept(&state.cp, &envelope, &String::from_utf8_lossy(body)).await?;
     tracing::info!(event_id = %envelope.id, event_type = %envelope.kind, duplicate, "billing event received");
     Ok(Json(serde_json::json!({ "received": true, "duplicate": duplicate })))
 }
