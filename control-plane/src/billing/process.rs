@@ -173,10 +173,15 @@ async fn change(cp: &ControlPlane, envelope: &Envelope) -> Result<Outcome, Billi
         operations
             .extend(change.status.as_deref().and_then(|s| operation_for_status(s, cp.deprovision_retention)));
     }
+    // The requests go in this transaction: they and the event's mark commit together.
     let mut done = Vec::new();
+    let mut changed = None;
     for operation in operations {
-        match lifecycle::request(cp, &slug, &operation, "billing").await {
-            Ok(tenant) => done.push(format!("{} -> {}", operation.name(), tenant.status)),
+        match lifecycle::request_in(&tx, cp, &slug, &operation, "billing").await {
+            Ok(tenant) => {
+                done.push(format!("{} -> {}", operation.name(), tenant.status));
+                changed = Some(tenant);
+            }
             Err(LifecycleError::Catalog(e)) => return Err(BillingProcessError::Catalog(e)),
             Err(e) => done.push(format!("{} refused: {e}", operation.name())),
         }
@@ -188,6 +193,9 @@ async fn change(cp: &ControlPlane, envelope: &Envelope) -> Result<Outcome, Billi
     .await
     .map_err(catalog_error)?;
     tx.commit().await.map_err(catalog_error)?;
+    if let Some(tenant) = &changed {
+        lifecycle::announce(cp, tenant).await;
+    }
     Ok(Outcome::Applied(format!("tenant {slug}: {}", done.join("; "))))
 }
 

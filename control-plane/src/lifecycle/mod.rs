@@ -128,7 +128,8 @@ fn transition(
     })
 }
 
-/// Requests `operation` on the live tenant `slug`; returns the tenant as it now is.
+/// Requests `operation` on the live tenant `slug` in a transaction of its own; returns the
+/// tenant as it now is. Workers are woken and routers told once it is committed.
 pub async fn request(
     cp: &ControlPlane,
     slug: &Slug,
@@ -137,6 +138,29 @@ pub async fn request(
 ) -> Result<TenantRecord, LifecycleError> {
     let mut client = cp.catalog.get().await.map_err(|e| LifecycleError::Catalog(e.to_string()))?;
     let tx = client.transaction().await.map_err(|e| catalog_error(&e))?;
+    let updated = request_in(&tx, cp, slug, operation, actor).await?;
+    tx.commit().await.map_err(|e| catalog_error(&e))?;
+    announce(cp, &updated).await;
+    Ok(updated)
+}
+
+/// After a transaction with requests ([`request_in`]) committed: workers are woken for the jobs
+/// it queued and routers told about the tenant.
+pub async fn announce(cp: &ControlPlane, tenant: &TenantRecord) {
+    cp.jobs_enqueued.notify_waiters();
+    cp.publish_change(tenant).await;
+}
+
+/// Checks and records `operation` on the live tenant `slug` within `tx` (the tenant's row is
+/// locked until it ends): the new status, the job that does the work, the audit entry. Nothing
+/// is written when it is refused. The caller commits, then [`announce`]s the tenant.
+pub async fn request_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    cp: &ControlPlane,
+    slug: &Slug,
+    operation: &Operation,
+    actor: &str,
+) -> Result<TenantRecord, LifecycleError> {
     let row = tx
         .query_opt(
             "SELECT id FROM control.tenants WHERE slug = $1 AND status <> 'deleted' FOR UPDATE",
@@ -146,7 +170,7 @@ pub async fn request(
         .map_err(|e| catalog_error(&e))?
         .ok_or_else(|| LifecycleError::NotFound(slug.to_string()))?;
     let id = tenancy::domain::TenantId(row.get(0));
-    let tenant = tenancy::catalog::tenant_by_id(&*tx, id)
+    let tenant = tenancy::catalog::tenant_by_id(&**tx, id)
         .await
         .map_err(|e| LifecycleError::Catalog(e.to_string()))?
         .ok_or_else(|| LifecycleError::NotFound(slug.to_string()))?;
@@ -182,10 +206,10 @@ pub async fn request(
             .map_err(|e| catalog_error(&e))?;
         }
         Operation::Restore => {
-            if !jobs::cancel(&*tx, JobKind::Deprovision, id).await.map_err(|e| catalog_error(&e))? {
+            if !jobs::cancel(&**tx, JobKind::Deprovision, id).await.map_err(|e| catalog_error(&e))? {
                 return Err(LifecycleError::DropUnderway(slug.to_string()));
             }
-            status = status_before_delete(&tx, id).await?;
+            status = status_before_delete(tx, id).await?;
             tx.execute("UPDATE control.tenants SET deprovision_after = NULL WHERE id = $1", &[&id.0])
                 .await
                 .map_err(|e| catalog_error(&e))?;
@@ -193,26 +217,26 @@ pub async fn request(
         _ => {}
     }
     if status != tenant.status {
-        crate::catalog::tenants::set_status(&*tx, id, status).await.map_err(|e| catalog_error(&e))?;
+        crate::catalog::tenants::set_status(&**tx, id, status).await.map_err(|e| catalog_error(&e))?;
     }
     if job == JobKind::Deprovision {
         if status != tenant.status {
             // Lock the role out now; the data goes after the retention period.
-            jobs::enqueue(&*tx, JobKind::SyncAccess, Some(id), &serde_json::json!({}))
+            jobs::enqueue(&**tx, JobKind::SyncAccess, Some(id), &serde_json::json!({}))
                 .await
                 .map_err(|e| catalog_error(&e))?;
         }
         // Deleted again: the queued drop moves to the new time (it is not queued twice).
-        jobs::schedule(&*tx, job, id, &payload, delay).await.map_err(|e| catalog_error(&e))?;
+        jobs::schedule(&**tx, job, id, &payload, delay).await.map_err(|e| catalog_error(&e))?;
     } else {
-        jobs::enqueue_after(&*tx, job, Some(id), &payload, delay).await.map_err(|e| catalog_error(&e))?;
+        jobs::enqueue_after(&**tx, job, Some(id), &payload, delay).await.map_err(|e| catalog_error(&e))?;
     }
     let detail = serde_json::json!({ "from": tenant.status, "to": status, "plan": match operation {
         Operation::ChangePlan(plan) => Some(plan.as_str()),
         _ => None,
     }});
     crate::catalog::audit::record(
-        &*tx,
+        &**tx,
         actor,
         &format!("tenant.{}", operation.name().replace(' ', "_")),
         Some(id),
@@ -220,10 +244,7 @@ pub async fn request(
     )
     .await
     .map_err(|e| catalog_error(&e))?;
-    let updated = reload(&tx, id, slug).await?;
-    tx.commit().await.map_err(|e| catalog_error(&e))?;
-    cp.jobs_enqueued.notify_waiters();
-    cp.publish_change(&updated).await;
+    let updated = reload(tx, id, slug).await?;
     tracing::info!(tenant = %slug, operation = operation.name(), actor, status = %updated.status, "tenant operation requested");
     Ok(updated)
 }
