@@ -15,7 +15,7 @@ use tenant_router::resolve::Resolver;
 fn resolve(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (_db, resolver) = runtime.block_on(async {
-        let (db, common, cp) = tenancy_bench::control_plane_with_settings("bench_resolve").await;
+        let (db, common, cp) = tenancy_bench::control_plane_with_settings().await;
         let tenant = control_plane::provisioning::request_tenant(
             &cp,
             &control_plane::provisioning::TenantRequest::new("acme", "starter"),

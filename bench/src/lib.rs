@@ -13,12 +13,13 @@ use std::time::Duration;
 use tenancy::settings::CommonSettings;
 use testkit::{common_settings, workspace_root, SecretsFor, TestDb};
 
-/// A fresh database and a control plane on it, as the benchmarks start.
+/// A fresh database (named after the benchmark's executable) and a control plane on it, as the
+/// benchmarks start.
 ///
 /// # Panics
 /// When the services of `scripts/services.sh` are not running.
-pub async fn control_plane(label: &str) -> (TestDb, Arc<ControlPlane>) {
-    let (db, _common, cp) = control_plane_with_settings(label).await;
+pub async fn control_plane() -> (TestDb, Arc<ControlPlane>) {
+    let (db, _common, cp) = control_plane_with_settings().await;
     (db, cp)
 }
 
@@ -26,8 +27,8 @@ pub async fn control_plane(label: &str) -> (TestDb, Arc<ControlPlane>) {
 ///
 /// # Panics
 /// When the services of `scripts/services.sh` are not running.
-pub async fn control_plane_with_settings(label: &str) -> (TestDb, CommonSettings, Arc<ControlPlane>) {
-    let db = TestDb::create(label).await;
+pub async fn control_plane_with_settings() -> (TestDb, CommonSettings, Arc<ControlPlane>) {
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let settings = ProvisioningSettings::new(
         &db.role_prefix,

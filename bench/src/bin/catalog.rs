@@ -19,7 +19,7 @@ const SECRET: &str = "whsec_bench";
 
 #[tokio::main]
 async fn main() {
-    let (db, cp) = tenancy_bench::control_plane("bench_catalog").await;
+    let (db, cp) = tenancy_bench::control_plane().await;
     // 10,000 catalog rows (listing reads only the catalog, so no schemas are needed).
     db.client()
         .await

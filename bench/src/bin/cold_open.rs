@@ -26,7 +26,7 @@ fn row(label: &str, samples: &mut [Duration]) {
 
 #[tokio::main]
 async fn main() {
-    let (db, _common, cp) = tenancy_bench::control_plane_with_settings("bench_cold_open").await;
+    let (db, _common, cp) = tenancy_bench::control_plane_with_settings().await;
     let tenants = provision_fleet(&db, &cp, "co", "starter", TENANTS, 4, 1_000).await;
     let admin = db.client().await;
     let mut steps: [Vec<Duration>; 7] = Default::default();

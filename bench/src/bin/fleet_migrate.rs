@@ -123,7 +123,7 @@ async fn main() {
     let small = env_list("BENCH_SMALL", "1000")[0];
     let large = env_list("BENCH_TENANTS", "10000")[0];
     let concurrencies = env_list("BENCH_CONCURRENCY", "2,4,8");
-    let db = TestDb::create("bench_fleet_migrate").await;
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let migrations = tempfile::tempdir().unwrap();
     std::fs::copy(workspace_root().join("migrations/V1__init.sql"), migrations.path().join("V1__init.sql"))

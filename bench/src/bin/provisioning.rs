@@ -30,7 +30,7 @@ async fn one(cp: &ControlPlane, slug: String) -> Duration {
 
 #[tokio::main]
 async fn main() {
-    let (_db, cp) = tenancy_bench::control_plane("bench_provisioning").await;
+    let (_db, cp) = tenancy_bench::control_plane().await;
     for i in 0..5 {
         one(&cp, format!("warm-{i}")).await;
     }

@@ -100,7 +100,7 @@ async fn compare(label: &str, tenants: &Arc<Vec<BenchTenant>>, routers: [(&str, 
 
 #[tokio::main]
 async fn main() {
-    let (db, common, cp) = tenancy_bench::control_plane_with_settings("bench_router_contention").await;
+    let (db, common, cp) = tenancy_bench::control_plane_with_settings().await;
     eprintln!("provisioning 300 starter and 100 pro tenants…");
     let starter = Arc::new(provision_fleet(&db, &cp, "ct", "starter", 300, 8, USERS_PER_TENANT).await);
     // Throughput is measured here, not the plans' rate limits.

@@ -51,7 +51,7 @@ fn zipf_cdf(n: usize, s: f64) -> Vec<f64> {
 
 #[tokio::main]
 async fn main() {
-    let (db, common, cp) = tenancy_bench::control_plane_with_settings("bench_router_fleet").await;
+    let (db, common, cp) = tenancy_bench::control_plane_with_settings().await;
     let count = tenants();
     eprintln!("provisioning {count} tenants…");
     let started = std::time::Instant::now();

@@ -16,7 +16,7 @@ const DURATION: Duration = Duration::from_secs(10);
 
 #[tokio::main]
 async fn main() {
-    let (db, common, cp) = tenancy_bench::control_plane_with_settings("bench_rate_limit").await;
+    let (db, common, cp) = tenancy_bench::control_plane_with_settings().await;
     assert!(common.redis_url.is_some(), "the routers share their limits through Redis: REDIS_URL");
     let tenant = provision_fleet(&db, &cp, "rl", "pro", 1, 1, 100).await.remove(0);
     let plan_rate: i32 = db

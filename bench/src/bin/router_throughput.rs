@@ -75,7 +75,7 @@ struct Subject<'a> {
 
 #[tokio::main]
 async fn main() {
-    let (db, common, cp) = tenancy_bench::control_plane_with_settings("bench_router").await;
+    let (db, common, cp) = tenancy_bench::control_plane_with_settings().await;
     let tenants = provision_fleet(&db, &cp, "rt", "pro", TENANTS, 4, USERS_PER_TENANT).await;
     // Throughput is measured here, not the plans' rate limits; tenant 0 may use as many
     // connections as there are clients (for the one-tenant run).

@@ -33,7 +33,7 @@ async fn connect(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_tenant_gets_a_migrated_clone_that_only_its_role_can_enter() {
-    let db = TestDb::create("database_isolation").await;
+    let db = TestDb::create().await;
     // One set of settings (one secret key) for every control plane of this test.
     let common = common_settings(&db, SecretsFor::Local);
     let cp = start(&db, &common).await;

@@ -36,7 +36,7 @@ async fn queued_drops(db: &TestDb, tenant: &TenantRecord) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_delete_reschedules_the_drop() {
-    let db = TestDb::create("delete_again").await;
+    let db = TestDb::create().await;
     let cp = start(&db, &common_settings(&db, SecretsFor::Local)).await;
     let acme = create_active(&cp, "acme").await;
     let kept = run(&cp, "acme", Operation::Deprovision { retention: WEEK }).await;
@@ -59,7 +59,7 @@ async fn a_second_delete_reschedules_the_drop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_brings_a_deprovisioning_tenant_back_as_it_was() {
-    let db = TestDb::create("restore").await;
+    let db = TestDb::create().await;
     let cp = start(&db, &common_settings(&db, SecretsFor::Local)).await;
     let acme = create_active(&cp, "acme").await;
     let password = password_of(&cp, &acme).await;

@@ -27,8 +27,8 @@ pub struct Fleet {
 }
 
 /// Five tenants at V1, then a V2 (a table and a column) added to the migrations directory.
-pub async fn fleet(label: &str) -> Fleet {
-    let db = TestDb::create(label).await;
+pub async fn fleet() -> Fleet {
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let migrations = tempfile::tempdir().unwrap();
     std::fs::copy(
@@ -103,7 +103,7 @@ impl Fleet {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conflicting_tenant_fails_alone_and_resume_finishes_it_after_the_fix() {
-    let f = fleet("fleet_conflict").await;
+    let f = fleet().await;
     let bravo = f.schema("bravo");
     let admin = f.db.tenants_client().await;
     admin.batch_execute(&format!("CREATE TABLE \"{bravo}\".audit (x int)")).await.unwrap();
@@ -146,7 +146,7 @@ async fn a_conflicting_tenant_fails_alone_and_resume_finishes_it_after_the_fix()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_run_is_refused_and_a_killed_run_resumes() {
-    let f = fleet("fleet_killed").await;
+    let f = fleet().await;
     // Another session holds a lock on charlie's table for as long as it likes.
     let blocker = f.lock_tasks_of("charlie").await;
 
@@ -240,7 +240,7 @@ pub async fn wait_for_run_items(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locked_tenant_is_retried_after_its_lock_timeout_and_never_delays_the_others() {
-    let f = fleet("fleet_locked").await;
+    let f = fleet().await;
     let blocker = f.lock_tasks_of("charlie").await;
 
     // Locked through every attempt: reported as lock_timeout, the others migrated.
@@ -281,7 +281,7 @@ async fn a_locked_tenant_is_retried_after_its_lock_timeout_and_never_delays_the_
 /// in a row never gets "a run is in progress" from the first one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_started_right_after_another_finds_the_lock_free() {
-    let f = fleet("fleet_back_to_back").await;
+    let f = fleet().await;
     for i in 0..30 {
         match control_plane::fleet::apply(&f.cp, &all(2), "test", &Quiet).await {
             Ok(report) => assert_eq!(report.failed, 0, "run {i}: {:?}", report.results),

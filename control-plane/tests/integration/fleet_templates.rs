@@ -25,8 +25,8 @@ struct Setup {
 
 /// A control plane whose migrations directory holds V1 only, an enterprise tenant (which
 /// creates the template database) and a schema tenant, both at V1.
-async fn setup(label: &str) -> Setup {
-    let db = TestDb::create(label).await;
+async fn setup() -> Setup {
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let migrations = tempfile::tempdir().unwrap();
     std::fs::copy(
@@ -85,7 +85,7 @@ fn only(tenant: &str) -> ApplyOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_for_one_tenant_leaves_the_template_alone() {
-    let s = setup("fleet_template_selection").await;
+    let s = setup().await;
     // A migration tried on one tenant first, then withdrawn from the directory.
     s.write("V2__trial.sql", "CREATE TABLE trial (id int);");
     let report = control_plane::fleet::apply(&s.cp, &only("alpha"), "test", &Quiet).await.unwrap();
@@ -124,7 +124,7 @@ async fn a_run_for_one_tenant_leaves_the_template_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_template_that_fails_to_migrate_fails_the_run_in_the_ledger() {
-    let s = setup("fleet_template_failure").await;
+    let s = setup().await;
     // Fails in the template database only (tenants' databases are named after them).
     s.write(
         "V2__fragile.sql",

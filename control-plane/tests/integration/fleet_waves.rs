@@ -11,7 +11,7 @@ use control_plane::fleet::{ItemState, RunOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_canary_halts_the_run_and_max_failures_stops_it() {
-    let f = fleet("fleet_canary").await;
+    let f = fleet().await;
     let admin = f.db.tenants_client().await;
     // alpha, first by slug, is the canary; its schema conflicts with V2.
     let alpha = f.schema("alpha");
@@ -50,7 +50,7 @@ async fn a_failing_canary_halts_the_run_and_max_failures_stops_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_changes_nothing_and_a_tampered_history_is_drift_and_not_migrated() {
-    let f = fleet("fleet_drift").await;
+    let f = fleet().await;
     let admin = f.db.tenants_client().await;
     let delta = f.schema("delta");
     // Someone edited delta's history: V1's checksum no longer matches the file.
@@ -124,7 +124,7 @@ async fn plan_changes_nothing_and_a_tampered_history_is_drift_and_not_migrated()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_created_while_a_run_goes_ends_at_the_target() {
-    let f = fleet("fleet_newcomer").await;
+    let f = fleet().await;
     // A provisioner that still has the old migrations directory (another host, not yet
     // deployed): its tenants are created at V1.
     let stale_dir = tempfile::tempdir().unwrap();
@@ -174,7 +174,7 @@ async fn a_tenant_created_while_a_run_goes_ends_at_the_target() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_are_started_and_watched_over_the_api() {
     use serde_json::{json, Value};
-    let f = fleet("fleet_api").await;
+    let f = fleet().await;
     let settings = control_plane::settings::ServeSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin_listen: None,
@@ -275,7 +275,7 @@ async fn runs_are_started_and_watched_over_the_api() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_a_migration_leaves_in_its_session_reaches_the_next_tenant() {
-    let f = fleet("fleet_session").await;
+    let f = fleet().await;
     // One worker, so one session migrates every tenant in turn. The migration changes a
     // setting and takes an advisory lock in its session (tenant roles and the owner may not
     // create temporary tables); each tenant must see the session as it was at the start.

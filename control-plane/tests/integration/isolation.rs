@@ -22,7 +22,7 @@ const SINGLE_KEYS: [i64; 5] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_holding_any_advisory_lock_delays_no_control_plane_work() {
-    let f = fleet("isolation_locks").await;
+    let f = fleet().await;
     let alpha = &f.tenants[0];
     let tenant = connect_as(&f.db, alpha.role_name.as_str(), &password_of(&f.cp, alpha).await).await.unwrap();
     // Every key the control plane uses, and every tenant's migration lock, in both the form it

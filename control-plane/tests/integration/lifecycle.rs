@@ -22,7 +22,7 @@ async fn run(cp: &ControlPlane, slug: &str, operation: Operation) -> TenantRecor
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suspension_locks_the_role_out_and_resumption_lets_it_back_in() {
-    let db = TestDb::create("suspend").await;
+    let db = TestDb::create().await;
     let cp = start(&db, &common_settings(&db, SecretsFor::Local)).await;
     let acme = create_active(&cp, "acme").await;
     let password = password_of(&cp, &acme).await;
@@ -50,7 +50,7 @@ async fn suspension_locks_the_role_out_and_resumption_lets_it_back_in() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_replaces_the_password_everywhere() {
-    let db = TestDb::create("rotate").await;
+    let db = TestDb::create().await;
     let cp = start(&db, &common_settings(&db, SecretsFor::Local)).await;
     let acme = create_active(&cp, "acme").await;
     let old = password_of(&cp, &acme).await;
@@ -68,7 +68,7 @@ async fn rotation_replaces_the_password_everywhere() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plan_change_applies_the_new_template_without_moving_data() {
-    let db = TestDb::create("set_plan").await;
+    let db = TestDb::create().await;
     let cp = start(&db, &common_settings(&db, SecretsFor::Local)).await;
     let acme = create_active(&cp, "acme").await;
     let client = connect_as(&db, acme.role_name.as_str(), &password_of(&cp, &acme).await).await.unwrap();
@@ -98,7 +98,7 @@ async fn a_plan_change_applies_the_new_template_without_moving_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deprovisioning_drops_schema_role_and_secret_and_keeps_a_tombstone() {
-    let db = TestDb::create("deprovision").await;
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let archive = tempfile::tempdir().unwrap();
     let mut settings = provisioning(&db);
@@ -151,7 +151,7 @@ async fn deprovisioning_drops_schema_role_and_secret_and_keeps_a_tombstone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_tenant_can_be_retried_once_the_cause_is_fixed() {
-    let db = TestDb::create("retry").await;
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let broken = tempfile::tempdir().unwrap();
     std::fs::copy(

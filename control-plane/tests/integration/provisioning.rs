@@ -9,7 +9,7 @@ use testkit::{common_settings, SecretsFor, TestDb};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catalog_migrations_can_start_from_two_replicas_at_once() {
-    let db = TestDb::create("catalog_race").await;
+    let db = TestDb::create().await;
     let config = tenancy::pg::parse_config(&db.url, &tenancy::pg::CaBundle::none()).unwrap();
     let (a, b) = (tenancy::pg::pool(&config, 2).unwrap(), tenancy::pg::pool(&config, 2).unwrap());
     let (ra, rb) = tokio::join!(
@@ -29,7 +29,7 @@ async fn catalog_migrations_can_start_from_two_replicas_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_role_is_confined_to_its_own_schema_by_postgres() {
-    let db = TestDb::create("isolation").await;
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let cp = start(&db, &common).await;
     let acme = create_active(&cp, "acme").await;
@@ -85,7 +85,7 @@ async fn a_tenant_role_is_confined_to_its_own_schema_by_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_after_any_provisioning_step_is_finished_by_the_next_attempt() {
-    let db = TestDb::create("crash_resume").await;
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let cp = start(&db, &common).await;
     for (i, crash_after) in Step::ALL.into_iter().enumerate() {
@@ -149,7 +149,7 @@ async fn a_crash_after_any_provisioning_step_is_finished_by_the_next_attempt() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_slugs_are_a_conflict_and_leave_nothing_behind() {
-    let db = TestDb::create("duplicate").await;
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let cp = start(&db, &common).await;
     create_active(&cp, "acme").await;
@@ -161,7 +161,7 @@ async fn duplicate_slugs_are_a_conflict_and_leave_nothing_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provisioning_with_aws_secrets_manager_writes_the_rds_shaped_secret() {
-    let db = TestDb::create("aws_secrets").await;
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Aws);
     let cp = start(&db, &common).await;
     assert_eq!(cp.secrets.backend(), "aws");
@@ -190,7 +190,7 @@ async fn provisioning_with_aws_secrets_manager_writes_the_rds_shaped_secret() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_secret_store_encrypts_and_refuses_a_wrong_key() {
-    let db = TestDb::create("local_secrets").await;
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let cp = start(&db, &common).await;
     let tenant = create_active(&cp, "acme").await;

@@ -33,7 +33,7 @@ async fn reader_of(cp: &ControlPlane, tenant: &TenantRecord) -> DbCredentials {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provisioning_gives_every_tenant_a_reader_that_may_only_select() {
-    let db = TestDb::create("reader_provision").await;
+    let db = TestDb::create().await;
     let cp = start(&db, &common_settings(&db, SecretsFor::Local)).await;
     let acme = create_active(&cp, "acme").await;
     let reader = reader_of(&cp, &acme).await;
@@ -98,7 +98,7 @@ async fn provisioning_gives_every_tenant_a_reader_that_may_only_select() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_role_of_the_readers_name_that_is_not_ours_is_never_adopted() {
-    let db = TestDb::create("reader_squatted").await;
+    let db = TestDb::create().await;
     let cp = start(&db, &common_settings(&db, SecretsFor::Local)).await;
     db.client().await.batch_execute(&format!("CREATE ROLE \"{}__ro_acme\"", db.role_prefix)).await.unwrap();
     let tenant = request_tenant(&cp, &request("acme", "starter"), "test").await.unwrap();
@@ -108,7 +108,7 @@ async fn a_role_of_the_readers_name_that_is_not_ours_is_never_adopted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_suspension_plan_and_deprovision_cover_the_reader() {
-    let db = TestDb::create("reader_lifecycle").await;
+    let db = TestDb::create().await;
     let cp = start(&db, &common_settings(&db, SecretsFor::Local)).await;
     let acme = create_active(&cp, "acme").await;
     let old = reader_of(&cp, &acme).await;
@@ -173,7 +173,7 @@ async fn rotation_suspension_plan_and_deprovision_cover_the_reader() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_from_before_reader_roles_gets_one_at_its_next_rotation() {
-    let db = TestDb::create("reader_upgrade").await;
+    let db = TestDb::create().await;
     let cp = start(&db, &common_settings(&db, SecretsFor::Local)).await;
     let acme = create_active(&cp, "acme").await;
     // As it was before: no reader role, a secret without its login.

@@ -2,9 +2,11 @@
 //!
 //! - [`services`]: the PostgreSQL, Redis and moto started by `scripts/services.sh` (its `env`
 //!   output, exported by `make test`).
-//! - [`TestDb`]: a fresh database per test on that PostgreSQL, with a unique role prefix (roles
-//!   are cluster-wide) and a unique Redis key prefix; dropped with its roles when the test
-//!   passes, kept (and named on stderr) when it fails.
+//! - [`TestDb`]: a fresh database per test on that PostgreSQL, named after the test, with a
+//!   unique role prefix (roles are cluster-wide) and a unique Redis key prefix; dropped with its
+//!   roles when the test passes, kept (and named on stderr) when it fails, until a later run
+//!   sweeps it. Each test process first sweeps what earlier runs left, never what a running
+//!   test process uses.
 //! - [`PgServer`] and [`RedisServer`]: dedicated servers a test may stop and restart to inject
 //!   faults without disturbing other tests.
 //! - [`init_logging`]: test logs only when `TEST_LOG` is set.

@@ -51,7 +51,7 @@ async fn outcome(db: &TestDb, event_id: &str) -> (String, Option<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_deliveries_are_refused_and_unusable_events_are_recorded_without_side_effects() {
-    let db = TestDb::create("billing").await;
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let control = spawn_control_plane(&db, &common).await;
     let url = format!("{}/v1/webhooks/billing", control.url);

@@ -15,7 +15,7 @@ const BUDGET: usize = 3;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_connection_budget_is_never_exceeded_and_waiting_requests_get_503() {
-    let db = TestDb::create("budget").await;
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
     let mut settings = router_settings(&common);
@@ -111,7 +111,7 @@ async fn counter(router: &tenant_router::http::RunningRouter, name: &str) -> u64
 /// `ROUTER_RECLAIM_IDLE_AFTER` (and never when it is at its own size limit).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_takes_another_tenants_connection_only_when_it_went_cold() {
-    let db = TestDb::create("budget_grow").await;
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
     let mut clients = Vec::new();
@@ -188,7 +188,7 @@ async fn under_steady_overload_opens_stay_bounded_and_every_tenant_is_served() {
     const CLIENTS: usize = 8;
     const RATE: u32 = 20;
     const RUN: Duration = Duration::from_secs(3);
-    let db = TestDb::create("budget_load").await;
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
     let mut settings = router_settings(&common);

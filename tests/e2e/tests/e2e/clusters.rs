@@ -26,7 +26,7 @@ pub(crate) async fn create(cp: &ControlPlane, slug: &str) -> tenancy::catalog::T
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_are_placed_on_registered_clusters_and_served_from_there() {
     let second = PgServer::start().await;
-    let db = TestDb::create("clusters").await;
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
 

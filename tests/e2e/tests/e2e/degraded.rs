@@ -11,7 +11,7 @@ use testkit::{common_settings, RedisServer, SecretsFor, TestDb};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_means_no_5xx_for_cached_tenants_and_invalidations_resume_after() {
     let mut redis = RedisServer::start();
-    let db = TestDb::create("redis_down").await;
+    let db = TestDb::create().await;
     let mut common = common_settings(&db, SecretsFor::Local);
     common.redis_url = Some(redis.url().into());
     let cp = control_plane::control_plane::ControlPlane::start(&common, &provisioning_settings(&db))
@@ -55,7 +55,7 @@ async fn redis_down_means_no_5xx_for_cached_tenants_and_invalidations_resume_aft
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_that_requires_auth_is_used_with_its_password() {
     let redis = RedisServer::start_with_password("redis-auth-token-of-the-test");
-    let db = TestDb::create("redis_auth").await;
+    let db = TestDb::create().await;
     let mut common = common_settings(&db, SecretsFor::Local);
     common.redis_url = Some(redis.url().into());
     let cp = control_plane::control_plane::ControlPlane::start(&common, &provisioning_settings(&db))

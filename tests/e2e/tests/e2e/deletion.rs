@@ -29,7 +29,7 @@ async fn status(db: &TestDb, slug: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_again_reschedules_restore_brings_back_and_waits_are_bounded() {
-    let db = TestDb::create("cli_delete").await;
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let cli = |args: &'static [&'static str]| cli(&db, &common, args);
     for args in [

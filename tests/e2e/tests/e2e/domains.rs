@@ -30,7 +30,7 @@ async fn status_within(sql: &TenantSql, want: u16, limit: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_domains_are_validated_unique_and_reach_the_router_at_once() {
-    let db = TestDb::create("domains").await;
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
     create(&cp, "acme").await;

@@ -21,7 +21,7 @@ async fn whoami(TenantConnection { tenant, client }: TenantConnection) -> String
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_embedding_service_gets_the_tenant_and_a_connection_on_its_role() {
-    let db = TestDb::create("embed").await;
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let cp = control_plane::control_plane::ControlPlane::start(&common, &provisioning_settings(&db))
         .await
@@ -127,7 +127,7 @@ async fn until_refused<F: Future<Output = (u16, serde_json::Value)>>(send: impl 
 async fn an_embedding_service_counts_rate_limited_requests_and_names_the_tenant_like_the_router() {
     let tenants = TenantsOnSpans::default();
     let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry().with(tenants.clone()));
-    let db = TestDb::create("embed_admission").await;
+    let db = TestDb::create().await;
     let mut common = common_settings(&db, SecretsFor::Local);
     // Each service limits the tenant on its own, none spends the other's limit.
     common.redis_url = None;

@@ -27,7 +27,7 @@ async fn expect_within(sql: &TenantSql, status: u16, limit: Duration) -> Duratio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suspension_resumption_and_rotation_reach_every_router_within_a_second() {
-    let db = TestDb::create("invalidation").await;
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let control = spawn_control_plane(&db, &common).await;
     let cp = &control.cp;
@@ -155,7 +155,7 @@ fn chrono_now() -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_keep_succeeding_through_a_credential_rotation_even_without_invalidations() {
-    let db = TestDb::create("rotation_live").await;
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let control = spawn_control_plane(&db, &common).await;
     let cp = control.cp.clone();

@@ -28,7 +28,7 @@ async fn neon_driver_values_match_node_postgres() {
         "the Node test clients are not installed: run `npm ci` in {} (scripts/test.sh does)",
         client_dir.display()
     );
-    let db = TestDb::create("neon_driver").await;
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
     let tenant = request_tenant(&cp, &TenantRequest::new("acme", "starter"), "test").await.unwrap();

@@ -27,7 +27,7 @@ impl Api {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_api_manages_tenants_with_json_errors_openapi_and_metrics() {
     use reqwest::Method;
-    let db = TestDb::create("operator_api").await;
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let control = spawn_control_plane(&db, &common).await;
     let client = control.cp.catalog.get().await.unwrap();

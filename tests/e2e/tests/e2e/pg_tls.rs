@@ -56,7 +56,7 @@ async fn sslmode_is_honoured_and_verify_full_checks_the_host_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_on_a_verify_full_cluster_is_provisioned_and_served_over_tls() {
     let second = PgServer::start().await;
-    let db = TestDb::create("pg_tls").await;
+    let db = TestDb::create().await;
     let mut common = common_settings(&db, SecretsFor::Local);
     common.pg_ssl_root_cert = Some(second.ca_file());
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();

@@ -33,7 +33,7 @@ async fn echo_app() -> std::net::SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_paths_reach_the_application_with_trusted_tenant_headers() {
-    let db = TestDb::create("proxy").await;
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let cp = control_plane::control_plane::ControlPlane::start(&common, &provisioning_settings(&db))
         .await

@@ -30,7 +30,7 @@ async fn burst(clients: &[&TenantSql], count: usize) -> (usize, f64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_routers_share_a_tenants_rate_limit_and_each_still_limits_without_redis() {
     let mut redis = RedisServer::start();
-    let db = TestDb::create("rate_shared").await;
+    let db = TestDb::create().await;
     let mut common = common_settings(&db, SecretsFor::Local);
     common.redis_url = Some(redis.url().into());
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
@@ -79,7 +79,7 @@ fn from(sql: &TenantSql, address: &str, connection_string: Option<&str>) -> reqw
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_authentications_spend_no_tenant_limit_and_a_failing_address_is_refused() {
-    let db = TestDb::create("rate_auth").await;
+    let db = TestDb::create().await;
     let mut common = common_settings(&db, SecretsFor::Local);
     common.redis_url = None;
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();

@@ -19,10 +19,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 const JWT_SECRET: &str = "jwt-hygiene-secret";
 
 /// A control plane with one active tenant, `acme`.
-async fn one_tenant(
-    label: &str,
-) -> (TestDb, tenancy::settings::CommonSettings, std::sync::Arc<ControlPlane>) {
-    let db = TestDb::create(label).await;
+async fn one_tenant() -> (TestDb, tenancy::settings::CommonSettings, std::sync::Arc<ControlPlane>) {
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
     let tenant = request_tenant(&cp, &TenantRequest::new("acme", "starter"), "test").await.unwrap();
@@ -37,7 +35,7 @@ fn now() -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nul_character_in_a_query_is_refused_with_400() {
-    let (_db, common, cp) = one_tenant("hygiene_nul").await;
+    let (_db, common, cp) = one_tenant().await;
     let router = spawn_router_with(&router_settings(&common)).await;
     let acme = TenantSql::new(&router, "acme.app.localhost", &connection_string(&cp, "acme").await);
     for body in [
@@ -56,7 +54,7 @@ async fn a_nul_character_in_a_query_is_refused_with_400() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_host_headers_are_refused_with_400() {
-    let (_db, common, cp) = one_tenant("hygiene_host").await;
+    let (_db, common, cp) = one_tenant().await;
     let router = spawn_router_with(&router_settings(&common)).await;
     let connection = connection_string(&cp, "acme").await;
     // Which one would the router use, and which one the application behind it?
@@ -78,7 +76,7 @@ async fn two_host_headers_are_refused_with_400() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_billing_event_with_a_nul_character_is_refused_with_400() {
-    let db = TestDb::create("hygiene_webhook").await;
+    let db = TestDb::create().await;
     let control = spawn_control_plane(&db, &common_settings(&db, SecretsFor::Local)).await;
     let mut event = TestEvent::subscription_created("nul", "starter").body(now());
     event["data"]["object"]["metadata"]["note"] = json!("a\u{0}b");
@@ -109,7 +107,7 @@ async fn catalog_misses(router: &tenant_router::http::RunningRouter) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_hosts_cost_an_address_only_a_few_catalog_lookups() {
-    let (_db, common, cp) = one_tenant("hygiene_hosts").await;
+    let (_db, common, cp) = one_tenant().await;
     let mut settings = router_settings(&common);
     settings.negative_cache_ttl = Duration::from_secs(30);
     settings.trusted_proxy_hops = 1;
@@ -150,7 +148,7 @@ async fn unknown_hosts_cost_an_address_only_a_few_catalog_lookups() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_hosts_from_many_addresses_cost_a_bounded_number_of_catalog_lookups() {
     const RATE: f64 = 2.0;
-    let (_db, common, cp) = one_tenant("hygiene_many").await;
+    let (_db, common, cp) = one_tenant().await;
     let mut settings = router_settings(&common);
     settings.negative_cache_ttl = Duration::from_secs(30);
     settings.trusted_proxy_hops = 1;
@@ -210,7 +208,7 @@ fn token(claims: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bearer_tokens_are_checked_for_not_before_issuer_and_audience() {
-    let (_db, common, _cp) = one_tenant("hygiene_jwt").await;
+    let (_db, common, _cp) = one_tenant().await;
     let mut settings = router_settings(&common);
     settings.jwt_hs256_secret = Some(JWT_SECRET.into());
     settings.jwt_issuer = Some("https://auth.example.com/".into());

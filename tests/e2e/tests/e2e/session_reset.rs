@@ -74,8 +74,8 @@ impl Tenant {
 }
 
 /// A tenant behind a router whose pool holds one connection, so consecutive requests share it.
-async fn tenant(label: &str) -> (TestDb, tenant_router::http::RunningRouter, Tenant) {
-    let db = TestDb::create(label).await;
+async fn tenant() -> (TestDb, tenant_router::http::RunningRouter, Tenant) {
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
     let tenant = request_tenant(&cp, &TenantRequest::new("acme", "pro"), "test").await.unwrap();
@@ -91,7 +91,7 @@ async fn tenant(label: &str) -> (TestDb, tenant_router::http::RunningRouter, Ten
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_kind_of_session_state_is_gone_by_the_next_request() {
-    let (_db, router, acme) = tenant("reset_kinds").await;
+    let (_db, router, acme) = tenant().await;
     let mut backend = acme.backend().await;
     for (kind, statement) in SETS_STATE {
         acme.run(statement).await;
@@ -147,7 +147,7 @@ fn request() -> impl Strategy<Value = Vec<&'static str>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_any_sequence_of_requests_the_next_sees_a_fresh_session() {
-    let (_db, router, acme) = tenant("reset_sequences").await;
+    let (_db, router, acme) = tenant().await;
     let handle = tokio::runtime::Handle::current();
     let mut runner =
         proptest::test_runner::TestRunner::new(ProptestConfig { cases: 24, ..ProptestConfig::default() });

@@ -19,7 +19,7 @@ fn request(slug: &str) -> TenantRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_created_with_the_cli_answers_sql_through_the_router_on_its_own_role() {
-    let db = TestDb::create("cli_slice").await;
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let code = tenantctl(&["tenants", "create", "--slug", "acme", "--plan", "starter"], &db, &common).await;
     assert_eq!(code, ExitCode::SUCCESS);
@@ -68,7 +68,7 @@ async fn a_tenant_created_with_the_cli_answers_sql_through_the_router_on_its_own
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_slugs_are_refused_with_the_reason_and_nothing_is_created() {
-    let db = TestDb::create("bad_slugs").await;
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let too_long = "a".repeat(70);
     for slug in ["Acme!", "-a", too_long.as_str(), "www"] {
@@ -103,7 +103,7 @@ fn subscription_created(slug: &str, plan: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_billing_webhooks_provision_tenants_that_each_see_only_their_own_rows() {
-    let db = TestDb::create("webhook_flow").await;
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let control = spawn_control_plane(&db, &common).await;
     let router = spawn_router(&common).await;
@@ -163,7 +163,7 @@ async fn signed_billing_webhooks_provision_tenants_that_each_see_only_their_own_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_router_fails_cleanly_while_postgres_is_down_and_recovers_after_a_restart() {
     let pg = PgServer::start().await;
-    let db = TestDb::create("pg_restart").await; // for its unique prefixes only
+    let db = TestDb::create().await; // for its unique prefixes only
     let mut common = common_settings(&db, SecretsFor::Local);
     common.database_url = pg.url("postgres").into();
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();

@@ -71,7 +71,7 @@ async fn answered_then_closed_when_idle(addr: SocketAddr) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_router_closes_slow_clients_and_keeps_answering_health_checks() {
-    let db = TestDb::create("slow_router").await;
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let cp = control_plane::control_plane::ControlPlane::start(&common, &provisioning_settings(&db))
         .await
@@ -101,7 +101,7 @@ async fn the_router_closes_slow_clients_and_keeps_answering_health_checks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_control_plane_closes_slow_clients_and_keeps_answering_health_checks() {
-    let db = TestDb::create("slow_cp").await;
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let mut settings = e2e_tests::control_plane_settings();
     settings.http = small_limits();

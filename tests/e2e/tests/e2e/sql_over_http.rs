@@ -22,8 +22,8 @@ pub(super) const JWT_SECRET: &str = "jwt-test-secret";
 const RESPONSE_LIMIT: usize = 64 * 1024;
 
 /// Two active tenants (acme, globex) and a router that also accepts HS256 tokens.
-pub(super) async fn fixture(label: &str) -> Fixture {
-    let db = TestDb::create(label).await;
+pub(super) async fn fixture() -> Fixture {
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
     for slug in ["acme", "globex"] {
@@ -42,7 +42,7 @@ pub(super) async fn fixture(label: &str) -> Fixture {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn values_come_back_as_neon_returns_them() {
-    let f = fixture("sql_values").await;
+    let f = fixture().await;
     let query = "SELECT true AS b, 7::int2 AS i2, 8::int4 AS i4, 9007199254740993::int8 AS i8, \
                  1.5::float8 AS f, 'NaN'::float8 AS nan, 12.340::numeric AS n, -0.000012::numeric AS small, \
                  '{\"a\":[1,2]}'::jsonb AS j, ARRAY[1,NULL,3] AS arr, ARRAY[['a','b'],['c','d']] AS grid, \
@@ -116,7 +116,7 @@ async fn values_come_back_as_neon_returns_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_settings_of_one_request_never_reach_the_next() {
-    let f = fixture("sql_session").await;
+    let f = fixture().await;
     let set =
         "SELECT set_config('search_path', 'public', false), set_config('statement_timeout', '1', false)";
     for _ in 0..4 {
@@ -165,7 +165,7 @@ async fn session_settings_of_one_request_never_reach_the_next() {
 /// (Tenants write no functions: these come from the tenant's migrations, as the owner.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_a_function_does_to_its_session_is_undone_too() {
-    let f = fixture("sql_session_functions").await;
+    let f = fixture().await;
     f.db.tenants_client()
         .await
         .batch_execute(
@@ -201,7 +201,7 @@ async fn what_a_function_does_to_its_session_is_undone_too() {
 /// pool (2 connections) has connections, so every connection sees it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cached_statements_survive_schema_changes_and_deallocate() {
-    let f = fixture("sql_statement_cache").await;
+    let f = fixture().await;
     f.acme.rows("INSERT INTO tags (name) VALUES ('red')", json!([])).await;
     for _ in 0..4 {
         let rows = f.acme.rows("SELECT * FROM tags", json!([])).await;
@@ -249,7 +249,7 @@ struct BadRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_the_right_status_and_run_nothing() {
-    let f = fixture("sql_bad_input").await;
+    let f = fixture().await;
     let own = Some(f.acme.connection_string.clone());
     let insert =
         json!({"query": "INSERT INTO tags (name) VALUES ($1)", "params": ["should-not-exist"]}).to_string();
@@ -327,7 +327,7 @@ async fn bad_requests_get_the_right_status_and_run_nothing() {
 /// one just under it comes back whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_response_over_the_limit_is_refused_not_truncated() {
-    let f = fixture("sql_response_limit").await;
+    let f = fixture().await;
     // No statement timeout for acme (read when its first request builds its pool), so that
     // only the router can stop the endless query below.
     let admin = f.db.client().await;
@@ -381,7 +381,7 @@ async fn a_response_over_the_limit_is_refused_not_truncated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_over_its_plans_rate_is_throttled_alone() {
-    let f = fixture("sql_rate_limit").await;
+    let f = fixture().await;
     // Starter allows 20 requests/s: a burst of 40 at once gets some 429s with Retry-After.
     let burst: Vec<_> =
         (0..40).map(|_| f.acme.request().json(&json!({"query": "SELECT 1"})).send()).collect();
@@ -413,7 +413,7 @@ pub(super) fn token(claims: &serde_json::Value, secret: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bearer_tokens_name_their_tenant_and_may_make_requests_read_only() {
-    let f = fixture("sql_jwt").await;
+    let f = fixture().await;
     let now =
         i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
             .unwrap();
@@ -491,7 +491,7 @@ async fn bearer_tokens_name_their_tenant_and_may_make_requests_read_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_goes_away_has_its_query_cancelled() {
-    let f = fixture("sql_cancel").await;
+    let f = fixture().await;
     let role = format!("{}_acme", f.db.role_prefix);
     let running = format!(
         "SELECT count(*) FROM pg_stat_activity WHERE usename = '{role}' AND query LIKE '%pg_sleep(20)%' AND state = 'active'"
@@ -517,7 +517,7 @@ async fn a_client_that_goes_away_has_its_query_cancelled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_first_requests_cost_one_catalog_lookup() {
-    let db = TestDb::create("sql_coalesce").await;
+    let db = TestDb::create().await;
     let mut common = common_settings(&db, SecretsFor::Local);
     common.redis_url = None; // only the in-process cache and the catalog
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();

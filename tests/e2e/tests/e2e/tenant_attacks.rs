@@ -12,7 +12,7 @@ use std::time::Duration;
 /// keeps working. PostgreSQL refuses `DO` to the tenant's role on its own as well.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statements_a_tenant_has_no_business_sending_are_refused() {
-    let f = fixture("sql_statement_policy").await;
+    let f = fixture().await;
     // Some forty requests in a row: more than the plan allows per second.
     f.db.client()
         .await
@@ -83,7 +83,7 @@ async fn statements_a_tenant_has_no_business_sending_are_refused() {
 /// from the server. The role's settings bound what a session may hold on to.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plans_statement_timeout_cannot_be_switched_off() {
-    let f = fixture("sql_deadline").await;
+    let f = fixture().await;
     let role = format!("{}_acme", f.db.role_prefix);
     let running = format!(
         "SELECT count(*) FROM pg_stat_activity WHERE usename = '{role}' AND query LIKE '%pg_sleep(600)%'"
@@ -128,7 +128,7 @@ async fn the_plans_statement_timeout_cannot_be_switched_off() {
 /// signed record) is ignored and counted, and acme's requests still run as acme.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_routing_records_in_redis_are_ignored() {
-    let f = fixture("sql_forged_records").await;
+    let f = fixture().await;
     let now =
         i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
             .unwrap();
@@ -203,7 +203,7 @@ async fn forged_routing_records_in_redis_are_ignored() {
 /// billing column of a tenant, and write nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routers_catalog_role_reads_routing_records_and_nothing_else() {
-    let f = fixture("sql_router_role").await;
+    let f = fixture().await;
     let credentials =
         control_plane::catalog::router_role::issue_credentials(&f.cp, &f.settings.common.database_url)
             .await
@@ -251,7 +251,7 @@ async fn routers_catalog_role_reads_routing_records_and_nothing_else() {
 /// work. The role's own credentials, from the tenant's secret, cannot write either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_token_cannot_write_whatever_it_sends() {
-    let f = fixture("sql_reader").await;
+    let f = fixture().await;
     // Some forty requests in a row: more than the plan allows per second.
     f.db.client()
         .await

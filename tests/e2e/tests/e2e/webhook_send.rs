@@ -16,7 +16,7 @@ fn now() -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_send_uses_the_tenants_subscription_and_reports_the_outcome() {
-    let db = TestDb::create("webhook_send").await;
+    let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let control = spawn_control_plane(&db, &common).await;
     let url = format!("{}/v1/webhooks/billing", control.url);
