@@ -59,6 +59,12 @@ pub trait OperationError: std::error::Error {
 
     /// Stable, machine-readable code: the API's `error.code`, the CLI's `--json` error.
     fn code(&self) -> &'static str;
+
+    /// For a failure on the server's side, a message the API may send as it is (one that names
+    /// no host, query or secret); `None` (the default) sends a generic one.
+    fn public_message(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The kind of a PostgreSQL error. Connection failures, shutdowns, too many connections,

@@ -49,11 +49,13 @@ impl<E: OperationError> From<E> for ApiError {
         let kind = err.kind();
         let status = status_of(kind);
         let message = if status.is_server_error() {
-            match kind {
-                ErrorKind::Unavailable | ErrorKind::TimedOut => "temporarily unavailable; retry later",
-                _ => "internal error; the server's log says more",
-            }
-            .to_owned()
+            err.public_message().unwrap_or_else(|| {
+                match kind {
+                    ErrorKind::Unavailable | ErrorKind::TimedOut => "temporarily unavailable; retry later",
+                    _ => "internal error; the server's log says more",
+                }
+                .to_owned()
+            })
         } else {
             err.to_string()
         };
@@ -148,6 +150,13 @@ mod tests {
         let failure = response.extensions().get::<Failure>().expect("the failure travels with the response");
         assert!(failure.detail.contains("10.0.3.7"));
         assert_eq!(logged_once(&response), Some(ErrorKind::Unavailable));
+    }
+
+    #[test]
+    fn a_server_side_error_may_say_what_to_do_when_that_names_nothing_internal() {
+        let err = ApiError::from(crate::provisioning::CreateTenantError::NoCapacity);
+        assert_eq!((err.status, err.code), (StatusCode::SERVICE_UNAVAILABLE, "no_capacity"));
+        assert!(err.message.contains("tenantctl clusters add"), "{}", err.message);
     }
 
     #[test]

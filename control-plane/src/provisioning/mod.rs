@@ -61,6 +61,11 @@ impl OperationError for CreateTenantError {
         }
     }
 
+    /// "No cluster has room" tells the operator what to do, and names nothing internal.
+    fn public_message(&self) -> Option<String> {
+        matches!(self, Self::NoCapacity).then(|| self.to_string())
+    }
+
     fn code(&self) -> &'static str {
         match self {
             Self::InvalidSlug { .. } => "invalid_slug",
