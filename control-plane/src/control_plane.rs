@@ -46,9 +46,11 @@ impl tenancy::error::OperationError for StartError {
     }
 
     fn code(&self) -> &'static str {
-        match self.kind() {
-            tenancy::error::ErrorKind::Misconfigured => "invalid_configuration",
-            _ => "unavailable",
+        match self {
+            Self::Database(e) => e.code(),
+            Self::Secrets(e) => e.code(),
+            Self::Migrations(_) => "invalid_configuration",
+            Self::Catalog(_) | Self::Cluster(_) | Self::Redis(_) => "unavailable",
         }
     }
 }

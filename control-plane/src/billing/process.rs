@@ -7,7 +7,6 @@ use crate::control_plane::ControlPlane;
 use crate::lifecycle::{self, LifecycleError, Operation};
 use crate::provisioning::{request_tenant, CreateTenantError, TenantRequest};
 use tenancy::catalog::CatalogError;
-use tenancy::error::OperationError;
 
 /// Why processing an event failed in a way worth retrying (or could not start).
 #[derive(Debug, thiserror::Error)]
@@ -178,9 +177,11 @@ async fn change(cp: &ControlPlane, envelope: &Envelope) -> Result<Outcome, Billi
     let mut changed = None;
     for operation in operations {
         match lifecycle::request_in(&tx, cp, &slug, &operation, "billing").await {
-            Ok(tenant) => {
-                done.push(format!("{} -> {}", operation.name(), tenant.status));
-                changed = Some(tenant);
+            Ok(requested) => {
+                done.push(format!("{} -> {}", operation.name(), requested.tenant.status));
+                if requested.changed {
+                    changed = Some(requested.tenant);
+                }
             }
             Err(LifecycleError::Catalog(e)) => return Err(BillingProcessError::Catalog(e)),
             Err(e) => done.push(format!("{} refused: {e}", operation.name())),
@@ -231,7 +232,9 @@ async fn provision(cp: &ControlPlane, envelope: &Envelope) -> Result<Outcome, Bi
         Err(CreateTenantError::DuplicateSubscription(sub)) => {
             Ok(Outcome::Ignored(format!("subscription {sub} already has a tenant")))
         }
-        Err(e) if e.kind().is_retryable() => Err(BillingProcessError::Catalog(e.to_string())),
+        // The catalog failing is retried; anything else (no cluster has room included) is the
+        // event's outcome.
+        Err(e @ CreateTenantError::Catalog(_)) => Err(BillingProcessError::Catalog(e.to_string())),
         Err(e) => Ok(Outcome::Rejected(e.to_string())),
     }
 }

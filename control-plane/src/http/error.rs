@@ -78,11 +78,14 @@ impl IntoResponse for ApiError {
 /// Logs a server-side error once (with its detail, which the client did not get) and returns
 /// its kind, for the error metric. Called by the request counter for every response.
 pub(crate) fn logged_once(response: &Response) -> Option<ErrorKind> {
-    let failure = response.extensions().get::<Failure>()?;
+    let failure = response.extensions().get::<Failure>();
     if response.status().is_server_error() {
-        tracing::error!(code = failure.code, kind = %failure.kind, error = %failure.detail, "request failed");
+        match failure {
+            Some(f) => tracing::error!(code = f.code, kind = %f.kind, error = %f.detail, "request failed"),
+            None => tracing::error!(status = response.status().as_u16(), "request failed"),
+        }
     }
-    Some(failure.kind)
+    failure.map(|f| f.kind)
 }
 
 impl ApiError {

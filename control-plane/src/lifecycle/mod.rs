@@ -138,10 +138,21 @@ pub async fn request(
 ) -> Result<TenantRecord, LifecycleError> {
     let mut client = cp.catalog.get().await.map_err(|e| LifecycleError::Catalog(e.to_string()))?;
     let tx = client.transaction().await.map_err(|e| catalog_error(&e))?;
-    let updated = request_in(&tx, cp, slug, operation, actor).await?;
+    let requested = request_in(&tx, cp, slug, operation, actor).await?;
     tx.commit().await.map_err(|e| catalog_error(&e))?;
-    announce(cp, &updated).await;
-    Ok(updated)
+    if requested.changed {
+        announce(cp, &requested.tenant).await;
+    }
+    Ok(requested.tenant)
+}
+
+/// What [`request_in`] recorded.
+pub struct Requested {
+    /// The tenant as the transaction now sees it.
+    pub tenant: TenantRecord,
+    /// Whether anything was recorded (`false`: the tenant is already where the operation
+    /// leads, and there is nothing to announce).
+    pub changed: bool,
 }
 
 /// After a transaction with requests ([`request_in`]) committed: workers are woken for the jobs
@@ -160,7 +171,7 @@ pub async fn request_in(
     slug: &Slug,
     operation: &Operation,
     actor: &str,
-) -> Result<TenantRecord, LifecycleError> {
+) -> Result<Requested, LifecycleError> {
     let row = tx
         .query_opt(
             "SELECT id FROM control.tenants WHERE slug = $1 AND status <> 'deleted' FOR UPDATE",
@@ -180,7 +191,7 @@ pub async fn request_in(
         status,
     })?;
     let Some((mut status, job)) = step else {
-        return Ok(tenant);
+        return Ok(Requested { tenant, changed: false });
     };
     let payload = serde_json::json!({});
     let mut delay = Duration::ZERO;
@@ -246,7 +257,7 @@ pub async fn request_in(
     .map_err(|e| catalog_error(&e))?;
     let updated = reload(tx, id, slug).await?;
     tracing::info!(tenant = %slug, operation = operation.name(), actor, status = %updated.status, "tenant operation requested");
-    Ok(updated)
+    Ok(Requested { tenant: updated, changed: true })
 }
 
 /// The status a deprovisioning tenant had before it was deleted, from the audit log (active

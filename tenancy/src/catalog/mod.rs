@@ -45,9 +45,11 @@ impl From<deadpool_postgres::PoolError> for CatalogError {
 
 impl crate::error::OperationError for CatalogError {
     fn kind(&self) -> crate::error::ErrorKind {
+        // A query on the catalog that fails is the catalog failing the request (a timeout, a
+        // cancelled statement): worth another attempt, as an unreachable catalog is.
         match self {
-            Self::Unavailable(_) => crate::error::ErrorKind::Unavailable,
-            Self::Query(_) | Self::Corrupt { .. } => crate::error::ErrorKind::Failed,
+            Self::Unavailable(_) | Self::Query(_) => crate::error::ErrorKind::Unavailable,
+            Self::Corrupt { .. } => crate::error::ErrorKind::Failed,
         }
     }
 
