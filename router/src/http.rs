@@ -46,6 +46,8 @@ pub fn admin_app(state: AppState) -> axum::Router {
 pub struct RunningRouter {
     pub addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// The PostgreSQL-protocol listener's address (`None` when it is off).
+    pub pg_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -88,13 +90,40 @@ pub async fn spawn(
     // checks answering.
     for (listener, app, limits) in [
         (listener, app(state.clone(), settings.max_body_bytes), settings.http.main()),
-        (admin_listener, admin_app(state), settings.http.admin()),
+        (admin_listener, admin_app(state.clone()), settings.http.admin()),
     ] {
         let drain = shutdown.clone();
         tasks.push(tokio::spawn(tenancy::listener::serve(listener, app, limits, async move {
             drain.cancelled().await;
         })));
     }
-    tracing::info!(%addr, %admin_addr, "tenant-router listening");
-    Ok(RunningRouter { addr, admin_addr, shutdown, tasks })
+    let pg_addr = match settings.postgres.listen.0 {
+        Some(pg_listen) => {
+            let listener = bind(pg_listen).await?;
+            let pg_addr =
+                listener.local_addr().map_err(|source| StartError::Listen { addr: pg_listen, source })?;
+            let setup = wire_listener(&settings.postgres)?;
+            tasks.push(tokio::spawn(crate::wire::serve(listener, state.clone(), setup, shutdown.clone())));
+            Some(pg_addr)
+        }
+        None => None,
+    };
+    tracing::info!(%addr, %admin_addr, pg_addr = ?pg_addr, "tenant-router listening");
+    Ok(RunningRouter { addr, admin_addr, pg_addr, shutdown, tasks })
+}
+
+fn wire_listener(
+    settings: &crate::settings::PostgresSettings,
+) -> Result<crate::wire::WireListener, StartError> {
+    let tls = match (&settings.tls_cert_file, &settings.tls_key_file) {
+        (Some(cert), Some(key)) => Some(crate::wire::tls_acceptor(cert, key).map_err(StartError::Tls)?),
+        _ => None,
+    };
+    if tls.is_none() && !settings.allow_plaintext {
+        tracing::warn!(
+            "the PostgreSQL listener has no certificate (ROUTER_TLS_CERT_FILE) and plaintext is not allowed \
+             (ROUTER_PG_ALLOW_PLAINTEXT): it will refuse every client"
+        );
+    }
+    Ok(crate::wire::WireListener { tls, allow_plaintext: settings.allow_plaintext })
 }

@@ -7,6 +7,7 @@
 //! - [`sql`]: `POST /sql`, compatible with Neon's serverless driver;
 //! - [`statement`]: the statement classifier (can this SQL change the session? is it read-only?);
 //! - [`state`]: what every door serves with ([`state::AppState`]), built from the settings;
+//! - [`wire`]: the PostgreSQL protocol (psql, drivers, ORMs), in transaction pooling;
 //! - [`http`]: the listeners, for the binary and for tests (port 0).
 
 pub mod admin;
@@ -29,6 +30,7 @@ pub mod sql;
 pub mod state;
 pub mod statement;
 pub mod upstream;
+pub mod wire;
 
 use std::process::ExitCode;
 

@@ -61,6 +61,14 @@ pub struct RouterMetrics {
     pub checkout_wait: Histogram,
     pub rate_limited: Counter<u64, AtomicU64>,
     pub connections: crate::pool::ConnectionCounters,
+    /// PostgreSQL-protocol clients connected now.
+    pub wire_clients: Gauge,
+    /// Server connections handed to PostgreSQL-protocol clients (about one per transaction).
+    pub wire_transactions: Counter,
+    /// PostgreSQL-protocol clients kept on one server connection (named prepared statements).
+    pub wire_pinned: Counter,
+    /// PostgreSQL-protocol logins refused for a wrong user or password.
+    pub wire_auth_failures: Counter,
 }
 
 impl Default for RouterMetrics {
@@ -79,6 +87,24 @@ impl Default for RouterMetrics {
             Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 17));
         let rate_limited = Counter::default();
         let connections = crate::pool::ConnectionCounters::default();
+        let (wire_clients, wire_transactions) = (Gauge::default(), Counter::default());
+        let (wire_pinned, wire_auth_failures) = (Counter::default(), Counter::default());
+        registry.register("pg_clients", "PostgreSQL-protocol clients connected now", wire_clients.clone());
+        registry.register(
+            "pg_transactions",
+            "Server connections handed to PostgreSQL-protocol clients (one per transaction, or per session when pinned)",
+            wire_transactions.clone(),
+        );
+        registry.register(
+            "pg_pinned_clients",
+            "PostgreSQL-protocol clients kept on one server connection because they prepared a named statement",
+            wire_pinned.clone(),
+        );
+        registry.register(
+            "pg_auth_failures",
+            "PostgreSQL-protocol logins refused for a wrong user or password",
+            wire_auth_failures.clone(),
+        );
         registry.register("requests", "Requests by status class", requests.clone());
         registry.register("resolutions", "Host resolutions by layer and outcome", resolutions.clone());
         registry.register("invalidations", "Tenant invalidations received from Redis", invalidations.clone());
@@ -133,6 +159,10 @@ impl Default for RouterMetrics {
             checkout_wait,
             rate_limited,
             connections,
+            wire_clients,
+            wire_transactions,
+            wire_pinned,
+            wire_auth_failures,
         }
     }
 }

@@ -70,6 +70,8 @@ pub enum ResetError {
     Postgres(#[from] tokio_postgres::Error),
     #[error("the session holds statements prepared with SQL PREPARE")]
     SqlPrepared,
+    #[error("session reset failed: {0}")]
+    Wire(String),
 }
 
 /// Runs [`RESET_SESSION`] on `client`, preparing [`PREPARE_RESET_CHECK`] first in the same

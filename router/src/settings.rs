@@ -22,6 +22,10 @@ pub struct RouterSettings {
     #[arg(long, env = "ROUTER_ADMIN_LISTEN", default_value = "127.0.0.1:9091")]
     pub admin_listen: SocketAddr,
 
+    /// The PostgreSQL-protocol listener.
+    #[command(flatten)]
+    pub postgres: PostgresSettings,
+
     /// Header read and idle timeouts and connection limits of both listeners.
     #[command(flatten)]
     pub http: tenancy::listener::HttpSettings,
@@ -174,5 +178,45 @@ mod tests {
             assert!(help.contains(&format!("[env: {name}")), "{name} missing from `tenant-router --help`");
         }
         RouterSettings::command().debug_assert();
+    }
+}
+
+/// Where PostgreSQL clients connect, and how.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PostgresSettings {
+    /// Address PostgreSQL clients (psql, drivers, ORMs) connect to, or `off`. A client names
+    /// its tenant by the TLS SNI host, `options=-c tenant=<slug>` or the database name, and
+    /// logs in as the tenant's role with its password.
+    #[arg(long = "pg-listen", env = "ROUTER_PG_LISTEN", default_value = "127.0.0.1:6432")]
+    pub listen: ListenAddress,
+
+    /// Certificate chain (PEM) the PostgreSQL listener presents to TLS clients; it should name
+    /// `*.<TENANT_BASE_DOMAIN>` (and any custom domains) for clients that verify it.
+    #[arg(long, env = "ROUTER_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<std::path::PathBuf>,
+
+    /// Private key (PEM) of `ROUTER_TLS_CERT_FILE`.
+    #[arg(long, env = "ROUTER_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<std::path::PathBuf>,
+
+    /// Accept PostgreSQL clients without TLS (passwords still never cross the wire: SCRAM), on
+    /// a private network or behind a load balancer that ends TLS. Without it, only TLS clients
+    /// are served.
+    #[arg(long = "pg-allow-plaintext", env = "ROUTER_PG_ALLOW_PLAINTEXT", default_value_t = false)]
+    pub allow_plaintext: bool,
+}
+
+/// A listen address, or none (`off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenAddress(pub Option<SocketAddr>);
+
+impl std::str::FromStr for ListenAddress {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        if raw.eq_ignore_ascii_case("off") {
+            return Ok(Self(None));
+        }
+        raw.parse().map(|addr| Self(Some(addr))).map_err(|e| format!("{raw:?}: {e} (or `off`)"))
     }
 }

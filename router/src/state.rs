@@ -48,6 +48,8 @@ pub enum StartError {
     Jwt(String),
     #[error("{0}")]
     RecordsKey(String),
+    #[error("TLS certificate of the PostgreSQL listener: {0}")]
+    Tls(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
 }

@@ -1,12 +1,47 @@
 //! A server connection of a tenant pool, and what it carries between requests.
+//!
+//! A connection is opened for one of the router's two kinds of door ([`Door`]): the HTTP doors
+//! run queries on it through tokio-postgres; the PostgreSQL-protocol door ([`crate::wire`])
+//! relays its clients' messages over its socket ([`ServerSocket`]).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
+
+/// Which door a pool's connections serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Door {
+    /// `POST /sql`, the reverse proxy and the embedded library: queries through tokio-postgres.
+    Http,
+    /// The PostgreSQL protocol: the client's own messages, relayed on the socket.
+    Wire,
+}
+
+/// The socket of a connection opened for the PostgreSQL-protocol door, after startup.
+pub struct ServerSocket {
+    pub(crate) stream: tokio_postgres::MaybeTlsStream<
+        tokio_postgres::Socket,
+        tenancy::pg::PgTlsStream<tokio_postgres::Socket>,
+    >,
+    /// Bytes read from the server and not yet relayed.
+    pub(crate) read_buf: bytes::BytesMut,
+    /// The server parameters as reported at startup (`server_version`, `TimeZone`, ...).
+    pub(crate) parameters: HashMap<String, String>,
+    /// Set once reading or writing failed: the connection is closed, not reused.
+    pub(crate) broken: bool,
+    /// The client settings applied to the session since its last reset (see
+    /// [`crate::wire`]), as the fingerprint of their SQL.
+    pub(crate) applied_settings: Option<u64>,
+    /// Gives the budget unit back when the socket is dropped.
+    _unit: SocketUnit,
+}
 
 /// A server connection, logged in as its tenant's role, and what it keeps between requests
 /// (see [`crate::session`]).
 pub struct Connection {
+    /// For a [`Door::Wire`] connection, only its cancel token is used: its socket is `wire`.
     client: tokio_postgres::Client,
+    wire: Option<ServerSocket>,
     /// The TLS it was opened with, which its cancel requests use too.
     tls: tenancy::pg::Tls,
     /// Statements prepared on this connection, by SQL text.
@@ -34,7 +69,51 @@ mod unit {
 }
 use unit::{HANDED_OVER, HELD, RELEASED};
 
+/// Cancels the query running on a connection (a cancel request on a connection of its own).
+#[derive(Clone)]
+pub(crate) struct Canceller {
+    token: tokio_postgres::CancelToken,
+    tls: tenancy::pg::Tls,
+}
+
+impl Canceller {
+    pub(crate) async fn cancel(self) {
+        let _ = self.token.cancel_query(self.tls).await;
+    }
+}
+
+/// Gives a connection's budget unit back when its socket closes (dropped with it), unless the
+/// unit was handed over meanwhile.
+struct SocketUnit {
+    unit: Arc<AtomicU8>,
+    on_closed: Option<Box<dyn FnOnce() + Send + Sync>>,
+}
+
+impl Drop for SocketUnit {
+    fn drop(&mut self) {
+        if self.unit.compare_exchange(HELD, RELEASED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            if let Some(on_closed) = self.on_closed.take() {
+                on_closed();
+            }
+        }
+    }
+}
+
 impl Connection {
+    /// Whether the connection can no longer be used: its socket is closed, or (for the
+    /// PostgreSQL-protocol door) relaying on it failed.
+    pub fn is_closed(&self) -> bool {
+        match &self.wire {
+            Some(socket) => socket.broken,
+            None => self.client.is_closed(),
+        }
+    }
+
+    /// The socket of a [`Door::Wire`] connection (`None` for an HTTP door's).
+    pub(crate) fn socket(&mut self) -> Option<&mut ServerSocket> {
+        self.wire.as_mut()
+    }
+
     /// The client and the statement cache, borrowed apart (a transaction holds the client
     /// mutably while its queries use the cache).
     pub fn parts(&mut self) -> (&mut tokio_postgres::Client, &mut crate::session::StatementCache) {
@@ -51,13 +130,23 @@ impl Connection {
         Ok(())
     }
 
+    /// Resets the session between uses, as its door does it.
+    pub(crate) async fn reset_session(&mut self) -> Result<(), crate::session::ResetError> {
+        match &mut self.wire {
+            Some(socket) => crate::wire::server::reset(socket).await,
+            None => self.reset().await,
+        }
+    }
+
     /// A request to cancel the query running now on this connection (over TLS, as the
     /// connection is), for the caller to await or spawn.
     pub(crate) fn cancel_query(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let (token, tls) = (self.client.cancel_token(), self.tls.clone());
-        async move {
-            let _ = token.cancel_query(tls).await;
-        }
+        self.canceller().cancel()
+    }
+
+    /// What cancels the query running on this connection, whenever that is.
+    pub(crate) fn canceller(&self) -> Canceller {
+        Canceller { token: self.client.cancel_token(), tls: self.tls.clone() }
     }
 
     /// Takes this connection's budget unit for another connection; the caller closes this one.
@@ -81,24 +170,40 @@ impl std::ops::DerefMut for Connection {
     }
 }
 
-/// Opens a connection with `config`. `on_socket_closed` runs once its socket is closed (when
-/// PostgreSQL has let go of it: a connection dropped mid-query counts until then), unless the
-/// connection's unit was handed over meanwhile.
+/// Opens a connection with `config` for `door`. `on_socket_closed` runs once its socket is
+/// closed (when PostgreSQL has let go of it: a connection dropped mid-query counts until then),
+/// unless the connection's unit was handed over meanwhile.
 pub(crate) async fn open(
     config: &tenancy::pg::PgConfig,
-    on_socket_closed: impl FnOnce() + Send + 'static,
+    door: Door,
+    on_socket_closed: impl FnOnce() + Send + Sync + 'static,
 ) -> Result<Connection, tokio_postgres::Error> {
     let (client, connection) = config.connect().await?;
     let unit = Arc::new(AtomicU8::new(HELD));
-    let socket_unit = unit.clone();
-    tokio::spawn(async move {
-        let _ = connection.await;
-        if socket_unit.compare_exchange(HELD, RELEASED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-            on_socket_closed();
+    let socket_unit = SocketUnit { unit: unit.clone(), on_closed: Some(Box::new(on_socket_closed)) };
+    let wire = match door {
+        Door::Http => {
+            tokio::spawn(async move {
+                let _ = connection.await;
+                drop(socket_unit);
+            });
+            None
         }
-    });
+        Door::Wire => {
+            let raw = connection.into_raw();
+            Some(ServerSocket {
+                stream: raw.stream,
+                read_buf: raw.read_buf,
+                parameters: raw.parameters,
+                broken: false,
+                applied_settings: None,
+                _unit: socket_unit,
+            })
+        }
+    };
     Ok(Connection {
         client,
+        wire,
         tls: config.tls(),
         statements: Default::default(),
         clean: true,

@@ -8,10 +8,10 @@
 //! `SET search_path`, `SET ROLE`, `PREPARE` — reaches the next.
 
 mod budget;
-mod connection;
+pub(crate) mod connection;
 
 use budget::{Attempt, Budget, Grant, Handoff, PoolId, Returned};
-pub use connection::Connection;
+pub use connection::{Connection, Door};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use moka::future::Cache;
 use prometheus_client::metrics::counter::Counter;
@@ -69,6 +69,7 @@ pub struct TenantPool {
     /// The credentials this pool logs in with.
     pub credentials: DbCredentials,
     pub access: Access,
+    pub door: Door,
     pub generation: i64,
     built_at: Instant,
     /// The secret as last re-read for a client whose password did not match (rotation).
@@ -78,6 +79,9 @@ pub struct TenantPool {
     /// (A change to the tenant, its domains or its credentials comes with a new generation, and
     /// so with a new pool.)
     accepted: std::sync::RwLock<Option<Box<str>>>,
+    /// What SCRAM needs of this pool's password, derived on first use (PBKDF2 is slow on
+    /// purpose): the PostgreSQL-protocol door checks its clients against it.
+    scram: std::sync::OnceLock<crate::wire::ServerKeys>,
 }
 
 impl TenantPool {
@@ -86,6 +90,11 @@ impl TenantPool {
     pub fn was_accepted(&self, header: &str) -> bool {
         let accepted = self.accepted.read().unwrap_or_else(PoisonError::into_inner);
         accepted.as_deref().is_some_and(|known| bool::from(known.as_bytes().ct_eq(header.as_bytes())))
+    }
+
+    /// The SCRAM keys of this pool's password.
+    pub(crate) fn scram_keys(&self) -> &crate::wire::ServerKeys {
+        self.scram.get_or_init(|| crate::wire::ServerKeys::new(self.credentials.password.as_bytes()))
     }
 
     /// Remembers `header` as checked against this pool's own credentials.
@@ -268,7 +277,7 @@ pub struct TenantPools {
     secrets: SharedSecretStore,
     /// What tenants' `verify-ca` and `verify-full` connections trust (`PG_SSL_ROOT_CERT`).
     ca_bundle: tenancy::pg::CaBundle,
-    pools: Cache<(TenantId, Access), Arc<TenantPool>>,
+    pools: Cache<(TenantId, Access, Door), Arc<TenantPool>>,
     limits: PoolLimits,
     shared: Arc<Shared>,
     connects: Option<DefaultDirectRateLimiter>,
@@ -315,7 +324,17 @@ impl TenantPools {
         tenant: &TenantRecord,
         access: Access,
     ) -> Result<Arc<TenantPool>, PoolCheckoutError> {
-        let key = (tenant.id, access);
+        self.pool_for_door(tenant, access, Door::Http).await
+    }
+
+    /// The tenant's pool for `access` whose connections serve `door`.
+    pub async fn pool_for_door(
+        &self,
+        tenant: &TenantRecord,
+        access: Access,
+        door: Door,
+    ) -> Result<Arc<TenantPool>, PoolCheckoutError> {
+        let key = (tenant.id, access, door);
         if let Some(existing) = self.pools.get(&key).await {
             if existing.generation >= tenant.generation {
                 return Ok(existing);
@@ -323,7 +342,7 @@ impl TenantPools {
             self.pools.invalidate(&key).await;
         }
         self.pools
-            .try_get_with(key, self.build(tenant, access))
+            .try_get_with(key, self.build(tenant, access, door))
             .await
             .map_err(|e: Arc<PoolCheckoutError>| (*e).clone())
     }
@@ -332,6 +351,7 @@ impl TenantPools {
         &self,
         tenant: &TenantRecord,
         access: Access,
+        door: Door,
     ) -> Result<Arc<TenantPool>, PoolCheckoutError> {
         let name = tenant.secret_name().ok_or(PoolCheckoutError::NoCredentials)?;
         let secret = self
@@ -346,11 +366,16 @@ impl TenantPools {
         };
         let mut config = credentials.config(&self.ca_bundle);
         config.application_name("tenant-router");
-        let mut options = String::from("-c TimeZone=UTC");
-        if let Some(ms) = tenant.statement_timeout_ms {
-            options.push_str(&format!(" -c statement_timeout={ms}"));
+        // The HTTP doors answer in UTC; a PostgreSQL-protocol client gets the server's default
+        // time zone, or the one it asks for at startup.
+        let mut options: Vec<String> = Vec::new();
+        if door == Door::Http {
+            options.push("-c TimeZone=UTC".into());
         }
-        config.options(&options);
+        if let Some(ms) = tenant.statement_timeout_ms {
+            options.push(format!("-c statement_timeout={ms}"));
+        }
+        config.options(options.join(" "));
         let size = usize::try_from(tenant.pool_size)
             .unwrap_or(1)
             .clamp(1, self.limits.tenant_max_connections.max(1));
@@ -362,10 +387,12 @@ impl TenantPools {
             config,
             credentials,
             access,
+            door,
             generation: tenant.generation,
             built_at: Instant::now(),
             fresh: tokio::sync::Mutex::new(None),
             accepted: std::sync::RwLock::new(None),
+            scram: std::sync::OnceLock::new(),
         }))
     }
 
@@ -456,10 +483,10 @@ impl TenantPools {
                 .await
                 .map_err(|_| PoolCheckoutError::Exhausted)?;
         }
-        let (config, shared, id) = (pool.config.clone(), self.shared.clone(), pool.id);
+        let (config, shared, id, door) = (pool.config.clone(), self.shared.clone(), pool.id, pool.door);
         let opening = tokio::spawn(async move {
             let released = Arc::downgrade(&shared);
-            let opened = connection::open(&config, move || {
+            let opened = connection::open(&config, door, move || {
                 if let Some(shared) = released.upgrade() {
                     shared.unit_released();
                 }
@@ -494,28 +521,42 @@ impl TenantPools {
         user: &str,
         password: &[u8],
     ) -> bool {
-        let mut fresh = pool.fresh.lock().await;
-        if let Some((at, credentials)) = fresh.as_ref() {
+        if let Some((_, credentials)) = pool.fresh.lock().await.as_ref() {
             if credentials_match(credentials, user, password) {
                 return true;
             }
+        }
+        self.current_credentials(tenant, pool)
+            .await
+            .is_some_and(|credentials| credentials_match(&credentials, user, password))
+    }
+
+    /// The tenant's credentials as its secret holds them now (read again at most once per
+    /// [`REFRESH_INTERVAL`] per pool: a request that finds it read too recently waits out the
+    /// interval, and concurrent requests share one read). `None` when it cannot be read.
+    pub async fn current_credentials(
+        &self,
+        tenant: &TenantRecord,
+        pool: &TenantPool,
+    ) -> Option<DbCredentials> {
+        let mut fresh = pool.fresh.lock().await;
+        if let Some((at, _)) = fresh.as_ref() {
             let age = at.elapsed();
             if age < REFRESH_INTERVAL {
                 tokio::time::sleep(REFRESH_INTERVAL - age).await;
             }
         }
-        let Some(name) = tenant.secret_name() else { return false };
-        let Ok(Some(credentials)) = self.secrets.get(&name).await else { return false };
-        let accepted = credentials_match(&credentials, user, password);
-        *fresh = Some((Instant::now(), credentials));
-        accepted
+        let name = tenant.secret_name()?;
+        let credentials = self.secrets.get(&name).await.ok()??;
+        *fresh = Some((Instant::now(), credentials.clone()));
+        Some(credentials)
     }
 
     /// A pool rebuilt from the secret as it is now, after PostgreSQL refused the old pool's
     /// password (a rotation whose invalidation has not arrived). Rebuilt at most once per
     /// [`REFRESH_INTERVAL`]; `None` when it was just rebuilt.
     pub async fn rebuild(&self, tenant: &TenantRecord, stale: &TenantPool) -> Option<Arc<TenantPool>> {
-        let key = (tenant.id, stale.access);
+        let key = (tenant.id, stale.access, stale.door);
         if let Some(current) = self.pools.get(&key).await {
             if !std::ptr::eq(&*current, stale) {
                 return Some(current); // another request rebuilt it already
@@ -525,7 +566,7 @@ impl TenantPools {
             return None;
         }
         self.pools.invalidate(&key).await;
-        self.pool(tenant, stale.access).await.ok()
+        self.pool_for_door(tenant, stale.access, stale.door).await.ok()
     }
 
     /// Number of open tenant pools.
@@ -542,7 +583,7 @@ async fn ready(mut checkout: Checkout, deadline: tokio::time::Instant) -> Option
         return None;
     }
     if !checkout.clean {
-        let reset = tokio::time::timeout_at(deadline, checkout.reset()).await;
+        let reset = tokio::time::timeout_at(deadline, checkout.reset_session()).await;
         if !matches!(reset, Ok(Ok(()))) {
             checkout.retire = true;
             return None;

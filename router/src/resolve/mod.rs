@@ -128,6 +128,11 @@ impl Resolver {
         self
     }
 
+    /// The domain tenants' subdomains are under (`TENANT_BASE_DOMAIN`).
+    pub fn base_domain(&self) -> &BaseDomain {
+        &self.base_domain
+    }
+
     /// The servable (active) tenant behind `raw_host`.
     pub async fn resolve(&self, raw_host: Option<&str>) -> Result<Arc<TenantRecord>, ResolveTenantError> {
         let host = normalize_host(raw_host.ok_or(ResolveTenantError::MissingHost)?)?;

@@ -128,6 +128,40 @@ pub fn classify(sql: &str) -> Classification {
     statements.fold(first, Classification::then)
 }
 
+/// The `SET`/`RESET` statements of `sql`, or `None` unless it is made only of them (not
+/// `SET LOCAL`, not `SET TRANSACTION`, nothing a tenant may not send): settings a client of the
+/// PostgreSQL-protocol door carries from connection to connection.
+fn settings_of(sql: &str) -> Option<Vec<pg_query::protobuf::VariableSetStmt>> {
+    use pg_query::protobuf::VariableSetKind as K;
+    let parsed = pg_query::parse(sql, 0).ok()?;
+    let mut settings = Vec::new();
+    for raw in &parsed.protobuf.stmts {
+        let node = raw.stmt.as_deref().and_then(|n| n.node.as_ref())?;
+        let NodeEnum::VariableSetStmt(set) = node else { return None };
+        let kind = K::try_from(set.kind).ok()?;
+        if set.is_local || !matches!(kind, K::VarSetValue | K::VarSetDefault | K::VarReset | K::VarResetAll) {
+            return None;
+        }
+        if policy::judge(node).is_some() {
+            return None;
+        }
+        settings.push(set.clone());
+    }
+    (!settings.is_empty()).then_some(settings)
+}
+
+/// Whether `sql` is made only of `SET` and `RESET` statements a client may carry (see
+/// [`crate::wire`]).
+pub(crate) fn only_settings(sql: &str) -> bool {
+    settings_of(sql).is_some()
+}
+
+/// Whether `sql`, made only of settings, has a `RESET ALL`.
+pub(crate) fn resets_all_settings(sql: &str) -> bool {
+    use pg_query::protobuf::VariableSetKind as K;
+    settings_of(sql).is_some_and(|sets| sets.iter().any(|set| set.kind == K::VarResetAll as i32))
+}
+
 /// Classifies one statement of a parsed string.
 fn statement(node: Option<&Node>) -> Classification {
     let Some(node) = node.and_then(|n| n.node.as_ref()) else { return Classification::UNKNOWN };

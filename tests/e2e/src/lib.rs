@@ -68,6 +68,14 @@ pub fn router_settings(common: &CommonSettings) -> tenant_router::settings::Rout
         common: common.clone(),
         listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
         admin_listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        postgres: tenant_router::settings::PostgresSettings {
+            listen: tenant_router::settings::ListenAddress(Some(
+                "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+            )),
+            tls_cert_file: None,
+            tls_key_file: None,
+            allow_plaintext: true,
+        },
         http: tenancy::listener::HttpSettings::default(),
         cache_ttl: Duration::from_secs(30),
         negative_cache_ttl: Duration::from_millis(200),

@@ -18,7 +18,7 @@ mod db;
 mod servers;
 
 pub use db::TestDb;
-pub use servers::{PgServer, RedisServer};
+pub use servers::{make_certificates, PgServer, RedisServer};
 
 use std::sync::OnceLock;
 

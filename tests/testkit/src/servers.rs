@@ -81,10 +81,10 @@ fn start_cluster(dir: &Path, port: u16, os_user: Option<&String>) {
     run(pg_ctl, "pg_ctl start");
 }
 
-/// A test CA (`ca.crt`) and a server certificate it signed for the DNS name `localhost` only
-/// (`server.crt`, `server.key`), in `dir`: reached as `127.0.0.1`, the server's certificate
-/// does not match the host name.
-fn make_certificates(dir: &Path) {
+/// A test CA (`ca.crt`) and a server certificate it signed for `dns_names` only (`server.crt`,
+/// `server.key`), in `dir`. A server started with them for `localhost` and reached as
+/// `127.0.0.1` has a certificate that does not match the host name.
+pub fn make_certificates(dir: &Path, dns_names: &[&str]) {
     let openssl = |args: &[&str], what: &str| {
         let mut command = Command::new("openssl");
         command.current_dir(dir).args(args).stdout(Stdio::null()).stderr(Stdio::null());
@@ -93,11 +93,16 @@ fn make_certificates(dir: &Path) {
     let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
     let ca = ["req", "-x509", "-days", "2", "-subj", "/CN=testkit CA", "-keyout", "ca.key", "-out", "ca.crt"];
     openssl(&[&ca[..], &ec[..]].concat(), "openssl: test CA");
-    let csr = ["req", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"];
+    let subject = format!("/CN={}", dns_names.first().copied().unwrap_or("localhost"));
+    let csr = ["req", "-subj", &subject, "-keyout", "server.key", "-out", "server.csr"];
     openssl(&[&csr[..], &ec[..]].concat(), "openssl: server key");
+    let names: Vec<String> = dns_names.iter().map(|name| format!("DNS:{name}")).collect();
     std::fs::write(
         dir.join("server.ext"),
-        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        format!(
+            "subjectAltName={}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+            names.join(",")
+        ),
     )
     .unwrap_or_else(|e| panic!("server.ext: {e}"));
     openssl(
@@ -156,7 +161,7 @@ impl PgServer {
         let os_user = is_root().then(|| services().pg_user.clone().unwrap_or_else(|| "postgres".into()));
         let password = format!("pw{}{}", unique_suffix(), unique_suffix());
         std::fs::write(dir.join("pwfile"), &password).unwrap_or_else(|e| panic!("pwfile: {e}"));
-        make_certificates(&dir);
+        make_certificates(&dir, &["localhost"]);
         if let Some(user) = &os_user {
             for path in [workspace_root().join("target"), base] {
                 let _ = Command::new("chmod").arg("o+x").arg(&path).status();

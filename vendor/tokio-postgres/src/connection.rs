@@ -38,6 +38,16 @@ enum State {
     Closing,
 }
 
+/// tenant-router patch: what [`Connection::into_raw`] returns.
+pub struct RawConnection<S, T> {
+    /// The socket, TLS or not.
+    pub stream: MaybeTlsStream<S, T>,
+    /// Bytes the server sent that were read but not yet decoded.
+    pub read_buf: bytes::BytesMut,
+    /// The server parameters reported at startup (`server_version`, `TimeZone`, ...).
+    pub parameters: HashMap<String, String>,
+}
+
 /// A connection to a PostgreSQL database.
 ///
 /// This is one half of what is returned when a new connection is established. It performs the actual IO with the
@@ -61,6 +71,20 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     T: AsyncRead + AsyncWrite + Unpin,
 {
+    /// tenant-router patch: the connection's socket once startup is over, with whatever the
+    /// server sent that was not read yet, and the server parameters it reported, for a caller
+    /// that speaks the protocol itself on it (a connection pooler). The `Client` of this
+    /// connection must not be used afterwards (its cancel token may). Notices the server sent
+    /// during startup are dropped.
+    pub fn into_raw(self) -> RawConnection<S, T> {
+        let parts = self.stream.into_parts();
+        RawConnection {
+            stream: parts.io,
+            read_buf: parts.read_buf,
+            parameters: self.parameters,
+        }
+    }
+
     pub(crate) fn new(
         stream: Framed<MaybeTlsStream<S, T>, PostgresCodec>,
         pending_responses: VecDeque<BackendMessage>,

@@ -127,7 +127,8 @@
 pub use crate::cancel_token::CancelToken;
 pub use crate::client::Client;
 pub use crate::config::Config;
-pub use crate::connection::Connection;
+pub use crate::connection::{Connection, RawConnection};
+pub use crate::maybe_tls_stream::MaybeTlsStream; // tenant-router patch
 pub use crate::copy_in::CopyInSink;
 pub use crate::copy_out::CopyOutStream;
 use crate::error::DbError;

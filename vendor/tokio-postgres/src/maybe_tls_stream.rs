@@ -4,8 +4,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+/// A stream to the server, TLS or not (public by a tenant-router patch).
 pub enum MaybeTlsStream<S, T> {
+    /// Without TLS.
     Raw(S),
+    /// Over TLS.
     Tls(T),
 }
 

@@ -1,0 +1,191 @@
+//! The PostgreSQL-protocol door: psql, drivers and ORMs connect to the router as they would to
+//! PostgreSQL (`ROUTER_PG_LISTEN`), name their tenant, log in as its role, and are served on
+//! the tenant's pool under the same budget, limits and statement rules as the HTTP doors.
+//!
+//! - [`startup`]: TLS, the startup packet, which tenant, SCRAM-SHA-256 ([`scram`]);
+//! - [`relay`]: transaction pooling, settings carried per client, refusals;
+//! - [`cancel`]: cancel requests, routed to whatever server connection the client holds;
+//! - [`server`]: the router's own conversations with a server connection (reset, settings);
+//! - [`frame`]: the protocol's messages.
+
+mod cancel;
+pub(crate) mod frame;
+mod relay;
+mod scram;
+pub(crate) mod server;
+mod startup;
+
+pub(crate) use scram::ServerKeys;
+
+use crate::failed_attempts::ClientAddress;
+use crate::state::AppState;
+use bytes::BytesMut;
+use frame::Notice;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Why a client connection ended early.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WireError {
+    #[error("connection closed")]
+    Closed,
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("protocol violation: {0}")]
+    Protocol(#[from] frame::FrameError),
+    /// Refused with this error, sent to the client before closing.
+    #[error("refused: {}", .0.message)]
+    Refused(Notice),
+}
+
+/// How the listener is set up.
+pub struct WireListener {
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub allow_plaintext: bool,
+}
+
+/// The TLS acceptor for the certificate and key in these PEM files.
+///
+/// # Errors
+/// When a file cannot be read or holds no usable certificate or key.
+pub fn tls_acceptor(
+    cert_file: &std::path::Path,
+    key_file: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
+        .and_then(Iterator::collect)
+        .map_err(|e| format!("{}: {e}", cert_file.display()))?;
+    if certificates.is_empty() {
+        return Err(format!("{}: no certificate", cert_file.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| format!("{}: {e}", key_file.display()))?;
+    let config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_single_cert(certificates, key)
+            .map_err(|e| format!("{}: {e}", cert_file.display()))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves PostgreSQL clients on `listener` until `shutdown`; then stops accepting, lets each
+/// client finish the transaction it is in, and returns once all are gone.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    setup: WireListener,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let setup = Arc::new(setup);
+    let cancels = Arc::new(cancel::CancelKeys::default());
+    let clients = TaskTracker::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!(error = %err, "PostgreSQL listener: accept failed");
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let (state, setup, cancels, shutdown) =
+            (state.clone(), setup.clone(), cancels.clone(), shutdown.clone());
+        clients.spawn(async move {
+            state.metrics.wire_clients.inc();
+            let result = client(tcp, peer, &state, &setup, &cancels, shutdown).await;
+            state.metrics.wire_clients.dec();
+            match result {
+                Ok(()) | Err(WireError::Closed) => {}
+                Err(err) => tracing::debug!(%peer, error = %err, "PostgreSQL client ended"),
+            }
+        });
+    }
+    clients.close();
+    clients.wait().await;
+    Ok(())
+}
+
+/// One client connection, from its first byte to its last.
+async fn client(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    state: &AppState,
+    setup: &WireListener,
+    cancels: &Arc<cancel::CancelKeys>,
+    shutdown: CancellationToken,
+) -> Result<(), WireError> {
+    let opening = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        startup::open(tcp, setup.tls.as_ref(), setup.allow_plaintext),
+    )
+    .await
+    .map_err(|_| WireError::Closed)??;
+    let (mut conn, parameters) = match opening {
+        startup::Opening::Cancel { process_id, secret_key } => {
+            cancels.cancel(process_id, secret_key).await;
+            return Ok(());
+        }
+        startup::Opening::Startup(conn, parameters) => (conn, parameters),
+    };
+    match begin(state, &mut conn, peer, parameters, cancels).await {
+        Ok(admitted) => relay::Session::new(conn, state.clone(), admitted, shutdown).run().await,
+        Err(WireError::Refused(notice)) => {
+            conn.refuse(&notice).await;
+            Ok(())
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Admission for a client: its tenant, its role and password, and a first server connection
+/// with its settings (whose parameters it is told).
+async fn begin(
+    state: &AppState,
+    conn: &mut startup::ClientConn,
+    peer: SocketAddr,
+    parameters: Vec<(String, String)>,
+    cancels: &Arc<cancel::CancelKeys>,
+) -> Result<relay::Admitted, WireError> {
+    let client = ClientAddress(Some(peer.ip()));
+    let request = startup::Request::parse(parameters).map_err(WireError::Refused)?;
+    let tenant =
+        startup::tenant(state, client, conn.sni.as_deref(), &request).await.map_err(WireError::Refused)?;
+    let authenticated = startup::authenticate(state, conn, client, &tenant, &request.user).await?;
+    let settings = relay::ClientSettings::from_startup(&request.settings);
+    if let Some(not_allowed) = settings.not_allowed(&state.classifier) {
+        return Err(WireError::Refused(Notice::fatal("42501", not_allowed.message())));
+    }
+    // A first connection: it checks the settings, and tells what the client is to be told.
+    let mut checkout =
+        state.pools.checkout(&authenticated.pool).await.map_err(|e| startup::pool_notice(&e))?;
+    if let Some(error) = relay::apply_settings(&mut checkout, &settings).await? {
+        // The server's own error (an unknown setting, a bad value) ends the startup, as it
+        // would on PostgreSQL.
+        conn.send(&error.bytes).await?;
+        return Err(WireError::Closed);
+    }
+    let mut out = BytesMut::new();
+    if let Some(socket) = checkout.socket() {
+        let mut parameters: Vec<_> = socket.parameters.iter().collect();
+        parameters.sort();
+        for (name, value) in parameters {
+            frame::parameter_status(&mut out, name, value);
+        }
+    }
+    checkout.clean = true;
+    drop(checkout);
+    let cancel = cancels.register();
+    frame::backend_key_data(&mut out, cancel.process_id, cancel.secret_key);
+    frame::ready_for_query(&mut out, b'I');
+    conn.send(&out).await?;
+    tracing::debug!(tenant = %tenant.slug, user = %request.user, "PostgreSQL client admitted");
+    Ok(relay::Admitted { tenant, pool: authenticated.pool, settings, cancel })
+}

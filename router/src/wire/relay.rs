@@ -1,0 +1,466 @@
+//! A client's session after startup, in transaction pooling: the client holds a server
+//! connection of its tenant's pool from its first message after a `ReadyForQuery` until the
+//! server is idle again outside a transaction (`ReadyForQuery` with status `I`, nothing else
+//! pending), then gives it back. Messages are relayed as they are, whole; the router reads
+//! only what it must:
+//!
+//! - SQL (`Query`, `Parse`) is classified ([`crate::statement`]): what a tenant may not send is
+//!   refused with an error (42501); what may leave state in the session has the connection
+//!   reset (`DISCARD ALL`) before anyone else gets it.
+//! - **Settings** the client chose at startup, and those it sets with a `Query` made only of
+//!   `SET`/`RESET` outside a transaction, are the client's own: they are applied on whichever
+//!   connection it gets, before its first message there (nothing is sent when the connection
+//!   has them already). A `SET` inside a transaction lasts until the transaction ends.
+//! - A **named prepared statement** (`Parse` with a name) keeps the client on its server
+//!   connection until it disconnects, so its statements stay where it prepared them.
+
+use super::cancel::Registration;
+use super::frame::{self, Frame, Notice, MAX_MESSAGE};
+use super::startup::ClientConn;
+use super::WireError;
+use crate::pool::{Checkout, TenantPool};
+use crate::state::AppState;
+use bytes::BytesMut;
+use std::hash::{Hash as _, Hasher as _};
+use std::sync::Arc;
+use tenancy::catalog::TenantRecord;
+use tokio::io::AsyncReadExt as _;
+use tokio_util::sync::CancellationToken;
+
+/// Most `SET` queries kept per client; past it the client keeps its server connection.
+const MAX_TRACKED_SETTINGS: usize = 64;
+
+/// The settings a client carries from connection to connection.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ClientSettings {
+    /// From the startup packet: what `RESET ALL` goes back to.
+    startup: Vec<String>,
+    /// `SET`/`RESET` queries since, in order.
+    statements: Vec<String>,
+}
+
+impl ClientSettings {
+    /// The startup settings, as SQL.
+    pub(crate) fn from_startup(settings: &[(String, String)]) -> Self {
+        let statements = settings
+            .iter()
+            .map(|(name, value)| {
+                format!("SET {} TO {}", tenancy::domain::quote_ident(name), quote_literal(value))
+            })
+            .collect();
+        Self { startup: statements, statements: Vec::new() }
+    }
+
+    /// Why a tenant may not choose one of these settings, if it may not.
+    pub(crate) fn not_allowed(
+        &self,
+        classifier: &crate::statement::Classifier,
+    ) -> Option<crate::statement::NotAllowed> {
+        self.startup.iter().find_map(|sql| classifier.classify(sql).not_allowed)
+    }
+
+    /// The SQL that brings a connection's settings to the client's (`None`: nothing to do).
+    fn sql(&self) -> String {
+        self.all().cloned().collect::<Vec<_>>().join("; ")
+    }
+
+    fn all(&self) -> impl Iterator<Item = &String> {
+        self.startup.iter().chain(&self.statements)
+    }
+
+    fn fingerprint(&self) -> Option<u64> {
+        self.all().next()?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        for statement in self.all() {
+            statement.hash(&mut hasher);
+        }
+        Some(hasher.finish())
+    }
+}
+
+/// `value` as an SQL string literal, whatever `standard_conforming_strings` is.
+fn quote_literal(value: &str) -> String {
+    format!("E'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// Gives `checkout` the client's settings (unless it has them): `RESET ALL`, then the client's
+/// `SET`s, their answers kept from the client. The first error, if one failed.
+pub(crate) async fn apply_settings(
+    checkout: &mut Checkout,
+    settings: &ClientSettings,
+) -> Result<Option<Frame>, std::io::Error> {
+    let socket = checkout.socket().ok_or_else(|| std::io::Error::other("not a wire connection"))?;
+    let wanted = settings.fingerprint();
+    if socket.applied_settings == wanted {
+        return Ok(None);
+    }
+    let sql = match socket.applied_settings {
+        None => settings.sql(),
+        Some(_) if wanted.is_none() => "RESET ALL".to_owned(),
+        Some(_) => format!("RESET ALL; {}", settings.sql()),
+    };
+    let failed = socket.run_quietly(&sql).await?;
+    socket.applied_settings = if failed.is_none() { wanted } else { None };
+    if failed.is_some() {
+        // Whatever part of it ran must not stay.
+        checkout.clean = false;
+    }
+    Ok(failed)
+}
+
+/// What admission found for a client.
+pub(crate) struct Admitted {
+    pub(crate) tenant: Arc<TenantRecord>,
+    pub(crate) pool: Arc<TenantPool>,
+    pub(crate) settings: ClientSettings,
+    pub(crate) cancel: Registration,
+}
+
+/// One client's session.
+pub(crate) struct Session {
+    conn: ClientConn,
+    state: AppState,
+    tenant: Arc<TenantRecord>,
+    pool: Arc<TenantPool>,
+    settings: ClientSettings,
+    cancel: Registration,
+    shutdown: CancellationToken,
+}
+
+/// The server connection a client holds, and what it did on it.
+struct Held {
+    checkout: Checkout,
+    /// `Query` and `Sync` messages relayed and not yet answered by `ReadyForQuery`.
+    pending: u32,
+    /// The transaction status of the last `ReadyForQuery`.
+    status: u8,
+    /// Something ran that may have left state in the session.
+    dirty: bool,
+    /// The client prepared a named statement: it keeps this connection.
+    pinned: bool,
+    /// A `Query` made only of settings is running: kept for the client if it succeeds.
+    setting: Option<String>,
+    failed: bool,
+}
+
+impl Session {
+    pub(crate) fn new(
+        conn: ClientConn,
+        state: AppState,
+        admitted: Admitted,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let Admitted { tenant, pool, settings, cancel } = admitted;
+        Self { conn, state, tenant, pool, settings, cancel, shutdown }
+    }
+
+    /// Relays until the client terminates or disconnects (or the router shuts down and the
+    /// client holds no connection).
+    pub(crate) async fn run(mut self) -> Result<(), WireError> {
+        let mut held: Option<Held> = None;
+        // After an error the router raised itself: the client's messages up to its next `Sync`
+        // are dropped (as PostgreSQL does after an error in the extended protocol).
+        let mut skipping = false;
+        let mut out = BytesMut::new();
+        loop {
+            // Whole messages from the client.
+            while let Some(frame) = frame::next_frame(&mut self.conn.buf, MAX_MESSAGE)? {
+                if frame.tag == b'X' {
+                    if let Some(held) = held.take() {
+                        self.release(held, false);
+                    }
+                    return Ok(());
+                }
+                if skipping {
+                    if frame.tag == b'S' {
+                        skipping = false;
+                        match &mut held {
+                            Some(h) => self.relay_to_server(h, &frame).await?,
+                            None => frame::ready_for_query(&mut out, b'I'),
+                        }
+                    }
+                    continue;
+                }
+                if let Some(refusal) = self.refusal(&frame) {
+                    refusal.put(&mut out);
+                    if frame.tag == b'Q' {
+                        let status = held.as_ref().map_or(b'I', |h| h.status);
+                        frame::ready_for_query(&mut out, status);
+                    } else {
+                        skipping = true;
+                    }
+                    continue;
+                }
+                if held.is_none() {
+                    if matches!(frame.tag, b'S' | b'H') {
+                        // Nothing pending: a bare Sync is answered, a Flush has nothing to flush.
+                        if frame.tag == b'S' {
+                            frame::ready_for_query(&mut out, b'I');
+                        }
+                        continue;
+                    }
+                    match self.attach().await {
+                        Ok(h) => held = Some(h),
+                        Err(notice) => {
+                            notice.put(&mut out);
+                            if frame.tag == b'Q' {
+                                frame::ready_for_query(&mut out, b'I');
+                            } else {
+                                skipping = true;
+                            }
+                            continue;
+                        }
+                    }
+                }
+                if let Some(h) = &mut held {
+                    self.relay_to_server(h, &frame).await?;
+                }
+            }
+            if !out.is_empty() {
+                self.conn.send(&out).await?;
+                out.clear();
+            }
+            // Wait for the client, or for the server when one is held.
+            match &mut held {
+                None => {
+                    tokio::select! {
+                        read = self.conn.io.read_buf(&mut self.conn.buf) => {
+                            if read? == 0 {
+                                return Ok(());
+                            }
+                        }
+                        () = self.shutdown.cancelled() => {
+                            self.conn.refuse(&Notice::fatal("57P01", "terminating connection: the router is shutting down")).await;
+                            return Ok(());
+                        }
+                    }
+                }
+                Some(h) => {
+                    let idle = h.pending == 0 && h.status == b'I';
+                    let socket = h.checkout.socket().ok_or(WireError::Closed)?;
+                    let read_client = self.conn.io.read_buf(&mut self.conn.buf);
+                    let read_server =
+                        tokio::io::AsyncReadExt::read_buf(&mut socket.stream, &mut socket.read_buf);
+                    tokio::select! {
+                        read = read_client => {
+                            let gone = !matches!(read, Ok(n) if n > 0);
+                            if gone {
+                                // Mid-transaction or mid-query: cancel, and close the connection.
+                                let h = held.take().ok_or(WireError::Closed)?;
+                                if h.pending > 0 || h.status != b'I' {
+                                    tokio::spawn(h.checkout.cancel_query());
+                                    h.checkout.close();
+                                } else {
+                                    self.release(h, false);
+                                }
+                                return Ok(());
+                            }
+                        }
+                        // A pinned client between transactions is let go at shutdown.
+                        () = self.shutdown.cancelled(), if idle => {
+                            if let Some(h) = held.take() {
+                                self.release(h, true);
+                            }
+                            self.conn.refuse(&Notice::fatal("57P01", "terminating connection: the router is shutting down")).await;
+                            return Ok(());
+                        }
+                        read = read_server => {
+                            match read {
+                                Ok(n) if n > 0 => {}
+                                other => {
+                                    socket.broken = true;
+                                    let message = match other {
+                                        Err(err) => format!("the server connection was lost: {err}"),
+                                        Ok(_) => "the server closed the connection".to_owned(),
+                                    };
+                                    self.conn.refuse(&Notice::fatal("08006", message)).await;
+                                    return Err(WireError::Closed);
+                                }
+                            }
+                        }
+                    }
+                    if let Some(h) = &mut held {
+                        let done = self.relay_from_server(h, &mut out)?;
+                        if !out.is_empty() {
+                            self.conn.send(&out).await?;
+                            out.clear();
+                        }
+                        if done {
+                            if let Some(h) = held.take() {
+                                self.release(h, true);
+                            }
+                            if self.shutdown.is_cancelled() {
+                                self.conn
+                                    .refuse(&Notice::fatal(
+                                        "57P01",
+                                        "terminating connection: the router is shutting down",
+                                    ))
+                                    .await;
+                                return Ok(());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Why the router refuses `frame` itself, if it does.
+    fn refusal(&self, frame: &Frame) -> Option<Notice> {
+        let not_allowed = self.state.classifier.classify(sql_of(frame)?).not_allowed?;
+        Some(Notice::error("42501", not_allowed.message()))
+    }
+
+    /// A server connection for the client, with its settings, charged to the plan's rate limit.
+    async fn attach(&mut self) -> Result<Held, Notice> {
+        if !self.state.rate_limits.allow(&self.tenant).await {
+            self.state.metrics.rate_limited.inc();
+            return Err(Notice::error("53400", "the tenant's plan rate limit is exceeded; retry shortly"));
+        }
+        let waited = std::time::Instant::now();
+        let mut checkout = match self.state.pools.checkout(&self.pool).await {
+            Ok(checkout) => checkout,
+            Err(err) => {
+                return Err(match super::startup::pool_notice(&err) {
+                    WireError::Refused(notice) => Notice::error(notice.code, notice.message),
+                    _ => Notice::error("57P03", "no server connection"),
+                })
+            }
+        };
+        self.state.metrics.checkout_wait.observe(waited.elapsed().as_secs_f64());
+        match apply_settings(&mut checkout, &self.settings).await {
+            Ok(None) => {}
+            Ok(Some(_)) | Err(_) => {
+                checkout.clean = false;
+                return Err(Notice::error(
+                    "08006",
+                    "the client's settings could not be applied on a server connection",
+                ));
+            }
+        }
+        self.cancel.target.set(Some(checkout.canceller()));
+        self.state.metrics.wire_transactions.inc();
+        Ok(Held {
+            checkout,
+            pending: 0,
+            status: b'I',
+            dirty: false,
+            pinned: false,
+            setting: None,
+            failed: false,
+        })
+    }
+
+    /// Gives the server connection back; `clean_ending`: the server is idle outside a
+    /// transaction with nothing pending.
+    fn release(&self, mut held: Held, clean_ending: bool) {
+        self.cancel.target.set(None);
+        if !clean_ending || held.pending > 0 || held.status != b'I' {
+            held.checkout.close();
+            return;
+        }
+        held.checkout.clean = !held.dirty;
+        drop(held.checkout);
+    }
+
+    async fn relay_to_server(&mut self, held: &mut Held, frame: &Frame) -> Result<(), WireError> {
+        match frame.tag {
+            b'Q' => {
+                held.pending += 1;
+                if let Some(sql) = sql_of(frame) {
+                    let classification = self.state.classifier.classify(sql);
+                    if classification.needs_reset() {
+                        if held.status == b'I' && held.pending == 1 && crate::statement::only_settings(sql) {
+                            held.setting = Some(sql.to_owned());
+                        } else {
+                            held.dirty = true;
+                        }
+                    }
+                }
+            }
+            b'S' => held.pending += 1,
+            b'P' => {
+                let named = frame.body().first().is_some_and(|b| *b != 0);
+                if named {
+                    if !held.pinned {
+                        self.state.metrics.wire_pinned.inc();
+                    }
+                    held.pinned = true;
+                    held.dirty = true;
+                }
+                if let Some(sql) = sql_of(frame) {
+                    if self.state.classifier.classify(sql).needs_reset() {
+                        held.dirty = true;
+                    }
+                }
+            }
+            // COPY from the client, function calls: nothing to note.
+            _ => {}
+        }
+        let socket = held.checkout.socket().ok_or(WireError::Closed)?;
+        socket.write(&frame.bytes).await?;
+        Ok(())
+    }
+
+    /// Relays the server's whole messages to `out`; `true` once the connection can be given
+    /// back.
+    fn relay_from_server(&mut self, held: &mut Held, out: &mut BytesMut) -> Result<bool, WireError> {
+        let socket = held.checkout.socket().ok_or(WireError::Closed)?;
+        let mut done = false;
+        while let Some(frame) = frame::next_frame(&mut socket.read_buf, MAX_MESSAGE)? {
+            match frame.tag {
+                b'S' => socket.note_parameter(&frame),
+                b'E' => held.failed = true,
+                b'Z' => {
+                    held.pending = held.pending.saturating_sub(1);
+                    held.status = frame.body().first().copied().unwrap_or(b'I');
+                    if held.pending == 0 {
+                        if let Some(sql) = held.setting.take() {
+                            if !held.failed && held.status == b'I' {
+                                self.keep_setting(sql, &mut held.dirty, &mut socket.applied_settings);
+                            } else {
+                                held.dirty = true;
+                            }
+                        }
+                        held.failed = false;
+                        done = held.status == b'I' && !held.pinned;
+                    }
+                }
+                _ => {}
+            }
+            out.extend_from_slice(&frame.bytes);
+        }
+        Ok(done)
+    }
+
+    /// A `SET` query that succeeded becomes one of the client's settings; the connection has
+    /// exactly the client's settings now.
+    fn keep_setting(&mut self, sql: String, dirty: &mut bool, applied: &mut Option<u64>) {
+        if self.settings.statements.len() >= MAX_TRACKED_SETTINGS {
+            // Too many to carry: the connection must not be reused as if it had none of them.
+            *dirty = true;
+            return;
+        }
+        if crate::statement::resets_all_settings(&sql) {
+            // Back to the startup settings, which this session no longer has: the connection
+            // is reset before its next use, and the client's settings applied again.
+            self.settings.statements.clear();
+            *dirty = true;
+            return;
+        }
+        self.settings.statements.push(sql);
+        *applied = self.settings.fingerprint();
+    }
+}
+
+/// The SQL text of a `Query` or `Parse` message.
+fn sql_of(frame: &Frame) -> Option<&str> {
+    match frame.tag {
+        b'Q' => frame::cstr(frame.body()).ok().map(|(sql, _)| sql),
+        b'P' => {
+            let (_, rest) = frame::cstr(frame.body()).ok()?;
+            frame::cstr(rest).ok().map(|(sql, _)| sql)
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,481 @@
+//! A client connection's first steps: TLS, the startup packet, which tenant it names, and who
+//! it is (SCRAM-SHA-256 against the tenant's own credentials).
+//!
+//! The tenant is named by the TLS SNI host (`<slug>.<TENANT_BASE_DOMAIN>` or a custom domain),
+//! by `options=-c tenant=<slug>`, or by the database name (`<slug>`); names given in more than
+//! one of these ways must agree. The user is the tenant's role (its runtime role, or its
+//! read-only role), and the password that role's, as the tenant's secret holds them.
+
+use super::frame::{self, Frame, Notice, MAX_STARTUP};
+use super::scram::{self, ServerKeys};
+use super::WireError;
+use crate::failed_attempts::ClientAddress;
+use crate::pool::{Access, Door, TenantPool};
+use crate::resolve::ResolveTenantError;
+use crate::state::AppState;
+use bytes::BytesMut;
+use std::sync::Arc;
+use tenancy::catalog::TenantRecord;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+
+const SSL_REQUEST: i32 = 80_877_103;
+const GSSENC_REQUEST: i32 = 80_877_104;
+const CANCEL_REQUEST: i32 = 80_877_102;
+const PROTOCOL_3_0: i32 = 196_608;
+
+/// A client's byte stream, TLS or not.
+pub(crate) trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientIo for T {}
+
+/// A client connection and what has been read from it but not handled yet.
+pub(crate) struct ClientConn {
+    pub(crate) io: Box<dyn ClientIo>,
+    pub(crate) buf: BytesMut,
+    /// The host the client asked for in its TLS handshake.
+    pub(crate) sni: Option<String>,
+}
+
+impl ClientConn {
+    async fn read_more(&mut self) -> Result<(), WireError> {
+        match self.io.read_buf(&mut self.buf).await? {
+            0 => Err(WireError::Closed),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) async fn send(&mut self, bytes: &[u8]) -> Result<(), WireError> {
+        self.io.write_all(bytes).await?;
+        Ok(())
+    }
+
+    /// The next whole message, at most `max` bytes long.
+    pub(crate) async fn read_frame(&mut self, max: usize) -> Result<Frame, WireError> {
+        loop {
+            if let Some(frame) = frame::next_frame(&mut self.buf, max)? {
+                return Ok(frame);
+            }
+            self.read_more().await?;
+        }
+    }
+
+    /// Sends `notice` (a `FATAL` error) before the connection is closed.
+    pub(crate) async fn refuse(&mut self, notice: &Notice) {
+        let mut out = BytesMut::new();
+        notice.put(&mut out);
+        let _ = self.send(&out).await;
+        let _ = self.io.shutdown().await;
+    }
+}
+
+/// How a connection opened.
+pub(crate) enum Opening {
+    /// A session is starting, with these startup parameters.
+    Startup(ClientConn, Vec<(String, String)>),
+    /// A cancel request for the client with this key (the connection ends there).
+    Cancel { process_id: i32, secret_key: i32 },
+}
+
+/// Reads the startup packets, negotiating TLS on the way.
+pub(crate) async fn open(
+    tcp: tokio::net::TcpStream,
+    tls: Option<&tokio_rustls::TlsAcceptor>,
+    allow_plaintext: bool,
+) -> Result<Opening, WireError> {
+    let mut conn = ClientConn { io: Box::new(tcp), buf: BytesMut::new(), sni: None };
+    let mut encrypted = false;
+    loop {
+        let (code, body) = loop {
+            if let Some(packet) = frame::next_startup_packet(&mut conn.buf)? {
+                break packet;
+            }
+            conn.read_more().await?;
+        };
+        match code {
+            SSL_REQUEST if !encrypted => {
+                let Some(acceptor) = tls else {
+                    conn.send(b"N").await?;
+                    continue;
+                };
+                if !conn.buf.is_empty() {
+                    // Bytes after the SSLRequest, before the handshake: a buffer-stuffing attempt.
+                    return Err(WireError::Protocol(frame::FrameError::Malformed("SSLRequest")));
+                }
+                conn.send(b"S").await?;
+                let ClientConn { io, .. } = conn;
+                let stream = acceptor.accept(io).await?;
+                let sni = stream.get_ref().1.server_name().map(str::to_owned);
+                conn = ClientConn { io: Box::new(stream), buf: BytesMut::new(), sni };
+                encrypted = true;
+            }
+            GSSENC_REQUEST if !encrypted => conn.send(b"N").await?,
+            CANCEL_REQUEST if body.len() == 8 => {
+                let process_id = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+                let secret_key = i32::from_be_bytes([body[4], body[5], body[6], body[7]]);
+                return Ok(Opening::Cancel { process_id, secret_key });
+            }
+            code if code >> 16 == 3 => {
+                let parameters = frame::startup_parameters(&body)?;
+                if !encrypted && !allow_plaintext {
+                    conn.refuse(&Notice::fatal(
+                        "28000",
+                        "this router accepts only TLS connections (use sslmode=require or stronger)",
+                    ))
+                    .await;
+                    return Err(WireError::Closed);
+                }
+                if code != PROTOCOL_3_0 {
+                    // 3.x: answer with 3.0 and the protocol options the router does not know.
+                    let unknown: Vec<String> = parameters
+                        .iter()
+                        .filter(|(n, _)| n.starts_with("_pq_."))
+                        .map(|(n, _)| n.clone())
+                        .collect();
+                    let mut out = BytesMut::new();
+                    frame::negotiate_protocol_version(&mut out, &unknown);
+                    conn.send(&out).await?;
+                }
+                let parameters = parameters.into_iter().filter(|(n, _)| !n.starts_with("_pq_.")).collect();
+                return Ok(Opening::Startup(conn, parameters));
+            }
+            _ => {
+                conn.refuse(&Notice::fatal(
+                    "08P01",
+                    format!("unsupported frontend protocol {}.{}", code >> 16, code & 0xffff),
+                ))
+                .await;
+                return Err(WireError::Closed);
+            }
+        }
+    }
+}
+
+/// What a client asked for at startup.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Request {
+    pub(crate) user: String,
+    /// The tenant named by `options` (`-c tenant=<slug>`).
+    pub(crate) tenant_option: Option<String>,
+    pub(crate) database: Option<String>,
+    /// Settings to apply to the session: startup parameters and `options`' `-c name=value`.
+    pub(crate) settings: Vec<(String, String)>,
+}
+
+/// Parameters that are not settings.
+const NOT_SETTINGS: &[&str] = &["user", "database", "options", "replication"];
+
+impl Request {
+    pub(crate) fn parse(parameters: Vec<(String, String)>) -> Result<Self, Notice> {
+        let mut request = Self::default();
+        for (name, value) in parameters {
+            match name.as_str() {
+                "user" => request.user = value,
+                "database" => request.database = Some(value).filter(|d| !d.is_empty()),
+                "options" => {
+                    for (name, value) in options(&value)? {
+                        if name == "tenant" {
+                            request.tenant_option = Some(value);
+                        } else {
+                            request.settings.push((name, value));
+                        }
+                    }
+                }
+                "replication" => {
+                    return Err(Notice::fatal(
+                        "08P01",
+                        "replication connections are not supported by the router",
+                    ))
+                }
+                _ if NOT_SETTINGS.contains(&name.as_str()) => {}
+                _ => request.settings.push((name, value)),
+            }
+        }
+        if request.user.is_empty() {
+            return Err(Notice::fatal("28000", "no user name given"));
+        }
+        Ok(request)
+    }
+}
+
+/// The `name=value` settings of a startup `options` string: `-c name=value`, `-cname=value` or
+/// `--name=value`, separated by spaces (a backslash keeps the next character, a space included).
+fn options(raw: &str) -> Result<Vec<(String, String)>, Notice> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => word.extend(chars.next()),
+            c if c.is_ascii_whitespace() => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    let bad = || Notice::fatal("08P01", format!("invalid options {raw:?}: expected -c name=value"));
+    let mut settings = Vec::new();
+    let mut words = words.into_iter();
+    while let Some(word) = words.next() {
+        let pair = if word == "-c" {
+            words.next().ok_or_else(bad)?
+        } else if let Some(rest) = word.strip_prefix("-c").or_else(|| word.strip_prefix("--")) {
+            rest.to_owned()
+        } else {
+            return Err(bad());
+        };
+        let (name, value) = pair.split_once('=').ok_or_else(bad)?;
+        settings.push((name.replace('-', "_"), value.to_owned()));
+    }
+    Ok(settings)
+}
+
+/// The tenant a client named, by SNI, `options` or database name; they must agree.
+pub(crate) async fn tenant(
+    state: &AppState,
+    client: ClientAddress,
+    sni: Option<&str>,
+    request: &Request,
+) -> Result<Arc<TenantRecord>, Notice> {
+    state
+        .failed_attempts
+        .check(client)
+        .map_err(|_| Notice::fatal("28000", "too many failed attempts from this address; retry later"))?;
+    let base = state.resolver.base_domain();
+    let slug_host = |slug: &str| {
+        tenancy::domain::Slug::parse(slug)
+            .map(|slug| base.host_for(&slug))
+            .map_err(|_| Notice::fatal("3D000", format!("no tenant {slug:?}")))
+    };
+    let mut hosts = Vec::new();
+    if let Some(sni) = sni {
+        hosts.push(("SNI", sni.to_owned()));
+    }
+    if let Some(slug) = &request.tenant_option {
+        hosts.push(("options", slug_host(slug)?));
+    }
+    if hosts.is_empty() {
+        match &request.database {
+            Some(database) if *database != request.user => hosts.push(("database", slug_host(database)?)),
+            _ => {
+                return Err(Notice::fatal(
+                    "28000",
+                    format!(
+                        "name the tenant: connect to <tenant>.{} with TLS, or set options=-c tenant=<tenant>, or database=<tenant>",
+                        base.as_str()
+                    ),
+                ))
+            }
+        }
+    }
+    let mut found: Option<Arc<TenantRecord>> = None;
+    for (how, host) in hosts {
+        let tenant = match state.resolver.resolve(Some(&host)).await {
+            Ok(tenant) => tenant,
+            Err(err @ ResolveTenantError::NotFound) => {
+                state.failed_attempts.record(client);
+                return Err(resolve_notice(&err, how));
+            }
+            Err(err) => return Err(resolve_notice(&err, how)),
+        };
+        if let Some(first) = &found {
+            if first.id != tenant.id {
+                return Err(Notice::fatal("28000", "the tenant named by SNI, options and database differ"));
+            }
+        }
+        found = Some(tenant);
+    }
+    found.ok_or_else(|| Notice::fatal("3D000", "no tenant named"))
+}
+
+fn resolve_notice(err: &ResolveTenantError, how: &str) -> Notice {
+    match err {
+        ResolveTenantError::NotFound => {
+            Notice::fatal("3D000", format!("no tenant at the host named by {how}"))
+        }
+        ResolveTenantError::Suspended => Notice::fatal("28000", "tenant is suspended"),
+        ResolveTenantError::Provisioning => {
+            Notice::fatal("57P03", "tenant is being provisioned; retry shortly")
+        }
+        ResolveTenantError::InvalidHost(_)
+        | ResolveTenantError::MissingHost
+        | ResolveTenantError::DuplicateHost => Notice::fatal("08P01", format!("invalid host named by {how}")),
+        ResolveTenantError::Unavailable(_) | ResolveTenantError::UnknownHostsThrottled => {
+            Notice::fatal("57P03", "the tenant directory is unavailable; retry shortly")
+        }
+    }
+}
+
+/// Who the client turned out to be.
+pub(crate) struct Authenticated {
+    pub(crate) pool: Arc<TenantPool>,
+}
+
+fn password_failed(user: &str) -> Notice {
+    Notice::fatal("28P01", format!("password authentication failed for user \"{user}\""))
+}
+
+/// Authenticates the client as the tenant's runtime or read-only role with SCRAM-SHA-256,
+/// and picks the pool it is served from. A wrong user gets the same exchange and the same
+/// answer as a wrong password. After a rotation the client may know a newer password than the
+/// pool: the secret is read again (rate-limited) and the pool rebuilt.
+pub(crate) async fn authenticate(
+    state: &AppState,
+    conn: &mut ClientConn,
+    client: ClientAddress,
+    tenant: &Arc<TenantRecord>,
+    user: &str,
+) -> Result<Authenticated, WireError> {
+    let writer = state
+        .pools
+        .pool_for_door(tenant, Access::ReadWrite, Door::Wire)
+        .await
+        .map_err(|e| pool_notice(&e))?;
+    let access = if writer.credentials.username == user {
+        Some(Access::ReadWrite)
+    } else if writer.credentials.reader_username.as_deref() == Some(user) {
+        Some(Access::ReadOnly)
+    } else {
+        None
+    };
+    let pool = match access {
+        Some(Access::ReadOnly) => state
+            .pools
+            .pool_for_door(tenant, Access::ReadOnly, Door::Wire)
+            .await
+            .map_err(|e| pool_notice(&e))?,
+        _ => writer,
+    };
+    // An unknown user still gets a whole exchange, against keys nobody knows the password of.
+    let keys = match access {
+        Some(_) => pool.scram_keys().clone(),
+        None => ServerKeys::new(&rand::random::<[u8; 32]>()),
+    };
+    let mut out = BytesMut::new();
+    frame::authentication_sasl(&mut out, scram::MECHANISM);
+    conn.send(&out).await?;
+    let initial = conn.read_frame(MAX_STARTUP).await?;
+    let (mechanism, data) = sasl_initial_response(&initial)?;
+    if mechanism != scram::MECHANISM {
+        return Err(WireError::Refused(Notice::fatal(
+            "28000",
+            format!("SASL mechanism {mechanism:?} is not offered"),
+        )));
+    }
+    let (exchange, server_first) = scram::Exchange::start(data, &keys).map_err(|e| sasl_error(&e))?;
+    out.clear();
+    frame::authentication_sasl_data(&mut out, 11, server_first.as_bytes());
+    conn.send(&out).await?;
+    let response = conn.read_frame(MAX_STARTUP).await?;
+    if response.tag != b'p' {
+        return Err(WireError::Refused(Notice::fatal("08P01", "expected a SASL response")));
+    }
+    let last = exchange.read_final(response.body()).map_err(|e| sasl_error(&e))?;
+    let (pool, server_final) = match last.verify(&keys) {
+        Ok(server_final) if access.is_some() => (pool, server_final),
+        _ => {
+            let rotated = match access {
+                Some(access) => rotated(state, tenant, &pool, access, &keys, &last).await,
+                None => None,
+            };
+            match rotated {
+                Some(found) => found,
+                None => {
+                    state.failed_attempts.record(client);
+                    state.metrics.wire_auth_failures.inc();
+                    return Err(WireError::Refused(password_failed(user)));
+                }
+            }
+        }
+    };
+    out.clear();
+    frame::authentication_sasl_data(&mut out, 12, server_final.as_bytes());
+    frame::authentication_ok(&mut out);
+    conn.send(&out).await?;
+    Ok(Authenticated { pool })
+}
+
+/// The pool for the tenant's credentials as the secret holds them now, if the client's proof
+/// matches those (a rotation this router has not heard of yet).
+async fn rotated(
+    state: &AppState,
+    tenant: &TenantRecord,
+    pool: &Arc<TenantPool>,
+    access: Access,
+    keys: &ServerKeys,
+    last: &scram::ClientFinal,
+) -> Option<(Arc<TenantPool>, String)> {
+    let current = state.pools.current_credentials(tenant, pool).await?;
+    let password = match access {
+        Access::ReadWrite => current.password,
+        Access::ReadOnly => current.reader_password?,
+    };
+    let server_final = last.verify(&ServerKeys::derive(password.as_bytes(), keys.salt)).ok()?;
+    let rebuilt = state.pools.rebuild(tenant, pool).await?;
+    Some((rebuilt, server_final))
+}
+
+fn sasl_initial_response(frame: &Frame) -> Result<(&str, &[u8]), WireError> {
+    let malformed = || WireError::Refused(Notice::fatal("08P01", "malformed SASLInitialResponse"));
+    if frame.tag != b'p' {
+        return Err(malformed());
+    }
+    let (mechanism, rest) = frame::cstr(frame.body()).map_err(|_| malformed())?;
+    let length = rest.get(..4).map(|l| i32::from_be_bytes([l[0], l[1], l[2], l[3]])).ok_or_else(malformed)?;
+    let data = &rest[4..];
+    if usize::try_from(length).ok() != Some(data.len()) {
+        return Err(malformed());
+    }
+    Ok((mechanism, data))
+}
+
+fn sasl_error(err: &scram::ScramError) -> WireError {
+    WireError::Refused(Notice::fatal("08P01", err.to_string()))
+}
+
+/// What a client sees when no pool or connection could be had for its tenant.
+pub(crate) fn pool_notice(err: &crate::pool::PoolCheckoutError) -> WireError {
+    use crate::pool::PoolCheckoutError as E;
+    WireError::Refused(match err {
+        E::NoCredentials => Notice::fatal("57P03", "tenant has no credentials yet; retry shortly"),
+        E::NoReader => Notice::fatal("28000", "the tenant has no read-only role yet"),
+        E::Exhausted => {
+            Notice::fatal("53300", "no server connection became free within the checkout timeout")
+        }
+        E::AuthFailed | E::Secrets(_) | E::Database(_) => {
+            Notice::fatal("57P03", "the tenant's database is unavailable; retry shortly")
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn options_name_the_tenant_and_carry_settings() {
+        let request = Request::parse(params(&[
+            ("user", "app_acme"),
+            ("database", "acme"),
+            ("options", "-c tenant=acme -csearch_path=a\\ b --statement-timeout=5s"),
+            ("application_name", "psql"),
+        ]))
+        .unwrap();
+        assert_eq!(request.tenant_option.as_deref(), Some("acme"));
+        assert_eq!(request.database.as_deref(), Some("acme"));
+        assert_eq!(
+            request.settings,
+            params(&[("search_path", "a b"), ("statement_timeout", "5s"), ("application_name", "psql")])
+        );
+        assert!(Request::parse(params(&[("user", "u"), ("options", "-x")])).is_err());
+        assert!(Request::parse(params(&[("user", "u"), ("replication", "database")])).is_err());
+        assert!(Request::parse(params(&[("database", "d")])).is_err());
+    }
+}

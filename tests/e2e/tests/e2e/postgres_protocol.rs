@@ -1,0 +1,221 @@
+//! The PostgreSQL-protocol door: stock clients (psql, tokio-postgres) reach their tenant
+//! through the router, authenticated with SCRAM against the tenant's own credentials, in
+//! transaction pooling, and reach nothing else.
+
+use control_plane::control_plane::ControlPlane;
+use control_plane::provisioning::{request_tenant, steps::provision, TenantRequest};
+use e2e_tests::{provisioning_settings, router_settings, spawn_router_with};
+use std::process::Command;
+use std::time::Duration;
+use tenancy::catalog::TenantRecord;
+use tenancy::secrets::DbCredentials;
+use testkit::{common_settings, SecretsFor, TestDb};
+
+/// A provisioned tenant and its credentials.
+async fn tenant(cp: &ControlPlane, slug: &str, plan: &str) -> (TenantRecord, DbCredentials) {
+    let requested = request_tenant(cp, &TenantRequest::new(slug, plan), "test").await.unwrap();
+    let tenant = provision(cp, requested.id).await.unwrap();
+    let secret = cp.secrets.get(&tenant.secret_name().unwrap()).await.unwrap().unwrap();
+    (tenant, secret)
+}
+
+/// A tokio-postgres client through the router's PostgreSQL listener (plaintext), naming the
+/// tenant with `options`.
+async fn connect(
+    addr: std::net::SocketAddr,
+    slug: &str,
+    credentials: &DbCredentials,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(addr.ip().to_string())
+        .port(addr.port())
+        .user(&credentials.username)
+        .password(&credentials.password)
+        .dbname(&credentials.dbname)
+        .options(format!("-c tenant={slug}"))
+        .application_name("e2e");
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+async fn first(client: &tokio_postgres::Client, sql: &str) -> String {
+    let messages = client.simple_query(sql).await.unwrap();
+    messages
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_reaches_its_tenant_over_tls_named_by_sni() {
+    let db = TestDb::create().await;
+    let common = common_settings(&db, SecretsFor::Local);
+    let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
+    let (acme, acme_secret) = tenant(&cp, "acme", "starter").await;
+    let (_, globex_secret) = tenant(&cp, "globex", "starter").await;
+    let certs = tempfile_dir();
+    testkit::make_certificates(&certs, &["*.app.localhost"]);
+    let mut settings = router_settings(&common);
+    settings.postgres.tls_cert_file = Some(certs.join("server.crt"));
+    settings.postgres.tls_key_file = Some(certs.join("server.key"));
+    settings.postgres.allow_plaintext = false;
+    let router = spawn_router_with(&settings).await;
+    let addr = router.pg_addr.unwrap();
+    let psql = |host: &str, sslmode: &str, user: &str, password: &str, sql: &str| {
+        let conninfo = format!(
+            "host={host} hostaddr=127.0.0.1 port={} user={user} dbname={} sslmode={sslmode} sslrootcert={}",
+            addr.port(),
+            acme_secret.dbname,
+            certs.join("ca.crt").display()
+        );
+        let output = Command::new("psql")
+            .args([conninfo.as_str(), "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .env("PGPASSWORD", password)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .output()
+            .expect("psql runs");
+        let stdout = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+        (output.status.success(), stdout, stderr)
+    };
+
+    let (ok, out, err) = psql(
+        "acme.app.localhost",
+        "verify-full",
+        &acme_secret.username,
+        &acme_secret.password,
+        "SELECT current_user || ' ' || current_schema()",
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out, format!("{} t_acme", acme.role_name));
+
+    // Another tenant's schema is PostgreSQL's to refuse.
+    let (ok, _, err) = psql(
+        "acme.app.localhost",
+        "verify-full",
+        &acme_secret.username,
+        &acme_secret.password,
+        "SELECT count(*) FROM t_globex.pg_class",
+    );
+    assert!(!ok && (err.contains("permission denied") || err.contains("does not exist")), "{err}");
+
+    // A wrong password, and a user that is not the SNI tenant's role, get the same answer.
+    for (user, password) in
+        [(&acme_secret.username, "wrong"), (&globex_secret.username, &globex_secret.password)]
+    {
+        let (ok, _, err) = psql("acme.app.localhost", "verify-full", user, password, "SELECT 1");
+        assert!(!ok && err.contains("password authentication failed"), "{err}");
+    }
+    // No TLS: refused.
+    let (ok, _, err) =
+        psql("acme.app.localhost", "disable", &acme_secret.username, &acme_secret.password, "SELECT 1");
+    assert!(!ok && err.contains("only TLS"), "{err}");
+    // A host the certificate does not name fails verification at the client.
+    let (ok, _, err) =
+        psql("acme.example.org", "verify-full", &acme_secret.username, &acme_secret.password, "SELECT 1");
+    assert!(!ok && err.contains("certificate"), "{err}");
+    // An unknown tenant.
+    let (ok, _, err) =
+        psql("nobody.app.localhost", "verify-full", &acme_secret.username, &acme_secret.password, "SELECT 1");
+    assert!(!ok && err.contains("no tenant"), "{err}");
+    router.stop().await.unwrap();
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("router-tls-{}", testkit::unique_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_share_few_server_connections_and_never_see_each_others_sessions() {
+    let db = TestDb::create().await;
+    let common = common_settings(&db, SecretsFor::Local);
+    let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
+    // `pro`: 100 transactions a second, five connections.
+    let (acme, acme_secret) = tenant(&cp, "acme", "pro").await;
+    let mut settings = router_settings(&common);
+    settings.max_connections = 3;
+    settings.checkout_timeout = Duration::from_secs(10);
+    let router = spawn_router_with(&settings).await;
+    let addr = router.pg_addr.unwrap();
+
+    // Twelve clients, at most three server connections.
+    let mut clients = Vec::new();
+    for _ in 0..12 {
+        clients.push(connect(addr, "acme", &acme_secret).await.unwrap());
+    }
+    let mut runs = Vec::new();
+    for client in &clients {
+        runs.push(async move {
+            for _ in 0..2 {
+                assert_eq!(first(client, "SELECT current_schema()").await, "t_acme");
+                let tx = first(client, "BEGIN; SELECT txid_current()::text; COMMIT").await;
+                assert!(!tx.is_empty());
+            }
+        });
+    }
+    futures::future::join_all(runs).await;
+    let server_connections = db
+        .count(&format!("SELECT count(*) FROM pg_stat_activity WHERE usename = '{}'", acme.role_name))
+        .await;
+    assert!(server_connections <= 3, "{server_connections} server connections for a budget of 3");
+
+    // Settings are the client's own: kept across transactions, never seen by another client.
+    let (a, b) = (&clients[0], &clients[1]);
+    assert_eq!(first(a, "SHOW application_name").await, "e2e", "startup settings are applied");
+    a.simple_query("SET application_name = 'client-a'").await.unwrap();
+    a.simple_query("SET statement_timeout = '4242ms'").await.unwrap();
+    for _ in 0..5 {
+        assert_eq!(first(a, "SHOW application_name").await, "client-a");
+        assert_eq!(first(a, "SHOW statement_timeout").await, "4242ms");
+        assert_eq!(first(b, "SHOW application_name").await, "e2e");
+        assert_ne!(first(b, "SHOW statement_timeout").await, "4242ms");
+    }
+    a.simple_query("RESET ALL").await.unwrap();
+    assert_eq!(first(a, "SHOW application_name").await, "e2e", "RESET ALL goes back to the startup settings");
+    // A SET inside a transaction, or mixed with other statements, lasts for the transaction.
+    a.simple_query("BEGIN; SET search_path = public; COMMIT").await.unwrap();
+    assert_eq!(first(a, "SELECT current_schema()").await, "t_acme");
+    // A temporary table is gone for everyone once its transaction is over.
+    a.simple_query("CREATE TEMP TABLE scratch (x int)").await.ok();
+    assert!(b.simple_query("SELECT * FROM scratch").await.is_err());
+
+    // What a tenant may not send is refused by the router, with the connection kept usable.
+    let err = a.simple_query("SET ROLE postgres").await.unwrap_err();
+    assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE), "{err}");
+    assert_eq!(first(a, "SELECT 1").await, "1");
+
+    // Named prepared statements keep working across transactions (the client keeps its
+    // server connection).
+    let statement = a.prepare("SELECT $1::int + 1").await.unwrap();
+    for n in 0..3 {
+        let row = a.query_one(&statement, &[&n]).await.unwrap();
+        assert_eq!(row.get::<_, i32>(0), n + 1);
+    }
+
+    // Cancel reaches the server connection the client holds.
+    let sleeper = connect(addr, "acme", &acme_secret).await.unwrap();
+    let token = sleeper.cancel_token();
+    let sleeping = tokio::spawn(async move { sleeper.simple_query("SELECT pg_sleep(30)").await.map(|_| ()) });
+    let started = std::time::Instant::now();
+    while db
+        .count(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query = 'SELECT pg_sleep(30)'",
+        )
+        .await
+        == 0
+    {
+        assert!(started.elapsed() < Duration::from_secs(10), "the query never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let err = sleeping.await.unwrap().unwrap_err();
+    assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::QUERY_CANCELED), "{err}");
+    router.stop().await.unwrap();
+}
