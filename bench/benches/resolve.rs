@@ -23,7 +23,7 @@ fn resolve(c: &mut Criterion) {
         )
         .await
         .unwrap();
-        control_plane::provisioning::steps::provision(&cp, tenant.id).await.unwrap();
+        control_plane::jobs::provision::provision(&cp, tenant.id).await.unwrap();
         let catalog = tenancy::pg::pool(
             &tenancy::pg::parse_config(common.database_url.expose(), &tenancy::pg::CaBundle::none()).unwrap(),
             4,

@@ -2,7 +2,7 @@
 //! schema, sample migrations, credentials in the secret store), with users to look up.
 
 use control_plane::control_plane::ControlPlane;
-use control_plane::provisioning::steps::provision;
+use control_plane::jobs::provision::provision;
 use control_plane::provisioning::{request_tenant, TenantRequest};
 use futures::StreamExt as _;
 use testkit::TestDb;

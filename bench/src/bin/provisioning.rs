@@ -7,7 +7,7 @@
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
 use control_plane::control_plane::ControlPlane;
-use control_plane::provisioning::steps::provision;
+use control_plane::jobs::provision::provision;
 use control_plane::provisioning::{request_tenant, TenantRequest};
 use futures::StreamExt as _;
 use std::time::{Duration, Instant};

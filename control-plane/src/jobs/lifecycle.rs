@@ -5,7 +5,7 @@
 use super::JobError;
 use crate::catalog::{audit, tenants};
 use crate::control_plane::ControlPlane;
-use crate::provisioning::steps::{self, Step};
+use super::provision::{self, Step};
 use sha2::{Digest, Sha256};
 use tenancy::catalog::TenantRecord;
 use tenancy::domain::{RoleName, TenantId, TenantStatus};
@@ -70,7 +70,7 @@ async fn login_roles(
     admin: &tokio_postgres::Client,
     tenant: &TenantRecord,
 ) -> Result<Vec<RoleName>, JobError> {
-    let reader = steps::existing_reader(admin, tenant).await.map_err(|e| pg(&e))?;
+    let reader = provision::existing_reader(admin, tenant).await.map_err(|e| pg(&e))?;
     Ok(std::iter::once(tenant.role_name.clone()).chain(reader).collect())
 }
 
@@ -107,12 +107,12 @@ pub async fn sync_access(cp: &ControlPlane, id: TenantId) -> Result<(), JobError
 pub async fn apply_plan(cp: &ControlPlane, id: TenantId) -> Result<(), JobError> {
     let tenant = load(cp, id).await?;
     let template = cp.templates.load(&tenant.plan).map_err(|e| JobError::permanent(e.to_string()))?;
-    steps::apply_template(cp, &tenant, &template).await?;
+    provision::apply_template(cp, &tenant, &template).await?;
     let admin = admin(cp, &tenant).await?;
     let sql: String = login_roles(&admin, &tenant)
         .await?
         .iter()
-        .map(|role| steps::role_limits_sql(role, &template.limits))
+        .map(|role| provision::role_limits_sql(role, &template.limits))
         .collect();
     admin.batch_execute(&sql).await.map_err(|e| pg(&e))?;
     announce(cp, id, "tenant.plan_applied").await
@@ -132,17 +132,17 @@ pub async fn rotate_credentials(cp: &ControlPlane, id: TenantId) -> Result<(), J
     let name = tenant.secret_name().ok_or_else(|| JobError::permanent("tenant has no secret"))?;
     let current =
         cp.secrets.get(&name).await?.ok_or_else(|| JobError::permanent("tenant secret is missing"))?;
-    if !steps::has_reader(&current, &tenant) {
+    if !provision::has_reader(&current, &tenant) {
         let template = cp.templates.load(&tenant.plan).map_err(|e| JobError::permanent(e.to_string()))?;
-        steps::ensure_role(cp, &tenant, &template).await?;
-        steps::ensure_schema(cp, &tenant).await?;
+        provision::ensure_role(cp, &tenant, &template).await?;
+        provision::ensure_schema(cp, &tenant).await?;
         sync_access(cp, id).await?;
     }
     let replaces = hex::encode(Sha256::digest(current.password.as_bytes()));
     let rotated =
-        steps::with_new_reader(DbCredentials { password: steps::generate_password(), ..current }, &tenant);
+        provision::with_new_reader(DbCredentials { password: provision::generate_password(), ..current }, &tenant);
     cp.secrets.put(&name, &rotated, &format!("{id}-r{}", &replaces[..16])).await?;
-    steps::set_role_passwords(cp, &tenant, &rotated, Step::Credentials).await?;
+    provision::set_role_passwords(cp, &tenant, &rotated, Step::Credentials).await?;
     announce(cp, id, "tenant.credentials_rotated").await
 }
 
@@ -190,7 +190,7 @@ pub async fn deprovision(cp: &ControlPlane, id: TenantId) -> Result<(), JobError
         .await
         .map_err(|e| pg(&e))?
         .is_some();
-    let reader = steps::existing_reader(&admin, &tenant).await.map_err(|e| pg(&e))?;
+    let reader = provision::existing_reader(&admin, &tenant).await.map_err(|e| pg(&e))?;
     let roles: Vec<RoleName> =
         role_exists.then(|| tenant.role_name.clone()).into_iter().chain(reader).collect();
     let drop_role: String = roles

@@ -6,12 +6,13 @@
 //!
 //! - [`runner`]: claiming, running, retrying with back-off (by the error's kind), the workers of
 //!   `tenantctl serve` and the CLI's wait for a tenant's jobs.
-//! - one handler per kind: provisioning ([`crate::provisioning::steps`]), [`lifecycle`] (access,
+//! - one handler per kind: [`provision`], [`lifecycle`] (access,
 //!   plan, credentials, deprovisioning) and billing events ([`crate::billing::process`]).
 //!
 //! Adding a kind: a variant here, its handler, and its arm in [`runner`]'s dispatch.
 
 pub mod lifecycle;
+pub mod provision;
 pub mod runner;
 
 use tenancy::error::{ErrorKind, OperationError};
@@ -82,11 +83,11 @@ impl JobError {
     }
 }
 
-impl From<crate::provisioning::steps::ProvisionError> for JobError {
-    fn from(err: crate::provisioning::steps::ProvisionError) -> Self {
+impl From<crate::jobs::provision::ProvisionError> for JobError {
+    fn from(err: crate::jobs::provision::ProvisionError) -> Self {
         Self {
             kind: err.kind(),
-            step: err.step().map(crate::provisioning::steps::Step::as_str),
+            step: err.step().map(crate::jobs::provision::Step::as_str),
             message: err.to_string(),
         }
     }

@@ -5,7 +5,7 @@
 use super::{JobError, JobKind};
 use crate::catalog::jobs::{self, Job};
 use crate::control_plane::ControlPlane;
-use crate::provisioning::steps;
+use super::provision;
 use std::sync::Arc;
 use std::time::Duration;
 use tenancy::domain::TenantId;
@@ -115,7 +115,7 @@ async fn run_job(cp: &ControlPlane, job: &Job) -> Result<(), JobError> {
         }
         (_, None) => Err(JobError::permanent(format!("{} job without a tenant", kind.as_str()))),
         (JobKind::Provision, Some(tenant)) => {
-            steps::provision(cp, tenant).await.map(|_| ()).map_err(Into::into)
+            provision::provision(cp, tenant).await.map(|_| ()).map_err(Into::into)
         }
         (JobKind::SyncAccess, Some(tenant)) => Ok(work::sync_access(cp, tenant).await?),
         (JobKind::ApplyPlan, Some(tenant)) => Ok(work::apply_plan(cp, tenant).await?),

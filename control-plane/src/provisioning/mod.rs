@@ -1,9 +1,6 @@
 //! Tenant provisioning: a request records the tenant as `provisioning` and enqueues a job in the
-//! same transaction; a worker runs the job's steps ([`steps`]), each idempotent, so a crash at
+//! same transaction; a worker runs the job's steps ([`crate::jobs::provision`]), each idempotent, so a crash at
 //! any point is finished by the next attempt with nothing duplicated or orphaned.
-
-pub mod steps;
-pub(crate) mod verifier;
 
 use crate::catalog::jobs;
 use crate::catalog::tenants::{self, NewTenant};

@@ -7,7 +7,7 @@ use crate::{connect_as, password_of, request};
 use control_plane::jobs::runner::drain;
 use control_plane::lifecycle::{request as operate, Operation};
 use control_plane::provisioning::request_tenant;
-use control_plane::provisioning::steps::provision;
+use control_plane::jobs::provision::provision;
 use std::time::Duration;
 use tenancy::domain::{Slug, TenantStatus};
 

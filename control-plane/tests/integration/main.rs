@@ -15,7 +15,7 @@ mod provisioning;
 mod reader;
 
 use control_plane::control_plane::ControlPlane;
-use control_plane::provisioning::steps::provision;
+use control_plane::jobs::provision::provision;
 use control_plane::provisioning::{request_tenant, TenantRequest};
 use control_plane::settings::ProvisioningSettings;
 use std::sync::Arc;

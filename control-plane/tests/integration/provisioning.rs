@@ -1,7 +1,7 @@
 //! Provisioning: the catalog, isolation enforced by PostgreSQL, crash-resume, secret stores.
 
 use crate::{connect_as, create_active, password_of, request, sqlstate, start};
-use control_plane::provisioning::steps::{provision, provision_through, Step};
+use control_plane::jobs::provision::{provision, provision_through, Step};
 use control_plane::provisioning::{request_tenant, CreateTenantError};
 use tenancy::domain::TenantStatus;
 use tenancy::error::OperationError;

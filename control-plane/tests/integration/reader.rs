@@ -8,7 +8,7 @@ use control_plane::control_plane::ControlPlane;
 use control_plane::jobs::runner::drain;
 use control_plane::lifecycle::{request as operate, Operation};
 use control_plane::provisioning::request_tenant;
-use control_plane::provisioning::steps::provision;
+use control_plane::jobs::provision::provision;
 use std::time::Duration;
 use tenancy::catalog::TenantRecord;
 use tenancy::domain::{Isolation, Slug};

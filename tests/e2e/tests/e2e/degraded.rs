@@ -24,7 +24,7 @@ async fn redis_down_means_no_5xx_for_cached_tenants_and_invalidations_resume_aft
     )
     .await
     .unwrap();
-    control_plane::provisioning::steps::provision(&cp, tenant.id).await.unwrap();
+    control_plane::jobs::provision::provision(&cp, tenant.id).await.unwrap();
     let router = spawn_router(&common).await;
     let acme = TenantSql::new(&router, "acme.app.localhost", &connection_string(&cp, "acme").await);
     assert_eq!(acme.post(json!({"query": "SELECT 1"})).await.0, 200);
@@ -68,7 +68,7 @@ async fn a_redis_that_requires_auth_is_used_with_its_password() {
     )
     .await
     .unwrap();
-    control_plane::provisioning::steps::provision(&cp, tenant.id).await.unwrap();
+    control_plane::jobs::provision::provision(&cp, tenant.id).await.unwrap();
     let acme_connection = connection_string(&cp, "acme").await;
 
     // The wrong password: no 5xx, served from the catalog.

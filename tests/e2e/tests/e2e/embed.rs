@@ -2,7 +2,8 @@
 //! that tenant's role, with the router's status rules.
 
 use control_plane::lifecycle::{request as operate, Operation};
-use control_plane::provisioning::{request_tenant, steps::provision, TenantRequest};
+use control_plane::jobs::provision::provision;
+use control_plane::provisioning::{request_tenant, TenantRequest};
 use e2e_tests::{connection_string, provisioning_settings, router_settings, spawn_router_with, TenantSql};
 use serde_json::json;
 use std::future::Future;

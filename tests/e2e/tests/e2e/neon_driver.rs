@@ -4,7 +4,8 @@
 //! `scripts/test.sh` installs its packages (`npm ci`) when they are missing.
 
 use control_plane::control_plane::ControlPlane;
-use control_plane::provisioning::{request_tenant, steps::provision, TenantRequest};
+use control_plane::jobs::provision::provision;
+use control_plane::provisioning::{request_tenant, TenantRequest};
 use e2e_tests::{connection_string, provisioning_settings, router_settings, spawn_router_with};
 use testkit::{common_settings, workspace_root, SecretsFor, TestDb};
 

@@ -3,7 +3,8 @@
 
 use axum::http::HeaderMap;
 use control_plane::lifecycle::{request as operate, Operation};
-use control_plane::provisioning::{request_tenant, steps::provision, TenantRequest};
+use control_plane::jobs::provision::provision;
+use control_plane::provisioning::{request_tenant, TenantRequest};
 use e2e_tests::{provisioning_settings, router_settings, spawn_router_with};
 use serde_json::{json, Value};
 use std::time::Duration;

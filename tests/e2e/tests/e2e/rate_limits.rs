@@ -2,7 +2,7 @@
 //! router still limits the tenant on its own.
 
 use control_plane::control_plane::ControlPlane;
-use control_plane::provisioning::steps::provision;
+use control_plane::jobs::provision::provision;
 use control_plane::provisioning::{request_tenant, TenantRequest};
 use e2e_tests::{connection_string, provisioning_settings, spawn_router, TenantSql};
 use serde_json::json;

@@ -4,7 +4,7 @@
 //! same server connection, sees a fresh session. Then random sequences of such requests.
 
 use control_plane::control_plane::ControlPlane;
-use control_plane::provisioning::steps::provision;
+use control_plane::jobs::provision::provision;
 use control_plane::provisioning::{request_tenant, TenantRequest};
 use e2e_tests::{connection_string, provisioning_settings, router_settings, spawn_router_with, TenantSql};
 use proptest::prelude::*;

@@ -2,6 +2,8 @@
 //! so running the whole sequence again after a crash at any point converges on one complete
 //! tenant.
 
+pub(crate) mod verifier;
+
 use crate::catalog::{audit, tenants};
 use crate::clusters::ClusterError;
 use crate::control_plane::ControlPlane;
@@ -505,7 +507,7 @@ pub(crate) fn role_limits_sql(role: &tenancy::domain::RoleName, limits: &crate::
 
 /// Sets the passwords of `credentials` on the tenant's roles (the runtime role's, and the
 /// read-only role's when the secret holds it) as SCRAM verifiers computed here (one PBKDF2
-/// iteration: see [`super::verifier`]), so the plain passwords never reach the server (or its
+/// iteration: see [`verifier`]), so the plain passwords never reach the server (or its
 /// logs). Only the tenant's own roles: a secret naming another role is refused.
 pub(crate) async fn set_role_passwords(
     cp: &ControlPlane,
@@ -524,7 +526,7 @@ pub(crate) async fn set_role_passwords(
     }
     let mut sql = String::new();
     for (role, password) in logins {
-        let verifier = super::verifier::scram_sha_256(password);
+        let verifier = verifier::scram_sha_256(password);
         if verifier.contains('\'') {
             return Err(permanent(step, "unexpected character in the password verifier".into()));
         }
