@@ -8,7 +8,7 @@
 
 use control_plane::control_plane::ControlPlane;
 use control_plane::jobs::provision::provision;
-use control_plane::provisioning::{request_tenant, TenantRequest};
+use control_plane::tenants::create::{request_tenant, TenantRequest};
 use futures::StreamExt as _;
 use std::time::{Duration, Instant};
 use tenancy_bench::Summary;

@@ -4,8 +4,8 @@
 use super::event::{Envelope, SubscriptionChange, SubscriptionFacts};
 use crate::catalog::billing_events;
 use crate::control_plane::ControlPlane;
-use crate::lifecycle::{self, LifecycleError, Operation};
-use crate::provisioning::{request_tenant, CreateTenantError, TenantRequest};
+use crate::tenants::create::{request_tenant, CreateTenantError, TenantRequest};
+use crate::tenants::lifecycle::{self, LifecycleError, Operation};
 use tenancy::catalog::CatalogError;
 
 /// Why processing an event failed in a way worth retrying (or could not start).

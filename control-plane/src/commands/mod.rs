@@ -11,9 +11,9 @@ use crate::cli::{
     StatusArgs, TenantsCommand, TokenArgs, TokensCommand, WebhookCommand,
 };
 use crate::control_plane::ControlPlane;
-use crate::lifecycle::Operation;
 use crate::output;
-use crate::provisioning::{request_tenant, TenantRequest};
+use crate::tenants::create::{request_tenant, TenantRequest};
+use crate::tenants::lifecycle::Operation;
 use deadline::Deadline;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -273,7 +273,7 @@ async fn operate_on(
 ) -> Result<ExitCode, CliError> {
     let slug = parse_slug(&args.slug)?;
     let deadline = Deadline::after(args.wait.timeout);
-    let requested = async { Ok(crate::lifecycle::request(cp, &slug, &operation, "cli").await?) };
+    let requested = async { Ok(crate::tenants::lifecycle::request(cp, &slug, &operation, "cli").await?) };
     let mut tenant = deadline
         .run(requested, || {
             format!(
@@ -543,7 +543,7 @@ async fn list_clusters(args: CatalogArgs) -> Result<ExitCode, CliError> {
 async fn list_domains(args: ShowArgs) -> Result<ExitCode, CliError> {
     let slug = parse_slug(&args.slug)?;
     let cp = start(&args.catalog).await?;
-    let domains = crate::domains::list(&cp, &slug).await?;
+    let domains = crate::tenants::domains::list(&cp, &slug).await?;
     if args.catalog.json {
         output::json(&domains);
     } else {
@@ -559,10 +559,10 @@ async fn change_domain(args: DomainArgs, adding: bool) -> Result<ExitCode, CliEr
     let slug = parse_slug(&args.slug)?;
     let cp = start(&args.catalog).await?;
     if adding {
-        let host = crate::domains::add(&cp, &slug, &args.host, "cli").await?;
+        let host = crate::tenants::domains::add(&cp, &slug, &args.host, "cli").await?;
         output::line(&format!("{host} -> {slug}"));
     } else {
-        crate::domains::remove(&cp, &slug, &args.host, "cli").await?;
+        crate::tenants::domains::remove(&cp, &slug, &args.host, "cli").await?;
         output::line(&format!("{} removed from {slug}", args.host));
     }
     Ok(ExitCode::SUCCESS)

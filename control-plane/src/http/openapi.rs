@@ -16,7 +16,7 @@ use utoipa::{Modify, OpenApi};
     ),
     components(schemas(
         api::Tenant, api::CreateTenant, api::TenantPage, api::SetPlan, api::SetConfig, api::Job,
-        api::AuditEntry, api::ErrorBody, api::ErrorDetail, api::AddDomain, crate::domains::Domain,
+        api::AuditEntry, api::ErrorBody, api::ErrorDetail, api::AddDomain, crate::tenants::domains::Domain,
         migrations::StartRun, migrations::MigrationRun, migrations::MigrationItem,
     )),
     modifiers(&BearerToken),

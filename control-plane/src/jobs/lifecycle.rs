@@ -2,10 +2,10 @@
 //! `Deprovision`). Each reads the tenant's current state from the catalog
 //! and makes the database match it, so running one twice, or after a crash half-way, is safe.
 
+use super::provision::{self, Step};
 use super::JobError;
 use crate::catalog::{audit, tenants};
 use crate::control_plane::ControlPlane;
-use super::provision::{self, Step};
 use sha2::{Digest, Sha256};
 use tenancy::catalog::TenantRecord;
 use tenancy::domain::{RoleName, TenantId, TenantStatus};
@@ -139,8 +139,10 @@ pub async fn rotate_credentials(cp: &ControlPlane, id: TenantId) -> Result<(), J
         sync_access(cp, id).await?;
     }
     let replaces = hex::encode(Sha256::digest(current.password.as_bytes()));
-    let rotated =
-        provision::with_new_reader(DbCredentials { password: provision::generate_password(), ..current }, &tenant);
+    let rotated = provision::with_new_reader(
+        DbCredentials { password: provision::generate_password(), ..current },
+        &tenant,
+    );
     cp.secrets.put(&name, &rotated, &format!("{id}-r{}", &replaces[..16])).await?;
     provision::set_role_passwords(cp, &tenant, &rotated, Step::Credentials).await?;
     announce(cp, id, "tenant.credentials_rotated").await

@@ -2,10 +2,10 @@
 //! Runs inside `tenantctl serve` (several workers at once) and inside CLI commands that wait for
 //! their job.
 
+use super::provision;
 use super::{JobError, JobKind};
 use crate::catalog::jobs::{self, Job};
 use crate::control_plane::ControlPlane;
-use super::provision;
 use std::sync::Arc;
 use std::time::Duration;
 use tenancy::domain::TenantId;

@@ -4,8 +4,8 @@
 use crate::{password_of, provisioning, sqlstate, start};
 use control_plane::control_plane::ControlPlane;
 use control_plane::jobs::runner::drain;
-use control_plane::lifecycle::{request as operate, Operation};
-use control_plane::provisioning::{request_tenant, TenantRequest};
+use control_plane::tenants::create::{request_tenant, TenantRequest};
+use control_plane::tenants::lifecycle::{request as operate, Operation};
 use std::time::Duration;
 use tenancy::catalog::TenantRecord;
 use tenancy::domain::{Isolation, Slug, TenantStatus};

@@ -10,7 +10,7 @@ use control_plane::fleet::ledger::Selection;
 use control_plane::fleet::plan::{plan, PlanOptions};
 use control_plane::fleet::ApplyOptions;
 use control_plane::jobs::runner::drain;
-use control_plane::provisioning::request_tenant;
+use control_plane::tenants::create::request_tenant;
 use std::sync::Arc;
 use std::time::Duration;
 use tenancy::catalog::TenantRecord;

@@ -4,10 +4,10 @@
 
 use crate::fleet::{all, fleet, Quiet};
 use crate::{connect_as, password_of, request};
-use control_plane::jobs::runner::drain;
-use control_plane::lifecycle::{request as operate, Operation};
-use control_plane::provisioning::request_tenant;
 use control_plane::jobs::provision::provision;
+use control_plane::jobs::runner::drain;
+use control_plane::tenants::create::request_tenant;
+use control_plane::tenants::lifecycle::{request as operate, Operation};
 use std::time::Duration;
 use tenancy::domain::{Slug, TenantStatus};
 

@@ -16,8 +16,8 @@ mod reader;
 
 use control_plane::control_plane::ControlPlane;
 use control_plane::jobs::provision::provision;
-use control_plane::provisioning::{request_tenant, TenantRequest};
 use control_plane::settings::ProvisioningSettings;
+use control_plane::tenants::create::{request_tenant, TenantRequest};
 use std::sync::Arc;
 use tenancy::catalog::TenantRecord;
 use tenancy::settings::CommonSettings;

@@ -2,7 +2,7 @@
 
 use crate::{connect_as, create_active, password_of, request, sqlstate, start};
 use control_plane::jobs::provision::{provision, provision_through, Step};
-use control_plane::provisioning::{request_tenant, CreateTenantError};
+use control_plane::tenants::create::{request_tenant, CreateTenantError};
 use tenancy::domain::TenantStatus;
 use tenancy::error::OperationError;
 use testkit::{common_settings, SecretsFor, TestDb};

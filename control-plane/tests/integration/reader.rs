@@ -5,10 +5,10 @@
 
 use crate::{connect_as, create_active, request, sqlstate, start};
 use control_plane::control_plane::ControlPlane;
-use control_plane::jobs::runner::drain;
-use control_plane::lifecycle::{request as operate, Operation};
-use control_plane::provisioning::request_tenant;
 use control_plane::jobs::provision::provision;
+use control_plane::jobs::runner::drain;
+use control_plane::tenants::create::request_tenant;
+use control_plane::tenants::lifecycle::{request as operate, Operation};
 use std::time::Duration;
 use tenancy::catalog::TenantRecord;
 use tenancy::domain::{Isolation, Slug};
@@ -133,7 +133,7 @@ async fn rotation_suspension_plan_and_deprovision_cover_the_reader() {
 
     // A tenant with a database of its own: the reader may connect to it, and read only.
     let hooli = {
-        let request = control_plane::provisioning::TenantRequest {
+        let request = control_plane::tenants::create::TenantRequest {
             isolation: Some(Isolation::Database),
             ..request("hooli", "starter")
         };

@@ -4,8 +4,8 @@
 use control_plane::clusters::{self, AddClusterError};
 use control_plane::control_plane::ControlPlane;
 use control_plane::jobs::runner::drain;
-use control_plane::lifecycle::{request as operate, Operation};
-use control_plane::provisioning::{request_tenant, CreateTenantError, TenantRequest};
+use control_plane::tenants::create::{request_tenant, CreateTenantError, TenantRequest};
+use control_plane::tenants::lifecycle::{request as operate, Operation};
 use e2e_tests::{connection_string, provisioning_settings, spawn_router, TenantSql};
 use serde_json::json;
 use std::time::Duration;

@@ -1,9 +1,9 @@
 //! Custom domains: validated, unique, outside the base domain, and seen by routers at once.
 
 use control_plane::control_plane::ControlPlane;
-use control_plane::domains::{self, DomainError};
 use control_plane::jobs::runner::drain;
-use control_plane::provisioning::{request_tenant, TenantRequest};
+use control_plane::tenants::create::{request_tenant, TenantRequest};
+use control_plane::tenants::domains::{self, DomainError};
 use e2e_tests::{connection_string, provisioning_settings, spawn_router, TenantSql};
 use serde_json::json;
 use std::time::{Duration, Instant};

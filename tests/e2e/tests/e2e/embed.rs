@@ -1,9 +1,9 @@
 //! The embeddable extractor: a service of its own gets the request's tenant and a connection on
 //! that tenant's role, with the router's status rules.
 
-use control_plane::lifecycle::{request as operate, Operation};
 use control_plane::jobs::provision::provision;
-use control_plane::provisioning::{request_tenant, TenantRequest};
+use control_plane::tenants::create::{request_tenant, TenantRequest};
+use control_plane::tenants::lifecycle::{request as operate, Operation};
 use e2e_tests::{connection_string, provisioning_settings, router_settings, spawn_router_with, TenantSql};
 use serde_json::json;
 use std::future::Future;

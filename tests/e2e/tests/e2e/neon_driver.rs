@@ -5,7 +5,7 @@
 
 use control_plane::control_plane::ControlPlane;
 use control_plane::jobs::provision::provision;
-use control_plane::provisioning::{request_tenant, TenantRequest};
+use control_plane::tenants::create::{request_tenant, TenantRequest};
 use e2e_tests::{connection_string, provisioning_settings, router_settings, spawn_router_with};
 use testkit::{common_settings, workspace_root, SecretsFor, TestDb};
 

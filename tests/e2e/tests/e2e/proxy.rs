@@ -2,9 +2,9 @@
 //! client cannot forge them; a slow or absent application gives 504 or 502.
 
 use axum::http::HeaderMap;
-use control_plane::lifecycle::{request as operate, Operation};
 use control_plane::jobs::provision::provision;
-use control_plane::provisioning::{request_tenant, TenantRequest};
+use control_plane::tenants::create::{request_tenant, TenantRequest};
+use control_plane::tenants::lifecycle::{request as operate, Operation};
 use e2e_tests::{provisioning_settings, router_settings, spawn_router_with};
 use serde_json::{json, Value};
 use std::time::Duration;

@@ -7,7 +7,7 @@ use control_plane::billing::send::TestEvent;
 use control_plane::billing::signature;
 use control_plane::control_plane::ControlPlane;
 use control_plane::jobs::provision::provision;
-use control_plane::provisioning::{request_tenant, TenantRequest};
+use control_plane::tenants::create::{request_tenant, TenantRequest};
 use e2e_tests::{
     connection_string, provisioning_settings, router_settings, spawn_control_plane, spawn_router_with,
     TenantSql, WEBHOOK_SECRET,
