@@ -1,8 +1,9 @@
 //! `tenantctl migrate plan|apply|resume|status`.
 
 use super::{start, CliError};
+use crate::catalog::fleet_runs;
 use crate::cli::{ApplyArgs, PlanArgs, ResumeArgs, SelectionArgs, StatusArgs};
-use crate::fleet::{self, ledger, ApplyReport, ItemState};
+use crate::fleet::{self, ApplyReport, ItemState};
 use crate::output;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -11,8 +12,8 @@ use tenancy::error::ErrorKind;
 /// Rows of a text listing before "… and N more" (`--json` has them all).
 const LISTED: usize = 50;
 
-fn selection(args: SelectionArgs) -> ledger::Selection {
-    ledger::Selection {
+fn selection(args: SelectionArgs) -> fleet_runs::Selection {
+    fleet_runs::Selection {
         tenant: args.tenant.map(|s| s.to_string()),
         plan: args.plan.map(|p| p.to_string()),
         cluster: args.cluster.map(|c| c.to_string()),

@@ -5,8 +5,8 @@
 //! schemas per query; each concerned cluster's template database (its version, pending
 //! migrations and drift, and whether the run would move it); and a headroom check of each cluster against the run's parallelism.
 
-use super::ledger::{self, Selection};
 use super::FleetError;
+use crate::catalog::fleet_runs::{self, Selection};
 use crate::clusters::Cluster;
 use crate::control_plane::ControlPlane;
 use crate::tenant_migrations::{Applied, TenantMigrations, HISTORY_TABLE};
@@ -89,7 +89,7 @@ pub async fn plan(cp: &ControlPlane, options: &PlanOptions) -> Result<Plan, Flee
     let target = migrations.target_version();
     let candidates = {
         let client = cp.catalog.get().await.map_err(super::catalog_error)?;
-        ledger::select(&**client, &options.selection, None).await.map_err(super::catalog_error)?
+        fleet_runs::select(&**client, &options.selection, None).await.map_err(super::catalog_error)?
     };
     let versions_all = migrations.versions();
     let mut histogram: BTreeMap<Option<i64>, usize> = BTreeMap::new();

@@ -4,8 +4,8 @@
 //! the whole fleet or asks for them (`--include-templates`). `plan` shows each template's
 //! version, pending migrations and drift, and whether the run would move it.
 
-use super::ledger::Selection;
 use super::FleetError;
+use crate::catalog::fleet_runs::Selection;
 use crate::clusters::TemplateHistory;
 use crate::control_plane::ControlPlane;
 use crate::tenant_migrations::TenantMigrations;

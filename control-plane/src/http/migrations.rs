@@ -4,7 +4,8 @@
 //! `tenantctl migrate resume <id>`.
 
 use super::{ApiError, AppState, Operator};
-use crate::fleet::{self, ledger, FleetError, RunStatus};
+use crate::catalog::fleet_runs;
+use crate::fleet::{self, FleetError, RunStatus};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
@@ -139,7 +140,7 @@ fn options(body: StartRun) -> Result<fleet::ApplyOptions, ApiError> {
     // Ranges are checked by `fleet::begin` (the same checks as the CLI's).
     let concurrency = body.concurrency.unwrap_or(defaults.concurrency);
     Ok(fleet::ApplyOptions {
-        selection: ledger::Selection {
+        selection: fleet_runs::Selection {
             tenant: body.tenant,
             plan: body.plan,
             cluster: body.cluster,
@@ -222,7 +223,7 @@ pub(super) async fn start(
 pub(super) async fn list(State(state): State<AppState>) -> Result<Json<Vec<MigrationRun>>, ApiError> {
     let runs = {
         let client = state.cp.catalog.get().await.map_err(CatalogError::from)?;
-        ledger::recent_runs(&**client, 20).await.map_err(CatalogError::from)?
+        fleet_runs::recent_runs(&**client, 20).await.map_err(CatalogError::from)?
     };
     let mut out = Vec::with_capacity(runs.len());
     for run in runs {

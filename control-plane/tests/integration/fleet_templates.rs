@@ -6,9 +6,9 @@
 use crate::create_active;
 use crate::fleet::{all, Quiet};
 use control_plane::control_plane::ControlPlane;
-use control_plane::fleet::ledger::Selection;
 use control_plane::fleet::plan::{plan, PlanOptions};
 use control_plane::fleet::ApplyOptions;
+use control_plane::fleet::Selection;
 use control_plane::jobs::runner::drain;
 use control_plane::tenants::create::request_tenant;
 use std::sync::Arc;
@@ -138,7 +138,7 @@ async fn a_template_that_fails_to_migrate_fails_the_run_in_the_ledger() {
     assert!(reason.contains("template") && reason.contains("refuses V2"), "{report:?}");
     assert_eq!((report.migrated, report.not_started), (0, 2), "{report:?}");
     let client = s.cp.catalog.get().await.unwrap();
-    let run = control_plane::fleet::ledger::run(&**client, report.run_id).await.unwrap().unwrap();
+    let run = control_plane::catalog::fleet_runs::run(&**client, report.run_id).await.unwrap().unwrap();
     assert_eq!((run.state.as_str(), run.halt_reason), ("failed", Some(reason)));
     drop(client);
     assert_eq!(s.template_version().await, 1);

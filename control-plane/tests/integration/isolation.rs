@@ -17,7 +17,7 @@ const SINGLE_KEYS: [i64; 5] = [
     control_plane::clusters::TEMPLATE_LOCK,
     control_plane::clusters::CLUSTER_DDL_LOCK,
     control_plane::clusters::PLACEMENT_LOCK,
-    control_plane::fleet::ledger::RUN_LOCK,
+    control_plane::catalog::fleet_runs::RUN_LOCK,
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -78,7 +78,7 @@ async fn tenants_are_placed_on_registered_clusters_and_served_from_there() {
     // `--tenant` picks one tenant (and `--plan` still applies to it); at the target already, it
     // is recorded as done without a connection.
     let only = |tenant: &str, plan: Option<&str>| control_plane::fleet::ApplyOptions {
-        selection: control_plane::fleet::ledger::Selection {
+        selection: control_plane::fleet::Selection {
             tenant: Some(tenant.to_owned()),
             plan: plan.map(str::to_owned),
             ..Default::default()
@@ -92,10 +92,7 @@ async fn tenants_are_placed_on_registered_clusters_and_served_from_there() {
         .unwrap();
     assert_eq!(report.tenants, 0);
     let by_cluster = control_plane::fleet::ApplyOptions {
-        selection: control_plane::fleet::ledger::Selection {
-            cluster: Some("second".into()),
-            ..Default::default()
-        },
+        selection: control_plane::fleet::Selection { cluster: Some("second".into()), ..Default::default() },
         run: Default::default(),
     };
     let report = control_plane::fleet::apply(&cp, &by_cluster, "test", &NoProgress).await.unwrap();

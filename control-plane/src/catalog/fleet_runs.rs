@@ -1,7 +1,7 @@
 //! The fleet ledger in the catalog: runs and their per-tenant items (catalog migration V5), and
 //! the run lock that allows one run at a time.
 
-use super::ItemState;
+use crate::fleet::ItemState;
 use deadpool_postgres::Object;
 use tenancy::catalog::TenantRecord;
 use tenancy::domain::TenantId;
