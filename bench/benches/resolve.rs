@@ -16,9 +16,9 @@ fn resolve(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (_db, resolver) = runtime.block_on(async {
         let (db, common, cp) = tenancy_bench::control_plane_with_settings().await;
-        let tenant = control_plane::tenants::create::request_tenant(
+        let tenant = control_plane::tenants::create(
             &cp,
-            &control_plane::tenants::create::TenantRequest::new("acme", "starter"),
+            &control_plane::tenants::TenantRequest::new("acme", "starter"),
             "bench",
         )
         .await

@@ -4,8 +4,7 @@
 use super::event::{Envelope, SubscriptionChange, SubscriptionFacts};
 use crate::catalog::billing_events;
 use crate::control_plane::ControlPlane;
-use crate::tenants::create::{request_tenant, CreateTenantError, TenantRequest};
-use crate::tenants::lifecycle::{self, LifecycleError, Operation};
+use crate::tenants::{self, Announcement, CreateTenantError, LifecycleError, Operation, TenantRequest};
 use tenancy::catalog::CatalogError;
 
 /// Why processing an event failed in a way worth retrying (or could not start).
@@ -174,14 +173,12 @@ async fn change(cp: &ControlPlane, envelope: &Envelope) -> Result<Outcome, Billi
     }
     // The requests go in this transaction: they and the event's mark commit together.
     let mut done = Vec::new();
-    let mut changed = None;
+    let mut announcement = Announcement::default();
     for operation in operations {
-        match lifecycle::request_in(&tx, cp, &slug, &operation, "billing").await {
+        match tenants::request_in(&tx, cp, &slug, &operation, "billing").await {
             Ok(requested) => {
                 done.push(format!("{} -> {}", operation.name(), requested.tenant.status));
-                if requested.changed {
-                    changed = Some(requested.tenant);
-                }
+                announcement = announcement.and(requested.announcement);
             }
             Err(LifecycleError::Catalog(e)) => return Err(BillingProcessError::Catalog(e)),
             Err(e) => done.push(format!("{} refused: {e}", operation.name())),
@@ -194,9 +191,7 @@ async fn change(cp: &ControlPlane, envelope: &Envelope) -> Result<Outcome, Billi
     .await
     .map_err(catalog_error)?;
     tx.commit().await.map_err(catalog_error)?;
-    if let Some(tenant) = &changed {
-        lifecycle::announce(cp, tenant).await;
-    }
+    announcement.send(cp).await;
     Ok(Outcome::Applied(format!("tenant {slug}: {}", done.join("; "))))
 }
 
@@ -213,18 +208,24 @@ async fn provision(cp: &ControlPlane, envelope: &Envelope) -> Result<Outcome, Bi
         billing_subscription_id: Some(facts.subscription_id.clone()),
         isolation: None,
     };
-    match request_tenant(cp, &request, "billing").await {
-        Ok(tenant) => {
+    let created = chrono::DateTime::from_timestamp(envelope.created, 0);
+    let catalog_error =
+        |e: tokio_postgres::Error| BillingProcessError::Catalog(tenancy::pg::describe_error(&e));
+    // The tenant and the event it was created by are recorded together, in one transaction.
+    let mut client = cp.catalog.get().await.map_err(|e| BillingProcessError::Catalog(e.to_string()))?;
+    let tx = client.transaction().await.map_err(catalog_error)?;
+    match tenants::create_in(&tx, cp, &request, "billing").await {
+        Ok(recorded) => {
+            let tenant = &recorded.tenant;
             // Later subscription events are compared with this one (out-of-order delivery).
-            let created = chrono::DateTime::from_timestamp(envelope.created, 0);
-            let client = cp.catalog.get().await.map_err(|e| BillingProcessError::Catalog(e.to_string()))?;
-            client
-                .execute(
-                    "UPDATE control.tenants SET billing_event_at = $2 WHERE id = $1",
-                    &[&tenant.id.0, &created],
-                )
-                .await
-                .map_err(|e| BillingProcessError::Catalog(tenancy::pg::describe_error(&e)))?;
+            tx.execute(
+                "UPDATE control.tenants SET billing_event_at = $2 WHERE id = $1",
+                &[&tenant.id.0, &created],
+            )
+            .await
+            .map_err(catalog_error)?;
+            tx.commit().await.map_err(catalog_error)?;
+            recorded.announcement.send(cp).await;
             Ok(Outcome::Applied(format!("provisioning tenant {} ({})", tenant.slug, tenant.id)))
         }
         // The same subscription delivered under a different event id (e.g. both

@@ -1,6 +1,6 @@
 //! Placement: which cluster a new tenant goes to.
 
-use crate::tenants::create::CreateTenantError;
+use crate::tenants::CreateTenantError;
 
 /// Key of the advisory lock that makes placements one at a time, so two concurrent requests do
 /// not both take a cluster's last free place.

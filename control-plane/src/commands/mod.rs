@@ -12,8 +12,7 @@ use crate::cli::{
 };
 use crate::control_plane::ControlPlane;
 use crate::output;
-use crate::tenants::create::{request_tenant, TenantRequest};
-use crate::tenants::lifecycle::Operation;
+use crate::tenants::{self, Operation, TenantRequest};
 use deadline::Deadline;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -204,7 +203,7 @@ async fn create(args: CreateArgs) -> Result<ExitCode, CliError> {
         isolation: args.isolation,
     };
     let deadline = Deadline::after(args.wait.timeout);
-    let requested = async { Ok(request_tenant(&cp, &request, "cli").await?) };
+    let requested = async { Ok(tenants::create(&cp, &request, "cli").await?) };
     let mut tenant = deadline
         .run(requested, || {
             format!("tenant {} was not recorded (the catalog is busy); nothing changed", request.slug)
@@ -273,7 +272,7 @@ async fn operate_on(
 ) -> Result<ExitCode, CliError> {
     let slug = parse_slug(&args.slug)?;
     let deadline = Deadline::after(args.wait.timeout);
-    let requested = async { Ok(crate::tenants::lifecycle::request(cp, &slug, &operation, "cli").await?) };
+    let requested = async { Ok(crate::tenants::request(cp, &slug, &operation, "cli").await?) };
     let mut tenant = deadline
         .run(requested, || {
             format!(

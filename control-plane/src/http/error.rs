@@ -157,7 +157,7 @@ mod tests {
 
     #[test]
     fn a_server_side_error_may_say_what_to_do_when_that_names_nothing_internal() {
-        let err = ApiError::from(crate::tenants::create::CreateTenantError::NoCapacity);
+        let err = ApiError::from(crate::tenants::CreateTenantError::NoCapacity);
         assert_eq!((err.status, err.code), (StatusCode::SERVICE_UNAVAILABLE, "no_capacity"));
         assert!(err.message.contains("tenantctl clusters add"), "{}", err.message);
     }

@@ -3,8 +3,7 @@
 use super::api::{CreateTenant, DeleteQuery, ListQuery, SetConfig, SetPlan, Tenant, TenantPage};
 use super::auth::Operator;
 use super::{ApiError, ApiJson, AppState};
-use crate::tenants::create::{request_tenant, TenantRequest};
-use crate::tenants::lifecycle::{self, Operation};
+use crate::tenants::{self, Operation, TenantRequest};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
@@ -45,7 +44,7 @@ pub(super) async fn create(
         billing_subscription_id: None,
         isolation,
     };
-    let tenant = request_tenant(&state.cp, &request, &operator.0).await?;
+    let tenant = tenants::create(&state.cp, &request, &operator.0).await?;
     Ok(accepted(&state, &tenant))
 }
 
@@ -107,7 +106,7 @@ async fn operate(
     operator: &Operator,
 ) -> Result<Accepted, ApiError> {
     let slug = slug(raw)?;
-    let tenant = lifecycle::request(&state.cp, &slug, operation, &operator.0).await?;
+    let tenant = tenants::request(&state.cp, &slug, operation, &operator.0).await?;
     Ok(accepted(state, &tenant))
 }
 
@@ -211,7 +210,7 @@ pub(super) async fn set_config(
     if !body.config.is_object() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_config", "config must be a JSON object"));
     }
-    let tenant = lifecycle::set_config(&state.cp, &slug, body.config, &operator.0).await?;
+    let tenant = tenants::set_config(&state.cp, &slug, body.config, &operator.0).await?;
     Ok(Json(Tenant::from_record(&tenant, &state.cp.base_domain)))
 }
 

@@ -254,7 +254,7 @@ async fn ensure_login_role(
 
 /// The tenant's read-only role, if it exists and is the tenant's (tenants provisioned before
 /// there were reader roles have none until their provisioning steps run again: see
-/// `lifecycle::work::rotate_credentials`).
+/// [`crate::jobs::lifecycle::rotate_credentials`]).
 pub(crate) async fn existing_reader(
     admin: &tokio_postgres::Client,
     tenant: &TenantRecord,

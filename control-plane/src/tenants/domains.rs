@@ -1,7 +1,8 @@
 //! Custom domains: besides `<slug>.<TENANT_BASE_DOMAIN>`, a tenant may be reached at host names
 //! of its own (`shop.acme.com`). Each is a validated host name, unique across tenants, and never
-//! under the base domain (those names belong to slugs). Routers are told at once.
+//! under the base domain (those names belong to slugs). Routers are told once a change commits.
 
+use super::Announcement;
 use crate::control_plane::ControlPlane;
 use tenancy::domain::{normalize_host, HostError, Slug, TenantId};
 use tenancy::error::{ErrorKind, OperationError};
@@ -81,6 +82,8 @@ pub async fn remove(cp: &ControlPlane, slug: &Slug, raw_host: &str, actor: &str)
     change(cp, slug, &host, actor, false).await
 }
 
+/// Adds or removes `host` in a transaction of its own (see [`change_in`]); routers are told once
+/// it has committed.
 async fn change(
     cp: &ControlPlane,
     slug: &Slug,
@@ -90,6 +93,23 @@ async fn change(
 ) -> Result<(), DomainError> {
     let mut client = cp.catalog.get().await.map_err(|e| DomainError::Catalog(e.to_string()))?;
     let tx = client.transaction().await.map_err(|e| catalog_error(&e))?;
+    let announcement = change_in(&tx, slug, host, actor, adding).await?;
+    tx.commit().await.map_err(|e| catalog_error(&e))?;
+    announcement.send(cp).await;
+    Ok(())
+}
+
+/// Adds (`adding`) or removes the custom domain `host` of the live tenant `slug` within `tx`
+/// (the tenant's row is locked until it ends), bumping the tenant's generation; nothing to
+/// announce when the tenant has the host already. The caller commits, then sends the
+/// announcement.
+async fn change_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    slug: &Slug,
+    host: &str,
+    actor: &str,
+    adding: bool,
+) -> Result<Announcement, DomainError> {
     let id: uuid::Uuid = tx
         .query_opt(
             "SELECT id FROM control.tenants WHERE slug = $1 AND status <> 'deleted' FOR UPDATE",
@@ -114,7 +134,11 @@ async fn change(
                 .await
                 .map_err(|e| catalog_error(&e))?
                 .get(0);
-            return if owner == id { Ok(()) } else { Err(DomainError::Taken(host.to_owned())) };
+            return if owner == id {
+                Ok(Announcement::none())
+            } else {
+                Err(DomainError::Taken(host.to_owned()))
+            };
         }
     } else {
         let deleted = tx
@@ -136,7 +160,7 @@ async fn change(
     .map_err(|e| catalog_error(&e))?;
     let action = if adding { "domain.add" } else { "domain.remove" };
     crate::catalog::audit::record(
-        &*tx,
+        &**tx,
         actor,
         action,
         Some(TenantId(id)),
@@ -144,13 +168,11 @@ async fn change(
     )
     .await
     .map_err(|e| catalog_error(&e))?;
-    let tenant = tenancy::catalog::tenant_by_id(&*tx, TenantId(id))
+    let tenant = tenancy::catalog::tenant_by_id(&**tx, TenantId(id))
         .await
         .map_err(|e| DomainError::Catalog(e.to_string()))?
         .ok_or_else(|| DomainError::TenantNotFound(slug.to_string()))?;
-    tx.commit().await.map_err(|e| catalog_error(&e))?;
-    cp.publish_change_with_hosts(&tenant, vec![host.to_owned()]).await;
-    Ok(())
+    Ok(Announcement::tenant(&tenant, vec![host.to_owned()]))
 }
 
 /// The host names of the live tenant `slug`.

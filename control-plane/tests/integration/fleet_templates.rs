@@ -10,7 +10,7 @@ use control_plane::fleet::plan::{plan, PlanOptions};
 use control_plane::fleet::ApplyOptions;
 use control_plane::fleet::Selection;
 use control_plane::jobs::runner::drain;
-use control_plane::tenants::create::request_tenant;
+use control_plane::tenants;
 use std::sync::Arc;
 use std::time::Duration;
 use tenancy::catalog::TenantRecord;
@@ -45,7 +45,7 @@ async fn setup() -> Setup {
 /// Creates an enterprise tenant (a database of its own, cloned from the template) and runs
 /// its provisioning here.
 async fn enterprise(cp: &ControlPlane, slug: &str) -> TenantRecord {
-    let tenant = request_tenant(cp, &crate::request(slug, "enterprise"), "test").await.unwrap();
+    let tenant = tenants::create(cp, &crate::request(slug, "enterprise"), "test").await.unwrap();
     drain(cp, tenant.id, Duration::from_secs(60)).await.unwrap();
     let client = cp.catalog.get().await.unwrap();
     tenancy::catalog::tenant_by_id(&**client, tenant.id).await.unwrap().unwrap()

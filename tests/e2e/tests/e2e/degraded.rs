@@ -1,7 +1,7 @@
 //! Redis going away degrades the router, it does not break it: cached tenants keep being served,
 //! and once Redis is back, invalidations flow again.
 
-use control_plane::tenants::lifecycle::{request as operate, Operation};
+use control_plane::tenants::{request as operate, Operation};
 use e2e_tests::{connection_string, provisioning_settings, spawn_router, TenantSql};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -17,9 +17,9 @@ async fn redis_down_means_no_5xx_for_cached_tenants_and_invalidations_resume_aft
     let cp = control_plane::control_plane::ControlPlane::start(&common, &provisioning_settings(&db))
         .await
         .unwrap();
-    let tenant = control_plane::tenants::create::request_tenant(
+    let tenant = control_plane::tenants::create(
         &cp,
-        &control_plane::tenants::create::TenantRequest::new("acme", "pro"),
+        &control_plane::tenants::TenantRequest::new("acme", "pro"),
         "test",
     )
     .await
@@ -61,9 +61,9 @@ async fn a_redis_that_requires_auth_is_used_with_its_password() {
     let cp = control_plane::control_plane::ControlPlane::start(&common, &provisioning_settings(&db))
         .await
         .unwrap();
-    let tenant = control_plane::tenants::create::request_tenant(
+    let tenant = control_plane::tenants::create(
         &cp,
-        &control_plane::tenants::create::TenantRequest::new("acme", "pro"),
+        &control_plane::tenants::TenantRequest::new("acme", "pro"),
         "test",
     )
     .await
