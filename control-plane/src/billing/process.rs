@@ -2,7 +2,7 @@
 //! its outcome recorded next to it in `control.billing_events`.
 
 use super::event::{Envelope, SubscriptionChange, SubscriptionFacts};
-use crate::catalog::billing_events;
+use crate::catalog::{self, billing_events};
 use crate::control_plane::ControlPlane;
 use crate::tenants::{self, Announcement, CreateTenantError, LifecycleError, Operation, TenantRequest};
 use tenancy::catalog::CatalogError;
@@ -133,39 +133,29 @@ async fn change(cp: &ControlPlane, envelope: &Envelope) -> Result<Outcome, Billi
     // changes happen under a lock held by this transaction, released however this ends.
     let mut client = cp.catalog.get().await.map_err(|e| BillingProcessError::Catalog(e.to_string()))?;
     let tx = client.transaction().await.map_err(catalog_error)?;
-    tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", &[&change.subscription_id])
-        .await
-        .map_err(catalog_error)?;
-    let row = tx
-        .query_opt(
-            "SELECT slug, plan, status, billing_event_at FROM control.tenants
-              WHERE billing_subscription_id = $1 AND status <> 'deleted'",
-            &[&change.subscription_id],
-        )
-        .await
-        .map_err(catalog_error)?;
-    let Some(row) = row else {
+    billing_events::lock_subscription(&*tx, &change.subscription_id).await.map_err(catalog_error)?;
+    let tenant =
+        catalog::tenants::live_by_subscription(&*tx, &change.subscription_id).await.map_err(catalog_error)?;
+    let Some(tenant) = tenant else {
         // Possibly delivered before the event that creates the tenant: try again later.
         return Err(BillingProcessError::NotYet(format!(
             "no tenant for subscription {} (yet)",
             change.subscription_id
         )));
     };
-    let last: Option<chrono::DateTime<chrono::Utc>> = row.get(3);
-    if last.is_some_and(|last| last > created) {
+    if tenant.billing_event_at.is_some_and(|last| last > created) {
         return Ok(Outcome::Ignored("older than the newest event already applied to this tenant".into()));
     }
-    if row.get::<_, &str>(2) == "provisioning" {
+    if tenant.status == "provisioning" {
         return Err(BillingProcessError::NotYet("the tenant is still being provisioned".into()));
     }
-    let slug = tenancy::domain::Slug::parse(row.get::<_, &str>(0))
+    let slug = tenancy::domain::Slug::parse(&tenant.slug)
         .map_err(|e| BillingProcessError::Catalog(e.to_string()))?;
     let mut operations = Vec::new();
     if envelope.kind == "customer.subscription.deleted" {
         operations.push(Operation::Deprovision { retention: cp.deprovision_retention });
     } else {
-        let current_plan: &str = row.get(1);
-        if let Some(plan) = change.plan.as_ref().filter(|plan| plan.as_str() != current_plan) {
+        if let Some(plan) = change.plan.as_ref().filter(|plan| plan.as_str() != tenant.plan.as_str()) {
             operations.push(Operation::ChangePlan(plan.clone()));
         }
         operations
@@ -184,12 +174,9 @@ async fn change(cp: &ControlPlane, envelope: &Envelope) -> Result<Outcome, Billi
             Err(e) => done.push(format!("{} refused: {e}", operation.name())),
         }
     }
-    tx.execute(
-        "UPDATE control.tenants SET billing_event_at = $2 WHERE billing_subscription_id = $1 AND status <> 'deleted'",
-        &[&change.subscription_id, &created],
-    )
-    .await
-    .map_err(catalog_error)?;
+    catalog::tenants::set_billing_event_at_by_subscription(&*tx, &change.subscription_id, created)
+        .await
+        .map_err(catalog_error)?;
     tx.commit().await.map_err(catalog_error)?;
     announcement.send(cp).await;
     Ok(Outcome::Applied(format!("tenant {slug}: {}", done.join("; "))))
@@ -218,12 +205,7 @@ async fn provision(cp: &ControlPlane, envelope: &Envelope) -> Result<Outcome, Bi
         Ok(recorded) => {
             let tenant = &recorded.tenant;
             // Later subscription events are compared with this one (out-of-order delivery).
-            tx.execute(
-                "UPDATE control.tenants SET billing_event_at = $2 WHERE id = $1",
-                &[&tenant.id.0, &created],
-            )
-            .await
-            .map_err(catalog_error)?;
+            catalog::tenants::set_billing_event_at(&*tx, tenant.id, created).await.map_err(catalog_error)?;
             tx.commit().await.map_err(catalog_error)?;
             recorded.announcement.send(cp).await;
             Ok(Outcome::Applied(format!("provisioning tenant {} ({})", tenant.slug, tenant.id)))

@@ -19,6 +19,23 @@ pub async fn record(
         .map(|_| ())
 }
 
+/// The status a tenant had when it was last deleted (the `from` of its newest
+/// `tenant.deprovision` entry that did not find it deprovisioning already), if the log says.
+pub async fn status_before_delete(
+    client: &impl GenericClient,
+    id: TenantId,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT detail->>'from' FROM control.audit_log
+              WHERE tenant_id = $1 AND action = 'tenant.deprovision' AND detail->>'from' <> 'deprovisioning'
+              ORDER BY id DESC LIMIT 1",
+            &[&id.0],
+        )
+        .await?;
+    Ok(row.and_then(|row| row.get(0)))
+}
+
 /// An entry of the audit log.
 pub struct Entry {
     pub id: i64,

@@ -51,3 +51,93 @@ pub async fn record_outcome(
         .await
         .map(|_| ())
 }
+
+/// Takes a lock on billing subscription `subscription` for the rest of the transaction: one
+/// subscription's events are acted on one at a time.
+pub async fn lock_subscription(
+    client: &impl GenericClient,
+    subscription: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", &[&subscription])
+        .await
+        .map(|_| ())
+}
+
+/// Which events to list.
+#[derive(Debug, Clone)]
+pub struct EventFilter {
+    /// Only events about this tenant's subscription.
+    pub tenant: Option<String>,
+    /// Only this event.
+    pub event_id: Option<String>,
+    /// At most this many, newest first.
+    pub limit: i64,
+}
+
+impl Default for EventFilter {
+    fn default() -> Self {
+        Self { tenant: None, event_id: None, limit: 50 }
+    }
+}
+
+/// A stored event, the live tenant of the subscription it names, and (for an event not
+/// processed yet) its newest processing job.
+pub struct EventRow {
+    pub event_id: String,
+    pub kind: String,
+    pub received_at: chrono::DateTime<chrono::Utc>,
+    pub subscription: Option<String>,
+    pub tenant: Option<String>,
+    pub processed: bool,
+    pub outcome: Option<String>,
+    pub error: Option<String>,
+    pub job_state: Option<String>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+}
+
+/// The events of `filter`, newest first. The processing job is read only for events not
+/// processed yet.
+pub async fn list(
+    client: &impl GenericClient,
+    filter: &EventFilter,
+) -> Result<Vec<EventRow>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "WITH e AS (
+                SELECT e.*, coalesce(e.payload->'data'->'object'->>'subscription',
+                                     CASE WHEN e.payload->'data'->'object'->>'object' = 'subscription'
+                                          THEN e.payload->'data'->'object'->>'id' END) AS subscription
+                  FROM control.billing_events e)
+             SELECT e.event_id, e.type, e.received_at, e.subscription, t.slug, e.processed_at IS NOT NULL,
+                    e.outcome, e.error, j.state, coalesce(j.attempts, 0), j.last_error
+               FROM e
+               LEFT JOIN control.tenants t ON t.billing_subscription_id = e.subscription AND t.status <> 'deleted'
+               LEFT JOIN LATERAL (
+                    SELECT state, attempts, last_error FROM control.jobs
+                     WHERE e.processed_at IS NULL AND kind = 'billing_event' AND payload->>'event_id' = e.event_id
+                     ORDER BY id DESC LIMIT 1) j ON true
+              WHERE ($1::text IS NULL OR t.slug = $1) AND ($2::text IS NULL OR e.event_id = $2)
+              ORDER BY e.received_at DESC, e.event_id DESC
+              LIMIT $3",
+            &[&filter.tenant, &filter.event_id, &filter.limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| EventRow {
+            event_id: row.get(0),
+            kind: row.get(1),
+            received_at: row.get(2),
+            subscription: row.get(3),
+            tenant: row.get(4),
+            processed: row.get(5),
+            outcome: row.get(6),
+            error: row.get(7),
+            job_state: row.get(8),
+            attempts: row.get(9),
+            last_error: row.get(10),
+        })
+        .collect())
+}

@@ -87,3 +87,9 @@ pub async fn least_loaded_with_room(
         .await?;
     Ok(row.map(|r| r.get(0)))
 }
+
+/// Takes the placement lock ([`crate::clusters::PLACEMENT_LOCK`]) for the rest of the
+/// transaction: placements are made one at a time.
+pub async fn lock_placement(client: &impl GenericClient) -> Result<(), tokio_postgres::Error> {
+    client.execute("SELECT pg_advisory_xact_lock($1)", &[&crate::clusters::PLACEMENT_LOCK]).await.map(|_| ())
+}

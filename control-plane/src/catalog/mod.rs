@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod billing_events;
 pub mod clusters;
+pub mod domains;
 pub mod fleet_runs;
 pub mod jobs;
 pub mod router_role;

@@ -1,4 +1,5 @@
-//! Writes to `control.tenants` (reads shared with the router live in `tenancy::catalog`).
+//! `control.tenants`: the control plane's writes and reads (the reads shared with the router
+//! live in `tenancy::catalog`).
 
 use tenancy::catalog::{CatalogError, TenantRecord, TENANT_COLUMNS};
 use tenancy::domain::{
@@ -222,4 +223,168 @@ pub async fn billing_ids(
         )
         .await?;
     Ok((row.get(0), row.get(1)))
+}
+
+/// Locks the live tenant `slug`'s row for the rest of the transaction; its id, or `None` when
+/// there is no such live tenant.
+pub async fn lock_live(
+    client: &impl GenericClient,
+    slug: &Slug,
+) -> Result<Option<TenantId>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT id FROM control.tenants WHERE slug = $1 AND status <> 'deleted' FOR UPDATE",
+            &[&slug.as_str()],
+        )
+        .await?;
+    Ok(row.map(|row| TenantId(row.get(0))))
+}
+
+/// Whether a live tenant `slug` exists.
+pub async fn live_exists(client: &impl GenericClient, slug: &Slug) -> Result<bool, tokio_postgres::Error> {
+    let row = client
+        .query_opt("SELECT 1 FROM control.tenants WHERE slug = $1 AND status <> 'deleted'", &[&slug.as_str()])
+        .await?;
+    Ok(row.is_some())
+}
+
+/// Bumps the tenant's generation (its status unchanged), for a change routers must see.
+pub async fn bump_generation(client: &impl GenericClient, id: TenantId) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE control.tenants SET generation = generation + 1, updated_at = now() WHERE id = $1",
+            &[&id.0],
+        )
+        .await
+        .map(|_| ())
+}
+
+pub async fn set_plan(
+    client: &impl GenericClient,
+    id: TenantId,
+    plan: &PlanName,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE control.tenants SET plan = $2, updated_at = now() WHERE id = $1",
+            &[&id.0, &plan.as_str()],
+        )
+        .await
+        .map(|_| ())
+}
+
+/// Records when the tenant's data is to be dropped: `retention` from now.
+pub async fn schedule_deprovision(
+    client: &impl GenericClient,
+    id: TenantId,
+    retention: std::time::Duration,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE control.tenants SET deprovision_after = now() + make_interval(secs => $2::bigint / 1000.0)
+              WHERE id = $1",
+            &[&id.0, &i64::try_from(retention.as_millis()).unwrap_or(i64::MAX)],
+        )
+        .await
+        .map(|_| ())
+}
+
+/// The tenant's data is no longer to be dropped (it was restored).
+pub async fn clear_deprovision(
+    client: &impl GenericClient,
+    id: TenantId,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute("UPDATE control.tenants SET deprovision_after = NULL WHERE id = $1", &[&id.0])
+        .await
+        .map(|_| ())
+}
+
+/// Replaces the live tenant `slug`'s config, bumping its generation; its id, or `None` when
+/// there is no such live tenant.
+pub async fn set_config(
+    client: &impl GenericClient,
+    slug: &Slug,
+    config: &serde_json::Value,
+) -> Result<Option<TenantId>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "UPDATE control.tenants SET config = $2, generation = generation + 1, updated_at = now()
+              WHERE slug = $1 AND status <> 'deleted' RETURNING id",
+            &[&slug.as_str(), config],
+        )
+        .await?;
+    Ok(row.map(|row| TenantId(row.get(0))))
+}
+
+/// Records that the tenant's data is gone (and where its archive is, if one was written); its
+/// status is set apart ([`set_status`]).
+pub async fn mark_deleted(
+    client: &impl GenericClient,
+    id: TenantId,
+    archive_path: Option<&str>,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE control.tenants SET deleted_at = now(), archive_path = coalesce($2, archive_path) WHERE id = $1",
+            &[&id.0, &archive_path],
+        )
+        .await
+        .map(|_| ())
+}
+
+/// The live tenant of a billing subscription, as billing events see it.
+pub struct SubscriptionTenant {
+    pub slug: String,
+    pub plan: String,
+    pub status: String,
+    /// When the newest billing event applied to the tenant was created.
+    pub billing_event_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The live tenant of billing subscription `subscription`, if any.
+pub async fn live_by_subscription(
+    client: &impl GenericClient,
+    subscription: &str,
+) -> Result<Option<SubscriptionTenant>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT slug, plan, status, billing_event_at FROM control.tenants
+              WHERE billing_subscription_id = $1 AND status <> 'deleted'",
+            &[&subscription],
+        )
+        .await?;
+    Ok(row.map(|row| SubscriptionTenant {
+        slug: row.get("slug"),
+        plan: row.get("plan"),
+        status: row.get("status"),
+        billing_event_at: row.get("billing_event_at"),
+    }))
+}
+
+/// Records when the newest billing event applied to the tenant was created.
+pub async fn set_billing_event_at(
+    client: &impl GenericClient,
+    id: TenantId,
+    at: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute("UPDATE control.tenants SET billing_event_at = $2 WHERE id = $1", &[&id.0, &at])
+        .await
+        .map(|_| ())
+}
+
+/// [`set_billing_event_at`] for the live tenant of billing subscription `subscription`.
+pub async fn set_billing_event_at_by_subscription(
+    client: &impl GenericClient,
+    subscription: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE control.tenants SET billing_event_at = $2 WHERE billing_subscription_id = $1 AND status <> 'deleted'",
+            &[&subscription, &at],
+        )
+        .await
+        .map(|_| ())
 }

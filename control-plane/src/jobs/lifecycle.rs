@@ -4,7 +4,7 @@
 
 use super::provision::{self, Step};
 use super::JobError;
-use crate::catalog::{audit, tenants};
+use crate::catalog::{audit, domains, tenants};
 use crate::control_plane::ControlPlane;
 use sha2::{Digest, Sha256};
 use tenancy::catalog::TenantRecord;
@@ -227,13 +227,8 @@ pub async fn deprovision(cp: &ControlPlane, id: TenantId) -> Result<(), JobError
     }
     let mut client = catalog(cp).await?;
     let tx = client.transaction().await.map_err(|e| pg(&e))?;
-    tx.execute("DELETE FROM control.domains WHERE tenant_id = $1", &[&id.0]).await.map_err(|e| pg(&e))?;
-    tx.execute(
-        "UPDATE control.tenants SET deleted_at = now(), archive_path = coalesce($2, archive_path) WHERE id = $1",
-        &[&id.0, &archive_path],
-    )
-    .await
-    .map_err(|e| pg(&e))?;
+    domains::delete_all(&*tx, id).await.map_err(|e| pg(&e))?;
+    tenants::mark_deleted(&*tx, id, archive_path.as_deref()).await.map_err(|e| pg(&e))?;
     tenants::set_status(&*tx, id, TenantStatus::Deleted).await.map_err(|e| pg(&e))?;
     audit::record(&*tx, "worker", "tenant.deleted", Some(id), serde_json::json!({ "archive": archive_path }))
         .await

@@ -4,6 +4,7 @@
 
 pub(crate) mod verifier;
 
+use crate::catalog::domains::{self, DomainKind};
 use crate::catalog::{audit, tenants};
 use crate::clusters::ClusterError;
 use crate::control_plane::ControlPlane;
@@ -541,21 +542,9 @@ async fn ensure_domains(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), 
     let step = Step::Domains;
     let host = cp.base_domain.host_for(&tenant.slug);
     let client = catalog(cp, step).await?;
-    let inserted = client
-        .execute(
-            "INSERT INTO control.domains (host, tenant_id, kind) VALUES ($1, $2, 'subdomain')
-             ON CONFLICT (host) DO NOTHING",
-            &[&host, &tenant.id.0],
-        )
-        .await
-        .map_err(pg_error(step))?;
-    if inserted == 0 {
-        let owner: uuid::Uuid = client
-            .query_one("SELECT tenant_id FROM control.domains WHERE host = $1", &[&host])
-            .await
-            .map_err(pg_error(step))?
-            .get(0);
-        if owner != tenant.id.0 {
+    if !domains::insert(&**client, &host, tenant.id, DomainKind::Subdomain).await.map_err(pg_error(step))? {
+        let owner = domains::owner(&**client, &host).await.map_err(pg_error(step))?;
+        if owner != tenant.id {
             return Err(permanent(step, format!("domain {host} belongs to another tenant")));
         }
     }

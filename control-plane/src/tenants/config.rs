@@ -31,16 +31,10 @@ pub async fn set_config_in(
     config: serde_json::Value,
     actor: &str,
 ) -> Result<Recorded, LifecycleError> {
-    let row = tx
-        .query_opt(
-            "UPDATE control.tenants SET config = $2, generation = generation + 1, updated_at = now()
-              WHERE slug = $1 AND status <> 'deleted' RETURNING id",
-            &[&slug.as_str(), &config],
-        )
+    let id = crate::catalog::tenants::set_config(&**tx, slug, &config)
         .await
         .map_err(|e| catalog_error(&e))?
         .ok_or_else(|| LifecycleError::NotFound(slug.to_string()))?;
-    let id = tenancy::domain::TenantId(row.get(0));
     crate::catalog::audit::record(
         &**tx,
         actor,

@@ -7,7 +7,7 @@
 //! harmless, and a tenant's jobs run one at a time, in order.
 
 use super::{Announcement, Recorded};
-use crate::catalog::jobs;
+use crate::catalog::{audit, jobs, tenants};
 use crate::control_plane::ControlPlane;
 use crate::jobs::JobKind;
 use std::time::Duration;
@@ -157,15 +157,10 @@ pub async fn request_in(
     operation: &Operation,
     actor: &str,
 ) -> Result<Recorded, LifecycleError> {
-    let row = tx
-        .query_opt(
-            "SELECT id FROM control.tenants WHERE slug = $1 AND status <> 'deleted' FOR UPDATE",
-            &[&slug.as_str()],
-        )
+    let id = tenants::lock_live(&**tx, slug)
         .await
         .map_err(|e| catalog_error(&e))?
         .ok_or_else(|| LifecycleError::NotFound(slug.to_string()))?;
-    let id = tenancy::domain::TenantId(row.get(0));
     let tenant = tenancy::catalog::tenant_by_id(&**tx, id)
         .await
         .map_err(|e| LifecycleError::Catalog(e.to_string()))?
@@ -184,36 +179,23 @@ pub async fn request_in(
         Operation::ChangePlan(raw) => {
             let plan = PlanName::parse(raw).map_err(|e| LifecycleError::InvalidPlan(e.to_string()))?;
             cp.templates.load(&plan).map_err(|e| LifecycleError::InvalidPlan(e.to_string()))?;
-            tx.execute(
-                "UPDATE control.tenants SET plan = $2, updated_at = now() WHERE id = $1",
-                &[&id.0, &plan.as_str()],
-            )
-            .await
-            .map_err(|e| catalog_error(&e))?;
+            tenants::set_plan(&**tx, id, &plan).await.map_err(|e| catalog_error(&e))?;
         }
         Operation::Deprovision { retention } => {
             delay = *retention;
-            tx.execute(
-                "UPDATE control.tenants SET deprovision_after = now() + make_interval(secs => $2::bigint / 1000.0)
-                  WHERE id = $1",
-                &[&id.0, &i64::try_from(retention.as_millis()).unwrap_or(i64::MAX)],
-            )
-            .await
-            .map_err(|e| catalog_error(&e))?;
+            tenants::schedule_deprovision(&**tx, id, *retention).await.map_err(|e| catalog_error(&e))?;
         }
         Operation::Restore => {
             if !jobs::cancel(&**tx, JobKind::Deprovision, id).await.map_err(|e| catalog_error(&e))? {
                 return Err(LifecycleError::DropUnderway(slug.to_string()));
             }
             status = status_before_delete(tx, id).await?;
-            tx.execute("UPDATE control.tenants SET deprovision_after = NULL WHERE id = $1", &[&id.0])
-                .await
-                .map_err(|e| catalog_error(&e))?;
+            tenants::clear_deprovision(&**tx, id).await.map_err(|e| catalog_error(&e))?;
         }
         _ => {}
     }
     if status != tenant.status {
-        crate::catalog::tenants::set_status(&**tx, id, status).await.map_err(|e| catalog_error(&e))?;
+        tenants::set_status(&**tx, id, status).await.map_err(|e| catalog_error(&e))?;
     }
     if job == JobKind::Deprovision {
         if status != tenant.status {
@@ -231,15 +213,9 @@ pub async fn request_in(
         Operation::ChangePlan(plan) => Some(plan.as_str()),
         _ => None,
     }});
-    crate::catalog::audit::record(
-        &**tx,
-        actor,
-        &format!("tenant.{}", operation.name().replace(' ', "_")),
-        Some(id),
-        detail,
-    )
-    .await
-    .map_err(|e| catalog_error(&e))?;
+    audit::record(&**tx, actor, &format!("tenant.{}", operation.name().replace(' ', "_")), Some(id), detail)
+        .await
+        .map_err(|e| catalog_error(&e))?;
     let updated = reload(tx, id, slug).await?;
     tracing::info!(tenant = %slug, operation = operation.name(), actor, status = %updated.status, "tenant operation requested");
     let announcement = Announcement::jobs_and_tenant(&updated);
@@ -252,16 +228,7 @@ async fn status_before_delete(
     tx: &deadpool_postgres::Transaction<'_>,
     id: tenancy::domain::TenantId,
 ) -> Result<TenantStatus, LifecycleError> {
-    let before: Option<String> = tx
-        .query_opt(
-            "SELECT detail->>'from' FROM control.audit_log
-              WHERE tenant_id = $1 AND action = 'tenant.deprovision' AND detail->>'from' <> 'deprovisioning'
-              ORDER BY id DESC LIMIT 1",
-            &[&id.0],
-        )
-        .await
-        .map_err(|e| catalog_error(&e))?
-        .and_then(|row| row.get(0));
+    let before = audit::status_before_delete(&**tx, id).await.map_err(|e| catalog_error(&e))?;
     let before = before.and_then(|s| serde_json::from_value(serde_json::Value::String(s)).ok());
     Ok(match before {
         Some(status @ (TenantStatus::Suspended | TenantStatus::Failed)) => status,
