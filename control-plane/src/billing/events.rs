@@ -8,23 +8,23 @@ use std::time::Duration;
 /// One received event and what the control plane did with it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct EventStatus {
-    pub event_id: String,
+    pub(crate) event_id: String,
     #[serde(rename = "type")]
-    pub kind: String,
-    pub received_at: chrono::DateTime<chrono::Utc>,
+    pub(crate) kind: String,
+    pub(crate) received_at: chrono::DateTime<chrono::Utc>,
     /// The subscription the event is about, as it names it.
-    pub subscription: Option<String>,
+    pub(crate) subscription: Option<String>,
     /// The live tenant of that subscription, if any.
-    pub tenant: Option<String>,
+    pub(crate) tenant: Option<String>,
     /// `processed`, `ignored`, `failed` or `pending`.
     pub state: String,
     /// What was done, why it was ignored or failed, or why it is being retried.
     pub detail: Option<String>,
     /// Processing attempts so far.
-    pub attempts: i32,
+    pub(crate) attempts: i32,
 }
 
-pub use crate::catalog::billing_events::EventFilter;
+pub(crate) use crate::catalog::billing_events::EventFilter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EventsError {
@@ -106,7 +106,11 @@ const POLL: Duration = Duration::from_millis(100);
 /// # Errors
 /// [`EventsError::StillPending`] with its status at the timeout; the catalog; an event not
 /// stored (yet) at the timeout.
-pub async fn wait(cp: &ControlPlane, event_id: &str, timeout: Duration) -> Result<EventStatus, EventsError> {
+pub(crate) async fn wait(
+    cp: &ControlPlane,
+    event_id: &str,
+    timeout: Duration,
+) -> Result<EventStatus, EventsError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let filter = EventFilter { event_id: Some(event_id.to_owned()), limit: 1, ..Default::default() };
     loop {

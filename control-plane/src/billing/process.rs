@@ -9,7 +9,7 @@ use tenancy::catalog::CatalogError;
 
 /// Why processing an event failed in a way worth retrying (or could not start).
 #[derive(Debug, thiserror::Error)]
-pub enum BillingProcessError {
+pub(crate) enum BillingProcessError {
     #[error("billing event job has no event_id")]
     BadJob,
     #[error("billing event {0} is not stored")]
@@ -46,7 +46,10 @@ enum Outcome {
     Ignored(String),
 }
 
-pub async fn process_job(cp: &ControlPlane, payload: &serde_json::Value) -> Result<(), BillingProcessError> {
+pub(crate) async fn process_job(
+    cp: &ControlPlane,
+    payload: &serde_json::Value,
+) -> Result<(), BillingProcessError> {
     let event_id =
         payload.get("event_id").and_then(serde_json::Value::as_str).ok_or(BillingProcessError::BadJob)?;
     let catalog_error =
@@ -81,7 +84,11 @@ pub async fn process_job(cp: &ControlPlane, payload: &serde_json::Value) -> Resu
 
 /// Stores a received event and queues its processing, in one transaction; `false` when the
 /// event was stored already (a redelivery: nothing more is queued).
-pub async fn accept(cp: &ControlPlane, envelope: &Envelope, raw_body: &str) -> Result<bool, CatalogError> {
+pub(crate) async fn accept(
+    cp: &ControlPlane,
+    envelope: &Envelope,
+    raw_body: &str,
+) -> Result<bool, CatalogError> {
     let mut client = cp.catalog.get().await?;
     let tx = client.transaction().await?;
     let created = chrono::DateTime::from_timestamp(envelope.created, 0);

@@ -5,7 +5,7 @@ use tokio_postgres::GenericClient;
 
 /// Stores a received event (its raw body, which parsed as JSON, and the fields read from it);
 /// `false` when an event with that id was stored already (a redelivery).
-pub async fn insert(
+pub(crate) async fn insert(
     client: &impl GenericClient,
     event_id: &str,
     kind: &str,
@@ -23,7 +23,7 @@ pub async fn insert(
 }
 
 /// The stored event's payload, and whether it was processed already.
-pub async fn payload(
+pub(crate) async fn payload(
     client: &impl GenericClient,
     event_id: &str,
 ) -> Result<Option<(serde_json::Value, bool)>, tokio_postgres::Error> {
@@ -37,7 +37,7 @@ pub async fn payload(
 }
 
 /// Records what processing the event decided (`applied`, `ignored`, `rejected`) and why.
-pub async fn record_outcome(
+pub(crate) async fn record_outcome(
     client: &impl GenericClient,
     event_id: &str,
     outcome: &str,
@@ -54,7 +54,7 @@ pub async fn record_outcome(
 
 /// Takes a lock on billing subscription `subscription` for the rest of the transaction: one
 /// subscription's events are acted on one at a time.
-pub async fn lock_subscription(
+pub(crate) async fn lock_subscription(
     client: &impl GenericClient,
     subscription: &str,
 ) -> Result<(), tokio_postgres::Error> {
@@ -68,11 +68,11 @@ pub async fn lock_subscription(
 #[derive(Debug, Clone)]
 pub struct EventFilter {
     /// Only events about this tenant's subscription.
-    pub tenant: Option<String>,
+    pub(crate) tenant: Option<String>,
     /// Only this event.
-    pub event_id: Option<String>,
+    pub(crate) event_id: Option<String>,
     /// At most this many, newest first.
-    pub limit: i64,
+    pub(crate) limit: i64,
 }
 
 impl Default for EventFilter {
@@ -83,23 +83,23 @@ impl Default for EventFilter {
 
 /// A stored event, the live tenant of the subscription it names, and (for an event not
 /// processed yet) its newest processing job.
-pub struct EventRow {
-    pub event_id: String,
-    pub kind: String,
-    pub received_at: chrono::DateTime<chrono::Utc>,
-    pub subscription: Option<String>,
-    pub tenant: Option<String>,
-    pub processed: bool,
-    pub outcome: Option<String>,
-    pub error: Option<String>,
-    pub job_state: Option<String>,
-    pub attempts: i32,
-    pub last_error: Option<String>,
+pub(crate) struct EventRow {
+    pub(crate) event_id: String,
+    pub(crate) kind: String,
+    pub(crate) received_at: chrono::DateTime<chrono::Utc>,
+    pub(crate) subscription: Option<String>,
+    pub(crate) tenant: Option<String>,
+    pub(crate) processed: bool,
+    pub(crate) outcome: Option<String>,
+    pub(crate) error: Option<String>,
+    pub(crate) job_state: Option<String>,
+    pub(crate) attempts: i32,
+    pub(crate) last_error: Option<String>,
 }
 
 /// The events of `filter`, newest first. The processing job is read only for events not
 /// processed yet.
-pub async fn list(
+pub(crate) async fn list(
     client: &impl GenericClient,
     filter: &EventFilter,
 ) -> Result<Vec<EventRow>, tokio_postgres::Error> {

@@ -6,7 +6,7 @@ use tokio_postgres::GenericClient;
 
 /// Which of a tenant's host names a domain is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DomainKind {
+pub(crate) enum DomainKind {
     /// `<slug>.<base domain>`, added by provisioning.
     Subdomain,
     /// One an operator added.
@@ -24,7 +24,7 @@ impl DomainKind {
 
 /// Records `host` as the tenant's; `false` when the host is taken already (by this tenant or
 /// another: see [`owner`]).
-pub async fn insert(
+pub(crate) async fn insert(
     client: &impl GenericClient,
     host: &str,
     tenant: TenantId,
@@ -41,13 +41,16 @@ pub async fn insert(
 }
 
 /// The tenant `host` belongs to (the host must be recorded).
-pub async fn owner(client: &impl GenericClient, host: &str) -> Result<TenantId, tokio_postgres::Error> {
+pub(crate) async fn owner(
+    client: &impl GenericClient,
+    host: &str,
+) -> Result<TenantId, tokio_postgres::Error> {
     let row = client.query_one("SELECT tenant_id FROM control.domains WHERE host = $1", &[&host]).await?;
     Ok(TenantId(row.get(0)))
 }
 
 /// Removes the tenant's custom domain `host`; `false` when it has no such custom domain.
-pub async fn delete_custom(
+pub(crate) async fn delete_custom(
     client: &impl GenericClient,
     host: &str,
     tenant: TenantId,
@@ -62,13 +65,16 @@ pub async fn delete_custom(
 }
 
 /// Removes every host name of the tenant (when it is deleted).
-pub async fn delete_all(client: &impl GenericClient, tenant: TenantId) -> Result<(), tokio_postgres::Error> {
+pub(crate) async fn delete_all(
+    client: &impl GenericClient,
+    tenant: TenantId,
+) -> Result<(), tokio_postgres::Error> {
     client.execute("DELETE FROM control.domains WHERE tenant_id = $1", &[&tenant.0]).await.map(|_| ())
 }
 
 /// The host names of the live tenant `slug` and their kinds (`subdomain`, `custom`): its
 /// subdomain first, then custom ones by name. Empty when there is no such live tenant.
-pub async fn of_live_tenant(
+pub(crate) async fn of_live_tenant(
     client: &impl GenericClient,
     slug: &Slug,
 ) -> Result<Vec<(String, String)>, tokio_postgres::Error> {

@@ -38,7 +38,7 @@ pub(crate) fn grants_sql(role: &RoleName, database: &str) -> String {
 /// A router's catalog connection URL, with the password just set.
 #[derive(Debug, serde::Serialize)]
 pub struct RouterCredentials {
-    pub role: String,
+    pub(crate) role: String,
     #[serde(serialize_with = "expose")]
     pub database_url: Secret,
 }

@@ -9,23 +9,26 @@ use tokio_postgres::GenericClient;
 
 /// A tenant about to be recorded as `provisioning`.
 #[derive(Debug, Clone)]
-pub struct NewTenant {
-    pub id: TenantId,
-    pub slug: Slug,
-    pub display_name: String,
-    pub plan: PlanName,
-    pub isolation: Isolation,
-    pub cluster: String,
-    pub schema_name: SchemaName,
-    pub database_name: Option<DatabaseName>,
-    pub role_name: RoleName,
-    pub billing_customer_id: Option<String>,
-    pub billing_subscription_id: Option<String>,
+pub(crate) struct NewTenant {
+    pub(crate) id: TenantId,
+    pub(crate) slug: Slug,
+    pub(crate) display_name: String,
+    pub(crate) plan: PlanName,
+    pub(crate) isolation: Isolation,
+    pub(crate) cluster: String,
+    pub(crate) schema_name: SchemaName,
+    pub(crate) database_name: Option<DatabaseName>,
+    pub(crate) role_name: RoleName,
+    pub(crate) billing_customer_id: Option<String>,
+    pub(crate) billing_subscription_id: Option<String>,
 }
 
 /// Inserts the tenant row. Unique violations (slug, role, subscription) surface as the
 /// PostgreSQL error for the caller to classify.
-pub async fn insert(client: &impl GenericClient, new: &NewTenant) -> Result<(), tokio_postgres::Error> {
+pub(crate) async fn insert(
+    client: &impl GenericClient,
+    new: &NewTenant,
+) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
             "INSERT INTO control.tenants
@@ -50,7 +53,7 @@ pub async fn insert(client: &impl GenericClient, new: &NewTenant) -> Result<(), 
         .map(|_| ())
 }
 
-pub async fn set_provision_step(
+pub(crate) async fn set_provision_step(
     client: &impl GenericClient,
     id: TenantId,
     step: &str,
@@ -66,7 +69,7 @@ pub async fn set_provision_step(
 
 /// Records the newest tenant migration applied to the tenant's schema (a fleet run skips tenants
 /// already at its target without connecting to them).
-pub async fn set_schema_version(
+pub(crate) async fn set_schema_version(
     client: &impl GenericClient,
     id: TenantId,
     version: i64,
@@ -78,16 +81,16 @@ pub async fn set_schema_version(
 }
 
 /// Records the plan template's effect on the tenant.
-pub struct TemplateSettings<'a> {
-    pub template: &'a str,
-    pub template_version: i32,
-    pub config: serde_json::Value,
-    pub pool_size: i32,
-    pub rate_limit_per_second: Option<i32>,
-    pub statement_timeout_ms: Option<i32>,
+pub(crate) struct TemplateSettings<'a> {
+    pub(crate) template: &'a str,
+    pub(crate) template_version: i32,
+    pub(crate) config: serde_json::Value,
+    pub(crate) pool_size: i32,
+    pub(crate) rate_limit_per_second: Option<i32>,
+    pub(crate) statement_timeout_ms: Option<i32>,
 }
 
-pub async fn apply_template_settings(
+pub(crate) async fn apply_template_settings(
     client: &impl GenericClient,
     id: TenantId,
     settings: &TemplateSettings<'_>,
@@ -112,7 +115,7 @@ pub async fn apply_template_settings(
         .map(|_| ())
 }
 
-pub async fn set_secret_ref(
+pub(crate) async fn set_secret_ref(
     client: &impl GenericClient,
     id: TenantId,
     secret_ref: &str,
@@ -127,7 +130,7 @@ pub async fn set_secret_ref(
 }
 
 /// Moves the tenant to `status`, bumping its generation; returns the new generation.
-pub async fn set_status(
+pub(crate) async fn set_status(
     client: &impl GenericClient,
     id: TenantId,
     status: TenantStatus,
@@ -147,7 +150,7 @@ pub async fn set_status(
 
 /// Leaves a provisioning tenant `failed` at `step` with `error` (retryable); a tenant that has
 /// moved on (suspended, deprovisioning, …) keeps its status.
-pub async fn mark_failed(
+pub(crate) async fn mark_failed(
     client: &impl GenericClient,
     id: TenantId,
     step: &str,
@@ -167,16 +170,16 @@ pub async fn mark_failed(
 
 /// Which tenants to list: filters, and a page (by slug, after `after`, at most `limit`).
 #[derive(Debug, Clone, Default)]
-pub struct TenantFilter {
-    pub status: Option<TenantStatus>,
-    pub plan: Option<PlanName>,
-    pub cluster: Option<String>,
-    pub include_deleted: bool,
-    pub after: Option<String>,
-    pub limit: Option<i64>,
+pub(crate) struct TenantFilter {
+    pub(crate) status: Option<TenantStatus>,
+    pub(crate) plan: Option<PlanName>,
+    pub(crate) cluster: Option<String>,
+    pub(crate) include_deleted: bool,
+    pub(crate) after: Option<String>,
+    pub(crate) limit: Option<i64>,
 }
 
-pub async fn list(
+pub(crate) async fn list(
     client: &impl GenericClient,
     filter: &TenantFilter,
 ) -> Result<Vec<TenantRecord>, CatalogError> {
@@ -203,7 +206,7 @@ pub async fn list(
 }
 
 /// How many tenants have each status (deleted ones included).
-pub async fn count_by_status(
+pub(crate) async fn count_by_status(
     client: &impl GenericClient,
 ) -> Result<Vec<(String, i64)>, tokio_postgres::Error> {
     let rows = client.query("SELECT status, count(*) FROM control.tenants GROUP BY status", &[]).await?;
@@ -212,7 +215,7 @@ pub async fn count_by_status(
 
 /// The tenant's billing subscription and customer, as the billing event that created it named
 /// them (`None` for a tenant created otherwise).
-pub async fn billing_ids(
+pub(crate) async fn billing_ids(
     client: &impl GenericClient,
     id: TenantId,
 ) -> Result<(Option<String>, Option<String>), tokio_postgres::Error> {
@@ -227,7 +230,7 @@ pub async fn billing_ids(
 
 /// Locks the live tenant `slug`'s row for the rest of the transaction; its id, or `None` when
 /// there is no such live tenant.
-pub async fn lock_live(
+pub(crate) async fn lock_live(
     client: &impl GenericClient,
     slug: &Slug,
 ) -> Result<Option<TenantId>, tokio_postgres::Error> {
@@ -241,7 +244,10 @@ pub async fn lock_live(
 }
 
 /// Whether a live tenant `slug` exists.
-pub async fn live_exists(client: &impl GenericClient, slug: &Slug) -> Result<bool, tokio_postgres::Error> {
+pub(crate) async fn live_exists(
+    client: &impl GenericClient,
+    slug: &Slug,
+) -> Result<bool, tokio_postgres::Error> {
     let row = client
         .query_opt("SELECT 1 FROM control.tenants WHERE slug = $1 AND status <> 'deleted'", &[&slug.as_str()])
         .await?;
@@ -249,7 +255,10 @@ pub async fn live_exists(client: &impl GenericClient, slug: &Slug) -> Result<boo
 }
 
 /// Bumps the tenant's generation (its status unchanged), for a change routers must see.
-pub async fn bump_generation(client: &impl GenericClient, id: TenantId) -> Result<(), tokio_postgres::Error> {
+pub(crate) async fn bump_generation(
+    client: &impl GenericClient,
+    id: TenantId,
+) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
             "UPDATE control.tenants SET generation = generation + 1, updated_at = now() WHERE id = $1",
@@ -259,7 +268,7 @@ pub async fn bump_generation(client: &impl GenericClient, id: TenantId) -> Resul
         .map(|_| ())
 }
 
-pub async fn set_plan(
+pub(crate) async fn set_plan(
     client: &impl GenericClient,
     id: TenantId,
     plan: &PlanName,
@@ -274,7 +283,7 @@ pub async fn set_plan(
 }
 
 /// Records when the tenant's data is to be dropped: `retention` from now.
-pub async fn schedule_deprovision(
+pub(crate) async fn schedule_deprovision(
     client: &impl GenericClient,
     id: TenantId,
     retention: std::time::Duration,
@@ -290,7 +299,7 @@ pub async fn schedule_deprovision(
 }
 
 /// The tenant's data is no longer to be dropped (it was restored).
-pub async fn clear_deprovision(
+pub(crate) async fn clear_deprovision(
     client: &impl GenericClient,
     id: TenantId,
 ) -> Result<(), tokio_postgres::Error> {
@@ -302,7 +311,7 @@ pub async fn clear_deprovision(
 
 /// Replaces the live tenant `slug`'s config, bumping its generation; its id, or `None` when
 /// there is no such live tenant.
-pub async fn set_config(
+pub(crate) async fn set_config(
     client: &impl GenericClient,
     slug: &Slug,
     config: &serde_json::Value,
@@ -319,7 +328,7 @@ pub async fn set_config(
 
 /// Records that the tenant's data is gone (and where its archive is, if one was written); its
 /// status is set apart ([`set_status`]).
-pub async fn mark_deleted(
+pub(crate) async fn mark_deleted(
     client: &impl GenericClient,
     id: TenantId,
     archive_path: Option<&str>,
@@ -334,16 +343,16 @@ pub async fn mark_deleted(
 }
 
 /// The live tenant of a billing subscription, as billing events see it.
-pub struct SubscriptionTenant {
-    pub slug: String,
-    pub plan: String,
-    pub status: String,
+pub(crate) struct SubscriptionTenant {
+    pub(crate) slug: String,
+    pub(crate) plan: String,
+    pub(crate) status: String,
     /// When the newest billing event applied to the tenant was created.
-    pub billing_event_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub(crate) billing_event_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The live tenant of billing subscription `subscription`, if any.
-pub async fn live_by_subscription(
+pub(crate) async fn live_by_subscription(
     client: &impl GenericClient,
     subscription: &str,
 ) -> Result<Option<SubscriptionTenant>, tokio_postgres::Error> {
@@ -363,7 +372,7 @@ pub async fn live_by_subscription(
 }
 
 /// Records when the newest billing event applied to the tenant was created.
-pub async fn set_billing_event_at(
+pub(crate) async fn set_billing_event_at(
     client: &impl GenericClient,
     id: TenantId,
     at: Option<chrono::DateTime<chrono::Utc>>,
@@ -375,7 +384,7 @@ pub async fn set_billing_event_at(
 }
 
 /// [`set_billing_event_at`] for the live tenant of billing subscription `subscription`.
-pub async fn set_billing_event_at_by_subscription(
+pub(crate) async fn set_billing_event_at_by_subscription(
     client: &impl GenericClient,
     subscription: &str,
     at: chrono::DateTime<chrono::Utc>,

@@ -24,10 +24,10 @@ use tenancy::error::{ErrorKind, OperationError};
 
 /// A command's failure: its kind (which decides the exit code), a stable code and a message.
 #[derive(Debug)]
-pub struct CliError {
-    pub kind: ErrorKind,
-    pub code: &'static str,
-    pub message: String,
+pub(crate) struct CliError {
+    pub(crate) kind: ErrorKind,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
 }
 
 /// The exit code of each kind of failure (the README's table; the only mapping).

@@ -67,7 +67,7 @@ impl RunOptions {
     ///
     /// # Errors
     /// [`FleetError::InvalidOptions`] saying which.
-    pub fn validate(&self) -> Result<(), FleetError> {
+    pub(crate) fn validate(&self) -> Result<(), FleetError> {
         let problem = if !(1..=256).contains(&self.concurrency) {
             format!("concurrency must be 1 to 256, got {}", self.concurrency)
         } else if self.tenants_per_connection == 0 {
@@ -117,14 +117,14 @@ pub enum ItemState {
 }
 
 impl ItemState {
-    pub const ALL: [Self; 6] =
+    pub(crate) const ALL: [Self; 6] =
         [Self::Pending, Self::Running, Self::Done, Self::Failed, Self::Drift, Self::LockTimeout];
 
     /// Every state but `done`: what `migrate status` lists unless `--all`.
-    pub const NOT_DONE: [Self; 5] =
+    pub(crate) const NOT_DONE: [Self; 5] =
         [Self::Pending, Self::Running, Self::Failed, Self::Drift, Self::LockTimeout];
 
-    pub fn parse(raw: &str) -> Option<Self> {
+    pub(crate) fn parse(raw: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|state| state.as_str() == raw)
     }
 
@@ -144,14 +144,14 @@ impl ItemState {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TenantResult {
     pub slug: String,
-    pub tenant_id: String,
+    pub(crate) tenant_id: String,
     pub state: ItemState,
     /// The version the tenant was at, when known.
     pub from_version: Option<i64>,
     pub applied: Vec<i64>,
     pub attempts: u32,
     pub error: Option<String>,
-    pub duration_ms: u64,
+    pub(crate) duration_ms: u64,
 }
 
 /// The whole run (or, after `resume`, what this invocation did).
@@ -163,7 +163,7 @@ pub struct ApplyReport {
     /// early (see `halt_reason`).
     pub state: String,
     pub halt_reason: Option<String>,
-    pub target_version: i64,
+    pub(crate) target_version: i64,
     /// Tenants in this invocation: worked on, or already at the target.
     pub tenants: usize,
     pub migrated: usize,
@@ -239,7 +239,7 @@ fn millis(d: Duration) -> u64 {
 
 /// A run that has started: the lock is held, the run and its items are in the ledger, nothing
 /// is migrated yet. [`Begun::execute`] does the work.
-pub struct Begun {
+pub(crate) struct Begun {
     lock: fleet_runs::RunLock,
     run: uuid::Uuid,
     migrations: TenantMigrations,
@@ -261,7 +261,11 @@ pub struct Begun {
 /// # Errors
 /// [`FleetError::Busy`] when another run is going; catalog and migrations errors before
 /// anything is recorded.
-pub async fn begin(cp: &ControlPlane, options: &ApplyOptions, created_by: &str) -> Result<Begun, FleetError> {
+pub(crate) async fn begin(
+    cp: &ControlPlane,
+    options: &ApplyOptions,
+    created_by: &str,
+) -> Result<Begun, FleetError> {
     let started = Instant::now();
     options.run.validate()?;
     let migrations = cp.migrations().map_err(|e| FleetError::Migrations(e.to_string()))?;
@@ -405,7 +409,7 @@ pub async fn resume(
 }
 
 impl Begun {
-    pub fn run_id(&self) -> uuid::Uuid {
+    pub(crate) fn run_id(&self) -> uuid::Uuid {
         self.run
     }
 
@@ -441,7 +445,7 @@ impl Begun {
     ///
     /// # Errors
     /// The catalog failing while the ledger is written (the run can be resumed).
-    pub async fn execute(
+    pub(crate) async fn execute(
         mut self,
         cp: &ControlPlane,
         progress: &dyn Progress,
@@ -527,20 +531,20 @@ impl Begun {
 
 /// A run as `migrate status` and the API show it.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct RunStatus {
-    pub run: fleet_runs::Run,
+pub(crate) struct RunStatus {
+    pub(crate) run: fleet_runs::Run,
     /// The run's state, or `interrupted` for a run marked running that no process holds.
-    pub state: String,
+    pub(crate) state: String,
     /// Items by state.
-    pub counts: std::collections::BTreeMap<String, i64>,
-    pub items: Vec<fleet_runs::Item>,
+    pub(crate) counts: std::collections::BTreeMap<String, i64>,
+    pub(crate) items: Vec<fleet_runs::Item>,
 }
 
 /// A run's status (the latest run without `run`), with its items in `states` (all without).
 ///
 /// # Errors
 /// The catalog being unavailable.
-pub async fn status(
+pub(crate) async fn status(
     cp: &ControlPlane,
     run: Option<uuid::Uuid>,
     states: Option<&[ItemState]>,

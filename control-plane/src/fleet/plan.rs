@@ -49,15 +49,15 @@ pub struct VersionCount {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PendingTenant {
     pub slug: String,
-    pub cluster: String,
-    pub version: Option<i64>,
+    pub(crate) cluster: String,
+    pub(crate) version: Option<i64>,
     pub pending: Vec<i64>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Drift {
     pub slug: String,
-    pub cluster: String,
+    pub(crate) cluster: String,
     pub problem: String,
 }
 
@@ -65,19 +65,19 @@ pub struct Drift {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Headroom {
     pub cluster: String,
-    pub max_connections: i64,
-    pub connections_in_use: i64,
-    pub max_locks_per_transaction: i64,
+    pub(crate) max_connections: i64,
+    pub(crate) connections_in_use: i64,
+    pub(crate) max_locks_per_transaction: i64,
     /// Lock table slots: max_locks_per_transaction × (max_connections + max_prepared_transactions).
     pub lock_slots: i64,
-    pub locks_in_use: i64,
+    pub(crate) locks_in_use: i64,
     /// Relations (tables, indexes, sequences) of one tenant schema: what one tenant's
     /// transaction may lock at most.
     pub relations_per_tenant: i64,
     /// `concurrency` × relations_per_tenant.
-    pub locks_needed: i64,
-    pub ok: bool,
-    pub warnings: Vec<String>,
+    pub(crate) locks_needed: i64,
+    pub(crate) ok: bool,
+    pub(crate) warnings: Vec<String>,
 }
 
 /// Plans a run. Changes nothing: no ledger entry, no lock, only reads.

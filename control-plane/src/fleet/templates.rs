@@ -56,8 +56,8 @@ pub(super) async fn migrate<'a>(
 /// One cluster's template as `plan` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TemplatePlan {
-    pub cluster: String,
-    pub database: String,
+    pub(crate) cluster: String,
+    pub(crate) database: String,
     /// `missing` (no database tenant was created there yet), `busy` (being migrated or cloned
     /// right now: not read) or `present`.
     pub state: &'static str,

@@ -23,7 +23,7 @@ use utoipa::{Modify, OpenApi};
     security(("bearer" = [])),
     tags((name = "tenants", description = "Tenant lifecycle"), (name = "history", description = "Jobs and audit log"), (name = "migrations", description = "Fleet migration runs")),
 )]
-pub struct ApiDoc;
+pub(crate) struct ApiDoc;
 
 struct BearerToken;
 
@@ -34,6 +34,6 @@ impl Modify for BearerToken {
     }
 }
 
-pub fn document() -> utoipa::openapi::OpenApi {
+pub(crate) fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }

@@ -89,7 +89,7 @@ async fn end_sessions(admin: &tokio_postgres::Client, roles: &[RoleName]) -> Res
 
 /// LOGIN for active tenants; NOLOGIN and no open sessions for every other status (on both of
 /// the tenant's roles).
-pub async fn sync_access(cp: &ControlPlane, id: TenantId) -> Result<(), JobError> {
+pub(crate) async fn sync_access(cp: &ControlPlane, id: TenantId) -> Result<(), JobError> {
     let tenant = load(cp, id).await?;
     let admin = admin(cp, &tenant).await?;
     let login = if tenant.status == TenantStatus::Active { "LOGIN" } else { "NOLOGIN" };
@@ -104,7 +104,7 @@ pub async fn sync_access(cp: &ControlPlane, id: TenantId) -> Result<(), JobError
 
 /// Applies the tenant's current plan: template settings and seed, the roles' connection limit
 /// and settings.
-pub async fn apply_plan(cp: &ControlPlane, id: TenantId) -> Result<(), JobError> {
+pub(crate) async fn apply_plan(cp: &ControlPlane, id: TenantId) -> Result<(), JobError> {
     let tenant = load(cp, id).await?;
     let template = cp.templates.load(&tenant.plan).map_err(|e| JobError::permanent(e.to_string()))?;
     provision::apply_template(cp, &tenant, &template).await?;
@@ -127,7 +127,7 @@ pub async fn apply_plan(cp: &ControlPlane, id: TenantId) -> Result<(), JobError>
 /// A tenant provisioned before there were reader roles gets its read-only role here: the
 /// provisioning steps that create roles and grant privileges run again first (they are
 /// idempotent), its LOGIN follows the tenant's status, and the secret gets the reader's login.
-pub async fn rotate_credentials(cp: &ControlPlane, id: TenantId) -> Result<(), JobError> {
+pub(crate) async fn rotate_credentials(cp: &ControlPlane, id: TenantId) -> Result<(), JobError> {
     let tenant = load(cp, id).await?;
     let name = tenant.secret_name().ok_or_else(|| JobError::permanent("tenant has no secret"))?;
     let current =
@@ -150,7 +150,7 @@ pub async fn rotate_credentials(cp: &ControlPlane, id: TenantId) -> Result<(), J
 
 /// Archives (when configured), then drops the tenant's schema, role, secret and domains, and
 /// leaves a `deleted` tombstone.
-pub async fn deprovision(cp: &ControlPlane, id: TenantId) -> Result<(), JobError> {
+pub(crate) async fn deprovision(cp: &ControlPlane, id: TenantId) -> Result<(), JobError> {
     let tenant = load(cp, id).await?;
     if tenant.status != TenantStatus::Deprovisioning {
         // Deleted already (a repeated job), or no longer meant to be deleted.

@@ -11,7 +11,7 @@
 //!
 //! Adding a kind: a variant here, its handler, and its arm in [`runner`]'s dispatch.
 
-pub mod lifecycle;
+pub(crate) mod lifecycle;
 pub mod provision;
 pub mod runner;
 
@@ -19,7 +19,7 @@ use tenancy::error::{ErrorKind, OperationError};
 
 /// Kinds of job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobKind {
+pub(crate) enum JobKind {
     /// Create a tenant's role, schema, migrations, template, credentials and domains.
     Provision,
     /// Make the tenant role's LOGIN match the tenant's status (suspend / resume), ending the
@@ -45,7 +45,7 @@ impl JobKind {
         Self::BillingEvent,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Provision => "provision",
             Self::SyncAccess => "sync_access",
@@ -65,10 +65,10 @@ impl JobKind {
 /// or fails for good; a provisioning job also says at which step.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
-pub struct JobError {
-    pub kind: ErrorKind,
-    pub step: Option<&'static str>,
-    pub message: String,
+pub(crate) struct JobError {
+    pub(crate) kind: ErrorKind,
+    pub(crate) step: Option<&'static str>,
+    pub(crate) message: String,
 }
 
 impl JobError {

@@ -39,7 +39,7 @@ impl Step {
         Self::Activate,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Role => "role",
             Self::Schema => "schema",
@@ -82,7 +82,7 @@ impl OperationError for ProvisionError {
 }
 
 impl ProvisionError {
-    pub fn step(&self) -> Option<Step> {
+    pub(crate) fn step(&self) -> Option<Step> {
         match self {
             Self::Step { step, .. } => Some(*step),
             _ => None,

@@ -17,7 +17,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// What happened to a claimed job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobOutcome {
+pub(crate) enum JobOutcome {
     Done,
     /// Failed for now; it runs again after a back-off.
     Retrying,
@@ -45,7 +45,7 @@ fn backoff(attempt: i32) -> Duration {
 }
 
 /// Claims and runs one runnable job (optionally only one of `tenant`'s). `None`: nothing to do.
-pub async fn run_next(
+pub(crate) async fn run_next(
     cp: &ControlPlane,
     tenant: Option<TenantId>,
 ) -> Result<Option<JobOutcome>, WorkerError> {
@@ -144,7 +144,7 @@ pub async fn drain(cp: &ControlPlane, tenant: TenantId, horizon: Duration) -> Re
 }
 
 /// Runs `concurrency` workers until `shutdown` is cancelled; a job in progress is finished first.
-pub async fn run_workers(cp: Arc<ControlPlane>, concurrency: usize, shutdown: CancellationToken) {
+pub(crate) async fn run_workers(cp: Arc<ControlPlane>, concurrency: usize, shutdown: CancellationToken) {
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..concurrency.max(1) {
         let (cp, shutdown) = (cp.clone(), shutdown.clone());

@@ -9,7 +9,7 @@ use tenancy::domain::Slug;
 
 /// Replaces the config of the live tenant `slug` in a transaction of its own (see
 /// [`set_config_in`]); routers are told once it has committed.
-pub async fn set_config(
+pub(crate) async fn set_config(
     cp: &ControlPlane,
     slug: &Slug,
     config: serde_json::Value,
@@ -25,7 +25,7 @@ pub async fn set_config(
 
 /// Records the live tenant `slug`'s new config (bumping its generation) and the audit entry
 /// within `tx`. The caller commits, then sends the announcement.
-pub async fn set_config_in(
+pub(crate) async fn set_config_in(
     tx: &deadpool_postgres::Transaction<'_>,
     slug: &Slug,
     config: serde_json::Value,

@@ -106,7 +106,7 @@ pub async fn create(
 /// Validates the request, places the tenant on a cluster, records it as `provisioning` and
 /// enqueues its provisioning job, within `tx` (which holds the placement lock until it ends).
 /// Nothing is written when it is refused. The caller commits, then sends the announcement.
-pub async fn create_in(
+pub(crate) async fn create_in(
     tx: &deadpool_postgres::Transaction<'_>,
     cp: &ControlPlane,
     request: &TenantRequest,

@@ -150,7 +150,7 @@ pub async fn request(
 /// locked until it ends): the new status, the job that does the work, the audit entry. Nothing
 /// is written when it is refused; nothing is announced when the tenant is already where the
 /// operation leads. The caller commits, then sends the announcement.
-pub async fn request_in(
+pub(crate) async fn request_in(
     tx: &deadpool_postgres::Transaction<'_>,
     cp: &ControlPlane,
     slug: &Slug,

@@ -16,21 +16,23 @@ mod create;
 pub mod domains;
 mod lifecycle;
 
-pub use config::{set_config, set_config_in};
-pub use create::{create, create_in, CreateTenantError, TenantRequest};
-pub use lifecycle::{request, request_in, LifecycleError, Operation};
+pub(crate) use config::set_config;
+pub(crate) use create::create_in;
+pub use create::{create, CreateTenantError, TenantRequest};
+pub(crate) use lifecycle::request_in;
+pub use lifecycle::{request, LifecycleError, Operation};
 
 use crate::control_plane::ControlPlane;
 use tenancy::catalog::TenantRecord;
 
 /// A request recorded within a transaction that has not committed yet.
 #[derive(Debug)]
-pub struct Recorded {
+pub(crate) struct Recorded {
     /// The tenant as the transaction now sees it.
-    pub tenant: TenantRecord,
+    pub(crate) tenant: TenantRecord,
     /// What to announce once the transaction has committed (nothing when the request changed
     /// nothing).
-    pub announcement: Announcement,
+    pub(crate) announcement: Announcement,
 }
 
 /// What to tell others once a transaction with tenant requests has committed: this process's
@@ -38,7 +40,7 @@ pub struct Recorded {
 /// commit would have workers and routers read the catalog before the change is there.
 #[derive(Debug, Default)]
 #[must_use = "announce it (`send`) once the transaction has committed"]
-pub struct Announcement {
+pub(crate) struct Announcement {
     wake_workers: bool,
     /// The tenant routers are told about, and host names they forget.
     tell_routers: Option<(TenantRecord, Vec<String>)>,
@@ -67,7 +69,7 @@ impl Announcement {
 
     /// This announcement and a `later` one of the same transaction: routers hear of the tenant
     /// as the later request left it.
-    pub fn and(self, later: Self) -> Self {
+    pub(crate) fn and(self, later: Self) -> Self {
         Self {
             wake_workers: self.wake_workers || later.wake_workers,
             tell_routers: later.tell_routers.or(self.tell_routers),
@@ -76,7 +78,7 @@ impl Announcement {
 
     /// Wakes the workers and tells the routers (best effort: see
     /// [`ControlPlane::publish_change`]).
-    pub async fn send(self, cp: &ControlPlane) {
+    pub(crate) async fn send(self, cp: &ControlPlane) {
         if self.wake_workers {
             cp.jobs_enqueued.notify_waiters();
         }
