@@ -24,6 +24,10 @@ Exit codes:
 #[derive(Debug, Parser)]
 #[command(name = "tenantctl", version, after_help = EXIT_CODES)]
 pub struct Cli {
+    /// Print machine-readable JSON instead of tables (errors too); anywhere on the command
+    /// line, e.g. `tenantctl tenants list --json`.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -122,9 +126,6 @@ pub(crate) struct CatalogArgs {
     pub(crate) common: CommonSettings,
     #[command(flatten)]
     pub(crate) provisioning: ProvisioningSettings,
-    /// Print machine-readable JSON instead of tables.
-    #[arg(long, global = true)]
-    pub(crate) json: bool,
 }
 
 #[derive(Debug, Subcommand)]

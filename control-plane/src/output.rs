@@ -13,6 +13,16 @@ pub(crate) fn json(value: &impl serde::Serialize) {
     line(&serde_json::to_string_pretty(value).unwrap_or_default());
 }
 
+/// Writes a command's failure: `{"error": {"code", "message"}}` on stdout with `--json`, else a
+/// note for people on stderr.
+pub(crate) fn error(code: &str, message: &str, json: bool) {
+    if json {
+        self::json(&serde_json::json!({ "error": { "code": code, "message": message } }));
+    } else {
+        note(&format!("error: {message}"));
+    }
+}
+
 /// Writes a note for people to stderr.
 pub(crate) fn note(text: &str) {
     let mut err = std::io::stderr().lock();

@@ -30,7 +30,7 @@ fn more(total: usize) -> Option<String> {
     (total > LISTED).then(|| format!("… and {} more (--json lists them all)", total - LISTED))
 }
 
-pub(super) async fn plan(args: PlanArgs) -> Result<ExitCode, CliError> {
+pub(super) async fn plan(args: PlanArgs, json: bool) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
     let options = fleet::plan::PlanOptions {
         selection: selection(args.selection),
@@ -38,7 +38,7 @@ pub(super) async fn plan(args: PlanArgs) -> Result<ExitCode, CliError> {
         drift: !args.no_drift,
     };
     let plan = fleet::plan::plan(&cp, &options).await.map_err(CliError::from)?;
-    if args.catalog.json {
+    if json {
         output::json(&plan);
         return Ok(ExitCode::SUCCESS);
     }
@@ -138,7 +138,7 @@ pub(super) async fn plan(args: PlanArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) async fn apply(args: ApplyArgs) -> Result<ExitCode, CliError> {
+pub(super) async fn apply(args: ApplyArgs, json: bool) -> Result<ExitCode, CliError> {
     let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let options = fleet::ApplyOptions {
         selection: selection(args.selection),
@@ -154,16 +154,16 @@ pub(super) async fn apply(args: ApplyArgs) -> Result<ExitCode, CliError> {
         },
     };
     let cp = start(&args.catalog).await?;
-    let progress = output::FleetProgress::new(args.catalog.json);
+    let progress = output::FleetProgress::new(json);
     let report = fleet::apply(&cp, &options, &operator(), &progress).await.map_err(CliError::from)?;
-    Ok(print_report(&report, args.catalog.json))
+    Ok(print_report(&report, json))
 }
 
-pub(super) async fn resume(args: ResumeArgs) -> Result<ExitCode, CliError> {
+pub(super) async fn resume(args: ResumeArgs, json: bool) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
-    let progress = output::FleetProgress::new(args.catalog.json);
+    let progress = output::FleetProgress::new(json);
     let report = fleet::resume(&cp, args.run, args.concurrency, &progress).await.map_err(CliError::from)?;
-    Ok(print_report(&report, args.catalog.json))
+    Ok(print_report(&report, json))
 }
 
 fn print_report(report: &ApplyReport, json: bool) -> ExitCode {
@@ -224,13 +224,13 @@ fn print_report(report: &ApplyReport, json: bool) -> ExitCode {
     }
 }
 
-pub(super) async fn status(args: StatusArgs) -> Result<ExitCode, CliError> {
+pub(super) async fn status(args: StatusArgs, json: bool) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
     let status = fleet::status(&cp, args.run, (!args.all).then_some(&ItemState::NOT_DONE[..]))
         .await
         .map_err(CliError::from)?
         .ok_or_else(|| CliError::new(ErrorKind::NotFound, "not_found", "no such fleet migration run"))?;
-    if args.catalog.json {
+    if json {
         output::json(&status);
         return Ok(ExitCode::SUCCESS);
     }
