@@ -149,8 +149,8 @@ pub(crate) fn ensure_marked_role(role: &RoleName, marker: &str) -> String {
 
 /// Connections that run DDL for one tenant after another are closed after this many uses. A
 /// backend that has touched thousands of schemas keeps all their catalog entries cached
-/// (340 MB per backend was seen at 6,000 tenants) and works through every catalog change of the
-/// others against them: provisioning slowed from 39 to 12 tenants/s as the fleet grew.
+/// (hundreds of megabytes) and works through every catalog change of the others against them,
+/// so provisioning would slow down as the fleet grows.
 const DDL_CONNECTION_USES: usize = 200;
 
 /// A pool whose connections are retired after [`DDL_CONNECTION_USES`] uses.

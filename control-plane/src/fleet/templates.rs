@@ -17,10 +17,10 @@ pub(crate) fn moved_by(selection: &Selection) -> bool {
 }
 
 /// The clusters whose templates `selection` concerns: those of its tenants and the one it
-/// names, and for the whole fleet the default cluster too (where new tenants go first). A
-/// registered cluster without tenants is left out: a database tenant created there later brings
-/// the template to the directory's version first, and an unreachable empty cluster does not
-/// fail the run.
+/// names, and for the whole fleet the default cluster too (the catalog's own server, always
+/// there, taking new tenants like any other). A registered cluster without tenants is left out:
+/// a database tenant created there later brings the template to the directory's version first,
+/// and an unreachable empty cluster does not fail the run.
 fn clusters<'a>(selection: &Selection, tenants: impl Iterator<Item = &'a TenantRecord>) -> Vec<String> {
     let mut names: Vec<String> = tenants.map(|t| t.cluster.clone()).collect();
     names.extend(selection.cluster.clone());
