@@ -22,31 +22,29 @@ impl DomainKind {
     }
 }
 
-/// Records `host` as the tenant's; `false` when the host is taken already (by this tenant or
-/// another: see [`owner`]).
-pub(crate) async fn insert(
+/// What [`claim`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// The host is the tenant's now.
+    Recorded,
+    /// The host was recorded already, for this tenant (`true`) or another one.
+    Taken { by_this_tenant: bool },
+}
+
+/// Records `host` as `tenant`'s, unless some tenant has it already.
+pub(crate) async fn claim(
     client: &impl GenericClient,
     host: &str,
     tenant: TenantId,
     kind: DomainKind,
-) -> Result<bool, tokio_postgres::Error> {
-    let inserted = client
-        .execute(
-            "INSERT INTO control.domains (host, tenant_id, kind) VALUES ($1, $2, $3)
-             ON CONFLICT (host) DO NOTHING",
-            &[&host, &tenant.0, &kind.as_str()],
-        )
-        .await?;
-    Ok(inserted == 1)
-}
-
-/// The tenant `host` belongs to (the host must be recorded).
-pub(crate) async fn owner(
-    client: &impl GenericClient,
-    host: &str,
-) -> Result<TenantId, tokio_postgres::Error> {
+) -> Result<Claim, tokio_postgres::Error> {
+    let sql = "INSERT INTO control.domains (host, tenant_id, kind) VALUES ($1, $2, $3)
+               ON CONFLICT (host) DO NOTHING";
+    if client.execute(sql, &[&host, &tenant.0, &kind.as_str()]).await? == 1 {
+        return Ok(Claim::Recorded);
+    }
     let row = client.query_one("SELECT tenant_id FROM control.domains WHERE host = $1", &[&host]).await?;
-    Ok(TenantId(row.get(0)))
+    Ok(Claim::Taken { by_this_tenant: row.get::<_, uuid::Uuid>(0) == tenant.0 })
 }
 
 /// Removes the tenant's custom domain `host`; `false` when it has no such custom domain.

@@ -4,7 +4,7 @@
 
 pub(crate) mod verifier;
 
-use crate::catalog::domains::{self, DomainKind};
+use crate::catalog::domains::{self, Claim, DomainKind};
 use crate::catalog::{audit, tenants};
 use crate::clusters::ClusterError;
 use crate::control_plane::ControlPlane;
@@ -542,11 +542,10 @@ async fn ensure_domains(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), 
     let step = Step::Domains;
     let host = cp.base_domain.host_for(&tenant.slug);
     let client = catalog(cp, step).await?;
-    if !domains::insert(&**client, &host, tenant.id, DomainKind::Subdomain).await.map_err(pg_error(step))? {
-        let owner = domains::owner(&**client, &host).await.map_err(pg_error(step))?;
-        if owner != tenant.id {
-            return Err(permanent(step, format!("domain {host} belongs to another tenant")));
-        }
+    let claim =
+        domains::claim(&**client, &host, tenant.id, DomainKind::Subdomain).await.map_err(pg_error(step))?;
+    if claim == (Claim::Taken { by_this_tenant: false }) {
+        return Err(permanent(step, format!("domain {host} belongs to another tenant")));
     }
     Ok(())
 }

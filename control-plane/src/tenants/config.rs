@@ -15,12 +15,10 @@ pub(crate) async fn set_config(
     config: serde_json::Value,
     actor: &str,
 ) -> Result<TenantRecord, LifecycleError> {
-    let mut client = cp.catalog.get().await.map_err(|e| LifecycleError::Catalog(e.to_string()))?;
-    let tx = client.transaction().await.map_err(|e| catalog_error(&e))?;
-    let recorded = set_config_in(&tx, slug, config, actor).await?;
-    tx.commit().await.map_err(|e| catalog_error(&e))?;
-    recorded.announcement.send(cp).await;
-    Ok(recorded.tenant)
+    super::in_transaction(cp, LifecycleError::Catalog, async |tx| {
+        set_config_in(tx, slug, config, actor).await.map(Recorded::into_parts)
+    })
+    .await
 }
 
 /// Records the live tenant `slug`'s new config (bumping its generation) and the audit entry

@@ -95,12 +95,10 @@ pub async fn create(
     request: &TenantRequest,
     actor: &str,
 ) -> Result<TenantRecord, CreateTenantError> {
-    let mut client = cp.catalog.get().await.map_err(|e| CreateTenantError::Catalog(e.to_string()))?;
-    let tx = client.transaction().await.map_err(|e| catalog_error(&e))?;
-    let created = create_in(&tx, cp, request, actor).await?;
-    tx.commit().await.map_err(|e| catalog_error(&e))?;
-    created.announcement.send(cp).await;
-    Ok(created.tenant)
+    super::in_transaction(cp, CreateTenantError::Catalog, async |tx| {
+        create_in(tx, cp, request, actor).await.map(Recorded::into_parts)
+    })
+    .await
 }
 
 /// Validates the request, places the tenant on a cluster, records it as `provisioning` and

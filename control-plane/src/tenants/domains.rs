@@ -3,7 +3,7 @@
 //! under the base domain (those names belong to slugs). Routers are told once a change commits.
 
 use super::Announcement;
-use crate::catalog::domains::{self, DomainKind};
+use crate::catalog::domains::{self, Claim, DomainKind};
 use crate::catalog::tenants;
 use crate::control_plane::ControlPlane;
 use tenancy::domain::{normalize_host, HostError, Slug};
@@ -93,12 +93,10 @@ async fn change(
     actor: &str,
     adding: bool,
 ) -> Result<(), DomainError> {
-    let mut client = cp.catalog.get().await.map_err(|e| DomainError::Catalog(e.to_string()))?;
-    let tx = client.transaction().await.map_err(|e| catalog_error(&e))?;
-    let announcement = change_in(&tx, slug, host, actor, adding).await?;
-    tx.commit().await.map_err(|e| catalog_error(&e))?;
-    announcement.send(cp).await;
-    Ok(())
+    super::in_transaction(cp, DomainError::Catalog, async |tx| {
+        change_in(tx, slug, host, actor, adding).await.map(|announcement| ((), announcement))
+    })
+    .await
 }
 
 /// Adds (`adding`) or removes the custom domain `host` of the live tenant `slug` within `tx`
@@ -117,13 +115,10 @@ async fn change_in(
         .map_err(|e| catalog_error(&e))?
         .ok_or_else(|| DomainError::TenantNotFound(slug.to_string()))?;
     if adding {
-        if !domains::insert(&**tx, host, id, DomainKind::Custom).await.map_err(|e| catalog_error(&e))? {
-            let owner = domains::owner(&**tx, host).await.map_err(|e| catalog_error(&e))?;
-            return if owner == id {
-                Ok(Announcement::none())
-            } else {
-                Err(DomainError::Taken(host.to_owned()))
-            };
+        match domains::claim(&**tx, host, id, DomainKind::Custom).await.map_err(|e| catalog_error(&e))? {
+            Claim::Recorded => {}
+            Claim::Taken { by_this_tenant: true } => return Ok(Announcement::none()),
+            Claim::Taken { by_this_tenant: false } => return Err(DomainError::Taken(host.to_owned())),
         }
     } else if !domains::delete_custom(&**tx, host, id).await.map_err(|e| catalog_error(&e))? {
         return Err(DomainError::NoSuchDomain { slug: slug.to_string(), host: host.to_owned() });

@@ -138,12 +138,10 @@ pub async fn request(
     operation: &Operation,
     actor: &str,
 ) -> Result<TenantRecord, LifecycleError> {
-    let mut client = cp.catalog.get().await.map_err(|e| LifecycleError::Catalog(e.to_string()))?;
-    let tx = client.transaction().await.map_err(|e| catalog_error(&e))?;
-    let requested = request_in(&tx, cp, slug, operation, actor).await?;
-    tx.commit().await.map_err(|e| catalog_error(&e))?;
-    requested.announcement.send(cp).await;
-    Ok(requested.tenant)
+    super::in_transaction(cp, LifecycleError::Catalog, async |tx| {
+        request_in(tx, cp, slug, operation, actor).await.map(Recorded::into_parts)
+    })
+    .await
 }
 
 /// Checks and records `operation` on the live tenant `slug` within `tx` (the tenant's row is

@@ -25,6 +25,22 @@ pub use lifecycle::{request, LifecycleError, Operation};
 use crate::control_plane::ControlPlane;
 use tenancy::catalog::TenantRecord;
 
+/// Runs a request (`record`: one of the `*_in` functions) in a transaction of its own, commits
+/// it, then sends what it has to announce; `unavailable` is the request's error for a catalog
+/// that fails.
+async fn in_transaction<T, E>(
+    cp: &ControlPlane,
+    unavailable: impl Fn(String) -> E,
+    record: impl AsyncFnOnce(&deadpool_postgres::Transaction<'_>) -> Result<(T, Announcement), E>,
+) -> Result<T, E> {
+    let mut client = cp.catalog.get().await.map_err(|e| unavailable(e.to_string()))?;
+    let tx = client.transaction().await.map_err(|e| unavailable(tenancy::pg::describe_error(&e)))?;
+    let (recorded, announcement) = record(&tx).await?;
+    tx.commit().await.map_err(|e| unavailable(tenancy::pg::describe_error(&e)))?;
+    announcement.send(cp).await;
+    Ok(recorded)
+}
+
 /// A request recorded within a transaction that has not committed yet.
 #[derive(Debug)]
 pub(crate) struct Recorded {
@@ -33,6 +49,12 @@ pub(crate) struct Recorded {
     /// What to announce once the transaction has committed (nothing when the request changed
     /// nothing).
     pub(crate) announcement: Announcement,
+}
+
+impl Recorded {
+    fn into_parts(self) -> (TenantRecord, Announcement) {
+        (self.tenant, self.announcement)
+    }
 }
 
 /// What to tell others once a transaction with tenant requests has committed: this process's
