@@ -16,14 +16,14 @@ fn resolve(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (_db, resolver) = runtime.block_on(async {
         let (db, common, cp) = tenancy_bench::control_plane_with_settings().await;
-        let tenant = control_plane::provisioning::request_tenant(
+        let tenant = control_plane::tenants::create(
             &cp,
-            &control_plane::provisioning::TenantRequest::new("acme", "starter"),
+            &control_plane::tenants::TenantRequest::new("acme", "starter"),
             "bench",
         )
         .await
         .unwrap();
-        control_plane::provisioning::steps::provision(&cp, tenant.id).await.unwrap();
+        control_plane::jobs::provision::provision(&cp, tenant.id).await.unwrap();
         let catalog = tenancy::pg::pool(
             &tenancy::pg::parse_config(common.database_url.expose(), &tenancy::pg::CaBundle::none()).unwrap(),
             4,

@@ -2,8 +2,8 @@
 //! schema, sample migrations, credentials in the secret store), with users to look up.
 
 use control_plane::control_plane::ControlPlane;
-use control_plane::provisioning::steps::provision;
-use control_plane::provisioning::{request_tenant, TenantRequest};
+use control_plane::jobs::provision::provision;
+use control_plane::tenants::{self, TenantRequest};
 use futures::StreamExt as _;
 use testkit::TestDb;
 
@@ -40,7 +40,7 @@ pub async fn provision_fleet(
     let tenants: Vec<BenchTenant> = futures::stream::iter(0..count)
         .map(|i| async move {
             let slug = format!("{prefix}-{i}");
-            let tenant = request_tenant(cp, &TenantRequest::new(slug.clone(), plan), "bench")
+            let tenant = tenants::create(cp, &TenantRequest::new(slug.clone(), plan), "bench")
                 .await
                 .unwrap_or_else(|e| panic!("{slug}: {e}"));
             provision(cp, tenant.id).await.unwrap_or_else(|e| panic!("{slug}: {e}"));

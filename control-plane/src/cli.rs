@@ -24,12 +24,16 @@ Exit codes:
 #[derive(Debug, Parser)]
 #[command(name = "tenantctl", version, after_help = EXIT_CODES)]
 pub struct Cli {
+    /// Print machine-readable JSON instead of tables (errors too); anywhere on the command
+    /// line, e.g. `tenantctl tenants list --json`.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the control-plane API, the billing webhook and the provisioning workers.
     Serve(ServeArgs),
     /// Create and inspect tenants.
@@ -56,7 +60,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum RoutersCommand {
+pub(crate) enum RoutersCommand {
     /// Give the routers' catalog role (`<TENANT_ROLE_PREFIX>_router`, which may read routing
     /// records and nothing else) a new password, and print the DATABASE_URL routers should use.
     /// Routers with the old password lose the catalog at once: update their DATABASE_URL (e.g.
@@ -66,7 +70,7 @@ pub enum RoutersCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ClustersCommand {
+pub(crate) enum ClustersCommand {
     /// Register a cluster: its admin connection is checked, then kept in the secret store. New
     /// tenants go to the least loaded cluster (tenants / capacity) that has room.
     Add(AddClusterArgs),
@@ -75,60 +79,57 @@ pub enum ClustersCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct AddClusterArgs {
+pub(crate) struct AddClusterArgs {
     /// Cluster name (a-z, 0-9, '-').
     #[arg(long)]
-    pub name: String,
+    pub(crate) name: String,
     /// Admin connection URL (a role that may create roles and schemas), e.g.
     /// postgres://admin:password@db.internal:5432/tenants.
     #[arg(long, env = "CLUSTER_ADMIN_URL", hide_env_values = true)]
-    pub url: tenancy::secret::Secret,
+    pub(crate) url: tenancy::secret::Secret,
     /// Most tenants this cluster takes.
     #[arg(long, default_value_t = 10_000)]
-    pub capacity: i32,
+    pub(crate) capacity: i32,
     #[command(flatten)]
-    pub catalog: CatalogArgs,
+    pub(crate) catalog: CatalogArgs,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum TokensCommand {
+pub(crate) enum TokensCommand {
     /// Create a token and print it (only now: the catalog keeps just its hash).
     Create(TokenArgs),
 }
 
 #[derive(Debug, Args)]
-pub struct TokenArgs {
+pub(crate) struct TokenArgs {
     /// Who or what the token is for; recorded as the actor in the audit log.
     #[arg(long)]
-    pub name: String,
+    pub(crate) name: String,
     #[command(flatten)]
-    pub catalog: CatalogArgs,
+    pub(crate) catalog: CatalogArgs,
 }
 
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     #[command(flatten)]
-    pub common: CommonSettings,
+    pub(crate) common: CommonSettings,
     #[command(flatten)]
-    pub provisioning: ProvisioningSettings,
+    pub(crate) provisioning: ProvisioningSettings,
     #[command(flatten)]
-    pub serve: ServeSettings,
+    pub(crate) serve: ServeSettings,
 }
 
 /// Settings every catalog command needs.
 #[derive(Debug, Args)]
-pub struct CatalogArgs {
+pub(crate) struct CatalogArgs {
     #[command(flatten)]
-    pub common: CommonSettings,
+    pub(crate) common: CommonSettings,
     #[command(flatten)]
-    pub provisioning: ProvisioningSettings,
-    /// Print machine-readable JSON instead of tables.
-    #[arg(long, global = true)]
-    pub json: bool,
+    pub(crate) provisioning: ProvisioningSettings,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum TenantsCommand {
+pub(crate) enum TenantsCommand {
     /// Create a tenant and (unless --no-wait) provision it now: role, schema, migrations,
     /// template, credentials, domains.
     Create(CreateArgs),
@@ -166,100 +167,100 @@ pub enum TenantsCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct DomainArgs {
+pub(crate) struct DomainArgs {
     /// The tenant's slug.
-    pub slug: String,
+    pub(crate) slug: String,
     /// The host name.
     #[arg(long)]
-    pub host: String,
+    pub(crate) host: String,
     #[command(flatten)]
-    pub catalog: CatalogArgs,
+    pub(crate) catalog: CatalogArgs,
 }
 
 #[derive(Debug, Args)]
-pub struct OperationArgs {
+pub(crate) struct OperationArgs {
     /// The tenant's slug.
-    pub slug: String,
+    pub(crate) slug: String,
     #[command(flatten)]
-    pub wait: WaitArgs,
+    pub(crate) wait: WaitArgs,
     #[command(flatten)]
-    pub catalog: CatalogArgs,
+    pub(crate) catalog: CatalogArgs,
 }
 
 /// Whether and how long a command waits for the work it queued.
 #[derive(Debug, Clone, Copy, Args)]
-pub struct WaitArgs {
+pub(crate) struct WaitArgs {
     /// Only queue the work (a running `tenantctl serve` does it).
     #[arg(long)]
-    pub no_wait: bool,
+    pub(crate) no_wait: bool,
     /// Give up waiting after this long (exit code 7; the work stays queued).
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
-    pub timeout: std::time::Duration,
+    pub(crate) timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
-pub struct SetPlanArgs {
+pub(crate) struct SetPlanArgs {
     /// The new plan.
     #[arg(long)]
-    pub plan: String,
+    pub(crate) plan: String,
     #[command(flatten)]
-    pub operation: OperationArgs,
+    pub(crate) operation: OperationArgs,
 }
 
 #[derive(Debug, Args)]
-pub struct DeleteArgs {
+pub(crate) struct DeleteArgs {
     /// Keep the data this long before dropping it (default DEPROVISION_RETENTION); `0s` drops
     /// it now.
     #[arg(long, value_parser = humantime::parse_duration)]
-    pub retention: Option<std::time::Duration>,
+    pub(crate) retention: Option<std::time::Duration>,
     #[command(flatten)]
-    pub operation: OperationArgs,
+    pub(crate) operation: OperationArgs,
 }
 
 #[derive(Debug, Args)]
-pub struct CreateArgs {
+pub(crate) struct CreateArgs {
     /// The tenant's slug: 3-63 characters of a-z, 0-9 and '-', starting with a letter; it
     /// becomes the subdomain <slug>.<TENANT_BASE_DOMAIN>.
     #[arg(long, allow_hyphen_values = true)]
-    pub slug: String,
+    pub(crate) slug: String,
     /// Plan: the name of a template in TENANT_TEMPLATES_DIR (starter, pro, enterprise, …).
     #[arg(long)]
-    pub plan: String,
+    pub(crate) plan: String,
     /// Display name (default: the slug).
     #[arg(long)]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// `schema` (a schema in the cluster's shared database) or `database` (a database of its
     /// own); default: what the plan's template says.
     #[arg(long)]
-    pub isolation: Option<tenancy::domain::Isolation>,
+    pub(crate) isolation: Option<tenancy::domain::Isolation>,
     #[command(flatten)]
-    pub wait: WaitArgs,
+    pub(crate) wait: WaitArgs,
     #[command(flatten)]
-    pub catalog: CatalogArgs,
+    pub(crate) catalog: CatalogArgs,
 }
 
 #[derive(Debug, Args)]
-pub struct ListArgs {
+pub(crate) struct ListArgs {
     /// Only tenants with this status.
     #[arg(long)]
-    pub status: Option<tenancy::domain::TenantStatus>,
+    pub(crate) status: Option<tenancy::domain::TenantStatus>,
     /// Only tenants on this plan.
     #[arg(long)]
-    pub plan: Option<tenancy::domain::PlanName>,
+    pub(crate) plan: Option<tenancy::domain::PlanName>,
     #[command(flatten)]
-    pub catalog: CatalogArgs,
+    pub(crate) catalog: CatalogArgs,
 }
 
 #[derive(Debug, Args)]
-pub struct ShowArgs {
+pub(crate) struct ShowArgs {
     /// The tenant's slug.
-    pub slug: String,
+    pub(crate) slug: String,
     #[command(flatten)]
-    pub catalog: CatalogArgs,
+    pub(crate) catalog: CatalogArgs,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum MigrateCommand {
+pub(crate) enum MigrateCommand {
     /// Show what `apply` would do, changing nothing: pending versions per tenant and a
     /// histogram of versions (from the catalog), tenants whose applied migrations differ from
     /// the files (drift), the clusters' template databases (version, pending, drift, and whether
@@ -284,94 +285,94 @@ pub enum MigrateCommand {
 
 /// Which tenants a run covers: all active and suspended ones, or those matching every filter.
 #[derive(Debug, Args)]
-pub struct SelectionArgs {
+pub(crate) struct SelectionArgs {
     /// Only this tenant (slug).
     #[arg(long)]
-    pub tenant: Option<tenancy::domain::Slug>,
+    pub(crate) tenant: Option<tenancy::domain::Slug>,
     /// Only tenants on this plan.
     #[arg(long)]
-    pub plan: Option<tenancy::domain::PlanName>,
+    pub(crate) plan: Option<tenancy::domain::PlanName>,
     /// Only tenants on this cluster.
     #[arg(long)]
-    pub cluster: Option<tenancy::domain::ClusterName>,
+    pub(crate) cluster: Option<tenancy::domain::ClusterName>,
     /// Also migrate the template databases (database tenants are cloned from them) of the
     /// selected tenants' clusters. A run without --tenant, --plan or --cluster always does; any
     /// other run migrates exactly its tenants.
     #[arg(long)]
-    pub include_templates: bool,
+    pub(crate) include_templates: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct PlanArgs {
+pub(crate) struct PlanArgs {
     #[command(flatten)]
-    pub selection: SelectionArgs,
+    pub(crate) selection: SelectionArgs,
     /// The concurrency the run would use, for the headroom check.
     #[arg(long, default_value_t = 4)]
-    pub concurrency: usize,
+    pub(crate) concurrency: usize,
     /// Skip reading every tenant's history table (no drift check).
     #[arg(long)]
-    pub no_drift: bool,
+    pub(crate) no_drift: bool,
     #[command(flatten)]
-    pub catalog: CatalogArgs,
+    pub(crate) catalog: CatalogArgs,
 }
 
 #[derive(Debug, Args)]
-pub struct ResumeArgs {
+pub(crate) struct ResumeArgs {
     /// The run's id (as `migrate apply` and `migrate status` print it).
-    pub run: uuid::Uuid,
+    pub(crate) run: uuid::Uuid,
     /// Tenants migrated at the same time on each cluster (default: the run's).
     #[arg(long)]
-    pub concurrency: Option<usize>,
+    pub(crate) concurrency: Option<usize>,
     #[command(flatten)]
-    pub catalog: CatalogArgs,
+    pub(crate) catalog: CatalogArgs,
 }
 
 #[derive(Debug, Args)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     /// The run's id; the latest run when omitted.
-    pub run: Option<uuid::Uuid>,
+    pub(crate) run: Option<uuid::Uuid>,
     /// List every tenant of the run, not only those not done.
     #[arg(long)]
-    pub all: bool,
+    pub(crate) all: bool,
     #[command(flatten)]
-    pub catalog: CatalogArgs,
+    pub(crate) catalog: CatalogArgs,
 }
 
 #[derive(Debug, Args)]
-pub struct ApplyArgs {
+pub(crate) struct ApplyArgs {
     #[command(flatten)]
-    pub selection: SelectionArgs,
+    pub(crate) selection: SelectionArgs,
     /// Tenants migrated at the same time on each cluster (each on a session of its own).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub concurrency: u32,
+    pub(crate) concurrency: u32,
     /// Migrate this many tenants first; the rest only if all of them succeed.
     #[arg(long, default_value_t = 0)]
-    pub canary: usize,
+    pub(crate) canary: usize,
     /// Halt the run (start no further tenant) once more than this many tenants failed.
     #[arg(long)]
-    pub max_failures: Option<usize>,
+    pub(crate) max_failures: Option<usize>,
     /// Further attempts for a tenant that hits the lock timeout; it goes to the back of the
     /// queue each time, so it does not delay the others.
     #[arg(long, default_value_t = 3)]
-    pub retries: u32,
+    pub(crate) retries: u32,
     /// lock_timeout of every tenant transaction (e.g. 5s, 500ms; 0 = wait forever).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-    pub lock_timeout: std::time::Duration,
+    pub(crate) lock_timeout: std::time::Duration,
     /// statement_timeout of every tenant transaction (0 = none).
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
-    pub statement_timeout: std::time::Duration,
+    pub(crate) statement_timeout: std::time::Duration,
     /// One transaction per tenant for all its pending migrations, instead of one per migration.
     #[arg(long)]
-    pub grouped: bool,
+    pub(crate) grouped: bool,
     /// Replace a worker's migrator connection after this many tenants.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
-    pub tenants_per_connection: u32,
+    pub(crate) tenants_per_connection: u32,
     #[command(flatten)]
-    pub catalog: CatalogArgs,
+    pub(crate) catalog: CatalogArgs,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum WebhookCommand {
+pub(crate) enum WebhookCommand {
     /// Build a realistic billing event, sign it with BILLING_WEBHOOK_SECRET, post it, and wait
     /// (unless --no-wait) for what the control plane does with it: processed, ignored or failed
     /// (exit code 1), with why. An event about an existing subscription (any type but
@@ -381,62 +382,62 @@ pub enum WebhookCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct SendArgs {
+pub(crate) struct SendArgs {
     /// Event type, e.g. customer.subscription.created, customer.subscription.updated,
     /// checkout.session.completed.
     #[arg(long = "type", default_value = "customer.subscription.created")]
-    pub kind: String,
+    pub(crate) kind: String,
     /// An existing tenant (slug): the event is about its subscription (its subscription and
     /// customer ids, plan and slug, from the catalog).
     #[arg(long, conflicts_with_all = ["slug", "subscription", "customer"])]
-    pub tenant: Option<String>,
+    pub(crate) tenant: Option<String>,
     /// Slug of the tenant a new subscription creates (metadata.tenant_slug).
     #[arg(long)]
-    pub slug: Option<String>,
+    pub(crate) slug: Option<String>,
     /// Plan (the price's lookup_key); default: the tenant's with --tenant, else starter.
     #[arg(long)]
-    pub plan: Option<String>,
+    pub(crate) plan: Option<String>,
     /// Tenant display name (metadata.tenant_name).
     #[arg(long)]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// Subscription id (default for a new subscription: a new random sub_… id).
     #[arg(long)]
-    pub subscription: Option<String>,
+    pub(crate) subscription: Option<String>,
     /// Customer id (default: a new random cus_… id).
     #[arg(long)]
-    pub customer: Option<String>,
+    pub(crate) customer: Option<String>,
     /// Subscription status.
     #[arg(long, default_value = "active")]
-    pub status: String,
+    pub(crate) status: String,
     /// Webhook URL.
     #[arg(long, env = "BILLING_WEBHOOK_URL", default_value = "http://127.0.0.1:8080/v1/webhooks/billing")]
-    pub url: String,
+    pub(crate) url: String,
     /// Signing secret.
     #[arg(long, env = "BILLING_WEBHOOK_SECRET", hide_env_values = true)]
-    pub secret: tenancy::secret::Secret,
+    pub(crate) secret: tenancy::secret::Secret,
     #[command(flatten)]
-    pub wait: WaitArgs,
+    pub(crate) wait: WaitArgs,
     #[command(flatten)]
-    pub catalog: CatalogArgs,
+    pub(crate) catalog: CatalogArgs,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum BillingCommand {
+pub(crate) enum BillingCommand {
     /// List received billing events, newest first, with what the control plane did with each:
     /// processed, ignored, failed (and why) or pending (and why, when it is being retried).
     Events(EventsArgs),
 }
 
 #[derive(Debug, Args)]
-pub struct EventsArgs {
+pub(crate) struct EventsArgs {
     /// Only events about this tenant's subscription (slug).
     #[arg(long)]
-    pub tenant: Option<String>,
+    pub(crate) tenant: Option<String>,
     /// At most this many events.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=10_000))]
-    pub limit: i64,
+    pub(crate) limit: i64,
     #[command(flatten)]
-    pub catalog: CatalogArgs,
+    pub(crate) catalog: CatalogArgs,
 }
 
 #[cfg(test)]

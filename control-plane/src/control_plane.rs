@@ -58,24 +58,24 @@ impl tenancy::error::OperationError for StartError {
 pub struct ControlPlane {
     pub catalog: Pool,
     /// What `verify-ca` and `verify-full` connections to clusters trust (`PG_SSL_ROOT_CERT`).
-    pub ca_bundle: tenancy::pg::CaBundle,
+    pub(crate) ca_bundle: tenancy::pg::CaBundle,
     pub secrets: SharedSecretStore,
-    pub secrets_prefix: SecretsPrefix,
+    pub(crate) secrets_prefix: SecretsPrefix,
     /// The clusters' handles (the catalog's own server is `default`).
-    pub clusters: Clusters,
-    pub templates: Templates,
+    pub(crate) clusters: Clusters,
+    pub(crate) templates: Templates,
     migrations_dir: std::path::PathBuf,
-    pub base_domain: BaseDomain,
-    pub role_prefix: String,
+    pub(crate) base_domain: BaseDomain,
+    pub(crate) role_prefix: String,
     /// Default retention of deprovisioned tenants.
-    pub deprovision_retention: std::time::Duration,
+    pub(crate) deprovision_retention: std::time::Duration,
     /// Where tenant archives go before their data is dropped (none when unset).
-    pub archive_dir: Option<std::path::PathBuf>,
-    pub pg_dump: std::path::PathBuf,
+    pub(crate) archive_dir: Option<std::path::PathBuf>,
+    pub(crate) pg_dump: std::path::PathBuf,
     redis: Option<RedisPublisher>,
     /// Woken whenever a job is enqueued in this process.
-    pub jobs_enqueued: Notify,
-    pub metrics: crate::metrics::Metrics,
+    pub(crate) jobs_enqueued: Notify,
+    pub(crate) metrics: crate::metrics::Metrics,
 }
 
 impl ControlPlane {
@@ -89,7 +89,7 @@ impl ControlPlane {
 
     /// [`ControlPlane::start`] with a catalog pool sized for `workers` job workers: each holds
     /// one connection for its claim and uses at most two more at a time.
-    pub async fn start_for_workers(
+    pub(crate) async fn start_for_workers(
         common: &CommonSettings,
         provisioning: &ProvisioningSettings,
         workers: usize,
@@ -146,23 +146,23 @@ impl ControlPlane {
     }
 
     /// The handle of cluster `name` (the catalog's own server for `default`).
-    pub async fn cluster(&self, name: &str) -> Result<Arc<Cluster>, ClusterError> {
+    pub(crate) async fn cluster(&self, name: &str) -> Result<Arc<Cluster>, ClusterError> {
         self.clusters.get(name).await
     }
 
     /// The tenant migrations as the directory holds them now: adding a file needs no restart.
-    pub fn migrations(&self) -> Result<TenantMigrations, LoadMigrationsError> {
+    pub(crate) fn migrations(&self) -> Result<TenantMigrations, LoadMigrationsError> {
         TenantMigrations::load(&self.migrations_dir)
     }
 
     /// Tells routers the tenant changed. Best effort: Redis being down is logged, and routers
     /// fall back to their cache TTL and the catalog.
-    pub async fn publish_change(&self, tenant: &TenantRecord) {
+    pub(crate) async fn publish_change(&self, tenant: &TenantRecord) {
         self.publish_change_with_hosts(tenant, Vec::new()).await;
     }
 
     /// [`ControlPlane::publish_change`], also making routers forget `hosts`.
-    pub async fn publish_change_with_hosts(&self, tenant: &TenantRecord, hosts: Vec<String>) {
+    pub(crate) async fn publish_change_with_hosts(&self, tenant: &TenantRecord, hosts: Vec<String>) {
         let Some(redis) = &self.redis else { return };
         let message = Invalidation {
             tenant_id: tenant.id,

@@ -7,47 +7,47 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct HttpLabels {
-    pub method: String,
+pub(crate) struct HttpLabels {
+    pub(crate) method: String,
     /// The route pattern (`/v1/tenants/{slug}`), never the concrete path.
-    pub route: String,
+    pub(crate) route: String,
     /// `2xx`, `4xx`, `5xx`.
-    pub status: String,
+    pub(crate) status: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct JobLabels {
-    pub kind: String,
+pub(crate) struct JobLabels {
+    pub(crate) kind: String,
     /// `done`, `retrying`, `failed`.
-    pub outcome: String,
+    pub(crate) outcome: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct WebhookLabels {
+pub(crate) struct WebhookLabels {
     /// `accepted`, `duplicate`, `rejected`.
-    pub outcome: String,
+    pub(crate) outcome: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ErrorLabels {
+pub(crate) struct ErrorLabels {
     /// Where the error ended: `http` (an API answer) or `job` (a job attempt).
-    pub edge: &'static str,
+    pub(crate) edge: &'static str,
     /// Its kind (`tenancy::error::ErrorKind`): `invalid`, `not_found`, `unavailable`, …
-    pub kind: &'static str,
+    pub(crate) kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StatusLabels {
-    pub status: String,
+pub(crate) struct StatusLabels {
+    pub(crate) status: String,
 }
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
-    pub http_requests: Family<HttpLabels, Counter>,
-    pub jobs: Family<JobLabels, Counter>,
-    pub webhook_events: Family<WebhookLabels, Counter>,
-    pub errors: Family<ErrorLabels, Counter>,
-    pub tenants: Family<StatusLabels, Gauge>,
+    pub(crate) http_requests: Family<HttpLabels, Counter>,
+    pub(crate) jobs: Family<JobLabels, Counter>,
+    pub(crate) webhook_events: Family<WebhookLabels, Counter>,
+    pub(crate) errors: Family<ErrorLabels, Counter>,
+    pub(crate) tenants: Family<StatusLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -69,7 +69,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// The OpenMetrics text exposition.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
@@ -77,15 +77,15 @@ impl Metrics {
         out
     }
 
-    pub fn job(&self, kind: &str, outcome: &str) {
+    pub(crate) fn job(&self, kind: &str, outcome: &str) {
         self.jobs.get_or_create(&JobLabels { kind: kind.to_owned(), outcome: outcome.to_owned() }).inc();
     }
 
-    pub fn error(&self, edge: &'static str, kind: tenancy::error::ErrorKind) {
+    pub(crate) fn error(&self, edge: &'static str, kind: tenancy::error::ErrorKind) {
         self.errors.get_or_create(&ErrorLabels { edge, kind: kind.as_str() }).inc();
     }
 
-    pub fn webhook(&self, outcome: &str) {
+    pub(crate) fn webhook(&self, outcome: &str) {
         self.webhook_events.get_or_create(&WebhookLabels { outcome: outcome.to_owned() }).inc();
     }
 }

@@ -3,24 +3,34 @@
 use std::io::{IsTerminal as _, Write as _};
 
 /// Writes one line to stdout (ignoring a closed pipe, as `head` users expect).
-pub fn line(text: &str) {
+pub(crate) fn line(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{text}");
 }
 
 /// Writes `value` as pretty JSON to stdout.
-pub fn json(value: &impl serde::Serialize) {
+pub(crate) fn json(value: &impl serde::Serialize) {
     line(&serde_json::to_string_pretty(value).unwrap_or_default());
 }
 
+/// Writes a command's failure: `{"error": {"code", "message"}}` on stdout with `--json`, else a
+/// note for people on stderr.
+pub(crate) fn error(code: &str, message: &str, json: bool) {
+    if json {
+        self::json(&serde_json::json!({ "error": { "code": code, "message": message } }));
+    } else {
+        note(&format!("error: {message}"));
+    }
+}
+
 /// Writes a note for people to stderr.
-pub fn note(text: &str) {
+pub(crate) fn note(text: &str) {
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "{text}");
 }
 
 /// A plain-text table with aligned columns.
-pub fn table(headers: &[&str], rows: &[Vec<String>]) {
+pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -45,7 +55,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
 
 /// Progress of a fleet run: a bar on a terminal (done / failed / remaining, rate, ETA), a line
 /// every 10% otherwise.
-pub struct FleetProgress {
+pub(crate) struct FleetProgress {
     bar: indicatif::ProgressBar,
     plain: bool,
     started: std::time::Instant,
@@ -55,7 +65,7 @@ pub struct FleetProgress {
 }
 
 impl FleetProgress {
-    pub fn new(quiet: bool) -> Self {
+    pub(crate) fn new(quiet: bool) -> Self {
         let terminal = std::io::stderr().is_terminal() && !quiet;
         let bar = if terminal {
             let bar = indicatif::ProgressBar::new(0);

@@ -2,7 +2,7 @@
 //! with `extends` inheritance (`enterprise` extends `pro` extends `base`). Tables merge key by
 //! key; any other value in a child replaces the parent's.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 use tenancy::domain::PlanName;
 
@@ -11,35 +11,35 @@ const MAX_DEPTH: usize = 16;
 
 /// A plan's fully merged template.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Template {
-    pub plan: PlanName,
-    pub version: i32,
-    pub description: String,
-    pub limits: Limits,
+pub(crate) struct Template {
+    pub(crate) plan: PlanName,
+    pub(crate) version: i32,
+    pub(crate) description: String,
+    pub(crate) limits: Limits,
     /// Enabled modules, module settings and theme: copied into the tenant's config.
-    pub config: serde_json::Value,
+    pub(crate) config: serde_json::Value,
     /// Idempotent SQL run in the tenant's schema after migrations.
-    pub seed_sql: Option<String>,
+    pub(crate) seed_sql: Option<String>,
     /// Own schema in a shared database, or own database.
-    pub isolation: tenancy::domain::Isolation,
+    pub(crate) isolation: tenancy::domain::Isolation,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Limits {
-    pub pool_size: u32,
-    pub connection_limit: u32,
-    pub rate_limit_per_second: Option<u32>,
+pub(crate) struct Limits {
+    pub(crate) pool_size: u32,
+    pub(crate) connection_limit: u32,
+    pub(crate) rate_limit_per_second: Option<u32>,
     #[serde(default, with = "humantime_serde_opt")]
-    pub statement_timeout: Option<Duration>,
+    pub(crate) statement_timeout: Option<Duration>,
     /// `idle_in_transaction_session_timeout` of the tenant's role: a session left idle inside a
     /// transaction (holding back vacuum for everyone on the database) is ended after it.
     #[serde(default, with = "humantime_serde_opt")]
-    pub idle_in_transaction_timeout: Option<Duration>,
+    pub(crate) idle_in_transaction_timeout: Option<Duration>,
     /// `temp_file_limit` of the tenant's role (`"1GB"`, PostgreSQL's units): a setting only a
     /// superuser may change, so the tenant cannot lift it.
     #[serde(default)]
-    pub temp_file_limit: Option<String>,
+    pub(crate) temp_file_limit: Option<String>,
 }
 
 /// Whether `raw` is a size PostgreSQL reads for `temp_file_limit`: digits and a unit.
@@ -55,7 +55,7 @@ mod humantime_serde_opt {
     use serde::Deserialize as _;
     use std::time::Duration;
 
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         Option::<String>::deserialize(d)?
             .map(|raw| humantime::parse_duration(&raw).map_err(serde::de::Error::custom))
             .transpose()
@@ -87,7 +87,7 @@ struct Seed {
 
 /// Why a plan's template could not be loaded.
 #[derive(Debug, thiserror::Error)]
-pub enum TemplateError {
+pub(crate) enum TemplateError {
     #[error("unknown plan {plan:?}: no template {path}")]
     UnknownPlan { plan: String, path: String },
     #[error("cannot read template {path}: {message}")]
@@ -100,12 +100,12 @@ pub enum TemplateError {
 
 /// The templates directory.
 #[derive(Debug, Clone)]
-pub struct Templates {
+pub(crate) struct Templates {
     dir: PathBuf,
 }
 
 impl Templates {
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(dir: impl Into<PathBuf>) -> Self {
         Self { dir: dir.into() }
     }
 
@@ -127,7 +127,7 @@ impl Templates {
     }
 
     /// Loads `plan`, following `extends` to the root and merging from the root down.
-    pub fn load(&self, plan: &PlanName) -> Result<Template, TemplateError> {
+    pub(crate) fn load(&self, plan: &PlanName) -> Result<Template, TemplateError> {
         let mut chain: Vec<(PlanName, toml::Table)> = Vec::new();
         let mut next = Some(plan.clone());
         while let Some(name) = next.take() {
@@ -176,10 +176,6 @@ impl Templates {
             seed_sql: file.seed.map(|s| s.sql).filter(|sql| !sql.trim().is_empty()),
             isolation: file.isolation.unwrap_or(tenancy::domain::Isolation::Schema),
         })
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 }
 

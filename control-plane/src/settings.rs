@@ -10,7 +10,7 @@ pub struct ProvisioningSettings {
     /// Prefix of every PostgreSQL role this deployment creates (roles are cluster-wide):
     /// tenant roles are <prefix>_<slug>, the schema owner is <prefix>_owner.
     #[arg(long, env = "TENANT_ROLE_PREFIX", default_value = "tenant", value_parser = parse_role_prefix)]
-    pub role_prefix: String,
+    pub(crate) role_prefix: String,
 
     /// Directory of the tenant schema migrations (refinery files V<n>__<name>.sql).
     #[arg(long, env = "TENANT_MIGRATIONS_DIR", default_value = "migrations")]
@@ -18,12 +18,12 @@ pub struct ProvisioningSettings {
 
     /// Directory of the plan templates (<plan>.toml, with `extends`).
     #[arg(long, env = "TENANT_TEMPLATES_DIR", default_value = "tenant-templates")]
-    pub templates_dir: PathBuf,
+    pub(crate) templates_dir: PathBuf,
 
     /// How long a deprovisioned tenant's data is kept before it is dropped (billing
     /// cancellations and `tenants delete` without --retention).
     #[arg(long, env = "DEPROVISION_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
-    pub deprovision_retention: Duration,
+    pub(crate) deprovision_retention: Duration,
 
     /// Directory where a `pg_dump` archive of each tenant is written before its data is dropped
     /// (no archive when unset).

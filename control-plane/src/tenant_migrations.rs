@@ -10,13 +10,13 @@
 //! differs from the files is reported as drift, never applied over.
 
 use refinery::Migration;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tenancy::domain::{RoleName, SchemaName};
 
 /// The history table's name inside each tenant schema.
-pub const HISTORY_TABLE: &str = "refinery_schema_history";
+pub(crate) const HISTORY_TABLE: &str = "refinery_schema_history";
 
 /// Why the migrations directory could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -31,13 +31,12 @@ pub enum LoadMigrationsError {
 
 /// The tenant migrations of one directory, loaded once.
 #[derive(Debug, Clone)]
-pub struct TenantMigrations {
-    dir: PathBuf,
+pub(crate) struct TenantMigrations {
     migrations: Arc<Vec<Migration>>,
 }
 
 impl TenantMigrations {
-    pub fn load(dir: &Path) -> Result<Self, LoadMigrationsError> {
+    pub(crate) fn load(dir: &Path) -> Result<Self, LoadMigrationsError> {
         let read_error =
             |message: String| LoadMigrationsError::Read { dir: dir.display().to_string(), message };
         if !dir.is_dir() {
@@ -56,26 +55,22 @@ impl TenantMigrations {
                 second: pair[1].name().to_owned(),
             });
         }
-        Ok(Self { dir: dir.to_owned(), migrations: Arc::new(migrations) })
+        Ok(Self { migrations: Arc::new(migrations) })
     }
 
     /// The newest version: where every tenant ends up.
-    pub fn target_version(&self) -> i64 {
+    pub(crate) fn target_version(&self) -> i64 {
         self.migrations.last().map_or(0, |m| i64::from(m.version()))
     }
 
     /// Every version in the directory, ascending.
-    pub fn versions(&self) -> Vec<i64> {
+    pub(crate) fn versions(&self) -> Vec<i64> {
         self.migrations.iter().map(|m| i64::from(m.version())).collect()
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// What `applied` (a tenant's history) leaves to do: the pending migrations, in order, or
     /// why the history and the files disagree (drift: nothing may be applied).
-    pub fn pending(&self, applied: &[Applied]) -> Result<Vec<&Migration>, String> {
+    pub(crate) fn pending(&self, applied: &[Applied]) -> Result<Vec<&Migration>, String> {
         let mut problems = Vec::new();
         for row in applied {
             match self.migrations.iter().find(|m| i64::from(m.version()) == row.version) {
@@ -115,18 +110,18 @@ impl TenantMigrations {
 
 /// One row of a tenant's history table.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Applied {
-    pub version: i64,
-    pub name: String,
-    pub checksum: String,
+pub(crate) struct Applied {
+    pub(crate) version: i64,
+    pub(crate) name: String,
+    pub(crate) checksum: String,
 }
 
 impl Applied {
     /// The history's columns, as [`Applied::from_row`] reads them after any leading columns.
-    pub const COLUMNS: &'static str = "version::int8, name::text, checksum::text";
+    pub(crate) const COLUMNS: &'static str = "version::int8, name::text, checksum::text";
 
     /// Reads the three [`Applied::COLUMNS`] starting at column `first`.
-    pub fn from_row(row: &tokio_postgres::Row, first: usize) -> Self {
+    pub(crate) fn from_row(row: &tokio_postgres::Row, first: usize) -> Self {
         Self {
             version: row.get(first),
             name: row.get::<_, Option<String>>(first + 1).unwrap_or_default(),
@@ -137,21 +132,21 @@ impl Applied {
 
 /// How one tenant is migrated.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct MigrateSettings {
+pub(crate) struct MigrateSettings {
     /// `lock_timeout` of the migration's session: waiting longer for a lock (another session's on
     /// a table, or another migration or provisioning of the same tenant) fails with
     /// [`MigrateTenantError::Locked`] instead of queueing every later query of the table behind it.
-    pub lock_timeout: Option<Duration>,
+    pub(crate) lock_timeout: Option<Duration>,
     /// `statement_timeout` of the migration's session.
-    pub statement_timeout: Option<Duration>,
+    pub(crate) statement_timeout: Option<Duration>,
     /// All pending migrations in one transaction instead of one transaction each.
-    pub grouped: bool,
+    pub(crate) grouped: bool,
 }
 
 /// Why migrating one tenant failed. Nothing of a failed migration stays applied (each
 /// migration, or with `grouped` all of them, is one transaction).
 #[derive(Debug, thiserror::Error)]
-pub enum MigrateTenantError {
+pub(crate) enum MigrateTenantError {
     /// The session could not be prepared, or the connection failed: worth another attempt.
     #[error("could not prepare the migrator session: {0}")]
     Session(String),
@@ -189,13 +184,13 @@ impl tenancy::error::OperationError for MigrateTenantError {
 
 /// The outcome of migrating one tenant schema.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Migrated {
+pub(crate) struct Migrated {
     /// The newest version in the history before this call (`None`: no history).
-    pub from: Option<i64>,
-    pub applied: Vec<i64>,
+    pub(crate) from: Option<i64>,
+    pub(crate) applied: Vec<i64>,
     /// Whether the session was set back to its defaults; when not (the reset failed after the
     /// migrations committed), it must not be used for another tenant.
-    pub session_clean: bool,
+    pub(crate) session_clean: bool,
 }
 
 /// The advisory lock (two-key form, a key space of its own) that one tenant's migrations hold,
@@ -212,7 +207,7 @@ pub const TENANT_LOCK_CLASS: i32 = 0x7465_6e05;
 /// control database ([`crate::clusters::Cluster::lock_session`]), where no tenant role can
 /// connect, so no tenant can hold its own lock or another tenant's. A fleet worker keeps one
 /// for all its tenants; provisioning takes one for a migration.
-pub struct MigrationLocks {
+pub(crate) struct MigrationLocks {
     session: Option<deadpool_postgres::Object>,
     /// A lock may be held: set before asking for one, cleared once it is released. A session
     /// dropped while it is set is closed rather than pooled (which releases the lock).
@@ -220,7 +215,7 @@ pub struct MigrationLocks {
 }
 
 impl MigrationLocks {
-    pub fn new(session: deadpool_postgres::Object) -> Self {
+    pub(crate) fn new(session: deadpool_postgres::Object) -> Self {
         Self { session: Some(session), holding: false }
     }
 
@@ -285,7 +280,7 @@ fn literal(text: &str) -> String {
 /// When the history table is new (or empty), `runtime_role` and its read-only role lose the
 /// privileges on it that default privileges granted them (a history copied with a cloned database is taken care of by
 /// provisioning).
-pub async fn migrate_schema(
+pub(crate) async fn migrate_schema(
     client: &mut tokio_postgres::Client,
     locks: Option<(&mut MigrationLocks, &str)>,
     migrations: &TenantMigrations,

@@ -1,10 +1,13 @@
 //! The router's one error type: every failure becomes a status and a JSON body. PostgreSQL
 //! errors use the shape Neon's driver reads (`message`, `code` = SQLSTATE, `detail`, `hint`,
 //! `position`); the router's own errors add `{"error":{"code","message"}}`.
+//!
+//! The failures of a request's credentials ([`AuthError`]) and body ([`PayloadError`]) are
+//! defined here, with the error they become, so that this module depends on no door (`sql`
+//! uses them, not the other way round).
 
 use crate::pool::PoolCheckoutError;
 use crate::resolve::ResolveTenantError;
-use crate::sql::auth::AuthError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -20,7 +23,7 @@ pub enum RouterError {
     #[error("{0}")]
     BadRequest(String),
     #[error(transparent)]
-    Payload(#[from] crate::sql::request::PayloadError),
+    Payload(#[from] PayloadError),
     #[error("response is larger than the {0}-byte limit; select fewer rows or columns")]
     ResponseTooLarge(usize),
     #[error("too many requests for this tenant's plan; slow down")]
@@ -33,6 +36,35 @@ pub enum RouterError {
     Proxy(#[from] crate::upstream::ProxyError),
     #[error("{message}")]
     Postgres { message: String, body: serde_json::Value },
+}
+
+/// Why a request's credentials were refused.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuthError {
+    #[error("authentication required: send the tenant's connection string in Neon-Connection-String")]
+    Missing,
+    #[error("Neon-Connection-String is not a valid postgres:// URL")]
+    Malformed,
+    #[error("the connection string's host is not the tenant of the request's Host")]
+    WrongTenant,
+    #[error("password authentication failed for user {0:?}")]
+    BadCredentials(String),
+    #[error("tenant directory unavailable")]
+    Unavailable(String),
+    #[error(transparent)]
+    Token(crate::jwt::TokenError),
+}
+
+/// Why a body was refused; messages are sent back as they are.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PayloadError {
+    /// Not JSON, an unknown field, a value of the wrong type, or neither (or both) of `query`
+    /// and `queries`.
+    #[error("{0}")]
+    Malformed(String),
+    /// PostgreSQL's protocol sends SQL text NUL-terminated: it cannot carry U+0000.
+    #[error("a query contains a NUL character (\\u0000), which SQL text cannot hold; pass such data as a parameter")]
+    NulInQuery,
 }
 
 impl RouterError {
@@ -99,12 +131,10 @@ impl RouterError {
             Self::Pool(PoolCheckoutError::Exhausted) => (StatusCode::SERVICE_UNAVAILABLE, "pool_exhausted"),
             Self::Pool(PoolCheckoutError::NoReader) => (StatusCode::FORBIDDEN, "read_only_unavailable"),
             Self::Pool(_) => (StatusCode::SERVICE_UNAVAILABLE, "tenant_unavailable"),
-            Self::BadRequest(_) | Self::Payload(crate::sql::request::PayloadError::Malformed(_)) => {
+            Self::BadRequest(_) | Self::Payload(PayloadError::Malformed(_)) => {
                 (StatusCode::BAD_REQUEST, "bad_request")
             }
-            Self::Payload(crate::sql::request::PayloadError::NulInQuery) => {
-                (StatusCode::BAD_REQUEST, "nul_character")
-            }
+            Self::Payload(PayloadError::NulInQuery) => (StatusCode::BAD_REQUEST, "nul_character"),
             Self::ResponseTooLarge(_) => (StatusCode::BAD_REQUEST, "response_too_large"),
             Self::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::TooManyFailedAttempts(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_failed_attempts"),

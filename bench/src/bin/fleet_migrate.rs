@@ -11,8 +11,8 @@
 
 use control_plane::control_plane::ControlPlane;
 use control_plane::fleet::{ApplyOptions, ApplyReport, RunOptions, TenantResult};
-use control_plane::provisioning::steps::provision;
-use control_plane::provisioning::{request_tenant, TenantRequest};
+use control_plane::jobs::provision::provision;
+use control_plane::tenants::{self, TenantRequest};
 use futures::StreamExt as _;
 use std::path::Path;
 use std::time::Instant;
@@ -62,7 +62,7 @@ async fn grow(cp: &ControlPlane, from: usize, to: usize) -> f64 {
     futures::stream::iter(from..to)
         .for_each_concurrent(PROVISIONING_IN_FLIGHT, |i| async move {
             let slug = format!("fleet-{i}");
-            let tenant = request_tenant(cp, &TenantRequest::new(slug.clone(), "starter"), "bench")
+            let tenant = tenants::create(cp, &TenantRequest::new(slug.clone(), "starter"), "bench")
                 .await
                 .unwrap_or_else(|e| panic!("{slug}: {e}"));
             provision(cp, tenant.id).await.unwrap_or_else(|e| panic!("{slug}: {e}"));

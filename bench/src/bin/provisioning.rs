@@ -7,8 +7,8 @@
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
 use control_plane::control_plane::ControlPlane;
-use control_plane::provisioning::steps::provision;
-use control_plane::provisioning::{request_tenant, TenantRequest};
+use control_plane::jobs::provision::provision;
+use control_plane::tenants::{self, TenantRequest};
 use futures::StreamExt as _;
 use std::time::{Duration, Instant};
 use tenancy_bench::Summary;
@@ -23,7 +23,7 @@ fn request(slug: String) -> TenantRequest {
 
 async fn one(cp: &ControlPlane, slug: String) -> Duration {
     let started = Instant::now();
-    let tenant = request_tenant(cp, &request(slug), "bench").await.unwrap();
+    let tenant = tenants::create(cp, &request(slug), "bench").await.unwrap();
     provision(cp, tenant.id).await.unwrap();
     started.elapsed()
 }

@@ -4,23 +4,23 @@ use std::collections::HashMap;
 
 /// The envelope every event has.
 #[derive(Debug, Clone, serde::Deserialize)]
-pub struct Envelope {
-    pub id: String,
+pub(crate) struct Envelope {
+    pub(crate) id: String,
     #[serde(rename = "type")]
-    pub kind: String,
+    pub(crate) kind: String,
     /// Unix seconds when the event was created (used to order out-of-order deliveries).
-    pub created: i64,
-    pub data: EventData,
+    pub(crate) created: i64,
+    pub(crate) data: EventData,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
-pub struct EventData {
-    pub object: serde_json::Value,
+pub(crate) struct EventData {
+    pub(crate) object: serde_json::Value,
 }
 
 /// Why an event body was refused.
 #[derive(Debug, thiserror::Error)]
-pub enum EventError {
+pub(crate) enum EventError {
     #[error("malformed event: {0}")]
     Malformed(String),
     #[error("event is missing {0}")]
@@ -31,7 +31,7 @@ pub enum EventError {
 
 impl EventError {
     /// Stable error code for the webhook's answer.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Self::Malformed(_) | Self::Missing(_) => "malformed_event",
             Self::NulCharacter => "nul_character",
@@ -52,7 +52,7 @@ fn contains_nul(value: &serde_json::Value) -> bool {
 }
 
 impl Envelope {
-    pub fn parse(body: &[u8]) -> Result<Self, EventError> {
+    pub(crate) fn parse(body: &[u8]) -> Result<Self, EventError> {
         let value: serde_json::Value =
             serde_json::from_slice(body).map_err(|e| EventError::Malformed(e.to_string()))?;
         if contains_nul(&value) {
@@ -72,13 +72,13 @@ impl Envelope {
 
 /// What a subscription (or completed checkout session) says about the tenant it is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubscriptionFacts {
-    pub subscription_id: String,
-    pub customer_id: Option<String>,
-    pub status: Option<String>,
-    pub slug: String,
-    pub name: Option<String>,
-    pub plan: String,
+pub(crate) struct SubscriptionFacts {
+    pub(crate) subscription_id: String,
+    pub(crate) customer_id: Option<String>,
+    pub(crate) status: Option<String>,
+    pub(crate) slug: String,
+    pub(crate) name: Option<String>,
+    pub(crate) plan: String,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -134,7 +134,7 @@ impl SubscriptionFacts {
     /// Reads a `subscription` or `checkout.session` object: slug and name from metadata
     /// (`tenant_slug`, `tenant_name`), plan from the first item's price `lookup_key`, else
     /// `metadata.plan`.
-    pub fn from_object(object: &serde_json::Value) -> Result<Self, EventError> {
+    pub(crate) fn from_object(object: &serde_json::Value) -> Result<Self, EventError> {
         let fields: ObjectFields =
             serde_json::from_value(object.clone()).map_err(|e| EventError::Malformed(e.to_string()))?;
         let is_checkout = fields.object.as_deref() == Some("checkout.session");
@@ -160,14 +160,14 @@ impl SubscriptionFacts {
 
 /// What an updated (or deleted) subscription says: its id, status and plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubscriptionChange {
-    pub subscription_id: String,
-    pub status: Option<String>,
-    pub plan: Option<String>,
+pub(crate) struct SubscriptionChange {
+    pub(crate) subscription_id: String,
+    pub(crate) status: Option<String>,
+    pub(crate) plan: Option<String>,
 }
 
 impl SubscriptionChange {
-    pub fn from_object(object: &serde_json::Value) -> Result<Self, EventError> {
+    pub(crate) fn from_object(object: &serde_json::Value) -> Result<Self, EventError> {
         let fields: ObjectFields =
             serde_json::from_value(object.clone()).map_err(|e| EventError::Malformed(e.to_string()))?;
         let plan = fields.plan();

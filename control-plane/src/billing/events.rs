@@ -8,38 +8,23 @@ use std::time::Duration;
 /// One received event and what the control plane did with it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct EventStatus {
-    pub event_id: String,
+    pub(crate) event_id: String,
     #[serde(rename = "type")]
-    pub kind: String,
-    pub received_at: chrono::DateTime<chrono::Utc>,
+    pub(crate) kind: String,
+    pub(crate) received_at: chrono::DateTime<chrono::Utc>,
     /// The subscription the event is about, as it names it.
-    pub subscription: Option<String>,
+    pub(crate) subscription: Option<String>,
     /// The live tenant of that subscription, if any.
-    pub tenant: Option<String>,
+    pub(crate) tenant: Option<String>,
     /// `processed`, `ignored`, `failed` or `pending`.
     pub state: String,
     /// What was done, why it was ignored or failed, or why it is being retried.
     pub detail: Option<String>,
     /// Processing attempts so far.
-    pub attempts: i32,
+    pub(crate) attempts: i32,
 }
 
-/// Which events to list.
-#[derive(Debug, Clone)]
-pub struct EventFilter {
-    /// Only events about this tenant's subscription.
-    pub tenant: Option<String>,
-    /// Only this event.
-    pub event_id: Option<String>,
-    /// At most this many, newest first.
-    pub limit: i64,
-}
-
-impl Default for EventFilter {
-    fn default() -> Self {
-        Self { tenant: None, event_id: None, limit: 50 }
-    }
-}
+pub(crate) use crate::catalog::billing_events::EventFilter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EventsError {
@@ -74,51 +59,28 @@ impl tenancy::error::OperationError for EventsError {
 /// processed yet (a failed or retried one says why there).
 pub async fn list(cp: &ControlPlane, filter: &EventFilter) -> Result<Vec<EventStatus>, EventsError> {
     let client = cp.catalog.get().await.map_err(|e| EventsError::Catalog(e.to_string()))?;
-    let rows = client
-        .query(
-            "WITH e AS (
-                SELECT e.*, coalesce(e.payload->'data'->'object'->>'subscription',
-                                     CASE WHEN e.payload->'data'->'object'->>'object' = 'subscription'
-                                          THEN e.payload->'data'->'object'->>'id' END) AS subscription
-                  FROM control.billing_events e)
-             SELECT e.event_id, e.type, e.received_at, e.subscription, t.slug, e.processed_at IS NOT NULL,
-                    e.outcome, e.error, j.state, coalesce(j.attempts, 0), j.last_error
-               FROM e
-               LEFT JOIN control.tenants t ON t.billing_subscription_id = e.subscription AND t.status <> 'deleted'
-               LEFT JOIN LATERAL (
-                    SELECT state, attempts, last_error FROM control.jobs
-                     WHERE e.processed_at IS NULL AND kind = 'billing_event' AND payload->>'event_id' = e.event_id
-                     ORDER BY id DESC LIMIT 1) j ON true
-              WHERE ($1::text IS NULL OR t.slug = $1) AND ($2::text IS NULL OR e.event_id = $2)
-              ORDER BY e.received_at DESC, e.event_id DESC
-              LIMIT $3",
-            &[&filter.tenant, &filter.event_id, &filter.limit],
-        )
+    let rows = crate::catalog::billing_events::list(&**client, filter)
         .await
         .map_err(|e| EventsError::Catalog(tenancy::pg::describe_error(&e)))?;
     Ok(rows
-        .iter()
+        .into_iter()
         .map(|row| {
-            let (processed, outcome, error): (bool, Option<String>, Option<String>) =
-                (row.get(5), row.get(6), row.get(7));
-            let (job_state, attempts, last_error): (Option<String>, i32, Option<String>) =
-                (row.get(8), row.get(9), row.get(10));
-            let (state, detail) = if processed {
-                settled(outcome.as_deref().unwrap_or_default(), error)
-            } else if job_state.as_deref() == Some("failed") {
-                ("failed", last_error)
+            let (state, detail) = if row.processed {
+                settled(row.outcome.as_deref().unwrap_or_default(), row.error)
+            } else if row.job_state.as_deref() == Some("failed") {
+                ("failed", row.last_error)
             } else {
-                ("pending", last_error.map(|e| format!("retrying: {e}")))
+                ("pending", row.last_error.map(|e| format!("retrying: {e}")))
             };
             EventStatus {
-                event_id: row.get(0),
-                kind: row.get(1),
-                received_at: row.get(2),
-                subscription: row.get(3),
-                tenant: row.get(4),
+                event_id: row.event_id,
+                kind: row.kind,
+                received_at: row.received_at,
+                subscription: row.subscription,
+                tenant: row.tenant,
                 state: state.to_owned(),
                 detail,
-                attempts: if processed { attempts.max(1) } else { attempts },
+                attempts: if row.processed { row.attempts.max(1) } else { row.attempts },
             }
         })
         .collect())
@@ -144,7 +106,11 @@ const POLL: Duration = Duration::from_millis(100);
 /// # Errors
 /// [`EventsError::StillPending`] with its status at the timeout; the catalog; an event not
 /// stored (yet) at the timeout.
-pub async fn wait(cp: &ControlPlane, event_id: &str, timeout: Duration) -> Result<EventStatus, EventsError> {
+pub(crate) async fn wait(
+    cp: &ControlPlane,
+    event_id: &str,
+    timeout: Duration,
+) -> Result<EventStatus, EventsError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let filter = EventFilter { event_id: Some(event_id.to_owned()), limit: 1, ..Default::default() };
     loop {

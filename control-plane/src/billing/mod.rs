@@ -3,8 +3,8 @@
 //! ([`send`], behind `tenantctl webhook send`), and what became of received events ([`events`],
 //! behind `tenantctl billing events`).
 
-pub mod event;
+pub(crate) mod event;
 pub mod events;
-pub mod process;
+pub(crate) mod process;
 pub mod send;
 pub mod signature;

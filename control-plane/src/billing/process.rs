@@ -2,15 +2,14 @@
 //! its outcome recorded next to it in `control.billing_events`.
 
 use super::event::{Envelope, SubscriptionChange, SubscriptionFacts};
-use crate::catalog::billing_events;
+use crate::catalog::{self, billing_events};
 use crate::control_plane::ControlPlane;
-use crate::lifecycle::{self, LifecycleError, Operation};
-use crate::provisioning::{request_tenant, CreateTenantError, TenantRequest};
+use crate::tenants::{self, Announcement, CreateTenantError, LifecycleError, Operation, TenantRequest};
 use tenancy::catalog::CatalogError;
 
 /// Why processing an event failed in a way worth retrying (or could not start).
 #[derive(Debug, thiserror::Error)]
-pub enum BillingProcessError {
+pub(crate) enum BillingProcessError {
     #[error("billing event job has no event_id")]
     BadJob,
     #[error("billing event {0} is not stored")]
@@ -47,7 +46,10 @@ enum Outcome {
     Ignored(String),
 }
 
-pub async fn process_job(cp: &ControlPlane, payload: &serde_json::Value) -> Result<(), BillingProcessError> {
+pub(crate) async fn process_job(
+    cp: &ControlPlane,
+    payload: &serde_json::Value,
+) -> Result<(), BillingProcessError> {
     let event_id =
         payload.get("event_id").and_then(serde_json::Value::as_str).ok_or(BillingProcessError::BadJob)?;
     let catalog_error =
@@ -82,7 +84,11 @@ pub async fn process_job(cp: &ControlPlane, payload: &serde_json::Value) -> Resu
 
 /// Stores a received event and queues its processing, in one transaction; `false` when the
 /// event was stored already (a redelivery: nothing more is queued).
-pub async fn accept(cp: &ControlPlane, envelope: &Envelope, raw_body: &str) -> Result<bool, CatalogError> {
+pub(crate) async fn accept(
+    cp: &ControlPlane,
+    envelope: &Envelope,
+    raw_body: &str,
+) -> Result<bool, CatalogError> {
     let mut client = cp.catalog.get().await?;
     let tx = client.transaction().await?;
     let created = chrono::DateTime::from_timestamp(envelope.created, 0);
@@ -134,39 +140,29 @@ async fn change(cp: &ControlPlane, envelope: &Envelope) -> Result<Outcome, Billi
     // changes happen under a lock held by this transaction, released however this ends.
     let mut client = cp.catalog.get().await.map_err(|e| BillingProcessError::Catalog(e.to_string()))?;
     let tx = client.transaction().await.map_err(catalog_error)?;
-    tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", &[&change.subscription_id])
-        .await
-        .map_err(catalog_error)?;
-    let row = tx
-        .query_opt(
-            "SELECT slug, plan, status, billing_event_at FROM control.tenants
-              WHERE billing_subscription_id = $1 AND status <> 'deleted'",
-            &[&change.subscription_id],
-        )
-        .await
-        .map_err(catalog_error)?;
-    let Some(row) = row else {
+    billing_events::lock_subscription(&*tx, &change.subscription_id).await.map_err(catalog_error)?;
+    let tenant =
+        catalog::tenants::live_by_subscription(&*tx, &change.subscription_id).await.map_err(catalog_error)?;
+    let Some(tenant) = tenant else {
         // Possibly delivered before the event that creates the tenant: try again later.
         return Err(BillingProcessError::NotYet(format!(
             "no tenant for subscription {} (yet)",
             change.subscription_id
         )));
     };
-    let last: Option<chrono::DateTime<chrono::Utc>> = row.get(3);
-    if last.is_some_and(|last| last > created) {
+    if tenant.billing_event_at.is_some_and(|last| last > created) {
         return Ok(Outcome::Ignored("older than the newest event already applied to this tenant".into()));
     }
-    if row.get::<_, &str>(2) == "provisioning" {
+    if tenant.status == "provisioning" {
         return Err(BillingProcessError::NotYet("the tenant is still being provisioned".into()));
     }
-    let slug = tenancy::domain::Slug::parse(row.get::<_, &str>(0))
+    let slug = tenancy::domain::Slug::parse(&tenant.slug)
         .map_err(|e| BillingProcessError::Catalog(e.to_string()))?;
     let mut operations = Vec::new();
     if envelope.kind == "customer.subscription.deleted" {
         operations.push(Operation::Deprovision { retention: cp.deprovision_retention });
     } else {
-        let current_plan: &str = row.get(1);
-        if let Some(plan) = change.plan.as_ref().filter(|plan| plan.as_str() != current_plan) {
+        if let Some(plan) = change.plan.as_ref().filter(|plan| plan.as_str() != tenant.plan.as_str()) {
             operations.push(Operation::ChangePlan(plan.clone()));
         }
         operations
@@ -174,29 +170,22 @@ async fn change(cp: &ControlPlane, envelope: &Envelope) -> Result<Outcome, Billi
     }
     // The requests go in this transaction: they and the event's mark commit together.
     let mut done = Vec::new();
-    let mut changed = None;
+    let mut announcement = Announcement::default();
     for operation in operations {
-        match lifecycle::request_in(&tx, cp, &slug, &operation, "billing").await {
+        match tenants::request_in(&tx, cp, &slug, &operation, "billing").await {
             Ok(requested) => {
                 done.push(format!("{} -> {}", operation.name(), requested.tenant.status));
-                if requested.changed {
-                    changed = Some(requested.tenant);
-                }
+                announcement = announcement.and(requested.announcement);
             }
             Err(LifecycleError::Catalog(e)) => return Err(BillingProcessError::Catalog(e)),
             Err(e) => done.push(format!("{} refused: {e}", operation.name())),
         }
     }
-    tx.execute(
-        "UPDATE control.tenants SET billing_event_at = $2 WHERE billing_subscription_id = $1 AND status <> 'deleted'",
-        &[&change.subscription_id, &created],
-    )
-    .await
-    .map_err(catalog_error)?;
+    catalog::tenants::set_billing_event_at_by_subscription(&*tx, &change.subscription_id, created)
+        .await
+        .map_err(catalog_error)?;
     tx.commit().await.map_err(catalog_error)?;
-    if let Some(tenant) = &changed {
-        lifecycle::announce(cp, tenant).await;
-    }
+    announcement.send(cp).await;
     Ok(Outcome::Applied(format!("tenant {slug}: {}", done.join("; "))))
 }
 
@@ -213,18 +202,19 @@ async fn provision(cp: &ControlPlane, envelope: &Envelope) -> Result<Outcome, Bi
         billing_subscription_id: Some(facts.subscription_id.clone()),
         isolation: None,
     };
-    match request_tenant(cp, &request, "billing").await {
-        Ok(tenant) => {
+    let created = chrono::DateTime::from_timestamp(envelope.created, 0);
+    let catalog_error =
+        |e: tokio_postgres::Error| BillingProcessError::Catalog(tenancy::pg::describe_error(&e));
+    // The tenant and the event it was created by are recorded together, in one transaction.
+    let mut client = cp.catalog.get().await.map_err(|e| BillingProcessError::Catalog(e.to_string()))?;
+    let tx = client.transaction().await.map_err(catalog_error)?;
+    match tenants::create_in(&tx, cp, &request, "billing").await {
+        Ok(recorded) => {
+            let tenant = &recorded.tenant;
             // Later subscription events are compared with this one (out-of-order delivery).
-            let created = chrono::DateTime::from_timestamp(envelope.created, 0);
-            let client = cp.catalog.get().await.map_err(|e| BillingProcessError::Catalog(e.to_string()))?;
-            client
-                .execute(
-                    "UPDATE control.tenants SET billing_event_at = $2 WHERE id = $1",
-                    &[&tenant.id.0, &created],
-                )
-                .await
-                .map_err(|e| BillingProcessError::Catalog(tenancy::pg::describe_error(&e)))?;
+            catalog::tenants::set_billing_event_at(&*tx, tenant.id, created).await.map_err(catalog_error)?;
+            tx.commit().await.map_err(catalog_error)?;
+            recorded.announcement.send(cp).await;
             Ok(Outcome::Applied(format!("provisioning tenant {} ({})", tenant.slug, tenant.id)))
         }
         // The same subscription delivered under a different event id (e.g. both

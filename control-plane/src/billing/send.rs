@@ -96,8 +96,8 @@ impl tenancy::error::OperationError for SendError {
 /// The webhook's answer to a delivered event.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Delivery {
-    pub event_id: String,
-    pub status: u16,
+    pub(crate) event_id: String,
+    pub(crate) status: u16,
     pub response: serde_json::Value,
 }
 

@@ -7,11 +7,11 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 /// Events signed longer ago than this (or this far in the future) are refused.
-pub const TOLERANCE_SECS: i64 = 300;
+pub(crate) const TOLERANCE_SECS: i64 = 300;
 
 /// Why a signature was refused. The messages are safe to return to the sender.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SignatureError {
+pub(crate) enum SignatureError {
     #[error("missing Stripe-Signature header")]
     Missing,
     #[error("malformed Stripe-Signature header")]
@@ -34,7 +34,12 @@ fn mac(secret: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
 }
 
 /// Checks `header` against `body` at time `now` (unix seconds); returns the signed timestamp.
-pub fn verify(header: Option<&str>, body: &[u8], secret: &str, now: i64) -> Result<i64, SignatureError> {
+pub(crate) fn verify(
+    header: Option<&str>,
+    body: &[u8],
+    secret: &str,
+    now: i64,
+) -> Result<i64, SignatureError> {
     let header = header.ok_or(SignatureError::Missing)?;
     let mut timestamp = None;
     let mut signatures = Vec::new();

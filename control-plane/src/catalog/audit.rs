@@ -3,7 +3,7 @@
 use tenancy::domain::TenantId;
 use tokio_postgres::GenericClient;
 
-pub async fn record(
+pub(crate) async fn record(
     client: &impl GenericClient,
     actor: &str,
     action: &str,
@@ -19,19 +19,36 @@ pub async fn record(
         .map(|_| ())
 }
 
+/// The status a tenant had when it was last deleted (the `from` of its newest
+/// `tenant.deprovision` entry that did not find it deprovisioning already), if the log says.
+pub(crate) async fn status_before_delete(
+    client: &impl GenericClient,
+    id: TenantId,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT detail->>'from' FROM control.audit_log
+              WHERE tenant_id = $1 AND action = 'tenant.deprovision' AND detail->>'from' <> 'deprovisioning'
+              ORDER BY id DESC LIMIT 1",
+            &[&id.0],
+        )
+        .await?;
+    Ok(row.and_then(|row| row.get(0)))
+}
+
 /// An entry of the audit log.
-pub struct Entry {
-    pub id: i64,
-    pub at: chrono::DateTime<chrono::Utc>,
-    pub actor: String,
-    pub action: String,
-    pub tenant_id: Option<uuid::Uuid>,
-    pub detail: serde_json::Value,
+pub(crate) struct Entry {
+    pub(crate) id: i64,
+    pub(crate) at: chrono::DateTime<chrono::Utc>,
+    pub(crate) actor: String,
+    pub(crate) action: String,
+    pub(crate) tenant_id: Option<uuid::Uuid>,
+    pub(crate) detail: serde_json::Value,
 }
 
 /// The newest `limit` entries (about the tenants with that slug, live or deleted, when `slug`
 /// is given), newest first.
-pub async fn recent(
+pub(crate) async fn recent(
     client: &impl GenericClient,
     slug: Option<&str>,
     limit: i64,

@@ -7,16 +7,16 @@ use tokio_postgres::GenericClient;
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ClusterInfo {
     pub name: String,
-    pub capacity: i32,
+    pub(crate) capacity: i32,
     /// Live (not deleted) tenants placed on it.
     pub tenants: i64,
     /// Where its admin connection is kept; `None` for the catalog's own server.
-    pub admin_secret: Option<String>,
+    pub(crate) admin_secret: Option<String>,
 }
 
 /// The secret holding cluster `name`'s admin connection; `None` when no such cluster is
 /// registered (or it is the catalog's own server, which has none).
-pub async fn admin_secret_ref(
+pub(crate) async fn admin_secret_ref(
     client: &impl GenericClient,
     name: &str,
 ) -> Result<Option<String>, tokio_postgres::Error> {
@@ -25,12 +25,12 @@ pub async fn admin_secret_ref(
     Ok(row.and_then(|r| r.get(0)))
 }
 
-pub async fn exists(client: &impl GenericClient, name: &str) -> Result<bool, tokio_postgres::Error> {
+pub(crate) async fn exists(client: &impl GenericClient, name: &str) -> Result<bool, tokio_postgres::Error> {
     Ok(client.query_opt("SELECT 1 FROM control.clusters WHERE name = $1", &[&name]).await?.is_some())
 }
 
 /// Registers a cluster; `false` when one of that name is registered already.
-pub async fn insert(
+pub(crate) async fn insert(
     client: &impl GenericClient,
     name: &str,
     admin_secret_ref: &str,
@@ -47,7 +47,7 @@ pub async fn insert(
 }
 
 /// Every registered cluster with its load, by name.
-pub async fn list(client: &impl GenericClient) -> Result<Vec<ClusterInfo>, tokio_postgres::Error> {
+pub(crate) async fn list(client: &impl GenericClient) -> Result<Vec<ClusterInfo>, tokio_postgres::Error> {
     let rows = client
         .query(
             "SELECT c.name, c.capacity, count(t.id), c.admin_secret_ref
@@ -70,7 +70,7 @@ pub async fn list(client: &impl GenericClient) -> Result<Vec<ClusterInfo>, tokio
 }
 
 /// The least loaded cluster (live tenants / capacity) that has room, if any.
-pub async fn least_loaded_with_room(
+pub(crate) async fn least_loaded_with_room(
     client: &impl GenericClient,
 ) -> Result<Option<String>, tokio_postgres::Error> {
     let row = client
@@ -86,4 +86,10 @@ pub async fn least_loaded_with_room(
         )
         .await?;
     Ok(row.map(|r| r.get(0)))
+}
+
+/// Takes the placement lock ([`crate::clusters::PLACEMENT_LOCK`]) for the rest of the
+/// transaction: placements are made one at a time.
+pub(crate) async fn lock_placement(client: &impl GenericClient) -> Result<(), tokio_postgres::Error> {
+    client.execute("SELECT pg_advisory_xact_lock($1)", &[&crate::clusters::PLACEMENT_LOCK]).await.map(|_| ())
 }

@@ -14,17 +14,17 @@ use tokio_postgres::{GenericClient, Transaction};
 
 /// A claimed job.
 #[derive(Debug, Clone)]
-pub struct Job {
-    pub id: i64,
-    pub kind: Option<JobKind>,
-    pub raw_kind: String,
-    pub tenant: Option<TenantId>,
-    pub payload: serde_json::Value,
-    pub attempts: i32,
-    pub max_attempts: i32,
+pub(crate) struct Job {
+    pub(crate) id: i64,
+    pub(crate) kind: Option<JobKind>,
+    pub(crate) raw_kind: String,
+    pub(crate) tenant: Option<TenantId>,
+    pub(crate) payload: serde_json::Value,
+    pub(crate) attempts: i32,
+    pub(crate) max_attempts: i32,
 }
 
-pub async fn enqueue(
+pub(crate) async fn enqueue(
     client: &impl GenericClient,
     kind: JobKind,
     tenant: Option<TenantId>,
@@ -34,7 +34,7 @@ pub async fn enqueue(
 }
 
 /// Enqueues a job that becomes runnable after `delay` (e.g. a deprovisioning retention period).
-pub async fn enqueue_after(
+pub(crate) async fn enqueue_after(
     client: &impl GenericClient,
     kind: JobKind,
     tenant: Option<TenantId>,
@@ -55,7 +55,7 @@ pub async fn enqueue_after(
 /// Makes `tenant`'s queued job of `kind` run after `delay` from now, or enqueues one when none
 /// is queued: a tenant never has two of them queued (the second would only run after the
 /// first, whatever its own time). Returns the job's id.
-pub async fn schedule(
+pub(crate) async fn schedule(
     client: &impl GenericClient,
     kind: JobKind,
     tenant: TenantId,
@@ -81,7 +81,7 @@ pub async fn schedule(
 
 /// When `tenant`'s next queued job of `kind` is due (a deprovisioning tenant's drop), if one is
 /// queued.
-pub async fn scheduled(
+pub(crate) async fn scheduled(
     client: &impl GenericClient,
     kind: JobKind,
     tenant: TenantId,
@@ -97,7 +97,7 @@ pub async fn scheduled(
 
 /// Takes `tenant`'s queued jobs of `kind` off the queue (a restored tenant's drop). `Ok(false)`
 /// when one of them is running right now (claimed by a worker): nothing is removed then.
-pub async fn cancel(
+pub(crate) async fn cancel(
     client: &impl GenericClient,
     kind: JobKind,
     tenant: TenantId,
@@ -125,7 +125,7 @@ pub async fn cancel(
 
 /// Claims the oldest runnable job, optionally only one for `tenant`. The row stays locked until
 /// `tx` ends.
-pub async fn claim(
+pub(crate) async fn claim(
     tx: &Transaction<'_>,
     tenant: Option<TenantId>,
 ) -> Result<Option<Job>, tokio_postgres::Error> {
@@ -159,7 +159,7 @@ pub async fn claim(
     }))
 }
 
-pub async fn complete(tx: &Transaction<'_>, id: i64) -> Result<(), tokio_postgres::Error> {
+pub(crate) async fn complete(tx: &Transaction<'_>, id: i64) -> Result<(), tokio_postgres::Error> {
     tx.execute(
         "UPDATE control.jobs
             SET state = 'done', attempts = attempts + 1, last_error = NULL,
@@ -172,7 +172,7 @@ pub async fn complete(tx: &Transaction<'_>, id: i64) -> Result<(), tokio_postgre
 }
 
 /// Records a failed attempt: the job runs again after `retry_in`, or is failed for good.
-pub async fn record_failure(
+pub(crate) async fn record_failure(
     tx: &Transaction<'_>,
     id: i64,
     error: &str,
@@ -206,7 +206,7 @@ pub async fn record_failure(
 
 /// Whether `tenant` has a queued job that can run within `horizon` (used by the CLI's waiting):
 /// due by then, and not queued behind an earlier job of the tenant that is not.
-pub async fn has_due_job(
+pub(crate) async fn has_due_job(
     client: &impl GenericClient,
     tenant: TenantId,
     horizon: Duration,
@@ -227,21 +227,21 @@ pub async fn has_due_job(
 }
 
 /// A job as the history shows it.
-pub struct JobRecord {
-    pub id: i64,
-    pub kind: String,
-    pub tenant_id: Option<uuid::Uuid>,
-    pub state: String,
-    pub attempts: i32,
-    pub last_error: Option<String>,
-    pub run_after: chrono::DateTime<chrono::Utc>,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+pub(crate) struct JobRecord {
+    pub(crate) id: i64,
+    pub(crate) kind: String,
+    pub(crate) tenant_id: Option<uuid::Uuid>,
+    pub(crate) state: String,
+    pub(crate) attempts: i32,
+    pub(crate) last_error: Option<String>,
+    pub(crate) run_after: chrono::DateTime<chrono::Utc>,
+    pub(crate) created_at: chrono::DateTime<chrono::Utc>,
+    pub(crate) finished_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The newest `limit` jobs (of the newest tenant with that slug, when `slug` is given), newest
 /// first.
-pub async fn recent(
+pub(crate) async fn recent(
     client: &impl GenericClient,
     slug: Option<&str>,
     limit: i64,

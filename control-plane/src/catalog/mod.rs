@@ -1,11 +1,13 @@
 //! The catalog database: its embedded migrations and the control plane's writes.
 
-pub mod audit;
-pub mod billing_events;
-pub mod clusters;
-pub mod jobs;
+pub(crate) mod audit;
+pub(crate) mod billing_events;
+pub(crate) mod clusters;
+pub(crate) mod domains;
+pub mod fleet_runs;
+pub(crate) mod jobs;
 pub mod router_role;
-pub mod tenants;
+pub(crate) mod tenants;
 pub mod tokens;
 
 use deadpool_postgres::Pool;

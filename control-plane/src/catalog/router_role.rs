@@ -38,7 +38,7 @@ pub(crate) fn grants_sql(role: &RoleName, database: &str) -> String {
 /// A router's catalog connection URL, with the password just set.
 #[derive(Debug, serde::Serialize)]
 pub struct RouterCredentials {
-    pub role: String,
+    pub(crate) role: String,
     #[serde(serialize_with = "expose")]
     pub database_url: Secret,
 }
@@ -87,8 +87,8 @@ pub async fn issue_credentials(
         Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
         _ => return Err(RouterCredentialsError::Url("it has no TCP host".into())),
     };
-    let password = crate::provisioning::steps::generate_password();
-    let verifier = crate::provisioning::verifier::scram_sha_256(&password);
+    let password = crate::jobs::provision::generate_password();
+    let verifier = crate::jobs::provision::verifier::scram_sha_256(&password);
     // A SCRAM verifier is base64 and `$:`; this keeps the literal below a literal regardless.
     if verifier.contains('\'') {
         return Err(RouterCredentialsError::Url("unexpected character in the password verifier".into()));

@@ -1,4 +1,5 @@
-//! Writes to `control.tenants` (reads shared with the router live in `tenancy::catalog`).
+//! `control.tenants`: the control plane's writes and reads (the reads shared with the router
+//! live in `tenancy::catalog`).
 
 use tenancy::catalog::{CatalogError, TenantRecord, TENANT_COLUMNS};
 use tenancy::domain::{
@@ -8,23 +9,26 @@ use tokio_postgres::GenericClient;
 
 /// A tenant about to be recorded as `provisioning`.
 #[derive(Debug, Clone)]
-pub struct NewTenant {
-    pub id: TenantId,
-    pub slug: Slug,
-    pub display_name: String,
-    pub plan: PlanName,
-    pub isolation: Isolation,
-    pub cluster: String,
-    pub schema_name: SchemaName,
-    pub database_name: Option<DatabaseName>,
-    pub role_name: RoleName,
-    pub billing_customer_id: Option<String>,
-    pub billing_subscription_id: Option<String>,
+pub(crate) struct NewTenant {
+    pub(crate) id: TenantId,
+    pub(crate) slug: Slug,
+    pub(crate) display_name: String,
+    pub(crate) plan: PlanName,
+    pub(crate) isolation: Isolation,
+    pub(crate) cluster: String,
+    pub(crate) schema_name: SchemaName,
+    pub(crate) database_name: Option<DatabaseName>,
+    pub(crate) role_name: RoleName,
+    pub(crate) billing_customer_id: Option<String>,
+    pub(crate) billing_subscription_id: Option<String>,
 }
 
 /// Inserts the tenant row. Unique violations (slug, role, subscription) surface as the
 /// PostgreSQL error for the caller to classify.
-pub async fn insert(client: &impl GenericClient, new: &NewTenant) -> Result<(), tokio_postgres::Error> {
+pub(crate) async fn insert(
+    client: &impl GenericClient,
+    new: &NewTenant,
+) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
             "INSERT INTO control.tenants
@@ -49,7 +53,7 @@ pub async fn insert(client: &impl GenericClient, new: &NewTenant) -> Result<(), 
         .map(|_| ())
 }
 
-pub async fn set_provision_step(
+pub(crate) async fn set_provision_step(
     client: &impl GenericClient,
     id: TenantId,
     step: &str,
@@ -65,7 +69,7 @@ pub async fn set_provision_step(
 
 /// Records the newest tenant migration applied to the tenant's schema (a fleet run skips tenants
 /// already at its target without connecting to them).
-pub async fn set_schema_version(
+pub(crate) async fn set_schema_version(
     client: &impl GenericClient,
     id: TenantId,
     version: i64,
@@ -77,16 +81,16 @@ pub async fn set_schema_version(
 }
 
 /// Records the plan template's effect on the tenant.
-pub struct TemplateSettings<'a> {
-    pub template: &'a str,
-    pub template_version: i32,
-    pub config: serde_json::Value,
-    pub pool_size: i32,
-    pub rate_limit_per_second: Option<i32>,
-    pub statement_timeout_ms: Option<i32>,
+pub(crate) struct TemplateSettings<'a> {
+    pub(crate) template: &'a str,
+    pub(crate) template_version: i32,
+    pub(crate) config: serde_json::Value,
+    pub(crate) pool_size: i32,
+    pub(crate) rate_limit_per_second: Option<i32>,
+    pub(crate) statement_timeout_ms: Option<i32>,
 }
 
-pub async fn apply_template_settings(
+pub(crate) async fn apply_template_settings(
     client: &impl GenericClient,
     id: TenantId,
     settings: &TemplateSettings<'_>,
@@ -111,7 +115,7 @@ pub async fn apply_template_settings(
         .map(|_| ())
 }
 
-pub async fn set_secret_ref(
+pub(crate) async fn set_secret_ref(
     client: &impl GenericClient,
     id: TenantId,
     secret_ref: &str,
@@ -126,7 +130,7 @@ pub async fn set_secret_ref(
 }
 
 /// Moves the tenant to `status`, bumping its generation; returns the new generation.
-pub async fn set_status(
+pub(crate) async fn set_status(
     client: &impl GenericClient,
     id: TenantId,
     status: TenantStatus,
@@ -146,7 +150,7 @@ pub async fn set_status(
 
 /// Leaves a provisioning tenant `failed` at `step` with `error` (retryable); a tenant that has
 /// moved on (suspended, deprovisioning, …) keeps its status.
-pub async fn mark_failed(
+pub(crate) async fn mark_failed(
     client: &impl GenericClient,
     id: TenantId,
     step: &str,
@@ -166,16 +170,16 @@ pub async fn mark_failed(
 
 /// Which tenants to list: filters, and a page (by slug, after `after`, at most `limit`).
 #[derive(Debug, Clone, Default)]
-pub struct TenantFilter {
-    pub status: Option<TenantStatus>,
-    pub plan: Option<PlanName>,
-    pub cluster: Option<String>,
-    pub include_deleted: bool,
-    pub after: Option<String>,
-    pub limit: Option<i64>,
+pub(crate) struct TenantFilter {
+    pub(crate) status: Option<TenantStatus>,
+    pub(crate) plan: Option<PlanName>,
+    pub(crate) cluster: Option<String>,
+    pub(crate) include_deleted: bool,
+    pub(crate) after: Option<String>,
+    pub(crate) limit: Option<i64>,
 }
 
-pub async fn list(
+pub(crate) async fn list(
     client: &impl GenericClient,
     filter: &TenantFilter,
 ) -> Result<Vec<TenantRecord>, CatalogError> {
@@ -202,7 +206,7 @@ pub async fn list(
 }
 
 /// How many tenants have each status (deleted ones included).
-pub async fn count_by_status(
+pub(crate) async fn count_by_status(
     client: &impl GenericClient,
 ) -> Result<Vec<(String, i64)>, tokio_postgres::Error> {
     let rows = client.query("SELECT status, count(*) FROM control.tenants GROUP BY status", &[]).await?;
@@ -211,7 +215,7 @@ pub async fn count_by_status(
 
 /// The tenant's billing subscription and customer, as the billing event that created it named
 /// them (`None` for a tenant created otherwise).
-pub async fn billing_ids(
+pub(crate) async fn billing_ids(
     client: &impl GenericClient,
     id: TenantId,
 ) -> Result<(Option<String>, Option<String>), tokio_postgres::Error> {
@@ -222,4 +226,174 @@ pub async fn billing_ids(
         )
         .await?;
     Ok((row.get(0), row.get(1)))
+}
+
+/// Locks the live tenant `slug`'s row for the rest of the transaction; its id, or `None` when
+/// there is no such live tenant.
+pub(crate) async fn lock_live(
+    client: &impl GenericClient,
+    slug: &Slug,
+) -> Result<Option<TenantId>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT id FROM control.tenants WHERE slug = $1 AND status <> 'deleted' FOR UPDATE",
+            &[&slug.as_str()],
+        )
+        .await?;
+    Ok(row.map(|row| TenantId(row.get(0))))
+}
+
+/// Whether a live tenant `slug` exists.
+pub(crate) async fn live_exists(
+    client: &impl GenericClient,
+    slug: &Slug,
+) -> Result<bool, tokio_postgres::Error> {
+    let row = client
+        .query_opt("SELECT 1 FROM control.tenants WHERE slug = $1 AND status <> 'deleted'", &[&slug.as_str()])
+        .await?;
+    Ok(row.is_some())
+}
+
+/// Bumps the tenant's generation (its status unchanged), for a change routers must see.
+pub(crate) async fn bump_generation(
+    client: &impl GenericClient,
+    id: TenantId,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE control.tenants SET generation = generation + 1, updated_at = now() WHERE id = $1",
+            &[&id.0],
+        )
+        .await
+        .map(|_| ())
+}
+
+pub(crate) async fn set_plan(
+    client: &impl GenericClient,
+    id: TenantId,
+    plan: &PlanName,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE control.tenants SET plan = $2, updated_at = now() WHERE id = $1",
+            &[&id.0, &plan.as_str()],
+        )
+        .await
+        .map(|_| ())
+}
+
+/// Records when the tenant's data is to be dropped: `retention` from now.
+pub(crate) async fn schedule_deprovision(
+    client: &impl GenericClient,
+    id: TenantId,
+    retention: std::time::Duration,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE control.tenants SET deprovision_after = now() + make_interval(secs => $2::bigint / 1000.0)
+              WHERE id = $1",
+            &[&id.0, &i64::try_from(retention.as_millis()).unwrap_or(i64::MAX)],
+        )
+        .await
+        .map(|_| ())
+}
+
+/// The tenant's data is no longer to be dropped (it was restored).
+pub(crate) async fn clear_deprovision(
+    client: &impl GenericClient,
+    id: TenantId,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute("UPDATE control.tenants SET deprovision_after = NULL WHERE id = $1", &[&id.0])
+        .await
+        .map(|_| ())
+}
+
+/// Replaces the live tenant `slug`'s config, bumping its generation; its id, or `None` when
+/// there is no such live tenant.
+pub(crate) async fn set_config(
+    client: &impl GenericClient,
+    slug: &Slug,
+    config: &serde_json::Value,
+) -> Result<Option<TenantId>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "UPDATE control.tenants SET config = $2, generation = generation + 1, updated_at = now()
+              WHERE slug = $1 AND status <> 'deleted' RETURNING id",
+            &[&slug.as_str(), config],
+        )
+        .await?;
+    Ok(row.map(|row| TenantId(row.get(0))))
+}
+
+/// Records that the tenant's data is gone (and where its archive is, if one was written); its
+/// status is set apart ([`set_status`]).
+pub(crate) async fn mark_deleted(
+    client: &impl GenericClient,
+    id: TenantId,
+    archive_path: Option<&str>,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE control.tenants SET deleted_at = now(), archive_path = coalesce($2, archive_path) WHERE id = $1",
+            &[&id.0, &archive_path],
+        )
+        .await
+        .map(|_| ())
+}
+
+/// The live tenant of a billing subscription, as billing events see it.
+pub(crate) struct SubscriptionTenant {
+    pub(crate) slug: String,
+    pub(crate) plan: String,
+    pub(crate) status: String,
+    /// When the newest billing event applied to the tenant was created.
+    pub(crate) billing_event_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The live tenant of billing subscription `subscription`, if any.
+pub(crate) async fn live_by_subscription(
+    client: &impl GenericClient,
+    subscription: &str,
+) -> Result<Option<SubscriptionTenant>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT slug, plan, status, billing_event_at FROM control.tenants
+              WHERE billing_subscription_id = $1 AND status <> 'deleted'",
+            &[&subscription],
+        )
+        .await?;
+    Ok(row.map(|row| SubscriptionTenant {
+        slug: row.get("slug"),
+        plan: row.get("plan"),
+        status: row.get("status"),
+        billing_event_at: row.get("billing_event_at"),
+    }))
+}
+
+/// Records when the newest billing event applied to the tenant was created.
+pub(crate) async fn set_billing_event_at(
+    client: &impl GenericClient,
+    id: TenantId,
+    at: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute("UPDATE control.tenants SET billing_event_at = $2 WHERE id = $1", &[&id.0, &at])
+        .await
+        .map(|_| ())
+}
+
+/// [`set_billing_event_at`] for the live tenant of billing subscription `subscription`.
+pub(crate) async fn set_billing_event_at_by_subscription(
+    client: &impl GenericClient,
+    subscription: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE control.tenants SET billing_event_at = $2 WHERE billing_subscription_id = $1 AND status <> 'deleted'",
+            &[&subscription, &at],
+        )
+        .await
+        .map(|_| ())
 }

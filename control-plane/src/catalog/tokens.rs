@@ -27,7 +27,7 @@ pub async fn create(client: &impl GenericClient, name: &str) -> Result<(String, 
 }
 
 /// The name of the live token `token`, if there is one (and notes its use).
-pub async fn verify(
+pub(crate) async fn verify(
     client: &impl GenericClient,
     token: &str,
 ) -> Result<Option<String>, tokio_postgres::Error> {

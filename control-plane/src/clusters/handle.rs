@@ -25,12 +25,12 @@ use tokio::sync::OnceCell;
 
 /// Where tenants connect: the values written into their secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    pub host: String,
-    pub port: u16,
-    pub dbname: String,
+pub(crate) struct Endpoint {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) dbname: String,
     /// The `sslmode` of the cluster's admin connection, which tenants' connections use too.
-    pub sslmode: tenancy::pg::SslMode,
+    pub(crate) sslmode: tenancy::pg::SslMode,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +70,7 @@ pub const TEMPLATE_LOCK: i64 = 0x7465_6e61_6e63_7903;
 
 /// An admin connection: pooled (the tenants database, the control database), or a dedicated
 /// one (a tenant's own database).
-pub enum AdminSession {
+pub(crate) enum AdminSession {
     Shared(deadpool_postgres::Object),
     Own(tokio_postgres::Client),
 }
@@ -95,7 +95,10 @@ impl std::ops::DerefMut for AdminSession {
 }
 
 /// The connection settings of a cluster's admin credentials.
-pub fn admin_config(admin: &tenancy::secrets::DbCredentials, bundle: &tenancy::pg::CaBundle) -> PgConfig {
+pub(crate) fn admin_config(
+    admin: &tenancy::secrets::DbCredentials,
+    bundle: &tenancy::pg::CaBundle,
+) -> PgConfig {
     let mut config = admin.config(bundle);
     config.application_name("tenantctl");
     config
@@ -146,8 +149,8 @@ pub(crate) fn ensure_marked_role(role: &RoleName, marker: &str) -> String {
 
 /// Connections that run DDL for one tenant after another are closed after this many uses. A
 /// backend that has touched thousands of schemas keeps all their catalog entries cached
-/// (340 MB per backend was seen at 6,000 tenants) and works through every catalog change of the
-/// others against them: provisioning slowed from 39 to 12 tenants/s as the fleet grew.
+/// (hundreds of megabytes) and works through every catalog change of the others against them,
+/// so provisioning would slow down as the fleet grows.
 const DDL_CONNECTION_USES: usize = 200;
 
 /// A pool whose connections are retired after [`DDL_CONNECTION_USES`] uses.
@@ -162,8 +165,8 @@ fn ddl_pool(config: &PgConfig, max_size: usize, recycling: RecyclingMethod) -> R
     tenancy::pg::pool_with(config, max_size, recycling).pre_recycle(retire).build().map_err(|e| e.to_string())
 }
 
-pub struct Cluster {
-    pub name: String,
+pub(crate) struct Cluster {
+    pub(crate) name: String,
     /// Admin connections to the control database: role and database DDL.
     admin: Pool,
     /// Admin connections to the tenants database: schemas, grants, migrations.
@@ -172,16 +175,16 @@ pub struct Cluster {
     /// checkout starts with none held.
     locks: Pool,
     /// Where tenants connect: the tenants database.
-    pub endpoint: Endpoint,
-    pub owner: RoleName,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) owner: RoleName,
     /// The group role holding `CONNECT` on the shared database for schema tenants' roles.
-    pub tenants_group: RoleName,
+    pub(crate) tenants_group: RoleName,
     /// The template database tenant databases are cloned from.
-    pub template: tenancy::domain::DatabaseName,
+    pub(crate) template: tenancy::domain::DatabaseName,
     /// The database of the control plane's locks, which no tenant may connect to.
-    pub control: tenancy::domain::DatabaseName,
+    pub(crate) control: tenancy::domain::DatabaseName,
     /// The database of schema-isolated tenants (the endpoint's).
-    pub tenants: tenancy::domain::DatabaseName,
+    pub(crate) tenants: tenancy::domain::DatabaseName,
     /// The admin connection settings as given (for tools such as `pg_dump`; holds a password).
     admin_config: PgConfig,
     prepared: OnceCell<()>,
@@ -190,7 +193,7 @@ pub struct Cluster {
 impl Cluster {
     /// The cluster behind `config` (an admin connection), whose tenants are owned by the
     /// `<role_prefix>_owner` role.
-    pub fn new(name: &str, config: &PgConfig, role_prefix: &str) -> Result<Self, ClusterError> {
+    pub(crate) fn new(name: &str, config: &PgConfig, role_prefix: &str) -> Result<Self, ClusterError> {
         let connect = |message: String| ClusterError::Connect { cluster: name.to_owned(), message };
         let control = tenancy::domain::DatabaseName::control(role_prefix);
         let tenants = tenancy::domain::DatabaseName::shared_tenants(role_prefix);
@@ -235,27 +238,27 @@ impl Cluster {
 
     /// An admin connection to the control database, after making sure the cluster is
     /// prepared for tenants.
-    pub async fn admin(&self) -> Result<deadpool_postgres::Object, ClusterError> {
+    pub(crate) async fn admin(&self) -> Result<deadpool_postgres::Object, ClusterError> {
         self.prepared.get_or_try_init(|| self.prepare()).await?;
         self.admin.get().await.map_err(|e| self.connect_error(&e))
     }
 
     /// An admin connection to the tenants database (role and search_path are reset when it
     /// returns to the pool).
-    pub async fn migrator(&self) -> Result<deadpool_postgres::Object, ClusterError> {
+    pub(crate) async fn migrator(&self) -> Result<deadpool_postgres::Object, ClusterError> {
         self.prepared.get_or_try_init(|| self.prepare()).await?;
         self.migrator.get().await.map_err(|e| self.connect_error(&e))
     }
 
     /// A connection to the control database for tenants' migration locks, holding none.
-    pub async fn lock_session(&self) -> Result<deadpool_postgres::Object, ClusterError> {
+    pub(crate) async fn lock_session(&self) -> Result<deadpool_postgres::Object, ClusterError> {
         self.prepared.get_or_try_init(|| self.prepare()).await?;
         self.locks.get().await.map_err(|e| self.connect_error(&e))
     }
 
     /// The migrator connection for a tenant: the shared database's pool, or a dedicated
     /// connection to the tenant's own database.
-    pub async fn migrator_for(
+    pub(crate) async fn migrator_for(
         &self,
         database: Option<&tenancy::domain::DatabaseName>,
     ) -> Result<AdminSession, ClusterError> {
@@ -267,7 +270,7 @@ impl Cluster {
 
     /// A migrator session of its own (not pooled) to the shared database or a tenant's own
     /// database; closed when dropped. A fleet run's worker migrates many tenants on one.
-    pub async fn migrator_session(
+    pub(crate) async fn migrator_session(
         &self,
         database: Option<&tenancy::domain::DatabaseName>,
     ) -> Result<tokio_postgres::Client, ClusterError> {
@@ -347,7 +350,7 @@ impl Cluster {
     /// Creates `database` as a clone of the template database, after bringing the template to
     /// the current migrations (nothing to clone if it exists and is ours). Every time, `PUBLIC`
     /// loses the right to connect, so a crash between creating and revoking leaves no gap.
-    pub async fn create_tenant_database(
+    pub(crate) async fn create_tenant_database(
         &self,
         database: &tenancy::domain::DatabaseName,
         migrations: &crate::tenant_migrations::TenantMigrations,
@@ -437,7 +440,7 @@ impl Cluster {
 
     /// Brings the template database, if this cluster has one, to the current migrations (fleet
     /// runs do this first, so tenants created during a run land at the target version).
-    pub async fn migrate_template_if_present(
+    pub(crate) async fn migrate_template_if_present(
         &self,
         migrations: &crate::tenant_migrations::TenantMigrations,
     ) -> Result<bool, ClusterError> {
@@ -449,7 +452,10 @@ impl Cluster {
     }
 
     /// Drops a tenant's database, ending its sessions.
-    pub async fn drop_database(&self, database: &tenancy::domain::DatabaseName) -> Result<(), ClusterError> {
+    pub(crate) async fn drop_database(
+        &self,
+        database: &tenancy::domain::DatabaseName,
+    ) -> Result<(), ClusterError> {
         let admin = self.admin().await?;
         if !self.ensure_ours(&admin, database).await? {
             return Ok(());
@@ -463,7 +469,7 @@ impl Cluster {
     /// Runs `pg_dump` of a tenant (its schema, or its whole database) into `file` (custom
     /// format), authenticating through the environment so the password never appears in a
     /// process list.
-    pub async fn dump_tenant(
+    pub(crate) async fn dump_tenant(
         &self,
         pg_dump: &std::path::Path,
         tenant: &tenancy::catalog::TenantRecord,

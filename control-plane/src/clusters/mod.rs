@@ -5,7 +5,7 @@
 //! loaded cluster with room (`placement`).
 
 mod handle;
-pub(crate) mod placement;
+pub mod placement;
 mod registry;
 
 pub use crate::catalog::clusters::ClusterInfo;
@@ -21,7 +21,7 @@ use tokio::sync::Mutex;
 
 /// The handles of the clusters: the default one, and registered ones, built on first use from
 /// their admin secret and kept.
-pub struct Clusters {
+pub(crate) struct Clusters {
     default: Arc<Cluster>,
     registered: Mutex<HashMap<String, Arc<Cluster>>>,
     catalog: Pool,
@@ -48,13 +48,8 @@ impl Clusters {
         }
     }
 
-    /// The catalog's own server.
-    pub fn default_cluster(&self) -> &Arc<Cluster> {
-        &self.default
-    }
-
     /// The handle of cluster `name`.
-    pub async fn get(&self, name: &str) -> Result<Arc<Cluster>, ClusterError> {
+    pub(crate) async fn get(&self, name: &str) -> Result<Arc<Cluster>, ClusterError> {
         if name == self.default.name {
             return Ok(self.default.clone());
         }

@@ -1,6 +1,6 @@
 //! Placement: which cluster a new tenant goes to.
 
-use crate::provisioning::CreateTenantError;
+use crate::tenants::CreateTenantError;
 
 /// Key of the advisory lock that makes placements one at a time, so two concurrent requests do
 /// not both take a cluster's last free place.
@@ -11,7 +11,7 @@ pub const PLACEMENT_LOCK: i64 = 0x7465_6e61_6e63_7902;
 pub(crate) async fn place(tx: &deadpool_postgres::Transaction<'_>) -> Result<String, CreateTenantError> {
     let catalog_error =
         |e: tokio_postgres::Error| CreateTenantError::Catalog(tenancy::pg::describe_error(&e));
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PLACEMENT_LOCK]).await.map_err(catalog_error)?;
+    crate::catalog::clusters::lock_placement(&**tx).await.map_err(catalog_error)?;
     crate::catalog::clusters::least_loaded_with_room(&**tx)
         .await
         .map_err(catalog_error)?

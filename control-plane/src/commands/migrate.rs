@@ -1,8 +1,9 @@
 //! `tenantctl migrate plan|apply|resume|status`.
 
 use super::{start, CliError};
+use crate::catalog::fleet_runs;
 use crate::cli::{ApplyArgs, PlanArgs, ResumeArgs, SelectionArgs, StatusArgs};
-use crate::fleet::{self, ledger, ApplyReport, ItemState};
+use crate::fleet::{self, ApplyReport, ItemState};
 use crate::output;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -11,8 +12,8 @@ use tenancy::error::ErrorKind;
 /// Rows of a text listing before "… and N more" (`--json` has them all).
 const LISTED: usize = 50;
 
-fn selection(args: SelectionArgs) -> ledger::Selection {
-    ledger::Selection {
+fn selection(args: SelectionArgs) -> fleet_runs::Selection {
+    fleet_runs::Selection {
         tenant: args.tenant.map(|s| s.to_string()),
         plan: args.plan.map(|p| p.to_string()),
         cluster: args.cluster.map(|c| c.to_string()),
@@ -29,7 +30,7 @@ fn more(total: usize) -> Option<String> {
     (total > LISTED).then(|| format!("… and {} more (--json lists them all)", total - LISTED))
 }
 
-pub(super) async fn plan(args: PlanArgs) -> Result<ExitCode, CliError> {
+pub(super) async fn plan(args: PlanArgs, json: bool) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
     let options = fleet::plan::PlanOptions {
         selection: selection(args.selection),
@@ -37,7 +38,7 @@ pub(super) async fn plan(args: PlanArgs) -> Result<ExitCode, CliError> {
         drift: !args.no_drift,
     };
     let plan = fleet::plan::plan(&cp, &options).await.map_err(CliError::from)?;
-    if args.catalog.json {
+    if json {
         output::json(&plan);
         return Ok(ExitCode::SUCCESS);
     }
@@ -137,7 +138,7 @@ pub(super) async fn plan(args: PlanArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) async fn apply(args: ApplyArgs) -> Result<ExitCode, CliError> {
+pub(super) async fn apply(args: ApplyArgs, json: bool) -> Result<ExitCode, CliError> {
     let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let options = fleet::ApplyOptions {
         selection: selection(args.selection),
@@ -153,16 +154,16 @@ pub(super) async fn apply(args: ApplyArgs) -> Result<ExitCode, CliError> {
         },
     };
     let cp = start(&args.catalog).await?;
-    let progress = output::FleetProgress::new(args.catalog.json);
+    let progress = output::FleetProgress::new(json);
     let report = fleet::apply(&cp, &options, &operator(), &progress).await.map_err(CliError::from)?;
-    Ok(print_report(&report, args.catalog.json))
+    Ok(print_report(&report, json))
 }
 
-pub(super) async fn resume(args: ResumeArgs) -> Result<ExitCode, CliError> {
+pub(super) async fn resume(args: ResumeArgs, json: bool) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
-    let progress = output::FleetProgress::new(args.catalog.json);
+    let progress = output::FleetProgress::new(json);
     let report = fleet::resume(&cp, args.run, args.concurrency, &progress).await.map_err(CliError::from)?;
-    Ok(print_report(&report, args.catalog.json))
+    Ok(print_report(&report, json))
 }
 
 fn print_report(report: &ApplyReport, json: bool) -> ExitCode {
@@ -223,13 +224,13 @@ fn print_report(report: &ApplyReport, json: bool) -> ExitCode {
     }
 }
 
-pub(super) async fn status(args: StatusArgs) -> Result<ExitCode, CliError> {
+pub(super) async fn status(args: StatusArgs, json: bool) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
     let status = fleet::status(&cp, args.run, (!args.all).then_some(&ItemState::NOT_DONE[..]))
         .await
         .map_err(CliError::from)?
         .ok_or_else(|| CliError::new(ErrorKind::NotFound, "not_found", "no such fleet migration run"))?;
-    if args.catalog.json {
+    if json {
         output::json(&status);
         return Ok(ExitCode::SUCCESS);
     }

@@ -4,16 +4,14 @@ mod billing;
 mod deadline;
 mod migrate;
 
-use crate::cli::{AddClusterArgs, ClustersCommand, DomainArgs, RoutersCommand};
 use crate::cli::{
-    ApplyArgs, BillingCommand, CatalogArgs, Cli, Command, CreateArgs, DeleteArgs, EventsArgs, ListArgs,
-    MigrateCommand, OperationArgs, PlanArgs, ResumeArgs, SendArgs, ServeArgs, SetPlanArgs, ShowArgs,
-    StatusArgs, TenantsCommand, TokenArgs, TokensCommand, WebhookCommand,
+    AddClusterArgs, BillingCommand, CatalogArgs, Cli, ClustersCommand, Command, CreateArgs, DeleteArgs,
+    DomainArgs, EventsArgs, ListArgs, MigrateCommand, OperationArgs, RoutersCommand, SendArgs, ServeArgs,
+    ShowArgs, TenantsCommand, TokenArgs, TokensCommand, WebhookCommand,
 };
 use crate::control_plane::ControlPlane;
-use crate::lifecycle::Operation;
 use crate::output;
-use crate::provisioning::{request_tenant, TenantRequest};
+use crate::tenants::{self, Operation, TenantRequest};
 use deadline::Deadline;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -25,10 +23,10 @@ use tenancy::error::{ErrorKind, OperationError};
 
 /// A command's failure: its kind (which decides the exit code), a stable code and a message.
 #[derive(Debug)]
-pub struct CliError {
-    pub kind: ErrorKind,
-    pub code: &'static str,
-    pub message: String,
+pub(crate) struct CliError {
+    pub(crate) kind: ErrorKind,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
 }
 
 /// The exit code of each kind of failure (the README's table; the only mapping).
@@ -66,75 +64,42 @@ impl<E: OperationError> From<E> for CliError {
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> ExitCode {
-    let json = match &cli.command {
-        Command::Tenants(
-            TenantsCommand::Create(CreateArgs { catalog, .. })
-            | TenantsCommand::List(ListArgs { catalog, .. })
-            | TenantsCommand::Show(ShowArgs { catalog, .. })
-            | TenantsCommand::ConnectionString(ShowArgs { catalog, .. })
-            | TenantsCommand::Domains(ShowArgs { catalog, .. })
-            | TenantsCommand::AddDomain(DomainArgs { catalog, .. })
-            | TenantsCommand::RemoveDomain(DomainArgs { catalog, .. })
-            | TenantsCommand::Suspend(OperationArgs { catalog, .. })
-            | TenantsCommand::Resume(OperationArgs { catalog, .. })
-            | TenantsCommand::RotateCredentials(OperationArgs { catalog, .. })
-            | TenantsCommand::Retry(OperationArgs { catalog, .. })
-            | TenantsCommand::Restore(OperationArgs { catalog, .. })
-            | TenantsCommand::SetPlan(SetPlanArgs { operation: OperationArgs { catalog, .. }, .. })
-            | TenantsCommand::Delete(DeleteArgs { operation: OperationArgs { catalog, .. }, .. }),
-        )
-        | Command::Migrate(MigrateCommand::Plan(PlanArgs { catalog, .. }))
-        | Command::Migrate(MigrateCommand::Apply(ApplyArgs { catalog, .. }))
-        | Command::Migrate(MigrateCommand::Resume(ResumeArgs { catalog, .. }))
-        | Command::Migrate(MigrateCommand::Status(StatusArgs { catalog, .. })) => catalog.json,
-        Command::Webhook(WebhookCommand::Send(args)) => args.catalog.json,
-        Command::Billing(BillingCommand::Events(args)) => args.catalog.json,
-        Command::Tokens(TokensCommand::Create(args)) => args.catalog.json,
-        Command::Clusters(
-            ClustersCommand::Add(AddClusterArgs { catalog, .. }) | ClustersCommand::List(catalog),
-        )
-        | Command::Routers(RoutersCommand::Credentials(catalog)) => catalog.json,
-        Command::Serve(_) => false,
-    };
+    let json = cli.json;
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
-        Command::Tenants(TenantsCommand::Create(args)) => create(args).await,
-        Command::Tenants(TenantsCommand::List(args)) => list(args).await,
-        Command::Tenants(TenantsCommand::Show(args)) => show(args).await,
-        Command::Tenants(TenantsCommand::ConnectionString(args)) => connection_string(args).await,
-        Command::Tenants(TenantsCommand::Suspend(args)) => operate(args, Operation::Suspend).await,
-        Command::Tenants(TenantsCommand::Resume(args)) => operate(args, Operation::Resume).await,
+        Command::Tenants(TenantsCommand::Create(args)) => create(args, json).await,
+        Command::Tenants(TenantsCommand::List(args)) => list(args, json).await,
+        Command::Tenants(TenantsCommand::Show(args)) => show(args, json).await,
+        Command::Tenants(TenantsCommand::ConnectionString(args)) => connection_string(args, json).await,
+        Command::Tenants(TenantsCommand::Suspend(args)) => operate(args, Operation::Suspend, json).await,
+        Command::Tenants(TenantsCommand::Resume(args)) => operate(args, Operation::Resume, json).await,
         Command::Tenants(TenantsCommand::RotateCredentials(args)) => {
-            operate(args, Operation::RotateCredentials).await
+            operate(args, Operation::RotateCredentials, json).await
         }
-        Command::Tenants(TenantsCommand::Retry(args)) => operate(args, Operation::Retry).await,
-        Command::Tenants(TenantsCommand::Restore(args)) => operate(args, Operation::Restore).await,
+        Command::Tenants(TenantsCommand::Retry(args)) => operate(args, Operation::Retry, json).await,
+        Command::Tenants(TenantsCommand::Restore(args)) => operate(args, Operation::Restore, json).await,
         Command::Tenants(TenantsCommand::SetPlan(args)) => {
-            operate(args.operation, Operation::ChangePlan(args.plan)).await
+            operate(args.operation, Operation::ChangePlan(args.plan), json).await
         }
-        Command::Tenants(TenantsCommand::Delete(args)) => delete(args).await,
-        Command::Tenants(TenantsCommand::Domains(args)) => list_domains(args).await,
+        Command::Tenants(TenantsCommand::Delete(args)) => delete(args, json).await,
+        Command::Tenants(TenantsCommand::Domains(args)) => list_domains(args, json).await,
         Command::Tenants(TenantsCommand::AddDomain(args)) => change_domain(args, true).await,
         Command::Tenants(TenantsCommand::RemoveDomain(args)) => change_domain(args, false).await,
-        Command::Migrate(MigrateCommand::Plan(args)) => migrate::plan(args).await,
-        Command::Migrate(MigrateCommand::Apply(args)) => migrate::apply(args).await,
-        Command::Migrate(MigrateCommand::Resume(args)) => migrate::resume(args).await,
-        Command::Migrate(MigrateCommand::Status(args)) => migrate::status(args).await,
-        Command::Webhook(WebhookCommand::Send(args)) => webhook_send(args).await,
-        Command::Billing(BillingCommand::Events(args)) => billing_events(args).await,
-        Command::Tokens(TokensCommand::Create(args)) => create_token(args).await,
-        Command::Clusters(ClustersCommand::Add(args)) => add_cluster(args).await,
-        Command::Clusters(ClustersCommand::List(args)) => list_clusters(args).await,
-        Command::Routers(RoutersCommand::Credentials(args)) => router_credentials(args).await,
+        Command::Migrate(MigrateCommand::Plan(args)) => migrate::plan(args, json).await,
+        Command::Migrate(MigrateCommand::Apply(args)) => migrate::apply(args, json).await,
+        Command::Migrate(MigrateCommand::Resume(args)) => migrate::resume(args, json).await,
+        Command::Migrate(MigrateCommand::Status(args)) => migrate::status(args, json).await,
+        Command::Webhook(WebhookCommand::Send(args)) => webhook_send(args, json).await,
+        Command::Billing(BillingCommand::Events(args)) => billing_events(args, json).await,
+        Command::Tokens(TokensCommand::Create(args)) => create_token(args, json).await,
+        Command::Clusters(ClustersCommand::Add(args)) => add_cluster(args, json).await,
+        Command::Clusters(ClustersCommand::List(args)) => list_clusters(args, json).await,
+        Command::Routers(RoutersCommand::Credentials(args)) => router_credentials(args, json).await,
     };
     match result {
         Ok(code) => code,
         Err(err) => {
-            if json {
-                output::json(&serde_json::json!({ "error": { "code": err.code, "message": err.message } }));
-            } else {
-                output::note(&format!("error: {}", err.message));
-            }
+            output::error(err.code, &err.message, json);
             ExitCode::from(err.exit())
         }
     }
@@ -186,7 +151,7 @@ fn tenant_row(t: &TenantRecord) -> Vec<String> {
 
 const TENANT_HEADERS: &[&str] = &["slug", "name", "plan", "status", "schema", "id"];
 
-async fn create(args: CreateArgs) -> Result<ExitCode, CliError> {
+async fn create(args: CreateArgs, json: bool) -> Result<ExitCode, CliError> {
     // Refuse bad input before touching the catalog: the answer must not depend on it being up.
     parse_slug(&args.slug)?;
     let plan = tenancy::domain::PlanName::parse(&args.plan)
@@ -204,7 +169,7 @@ async fn create(args: CreateArgs) -> Result<ExitCode, CliError> {
         isolation: args.isolation,
     };
     let deadline = Deadline::after(args.wait.timeout);
-    let requested = async { Ok(request_tenant(&cp, &request, "cli").await?) };
+    let requested = async { Ok(tenants::create(&cp, &request, "cli").await?) };
     let mut tenant = deadline
         .run(requested, || {
             format!("tenant {} was not recorded (the catalog is busy); nothing changed", request.slug)
@@ -213,7 +178,7 @@ async fn create(args: CreateArgs) -> Result<ExitCode, CliError> {
     if !args.wait.no_wait {
         tenant = wait_for_jobs(&cp, tenant, &deadline).await?;
     }
-    print_tenant(&tenant, args.catalog.json);
+    print_tenant(&tenant, json);
     Ok(if tenant.status == TenantStatus::Failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
@@ -261,19 +226,20 @@ fn parse_slug(raw: &str) -> Result<Slug, CliError> {
     Slug::parse(raw).map_err(|e| CliError::invalid("invalid_slug", format!("invalid slug {raw:?}: {e}")))
 }
 
-async fn operate(args: OperationArgs, operation: Operation) -> Result<ExitCode, CliError> {
+async fn operate(args: OperationArgs, operation: Operation, json: bool) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
-    operate_on(&cp, args, operation).await
+    operate_on(&cp, args, operation, json).await
 }
 
 async fn operate_on(
     cp: &ControlPlane,
     args: OperationArgs,
     operation: Operation,
+    json: bool,
 ) -> Result<ExitCode, CliError> {
     let slug = parse_slug(&args.slug)?;
     let deadline = Deadline::after(args.wait.timeout);
-    let requested = async { Ok(crate::lifecycle::request(cp, &slug, &operation, "cli").await?) };
+    let requested = async { Ok(crate::tenants::request(cp, &slug, &operation, "cli").await?) };
     let mut tenant = deadline
         .run(requested, || {
             format!(
@@ -285,24 +251,24 @@ async fn operate_on(
     if !args.wait.no_wait {
         tenant = wait_for_jobs(cp, tenant, &deadline).await?;
     }
-    print_tenant(&tenant, args.catalog.json);
+    print_tenant(&tenant, json);
     Ok(if tenant.status == TenantStatus::Failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 /// The retention defaults to the control plane's (`DEPROVISION_RETENTION`).
-async fn delete(args: DeleteArgs) -> Result<ExitCode, CliError> {
+async fn delete(args: DeleteArgs, json: bool) -> Result<ExitCode, CliError> {
     let cp = start(&args.operation.catalog).await?;
     let retention = args.retention.unwrap_or(cp.deprovision_retention);
-    operate_on(&cp, args.operation, Operation::Deprovision { retention }).await
+    operate_on(&cp, args.operation, Operation::Deprovision { retention }, json).await
 }
 
-async fn list(args: ListArgs) -> Result<ExitCode, CliError> {
+async fn list(args: ListArgs, json: bool) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
     let client = cp.catalog.get().await.map_err(CatalogError::from)?;
     let filter =
         crate::catalog::tenants::TenantFilter { status: args.status, plan: args.plan, ..Default::default() };
     let tenants = crate::catalog::tenants::list(&**client, &filter).await.map_err(CliError::from)?;
-    if args.catalog.json {
+    if json {
         output::json(&tenants);
     } else {
         output::table(TENANT_HEADERS, &tenants.iter().map(tenant_row).collect::<Vec<_>>());
@@ -320,7 +286,7 @@ async fn find(cp: &ControlPlane, raw: &str) -> Result<TenantRecord, CliError> {
         .ok_or_else(|| CliError::new(ErrorKind::NotFound, "not_found", format!("no tenant {slug}")))
 }
 
-async fn show(args: ShowArgs) -> Result<ExitCode, CliError> {
+async fn show(args: ShowArgs, json: bool) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
     let tenant = find(&cp, &args.slug).await?;
     // A deprovisioning tenant's data is dropped when its queued drop is due.
@@ -332,7 +298,7 @@ async fn show(args: ShowArgs) -> Result<ExitCode, CliError> {
     } else {
         None
     };
-    if args.catalog.json {
+    if json {
         let mut value = serde_json::to_value(&tenant).unwrap_or_default();
         value["drop_after"] = serde_json::json!(drop_after);
         output::json(&value);
@@ -371,7 +337,7 @@ async fn show(args: ShowArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn connection_string(args: ShowArgs) -> Result<ExitCode, CliError> {
+async fn connection_string(args: ShowArgs, json: bool) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
     let tenant = find(&cp, &args.slug).await?;
     let name = tenant.secret_name().ok_or_else(|| {
@@ -395,7 +361,7 @@ async fn connection_string(args: ShowArgs) -> Result<ExitCode, CliError> {
         cp.base_domain.host_for(&tenant.slug),
         creds.dbname
     );
-    if args.catalog.json {
+    if json {
         output::json(&serde_json::json!({ "slug": tenant.slug, "connection_string": url }));
     } else {
         output::line(&url);
@@ -403,7 +369,7 @@ async fn connection_string(args: ShowArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn webhook_send(args: SendArgs) -> Result<ExitCode, CliError> {
+async fn webhook_send(args: SendArgs, json: bool) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
     let event = billing::test_event(&cp, &args).await?;
     let body = event.body(chrono::Utc::now().timestamp());
@@ -414,7 +380,7 @@ async fn webhook_send(args: SendArgs) -> Result<ExitCode, CliError> {
     let delivery = deadline.run(sent, || format!("{} did not answer", args.url)).await?;
     let sent = format!("sent {} ({}) -> {}", delivery.event_id, event.kind, delivery.status);
     if args.wait.no_wait {
-        if args.catalog.json {
+        if json {
             output::json(&delivery);
         } else {
             output::line(&sent);
@@ -424,7 +390,7 @@ async fn webhook_send(args: SendArgs) -> Result<ExitCode, CliError> {
     let handled = crate::billing::events::wait(&cp, &delivery.event_id, deadline.remaining())
         .await
         .map_err(|e| billing::events_error(e, &deadline))?;
-    if args.catalog.json {
+    if json {
         output::json(&serde_json::json!({ "delivery": delivery, "event": handled }));
     } else {
         output::line(&sent);
@@ -433,7 +399,7 @@ async fn webhook_send(args: SendArgs) -> Result<ExitCode, CliError> {
     Ok(if handled.state == "failed" { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-async fn billing_events(args: EventsArgs) -> Result<ExitCode, CliError> {
+async fn billing_events(args: EventsArgs, json: bool) -> Result<ExitCode, CliError> {
     if let Some(tenant) = &args.tenant {
         parse_slug(tenant)?;
     }
@@ -441,7 +407,7 @@ async fn billing_events(args: EventsArgs) -> Result<ExitCode, CliError> {
     let filter =
         crate::billing::events::EventFilter { tenant: args.tenant, event_id: None, limit: args.limit };
     let events = crate::billing::events::list(&cp, &filter).await.map_err(CliError::from)?;
-    if args.catalog.json {
+    if json {
         output::json(&events);
     } else {
         let rows: Vec<Vec<String>> = events
@@ -462,7 +428,7 @@ async fn billing_events(args: EventsArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn create_token(args: TokenArgs) -> Result<ExitCode, CliError> {
+async fn create_token(args: TokenArgs, json: bool) -> Result<ExitCode, CliError> {
     let name = args.name.trim();
     if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
         return Err(CliError::invalid("invalid_name", "token name must be 1 to 100 printable characters"));
@@ -479,7 +445,7 @@ async fn create_token(args: TokenArgs) -> Result<ExitCode, CliError> {
     )
     .await
     .map_err(CatalogError::from)?;
-    if args.catalog.json {
+    if json {
         output::json(&serde_json::json!({ "id": id, "name": name, "token": token }));
     } else {
         output::line(&token);
@@ -488,12 +454,12 @@ async fn create_token(args: TokenArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn router_credentials(args: CatalogArgs) -> Result<ExitCode, CliError> {
+async fn router_credentials(args: CatalogArgs, json: bool) -> Result<ExitCode, CliError> {
     let cp = start(&args).await?;
     let credentials = crate::catalog::router_role::issue_credentials(&cp, &args.common.database_url)
         .await
         .map_err(CliError::from)?;
-    if args.json {
+    if json {
         output::json(&credentials);
     } else {
         output::line(credentials.database_url.expose());
@@ -518,10 +484,10 @@ fn cluster_row(c: &crate::clusters::ClusterInfo) -> Vec<String> {
 
 const CLUSTER_HEADERS: &[&str] = &["cluster", "tenants", "capacity", "load", "admin connection"];
 
-async fn add_cluster(args: AddClusterArgs) -> Result<ExitCode, CliError> {
+async fn add_cluster(args: AddClusterArgs, json: bool) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
     let cluster = crate::clusters::add(&cp, &args.name, &args.url, args.capacity, "cli").await?;
-    if args.catalog.json {
+    if json {
         output::json(&cluster);
     } else {
         output::table(CLUSTER_HEADERS, &[cluster_row(&cluster)]);
@@ -529,10 +495,10 @@ async fn add_cluster(args: AddClusterArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn list_clusters(args: CatalogArgs) -> Result<ExitCode, CliError> {
+async fn list_clusters(args: CatalogArgs, json: bool) -> Result<ExitCode, CliError> {
     let cp = start(&args).await?;
     let clusters = crate::clusters::list(&cp).await.map_err(CliError::from)?;
-    if args.json {
+    if json {
         output::json(&clusters);
     } else {
         output::table(CLUSTER_HEADERS, &clusters.iter().map(cluster_row).collect::<Vec<_>>());
@@ -540,11 +506,11 @@ async fn list_clusters(args: CatalogArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn list_domains(args: ShowArgs) -> Result<ExitCode, CliError> {
+async fn list_domains(args: ShowArgs, json: bool) -> Result<ExitCode, CliError> {
     let slug = parse_slug(&args.slug)?;
     let cp = start(&args.catalog).await?;
-    let domains = crate::domains::list(&cp, &slug).await?;
-    if args.catalog.json {
+    let domains = crate::tenants::domains::list(&cp, &slug).await?;
+    if json {
         output::json(&domains);
     } else {
         output::table(
@@ -559,10 +525,10 @@ async fn change_domain(args: DomainArgs, adding: bool) -> Result<ExitCode, CliEr
     let slug = parse_slug(&args.slug)?;
     let cp = start(&args.catalog).await?;
     if adding {
-        let host = crate::domains::add(&cp, &slug, &args.host, "cli").await?;
+        let host = crate::tenants::domains::add(&cp, &slug, &args.host, "cli").await?;
         output::line(&format!("{host} -> {slug}"));
     } else {
-        crate::domains::remove(&cp, &slug, &args.host, "cli").await?;
+        crate::tenants::domains::remove(&cp, &slug, &args.host, "cli").await?;
         output::line(&format!("{} removed from {slug}", args.host));
     }
     Ok(ExitCode::SUCCESS)

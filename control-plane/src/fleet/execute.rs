@@ -6,7 +6,8 @@
 //! to `retries` times, so it never delays the others. Once more than `max_failures` tenants
 //! failed, workers start no new tenant.
 
-use super::{catalog_error, ledger, millis, FleetError, ItemState, Progress, RunOptions, TenantResult};
+use super::{catalog_error, millis, FleetError, ItemState, Progress, RunOptions, TenantResult};
+use crate::catalog::fleet_runs;
 use crate::clusters::Cluster;
 use crate::control_plane::ControlPlane;
 use crate::tenant_migrations::{
@@ -108,7 +109,7 @@ impl<'a> Execution<'a> {
             tokio::time::sleep_until(job.not_before.into()).await;
             {
                 let client = self.cp.catalog.get().await.map_err(catalog_error)?;
-                ledger::mark_running(&**client, self.run, job.tenant.id).await.map_err(catalog_error)?;
+                fleet_runs::mark_running(&**client, self.run, job.tenant.id).await.map_err(catalog_error)?;
             }
             let started = Instant::now();
             job.attempts += 1;
@@ -118,7 +119,7 @@ impl<'a> Execution<'a> {
                     tracing::info!(tenant = %job.tenant.slug, attempt = job.attempts, %error, "tenant will be retried");
                     let client = self.cp.catalog.get().await.map_err(catalog_error)?;
                     let note = format!("attempt {} of {}: {error}", job.attempts, self.options.retries + 1);
-                    ledger::mark_retrying(&**client, self.run, job.tenant.id, &note)
+                    fleet_runs::mark_retrying(&**client, self.run, job.tenant.id, &note)
                         .await
                         .map_err(catalog_error)?;
                     job.not_before = Instant::now() + retry_delay(job.attempts);
@@ -218,7 +219,7 @@ impl<'a> Execution<'a> {
             error,
             duration_ms: millis(started.elapsed()),
         };
-        let outcome = ledger::Outcome {
+        let outcome = fleet_runs::Outcome {
             state: state.as_str(),
             from_version: result.from_version,
             to_version: (state == ItemState::Done).then_some(target),
@@ -226,7 +227,9 @@ impl<'a> Execution<'a> {
             error: result.error.as_deref(),
         };
         let client = self.cp.catalog.get().await.map_err(catalog_error)?;
-        ledger::mark_finished(&**client, self.run, job.tenant.id, &outcome).await.map_err(catalog_error)?;
+        fleet_runs::mark_finished(&**client, self.run, job.tenant.id, &outcome)
+            .await
+            .map_err(catalog_error)?;
         Ok(result)
     }
 }

@@ -1,7 +1,7 @@
 //! Fleet migrations: apply the migrations directory to every selected tenant, in waves (an
 //! optional canary wave first), with bounded parallelism per cluster, one tenant's failure never
 //! stopping the others unless `max_failures` says so. Every run is recorded in the fleet ledger
-//! ([`ledger`]) as it goes — one item per tenant — so it can be watched, and a run whose process
+//! ([`crate::catalog::fleet_runs`]) as it goes — one item per tenant — so it can be watched, and a run whose process
 //! died can be resumed without redoing what is done. One run at a time.
 //!
 //! Tenants the catalog records at the target version are marked done without connecting to
@@ -10,13 +10,13 @@
 //! fails to migrate fails the run, before any tenant is started.
 
 mod execute;
-pub mod ledger;
 pub mod plan;
 pub mod templates;
 
+pub use crate::catalog::fleet_runs::Selection;
+use crate::catalog::fleet_runs::{self, Candidate, NewItem};
 use crate::control_plane::ControlPlane;
 use crate::tenant_migrations::{MigrateSettings, TenantMigrations};
-use ledger::{Candidate, NewItem, Selection};
 use std::time::{Duration, Instant};
 use tenancy::catalog::TenantRecord;
 
@@ -67,7 +67,7 @@ impl RunOptions {
     ///
     /// # Errors
     /// [`FleetError::InvalidOptions`] saying which.
-    pub fn validate(&self) -> Result<(), FleetError> {
+    pub(crate) fn validate(&self) -> Result<(), FleetError> {
         let problem = if !(1..=256).contains(&self.concurrency) {
             format!("concurrency must be 1 to 256, got {}", self.concurrency)
         } else if self.tenants_per_connection == 0 {
@@ -117,14 +117,14 @@ pub enum ItemState {
 }
 
 impl ItemState {
-    pub const ALL: [Self; 6] =
+    pub(crate) const ALL: [Self; 6] =
         [Self::Pending, Self::Running, Self::Done, Self::Failed, Self::Drift, Self::LockTimeout];
 
     /// Every state but `done`: what `migrate status` lists unless `--all`.
-    pub const NOT_DONE: [Self; 5] =
+    pub(crate) const NOT_DONE: [Self; 5] =
         [Self::Pending, Self::Running, Self::Failed, Self::Drift, Self::LockTimeout];
 
-    pub fn parse(raw: &str) -> Option<Self> {
+    pub(crate) fn parse(raw: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|state| state.as_str() == raw)
     }
 
@@ -144,14 +144,14 @@ impl ItemState {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TenantResult {
     pub slug: String,
-    pub tenant_id: String,
+    pub(crate) tenant_id: String,
     pub state: ItemState,
     /// The version the tenant was at, when known.
     pub from_version: Option<i64>,
     pub applied: Vec<i64>,
     pub attempts: u32,
     pub error: Option<String>,
-    pub duration_ms: u64,
+    pub(crate) duration_ms: u64,
 }
 
 /// The whole run (or, after `resume`, what this invocation did).
@@ -163,7 +163,7 @@ pub struct ApplyReport {
     /// early (see `halt_reason`).
     pub state: String,
     pub halt_reason: Option<String>,
-    pub target_version: i64,
+    pub(crate) target_version: i64,
     /// Tenants in this invocation: worked on, or already at the target.
     pub tenants: usize,
     pub migrated: usize,
@@ -239,8 +239,8 @@ fn millis(d: Duration) -> u64 {
 
 /// A run that has started: the lock is held, the run and its items are in the ledger, nothing
 /// is migrated yet. [`Begun::execute`] does the work.
-pub struct Begun {
-    lock: ledger::RunLock,
+pub(crate) struct Begun {
+    lock: fleet_runs::RunLock,
     run: uuid::Uuid,
     migrations: TenantMigrations,
     options: RunOptions,
@@ -261,21 +261,25 @@ pub struct Begun {
 /// # Errors
 /// [`FleetError::Busy`] when another run is going; catalog and migrations errors before
 /// anything is recorded.
-pub async fn begin(cp: &ControlPlane, options: &ApplyOptions, created_by: &str) -> Result<Begun, FleetError> {
+pub(crate) async fn begin(
+    cp: &ControlPlane,
+    options: &ApplyOptions,
+    created_by: &str,
+) -> Result<Begun, FleetError> {
     let started = Instant::now();
     options.run.validate()?;
     let migrations = cp.migrations().map_err(|e| FleetError::Migrations(e.to_string()))?;
     let lock = lock(cp).await?;
     let candidates = {
         let client = cp.catalog.get().await.map_err(catalog_error)?;
-        ledger::select(&**client, &options.selection, None).await.map_err(catalog_error)?
+        fleet_runs::select(&**client, &options.selection, None).await.map_err(catalog_error)?
     };
     let (items, waves, up_to_date) = plan_items(&candidates, migrations.target_version(), options.run.canary);
     let run = {
         let mut client = cp.catalog.get().await.map_err(catalog_error)?;
         let selection = serde_json::to_value(&options.selection).unwrap_or_default();
         let run_options = serde_json::to_value(&options.run).unwrap_or_default();
-        ledger::create_run(
+        fleet_runs::create_run(
             &mut client,
             created_by,
             migrations.target_version(),
@@ -358,7 +362,7 @@ pub async fn resume(
     let lock = lock(cp).await?;
     let client = cp.catalog.get().await.map_err(catalog_error)?;
     let recorded =
-        ledger::run(&**client, run).await.map_err(catalog_error)?.ok_or(FleetError::NoSuchRun(run))?;
+        fleet_runs::run(&**client, run).await.map_err(catalog_error)?.ok_or(FleetError::NoSuchRun(run))?;
     if recorded.target_version != migrations.target_version() {
         return Err(FleetError::TargetChanged {
             run,
@@ -372,8 +376,8 @@ pub async fn resume(
     }
     options.validate()?;
     let selection: Selection = serde_json::from_value(recorded.selection.clone()).unwrap_or_default();
-    let candidates = ledger::unfinished(&**client, run).await.map_err(catalog_error)?;
-    ledger::reopen_run(&**client, run).await.map_err(catalog_error)?;
+    let candidates = fleet_runs::unfinished(&**client, run).await.map_err(catalog_error)?;
+    fleet_runs::reopen_run(&**client, run).await.map_err(catalog_error)?;
     drop(client);
     let template_failure =
         templates::migrate(cp, &migrations, &selection, candidates.iter().map(|c| &c.tenant)).await.err();
@@ -384,14 +388,14 @@ pub async fn resume(
         if let Some(version) = candidate.schema_version.filter(|v| *v >= target) {
             // Migrated by someone else meanwhile (provisioning): done without connecting.
             let client = cp.catalog.get().await.map_err(catalog_error)?;
-            let outcome = ledger::Outcome {
+            let outcome = fleet_runs::Outcome {
                 state: "done",
                 from_version: Some(version),
                 to_version: Some(version),
                 duration_ms: 0,
                 error: None,
             };
-            ledger::mark_finished(&**client, run, candidate.tenant.id, &outcome)
+            fleet_runs::mark_finished(&**client, run, candidate.tenant.id, &outcome)
                 .await
                 .map_err(catalog_error)?;
             up_to_date += 1;
@@ -405,7 +409,7 @@ pub async fn resume(
 }
 
 impl Begun {
-    pub fn run_id(&self) -> uuid::Uuid {
+    pub(crate) fn run_id(&self) -> uuid::Uuid {
         self.run
     }
 
@@ -414,7 +418,7 @@ impl Begun {
     async fn fail(self, cp: &ControlPlane, reason: String) -> Result<ApplyReport, FleetError> {
         {
             let client = cp.catalog.get().await.map_err(catalog_error)?;
-            ledger::fail_run(&**client, self.run, &reason).await.map_err(catalog_error)?;
+            fleet_runs::fail_run(&**client, self.run, &reason).await.map_err(catalog_error)?;
         }
         self.lock.release().await;
         let not_started = self.waves.iter().map(Vec::len).sum::<usize>();
@@ -441,7 +445,7 @@ impl Begun {
     ///
     /// # Errors
     /// The catalog failing while the ledger is written (the run can be resumed).
-    pub async fn execute(
+    pub(crate) async fn execute(
         mut self,
         cp: &ControlPlane,
         progress: &dyn Progress,
@@ -472,7 +476,9 @@ impl Begun {
             for _ in 0..3 {
                 let candidates = {
                     let client = cp.catalog.get().await.map_err(catalog_error)?;
-                    ledger::select(&**client, &self.selection, Some(self.run)).await.map_err(catalog_error)?
+                    fleet_runs::select(&**client, &self.selection, Some(self.run))
+                        .await
+                        .map_err(catalog_error)?
                 };
                 if candidates.is_empty() || exec.halted() {
                     break;
@@ -481,7 +487,7 @@ impl Begun {
                 let (items, [_, newcomers], at_target) = plan_items(&candidates, target, 0);
                 {
                     let mut client = cp.catalog.get().await.map_err(catalog_error)?;
-                    ledger::add_items(&mut client, self.run, &items).await.map_err(catalog_error)?;
+                    fleet_runs::add_items(&mut client, self.run, &items).await.map_err(catalog_error)?;
                 }
                 planned += newcomers.len();
                 up_to_date += at_target;
@@ -495,7 +501,9 @@ impl Begun {
         progress.finish();
         let state = {
             let client = cp.catalog.get().await.map_err(catalog_error)?;
-            ledger::finish_run(&**client, self.run, halt_reason.as_deref()).await.map_err(catalog_error)?
+            fleet_runs::finish_run(&**client, self.run, halt_reason.as_deref())
+                .await
+                .map_err(catalog_error)?
         };
         self.lock.release().await;
         results.sort_by(|a, b| a.slug.cmp(&b.slug));
@@ -523,20 +531,20 @@ impl Begun {
 
 /// A run as `migrate status` and the API show it.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct RunStatus {
-    pub run: ledger::Run,
+pub(crate) struct RunStatus {
+    pub(crate) run: fleet_runs::Run,
     /// The run's state, or `interrupted` for a run marked running that no process holds.
-    pub state: String,
+    pub(crate) state: String,
     /// Items by state.
-    pub counts: std::collections::BTreeMap<String, i64>,
-    pub items: Vec<ledger::Item>,
+    pub(crate) counts: std::collections::BTreeMap<String, i64>,
+    pub(crate) items: Vec<fleet_runs::Item>,
 }
 
 /// A run's status (the latest run without `run`), with its items in `states` (all without).
 ///
 /// # Errors
 /// The catalog being unavailable.
-pub async fn status(
+pub(crate) async fn status(
     cp: &ControlPlane,
     run: Option<uuid::Uuid>,
     states: Option<&[ItemState]>,
@@ -546,26 +554,26 @@ pub async fn status(
     // shows as finished (its row, read last, already says how it ended), not as interrupted.
     // Only the newest running run can hold the lock; an older one still marked running was
     // interrupted, whatever runs now.
-    let live = if ledger::is_locked(&**client).await.map_err(catalog_error)? {
-        ledger::newest_running(&**client).await.map_err(catalog_error)?
+    let live = if fleet_runs::is_locked(&**client).await.map_err(catalog_error)? {
+        fleet_runs::newest_running(&**client).await.map_err(catalog_error)?
     } else {
         None
     };
     let recorded = match run {
-        Some(id) => ledger::run(&**client, id).await,
-        None => ledger::latest_run(&**client).await,
+        Some(id) => fleet_runs::run(&**client, id).await,
+        None => fleet_runs::latest_run(&**client).await,
     }
     .map_err(catalog_error)?;
     let Some(run) = recorded else { return Ok(None) };
-    let counts = ledger::counts(&**client, run.id).await.map_err(catalog_error)?.into_iter().collect();
-    let items = ledger::items(&**client, run.id, states).await.map_err(catalog_error)?;
+    let counts = fleet_runs::counts(&**client, run.id).await.map_err(catalog_error)?.into_iter().collect();
+    let items = fleet_runs::items(&**client, run.id, states).await.map_err(catalog_error)?;
     let interrupted = run.state == "running" && live != Some(run.id);
     let state = if interrupted { "interrupted".to_owned() } else { run.state.clone() };
     Ok(Some(RunStatus { run, state, counts, items }))
 }
 
 /// The run lock, or [`FleetError::Busy`] naming the run that holds it.
-async fn lock(cp: &ControlPlane) -> Result<ledger::RunLock, FleetError> {
+async fn lock(cp: &ControlPlane) -> Result<fleet_runs::RunLock, FleetError> {
     let client = cp.catalog.get().await.map_err(catalog_error)?;
-    ledger::try_lock(client).await.map_err(catalog_error)?.map_err(FleetError::Busy)
+    fleet_runs::try_lock(client).await.map_err(catalog_error)?.map_err(FleetError::Busy)
 }

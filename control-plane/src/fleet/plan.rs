@@ -5,8 +5,8 @@
 //! schemas per query; each concerned cluster's template database (its version, pending
 //! migrations and drift, and whether the run would move it); and a headroom check of each cluster against the run's parallelism.
 
-use super::ledger::{self, Selection};
 use super::FleetError;
+use crate::catalog::fleet_runs::{self, Selection};
 use crate::clusters::Cluster;
 use crate::control_plane::ControlPlane;
 use crate::tenant_migrations::{Applied, TenantMigrations, HISTORY_TABLE};
@@ -49,15 +49,15 @@ pub struct VersionCount {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PendingTenant {
     pub slug: String,
-    pub cluster: String,
-    pub version: Option<i64>,
+    pub(crate) cluster: String,
+    pub(crate) version: Option<i64>,
     pub pending: Vec<i64>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Drift {
     pub slug: String,
-    pub cluster: String,
+    pub(crate) cluster: String,
     pub problem: String,
 }
 
@@ -65,19 +65,19 @@ pub struct Drift {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Headroom {
     pub cluster: String,
-    pub max_connections: i64,
-    pub connections_in_use: i64,
-    pub max_locks_per_transaction: i64,
+    pub(crate) max_connections: i64,
+    pub(crate) connections_in_use: i64,
+    pub(crate) max_locks_per_transaction: i64,
     /// Lock table slots: max_locks_per_transaction × (max_connections + max_prepared_transactions).
     pub lock_slots: i64,
-    pub locks_in_use: i64,
+    pub(crate) locks_in_use: i64,
     /// Relations (tables, indexes, sequences) of one tenant schema: what one tenant's
     /// transaction may lock at most.
     pub relations_per_tenant: i64,
     /// `concurrency` × relations_per_tenant.
-    pub locks_needed: i64,
-    pub ok: bool,
-    pub warnings: Vec<String>,
+    pub(crate) locks_needed: i64,
+    pub(crate) ok: bool,
+    pub(crate) warnings: Vec<String>,
 }
 
 /// Plans a run. Changes nothing: no ledger entry, no lock, only reads.
@@ -89,7 +89,7 @@ pub async fn plan(cp: &ControlPlane, options: &PlanOptions) -> Result<Plan, Flee
     let target = migrations.target_version();
     let candidates = {
         let client = cp.catalog.get().await.map_err(super::catalog_error)?;
-        ledger::select(&**client, &options.selection, None).await.map_err(super::catalog_error)?
+        fleet_runs::select(&**client, &options.selection, None).await.map_err(super::catalog_error)?
     };
     let versions_all = migrations.versions();
     let mut histogram: BTreeMap<Option<i64>, usize> = BTreeMap::new();

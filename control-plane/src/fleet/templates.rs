@@ -4,8 +4,8 @@
 //! the whole fleet or asks for them (`--include-templates`). `plan` shows each template's
 //! version, pending migrations and drift, and whether the run would move it.
 
-use super::ledger::Selection;
 use super::FleetError;
+use crate::catalog::fleet_runs::Selection;
 use crate::clusters::TemplateHistory;
 use crate::control_plane::ControlPlane;
 use crate::tenant_migrations::TenantMigrations;
@@ -17,10 +17,10 @@ pub(crate) fn moved_by(selection: &Selection) -> bool {
 }
 
 /// The clusters whose templates `selection` concerns: those of its tenants and the one it
-/// names, and for the whole fleet the default cluster too (where new tenants go first). A
-/// registered cluster without tenants is left out: a database tenant created there later brings
-/// the template to the directory's version first, and an unreachable empty cluster does not
-/// fail the run.
+/// names, and for the whole fleet the default cluster too (the catalog's own server, always
+/// there, taking new tenants like any other). A registered cluster without tenants is left out:
+/// a database tenant created there later brings the template to the directory's version first,
+/// and an unreachable empty cluster does not fail the run.
 fn clusters<'a>(selection: &Selection, tenants: impl Iterator<Item = &'a TenantRecord>) -> Vec<String> {
     let mut names: Vec<String> = tenants.map(|t| t.cluster.clone()).collect();
     names.extend(selection.cluster.clone());
@@ -56,8 +56,8 @@ pub(super) async fn migrate<'a>(
 /// One cluster's template as `plan` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TemplatePlan {
-    pub cluster: String,
-    pub database: String,
+    pub(crate) cluster: String,
+    pub(crate) database: String,
     /// `missing` (no database tenant was created there yet), `busy` (being migrated or cloned
     /// right now: not read) or `present`.
     pub state: &'static str,

@@ -6,35 +6,35 @@ use utoipa::{IntoParams, ToSchema};
 
 /// A tenant as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Tenant {
-    pub id: String,
-    pub slug: String,
-    pub name: String,
-    pub plan: String,
+pub(crate) struct Tenant {
+    pub(crate) id: String,
+    pub(crate) slug: String,
+    pub(crate) name: String,
+    pub(crate) plan: String,
     /// provisioning, active, suspended, deprovisioning, deleted or failed.
-    pub status: String,
-    pub isolation: String,
-    pub cluster: String,
-    pub schema: String,
+    pub(crate) status: String,
+    pub(crate) isolation: String,
+    pub(crate) cluster: String,
+    pub(crate) schema: String,
     /// `<slug>.<TENANT_BASE_DOMAIN>`.
-    pub host: String,
-    pub pool_size: i32,
-    pub rate_limit_per_second: Option<i32>,
-    pub statement_timeout_ms: Option<i32>,
+    pub(crate) host: String,
+    pub(crate) pool_size: i32,
+    pub(crate) rate_limit_per_second: Option<i32>,
+    pub(crate) statement_timeout_ms: Option<i32>,
     /// Enabled modules, module settings and theme.
     #[schema(value_type = Object)]
-    pub config: serde_json::Value,
+    pub(crate) config: serde_json::Value,
     /// The provisioning step that failed, for `failed` tenants.
-    pub failed_step: Option<String>,
-    pub last_error: Option<String>,
+    pub(crate) failed_step: Option<String>,
+    pub(crate) last_error: Option<String>,
     /// Bumped on every change; routers drop older cached copies.
-    pub generation: i64,
-    pub created_at: String,
-    pub updated_at: String,
+    pub(crate) generation: i64,
+    pub(crate) created_at: String,
+    pub(crate) updated_at: String,
 }
 
 impl Tenant {
-    pub fn from_record(record: &TenantRecord, base_domain: &tenancy::domain::BaseDomain) -> Self {
+    pub(crate) fn from_record(record: &TenantRecord, base_domain: &tenancy::domain::BaseDomain) -> Self {
         Self {
             id: record.id.to_string(),
             slug: record.slug.to_string(),
@@ -60,107 +60,107 @@ impl Tenant {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateTenant {
+pub(crate) struct CreateTenant {
     /// 3-63 characters of a-z, 0-9 and '-', starting with a letter; not reserved.
-    pub slug: String,
+    pub(crate) slug: String,
     /// A plan template: starter, pro, enterprise, ...
-    pub plan: String,
+    pub(crate) plan: String,
     /// Display name (default: the slug).
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// `schema` or `database` (default: the plan's).
-    pub isolation: Option<String>,
+    pub(crate) isolation: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct TenantPage {
-    pub tenants: Vec<Tenant>,
+pub(crate) struct TenantPage {
+    pub(crate) tenants: Vec<Tenant>,
     /// Pass as `cursor` for the next page; absent on the last page.
-    pub next_cursor: Option<String>,
+    pub(crate) next_cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ListQuery {
-    pub status: Option<String>,
-    pub plan: Option<String>,
-    pub cluster: Option<String>,
+pub(crate) struct ListQuery {
+    pub(crate) status: Option<String>,
+    pub(crate) plan: Option<String>,
+    pub(crate) cluster: Option<String>,
     /// Page size, 1 to 500 (default 50).
-    pub limit: Option<i64>,
+    pub(crate) limit: Option<i64>,
     /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SetPlan {
-    pub plan: String,
+pub(crate) struct SetPlan {
+    pub(crate) plan: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SetConfig {
+pub(crate) struct SetConfig {
     /// The tenant's whole new config (a JSON object).
     #[schema(value_type = Object)]
-    pub config: serde_json::Value,
+    pub(crate) config: serde_json::Value,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct DeleteQuery {
+pub(crate) struct DeleteQuery {
     /// How long to keep the data before dropping it, e.g. `0s`, `7d` (default
     /// DEPROVISION_RETENTION).
-    pub retention: Option<String>,
+    pub(crate) retention: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct HistoryQuery {
+pub(crate) struct HistoryQuery {
     /// Only this tenant (slug).
-    pub tenant: Option<String>,
+    pub(crate) tenant: Option<String>,
     /// Most recent first, 1 to 500 (default 100).
-    pub limit: Option<i64>,
+    pub(crate) limit: Option<i64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Job {
-    pub id: i64,
-    pub kind: String,
-    pub tenant_id: Option<String>,
-    pub state: String,
-    pub attempts: i32,
-    pub last_error: Option<String>,
-    pub run_after: String,
-    pub created_at: String,
-    pub finished_at: Option<String>,
+pub(crate) struct Job {
+    pub(crate) id: i64,
+    pub(crate) kind: String,
+    pub(crate) tenant_id: Option<String>,
+    pub(crate) state: String,
+    pub(crate) attempts: i32,
+    pub(crate) last_error: Option<String>,
+    pub(crate) run_after: String,
+    pub(crate) created_at: String,
+    pub(crate) finished_at: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct AuditEntry {
-    pub id: i64,
-    pub at: String,
-    pub actor: String,
-    pub action: String,
-    pub tenant_id: Option<String>,
+pub(crate) struct AuditEntry {
+    pub(crate) id: i64,
+    pub(crate) at: String,
+    pub(crate) actor: String,
+    pub(crate) action: String,
+    pub(crate) tenant_id: Option<String>,
     #[schema(value_type = Object)]
-    pub detail: serde_json::Value,
+    pub(crate) detail: serde_json::Value,
 }
 
 /// Every error: `{"error":{"code","message"}}`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
+pub(crate) struct ErrorBody {
+    pub(crate) error: ErrorDetail,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorDetail {
+pub(crate) struct ErrorDetail {
     /// Stable machine-readable code, e.g. `invalid_slug`, `duplicate_slug`, `wrong_state`.
-    pub code: String,
-    pub message: String,
+    pub(crate) code: String,
+    pub(crate) message: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AddDomain {
+pub(crate) struct AddDomain {
     /// A host name outside TENANT_BASE_DOMAIN, e.g. `shop.acme.com`.
-    pub host: String,
+    pub(crate) host: String,
 }

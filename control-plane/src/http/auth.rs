@@ -9,7 +9,7 @@ use tenancy::catalog::CatalogError;
 
 /// The operator a request acts as (the token's name), for the audit log.
 #[derive(Debug, Clone)]
-pub struct Operator(pub String);
+pub(crate) struct Operator(pub String);
 
 pub(super) async fn require_operator(
     State(state): State<AppState>,

@@ -8,10 +8,10 @@ use axum::response::{IntoResponse, Response};
 use tenancy::error::{ErrorKind, OperationError};
 
 #[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
     /// The kind and server-side detail of an operation's error (logged, never sent).
     failure: Option<Failure>,
 }
@@ -19,10 +19,10 @@ pub struct ApiError {
 /// What a response carries (as an extension) about the operation error behind it.
 #[derive(Debug, Clone)]
 pub(crate) struct Failure {
-    pub kind: ErrorKind,
-    pub code: &'static str,
+    pub(crate) kind: ErrorKind,
+    pub(crate) code: &'static str,
     /// The error's own message; for a 5xx it is logged and the client gets a generic one.
-    pub detail: String,
+    pub(crate) detail: String,
 }
 
 /// The HTTP status of each kind of operation error.
@@ -39,7 +39,7 @@ pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
 
 impl ApiError {
     /// An error of the HTTP layer itself (authentication, a malformed request).
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self { status, code, message: message.into(), failure: None }
     }
 }
@@ -104,7 +104,7 @@ impl ApiError {
     }
 
     /// A body axum could not read (413 over the limit).
-    pub fn from_bytes_rejection(rejection: &axum::extract::rejection::BytesRejection) -> Self {
+    pub(crate) fn from_bytes_rejection(rejection: &axum::extract::rejection::BytesRejection) -> Self {
         let status = rejection.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "body_too_large" } else { "invalid_body" };
         Self::new(status, code, rejection.body_text())
@@ -112,7 +112,7 @@ impl ApiError {
 }
 
 /// `Json<T>` whose rejections (malformed JSON, wrong fields, too large) are API errors.
-pub struct ApiJson<T>(pub T);
+pub(crate) struct ApiJson<T>(pub T);
 
 impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
@@ -157,7 +157,7 @@ mod tests {
 
     #[test]
     fn a_server_side_error_may_say_what_to_do_when_that_names_nothing_internal() {
-        let err = ApiError::from(crate::provisioning::CreateTenantError::NoCapacity);
+        let err = ApiError::from(crate::tenants::CreateTenantError::NoCapacity);
         assert_eq!((err.status, err.code), (StatusCode::SERVICE_UNAVAILABLE, "no_capacity"));
         assert!(err.message.contains("tenantctl clusters add"), "{}", err.message);
     }

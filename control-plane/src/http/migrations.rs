@@ -4,7 +4,8 @@
 //! `tenantctl migrate resume <id>`.
 
 use super::{ApiError, AppState, Operator};
-use crate::fleet::{self, ledger, FleetError, RunStatus};
+use crate::catalog::fleet_runs;
+use crate::fleet::{self, FleetError, RunStatus};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
@@ -17,70 +18,70 @@ use utoipa::{IntoParams, ToSchema};
 /// defaults).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct StartRun {
+pub(crate) struct StartRun {
     /// Only this tenant (slug).
-    pub tenant: Option<String>,
+    pub(crate) tenant: Option<String>,
     /// Only tenants on this plan.
-    pub plan: Option<String>,
+    pub(crate) plan: Option<String>,
     /// Only tenants on this cluster.
-    pub cluster: Option<String>,
+    pub(crate) cluster: Option<String>,
     /// Also migrate the template databases of the selected tenants' clusters (default false;
     /// a run without tenant, plan or cluster always migrates every template).
-    pub include_templates: Option<bool>,
+    pub(crate) include_templates: Option<bool>,
     /// Tenants migrated at the same time on each cluster (1 to 256, default 4).
-    pub concurrency: Option<usize>,
+    pub(crate) concurrency: Option<usize>,
     /// Tenants of the canary wave (default 0).
-    pub canary: Option<usize>,
+    pub(crate) canary: Option<usize>,
     /// Halt once more tenants than this failed.
-    pub max_failures: Option<usize>,
+    pub(crate) max_failures: Option<usize>,
     /// Further attempts after a lock timeout (default 3).
-    pub retries: Option<u32>,
+    pub(crate) retries: Option<u32>,
     /// lock_timeout of tenant transactions in ms (default 5000; 0 = none).
-    pub lock_timeout_ms: Option<u64>,
+    pub(crate) lock_timeout_ms: Option<u64>,
     /// statement_timeout of tenant transactions in ms (default 600000; 0 = none).
-    pub statement_timeout_ms: Option<u64>,
+    pub(crate) statement_timeout_ms: Option<u64>,
     /// One transaction per tenant (default false).
-    pub grouped: Option<bool>,
+    pub(crate) grouped: Option<bool>,
     /// Tenants per migrator connection (default 200).
-    pub tenants_per_connection: Option<usize>,
+    pub(crate) tenants_per_connection: Option<usize>,
 }
 
 /// A run: its record, its items by state, and its items (all, or those of `?state=`).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct MigrationRun {
-    pub id: String,
-    pub created_by: String,
-    pub created_at: String,
-    pub finished_at: Option<String>,
-    pub target_version: i64,
+pub(crate) struct MigrationRun {
+    pub(crate) id: String,
+    pub(crate) created_by: String,
+    pub(crate) created_at: String,
+    pub(crate) finished_at: Option<String>,
+    pub(crate) target_version: i64,
     /// running, interrupted (its process is gone; resume it), completed, failed or halted.
-    pub state: String,
-    pub halt_reason: Option<String>,
+    pub(crate) state: String,
+    pub(crate) halt_reason: Option<String>,
     #[schema(value_type = Object)]
-    pub selection: serde_json::Value,
+    pub(crate) selection: serde_json::Value,
     #[schema(value_type = Object)]
-    pub options: serde_json::Value,
-    pub tenants: i32,
+    pub(crate) options: serde_json::Value,
+    pub(crate) tenants: i32,
     /// Items by state.
     #[schema(value_type = Object)]
-    pub counts: std::collections::BTreeMap<String, i64>,
-    pub items: Vec<MigrationItem>,
+    pub(crate) counts: std::collections::BTreeMap<String, i64>,
+    pub(crate) items: Vec<MigrationItem>,
 }
 
 /// One tenant of a run.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct MigrationItem {
-    pub tenant_id: String,
-    pub slug: String,
+pub(crate) struct MigrationItem {
+    pub(crate) tenant_id: String,
+    pub(crate) slug: String,
     /// pending, running, done, failed, drift or lock_timeout.
-    pub state: String,
+    pub(crate) state: String,
     /// 0 for the canary wave, 1 for the rest.
-    pub wave: i16,
-    pub from_version: Option<i64>,
-    pub to_version: Option<i64>,
-    pub attempts: i32,
-    pub duration_ms: Option<i64>,
-    pub error: Option<String>,
+    pub(crate) wave: i16,
+    pub(crate) from_version: Option<i64>,
+    pub(crate) to_version: Option<i64>,
+    pub(crate) attempts: i32,
+    pub(crate) duration_ms: Option<i64>,
+    pub(crate) error: Option<String>,
 }
 
 impl From<RunStatus> for MigrationRun {
@@ -119,9 +120,9 @@ impl From<RunStatus> for MigrationRun {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ItemsQuery {
+pub(crate) struct ItemsQuery {
     /// Only items in this state (pending, running, done, failed, drift, lock_timeout).
-    pub state: Option<String>,
+    pub(crate) state: Option<String>,
 }
 
 fn options(body: StartRun) -> Result<fleet::ApplyOptions, ApiError> {
@@ -139,7 +140,7 @@ fn options(body: StartRun) -> Result<fleet::ApplyOptions, ApiError> {
     // Ranges are checked by `fleet::begin` (the same checks as the CLI's).
     let concurrency = body.concurrency.unwrap_or(defaults.concurrency);
     Ok(fleet::ApplyOptions {
-        selection: ledger::Selection {
+        selection: fleet_runs::Selection {
             tenant: body.tenant,
             plan: body.plan,
             cluster: body.cluster,
@@ -222,7 +223,7 @@ pub(super) async fn start(
 pub(super) async fn list(State(state): State<AppState>) -> Result<Json<Vec<MigrationRun>>, ApiError> {
     let runs = {
         let client = state.cp.catalog.get().await.map_err(CatalogError::from)?;
-        ledger::recent_runs(&**client, 20).await.map_err(CatalogError::from)?
+        fleet_runs::recent_runs(&**client, 20).await.map_err(CatalogError::from)?
     };
     let mut out = Vec::with_capacity(runs.len());
     for run in runs {

@@ -4,18 +4,18 @@
 //! `/metrics`. Jobs run in workers beside it; SIGTERM/Ctrl-C drains requests and lets running
 //! jobs finish.
 
-pub mod api;
+pub(crate) mod api;
 mod auth;
 mod error;
 mod health;
 mod history;
 mod migrations;
-pub mod openapi;
+pub(crate) mod openapi;
 mod tenants;
 mod webhook;
 
-pub use auth::Operator;
-pub use error::{ApiError, ApiJson};
+pub(crate) use auth::Operator;
+pub(crate) use error::{ApiError, ApiJson};
 
 use crate::control_plane::ControlPlane;
 use crate::settings::ServeSettings;
@@ -37,7 +37,7 @@ pub(crate) struct AppState {
 }
 
 /// The axum application (without workers), for embedding and tests.
-pub fn app(cp: Arc<ControlPlane>, settings: &ServeSettings) -> axum::Router {
+pub(crate) fn app(cp: Arc<ControlPlane>, settings: &ServeSettings) -> axum::Router {
     let state = AppState {
         cp,
         webhook_secret: settings.billing_webhook_secret.as_ref().map(|s| Arc::from(s.expose())),

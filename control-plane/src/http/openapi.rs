@@ -16,14 +16,14 @@ use utoipa::{Modify, OpenApi};
     ),
     components(schemas(
         api::Tenant, api::CreateTenant, api::TenantPage, api::SetPlan, api::SetConfig, api::Job,
-        api::AuditEntry, api::ErrorBody, api::ErrorDetail, api::AddDomain, crate::domains::Domain,
+        api::AuditEntry, api::ErrorBody, api::ErrorDetail, api::AddDomain, crate::tenants::domains::Domain,
         migrations::StartRun, migrations::MigrationRun, migrations::MigrationItem,
     )),
     modifiers(&BearerToken),
     security(("bearer" = [])),
     tags((name = "tenants", description = "Tenant lifecycle"), (name = "history", description = "Jobs and audit log"), (name = "migrations", description = "Fleet migration runs")),
 )]
-pub struct ApiDoc;
+pub(crate) struct ApiDoc;
 
 struct BearerToken;
 
@@ -34,6 +34,6 @@ impl Modify for BearerToken {
     }
 }
 
-pub fn document() -> utoipa::openapi::OpenApi {
+pub(crate) fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }

@@ -3,8 +3,7 @@
 use super::api::{CreateTenant, DeleteQuery, ListQuery, SetConfig, SetPlan, Tenant, TenantPage};
 use super::auth::Operator;
 use super::{ApiError, ApiJson, AppState};
-use crate::lifecycle::{self, Operation};
-use crate::provisioning::{request_tenant, TenantRequest};
+use crate::tenants::{self, Operation, TenantRequest};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
@@ -45,7 +44,7 @@ pub(super) async fn create(
         billing_subscription_id: None,
         isolation,
     };
-    let tenant = request_tenant(&state.cp, &request, &operator.0).await?;
+    let tenant = tenants::create(&state.cp, &request, &operator.0).await?;
     Ok(accepted(&state, &tenant))
 }
 
@@ -107,7 +106,7 @@ async fn operate(
     operator: &Operator,
 ) -> Result<Accepted, ApiError> {
     let slug = slug(raw)?;
-    let tenant = lifecycle::request(&state.cp, &slug, operation, &operator.0).await?;
+    let tenant = tenants::request(&state.cp, &slug, operation, &operator.0).await?;
     Ok(accepted(state, &tenant))
 }
 
@@ -211,32 +210,32 @@ pub(super) async fn set_config(
     if !body.config.is_object() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_config", "config must be a JSON object"));
     }
-    let tenant = lifecycle::set_config(&state.cp, &slug, body.config, &operator.0).await?;
+    let tenant = tenants::set_config(&state.cp, &slug, body.config, &operator.0).await?;
     Ok(Json(Tenant::from_record(&tenant, &state.cp.base_domain)))
 }
 
 /// The tenant's host names.
 #[utoipa::path(get, path = "/v1/tenants/{slug}/domains", tag = "tenants",
-    responses((status = 200, body = [crate::domains::Domain]), (status = 404, body = super::api::ErrorBody)))]
+    responses((status = 200, body = [crate::tenants::domains::Domain]), (status = 404, body = super::api::ErrorBody)))]
 pub(super) async fn domains(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-) -> Result<Json<Vec<crate::domains::Domain>>, ApiError> {
-    Ok(Json(crate::domains::list(&state.cp, &slug(&raw)?).await?))
+) -> Result<Json<Vec<crate::tenants::domains::Domain>>, ApiError> {
+    Ok(Json(crate::tenants::domains::list(&state.cp, &slug(&raw)?).await?))
 }
 
 /// Add a custom domain (idempotent).
 #[utoipa::path(post, path = "/v1/tenants/{slug}/domains", request_body = super::api::AddDomain, tag = "tenants",
-    responses((status = 201, body = crate::domains::Domain), (status = 400, body = super::api::ErrorBody),
+    responses((status = 201, body = crate::tenants::domains::Domain), (status = 400, body = super::api::ErrorBody),
               (status = 404, body = super::api::ErrorBody), (status = 409, body = super::api::ErrorBody)))]
 pub(super) async fn add_domain(
     State(state): State<AppState>,
     Extension(operator): Extension<Operator>,
     Path(raw): Path<String>,
     ApiJson(body): ApiJson<super::api::AddDomain>,
-) -> Result<(StatusCode, Json<crate::domains::Domain>), ApiError> {
-    let host = crate::domains::add(&state.cp, &slug(&raw)?, &body.host, &operator.0).await?;
-    Ok((StatusCode::CREATED, Json(crate::domains::Domain { host, kind: "custom".into() })))
+) -> Result<(StatusCode, Json<crate::tenants::domains::Domain>), ApiError> {
+    let host = crate::tenants::domains::add(&state.cp, &slug(&raw)?, &body.host, &operator.0).await?;
+    Ok((StatusCode::CREATED, Json(crate::tenants::domains::Domain { host, kind: "custom".into() })))
 }
 
 /// Remove a custom domain.
@@ -247,6 +246,6 @@ pub(super) async fn remove_domain(
     Extension(operator): Extension<Operator>,
     Path((raw, host)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    crate::domains::remove(&state.cp, &slug(&raw)?, &host, &operator.0).await?;
+    crate::tenants::domains::remove(&state.cp, &slug(&raw)?, &host, &operator.0).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -2,10 +2,10 @@
 //! `Deprovision`). Each reads the tenant's current state from the catalog
 //! and makes the database match it, so running one twice, or after a crash half-way, is safe.
 
+use super::provision::{self, Step};
 use super::JobError;
-use crate::catalog::{audit, tenants};
+use crate::catalog::{audit, domains, tenants};
 use crate::control_plane::ControlPlane;
-use crate::provisioning::steps::{self, Step};
 use sha2::{Digest, Sha256};
 use tenancy::catalog::TenantRecord;
 use tenancy::domain::{RoleName, TenantId, TenantStatus};
@@ -70,7 +70,7 @@ async fn login_roles(
     admin: &tokio_postgres::Client,
     tenant: &TenantRecord,
 ) -> Result<Vec<RoleName>, JobError> {
-    let reader = steps::existing_reader(admin, tenant).await.map_err(|e| pg(&e))?;
+    let reader = provision::existing_reader(admin, tenant).await.map_err(|e| pg(&e))?;
     Ok(std::iter::once(tenant.role_name.clone()).chain(reader).collect())
 }
 
@@ -89,7 +89,7 @@ async fn end_sessions(admin: &tokio_postgres::Client, roles: &[RoleName]) -> Res
 
 /// LOGIN for active tenants; NOLOGIN and no open sessions for every other status (on both of
 /// the tenant's roles).
-pub async fn sync_access(cp: &ControlPlane, id: TenantId) -> Result<(), JobError> {
+pub(crate) async fn sync_access(cp: &ControlPlane, id: TenantId) -> Result<(), JobError> {
     let tenant = load(cp, id).await?;
     let admin = admin(cp, &tenant).await?;
     let login = if tenant.status == TenantStatus::Active { "LOGIN" } else { "NOLOGIN" };
@@ -104,15 +104,15 @@ pub async fn sync_access(cp: &ControlPlane, id: TenantId) -> Result<(), JobError
 
 /// Applies the tenant's current plan: template settings and seed, the roles' connection limit
 /// and settings.
-pub async fn apply_plan(cp: &ControlPlane, id: TenantId) -> Result<(), JobError> {
+pub(crate) async fn apply_plan(cp: &ControlPlane, id: TenantId) -> Result<(), JobError> {
     let tenant = load(cp, id).await?;
     let template = cp.templates.load(&tenant.plan).map_err(|e| JobError::permanent(e.to_string()))?;
-    steps::apply_template(cp, &tenant, &template).await?;
+    provision::apply_template(cp, &tenant, &template).await?;
     let admin = admin(cp, &tenant).await?;
     let sql: String = login_roles(&admin, &tenant)
         .await?
         .iter()
-        .map(|role| steps::role_limits_sql(role, &template.limits))
+        .map(|role| provision::role_limits_sql(role, &template.limits))
         .collect();
     admin.batch_execute(&sql).await.map_err(|e| pg(&e))?;
     announce(cp, id, "tenant.plan_applied").await
@@ -127,28 +127,30 @@ pub async fn apply_plan(cp: &ControlPlane, id: TenantId) -> Result<(), JobError>
 /// A tenant provisioned before there were reader roles gets its read-only role here: the
 /// provisioning steps that create roles and grant privileges run again first (they are
 /// idempotent), its LOGIN follows the tenant's status, and the secret gets the reader's login.
-pub async fn rotate_credentials(cp: &ControlPlane, id: TenantId) -> Result<(), JobError> {
+pub(crate) async fn rotate_credentials(cp: &ControlPlane, id: TenantId) -> Result<(), JobError> {
     let tenant = load(cp, id).await?;
     let name = tenant.secret_name().ok_or_else(|| JobError::permanent("tenant has no secret"))?;
     let current =
         cp.secrets.get(&name).await?.ok_or_else(|| JobError::permanent("tenant secret is missing"))?;
-    if !steps::has_reader(&current, &tenant) {
+    if !provision::has_reader(&current, &tenant) {
         let template = cp.templates.load(&tenant.plan).map_err(|e| JobError::permanent(e.to_string()))?;
-        steps::ensure_role(cp, &tenant, &template).await?;
-        steps::ensure_schema(cp, &tenant).await?;
+        provision::ensure_role(cp, &tenant, &template).await?;
+        provision::ensure_schema(cp, &tenant).await?;
         sync_access(cp, id).await?;
     }
     let replaces = hex::encode(Sha256::digest(current.password.as_bytes()));
-    let rotated =
-        steps::with_new_reader(DbCredentials { password: steps::generate_password(), ..current }, &tenant);
+    let rotated = provision::with_new_reader(
+        DbCredentials { password: provision::generate_password(), ..current },
+        &tenant,
+    );
     cp.secrets.put(&name, &rotated, &format!("{id}-r{}", &replaces[..16])).await?;
-    steps::set_role_passwords(cp, &tenant, &rotated, Step::Credentials).await?;
+    provision::set_role_passwords(cp, &tenant, &rotated, Step::Credentials).await?;
     announce(cp, id, "tenant.credentials_rotated").await
 }
 
 /// Archives (when configured), then drops the tenant's schema, role, secret and domains, and
 /// leaves a `deleted` tombstone.
-pub async fn deprovision(cp: &ControlPlane, id: TenantId) -> Result<(), JobError> {
+pub(crate) async fn deprovision(cp: &ControlPlane, id: TenantId) -> Result<(), JobError> {
     let tenant = load(cp, id).await?;
     if tenant.status != TenantStatus::Deprovisioning {
         // Deleted already (a repeated job), or no longer meant to be deleted.
@@ -190,7 +192,7 @@ pub async fn deprovision(cp: &ControlPlane, id: TenantId) -> Result<(), JobError
         .await
         .map_err(|e| pg(&e))?
         .is_some();
-    let reader = steps::existing_reader(&admin, &tenant).await.map_err(|e| pg(&e))?;
+    let reader = provision::existing_reader(&admin, &tenant).await.map_err(|e| pg(&e))?;
     let roles: Vec<RoleName> =
         role_exists.then(|| tenant.role_name.clone()).into_iter().chain(reader).collect();
     let drop_role: String = roles
@@ -225,13 +227,8 @@ pub async fn deprovision(cp: &ControlPlane, id: TenantId) -> Result<(), JobError
     }
     let mut client = catalog(cp).await?;
     let tx = client.transaction().await.map_err(|e| pg(&e))?;
-    tx.execute("DELETE FROM control.domains WHERE tenant_id = $1", &[&id.0]).await.map_err(|e| pg(&e))?;
-    tx.execute(
-        "UPDATE control.tenants SET deleted_at = now(), archive_path = coalesce($2, archive_path) WHERE id = $1",
-        &[&id.0, &archive_path],
-    )
-    .await
-    .map_err(|e| pg(&e))?;
+    domains::delete_all(&*tx, id).await.map_err(|e| pg(&e))?;
+    tenants::mark_deleted(&*tx, id, archive_path.as_deref()).await.map_err(|e| pg(&e))?;
     tenants::set_status(&*tx, id, TenantStatus::Deleted).await.map_err(|e| pg(&e))?;
     audit::record(&*tx, "worker", "tenant.deleted", Some(id), serde_json::json!({ "archive": archive_path }))
         .await

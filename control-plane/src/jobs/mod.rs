@@ -6,19 +6,20 @@
 //!
 //! - [`runner`]: claiming, running, retrying with back-off (by the error's kind), the workers of
 //!   `tenantctl serve` and the CLI's wait for a tenant's jobs.
-//! - one handler per kind: provisioning ([`crate::provisioning::steps`]), [`lifecycle`] (access,
+//! - one handler per kind: [`provision`], [`lifecycle`] (access,
 //!   plan, credentials, deprovisioning) and billing events ([`crate::billing::process`]).
 //!
 //! Adding a kind: a variant here, its handler, and its arm in [`runner`]'s dispatch.
 
-pub mod lifecycle;
+pub(crate) mod lifecycle;
+pub mod provision;
 pub mod runner;
 
 use tenancy::error::{ErrorKind, OperationError};
 
 /// Kinds of job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobKind {
+pub(crate) enum JobKind {
     /// Create a tenant's role, schema, migrations, template, credentials and domains.
     Provision,
     /// Make the tenant role's LOGIN match the tenant's status (suspend / resume), ending the
@@ -44,7 +45,7 @@ impl JobKind {
         Self::BillingEvent,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Provision => "provision",
             Self::SyncAccess => "sync_access",
@@ -64,10 +65,10 @@ impl JobKind {
 /// or fails for good; a provisioning job also says at which step.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
-pub struct JobError {
-    pub kind: ErrorKind,
-    pub step: Option<&'static str>,
-    pub message: String,
+pub(crate) struct JobError {
+    pub(crate) kind: ErrorKind,
+    pub(crate) step: Option<&'static str>,
+    pub(crate) message: String,
 }
 
 impl JobError {
@@ -82,11 +83,11 @@ impl JobError {
     }
 }
 
-impl From<crate::provisioning::steps::ProvisionError> for JobError {
-    fn from(err: crate::provisioning::steps::ProvisionError) -> Self {
+impl From<crate::jobs::provision::ProvisionError> for JobError {
+    fn from(err: crate::jobs::provision::ProvisionError) -> Self {
         Self {
             kind: err.kind(),
-            step: err.step().map(crate::provisioning::steps::Step::as_str),
+            step: err.step().map(crate::jobs::provision::Step::as_str),
             message: err.to_string(),
         }
     }

@@ -2,10 +2,10 @@
 //! Runs inside `tenantctl serve` (several workers at once) and inside CLI commands that wait for
 //! their job.
 
+use super::provision;
 use super::{JobError, JobKind};
 use crate::catalog::jobs::{self, Job};
 use crate::control_plane::ControlPlane;
-use crate::provisioning::steps;
 use std::sync::Arc;
 use std::time::Duration;
 use tenancy::domain::TenantId;
@@ -17,7 +17,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// What happened to a claimed job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobOutcome {
+pub(crate) enum JobOutcome {
     Done,
     /// Failed for now; it runs again after a back-off.
     Retrying,
@@ -45,7 +45,7 @@ fn backoff(attempt: i32) -> Duration {
 }
 
 /// Claims and runs one runnable job (optionally only one of `tenant`'s). `None`: nothing to do.
-pub async fn run_next(
+pub(crate) async fn run_next(
     cp: &ControlPlane,
     tenant: Option<TenantId>,
 ) -> Result<Option<JobOutcome>, WorkerError> {
@@ -115,7 +115,7 @@ async fn run_job(cp: &ControlPlane, job: &Job) -> Result<(), JobError> {
         }
         (_, None) => Err(JobError::permanent(format!("{} job without a tenant", kind.as_str()))),
         (JobKind::Provision, Some(tenant)) => {
-            steps::provision(cp, tenant).await.map(|_| ()).map_err(Into::into)
+            provision::provision(cp, tenant).await.map(|_| ()).map_err(Into::into)
         }
         (JobKind::SyncAccess, Some(tenant)) => Ok(work::sync_access(cp, tenant).await?),
         (JobKind::ApplyPlan, Some(tenant)) => Ok(work::apply_plan(cp, tenant).await?),
@@ -144,7 +144,7 @@ pub async fn drain(cp: &ControlPlane, tenant: TenantId, horizon: Duration) -> Re
 }
 
 /// Runs `concurrency` workers until `shutdown` is cancelled; a job in progress is finished first.
-pub async fn run_workers(cp: Arc<ControlPlane>, concurrency: usize, shutdown: CancellationToken) {
+pub(crate) async fn run_workers(cp: Arc<ControlPlane>, concurrency: usize, shutdown: CancellationToken) {
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..concurrency.max(1) {
         let (cp, shutdown) = (cp.clone(), shutdown.clone());

@@ -4,8 +4,8 @@
 use crate::{password_of, provisioning, sqlstate, start};
 use control_plane::control_plane::ControlPlane;
 use control_plane::jobs::runner::drain;
-use control_plane::lifecycle::{request as operate, Operation};
-use control_plane::provisioning::{request_tenant, TenantRequest};
+use control_plane::tenants::{self, TenantRequest};
+use control_plane::tenants::{request as operate, Operation};
 use std::time::Duration;
 use tenancy::catalog::TenantRecord;
 use tenancy::domain::{Isolation, Slug, TenantStatus};
@@ -13,7 +13,7 @@ use testkit::{common_settings, services, SecretsFor, TestDb};
 
 async fn create(cp: &ControlPlane, slug: &str, plan: &str, isolation: Option<Isolation>) -> TenantRecord {
     let request = TenantRequest { isolation, ..TenantRequest::new(slug, plan) };
-    let tenant = request_tenant(cp, &request, "test").await.unwrap();
+    let tenant = tenants::create(cp, &request, "test").await.unwrap();
     drain(cp, tenant.id, Duration::from_secs(60)).await.unwrap();
     let client = cp.catalog.get().await.unwrap();
     tenancy::catalog::tenant_by_id(&**client, tenant.id).await.unwrap().unwrap()

@@ -4,7 +4,7 @@
 use crate::{connect_as, create_active, password_of, sqlstate, start};
 use control_plane::control_plane::ControlPlane;
 use control_plane::jobs::runner::drain;
-use control_plane::lifecycle::{request as operate, LifecycleError, Operation};
+use control_plane::tenants::{request as operate, LifecycleError, Operation};
 use std::time::Duration;
 use tenancy::catalog::TenantRecord;
 use tenancy::domain::{Slug, TenantStatus};

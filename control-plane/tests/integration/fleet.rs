@@ -4,8 +4,9 @@
 //! anyone twice. (Waves, drift, `plan` and tenants created during a run: `fleet_waves.rs`.)
 
 use crate::{create_active, provisioning, sqlstate};
+use control_plane::catalog::fleet_runs;
 use control_plane::control_plane::ControlPlane;
-use control_plane::fleet::{ledger, ApplyOptions, FleetError, ItemState, RunOptions};
+use control_plane::fleet::{ApplyOptions, FleetError, ItemState, RunOptions};
 use std::sync::Arc;
 use std::time::Duration;
 use tenancy::catalog::TenantRecord;
@@ -95,9 +96,9 @@ impl Fleet {
         blocker
     }
 
-    pub async fn items(&self, run: uuid::Uuid) -> Vec<ledger::Item> {
+    pub async fn items(&self, run: uuid::Uuid) -> Vec<fleet_runs::Item> {
         let client = self.cp.catalog.get().await.unwrap();
-        ledger::items(&**client, run, None).await.unwrap()
+        fleet_runs::items(&**client, run, None).await.unwrap()
     }
 }
 
@@ -159,7 +160,7 @@ async fn a_second_run_is_refused_and_a_killed_run_resumes() {
     // The other four finish while charlie waits.
     let run_id = loop {
         let client = f.cp.catalog.get().await.unwrap();
-        if let Some(latest) = ledger::latest_run(&**client).await.unwrap() {
+        if let Some(latest) = fleet_runs::latest_run(&**client).await.unwrap() {
             let items = f.items(latest.id).await;
             let done = items.iter().filter(|i| i.state == control_plane::fleet::ItemState::Done).count();
             let waiting = items
@@ -211,7 +212,11 @@ async fn admin_terminate_migrators(db: &TestDb) {
 }
 
 /// Waits until `check` holds for the latest run's items.
-pub async fn wait_for_items(f: &Fleet, what: &str, check: impl Fn(&[ledger::Item]) -> bool) -> uuid::Uuid {
+pub async fn wait_for_items(
+    f: &Fleet,
+    what: &str,
+    check: impl Fn(&[fleet_runs::Item]) -> bool,
+) -> uuid::Uuid {
     wait_for_run_items(f, None, what, check).await
 }
 
@@ -220,13 +225,13 @@ pub async fn wait_for_run_items(
     f: &Fleet,
     earlier: Option<uuid::Uuid>,
     what: &str,
-    check: impl Fn(&[ledger::Item]) -> bool,
+    check: impl Fn(&[fleet_runs::Item]) -> bool,
 ) -> uuid::Uuid {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let latest = {
             let client = f.cp.catalog.get().await.unwrap();
-            ledger::latest_run(&**client).await.unwrap()
+            fleet_runs::latest_run(&**client).await.unwrap()
         };
         if let Some(latest) = latest.filter(|run| Some(run.id) != earlier) {
             if check(&f.items(latest.id).await) {

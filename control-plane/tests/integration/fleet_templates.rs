@@ -6,11 +6,11 @@
 use crate::create_active;
 use crate::fleet::{all, Quiet};
 use control_plane::control_plane::ControlPlane;
-use control_plane::fleet::ledger::Selection;
 use control_plane::fleet::plan::{plan, PlanOptions};
 use control_plane::fleet::ApplyOptions;
+use control_plane::fleet::Selection;
 use control_plane::jobs::runner::drain;
-use control_plane::provisioning::request_tenant;
+use control_plane::tenants;
 use std::sync::Arc;
 use std::time::Duration;
 use tenancy::catalog::TenantRecord;
@@ -45,7 +45,7 @@ async fn setup() -> Setup {
 /// Creates an enterprise tenant (a database of its own, cloned from the template) and runs
 /// its provisioning here.
 async fn enterprise(cp: &ControlPlane, slug: &str) -> TenantRecord {
-    let tenant = request_tenant(cp, &crate::request(slug, "enterprise"), "test").await.unwrap();
+    let tenant = tenants::create(cp, &crate::request(slug, "enterprise"), "test").await.unwrap();
     drain(cp, tenant.id, Duration::from_secs(60)).await.unwrap();
     let client = cp.catalog.get().await.unwrap();
     tenancy::catalog::tenant_by_id(&**client, tenant.id).await.unwrap().unwrap()
@@ -138,7 +138,7 @@ async fn a_template_that_fails_to_migrate_fails_the_run_in_the_ledger() {
     assert!(reason.contains("template") && reason.contains("refuses V2"), "{report:?}");
     assert_eq!((report.migrated, report.not_started), (0, 2), "{report:?}");
     let client = s.cp.catalog.get().await.unwrap();
-    let run = control_plane::fleet::ledger::run(&**client, report.run_id).await.unwrap().unwrap();
+    let run = control_plane::catalog::fleet_runs::run(&**client, report.run_id).await.unwrap().unwrap();
     assert_eq!((run.state.as_str(), run.halt_reason), ("failed", Some(reason)));
     drop(client);
     assert_eq!(s.template_version().await, 1);

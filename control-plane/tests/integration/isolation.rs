@@ -4,10 +4,10 @@
 
 use crate::fleet::{all, fleet, Quiet};
 use crate::{connect_as, password_of, request};
+use control_plane::jobs::provision::provision;
 use control_plane::jobs::runner::drain;
-use control_plane::lifecycle::{request as operate, Operation};
-use control_plane::provisioning::request_tenant;
-use control_plane::provisioning::steps::provision;
+use control_plane::tenants;
+use control_plane::tenants::{request as operate, Operation};
 use std::time::Duration;
 use tenancy::domain::{Slug, TenantStatus};
 
@@ -17,7 +17,7 @@ const SINGLE_KEYS: [i64; 5] = [
     control_plane::clusters::TEMPLATE_LOCK,
     control_plane::clusters::CLUSTER_DDL_LOCK,
     control_plane::clusters::PLACEMENT_LOCK,
-    control_plane::fleet::ledger::RUN_LOCK,
+    control_plane::catalog::fleet_runs::RUN_LOCK,
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,7 +54,7 @@ async fn a_tenant_holding_any_advisory_lock_delays_no_control_plane_work() {
         let report = control_plane::fleet::apply(&f.cp, &all(2), "test", &Quiet).await.unwrap();
         assert_eq!((report.migrated, report.failed), (5, 0), "{:?}", report.results);
         for (slug, plan) in [("foxtrot", "starter"), ("golf", "enterprise")] {
-            let requested = request_tenant(&f.cp, &request(slug, plan), "test").await.unwrap();
+            let requested = tenants::create(&f.cp, &request(slug, plan), "test").await.unwrap();
             assert_eq!(provision(&f.cp, requested.id).await.unwrap().status, TenantStatus::Active, "{slug}");
         }
         for operation in [Operation::Suspend, Operation::Resume] {

@@ -4,8 +4,8 @@
 use crate::{connect_as, create_active, password_of, provisioning, request, sqlstate, start};
 use control_plane::control_plane::ControlPlane;
 use control_plane::jobs::runner::drain;
-use control_plane::lifecycle::{request as operate, LifecycleError, Operation};
-use control_plane::provisioning::request_tenant;
+use control_plane::tenants;
+use control_plane::tenants::{request as operate, LifecycleError, Operation};
 use std::time::Duration;
 use tenancy::catalog::TenantRecord;
 use tenancy::domain::{Slug, TenantStatus};
@@ -164,7 +164,7 @@ async fn a_failed_tenant_can_be_retried_once_the_cause_is_fixed() {
     let mut settings = provisioning(&db);
     settings.migrations_dir = broken.path().to_owned();
     let cp = ControlPlane::start(&common, &settings).await.unwrap();
-    let tenant = request_tenant(&cp, &request("acme", "starter"), "test").await.unwrap();
+    let tenant = tenants::create(&cp, &request("acme", "starter"), "test").await.unwrap();
     drain(&cp, tenant.id, Duration::from_secs(60)).await.unwrap();
     let client = cp.catalog.get().await.unwrap();
     let failed = tenancy::catalog::tenant_by_id(&**client, tenant.id).await.unwrap().unwrap();

@@ -15,9 +15,9 @@ mod provisioning;
 mod reader;
 
 use control_plane::control_plane::ControlPlane;
-use control_plane::provisioning::steps::provision;
-use control_plane::provisioning::{request_tenant, TenantRequest};
+use control_plane::jobs::provision::provision;
 use control_plane::settings::ProvisioningSettings;
+use control_plane::tenants::{self, TenantRequest};
 use std::sync::Arc;
 use tenancy::catalog::TenantRecord;
 use tenancy::settings::CommonSettings;
@@ -40,7 +40,7 @@ pub fn request(slug: &str, plan: &str) -> TenantRequest {
 }
 
 pub async fn create_active(cp: &ControlPlane, slug: &str) -> TenantRecord {
-    let tenant = request_tenant(cp, &request(slug, "starter"), "test").await.unwrap();
+    let tenant = tenants::create(cp, &request(slug, "starter"), "test").await.unwrap();
     provision(cp, tenant.id).await.unwrap()
 }
 

@@ -1,8 +1,8 @@
 //! Provisioning: the catalog, isolation enforced by PostgreSQL, crash-resume, secret stores.
 
 use crate::{connect_as, create_active, password_of, request, sqlstate, start};
-use control_plane::provisioning::steps::{provision, provision_through, Step};
-use control_plane::provisioning::{request_tenant, CreateTenantError};
+use control_plane::jobs::provision::{provision, provision_through, Step};
+use control_plane::tenants::{self, CreateTenantError};
 use tenancy::domain::TenantStatus;
 use tenancy::error::OperationError;
 use testkit::{common_settings, SecretsFor, TestDb};
@@ -90,7 +90,7 @@ async fn a_crash_after_any_provisioning_step_is_finished_by_the_next_attempt() {
     let cp = start(&db, &common).await;
     for (i, crash_after) in Step::ALL.into_iter().enumerate() {
         let slug = format!("crash-{i}");
-        let tenant = request_tenant(&cp, &request(&slug, "pro"), "test").await.unwrap();
+        let tenant = tenants::create(&cp, &request(&slug, "pro"), "test").await.unwrap();
         provision_through(&cp, tenant.id, crash_after).await.unwrap();
         // A new process (no shared state) picks the tenant up again.
         let restarted = start(&db, &common).await;
@@ -103,7 +103,7 @@ async fn a_crash_after_any_provisioning_step_is_finished_by_the_next_attempt() {
     // The same for tenants with their own database (cloned from the template).
     for (i, crash_after) in Step::ALL.into_iter().enumerate() {
         let slug = format!("db-crash-{i}");
-        let tenant = request_tenant(&cp, &request(&slug, "enterprise"), "test").await.unwrap();
+        let tenant = tenants::create(&cp, &request(&slug, "enterprise"), "test").await.unwrap();
         provision_through(&cp, tenant.id, crash_after).await.unwrap();
         let restarted = start(&db, &common).await;
         let done = provision(&restarted, tenant.id).await.unwrap();
@@ -153,7 +153,7 @@ async fn duplicate_slugs_are_a_conflict_and_leave_nothing_behind() {
     let common = common_settings(&db, SecretsFor::Local);
     let cp = start(&db, &common).await;
     create_active(&cp, "acme").await;
-    let err = request_tenant(&cp, &request("acme", "pro"), "test").await.unwrap_err();
+    let err = tenants::create(&cp, &request("acme", "pro"), "test").await.unwrap_err();
     assert!(matches!(err, CreateTenantError::DuplicateSlug(_)), "{err}");
     assert_eq!(err.code(), "duplicate_slug");
     assert_eq!(db.count("SELECT count(*) FROM control.tenants").await, 1);

@@ -5,10 +5,10 @@
 
 use crate::{connect_as, create_active, request, sqlstate, start};
 use control_plane::control_plane::ControlPlane;
+use control_plane::jobs::provision::provision;
 use control_plane::jobs::runner::drain;
-use control_plane::lifecycle::{request as operate, Operation};
-use control_plane::provisioning::request_tenant;
-use control_plane::provisioning::steps::provision;
+use control_plane::tenants;
+use control_plane::tenants::{request as operate, Operation};
 use std::time::Duration;
 use tenancy::catalog::TenantRecord;
 use tenancy::domain::{Isolation, Slug};
@@ -89,7 +89,7 @@ async fn provisioning_gives_every_tenant_a_reader_that_may_only_select() {
 
     // Provisioning again (a resumed job) changes nothing: same secret, the same roles.
     let roles = db.roles().await;
-    let tenant = request_tenant(&cp, &request("globex", "starter"), "test").await.unwrap();
+    let tenant = tenants::create(&cp, &request("globex", "starter"), "test").await.unwrap();
     provision(&cp, tenant.id).await.unwrap();
     provision(&cp, acme.id).await.unwrap();
     assert_eq!(reader_of(&cp, &acme).await, reader);
@@ -101,7 +101,7 @@ async fn a_role_of_the_readers_name_that_is_not_ours_is_never_adopted() {
     let db = TestDb::create().await;
     let cp = start(&db, &common_settings(&db, SecretsFor::Local)).await;
     db.client().await.batch_execute(&format!("CREATE ROLE \"{}__ro_acme\"", db.role_prefix)).await.unwrap();
-    let tenant = request_tenant(&cp, &request("acme", "starter"), "test").await.unwrap();
+    let tenant = tenants::create(&cp, &request("acme", "starter"), "test").await.unwrap();
     let err = provision(&cp, tenant.id).await.unwrap_err();
     assert!(err.to_string().contains("does not belong to this tenant"), "{err}");
 }
@@ -133,11 +133,11 @@ async fn rotation_suspension_plan_and_deprovision_cover_the_reader() {
 
     // A tenant with a database of its own: the reader may connect to it, and read only.
     let hooli = {
-        let request = control_plane::provisioning::TenantRequest {
+        let request = control_plane::tenants::TenantRequest {
             isolation: Some(Isolation::Database),
             ..request("hooli", "starter")
         };
-        let tenant = request_tenant(&cp, &request, "test").await.unwrap();
+        let tenant = tenants::create(&cp, &request, "test").await.unwrap();
         provision(&cp, tenant.id).await.unwrap()
     };
     let reader = reader_of(&cp, &hooli).await;

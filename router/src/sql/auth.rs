@@ -13,21 +13,7 @@ use crate::resolve::{ResolveTenantError, Resolver};
 use crate::state::AppState;
 use tenancy::catalog::TenantRecord;
 
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum AuthError {
-    #[error("authentication required: send the tenant's connection string in Neon-Connection-String")]
-    Missing,
-    #[error("Neon-Connection-String is not a valid postgres:// URL")]
-    Malformed,
-    #[error("the connection string's host is not the tenant of the request's Host")]
-    WrongTenant,
-    #[error("password authentication failed for user {0:?}")]
-    BadCredentials(String),
-    #[error("tenant directory unavailable")]
-    Unavailable(String),
-    #[error(transparent)]
-    Token(crate::jwt::TokenError),
-}
+pub use crate::error::AuthError;
 
 /// Authenticates a request for `tenant` with its bearer token (when it sends one) or its
 /// `Neon-Connection-String`; `Ok(true)` when it may only read. A failure counts against

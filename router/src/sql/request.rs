@@ -33,17 +33,7 @@ struct RawPayload {
     queries: Option<Vec<QueryData>>,
 }
 
-/// Why a body was refused; messages are sent back as they are.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum PayloadError {
-    /// Not JSON, an unknown field, a value of the wrong type, or neither (or both) of `query`
-    /// and `queries`.
-    #[error("{0}")]
-    Malformed(String),
-    /// PostgreSQL's protocol sends SQL text NUL-terminated: it cannot carry U+0000.
-    #[error("a query contains a NUL character (\\u0000), which SQL text cannot hold; pass such data as a parameter")]
-    NulInQuery,
-}
+pub use crate::error::PayloadError;
 
 impl Payload {
     /// Reads a request body.

@@ -4,7 +4,7 @@
 
 use control_plane::control_plane::ControlPlane;
 use control_plane::jobs::runner::drain;
-use control_plane::provisioning::{request_tenant, TenantRequest};
+use control_plane::tenants::{self, TenantRequest};
 use e2e_tests::{connection_string, provisioning_settings, router_settings, spawn_router_with, TenantSql};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ async fn the_connection_budget_is_never_exceeded_and_waiting_requests_get_503() 
     let mut clients = Vec::new();
     for i in 0..TENANTS {
         let slug = format!("tenant-{i}");
-        let tenant = request_tenant(&cp, &TenantRequest::new(slug.as_str(), "pro"), "test").await.unwrap();
+        let tenant = tenants::create(&cp, &TenantRequest::new(slug.as_str(), "pro"), "test").await.unwrap();
         drain(&cp, tenant.id, Duration::from_secs(60)).await.unwrap();
         let host = format!("{slug}.app.localhost");
         clients.push(TenantSql::new(&router, &host, &connection_string(&cp, &slug).await));
@@ -116,7 +116,7 @@ async fn a_tenant_takes_another_tenants_connection_only_when_it_went_cold() {
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
     let mut clients = Vec::new();
     for slug in ["busy", "idle"] {
-        let tenant = request_tenant(&cp, &TenantRequest::new(slug, "pro"), "test").await.unwrap();
+        let tenant = tenants::create(&cp, &TenantRequest::new(slug, "pro"), "test").await.unwrap();
         drain(&cp, tenant.id, Duration::from_secs(60)).await.unwrap();
         clients.push((format!("{slug}.app.localhost"), connection_string(&cp, slug).await));
     }
@@ -201,7 +201,7 @@ async fn under_steady_overload_opens_stay_bounded_and_every_tenant_is_served() {
     for i in 0..TENANTS {
         let slug = format!("load-{i}");
         let tenant =
-            request_tenant(&cp, &TenantRequest::new(slug.as_str(), "starter"), "test").await.unwrap();
+            tenants::create(&cp, &TenantRequest::new(slug.as_str(), "starter"), "test").await.unwrap();
         drain(&cp, tenant.id, Duration::from_secs(60)).await.unwrap();
         let host = format!("{slug}.app.localhost");
         clients.push(TenantSql::new(&router, &host, &connection_string(&cp, &slug).await));

@@ -4,8 +4,8 @@
 use control_plane::clusters::{self, AddClusterError};
 use control_plane::control_plane::ControlPlane;
 use control_plane::jobs::runner::drain;
-use control_plane::lifecycle::{request as operate, Operation};
-use control_plane::provisioning::{request_tenant, CreateTenantError, TenantRequest};
+use control_plane::tenants::{self, CreateTenantError, TenantRequest};
+use control_plane::tenants::{request as operate, Operation};
 use e2e_tests::{connection_string, provisioning_settings, spawn_router, TenantSql};
 use serde_json::json;
 use std::time::Duration;
@@ -17,7 +17,7 @@ fn request(slug: &str) -> TenantRequest {
 }
 
 pub(crate) async fn create(cp: &ControlPlane, slug: &str) -> tenancy::catalog::TenantRecord {
-    let tenant = request_tenant(cp, &request(slug), "test").await.unwrap();
+    let tenant = tenants::create(cp, &request(slug), "test").await.unwrap();
     drain(cp, tenant.id, Duration::from_secs(60)).await.unwrap();
     let client = cp.catalog.get().await.unwrap();
     tenancy::catalog::tenant_by_id(&**client, tenant.id).await.unwrap().unwrap()
@@ -78,7 +78,7 @@ async fn tenants_are_placed_on_registered_clusters_and_served_from_there() {
     // `--tenant` picks one tenant (and `--plan` still applies to it); at the target already, it
     // is recorded as done without a connection.
     let only = |tenant: &str, plan: Option<&str>| control_plane::fleet::ApplyOptions {
-        selection: control_plane::fleet::ledger::Selection {
+        selection: control_plane::fleet::Selection {
             tenant: Some(tenant.to_owned()),
             plan: plan.map(str::to_owned),
             ..Default::default()
@@ -92,10 +92,7 @@ async fn tenants_are_placed_on_registered_clusters_and_served_from_there() {
         .unwrap();
     assert_eq!(report.tenants, 0);
     let by_cluster = control_plane::fleet::ApplyOptions {
-        selection: control_plane::fleet::ledger::Selection {
-            cluster: Some("second".into()),
-            ..Default::default()
-        },
+        selection: control_plane::fleet::Selection { cluster: Some("second".into()), ..Default::default() },
         run: Default::default(),
     };
     let report = control_plane::fleet::apply(&cp, &by_cluster, "test", &NoProgress).await.unwrap();
@@ -133,7 +130,7 @@ async fn tenants_are_placed_on_registered_clusters_and_served_from_there() {
     // No room anywhere: a clear refusal, nothing recorded.
     db.client().await.execute("UPDATE control.clusters SET capacity = 1", &[]).await.unwrap();
     create(&cp, "gamma").await; // takes the place beta freed
-    let err = request_tenant(&cp, &request("delta"), "test").await.unwrap_err();
+    let err = tenants::create(&cp, &request("delta"), "test").await.unwrap_err();
     assert!(matches!(err, CreateTenantError::NoCapacity), "{err}");
     assert_eq!(db.count("SELECT count(*) FROM control.tenants WHERE slug = 'delta'").await, 0);
     router.stop().await.unwrap();

@@ -1,7 +1,7 @@
 //! Redis going away degrades the router, it does not break it: cached tenants keep being served,
 //! and once Redis is back, invalidations flow again.
 
-use control_plane::lifecycle::{request as operate, Operation};
+use control_plane::tenants::{request as operate, Operation};
 use e2e_tests::{connection_string, provisioning_settings, spawn_router, TenantSql};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -17,14 +17,14 @@ async fn redis_down_means_no_5xx_for_cached_tenants_and_invalidations_resume_aft
     let cp = control_plane::control_plane::ControlPlane::start(&common, &provisioning_settings(&db))
         .await
         .unwrap();
-    let tenant = control_plane::provisioning::request_tenant(
+    let tenant = control_plane::tenants::create(
         &cp,
-        &control_plane::provisioning::TenantRequest::new("acme", "pro"),
+        &control_plane::tenants::TenantRequest::new("acme", "pro"),
         "test",
     )
     .await
     .unwrap();
-    control_plane::provisioning::steps::provision(&cp, tenant.id).await.unwrap();
+    control_plane::jobs::provision::provision(&cp, tenant.id).await.unwrap();
     let router = spawn_router(&common).await;
     let acme = TenantSql::new(&router, "acme.app.localhost", &connection_string(&cp, "acme").await);
     assert_eq!(acme.post(json!({"query": "SELECT 1"})).await.0, 200);
@@ -61,14 +61,14 @@ async fn a_redis_that_requires_auth_is_used_with_its_password() {
     let cp = control_plane::control_plane::ControlPlane::start(&common, &provisioning_settings(&db))
         .await
         .unwrap();
-    let tenant = control_plane::provisioning::request_tenant(
+    let tenant = control_plane::tenants::create(
         &cp,
-        &control_plane::provisioning::TenantRequest::new("acme", "pro"),
+        &control_plane::tenants::TenantRequest::new("acme", "pro"),
         "test",
     )
     .await
     .unwrap();
-    control_plane::provisioning::steps::provision(&cp, tenant.id).await.unwrap();
+    control_plane::jobs::provision::provision(&cp, tenant.id).await.unwrap();
     let acme_connection = connection_string(&cp, "acme").await;
 
     // The wrong password: no 5xx, served from the catalog.

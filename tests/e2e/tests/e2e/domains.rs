@@ -1,9 +1,9 @@
 //! Custom domains: validated, unique, outside the base domain, and seen by routers at once.
 
 use control_plane::control_plane::ControlPlane;
-use control_plane::domains::{self, DomainError};
 use control_plane::jobs::runner::drain;
-use control_plane::provisioning::{request_tenant, TenantRequest};
+use control_plane::tenants::domains::{self, DomainError};
+use control_plane::tenants::{self, TenantRequest};
 use e2e_tests::{connection_string, provisioning_settings, spawn_router, TenantSql};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -12,7 +12,7 @@ use testkit::{common_settings, SecretsFor, TestDb};
 
 async fn create(cp: &ControlPlane, slug: &str) {
     let request = TenantRequest::new(slug, "starter");
-    let tenant = request_tenant(cp, &request, "test").await.unwrap();
+    let tenant = tenants::create(cp, &request, "test").await.unwrap();
     drain(cp, tenant.id, Duration::from_secs(60)).await.unwrap();
 }
 

@@ -1,8 +1,9 @@
 //! The embeddable extractor: a service of its own gets the request's tenant and a connection on
 //! that tenant's role, with the router's status rules.
 
-use control_plane::lifecycle::{request as operate, Operation};
-use control_plane::provisioning::{request_tenant, steps::provision, TenantRequest};
+use control_plane::jobs::provision::provision;
+use control_plane::tenants::{self, TenantRequest};
+use control_plane::tenants::{request as operate, Operation};
 use e2e_tests::{connection_string, provisioning_settings, router_settings, spawn_router_with, TenantSql};
 use serde_json::json;
 use std::future::Future;
@@ -26,7 +27,7 @@ async fn an_embedding_service_gets_the_tenant_and_a_connection_on_its_role() {
     let cp = control_plane::control_plane::ControlPlane::start(&common, &provisioning_settings(&db))
         .await
         .unwrap();
-    let tenant = request_tenant(&cp, &TenantRequest::new("acme", "starter"), "test").await.unwrap();
+    let tenant = tenants::create(&cp, &TenantRequest::new("acme", "starter"), "test").await.unwrap();
     let acme = provision(&cp, tenant.id).await.unwrap();
     let state =
         tenant_router::embed::start(&router_settings(&common), &tokio_util::sync::CancellationToken::new())
@@ -134,7 +135,7 @@ async fn an_embedding_service_counts_rate_limited_requests_and_names_the_tenant_
     let cp = control_plane::control_plane::ControlPlane::start(&common, &provisioning_settings(&db))
         .await
         .unwrap();
-    let tenant = request_tenant(&cp, &TenantRequest::new("acme", "starter"), "test").await.unwrap();
+    let tenant = tenants::create(&cp, &TenantRequest::new("acme", "starter"), "test").await.unwrap();
     provision(&cp, tenant.id).await.unwrap();
     db.client().await.execute("UPDATE control.tenants SET rate_limit_per_second = 1", &[]).await.unwrap();
     let settings = router_settings(&common);

@@ -3,7 +3,7 @@
 
 use control_plane::billing::send::{send, TestEvent};
 use control_plane::jobs::runner::drain;
-use control_plane::lifecycle::{request as operate, Operation};
+use control_plane::tenants::{request as operate, Operation};
 use e2e_tests::{
     connection_string, spawn_control_plane, spawn_router, wait_until_active, TenantSql, WEBHOOK_SECRET,
 };

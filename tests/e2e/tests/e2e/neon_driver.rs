@@ -4,7 +4,8 @@
 //! `scripts/test.sh` installs its packages (`npm ci`) when they are missing.
 
 use control_plane::control_plane::ControlPlane;
-use control_plane::provisioning::{request_tenant, steps::provision, TenantRequest};
+use control_plane::jobs::provision::provision;
+use control_plane::tenants::{self, TenantRequest};
 use e2e_tests::{connection_string, provisioning_settings, router_settings, spawn_router_with};
 use testkit::{common_settings, workspace_root, SecretsFor, TestDb};
 
@@ -31,7 +32,7 @@ async fn neon_driver_values_match_node_postgres() {
     let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
-    let tenant = request_tenant(&cp, &TenantRequest::new("acme", "starter"), "test").await.unwrap();
+    let tenant = tenants::create(&cp, &TenantRequest::new("acme", "starter"), "test").await.unwrap();
     provision(&cp, tenant.id).await.unwrap();
     // The script sends a few hundred requests in a few seconds: above the starter plan's limit.
     db.client()

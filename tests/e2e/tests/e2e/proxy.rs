@@ -2,8 +2,9 @@
 //! client cannot forge them; a slow or absent application gives 504 or 502.
 
 use axum::http::HeaderMap;
-use control_plane::lifecycle::{request as operate, Operation};
-use control_plane::provisioning::{request_tenant, steps::provision, TenantRequest};
+use control_plane::jobs::provision::provision;
+use control_plane::tenants::{self, TenantRequest};
+use control_plane::tenants::{request as operate, Operation};
 use e2e_tests::{provisioning_settings, router_settings, spawn_router_with};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -38,7 +39,7 @@ async fn other_paths_reach_the_application_with_trusted_tenant_headers() {
     let cp = control_plane::control_plane::ControlPlane::start(&common, &provisioning_settings(&db))
         .await
         .unwrap();
-    let tenant = request_tenant(&cp, &TenantRequest::new("acme", "pro"), "test").await.unwrap();
+    let tenant = tenants::create(&cp, &TenantRequest::new("acme", "pro"), "test").await.unwrap();
     let acme = provision(&cp, tenant.id).await.unwrap();
     let app = echo_app().await;
     let mut settings = router_settings(&common);

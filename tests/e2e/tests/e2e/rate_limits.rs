@@ -2,8 +2,8 @@
 //! router still limits the tenant on its own.
 
 use control_plane::control_plane::ControlPlane;
-use control_plane::provisioning::steps::provision;
-use control_plane::provisioning::{request_tenant, TenantRequest};
+use control_plane::jobs::provision::provision;
+use control_plane::tenants::{self, TenantRequest};
 use e2e_tests::{connection_string, provisioning_settings, spawn_router, TenantSql};
 use serde_json::json;
 use std::time::Instant;
@@ -34,7 +34,7 @@ async fn two_routers_share_a_tenants_rate_limit_and_each_still_limits_without_re
     let mut common = common_settings(&db, SecretsFor::Local);
     common.redis_url = Some(redis.url().into());
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
-    let tenant = request_tenant(&cp, &TenantRequest::new("acme", "pro"), "test").await.unwrap();
+    let tenant = tenants::create(&cp, &TenantRequest::new("acme", "pro"), "test").await.unwrap();
     provision(&cp, tenant.id).await.unwrap();
     db.client().await.execute("UPDATE control.tenants SET rate_limit_per_second = 10", &[]).await.unwrap();
     let connection = connection_string(&cp, "acme").await;
@@ -83,7 +83,7 @@ async fn failed_authentications_spend_no_tenant_limit_and_a_failing_address_is_r
     let mut common = common_settings(&db, SecretsFor::Local);
     common.redis_url = None;
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
-    let tenant = request_tenant(&cp, &TenantRequest::new("acme", "pro"), "test").await.unwrap();
+    let tenant = tenants::create(&cp, &TenantRequest::new("acme", "pro"), "test").await.unwrap();
     provision(&cp, tenant.id).await.unwrap();
     db.client().await.execute("UPDATE control.tenants SET rate_limit_per_second = 10", &[]).await.unwrap();
     let connection = connection_string(&cp, "acme").await;

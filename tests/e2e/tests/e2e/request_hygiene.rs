@@ -6,7 +6,8 @@
 use control_plane::billing::send::TestEvent;
 use control_plane::billing::signature;
 use control_plane::control_plane::ControlPlane;
-use control_plane::provisioning::{request_tenant, steps::provision, TenantRequest};
+use control_plane::jobs::provision::provision;
+use control_plane::tenants::{self, TenantRequest};
 use e2e_tests::{
     connection_string, provisioning_settings, router_settings, spawn_control_plane, spawn_router_with,
     TenantSql, WEBHOOK_SECRET,
@@ -23,7 +24,7 @@ async fn one_tenant() -> (TestDb, tenancy::settings::CommonSettings, std::sync::
     let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
-    let tenant = request_tenant(&cp, &TenantRequest::new("acme", "starter"), "test").await.unwrap();
+    let tenant = tenants::create(&cp, &TenantRequest::new("acme", "starter"), "test").await.unwrap();
     provision(&cp, tenant.id).await.unwrap();
     (db, common, cp)
 }

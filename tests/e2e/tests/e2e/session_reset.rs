@@ -4,8 +4,8 @@
 //! same server connection, sees a fresh session. Then random sequences of such requests.
 
 use control_plane::control_plane::ControlPlane;
-use control_plane::provisioning::steps::provision;
-use control_plane::provisioning::{request_tenant, TenantRequest};
+use control_plane::jobs::provision::provision;
+use control_plane::tenants::{self, TenantRequest};
 use e2e_tests::{connection_string, provisioning_settings, router_settings, spawn_router_with, TenantSql};
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -78,7 +78,7 @@ async fn tenant() -> (TestDb, tenant_router::http::RunningRouter, Tenant) {
     let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
-    let tenant = request_tenant(&cp, &TenantRequest::new("acme", "pro"), "test").await.unwrap();
+    let tenant = tenants::create(&cp, &TenantRequest::new("acme", "pro"), "test").await.unwrap();
     provision(&cp, tenant.id).await.unwrap();
     db.client().await.execute("UPDATE control.tenants SET rate_limit_per_second = NULL", &[]).await.unwrap();
     let mut settings = router_settings(&common);

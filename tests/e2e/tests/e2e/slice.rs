@@ -3,7 +3,8 @@
 
 use control_plane::billing::send::{send, TestEvent};
 use control_plane::control_plane::ControlPlane;
-use control_plane::provisioning::{request_tenant, steps::provision, TenantRequest};
+use control_plane::jobs::provision::provision;
+use control_plane::tenants::{self, TenantRequest};
 use e2e_tests::{
     connection_string, provisioning_settings, spawn_control_plane, spawn_router, tenantctl,
     wait_until_active, TenantSql, WEBHOOK_SECRET,
@@ -90,7 +91,7 @@ async fn invalid_slugs_are_refused_with_the_reason_and_nothing_is_created() {
     assert_eq!(db.roles().await, vec![format!("{}_router", db.role_prefix)]);
 
     // The messages say why.
-    let err = request_tenant(&cp, &request("www"), "test").await.unwrap_err();
+    let err = tenants::create(&cp, &request("www"), "test").await.unwrap_err();
     assert_eq!(err.to_string(), "invalid slug \"www\": slug \"www\" is reserved");
 }
 
@@ -167,7 +168,7 @@ async fn the_router_fails_cleanly_while_postgres_is_down_and_recovers_after_a_re
     let mut common = common_settings(&db, SecretsFor::Local);
     common.database_url = pg.url("postgres").into();
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
-    let tenant = request_tenant(&cp, &request("initech"), "test").await.unwrap();
+    let tenant = tenants::create(&cp, &request("initech"), "test").await.unwrap();
     provision(&cp, tenant.id).await.unwrap();
     let router = spawn_router(&common).await;
     let initech = TenantSql::new(&router, "initech.app.localhost", &connection_string(&cp, "initech").await);

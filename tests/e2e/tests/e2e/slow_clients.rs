@@ -76,9 +76,9 @@ async fn the_router_closes_slow_clients_and_keeps_answering_health_checks() {
     let cp = control_plane::control_plane::ControlPlane::start(&common, &provisioning_settings(&db))
         .await
         .unwrap();
-    let request = control_plane::provisioning::TenantRequest::new("acme", "starter");
-    let tenant = control_plane::provisioning::request_tenant(&cp, &request, "test").await.unwrap();
-    control_plane::provisioning::steps::provision(&cp, tenant.id).await.unwrap();
+    let request = control_plane::tenants::TenantRequest::new("acme", "starter");
+    let tenant = control_plane::tenants::create(&cp, &request, "test").await.unwrap();
+    control_plane::jobs::provision::provision(&cp, tenant.id).await.unwrap();
     let mut settings = e2e_tests::router_settings(&common);
     settings.http = small_limits();
     let router = e2e_tests::spawn_router_with(&settings).await;

@@ -2,7 +2,8 @@
 //! never leaks, and bad input refused with the right status before anything runs.
 
 use control_plane::control_plane::ControlPlane;
-use control_plane::provisioning::{request_tenant, steps::provision, TenantRequest};
+use control_plane::jobs::provision::provision;
+use control_plane::tenants::{self, TenantRequest};
 use e2e_tests::{connection_string, provisioning_settings, router_settings, spawn_router_with, TenantSql};
 use serde_json::json;
 use std::time::Duration;
@@ -28,7 +29,7 @@ pub(super) async fn fixture() -> Fixture {
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
     for slug in ["acme", "globex"] {
         let request = TenantRequest::new(slug, "starter");
-        let tenant = request_tenant(&cp, &request, "test").await.unwrap();
+        let tenant = tenants::create(&cp, &request, "test").await.unwrap();
         provision(&cp, tenant.id).await.unwrap();
     }
     let mut settings = router_settings(&common);
@@ -521,7 +522,7 @@ async fn a_thousand_concurrent_first_requests_cost_one_catalog_lookup() {
     let mut common = common_settings(&db, SecretsFor::Local);
     common.redis_url = None; // only the in-process cache and the catalog
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
-    let tenant = request_tenant(&cp, &TenantRequest::new("acme", "enterprise"), "test").await.unwrap();
+    let tenant = tenants::create(&cp, &TenantRequest::new("acme", "enterprise"), "test").await.unwrap();
     provision(&cp, tenant.id).await.unwrap();
     let router = spawn_router_with(&router_settings(&common)).await;
     let http = reqwest::Client::builder().pool_max_idle_per_host(1000).build().unwrap();

@@ -6,7 +6,8 @@
 //! ([`crate::jobs::lifecycle`]) converge the database on what the catalog says, so a repeated or resumed job is
 //! harmless, and a tenant's jobs run one at a time, in order.
 
-use crate::catalog::jobs;
+use super::{Announcement, Recorded};
+use crate::catalog::{audit, jobs, tenants};
 use crate::control_plane::ControlPlane;
 use crate::jobs::JobKind;
 use std::time::Duration;
@@ -85,7 +86,7 @@ impl OperationError for LifecycleError {
 }
 
 /// The tenant as the transaction now sees it.
-async fn reload(
+pub(super) async fn reload(
     tx: &deadpool_postgres::Transaction<'_>,
     id: tenancy::domain::TenantId,
     slug: &Slug,
@@ -96,7 +97,7 @@ async fn reload(
         .ok_or_else(|| LifecycleError::NotFound(slug.to_string()))
 }
 
-fn catalog_error(e: &tokio_postgres::Error) -> LifecycleError {
+pub(super) fn catalog_error(e: &tokio_postgres::Error) -> LifecycleError {
     LifecycleError::Catalog(tenancy::pg::describe_error(e))
 }
 
@@ -128,59 +129,36 @@ fn transition(
     })
 }
 
-/// Requests `operation` on the live tenant `slug` in a transaction of its own; returns the
-/// tenant as it now is. Workers are woken and routers told once it is committed.
+/// Requests `operation` on the live tenant `slug` in a transaction of its own (see
+/// [`request_in`]); returns the tenant as it now is. Workers are woken and routers told once it
+/// is committed.
 pub async fn request(
     cp: &ControlPlane,
     slug: &Slug,
     operation: &Operation,
     actor: &str,
 ) -> Result<TenantRecord, LifecycleError> {
-    let mut client = cp.catalog.get().await.map_err(|e| LifecycleError::Catalog(e.to_string()))?;
-    let tx = client.transaction().await.map_err(|e| catalog_error(&e))?;
-    let requested = request_in(&tx, cp, slug, operation, actor).await?;
-    tx.commit().await.map_err(|e| catalog_error(&e))?;
-    if requested.changed {
-        announce(cp, &requested.tenant).await;
-    }
-    Ok(requested.tenant)
-}
-
-/// What [`request_in`] recorded.
-pub struct Requested {
-    /// The tenant as the transaction now sees it.
-    pub tenant: TenantRecord,
-    /// Whether anything was recorded (`false`: the tenant is already where the operation
-    /// leads, and there is nothing to announce).
-    pub changed: bool,
-}
-
-/// After a transaction with requests ([`request_in`]) committed: workers are woken for the jobs
-/// it queued and routers told about the tenant.
-pub async fn announce(cp: &ControlPlane, tenant: &TenantRecord) {
-    cp.jobs_enqueued.notify_waiters();
-    cp.publish_change(tenant).await;
+    super::in_transaction(cp, LifecycleError::Catalog, async |tx| {
+        request_in(tx, cp, slug, operation, actor).await.map(Recorded::into_parts)
+    })
+    .await
 }
 
 /// Checks and records `operation` on the live tenant `slug` within `tx` (the tenant's row is
 /// locked until it ends): the new status, the job that does the work, the audit entry. Nothing
-/// is written when it is refused. The caller commits, then [`announce`]s the tenant.
-pub async fn request_in(
+/// is written when it is refused; nothing is announced when the tenant is already where the
+/// operation leads. The caller commits, then sends the announcement.
+pub(crate) async fn request_in(
     tx: &deadpool_postgres::Transaction<'_>,
     cp: &ControlPlane,
     slug: &Slug,
     operation: &Operation,
     actor: &str,
-) -> Result<Requested, LifecycleError> {
-    let row = tx
-        .query_opt(
-            "SELECT id FROM control.tenants WHERE slug = $1 AND status <> 'deleted' FOR UPDATE",
-            &[&slug.as_str()],
-        )
+) -> Result<Recorded, LifecycleError> {
+    let id = tenants::lock_live(&**tx, slug)
         .await
         .map_err(|e| catalog_error(&e))?
         .ok_or_else(|| LifecycleError::NotFound(slug.to_string()))?;
-    let id = tenancy::domain::TenantId(row.get(0));
     let tenant = tenancy::catalog::tenant_by_id(&**tx, id)
         .await
         .map_err(|e| LifecycleError::Catalog(e.to_string()))?
@@ -191,7 +169,7 @@ pub async fn request_in(
         status,
     })?;
     let Some((mut status, job)) = step else {
-        return Ok(Requested { tenant, changed: false });
+        return Ok(Recorded { tenant, announcement: Announcement::none() });
     };
     let payload = serde_json::json!({});
     let mut delay = Duration::ZERO;
@@ -199,36 +177,23 @@ pub async fn request_in(
         Operation::ChangePlan(raw) => {
             let plan = PlanName::parse(raw).map_err(|e| LifecycleError::InvalidPlan(e.to_string()))?;
             cp.templates.load(&plan).map_err(|e| LifecycleError::InvalidPlan(e.to_string()))?;
-            tx.execute(
-                "UPDATE control.tenants SET plan = $2, updated_at = now() WHERE id = $1",
-                &[&id.0, &plan.as_str()],
-            )
-            .await
-            .map_err(|e| catalog_error(&e))?;
+            tenants::set_plan(&**tx, id, &plan).await.map_err(|e| catalog_error(&e))?;
         }
         Operation::Deprovision { retention } => {
             delay = *retention;
-            tx.execute(
-                "UPDATE control.tenants SET deprovision_after = now() + make_interval(secs => $2::bigint / 1000.0)
-                  WHERE id = $1",
-                &[&id.0, &i64::try_from(retention.as_millis()).unwrap_or(i64::MAX)],
-            )
-            .await
-            .map_err(|e| catalog_error(&e))?;
+            tenants::schedule_deprovision(&**tx, id, *retention).await.map_err(|e| catalog_error(&e))?;
         }
         Operation::Restore => {
             if !jobs::cancel(&**tx, JobKind::Deprovision, id).await.map_err(|e| catalog_error(&e))? {
                 return Err(LifecycleError::DropUnderway(slug.to_string()));
             }
             status = status_before_delete(tx, id).await?;
-            tx.execute("UPDATE control.tenants SET deprovision_after = NULL WHERE id = $1", &[&id.0])
-                .await
-                .map_err(|e| catalog_error(&e))?;
+            tenants::clear_deprovision(&**tx, id).await.map_err(|e| catalog_error(&e))?;
         }
         _ => {}
     }
     if status != tenant.status {
-        crate::catalog::tenants::set_status(&**tx, id, status).await.map_err(|e| catalog_error(&e))?;
+        tenants::set_status(&**tx, id, status).await.map_err(|e| catalog_error(&e))?;
     }
     if job == JobKind::Deprovision {
         if status != tenant.status {
@@ -246,18 +211,13 @@ pub async fn request_in(
         Operation::ChangePlan(plan) => Some(plan.as_str()),
         _ => None,
     }});
-    crate::catalog::audit::record(
-        &**tx,
-        actor,
-        &format!("tenant.{}", operation.name().replace(' ', "_")),
-        Some(id),
-        detail,
-    )
-    .await
-    .map_err(|e| catalog_error(&e))?;
+    audit::record(&**tx, actor, &format!("tenant.{}", operation.name().replace(' ', "_")), Some(id), detail)
+        .await
+        .map_err(|e| catalog_error(&e))?;
     let updated = reload(tx, id, slug).await?;
     tracing::info!(tenant = %slug, operation = operation.name(), actor, status = %updated.status, "tenant operation requested");
-    Ok(Requested { tenant: updated, changed: true })
+    let announcement = Announcement::jobs_and_tenant(&updated);
+    Ok(Recorded { tenant: updated, announcement })
 }
 
 /// The status a deprovisioning tenant had before it was deleted, from the audit log (active
@@ -266,56 +226,12 @@ async fn status_before_delete(
     tx: &deadpool_postgres::Transaction<'_>,
     id: tenancy::domain::TenantId,
 ) -> Result<TenantStatus, LifecycleError> {
-    let before: Option<String> = tx
-        .query_opt(
-            "SELECT detail->>'from' FROM control.audit_log
-              WHERE tenant_id = $1 AND action = 'tenant.deprovision' AND detail->>'from' <> 'deprovisioning'
-              ORDER BY id DESC LIMIT 1",
-            &[&id.0],
-        )
-        .await
-        .map_err(|e| catalog_error(&e))?
-        .and_then(|row| row.get(0));
+    let before = audit::status_before_delete(&**tx, id).await.map_err(|e| catalog_error(&e))?;
     let before = before.and_then(|s| serde_json::from_value(serde_json::Value::String(s)).ok());
     Ok(match before {
         Some(status @ (TenantStatus::Suspended | TenantStatus::Failed)) => status,
         _ => TenantStatus::Active,
     })
-}
-
-/// Replaces the config of the live tenant `slug` (modules, module settings, theme); routers are
-/// told.
-pub async fn set_config(
-    cp: &ControlPlane,
-    slug: &Slug,
-    config: serde_json::Value,
-    actor: &str,
-) -> Result<TenantRecord, LifecycleError> {
-    let mut client = cp.catalog.get().await.map_err(|e| LifecycleError::Catalog(e.to_string()))?;
-    let tx = client.transaction().await.map_err(|e| catalog_error(&e))?;
-    let row = tx
-        .query_opt(
-            "UPDATE control.tenants SET config = $2, generation = generation + 1, updated_at = now()
-              WHERE slug = $1 AND status <> 'deleted' RETURNING id",
-            &[&slug.as_str(), &config],
-        )
-        .await
-        .map_err(|e| catalog_error(&e))?
-        .ok_or_else(|| LifecycleError::NotFound(slug.to_string()))?;
-    let id = tenancy::domain::TenantId(row.get(0));
-    crate::catalog::audit::record(
-        &*tx,
-        actor,
-        "tenant.set_config",
-        Some(id),
-        serde_json::json!({ "config": config }),
-    )
-    .await
-    .map_err(|e| catalog_error(&e))?;
-    let tenant = reload(&tx, id, slug).await?;
-    tx.commit().await.map_err(|e| catalog_error(&e))?;
-    cp.publish_change(&tenant).await;
-    Ok(tenant)
 }
 
 #[cfg(test)]

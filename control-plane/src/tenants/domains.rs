@@ -1,9 +1,12 @@
 //! Custom domains: besides `<slug>.<TENANT_BASE_DOMAIN>`, a tenant may be reached at host names
 //! of its own (`shop.acme.com`). Each is a validated host name, unique across tenants, and never
-//! under the base domain (those names belong to slugs). Routers are told at once.
+//! under the base domain (those names belong to slugs). Routers are told once a change commits.
 
+use super::Announcement;
+use crate::catalog::domains::{self, Claim, DomainKind};
+use crate::catalog::tenants;
 use crate::control_plane::ControlPlane;
-use tenancy::domain::{normalize_host, HostError, Slug, TenantId};
+use tenancy::domain::{normalize_host, HostError, Slug};
 use tenancy::error::{ErrorKind, OperationError};
 
 /// Why a domain change was refused. Nothing changes when this is returned.
@@ -81,6 +84,8 @@ pub async fn remove(cp: &ControlPlane, slug: &Slug, raw_host: &str, actor: &str)
     change(cp, slug, &host, actor, false).await
 }
 
+/// Adds or removes `host` in a transaction of its own (see [`change_in`]); routers are told once
+/// it has committed.
 async fn change(
     cp: &ControlPlane,
     slug: &Slug,
@@ -88,100 +93,58 @@ async fn change(
     actor: &str,
     adding: bool,
 ) -> Result<(), DomainError> {
-    let mut client = cp.catalog.get().await.map_err(|e| DomainError::Catalog(e.to_string()))?;
-    let tx = client.transaction().await.map_err(|e| catalog_error(&e))?;
-    let id: uuid::Uuid = tx
-        .query_opt(
-            "SELECT id FROM control.tenants WHERE slug = $1 AND status <> 'deleted' FOR UPDATE",
-            &[&slug.as_str()],
-        )
+    super::in_transaction(cp, DomainError::Catalog, async |tx| {
+        change_in(tx, slug, host, actor, adding).await.map(|announcement| ((), announcement))
+    })
+    .await
+}
+
+/// Adds (`adding`) or removes the custom domain `host` of the live tenant `slug` within `tx`
+/// (the tenant's row is locked until it ends), bumping the tenant's generation; nothing to
+/// announce when the tenant has the host already. The caller commits, then sends the
+/// announcement.
+async fn change_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    slug: &Slug,
+    host: &str,
+    actor: &str,
+    adding: bool,
+) -> Result<Announcement, DomainError> {
+    let id = tenants::lock_live(&**tx, slug)
         .await
         .map_err(|e| catalog_error(&e))?
-        .ok_or_else(|| DomainError::TenantNotFound(slug.to_string()))?
-        .get(0);
+        .ok_or_else(|| DomainError::TenantNotFound(slug.to_string()))?;
     if adding {
-        let inserted = tx
-            .execute(
-                "INSERT INTO control.domains (host, tenant_id, kind) VALUES ($1, $2, 'custom')
-                 ON CONFLICT (host) DO NOTHING",
-                &[&host, &id],
-            )
-            .await
-            .map_err(|e| catalog_error(&e))?;
-        if inserted == 0 {
-            let owner: uuid::Uuid = tx
-                .query_one("SELECT tenant_id FROM control.domains WHERE host = $1", &[&host])
-                .await
-                .map_err(|e| catalog_error(&e))?
-                .get(0);
-            return if owner == id { Ok(()) } else { Err(DomainError::Taken(host.to_owned())) };
+        match domains::claim(&**tx, host, id, DomainKind::Custom).await.map_err(|e| catalog_error(&e))? {
+            Claim::Recorded => {}
+            Claim::Taken { by_this_tenant: true } => return Ok(Announcement::none()),
+            Claim::Taken { by_this_tenant: false } => return Err(DomainError::Taken(host.to_owned())),
         }
-    } else {
-        let deleted = tx
-            .execute(
-                "DELETE FROM control.domains WHERE host = $1 AND tenant_id = $2 AND kind = 'custom'",
-                &[&host, &id],
-            )
-            .await
-            .map_err(|e| catalog_error(&e))?;
-        if deleted == 0 {
-            return Err(DomainError::NoSuchDomain { slug: slug.to_string(), host: host.to_owned() });
-        }
+    } else if !domains::delete_custom(&**tx, host, id).await.map_err(|e| catalog_error(&e))? {
+        return Err(DomainError::NoSuchDomain { slug: slug.to_string(), host: host.to_owned() });
     }
-    tx.execute(
-        "UPDATE control.tenants SET generation = generation + 1, updated_at = now() WHERE id = $1",
-        &[&id],
-    )
-    .await
-    .map_err(|e| catalog_error(&e))?;
+    tenants::bump_generation(&**tx, id).await.map_err(|e| catalog_error(&e))?;
     let action = if adding { "domain.add" } else { "domain.remove" };
-    crate::catalog::audit::record(
-        &*tx,
-        actor,
-        action,
-        Some(TenantId(id)),
-        serde_json::json!({ "host": host }),
-    )
-    .await
-    .map_err(|e| catalog_error(&e))?;
-    let tenant = tenancy::catalog::tenant_by_id(&*tx, TenantId(id))
+    crate::catalog::audit::record(&**tx, actor, action, Some(id), serde_json::json!({ "host": host }))
+        .await
+        .map_err(|e| catalog_error(&e))?;
+    let tenant = tenancy::catalog::tenant_by_id(&**tx, id)
         .await
         .map_err(|e| DomainError::Catalog(e.to_string()))?
         .ok_or_else(|| DomainError::TenantNotFound(slug.to_string()))?;
-    tx.commit().await.map_err(|e| catalog_error(&e))?;
-    cp.publish_change_with_hosts(&tenant, vec![host.to_owned()]).await;
-    Ok(())
+    Ok(Announcement::tenant(&tenant, vec![host.to_owned()]))
 }
 
 /// The host names of the live tenant `slug`.
 pub async fn list(cp: &ControlPlane, slug: &Slug) -> Result<Vec<Domain>, DomainError> {
     let client = cp.catalog.get().await.map_err(|e| DomainError::Catalog(e.to_string()))?;
-    let rows = client
-        .query(
-            "SELECT d.host, d.kind FROM control.domains d
-               JOIN control.tenants t ON t.id = d.tenant_id
-              WHERE t.slug = $1 AND t.status <> 'deleted'
-              ORDER BY d.kind DESC, d.host",
-            &[&slug.as_str()],
-        )
-        .await
-        .map_err(|e| catalog_error(&e))?;
-    if rows.is_empty() {
-        // A live tenant always has its subdomain; none means no such tenant (or not yet
-        // provisioned, which has no domains to show either).
-        let exists = client
-            .query_opt(
-                "SELECT 1 FROM control.tenants WHERE slug = $1 AND status <> 'deleted'",
-                &[&slug.as_str()],
-            )
-            .await
-            .map_err(|e| catalog_error(&e))?
-            .is_some();
-        if !exists {
-            return Err(DomainError::TenantNotFound(slug.to_string()));
-        }
+    let rows = domains::of_live_tenant(&**client, slug).await.map_err(|e| catalog_error(&e))?;
+    // A live tenant always has its subdomain; none means no such tenant (or not yet
+    // provisioned, which has no domains to show either).
+    if rows.is_empty() && !tenants::live_exists(&**client, slug).await.map_err(|e| catalog_error(&e))? {
+        return Err(DomainError::TenantNotFound(slug.to_string()));
     }
-    Ok(rows.iter().map(|r| Domain { host: r.get(0), kind: r.get(1) }).collect())
+    Ok(rows.into_iter().map(|(host, kind)| Domain { host, kind }).collect())
 }
 
 #[cfg(test)]

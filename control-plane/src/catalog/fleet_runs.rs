@@ -1,7 +1,7 @@
 //! The fleet ledger in the catalog: runs and their per-tenant items (catalog migration V5), and
 //! the run lock that allows one run at a time.
 
-use super::ItemState;
+use crate::fleet::ItemState;
 use deadpool_postgres::Object;
 use tenancy::catalog::TenantRecord;
 use tenancy::domain::TenantId;
@@ -16,14 +16,14 @@ pub const RUN_LOCK: i64 = 0x7465_6e61_6e74_0005;
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Run {
     pub id: Uuid,
-    pub created_by: String,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
-    pub target_version: i64,
-    pub selection: serde_json::Value,
-    pub options: serde_json::Value,
+    pub(crate) created_by: String,
+    pub(crate) created_at: chrono::DateTime<chrono::Utc>,
+    pub(crate) finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub(crate) target_version: i64,
+    pub(crate) selection: serde_json::Value,
+    pub(crate) options: serde_json::Value,
     pub state: String,
-    pub tenants: i32,
+    pub(crate) tenants: i32,
     /// Why a halted run stopped, or why a run failed before starting any tenant (a template).
     pub halt_reason: Option<String>,
 }
@@ -51,7 +51,7 @@ impl Run {
 /// One tenant of a run.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Item {
-    pub tenant_id: Uuid,
+    pub(crate) tenant_id: Uuid,
     pub slug: String,
     pub state: ItemState,
     /// 0: the canary wave; 1: the rest.
@@ -59,13 +59,13 @@ pub struct Item {
     pub from_version: Option<i64>,
     pub to_version: Option<i64>,
     pub attempts: i32,
-    pub duration_ms: Option<i64>,
+    pub(crate) duration_ms: Option<i64>,
     pub error: Option<String>,
 }
 
 /// The run lock, held on a connection of its own. Dropping it closes that connection (it never
 /// goes back to the pool still holding the lock), which releases the lock.
-pub struct RunLock {
+pub(crate) struct RunLock {
     client: Option<Object>,
 }
 
@@ -73,7 +73,7 @@ impl RunLock {
     /// Releases the lock at once, then closes its connection: a run started right after this
     /// one finds the lock free. (Dropping the lock releases it too, but only once PostgreSQL has
     /// seen its connection close, which a run started at that moment may beat.)
-    pub async fn release(mut self) {
+    pub(crate) async fn release(mut self) {
         if let Some(client) = self.client.take() {
             // Should the unlock fail, closing the connection still releases the lock.
             let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&RUN_LOCK]).await;
@@ -92,7 +92,7 @@ impl Drop for RunLock {
 
 /// Takes the run lock, or says which run holds it (`Err(Some(id))`; `Err(None)` when the
 /// holder has not recorded its run yet).
-pub async fn try_lock(client: Object) -> Result<Result<RunLock, Option<Uuid>>, tokio_postgres::Error> {
+pub(crate) async fn try_lock(client: Object) -> Result<Result<RunLock, Option<Uuid>>, tokio_postgres::Error> {
     let locked: bool = client.query_one("SELECT pg_try_advisory_lock($1)", &[&RUN_LOCK]).await?.get(0);
     if locked {
         return Ok(Ok(RunLock { client: Some(client) }));
@@ -111,7 +111,7 @@ pub async fn try_lock(client: Object) -> Result<Result<RunLock, Option<Uuid>>, t
 /// Whether some process holds the run lock (a run marked running that nobody holds was
 /// interrupted). Reads `pg_locks`: probing with a try-lock would take the lock for an instant
 /// and could make a starting run believe another one is going.
-pub async fn is_locked(client: &impl GenericClient) -> Result<bool, tokio_postgres::Error> {
+pub(crate) async fn is_locked(client: &impl GenericClient) -> Result<bool, tokio_postgres::Error> {
     let row = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_locks
@@ -126,14 +126,14 @@ pub async fn is_locked(client: &impl GenericClient) -> Result<bool, tokio_postgr
 
 /// A tenant as a run starts it: to migrate in `wave`, or already at the run's target
 /// (`done_at`: recorded as done without connecting to it).
-pub struct NewItem<'a> {
-    pub tenant: &'a TenantRecord,
-    pub wave: i16,
-    pub done_at: Option<i64>,
+pub(crate) struct NewItem<'a> {
+    pub(crate) tenant: &'a TenantRecord,
+    pub(crate) wave: i16,
+    pub(crate) done_at: Option<i64>,
 }
 
 /// Records a new run with an item per tenant.
-pub async fn create_run(
+pub(crate) async fn create_run(
     client: &mut Object,
     created_by: &str,
     target_version: i64,
@@ -156,7 +156,7 @@ pub async fn create_run(
 }
 
 /// Adds tenants to a run (those that became live while it went) and counts them in.
-pub async fn add_items(
+pub(crate) async fn add_items(
     client: &mut Object,
     run: Uuid,
     items: &[NewItem<'_>],
@@ -199,7 +199,9 @@ pub async fn run(client: &impl GenericClient, id: Uuid) -> Result<Option<Run>, t
 }
 
 /// The most recent run marked running (the only one that can be going: runs are one at a time).
-pub async fn newest_running(client: &impl GenericClient) -> Result<Option<Uuid>, tokio_postgres::Error> {
+pub(crate) async fn newest_running(
+    client: &impl GenericClient,
+) -> Result<Option<Uuid>, tokio_postgres::Error> {
     let row = client
         .query_opt(
             "SELECT id FROM control.migration_runs WHERE state = 'running' ORDER BY created_at DESC LIMIT 1",
@@ -249,7 +251,7 @@ pub async fn items(
 }
 
 /// Items by state: `(state, count)`.
-pub async fn counts(
+pub(crate) async fn counts(
     client: &impl GenericClient,
     run: Uuid,
 ) -> Result<Vec<(String, i64)>, tokio_postgres::Error> {
@@ -264,7 +266,7 @@ pub async fn counts(
 
 /// The tenants of a run still to do (anything not done), with their current records, their
 /// recorded schema version and their wave; tenants deleted since the run began are left out.
-pub async fn unfinished(
+pub(crate) async fn unfinished(
     client: &impl GenericClient,
     run: Uuid,
 ) -> Result<Vec<Candidate>, tenancy::catalog::CatalogError> {
@@ -280,10 +282,10 @@ pub async fn unfinished(
 
 /// A live tenant a run may migrate: its record, the schema version the catalog has for it, and
 /// its wave (for a new run, the wave is decided later).
-pub struct Candidate {
-    pub tenant: TenantRecord,
-    pub schema_version: Option<i64>,
-    pub wave: i16,
+pub(crate) struct Candidate {
+    pub(crate) tenant: TenantRecord,
+    pub(crate) schema_version: Option<i64>,
+    pub(crate) wave: i16,
 }
 
 /// Which tenants a run covers: all live ones, or those matching every filter given; and
@@ -300,14 +302,14 @@ pub struct Selection {
 
 impl Selection {
     /// No filter: every live tenant.
-    pub fn is_whole_fleet(&self) -> bool {
+    pub(crate) fn is_whole_fleet(&self) -> bool {
         self.tenant.is_none() && self.plan.is_none() && self.cluster.is_none()
     }
 }
 
 /// The live tenants of `selection` (one catalog query), by slug; with `not_in_run`, only those
 /// that are not part of that run yet.
-pub async fn select(
+pub(crate) async fn select(
     client: &impl GenericClient,
     selection: &Selection,
     not_in_run: Option<Uuid>,
@@ -349,7 +351,7 @@ async fn candidates(
 }
 
 /// Marks a tenant's item as being migrated (one more attempt).
-pub async fn mark_running(
+pub(crate) async fn mark_running(
     client: &impl GenericClient,
     run: Uuid,
     tenant: TenantId,
@@ -365,17 +367,17 @@ pub async fn mark_running(
 }
 
 /// What became of one tenant.
-pub struct Outcome<'a> {
+pub(crate) struct Outcome<'a> {
     /// `done`, `failed`, `drift` or `lock_timeout`.
-    pub state: &'a str,
-    pub from_version: Option<i64>,
-    pub to_version: Option<i64>,
-    pub duration_ms: i64,
-    pub error: Option<&'a str>,
+    pub(crate) state: &'a str,
+    pub(crate) from_version: Option<i64>,
+    pub(crate) to_version: Option<i64>,
+    pub(crate) duration_ms: i64,
+    pub(crate) error: Option<&'a str>,
 }
 
 /// Records a tenant's outcome; a tenant done is recorded at its new version in the catalog too.
-pub async fn mark_finished(
+pub(crate) async fn mark_finished(
     client: &impl GenericClient,
     run: Uuid,
     tenant: TenantId,
@@ -405,7 +407,7 @@ pub async fn mark_finished(
 }
 
 /// Puts a tenant back in line after an attempt that may succeed later (a lock timeout).
-pub async fn mark_retrying(
+pub(crate) async fn mark_retrying(
     client: &impl GenericClient,
     run: Uuid,
     tenant: TenantId,
@@ -423,7 +425,7 @@ pub async fn mark_retrying(
 
 /// Ends a run: halted when `halt_reason` says why it stopped early, otherwise completed when
 /// every item is done and failed when not.
-pub async fn finish_run(
+pub(crate) async fn finish_run(
     client: &impl GenericClient,
     run: Uuid,
     halt_reason: Option<&str>,
@@ -449,7 +451,7 @@ pub async fn finish_run(
 
 /// Ends a run that failed before any tenant was started, saying why (a template did not
 /// migrate); its tenants stay pending, for `resume`.
-pub async fn fail_run(
+pub(crate) async fn fail_run(
     client: &impl GenericClient,
     run: Uuid,
     reason: &str,
@@ -465,13 +467,16 @@ pub async fn fail_run(
 }
 
 /// The most recent runs, newest first.
-pub async fn recent_runs(client: &impl GenericClient, limit: i64) -> Result<Vec<Run>, tokio_postgres::Error> {
+pub(crate) async fn recent_runs(
+    client: &impl GenericClient,
+    limit: i64,
+) -> Result<Vec<Run>, tokio_postgres::Error> {
     let sql = format!("SELECT {RUN_COLUMNS} FROM control.migration_runs ORDER BY created_at DESC LIMIT $1");
     Ok(client.query(&sql, &[&limit]).await?.iter().map(Run::from_row).collect())
 }
 
 /// Reopens a run for `resume`.
-pub async fn reopen_run(client: &impl GenericClient, run: Uuid) -> Result<(), tokio_postgres::Error> {
+pub(crate) async fn reopen_run(client: &impl GenericClient, run: Uuid) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
             "UPDATE control.migration_runs SET state = 'running', finished_at = NULL, halt_reason = NULL

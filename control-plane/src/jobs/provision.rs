@@ -2,6 +2,9 @@
 //! so running the whole sequence again after a crash at any point converges on one complete
 //! tenant.
 
+pub(crate) mod verifier;
+
+use crate::catalog::domains::{self, Claim, DomainKind};
 use crate::catalog::{audit, tenants};
 use crate::clusters::ClusterError;
 use crate::control_plane::ControlPlane;
@@ -36,7 +39,7 @@ impl Step {
         Self::Activate,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Role => "role",
             Self::Schema => "schema",
@@ -79,7 +82,7 @@ impl OperationError for ProvisionError {
 }
 
 impl ProvisionError {
-    pub fn step(&self) -> Option<Step> {
+    pub(crate) fn step(&self) -> Option<Step> {
         match self {
             Self::Step { step, .. } => Some(*step),
             _ => None,
@@ -252,7 +255,7 @@ async fn ensure_login_role(
 
 /// The tenant's read-only role, if it exists and is the tenant's (tenants provisioned before
 /// there were reader roles have none until their provisioning steps run again: see
-/// `lifecycle::work::rotate_credentials`).
+/// [`crate::jobs::lifecycle::rotate_credentials`]).
 pub(crate) async fn existing_reader(
     admin: &tokio_postgres::Client,
     tenant: &TenantRecord,
@@ -505,7 +508,7 @@ pub(crate) fn role_limits_sql(role: &tenancy::domain::RoleName, limits: &crate::
 
 /// Sets the passwords of `credentials` on the tenant's roles (the runtime role's, and the
 /// read-only role's when the secret holds it) as SCRAM verifiers computed here (one PBKDF2
-/// iteration: see [`super::verifier`]), so the plain passwords never reach the server (or its
+/// iteration: see [`verifier`]), so the plain passwords never reach the server (or its
 /// logs). Only the tenant's own roles: a secret naming another role is refused.
 pub(crate) async fn set_role_passwords(
     cp: &ControlPlane,
@@ -524,7 +527,7 @@ pub(crate) async fn set_role_passwords(
     }
     let mut sql = String::new();
     for (role, password) in logins {
-        let verifier = super::verifier::scram_sha_256(password);
+        let verifier = verifier::scram_sha_256(password);
         if verifier.contains('\'') {
             return Err(permanent(step, "unexpected character in the password verifier".into()));
         }
@@ -539,23 +542,10 @@ async fn ensure_domains(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), 
     let step = Step::Domains;
     let host = cp.base_domain.host_for(&tenant.slug);
     let client = catalog(cp, step).await?;
-    let inserted = client
-        .execute(
-            "INSERT INTO control.domains (host, tenant_id, kind) VALUES ($1, $2, 'subdomain')
-             ON CONFLICT (host) DO NOTHING",
-            &[&host, &tenant.id.0],
-        )
-        .await
-        .map_err(pg_error(step))?;
-    if inserted == 0 {
-        let owner: uuid::Uuid = client
-            .query_one("SELECT tenant_id FROM control.domains WHERE host = $1", &[&host])
-            .await
-            .map_err(pg_error(step))?
-            .get(0);
-        if owner != tenant.id.0 {
-            return Err(permanent(step, format!("domain {host} belongs to another tenant")));
-        }
+    let claim =
+        domains::claim(&**client, &host, tenant.id, DomainKind::Subdomain).await.map_err(pg_error(step))?;
+    if claim == (Claim::Taken { by_this_tenant: false }) {
+        return Err(permanent(step, format!("domain {host} belongs to another tenant")));
     }
     Ok(())
 }

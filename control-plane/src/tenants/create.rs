@@ -1,10 +1,8 @@
-//! Tenant provisioning: a request records the tenant as `provisioning` and enqueues a job in the
-//! same transaction; a worker runs the job's steps ([`steps`]), each idempotent, so a crash at
+//! Creating a tenant: a request records the tenant as `provisioning` and enqueues a job in the
+//! same transaction; a worker runs the job's steps ([`crate::jobs::provision`]), each idempotent, so a crash at
 //! any point is finished by the next attempt with nothing duplicated or orphaned.
 
-pub mod steps;
-pub(crate) mod verifier;
-
+use super::{Announcement, Recorded};
 use crate::catalog::jobs;
 use crate::catalog::tenants::{self, NewTenant};
 use crate::control_plane::ControlPlane;
@@ -90,13 +88,28 @@ fn validate_display_name(raw: Option<&str>, slug: &Slug) -> Result<String, Creat
     Ok(name.to_owned())
 }
 
-/// Validates the request, records the tenant as `provisioning` and enqueues its provisioning
-/// job, all in one transaction. Returns the new tenant.
-pub async fn request_tenant(
+/// Creates a tenant in a transaction of its own (see [`create_in`]); the workers are woken once
+/// it has committed. Returns the new tenant.
+pub async fn create(
     cp: &ControlPlane,
     request: &TenantRequest,
     actor: &str,
 ) -> Result<TenantRecord, CreateTenantError> {
+    super::in_transaction(cp, CreateTenantError::Catalog, async |tx| {
+        create_in(tx, cp, request, actor).await.map(Recorded::into_parts)
+    })
+    .await
+}
+
+/// Validates the request, places the tenant on a cluster, records it as `provisioning` and
+/// enqueues its provisioning job, within `tx` (which holds the placement lock until it ends).
+/// Nothing is written when it is refused. The caller commits, then sends the announcement.
+pub(crate) async fn create_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    cp: &ControlPlane,
+    request: &TenantRequest,
+    actor: &str,
+) -> Result<Recorded, CreateTenantError> {
     let slug = Slug::parse(&request.slug)
         .map_err(|reason| CreateTenantError::InvalidSlug { slug: request.slug.clone(), reason })?;
     let plan = PlanName::parse(&request.plan).map_err(|e| CreateTenantError::InvalidPlan(e.to_string()))?;
@@ -126,19 +139,15 @@ pub async fn request_tenant(
         billing_subscription_id: request.billing_subscription_id.clone(),
     };
 
-    let catalog_error =
-        |e: &tokio_postgres::Error| CreateTenantError::Catalog(tenancy::pg::describe_error(e));
-    let mut client = cp.catalog.get().await.map_err(|e| CreateTenantError::Catalog(e.to_string()))?;
-    let tx = client.transaction().await.map_err(|e| catalog_error(&e))?;
-    new.cluster = crate::clusters::placement::place(&tx).await?;
-    if let Err(err) = tenants::insert(&*tx, &new).await {
+    new.cluster = crate::clusters::placement::place(tx).await?;
+    if let Err(err) = tenants::insert(&**tx, &new).await {
         return Err(classify_insert_error(&err, &new).unwrap_or_else(|| catalog_error(&err)));
     }
-    jobs::enqueue(&*tx, JobKind::Provision, Some(new.id), &serde_json::json!({}))
+    jobs::enqueue(&**tx, JobKind::Provision, Some(new.id), &serde_json::json!({}))
         .await
         .map_err(|e| catalog_error(&e))?;
     crate::catalog::audit::record(
-        &*tx,
+        &**tx,
         actor,
         "tenant.create",
         Some(new.id),
@@ -146,14 +155,16 @@ pub async fn request_tenant(
     )
     .await
     .map_err(|e| catalog_error(&e))?;
-    let record = tenancy::catalog::tenant_by_id(&*tx, new.id)
+    let record = tenancy::catalog::tenant_by_id(&**tx, new.id)
         .await
         .map_err(|e: CatalogError| CreateTenantError::Catalog(e.to_string()))?
         .ok_or_else(|| CreateTenantError::Catalog("tenant vanished after insert".into()))?;
-    tx.commit().await.map_err(|e| catalog_error(&e))?;
-    cp.jobs_enqueued.notify_waiters();
     tracing::info!(tenant = %record.slug, tenant_id = %record.id, plan = %record.plan, actor, "tenant requested");
-    Ok(record)
+    Ok(Recorded { tenant: record, announcement: Announcement::jobs() })
+}
+
+fn catalog_error(e: &tokio_postgres::Error) -> CreateTenantError {
+    CreateTenantError::Catalog(tenancy::pg::describe_error(e))
 }
 
 fn classify_insert_error(err: &tokio_postgres::Error, new: &NewTenant) -> Option<CreateTenantError> {
