@@ -3,7 +3,8 @@
 //! transaction pooling, and reach nothing else.
 
 use control_plane::control_plane::ControlPlane;
-use control_plane::provisioning::{request_tenant, steps::provision, TenantRequest};
+use control_plane::jobs::provision::provision;
+use control_plane::tenants::{self, TenantRequest};
 use e2e_tests::{provisioning_settings, router_settings, spawn_router_with};
 use std::process::Command;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use testkit::{common_settings, SecretsFor, TestDb};
 
 /// A provisioned tenant and its credentials.
 async fn tenant(cp: &ControlPlane, slug: &str, plan: &str) -> (TenantRecord, DbCredentials) {
-    let requested = request_tenant(cp, &TenantRequest::new(slug, plan), "test").await.unwrap();
+    let requested = tenants::create(cp, &TenantRequest::new(slug, plan), "test").await.unwrap();
     let tenant = provision(cp, requested.id).await.unwrap();
     let secret = cp.secrets.get(&tenant.secret_name().unwrap()).await.unwrap().unwrap();
     (tenant, secret)
