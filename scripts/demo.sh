@@ -14,6 +14,7 @@ BIN="$ROOT/target/debug"
 CONTROL_LISTEN=127.0.0.1:8080
 ROUTER_LISTEN_ADDR=127.0.0.1:8081
 ROUTER_ADMIN=127.0.0.1:9091
+ROUTER_PG_ADDR=127.0.0.1:6432
 BASE_DOMAIN=app.localhost
 
 bold() { if [[ -t 1 ]]; then printf '\033[1m%s\033[0m\n' "$*"; else printf '%s\n' "$*"; fi; }
@@ -99,7 +100,7 @@ run() {
     die "the build failed (see above)"
   fi
 
-  for addr in "$CONTROL_LISTEN" "$ROUTER_LISTEN_ADDR" "$ROUTER_ADMIN"; do
+  for addr in "$CONTROL_LISTEN" "$ROUTER_LISTEN_ADDR" "$ROUTER_ADMIN" "$ROUTER_PG_ADDR"; do
     port_free "$addr" || die "$addr is in use by another program; stop it and run make demo again"
   done
 
@@ -123,6 +124,8 @@ SQL
   export SECRETS_LOCAL_KEY_FILE="$DEMO/secrets.key" TENANT_ROLE_PREFIX=demo REDIS_KEY_PREFIX="demo:"
   export TENANT_MIGRATIONS_DIR="$DEMO/migrations" TENANT_TEMPLATES_DIR="$ROOT/tenant-templates"
   export TENANTCTL_LISTEN="$CONTROL_LISTEN" ROUTER_LISTEN="$ROUTER_LISTEN_ADDR" ROUTER_ADMIN_LISTEN="$ROUTER_ADMIN"
+  # The demo's PostgreSQL listener takes clients without TLS (local only); see the README.
+  export ROUTER_PG_LISTEN="$ROUTER_PG_ADDR" ROUTER_PG_ALLOW_PLAINTEXT=true
   [[ -f "$DEMO/records.key" ]] || { head -c 32 /dev/urandom | base64 >"$DEMO/records.key"; chmod 600 "$DEMO/records.key"; }
   BILLING_WEBHOOK_SECRET="$(cat "$DEMO/webhook.secret")"
   ROUTER_RECORDS_KEY="$(cat "$DEMO/records.key")"
@@ -179,6 +182,15 @@ SQL
   printf '   globex after suspension: HTTP %s\n' "$(sql_status globex)"
   "$BIN/tenantctl" tenants resume globex >/dev/null
   printf '   globex after resumption: HTTP %s\n' "$(sql_status globex)"
+
+  step "psql through the router's PostgreSQL listener ($ROUTER_PG_ADDR): acme named by options, its password checked with SCRAM"
+  local acme_url acme_user acme_password acme_db
+  acme_url="$("$BIN/tenantctl" tenants connection-string acme)"
+  read -r acme_user acme_password acme_db < <(python3 -c 'import sys, urllib.parse as u; p = u.urlparse(sys.argv[1]); print(u.unquote(p.username), u.unquote(p.password), p.path.lstrip("/"))' "$acme_url")
+  echo "   psql \"host=${ROUTER_PG_ADDR%:*} port=${ROUTER_PG_ADDR##*:} user=$acme_user dbname=$acme_db options='-c tenant=acme'\" -c 'SELECT current_user, name FROM users'"
+  PGPASSWORD="$acme_password" "$psql" -X \
+    "host=${ROUTER_PG_ADDR%:*} port=${ROUTER_PG_ADDR##*:} user=$acme_user dbname=$acme_db options='-c tenant=acme' sslmode=disable" \
+    -c 'SELECT current_user, name, email FROM users' | sed 's/^/   /'
 
   step "Adding a migration (V2__demo_task_priority.sql) and applying it to the whole fleet"
   cat >"$DEMO/migrations/V2__demo_task_priority.sql" <<'SQL'

@@ -107,6 +107,7 @@ pub async fn start_router(common: &CommonSettings, extra: &[(&str, String)]) -> 
         .env("SECRETS_PREFIX", common.secrets.secrets_prefix.as_str())
         .env("ROUTER_LISTEN", addr.to_string())
         .env("ROUTER_ADMIN_LISTEN", admin.to_string())
+        .env("ROUTER_PG_LISTEN", "off")
         // What a deployment sets (routers share signed routing records); any 32 bytes will do.
         .env("ROUTER_RECORDS_KEY", "benchmark-routing-records-key-0123456789")
         .env("RUST_LOG", "warn");
