@@ -187,7 +187,7 @@ SQL
   local acme_url acme_user acme_password acme_db
   acme_url="$("$BIN/tenantctl" tenants connection-string acme)"
   read -r acme_user acme_password acme_db < <(python3 -c 'import sys, urllib.parse as u; p = u.urlparse(sys.argv[1]); print(u.unquote(p.username), u.unquote(p.password), p.path.lstrip("/"))' "$acme_url")
-  echo "   psql \"host=${ROUTER_PG_ADDR%:*} port=${ROUTER_PG_ADDR##*:} user=$acme_user dbname=$acme_db options='-c tenant=acme'\" -c 'SELECT current_user, name FROM users'"
+  echo "   psql \"host=${ROUTER_PG_ADDR%:*} port=${ROUTER_PG_ADDR##*:} user=$acme_user dbname=$acme_db options='-c tenant=acme'\" -c 'SELECT current_user, name, email FROM users'"
   PGPASSWORD="$acme_password" "$psql" -X \
     "host=${ROUTER_PG_ADDR%:*} port=${ROUTER_PG_ADDR##*:} user=$acme_user dbname=$acme_db options='-c tenant=acme' sslmode=disable" \
     -c 'SELECT current_user, name, email FROM users' | sed 's/^/   /'
@@ -212,6 +212,7 @@ SQL
    control plane   http://$CONTROL_LISTEN  (healthz, readyz, POST /v1/webhooks/billing)
    router          http://$ROUTER_LISTEN_ADDR  (POST /sql with Host: <slug>.$BASE_DOMAIN)
    router admin    http://$ROUTER_ADMIN  (healthz, readyz)
+   router (psql)   $ROUTER_PG_ADDR  (user, password: tenantctl tenants connection-string <slug>; options='-c tenant=<slug>')
    logs            $DEMO/tenantctl.log, $DEMO/tenant-router.log
 
    set -a; . .local/demo/env; set +a           # point tenantctl at the demo

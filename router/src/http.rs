@@ -97,7 +97,7 @@ pub async fn spawn(
             drain.cancelled().await;
         })));
     }
-    let pg_addr = match settings.postgres.listen.0 {
+    let pg_addr = match settings.postgres.pg_listen.0 {
         Some(pg_listen) => {
             let listener = bind(pg_listen).await?;
             let pg_addr =

@@ -170,11 +170,12 @@ mod tests {
     #[test]
     fn help_lists_the_fixed_configuration_names() {
         let help = RouterSettings::command().render_long_help().to_string();
-        for name in tenancy::settings::SHARED_ENV_NAMES
-            .iter()
-            .copied()
-            .chain(["ROUTER_LISTEN", "ROUTER_ADMIN_LISTEN"])
-        {
+        for name in tenancy::settings::SHARED_ENV_NAMES.iter().copied().chain([
+            "ROUTER_LISTEN",
+            "ROUTER_ADMIN_LISTEN",
+            "ROUTER_PG_LISTEN",
+            "ROUTER_TLS_CERT_FILE",
+        ]) {
             assert!(help.contains(&format!("[env: {name}")), "{name} missing from `tenant-router --help`");
         }
         RouterSettings::command().debug_assert();
@@ -188,7 +189,7 @@ pub struct PostgresSettings {
     /// its tenant by the TLS SNI host, `options=-c tenant=<slug>` or the database name, and
     /// logs in as the tenant's role with its password.
     #[arg(long = "pg-listen", env = "ROUTER_PG_LISTEN", default_value = "127.0.0.1:6432")]
-    pub listen: ListenAddress,
+    pub pg_listen: ListenAddress,
 
     /// Certificate chain (PEM) the PostgreSQL listener presents to TLS clients; it should name
     /// `*.<TENANT_BASE_DOMAIN>` (and any custom domains) for clients that verify it.

@@ -69,7 +69,7 @@ pub fn router_settings(common: &CommonSettings) -> tenant_router::settings::Rout
         listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
         admin_listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
         postgres: tenant_router::settings::PostgresSettings {
-            listen: tenant_router::settings::ListenAddress(Some(
+            pg_listen: tenant_router::settings::ListenAddress(Some(
                 "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
             )),
             tls_cert_file: None,
