@@ -65,8 +65,6 @@ pub struct RouterMetrics {
     pub wire_clients: Gauge,
     /// Server connections handed to PostgreSQL-protocol clients (about one per transaction).
     pub wire_transactions: Counter,
-    /// PostgreSQL-protocol clients kept on one server connection (named prepared statements).
-    pub wire_pinned: Counter,
     /// PostgreSQL-protocol logins refused for a wrong user or password.
     pub wire_auth_failures: Counter,
 }
@@ -88,17 +86,12 @@ impl Default for RouterMetrics {
         let rate_limited = Counter::default();
         let connections = crate::pool::ConnectionCounters::default();
         let (wire_clients, wire_transactions) = (Gauge::default(), Counter::default());
-        let (wire_pinned, wire_auth_failures) = (Counter::default(), Counter::default());
+        let wire_auth_failures = Counter::default();
         registry.register("pg_clients", "PostgreSQL-protocol clients connected now", wire_clients.clone());
         registry.register(
             "pg_transactions",
-            "Server connections handed to PostgreSQL-protocol clients (one per transaction, or per session when pinned)",
+            "Server connections handed to PostgreSQL-protocol clients (about one per transaction)",
             wire_transactions.clone(),
-        );
-        registry.register(
-            "pg_pinned_clients",
-            "PostgreSQL-protocol clients kept on one server connection because they prepared a named statement",
-            wire_pinned.clone(),
         );
         registry.register(
             "pg_auth_failures",
@@ -161,7 +154,6 @@ impl Default for RouterMetrics {
             connections,
             wire_clients,
             wire_transactions,
-            wire_pinned,
             wire_auth_failures,
         }
     }

@@ -32,6 +32,8 @@ pub struct ServerSocket {
     /// The client settings applied to the session since its last reset (see
     /// [`crate::wire`]), as the fingerprint of their SQL.
     pub(crate) applied_settings: Option<u64>,
+    /// The statements prepared on it under server names (see [`crate::wire`]).
+    pub(crate) prepared: std::collections::HashSet<Arc<str>>,
     /// Gives the budget unit back when the socket is dropped.
     _unit: SocketUnit,
 }
@@ -197,6 +199,7 @@ pub(crate) async fn open(
                 parameters: raw.parameters,
                 broken: false,
                 applied_settings: None,
+                prepared: std::collections::HashSet::new(),
                 _unit: socket_unit,
             })
         }

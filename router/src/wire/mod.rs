@@ -4,6 +4,7 @@
 //!
 //! - [`startup`]: TLS, the startup packet, which tenant, SCRAM-SHA-256 ([`scram`]);
 //! - [`relay`]: transaction pooling, settings carried per client, refusals;
+//! - [`statements`]: named prepared statements, carried from connection to connection;
 //! - [`cancel`]: cancel requests, routed to whatever server connection the client holds;
 //! - [`server`]: the router's own conversations with a server connection (reset, settings);
 //! - [`frame`]: the protocol's messages.
@@ -14,6 +15,7 @@ mod relay;
 mod scram;
 pub(crate) mod server;
 mod startup;
+mod statements;
 
 pub(crate) use scram::ServerKeys;
 

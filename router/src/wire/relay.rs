@@ -11,12 +11,13 @@
 //!   `SET`/`RESET` outside a transaction, are the client's own: they are applied on whichever
 //!   connection it gets, before its first message there (nothing is sent when the connection
 //!   has them already). A `SET` inside a transaction lasts until the transaction ends.
-//! - A **named prepared statement** (`Parse` with a name) keeps the client on its server
-//!   connection until it disconnects, so its statements stay where it prepared them.
+//! - **Named prepared statements** are the client's own too, prepared on whichever connection
+//!   it gets ([`super::statements`]).
 
 use super::cancel::Registration;
 use super::frame::{self, Frame, Notice, MAX_MESSAGE};
 use super::startup::ClientConn;
+use super::statements::{self, Acks, ClientStatements};
 use super::WireError;
 use crate::pool::{Checkout, TenantPool};
 use crate::state::AppState;
@@ -26,6 +27,10 @@ use std::sync::Arc;
 use tenancy::catalog::TenantRecord;
 use tokio::io::AsyncReadExt as _;
 use tokio_util::sync::CancellationToken;
+
+/// Most statements kept prepared on a server connection; past it, it is reset before its next
+/// use.
+const MAX_STATEMENTS_PER_CONNECTION: usize = 1024;
 
 /// Most `SET` queries kept per client; past it the client keeps its server connection.
 const MAX_TRACKED_SETTINGS: usize = 64;
@@ -123,6 +128,7 @@ pub(crate) struct Session {
     tenant: Arc<TenantRecord>,
     pool: Arc<TenantPool>,
     settings: ClientSettings,
+    statements: ClientStatements,
     cancel: Registration,
     shutdown: CancellationToken,
 }
@@ -136,8 +142,8 @@ struct Held {
     status: u8,
     /// Something ran that may have left state in the session.
     dirty: bool,
-    /// The client prepared a named statement: it keeps this connection.
-    pinned: bool,
+    /// The server's answers the router must translate or keep from the client.
+    acks: Acks,
     /// A `Query` made only of settings is running: kept for the client if it succeeds.
     setting: Option<String>,
     failed: bool,
@@ -151,7 +157,8 @@ impl Session {
         shutdown: CancellationToken,
     ) -> Self {
         let Admitted { tenant, pool, settings, cancel } = admitted;
-        Self { conn, state, tenant, pool, settings, cancel, shutdown }
+        let statements = ClientStatements::default();
+        Self { conn, state, tenant, pool, settings, statements, cancel, shutdown }
     }
 
     /// Relays until the client terminates or disconnects (or the router shuts down and the
@@ -256,7 +263,7 @@ impl Session {
                                 return Ok(());
                             }
                         }
-                        // A pinned client between transactions is let go at shutdown.
+                        // A client between transactions is let go at shutdown.
                         () = self.shutdown.cancelled(), if idle => {
                             if let Some(h) = held.take() {
                                 self.release(h, true);
@@ -345,7 +352,7 @@ impl Session {
             pending: 0,
             status: b'I',
             dirty: false,
-            pinned: false,
+            acks: Acks::default(),
             setting: None,
             failed: false,
         })
@@ -364,41 +371,38 @@ impl Session {
     }
 
     async fn relay_to_server(&mut self, held: &mut Held, frame: &Frame) -> Result<(), WireError> {
-        match frame.tag {
-            b'Q' => {
-                held.pending += 1;
-                if let Some(sql) = sql_of(frame) {
-                    let classification = self.state.classifier.classify(sql);
-                    if classification.needs_reset() {
-                        if held.status == b'I' && held.pending == 1 && crate::statement::only_settings(sql) {
-                            held.setting = Some(sql.to_owned());
-                        } else {
-                            held.dirty = true;
-                        }
-                    }
-                }
+        let socket = held.checkout.socket().ok_or(WireError::Closed)?;
+        if let Some(sql) = sql_of(frame) {
+            let classification = self.state.classifier.classify(sql);
+            if classification.discards_statements {
+                socket.prepared.clear();
             }
-            b'S' => held.pending += 1,
-            b'P' => {
-                let named = frame.body().first().is_some_and(|b| *b != 0);
-                if named {
-                    if !held.pinned {
-                        self.state.metrics.wire_pinned.inc();
-                    }
-                    held.pinned = true;
+            if classification.needs_reset() {
+                let settings_only = frame.tag == b'Q'
+                    && held.status == b'I'
+                    && held.pending == 0
+                    && crate::statement::only_settings(sql);
+                if settings_only {
+                    held.setting = Some(sql.to_owned());
+                } else {
                     held.dirty = true;
                 }
-                if let Some(sql) = sql_of(frame) {
-                    if self.state.classifier.classify(sql).needs_reset() {
-                        held.dirty = true;
-                    }
-                }
             }
-            // COPY from the client, function calls: nothing to note.
-            _ => {}
         }
-        let socket = held.checkout.socket().ok_or(WireError::Closed)?;
-        socket.write(&frame.bytes).await?;
+        match frame.tag {
+            b'Q' | b'S' => {
+                held.pending += 1;
+                socket.write(&frame.bytes).await?;
+                held.acks.sent += 1;
+            }
+            _ => {
+                let mut out = BytesMut::new();
+                self.statements
+                    .relay(frame, &mut socket.prepared, &mut held.acks, &mut out)
+                    .map_err(WireError::Refused)?;
+                socket.write(&out).await?;
+            }
+        }
         Ok(())
     }
 
@@ -409,10 +413,18 @@ impl Session {
         let mut done = false;
         while let Some(frame) = frame::next_frame(&mut socket.read_buf, MAX_MESSAGE)? {
             match frame.tag {
+                b'1' | b'3' => {
+                    statements::answer(&frame, &mut held.acks, out);
+                    continue;
+                }
                 b'S' => socket.note_parameter(&frame),
-                b'E' => held.failed = true,
+                b'E' => {
+                    held.failed = true;
+                    held.acks.failed(&mut socket.prepared);
+                }
                 b'Z' => {
                     held.pending = held.pending.saturating_sub(1);
+                    held.acks.batch_done();
                     held.status = frame.body().first().copied().unwrap_or(b'I');
                     if held.pending == 0 {
                         if let Some(sql) = held.setting.take() {
@@ -423,12 +435,16 @@ impl Session {
                             }
                         }
                         held.failed = false;
-                        done = held.status == b'I' && !held.pinned;
+                        done = held.status == b'I';
                     }
                 }
                 _ => {}
             }
             out.extend_from_slice(&frame.bytes);
+        }
+        if socket.prepared.len() > MAX_STATEMENTS_PER_CONNECTION {
+            // Too many kept: the reset before its next use drops them all.
+            held.dirty = true;
         }
         Ok(done)
     }

@@ -85,6 +85,7 @@ pub(crate) async fn reset(socket: &mut ServerSocket) -> Result<(), crate::sessio
     match socket.run_quietly(RESET).await {
         Ok(None) => {
             socket.applied_settings = None;
+            socket.prepared.clear();
             Ok(())
         }
         Ok(Some(error)) => {

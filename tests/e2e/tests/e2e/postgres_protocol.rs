@@ -183,22 +183,15 @@ async fn clients_share_few_server_connections_and_never_see_each_others_sessions
     // A SET inside a transaction, or mixed with other statements, lasts for the transaction.
     a.simple_query("BEGIN; SET search_path = public; COMMIT").await.unwrap();
     assert_eq!(first(a, "SELECT current_schema()").await, "t_acme");
-    // A temporary table is gone for everyone once its transaction is over.
-    a.simple_query("CREATE TEMP TABLE scratch (x int)").await.ok();
-    assert!(b.simple_query("SELECT * FROM scratch").await.is_err());
+    // So does a SET sent with other statements: it is nobody's once the transaction is over.
+    a.simple_query("SET search_path = public; SELECT 1").await.unwrap();
+    assert_eq!(first(b, "SELECT current_schema()").await, "t_acme");
+    assert_eq!(first(a, "SELECT current_schema()").await, "t_acme");
 
     // What a tenant may not send is refused by the router, with the connection kept usable.
     let err = a.simple_query("SET ROLE postgres").await.unwrap_err();
     assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE), "{err}");
     assert_eq!(first(a, "SELECT 1").await, "1");
-
-    // Named prepared statements keep working across transactions (the client keeps its
-    // server connection).
-    let statement = a.prepare("SELECT $1::int + 1").await.unwrap();
-    for n in 0..3 {
-        let row = a.query_one(&statement, &[&n]).await.unwrap();
-        assert_eq!(row.get::<_, i32>(0), n + 1);
-    }
 
     // Cancel reaches the server connection the client holds.
     let sleeper = connect(addr, "acme", &acme_secret).await.unwrap();
@@ -218,5 +211,44 @@ async fn clients_share_few_server_connections_and_never_see_each_others_sessions
     token.cancel_query(tokio_postgres::NoTls).await.unwrap();
     let err = sleeping.await.unwrap().unwrap_err();
     assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::QUERY_CANCELED), "{err}");
+    router.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_follow_their_client_from_connection_to_connection() {
+    let db = TestDb::create().await;
+    let common = common_settings(&db, SecretsFor::Local);
+    let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
+    let (_, secret) = tenant(&cp, "acme", "pro").await;
+    // One server connection for everyone: a client that kept it would starve the other.
+    let mut settings = router_settings(&common);
+    settings.max_connections = 1;
+    let router = spawn_router_with(&settings).await;
+    let addr = router.pg_addr.unwrap();
+    let a = connect(addr, "acme", &secret).await.unwrap();
+    let b = connect(addr, "acme", &secret).await.unwrap();
+
+    let plus_one = a.prepare("SELECT $1::int + 1").await.unwrap();
+    let times_two = a.prepare("SELECT $1::int * 2").await.unwrap();
+    for n in 0..5 {
+        assert_eq!(a.query_one(&plus_one, &[&n]).await.unwrap().get::<_, i32>(0), n + 1);
+        // b leaves state in the session: the connection is reset (DISCARD ALL) before a gets it
+        // again, and a's statements are prepared on it again, unseen by a.
+        b.simple_query("SET search_path = public; SELECT 1").await.unwrap();
+        assert_eq!(a.query_one(&times_two, &[&n]).await.unwrap().get::<_, i32>(0), n * 2);
+        // b may prepare the same text under its own name; a's statements are unaffected.
+        let b_plus_one = b.prepare("SELECT $1::int + 1").await.unwrap();
+        assert_eq!(b.query_one(&b_plus_one, &[&n]).await.unwrap().get::<_, i32>(0), n + 1);
+    }
+    // In a transaction, and after the client closes one of its statements.
+    let mut a = a;
+    let tx = a.transaction().await.unwrap();
+    assert_eq!(tx.query_one(&plus_one, &[&41]).await.unwrap().get::<_, i32>(0), 42);
+    tx.commit().await.unwrap();
+    drop(times_two);
+    assert_eq!(a.query_one(&plus_one, &[&1]).await.unwrap().get::<_, i32>(0), 2);
+    // A statement that fails to prepare leaves nothing behind.
+    assert!(a.prepare("SELECT * FROM no_such_table").await.is_err());
+    assert_eq!(a.query_one(&plus_one, &[&2]).await.unwrap().get::<_, i32>(0), 3);
     router.stop().await.unwrap();
 }
