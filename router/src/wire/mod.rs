@@ -110,6 +110,8 @@ pub async fn serve(
             }
         });
     }
+    // New clients are refused from now on; those connected finish their transaction.
+    drop(listener);
     clients.close();
     clients.wait().await;
     Ok(())

@@ -252,3 +252,39 @@ async fn prepared_statements_follow_their_client_from_connection_to_connection()
     assert_eq!(a.query_one(&plus_one, &[&2]).await.unwrap().get::<_, i32>(0), 3);
     router.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_waiting_too_long_gets_an_error_and_shutdown_lets_transactions_finish() {
+    let db = TestDb::create().await;
+    let common = common_settings(&db, SecretsFor::Local);
+    let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
+    let (_, secret) = tenant(&cp, "acme", "pro").await;
+    let mut settings = router_settings(&common);
+    settings.max_connections = 1;
+    settings.checkout_timeout = Duration::from_millis(300);
+    let router = spawn_router_with(&settings).await;
+    let addr = router.pg_addr.unwrap();
+    let a = connect(addr, "acme", &secret).await.unwrap();
+    let b = connect(addr, "acme", &secret).await.unwrap();
+
+    // a holds the only connection in its transaction: b is told so, not left hanging, and may
+    // try again.
+    a.simple_query("BEGIN").await.unwrap();
+    let err = b.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::TOO_MANY_CONNECTIONS), "{err}");
+    assert!(!b.is_closed());
+
+    // Shutdown: no new clients, idle ones are told and closed, a's transaction finishes.
+    let stopping = tokio::spawn(router.stop());
+    let started = std::time::Instant::now();
+    while !b.is_closed() {
+        let _ = b.simple_query("SELECT 1").await;
+        assert!(started.elapsed() < Duration::from_secs(10), "the idle client was not closed");
+    }
+    assert!(connect(addr, "acme", &secret).await.is_err(), "a new client was accepted while stopping");
+    assert_eq!(first(&a, "SELECT 41 + 1").await, "42");
+    a.simple_query("COMMIT").await.unwrap();
+    let err = a.simple_query("SELECT 1").await.unwrap_err();
+    assert!(a.is_closed() || err.code() == Some(&tokio_postgres::error::SqlState::ADMIN_SHUTDOWN), "{err}");
+    stopping.await.unwrap().unwrap();
+}
