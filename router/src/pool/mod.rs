@@ -579,7 +579,8 @@ impl TenantPools {
 /// `None` when its socket is gone or the reset failed or did not finish by `deadline` (the
 /// connection is closed; look for another).
 async fn ready(mut checkout: Checkout, deadline: tokio::time::Instant) -> Option<Checkout> {
-    if checkout.is_closed() {
+    if checkout.is_closed() || checkout.socket().is_some_and(|socket| !socket.is_quiet()) {
+        checkout.retire = true;
         return None;
     }
     if !checkout.clean {

@@ -156,6 +156,23 @@ pub(crate) fn only_settings(sql: &str) -> bool {
     settings_of(sql).is_some()
 }
 
+/// Whether `sql` is made only of transaction control (`BEGIN`, `COMMIT`, `ROLLBACK`,
+/// savepoints; not `PREPARE TRANSACTION`), which leaves nothing in the session once the
+/// transaction is over.
+pub(crate) fn only_transaction_control(sql: &str) -> bool {
+    use pg_query::protobuf::TransactionStmtKind as K;
+    let Ok(parsed) = pg_query::parse(sql, 0) else { return false };
+    !parsed.protobuf.stmts.is_empty() && parsed.protobuf.stmts.iter().all(|raw| {
+        matches!(
+            raw.stmt.as_deref().and_then(|n| n.node.as_ref()),
+            Some(NodeEnum::TransactionStmt(t)) if !matches!(
+                K::try_from(t.kind),
+                Ok(K::TransStmtPrepare | K::TransStmtCommitPrepared | K::TransStmtRollbackPrepared) | Err(_)
+            )
+        )
+    })
+}
+
 /// Whether `sql`, made only of settings, has a `RESET ALL`.
 pub(crate) fn resets_all_settings(sql: &str) -> bool {
     use pg_query::protobuf::VariableSetKind as K;

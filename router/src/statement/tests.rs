@@ -330,6 +330,11 @@ const NOT_ALLOWED: &[(&str, NotAllowed)] = &[
     ("SELECT * FROM t WHERE set_config('role', 'x', true) IS NOT NULL", NotAllowed::SessionIdentity),
     ("VALUES (set_config('role', 'x', true))", NotAllowed::SessionIdentity),
     ("SELECT set_config('app.a', set_config('role', 'x', true), true)", NotAllowed::SessionIdentity),
+    ("SET standard_conforming_strings = off", NotAllowed::SqlReading),
+    ("SET backslash_quote TO on", NotAllowed::SqlReading),
+    ("SET client_encoding TO 'SJIS'", NotAllowed::SqlReading),
+    ("SET NAMES 'LATIN1'", NotAllowed::SqlReading),
+    ("SELECT set_config('standard_conforming_strings', 'on', false)", NotAllowed::SqlReading),
     ("SELECT set_config($1, 'x', false)", NotAllowed::SettingNotConstant),
     ("SELECT set_config(name, 'x', false) FROM t", NotAllowed::SettingNotConstant),
     ("SELECT set_config('ro' || 'le', 'x', false)", NotAllowed::SettingNotConstant),
@@ -370,6 +375,10 @@ fn everyday_statements_and_settings_are_allowed() {
         "GRANT SELECT ON t TO someone",
         "SELECT rolname FROM pg_roles",
         "SELECT current_setting('role')",
+        "SET client_encoding TO 'UTF8'",
+        "SET standard_conforming_strings = on",
+        "RESET client_encoding",
+        "SET NAMES 'utf8'",
     ] {
         assert_eq!(classify(sql).not_allowed, None, "{sql}");
     }

@@ -257,8 +257,7 @@ impl ser::SerializeStruct for Node<'_> {
             value.serialize(&mut *self.walker)?;
             let first = std::mem::replace(&mut self.walker.setting, outer);
             let refusal = match first {
-                SettingArgument::Named(name) if !policy::protected_setting(&name) => None,
-                SettingArgument::Named(_) => Some(NotAllowed::SessionIdentity),
+                SettingArgument::Named(name) => policy::protected_setting(&name, None),
                 _ => Some(NotAllowed::SettingNotConstant),
             };
             let findings = &mut self.walker.findings;

@@ -28,6 +28,9 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// How long a client has to open its session: TLS, startup and authentication, each.
+const STARTUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Why a client connection ended early.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum WireError {
@@ -126,12 +129,10 @@ async fn client(
     cancels: &Arc<cancel::CancelKeys>,
     shutdown: CancellationToken,
 ) -> Result<(), WireError> {
-    let opening = tokio::time::timeout(
-        std::time::Duration::from_secs(30),
-        startup::open(tcp, setup.tls.as_ref(), setup.allow_plaintext),
-    )
-    .await
-    .map_err(|_| WireError::Closed)??;
+    let opening =
+        tokio::time::timeout(STARTUP_TIMEOUT, startup::open(tcp, setup.tls.as_ref(), setup.allow_plaintext))
+            .await
+            .map_err(|_| WireError::Closed)??;
     let (mut conn, parameters) = match opening {
         startup::Opening::Cancel { process_id, secret_key } => {
             cancels.cancel(process_id, secret_key).await;
@@ -139,7 +140,10 @@ async fn client(
         }
         startup::Opening::Startup(conn, parameters) => (conn, parameters),
     };
-    match begin(state, &mut conn, peer, parameters, cancels).await {
+    let admitted = tokio::time::timeout(STARTUP_TIMEOUT, begin(state, &mut conn, peer, parameters, cancels))
+        .await
+        .unwrap_or_else(|_| Err(WireError::Refused(Notice::fatal("08006", "authentication timed out"))));
+    match admitted {
         Ok(admitted) => relay::Session::new(conn, state.clone(), admitted, shutdown).run().await,
         Err(WireError::Refused(notice)) => {
             conn.refuse(&notice).await;
@@ -168,8 +172,11 @@ async fn begin(
         return Err(WireError::Refused(Notice::fatal("42501", not_allowed.message())));
     }
     // A first connection: it checks the settings, and tells what the client is to be told.
-    let mut checkout =
-        state.pools.checkout(&authenticated.pool).await.map_err(|e| startup::pool_notice(&e))?;
+    let mut checkout = state
+        .pools
+        .checkout(&authenticated.pool)
+        .await
+        .map_err(|e| WireError::Refused(startup::pool_notice(&e)))?;
     if let Some(error) = relay::apply_settings(&mut checkout, &settings).await? {
         // The server's own error (an unknown setting, a bad value) ends the startup, as it
         // would on PostgreSQL.
@@ -191,5 +198,6 @@ async fn begin(
     frame::ready_for_query(&mut out, b'I');
     conn.send(&out).await?;
     tracing::debug!(tenant = %tenant.slug, user = %request.user, "PostgreSQL client admitted");
-    Ok(relay::Admitted { tenant, pool: authenticated.pool, settings, cancel })
+    let host = state.resolver.base_domain().host_for(&tenant.slug);
+    Ok(relay::Admitted { tenant, host, pool: authenticated.pool, settings, cancel })
 }

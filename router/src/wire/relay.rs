@@ -116,6 +116,8 @@ pub(crate) async fn apply_settings(
 /// What admission found for a client.
 pub(crate) struct Admitted {
     pub(crate) tenant: Arc<TenantRecord>,
+    /// The tenant's own host, by which it is looked up again before each transaction.
+    pub(crate) host: String,
     pub(crate) pool: Arc<TenantPool>,
     pub(crate) settings: ClientSettings,
     pub(crate) cancel: Registration,
@@ -126,6 +128,7 @@ pub(crate) struct Session {
     conn: ClientConn,
     state: AppState,
     tenant: Arc<TenantRecord>,
+    host: String,
     pool: Arc<TenantPool>,
     settings: ClientSettings,
     statements: ClientStatements,
@@ -144,9 +147,28 @@ struct Held {
     dirty: bool,
     /// The server's answers the router must translate or keep from the client.
     acks: Acks,
+    /// Messages were relayed since the last `Sync` (a pipeline the client has not ended).
+    unsynced: bool,
     /// A `Query` made only of settings is running: kept for the client if it succeeds.
     setting: Option<String>,
     failed: bool,
+}
+
+impl Held {
+    /// The server is idle outside a transaction, with nothing pending or unfinished.
+    fn is_idle(&self) -> bool {
+        self.pending == 0 && self.status == b'I' && !self.unsynced
+    }
+}
+
+impl Drop for Held {
+    /// A connection not given back idle ([`Session::release`]) is closed: whatever it is in the
+    /// middle of must not reach another client. A query still running is cancelled.
+    fn drop(&mut self) {
+        if self.checkout.retire && !self.is_idle() {
+            tokio::spawn(self.checkout.cancel_query());
+        }
+    }
 }
 
 impl Session {
@@ -156,9 +178,9 @@ impl Session {
         admitted: Admitted,
         shutdown: CancellationToken,
     ) -> Self {
-        let Admitted { tenant, pool, settings, cancel } = admitted;
+        let Admitted { tenant, host, pool, settings, cancel } = admitted;
         let statements = ClientStatements::default();
-        Self { conn, state, tenant, pool, settings, statements, cancel, shutdown }
+        Self { conn, state, tenant, host, pool, settings, statements, cancel, shutdown }
     }
 
     /// Relays until the client terminates or disconnects (or the router shuts down and the
@@ -174,7 +196,7 @@ impl Session {
             while let Some(frame) = frame::next_frame(&mut self.conn.buf, MAX_MESSAGE)? {
                 if frame.tag == b'X' {
                     if let Some(held) = held.take() {
-                        self.release(held, false);
+                        self.release(held);
                     }
                     return Ok(());
                 }
@@ -208,6 +230,11 @@ impl Session {
                     }
                     match self.attach().await {
                         Ok(h) => held = Some(h),
+                        Err(notice) if notice.severity == "FATAL" => {
+                            self.conn.send(&out).await?;
+                            self.conn.refuse(&notice).await;
+                            return Ok(());
+                        }
                         Err(notice) => {
                             notice.put(&mut out);
                             if frame.tag == b'Q' {
@@ -243,7 +270,7 @@ impl Session {
                     }
                 }
                 Some(h) => {
-                    let idle = h.pending == 0 && h.status == b'I';
+                    let idle = h.is_idle();
                     let socket = h.checkout.socket().ok_or(WireError::Closed)?;
                     let read_client = self.conn.io.read_buf(&mut self.conn.buf);
                     let read_server =
@@ -252,13 +279,10 @@ impl Session {
                         read = read_client => {
                             let gone = !matches!(read, Ok(n) if n > 0);
                             if gone {
-                                // Mid-transaction or mid-query: cancel, and close the connection.
-                                let h = held.take().ok_or(WireError::Closed)?;
-                                if h.pending > 0 || h.status != b'I' {
-                                    tokio::spawn(h.checkout.cancel_query());
-                                    h.checkout.close();
-                                } else {
-                                    self.release(h, false);
+                                // Mid-transaction or mid-query, the connection is closed and its
+                                // query cancelled.
+                                if let Some(h) = held.take() {
+                                    self.release(h);
                                 }
                                 return Ok(());
                             }
@@ -266,7 +290,7 @@ impl Session {
                         // A client between transactions is let go at shutdown.
                         () = self.shutdown.cancelled(), if idle => {
                             if let Some(h) = held.take() {
-                                self.release(h, true);
+                                self.release(h);
                             }
                             self.conn.refuse(&Notice::fatal("57P01", "terminating connection: the router is shutting down")).await;
                             return Ok(());
@@ -294,7 +318,7 @@ impl Session {
                         }
                         if done {
                             if let Some(h) = held.take() {
-                                self.release(h, true);
+                                self.release(h);
                             }
                             if self.shutdown.is_cancelled() {
                                 self.conn
@@ -314,26 +338,58 @@ impl Session {
 
     /// Why the router refuses `frame` itself, if it does.
     fn refusal(&self, frame: &Frame) -> Option<Notice> {
-        let not_allowed = self.state.classifier.classify(sql_of(frame)?).not_allowed?;
+        match frame.tag {
+            b'Q' | b'P' => {}
+            b'F' => return Some(Notice::error(
+                "0A000",
+                "the FunctionCall message is not supported through the router; call the function with SELECT",
+            )),
+            _ => return None,
+        }
+        let Some(sql) = sql_of(frame) else {
+            // Text the router cannot read is text it cannot judge.
+            return Some(Notice::error("22021", "SQL text must be UTF-8"));
+        };
+        let not_allowed = self.state.classifier.classify(sql).not_allowed?;
         Some(Notice::error("42501", not_allowed.message()))
+    }
+
+    /// The tenant as it is now (from the resolver's cache): a client connected before a
+    /// suspension or deletion is refused (`FATAL`), and after any change (a rotation, a new
+    /// plan) it is served from the tenant's current pool.
+    async fn recheck_tenant(&mut self) -> Result<(), Notice> {
+        let current = self
+            .state
+            .resolver
+            .resolve(Some(&self.host))
+            .await
+            .map_err(|err| super::startup::resolve_notice(&err, "the connection"))?;
+        if current.id != self.tenant.id {
+            return Err(Notice::fatal("57P01", "the tenant this connection was for is gone"));
+        }
+        if current.generation != self.tenant.generation {
+            let (access, door) = (self.pool.access, crate::pool::Door::Wire);
+            self.pool = self.state.pools.pool_for_door(&current, access, door).await.map_err(|err| {
+                let notice = super::startup::pool_notice(&err);
+                Notice::error(notice.code, notice.message)
+            })?;
+            self.tenant = current;
+        }
+        Ok(())
     }
 
     /// A server connection for the client, with its settings, charged to the plan's rate limit.
     async fn attach(&mut self) -> Result<Held, Notice> {
+        self.recheck_tenant().await?;
         if !self.state.rate_limits.allow(&self.tenant).await {
             self.state.metrics.rate_limited.inc();
             return Err(Notice::error("53400", "the tenant's plan rate limit is exceeded; retry shortly"));
         }
         let waited = std::time::Instant::now();
-        let mut checkout = match self.state.pools.checkout(&self.pool).await {
-            Ok(checkout) => checkout,
-            Err(err) => {
-                return Err(match super::startup::pool_notice(&err) {
-                    WireError::Refused(notice) => Notice::error(notice.code, notice.message),
-                    _ => Notice::error("57P03", "no server connection"),
-                })
-            }
-        };
+        let mut checkout = self.state.pools.checkout(&self.pool).await.map_err(|err| {
+            let notice = super::startup::pool_notice(&err);
+            Notice::error(notice.code, notice.message)
+        })?;
         self.state.metrics.checkout_wait.observe(waited.elapsed().as_secs_f64());
         match apply_settings(&mut checkout, &self.settings).await {
             Ok(None) => {}
@@ -345,6 +401,8 @@ impl Session {
                 ));
             }
         }
+        // Closed unless given back idle (see `Held`'s drop).
+        checkout.retire = true;
         self.cancel.target.set(Some(checkout.canceller()));
         self.state.metrics.wire_transactions.inc();
         Ok(Held {
@@ -353,6 +411,7 @@ impl Session {
             status: b'I',
             dirty: false,
             acks: Acks::default(),
+            unsynced: false,
             setting: None,
             failed: false,
         })
@@ -360,14 +419,14 @@ impl Session {
 
     /// Gives the server connection back; `clean_ending`: the server is idle outside a
     /// transaction with nothing pending.
-    fn release(&self, mut held: Held, clean_ending: bool) {
+    /// Gives the server connection back when the server is idle outside a transaction with
+    /// nothing pending; otherwise it is closed (its query cancelled, see [`Held`]'s drop).
+    fn release(&self, mut held: Held) {
         self.cancel.target.set(None);
-        if !clean_ending || held.pending > 0 || held.status != b'I' {
-            held.checkout.close();
-            return;
+        if held.is_idle() {
+            held.checkout.retire = false;
+            held.checkout.clean = !held.dirty;
         }
-        held.checkout.clean = !held.dirty;
-        drop(held.checkout);
     }
 
     async fn relay_to_server(&mut self, held: &mut Held, frame: &Frame) -> Result<(), WireError> {
@@ -377,7 +436,9 @@ impl Session {
             if classification.discards_statements {
                 socket.prepared.clear();
             }
-            if classification.needs_reset() {
+            // `BEGIN`, `COMMIT` and the like leave nothing behind: `ReadyForQuery` tells when
+            // the transaction is over.
+            if classification.needs_reset() && !crate::statement::only_transaction_control(sql) {
                 let settings_only = frame.tag == b'Q'
                     && held.status == b'I'
                     && held.pending == 0
@@ -392,10 +453,13 @@ impl Session {
         match frame.tag {
             b'Q' | b'S' => {
                 held.pending += 1;
+                held.unsynced = false;
                 socket.write(&frame.bytes).await?;
                 held.acks.sent += 1;
             }
+            b'H' => socket.write(&frame.bytes).await?,
             _ => {
+                held.unsynced = true;
                 let mut out = BytesMut::new();
                 self.statements
                     .relay(frame, &mut socket.prepared, &mut held.acks, &mut out)
@@ -435,7 +499,7 @@ impl Session {
                             }
                         }
                         held.failed = false;
-                        done = held.status == b'I';
+                        done = held.status == b'I' && !held.unsynced;
                     }
                 }
                 _ => {}

@@ -53,6 +53,18 @@ impl ServerKeys {
         Self { salt, stored_key: Sha256::digest(client_key).into(), server_key: hmac(&salted, b"Server Key") }
     }
 
+    /// Keys nobody knows the password of, for a user that does not exist: the salt is the same
+    /// for the same tenant and user every time (as a real user's is), so that two attempts do
+    /// not tell them apart.
+    pub(crate) fn mock(tenant: &str, user: &str) -> Self {
+        static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+        let key = KEY.get_or_init(rand::random);
+        let digest = hmac(key, format!("{tenant}\0{user}").as_bytes());
+        let mut salt = [0; 16];
+        salt.copy_from_slice(&digest[..16]);
+        Self { salt, stored_key: rand::random(), server_key: rand::random() }
+    }
+
     /// Keys for a fresh random salt.
     pub(crate) fn new(password: &[u8]) -> Self {
         Self::derive(password, rand::random())

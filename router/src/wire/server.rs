@@ -42,6 +42,23 @@ impl ServerSocket {
         }
     }
 
+    /// Whether the server has sent nothing since its last answer (a server connection between
+    /// clients sends nothing: bytes or an end mean it was terminated, or is out of step).
+    /// Never waits.
+    pub(crate) fn is_quiet(&mut self) -> bool {
+        use futures::FutureExt as _;
+        if !self.read_buf.is_empty() {
+            return false;
+        }
+        match self.stream.read_buf(&mut self.read_buf).now_or_never() {
+            None => true,
+            Some(_) => {
+                self.broken = true;
+                false
+            }
+        }
+    }
+
     /// Marks the socket unusable and passes `err` on.
     pub(crate) fn broke(&mut self, err: std::io::Error) -> std::io::Error {
         self.broken = true;
@@ -82,6 +99,10 @@ impl ServerSocket {
 /// # Errors
 /// When it fails: the connection must be closed.
 pub(crate) async fn reset(socket: &mut ServerSocket) -> Result<(), crate::session::ResetError> {
+    if !socket.is_quiet() {
+        socket.broken = true;
+        return Err(crate::session::ResetError::Wire("the server sent something unasked".into()));
+    }
     match socket.run_quietly(RESET).await {
         Ok(None) => {
             socket.applied_settings = None;

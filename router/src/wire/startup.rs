@@ -291,7 +291,7 @@ pub(crate) async fn tenant(
     found.ok_or_else(|| Notice::fatal("3D000", "no tenant named"))
 }
 
-fn resolve_notice(err: &ResolveTenantError, how: &str) -> Notice {
+pub(crate) fn resolve_notice(err: &ResolveTenantError, how: &str) -> Notice {
     match err {
         ResolveTenantError::NotFound => {
             Notice::fatal("3D000", format!("no tenant at the host named by {how}"))
@@ -333,7 +333,7 @@ pub(crate) async fn authenticate(
         .pools
         .pool_for_door(tenant, Access::ReadWrite, Door::Wire)
         .await
-        .map_err(|e| pool_notice(&e))?;
+        .map_err(|e| WireError::Refused(pool_notice(&e)))?;
     let access = if writer.credentials.username == user {
         Some(Access::ReadWrite)
     } else if writer.credentials.reader_username.as_deref() == Some(user) {
@@ -346,13 +346,13 @@ pub(crate) async fn authenticate(
             .pools
             .pool_for_door(tenant, Access::ReadOnly, Door::Wire)
             .await
-            .map_err(|e| pool_notice(&e))?,
+            .map_err(|e| WireError::Refused(pool_notice(&e)))?,
         _ => writer,
     };
     // An unknown user still gets a whole exchange, against keys nobody knows the password of.
     let keys = match access {
         Some(_) => pool.scram_keys().clone(),
-        None => ServerKeys::new(&rand::random::<[u8; 32]>()),
+        None => ServerKeys::mock(&tenant.id.0.to_string(), user),
     };
     let mut out = BytesMut::new();
     frame::authentication_sasl(&mut out, scram::MECHANISM);
@@ -437,9 +437,9 @@ fn sasl_error(err: &scram::ScramError) -> WireError {
 }
 
 /// What a client sees when no pool or connection could be had for its tenant.
-pub(crate) fn pool_notice(err: &crate::pool::PoolCheckoutError) -> WireError {
+pub(crate) fn pool_notice(err: &crate::pool::PoolCheckoutError) -> Notice {
     use crate::pool::PoolCheckoutError as E;
-    WireError::Refused(match err {
+    match err {
         E::NoCredentials => Notice::fatal("57P03", "tenant has no credentials yet; retry shortly"),
         E::NoReader => Notice::fatal("28000", "the tenant has no read-only role yet"),
         E::Exhausted => {
@@ -448,7 +448,7 @@ pub(crate) fn pool_notice(err: &crate::pool::PoolCheckoutError) -> WireError {
         E::AuthFailed | E::Secrets(_) | E::Database(_) => {
             Notice::fatal("57P03", "the tenant's database is unavailable; retry shortly")
         }
-    })
+    }
 }
 
 #[cfg(test)]

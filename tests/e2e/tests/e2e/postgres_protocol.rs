@@ -288,3 +288,79 @@ async fn a_client_waiting_too_long_gets_an_error_and_shutdown_lets_transactions_
     assert!(a.is_closed() || err.code() == Some(&tokio_postgres::error::SqlState::ADMIN_SHUTDOWN), "{err}");
     stopping.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gone_mid_result_leaves_nothing_for_the_next_and_tenants_are_checked_again() {
+    let db = TestDb::create().await;
+    let common = common_settings(&db, SecretsFor::Local);
+    let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
+    let (_, secret) = tenant(&cp, "acme", "pro").await;
+    let mut settings = router_settings(&common);
+    settings.max_connections = 1;
+    let router = spawn_router_with(&settings).await;
+    let addr = router.pg_addr.unwrap();
+
+    // A client killed while rows stream: its connection must not serve anyone afterwards.
+    for _ in 0..3 {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(addr.ip().to_string())
+            .port(addr.port())
+            .user(&secret.username)
+            .password(&secret.password)
+            .options("-c tenant=acme");
+        let (greedy, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+        let socket = tokio::spawn(connection);
+        let streaming = tokio::spawn(async move {
+            let _ = greedy.simple_query("SELECT repeat('x', 200) FROM generate_series(1, 200000)").await;
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        socket.abort();
+        streaming.abort();
+        let next = connect(addr, "acme", &secret).await.unwrap();
+        assert_eq!(first(&next, "SELECT 'mine'").await, "mine");
+        assert_eq!(first(&next, "SELECT current_schema()").await, "t_acme");
+    }
+
+    // What would make the router read SQL differently from PostgreSQL is refused.
+    let client = connect(addr, "acme", &secret).await.unwrap();
+    let err = client.simple_query("SET standard_conforming_strings = off").await.unwrap_err();
+    assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE), "{err}");
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(addr.ip().to_string())
+        .port(addr.port())
+        .user(&secret.username)
+        .password(&secret.password)
+        .options("-c tenant=acme -c client_encoding=LATIN1");
+    let err = config.connect(tokio_postgres::NoTls).await.err().expect("LATIN1 is refused");
+    assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE), "{err}");
+
+    // A suspension reaches clients already connected, at their next transaction.
+    tenants::request(
+        &cp,
+        &tenancy::domain::Slug::parse("acme").unwrap(),
+        &tenants::Operation::Suspend,
+        "test",
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        match client.simple_query("SELECT 1").await {
+            Ok(_) => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "the suspension never reached the client"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(err) => {
+                let message = err.as_db_error().map(|e| e.message().to_owned()).unwrap_or_default();
+                assert!(message.contains("suspended"), "{err:?}");
+                break;
+            }
+        }
+    }
+    router.stop().await.unwrap();
+}
