@@ -125,5 +125,10 @@ fn wire_listener(
              (ROUTER_PG_ALLOW_PLAINTEXT): it will refuse every client"
         );
     }
-    Ok(crate::wire::WireListener { tls, allow_plaintext: settings.allow_plaintext })
+    Ok(crate::wire::WireListener {
+        tls,
+        allow_plaintext: settings.allow_plaintext,
+        idle_transaction_timeout: settings.idle_transaction_timeout,
+        max_clients: settings.max_clients,
+    })
 }

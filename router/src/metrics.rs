@@ -67,6 +67,8 @@ pub struct RouterMetrics {
     pub wire_transactions: Counter,
     /// PostgreSQL-protocol logins refused for a wrong user or password.
     pub wire_auth_failures: Counter,
+    /// PostgreSQL-protocol clients refused because `ROUTER_PG_MAX_CLIENTS` were connected.
+    pub wire_refused_full: Counter,
 }
 
 impl Default for RouterMetrics {
@@ -86,7 +88,12 @@ impl Default for RouterMetrics {
         let rate_limited = Counter::default();
         let connections = crate::pool::ConnectionCounters::default();
         let (wire_clients, wire_transactions) = (Gauge::default(), Counter::default());
-        let wire_auth_failures = Counter::default();
+        let (wire_auth_failures, wire_refused_full) = (Counter::default(), Counter::default());
+        registry.register(
+            "pg_clients_refused",
+            "PostgreSQL-protocol clients refused because ROUTER_PG_MAX_CLIENTS were connected",
+            wire_refused_full.clone(),
+        );
         registry.register("pg_clients", "PostgreSQL-protocol clients connected now", wire_clients.clone());
         registry.register(
             "pg_transactions",
@@ -155,6 +162,7 @@ impl Default for RouterMetrics {
             wire_clients,
             wire_transactions,
             wire_auth_failures,
+            wire_refused_full,
         }
     }
 }

@@ -205,6 +205,17 @@ pub struct PostgresSettings {
     /// are served.
     #[arg(long = "pg-allow-plaintext", env = "ROUTER_PG_ALLOW_PLAINTEXT", default_value_t = false)]
     pub allow_plaintext: bool,
+
+    /// A PostgreSQL client that leaves a transaction open and idle this long is disconnected,
+    /// so that it cannot hold one of its tenant's connections forever (whatever it sets its
+    /// session's own `idle_in_transaction_session_timeout` to).
+    #[arg(long = "pg-idle-transaction-timeout", env = "ROUTER_PG_IDLE_TRANSACTION_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub idle_transaction_timeout: Duration,
+
+    /// Most PostgreSQL clients connected at once (each costs the router memory, not a server
+    /// connection); past it, clients are refused with 53300.
+    #[arg(long = "pg-max-clients", env = "ROUTER_PG_MAX_CLIENTS", default_value_t = 10_000)]
+    pub max_clients: usize,
 }
 
 /// A listen address, or none (`off`).

@@ -49,6 +49,10 @@ pub(crate) enum WireError {
 pub struct WireListener {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub allow_plaintext: bool,
+    /// A client idle this long inside a transaction is disconnected (its connection freed).
+    pub idle_transaction_timeout: std::time::Duration,
+    /// Most clients connected at once; past it a client is refused at once.
+    pub max_clients: usize,
 }
 
 /// The TLS acceptor for the certificate and key in these PEM files.
@@ -89,6 +93,7 @@ pub async fn serve(
     let setup = Arc::new(setup);
     let cancels = Arc::new(cancel::CancelKeys::default());
     let clients = TaskTracker::new();
+    let room = Arc::new(tokio::sync::Semaphore::new(setup.max_clients));
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -101,9 +106,15 @@ pub async fn serve(
             () = shutdown.cancelled() => break,
         };
         let _ = tcp.set_nodelay(true);
+        let Ok(place) = room.clone().try_acquire_owned() else {
+            state.metrics.wire_refused_full.inc();
+            tokio::spawn(refuse_full(tcp));
+            continue;
+        };
         let (state, setup, cancels, shutdown) =
             (state.clone(), setup.clone(), cancels.clone(), shutdown.clone());
         clients.spawn(async move {
+            let _place = place;
             state.metrics.wire_clients.inc();
             let result = client(tcp, peer, &state, &setup, &cancels, shutdown).await;
             state.metrics.wire_clients.dec();
@@ -118,6 +129,16 @@ pub async fn serve(
     clients.close();
     clients.wait().await;
     Ok(())
+}
+
+/// Refuses a client past `ROUTER_PG_MAX_CLIENTS` (53300, as PostgreSQL refuses one past
+/// `max_connections`), without reading what it sent.
+async fn refuse_full(tcp: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt as _;
+    let mut tcp = tcp;
+    let mut out = BytesMut::new();
+    Notice::fatal("53300", "sorry, too many clients already").put(&mut out);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tcp.write_all(&out)).await;
 }
 
 /// One client connection, from its first byte to its last.
@@ -144,7 +165,11 @@ async fn client(
         .await
         .unwrap_or_else(|_| Err(WireError::Refused(Notice::fatal("08006", "authentication timed out"))));
     match admitted {
-        Ok(admitted) => relay::Session::new(conn, state.clone(), admitted, shutdown).run().await,
+        Ok(admitted) => {
+            relay::Session::new(conn, state.clone(), admitted, shutdown, setup.idle_transaction_timeout)
+                .run()
+                .await
+        }
         Err(WireError::Refused(notice)) => {
             conn.refuse(&notice).await;
             Ok(())

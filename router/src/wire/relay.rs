@@ -134,6 +134,7 @@ pub(crate) struct Session {
     statements: ClientStatements,
     cancel: Registration,
     shutdown: CancellationToken,
+    idle_transaction_timeout: std::time::Duration,
 }
 
 /// The server connection a client holds, and what it did on it.
@@ -149,6 +150,15 @@ struct Held {
     acks: Acks,
     /// Messages were relayed since the last `Sync` (a pipeline the client has not ended).
     unsynced: bool,
+    /// When the running statement is cancelled: the plan's statement timeout, which the client
+    /// cannot raise by setting its own.
+    deadline: Option<tokio::time::Instant>,
+    /// When the client last sent anything (a transaction left idle past
+    /// `ROUTER_PG_IDLE_TRANSACTION_TIMEOUT` is ended).
+    last_heard: tokio::time::Instant,
+    /// The router's refusals, in order, standing in for the server's errors that carry
+    /// [`refusal_marker`].
+    refusals: std::collections::VecDeque<Notice>,
     /// A `Query` made only of settings is running: kept for the client if it succeeds.
     setting: Option<String>,
     failed: bool,
@@ -177,10 +187,22 @@ impl Session {
         state: AppState,
         admitted: Admitted,
         shutdown: CancellationToken,
+        idle_transaction_timeout: std::time::Duration,
     ) -> Self {
         let Admitted { tenant, host, pool, settings, cancel } = admitted;
         let statements = ClientStatements::default();
-        Self { conn, state, tenant, host, pool, settings, statements, cancel, shutdown }
+        Self {
+            conn,
+            state,
+            tenant,
+            host,
+            pool,
+            settings,
+            statements,
+            cancel,
+            shutdown,
+            idle_transaction_timeout,
+        }
     }
 
     /// Relays until the client terminates or disconnects (or the router shuts down and the
@@ -211,12 +233,17 @@ impl Session {
                     continue;
                 }
                 if let Some(refusal) = self.refusal(&frame) {
-                    refusal.put(&mut out);
-                    if frame.tag == b'Q' {
-                        let status = held.as_ref().map_or(b'I', |h| h.status);
-                        frame::ready_for_query(&mut out, status);
-                    } else {
-                        skipping = true;
+                    match &mut held {
+                        // The server fails in its place, in order, and the transaction with it.
+                        Some(h) => self.fail_in_place(h, &frame, refusal).await?,
+                        None => {
+                            refusal.put(&mut out);
+                            if matches!(frame.tag, b'Q' | b'F') {
+                                frame::ready_for_query(&mut out, b'I');
+                            } else {
+                                skipping = true;
+                            }
+                        }
                     }
                     continue;
                 }
@@ -271,6 +298,11 @@ impl Session {
                 }
                 Some(h) => {
                     let idle = h.is_idle();
+                    let far = tokio::time::Instant::now() + std::time::Duration::from_secs(86_400);
+                    let statement_deadline = h.deadline.unwrap_or(far);
+                    let idle_in_transaction = h.pending == 0 && h.status != b'I';
+                    let idle_deadline = h.last_heard + self.idle_transaction_timeout;
+                    let canceller = h.checkout.canceller();
                     let socket = h.checkout.socket().ok_or(WireError::Closed)?;
                     let read_client = self.conn.io.read_buf(&mut self.conn.buf);
                     let read_server =
@@ -286,6 +318,20 @@ impl Session {
                                 }
                                 return Ok(());
                             }
+                        }
+                        () = tokio::time::sleep_until(statement_deadline), if statement_deadline < far => {
+                            tokio::spawn(canceller.cancel());
+                            if let Some(h) = &mut held {
+                                h.deadline = None;
+                            }
+                            continue;
+                        }
+                        () = tokio::time::sleep_until(idle_deadline), if idle_in_transaction => {
+                            if let Some(h) = held.take() {
+                                self.release(h);
+                            }
+                            self.conn.refuse(&Notice::fatal("25P03", "terminating connection due to idle-in-transaction timeout")).await;
+                            return Ok(());
                         }
                         // A client between transactions is let go at shutdown.
                         () = self.shutdown.cancelled(), if idle => {
@@ -334,6 +380,43 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// When a statement sent now is cancelled by the router: a little after the plan's statement
+    /// timeout (PostgreSQL's own, from the pool's settings, fires first unless the client raised
+    /// it).
+    fn statement_deadline(&self) -> Option<tokio::time::Instant> {
+        let ms = u64::try_from(self.tenant.statement_timeout_ms?).ok().filter(|ms| *ms > 0)?;
+        Some(tokio::time::Instant::now() + std::time::Duration::from_millis(ms + 100))
+    }
+
+    /// Sends the server, in place of the refused `frame`, a message that fails there: the
+    /// error reaches the client in order, and aborts the transaction, as PostgreSQL's own would
+    /// (its text is replaced by `refusal`'s).
+    async fn fail_in_place(
+        &mut self,
+        held: &mut Held,
+        frame: &Frame,
+        refusal: Notice,
+    ) -> Result<(), WireError> {
+        let mut out = BytesMut::new();
+        if frame.tag == b'P' {
+            frame::put_message(&mut out, b'P', |b| {
+                b.extend_from_slice(b"\0");
+                b.extend_from_slice(refusal_marker().as_bytes());
+                b.extend_from_slice(b"\0\0\0");
+            });
+            held.unsynced = true;
+        } else {
+            frame::query(&mut out, refusal_marker());
+            held.unsynced = false;
+            held.pending += 1;
+            held.acks.sent += 1;
+        }
+        held.refusals.push_back(refusal);
+        let socket = held.checkout.socket().ok_or(WireError::Closed)?;
+        socket.write(&out).await?;
+        Ok(())
     }
 
     /// Why the router refuses `frame` itself, if it does.
@@ -412,6 +495,9 @@ impl Session {
             dirty: false,
             acks: Acks::default(),
             unsynced: false,
+            refusals: std::collections::VecDeque::new(),
+            deadline: None,
+            last_heard: tokio::time::Instant::now(),
             setting: None,
             failed: false,
         })
@@ -430,6 +516,7 @@ impl Session {
     }
 
     async fn relay_to_server(&mut self, held: &mut Held, frame: &Frame) -> Result<(), WireError> {
+        held.last_heard = tokio::time::Instant::now();
         let socket = held.checkout.socket().ok_or(WireError::Closed)?;
         if let Some(sql) = sql_of(frame) {
             let classification = self.state.classifier.classify(sql);
@@ -452,6 +539,9 @@ impl Session {
         }
         match frame.tag {
             b'Q' | b'S' => {
+                if held.pending == 0 {
+                    held.deadline = self.statement_deadline();
+                }
                 held.pending += 1;
                 held.unsynced = false;
                 socket.write(&frame.bytes).await?;
@@ -485,9 +575,16 @@ impl Session {
                 b'E' => {
                     held.failed = true;
                     held.acks.failed(&mut socket.prepared);
+                    if is_refusal(&frame) {
+                        if let Some(refusal) = held.refusals.pop_front() {
+                            refusal.put(out);
+                            continue;
+                        }
+                    }
                 }
                 b'Z' => {
                     held.pending = held.pending.saturating_sub(1);
+                    held.deadline = if held.pending > 0 { self.statement_deadline() } else { None };
                     held.acks.batch_done();
                     held.status = frame.body().first().copied().unwrap_or(b'I');
                     if held.pending == 0 {
@@ -531,6 +628,19 @@ impl Session {
         self.settings.statements.push(sql);
         *applied = self.settings.fingerprint();
     }
+}
+
+/// SQL that fails to parse, with a text of its own that the server's error repeats: sent in
+/// place of what the router refuses.
+fn refusal_marker() -> &'static str {
+    static MARKER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    MARKER.get_or_init(|| format!("tenant_router_refused_{:016x}", rand::random::<u64>()))
+}
+
+/// Whether an `ErrorResponse` is the server's answer to [`refusal_marker`].
+fn is_refusal(frame: &Frame) -> bool {
+    let marker = refusal_marker().as_bytes();
+    frame.body().windows(marker.len()).any(|window| window == marker)
 }
 
 /// The SQL text of a `Query` or `Parse` message.

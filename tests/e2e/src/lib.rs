@@ -75,6 +75,8 @@ pub fn router_settings(common: &CommonSettings) -> tenant_router::settings::Rout
             tls_cert_file: None,
             tls_key_file: None,
             allow_plaintext: true,
+            idle_transaction_timeout: Duration::from_secs(60),
+            max_clients: 1000,
         },
         http: tenancy::listener::HttpSettings::default(),
         cache_ttl: Duration::from_secs(30),

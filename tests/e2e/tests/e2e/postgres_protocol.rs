@@ -192,6 +192,16 @@ async fn clients_share_few_server_connections_and_never_see_each_others_sessions
     let err = a.simple_query("SET ROLE postgres").await.unwrap_err();
     assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE), "{err}");
     assert_eq!(first(a, "SELECT 1").await, "1");
+    // Inside a transaction, a refusal fails the transaction as PostgreSQL's own error would.
+    a.simple_query("BEGIN").await.unwrap();
+    a.simple_query("INSERT INTO users (email, name) VALUES ('refused@acme.example', 'r')").await.unwrap();
+    let err = a.simple_query("DO $$ BEGIN END $$").await.unwrap_err();
+    assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE), "{err}");
+    assert!(err.as_db_error().is_some_and(|e| e.message().contains("DO blocks")), "{err:?}");
+    let err = a.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION), "{err}");
+    a.simple_query("COMMIT").await.unwrap();
+    assert_eq!(first(a, "SELECT count(*) FROM users WHERE email = 'refused@acme.example'").await, "0");
 
     // Cancel reaches the server connection the client holds.
     let sleeper = connect(addr, "acme", &acme_secret).await.unwrap();
@@ -362,5 +372,37 @@ async fn a_client_gone_mid_result_leaves_nothing_for_the_next_and_tenants_are_ch
             }
         }
     }
+    router.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_bounds_statements_and_idle_transactions_whatever_the_client_sets() {
+    let db = TestDb::create().await;
+    let common = common_settings(&db, SecretsFor::Local);
+    let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
+    // `starter`: statements end after 5 s.
+    let (_, secret) = tenant(&cp, "acme", "starter").await;
+    let mut settings = router_settings(&common);
+    settings.postgres.idle_transaction_timeout = Duration::from_millis(500);
+    let router = spawn_router_with(&settings).await;
+    let addr = router.pg_addr.unwrap();
+
+    let client = connect(addr, "acme", &secret).await.unwrap();
+    client.simple_query("SET statement_timeout = 0").await.unwrap();
+    let started = std::time::Instant::now();
+    let err = client.simple_query("SELECT pg_sleep(60)").await.unwrap_err();
+    assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::QUERY_CANCELED), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30), "not cancelled at the plan's timeout");
+    assert_eq!(first(&client, "SELECT 'still here'").await, "still here");
+
+    // A transaction left idle is ended, and its connection freed.
+    let idle = connect(addr, "acme", &secret).await.unwrap();
+    idle.simple_query("SET idle_in_transaction_session_timeout = 0; BEGIN").await.unwrap();
+    let started = std::time::Instant::now();
+    while !idle.is_closed() {
+        assert!(started.elapsed() < Duration::from_secs(10), "the idle transaction was never ended");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(first(&client, "SELECT 1").await, "1");
     router.stop().await.unwrap();
 }
