@@ -150,10 +150,39 @@ fn settings_of(sql: &str) -> Option<Vec<pg_query::protobuf::VariableSetStmt>> {
     (!settings.is_empty()).then_some(settings)
 }
 
-/// Whether `sql` is made only of `SET` and `RESET` statements a client may carry (see
-/// [`crate::wire`]).
-pub(crate) fn only_settings(sql: &str) -> bool {
-    settings_of(sql).is_some()
+/// One change a query made only of `SET`/`RESET` makes to a session's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SettingChange {
+    /// `name` (lower case) is set by `sql`, one statement.
+    Set {
+        name: String,
+        sql: String,
+    },
+    /// `name` goes back to the session's default.
+    Reset {
+        name: String,
+    },
+    ResetAll,
+}
+
+/// The changes `sql` makes to the session's settings, or `None` unless it is made only of
+/// `SET` and `RESET` statements a client may carry (see [`crate::wire`]).
+pub(crate) fn setting_changes(sql: &str) -> Option<Vec<SettingChange>> {
+    use pg_query::protobuf::VariableSetKind as K;
+    settings_of(sql)?
+        .into_iter()
+        .map(|set| {
+            let name = set.name.to_ascii_lowercase();
+            Some(match K::try_from(set.kind).ok()? {
+                K::VarResetAll => SettingChange::ResetAll,
+                K::VarReset => SettingChange::Reset { name },
+                _ => {
+                    let sql = NodeEnum::VariableSetStmt(set).deparse(Default::default()).ok()?;
+                    SettingChange::Set { name, sql }
+                }
+            })
+        })
+        .collect()
 }
 
 /// Whether `sql` is made only of transaction control (`BEGIN`, `COMMIT`, `ROLLBACK`,
@@ -171,12 +200,6 @@ pub(crate) fn only_transaction_control(sql: &str) -> bool {
             )
         )
     })
-}
-
-/// Whether `sql`, made only of settings, has a `RESET ALL`.
-pub(crate) fn resets_all_settings(sql: &str) -> bool {
-    use pg_query::protobuf::VariableSetKind as K;
-    settings_of(sql).is_some_and(|sets| sets.iter().any(|set| set.kind == K::VarResetAll as i32))
 }
 
 /// Classifies one statement of a parsed string.

@@ -21,6 +21,7 @@ use super::statements::{self, Acks, ClientStatements};
 use super::WireError;
 use crate::pool::{Checkout, TenantPool};
 use crate::state::AppState;
+use crate::statement::SettingChange;
 use bytes::BytesMut;
 use std::hash::{Hash as _, Hasher as _};
 use std::sync::Arc;
@@ -32,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 /// use.
 const MAX_STATEMENTS_PER_CONNECTION: usize = 1024;
 
-/// Most `SET` queries kept per client; past it the client keeps its server connection.
+/// Most settings a client may carry (by name).
 const MAX_TRACKED_SETTINGS: usize = 64;
 
 /// The settings a client carries from connection to connection.
@@ -40,8 +41,8 @@ const MAX_TRACKED_SETTINGS: usize = 64;
 pub(crate) struct ClientSettings {
     /// From the startup packet: what `RESET ALL` goes back to.
     startup: Vec<String>,
-    /// `SET`/`RESET` queries since, in order.
-    statements: Vec<String>,
+    /// The settings set since, each by its last `SET` (by name, in the order first set).
+    changes: Vec<(String, String)>,
 }
 
 impl ClientSettings {
@@ -53,7 +54,7 @@ impl ClientSettings {
                 format!("SET {} TO {}", tenancy::domain::quote_ident(name), quote_literal(value))
             })
             .collect();
-        Self { startup: statements, statements: Vec::new() }
+        Self { startup: statements, changes: Vec::new() }
     }
 
     /// Why a tenant may not choose one of these settings, if it may not.
@@ -70,7 +71,7 @@ impl ClientSettings {
     }
 
     fn all(&self) -> impl Iterator<Item = &String> {
-        self.startup.iter().chain(&self.statements)
+        self.startup.iter().chain(self.changes.iter().map(|(_, sql)| sql))
     }
 
     fn fingerprint(&self) -> Option<u64> {
@@ -529,7 +530,7 @@ impl Session {
                 let settings_only = frame.tag == b'Q'
                     && held.status == b'I'
                     && held.pending == 0
-                    && crate::statement::only_settings(sql);
+                    && crate::statement::setting_changes(sql).is_some();
                 if settings_only {
                     held.setting = Some(sql.to_owned());
                 } else {
@@ -590,7 +591,7 @@ impl Session {
                     if held.pending == 0 {
                         if let Some(sql) = held.setting.take() {
                             if !held.failed && held.status == b'I' {
-                                self.keep_setting(sql, &mut held.dirty, &mut socket.applied_settings);
+                                self.keep_setting(&sql, &mut held.dirty, &mut socket.applied_settings);
                             } else {
                                 held.dirty = true;
                             }
@@ -612,21 +613,43 @@ impl Session {
 
     /// A `SET` query that succeeded becomes one of the client's settings; the connection has
     /// exactly the client's settings now.
-    fn keep_setting(&mut self, sql: String, dirty: &mut bool, applied: &mut Option<u64>) {
-        if self.settings.statements.len() >= MAX_TRACKED_SETTINGS {
-            // Too many to carry: the connection must not be reused as if it had none of them.
+    fn keep_setting(&mut self, sql: &str, dirty: &mut bool, applied: &mut Option<u64>) {
+        let Some(changes) = crate::statement::setting_changes(sql) else {
             *dirty = true;
             return;
+        };
+        for change in changes {
+            match change {
+                SettingChange::Set { name, sql } => {
+                    match self.settings.changes.iter_mut().find(|(n, _)| *n == name) {
+                        Some((_, kept)) => *kept = sql,
+                        None => self.settings.changes.push((name, sql)),
+                    }
+                }
+                SettingChange::Reset { name } => {
+                    // Back to the default of a session the router opened, which is not the
+                    // client's: reset and applied again, as after `RESET ALL`.
+                    self.settings.changes.retain(|(n, _)| *n != name);
+                    *dirty = true;
+                }
+                SettingChange::ResetAll => {
+                    // Back to the startup settings, which this session no longer has: the
+                    // connection is reset before its next use, and the client's settings
+                    // applied again.
+                    self.settings.changes.clear();
+                    *dirty = true;
+                }
+            }
         }
-        if crate::statement::resets_all_settings(&sql) {
-            // Back to the startup settings, which this session no longer has: the connection
-            // is reset before its next use, and the client's settings applied again.
-            self.settings.statements.clear();
+        if self.settings.changes.len() > MAX_TRACKED_SETTINGS {
+            // Too many to carry: the newest are dropped, and the connection must not be reused
+            // as if it had them.
+            self.settings.changes.truncate(MAX_TRACKED_SETTINGS);
             *dirty = true;
-            return;
         }
-        self.settings.statements.push(sql);
-        *applied = self.settings.fingerprint();
+        if !*dirty {
+            *applied = self.settings.fingerprint();
+        }
     }
 }
 

@@ -178,6 +178,14 @@ async fn clients_share_few_server_connections_and_never_see_each_others_sessions
         assert_eq!(first(b, "SHOW application_name").await, "e2e");
         assert_ne!(first(b, "SHOW statement_timeout").await, "4242ms");
     }
+    // A setting set again and again is carried by its last value (however many times).
+    for n in 0..30 {
+        a.simple_query(&format!("SET application_name = 'client-a-{n}'")).await.unwrap();
+    }
+    assert_eq!(first(a, "SHOW application_name").await, "client-a-29");
+    assert_eq!(first(a, "SHOW statement_timeout").await, "4242ms");
+    a.simple_query("RESET application_name").await.unwrap();
+    assert_eq!(first(a, "SHOW application_name").await, "e2e", "RESET goes back to the startup value");
     a.simple_query("RESET ALL").await.unwrap();
     assert_eq!(first(a, "SHOW application_name").await, "e2e", "RESET ALL goes back to the startup settings");
     // A SET inside a transaction, or mixed with other statements, lasts for the transaction.
