@@ -157,6 +157,8 @@ struct Held {
     /// When the client last sent anything (a transaction left idle past
     /// `ROUTER_PG_IDLE_TRANSACTION_TIMEOUT` is ended).
     last_heard: tokio::time::Instant,
+    /// Batches the router sent for itself (their answers are kept from the client).
+    internal: std::collections::VecDeque<u64>,
     /// The router's refusals, in order, standing in for the server's errors that carry
     /// [`refusal_marker`].
     refusals: std::collections::VecDeque<Notice>,
@@ -497,6 +499,7 @@ impl Session {
             acks: Acks::default(),
             unsynced: false,
             refusals: std::collections::VecDeque::new(),
+            internal: std::collections::VecDeque::new(),
             deadline: None,
             last_heard: tokio::time::Instant::now(),
             setting: None,
@@ -523,6 +526,16 @@ impl Session {
             let classification = self.state.classifier.classify(sql);
             if classification.discards_statements {
                 socket.prepared.clear();
+            }
+            // `currval`/`lastval` first thing on this connection: what another client's `nextval`
+            // left in the session's sequence cache is discarded first (as on a fresh session).
+            if classification.reads_sequence_cache && held.acks.sent == 0 && !held.unsynced {
+                let mut out = BytesMut::new();
+                frame::query(&mut out, crate::session::DISCARD_SEQUENCES);
+                socket.write(&out).await?;
+                held.internal.push_back(held.acks.sent);
+                held.pending += 1;
+                held.acks.sent += 1;
             }
             // `BEGIN`, `COMMIT` and the like leave nothing behind: `ReadyForQuery` tells when
             // the transaction is over.
@@ -567,6 +580,15 @@ impl Session {
         let socket = held.checkout.socket().ok_or(WireError::Closed)?;
         let mut done = false;
         while let Some(frame) = frame::next_frame(&mut socket.read_buf, MAX_MESSAGE)? {
+            if held.internal.front() == Some(&held.acks.answered) {
+                // The answer to the router's own query, kept from the client.
+                if frame.tag == b'Z' {
+                    held.internal.pop_front();
+                    held.pending = held.pending.saturating_sub(1);
+                    held.acks.batch_done();
+                }
+                continue;
+            }
             match frame.tag {
                 b'1' | b'3' => {
                     statements::answer(&frame, &mut held.acks, out);

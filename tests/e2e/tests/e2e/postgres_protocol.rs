@@ -340,6 +340,13 @@ async fn a_client_gone_mid_result_leaves_nothing_for_the_next_and_tenants_are_ch
         assert_eq!(first(&next, "SELECT current_schema()").await, "t_acme");
     }
 
+    // Another client's sequence values do not show through lastval().
+    let writer = connect(addr, "acme", &secret).await.unwrap();
+    writer.simple_query("INSERT INTO users (email, name) VALUES ('seq@acme.example', 's')").await.unwrap();
+    let reader = connect(addr, "acme", &secret).await.unwrap();
+    let err = reader.simple_query("SELECT lastval()").await.unwrap_err();
+    assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE), "{err}");
+
     // What would make the router read SQL differently from PostgreSQL is refused.
     let client = connect(addr, "acme", &secret).await.unwrap();
     let err = client.simple_query("SET standard_conforming_strings = off").await.unwrap_err();
