@@ -14,7 +14,8 @@
 # so `scripts/services.sh up > env.txt` leaves only env lines in env.txt.
 #
 # Everything lives under ${TENANCY_STATE_DIR:-<repo>/.local}: services/ holds
-# the state of each service, venv/ the Python virtualenv with moto. Every
+# the state of each service, venv/ the Python virtualenv with moto (and the
+# Python clients that scripts/test.sh adds for the e2e tests). Every
 # service listens on 127.0.0.1 only, on a free port chosen at first start and
 # reused while it stays free. A system PostgreSQL (5432) or Redis (6379) is
 # never used, stopped or depended upon: we only touch processes recorded in
@@ -561,6 +562,7 @@ cmd_env() {
   emit TENANCY_PG_BIN "$PG_BIN"
   emit TENANCY_PG_DATA "$PG_DATA"
   emit TENANCY_PG_USER "$(stat -c %U "$PG_DATA")"
+  emit TENANCY_PYTHON "$VENV/bin/python"
 }
 
 cmd_status() {

@@ -48,5 +48,28 @@ set -a
 . .local/test.env
 set +a
 
+# The Python clients the e2e tests drive (psycopg, asyncpg): pinned in
+# tests/clients/python/requirements.txt, installed into the harness's virtualenv (made by
+# scripts/services.sh for moto: TENANCY_PYTHON) whenever that file differs from what was installed.
+install_python_clients() {
+  local requirements=tests/clients/python/requirements.txt
+  local python=${TENANCY_PYTHON:?scripts/services.sh env names no TENANCY_PYTHON}
+  local installed
+  installed="$(dirname "$(dirname "$python")")/test-clients-requirements.txt"
+  if ! cmp -s "$requirements" "$installed"; then
+    log "installing the Python test clients (pip install -r $requirements)"
+    "$python" -m pip install --quiet --disable-pip-version-check -r "$requirements" </dev/null >&2
+    cp "$requirements" "$installed"
+  fi
+}
+install_python_clients
+
+# pgbench (the e2e tests run it through the router) comes with PostgreSQL's server package,
+# which scripts/services.sh installs; a server found elsewhere may come without it.
+if [[ ! -x ${TENANCY_PG_BIN:-}/pgbench ]] && ! command -v pgbench >/dev/null; then
+  log "pgbench is missing (neither in $TENANCY_PG_BIN nor on PATH): install PostgreSQL's server package"
+  exit 1
+fi
+
 log "running the test suite"
 cargo test --workspace --locked -- --color never "$@"
