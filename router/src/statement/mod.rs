@@ -61,6 +61,9 @@ pub struct Classification {
     /// earlier request's `nextval` (a `serial` default in an `INSERT`, say, which the
     /// classifier counts as clean) may have filled it, so discard it before this one runs.
     pub reads_sequence_cache: bool,
+    /// A statement calls `set_config` (whose change to the session's settings, unless local
+    /// to a transaction, stays).
+    pub sets_config: bool,
     /// The first word of the first statement's command tag when pg_query tells it for sure
     /// (`SELECT` for a `WITH … SELECT`, `TABLE t` or `VALUES`; `INSERT`, `UPDATE`, `DELETE`,
     /// `MERGE`); `None` for other statements, whose tag starts with their first keyword.
@@ -77,6 +80,7 @@ impl Classification {
         discards_statements: false,
         transaction_control: false,
         reads_sequence_cache: false,
+        sets_config: false,
         command: None,
         not_allowed: None,
     };
@@ -101,6 +105,7 @@ impl Classification {
             discards_statements: self.discards_statements || next.discards_statements,
             transaction_control: self.transaction_control || next.transaction_control,
             reads_sequence_cache: self.reads_sequence_cache || next.reads_sequence_cache,
+            sets_config: self.sets_config || next.sets_config,
             command: self.command,
             not_allowed: self.not_allowed.or(next.not_allowed),
         }
@@ -113,6 +118,7 @@ impl Classification {
         }
         self.read_only &= !findings.writes && !findings.session;
         self.reads_sequence_cache |= findings.reads_sequence_cache;
+        self.sets_config |= findings.sets_config;
         self.not_allowed = self.not_allowed.or(findings.not_allowed);
         self
     }

@@ -90,7 +90,8 @@ pub(crate) fn protected_setting(name: &str, value: Option<&str>) -> Option<NotAl
     }
     let (_, safe) = SQL_READING.iter().find(|(setting, _)| setting.eq_ignore_ascii_case(name))?;
     match value {
-        Some(value) if safe.iter().any(|v| v.eq_ignore_ascii_case(value.trim())) => None,
+        // A startup parameter may come quoted (asyncpg sends `'utf-8'`).
+        Some(value) if safe.iter().any(|v| v.eq_ignore_ascii_case(value.trim().trim_matches('\''))) => None,
         _ => Some(NotAllowed::SqlReading),
     }
 }

@@ -26,6 +26,8 @@ pub(super) struct Findings {
     pub(super) writes: bool,
     /// A call to `currval` or `lastval`.
     pub(super) reads_sequence_cache: bool,
+    /// A call to `set_config`.
+    pub(super) sets_config: bool,
     /// A call the policy refuses: `set_config` of a protected setting, or of one not named by
     /// a string constant.
     pub(super) not_allowed: Option<NotAllowed>,
@@ -48,6 +50,7 @@ impl Findings {
 
     /// Notes a call of the function named `name` (schema first).
     fn call(&mut self, name: &[String]) {
+        self.sets_config |= is_set_config(name);
         match functions::effect(name) {
             FunctionEffect::Pure => {}
             FunctionEffect::Writes => self.writes = true,

@@ -41,6 +41,8 @@ const MAX_TRACKED_SETTINGS: usize = 64;
 pub(crate) struct ClientSettings {
     /// From the startup packet: what `RESET ALL` goes back to.
     startup: Vec<String>,
+    /// The same, as names (lower case) and values.
+    startup_values: Vec<(String, String)>,
     /// The settings set since, each by its last `SET` (by name, in the order first set).
     changes: Vec<(String, String)>,
 }
@@ -54,7 +56,8 @@ impl ClientSettings {
                 format!("SET {} TO {}", tenancy::domain::quote_ident(name), quote_literal(value))
             })
             .collect();
-        Self { startup: statements, changes: Vec::new() }
+        let startup_values = settings.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.clone())).collect();
+        Self { startup: statements, startup_values, changes: Vec::new() }
     }
 
     /// Why a tenant may not choose one of these settings, if it may not.
@@ -157,6 +160,8 @@ struct Held {
     /// When the client last sent anything (a transaction left idle past
     /// `ROUTER_PG_IDLE_TRANSACTION_TIMEOUT` is ended).
     last_heard: tokio::time::Instant,
+    /// Settings may have changed in ways only the server knows (see [`Session::read_back_settings`]).
+    read_settings: bool,
     /// Batches the router sent for itself (their answers are kept from the client).
     internal: std::collections::VecDeque<u64>,
     /// The router's refusals, in order, standing in for the server's errors that carry
@@ -366,7 +371,10 @@ impl Session {
                             out.clear();
                         }
                         if done {
-                            if let Some(h) = held.take() {
+                            if let Some(mut h) = held.take() {
+                                if h.read_settings {
+                                    self.read_back_settings(&mut h).await;
+                                }
                                 self.release(h);
                             }
                             if self.shutdown.is_cancelled() {
@@ -500,6 +508,7 @@ impl Session {
             unsynced: false,
             refusals: std::collections::VecDeque::new(),
             internal: std::collections::VecDeque::new(),
+            read_settings: false,
             deadline: None,
             last_heard: tokio::time::Instant::now(),
             setting: None,
@@ -548,6 +557,10 @@ impl Session {
                     held.setting = Some(sql.to_owned());
                 } else {
                     held.dirty = true;
+                    // A SET in a transaction, or set_config: what the session's settings are once
+                    // the transaction is over is read back then, and kept for the client.
+                    held.read_settings |=
+                        classification.sets_config || crate::statement::setting_changes(sql).is_some();
                 }
             }
         }
@@ -631,6 +644,40 @@ impl Session {
             held.dirty = true;
         }
         Ok(done)
+    }
+
+    /// Reads the session's settings back from the server once a transaction that may have
+    /// changed them (a `SET` inside it, `set_config`) is over, and keeps them as the client's.
+    /// If they cannot be read, the connection is closed and the client keeps what it had.
+    async fn read_back_settings(&mut self, held: &mut Held) {
+        const SESSION_SETTINGS: &str =
+            "SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session'";
+        let Some(socket) = held.checkout.socket() else { return };
+        let rows = match socket.rows_quietly(SESSION_SETTINGS).await {
+            Ok(Ok(rows)) => rows,
+            _ => {
+                held.dirty = true;
+                held.unsynced = true; // not idle: closed, not given back
+                return;
+            }
+        };
+        let mut changes = Vec::new();
+        for row in rows {
+            let [Some(name), Some(value)] = <[Option<String>; 2]>::try_from(row).unwrap_or_default() else {
+                continue;
+            };
+            let name = name.to_ascii_lowercase();
+            if self.settings.startup_values.iter().any(|(n, v)| *n == name && *v == value) {
+                continue;
+            }
+            let sql = format!("SET {} TO {}", tenancy::domain::quote_ident(&name), quote_literal(&value));
+            if crate::statement::setting_changes(&sql).is_some() {
+                changes.push((name, sql));
+            }
+        }
+        changes.truncate(MAX_TRACKED_SETTINGS);
+        self.settings.changes = changes;
+        held.dirty = true;
     }
 
     /// A `SET` query that succeeded becomes one of the client's settings; the connection has

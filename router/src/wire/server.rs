@@ -94,6 +94,51 @@ impl ServerSocket {
     }
 }
 
+impl ServerSocket {
+    /// Runs `sql` as a simple query and returns its rows (text values), or the error's frame.
+    pub(crate) async fn rows_quietly(
+        &mut self,
+        sql: &str,
+    ) -> std::io::Result<Result<Vec<Vec<Option<String>>>, Frame>> {
+        let mut out = BytesMut::new();
+        frame::query(&mut out, sql);
+        self.write(&out).await?;
+        let (mut rows, mut error) = (Vec::new(), None);
+        loop {
+            let frame = self.read_frame().await?;
+            match frame.tag {
+                b'D' => rows.push(data_row(frame.body())),
+                b'E' => {
+                    error.get_or_insert(frame);
+                }
+                b'Z' => return Ok(error.map_or(Ok(rows), Err)),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The values of a `DataRow` body, as text.
+fn data_row(body: &[u8]) -> Vec<Option<String>> {
+    let mut values = Vec::new();
+    let Some((count, mut rest)) = body.split_first_chunk::<2>() else { return values };
+    for _ in 0..u16::from_be_bytes(*count) {
+        let Some((length, tail)) = rest.split_first_chunk::<4>() else { break };
+        let length = i32::from_be_bytes(*length);
+        match usize::try_from(length) {
+            Ok(length) if length <= tail.len() => {
+                values.push(Some(String::from_utf8_lossy(&tail[..length]).into_owned()));
+                rest = &tail[length..];
+            }
+            _ => {
+                values.push(None);
+                rest = tail;
+            }
+        }
+    }
+    values
+}
+
 /// Resets the session of a PostgreSQL-protocol connection between clients.
 ///
 /// # Errors
