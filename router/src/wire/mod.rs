@@ -3,7 +3,8 @@
 //! the tenant's pool under the same budget, limits and statement rules as the HTTP doors.
 //!
 //! - [`startup`]: TLS, the startup packet, which tenant, SCRAM-SHA-256 ([`scram`]);
-//! - [`relay`]: transaction pooling, settings carried per client, refusals;
+//! - [`relay`]: transaction pooling, refusals, limits;
+//! - [`settings`]: the settings carried per client;
 //! - [`statements`]: named prepared statements, carried from connection to connection;
 //! - [`cancel`]: cancel requests, routed to whatever server connection the client holds;
 //! - [`server`]: the router's own conversations with a server connection (reset, settings);
@@ -14,6 +15,7 @@ pub(crate) mod frame;
 mod relay;
 mod scram;
 pub(crate) mod server;
+mod settings;
 mod startup;
 mod statements;
 
@@ -192,7 +194,7 @@ async fn begin(
     let tenant =
         startup::tenant(state, client, conn.sni.as_deref(), &request).await.map_err(WireError::Refused)?;
     let authenticated = startup::authenticate(state, conn, client, &tenant, &request.user).await?;
-    let settings = relay::ClientSettings::from_startup(&request.settings);
+    let settings = settings::ClientSettings::from_startup(&request.settings);
     if let Some(not_allowed) = settings.not_allowed(&state.classifier) {
         return Err(WireError::Refused(Notice::fatal("42501", not_allowed.message())));
     }
@@ -202,7 +204,7 @@ async fn begin(
         .checkout(&authenticated.pool)
         .await
         .map_err(|e| WireError::Refused(startup::pool_notice(&e)))?;
-    if let Some(error) = relay::apply_settings(&mut checkout, &settings).await? {
+    if let Some(error) = settings::apply_settings(&mut checkout, &settings).await? {
         // The server's own error (an unknown setting, a bad value) ends the startup, as it
         // would on PostgreSQL.
         conn.send(&error.bytes).await?;

@@ -16,6 +16,7 @@
 
 use super::cancel::Registration;
 use super::frame::{self, Frame, Notice, MAX_MESSAGE};
+use super::settings::{apply_settings, quote_literal, ClientSettings, MAX_TRACKED_SETTINGS};
 use super::startup::ClientConn;
 use super::statements::{self, Acks, ClientStatements};
 use super::WireError;
@@ -23,7 +24,6 @@ use crate::pool::{Checkout, TenantPool};
 use crate::state::AppState;
 use crate::statement::SettingChange;
 use bytes::BytesMut;
-use std::hash::{Hash as _, Hasher as _};
 use std::sync::Arc;
 use tenancy::catalog::TenantRecord;
 use tokio::io::AsyncReadExt as _;
@@ -32,90 +32,6 @@ use tokio_util::sync::CancellationToken;
 /// Most statements kept prepared on a server connection; past it, it is reset before its next
 /// use.
 const MAX_STATEMENTS_PER_CONNECTION: usize = 1024;
-
-/// Most settings a client may carry (by name).
-const MAX_TRACKED_SETTINGS: usize = 64;
-
-/// The settings a client carries from connection to connection.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct ClientSettings {
-    /// From the startup packet: what `RESET ALL` goes back to.
-    startup: Vec<String>,
-    /// The same, as names (lower case) and values.
-    startup_values: Vec<(String, String)>,
-    /// The settings set since, each by its last `SET` (by name, in the order first set).
-    changes: Vec<(String, String)>,
-}
-
-impl ClientSettings {
-    /// The startup settings, as SQL.
-    pub(crate) fn from_startup(settings: &[(String, String)]) -> Self {
-        let statements = settings
-            .iter()
-            .map(|(name, value)| {
-                format!("SET {} TO {}", tenancy::domain::quote_ident(name), quote_literal(value))
-            })
-            .collect();
-        let startup_values = settings.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.clone())).collect();
-        Self { startup: statements, startup_values, changes: Vec::new() }
-    }
-
-    /// Why a tenant may not choose one of these settings, if it may not.
-    pub(crate) fn not_allowed(
-        &self,
-        classifier: &crate::statement::Classifier,
-    ) -> Option<crate::statement::NotAllowed> {
-        self.startup.iter().find_map(|sql| classifier.classify(sql).not_allowed)
-    }
-
-    /// The SQL that brings a connection's settings to the client's (`None`: nothing to do).
-    fn sql(&self) -> String {
-        self.all().cloned().collect::<Vec<_>>().join("; ")
-    }
-
-    fn all(&self) -> impl Iterator<Item = &String> {
-        self.startup.iter().chain(self.changes.iter().map(|(_, sql)| sql))
-    }
-
-    fn fingerprint(&self) -> Option<u64> {
-        self.all().next()?;
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        for statement in self.all() {
-            statement.hash(&mut hasher);
-        }
-        Some(hasher.finish())
-    }
-}
-
-/// `value` as an SQL string literal, whatever `standard_conforming_strings` is.
-fn quote_literal(value: &str) -> String {
-    format!("E'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
-}
-
-/// Gives `checkout` the client's settings (unless it has them): `RESET ALL`, then the client's
-/// `SET`s, their answers kept from the client. The first error, if one failed.
-pub(crate) async fn apply_settings(
-    checkout: &mut Checkout,
-    settings: &ClientSettings,
-) -> Result<Option<Frame>, std::io::Error> {
-    let socket = checkout.socket().ok_or_else(|| std::io::Error::other("not a wire connection"))?;
-    let wanted = settings.fingerprint();
-    if socket.applied_settings == wanted {
-        return Ok(None);
-    }
-    let sql = match socket.applied_settings {
-        None => settings.sql(),
-        Some(_) if wanted.is_none() => "RESET ALL".to_owned(),
-        Some(_) => format!("RESET ALL; {}", settings.sql()),
-    };
-    let failed = socket.run_quietly(&sql).await?;
-    socket.applied_settings = if failed.is_none() { wanted } else { None };
-    if failed.is_some() {
-        // Whatever part of it ran must not stay.
-        checkout.clean = false;
-    }
-    Ok(failed)
-}
 
 /// What admission found for a client.
 pub(crate) struct Admitted {
@@ -139,6 +55,36 @@ pub(crate) struct Session {
     cancel: Registration,
     shutdown: CancellationToken,
     idle_transaction_timeout: std::time::Duration,
+}
+
+/// Whether a session goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Go,
+    End,
+}
+
+/// What a session carries from one message to the next.
+struct Turn {
+    held: Option<Held>,
+    /// After an error the router raised itself with no server connection held: the client's
+    /// messages up to its next `Sync` are dropped (as PostgreSQL does after an error in the
+    /// extended protocol).
+    skipping: bool,
+    /// What goes to the client next.
+    out: BytesMut,
+}
+
+impl Turn {
+    /// Answers `frame` with `notice`, the router's own error, holding no server connection.
+    fn refuse(&mut self, frame: &Frame, notice: &Notice) {
+        notice.put(&mut self.out);
+        if matches!(frame.tag, b'Q' | b'F') {
+            frame::ready_for_query(&mut self.out, b'I');
+        } else {
+            self.skipping = true;
+        }
+    }
 }
 
 /// The server connection a client holds, and what it did on it.
@@ -216,181 +162,175 @@ impl Session {
     /// Relays until the client terminates or disconnects (or the router shuts down and the
     /// client holds no connection).
     pub(crate) async fn run(mut self) -> Result<(), WireError> {
-        let mut held: Option<Held> = None;
-        // After an error the router raised itself: the client's messages up to its next `Sync`
-        // are dropped (as PostgreSQL does after an error in the extended protocol).
-        let mut skipping = false;
-        let mut out = BytesMut::new();
+        let mut turn = Turn { held: None, skipping: false, out: BytesMut::new() };
         loop {
-            // Whole messages from the client.
             while let Some(frame) = frame::next_frame(&mut self.conn.buf, MAX_MESSAGE)? {
-                if frame.tag == b'X' {
-                    if let Some(held) = held.take() {
-                        self.release(held);
-                    }
+                if self.client_message(&mut turn, frame).await? == Flow::End {
                     return Ok(());
                 }
-                if skipping {
-                    if frame.tag == b'S' {
-                        skipping = false;
-                        match &mut held {
-                            Some(h) => self.relay_to_server(h, &frame).await?,
-                            None => frame::ready_for_query(&mut out, b'I'),
-                        }
-                    }
-                    continue;
-                }
-                if let Some(refusal) = self.refusal(&frame) {
-                    match &mut held {
-                        // The server fails in its place, in order, and the transaction with it.
-                        Some(h) => self.fail_in_place(h, &frame, refusal).await?,
-                        None => {
-                            refusal.put(&mut out);
-                            if matches!(frame.tag, b'Q' | b'F') {
-                                frame::ready_for_query(&mut out, b'I');
-                            } else {
-                                skipping = true;
-                            }
-                        }
-                    }
-                    continue;
-                }
-                if held.is_none() {
-                    if matches!(frame.tag, b'S' | b'H') {
-                        // Nothing pending: a bare Sync is answered, a Flush has nothing to flush.
-                        if frame.tag == b'S' {
-                            frame::ready_for_query(&mut out, b'I');
-                        }
-                        continue;
-                    }
-                    match self.attach().await {
-                        Ok(h) => held = Some(h),
-                        Err(notice) if notice.severity == "FATAL" => {
-                            self.conn.send(&out).await?;
-                            self.conn.refuse(&notice).await;
-                            return Ok(());
-                        }
-                        Err(notice) => {
-                            notice.put(&mut out);
-                            if frame.tag == b'Q' {
-                                frame::ready_for_query(&mut out, b'I');
-                            } else {
-                                skipping = true;
-                            }
-                            continue;
-                        }
-                    }
-                }
-                if let Some(h) = &mut held {
-                    self.relay_to_server(h, &frame).await?;
+            }
+            self.flush(&mut turn.out).await?;
+            let flow = match turn.held {
+                None => self.wait_for_client().await?,
+                Some(_) => self.wait_with_server(&mut turn).await?,
+            };
+            if flow == Flow::End {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn flush(&mut self, out: &mut BytesMut) -> Result<(), WireError> {
+        if !out.is_empty() {
+            self.conn.send(out).await?;
+            out.clear();
+        }
+        Ok(())
+    }
+
+    /// Tells the client the router is shutting down, and ends the session.
+    async fn shutting_down(&mut self) -> Flow {
+        self.conn
+            .refuse(&Notice::fatal("57P01", "terminating connection: the router is shutting down"))
+            .await;
+        Flow::End
+    }
+
+    /// One whole message from the client: relayed, refused, or answered by the router.
+    async fn client_message(&mut self, turn: &mut Turn, frame: Frame) -> Result<Flow, WireError> {
+        if frame.tag == b'X' {
+            if let Some(held) = turn.held.take() {
+                self.release(held);
+            }
+            return Ok(Flow::End);
+        }
+        if turn.skipping {
+            if frame.tag == b'S' {
+                turn.skipping = false;
+                match &mut turn.held {
+                    Some(held) => self.relay_to_server(held, &frame).await?,
+                    None => frame::ready_for_query(&mut turn.out, b'I'),
                 }
             }
-            if !out.is_empty() {
-                self.conn.send(&out).await?;
-                out.clear();
+            return Ok(Flow::Go);
+        }
+        if let Some(refusal) = self.refusal(&frame) {
+            match &mut turn.held {
+                // The server fails in its place, in order, and the transaction with it.
+                Some(held) => self.fail_in_place(held, &frame, refusal).await?,
+                None => turn.refuse(&frame, &refusal),
             }
-            // Wait for the client, or for the server when one is held.
-            match &mut held {
-                None => {
-                    tokio::select! {
-                        read = self.conn.io.read_buf(&mut self.conn.buf) => {
-                            if read? == 0 {
-                                return Ok(());
-                            }
-                        }
-                        () = self.shutdown.cancelled() => {
-                            self.conn.refuse(&Notice::fatal("57P01", "terminating connection: the router is shutting down")).await;
-                            return Ok(());
-                        }
-                    }
+            return Ok(Flow::Go);
+        }
+        if turn.held.is_none() {
+            if matches!(frame.tag, b'S' | b'H') {
+                // Nothing pending: a bare Sync is answered, a Flush has nothing to flush.
+                if frame.tag == b'S' {
+                    frame::ready_for_query(&mut turn.out, b'I');
                 }
-                Some(h) => {
-                    let idle = h.is_idle();
-                    let far = tokio::time::Instant::now() + std::time::Duration::from_secs(86_400);
-                    let statement_deadline = h.deadline.unwrap_or(far);
-                    let idle_in_transaction = h.pending == 0 && h.status != b'I';
-                    let idle_deadline = h.last_heard + self.idle_transaction_timeout;
-                    let canceller = h.checkout.canceller();
-                    let socket = h.checkout.socket().ok_or(WireError::Closed)?;
-                    let read_client = self.conn.io.read_buf(&mut self.conn.buf);
-                    let read_server =
-                        tokio::io::AsyncReadExt::read_buf(&mut socket.stream, &mut socket.read_buf);
-                    tokio::select! {
-                        read = read_client => {
-                            let gone = !matches!(read, Ok(n) if n > 0);
-                            if gone {
-                                // Mid-transaction or mid-query, the connection is closed and its
-                                // query cancelled.
-                                if let Some(h) = held.take() {
-                                    self.release(h);
-                                }
-                                return Ok(());
-                            }
-                        }
-                        () = tokio::time::sleep_until(statement_deadline), if statement_deadline < far => {
-                            tokio::spawn(canceller.cancel());
-                            if let Some(h) = &mut held {
-                                h.deadline = None;
-                            }
-                            continue;
-                        }
-                        () = tokio::time::sleep_until(idle_deadline), if idle_in_transaction => {
-                            if let Some(h) = held.take() {
-                                self.release(h);
-                            }
-                            self.conn.refuse(&Notice::fatal("25P03", "terminating connection due to idle-in-transaction timeout")).await;
-                            return Ok(());
-                        }
-                        // A client between transactions is let go at shutdown.
-                        () = self.shutdown.cancelled(), if idle => {
-                            if let Some(h) = held.take() {
-                                self.release(h);
-                            }
-                            self.conn.refuse(&Notice::fatal("57P01", "terminating connection: the router is shutting down")).await;
-                            return Ok(());
-                        }
-                        read = read_server => {
-                            match read {
-                                Ok(n) if n > 0 => {}
-                                other => {
-                                    socket.broken = true;
-                                    let message = match other {
-                                        Err(err) => format!("the server connection was lost: {err}"),
-                                        Ok(_) => "the server closed the connection".to_owned(),
-                                    };
-                                    self.conn.refuse(&Notice::fatal("08006", message)).await;
-                                    return Err(WireError::Closed);
-                                }
-                            }
-                        }
-                    }
-                    if let Some(h) = &mut held {
-                        let done = self.relay_from_server(h, &mut out)?;
-                        if !out.is_empty() {
-                            self.conn.send(&out).await?;
-                            out.clear();
-                        }
-                        if done {
-                            if let Some(mut h) = held.take() {
-                                if h.read_settings {
-                                    self.read_back_settings(&mut h).await;
-                                }
-                                self.release(h);
-                            }
-                            if self.shutdown.is_cancelled() {
-                                self.conn
-                                    .refuse(&Notice::fatal(
-                                        "57P01",
-                                        "terminating connection: the router is shutting down",
-                                    ))
-                                    .await;
-                                return Ok(());
-                            }
-                        }
-                    }
+                return Ok(Flow::Go);
+            }
+            match self.attach().await {
+                Ok(held) => turn.held = Some(held),
+                Err(notice) if notice.severity == "FATAL" => {
+                    self.flush(&mut turn.out).await?;
+                    self.conn.refuse(&notice).await;
+                    return Ok(Flow::End);
+                }
+                Err(notice) => {
+                    turn.refuse(&frame, &notice);
+                    return Ok(Flow::Go);
                 }
             }
         }
+        if let Some(held) = &mut turn.held {
+            self.relay_to_server(held, &frame).await?;
+        }
+        Ok(Flow::Go)
+    }
+
+    /// Waits for the client's next bytes, holding no server connection.
+    async fn wait_for_client(&mut self) -> Result<Flow, WireError> {
+        tokio::select! {
+            read = self.conn.io.read_buf(&mut self.conn.buf) => {
+                Ok(if read? == 0 { Flow::End } else { Flow::Go })
+            }
+            () = self.shutdown.cancelled() => Ok(self.shutting_down().await),
+        }
+    }
+
+    /// Waits for the client or the server, holding a server connection, and relays what the
+    /// server sent; gives the connection back once the transaction is over.
+    async fn wait_with_server(&mut self, turn: &mut Turn) -> Result<Flow, WireError> {
+        let Some(held) = &mut turn.held else { return Ok(Flow::Go) };
+        let idle = held.is_idle();
+        let far = tokio::time::Instant::now() + std::time::Duration::from_secs(86_400);
+        let statement_deadline = held.deadline.unwrap_or(far);
+        let idle_in_transaction = held.pending == 0 && held.status != b'I';
+        let idle_deadline = held.last_heard + self.idle_transaction_timeout;
+        let canceller = held.checkout.canceller();
+        let socket = held.checkout.socket().ok_or(WireError::Closed)?;
+        let read_client = self.conn.io.read_buf(&mut self.conn.buf);
+        let read_server = tokio::io::AsyncReadExt::read_buf(&mut socket.stream, &mut socket.read_buf);
+        tokio::select! {
+            read = read_client => {
+                if !matches!(read, Ok(n) if n > 0) {
+                    // Gone: mid-transaction or mid-query, the connection is closed and its
+                    // query cancelled.
+                    if let Some(held) = turn.held.take() {
+                        self.release(held);
+                    }
+                    return Ok(Flow::End);
+                }
+                return Ok(Flow::Go);
+            }
+            () = tokio::time::sleep_until(statement_deadline), if statement_deadline < far => {
+                tokio::spawn(canceller.cancel());
+                held.deadline = None;
+                return Ok(Flow::Go);
+            }
+            () = tokio::time::sleep_until(idle_deadline), if idle_in_transaction => {
+                if let Some(held) = turn.held.take() {
+                    self.release(held);
+                }
+                let notice = Notice::fatal("25P03", "terminating connection due to idle-in-transaction timeout");
+                self.conn.refuse(&notice).await;
+                return Ok(Flow::End);
+            }
+            // A client between transactions is let go at shutdown.
+            () = self.shutdown.cancelled(), if idle => {
+                if let Some(held) = turn.held.take() {
+                    self.release(held);
+                }
+                return Ok(self.shutting_down().await);
+            }
+            read = read_server => {
+                if !matches!(read, Ok(n) if n > 0) {
+                    socket.broken = true;
+                    let message = match read {
+                        Err(err) => format!("the server connection was lost: {err}"),
+                        Ok(_) => "the server closed the connection".to_owned(),
+                    };
+                    self.conn.refuse(&Notice::fatal("08006", message)).await;
+                    return Err(WireError::Closed);
+                }
+            }
+        }
+        let done = self.relay_from_server(held, &mut turn.out)?;
+        self.flush(&mut turn.out).await?;
+        if !done {
+            return Ok(Flow::Go);
+        }
+        if let Some(mut held) = turn.held.take() {
+            if held.read_settings {
+                self.read_back_settings(&mut held).await;
+            }
+            self.release(held);
+        }
+        if self.shutdown.is_cancelled() {
+            return Ok(self.shutting_down().await);
+        }
+        Ok(Flow::Go)
     }
 
     /// When a statement sent now is cancelled by the router: a little after the plan's statement
