@@ -214,6 +214,22 @@ async fn requests_keep_succeeding_through_a_credential_rotation_even_without_inv
         )
         .await
         .unwrap();
+    // pg_terminate_backend only signals: wait until the router has seen its sessions end (their
+    // budget units come back), so that no request is sent on one being killed.
+    let started = std::time::Instant::now();
+    loop {
+        let metrics = reqwest::get(format!("http://{}/metrics", router.admin_addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.lines().any(|line| line == "tenant_router_connections_in_use 0") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the terminated sessions never ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let conn = connection_string(&cp, "acme").await;
     let sql = TenantSql::new(&router, "acme.app.localhost", &conn);
     for _ in 0..10 {
