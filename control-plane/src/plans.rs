@@ -28,6 +28,10 @@ pub(crate) struct Template {
 #[serde(deny_unknown_fields)]
 pub(crate) struct Limits {
     pub(crate) pool_size: u32,
+    /// How the router's PostgreSQL-protocol door lends the tenant's connections: `transaction`
+    /// (the default) or `session`.
+    #[serde(default)]
+    pub(crate) pool_mode: tenancy::domain::PoolMode,
     pub(crate) connection_limit: u32,
     pub(crate) rate_limit_per_second: Option<u32>,
     #[serde(default, with = "humantime_serde_opt")]
@@ -230,6 +234,35 @@ mod tests {
         assert!(enterprise.seed_sql.unwrap().contains("enterprise"));
         assert_eq!(enterprise.isolation, tenancy::domain::Isolation::Database);
         assert_eq!(starter.isolation, tenancy::domain::Isolation::Schema);
+        assert_eq!(enterprise.limits.pool_mode, tenancy::domain::PoolMode::Transaction);
+    }
+
+    #[test]
+    fn a_plan_may_ask_for_session_pooling_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = "[limits]\npool_size=1\nconnection_limit=1\n";
+        std::fs::write(dir.path().join("plain.toml"), format!("version = 1\n{limits}")).unwrap();
+        std::fs::write(
+            dir.path().join("pinned.toml"),
+            format!("version = 1\n{limits}pool_mode = \"session\"\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("odd.toml"),
+            format!("version = 1\n{limits}pool_mode = \"statement\"\n"),
+        )
+        .unwrap();
+        let templates = Templates::new(dir.path());
+        assert_eq!(
+            templates.load(&plan("plain")).unwrap().limits.pool_mode,
+            tenancy::domain::PoolMode::Transaction
+        );
+        assert_eq!(
+            templates.load(&plan("pinned")).unwrap().limits.pool_mode,
+            tenancy::domain::PoolMode::Session
+        );
+        let err = templates.load(&plan("odd")).unwrap_err().to_string();
+        assert!(err.contains("statement"), "{err}");
     }
 
     #[test]

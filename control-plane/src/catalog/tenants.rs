@@ -86,6 +86,7 @@ pub(crate) struct TemplateSettings<'a> {
     pub(crate) template_version: i32,
     pub(crate) config: serde_json::Value,
     pub(crate) pool_size: i32,
+    pub(crate) pool_mode: tenancy::domain::PoolMode,
     pub(crate) rate_limit_per_second: Option<i32>,
     pub(crate) statement_timeout_ms: Option<i32>,
 }
@@ -99,7 +100,8 @@ pub(crate) async fn apply_template_settings(
         .execute(
             "UPDATE control.tenants
                 SET template = $2, template_version = $3, config = $4, pool_size = $5,
-                    rate_limit_per_second = $6, statement_timeout_ms = $7, updated_at = now()
+                    rate_limit_per_second = $6, statement_timeout_ms = $7, pool_mode = $8,
+                    updated_at = now()
               WHERE id = $1",
             &[
                 &id.0,
@@ -109,6 +111,7 @@ pub(crate) async fn apply_template_settings(
                 &settings.pool_size,
                 &settings.rate_limit_per_second,
                 &settings.statement_timeout_ms,
+                &settings.pool_mode.as_str(),
             ],
         )
         .await

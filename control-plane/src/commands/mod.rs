@@ -314,6 +314,7 @@ async fn show(args: ShowArgs, json: bool) -> Result<ExitCode, CliError> {
             ("schema", tenant.schema_name.to_string()),
             ("role", tenant.role_name.to_string()),
             ("pool size", tenant.pool_size.to_string()),
+            ("pool mode", tenant.pool_mode.to_string()),
             ("secret", tenant.secret_ref.clone().unwrap_or_default()),
             ("generation", tenant.generation.to_string()),
             ("last error", tenant.last_error.unwrap_or_default()),

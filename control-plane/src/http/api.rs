@@ -19,6 +19,8 @@ pub(crate) struct Tenant {
     /// `<slug>.<TENANT_BASE_DOMAIN>`.
     pub(crate) host: String,
     pub(crate) pool_size: i32,
+    /// How the router's PostgreSQL door lends connections: `transaction` or `session`.
+    pub(crate) pool_mode: String,
     pub(crate) rate_limit_per_second: Option<i32>,
     pub(crate) statement_timeout_ms: Option<i32>,
     /// Enabled modules, module settings and theme.
@@ -46,6 +48,7 @@ impl Tenant {
             schema: record.schema_name.to_string(),
             host: base_domain.host_for(&record.slug),
             pool_size: record.pool_size,
+            pool_mode: record.pool_mode.to_string(),
             rate_limit_per_second: record.rate_limit_per_second,
             statement_timeout_ms: record.statement_timeout_ms,
             config: record.config.clone(),

@@ -398,6 +398,7 @@ pub(crate) async fn apply_template(
         template_version: template.version,
         config: template.config.clone(),
         pool_size: i32::try_from(template.limits.pool_size).unwrap_or(i32::MAX),
+        pool_mode: template.limits.pool_mode,
         rate_limit_per_second: template
             .limits
             .rate_limit_per_second

@@ -219,12 +219,13 @@ async fn begin(
         }
     }
     checkout.clean = true;
-    drop(checkout);
+    // In session pooling the client keeps this connection; otherwise it goes back to the pool.
+    let kept = (tenant.pool_mode == tenancy::domain::PoolMode::Session).then_some(checkout);
     let cancel = cancels.register();
     frame::backend_key_data(&mut out, cancel.process_id, cancel.secret_key);
     frame::ready_for_query(&mut out, b'I');
     conn.send(&out).await?;
     tracing::debug!(tenant = %tenant.slug, user = %request.user, "PostgreSQL client admitted");
     let host = state.resolver.base_domain().host_for(&tenant.slug);
-    Ok(relay::Admitted { tenant, host, pool: authenticated.pool, settings, cancel })
+    Ok(relay::Admitted { tenant, host, pool: authenticated.pool, settings, cancel, kept })
 }

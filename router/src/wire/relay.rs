@@ -1,8 +1,10 @@
-//! A client's session after startup, in transaction pooling: the client holds a server
-//! connection of its tenant's pool from its first message after a `ReadyForQuery` until the
-//! server is idle again outside a transaction (`ReadyForQuery` with status `I`, nothing else
-//! pending), then gives it back. Messages are relayed as they are, whole; the router reads
-//! only what it must:
+//! A client's session after startup. In transaction pooling (the plan's `pool_mode`, by
+//! default) the client holds a server connection of its tenant's pool from its first message
+//! after a `ReadyForQuery` until the server is idle again outside a transaction
+//! (`ReadyForQuery` with status `I`, nothing else pending), then gives it back. In session
+//! pooling it keeps that first connection until it disconnects; each transaction is still
+//! checked (the tenant suspended, the plan's rate limit) and counted as it starts.
+//! Messages are relayed as they are, whole; the router reads only what it must:
 //!
 //! - SQL (`Query`, `Parse`) is classified ([`crate::statement`]): what a tenant may not send is
 //!   refused with an error (42501); what may leave state in the session has the connection
@@ -26,6 +28,7 @@ use crate::statement::SettingChange;
 use bytes::BytesMut;
 use std::sync::Arc;
 use tenancy::catalog::TenantRecord;
+use tenancy::domain::PoolMode;
 use tokio::io::AsyncReadExt as _;
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +44,8 @@ pub(crate) struct Admitted {
     pub(crate) pool: Arc<TenantPool>,
     pub(crate) settings: ClientSettings,
     pub(crate) cancel: Registration,
+    /// The connection the client keeps from the start (session pooling).
+    pub(crate) kept: Option<Checkout>,
 }
 
 /// One client's session.
@@ -55,6 +60,8 @@ pub(crate) struct Session {
     cancel: Registration,
     shutdown: CancellationToken,
     idle_transaction_timeout: std::time::Duration,
+    /// The connection the client keeps from the start (session pooling), until it is held.
+    kept: Option<Checkout>,
 }
 
 /// Whether a session goes on.
@@ -143,7 +150,7 @@ impl Session {
         shutdown: CancellationToken,
         idle_transaction_timeout: std::time::Duration,
     ) -> Self {
-        let Admitted { tenant, host, pool, settings, cancel } = admitted;
+        let Admitted { tenant, host, pool, settings, cancel, kept } = admitted;
         let statements = ClientStatements::default();
         Self {
             conn,
@@ -156,13 +163,15 @@ impl Session {
             cancel,
             shutdown,
             idle_transaction_timeout,
+            kept,
         }
     }
 
     /// Relays until the client terminates or disconnects (or the router shuts down and the
     /// client holds no connection).
     pub(crate) async fn run(mut self) -> Result<(), WireError> {
-        let mut turn = Turn { held: None, skipping: false, out: BytesMut::new() };
+        let held = self.kept.take().map(|checkout| self.hold(checkout));
+        let mut turn = Turn { held, skipping: false, out: BytesMut::new() };
         loop {
             while let Some(frame) = frame::next_frame(&mut self.conn.buf, MAX_MESSAGE)? {
                 if self.client_message(&mut turn, frame).await? == Flow::End {
@@ -221,6 +230,18 @@ impl Session {
                 None => turn.refuse(&frame, &refusal),
             }
             return Ok(Flow::Go);
+        }
+        if turn.held.as_ref().is_some_and(Held::is_idle) && !matches!(frame.tag, b'S' | b'H') {
+            // Session pooling: a transaction starts on the connection the client keeps.
+            if let Err(notice) = self.begin_transaction().await {
+                if notice.severity == "FATAL" {
+                    self.flush(&mut turn.out).await?;
+                    self.conn.refuse(&notice).await;
+                    return Ok(Flow::End);
+                }
+                turn.refuse(&frame, &notice);
+                return Ok(Flow::Go);
+            }
         }
         if turn.held.is_none() {
             if matches!(frame.tag, b'S' | b'H') {
@@ -321,11 +342,13 @@ impl Session {
         if !done {
             return Ok(Flow::Go);
         }
-        if let Some(mut held) = turn.held.take() {
-            if held.read_settings {
-                self.read_back_settings(&mut held).await;
+        if self.tenant.pool_mode == PoolMode::Transaction {
+            if let Some(mut held) = turn.held.take() {
+                if held.read_settings {
+                    self.read_back_settings(&mut held).await;
+                }
+                self.release(held);
             }
-            self.release(held);
         }
         if self.shutdown.is_cancelled() {
             return Ok(self.shutting_down().await);
@@ -412,13 +435,20 @@ impl Session {
         Ok(())
     }
 
-    /// A server connection for the client, with its settings, charged to the plan's rate limit.
-    async fn attach(&mut self) -> Result<Held, Notice> {
+    /// A transaction may start: the tenant is still served, and the plan's rate limit allows it.
+    async fn begin_transaction(&mut self) -> Result<(), Notice> {
         self.recheck_tenant().await?;
         if !self.state.rate_limits.allow(&self.tenant).await {
             self.state.metrics.rate_limited.inc();
             return Err(Notice::error("53400", "the tenant's plan rate limit is exceeded; retry shortly"));
         }
+        self.state.metrics.wire_transactions.inc();
+        Ok(())
+    }
+
+    /// A server connection for the client, with its settings, charged to the plan's rate limit.
+    async fn attach(&mut self) -> Result<Held, Notice> {
+        self.begin_transaction().await?;
         let waited = std::time::Instant::now();
         let mut checkout = self.state.pools.checkout(&self.pool).await.map_err(|err| {
             let notice = super::startup::pool_notice(&err);
@@ -435,11 +465,15 @@ impl Session {
                 ));
             }
         }
+        Ok(self.hold(checkout))
+    }
+
+    /// The client holds `checkout` (which has its settings).
+    fn hold(&self, mut checkout: Checkout) -> Held {
         // Closed unless given back idle (see `Held`'s drop).
         checkout.retire = true;
         self.cancel.target.set(Some(checkout.canceller()));
-        self.state.metrics.wire_transactions.inc();
-        Ok(Held {
+        Held {
             checkout,
             pending: 0,
             status: b'I',
@@ -453,7 +487,7 @@ impl Session {
             last_heard: tokio::time::Instant::now(),
             setting: None,
             failed: false,
-        })
+        }
     }
 
     /// Gives the server connection back; `clean_ending`: the server is idle outside a

@@ -1,7 +1,9 @@
 //! Reading the catalog: the tenant rows both binaries need. The catalog schema itself (and all
 //! writes) belongs to the control plane, which migrates it at start-up.
 
-use crate::domain::{DatabaseName, Isolation, PlanName, RoleName, SchemaName, Slug, TenantId, TenantStatus};
+use crate::domain::{
+    DatabaseName, Isolation, PlanName, PoolMode, RoleName, SchemaName, Slug, TenantId, TenantStatus,
+};
 use crate::secrets::SecretName;
 use chrono::{DateTime, Utc};
 use tokio_postgres::{GenericClient, Row};
@@ -76,6 +78,10 @@ pub struct TenantRecord {
     pub role_name: RoleName,
     pub secret_ref: Option<String>,
     pub pool_size: i32,
+    /// How the PostgreSQL-protocol door lends the tenant's connections (records shared by
+    /// routers from before it have none: transaction pooling).
+    #[serde(default)]
+    pub pool_mode: PoolMode,
     pub rate_limit_per_second: Option<i32>,
     pub statement_timeout_ms: Option<i32>,
     pub config: serde_json::Value,
@@ -91,7 +97,7 @@ pub struct TenantRecord {
 /// control.tenants t`.
 pub const TENANT_COLUMNS: &str = "t.id, t.slug, t.display_name, t.plan, t.status, t.isolation, \
     t.cluster, t.schema_name, t.database_name, t.role_name, t.secret_ref, t.pool_size, \
-    t.rate_limit_per_second, t.statement_timeout_ms, t.config, t.provision_step, t.failed_step, \
+    t.pool_mode, t.rate_limit_per_second, t.statement_timeout_ms, t.config, t.provision_step, t.failed_step, \
     t.last_error, t.generation, t.created_at, t.updated_at";
 
 impl TenantRecord {
@@ -105,6 +111,7 @@ impl TenantRecord {
         let schema: String = row.get("schema_name");
         let database: Option<String> = row.get("database_name");
         let role: String = row.get("role_name");
+        let pool_mode: String = row.get("pool_mode");
         Ok(Self {
             id,
             slug: Slug::parse(&slug).map_err(|e| corrupt(e.to_string()))?,
@@ -121,6 +128,7 @@ impl TenantRecord {
             role_name: RoleName::parse(&role).map_err(|e| corrupt(e.to_string()))?,
             secret_ref: row.get("secret_ref"),
             pool_size: row.get("pool_size"),
+            pool_mode: pool_mode.parse().map_err(|e: crate::domain::UnknownValue| corrupt(e.to_string()))?,
             rate_limit_per_second: row.get("rate_limit_per_second"),
             statement_timeout_ms: row.get("statement_timeout_ms"),
             config: row.get("config"),

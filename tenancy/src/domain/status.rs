@@ -1,4 +1,4 @@
-//! Tenant lifecycle status and isolation mode, stored as text in the catalog.
+//! Tenant lifecycle status, isolation mode and pool mode, stored as text in the catalog.
 
 use std::fmt;
 
@@ -20,6 +20,19 @@ pub enum TenantStatus {
 pub enum Isolation {
     Schema,
     Database,
+}
+
+/// How the router's PostgreSQL-protocol door lends a tenant's server connections to its clients.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolMode {
+    /// A client holds a server connection for one transaction at a time (many clients share
+    /// few connections; what a client sets is carried from connection to connection).
+    #[default]
+    Transaction,
+    /// A client holds one server connection for as long as it stays connected (for what needs
+    /// a session: `LISTEN`, session advisory locks, `WITH HOLD` cursors).
+    Session,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,6 +106,32 @@ impl fmt::Display for Isolation {
     }
 }
 
+impl PoolMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Transaction => "transaction",
+            Self::Session => "session",
+        }
+    }
+}
+
+impl std::str::FromStr for PoolMode {
+    type Err = UnknownValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "transaction" => Ok(Self::Transaction),
+            "session" => Ok(Self::Session),
+            other => Err(UnknownValue { what: "pool mode", value: other.to_owned() }),
+        }
+    }
+}
+
+impl fmt::Display for PoolMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +142,13 @@ mod tests {
             assert_eq!(status.as_str().parse::<TenantStatus>().unwrap(), status);
         }
         assert!("gone".parse::<TenantStatus>().is_err());
+    }
+
+    #[test]
+    fn pool_mode_round_trips_through_text() {
+        for mode in [PoolMode::Transaction, PoolMode::Session] {
+            assert_eq!(mode.as_str().parse::<PoolMode>().unwrap(), mode);
+        }
+        assert!("statement".parse::<PoolMode>().is_err());
     }
 }

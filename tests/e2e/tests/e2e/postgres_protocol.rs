@@ -421,3 +421,80 @@ async fn the_plan_bounds_statements_and_idle_transactions_whatever_the_client_se
     assert_eq!(first(&client, "SELECT 1").await, "1");
     router.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_pooling_keeps_a_clients_connection_until_it_leaves() {
+    let db = TestDb::create().await;
+    let common = common_settings(&db, SecretsFor::Local);
+    let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
+    // A starter tenant has a pool of 2; its plan (here set in the catalog, as a template's
+    // `limits.pool_mode = "session"` would) asks for session pooling.
+    let (_, secret) = tenant(&cp, "acme", "starter").await;
+    db.client()
+        .await
+        .execute("UPDATE control.tenants SET pool_mode = 'session' WHERE slug = 'acme'", &[])
+        .await
+        .unwrap();
+    let (_, globex_secret) = tenant(&cp, "globex", "starter").await;
+    let mut settings = router_settings(&common);
+    settings.checkout_timeout = Duration::from_millis(300);
+    let router = spawn_router_with(&settings).await;
+    let addr = router.pg_addr.unwrap();
+
+    // What needs a session of its own works across transactions: a cursor held open, a session
+    // advisory lock, the same backend throughout.
+    let a = connect(addr, "acme", &secret).await.unwrap();
+    let b = connect(addr, "acme", &secret).await.unwrap();
+    let pid = first(&a, "SELECT pg_backend_pid()").await;
+    a.batch_execute("DECLARE held CURSOR WITH HOLD FOR SELECT g FROM generate_series(1, 10) g")
+        .await
+        .unwrap();
+    assert_eq!(first(&a, "SELECT pg_advisory_lock(42)::text").await, "");
+    for row in 1..=5 {
+        assert_eq!(first(&b, "SELECT pg_try_advisory_lock(42)").await, "f");
+        assert_eq!(first(&a, "FETCH 1 FROM held").await, row.to_string());
+        assert_eq!(first(&a, "SELECT pg_backend_pid()").await, pid);
+    }
+    // Each client holds one of the pool's two connections from its start: a third waits, and
+    // is told.
+    let err = connect(addr, "acme", &secret).await.unwrap_err();
+    assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::TOO_MANY_CONNECTIONS), "{err}");
+
+    // The client leaves: its connection is reset (its lock, its cursor gone) before the next.
+    drop(a);
+    let started = std::time::Instant::now();
+    let c = loop {
+        match connect(addr, "acme", &secret).await {
+            Ok(c) => break c,
+            Err(err) => {
+                assert!(started.elapsed() < Duration::from_secs(10), "no connection came free: {err}")
+            }
+        }
+    };
+    assert_eq!(first(&c, "SELECT pg_try_advisory_lock(42)").await, "t");
+    assert_eq!(first(&b, "SELECT pg_try_advisory_lock(42)").await, "f", "c holds the lock now");
+    let err = c.simple_query("FETCH 1 FROM held").await.unwrap_err();
+    assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::INVALID_CURSOR_NAME), "{err}");
+
+    // A tenant in transaction pooling beside it is unaffected: clients share its connections.
+    let many: Vec<_> =
+        futures::future::join_all((0..4).map(|_| connect(addr, "globex", &globex_secret))).await;
+    for client in &many {
+        let client = client.as_ref().unwrap();
+        assert_eq!(first(client, "SELECT 1").await, "1");
+    }
+
+    // A suspended tenant's session client is refused at its next transaction.
+    let acme = tenancy::domain::Slug::parse("acme").unwrap();
+    tenants::request(&cp, &acme, &tenants::Operation::Suspend, "test").await.unwrap();
+    let started = std::time::Instant::now();
+    let err = loop {
+        match b.simple_query("SELECT 1").await {
+            Err(err) => break err,
+            Ok(_) => assert!(started.elapsed() < Duration::from_secs(10), "still served after suspension"),
+        }
+    };
+    // Told why, or (once the control plane ends the role's sessions) disconnected.
+    let message = err.as_db_error().map(|e| e.message().to_owned()).unwrap_or_default();
+    assert!(message.contains("suspended") || b.is_closed(), "{err:?}");
+}
