@@ -42,95 +42,50 @@ pub struct UnknownValue {
     pub value: String,
 }
 
-impl TenantStatus {
-    pub const ALL: [Self; 6] = [
-        Self::Provisioning,
-        Self::Active,
-        Self::Suspended,
-        Self::Deprovisioning,
-        Self::Deleted,
-        Self::Failed,
-    ];
+/// `as_str`, `ALL`, `FromStr` and `Display` for an enum stored as text in the catalog.
+macro_rules! catalog_text {
+    ($name:ident, $what:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $name {
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Provisioning => "provisioning",
-            Self::Active => "active",
-            Self::Suspended => "suspended",
-            Self::Deprovisioning => "deprovisioning",
-            Self::Deleted => "deleted",
-            Self::Failed => "failed",
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text),+
+                }
+            }
         }
-    }
-}
 
-impl std::str::FromStr for TenantStatus {
-    type Err = UnknownValue;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| UnknownValue { what: "tenant status", value: s.to_owned() })
-    }
-}
-
-impl fmt::Display for TenantStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Isolation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Schema => "schema",
-            Self::Database => "database",
+        impl std::str::FromStr for $name {
+            type Err = UnknownValue;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::ALL
+                    .iter()
+                    .copied()
+                    .find(|value| value.as_str() == s)
+                    .ok_or_else(|| UnknownValue { what: $what, value: s.to_owned() })
+            }
         }
-    }
-}
 
-impl std::str::FromStr for Isolation {
-    type Err = UnknownValue;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "schema" => Ok(Self::Schema),
-            "database" => Ok(Self::Database),
-            other => Err(UnknownValue { what: "isolation", value: other.to_owned() }),
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
         }
-    }
+    };
 }
 
-impl fmt::Display for Isolation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+catalog_text!(TenantStatus, "tenant status", {
+    Provisioning => "provisioning",
+    Active => "active",
+    Suspended => "suspended",
+    Deprovisioning => "deprovisioning",
+    Deleted => "deleted",
+    Failed => "failed",
+});
 
-impl PoolMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Transaction => "transaction",
-            Self::Session => "session",
-        }
-    }
-}
+catalog_text!(Isolation, "isolation", { Schema => "schema", Database => "database" });
 
-impl std::str::FromStr for PoolMode {
-    type Err = UnknownValue;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "transaction" => Ok(Self::Transaction),
-            "session" => Ok(Self::Session),
-            other => Err(UnknownValue { what: "pool mode", value: other.to_owned() }),
-        }
-    }
-}
-
-impl fmt::Display for PoolMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+catalog_text!(PoolMode, "pool mode", { Transaction => "transaction", Session => "session" });
 
 #[cfg(test)]
 mod tests {
@@ -138,7 +93,7 @@ mod tests {
 
     #[test]
     fn status_round_trips_through_text() {
-        for status in TenantStatus::ALL {
+        for &status in TenantStatus::ALL {
             assert_eq!(status.as_str().parse::<TenantStatus>().unwrap(), status);
         }
         assert!("gone".parse::<TenantStatus>().is_err());
@@ -146,9 +101,10 @@ mod tests {
 
     #[test]
     fn pool_mode_round_trips_through_text() {
-        for mode in [PoolMode::Transaction, PoolMode::Session] {
+        for &mode in PoolMode::ALL {
             assert_eq!(mode.as_str().parse::<PoolMode>().unwrap(), mode);
         }
+        assert_eq!("database".parse::<Isolation>().unwrap(), Isolation::Database);
         assert!("statement".parse::<PoolMode>().is_err());
     }
 }

@@ -5,6 +5,8 @@ use control_plane::control_plane::ControlPlane;
 use control_plane::settings::{ProvisioningSettings, ServeSettings};
 use std::sync::Arc;
 use std::time::Duration;
+use tenancy::catalog::TenantRecord;
+use tenancy::secrets::DbCredentials;
 use tenancy::settings::CommonSettings;
 use testkit::{workspace_root, TestDb};
 use tokio_util::sync::CancellationToken;
@@ -21,6 +23,39 @@ pub fn provisioning_settings(db: &TestDb) -> ProvisioningSettings {
         workspace_root().join("migrations"),
         workspace_root().join("tenant-templates"),
     )
+}
+
+/// A test's own catalog database, the settings that point at it, and a control plane on them
+/// (in-process: no server, no workers).
+pub struct Catalog {
+    pub db: TestDb,
+    pub common: CommonSettings,
+    pub cp: Arc<ControlPlane>,
+}
+
+impl Catalog {
+    pub async fn create() -> Self {
+        let db = TestDb::create().await;
+        let common = testkit::common_settings(&db, testkit::SecretsFor::Local);
+        let cp = ControlPlane::start(&common, &provisioning_settings(&db))
+            .await
+            .unwrap_or_else(|e| panic!("control plane: {e}"));
+        Self { db, common, cp }
+    }
+}
+
+/// A tenant on `plan`, provisioned, with the credentials its secret holds.
+pub async fn provisioned(cp: &ControlPlane, slug: &str, plan: &str) -> (TenantRecord, DbCredentials) {
+    let request = control_plane::tenants::TenantRequest::new(slug, plan);
+    let requested = control_plane::tenants::create(cp, &request, "test")
+        .await
+        .unwrap_or_else(|e| panic!("create {slug}: {e}"));
+    let tenant = control_plane::jobs::provision::provision(cp, requested.id)
+        .await
+        .unwrap_or_else(|e| panic!("provision {slug}: {e}"));
+    let name = tenant.secret_name().unwrap_or_else(|| panic!("{slug} has no secret"));
+    let secret = cp.secrets.get(&name).await.ok().flatten().unwrap_or_else(|| panic!("{slug}'s secret"));
+    (tenant, secret)
 }
 
 /// A control plane (API, webhook, workers) on a free port.

@@ -12,9 +12,7 @@
 //! `tests/clients/python/requirements.txt` into the harness's virtualenv (`TENANCY_PYTHON`).
 
 use control_plane::control_plane::ControlPlane;
-use control_plane::jobs::provision::provision;
-use control_plane::tenants::{self, TenantRequest};
-use e2e_tests::{provisioning_settings, router_settings, spawn_router_with};
+use e2e_tests::{provisioned, router_settings, spawn_router_with, Catalog};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,7 +21,7 @@ use std::time::Duration;
 use tenancy::catalog::TenantRecord;
 use tenancy::secrets::DbCredentials;
 use tenant_router::http::RunningRouter;
-use testkit::{common_settings, workspace_root, SecretsFor, TestDb};
+use testkit::{workspace_root, TestDb};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
@@ -57,11 +55,11 @@ struct Deployment {
 }
 
 async fn deploy(budget: usize, checkout_timeout: Duration) -> Deployment {
-    let db = TestDb::create().await;
-    let common = common_settings(&db, SecretsFor::Local);
-    let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
-    let acme = tenant(&cp, "acme").await;
-    let globex = tenant(&cp, "globex").await;
+    let Catalog { db, common, cp } = Catalog::create().await;
+    let (record, secret) = provisioned(&cp, "acme", "pro").await;
+    let acme = Tenant { record, secret };
+    let (record, secret) = provisioned(&cp, "globex", "pro").await;
+    let globex = Tenant { record, secret };
     // The clients run hundreds of transactions in a few seconds: above the plan's rate limit.
     db.client()
         .await
@@ -73,13 +71,6 @@ async fn deploy(budget: usize, checkout_timeout: Duration) -> Deployment {
     settings.checkout_timeout = checkout_timeout;
     let router = spawn_router_with(&settings).await;
     Deployment { db, router, acme, globex, _cp: cp }
-}
-
-async fn tenant(cp: &ControlPlane, slug: &str) -> Tenant {
-    let requested = tenants::create(cp, &TenantRequest::new(slug, "pro"), "test").await.unwrap();
-    let record = provision(cp, requested.id).await.unwrap();
-    let secret = cp.secrets.get(&record.secret_name().unwrap()).await.unwrap().unwrap();
-    Tenant { record, secret }
 }
 
 impl Deployment {

@@ -2,23 +2,11 @@
 //! through the router, authenticated with SCRAM against the tenant's own credentials, in
 //! transaction pooling, and reach nothing else.
 
-use control_plane::control_plane::ControlPlane;
-use control_plane::jobs::provision::provision;
-use control_plane::tenants::{self, TenantRequest};
-use e2e_tests::{provisioning_settings, router_settings, spawn_router_with};
+use control_plane::tenants;
+use e2e_tests::{provisioned, router_settings, spawn_router_with, Catalog};
 use std::process::Command;
 use std::time::Duration;
-use tenancy::catalog::TenantRecord;
 use tenancy::secrets::DbCredentials;
-use testkit::{common_settings, SecretsFor, TestDb};
-
-/// A provisioned tenant and its credentials.
-async fn tenant(cp: &ControlPlane, slug: &str, plan: &str) -> (TenantRecord, DbCredentials) {
-    let requested = tenants::create(cp, &TenantRequest::new(slug, plan), "test").await.unwrap();
-    let tenant = provision(cp, requested.id).await.unwrap();
-    let secret = cp.secrets.get(&tenant.secret_name().unwrap()).await.unwrap().unwrap();
-    (tenant, secret)
-}
 
 /// A tokio-postgres client through the router's PostgreSQL listener (plaintext), naming the
 /// tenant with `options`.
@@ -54,11 +42,9 @@ async fn first(client: &tokio_postgres::Client, sql: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_reaches_its_tenant_over_tls_named_by_sni() {
-    let db = TestDb::create().await;
-    let common = common_settings(&db, SecretsFor::Local);
-    let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
-    let (acme, acme_secret) = tenant(&cp, "acme", "starter").await;
-    let (_, globex_secret) = tenant(&cp, "globex", "starter").await;
+    let Catalog { db: _db, common, cp } = Catalog::create().await;
+    let (acme, acme_secret) = provisioned(&cp, "acme", "starter").await;
+    let (_, globex_secret) = provisioned(&cp, "globex", "starter").await;
     let certs = tempfile_dir();
     testkit::make_certificates(&certs, &["*.app.localhost"]);
     let mut settings = router_settings(&common);
@@ -135,11 +121,9 @@ fn tempfile_dir() -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_share_few_server_connections_and_never_see_each_others_sessions() {
-    let db = TestDb::create().await;
-    let common = common_settings(&db, SecretsFor::Local);
-    let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
+    let Catalog { db, common, cp } = Catalog::create().await;
     // `pro`: 100 transactions a second, five connections.
-    let (acme, acme_secret) = tenant(&cp, "acme", "pro").await;
+    let (acme, acme_secret) = provisioned(&cp, "acme", "pro").await;
     let mut settings = router_settings(&common);
     settings.max_connections = 3;
     settings.checkout_timeout = Duration::from_secs(10);
@@ -234,10 +218,8 @@ async fn clients_share_few_server_connections_and_never_see_each_others_sessions
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepared_statements_follow_their_client_from_connection_to_connection() {
-    let db = TestDb::create().await;
-    let common = common_settings(&db, SecretsFor::Local);
-    let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
-    let (_, secret) = tenant(&cp, "acme", "pro").await;
+    let Catalog { db: _db, common, cp } = Catalog::create().await;
+    let (_, secret) = provisioned(&cp, "acme", "pro").await;
     // One server connection for everyone: a client that kept it would starve the other.
     let mut settings = router_settings(&common);
     settings.max_connections = 1;
@@ -273,10 +255,8 @@ async fn prepared_statements_follow_their_client_from_connection_to_connection()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_waiting_too_long_gets_an_error_and_shutdown_lets_transactions_finish() {
-    let db = TestDb::create().await;
-    let common = common_settings(&db, SecretsFor::Local);
-    let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
-    let (_, secret) = tenant(&cp, "acme", "pro").await;
+    let Catalog { db: _db, common, cp } = Catalog::create().await;
+    let (_, secret) = provisioned(&cp, "acme", "pro").await;
     let mut settings = router_settings(&common);
     settings.max_connections = 1;
     settings.checkout_timeout = Duration::from_millis(300);
@@ -309,10 +289,8 @@ async fn a_client_waiting_too_long_gets_an_error_and_shutdown_lets_transactions_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_gone_mid_result_leaves_nothing_for_the_next_and_tenants_are_checked_again() {
-    let db = TestDb::create().await;
-    let common = common_settings(&db, SecretsFor::Local);
-    let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
-    let (_, secret) = tenant(&cp, "acme", "pro").await;
+    let Catalog { db: _db, common, cp } = Catalog::create().await;
+    let (_, secret) = provisioned(&cp, "acme", "pro").await;
     let mut settings = router_settings(&common);
     settings.max_connections = 1;
     let router = spawn_router_with(&settings).await;
@@ -392,11 +370,9 @@ async fn a_client_gone_mid_result_leaves_nothing_for_the_next_and_tenants_are_ch
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plan_bounds_statements_and_idle_transactions_whatever_the_client_sets() {
-    let db = TestDb::create().await;
-    let common = common_settings(&db, SecretsFor::Local);
-    let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
+    let Catalog { db: _db, common, cp } = Catalog::create().await;
     // `starter`: statements end after 5 s.
-    let (_, secret) = tenant(&cp, "acme", "starter").await;
+    let (_, secret) = provisioned(&cp, "acme", "starter").await;
     let mut settings = router_settings(&common);
     settings.postgres.idle_transaction_timeout = Duration::from_millis(500);
     let router = spawn_router_with(&settings).await;
@@ -424,18 +400,16 @@ async fn the_plan_bounds_statements_and_idle_transactions_whatever_the_client_se
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_pooling_keeps_a_clients_connection_until_it_leaves() {
-    let db = TestDb::create().await;
-    let common = common_settings(&db, SecretsFor::Local);
-    let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
+    let Catalog { db, common, cp } = Catalog::create().await;
     // A starter tenant has a pool of 2; its plan (here set in the catalog, as a template's
     // `limits.pool_mode = "session"` would) asks for session pooling.
-    let (_, secret) = tenant(&cp, "acme", "starter").await;
+    let (_, secret) = provisioned(&cp, "acme", "starter").await;
     db.client()
         .await
         .execute("UPDATE control.tenants SET pool_mode = 'session' WHERE slug = 'acme'", &[])
         .await
         .unwrap();
-    let (_, globex_secret) = tenant(&cp, "globex", "starter").await;
+    let (_, globex_secret) = provisioned(&cp, "globex", "starter").await;
     let mut settings = router_settings(&common);
     settings.checkout_timeout = Duration::from_millis(300);
     let router = spawn_router_with(&settings).await;
@@ -467,7 +441,7 @@ async fn session_pooling_keeps_a_clients_connection_until_it_leaves() {
         match connect(addr, "acme", &secret).await {
             Ok(c) => break c,
             Err(err) => {
-                assert!(started.elapsed() < Duration::from_secs(10), "no connection came free: {err}")
+                assert!(started.elapsed() < Duration::from_secs(10), "no connection came free: {err}");
             }
         }
     };
