@@ -3,62 +3,20 @@
 //! transaction pooling, and reach nothing else.
 
 use control_plane::control_plane::ControlPlane;
-use control_plane::jobs::provision::provision;
-use control_plane::tenants::{self, TenantRequest};
+use control_plane::tenants;
+use e2e_tests::pg_door::{connect, first, provisioned_tenant};
 use e2e_tests::{provisioning_settings, router_settings, spawn_router_with};
 use std::process::Command;
 use std::time::Duration;
-use tenancy::catalog::TenantRecord;
-use tenancy::secrets::DbCredentials;
 use testkit::{common_settings, SecretsFor, TestDb};
-
-/// A provisioned tenant and its credentials.
-async fn tenant(cp: &ControlPlane, slug: &str, plan: &str) -> (TenantRecord, DbCredentials) {
-    let requested = tenants::create(cp, &TenantRequest::new(slug, plan), "test").await.unwrap();
-    let tenant = provision(cp, requested.id).await.unwrap();
-    let secret = cp.secrets.get(&tenant.secret_name().unwrap()).await.unwrap().unwrap();
-    (tenant, secret)
-}
-
-/// A tokio-postgres client through the router's PostgreSQL listener (plaintext), naming the
-/// tenant with `options`.
-async fn connect(
-    addr: std::net::SocketAddr,
-    slug: &str,
-    credentials: &DbCredentials,
-) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(addr.ip().to_string())
-        .port(addr.port())
-        .user(&credentials.username)
-        .password(&credentials.password)
-        .dbname(&credentials.dbname)
-        .options(format!("-c tenant={slug}"))
-        .application_name("e2e");
-    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    Ok(client)
-}
-
-async fn first(client: &tokio_postgres::Client, sql: &str) -> String {
-    let messages = client.simple_query(sql).await.unwrap();
-    messages
-        .iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-            _ => None,
-        })
-        .unwrap_or_default()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_reaches_its_tenant_over_tls_named_by_sni() {
     let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
-    let (acme, acme_secret) = tenant(&cp, "acme", "starter").await;
-    let (_, globex_secret) = tenant(&cp, "globex", "starter").await;
+    let (acme, acme_secret) = provisioned_tenant(&cp, "acme", "starter").await;
+    let (_, globex_secret) = provisioned_tenant(&cp, "globex", "starter").await;
     let certs = tempfile_dir();
     testkit::make_certificates(&certs, &["*.app.localhost"]);
     let mut settings = router_settings(&common);
@@ -139,7 +97,7 @@ async fn clients_share_few_server_connections_and_never_see_each_others_sessions
     let common = common_settings(&db, SecretsFor::Local);
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
     // `pro`: 100 transactions a second, five connections.
-    let (acme, acme_secret) = tenant(&cp, "acme", "pro").await;
+    let (acme, acme_secret) = provisioned_tenant(&cp, "acme", "pro").await;
     let mut settings = router_settings(&common);
     settings.max_connections = 3;
     settings.checkout_timeout = Duration::from_secs(10);
@@ -237,7 +195,7 @@ async fn prepared_statements_follow_their_client_from_connection_to_connection()
     let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
-    let (_, secret) = tenant(&cp, "acme", "pro").await;
+    let (_, secret) = provisioned_tenant(&cp, "acme", "pro").await;
     // One server connection for everyone: a client that kept it would starve the other.
     let mut settings = router_settings(&common);
     settings.max_connections = 1;
@@ -276,7 +234,7 @@ async fn a_client_waiting_too_long_gets_an_error_and_shutdown_lets_transactions_
     let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
-    let (_, secret) = tenant(&cp, "acme", "pro").await;
+    let (_, secret) = provisioned_tenant(&cp, "acme", "pro").await;
     let mut settings = router_settings(&common);
     settings.max_connections = 1;
     settings.checkout_timeout = Duration::from_millis(300);
@@ -312,7 +270,7 @@ async fn a_client_gone_mid_result_leaves_nothing_for_the_next_and_tenants_are_ch
     let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
-    let (_, secret) = tenant(&cp, "acme", "pro").await;
+    let (_, secret) = provisioned_tenant(&cp, "acme", "pro").await;
     let mut settings = router_settings(&common);
     settings.max_connections = 1;
     let router = spawn_router_with(&settings).await;
@@ -396,7 +354,7 @@ async fn the_plan_bounds_statements_and_idle_transactions_whatever_the_client_se
     let common = common_settings(&db, SecretsFor::Local);
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
     // `starter`: statements end after 5 s.
-    let (_, secret) = tenant(&cp, "acme", "starter").await;
+    let (_, secret) = provisioned_tenant(&cp, "acme", "starter").await;
     let mut settings = router_settings(&common);
     settings.postgres.idle_transaction_timeout = Duration::from_millis(500);
     let router = spawn_router_with(&settings).await;
