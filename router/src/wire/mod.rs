@@ -98,6 +98,9 @@ pub async fn serve(
     let room = Arc::new(tokio::sync::Semaphore::new(setup.max_clients));
     loop {
         let (tcp, peer) = tokio::select! {
+            // Once shutdown has begun nobody new is let in, even one already waiting.
+            biased;
+            () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
@@ -105,7 +108,6 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = shutdown.cancelled() => break,
         };
         let _ = tcp.set_nodelay(true);
         let Ok(place) = room.clone().try_acquire_owned() else {

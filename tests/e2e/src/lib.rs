@@ -1,5 +1,8 @@
 //! Helpers of the end-to-end tests: start `tenantctl serve` and `tenant-router` in-process on
-//! port 0 against a test database, and talk to them over HTTP.
+//! port 0 against a test database, and talk to them over HTTP ([`pg_door`]: over the PostgreSQL
+//! protocol).
+
+pub mod pg_door;
 
 use control_plane::control_plane::ControlPlane;
 use control_plane::settings::{ProvisioningSettings, ServeSettings};

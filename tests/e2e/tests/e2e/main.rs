@@ -16,6 +16,7 @@ mod neon_driver;
 mod operator_api;
 mod pg_tls;
 mod postgres_clients;
+mod postgres_load;
 mod postgres_protocol;
 mod proxy;
 mod rate_limits;

@@ -3,42 +3,10 @@
 //! transaction pooling, and reach nothing else.
 
 use control_plane::tenants;
+use e2e_tests::pg_door::{connect, first};
 use e2e_tests::{provisioned, router_settings, spawn_router_with, Catalog};
 use std::process::Command;
 use std::time::Duration;
-use tenancy::secrets::DbCredentials;
-
-/// A tokio-postgres client through the router's PostgreSQL listener (plaintext), naming the
-/// tenant with `options`.
-async fn connect(
-    addr: std::net::SocketAddr,
-    slug: &str,
-    credentials: &DbCredentials,
-) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(addr.ip().to_string())
-        .port(addr.port())
-        .user(&credentials.username)
-        .password(&credentials.password)
-        .dbname(&credentials.dbname)
-        .options(format!("-c tenant={slug}"))
-        .application_name("e2e");
-    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    Ok(client)
-}
-
-async fn first(client: &tokio_postgres::Client, sql: &str) -> String {
-    let messages = client.simple_query(sql).await.unwrap();
-    messages
-        .iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-            _ => None,
-        })
-        .unwrap_or_default()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_reaches_its_tenant_over_tls_named_by_sni() {
