@@ -402,7 +402,7 @@ impl Session {
             return Err(Notice::fatal("57P01", "the tenant this connection was for is gone"));
         }
         if current.generation != self.tenant.generation {
-            let (access, door) = (self.pool.access, crate::pool::Door::Wire);
+            let (access, door) = (self.pool.access(), crate::pool::Door::Wire);
             self.pool = self.state.pools.pool_for_door(&current, access, door).await.map_err(|err| {
                 let notice = super::startup::pool_notice(&err);
                 Notice::error(notice.code, notice.message)
@@ -439,6 +439,7 @@ impl Session {
         checkout.retire = true;
         self.cancel.target.set(Some(checkout.canceller()));
         self.state.metrics.wire_transactions.inc();
+        self.pool.transaction_started();
         Ok(Held {
             checkout,
             pending: 0,
