@@ -13,7 +13,7 @@ use tenancy::secrets::DbCredentials;
 use testkit::{common_settings, SecretsFor, TestDb};
 
 /// A provisioned tenant and its credentials.
-async fn tenant(cp: &ControlPlane, slug: &str, plan: &str) -> (TenantRecord, DbCredentials) {
+pub(crate) async fn tenant(cp: &ControlPlane, slug: &str, plan: &str) -> (TenantRecord, DbCredentials) {
     let requested = tenants::create(cp, &TenantRequest::new(slug, plan), "test").await.unwrap();
     let tenant = provision(cp, requested.id).await.unwrap();
     let secret = cp.secrets.get(&tenant.secret_name().unwrap()).await.unwrap().unwrap();
@@ -22,7 +22,7 @@ async fn tenant(cp: &ControlPlane, slug: &str, plan: &str) -> (TenantRecord, DbC
 
 /// A tokio-postgres client through the router's PostgreSQL listener (plaintext), naming the
 /// tenant with `options`.
-async fn connect(
+pub(crate) async fn connect(
     addr: std::net::SocketAddr,
     slug: &str,
     credentials: &DbCredentials,
