@@ -54,7 +54,7 @@ pub(crate) enum Command {
     /// Register and list the PostgreSQL clusters that hold tenants.
     #[command(subcommand)]
     Clusters(ClustersCommand),
-    /// The catalog credentials routers use.
+    /// The routers: the catalog credentials they use, and their connection pools.
     #[command(subcommand)]
     Routers(RoutersCommand),
 }
@@ -66,7 +66,50 @@ pub(crate) enum RoutersCommand {
     /// Routers with the old password lose the catalog at once: update their DATABASE_URL (e.g.
     /// `aws secretsmanager put-secret-value`) and restart them. The URL holds a password: it is
     /// printed to standard output only.
-    Credentials(CatalogArgs),
+    Credentials(Box<CatalogArgs>),
+    /// Each router's connection pools now, like PgBouncer's SHOW POOLS (from `GET /pools` on its
+    /// admin listener). First a line per router for its connection budget: MAX
+    /// (ROUTER_MAX_CONNECTIONS), CONNECTIONS counted against it, of which ACTIVE (serving a
+    /// request or a client's transaction), IDLE, OPENING and CLOSING (closed, not yet let go
+    /// of by PostgreSQL), WAITING (requests and clients waiting for a connection) and POOLS.
+    /// Then a row per pool (one per tenant, access and door): SIZE (most connections it may
+    /// hold), ACTIVE, IDLE, OPENING, WAITING, MAXWAIT_MS (how long the first waiting client
+    /// has waited), GEN (the tenant's generation the pool was built for) and AGE_S. A router
+    /// that does not answer is reported on stderr and makes the exit code 6; the others are
+    /// still shown.
+    Pools(RouterAdminArgs),
+    /// Each pool's counters since it was built, like PgBouncer's SHOW STATS (from `GET /stats`
+    /// on each router's admin listener): CHECKOUTS (connections handed out: one per HTTP
+    /// request; on the PostgreSQL door one per client transaction plus one per login),
+    /// WAIT_MS (their total wait for a connection), TIMEOUTS (checkouts that got none within
+    /// ROUTER_CHECKOUT_TIMEOUT), XACTS (PostgreSQL door: client transactions), and connections
+    /// OPENED, CLOSED after use (broken or not reusable), EXPIRED (idle timeout) and RECLAIMED
+    /// (closed to make room for another tenant's). A pool rebuilt after a change to its tenant,
+    /// or forgotten after ROUTER_POOL_IDLE_TIMEOUT unused, starts again from zero. A router
+    /// that does not answer is reported on stderr and makes the exit code 6.
+    Stats(RouterAdminArgs),
+}
+
+/// Which routers to ask, and about which tenant.
+#[derive(Debug, Args)]
+pub(crate) struct RouterAdminArgs {
+    /// A router's admin listener (its ROUTER_ADMIN_LISTEN), e.g. http://10.0.1.5:9091 or
+    /// 10.0.1.5:9091; repeat the flag for several routers (the variable takes a comma-separated
+    /// list).
+    #[arg(
+        long = "router",
+        env = "TENANTCTL_ROUTERS",
+        value_name = "URL",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub(crate) routers: Vec<String>,
+    /// Only this tenant's pools (slug).
+    #[arg(long)]
+    pub(crate) tenant: Option<String>,
+    /// Give up on a router that has not answered after this long.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub(crate) timeout: std::time::Duration,
 }
 
 #[derive(Debug, Subcommand)]

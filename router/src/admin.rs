@@ -1,7 +1,12 @@
+//! The admin listener's handlers: health, readiness, metrics, and the pools as PgBouncer's
+//! `SHOW POOLS` / `SHOW STATS` would show them (see [`crate::pool::view`]).
+
+use crate::error::RouterError;
 use crate::state::AppState;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
+use tenancy::domain::Slug;
 
 /// Ready when the catalog answers.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
@@ -19,4 +24,35 @@ pub async fn metrics(State(state): State<AppState>) -> impl axum::response::Into
         [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         metrics.encode(),
     )
+}
+
+/// `?tenant=<slug>`: only that tenant's pools.
+#[derive(Debug, serde::Deserialize)]
+pub struct PoolFilter {
+    tenant: Option<String>,
+}
+
+impl PoolFilter {
+    fn slug(&self) -> Result<Option<Slug>, RouterError> {
+        self.tenant
+            .as_deref()
+            .map(|raw| Slug::parse(raw).map_err(|e| RouterError::BadRequest(format!("tenant: {e}"))))
+            .transpose()
+    }
+}
+
+/// The connection budget and every pool's connections and waiting clients (`SHOW POOLS`).
+pub async fn pools(
+    State(state): State<AppState>,
+    Query(filter): Query<PoolFilter>,
+) -> Result<Json<crate::pool::view::PoolsView>, RouterError> {
+    Ok(Json(state.pools.pools_view(filter.slug()?.as_ref())))
+}
+
+/// Every pool's counters since it was built (`SHOW STATS`).
+pub async fn stats(
+    State(state): State<AppState>,
+    Query(filter): Query<PoolFilter>,
+) -> Result<Json<crate::pool::view::StatsView>, RouterError> {
+    Ok(Json(state.pools.stats_view(filter.slug()?.as_ref())))
 }

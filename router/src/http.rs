@@ -1,5 +1,5 @@
 //! The router's listeners: tenant traffic (`POST /sql`) and the admin listener (`/healthz`,
-//! `/readyz`). Both drain in-flight requests on shutdown.
+//! `/readyz`, `/metrics`, `/pools`, `/stats`). Both drain in-flight requests on shutdown.
 
 use crate::settings::RouterSettings;
 use crate::state::{spawn_invalidation_listener, AppState, StartError};
@@ -39,6 +39,8 @@ pub fn admin_app(state: AppState) -> axum::Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(crate::admin::readyz))
         .route("/metrics", get(crate::admin::metrics))
+        .route("/pools", get(crate::admin::pools))
+        .route("/stats", get(crate::admin::stats))
         .with_state(state)
 }
 

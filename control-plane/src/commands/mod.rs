@@ -3,6 +3,7 @@
 mod billing;
 mod deadline;
 mod migrate;
+mod routers;
 
 use crate::cli::{
     AddClusterArgs, BillingCommand, CatalogArgs, Cli, ClustersCommand, Command, CreateArgs, DeleteArgs,
@@ -94,7 +95,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Tokens(TokensCommand::Create(args)) => create_token(args, json).await,
         Command::Clusters(ClustersCommand::Add(args)) => add_cluster(args, json).await,
         Command::Clusters(ClustersCommand::List(args)) => list_clusters(args, json).await,
-        Command::Routers(RoutersCommand::Credentials(args)) => router_credentials(args, json).await,
+        Command::Routers(RoutersCommand::Credentials(args)) => router_credentials(*args, json).await,
+        Command::Routers(RoutersCommand::Pools(args)) => routers::pools(args, json).await,
+        Command::Routers(RoutersCommand::Stats(args)) => routers::stats(args, json).await,
     };
     match result {
         Ok(code) => code,

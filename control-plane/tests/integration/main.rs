@@ -13,6 +13,7 @@ mod isolation;
 mod lifecycle;
 mod provisioning;
 mod reader;
+mod routers;
 
 use control_plane::control_plane::ControlPlane;
 use control_plane::jobs::provision::provision;

@@ -69,19 +69,74 @@ pub(crate) enum Returned<C, W> {
 /// A queued request. `is_waiting` is false once it gave up (timed out, or its client left).
 pub(crate) trait Waiter {
     fn is_waiting(&self) -> bool;
+    /// When the request started waiting.
+    fn since(&self) -> Instant;
 }
 
-struct Slot<C, W> {
+struct Slot<C, W, L> {
+    /// What the pool layer says this pool is (shown in [`Budget::pools_now`]).
+    label: L,
     /// Most connections this pool may hold.
     max: usize,
     /// Its connections open or being opened.
     claimed: usize,
+    /// Of those, the ones being opened (a unit reserved, the connection not there yet).
+    opening: usize,
     /// Idle connections, most recently given back last.
     idle: Vec<(C, IdleKey)>,
     waiters: VecDeque<W>,
+    events: PoolEvents,
 }
 
-impl<C, W: Waiter> Slot<C, W> {
+/// What happened to a pool's connections since the pool was added.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PoolEvents {
+    /// Connections opened.
+    pub(crate) opened: u64,
+    /// Connections closed after use: broken, or not reusable (their session could not be reset).
+    pub(crate) closed: u64,
+    /// Idle connections closed at the idle timeout.
+    pub(crate) expired: u64,
+    /// Connections closed to make room for another pool's (the budget was all in use).
+    pub(crate) reclaimed: u64,
+}
+
+/// One pool as it stands (see [`Budget::pools_now`]).
+#[derive(Debug)]
+pub(crate) struct PoolNow<'a, L> {
+    pub(crate) label: &'a L,
+    /// Most connections the pool may hold.
+    pub(crate) max: usize,
+    /// Connections handed out to requests.
+    pub(crate) active: usize,
+    pub(crate) idle: usize,
+    pub(crate) opening: usize,
+    /// Requests waiting for a connection (not counting those that gave up).
+    pub(crate) waiting: usize,
+    /// How long the request first in line has waited.
+    pub(crate) oldest_wait: Option<Duration>,
+    pub(crate) events: PoolEvents,
+}
+
+/// The whole budget as it stands (see [`Budget::totals`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Totals {
+    /// `ROUTER_MAX_CONNECTIONS`.
+    pub(crate) max: usize,
+    /// Units in use: connections open, being opened, or closing.
+    pub(crate) units: usize,
+    pub(crate) idle: usize,
+    pub(crate) pools: usize,
+}
+
+/// Why an idle connection is taken out of its pool to be closed.
+#[derive(Clone, Copy)]
+enum Taken {
+    Expired,
+    Reclaimed,
+}
+
+impl<C, W: Waiter, L> Slot<C, W, L> {
     fn next_waiter(&mut self) -> Option<W> {
         while let Some(waiter) = self.waiters.pop_front() {
             if waiter.is_waiting() {
@@ -102,12 +157,14 @@ impl<C, W: Waiter> Slot<C, W> {
 /// Orders idle connections by when they went idle (ties broken by a sequence number).
 type IdleKey = (Instant, u64);
 
-pub(crate) struct Budget<C, W> {
+/// The budget's books: `C` a connection, `W` a queued request, `L` what the pool layer labels
+/// each pool with.
+pub(crate) struct Budget<C, W, L = ()> {
     max: usize,
     reclaim_after: Duration,
     /// Units in use: connections open, being opened, or closing.
     units: usize,
-    pools: HashMap<PoolId, Slot<C, W>>,
+    pools: HashMap<PoolId, Slot<C, W, L>>,
     /// Every idle connection, coldest first.
     idle: BTreeMap<IdleKey, PoolId>,
     /// Pools with requests queued (some may have given up since).
@@ -115,7 +172,7 @@ pub(crate) struct Budget<C, W> {
     sequence: u64,
 }
 
-impl<C, W: Waiter> Budget<C, W> {
+impl<C, W: Waiter, L> Budget<C, W, L> {
     pub(crate) fn new(max: usize, reclaim_after: Duration) -> Self {
         Self {
             max: max.max(1),
@@ -139,10 +196,43 @@ impl<C, W: Waiter> Budget<C, W> {
         self.idle.len()
     }
 
+    /// The budget's totals now.
+    pub(crate) fn totals(&self) -> Totals {
+        Totals { max: self.max, units: self.units, idle: self.idle.len(), pools: self.pools.len() }
+    }
+
+    /// Every pool as it stands at `now`, in no particular order.
+    pub(crate) fn pools_now(&self, now: Instant) -> impl Iterator<Item = PoolNow<'_, L>> {
+        self.pools.values().map(move |slot| {
+            let mut waiting = slot.waiters.iter().filter(|waiter| waiter.is_waiting());
+            let oldest_wait = waiting.next().map(|first| now.saturating_duration_since(first.since()));
+            PoolNow {
+                label: &slot.label,
+                max: slot.max,
+                active: slot.claimed.saturating_sub(slot.idle.len() + slot.opening),
+                idle: slot.idle.len(),
+                opening: slot.opening,
+                waiting: usize::from(oldest_wait.is_some()) + waiting.count(),
+                oldest_wait,
+                events: slot.events,
+            }
+        })
+    }
+
     /// A new pool that may hold up to `max` connections.
-    pub(crate) fn add_pool(&mut self, pool: PoolId, max: usize) {
-        self.pools
-            .insert(pool, Slot { max: max.max(1), claimed: 0, idle: Vec::new(), waiters: VecDeque::new() });
+    pub(crate) fn add_pool(&mut self, pool: PoolId, max: usize, label: L) {
+        self.pools.insert(
+            pool,
+            Slot {
+                label,
+                max: max.max(1),
+                claimed: 0,
+                opening: 0,
+                idle: Vec::new(),
+                waiters: VecDeque::new(),
+                events: PoolEvents::default(),
+            },
+        );
     }
 
     /// Forgets a pool nobody uses any more; returns its idle connections, to be closed (their
@@ -173,14 +263,16 @@ impl<C, W: Waiter> Budget<C, W> {
             if self.units < self.max {
                 self.units += 1;
                 slot.claimed += 1;
+                slot.opening += 1;
                 return Attempt::Open { evicted: None };
             }
             // A tenant that holds nothing may take the coldest connection there is; one that
             // holds some only a connection idle long enough to be unlikely to be missed.
             let min_idle = if slot.claimed == 0 { Duration::ZERO } else { self.reclaim_after };
-            if let Some(evicted) = self.take_coldest(now, min_idle) {
+            if let Some(evicted) = self.take_coldest(now, min_idle, Taken::Reclaimed) {
                 let slot = self.pools.get_mut(&pool).expect("registered");
                 slot.claimed += 1;
+                slot.opening += 1;
                 return Attempt::Open { evicted: Some(evicted) };
             }
         }
@@ -199,7 +291,9 @@ impl<C, W: Waiter> Budget<C, W> {
             let other_claimed = self.pools[&other].claimed;
             if claimed >= other_claimed + 2 || (other_claimed == 0 && !own_waiting) {
                 if let Some(handoff) = self.reserve_for(other) {
-                    self.pools.get_mut(&pool).expect("registered").claimed -= 1;
+                    let slot = self.pools.get_mut(&pool).expect("registered");
+                    slot.claimed -= 1;
+                    slot.events.reclaimed += 1;
                     return Returned::HandedOver(connection, handoff);
                 }
             }
@@ -220,17 +314,38 @@ impl<C, W: Waiter> Budget<C, W> {
     pub(crate) fn closed(&mut self, pool: PoolId) -> Vec<Handoff<C, W>> {
         if let Some(slot) = self.pools.get_mut(&pool) {
             slot.claimed = slot.claimed.saturating_sub(1);
+            slot.events.closed += 1;
         }
         self.grant_free_units()
     }
 
+    /// The connection a unit was reserved for in `pool` is open.
+    pub(crate) fn opened(&mut self, pool: PoolId) {
+        if let Some(slot) = self.pools.get_mut(&pool) {
+            slot.opening = slot.opening.saturating_sub(1);
+            slot.events.opened += 1;
+        }
+    }
+
     /// A unit reserved for `pool` was not used (opening failed, or the request gave up).
     pub(crate) fn open_failed(&mut self, pool: PoolId) -> Vec<Handoff<C, W>> {
-        if let Some(slot) = self.pools.get_mut(&pool) {
-            slot.claimed = slot.claimed.saturating_sub(1);
-        }
+        self.open_given_up(pool);
         self.units = self.units.saturating_sub(1);
         self.grant_free_units()
+    }
+
+    /// The claim to open a connection for `pool` is given up before the unit was backed (the
+    /// room made was not there after all, see [`Budget::replace_lost_unit`]).
+    pub(crate) fn open_abandoned(&mut self, pool: PoolId) -> Vec<Handoff<C, W>> {
+        self.open_given_up(pool);
+        self.grant_free_units()
+    }
+
+    fn open_given_up(&mut self, pool: PoolId) {
+        if let Some(slot) = self.pools.get_mut(&pool) {
+            slot.claimed = slot.claimed.saturating_sub(1);
+            slot.opening = slot.opening.saturating_sub(1);
+        }
     }
 
     /// A socket closed: its unit is free again.
@@ -254,11 +369,13 @@ impl<C, W: Waiter> Budget<C, W> {
         }
         let min_idle = if slot.claimed == 0 { Duration::ZERO } else { self.reclaim_after };
         let Some(waiter) = slot.next_waiter() else { return (None, handoffs) };
-        let Some(evicted) = self.take_coldest(now, min_idle) else {
+        let Some(evicted) = self.take_coldest(now, min_idle, Taken::Reclaimed) else {
             self.pools.get_mut(&pool).expect("registered").waiters.push_front(waiter);
             return (None, handoffs);
         };
-        self.pools.get_mut(&pool).expect("registered").claimed += 1;
+        let slot = self.pools.get_mut(&pool).expect("registered");
+        slot.claimed += 1;
+        slot.opening += 1;
         (Some(evicted), vec![Handoff { waiter, pool, grant: Grant::Open }])
     }
 
@@ -281,6 +398,7 @@ impl<C, W: Waiter> Budget<C, W> {
         let Some(slot) = self.pools.get_mut(&handoff.pool) else { return };
         if matches!(handoff.grant, Grant::Open) {
             slot.claimed = slot.claimed.saturating_sub(1);
+            slot.opening = slot.opening.saturating_sub(1);
         }
         slot.waiters.push_front(handoff.waiter);
         self.waiting.insert(handoff.pool);
@@ -289,7 +407,7 @@ impl<C, W: Waiter> Budget<C, W> {
     /// Takes the connections idle longer than `idle_timeout`, to be closed.
     pub(crate) fn expire_idle(&mut self, now: Instant, idle_timeout: Duration) -> Vec<C> {
         let mut expired = Vec::new();
-        while let Some(evicted) = self.take_coldest(now, idle_timeout) {
+        while let Some(evicted) = self.take_coldest(now, idle_timeout, Taken::Expired) {
             expired.push(evicted);
         }
         expired
@@ -313,6 +431,7 @@ impl<C, W: Waiter> Budget<C, W> {
         let slot = self.pools.get_mut(&pool)?;
         let waiter = slot.next_waiter()?;
         slot.claimed += 1;
+        slot.opening += 1;
         if !slot.has_waiters() {
             self.waiting.remove(&pool);
         }
@@ -347,7 +466,7 @@ impl<C, W: Waiter> Budget<C, W> {
     }
 
     /// Removes the coldest idle connection if it has been idle at least `min_idle`.
-    fn take_coldest(&mut self, now: Instant, min_idle: Duration) -> Option<C> {
+    fn take_coldest(&mut self, now: Instant, min_idle: Duration, why: Taken) -> Option<C> {
         let (&key, &pool) = self.idle.first_key_value()?;
         if now.saturating_duration_since(key.0) < min_idle {
             return None;
@@ -357,6 +476,10 @@ impl<C, W: Waiter> Budget<C, W> {
         let at = slot.idle.iter().position(|(_, k)| *k == key).expect("indexed idle connection");
         let (connection, _) = slot.idle.remove(at);
         slot.claimed -= 1;
+        match why {
+            Taken::Expired => slot.events.expired += 1,
+            Taken::Reclaimed => slot.events.reclaimed += 1,
+        }
         Some(connection)
     }
 }
@@ -369,25 +492,30 @@ mod tests {
     use std::rc::Rc;
     use std::time::{Duration, Instant};
 
-    /// A queued request in the tests: its id, and whether it still waits.
+    /// A queued request in the tests: its id, whether it still waits, and since when.
     #[derive(Debug, Clone)]
-    struct Request(u32, Rc<Cell<bool>>);
+    struct Request(u32, Rc<Cell<bool>>, Instant);
 
     impl Waiter for Request {
         fn is_waiting(&self) -> bool {
             self.1.get()
+        }
+
+        fn since(&self) -> Instant {
+            self.2
         }
     }
 
     const RECLAIM: Duration = Duration::from_secs(1);
 
     fn request(id: u32) -> Request {
-        Request(id, Rc::new(Cell::new(true)))
+        Request(id, Rc::new(Cell::new(true)), Instant::now())
     }
 
     /// Connections are numbered; `open` hands out the next number.
     struct Harness {
-        budget: Budget<u32, Request>,
+        /// Each pool labelled with its id.
+        budget: Budget<u32, Request, u64>,
         next: u32,
         now: Instant,
     }
@@ -396,7 +524,7 @@ mod tests {
         fn new(max: usize, pools: &[(u64, usize)]) -> Self {
             let mut budget = Budget::new(max, RECLAIM);
             for &(pool, size) in pools {
-                budget.add_pool(pool, size);
+                budget.add_pool(pool, size, pool);
             }
             Self { budget, next: 0, now: Instant::now() }
         }
@@ -410,6 +538,7 @@ mod tests {
             match self.budget.checkout(pool, self.now, || request(0)) {
                 Attempt::Reuse(c) => c,
                 Attempt::Open { .. } => {
+                    self.budget.opened(pool);
                     self.next += 1;
                     self.next
                 }
@@ -561,10 +690,58 @@ mod tests {
         assert_eq!(h.budget.units(), 1, "the unit is given back when the socket closes");
     }
 
+    #[test]
+    fn the_pools_now_count_active_idle_opening_and_waiting() {
+        let mut h = Harness::new(3, &[(1, 2), (2, 5)]);
+        let a = h.get(1);
+        let _b = h.get(1);
+        assert!(matches!(h.budget.checkout(2, h.now, || request(0)), Attempt::Open { evicted: None }));
+        let _ = h.budget.give_back(1, a, h.now);
+        let waiter = request(9);
+        let since = waiter.2;
+        assert!(matches!(h.budget.checkout(1, h.now, || request(8)), Attempt::Reuse(_)));
+        assert!(matches!(h.budget.checkout(1, h.now, move || waiter), Attempt::Queued));
+        h.elapse(Duration::from_millis(250));
+        let mut pools: Vec<_> = h
+            .budget
+            .pools_now(h.now)
+            .map(|p| (p.max, p.active, p.idle, p.opening, p.waiting, p.oldest_wait))
+            .collect();
+        pools.sort();
+        let waited = h.now.saturating_duration_since(since);
+        assert_eq!(pools, [(2, 2, 0, 0, 1, Some(waited)), (5, 0, 0, 1, 0, None)]);
+        assert_eq!(h.budget.totals(), super::Totals { max: 3, units: 3, idle: 0, pools: 2 });
+    }
+
+    #[test]
+    fn a_pool_counts_what_happened_to_its_connections() {
+        let mut h = Harness::new(2, &[(1, 5), (2, 5)]);
+        let a = h.get(1);
+        let _b = h.get(1);
+        let _ = h.budget.give_back(1, a, h.now);
+        let _ = h.budget.closed(1);
+        h.elapse(Duration::from_secs(60));
+        assert_eq!(h.budget.expire_idle(h.now, Duration::from_secs(60)), vec![a]);
+        // Both sockets closed.
+        let _ = h.budget.unit_released();
+        let _ = h.budget.unit_released();
+        let c = h.get(1);
+        let _ = h.budget.give_back(1, c, h.now);
+        let _d = h.get(2);
+        h.elapse(RECLAIM);
+        // Pool 2 grows into pool 1's cold connection.
+        assert!(matches!(h.budget.checkout(2, h.now, || request(0)), Attempt::Open { evicted: Some(_) }));
+        let events = |pool: u64| h.budget.pools_now(h.now).find(|p| *p.label == pool).map(|p| p.events);
+        assert_eq!(events(1), Some(super::PoolEvents { opened: 3, closed: 1, expired: 1, reclaimed: 1 }),);
+        assert_eq!(events(2), Some(super::PoolEvents { opened: 1, ..Default::default() }));
+    }
+
     /// One step of a random workload.
     #[derive(Debug, Clone)]
     enum Step {
         Checkout(u64),
+        Opened(usize),
+        OpenFailed(usize),
         GiveBack(usize),
         Close(usize),
         GiveUp(usize),
@@ -576,6 +753,8 @@ mod tests {
     fn step() -> impl Strategy<Value = Step> {
         prop_oneof![
             (0..6u64).prop_map(Step::Checkout),
+            any::<usize>().prop_map(Step::Opened),
+            any::<usize>().prop_map(Step::OpenFailed),
             any::<usize>().prop_map(Step::GiveBack),
             any::<usize>().prop_map(Step::Close),
             any::<usize>().prop_map(Step::GiveUp),
@@ -585,83 +764,117 @@ mod tests {
         ]
     }
 
+    /// What the workload holds, outside the budget.
+    #[derive(Default)]
+    struct Held {
+        in_use: Vec<(u64, u32)>,
+        /// Units reserved, their connections being opened.
+        opening: Vec<u64>,
+        queued: Vec<(u64, Request)>,
+        closing: usize,
+    }
+
+    impl Held {
+        fn apply(&mut self, handoffs: Vec<super::Handoff<u32, Request>>) {
+            for handoff in handoffs {
+                let at =
+                    self.queued.iter().position(|(_, r)| r.0 == handoff.waiter.0).expect("a queued request");
+                let (pool, request) = self.queued.remove(at);
+                assert!(request.is_waiting(), "granted to a request that gave up");
+                request.1.set(false);
+                match handoff.grant {
+                    Grant::Reuse(c) => self.in_use.push((pool, c)),
+                    Grant::Open => self.opening.push(pool),
+                }
+            }
+        }
+    }
+
     proptest! {
         /// Whatever happens, the budget is never exceeded, no pool passes its size, and every
-        /// connection is accounted for exactly once (in use, idle, or closing).
+        /// connection is accounted for exactly once (in use, being opened, idle, or closing),
+        /// as the pools' numbers say too.
         #[test]
         fn the_budget_holds_under_any_sequence(max in 1usize..6, steps in proptest::collection::vec(step(), 1..200)) {
             let mut h = Harness::new(max, &[(0, 1), (1, 2), (2, 3), (3, 5), (4, 5), (5, 2)]);
-            let mut in_use: Vec<(u64, u32)> = Vec::new();
-            let mut queued: Vec<(u64, Request)> = Vec::new();
-            let mut closing = 0usize;
+            let mut held = Held::default();
             let mut next_id = 0u32;
-            let apply = |handoffs: Vec<super::Handoff<u32, Request>>, in_use: &mut Vec<(u64, u32)>, queued: &mut Vec<(u64, Request)>, next: &mut u32| {
-                for handoff in handoffs {
-                    let at = queued.iter().position(|(_, r)| r.0 == handoff.waiter.0).expect("a queued request");
-                    let (pool, request) = queued.remove(at);
-                    assert!(request.is_waiting(), "granted to a request that gave up");
-                    request.1.set(false);
-                    let connection = match handoff.grant { Grant::Reuse(c) => c, Grant::Open => { *next += 1; 1000 + *next } };
-                    in_use.push((pool, connection));
-                }
-            };
             for step in steps {
                 match step {
                     Step::Checkout(pool) => {
                         next_id += 1;
-                        let request = Request(next_id, Rc::new(Cell::new(true)));
+                        let request = Request(next_id, Rc::new(Cell::new(true)), h.now);
                         let queued_copy = request.clone();
                         match h.budget.checkout(pool, h.now, move || queued_copy) {
-                            Attempt::Reuse(c) => in_use.push((pool, c)),
-                            Attempt::Open { .. } => {
-                                // An evicted connection's unit is taken over: not closing.
-                                h.next += 1;
-                                in_use.push((pool, 1000 + h.next));
-                            }
-                            Attempt::Queued => queued.push((pool, request)),
+                            Attempt::Reuse(c) => held.in_use.push((pool, c)),
+                            // An evicted connection's unit is taken over: not closing.
+                            Attempt::Open { .. } => held.opening.push(pool),
+                            Attempt::Queued => held.queued.push((pool, request)),
                         }
                     }
-                    Step::GiveBack(i) if !in_use.is_empty() => {
-                        let (pool, c) = in_use.remove(i % in_use.len());
+                    Step::Opened(i) if !held.opening.is_empty() => {
+                        let pool = held.opening.remove(i % held.opening.len());
+                        h.budget.opened(pool);
+                        h.next += 1;
+                        held.in_use.push((pool, 1000 + h.next));
+                    }
+                    Step::OpenFailed(i) if !held.opening.is_empty() => {
+                        let pool = held.opening.remove(i % held.opening.len());
+                        let handoffs = h.budget.open_failed(pool);
+                        held.apply(handoffs);
+                    }
+                    Step::GiveBack(i) if !held.in_use.is_empty() => {
+                        let (pool, c) = held.in_use.remove(i % held.in_use.len());
                         match h.budget.give_back(pool, c, h.now) {
-                            Returned::Kept(handoff) => apply(handoff.into_iter().collect(), &mut in_use, &mut queued, &mut h.next),
-                            Returned::HandedOver(_, handoff) => apply(vec![handoff], &mut in_use, &mut queued, &mut h.next),
-                            Returned::Close(_) => closing += 1,
+                            Returned::Kept(handoff) => held.apply(handoff.into_iter().collect()),
+                            Returned::HandedOver(_, handoff) => held.apply(vec![handoff]),
+                            Returned::Close(_) => held.closing += 1,
                         }
                     }
-                    Step::Close(i) if !in_use.is_empty() => {
-                        let (pool, _) = in_use.remove(i % in_use.len());
-                        closing += 1;
+                    Step::Close(i) if !held.in_use.is_empty() => {
+                        let (pool, _) = held.in_use.remove(i % held.in_use.len());
+                        held.closing += 1;
                         let handoffs = h.budget.closed(pool);
-                        apply(handoffs, &mut in_use, &mut queued, &mut h.next);
+                        held.apply(handoffs);
                     }
-                    Step::GiveUp(i) if !queued.is_empty() => {
-                        let (_, request) = queued.remove(i % queued.len());
+                    Step::GiveUp(i) if !held.queued.is_empty() => {
+                        let (_, request) = held.queued.remove(i % held.queued.len());
                         request.1.set(false);
                     }
-                    Step::SocketClosed if closing > 0 => {
-                        closing -= 1;
+                    Step::SocketClosed if held.closing > 0 => {
+                        held.closing -= 1;
                         let handoffs = h.budget.unit_released();
-                        apply(handoffs, &mut in_use, &mut queued, &mut h.next);
+                        held.apply(handoffs);
                     }
                     Step::LookAgain(pool) => {
                         // A waiting request of `pool` looks for a connection gone cold.
                         let (_evicted, handoffs) = h.budget.reclaim_for(pool, h.now);
-                        apply(handoffs, &mut in_use, &mut queued, &mut h.next);
+                        held.apply(handoffs);
                     }
                     Step::Elapse(ms) => {
                         h.elapse(Duration::from_millis(ms));
-                        closing += h.budget.expire_idle(h.now, Duration::from_secs(5)).len();
+                        held.closing += h.budget.expire_idle(h.now, Duration::from_secs(5)).len();
                     }
                     _ => {}
                 }
                 prop_assert!(h.budget.units() <= max, "units {} over the budget {max}", h.budget.units());
-                prop_assert_eq!(h.budget.units(), in_use.len() + h.budget.idle() + closing, "every unit accounted for");
+                prop_assert_eq!(
+                    h.budget.units(),
+                    held.in_use.len() + held.opening.len() + h.budget.idle() + held.closing,
+                    "every unit accounted for"
+                );
                 for (&pool, slot) in &h.budget.pools {
-                    let used = in_use.iter().filter(|(p, _)| *p == pool).count();
-                    prop_assert_eq!(slot.claimed, used + slot.idle.len(), "pool {} claimed", pool);
+                    let used = held.in_use.iter().filter(|(p, _)| *p == pool).count();
+                    let opening = held.opening.iter().filter(|p| **p == pool).count();
+                    prop_assert_eq!(slot.claimed, used + opening + slot.idle.len(), "pool {} claimed", pool);
+                    prop_assert_eq!(slot.opening, opening, "pool {} opening", pool);
                     prop_assert!(slot.claimed <= slot.max);
                 }
+                let now = h.budget.pools_now(h.now).fold((0, 0, 0, 0), |sum, p| {
+                    (sum.0 + p.active, sum.1 + p.opening, sum.2 + p.idle, sum.3 + p.waiting)
+                });
+                let waiting = held.queued.iter().filter(|(_, r)| r.is_waiting()).count();
+                prop_assert_eq!(now, (held.in_use.len(), held.opening.len(), h.budget.idle(), waiting));
             }
         }
     }

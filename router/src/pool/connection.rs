@@ -9,11 +9,13 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 
 /// Which door a pool's connections serve.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub enum Door {
     /// `POST /sql`, the reverse proxy and the embedded library: queries through tokio-postgres.
+    #[serde(rename = "http")]
     Http,
     /// The PostgreSQL protocol: the client's own messages, relayed on the socket.
+    #[serde(rename = "postgres")]
     Wire,
 }
 

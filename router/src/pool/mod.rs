@@ -5,10 +5,12 @@
 //! after `ROUTER_POOL_IDLE_TIMEOUT`, and pools nobody used for as long are forgotten.
 //! Between requests the session is reset (see [`crate::session`]) unless the request is known
 //! not to have changed it, so nothing one request does to its session — `BEGIN`,
-//! `SET search_path`, `SET ROLE`, `PREPARE` — reaches the next.
+//! `SET search_path`, `SET ROLE`, `PREPARE` — reaches the next. What the pools hold and have
+//! served is shown to operators by [`view`].
 
 mod budget;
 pub(crate) mod connection;
+pub mod view;
 
 use budget::{Attempt, Budget, Grant, Handoff, PoolId, Returned};
 pub use connection::{Connection, Door};
@@ -25,6 +27,7 @@ use tenancy::catalog::TenantRecord;
 use tenancy::domain::TenantId;
 use tenancy::secrets::{DbCredentials, SharedSecretStore};
 use tokio::sync::oneshot;
+use view::PoolInfo;
 
 /// Constant-time comparison of a client's user and password with `credentials`.
 pub fn credentials_match(credentials: &DbCredentials, user: &str, password: &[u8]) -> bool {
@@ -54,9 +57,11 @@ pub enum PoolCheckoutError {
 
 /// What a pool's role may do: read and write (the tenant's runtime role), or only read (its
 /// read-only role, which PostgreSQL allows `SELECT` and nothing else).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub enum Access {
+    #[serde(rename = "runtime")]
     ReadWrite,
+    #[serde(rename = "read_only")]
     ReadOnly,
 }
 
@@ -68,10 +73,8 @@ pub struct TenantPool {
     config: tenancy::pg::PgConfig,
     /// The credentials this pool logs in with.
     pub credentials: DbCredentials,
-    pub access: Access,
-    pub door: Door,
-    pub generation: i64,
-    built_at: Instant,
+    /// Whose pool this is, for which access and door, and what it counts.
+    info: Arc<PoolInfo>,
     /// The secret as last re-read for a client whose password did not match (rotation).
     fresh: tokio::sync::Mutex<Option<(Instant, DbCredentials)>>,
     /// The last `Neon-Connection-String` found to name this tenant and carry this pool's
@@ -85,6 +88,24 @@ pub struct TenantPool {
 }
 
 impl TenantPool {
+    pub fn access(&self) -> Access {
+        self.info.access
+    }
+
+    pub fn door(&self) -> Door {
+        self.info.door
+    }
+
+    /// The tenant's generation this pool was built for.
+    pub fn generation(&self) -> i64 {
+        self.info.generation
+    }
+
+    /// Counts a server connection handed to a PostgreSQL-protocol client for a transaction.
+    pub(crate) fn transaction_started(&self) {
+        self.info.counters.transaction();
+    }
+
     /// Whether `header` is, byte for byte, the connection string last accepted for this pool
     /// (compared in constant time).
     pub fn was_accepted(&self, header: &str) -> bool {
@@ -146,27 +167,40 @@ pub struct PoolLimits {
     pub connects_per_second: u32,
 }
 
+/// The budget's books: connections, the requests waiting for one, and each pool's label.
+type Books = Budget<Connection, Queued, Arc<PoolInfo>>;
+
 /// What every pool shares: the budget and its bookkeeping.
 struct Shared {
-    budget: Mutex<Budget<Connection, oneshot::Sender<Handed>>>,
+    budget: Mutex<Books>,
     counters: ConnectionCounters,
     next_pool: AtomicU64,
 }
 
-impl budget::Waiter for oneshot::Sender<Handed> {
+/// A request waiting for a connection: where to hand it one, and since when.
+struct Queued {
+    handed: oneshot::Sender<Handed>,
+    since: Instant,
+}
+
+impl budget::Waiter for Queued {
     fn is_waiting(&self) -> bool {
-        !self.is_closed()
+        !self.handed.is_closed()
+    }
+
+    fn since(&self) -> Instant {
+        self.since
     }
 }
 
 impl Shared {
-    fn budget(&self) -> MutexGuard<'_, Budget<Connection, oneshot::Sender<Handed>>> {
+    fn budget(&self) -> MutexGuard<'_, Books> {
         self.budget.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Hands what the budget decided to the waiting requests. A request that gave up meanwhile
     /// drops what it was handed, which gives it back.
-    fn deliver(self: &Arc<Self>, handoffs: Vec<Handoff<Connection, oneshot::Sender<Handed>>>) {
+    fn deliver(self: &Arc<Self>, handoffs: Vec<Handoff<Connection, Queued>>) {
         for Handoff { waiter, pool, grant } in handoffs {
             let handed = match grant {
                 Grant::Reuse(connection) => {
@@ -174,7 +208,7 @@ impl Shared {
                 }
                 Grant::Open => Handed::Open(OpenPermit { shared: self.clone(), pool, used: false }),
             };
-            drop(waiter.send(handed));
+            drop(waiter.handed.send(handed));
         }
     }
 
@@ -193,11 +227,7 @@ impl Shared {
     }
 
     /// Closes `evicted` (if any) to make room, and hands its unit on as `handoffs` say.
-    fn hand_over(
-        self: &Arc<Self>,
-        evicted: Option<Connection>,
-        handoffs: Vec<Handoff<Connection, oneshot::Sender<Handed>>>,
-    ) {
+    fn hand_over(self: &Arc<Self>, evicted: Option<Connection>, handoffs: Vec<Handoff<Connection, Queued>>) {
         if let Some(evicted) = evicted {
             if !self.shed(evicted) && !self.budget().replace_lost_unit() {
                 let mut budget = self.budget();
@@ -261,6 +291,7 @@ impl OpenPermit {
     /// The unit now belongs to an open connection (whose socket gives it back).
     fn spent(mut self) {
         self.used = true;
+        self.shared.budget().opened(self.pool);
     }
 }
 
@@ -336,7 +367,7 @@ impl TenantPools {
     ) -> Result<Arc<TenantPool>, PoolCheckoutError> {
         let key = (tenant.id, access, door);
         if let Some(existing) = self.pools.get(&key).await {
-            if existing.generation >= tenant.generation {
+            if existing.generation() >= tenant.generation {
                 return Ok(existing);
             }
             self.pools.invalidate(&key).await;
@@ -380,16 +411,22 @@ impl TenantPools {
             .unwrap_or(1)
             .clamp(1, self.limits.tenant_max_connections.max(1));
         let id = self.shared.next_pool.fetch_add(1, Ordering::Relaxed);
-        self.shared.budget().add_pool(id, size);
+        let info = Arc::new(PoolInfo {
+            tenant_id: tenant.id,
+            slug: tenant.slug.clone(),
+            access,
+            door,
+            generation: tenant.generation,
+            built_at: Instant::now(),
+            counters: view::PoolCounters::default(),
+        });
+        self.shared.budget().add_pool(id, size, info.clone());
         Ok(Arc::new(TenantPool {
             id,
             shared: self.shared.clone(),
             config,
             credentials,
-            access,
-            door,
-            generation: tenant.generation,
-            built_at: Instant::now(),
+            info,
             fresh: tokio::sync::Mutex::new(None),
             accepted: std::sync::RwLock::new(None),
             scram: std::sync::OnceLock::new(),
@@ -400,13 +437,21 @@ impl TenantPools {
     /// own, or a new one when the budget has room (or makes room, see [`budget`]); otherwise
     /// the request waits for one, and gets [`PoolCheckoutError::Exhausted`] at the timeout.
     pub async fn checkout(&self, pool: &TenantPool) -> Result<Checkout, PoolCheckoutError> {
+        let started = Instant::now();
+        let checkout = self.checkout_within_timeout(pool).await;
+        pool.info.counters.checkout(&checkout, started.elapsed());
+        checkout
+    }
+
+    async fn checkout_within_timeout(&self, pool: &TenantPool) -> Result<Checkout, PoolCheckoutError> {
         let deadline = tokio::time::Instant::now() + self.limits.checkout_timeout;
         loop {
             let mut receiver = None;
-            let attempt = self.shared.budget().checkout(pool.id, Instant::now(), || {
-                let (sender, waiting) = oneshot::channel();
+            let now = Instant::now();
+            let attempt = self.shared.budget().checkout(pool.id, now, || {
+                let (handed, waiting) = oneshot::channel();
                 receiver = Some(waiting);
-                sender
+                Queued { handed, since: now }
             });
             let handed = match attempt {
                 Attempt::Reuse(connection) => {
@@ -419,7 +464,7 @@ impl TenantPools {
                     if let Some(evicted) = evicted {
                         if !self.shared.shed(evicted) && !self.shared.budget().replace_lost_unit() {
                             // The room made was not there after all: give the claim up, retry.
-                            let handoffs = self.shared.budget().closed(pool.id);
+                            let handoffs = self.shared.budget().open_abandoned(pool.id);
                             self.shared.deliver(handoffs);
                             continue;
                         }
@@ -483,7 +528,7 @@ impl TenantPools {
                 .await
                 .map_err(|_| PoolCheckoutError::Exhausted)?;
         }
-        let (config, shared, id, door) = (pool.config.clone(), self.shared.clone(), pool.id, pool.door);
+        let (config, shared, id, door) = (pool.config.clone(), self.shared.clone(), pool.id, pool.door());
         let opening = tokio::spawn(async move {
             let released = Arc::downgrade(&shared);
             let opened = connection::open(&config, door, move || {
@@ -556,17 +601,17 @@ impl TenantPools {
     /// password (a rotation whose invalidation has not arrived). Rebuilt at most once per
     /// [`REFRESH_INTERVAL`]; `None` when it was just rebuilt.
     pub async fn rebuild(&self, tenant: &TenantRecord, stale: &TenantPool) -> Option<Arc<TenantPool>> {
-        let key = (tenant.id, stale.access, stale.door);
+        let key = (tenant.id, stale.access(), stale.door());
         if let Some(current) = self.pools.get(&key).await {
             if !std::ptr::eq(&*current, stale) {
                 return Some(current); // another request rebuilt it already
             }
         }
-        if stale.built_at.elapsed() < REFRESH_INTERVAL {
+        if stale.info.built_at.elapsed() < REFRESH_INTERVAL {
             return None;
         }
         self.pools.invalidate(&key).await;
-        self.pool_for_door(tenant, stale.access, stale.door).await.ok()
+        self.pool_for_door(tenant, stale.access(), stale.door()).await.ok()
     }
 
     /// Number of open tenant pools.

@@ -242,6 +242,7 @@ impl Session {
                 turn.refuse(&frame, &notice);
                 return Ok(Flow::Go);
             }
+            self.count_transaction();
         }
         if turn.held.is_none() {
             if matches!(frame.tag, b'S' | b'H') {
@@ -425,7 +426,7 @@ impl Session {
             return Err(Notice::fatal("57P01", "the tenant this connection was for is gone"));
         }
         if current.generation != self.tenant.generation {
-            let (access, door) = (self.pool.access, crate::pool::Door::Wire);
+            let (access, door) = (self.pool.access(), crate::pool::Door::Wire);
             self.pool = self.state.pools.pool_for_door(&current, access, door).await.map_err(|err| {
                 let notice = super::startup::pool_notice(&err);
                 Notice::error(notice.code, notice.message)
@@ -442,8 +443,13 @@ impl Session {
             self.state.metrics.rate_limited.inc();
             return Err(Notice::error("53400", "the tenant's plan rate limit is exceeded; retry shortly"));
         }
-        self.state.metrics.wire_transactions.inc();
         Ok(())
+    }
+
+    /// A transaction has a server connection to run on.
+    fn count_transaction(&self) {
+        self.state.metrics.wire_transactions.inc();
+        self.pool.transaction_started();
     }
 
     /// A server connection for the client, with its settings, charged to the plan's rate limit.
@@ -465,6 +471,7 @@ impl Session {
                 ));
             }
         }
+        self.count_transaction();
         Ok(self.hold(checkout))
     }
 

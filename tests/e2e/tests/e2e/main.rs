@@ -15,6 +15,7 @@ mod lifecycle;
 mod neon_driver;
 mod operator_api;
 mod pg_tls;
+mod pool_view;
 mod postgres_clients;
 mod postgres_load;
 mod postgres_protocol;

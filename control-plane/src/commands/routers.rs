@@ -1,0 +1,341 @@
+//! `tenantctl routers pools` and `tenantctl routers stats`: every router's `GET /pools` or
+//! `GET /stats` (its admin listener), asked at once, shown as one table (a row per pool per
+//! router) or as JSON. A router that does not answer is reported on its own; the others are
+//! still shown, and the exit code says that one failed.
+
+use super::{exit_code, parse_slug, CliError};
+use crate::cli::RouterAdminArgs;
+use crate::output;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::Value;
+use std::process::ExitCode;
+use tenancy::error::ErrorKind;
+
+/// `GET /pools` as the table reads it.
+#[derive(Debug, Deserialize)]
+struct PoolsAnswer {
+    budget: Budget,
+    pools: Vec<PoolNow>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Budget {
+    max_connections: u64,
+    connections: u64,
+    server_active: u64,
+    server_idle: u64,
+    server_opening: u64,
+    server_closing: u64,
+    clients_waiting: u64,
+    pools: u64,
+}
+
+/// Which pool a row is about.
+#[derive(Debug, Deserialize)]
+struct PoolName {
+    tenant: String,
+    access: String,
+    door: String,
+    generation: i64,
+    age_seconds: u64,
+}
+
+impl PoolName {
+    fn cells(&self, router: &str) -> Vec<String> {
+        vec![router.to_owned(), self.tenant.clone(), self.access.clone(), self.door.clone()]
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct PoolNow {
+    #[serde(flatten)]
+    name: PoolName,
+    pool_size: u64,
+    server_active: u64,
+    server_idle: u64,
+    server_opening: u64,
+    clients_waiting: u64,
+    max_wait_ms: u64,
+}
+
+/// `GET /stats` as the table reads it.
+#[derive(Debug, Deserialize)]
+struct StatsAnswer {
+    pools: Vec<PoolStats>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PoolStats {
+    #[serde(flatten)]
+    name: PoolName,
+    checkouts: u64,
+    checkout_wait_us: u64,
+    checkouts_timed_out: u64,
+    transactions: Option<u64>,
+    connections_opened: u64,
+    connections_closed: u64,
+    connections_expired: u64,
+    connections_reclaimed: u64,
+}
+
+const BUDGET_HEADERS: &[&str] =
+    &["router", "max", "connections", "active", "idle", "opening", "closing", "waiting", "pools"];
+const POOL_HEADERS: &[&str] = &[
+    "router",
+    "tenant",
+    "access",
+    "door",
+    "size",
+    "active",
+    "idle",
+    "opening",
+    "waiting",
+    "maxwait_ms",
+    "gen",
+    "age_s",
+];
+const STATS_HEADERS: &[&str] = &[
+    "router",
+    "tenant",
+    "access",
+    "door",
+    "checkouts",
+    "wait_ms",
+    "timeouts",
+    "xacts",
+    "opened",
+    "closed",
+    "expired",
+    "reclaimed",
+    "gen",
+    "age_s",
+];
+
+/// `tenantctl routers pools`.
+pub(super) async fn pools(args: RouterAdminArgs, json: bool) -> Result<ExitCode, CliError> {
+    let answers = ask(&args, "pools").await?;
+    if json {
+        return Ok(print_json(answers));
+    }
+    let (mut budgets, mut pools) = (Vec::new(), Vec::new());
+    let all_answered = each_answer::<PoolsAnswer>(answers, |router, answer| {
+        let b = answer.budget;
+        budgets.push(
+            std::iter::once(router.to_owned())
+                .chain(
+                    [
+                        b.max_connections,
+                        b.connections,
+                        b.server_active,
+                        b.server_idle,
+                        b.server_opening,
+                        b.server_closing,
+                        b.clients_waiting,
+                        b.pools,
+                    ]
+                    .map(|n| n.to_string()),
+                )
+                .collect(),
+        );
+        pools.extend(answer.pools.into_iter().map(|p| {
+            let mut row = p.name.cells(router);
+            row.extend(
+                [
+                    p.pool_size,
+                    p.server_active,
+                    p.server_idle,
+                    p.server_opening,
+                    p.clients_waiting,
+                    p.max_wait_ms,
+                ]
+                .map(|n| n.to_string()),
+            );
+            row.extend([p.name.generation.to_string(), p.name.age_seconds.to_string()]);
+            row
+        }));
+    });
+    output::table(BUDGET_HEADERS, &budgets);
+    output::line("");
+    output::table(POOL_HEADERS, &pools);
+    Ok(exit(all_answered))
+}
+
+/// `tenantctl routers stats`.
+pub(super) async fn stats(args: RouterAdminArgs, json: bool) -> Result<ExitCode, CliError> {
+    let answers = ask(&args, "stats").await?;
+    if json {
+        return Ok(print_json(answers));
+    }
+    let mut rows = Vec::new();
+    let all_answered = each_answer::<StatsAnswer>(answers, |router, answer| {
+        rows.extend(answer.pools.into_iter().map(|p| {
+            let mut row = p.name.cells(router);
+            row.extend([
+                p.checkouts.to_string(),
+                format!("{:.1}", p.checkout_wait_us as f64 / 1000.0),
+                p.checkouts_timed_out.to_string(),
+                p.transactions.map_or_else(|| "-".to_owned(), |n| n.to_string()),
+            ]);
+            row.extend(
+                [p.connections_opened, p.connections_closed, p.connections_expired, p.connections_reclaimed]
+                    .map(|n| n.to_string()),
+            );
+            row.extend([p.name.generation.to_string(), p.name.age_seconds.to_string()]);
+            row
+        }));
+    });
+    output::table(STATS_HEADERS, &rows);
+    Ok(exit(all_answered))
+}
+
+/// One router's answer (its JSON), or why there is none.
+struct Answer {
+    router: String,
+    body: Result<Value, CliError>,
+}
+
+/// Asks every router for `path` at once.
+async fn ask(args: &RouterAdminArgs, path: &str) -> Result<Vec<Answer>, CliError> {
+    let tenant = args.tenant.as_deref().map(parse_slug).transpose()?;
+    let routers = args.routers.iter().map(|raw| admin_url(raw)).collect::<Result<Vec<_>, _>>()?;
+    let http = reqwest::Client::builder().timeout(args.timeout).build().map_err(|e| {
+        CliError::new(ErrorKind::Misconfigured, "http_client", format!("cannot build an HTTP client: {e}"))
+    })?;
+    let asked = routers.into_iter().map(|router| {
+        let request = http.get(format!("{router}/{path}"));
+        let request = match &tenant {
+            Some(slug) => request.query(&[("tenant", slug.as_str())]),
+            None => request,
+        };
+        async move {
+            let body = fetch(request, args.timeout).await;
+            Answer { router, body }
+        }
+    });
+    Ok(futures::future::join_all(asked).await)
+}
+
+/// A router's admin URL without a trailing slash; `host:port` means `http://host:port`.
+fn admin_url(raw: &str) -> Result<String, CliError> {
+    let raw = raw.trim();
+    let with_scheme = if raw.contains("://") { raw.to_owned() } else { format!("http://{raw}") };
+    match reqwest::Url::parse(&with_scheme) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+            Ok(url.as_str().trim_end_matches('/').to_owned())
+        }
+        _ => Err(CliError::invalid(
+            "invalid_router",
+            format!("--router {raw:?}: expected a router's admin URL such as http://10.0.1.5:9091"),
+        )),
+    }
+}
+
+async fn fetch(request: reqwest::RequestBuilder, timeout: std::time::Duration) -> Result<Value, CliError> {
+    let unavailable = |code, message: String| CliError::new(ErrorKind::Unavailable, code, message);
+    let response = request.send().await.map_err(|e| {
+        if e.is_timeout() {
+            unavailable(
+                "router_timeout",
+                format!("no answer within {} (--timeout)", humantime::format_duration(timeout)),
+            )
+        } else {
+            unavailable("router_unreachable", format!("could not reach it: {}", cause(&e)))
+        }
+    })?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(|e| unavailable("router_unreachable", cause(&e)))?;
+    if !status.is_success() {
+        let message = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|error| error["error"]["message"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
+        return Err(unavailable("router_error", format!("answered {status}: {message}")));
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| unavailable("router_error", format!("answered something other than JSON: {e}")))
+}
+
+/// The innermost cause of a request's failure (e.g. "Connection refused"), after its summary.
+fn cause(error: &reqwest::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        message = format!("{message}: {inner}");
+        source = inner.source();
+    }
+    message
+}
+
+/// `{"routers": [{"router": <url>, …its answer}, {"router": <url>, "error": {…}}]}`.
+fn print_json(answers: Vec<Answer>) -> ExitCode {
+    let mut all_answered = true;
+    let routers: Vec<Value> = answers
+        .into_iter()
+        .map(|Answer { router, body }| {
+            let mut entry = serde_json::Map::new();
+            entry.insert("router".into(), router.into());
+            match body {
+                Ok(Value::Object(answer)) => entry.extend(answer),
+                Ok(other) => {
+                    entry.insert("answer".into(), other);
+                }
+                Err(error) => {
+                    all_answered = false;
+                    entry.insert(
+                        "error".into(),
+                        serde_json::json!({ "code": error.code, "message": error.message }),
+                    );
+                }
+            }
+            Value::Object(entry)
+        })
+        .collect();
+    output::json(&serde_json::json!({ "routers": routers }));
+    exit(all_answered)
+}
+
+/// Hands each router's answer, read as `T`, to `show`; reports the routers that gave none on
+/// stderr. Whether every router answered.
+fn each_answer<T: DeserializeOwned>(answers: Vec<Answer>, mut show: impl FnMut(&str, T)) -> bool {
+    let mut all_answered = true;
+    for Answer { router, body } in answers {
+        let read = body.and_then(|value| {
+            serde_json::from_value::<T>(value).map_err(|e| {
+                CliError::new(ErrorKind::Unavailable, "router_error", format!("unexpected answer: {e}"))
+            })
+        });
+        match read {
+            Ok(answer) => show(&router, answer),
+            Err(error) => {
+                all_answered = false;
+                output::note(&format!("error: router {router}: {}", error.message));
+            }
+        }
+    }
+    all_answered
+}
+
+/// Success when every router answered; otherwise the exit code of an unavailable dependency.
+fn exit(all_answered: bool) -> ExitCode {
+    if all_answered {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(exit_code(ErrorKind::Unavailable))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::admin_url;
+
+    #[test]
+    fn a_router_is_named_by_its_admin_url_or_host_and_port() {
+        assert_eq!(admin_url("10.0.1.5:9091").unwrap(), "http://10.0.1.5:9091");
+        assert_eq!(admin_url("http://router-a:9091/").unwrap(), "http://router-a:9091");
+        assert_eq!(admin_url(" https://r.internal ").unwrap(), "https://r.internal");
+        for bad in ["", "ftp://r:21", "http://"] {
+            assert_eq!(admin_url(bad).map_err(|e| e.code), Err("invalid_router"), "{bad:?}");
+        }
+    }
+}
