@@ -168,8 +168,17 @@ impl Session {
     }
 
     /// Relays until the client terminates or disconnects (or the router shuts down and the
-    /// client holds no connection).
+    /// client holds no connection). A client that breaks the protocol is told so before it is
+    /// disconnected.
     pub(crate) async fn run(mut self) -> Result<(), WireError> {
+        let result = self.relay().await;
+        if let Err(WireError::Protocol(err)) = &result {
+            self.conn.refuse(&Notice::fatal("08P01", err.to_string())).await;
+        }
+        result
+    }
+
+    async fn relay(&mut self) -> Result<(), WireError> {
         let held = self.kept.take().map(|checkout| self.hold(checkout));
         let mut turn = Turn { held, skipping: false, out: BytesMut::new() };
         loop {
@@ -415,13 +424,20 @@ impl Session {
     /// The tenant as it is now (from the resolver's cache): a client connected before a
     /// suspension or deletion is refused (`FATAL`), and after any change (a rotation, a new
     /// plan) it is served from the tenant's current pool.
+    ///
+    /// While the directory itself cannot be read (catalog and shared cache away, the record
+    /// expired from the router's own cache), the client goes on as the tenant it logged in as:
+    /// a suspension in that window is still enforced by PostgreSQL, whose sessions of the
+    /// tenant's roles the control plane ends.
     async fn recheck_tenant(&mut self) -> Result<(), Notice> {
-        let current = self
-            .state
-            .resolver
-            .resolve(Some(&self.host))
-            .await
-            .map_err(|err| super::startup::resolve_notice(&err, "the connection"))?;
+        let current = match self.state.resolver.resolve(Some(&self.host)).await {
+            Ok(current) => current,
+            Err(crate::resolve::ResolveTenantError::Unavailable(reason)) => {
+                tracing::warn!(tenant = %self.tenant.slug, %reason, "tenant directory unavailable: the PostgreSQL client goes on as the tenant it logged in as");
+                return Ok(());
+            }
+            Err(err) => return Err(super::startup::resolve_notice(&err, "the connection")),
+        };
         if current.id != self.tenant.id {
             return Err(Notice::fatal("57P01", "the tenant this connection was for is gone"));
         }

@@ -440,3 +440,43 @@ async fn session_pooling_keeps_a_clients_connection_until_it_leaves() {
     let message = err.as_db_error().map(|e| e.message().to_owned()).unwrap_or_default();
     assert!(message.contains("suspended") || b.is_closed(), "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connected_client_is_still_served_while_the_tenant_directory_is_away() {
+    let Catalog { db, mut common, cp } = Catalog::create().await;
+    let (_, secret) = provisioned(&cp, "acme", "starter").await;
+    // No shared cache, and a short-lived own one: the catalog is the only directory.
+    common.redis_url = None;
+    let mut settings = router_settings(&common);
+    settings.cache_ttl = Duration::from_millis(200);
+    let router = spawn_router_with(&settings).await;
+    let addr = router.pg_addr.unwrap();
+    let client = connect(addr, "acme", &secret).await.unwrap();
+    assert_eq!(first(&client, "SELECT current_schema()").await, "t_acme");
+
+    // The catalog's database takes no connections, and loses those it had.
+    let admin = db.tenants_client().await;
+    let catalog = tenancy::domain::quote_ident(&db.name);
+    admin.batch_execute(&format!("ALTER DATABASE {catalog} ALLOW_CONNECTIONS false")).await.unwrap();
+    admin
+        .execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", &[&db.name])
+        .await
+        .unwrap();
+
+    // Once the router's own cache has let the record go, a new client cannot be checked and is
+    // told to retry; the connected one goes on.
+    let started = std::time::Instant::now();
+    let err = loop {
+        match connect(addr, "acme", &secret).await {
+            Err(err) => break err,
+            Ok(_) => assert!(started.elapsed() < Duration::from_secs(20), "the record never expired"),
+        }
+    };
+    assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::CANNOT_CONNECT_NOW), "{err}");
+    for _ in 0..3 {
+        assert_eq!(first(&client, "SELECT current_schema()").await, "t_acme");
+    }
+
+    admin.batch_execute(&format!("ALTER DATABASE {catalog} ALLOW_CONNECTIONS true")).await.unwrap();
+    router.stop().await.unwrap();
+}
