@@ -11,7 +11,9 @@
 //!   coldest first.
 //! - **Nobody starves.** A tenant that holds no connection takes the coldest idle connection of
 //!   any tenant at once; when every connection is busy it waits, and the next connection given
-//!   back by a tenant that has no request of its own waiting goes to it.
+//!   back by a tenant that has no request of its own waiting goes to it. Once its first request
+//!   has waited `reclaim_after`, longer than any of the giver's, it gets the next connection
+//!   given back by anyone (tenants holding none are served longest-waiting first).
 //! - **Fair shares.** A connection given back by a tenant that holds at least two more than a
 //!   tenant waiting to grow is handed over to that tenant (closed, and its unit lets the other
 //!   open one). Active tenants converge on equal shares; a tenant alone may use everything the
@@ -287,9 +289,19 @@ impl<C, W: Waiter, L> Budget<C, W, L> {
         let Some(slot) = self.pools.get_mut(&pool) else { return Returned::Close(connection) };
         let claimed = slot.claimed;
         let own_waiting = slot.has_waiters();
+        let own_since = slot.waiters.front().map(Waiter::since);
         if let Some(other) = self.neediest(Some(pool)) {
-            let other_claimed = self.pools[&other].claimed;
-            if claimed >= other_claimed + 2 || (other_claimed == 0 && !own_waiting) {
+            let other_slot = &self.pools[&other];
+            let other_claimed = other_slot.claimed;
+            // A tenant holding nothing whose first request has waited `reclaim_after`, longer
+            // than any of this tenant's: it is starving, and gets this connection even though
+            // its owner has requests waiting (handovers stay rare: one per starved wait).
+            let starving = other_claimed == 0
+                && other_slot.waiters.front().map(Waiter::since).is_some_and(|since| {
+                    now.saturating_duration_since(since) >= self.reclaim_after
+                        && own_since.is_none_or(|own| since < own)
+                });
+            if claimed >= other_claimed + 2 || (other_claimed == 0 && !own_waiting) || starving {
                 if let Some(handoff) = self.reserve_for(other) {
                     let slot = self.pools.get_mut(&pool).expect("registered");
                     slot.claimed -= 1;
@@ -441,7 +453,7 @@ impl<C, W: Waiter, L> Budget<C, W, L> {
     /// The pool, other than `except`, with requests queued that may grow, holding the fewest
     /// connections.
     fn neediest(&mut self, except: Option<PoolId>) -> Option<PoolId> {
-        let mut best: Option<(usize, PoolId)> = None;
+        let mut best: Option<((usize, Option<Instant>), PoolId)> = None;
         let mut gone = Vec::new();
         for &pool in &self.waiting {
             let Some(slot) = self.pools.get_mut(&pool) else {
@@ -455,8 +467,10 @@ impl<C, W: Waiter, L> Budget<C, W, L> {
             if Some(pool) == except || slot.claimed >= slot.max {
                 continue;
             }
-            if best.is_none_or(|(claimed, _)| slot.claimed < claimed) {
-                best = Some((slot.claimed, pool));
+            // The fewest connections first; among equals, the one waiting longest.
+            let rank = (slot.claimed, slot.waiters.front().map(Waiter::since));
+            if best.is_none_or(|(best_rank, _)| rank < best_rank) {
+                best = Some((rank, pool));
             }
         }
         for pool in gone {
@@ -612,6 +626,34 @@ mod tests {
         assert!(matches!(h.budget.checkout(1, h.now, || request(1)), Attempt::Queued));
         assert!(matches!(h.budget.checkout(2, h.now, || request(2)), Attempt::Queued));
         assert!(matches!(h.budget.give_back(2, b, h.now), Returned::Kept(Some(_))));
+    }
+
+    #[test]
+    fn a_tenant_starved_for_reclaim_after_gets_a_connection_whose_owner_has_waiters_too() {
+        // Budget 2, both connections kept busy by tenants 1 and 2 with requests always queued.
+        let mut h = Harness::new(2, &[(1, 5), (2, 5), (3, 5), (4, 5)]);
+        let a = h.get(1);
+        let b = h.get(2);
+        assert!(matches!(h.budget.checkout(3, h.now, || request(3)), Attempt::Queued));
+        h.elapse(Duration::from_millis(1));
+        assert!(matches!(h.budget.checkout(4, h.now, || request(4)), Attempt::Queued));
+        h.elapse(Duration::from_millis(1));
+        assert!(matches!(h.budget.checkout(1, h.now, || request(1)), Attempt::Queued));
+        assert!(matches!(h.budget.checkout(2, h.now, || request(2)), Attempt::Queued));
+        // Before tenant 3 has waited `reclaim_after`, the owners serve their own.
+        let a = match h.budget.give_back(1, a, h.now) {
+            Returned::Kept(Some(handoff)) if handoff.waiter.0 == 1 => a,
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(h.budget.checkout(1, h.now, || request(1)), Attempt::Queued));
+        // Past it, the next connection given back goes to the longest-starved tenant, 3, then 4.
+        h.elapse(RECLAIM);
+        assert!(
+            matches!(h.budget.give_back(1, a, h.now), Returned::HandedOver(c, ref x) if c == a && x.waiter.0 == 3)
+        );
+        assert!(
+            matches!(h.budget.give_back(2, b, h.now), Returned::HandedOver(c, ref x) if c == b && x.waiter.0 == 4)
+        );
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct Connection {
     pub(crate) retire: bool,
     /// Who gives this connection's budget unit back (see the `unit` states below).
     unit: Arc<AtomicU8>,
+    /// For an HTTP door's connection: fires once its tokio-postgres connection has ended.
+    ended: Option<tokio::sync::oneshot::Receiver<()>>,
     /// Whether a reset ran on it yet (the first prepares the reset's check).
     reset_before: AtomicBool,
 }
@@ -185,11 +187,13 @@ pub(crate) async fn open(
     let (client, connection) = config.connect().await?;
     let unit = Arc::new(AtomicU8::new(HELD));
     let socket_unit = SocketUnit { unit: unit.clone(), on_closed: Some(Box::new(on_socket_closed)) };
+    let (ended_tx, ended) = tokio::sync::oneshot::channel();
     let wire = match door {
         Door::Http => {
             tokio::spawn(async move {
                 let _ = connection.await;
                 drop(socket_unit);
+                let _ = ended_tx.send(());
             });
             None
         }
@@ -214,6 +218,53 @@ pub(crate) async fn open(
         clean: true,
         retire: false,
         unit,
+        ended: (door == Door::Http).then_some(ended),
         reset_before: AtomicBool::new(false),
     })
+}
+
+/// How long closing a connection waits for PostgreSQL to let go of it.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl ServerSocket {
+    /// Ends the session (`Terminate`) and waits, a little, until PostgreSQL closes its end: the
+    /// backend is gone (out of `pg_stat_activity`) when the budget unit is given back.
+    async fn close(mut self) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            self.stream.write_all(&[b'X', 0, 0, 0, 4]).await?;
+            let mut sink = [0u8; 4096];
+            while self.stream.read(&mut sink).await? > 0 {}
+            Ok::<_, std::io::Error>(())
+        })
+        .await;
+    }
+}
+
+impl Connection {
+    /// Closes the connection, and returns once PostgreSQL has let go of it (or a short while
+    /// has passed).
+    pub(crate) async fn close(mut self) {
+        let socket = self.wire.take();
+        let ended = self.ended.take();
+        drop(self);
+        if let Some(socket) = socket {
+            socket.close().await;
+        }
+        if let Some(ended) = ended {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, ended).await;
+        }
+    }
+}
+
+impl Drop for Connection {
+    /// A PostgreSQL-door connection dropped is closed politely in the background, its unit
+    /// given back once the server has let go (see [`ServerSocket::close`]).
+    fn drop(&mut self) {
+        if let Some(socket) = self.wire.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(socket.close());
+            }
+        }
+    }
 }

@@ -217,27 +217,34 @@ impl Shared {
         self.deliver(handoffs);
     }
 
-    /// Closes `connection`, whose unit goes to another connection (not back to the budget).
-    /// `false` when its socket had given the unit back already (see [`Budget::replace_lost_unit`]).
-    fn shed(&self, connection: Connection) -> bool {
+    /// Closes `connection`, whose unit goes to another connection (not back to the budget),
+    /// and returns once PostgreSQL has let go of it: the new connection is opened only then, so
+    /// PostgreSQL never sees more than the budget. `false` when its socket had given the unit
+    /// back already (see [`Budget::replace_lost_unit`]).
+    async fn shed(&self, connection: Connection) -> bool {
         let handed_over = connection.hand_over_unit();
-        drop(connection);
         self.counters.shed.inc();
+        connection.close().await;
         handed_over
     }
 
     /// Closes `evicted` (if any) to make room, and hands its unit on as `handoffs` say.
     fn hand_over(self: &Arc<Self>, evicted: Option<Connection>, handoffs: Vec<Handoff<Connection, Queued>>) {
-        if let Some(evicted) = evicted {
-            if !self.shed(evicted) && !self.budget().replace_lost_unit() {
-                let mut budget = self.budget();
+        let Some(evicted) = evicted else {
+            self.deliver(handoffs);
+            return;
+        };
+        let shared = self.clone();
+        tokio::spawn(async move {
+            if !shared.shed(evicted).await && !shared.budget().replace_lost_unit() {
+                let mut budget = shared.budget();
                 for handoff in handoffs {
                     budget.take_back(handoff);
                 }
                 return;
             }
-        }
-        self.deliver(handoffs);
+            shared.deliver(handoffs);
+        });
     }
 
     /// Gives back, or closes, a connection checked out of `pool`.
@@ -462,7 +469,7 @@ impl TenantPools {
                 }
                 Attempt::Open { evicted } => {
                     if let Some(evicted) = evicted {
-                        if !self.shared.shed(evicted) && !self.shared.budget().replace_lost_unit() {
+                        if !self.shared.shed(evicted).await && !self.shared.budget().replace_lost_unit() {
                             // The room made was not there after all: give the claim up, retry.
                             let handoffs = self.shared.budget().open_abandoned(pool.id);
                             self.shared.deliver(handoffs);
