@@ -233,7 +233,7 @@ impl ServerSocket {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
             self.stream.write_all(&[b'X', 0, 0, 0, 4]).await?;
-            let mut sink = [0u8; 4096];
+            let mut sink = vec![0u8; 4096];
             while self.stream.read(&mut sink).await? > 0 {}
             Ok::<_, std::io::Error>(())
         })

@@ -224,7 +224,8 @@ impl Shared {
     async fn shed(&self, connection: Connection) -> bool {
         let handed_over = connection.hand_over_unit();
         self.counters.shed.inc();
-        connection.close().await;
+        // Boxed: a connection (its TLS state) is large, and checkouts carry this future.
+        Box::pin(connection.close()).await;
         handed_over
     }
 

@@ -120,7 +120,7 @@ pub async fn serve(
         clients.spawn(async move {
             let _place = place;
             state.metrics.wire_clients.inc();
-            let result = client(tcp, peer, &state, &setup, &cancels, shutdown).await;
+            let result = Box::pin(client(tcp, peer, &state, &setup, &cancels, shutdown)).await;
             state.metrics.wire_clients.dec();
             match result {
                 Ok(()) | Err(WireError::Closed) => {}
