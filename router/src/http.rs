@@ -117,13 +117,10 @@ pub async fn spawn(
 fn wire_listener(
     settings: &crate::settings::PostgresSettings,
 ) -> Result<crate::wire::WireListener, StartError> {
-    let tls = match (&settings.tls_cert_file, &settings.tls_key_file) {
-        (Some(cert), Some(key)) => Some(crate::wire::tls_acceptor(cert, key).map_err(StartError::Tls)?),
-        _ => None,
-    };
+    let tls = crate::wire::listener_tls(settings)?;
     if tls.is_none() && !settings.allow_plaintext {
         tracing::warn!(
-            "the PostgreSQL listener has no certificate (ROUTER_TLS_CERT_FILE) and plaintext is not allowed \
+            "the PostgreSQL listener has no certificate (ROUTER_TLS_CERT_FILE or ROUTER_TLS_CERT) and plaintext is not allowed \
              (ROUTER_PG_ALLOW_PLAINTEXT): it will refuse every client"
         );
     }
@@ -132,5 +129,6 @@ fn wire_listener(
         allow_plaintext: settings.allow_plaintext,
         idle_transaction_timeout: settings.idle_transaction_timeout,
         max_clients: settings.max_clients,
+        router_host: settings.pg_host.clone(),
     })
 }

@@ -174,7 +174,11 @@ mod tests {
             "ROUTER_LISTEN",
             "ROUTER_ADMIN_LISTEN",
             "ROUTER_PG_LISTEN",
+            "ROUTER_PG_HOST",
             "ROUTER_TLS_CERT_FILE",
+            "ROUTER_TLS_KEY_FILE",
+            "ROUTER_TLS_CERT",
+            "ROUTER_TLS_KEY",
         ]) {
             assert!(help.contains(&format!("[env: {name}")), "{name} missing from `tenant-router --help`");
         }
@@ -192,13 +196,44 @@ pub struct PostgresSettings {
     pub pg_listen: ListenAddress,
 
     /// Certificate chain (PEM) the PostgreSQL listener presents to TLS clients; it should name
-    /// `*.<TENANT_BASE_DOMAIN>` (and any custom domains) for clients that verify it.
+    /// `*.<TENANT_BASE_DOMAIN>` (and any custom domains, and `ROUTER_PG_HOST`) for clients that
+    /// verify it.
     #[arg(long, env = "ROUTER_TLS_CERT_FILE", requires = "tls_key_file")]
     pub tls_cert_file: Option<std::path::PathBuf>,
 
     /// Private key (PEM) of `ROUTER_TLS_CERT_FILE`.
     #[arg(long, env = "ROUTER_TLS_KEY_FILE", requires = "tls_cert_file")]
     pub tls_key_file: Option<std::path::PathBuf>,
+
+    /// The certificate chain itself (PEM text), instead of `ROUTER_TLS_CERT_FILE`: for a
+    /// certificate injected as an environment variable from a secret store.
+    #[arg(
+        long,
+        env = "ROUTER_TLS_CERT",
+        hide_env_values = true,
+        allow_hyphen_values = true,
+        requires = "tls_key",
+        conflicts_with_all = ["tls_cert_file", "tls_key_file"]
+    )]
+    pub tls_cert: Option<String>,
+
+    /// The private key itself (PEM text) of `ROUTER_TLS_CERT`, instead of `ROUTER_TLS_KEY_FILE`.
+    /// Never printed.
+    #[arg(
+        long,
+        env = "ROUTER_TLS_KEY",
+        hide_env_values = true,
+        allow_hyphen_values = true,
+        requires = "tls_cert",
+        conflicts_with_all = ["tls_cert_file", "tls_key_file"]
+    )]
+    pub tls_key: Option<tenancy::secret::Secret>,
+
+    /// The router's own host name for PostgreSQL clients that name their tenant by `options`
+    /// or the database name, e.g. `postgres.<TENANT_BASE_DOMAIN>` behind a TCP load balancer:
+    /// a TLS SNI of this host names no tenant.
+    #[arg(long = "pg-host", env = "ROUTER_PG_HOST", value_parser = parse_host)]
+    pub pg_host: Option<String>,
 
     /// Accept PostgreSQL clients without TLS (passwords still never cross the wire: SCRAM), on
     /// a private network or behind a load balancer that ends TLS. Without it, only TLS clients
@@ -216,6 +251,14 @@ pub struct PostgresSettings {
     /// connection); past it, clients are refused with 53300.
     #[arg(long = "pg-max-clients", env = "ROUTER_PG_MAX_CLIENTS", default_value_t = 10_000)]
     pub max_clients: usize,
+}
+
+/// A host name, normalised as hosts are compared (lower case, no trailing dot), without a port.
+fn parse_host(raw: &str) -> Result<String, String> {
+    if raw.contains(':') {
+        return Err(format!("{raw:?}: a host name, without a port"));
+    }
+    tenancy::domain::normalize_host(raw).map_err(|e| format!("{raw:?}: {e}"))
 }
 
 /// A listen address, or none (`off`).

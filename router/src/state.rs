@@ -49,7 +49,7 @@ pub enum StartError {
     #[error("{0}")]
     RecordsKey(String),
     #[error("TLS certificate of the PostgreSQL listener: {0}")]
-    Tls(String),
+    Tls(#[from] crate::wire::TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
 }

@@ -3,6 +3,7 @@
 //! the tenant's pool under the same budget, limits and statement rules as the HTTP doors.
 //!
 //! - [`startup`]: TLS, the startup packet, which tenant, SCRAM-SHA-256 ([`scram`]);
+//! - [`tls`]: the listener's certificate (PEM files, or PEM text from the environment);
 //! - [`relay`]: transaction pooling, refusals, limits;
 //! - [`settings`]: the settings carried per client;
 //! - [`statements`]: named prepared statements, carried from connection to connection;
@@ -18,8 +19,10 @@ pub(crate) mod server;
 mod settings;
 mod startup;
 mod statements;
+mod tls;
 
 pub(crate) use scram::ServerKeys;
+pub use tls::{listener_tls, tls_acceptor, TlsError};
 
 use crate::failed_attempts::ClientAddress;
 use crate::state::AppState;
@@ -55,33 +58,8 @@ pub struct WireListener {
     pub idle_transaction_timeout: std::time::Duration,
     /// Most clients connected at once; past it a client is refused at once.
     pub max_clients: usize,
-}
-
-/// The TLS acceptor for the certificate and key in these PEM files.
-///
-/// # Errors
-/// When a file cannot be read or holds no usable certificate or key.
-pub fn tls_acceptor(
-    cert_file: &std::path::Path,
-    key_file: &std::path::Path,
-) -> Result<tokio_rustls::TlsAcceptor, String> {
-    use rustls::pki_types::pem::PemObject as _;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
-        .and_then(Iterator::collect)
-        .map_err(|e| format!("{}: {e}", cert_file.display()))?;
-    if certificates.is_empty() {
-        return Err(format!("{}: no certificate", cert_file.display()));
-    }
-    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| format!("{}: {e}", key_file.display()))?;
-    let config =
-        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_no_client_auth()
-            .with_single_cert(certificates, key)
-            .map_err(|e| format!("{}: {e}", cert_file.display()))?;
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    /// The router's own host name (`ROUTER_PG_HOST`): an SNI naming it names no tenant.
+    pub router_host: Option<String>,
 }
 
 /// Serves PostgreSQL clients on `listener` until `shutdown`; then stops accepting, lets each
@@ -165,9 +143,10 @@ async fn client(
         }
         startup::Opening::Startup(conn, parameters) => (conn, parameters),
     };
-    let admitted = tokio::time::timeout(STARTUP_TIMEOUT, begin(state, &mut conn, peer, parameters, cancels))
-        .await
-        .unwrap_or_else(|_| Err(WireError::Refused(Notice::fatal("08006", "authentication timed out"))));
+    let admitted =
+        tokio::time::timeout(STARTUP_TIMEOUT, begin(state, setup, &mut conn, peer, parameters, cancels))
+            .await
+            .unwrap_or_else(|_| Err(WireError::Refused(Notice::fatal("08006", "authentication timed out"))));
     match admitted {
         Ok(admitted) => {
             relay::Session::new(conn, state.clone(), admitted, shutdown, setup.idle_transaction_timeout)
@@ -186,6 +165,7 @@ async fn client(
 /// with its settings (whose parameters it is told).
 async fn begin(
     state: &AppState,
+    setup: &WireListener,
     conn: &mut startup::ClientConn,
     peer: SocketAddr,
     parameters: Vec<(String, String)>,
@@ -193,8 +173,8 @@ async fn begin(
 ) -> Result<relay::Admitted, WireError> {
     let client = ClientAddress(Some(peer.ip()));
     let request = startup::Request::parse(parameters).map_err(WireError::Refused)?;
-    let tenant =
-        startup::tenant(state, client, conn.sni.as_deref(), &request).await.map_err(WireError::Refused)?;
+    let sni = startup::tenant_sni(conn.sni.as_deref(), setup.router_host.as_deref());
+    let tenant = startup::tenant(state, client, sni, &request).await.map_err(WireError::Refused)?;
     let authenticated = startup::authenticate(state, conn, client, &tenant, &request.user).await?;
     let settings = settings::ClientSettings::from_startup(&request.settings);
     if let Some(not_allowed) = settings.not_allowed(&state.classifier) {

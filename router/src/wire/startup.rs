@@ -233,6 +233,13 @@ fn options(raw: &str) -> Result<Vec<(String, String)>, Notice> {
     Ok(settings)
 }
 
+/// The SNI host that names the client's tenant: none when the client asked for the router's
+/// own host (`ROUTER_PG_HOST`, one name for every tenant, e.g. behind a TCP load balancer); such
+/// a client names its tenant by `options` or the database name.
+pub(crate) fn tenant_sni<'a>(sni: Option<&'a str>, router_host: Option<&str>) -> Option<&'a str> {
+    sni.filter(|sni| router_host.is_none_or(|own| !sni.trim_end_matches('.').eq_ignore_ascii_case(own)))
+}
+
 /// The tenant a client named, by SNI, `options` or database name; they must agree.
 pub(crate) async fn tenant(
     state: &AppState,
@@ -477,5 +484,17 @@ mod tests {
         assert!(Request::parse(params(&[("user", "u"), ("options", "-x")])).is_err());
         assert!(Request::parse(params(&[("user", "u"), ("replication", "database")])).is_err());
         assert!(Request::parse(params(&[("database", "d")])).is_err());
+    }
+
+    #[test]
+    fn the_routers_own_host_names_no_tenant() {
+        let own = Some("postgres.app.example.com");
+        assert_eq!(tenant_sni(Some("postgres.app.example.com"), own), None);
+        assert_eq!(tenant_sni(Some("Postgres.App.Example.com."), own), None);
+        assert_eq!(tenant_sni(Some("acme.app.example.com"), own), Some("acme.app.example.com"));
+        assert_eq!(tenant_sni(Some("db.acme.com"), own), Some("db.acme.com"));
+        assert_eq!(tenant_sni(None, own), None);
+        // Without ROUTER_PG_HOST every SNI names a tenant.
+        assert_eq!(tenant_sni(Some("postgres.app.example.com"), None), Some("postgres.app.example.com"));
     }
 }

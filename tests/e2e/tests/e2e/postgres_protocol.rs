@@ -81,6 +81,64 @@ async fn psql_reaches_its_tenant_over_tls_named_by_sni() {
     router.stop().await.unwrap();
 }
 
+/// Behind a TCP load balancer (the AWS deployment's NLB) every client connects to one host name,
+/// the router's own (`ROUTER_PG_HOST`), and names its tenant by the database name or `options`;
+/// the certificate and key come from the settings as PEM text (as Secrets Manager injects them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_of_the_routers_own_host_name_their_tenant_by_database() {
+    let Catalog { db: _db, common, cp } = Catalog::create().await;
+    let (acme, acme_secret) = provisioned(&cp, "acme", "starter").await;
+    let (globex, globex_secret) = provisioned(&cp, "globex", "starter").await;
+    let certs = tempfile_dir();
+    testkit::make_certificates(&certs, &["postgres.app.localhost"]);
+    let pem = |file: &str| std::fs::read_to_string(certs.join(file)).unwrap();
+    let mut settings = router_settings(&common);
+    settings.postgres.tls_cert = Some(pem("server.crt"));
+    settings.postgres.tls_key = Some(tenancy::secret::Secret::new(pem("server.key")));
+    settings.postgres.pg_host = Some("postgres.app.localhost".to_owned());
+    settings.postgres.allow_plaintext = false;
+    let router = spawn_router_with(&settings).await;
+    settings.postgres.pg_host = None;
+    let without_pg_host = spawn_router_with(&settings).await;
+    let psql = |port: u16, naming: &str, credentials: &tenancy::secrets::DbCredentials, sql: &str| {
+        let conninfo = format!(
+            "host=postgres.app.localhost hostaddr=127.0.0.1 port={port} user={} sslmode=verify-full sslrootcert={} {naming}",
+            credentials.username,
+            certs.join("ca.crt").display()
+        );
+        let output = Command::new("psql")
+            .args([conninfo.as_str(), "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .env("PGPASSWORD", &credentials.password)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .output()
+            .expect("psql runs");
+        let stdout = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+        (output.status.success(), stdout, stderr)
+    };
+    let port = router.pg_addr.unwrap().port();
+    let whoami = "SELECT current_user || ' ' || current_schema()";
+
+    let (ok, out, err) = psql(port, "dbname=acme", &acme_secret, whoami);
+    assert!(ok, "{err}");
+    assert_eq!(out, format!("{} t_acme", acme.role_name));
+    let (ok, out, err) = psql(port, "options='-c tenant=globex'", &globex_secret, whoami);
+    assert!(ok, "{err}");
+    assert_eq!(out, format!("{} t_globex", globex.role_name));
+    // The database names the tenant whose password is checked.
+    let (ok, _, err) = psql(port, "dbname=globex", &acme_secret, "SELECT 1");
+    assert!(!ok && err.contains("password authentication failed"), "{err}");
+    // Naming no tenant (libpq's database name defaults to the user's) gets told how to.
+    let (ok, _, err) = psql(port, "", &acme_secret, "SELECT 1");
+    assert!(!ok && err.contains("name the tenant"), "{err}");
+
+    // Without ROUTER_PG_HOST the SNI names a tenant, and there is none called `postgres`.
+    let (ok, _, err) = psql(without_pg_host.pg_addr.unwrap().port(), "dbname=acme", &acme_secret, "SELECT 1");
+    assert!(!ok && err.contains("no tenant"), "{err}");
+    router.stop().await.unwrap();
+    without_pg_host.stop().await.unwrap();
+}
+
 fn tempfile_dir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("router-tls-{}", testkit::unique_suffix()));
     std::fs::create_dir_all(&dir).unwrap();
