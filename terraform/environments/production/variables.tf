@@ -85,3 +85,27 @@ variable "dedicated_tenant_clusters" {
   }))
   default = {}
 }
+
+variable "enable_postgres_door" {
+  description = "Serve PostgreSQL clients (psql, drivers, ORMs) through an NLB on port 6432. The routers start with it only once the certificate and key are in the secrets it creates (router_tls_secret_names output; see the README)."
+  type        = bool
+  default     = false
+}
+
+variable "postgres_host" {
+  description = "Host name PostgreSQL clients connect to (the certificate must name it); null means postgres.<tenant_base_domain>."
+  type        = string
+  default     = null
+}
+
+variable "postgres_client_cidrs" {
+  description = "Source ranges allowed to reach the PostgreSQL door besides the VPC itself; empty: the VPC only."
+  type        = list(string)
+  default     = []
+}
+
+variable "postgres_internet_facing" {
+  description = "An internet-facing PostgreSQL NLB (clients from postgres_client_cidrs over the internet); false: internal."
+  type        = bool
+  default     = false
+}

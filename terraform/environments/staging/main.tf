@@ -21,6 +21,10 @@ module "stack" {
   router_upstream           = var.router_upstream
   router_additional_egress  = var.router_additional_egress
   dedicated_tenant_clusters = var.dedicated_tenant_clusters
+  enable_postgres_door      = var.enable_postgres_door
+  postgres_host             = var.postgres_host
+  postgres_client_cidrs     = var.postgres_client_cidrs
+  postgres_internet_facing  = var.postgres_internet_facing
 
   vpc_cidr_block                 = "10.41.0.0/16"
   single_nat_gateway             = true # one NAT gateway for all zones: cheaper, but a zone outage cuts egress

@@ -77,3 +77,18 @@ output "dedicated_tenant_clusters" {
   description = "Per dedicated cluster: its endpoint and the command that registers it with the control plane."
   value       = module.stack.dedicated_tenant_clusters
 }
+
+output "postgres_endpoint" {
+  description = "Where PostgreSQL clients connect (null without the PostgreSQL door)."
+  value       = module.stack.postgres_endpoint
+}
+
+output "postgres_nlb_dns_name" {
+  description = "DNS name of the PostgreSQL NLB (point the PostgreSQL host at it when DNS is not in Route 53)."
+  value       = module.stack.postgres_nlb_dns_name
+}
+
+output "router_tls_secret_names" {
+  description = "Secrets to put the PostgreSQL listener's certificate chain and key in (with the PostgreSQL door)."
+  value       = module.stack.router_tls_secret_names
+}

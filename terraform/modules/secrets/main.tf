@@ -122,3 +122,28 @@ resource "aws_secretsmanager_secret" "router_database_url" {
   kms_key_id              = aws_kms_key.this.arn
   recovery_window_in_days = var.recovery_window_in_days
 }
+
+# The certificate the routers' PostgreSQL listener presents (ROUTER_TLS_CERT, the chain) and its
+# private key (ROUTER_TLS_KEY), both PEM, only with the PostgreSQL door. The router ends TLS
+# itself (the NLB passes TCP through), so it must hold the key: ACM's certificates cannot be
+# exported, so the operator gets one for the PostgreSQL host from a CA and puts it here (see the
+# README). Terraform creates the secrets but never their values.
+resource "aws_secretsmanager_secret" "router_tls_certificate" {
+  #checkov:skip=CKV2_AWS_57:The value is a certificate chain from the operator's CA; renewing it means putting the new one and redeploying the routers, which a rotation Lambda cannot do.
+  count = var.router_postgres_tls ? 1 : 0
+
+  name                    = "${var.secrets_prefix}/service/router-postgres-tls-certificate"
+  description             = "ROUTER_TLS_CERT of tenant-router: the PostgreSQL listener's certificate chain, PEM (${var.name})"
+  kms_key_id              = aws_kms_key.this.arn
+  recovery_window_in_days = var.recovery_window_in_days
+}
+
+resource "aws_secretsmanager_secret" "router_tls_key" {
+  #checkov:skip=CKV2_AWS_57:The value is the private key of the operator's certificate; it is replaced with the certificate (put, then redeploy the routers), which a rotation Lambda cannot do.
+  count = var.router_postgres_tls ? 1 : 0
+
+  name                    = "${var.secrets_prefix}/service/router-postgres-tls-key"
+  description             = "ROUTER_TLS_KEY of tenant-router: the PostgreSQL listener's private key, PEM (${var.name})"
+  kms_key_id              = aws_kms_key.this.arn
+  recovery_window_in_days = var.recovery_window_in_days
+}

@@ -52,3 +52,21 @@ output "router_database_url_secret_name" {
   description = "Name of the routers' DATABASE_URL secret, for `aws secretsmanager put-secret-value`."
   value       = aws_secretsmanager_secret.router_database_url.name
 }
+
+output "router_tls_certificate_secret_arn" {
+  description = "ARN of the ROUTER_TLS_CERT secret (the PostgreSQL listener's certificate chain; put by the operator), or null without the PostgreSQL door."
+  value       = one(aws_secretsmanager_secret.router_tls_certificate[*].arn)
+}
+
+output "router_tls_key_secret_arn" {
+  description = "ARN of the ROUTER_TLS_KEY secret (the PostgreSQL listener's private key; put by the operator), or null without the PostgreSQL door."
+  value       = one(aws_secretsmanager_secret.router_tls_key[*].arn)
+}
+
+output "router_tls_secret_names" {
+  description = "Names of the certificate and key secrets, for `aws secretsmanager put-secret-value` (empty without the PostgreSQL door)."
+  value = merge(
+    { for s in aws_secretsmanager_secret.router_tls_certificate : "certificate" => s.name },
+    { for s in aws_secretsmanager_secret.router_tls_key : "key" => s.name },
+  )
+}

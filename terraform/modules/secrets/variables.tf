@@ -24,3 +24,9 @@ variable "key_deletion_window_in_days" {
   type        = number
   default     = 30
 }
+
+variable "router_postgres_tls" {
+  description = "Create the secrets of the routers' PostgreSQL listener certificate and key (with the PostgreSQL door)."
+  type        = bool
+  default     = false
+}

@@ -1,5 +1,6 @@
 # A Fargate service behind the ALB running one tenancy binary, with its own security group and
-# CPU target-tracking autoscaling.
+# CPU target-tracking autoscaling; optionally behind further load balancers (the routers'
+# PostgreSQL NLB) on ports of their own.
 
 module "task" {
   source = "../task-definition"
@@ -13,7 +14,7 @@ module "task" {
   cpu                = var.cpu
   memory             = var.memory
   cpu_architecture   = var.cpu_architecture
-  container_ports    = distinct([var.container_port, var.health_check_port])
+  container_ports    = distinct(concat([var.container_port, var.health_check_port], [for lb in var.additional_load_balancers : lb.container_port]))
   task_role_arn      = var.task_role_arn
   execution_role_arn = var.execution_role_arn
   log_group_name     = var.log_group_name
@@ -21,6 +22,11 @@ module "task" {
 
   # ECS Exec's agent writes into the container, which a read-only root filesystem forbids.
   readonly_root_filesystem = !var.enable_execute_command
+}
+
+locals {
+  # By container port: a port known when planning, unlike the target groups and security groups.
+  additional_load_balancers = { for lb in var.additional_load_balancers : tostring(lb.container_port) => lb }
 }
 
 resource "aws_security_group" "this" {
@@ -38,6 +44,17 @@ resource "aws_vpc_security_group_ingress_rule" "from_alb" {
   ip_protocol                  = "tcp"
   from_port                    = tonumber(each.value)
   to_port                      = tonumber(each.value)
+}
+
+resource "aws_vpc_security_group_ingress_rule" "from_additional_load_balancers" {
+  for_each = local.additional_load_balancers
+
+  security_group_id            = aws_security_group.this.id
+  description                  = each.value.description
+  referenced_security_group_id = each.value.security_group_id
+  ip_protocol                  = "tcp"
+  from_port                    = each.value.container_port
+  to_port                      = each.value.container_port
 }
 
 locals {
@@ -93,6 +110,15 @@ resource "aws_ecs_service" "this" {
     target_group_arn = var.target_group_arn
     container_name   = var.container_name
     container_port   = var.container_port
+  }
+
+  dynamic "load_balancer" {
+    for_each = local.additional_load_balancers
+    content {
+      target_group_arn = load_balancer.value.target_group_arn
+      container_name   = var.container_name
+      container_port   = load_balancer.value.container_port
+    }
   }
 
   lifecycle {

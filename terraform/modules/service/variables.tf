@@ -78,6 +78,17 @@ variable "alb_security_group_id" {
   type        = string
 }
 
+variable "additional_load_balancers" {
+  description = "Further target groups the service registers with, each on a container port of its own, with the security group of its load balancer (the only source allowed on that port): e.g. the routers' PostgreSQL NLB."
+  type = list(object({
+    target_group_arn  = string
+    container_port    = number
+    security_group_id = string
+    description       = string
+  }))
+  default = []
+}
+
 variable "task_role_arn" {
   description = "Task role (the binary's AWS permissions)."
   type        = string

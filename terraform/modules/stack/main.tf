@@ -1,12 +1,15 @@
 # The whole deployment of one environment: network, KMS and secrets, Aurora (catalog and
-# default cluster), Redis, the ALB, IAM, logs and alarms, and the two ECS services.
+# default cluster), Redis, the ALB, IAM, logs and alarms, the two ECS services, and optionally
+# the routers' PostgreSQL door (an NLB).
 # environments/staging and environments/production call this module with their own sizes.
 
 locals {
   name           = "tenancy-${var.environment}"
   secrets_prefix = coalesce(var.secrets_prefix, "tenancy/${var.environment}")
 
-  router_port        = 8081
+  router_port = 8081
+  # Host name of the PostgreSQL door (`postgres` is a reserved slug: no tenant can have it).
+  postgres_host      = coalesce(var.postgres_host, "postgres.${var.tenant_base_domain}")
   router_admin_port  = 9091
   control_plane_port = 8080
 
@@ -45,17 +48,30 @@ locals {
     ROUTER_TENANT_MAX_CONNECTIONS = tostring(var.router_tenant_max_connections)
     # The ALB appends the client's address to X-Forwarded-For: failed attempts count per client.
     ROUTER_TRUSTED_PROXY_HOPS = "1"
-  }, local.router_upstream_environment)
+  }, local.router_upstream_environment, local.router_postgres_environment)
 
   router_upstream_environment = var.router_upstream == null ? tomap({}) : tomap({ ROUTER_UPSTREAM = var.router_upstream })
 
+  # The PostgreSQL door: the listener on every interface behind the NLB, its host name (an SNI
+  # naming it names no tenant; clients name theirs by the database name), and TLS from the
+  # certificate the operator put in Secrets Manager. Without the door, no listener at all.
+  router_postgres_environment = var.enable_postgres_door ? tomap({
+    ROUTER_PG_LISTEN = "0.0.0.0:${var.router_pg_port}"
+    ROUTER_PG_HOST   = local.postgres_host
+  }) : tomap({ ROUTER_PG_LISTEN = "off" })
+
+  router_postgres_secrets = var.enable_postgres_door ? tomap({
+    ROUTER_TLS_CERT = module.secrets.router_tls_certificate_secret_arn
+    ROUTER_TLS_KEY  = module.secrets.router_tls_key_secret_arn
+  }) : tomap({})
+
   # Values with passwords come from Secrets Manager, never from the task definition.
   # Routers read the catalog as their own role, which sees routing records only.
-  router_secrets = {
+  router_secrets = merge({
     DATABASE_URL       = module.secrets.router_database_url_secret_arn
     REDIS_URL          = module.cache.url_secret_arn
     ROUTER_RECORDS_KEY = module.secrets.router_records_key_secret_arn
-  }
+  }, local.router_postgres_secrets)
 
   control_plane_secrets = {
     DATABASE_URL           = module.database.url_secret_arn
@@ -67,8 +83,9 @@ locals {
 module "secrets" {
   source = "../secrets"
 
-  name           = local.name
-  secrets_prefix = local.secrets_prefix
+  name                = local.name
+  secrets_prefix      = local.secrets_prefix
+  router_postgres_tls = var.enable_postgres_door
 }
 
 module "network" {
@@ -99,6 +116,23 @@ module "edge" {
   waf_rate_limit      = var.waf_rate_limit
   kms_key_arn         = module.secrets.kms_key_arn
   log_retention_days  = var.log_retention_days
+  deletion_protection = var.deletion_protection
+}
+
+# PostgreSQL clients (psql, drivers, ORMs) -> NLB (TCP, TLS passed through) -> routers.
+module "postgres_door" {
+  source = "../postgres-door"
+  count  = var.enable_postgres_door ? 1 : 0
+
+  name                = local.name
+  vpc_id              = module.network.vpc_id
+  vpc_cidr_block      = module.network.vpc_cidr_block
+  subnet_ids          = var.postgres_internet_facing ? module.network.public_subnet_ids : module.network.private_subnet_ids
+  internet_facing     = var.postgres_internet_facing
+  client_cidrs        = var.postgres_client_cidrs
+  port                = var.router_pg_port
+  host                = local.postgres_host
+  route53_zone_id     = var.route53_zone_id
   deletion_protection = var.deletion_protection
 }
 
@@ -212,6 +246,14 @@ module "router" {
   min_count             = var.router_min_count
   max_count             = var.router_max_count
   additional_egress     = var.router_additional_egress
+
+  # With the PostgreSQL door, the routers are also the NLB's targets on router_pg_port.
+  additional_load_balancers = [for door in module.postgres_door : {
+    target_group_arn  = door.target_group_arn
+    container_port    = var.router_pg_port
+    security_group_id = door.security_group_id
+    description       = "PostgreSQL clients through the NLB (client addresses preserved)"
+  }]
 }
 
 module "control_plane" {

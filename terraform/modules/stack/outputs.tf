@@ -82,3 +82,18 @@ output "dedicated_tenant_clusters" {
     }
   }
 }
+
+output "postgres_endpoint" {
+  description = "Where PostgreSQL clients connect (null without the PostgreSQL door): the tenant is the database name, the user its role, TLS verified against the router's certificate."
+  value       = var.enable_postgres_door ? "postgres://<tenant role>@${local.postgres_host}:${var.router_pg_port}/<tenant slug>?sslmode=verify-full" : null
+}
+
+output "postgres_nlb_dns_name" {
+  description = "DNS name of the PostgreSQL NLB (point the PostgreSQL host at it when DNS is not in Route 53); null without the PostgreSQL door."
+  value       = one(module.postgres_door[*].nlb_dns_name)
+}
+
+output "router_tls_secret_names" {
+  description = "Secrets to put the PostgreSQL listener's certificate chain and key in, PEM (before the routers can start with the PostgreSQL door)."
+  value       = module.secrets.router_tls_secret_names
+}

@@ -88,6 +88,38 @@ variable "waf_rate_limit" {
   default     = 100000
 }
 
+# ---------------------------------------------------------------- PostgreSQL door ---
+
+variable "enable_postgres_door" {
+  description = "Serve PostgreSQL clients (psql, drivers, ORMs) through an NLB on router_pg_port. Before the routers can start with it, put the certificate and key in the secrets it creates (router_tls_secret_names output; see the README)."
+  type        = bool
+  default     = false
+}
+
+variable "postgres_host" {
+  description = "Host name PostgreSQL clients connect to (ROUTER_PG_HOST; the certificate must name it); null means postgres.<tenant_base_domain> (`postgres` is a reserved slug)."
+  type        = string
+  default     = null
+}
+
+variable "postgres_client_cidrs" {
+  description = "Source ranges allowed to reach the PostgreSQL door besides the VPC itself; empty: the VPC only."
+  type        = list(string)
+  default     = []
+}
+
+variable "postgres_internet_facing" {
+  description = "Put the PostgreSQL NLB in the public subnets with public addresses (clients from postgres_client_cidrs over the internet); false: an internal NLB."
+  type        = bool
+  default     = false
+}
+
+variable "router_pg_port" {
+  description = "Port of the PostgreSQL door: the NLB's TCP listener and the routers' ROUTER_PG_LISTEN."
+  type        = number
+  default     = 6432
+}
+
 # ---------------------------------------------------------------- network ---
 
 variable "vpc_cidr_block" {
