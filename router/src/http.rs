@@ -1,17 +1,21 @@
-//! The router's listeners: tenant traffic (`POST /sql`) and the admin listener (`/healthz`,
-//! `/readyz`, `/metrics`, `/pools`, `/stats`). Both drain in-flight requests on shutdown.
+//! The router's listeners: tenant traffic (`POST /sql`, the PostgreSQL protocol over WebSocket
+//! on `/v2`, the reverse proxy), the admin listener (`/healthz`, `/readyz`, `/metrics`,
+//! `/pools`, `/stats`) and the PostgreSQL listener. All drain on shutdown.
 
 use crate::settings::RouterSettings;
 use crate::state::{spawn_invalidation_listener, AppState, StartError};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-/// The tenant-facing application.
-pub fn app(state: AppState, max_body_bytes: usize) -> axum::Router {
-    axum::Router::new()
-        .route("/sql", post(crate::sql::handle))
-        .fallback(crate::proxy::forward)
+/// The tenant-facing application; with the PostgreSQL door, its WebSocket transport on `/v2`.
+pub fn app(state: AppState, max_body_bytes: usize, postgres: Option<Arc<crate::wire::Door>>) -> axum::Router {
+    let mut app = axum::Router::new().route("/sql", post(crate::sql::handle));
+    if let Some(door) = postgres {
+        app = app.route("/v2", any(crate::wire::websocket::handle).layer(axum::Extension(door)));
+    }
+    app.fallback(crate::proxy::forward)
         .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .layer(
@@ -52,13 +56,20 @@ pub struct RunningRouter {
     pub pg_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// The PostgreSQL door's clients (over TCP and WebSocket), drained once the listeners stop.
+    postgres: Option<Arc<crate::wire::Door>>,
 }
 
 impl RunningRouter {
+    /// Stops accepting, lets in-flight requests and PostgreSQL clients' transactions finish,
+    /// and returns once all are done.
     pub async fn stop(self) -> std::io::Result<()> {
         self.shutdown.cancel();
         for task in self.tasks {
             task.await.unwrap_or(Ok(()))?;
+        }
+        if let Some(door) = self.postgres {
+            door.drain().await;
         }
         Ok(())
     }
@@ -81,6 +92,18 @@ pub async fn spawn(
     let admin_addr = admin_listener
         .local_addr()
         .map_err(|source| StartError::Listen { addr: settings.admin_listen, source })?;
+    let postgres = match settings.postgres.pg_listen.0 {
+        Some(pg_listen) => {
+            let listener = bind(pg_listen).await?;
+            let pg_addr =
+                listener.local_addr().map_err(|source| StartError::Listen { addr: pg_listen, source })?;
+            let door =
+                crate::wire::Door::new(state.clone(), wire_listener(&settings.postgres)?, shutdown.clone());
+            Some((listener, pg_addr, door))
+        }
+        None => None,
+    };
+    let door = postgres.as_ref().map(|(_, _, door)| door.clone());
     let mut tasks = Vec::new();
     if let Some(listener) = spawn_invalidation_listener(settings, &state, &shutdown)? {
         tasks.push(tokio::spawn(async move {
@@ -91,7 +114,7 @@ pub async fn spawn(
     // Each listener has its own connection budget: a flood of tenant traffic leaves health
     // checks answering.
     for (listener, app, limits) in [
-        (listener, app(state.clone(), settings.max_body_bytes), settings.http.main()),
+        (listener, app(state.clone(), settings.max_body_bytes, door.clone()), settings.http.main()),
         (admin_listener, admin_app(state.clone()), settings.http.admin()),
     ] {
         let drain = shutdown.clone();
@@ -99,19 +122,12 @@ pub async fn spawn(
             drain.cancelled().await;
         })));
     }
-    let pg_addr = match settings.postgres.pg_listen.0 {
-        Some(pg_listen) => {
-            let listener = bind(pg_listen).await?;
-            let pg_addr =
-                listener.local_addr().map_err(|source| StartError::Listen { addr: pg_listen, source })?;
-            let setup = wire_listener(&settings.postgres)?;
-            tasks.push(tokio::spawn(crate::wire::serve(listener, state.clone(), setup, shutdown.clone())));
-            Some(pg_addr)
-        }
-        None => None,
-    };
+    let pg_addr = postgres.map(|(listener, pg_addr, door)| {
+        tasks.push(tokio::spawn(crate::wire::serve(listener, door)));
+        pg_addr
+    });
     tracing::info!(%addr, %admin_addr, pg_addr = ?pg_addr, "tenant-router listening");
-    Ok(RunningRouter { addr, admin_addr, pg_addr, shutdown, tasks })
+    Ok(RunningRouter { addr, admin_addr, pg_addr, shutdown, tasks, postgres: door })
 }
 
 fn wire_listener(

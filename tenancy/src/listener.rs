@@ -170,7 +170,9 @@ async fn serve_connection(
             )
         }
     });
-    let connection = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+    // With upgrades (WebSocket): an upgraded connection leaves this function, and its slot, once
+    // it is handed over to whoever asked for it.
+    let connection = hyper::server::conn::http1::Builder::new().serve_connection(io, service).with_upgrades();
     tokio::pin!(connection);
     let mut closing = false;
     loop {

@@ -126,6 +126,10 @@ pub(crate) fn authentication_sasl_data(out: &mut BytesMut, code: i32, data: &[u8
     });
 }
 
+pub(crate) fn authentication_cleartext_password(out: &mut BytesMut) {
+    put_message(out, b'R', |b| b.put_i32(3));
+}
+
 pub(crate) fn authentication_ok(out: &mut BytesMut) {
     put_message(out, b'R', |b| b.put_i32(0));
 }

@@ -2,8 +2,17 @@
 //! PostgreSQL (`ROUTER_PG_LISTEN`), name their tenant, log in as its role, and are served on
 //! the tenant's pool under the same budget, limits and statement rules as the HTTP doors.
 //!
-//! - [`startup`]: TLS, the startup packet, which tenant, SCRAM-SHA-256 ([`scram`]);
+//! The same protocol also comes over WebSocket, as Neon's proxy offers it to Neon's serverless
+//! driver ([`websocket`], `/v2` on the HTTP listener). Both transports share one [`Door`]: one
+//! client limit (`ROUTER_PG_MAX_CLIENTS`), one set of cancel keys, one drain at shutdown, and
+//! the same startup, admission and session; they differ in how the tenant is named and the
+//! password is proved ([`startup::Transport`]).
+//!
+//! - [`startup`]: TLS, the startup packet, which tenant;
 //! - [`tls`]: the listener's certificate (PEM files, or PEM text from the environment);
+//! - [`auth`]: who the client is: SCRAM-SHA-256 ([`scram`]) over TCP, the password inside the
+//!   WebSocket's TLS over WebSocket;
+//! - [`websocket`]: the WebSocket transport;
 //! - [`relay`]: transaction pooling, refusals, limits;
 //! - [`settings`]: the settings carried per client;
 //! - [`statements`]: named prepared statements, carried from connection to connection;
@@ -11,6 +20,7 @@
 //! - [`server`]: the router's own conversations with a server connection (reset, settings);
 //! - [`frame`]: the protocol's messages.
 
+mod auth;
 mod cancel;
 pub(crate) mod frame;
 mod relay;
@@ -20,6 +30,7 @@ mod settings;
 mod startup;
 mod statements;
 mod tls;
+pub(crate) mod websocket;
 
 pub(crate) use scram::ServerKeys;
 pub use tls::{listener_tls, tls_acceptor, TlsError};
@@ -28,7 +39,7 @@ use crate::failed_attempts::ClientAddress;
 use crate::state::AppState;
 use bytes::BytesMut;
 use frame::Notice;
-use std::net::SocketAddr;
+use startup::ClientConn;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -62,23 +73,118 @@ pub struct WireListener {
     pub router_host: Option<String>,
 }
 
-/// Serves PostgreSQL clients on `listener` until `shutdown`; then stops accepting, lets each
-/// client finish the transaction it is in, and returns once all are gone.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
+/// What both transports share: the clients connected now (at most
+/// `ROUTER_PG_MAX_CLIENTS`, over TCP and WebSocket together), their cancel keys, and the
+/// shutdown they drain on.
+pub struct Door {
     state: AppState,
     setup: WireListener,
+    cancels: Arc<cancel::CancelKeys>,
+    room: Arc<tokio::sync::Semaphore>,
+    clients: TaskTracker,
     shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    let setup = Arc::new(setup);
-    let cancels = Arc::new(cancel::CancelKeys::default());
-    let clients = TaskTracker::new();
-    let room = Arc::new(tokio::sync::Semaphore::new(setup.max_clients));
+}
+
+/// A client's place among the `ROUTER_PG_MAX_CLIENTS`, and its part in the drain: taken
+/// before its connection is handed over, so that a drain that starts meanwhile waits for it.
+pub(crate) struct Place {
+    room: Option<tokio::sync::OwnedSemaphorePermit>,
+    _tracked: tokio_util::task::task_tracker::TaskTrackerToken,
+}
+
+impl Door {
+    pub fn new(state: AppState, setup: WireListener, shutdown: CancellationToken) -> Arc<Self> {
+        let room = Arc::new(tokio::sync::Semaphore::new(setup.max_clients));
+        let cancels = Arc::new(cancel::CancelKeys::default());
+        Arc::new(Self { state, setup, cancels, room, clients: TaskTracker::new(), shutdown })
+    }
+
+    /// A place for a new client (with no room left, a place that only refuses it).
+    pub(crate) fn place(&self) -> Place {
+        Place { room: self.room.clone().try_acquire_owned().ok(), _tracked: self.clients.token() }
+    }
+
+    /// Serves one client connection in `place`, from its first byte to its last: refused at
+    /// once when the door is full (53300, as PostgreSQL refuses one past `max_connections`),
+    /// else its startup, admission and session.
+    pub(crate) async fn serve_client(
+        &self,
+        place: Place,
+        mut conn: ClientConn,
+        client: ClientAddress,
+        encryption: startup::Encryption<'_>,
+    ) {
+        if place.room.is_none() {
+            self.state.metrics.wire_refused_full.inc();
+            // Without reading what it sent.
+            let full = Notice::fatal("53300", "sorry, too many clients already");
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), conn.refuse(&full)).await;
+            return;
+        }
+        self.state.metrics.wire_clients.inc();
+        let result = Box::pin(self.client(conn, client, encryption)).await;
+        self.state.metrics.wire_clients.dec();
+        match result {
+            Ok(()) | Err(WireError::Closed) => {}
+            Err(err) => tracing::debug!(client = ?client.0, error = %err, "PostgreSQL client ended"),
+        }
+        drop(place);
+    }
+
+    /// One client connection, from its first byte to its last.
+    async fn client(
+        &self,
+        conn: ClientConn,
+        client: ClientAddress,
+        encryption: startup::Encryption<'_>,
+    ) -> Result<(), WireError> {
+        let opening = tokio::time::timeout(STARTUP_TIMEOUT, startup::open(conn, encryption))
+            .await
+            .map_err(|_| WireError::Closed)??;
+        let (mut conn, parameters) = match opening {
+            startup::Opening::Cancel { process_id, secret_key } => {
+                self.cancels.cancel(process_id, secret_key).await;
+                return Ok(());
+            }
+            startup::Opening::Startup(conn, parameters) => (conn, parameters),
+        };
+        let admitted = tokio::time::timeout(
+            STARTUP_TIMEOUT,
+            begin(&self.state, &mut conn, client, parameters, &self.cancels),
+        )
+        .await
+        .unwrap_or_else(|_| Err(WireError::Refused(Notice::fatal("08006", "authentication timed out"))));
+        match admitted {
+            Ok(admitted) => {
+                let (state, shutdown) = (self.state.clone(), self.shutdown.clone());
+                relay::Session::new(conn, state, admitted, shutdown, self.setup.idle_transaction_timeout)
+                    .run()
+                    .await
+            }
+            Err(WireError::Refused(notice)) => {
+                conn.refuse(&notice).await;
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Once no new client can come (the listeners have stopped): lets each client finish the
+    /// transaction it is in, and returns once all are gone.
+    pub async fn drain(&self) {
+        self.clients.close();
+        self.clients.wait().await;
+    }
+}
+
+/// Serves PostgreSQL clients on `listener` until the door's shutdown; then stops accepting
+/// (the clients connected are drained by [`Door::drain`]).
+pub async fn serve(listener: tokio::net::TcpListener, door: Arc<Door>) -> std::io::Result<()> {
     loop {
         let (tcp, peer) = tokio::select! {
             // Once shutdown has begun nobody new is let in, even one already waiting.
             biased;
-            () = shutdown.cancelled() => break,
+            () = door.shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
@@ -88,94 +194,35 @@ pub async fn serve(
             },
         };
         let _ = tcp.set_nodelay(true);
-        let Ok(place) = room.clone().try_acquire_owned() else {
-            state.metrics.wire_refused_full.inc();
-            tokio::spawn(refuse_full(tcp));
-            continue;
-        };
-        let (state, setup, cancels, shutdown) =
-            (state.clone(), setup.clone(), cancels.clone(), shutdown.clone());
-        clients.spawn(async move {
-            let _place = place;
-            state.metrics.wire_clients.inc();
-            let result = Box::pin(client(tcp, peer, &state, &setup, &cancels, shutdown)).await;
-            state.metrics.wire_clients.dec();
-            match result {
-                Ok(()) | Err(WireError::Closed) => {}
-                Err(err) => tracing::debug!(%peer, error = %err, "PostgreSQL client ended"),
-            }
+        let place = door.place();
+        let door = door.clone();
+        tokio::spawn(async move {
+            let conn = ClientConn::new(Box::new(tcp), startup::Transport::Tcp { sni: None });
+            let encryption = startup::Encryption {
+                tls: door.setup.tls.as_ref(),
+                allow_plaintext: door.setup.allow_plaintext,
+                router_host: door.setup.router_host.as_deref(),
+            };
+            door.serve_client(place, conn, ClientAddress(Some(peer.ip())), encryption).await;
         });
     }
-    // New clients are refused from now on; those connected finish their transaction.
-    drop(listener);
-    clients.close();
-    clients.wait().await;
     Ok(())
-}
-
-/// Refuses a client past `ROUTER_PG_MAX_CLIENTS` (53300, as PostgreSQL refuses one past
-/// `max_connections`), without reading what it sent.
-async fn refuse_full(tcp: tokio::net::TcpStream) {
-    use tokio::io::AsyncWriteExt as _;
-    let mut tcp = tcp;
-    let mut out = BytesMut::new();
-    Notice::fatal("53300", "sorry, too many clients already").put(&mut out);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tcp.write_all(&out)).await;
-}
-
-/// One client connection, from its first byte to its last.
-async fn client(
-    tcp: tokio::net::TcpStream,
-    peer: SocketAddr,
-    state: &AppState,
-    setup: &WireListener,
-    cancels: &Arc<cancel::CancelKeys>,
-    shutdown: CancellationToken,
-) -> Result<(), WireError> {
-    let opening =
-        tokio::time::timeout(STARTUP_TIMEOUT, startup::open(tcp, setup.tls.as_ref(), setup.allow_plaintext))
-            .await
-            .map_err(|_| WireError::Closed)??;
-    let (mut conn, parameters) = match opening {
-        startup::Opening::Cancel { process_id, secret_key } => {
-            cancels.cancel(process_id, secret_key).await;
-            return Ok(());
-        }
-        startup::Opening::Startup(conn, parameters) => (conn, parameters),
-    };
-    let admitted =
-        tokio::time::timeout(STARTUP_TIMEOUT, begin(state, setup, &mut conn, peer, parameters, cancels))
-            .await
-            .unwrap_or_else(|_| Err(WireError::Refused(Notice::fatal("08006", "authentication timed out"))));
-    match admitted {
-        Ok(admitted) => {
-            relay::Session::new(conn, state.clone(), admitted, shutdown, setup.idle_transaction_timeout)
-                .run()
-                .await
-        }
-        Err(WireError::Refused(notice)) => {
-            conn.refuse(&notice).await;
-            Ok(())
-        }
-        Err(err) => Err(err),
-    }
 }
 
 /// Admission for a client: its tenant, its role and password, and a first server connection
 /// with its settings (whose parameters it is told).
 async fn begin(
     state: &AppState,
-    setup: &WireListener,
-    conn: &mut startup::ClientConn,
-    peer: SocketAddr,
+    conn: &mut ClientConn,
+    client: ClientAddress,
     parameters: Vec<(String, String)>,
     cancels: &Arc<cancel::CancelKeys>,
 ) -> Result<relay::Admitted, WireError> {
-    let client = ClientAddress(Some(peer.ip()));
     let request = startup::Request::parse(parameters).map_err(WireError::Refused)?;
-    let sni = startup::tenant_sni(conn.sni.as_deref(), setup.router_host.as_deref());
-    let tenant = startup::tenant(state, client, sni, &request).await.map_err(WireError::Refused)?;
-    let authenticated = startup::authenticate(state, conn, client, &tenant, &request.user).await?;
+    let tenant =
+        startup::tenant(state, client, &conn.transport, &request).await.map_err(WireError::Refused)?;
+    let method = conn.transport.auth_method();
+    let authenticated = auth::authenticate(state, conn, client, &tenant, &request.user, method).await?;
     let settings = settings::ClientSettings::from_startup(&request.settings);
     if let Some(not_allowed) = settings.not_allowed(&state.classifier) {
         return Err(WireError::Refused(Notice::fatal("42501", not_allowed.message())));

@@ -1,16 +1,15 @@
-//! A client connection's first steps: TLS, the startup packet, which tenant it names, and who
-//! it is (SCRAM-SHA-256 against the tenant's own credentials).
+//! A client connection's first steps: TLS, the startup packet, and which tenant it names.
 //!
-//! The tenant is named by the TLS SNI host (`<slug>.<TENANT_BASE_DOMAIN>` or a custom domain),
-//! by `options=-c tenant=<slug>`, or by the database name (`<slug>`); names given in more than
-//! one of these ways must agree. The user is the tenant's role (its runtime role, or its
-//! read-only role), and the password that role's, as the tenant's secret holds them.
+//! The tenant is named by its host (`<slug>.<TENANT_BASE_DOMAIN>` or a custom domain) as the
+//! transport carries it (over TCP the TLS SNI; over WebSocket the HTTP request's `Host`, or its
+//! `address` parameter, see [`super::websocket`]), by `options=-c tenant=<slug>`, or by the
+//! database name (`<slug>`); names given in more than one of these ways must agree. Who the
+//! client is comes next ([`super::auth`]).
 
-use super::frame::{self, Frame, Notice, MAX_STARTUP};
-use super::scram::{self, ServerKeys};
+use super::auth::Method;
+use super::frame::{self, Frame, Notice};
 use super::WireError;
 use crate::failed_attempts::ClientAddress;
-use crate::pool::{Access, Door, TenantPool};
 use crate::resolve::ResolveTenantError;
 use crate::state::AppState;
 use bytes::BytesMut;
@@ -23,19 +22,64 @@ const GSSENC_REQUEST: i32 = 80_877_104;
 const CANCEL_REQUEST: i32 = 80_877_102;
 const PROTOCOL_3_0: i32 = 196_608;
 
-/// A client's byte stream, TLS or not.
+/// A client's byte stream: TCP, TLS, or a WebSocket's messages.
 pub(crate) trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientIo for T {}
+
+/// How a client reached the router, and what that says of it.
+pub(crate) enum Transport {
+    /// The PostgreSQL listener; `sni`: the host the client asked for in its TLS handshake,
+    /// unless that is the router's own (see [`tenant_sni`]).
+    Tcp { sni: Option<String> },
+    /// A WebSocket upgrade of an HTTP request to `/v2`: its `Host`, and the host of its
+    /// `address` query parameter.
+    WebSocket { host: Option<String>, address: Option<String> },
+}
+
+impl Transport {
+    /// How the client proves it knows the password: SCRAM over TCP, where the protocol's TLS
+    /// is optional; the password itself over WebSocket, inside the WebSocket's TLS, as Neon's
+    /// serverless driver sends it without waiting to be asked.
+    pub(crate) fn auth_method(&self) -> Method {
+        match self {
+            Self::Tcp { .. } => Method::Scram,
+            Self::WebSocket { .. } => Method::Cleartext,
+        }
+    }
+
+    /// The host the transport names, and by what (for messages).
+    async fn named_host(&self, state: &AppState) -> Result<Option<(&'static str, String)>, Notice> {
+        match self {
+            Self::Tcp { sni } => Ok(sni.clone().map(|sni| ("SNI", sni))),
+            Self::WebSocket { host, address } => {
+                super::websocket::named_host(state, host.as_deref(), address.as_deref()).await
+            }
+        }
+    }
+}
+
+/// Whether a client may, or must, encrypt with the protocol's own TLS (an SSLRequest).
+pub(crate) struct Encryption<'a> {
+    /// `None`: an SSLRequest is declined.
+    pub(crate) tls: Option<&'a tokio_rustls::TlsAcceptor>,
+    /// A client that did not encrypt is served.
+    pub(crate) allow_plaintext: bool,
+    /// The router's own host name (`ROUTER_PG_HOST`): an SNI naming it names no tenant.
+    pub(crate) router_host: Option<&'a str>,
+}
 
 /// A client connection and what has been read from it but not handled yet.
 pub(crate) struct ClientConn {
     pub(crate) io: Box<dyn ClientIo>,
     pub(crate) buf: BytesMut,
-    /// The host the client asked for in its TLS handshake.
-    pub(crate) sni: Option<String>,
+    pub(crate) transport: Transport,
 }
 
 impl ClientConn {
+    pub(crate) fn new(io: Box<dyn ClientIo>, transport: Transport) -> Self {
+        Self { io, buf: BytesMut::new(), transport }
+    }
+
     async fn read_more(&mut self) -> Result<(), WireError> {
         match self.io.read_buf(&mut self.buf).await? {
             0 => Err(WireError::Closed),
@@ -43,8 +87,10 @@ impl ClientConn {
         }
     }
 
+    /// Sends `bytes` and flushes them (a WebSocket sends a message only when flushed).
     pub(crate) async fn send(&mut self, bytes: &[u8]) -> Result<(), WireError> {
         self.io.write_all(bytes).await?;
+        self.io.flush().await?;
         Ok(())
     }
 
@@ -76,12 +122,8 @@ pub(crate) enum Opening {
 }
 
 /// Reads the startup packets, negotiating TLS on the way.
-pub(crate) async fn open(
-    tcp: tokio::net::TcpStream,
-    tls: Option<&tokio_rustls::TlsAcceptor>,
-    allow_plaintext: bool,
-) -> Result<Opening, WireError> {
-    let mut conn = ClientConn { io: Box::new(tcp), buf: BytesMut::new(), sni: None };
+pub(crate) async fn open(mut conn: ClientConn, encryption: Encryption<'_>) -> Result<Opening, WireError> {
+    let Encryption { tls, allow_plaintext, router_host } = encryption;
     let mut encrypted = false;
     loop {
         let (code, body) = loop {
@@ -101,10 +143,9 @@ pub(crate) async fn open(
                     return Err(WireError::Protocol(frame::FrameError::Malformed("SSLRequest")));
                 }
                 conn.send(b"S").await?;
-                let ClientConn { io, .. } = conn;
-                let stream = acceptor.accept(io).await?;
-                let sni = stream.get_ref().1.server_name().map(str::to_owned);
-                conn = ClientConn { io: Box::new(stream), buf: BytesMut::new(), sni };
+                let stream = acceptor.accept(conn.io).await?;
+                let sni = tenant_sni(stream.get_ref().1.server_name(), router_host).map(str::to_owned);
+                conn = ClientConn::new(Box::new(stream), Transport::Tcp { sni });
                 encrypted = true;
             }
             GSSENC_REQUEST if !encrypted => conn.send(b"N").await?,
@@ -240,11 +281,12 @@ pub(crate) fn tenant_sni<'a>(sni: Option<&'a str>, router_host: Option<&str>) ->
     sni.filter(|sni| router_host.is_none_or(|own| !sni.trim_end_matches('.').eq_ignore_ascii_case(own)))
 }
 
-/// The tenant a client named, by SNI, `options` or database name; they must agree.
+/// The tenant a client named, by the host its transport names, `options` or database name;
+/// they must agree.
 pub(crate) async fn tenant(
     state: &AppState,
     client: ClientAddress,
-    sni: Option<&str>,
+    transport: &Transport,
     request: &Request,
 ) -> Result<Arc<TenantRecord>, Notice> {
     state
@@ -258,9 +300,7 @@ pub(crate) async fn tenant(
             .map_err(|_| Notice::fatal("3D000", format!("no tenant {slug:?}")))
     };
     let mut hosts = Vec::new();
-    if let Some(sni) = sni {
-        hosts.push(("SNI", sni.to_owned()));
-    }
+    hosts.extend(transport.named_host(state).await?);
     if let Some(slug) = &request.tenant_option {
         hosts.push(("options", slug_host(slug)?));
     }
@@ -290,7 +330,7 @@ pub(crate) async fn tenant(
         };
         if let Some(first) = &found {
             if first.id != tenant.id {
-                return Err(Notice::fatal("28000", "the tenant named by SNI, options and database differ"));
+                return Err(Notice::fatal("28000", "the tenant named by host, options and database differ"));
             }
         }
         found = Some(tenant);
@@ -314,133 +354,6 @@ pub(crate) fn resolve_notice(err: &ResolveTenantError, how: &str) -> Notice {
             Notice::fatal("57P03", "the tenant directory is unavailable; retry shortly")
         }
     }
-}
-
-/// Who the client turned out to be.
-pub(crate) struct Authenticated {
-    pub(crate) pool: Arc<TenantPool>,
-}
-
-fn password_failed(user: &str) -> Notice {
-    Notice::fatal("28P01", format!("password authentication failed for user \"{user}\""))
-}
-
-/// Authenticates the client as the tenant's runtime or read-only role with SCRAM-SHA-256,
-/// and picks the pool it is served from. A wrong user gets the same exchange and the same
-/// answer as a wrong password. After a rotation the client may know a newer password than the
-/// pool: the secret is read again (rate-limited) and the pool rebuilt.
-pub(crate) async fn authenticate(
-    state: &AppState,
-    conn: &mut ClientConn,
-    client: ClientAddress,
-    tenant: &Arc<TenantRecord>,
-    user: &str,
-) -> Result<Authenticated, WireError> {
-    let writer = state
-        .pools
-        .pool_for_door(tenant, Access::ReadWrite, Door::Wire)
-        .await
-        .map_err(|e| WireError::Refused(pool_notice(&e)))?;
-    let access = if writer.credentials.username == user {
-        Some(Access::ReadWrite)
-    } else if writer.credentials.reader_username.as_deref() == Some(user) {
-        Some(Access::ReadOnly)
-    } else {
-        None
-    };
-    let pool = match access {
-        Some(Access::ReadOnly) => state
-            .pools
-            .pool_for_door(tenant, Access::ReadOnly, Door::Wire)
-            .await
-            .map_err(|e| WireError::Refused(pool_notice(&e)))?,
-        _ => writer,
-    };
-    // An unknown user still gets a whole exchange, against keys nobody knows the password of.
-    let keys = match access {
-        Some(_) => pool.scram_keys().clone(),
-        None => ServerKeys::mock(&tenant.id.0.to_string(), user),
-    };
-    let mut out = BytesMut::new();
-    frame::authentication_sasl(&mut out, scram::MECHANISM);
-    conn.send(&out).await?;
-    let initial = conn.read_frame(MAX_STARTUP).await?;
-    let (mechanism, data) = sasl_initial_response(&initial)?;
-    if mechanism != scram::MECHANISM {
-        return Err(WireError::Refused(Notice::fatal(
-            "28000",
-            format!("SASL mechanism {mechanism:?} is not offered"),
-        )));
-    }
-    let (exchange, server_first) = scram::Exchange::start(data, &keys).map_err(|e| sasl_error(&e))?;
-    out.clear();
-    frame::authentication_sasl_data(&mut out, 11, server_first.as_bytes());
-    conn.send(&out).await?;
-    let response = conn.read_frame(MAX_STARTUP).await?;
-    if response.tag != b'p' {
-        return Err(WireError::Refused(Notice::fatal("08P01", "expected a SASL response")));
-    }
-    let last = exchange.read_final(response.body()).map_err(|e| sasl_error(&e))?;
-    let (pool, server_final) = match last.verify(&keys) {
-        Ok(server_final) if access.is_some() => (pool, server_final),
-        _ => {
-            let rotated = match access {
-                Some(access) => rotated(state, tenant, &pool, access, &keys, &last).await,
-                None => None,
-            };
-            match rotated {
-                Some(found) => found,
-                None => {
-                    state.failed_attempts.record(client);
-                    state.metrics.wire_auth_failures.inc();
-                    return Err(WireError::Refused(password_failed(user)));
-                }
-            }
-        }
-    };
-    out.clear();
-    frame::authentication_sasl_data(&mut out, 12, server_final.as_bytes());
-    frame::authentication_ok(&mut out);
-    conn.send(&out).await?;
-    Ok(Authenticated { pool })
-}
-
-/// The pool for the tenant's credentials as the secret holds them now, if the client's proof
-/// matches those (a rotation this router has not heard of yet).
-async fn rotated(
-    state: &AppState,
-    tenant: &TenantRecord,
-    pool: &Arc<TenantPool>,
-    access: Access,
-    keys: &ServerKeys,
-    last: &scram::ClientFinal,
-) -> Option<(Arc<TenantPool>, String)> {
-    let current = state.pools.current_credentials(tenant, pool).await?;
-    let password = match access {
-        Access::ReadWrite => current.password,
-        Access::ReadOnly => current.reader_password?,
-    };
-    let server_final = last.verify(&ServerKeys::derive(password.as_bytes(), keys.salt)).ok()?;
-    let rebuilt = state.pools.rebuild(tenant, pool).await?;
-    Some((rebuilt, server_final))
-}
-
-fn sasl_initial_response(frame: &Frame) -> Result<(&str, &[u8]), WireError> {
-    let malformed = || WireError::Refused(Notice::fatal("08P01", "malformed SASLInitialResponse"));
-    if frame.tag != b'p' {
-        return Err(malformed());
-    }
-    let (mechanism, rest) = frame::cstr(frame.body()).map_err(|_| malformed())?;
-    let length = rest.get(..4).map(|l| i32::from_be_bytes([l[0], l[1], l[2], l[3]])).ok_or_else(malformed)?;
-    let data = &rest[4..];
-    if usize::try_from(length).ok() != Some(data.len()) {
-        return Err(malformed());
-    }
-    Ok((mechanism, data))
-}
-
-fn sasl_error(err: &scram::ScramError) -> WireError {
-    WireError::Refused(Notice::fatal("08P01", err.to_string()))
 }
 
 /// What a client sees when no pool or connection could be had for its tenant.

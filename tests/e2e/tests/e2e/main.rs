@@ -19,6 +19,7 @@ mod pool_view;
 mod postgres_clients;
 mod postgres_load;
 mod postgres_protocol;
+mod postgres_websocket;
 mod proxy;
 mod rate_limits;
 mod request_hygiene;
