@@ -179,7 +179,7 @@ async fn cleartext_password(conn: &mut ClientConn) -> Result<Proof, WireError> {
         return Err(malformed());
     }
     match frame::cstr(message.body()) {
-        Ok((password, rest)) if rest.is_empty() => Ok(Proof::Cleartext(password.as_bytes().to_vec())),
+        Ok((password, [])) => Ok(Proof::Cleartext(password.as_bytes().to_vec())),
         _ => Err(malformed()),
     }
 }

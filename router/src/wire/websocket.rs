@@ -37,6 +37,9 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+/// The largest WebSocket message a client may send (a PostgreSQL message may span several).
+const MAX_MESSAGE: usize = 64 << 20;
+
 /// `GET /v2`: a WebSocket upgrade starts a PostgreSQL session; anything else is forwarded to
 /// the application, as any other path.
 pub(crate) async fn handle(
@@ -58,7 +61,7 @@ pub(crate) async fn handle(
         axum::extract::Query::<Params>::try_from_uri(&parts.uri).ok().and_then(|query| query.0.address);
     // Taken now, while the HTTP connection still holds the listener's drain open.
     let place = door.place();
-    upgrade.on_upgrade(move |socket| async move {
+    upgrade.max_message_size(MAX_MESSAGE).on_upgrade(move |socket| async move {
         let conn =
             ClientConn::new(Box::new(WebSocketIo::new(socket)), Transport::WebSocket { host, address });
         let encryption = Encryption { tls: None, allow_plaintext: true, router_host: None };

@@ -1,6 +1,7 @@
 // Neon's serverless driver (`@neondatabase/serverless`) `Pool` and `Client` over WebSocket,
-// against the router's `/v2` as an application uses them against Neon: only the endpoint
-// settings change (where the WebSocket goes, and `ws://` instead of `wss://`). Prints one JSON
+// against the router's `/v2` as an application uses them against Neon, and
+// `@prisma/adapter-neon` on top of them: only the endpoint settings change (where the
+// WebSocket goes, and `ws://` instead of `wss://`). Prints one JSON
 // object of what the clients saw; the Rust test (tests/e2e/tests/e2e/postgres_websocket.rs)
 // says what they should have seen. An unexpected error stops the run and is reported in
 // `error` with the step it happened in.
@@ -18,6 +19,7 @@
 //   OTHER_SCHEMA   (session) another tenant's schema, which these clients must not read
 
 import { Client, Pool, neonConfig } from '@neondatabase/serverless';
+import { PrismaNeon } from '@prisma/adapter-neon';
 import WebSocket from 'ws';
 
 const { ROUTER_WS, DATABASE_URL, NAME_TENANT, MODE, OTHER_SCHEMA } = process.env;
@@ -115,6 +117,9 @@ async function session() {
     report.otherSchema = await refusal(pool.query(`SELECT count(*) FROM ${OTHER_SCHEMA}.users`));
     report.setRole = await refusal(pool.query('SET ROLE postgres'));
 
+    step = 'prisma';
+    report.prisma = await prismaTransaction();
+
     step = 'wrong password';
     const wrong = new URL(DATABASE_URL);
     wrong.password = `${wrong.password}x`;
@@ -132,6 +137,50 @@ async function session() {
   } finally {
     await pool.end();
   }
+}
+
+/**
+ * `@prisma/adapter-neon` driven as Prisma Client drives it (its driver-adapter interface: Prisma
+ * Client sends BEGIN through `startTransaction`, then the statements and COMMIT or ROLLBACK as
+ * queries, then ends the transaction object): an interactive transaction rolled back, then one
+ * committed. No Prisma engine or generated client is needed for this.
+ */
+async function prismaTransaction() {
+  const text = { scalarType: 'string', arity: 'scalar' };
+  const adapter = await new PrismaNeon({ connectionString: DATABASE_URL }).connect();
+  const count = async (queryable, address) =>
+    (
+      await queryable.queryRaw({
+        sql: 'SELECT count(*)::int AS n FROM users WHERE email = $1',
+        args: [address],
+        argTypes: [text],
+      })
+    ).rows[0][0];
+  const insert = (queryable, address) =>
+    queryable.executeRaw({
+      sql: 'INSERT INTO users (email, name) VALUES ($1, $2)',
+      args: [address, 'prisma'],
+      argTypes: [text, text],
+    });
+  const seen = {};
+  try {
+    const email = `prisma-${process.pid}@example.test`;
+    const rolledBack = await adapter.startTransaction();
+    seen.inserted = await insert(rolledBack, email);
+    seen.seenInside = await count(rolledBack, email);
+    await rolledBack.executeRaw({ sql: 'ROLLBACK', args: [], argTypes: [] });
+    await rolledBack.rollback();
+    seen.seenAfterRollback = await count(adapter, email);
+
+    const committed = await adapter.startTransaction('SERIALIZABLE');
+    await insert(committed, email);
+    await committed.executeRaw({ sql: 'COMMIT', args: [], argTypes: [] });
+    await committed.commit();
+    seen.seenAfterCommit = await count(adapter, email);
+  } finally {
+    await adapter.dispose();
+  }
+  return seen;
 }
 
 try {

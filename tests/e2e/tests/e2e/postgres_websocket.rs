@@ -1,6 +1,8 @@
 //! The PostgreSQL protocol over WebSocket (`/v2` on the router's HTTP listener), driven by Neon's
 //! own serverless driver (`@neondatabase/serverless` `Pool` and `Client`, with the `ws`
-//! package) as an application uses it against Neon, only the endpoint settings changed. The
+//! package) as an application uses it against Neon, only the endpoint settings changed, and by
+//! `@prisma/adapter-neon` on top of it (through its driver-adapter interface, as Prisma Client
+//! calls it). The
 //! Node script `tests/clients/node/neon-websocket.mjs` prints what the driver saw; what it
 //! should have seen is said here. `scripts/test.sh` installs its packages (`npm ci`).
 //!
@@ -125,15 +127,18 @@ async fn neon_pool_runs_interactive_transactions_over_websocket() {
             // PostgreSQL refuses acme's role the other schema; the router refuses SET ROLE.
             "otherSchema": "42501",
             "setRole": "42501",
+            "prisma": { "inserted": 1, "seenInside": 1, "seenAfterRollback": 0, "seenAfterCommit": 1 },
             "wrongPassword": "28P01",
         });
         assert_eq!(report, expected, "named by {how:?}");
     }
     // The WebSocket clients count as the PostgreSQL door's: one wrong password per run.
     assert_eq!(metric(&router, "tenant_router_pg_auth_failures_total").await, 2);
-    // The committed rows are acme's, in acme's own table; none went to globex.
-    let committed = "SELECT count(*) FROM {schema}.users WHERE email LIKE 'ws-commit-%'";
-    assert_eq!(deployment.db.tenants_count(&committed.replace("{schema}", schema)).await, 2);
+    // The committed rows are acme's, in acme's own table (one per run of each); none went to
+    // globex.
+    let committed =
+        "SELECT count(*) FROM {schema}.users WHERE email LIKE 'ws-commit-%' OR email LIKE 'prisma-%'";
+    assert_eq!(deployment.db.tenants_count(&committed.replace("{schema}", schema)).await, 4);
     let globex = deployment.globex.schema_name.as_str();
     assert_eq!(deployment.db.tenants_count(&format!("SELECT count(*) FROM {globex}.users")).await, 0);
     router.stop().await.unwrap();
