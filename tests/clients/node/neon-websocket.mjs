@@ -15,7 +15,9 @@
 //                    `address` the request goes to the router's own address, and the
 //                              driver's `?address=<host>:<port>` names the tenant
 //   MODE           `session`: the whole run below; `connect`: one Client connects and runs
-//                  `SELECT 1`, and the report says whether it could (or its SQLSTATE)
+//                  `SELECT 1`, and the report says whether it could (or its SQLSTATE);
+//                  `drain`: a Pool client begins a transaction and inserts a row, prints
+//                  `in transaction`, waits for a line on its standard input, then commits
 //   OTHER_SCHEMA   (session) another tenant's schema, which these clients must not read
 
 import { Client, Pool, neonConfig } from '@neondatabase/serverless';
@@ -183,8 +185,28 @@ async function prismaTransaction() {
   return seen;
 }
 
+async function drain() {
+  const pool = new Pool({ connectionString: DATABASE_URL, max: 1 });
+  pool.on('error', () => {});
+  const client = await pool.connect();
+  client.on('error', () => {});
+  try {
+    step = 'begin';
+    await client.query('BEGIN');
+    await client.query('INSERT INTO users (email, name) VALUES ($1, $2)', [`ws-drain-${process.pid}@example.test`, 'ws']);
+    console.log('in transaction');
+    await new Promise((resolve) => process.stdin.once('data', resolve));
+    process.stdin.destroy();
+    step = 'commit';
+    report.commit = await refusal(client.query('COMMIT'));
+  } finally {
+    client.release();
+    await pool.end().catch(() => {});
+  }
+}
+
 try {
-  await (MODE === 'connect' ? connectOnly() : session());
+  await { connect: connectOnly, session, drain }[MODE]();
 } catch (error) {
   report.error = `${step}: ${error.code ?? ''} ${error.message}`;
 }

@@ -198,6 +198,56 @@ async fn websocket_clients_are_refused_as_on_the_postgresql_listener() {
     router.stop().await.unwrap();
 }
 
+/// On shutdown the router stops accepting, and a WebSocket client in a transaction finishes it:
+/// the router's `stop` returns only once the client's session is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_a_websocket_client_finish_its_transaction() {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    let deployment = deploy().await;
+    let router = spawn_router_with(&router_settings(&deployment.common)).await;
+    let (addr, pg_addr) = (router.addr, router.pg_addr.unwrap());
+    let url = connection_string(&deployment.cp, "acme").await;
+    let mut node = tokio::process::Command::new("node")
+        .arg("neon-websocket.mjs")
+        .current_dir(node_clients())
+        .env("ROUTER_WS", addr.to_string())
+        .env("DATABASE_URL", &url)
+        .env("NAME_TENANT", "host")
+        .env("MODE", "drain")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node could not be started (is Node.js installed?)");
+    let mut stdout = tokio::io::BufReader::new(node.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(CLIENT_DEADLINE, stdout.next_line()).await.unwrap().unwrap();
+    assert_eq!(first.as_deref(), Some("in transaction"));
+
+    let mut stopping = tokio::spawn(router.stop());
+    // The shutdown has begun once the PostgreSQL listener is closed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(pg_addr).await.is_ok() {
+        assert!(tokio::time::Instant::now() < deadline, "the router never stopped accepting");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The router cannot be done while the client is inside its transaction: it is still
+    // stopping a while later (a bounded wait for something that must not happen).
+    let early = tokio::time::timeout(Duration::from_millis(500), &mut stopping).await;
+    assert!(early.is_err(), "the router stopped with a WebSocket client inside a transaction");
+    let mut stdin = node.stdin.take().unwrap();
+    stdin.write_all(b"commit\n").await.unwrap();
+    let report = tokio::time::timeout(CLIENT_DEADLINE, stdout.next_line()).await.unwrap().unwrap().unwrap();
+    let report: Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["commit"], "allowed", "{report}");
+    tokio::time::timeout(CLIENT_DEADLINE, stopping).await.unwrap().unwrap().unwrap();
+    drop(stdin);
+    let exit = tokio::time::timeout(CLIENT_DEADLINE, node.wait()).await.unwrap().unwrap();
+    assert!(exit.success(), "{exit}");
+    let schema = deployment.acme.schema_name.as_str();
+    let sql = format!("SELECT count(*) FROM {schema}.users WHERE email LIKE 'ws-drain-%'");
+    assert_eq!(deployment.db.tenants_count(&sql).await, 1);
+}
+
 /// A metric's value on the router's `/metrics`.
 async fn metric(router: &RunningRouter, name: &str) -> u64 {
     let text =
