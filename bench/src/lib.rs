@@ -1,9 +1,12 @@
 //! Shared pieces of the benchmarks: latency summaries printed as Markdown rows for
-//! `bench/RESULTS.md`, a fleet of tenants to load ([`fleet`]), a load generator ([`load`]) and the
-//! router as a process of its own ([`process`]).
+//! `bench/RESULTS.md`, a fleet of tenants to load ([`fleet`]), load generators for HTTP
+//! ([`load`]) and the PostgreSQL protocol ([`pg_load`]), the router as a process of its own
+//! ([`process`]) and PgBouncer as another ([`pgbouncer`]).
 
 pub mod fleet;
 pub mod load;
+pub mod pg_load;
+pub mod pgbouncer;
 pub mod process;
 
 use control_plane::control_plane::ControlPlane;
@@ -28,8 +31,30 @@ pub async fn control_plane() -> (TestDb, Arc<ControlPlane>) {
 /// # Panics
 /// When the services of `scripts/services.sh` are not running.
 pub async fn control_plane_with_settings() -> (TestDb, CommonSettings, Arc<ControlPlane>) {
+    control_plane_on(|common| common).await
+}
+
+/// [`control_plane_with_settings`] with its cluster reached without TLS (`sslmode=disable`):
+/// the tenants it provisions carry that `sslmode`, so the router's connections to PostgreSQL
+/// are plaintext, as a benchmark's other clients of the same server are.
+///
+/// # Panics
+/// When the services of `scripts/services.sh` are not running.
+pub async fn control_plane_without_tls() -> (TestDb, CommonSettings, Arc<ControlPlane>) {
+    control_plane_on(|mut common| {
+        let url = common.database_url.expose();
+        let separator = if url.contains('?') { '&' } else { '?' };
+        common.database_url = format!("{url}{separator}sslmode=disable").into();
+        common
+    })
+    .await
+}
+
+async fn control_plane_on(
+    adjust: impl FnOnce(CommonSettings) -> CommonSettings,
+) -> (TestDb, CommonSettings, Arc<ControlPlane>) {
     let db = TestDb::create().await;
-    let common = common_settings(&db, SecretsFor::Local);
+    let common = adjust(common_settings(&db, SecretsFor::Local));
     let settings = ProvisioningSettings::new(
         &db.role_prefix,
         workspace_root().join("migrations"),

@@ -1,6 +1,6 @@
 //! Servers under load as processes of their own (release builds in `target/release`), so their
 //! CPU and memory are theirs alone: `tenant-router` on the benchmark's settings, and the
-//! no-routing baseline (`sql-baseline`).
+//! no-routing baseline (`sql-baseline`); PgBouncer's is in [`crate::pgbouncer`].
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -15,6 +15,10 @@ pub struct ServerProcess {
     pub addr: SocketAddr,
     /// The router's admin listener (`/metrics`); `None` for the baseline.
     pub admin: Option<SocketAddr>,
+    /// Where it serves the PostgreSQL protocol, when it does.
+    pub postgres: Option<SocketAddr>,
+    /// Files the process reads while it runs (its configuration), removed after it.
+    pub(crate) _files: Option<tempfile::TempDir>,
 }
 
 impl ServerProcess {
@@ -95,6 +99,23 @@ fn binary(name: &str) -> std::path::PathBuf {
 /// # Panics
 /// When it does not become ready within 30 s.
 pub async fn start_router(common: &CommonSettings, extra: &[(&str, String)]) -> ServerProcess {
+    start_router_process(common, extra, None).await
+}
+
+/// [`start_router`] with its PostgreSQL door open, in plaintext, on a free port
+/// ([`ServerProcess::postgres`]).
+///
+/// # Panics
+/// When it does not become ready within 30 s.
+pub async fn start_router_with_postgres(common: &CommonSettings, extra: &[(&str, String)]) -> ServerProcess {
+    start_router_process(common, extra, Some(free_addr())).await
+}
+
+async fn start_router_process(
+    common: &CommonSettings,
+    extra: &[(&str, String)],
+    postgres: Option<SocketAddr>,
+) -> ServerProcess {
     let addr = free_addr();
     let admin = free_addr();
     let mut command = Command::new(binary("tenant-router"));
@@ -107,7 +128,8 @@ pub async fn start_router(common: &CommonSettings, extra: &[(&str, String)]) -> 
         .env("SECRETS_PREFIX", common.secrets.secrets_prefix.as_str())
         .env("ROUTER_LISTEN", addr.to_string())
         .env("ROUTER_ADMIN_LISTEN", admin.to_string())
-        .env("ROUTER_PG_LISTEN", "off")
+        .env("ROUTER_PG_LISTEN", postgres.map_or_else(|| "off".to_owned(), |a| a.to_string()))
+        .env("ROUTER_PG_ALLOW_PLAINTEXT", postgres.is_some().to_string())
         // What a deployment sets (routers share signed routing records); any 32 bytes will do.
         .env("ROUTER_RECORDS_KEY", "benchmark-routing-records-key-0123456789")
         .env("RUST_LOG", "warn");
@@ -122,6 +144,7 @@ pub async fn start_router(common: &CommonSettings, extra: &[(&str, String)]) -> 
     }
     let mut process = spawn(command, addr);
     process.admin = Some(admin);
+    process.postgres = postgres;
     wait_ready(&format!("http://{admin}/readyz")).await;
     process
 }
@@ -167,14 +190,14 @@ async fn start_baseline_process(mut command: Command, reset: BaselineReset) -> S
     process
 }
 
-fn spawn(mut command: Command, addr: SocketAddr) -> ServerProcess {
+pub(crate) fn spawn(mut command: Command, addr: SocketAddr) -> ServerProcess {
     let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
-    ServerProcess { child, addr, admin: None }
+    ServerProcess { child, addr, admin: None, postgres: None, _files: None }
 }
 
 async fn wait_ready(url: &str) {
