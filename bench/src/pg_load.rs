@@ -124,7 +124,9 @@ pub async fn run(
         .enumerate()
         .map(|(i, client)| {
             let total = total.clone();
-            tokio::spawn(async move { worker(client, protocol, rows, i as u64, measure_from, stop_at, &total).await })
+            tokio::spawn(async move {
+                worker(client, protocol, rows, i as u64, measure_from, stop_at, &total).await
+            })
         })
         .collect();
     let sampler = {
@@ -187,7 +189,9 @@ async fn worker(
     total: &AtomicU64,
 ) -> (Vec<Duration>, u64, Option<String>) {
     let prepared = match protocol {
-        Protocol::Prepared => Some(client.prepare(POINT_SELECT).await.unwrap_or_else(|e| panic!("prepare: {e}"))),
+        Protocol::Prepared => {
+            Some(client.prepare(POINT_SELECT).await.unwrap_or_else(|e| panic!("prepare: {e}")))
+        }
         Protocol::Simple | Protocol::Extended => None,
     };
     let mut latencies = Vec::new();
@@ -202,7 +206,9 @@ async fn worker(
         let sent = Instant::now();
         let answered = match (&prepared, protocol) {
             (Some(statement), _) => client.query(statement, &[&aid]).await.map(|_| ()),
-            (None, Protocol::Extended) => client.query_typed(POINT_SELECT, &[(&aid, Type::INT4)]).await.map(|_| ()),
+            (None, Protocol::Extended) => {
+                client.query_typed(POINT_SELECT, &[(&aid, Type::INT4)]).await.map(|_| ())
+            }
             (None, _) => client
                 .simple_query(&format!("SELECT abalance FROM accounts WHERE aid = {aid}"))
                 .await

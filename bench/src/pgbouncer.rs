@@ -33,7 +33,9 @@ pub fn executable() -> PathBuf {
         .into_iter()
         .map(PathBuf::from)
         .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("pgbouncer is not installed: `make bench` installs it (apt-get install pgbouncer)"))
+        .unwrap_or_else(|| {
+            panic!("pgbouncer is not installed: `make bench` installs it (apt-get install pgbouncer)")
+        })
 }
 
 /// `pgbouncer --version`'s first line and its (major, minor) version, e.g. `("PgBouncer 1.18.0", (1, 18))`.
@@ -41,7 +43,8 @@ pub fn executable() -> PathBuf {
 /// # Panics
 /// When it cannot be run or says something else.
 pub fn version() -> (String, (u32, u32)) {
-    let out = Command::new(executable()).arg("--version").output().unwrap_or_else(|e| panic!("pgbouncer: {e}"));
+    let out =
+        Command::new(executable()).arg("--version").output().unwrap_or_else(|e| panic!("pgbouncer: {e}"));
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().next().unwrap_or_default().trim().to_owned();
     let number = line.rsplit(' ').next().unwrap_or_default();
@@ -80,7 +83,8 @@ pub async fn start(pools: &[PgBouncerPool], max_client_conn: usize) -> ServerPro
         }
     }
     let mut command = Command::new(executable());
-    command.env_clear().arg(&config);
+    // Quiet: its log goes to the file only.
+    command.env_clear().arg("--quiet").arg(&config);
     let mut process = spawn(command, addr);
     process._files = Some(dir);
     for _ in 0..300 {

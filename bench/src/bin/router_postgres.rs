@@ -38,6 +38,9 @@ const ROWS: i32 = 10_000;
 const WARMUP: Duration = Duration::from_secs(2);
 const DURATION: Duration = Duration::from_secs(8);
 const IDLE_CLIENTS: usize = 1_000;
+/// The one-tenant rows' pool (PgBouncer's `pool_size`, the router's tenant maximum and the
+/// tenant's own pool size).
+const ONE_TENANT_POOL: i32 = 8;
 /// The router's default `ROUTER_MAX_CONNECTIONS`, which PgBouncer's pools add up to.
 const BUDGET: usize = 100;
 
@@ -100,7 +103,10 @@ async fn start(target: Target, env: &Env, clients: &[&Tenant], sizing: Sizing) -
             let addr = router.postgres.unwrap();
             for t in clients {
                 let mut c = login(t);
-                c.host("127.0.0.1").port(addr.port()).dbname(&t.dbname).options(format!("-c tenant={}", t.slug));
+                c.host("127.0.0.1")
+                    .port(addr.port())
+                    .dbname(&t.dbname)
+                    .options(format!("-c tenant={}", t.slug));
                 configs.push(c);
             }
             Some(router)
@@ -151,7 +157,13 @@ struct Measured {
     cpu_per_transaction: Option<f64>,
 }
 
-async fn measure(env: &Env, target: Target, protocol: Protocol, clients: &[&Tenant], sizing: Sizing) -> Measured {
+async fn measure(
+    env: &Env,
+    target: Target,
+    protocol: Protocol,
+    clients: &[&Tenant],
+    sizing: Sizing,
+) -> Measured {
     env.watch.wait_for_none().await;
     let running = start(target, env, clients, sizing).await;
     let connected = pg_load::open_all(&running.clients, 16).await;
@@ -235,11 +247,15 @@ async fn scenario(
         let mut measured: [Vec<Measured>; 3] = Default::default();
         for round in 0..ROUNDS {
             for (i, target) in Target::ALL.into_iter().enumerate() {
-                if target == Target::PgBouncer && protocol == Protocol::Prepared && !prepared_through_pgbouncer {
+                if target == Target::PgBouncer
+                    && protocol == Protocol::Prepared
+                    && !prepared_through_pgbouncer
+                {
                     continue;
                 }
                 eprintln!("{label}, {}: round {round}, {}", protocol.name(), target.name());
-                let picked: Vec<&Tenant> = clients(target, round).into_iter().map(|t| &env.tenants[t]).collect();
+                let picked: Vec<&Tenant> =
+                    clients(target, round).into_iter().map(|t| &env.tenants[t]).collect();
                 measured[i].push(measure(env, target, protocol, &picked, sizing).await);
             }
         }
@@ -287,7 +303,8 @@ async fn scenario(
 async fn idle_memory(env: &Env, target: Target) {
     env.watch.wait_for_none().await;
     let clients: Vec<&Tenant> = (0..IDLE_CLIENTS).map(|i| &env.tenants[i % TENANTS]).collect();
-    let running = start(target, env, &clients, Sizing { pool_size: BUDGET / TENANTS, router_tenant_max: None }).await;
+    let running =
+        start(target, env, &clients, Sizing { pool_size: BUDGET / TENANTS, router_tenant_max: None }).await;
     let process = running.process.as_ref().unwrap();
     let (before, _) = process.memory_mib();
     let open = pg_load::open_all(&running.clients, 16).await;
@@ -318,8 +335,16 @@ async fn main() {
     eprintln!("provisioning {TENANTS} starter tenants…");
     let fleet = tenancy_bench::fleet::provision_fleet(&db, &cp, "pgd", "starter", TENANTS, 8, 1).await;
     let admin = db.client().await;
-    // Throughput is measured here, not the plans' rate limits.
+    // Throughput is measured here, not the plans' rate limits. The one-tenant rows want a pool
+    // of 8 for tenant 0, which its plan's pool (2) would cap below the router's tenant maximum.
     admin.execute("UPDATE control.tenants SET rate_limit_per_second = NULL", &[]).await.unwrap();
+    admin
+        .execute(
+            "UPDATE control.tenants SET pool_size = $1 WHERE slug = $2",
+            &[&ONE_TENANT_POOL, &fleet[0].slug],
+        )
+        .await
+        .unwrap();
     let mut tenants = Vec::with_capacity(fleet.len());
     for t in &fleet {
         let row = admin
@@ -361,7 +386,7 @@ async fn main() {
     scenario(
         &env,
         "1 tenant",
-        Sizing { pool_size: 8, router_tenant_max: Some(8) },
+        Sizing { pool_size: ONE_TENANT_POOL as usize, router_tenant_max: Some(ONE_TENANT_POOL as usize) },
         |target, _| vec![0; if target == Target::Direct { 8 } else { 16 }],
         "tenant max 8",
     )

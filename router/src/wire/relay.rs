@@ -115,6 +115,9 @@ struct Held {
     last_heard: tokio::time::Instant,
     /// Settings may have changed in ways only the server knows (see [`Session::read_back_settings`]).
     read_settings: bool,
+    /// What goes to the server next: the messages of what the client sent at once, written
+    /// together (one write, as the client wrote them) before the router waits again.
+    to_server: BytesMut,
     /// Batches the router sent for itself (their answers are kept from the client).
     internal: std::collections::VecDeque<u64>,
     /// The router's refusals, in order, standing in for the server's errors that carry
@@ -129,6 +132,17 @@ impl Held {
     /// The server is idle outside a transaction, with nothing pending or unfinished.
     fn is_idle(&self) -> bool {
         self.pending == 0 && self.status == b'I' && !self.unsynced
+    }
+
+    /// Writes what the client's messages put in [`Held::to_server`], at once.
+    async fn send_to_server(&mut self) -> Result<(), WireError> {
+        if self.to_server.is_empty() {
+            return Ok(());
+        }
+        let socket = self.checkout.socket().ok_or(WireError::Closed)?;
+        socket.write(&self.to_server).await?;
+        self.to_server.clear();
+        Ok(())
     }
 }
 
@@ -187,6 +201,9 @@ impl Session {
                     return Ok(());
                 }
             }
+            if let Some(held) = &mut turn.held {
+                held.send_to_server().await?;
+            }
             self.flush(&mut turn.out).await?;
             let flow = match turn.held {
                 None => self.wait_for_client().await?,
@@ -226,7 +243,7 @@ impl Session {
             if frame.tag == b'S' {
                 turn.skipping = false;
                 match &mut turn.held {
-                    Some(held) => self.relay_to_server(held, &frame).await?,
+                    Some(held) => self.relay_to_server(held, &frame)?,
                     None => frame::ready_for_query(&mut turn.out, b'I'),
                 }
             }
@@ -235,7 +252,7 @@ impl Session {
         if let Some(refusal) = self.refusal(&frame) {
             match &mut turn.held {
                 // The server fails in its place, in order, and the transaction with it.
-                Some(held) => self.fail_in_place(held, &frame, refusal).await?,
+                Some(held) => Self::fail_in_place(held, &frame, refusal),
                 None => turn.refuse(&frame, &refusal),
             }
             return Ok(Flow::Go);
@@ -275,7 +292,7 @@ impl Session {
             }
         }
         if let Some(held) = &mut turn.held {
-            self.relay_to_server(held, &frame).await?;
+            self.relay_to_server(held, &frame)?;
         }
         Ok(Flow::Go)
     }
@@ -377,30 +394,22 @@ impl Session {
     /// Sends the server, in place of the refused `frame`, a message that fails there: the
     /// error reaches the client in order, and aborts the transaction, as PostgreSQL's own would
     /// (its text is replaced by `refusal`'s).
-    async fn fail_in_place(
-        &mut self,
-        held: &mut Held,
-        frame: &Frame,
-        refusal: Notice,
-    ) -> Result<(), WireError> {
-        let mut out = BytesMut::new();
+    fn fail_in_place(held: &mut Held, frame: &Frame, refusal: Notice) {
+        let out = &mut held.to_server;
         if frame.tag == b'P' {
-            frame::put_message(&mut out, b'P', |b| {
+            frame::put_message(out, b'P', |b| {
                 b.extend_from_slice(b"\0");
                 b.extend_from_slice(refusal_marker().as_bytes());
                 b.extend_from_slice(b"\0\0\0");
             });
             held.unsynced = true;
         } else {
-            frame::query(&mut out, refusal_marker());
+            frame::query(out, refusal_marker());
             held.unsynced = false;
             held.pending += 1;
             held.acks.sent += 1;
         }
         held.refusals.push_back(refusal);
-        let socket = held.checkout.socket().ok_or(WireError::Closed)?;
-        socket.write(&out).await?;
-        Ok(())
     }
 
     /// Why the router refuses `frame` itself, if it does.
@@ -506,6 +515,7 @@ impl Session {
             refusals: std::collections::VecDeque::new(),
             internal: std::collections::VecDeque::new(),
             read_settings: false,
+            to_server: BytesMut::new(),
             deadline: None,
             last_heard: tokio::time::Instant::now(),
             setting: None,
@@ -525,7 +535,8 @@ impl Session {
         }
     }
 
-    async fn relay_to_server(&mut self, held: &mut Held, frame: &Frame) -> Result<(), WireError> {
+    /// Adds `frame` (or what stands for it) to what goes to the server next.
+    fn relay_to_server(&mut self, held: &mut Held, frame: &Frame) -> Result<(), WireError> {
         held.last_heard = tokio::time::Instant::now();
         let socket = held.checkout.socket().ok_or(WireError::Closed)?;
         if let Some(sql) = sql_of(frame) {
@@ -536,9 +547,7 @@ impl Session {
             // `currval`/`lastval` first thing on this connection: what another client's `nextval`
             // left in the session's sequence cache is discarded first (as on a fresh session).
             if classification.reads_sequence_cache && held.acks.sent == 0 && !held.unsynced {
-                let mut out = BytesMut::new();
-                frame::query(&mut out, crate::session::DISCARD_SEQUENCES);
-                socket.write(&out).await?;
+                frame::query(&mut held.to_server, crate::session::DISCARD_SEQUENCES);
                 held.internal.push_back(held.acks.sent);
                 held.pending += 1;
                 held.acks.sent += 1;
@@ -568,17 +577,15 @@ impl Session {
                 }
                 held.pending += 1;
                 held.unsynced = false;
-                socket.write(&frame.bytes).await?;
+                held.to_server.extend_from_slice(&frame.bytes);
                 held.acks.sent += 1;
             }
-            b'H' => socket.write(&frame.bytes).await?,
+            b'H' => held.to_server.extend_from_slice(&frame.bytes),
             _ => {
                 held.unsynced = true;
-                let mut out = BytesMut::new();
                 self.statements
-                    .relay(frame, &mut socket.prepared, &mut held.acks, &mut out)
+                    .relay(frame, &mut socket.prepared, &mut held.acks, &mut held.to_server)
                     .map_err(WireError::Refused)?;
-                socket.write(&out).await?;
             }
         }
         Ok(())
