@@ -20,6 +20,7 @@
 
 mod functions;
 mod policy;
+mod shape;
 mod walk;
 
 pub use policy::NotAllowed;
@@ -253,8 +254,9 @@ fn explain_statement(explain: &ExplainStmt) -> Classification {
     Classification { read_only: explained.read_only && !analyze, command: Some("EXPLAIN"), ..explained }
 }
 
-/// Classifications by SQL text (exactly as sent: no normalisation), so that a repeated
-/// statement is parsed once.
+/// Classifications by SQL text, so that a repeated statement is parsed once: by the text as
+/// sent, or, where numbers cannot change the answer, by its [`shape`] (numbers blanked), so
+/// that the simple protocol's `… WHERE id = 41` and `… WHERE id = 42` are parsed once.
 ///
 /// Bounded by entries; SQL longer than [`Classifier::MAX_CACHED_LEN`] is classified but not
 /// kept (such text is rarely repeated, and its parse is small next to its run), which also
@@ -275,13 +277,16 @@ impl Classifier {
 
     /// [`classify`], from the cache when `sql` was seen before.
     pub fn classify(&self, sql: &str) -> Classification {
-        if let Some(classification) = self.cache.get(sql) {
+        if sql.len() > Self::MAX_CACHED_LEN {
+            return classify(sql);
+        }
+        let shape = shape::of(sql);
+        let key = shape.as_deref().unwrap_or(sql);
+        if let Some(classification) = self.cache.get(key) {
             return classification;
         }
         let classification = classify(sql);
-        if sql.len() <= Self::MAX_CACHED_LEN {
-            self.cache.insert(sql.to_owned(), classification);
-        }
+        self.cache.insert(shape.unwrap_or_else(|| sql.to_owned()), classification);
         classification
     }
 }
