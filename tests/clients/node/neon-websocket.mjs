@@ -22,6 +22,7 @@
 
 import { Client, Pool, neonConfig } from '@neondatabase/serverless';
 import { PrismaNeon } from '@prisma/adapter-neon';
+import { interactiveTransactions } from './prisma-adapter.mjs';
 import WebSocket from 'ws';
 
 const { ROUTER_WS, DATABASE_URL, NAME_TENANT, MODE, OTHER_SCHEMA } = process.env;
@@ -120,7 +121,7 @@ async function session() {
     report.setRole = await refusal(pool.query('SET ROLE postgres'));
 
     step = 'prisma';
-    report.prisma = await prismaTransaction();
+    report.prisma = await interactiveTransactions(new PrismaNeon({ connectionString: DATABASE_URL }), 'ws');
 
     step = 'wrong password';
     const wrong = new URL(DATABASE_URL);
@@ -139,50 +140,6 @@ async function session() {
   } finally {
     await pool.end();
   }
-}
-
-/**
- * `@prisma/adapter-neon` driven as Prisma Client drives it (its driver-adapter interface: Prisma
- * Client sends BEGIN through `startTransaction`, then the statements and COMMIT or ROLLBACK as
- * queries, then ends the transaction object): an interactive transaction rolled back, then one
- * committed. No Prisma engine or generated client is needed for this.
- */
-async function prismaTransaction() {
-  const text = { scalarType: 'string', arity: 'scalar' };
-  const adapter = await new PrismaNeon({ connectionString: DATABASE_URL }).connect();
-  const count = async (queryable, address) =>
-    (
-      await queryable.queryRaw({
-        sql: 'SELECT count(*)::int AS n FROM users WHERE email = $1',
-        args: [address],
-        argTypes: [text],
-      })
-    ).rows[0][0];
-  const insert = (queryable, address) =>
-    queryable.executeRaw({
-      sql: 'INSERT INTO users (email, name) VALUES ($1, $2)',
-      args: [address, 'prisma'],
-      argTypes: [text, text],
-    });
-  const seen = {};
-  try {
-    const email = `prisma-${process.pid}@example.test`;
-    const rolledBack = await adapter.startTransaction();
-    seen.inserted = await insert(rolledBack, email);
-    seen.seenInside = await count(rolledBack, email);
-    await rolledBack.executeRaw({ sql: 'ROLLBACK', args: [], argTypes: [] });
-    await rolledBack.rollback();
-    seen.seenAfterRollback = await count(adapter, email);
-
-    const committed = await adapter.startTransaction('SERIALIZABLE');
-    await insert(committed, email);
-    await committed.executeRaw({ sql: 'COMMIT', args: [], argTypes: [] });
-    await committed.commit();
-    seen.seenAfterCommit = await count(adapter, email);
-  } finally {
-    await adapter.dispose();
-  }
-  return seen;
 }
 
 async function drain() {

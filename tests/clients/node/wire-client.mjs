@@ -2,7 +2,8 @@
 // Two clients of one tenant, A and B, take turns: who they are, parameterised queries, a
 // transaction committed and one rolled back, settings A makes and B must never see, what a
 // tenant is refused (another tenant's schema, SET ROLE), and last a named prepared statement
-// (`{ name: 'by-id', ... }`) reused across transactions by both, each with its own text.
+// (`{ name: 'by-id', ... }`) reused across transactions by both, each with its own text; then
+// `@prisma/adapter-pg` (Prisma's adapter for node-postgres) running interactive transactions.
 // Prints one JSON object of what the clients saw; the Rust test
 // (tests/e2e/tests/e2e/postgres_clients.rs) says what they should have seen. An unexpected
 // error stops the run and is reported in `error` with the step it happened in.
@@ -12,7 +13,9 @@
 //                   options naming the tenant)
 //   OTHER_SCHEMA    another tenant's schema, which these clients must not read
 
+import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
+import { interactiveTransactions } from './prisma-adapter.mjs';
 
 const { CLIENT_CONFIG, OTHER_SCHEMA } = process.env;
 if (!CLIENT_CONFIG || !OTHER_SCHEMA) {
@@ -134,6 +137,9 @@ try {
   // And outside a transaction.
   byId.a.push((await a.query({ name: 'by-id', text: 'SELECT email FROM users WHERE id = $1', values: [ids[0]] })).rows[0].email);
   report.named_statements = byId;
+
+  step = 'prisma';
+  report.prisma = await interactiveTransactions(new PrismaPg({ ...config, max: 2 }), 'pg');
 } catch (error) {
   report.error = { step, sqlstate: error.code ?? null, message: String(error.message ?? error) };
 } finally {

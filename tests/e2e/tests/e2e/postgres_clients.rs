@@ -419,7 +419,7 @@ fn common_expectations(e: &mut Expectations<'_>, deployment: &Deployment, client
 
 /// node-postgres: also parameters, a named statement `by-id` reused across transactions by both
 /// clients (each with its own text), `set_config` in a parameterised query kept for A (or
-/// refused) and never seen by B.
+/// refused) and never seen by B; and Prisma's adapter for it running interactive transactions.
 fn node_postgres_expectations<'a>(report: &'a Value, deployment: &Deployment) -> Expectations<'a> {
     let mut e = Expectations::new(report);
     common_expectations(&mut e, deployment, "node");
@@ -435,6 +435,11 @@ fn node_postgres_expectations<'a>(report: &'a Value, deployment: &Deployment) ->
     let emails = ["node-0@example.test", "node-1@example.test", "node-2@example.test", "node-0@example.test"];
     e.equal("/named_statements/a", &json!(emails));
     e.equal("/named_statements/b", &json!(["node user 0", "node user 1", "node user 2"]));
+    // `@prisma/adapter-pg`: an interactive transaction rolled back, then one committed.
+    e.equal(
+        "/prisma",
+        &json!({ "inserted": 1, "seenInside": 1, "seenAfterRollback": 0, "seenAfterCommit": 1 }),
+    );
     e
 }
 
