@@ -129,10 +129,15 @@ impl Classification {
 /// (PostgreSQL will reject it too, but maybe after running the statements before the error),
 /// needs a reset.
 pub fn classify(sql: &str) -> Classification {
-    let Ok(parsed) = pg_query::parse(sql, 0) else { return Classification::UNKNOWN };
+    judged(sql).unwrap_or(Classification::UNKNOWN)
+}
+
+/// [`classify`]'s answer when `sql` parses into at least one statement; `None` otherwise.
+fn judged(sql: &str) -> Option<Classification> {
+    let parsed = pg_query::parse(sql, 0).ok()?;
     let mut statements = parsed.protobuf.stmts.iter().map(|raw| statement(raw.stmt.as_deref()));
-    let Some(first) = statements.next() else { return Classification::UNKNOWN };
-    statements.fold(first, Classification::then)
+    let first = statements.next()?;
+    Some(statements.fold(first, Classification::then))
 }
 
 /// The `SET`/`RESET` statements of `sql`, or `None` unless it is made only of them (not
@@ -285,9 +290,20 @@ impl Classifier {
         if let Some(classification) = self.cache.get(key) {
             return classification;
         }
-        let classification = classify(sql);
-        self.cache.insert(shape.unwrap_or_else(|| sql.to_owned()), classification);
-        classification
+        match (judged(sql), shape) {
+            (Some(classification), shape) => {
+                self.cache.insert(shape.unwrap_or_else(|| sql.to_owned()), classification);
+                classification
+            }
+            // Text that does not parse is judged as unknown, and a shape is not kept for it:
+            // whether text parses may depend on its numbers (`varchar(2147483648)`,
+            // `float(99)`), and its answer must not become that of the shape's texts that do.
+            (None, Some(_)) => Classification::UNKNOWN,
+            (None, None) => {
+                self.cache.insert(sql.to_owned(), Classification::UNKNOWN);
+                Classification::UNKNOWN
+            }
+        }
     }
 }
 

@@ -48,11 +48,18 @@ pub(crate) fn of(sql: &str) -> Option<String> {
         }
         let starts_token = i == 0 || !is_word_byte(bytes[i - 1]);
         if b.is_ascii_digit() && starts_token {
+            let start = i;
             while bytes.get(i).is_some_and(u8::is_ascii_digit) {
                 i += 1;
             }
-            shape.push(b'0');
-            replaced = true;
+            // A number run into letters or `_` (`0x1F`, `1_000`, `1e5`, `123abc`) is kept as
+            // it is: the grammar may read those differently by their digits.
+            if bytes.get(i).is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_') {
+                shape.extend_from_slice(&bytes[start..i]);
+            } else {
+                shape.push(b'0');
+                replaced = true;
+            }
             continue;
         }
         shape.push(b);
@@ -84,7 +91,8 @@ mod tests {
         let b = of("SELECT abalance FROM accounts WHERE aid = 4242").unwrap();
         assert_eq!(a, b);
         assert_eq!(a, "SELECT abalance FROM accounts WHERE aid = 0");
-        assert_eq!(of("select 1.5, .5, 1e-5").unwrap(), "select 0.0, .0, 0e-0");
+        assert_eq!(of("select 1.5, .5, 1e-5").unwrap(), "select 0.0, .0, 1e-0");
+        assert_eq!(of("select 0x10, 1x10, 1_000, 12"), Some("select 0x10, 1x10, 1_000, 0".to_owned()));
         assert_eq!(of("INSERT INTO t2 VALUES (1, $1);").unwrap(), "INSERT INTO t2 VALUES (0, $1);");
     }
 
@@ -108,9 +116,27 @@ mod tests {
         }
     }
 
+    /// Whether text parses can depend on its numbers; text that does not parse first must not
+    /// give its answer to the shape's text that does.
+    #[test]
+    fn text_that_does_not_parse_leaves_its_shape_alone() {
+        let classifier = super::super::Classifier::default();
+        for (invalid, valid) in [
+            ("SELECT lastval(), NULL::float(99)", "SELECT lastval(), NULL::float(53)"),
+            ("SELECT NULL::float(0)", "SELECT NULL::float(5)"),
+            ("SELECT NULL::int[2147483648]", "SELECT NULL::int[3]"),
+        ] {
+            assert_eq!(of(invalid), of(valid));
+            assert_eq!(classifier.classify(invalid), super::super::Classification::UNKNOWN, "{invalid}");
+            assert_eq!(classifier.classify(valid), super::super::classify(valid), "{valid}");
+            assert!(classifier.classify(valid).read_only, "{valid}");
+        }
+    }
+
     #[test]
     fn names_and_parameters_keep_their_digits() {
         assert_eq!(of("SELECT f1(c2) FROM t3 WHERE x = $12"), None);
+        assert_eq!(of("SELECT 0x10"), None);
         assert_eq!(of("SELECT f1(7)").unwrap(), "SELECT f1(0)");
     }
 
