@@ -207,7 +207,7 @@ async fn under_steady_overload_opens_stay_bounded_and_every_tenant_is_served() {
         clients.push(TenantSql::new(&router, &host, &connection_string(&cp, &slug).await));
     }
     // The budget is under test here, not the plan's rate limit.
-    db.client().await.execute("UPDATE control.tenants SET rate_limit_per_second = NULL", &[]).await.unwrap();
+    db.lift_rate_limits().await;
     let clients = std::sync::Arc::new(clients);
     let opened_before = counter(&router, "tenant_router_connections_opened_total").await;
     let started = Instant::now();

@@ -35,11 +35,7 @@ async fn neon_driver_values_match_node_postgres() {
     let tenant = tenants::create(&cp, &TenantRequest::new("acme", "starter"), "test").await.unwrap();
     provision(&cp, tenant.id).await.unwrap();
     // The script sends a few hundred requests in a few seconds: above the starter plan's limit.
-    db.client()
-        .await
-        .execute("UPDATE control.tenants SET rate_limit_per_second = 100000", &[])
-        .await
-        .unwrap();
+    db.lift_rate_limits().await;
     let router = spawn_router_with(&router_settings(&common)).await;
     let neon_url = connection_string(&cp, "acme").await;
 

@@ -49,11 +49,7 @@ async fn tenants(cp: &ControlPlane, db: &TestDb, count: usize) -> Vec<Tenant> {
         .buffered(PROVISIONED_AT_ONCE)
         .collect()
         .await;
-    db.client()
-        .await
-        .execute("UPDATE control.tenants SET rate_limit_per_second = 100000", &[])
-        .await
-        .unwrap();
+    db.lift_rate_limits().await;
     tenants
 }
 

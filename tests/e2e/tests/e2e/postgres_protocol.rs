@@ -150,6 +150,8 @@ async fn clients_share_few_server_connections_and_never_see_each_others_sessions
     let Catalog { db, common, cp } = Catalog::create().await;
     // `pro`: 100 transactions a second, five connections.
     let (acme, acme_secret) = provisioned(&cp, "acme", "pro").await;
+    // More than a hundred transactions in a second or two: more than the plan allows.
+    db.lift_rate_limits().await;
     let mut settings = router_settings(&common);
     settings.max_connections = 3;
     settings.checkout_timeout = Duration::from_secs(10);
@@ -536,5 +538,52 @@ async fn a_connected_client_is_still_served_while_the_tenant_directory_is_away()
     }
 
     admin.batch_execute(&format!("ALTER DATABASE {catalog} ALLOW_CONNECTIONS true")).await.unwrap();
+    router.stop().await.unwrap();
+}
+
+/// The plan's rate limit counts transactions on the PostgreSQL door: one over it is refused with
+/// `53400` before it takes a server connection, the client stays connected and is served again
+/// once the limit allows, a transaction already begun is never cut short, and another tenant is
+/// not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_plans_rate_is_refused_per_transaction_and_stays_connected() {
+    let Catalog { db, common, cp } = Catalog::create().await;
+    let (_, acme_secret) = provisioned(&cp, "acme", "starter").await;
+    let (_, globex_secret) = provisioned(&cp, "globex", "starter").await;
+    db.lift_rate_limits().await;
+    let acme_limited = "UPDATE control.tenants SET rate_limit_per_second = 2 WHERE slug = 'acme'";
+    db.client().await.execute(acme_limited, &[]).await.unwrap();
+    let router = spawn_router_with(&router_settings(&common)).await;
+    let addr = router.pg_addr.unwrap();
+    let acme = connect(addr, "acme", &acme_secret).await.unwrap();
+    let globex = connect(addr, "globex", &globex_secret).await.unwrap();
+
+    let (mut refused, burst_started) = (0_u32, std::time::Instant::now());
+    for _ in 0..10 {
+        match acme.simple_query("SELECT 1").await {
+            Ok(_) => {}
+            Err(err) => {
+                assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::from_code("53400")), "{err}");
+                refused += 1;
+            }
+        }
+        assert_eq!(first(&globex, "SELECT 'other tenant'").await, "other tenant");
+    }
+    // A burst of one second's worth, then two a second (and one for rounding).
+    let allowed_at_most = 3.0 + 2.0 * burst_started.elapsed().as_secs_f64();
+    assert!(refused >= 1 && f64::from(10 - refused) <= allowed_at_most, "{refused} of 10 refused");
+    assert!(!acme.is_closed(), "a refused client keeps its connection");
+
+    // Once the limit allows, the client is served again; its transaction, once begun, runs to
+    // its end however many statements it sends.
+    let started = std::time::Instant::now();
+    while acme.simple_query("BEGIN").await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(10), "never served again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for n in 0..20 {
+        assert_eq!(first(&acme, &format!("SELECT {n}")).await, n.to_string());
+    }
+    acme.simple_query("COMMIT").await.unwrap();
     router.stop().await.unwrap();
 }

@@ -42,11 +42,7 @@ async fn deploy() -> Deployment {
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
     let acme = tenant(&cp, "acme").await;
     let globex = tenant(&cp, "globex").await;
-    db.client()
-        .await
-        .execute("UPDATE control.tenants SET rate_limit_per_second = 100000", &[])
-        .await
-        .unwrap();
+    db.lift_rate_limits().await;
     Deployment { db, common, cp, acme, globex }
 }
 

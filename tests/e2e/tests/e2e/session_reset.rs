@@ -80,7 +80,7 @@ async fn tenant() -> (TestDb, tenant_router::http::RunningRouter, Tenant) {
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
     let tenant = tenants::create(&cp, &TenantRequest::new("acme", "pro"), "test").await.unwrap();
     provision(&cp, tenant.id).await.unwrap();
-    db.client().await.execute("UPDATE control.tenants SET rate_limit_per_second = NULL", &[]).await.unwrap();
+    db.lift_rate_limits().await;
     let mut settings = router_settings(&common);
     settings.tenant_max_connections = 1;
     let router = spawn_router_with(&settings).await;

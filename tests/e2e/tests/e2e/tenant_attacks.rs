@@ -14,11 +14,7 @@ use std::time::Duration;
 async fn statements_a_tenant_has_no_business_sending_are_refused() {
     let f = fixture().await;
     // Some forty requests in a row: more than the plan allows per second.
-    f.db.client()
-        .await
-        .execute("UPDATE control.tenants SET rate_limit_per_second = NULL", &[])
-        .await
-        .unwrap();
+    f.db.lift_rate_limits().await;
     let role = format!("{}_acme", f.db.role_prefix);
     let refused = [
         format!("ALTER ROLE {role} PASSWORD 'stolen'"),
@@ -253,11 +249,7 @@ async fn routers_catalog_role_reads_routing_records_and_nothing_else() {
 async fn a_read_only_token_cannot_write_whatever_it_sends() {
     let f = fixture().await;
     // Some forty requests in a row: more than the plan allows per second.
-    f.db.client()
-        .await
-        .execute("UPDATE control.tenants SET rate_limit_per_second = NULL", &[])
-        .await
-        .unwrap();
+    f.db.lift_rate_limits().await;
     f.acme.rows("INSERT INTO tags (name) VALUES ('kept')", json!([])).await;
     let admin = f.db.tenants_client().await;
     admin

@@ -147,6 +147,14 @@ impl TestDb {
         connect(&self.url).await
     }
 
+    /// Lifts every tenant's plan rate limit: for tests that send requests as fast as the machine
+    /// allows and are not about rate limits (on a fast machine the plan would refuse some).
+    pub async fn lift_rate_limits(&self) {
+        let lifted =
+            self.client().await.execute("UPDATE control.tenants SET rate_limit_per_second = NULL", &[]).await;
+        lifted.unwrap_or_else(|e| panic!("lift rate limits: {e}"));
+    }
+
     /// The database of the default cluster's schema tenants (created by the control plane).
     pub fn tenants_database(&self) -> String {
         format!("{}_tenants", self.role_prefix)
