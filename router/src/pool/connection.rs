@@ -45,7 +45,9 @@ pub struct ServerSocket {
 pub struct Connection {
     /// For a [`Door::Wire`] connection, only its cancel token is used: its socket is `wire`.
     client: tokio_postgres::Client,
-    wire: Option<ServerSocket>,
+    /// Boxed: a connection moves (into the pool, out to a client) far more often than one is
+    /// opened, and a client's future keeps room for it.
+    wire: Option<Box<ServerSocket>>,
     /// The TLS it was opened with, which its cancel requests use too.
     tls: tenancy::pg::Tls,
     /// Statements prepared on this connection, by SQL text.
@@ -117,7 +119,7 @@ impl Connection {
 
     /// The socket of a [`Door::Wire`] connection (`None` for an HTTP door's).
     pub(crate) fn socket(&mut self) -> Option<&mut ServerSocket> {
-        self.wire.as_mut()
+        self.wire.as_deref_mut()
     }
 
     /// The client and the statement cache, borrowed apart (a transaction holds the client
@@ -199,7 +201,7 @@ pub(crate) async fn open(
         }
         Door::Wire => {
             let raw = connection.into_raw();
-            Some(ServerSocket {
+            Some(Box::new(ServerSocket {
                 stream: raw.stream,
                 read_buf: raw.read_buf,
                 parameters: raw.parameters,
@@ -207,7 +209,7 @@ pub(crate) async fn open(
                 applied_settings: None,
                 prepared: std::collections::HashSet::new(),
                 _unit: socket_unit,
-            })
+            }))
         }
     };
     Ok(Connection {

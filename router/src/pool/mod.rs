@@ -451,6 +451,9 @@ impl TenantPools {
         checkout
     }
 
+    /// What is rare on this path (waiting in line, opening a connection, shedding another's,
+    /// resetting a session) is boxed: the future of every client of the PostgreSQL door holds
+    /// this one's room for its whole life, idle or not.
     async fn checkout_within_timeout(&self, pool: &TenantPool) -> Result<Checkout, PoolCheckoutError> {
         let deadline = tokio::time::Instant::now() + self.limits.checkout_timeout;
         loop {
@@ -470,7 +473,9 @@ impl TenantPools {
                 }
                 Attempt::Open { evicted } => {
                     if let Some(evicted) = evicted {
-                        if !self.shared.shed(evicted).await && !self.shared.budget().replace_lost_unit() {
+                        if !Box::pin(self.shared.shed(evicted)).await
+                            && !self.shared.budget().replace_lost_unit()
+                        {
                             // The room made was not there after all: give the claim up, retry.
                             let handoffs = self.shared.budget().open_abandoned(pool.id);
                             self.shared.deliver(handoffs);
@@ -481,7 +486,7 @@ impl TenantPools {
                 }
                 Attempt::Queued => {
                     let Some(receiver) = receiver else { continue };
-                    match self.wait(pool, receiver, deadline).await {
+                    match Box::pin(self.wait(pool, receiver, deadline)).await {
                         Some(handed) => handed,
                         None => return Err(PoolCheckoutError::Exhausted),
                     }
@@ -493,7 +498,7 @@ impl TenantPools {
                         return Ok(ready);
                     }
                 }
-                Handed::Open(permit) => return self.open(pool, permit, deadline).await,
+                Handed::Open(permit) => return Box::pin(self.open(pool, permit, deadline)).await,
             }
         }
     }
@@ -637,7 +642,7 @@ async fn ready(mut checkout: Checkout, deadline: tokio::time::Instant) -> Option
         return None;
     }
     if !checkout.clean {
-        let reset = tokio::time::timeout_at(deadline, checkout.reset_session()).await;
+        let reset = tokio::time::timeout_at(deadline, Box::pin(checkout.reset_session())).await;
         if !matches!(reset, Ok(Ok(()))) {
             checkout.retire = true;
             return None;

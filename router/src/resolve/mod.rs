@@ -169,6 +169,19 @@ impl Resolver {
 
     async fn lookup_once(&self, host: &str) -> Result<Lookup, ResolveTenantError> {
         use crate::metrics::{Layer, Outcome};
+        // A hit (the common case) needs no loader; a miss's (large) future is boxed, so that a
+        // PostgreSQL client's future, which holds room for this one, stays small.
+        if let Some(hit) = self.cache.get(host).await {
+            self.metrics
+                .resolution(Layer::L1, if hit.is_some() { Outcome::Found } else { Outcome::NotFound });
+            return Ok(hit);
+        }
+        Box::pin(self.load_through_cache(host)).await
+    }
+
+    /// [`Resolver::lookup_once`] past the in-process cache: concurrent misses share one load.
+    async fn load_through_cache(&self, host: &str) -> Result<Lookup, ResolveTenantError> {
+        use crate::metrics::{Layer, Outcome};
         use std::sync::atomic::{AtomicU8, Ordering};
         // 0: the in-process cache answered; 1: Redis; 2: the catalog.
         let layer = AtomicU8::new(0);

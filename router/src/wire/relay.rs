@@ -24,7 +24,7 @@ use super::statements::{self, Acks, ClientStatements};
 use super::WireError;
 use crate::pool::{Checkout, TenantPool};
 use crate::state::AppState;
-use crate::statement::SettingChange;
+use crate::statement::{Classification, SettingChange};
 use bytes::BytesMut;
 use std::sync::Arc;
 use tenancy::catalog::TenantRecord;
@@ -62,7 +62,13 @@ pub(crate) struct Session {
     idle_transaction_timeout: std::time::Duration,
     /// The connection the client keeps from the start (session pooling), until it is held.
     kept: Option<Checkout>,
+    /// [`Held::to_server`]'s buffer between transactions, kept for the next one.
+    spare: BytesMut,
 }
+
+/// The most of [`Session::spare`] kept between transactions: one of the client's largest
+/// messages is not kept for its whole session.
+const SPARE_CAPACITY: usize = 8 * 1024;
 
 /// Whether a session goes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +184,7 @@ impl Session {
             shutdown,
             idle_transaction_timeout,
             kept,
+            spare: BytesMut::new(),
         }
     }
 
@@ -243,20 +250,23 @@ impl Session {
             if frame.tag == b'S' {
                 turn.skipping = false;
                 match &mut turn.held {
-                    Some(held) => self.relay_to_server(held, &frame)?,
+                    Some(held) => self.relay_to_server(held, &frame, None)?,
                     None => frame::ready_for_query(&mut turn.out, b'I'),
                 }
             }
             return Ok(Flow::Go);
         }
-        if let Some(refusal) = self.refusal(&frame) {
-            match &mut turn.held {
-                // The server fails in its place, in order, and the transaction with it.
-                Some(held) => Self::fail_in_place(held, &frame, refusal),
-                None => turn.refuse(&frame, &refusal),
+        let classification = match self.judge(&frame) {
+            Ok(classification) => classification,
+            Err(refusal) => {
+                match &mut turn.held {
+                    // The server fails in its place, in order, and the transaction with it.
+                    Some(held) => Self::fail_in_place(held, &frame, refusal),
+                    None => turn.refuse(&frame, &refusal),
+                }
+                return Ok(Flow::Go);
             }
-            return Ok(Flow::Go);
-        }
+        };
         if turn.held.as_ref().is_some_and(Held::is_idle) && !matches!(frame.tag, b'S' | b'H') {
             // Session pooling: a transaction starts on the connection the client keeps.
             if let Err(notice) = self.begin_transaction().await {
@@ -292,7 +302,7 @@ impl Session {
             }
         }
         if let Some(held) = &mut turn.held {
-            self.relay_to_server(held, &frame)?;
+            self.relay_to_server(held, &frame, classification)?;
         }
         Ok(Flow::Go)
     }
@@ -372,7 +382,8 @@ impl Session {
         if self.tenant.pool_mode == PoolMode::Transaction {
             if let Some(mut held) = turn.held.take() {
                 if held.read_settings {
-                    self.read_back_settings(&mut held).await;
+                    // Boxed: rare, and its future would make every session's larger.
+                    Box::pin(self.read_back_settings(&mut held)).await;
                 }
                 self.release(held);
             }
@@ -412,22 +423,26 @@ impl Session {
         held.refusals.push_back(refusal);
     }
 
-    /// Why the router refuses `frame` itself, if it does.
-    fn refusal(&self, frame: &Frame) -> Option<Notice> {
+    /// What the SQL `frame` carries is (`None` for a message without SQL), or why the router
+    /// refuses `frame` itself.
+    fn judge(&self, frame: &Frame) -> Result<Option<Classification>, Notice> {
         match frame.tag {
             b'Q' | b'P' => {}
-            b'F' => return Some(Notice::error(
+            b'F' => return Err(Notice::error(
                 "0A000",
                 "the FunctionCall message is not supported through the router; call the function with SELECT",
             )),
-            _ => return None,
+            _ => return Ok(None),
         }
         let Some(sql) = sql_of(frame) else {
             // Text the router cannot read is text it cannot judge.
-            return Some(Notice::error("22021", "SQL text must be UTF-8"));
+            return Err(Notice::error("22021", "SQL text must be UTF-8"));
         };
-        let not_allowed = self.state.classifier.classify(sql).not_allowed?;
-        Some(Notice::error("42501", not_allowed.message()))
+        let classification = self.state.classifier.classify(sql);
+        match classification.not_allowed {
+            Some(not_allowed) => Err(Notice::error("42501", not_allowed.message())),
+            None => Ok(Some(classification)),
+        }
     }
 
     /// The tenant as it is now (from the resolver's cache): a client connected before a
@@ -501,7 +516,7 @@ impl Session {
     }
 
     /// The client holds `checkout` (which has its settings).
-    fn hold(&self, mut checkout: Checkout) -> Held {
+    fn hold(&mut self, mut checkout: Checkout) -> Held {
         // Closed unless given back idle (see `Held`'s drop).
         checkout.retire = true;
         self.cancel.target.set(Some(checkout.canceller()));
@@ -515,7 +530,7 @@ impl Session {
             refusals: std::collections::VecDeque::new(),
             internal: std::collections::VecDeque::new(),
             read_settings: false,
-            to_server: BytesMut::new(),
+            to_server: std::mem::take(&mut self.spare),
             deadline: None,
             last_heard: tokio::time::Instant::now(),
             setting: None,
@@ -523,24 +538,31 @@ impl Session {
         }
     }
 
-    /// Gives the server connection back; `clean_ending`: the server is idle outside a
-    /// transaction with nothing pending.
     /// Gives the server connection back when the server is idle outside a transaction with
     /// nothing pending; otherwise it is closed (its query cancelled, see [`Held`]'s drop).
-    fn release(&self, mut held: Held) {
+    fn release(&mut self, mut held: Held) {
         self.cancel.target.set(None);
+        if held.to_server.capacity() <= SPARE_CAPACITY {
+            self.spare = std::mem::take(&mut held.to_server);
+            self.spare.clear();
+        }
         if held.is_idle() {
             held.checkout.retire = false;
             held.checkout.clean = !held.dirty;
         }
     }
 
-    /// Adds `frame` (or what stands for it) to what goes to the server next.
-    fn relay_to_server(&mut self, held: &mut Held, frame: &Frame) -> Result<(), WireError> {
+    /// Adds `frame` (or what stands for it) to what goes to the server next; `classification`:
+    /// of the SQL it carries ([`Session::judge`]).
+    fn relay_to_server(
+        &mut self,
+        held: &mut Held,
+        frame: &Frame,
+        classification: Option<Classification>,
+    ) -> Result<(), WireError> {
         held.last_heard = tokio::time::Instant::now();
         let socket = held.checkout.socket().ok_or(WireError::Closed)?;
-        if let Some(sql) = sql_of(frame) {
-            let classification = self.state.classifier.classify(sql);
+        if let (Some(sql), Some(classification)) = (sql_of(frame), classification) {
             if classification.discards_statements {
                 socket.prepared.clear();
             }
