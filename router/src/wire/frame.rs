@@ -10,6 +10,23 @@ pub(crate) const MAX_STARTUP: usize = 10_000;
 /// Largest message after it: PostgreSQL's (1 GB - 1).
 pub(crate) const MAX_MESSAGE: usize = 0x3fff_ffff;
 
+/// Room made before reading from a client: its usual messages fit at once.
+pub(crate) const CLIENT_READ_ROOM: usize = 1024;
+
+/// Room made before reading from a server: its answers are larger (rows).
+pub(crate) const SERVER_READ_ROOM: usize = 8 * 1024;
+
+/// Makes `room` bytes of room at the end of `buf` before a read into it. A read that fills all
+/// the room there was cannot tell that the socket is drained (tokio takes a short read as the
+/// sign), so it costs another `recv`; and after frames are split off the front, what room is
+/// left at the end of the buffer can be a few bytes. Once those frames are dropped, making room
+/// in an empty buffer reuses its allocation.
+pub(crate) fn make_room(buf: &mut BytesMut, room: usize) {
+    if buf.capacity() - buf.len() < room {
+        buf.reserve(room);
+    }
+}
+
 /// A protocol violation: the connection is closed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum FrameError {

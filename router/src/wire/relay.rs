@@ -309,6 +309,7 @@ impl Session {
 
     /// Waits for the client's next bytes, holding no server connection.
     async fn wait_for_client(&mut self) -> Result<Flow, WireError> {
+        frame::make_room(&mut self.conn.buf, frame::CLIENT_READ_ROOM);
         tokio::select! {
             read = self.conn.io.read_buf(&mut self.conn.buf) => {
                 Ok(if read? == 0 { Flow::End } else { Flow::Go })
@@ -328,6 +329,8 @@ impl Session {
         let idle_deadline = held.last_heard + self.idle_transaction_timeout;
         let canceller = held.checkout.canceller();
         let socket = held.checkout.socket().ok_or(WireError::Closed)?;
+        frame::make_room(&mut self.conn.buf, frame::CLIENT_READ_ROOM);
+        frame::make_room(&mut socket.read_buf, frame::SERVER_READ_ROOM);
         let read_client = self.conn.io.read_buf(&mut self.conn.buf);
         let read_server = tokio::io::AsyncReadExt::read_buf(&mut socket.stream, &mut socket.read_buf);
         tokio::select! {

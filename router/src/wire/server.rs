@@ -26,6 +26,7 @@ impl ServerSocket {
                 Ok(None) => {}
                 Err(err) => return Err(self.broke(std::io::Error::other(err.to_string()))),
             }
+            frame::make_room(&mut self.read_buf, frame::SERVER_READ_ROOM);
             match self.stream.read_buf(&mut self.read_buf).await {
                 Ok(0) => return Err(self.broke(std::io::ErrorKind::UnexpectedEof.into())),
                 Ok(_) => {}

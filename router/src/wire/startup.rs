@@ -81,6 +81,7 @@ impl ClientConn {
     }
 
     async fn read_more(&mut self) -> Result<(), WireError> {
+        frame::make_room(&mut self.buf, frame::CLIENT_READ_ROOM);
         match self.io.read_buf(&mut self.buf).await? {
             0 => Err(WireError::Closed),
             _ => Ok(()),
