@@ -496,26 +496,32 @@ impl Session {
     }
 
     /// A server connection for the client, with its settings, charged to the plan's rate limit.
+    /// A connection lost while its settings are applied (PostgreSQL restarting, say: the client
+    /// has sent it nothing yet) is closed and another one taken, a few times at most.
     async fn attach(&mut self) -> Result<Held, Notice> {
+        const ATTEMPTS: usize = 3;
         self.begin_transaction().await?;
         let waited = std::time::Instant::now();
-        let mut checkout = self.state.pools.checkout(&self.pool).await.map_err(|err| {
-            let notice = super::startup::pool_notice(&err);
-            Notice::error(notice.code, notice.message)
-        })?;
-        self.state.metrics.checkout_wait.observe(waited.elapsed().as_secs_f64());
-        match apply_settings(&mut checkout, &self.settings).await {
-            Ok(None) => {}
-            Ok(Some(_)) | Err(_) => {
-                checkout.clean = false;
-                return Err(Notice::error(
-                    "08006",
-                    "the client's settings could not be applied on a server connection",
-                ));
+        for attempt in 1..=ATTEMPTS {
+            let mut checkout = self.state.pools.checkout(&self.pool).await.map_err(|err| {
+                let notice = super::startup::pool_notice(&err);
+                Notice::error(notice.code, notice.message)
+            })?;
+            match apply_settings(&mut checkout, &self.settings).await {
+                Ok(None) => {
+                    self.state.metrics.checkout_wait.observe(waited.elapsed().as_secs_f64());
+                    self.count_transaction();
+                    return Ok(self.hold(checkout));
+                }
+                Err(_) if attempt < ATTEMPTS => checkout.retire = true,
+                Ok(Some(_)) | Err(_) => {
+                    checkout.clean = false;
+                    checkout.retire |= checkout.is_closed();
+                    break;
+                }
             }
         }
-        self.count_transaction();
-        Ok(self.hold(checkout))
+        Err(Notice::error("08006", "the client's settings could not be applied on a server connection"))
     }
 
     /// The client holds `checkout` (which has its settings).
