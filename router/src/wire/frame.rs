@@ -20,9 +20,10 @@ pub(crate) const SERVER_READ_ROOM: usize = 8 * 1024;
 /// the room there was cannot tell that the socket is drained (tokio takes a short read as the
 /// sign), so it costs another `recv`; and after frames are split off the front, what room is
 /// left at the end of the buffer can be a few bytes. Once those frames are dropped, making room
-/// in an empty buffer reuses its allocation.
+/// in an empty buffer reuses its allocation. A message begun (its length read) already has room
+/// for the rest of it ([`next_frame`]): more would only grow the buffer, by as much as it holds.
 pub(crate) fn make_room(buf: &mut BytesMut, room: usize) {
-    if buf.capacity() - buf.len() < room {
+    if buf.len() < 5 && buf.capacity() - buf.len() < room {
         buf.reserve(room);
     }
 }
@@ -255,6 +256,30 @@ mod tests {
         assert!(matches!(next_frame(&mut bad, MAX_MESSAGE), Err(FrameError::BadLength(2))));
         let mut long = BytesMut::from(&[b'Q', 0, 0, 0x30, 0][..]);
         assert!(matches!(next_frame(&mut long, MAX_STARTUP), Err(FrameError::TooLong(_))));
+    }
+
+    #[test]
+    fn room_is_made_before_a_message_not_in_the_middle_of_one() {
+        // Empty, or a few bytes left after frames were split off: room for a whole read.
+        let mut buf = BytesMut::new();
+        make_room(&mut buf, CLIENT_READ_ROOM);
+        assert!(buf.capacity() >= CLIENT_READ_ROOM);
+        let mut buf = BytesMut::with_capacity(64);
+        query(&mut buf, "SELECT 1");
+        let _ = next_frame(&mut buf, MAX_MESSAGE).unwrap().unwrap();
+        make_room(&mut buf, CLIENT_READ_ROOM);
+        assert!(buf.capacity() - buf.len() >= CLIENT_READ_ROOM);
+        // A large message begun: the room for its rest is what it needs, never doubled.
+        let length = 1_000_000_i32;
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(b"D");
+        buf.extend_from_slice(&length.to_be_bytes());
+        buf.extend_from_slice(&[0; 100]);
+        assert!(next_frame(&mut buf, MAX_MESSAGE).unwrap().is_none());
+        let needed = buf.capacity();
+        buf.extend_from_slice(&vec![0; needed - buf.len() - 10]);
+        make_room(&mut buf, SERVER_READ_ROOM);
+        assert_eq!(buf.capacity(), needed);
     }
 
     #[test]

@@ -507,16 +507,16 @@ impl Session {
                 let notice = super::startup::pool_notice(&err);
                 Notice::error(notice.code, notice.message)
             })?;
+            let checked_out = waited.elapsed();
             match apply_settings(&mut checkout, &self.settings).await {
                 Ok(None) => {
-                    self.state.metrics.checkout_wait.observe(waited.elapsed().as_secs_f64());
+                    self.state.metrics.checkout_wait.observe(checked_out.as_secs_f64());
                     self.count_transaction();
                     return Ok(self.hold(checkout));
                 }
                 Err(_) if attempt < ATTEMPTS => checkout.retire = true,
                 Ok(Some(_)) | Err(_) => {
                     checkout.clean = false;
-                    checkout.retire |= checkout.is_closed();
                     break;
                 }
             }
@@ -561,6 +561,42 @@ impl Session {
         }
     }
 
+    /// What running `sql` (classified as `classification`, sent in a message tagged `tag`)
+    /// does to the session `held` is on: statements discarded, the sequence cache read, state
+    /// left for the next client (the connection reset before it), settings the client keeps.
+    fn note_effects(held: &mut Held, tag: u8, sql: &str, classification: Classification) {
+        if classification.discards_statements {
+            if let Some(socket) = held.checkout.socket() {
+                socket.prepared.clear();
+            }
+        }
+        // `currval`/`lastval` first thing on this connection: what another client's `nextval`
+        // left in the session's sequence cache is discarded first (as on a fresh session).
+        if classification.reads_sequence_cache && held.acks.sent == 0 && !held.unsynced {
+            frame::query(&mut held.to_server, crate::session::DISCARD_SEQUENCES);
+            held.internal.push_back(held.acks.sent);
+            held.pending += 1;
+            held.acks.sent += 1;
+        }
+        // `BEGIN`, `COMMIT` and the like leave nothing behind: `ReadyForQuery` tells when
+        // the transaction is over.
+        if classification.needs_reset() && !crate::statement::only_transaction_control(sql) {
+            let settings_only = tag == b'Q'
+                && held.status == b'I'
+                && held.pending == 0
+                && crate::statement::setting_changes(sql).is_some();
+            if settings_only {
+                held.setting = Some(sql.to_owned());
+            } else {
+                held.dirty = true;
+                // A SET in a transaction, or set_config: what the session's settings are once
+                // the transaction is over is read back then, and kept for the client.
+                held.read_settings |=
+                    classification.sets_config || crate::statement::setting_changes(sql).is_some();
+            }
+        }
+    }
+
     /// Adds `frame` (or what stands for it) to what goes to the server next; `classification`:
     /// of the SQL it carries ([`Session::judge`]).
     fn relay_to_server(
@@ -570,37 +606,15 @@ impl Session {
         classification: Option<Classification>,
     ) -> Result<(), WireError> {
         held.last_heard = tokio::time::Instant::now();
-        let socket = held.checkout.socket().ok_or(WireError::Closed)?;
         if let (Some(sql), Some(classification)) = (sql_of(frame), classification) {
-            if classification.discards_statements {
-                socket.prepared.clear();
-            }
-            // `currval`/`lastval` first thing on this connection: what another client's `nextval`
-            // left in the session's sequence cache is discarded first (as on a fresh session).
-            if classification.reads_sequence_cache && held.acks.sent == 0 && !held.unsynced {
-                frame::query(&mut held.to_server, crate::session::DISCARD_SEQUENCES);
-                held.internal.push_back(held.acks.sent);
-                held.pending += 1;
-                held.acks.sent += 1;
-            }
-            // `BEGIN`, `COMMIT` and the like leave nothing behind: `ReadyForQuery` tells when
-            // the transaction is over.
-            if classification.needs_reset() && !crate::statement::only_transaction_control(sql) {
-                let settings_only = frame.tag == b'Q'
-                    && held.status == b'I'
-                    && held.pending == 0
-                    && crate::statement::setting_changes(sql).is_some();
-                if settings_only {
-                    held.setting = Some(sql.to_owned());
-                } else {
-                    held.dirty = true;
-                    // A SET in a transaction, or set_config: what the session's settings are once
-                    // the transaction is over is read back then, and kept for the client.
-                    held.read_settings |=
-                        classification.sets_config || crate::statement::setting_changes(sql).is_some();
-                }
-            }
+            Self::note_effects(held, frame.tag, sql, classification);
+        } else if let Some(sql) = self.statements.sql_of_bind(frame) {
+            // A named statement run on a connection in a later transaction than the one that
+            // prepared it: what it leaves in the session is this connection's to reset now.
+            let classification = self.state.classifier.classify(sql);
+            Self::note_effects(held, frame.tag, sql, classification);
         }
+        let socket = held.checkout.socket().ok_or(WireError::Closed)?;
         match frame.tag {
             b'Q' | b'S' => {
                 if held.pending == 0 {

@@ -278,6 +278,18 @@ async fn prepared_statements_follow_their_client_from_connection_to_connection()
     // A statement that fails to prepare leaves nothing behind.
     assert!(a.prepare("SELECT * FROM no_such_table").await.is_err());
     assert_eq!(a.query_one(&plus_one, &[&2]).await.unwrap().get::<_, i32>(0), 3);
+    // A named statement that changes the session, run in a later transaction than the one that
+    // prepared it (on a connection it is prepared on again, unseen): the connection is reset
+    // before the next client gets it.
+    let set_path = a.prepare("SET search_path = public").await.unwrap();
+    assert_eq!(first(&b, "SELECT current_schema()").await, "t_acme");
+    a.execute(&set_path, &[]).await.unwrap();
+    assert_eq!(first(&b, "SELECT current_schema()").await, "t_acme", "a's SET reached b");
+    let held_here = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()";
+    let lock = a.prepare("SELECT pg_advisory_lock(42)").await.unwrap();
+    assert_eq!(first(&b, held_here).await, "0");
+    a.execute(&lock, &[]).await.unwrap();
+    assert_eq!(first(&b, held_here).await, "0", "a's advisory lock stayed on b's session");
     router.stop().await.unwrap();
 }
 
