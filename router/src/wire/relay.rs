@@ -426,8 +426,8 @@ impl Session {
         held.refusals.push_back(refusal);
     }
 
-    /// What the SQL `frame` carries is (`None` for a message without SQL), or why the router
-    /// refuses `frame` itself.
+    /// The classification of the SQL `frame` carries (`None` for a message without SQL), or
+    /// why the router refuses `frame` itself.
     fn judge(&self, frame: &Frame) -> Result<Option<Classification>, Notice> {
         match frame.tag {
             b'Q' | b'P' => {}
