@@ -13,8 +13,8 @@
 //!   `SET`/`RESET` outside a transaction, are the client's own: they are applied on whichever
 //!   connection it gets, before its first message there (nothing is sent when the connection
 //!   has them already). A `SET` inside a transaction lasts until the transaction ends.
-//! - **Named prepared statements** are the client's own too, prepared on whichever connection
-//!   it gets ([`super::statements`]).
+//! - **Prepared statements**, named and unnamed, are the client's own too, prepared on
+//!   whichever connection it gets ([`super::statements`]).
 
 use super::cancel::Registration;
 use super::frame::{self, Frame, Notice, MAX_MESSAGE};
@@ -261,8 +261,11 @@ impl Session {
             Err(refusal) => {
                 match &mut turn.held {
                     // The server fails in its place, in order, and the transaction with it.
-                    Some(held) => Self::fail_in_place(held, &frame, refusal),
-                    None => turn.refuse(&frame, &refusal),
+                    Some(held) => self.fail_in_place(held, &frame, refusal),
+                    None => {
+                        self.statements.refused(&frame, &mut Acks::default());
+                        turn.refuse(&frame, &refusal);
+                    }
                 }
                 return Ok(Flow::Go);
             }
@@ -408,7 +411,8 @@ impl Session {
     /// Sends the server, in place of the refused `frame`, a message that fails there: the
     /// error reaches the client in order, and aborts the transaction, as PostgreSQL's own would
     /// (its text is replaced by `refusal`'s).
-    fn fail_in_place(held: &mut Held, frame: &Frame, refusal: Notice) {
+    fn fail_in_place(&mut self, held: &mut Held, frame: &Frame, refusal: Notice) {
+        self.statements.refused(frame, &mut held.acks);
         let out = &mut held.to_server;
         if frame.tag == b'P' {
             frame::put_message(out, b'P', |b| {
@@ -608,10 +612,9 @@ impl Session {
         held.last_heard = tokio::time::Instant::now();
         if let (Some(sql), Some(classification)) = (sql_of(frame), classification) {
             Self::note_effects(held, frame.tag, sql, classification);
-        } else if let Some(sql) = self.statements.sql_of_bind(frame) {
-            // A named statement run on a connection in a later transaction than the one that
+        } else if let Some((sql, classification)) = self.statements.prepared_earlier(frame, &held.acks) {
+            // A statement run on a connection in a later transaction than the one that
             // prepared it: what it leaves in the session is this connection's to reset now.
-            let classification = self.state.classifier.classify(sql);
             Self::note_effects(held, frame.tag, sql, classification);
         }
         let socket = held.checkout.socket().ok_or(WireError::Closed)?;
@@ -623,13 +626,16 @@ impl Session {
                 held.pending += 1;
                 held.unsynced = false;
                 held.to_server.extend_from_slice(&frame.bytes);
+                if frame.tag == b'Q' {
+                    self.statements.query_sent(&mut held.acks);
+                }
                 held.acks.sent += 1;
             }
             b'H' => held.to_server.extend_from_slice(&frame.bytes),
             _ => {
                 held.unsynced = true;
                 self.statements
-                    .relay(frame, &mut socket.prepared, &mut held.acks, &mut held.to_server)
+                    .relay(frame, classification, &mut socket.prepared, &mut held.acks, &mut held.to_server)
                     .map_err(WireError::Refused)?;
             }
         }

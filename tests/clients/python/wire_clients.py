@@ -107,6 +107,31 @@ def run_psycopg(report, settings, other_schema):
             b.commit()
         report["settings"] = {"own": own, "other": other}
 
+        # The unnamed statement, through libpq itself (PQprepare with an empty name, then
+        # PQexecPrepared, each its own transaction): A's lasts for A until A sends a simple
+        # query; B, which prepared none, is told it does not exist, never runs A's.
+        report.step = "unnamed"
+        from psycopg import pq
+
+        def run_unnamed(conn):
+            result = conn.pgconn.exec_prepared(b"", [])
+            if result.status == pq.ExecStatus.TUPLES_OK:
+                return result.get_value(0, 0).decode()
+            return result.error_field(pq.DiagnosticField.SQLSTATE).decode()
+
+        def prepare_unnamed(conn, sql):
+            result = conn.pgconn.prepare(b"", sql)
+            if result.status != pq.ExecStatus.COMMAND_OK:
+                raise RuntimeError(result.error_message.decode())
+
+        prepare_unnamed(a, b"SELECT 'a-unnamed'")
+        unnamed = {"other": run_unnamed(b), "own": run_unnamed(a), "own_again": run_unnamed(a)}
+        prepare_unnamed(b, b"SELECT 'b-unnamed'")
+        a.pgconn.exec_(b"SELECT 1")
+        unnamed["own_after_query"] = run_unnamed(a)
+        unnamed["other_own"] = run_unnamed(b)
+        report["unnamed"] = unnamed
+
         report.step = "refusals"
         report["refusals"] = {}
         for name, sql in (

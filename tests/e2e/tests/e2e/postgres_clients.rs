@@ -454,6 +454,13 @@ fn python_expectations<'a>(report: &'a Value, deployment: &Deployment, client: &
     if client == "psycopg" {
         // The transaction status the client was told after the refusal (PostgreSQL's 'E').
         e.equal("/status_after_refusal", &json!("INERROR"));
+        // The unnamed statement is each client's own: B never runs A's (26000: none), A runs
+        // its own in later transactions until its simple query drops it.
+        e.equal("/unnamed/other", &json!("26000"));
+        e.equal("/unnamed/own", &json!("a-unnamed"));
+        e.equal("/unnamed/own_again", &json!("a-unnamed"));
+        e.equal("/unnamed/own_after_query", &json!("26000"));
+        e.equal("/unnamed/other_own", &json!("b-unnamed"));
     }
     e
 }
