@@ -271,8 +271,15 @@ pg_up() {
   if pid=$(pg_pid); then
     port=$(pg_port)
     wait_for "postgres" "$PG_LOG" "$pid" pg_ready "$port"
-    log "postgres already running (pid $pid, port $port)"
-    return 0
+    # A server started by an older version of this script lacks settings tests need (logical
+    # replication): restarted with the current ones.
+    if grep -qxF "wal_level = logical" "$PG_DATA/tenancy.conf" 2>/dev/null; then
+      log "postgres already running (pid $pid, port $port)"
+      return 0
+    fi
+    log "postgres is running with older settings: restarting it with the current ones"
+    pg_run "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t "$TIMEOUT" stop </dev/null >&2 ||
+      die_with_log "pg_ctl stop failed" "$PG_LOG"
   fi
 
   if $IS_ROOT && ! id -u "$PG_OS_USER" >/dev/null 2>&1; then
@@ -335,6 +342,14 @@ max_connections = 400
 shared_buffers = 256MB
 max_locks_per_transaction = 512
 password_encryption = 'scram-sha-256'
+# Tenant moves copy tables with logical replication (publications, slots, subscriptions),
+# several tests at once.
+wal_level = logical
+max_replication_slots = 64
+max_wal_senders = 64
+max_worker_processes = 64
+max_logical_replication_workers = 32
+max_sync_workers_per_subscription = 2
 # TLS with a test CA (PG_SSL_ROOT_CERT): sslmode=require and verify-full can be tried here.
 ssl = on
 ssl_cert_file = $(pg_quote "$PG_DIR/server.crt")

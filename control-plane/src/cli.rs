@@ -207,6 +207,37 @@ pub(crate) enum TenantsCommand {
     AddDomain(DomainArgs),
     /// Remove a custom domain from a tenant.
     RemoveDomain(DomainArgs),
+    /// Move a tenant to another cluster, or into a database of its own (or back into a
+    /// schema), while it is in use: its tables are copied with logical replication, then its
+    /// new requests are held for a short switch (at most MOVE_PAUSE_MAX) and released to the
+    /// new place. Its old copy is kept, unable to log in, for MOVE_SOURCE_RETENTION.
+    Move(MoveArgs),
+    /// List a tenant's moves, newest first.
+    Moves(ShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MoveArgs {
+    /// The tenant's slug.
+    pub(crate) slug: String,
+    /// The cluster to move it to (default: the one it is on).
+    #[arg(long, conflicts_with = "abort")]
+    pub(crate) to_cluster: Option<String>,
+    /// `schema` (a schema in the cluster's shared database) or `database` (its own database);
+    /// default: the isolation it has.
+    #[arg(long, value_parser = ["schema", "database"], conflicts_with = "abort")]
+    pub(crate) isolation: Option<String>,
+    /// Drop the old copy right after the switch instead of keeping it for the retention period.
+    #[arg(long, conflicts_with = "abort")]
+    pub(crate) drop_source: bool,
+    /// Stop the tenant's running move before its switch: what it made is removed and the
+    /// tenant stays where it is.
+    #[arg(long)]
+    pub(crate) abort: bool,
+    #[command(flatten)]
+    pub(crate) wait: WaitArgs,
+    #[command(flatten)]
+    pub(crate) catalog: CatalogArgs,
 }
 
 #[derive(Debug, Args)]

@@ -37,6 +37,7 @@ pub mod control_plane;
 pub mod fleet;
 pub mod http;
 pub mod jobs;
+pub mod moves;
 pub(crate) mod metrics;
 pub(crate) mod output;
 pub(crate) mod plans;

@@ -33,6 +33,16 @@ pub struct ProvisioningSettings {
     /// The `pg_dump` program used for archives.
     #[arg(long, env = "PG_DUMP", default_value = "pg_dump")]
     pub pg_dump: PathBuf,
+
+    /// Longest a move's switch may hold a tenant's new requests (they wait in the routers,
+    /// they do not fail). A switch that cannot finish in time is undone, and tried again.
+    #[arg(long, env = "MOVE_PAUSE_MAX", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub move_pause_max: Duration,
+
+    /// How long a moved tenant's old copy is kept (read-only: its roles cannot log in) before
+    /// it is dropped, unless the move was asked to drop it at once (`--drop-source`).
+    #[arg(long, env = "MOVE_SOURCE_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub(crate) move_source_retention: Duration,
 }
 
 /// Settings of `tenantctl serve`.
@@ -80,6 +90,8 @@ impl ProvisioningSettings {
             deprovision_retention: Duration::from_secs(7 * 24 * 3600),
             archive_dir: None,
             pg_dump: PathBuf::from("pg_dump"),
+            move_pause_max: Duration::from_secs(2),
+            move_source_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

@@ -114,7 +114,8 @@ impl RouterError {
                     ResolveTenantError::Suspended => StatusCode::FORBIDDEN,
                     ResolveTenantError::Provisioning
                     | ResolveTenantError::Unavailable(_)
-                    | ResolveTenantError::UnknownHostsThrottled => StatusCode::SERVICE_UNAVAILABLE,
+                    | ResolveTenantError::UnknownHostsThrottled
+                    | ResolveTenantError::Moving => StatusCode::SERVICE_UNAVAILABLE,
                 },
                 e.code(),
             ),

@@ -53,6 +53,8 @@ pub struct RouterMetrics {
     pub requests: Family<StatusLabels, Counter>,
     pub resolutions: Family<ResolutionLabels, Counter>,
     pub invalidations: Counter,
+    /// Requests held while their tenant was paused by a move's switch.
+    pub held_by_pause: Counter,
     pub shared_records_rejected: Counter,
     pub redis_connected: Gauge,
     pub pools_open: Gauge,
@@ -77,6 +79,7 @@ impl Default for RouterMetrics {
         let requests = Family::<StatusLabels, Counter>::default();
         let resolutions = Family::<ResolutionLabels, Counter>::default();
         let invalidations = Counter::default();
+        let held_by_pause = Counter::default();
         let shared_records_rejected = Counter::default();
         let redis_connected = Gauge::default();
         let pools_open = Gauge::default();
@@ -108,6 +111,11 @@ impl Default for RouterMetrics {
         registry.register("requests", "Requests by status class", requests.clone());
         registry.register("resolutions", "Host resolutions by layer and outcome", resolutions.clone());
         registry.register("invalidations", "Tenant invalidations received from Redis", invalidations.clone());
+        registry.register(
+            "held_by_pause",
+            "Requests held while their tenant was paused by a move's switch",
+            held_by_pause.clone(),
+        );
         registry.register(
             "shared_records_rejected",
             "Routing records in Redis ignored: a bad signature, expired, or another tenant's",
@@ -151,6 +159,7 @@ impl Default for RouterMetrics {
             requests,
             resolutions,
             invalidations,
+            held_by_pause,
             shared_records_rejected,
             redis_connected,
             pools_open,

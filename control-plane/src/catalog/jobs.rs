@@ -123,6 +123,47 @@ pub(crate) async fn cancel(
     Ok(true)
 }
 
+/// Whether `tenant` has a job of `kind` queued (or running). Never waits on a running job's lock.
+pub(crate) async fn has_queued(
+    client: &impl GenericClient,
+    tenant: TenantId,
+    kind: JobKind,
+) -> Result<bool, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT 1 FROM control.jobs WHERE tenant_id = $1 AND kind = $2 AND state = 'queued' LIMIT 1",
+            &[&tenant.0, &kind.as_str()],
+        )
+        .await?;
+    Ok(row.is_some())
+}
+
+/// The class of the advisory lock a job run outside its claim's transaction is held by, on a
+/// session of its own (key: the job's id modulo 2^31 - 1): claims skip such a job.
+pub(crate) const RUNNING_ELSEWHERE: i32 = 0x6a6f_6273;
+
+/// Takes job `id`'s lock on `session` (see [`RUNNING_ELSEWHERE`]); `false` when another
+/// session holds it.
+pub(crate) async fn hold(client: &impl GenericClient, id: i64) -> Result<bool, tokio_postgres::Error> {
+    let key = i32::try_from(id % i64::from(i32::MAX)).unwrap_or_default();
+    let row = client.query_one("SELECT pg_try_advisory_lock($1, $2)", &[&RUNNING_ELSEWHERE, &key]).await?;
+    Ok(row.get(0))
+}
+
+/// Releases what [`hold`] took.
+pub(crate) async fn let_go(client: &impl GenericClient, id: i64) -> Result<(), tokio_postgres::Error> {
+    let key = i32::try_from(id % i64::from(i32::MAX)).unwrap_or_default();
+    client.execute("SELECT pg_advisory_unlock($1, $2)", &[&RUNNING_ELSEWHERE, &key]).await.map(|_| ())
+}
+
+/// Locks job `id`'s row again in `tx` (to record the outcome of a job run outside its claim);
+/// `false` when it is no longer queued.
+pub(crate) async fn relock(tx: &Transaction<'_>, id: i64) -> Result<bool, tokio_postgres::Error> {
+    let row =
+        tx.query_opt("SELECT 1 FROM control.jobs WHERE id = $1 AND state = 'queued' FOR UPDATE", &[&id]).await?;
+    Ok(row.is_some())
+}
+
 /// Claims the oldest runnable job, optionally only one for `tenant`. The row stays locked until
 /// `tx` ends.
 pub(crate) async fn claim(
@@ -139,10 +180,15 @@ pub(crate) async fn claim(
                       SELECT 1 FROM control.jobs earlier
                        WHERE earlier.tenant_id = j.tenant_id AND earlier.state = 'queued'
                          AND earlier.id < j.id))
+                AND NOT EXISTS (
+                      SELECT 1 FROM pg_locks l
+                       WHERE l.locktype = 'advisory' AND l.objsubid = 2
+                         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                         AND l.classid = $2::int::oid AND l.objid = (j.id % 2147483647)::int::oid)
               ORDER BY run_after, id
               LIMIT 1
                 FOR UPDATE SKIP LOCKED",
-            &[&tenant.map(|t| t.0)],
+            &[&tenant.map(|t| t.0), &RUNNING_ELSEWHERE],
         )
         .await?;
     Ok(row.map(|row| {

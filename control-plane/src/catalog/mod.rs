@@ -6,6 +6,7 @@ pub(crate) mod clusters;
 pub(crate) mod domains;
 pub mod fleet_runs;
 pub(crate) mod jobs;
+pub mod moves;
 pub mod router_role;
 pub(crate) mod tenants;
 pub mod tokens;

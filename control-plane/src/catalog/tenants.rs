@@ -80,6 +80,15 @@ pub(crate) async fn set_schema_version(
         .map(|_| ())
 }
 
+/// The schema version the tenant's migrations are at (`None`: not recorded).
+pub(crate) async fn schema_version(
+    client: &impl GenericClient,
+    id: TenantId,
+) -> Result<Option<i64>, tokio_postgres::Error> {
+    let row = client.query_opt("SELECT schema_version FROM control.tenants WHERE id = $1", &[&id.0]).await?;
+    Ok(row.and_then(|row| row.get(0)))
+}
+
 /// Records the plan template's effect on the tenant.
 pub(crate) struct TemplateSettings<'a> {
     pub(crate) template: &'a str,

@@ -278,6 +278,39 @@ impl Cluster {
         Ok(self.connect(dbname).await?.0)
     }
 
+    /// A libpq connection string to database `dbname` with the admin credentials, for another
+    /// server to connect here (a move's subscription). It holds a password: never logged, and
+    /// kept by PostgreSQL where only superusers read it (`pg_subscription.subconninfo`). A
+    /// `verify-*` mode becomes `require`: the other server need not hold our CA bundle.
+    pub(crate) fn conninfo(&self, dbname: &str) -> String {
+        use tenancy::pg::SslMode;
+        let quote = |value: &str| format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"));
+        let host = match self.admin_config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+            #[cfg(unix)]
+            Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
+            None => "localhost".to_owned(),
+        };
+        let port = self.admin_config.get_ports().first().copied().unwrap_or(5432);
+        let user = self.admin_config.get_user().unwrap_or("postgres");
+        let sslmode = match self.admin_config.sslmode() {
+            SslMode::VerifyCa | SslMode::VerifyFull => SslMode::Require,
+            other => other,
+        };
+        let mut conninfo = format!(
+            "host={} port={port} dbname={} user={} sslmode={} application_name={}",
+            quote(&host),
+            quote(dbname),
+            quote(user),
+            sslmode.as_str(),
+            quote("tenancy-move"),
+        );
+        if let Some(password) = self.admin_config.get_password() {
+            conninfo.push_str(&format!(" password={}", quote(&String::from_utf8_lossy(password))));
+        }
+        conninfo
+    }
+
     fn database_error(&self, err: &tokio_postgres::Error) -> ClusterError {
         ClusterError::Database { cluster: self.name.clone(), message: tenancy::pg::describe_error(err) }
     }

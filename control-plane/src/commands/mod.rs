@@ -3,6 +3,7 @@
 mod billing;
 mod deadline;
 mod migrate;
+mod moves;
 mod routers;
 
 use crate::cli::{
@@ -86,6 +87,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Tenants(TenantsCommand::Domains(args)) => list_domains(args, json).await,
         Command::Tenants(TenantsCommand::AddDomain(args)) => change_domain(args, true).await,
         Command::Tenants(TenantsCommand::RemoveDomain(args)) => change_domain(args, false).await,
+        Command::Tenants(TenantsCommand::Move(args)) => moves::move_tenant(args, json).await,
+        Command::Tenants(TenantsCommand::Moves(args)) => moves::list(args, json).await,
         Command::Migrate(MigrateCommand::Plan(args)) => migrate::plan(args, json).await,
         Command::Migrate(MigrateCommand::Apply(args)) => migrate::apply(args, json).await,
         Command::Migrate(MigrateCommand::Resume(args)) => migrate::resume(args, json).await,

@@ -185,6 +185,43 @@ pub(crate) async fn deprovision(cp: &ControlPlane, id: TenantId) -> Result<(), J
         cluster.dump_tenant(&cp.pg_dump, &tenant, &file).await.map_err(JobError::permanent)?;
         archive_path = Some(file.display().to_string());
     }
+    drop(admin);
+    drop_placement(&cluster, &tenant).await?;
+    // By its conventional name too: a tenant that failed after its secret was written but
+    // before the catalog recorded it must not leave the secret behind.
+    let conventional = tenancy::secrets::SecretName::for_tenant(&cp.secrets_prefix, tenant.id);
+    cp.secrets.delete(&conventional).await?;
+    if let Some(name) = tenant.secret_name().filter(|name| *name != conventional) {
+        cp.secrets.delete(&name).await?;
+    }
+    let mut client = catalog(cp).await?;
+    let tx = client.transaction().await.map_err(|e| pg(&e))?;
+    domains::delete_all(&*tx, id).await.map_err(|e| pg(&e))?;
+    tenants::mark_deleted(&*tx, id, archive_path.as_deref()).await.map_err(|e| pg(&e))?;
+    tenants::set_status(&*tx, id, TenantStatus::Deleted).await.map_err(|e| pg(&e))?;
+    audit::record(&*tx, "worker", "tenant.deleted", Some(id), serde_json::json!({ "archive": archive_path }))
+        .await
+        .map_err(|e| pg(&e))?;
+    tx.commit().await.map_err(|e| pg(&e))?;
+    cp.publish_change(&load(cp, id).await?).await;
+    tracing::info!(tenant = %tenant.slug, tenant_id = %id, "tenant deleted");
+    Ok(())
+}
+
+/// Drops the data and the roles where `tenant` places them: its schema (if the owner role owns
+/// it) or its own database, and its runtime and read-only roles (if they are the tenant's),
+/// their sessions ended first. What is gone already is skipped, so a resumed job finishes.
+pub(crate) async fn drop_placement(
+    cluster: &crate::clusters::Cluster,
+    tenant: &tenancy::catalog::TenantRecord,
+) -> Result<(), JobError> {
+    // The database its data is in: the tenants database for a schema tenant (where its schema,
+    // and its privileges, are dropped), the control database for one with its own database.
+    let admin = match &tenant.database_name {
+        Some(_) => cluster.admin().await,
+        None => cluster.migrator().await,
+    }
+    .map_err(|e| JobError::of(&e))?;
     // Both of the tenant's roles, those that are still there (a resumed job may have dropped
     // them already; the read-only one only if it is the tenant's).
     let role_exists = admin
@@ -217,24 +254,5 @@ pub(crate) async fn deprovision(cp: &ControlPlane, id: TenantId) -> Result<(), J
             owner = cluster.owner.as_str(),
         ),
     };
-    admin.batch_execute(&format!("BEGIN; {drop_schema} {drop_role} COMMIT;")).await.map_err(|e| pg(&e))?;
-    // By its conventional name too: a tenant that failed after its secret was written but
-    // before the catalog recorded it must not leave the secret behind.
-    let conventional = tenancy::secrets::SecretName::for_tenant(&cp.secrets_prefix, tenant.id);
-    cp.secrets.delete(&conventional).await?;
-    if let Some(name) = tenant.secret_name().filter(|name| *name != conventional) {
-        cp.secrets.delete(&name).await?;
-    }
-    let mut client = catalog(cp).await?;
-    let tx = client.transaction().await.map_err(|e| pg(&e))?;
-    domains::delete_all(&*tx, id).await.map_err(|e| pg(&e))?;
-    tenants::mark_deleted(&*tx, id, archive_path.as_deref()).await.map_err(|e| pg(&e))?;
-    tenants::set_status(&*tx, id, TenantStatus::Deleted).await.map_err(|e| pg(&e))?;
-    audit::record(&*tx, "worker", "tenant.deleted", Some(id), serde_json::json!({ "archive": archive_path }))
-        .await
-        .map_err(|e| pg(&e))?;
-    tx.commit().await.map_err(|e| pg(&e))?;
-    cp.publish_change(&load(cp, id).await?).await;
-    tracing::info!(tenant = %tenant.slug, tenant_id = %id, "tenant deleted");
-    Ok(())
+    admin.batch_execute(&format!("BEGIN; {drop_schema} {drop_role} COMMIT;")).await.map_err(|e| pg(&e))
 }

@@ -33,16 +33,23 @@ pub(crate) enum JobKind {
     Deprovision,
     /// Act on a stored billing event.
     BillingEvent,
+    /// Move the tenant to another placement ([`crate::moves`]).
+    Move,
+    /// Drop a moved tenant's old copy after the retention period (not a job of the tenant's:
+    /// those run in order, and it would hold up every later one).
+    DropMoveSource,
 }
 
 impl JobKind {
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 8] = [
         Self::Provision,
         Self::SyncAccess,
         Self::ApplyPlan,
         Self::RotateCredentials,
         Self::Deprovision,
         Self::BillingEvent,
+        Self::Move,
+        Self::DropMoveSource,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -53,6 +60,8 @@ impl JobKind {
             Self::RotateCredentials => "rotate_credentials",
             Self::Deprovision => "deprovision",
             Self::BillingEvent => "billing_event",
+            Self::Move => "move",
+            Self::DropMoveSource => "drop_move_source",
         }
     }
 
@@ -96,6 +105,16 @@ impl From<crate::jobs::provision::ProvisionError> for JobError {
 impl From<tenancy::secrets::SecretError> for JobError {
     fn from(err: tenancy::secrets::SecretError) -> Self {
         Self::of(&err)
+    }
+}
+
+impl From<crate::moves::MoveError> for JobError {
+    fn from(err: crate::moves::MoveError) -> Self {
+        let step = match &err {
+            crate::moves::MoveError::Step { step, .. } => Some(*step),
+            _ => None,
+        };
+        Self { kind: err.kind(), step, message: err.to_string() }
     }
 }
 

@@ -347,6 +347,14 @@ pub(crate) async fn ensure_schema(cp: &ControlPlane, tenant: &TenantRecord) -> R
 }
 
 async fn ensure_migrated(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), ProvisionError> {
+    let version = migrate(cp, tenant).await?;
+    let client = catalog(cp, Step::Migrations).await?;
+    tenants::set_schema_version(&**client, tenant.id, version).await.map_err(pg_error(Step::Migrations))
+}
+
+/// Brings the tenant's schema, where `tenant` places it, to the current migrations; returns
+/// the version it is at.
+pub(crate) async fn migrate(cp: &ControlPlane, tenant: &TenantRecord) -> Result<i64, ProvisionError> {
     let step = Step::Migrations;
     let cluster = cp.cluster(&tenant.cluster).await.map_err(cluster_error(step))?;
     let migrations = cp.migrations().map_err(|e| permanent(step, e.to_string()))?;
@@ -365,11 +373,7 @@ async fn ensure_migrated(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(),
     )
     .await
     .map_err(|e| ProvisionError::Step { step, kind: e.kind(), message: e.to_string() })?;
-    drop(migrator);
-    let client = catalog(cp, step).await?;
-    tenants::set_schema_version(&**client, tenant.id, migrations.target_version())
-        .await
-        .map_err(pg_error(step))
+    Ok(migrations.target_version())
 }
 
 pub(crate) async fn apply_template(
@@ -424,22 +428,35 @@ pub(crate) fn generate_password() -> String {
 /// verifiers, so the plain passwords never reach the server (or its logs).
 async fn ensure_credentials(cp: &ControlPlane, tenant: &TenantRecord) -> Result<(), ProvisionError> {
     let step = Step::Credentials;
+    let name = SecretName::for_tenant(&cp.secrets_prefix, tenant.id);
+    store_credentials(cp, tenant, &name).await?;
+    let client = catalog(cp, step).await?;
+    tenants::set_secret_ref(&**client, tenant.id, name.as_str()).await.map_err(pg_error(step))
+}
+
+/// The credentials of the roles `tenant` names, kept in secret `name` (created with new
+/// passwords unless it exists) and set on those roles where `tenant` places them.
+pub(crate) async fn store_credentials(
+    cp: &ControlPlane,
+    tenant: &TenantRecord,
+    name: &SecretName,
+) -> Result<(), ProvisionError> {
+    let step = Step::Credentials;
     let cluster = cp.cluster(&tenant.cluster).await.map_err(cluster_error(step))?;
     let secret_error = |e: tenancy::secrets::SecretError| ProvisionError::Step {
         step,
         kind: e.kind(),
         message: e.to_string(),
     };
-    let name = SecretName::for_tenant(&cp.secrets_prefix, tenant.id);
     let endpoint = &cluster.endpoint;
-    let credentials = match cp.secrets.get(&name).await.map_err(secret_error)? {
+    let credentials = match cp.secrets.get(name).await.map_err(secret_error)? {
         Some(existing) if existing.username == tenant.role_name.as_str() => {
             if has_reader(&existing, tenant) {
                 existing
             } else {
                 let upgraded = with_new_reader(existing, tenant);
                 let token = format!("{}-reader-v0001", tenant.id);
-                cp.secrets.put(&name, &upgraded, &token).await.map_err(secret_error)?;
+                cp.secrets.put(name, &upgraded, &token).await.map_err(secret_error)?;
                 upgraded
             }
         }
@@ -463,13 +480,11 @@ async fn ensure_credentials(cp: &ControlPlane, tenant: &TenantRecord) -> Result<
                 tenant,
             );
             let token = format!("{}-v0001", tenant.id);
-            cp.secrets.put(&name, &fresh, &token).await.map_err(secret_error)?;
+            cp.secrets.put(name, &fresh, &token).await.map_err(secret_error)?;
             fresh
         }
     };
-    set_role_passwords(cp, tenant, &credentials, step).await?;
-    let client = catalog(cp, step).await?;
-    tenants::set_secret_ref(&**client, tenant.id, name.as_str()).await.map_err(pg_error(step))
+    set_role_passwords(cp, tenant, &credentials, step).await
 }
 
 /// Whether `credentials` hold the login of the tenant's read-only role.

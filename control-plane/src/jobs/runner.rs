@@ -59,36 +59,75 @@ pub(crate) async fn run_next(
     if let Some(t) = job.tenant {
         span.record("tenant", tracing::field::display(t));
     }
+    if job.kind == Some(JobKind::Move) {
+        return tracing::Instrument::instrument(run_outside_claim(cp, tx, job), span).await.map(Some);
+    }
     let result = tracing::Instrument::instrument(run_job(cp, &job), span.clone()).await;
     let _entered = span.enter();
+    let outcome = record_outcome(cp, &tx, &job, result).await.map_err(queue_error)?;
+    tx.commit().await.map_err(queue_error)?;
+    Ok(Some(outcome))
+}
+
+/// Runs a job after its claim's transaction has ended, held meanwhile by an advisory lock on a
+/// session of its own (which ends with the process, as a transaction would): a move creates a
+/// replication slot, which waits for every transaction holding a transaction id, and a claim
+/// holds one (it locked the job's row). The outcome is recorded in a new transaction.
+async fn run_outside_claim(
+    cp: &ControlPlane,
+    claim: deadpool_postgres::Transaction<'_>,
+    job: Job,
+) -> Result<JobOutcome, WorkerError> {
+    let queue_error = |e: tokio_postgres::Error| WorkerError(tenancy::pg::describe_error(&e));
+    // Its own connection, closed at the end (never back in the pool with a lock held).
+    let session = deadpool_postgres::Object::take(cp.catalog.get().await.map_err(|e| WorkerError(e.to_string()))?);
+    if !jobs::hold(&*session, job.id).await.map_err(queue_error)? {
+        // Another worker runs it (it took the lock after this claim's look).
+        return Ok(JobOutcome::Retrying);
+    }
+    claim.commit().await.map_err(queue_error)?;
+    let result = run_job(cp, &job).await;
+    let mut client = cp.catalog.get().await.map_err(|e| WorkerError(e.to_string()))?;
+    let tx = client.transaction().await.map_err(queue_error)?;
+    let outcome = if jobs::relock(&tx, job.id).await.map_err(queue_error)? {
+        record_outcome(cp, &tx, &job, result).await.map_err(queue_error)?
+    } else {
+        JobOutcome::Done
+    };
+    tx.commit().await.map_err(queue_error)?;
+    jobs::let_go(&*session, job.id).await.map_err(queue_error)?;
+    Ok(outcome)
+}
+
+/// Records what became of `job` in `tx`, the transaction that holds its row.
+async fn record_outcome(
+    cp: &ControlPlane,
+    tx: &tokio_postgres::Transaction<'_>,
+    job: &Job,
+    result: Result<(), JobError>,
+) -> Result<JobOutcome, tokio_postgres::Error> {
     if let Err(failure) = &result {
         cp.metrics.error("job", failure.kind);
     }
     let outcome = match result {
         Ok(()) => {
-            jobs::complete(&tx, job.id).await.map_err(queue_error)?;
+            jobs::complete(tx, job.id).await?;
             JobOutcome::Done
         }
         Err(failure) if failure.kind.is_retryable() && job.attempts + 1 < job.max_attempts => {
             let delay = backoff(job.attempts);
             tracing::warn!(error = %failure.message, retry_in = ?delay, "job failed; will retry");
-            jobs::record_failure(&tx, job.id, &failure.message, Some(delay)).await.map_err(queue_error)?;
+            jobs::record_failure(tx, job.id, &failure.message, Some(delay)).await?;
             JobOutcome::Retrying
         }
         Err(failure) => {
             tracing::error!(error = %failure.message, "job failed");
-            jobs::record_failure(&tx, job.id, &failure.message, None).await.map_err(queue_error)?;
+            jobs::record_failure(tx, job.id, &failure.message, None).await?;
             if let (Some(tenant), JobKind::Provision) =
                 (job.tenant, job.kind.unwrap_or(JobKind::BillingEvent))
             {
-                crate::catalog::tenants::mark_failed(
-                    &*tx,
-                    tenant,
-                    failure.step.unwrap_or("start"),
-                    &failure.message,
-                )
-                .await
-                .map_err(queue_error)?;
+                crate::catalog::tenants::mark_failed(tx, tenant, failure.step.unwrap_or("start"), &failure.message)
+                    .await?;
             }
             JobOutcome::Failed
         }
@@ -99,8 +138,7 @@ pub(crate) async fn run_next(
         JobOutcome::Failed => "failed",
     };
     cp.metrics.job(&job.raw_kind, outcome_label);
-    tx.commit().await.map_err(queue_error)?;
-    Ok(Some(outcome))
+    Ok(outcome)
 }
 
 /// Runs one job. The match is exhaustive over job kinds, so a new kind cannot be forgotten.
@@ -113,6 +151,9 @@ async fn run_job(cp: &ControlPlane, job: &Job) -> Result<(), JobError> {
         (JobKind::BillingEvent, _) => {
             crate::billing::process::process_job(cp, &job.payload).await.map_err(Into::into)
         }
+        (JobKind::DropMoveSource, _) => {
+            Ok(crate::moves::drop_source(cp, move_of(job)?).await?)
+        }
         (_, None) => Err(JobError::permanent(format!("{} job without a tenant", kind.as_str()))),
         (JobKind::Provision, Some(tenant)) => {
             provision::provision(cp, tenant).await.map(|_| ()).map_err(Into::into)
@@ -121,7 +162,13 @@ async fn run_job(cp: &ControlPlane, job: &Job) -> Result<(), JobError> {
         (JobKind::ApplyPlan, Some(tenant)) => Ok(work::apply_plan(cp, tenant).await?),
         (JobKind::RotateCredentials, Some(tenant)) => Ok(work::rotate_credentials(cp, tenant).await?),
         (JobKind::Deprovision, Some(tenant)) => Ok(work::deprovision(cp, tenant).await?),
+        (JobKind::Move, Some(_)) => Ok(crate::moves::run(cp, move_of(job)?).await?),
     }
+}
+
+/// The move a `move` or `drop_move_source` job is about.
+fn move_of(job: &Job) -> Result<i64, JobError> {
+    job.payload["move"].as_i64().ok_or_else(|| JobError::permanent(format!("{} job without a move", job.raw_kind)))
 }
 
 /// Runs `tenant`'s due jobs in this process until none is left (a `tenantctl serve` elsewhere

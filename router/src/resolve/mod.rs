@@ -32,6 +32,8 @@ pub enum ResolveTenantError {
     Unavailable(String),
     #[error("too many lookups of unknown hosts; retry shortly")]
     UnknownHostsThrottled,
+    #[error("tenant is being moved and its switch is taking longer than it should; retry shortly")]
+    Moving,
 }
 
 impl ResolveTenantError {
@@ -44,6 +46,7 @@ impl ResolveTenantError {
             Self::Provisioning => "tenant_provisioning",
             Self::Unavailable(_) => "catalog_unavailable",
             Self::UnknownHostsThrottled => "unknown_hosts_throttled",
+            Self::Moving => "tenant_moving",
         }
     }
 }
@@ -83,7 +86,18 @@ pub struct Resolver {
     generations: moka::sync::Cache<tenancy::domain::TenantId, i64>,
     metrics: Arc<crate::metrics::RouterMetrics>,
     unknown_hosts: unknown_hosts::UnknownHosts,
+    /// Woken on every invalidation: requests held while their tenant is paused look again.
+    changed: tokio::sync::Notify,
 }
+
+/// How often a request held by a tenant's pause looks again without being told of a change
+/// (an invalidation message may be lost).
+const PAUSE_POLL: Duration = Duration::from_millis(100);
+/// Longest a request is held by a pause, whatever the pause says (clocks may disagree).
+const PAUSE_MAX_HOLD: Duration = Duration::from_secs(30);
+/// How much longer than the pause's end a request is held: the switch's own end may arrive
+/// just after it.
+const PAUSE_SLACK: Duration = Duration::from_millis(500);
 
 /// Why a host could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +128,16 @@ impl Resolver {
             .time_to_idle(Duration::from_secs(3600))
             .build();
         let unknown_hosts = unknown_hosts::UnknownHosts::new(0, capacity);
-        Self { base_domain, catalog, cache, shared, generations, metrics, unknown_hosts }
+        Self {
+            base_domain,
+            catalog,
+            cache,
+            shared,
+            generations,
+            metrics,
+            unknown_hosts,
+            changed: tokio::sync::Notify::new(),
+        }
     }
 
     /// Bounds catalog lookups that find no tenant to `per_second` for the whole router (see
@@ -136,13 +159,43 @@ impl Resolver {
     /// The servable (active) tenant behind `raw_host`.
     pub async fn resolve(&self, raw_host: Option<&str>) -> Result<Arc<TenantRecord>, ResolveTenantError> {
         let host = normalize_host(raw_host.ok_or(ResolveTenantError::MissingHost)?)?;
-        let tenant = self.lookup(&host).await?.ok_or(ResolveTenantError::NotFound)?;
+        let mut tenant = self.lookup(&host).await?.ok_or(ResolveTenantError::NotFound)?;
+        if let Some(until) = tenant.paused_until {
+            tenant = Box::pin(self.wait_out_pause(&host, until)).await?;
+        }
         match tenant.status {
             TenantStatus::Active => Ok(tenant),
             TenantStatus::Suspended => Err(ResolveTenantError::Suspended),
             TenantStatus::Provisioning => Err(ResolveTenantError::Provisioning),
             TenantStatus::Failed | TenantStatus::Deprovisioning | TenantStatus::Deleted => {
                 Err(ResolveTenantError::NotFound)
+            }
+        }
+    }
+
+    /// Holds a request while its tenant is paused (a move switching it over), until the
+    /// tenant is released (an invalidation, or a look every [`PAUSE_POLL`]) or the pause's
+    /// end (`until`, plus [`PAUSE_SLACK`]) has passed; then the tenant as it is now.
+    async fn wait_out_pause(
+        &self,
+        host: &str,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Arc<TenantRecord>, ResolveTenantError> {
+        let left = (until - chrono::Utc::now()).to_std().unwrap_or_default();
+        let deadline = tokio::time::Instant::now() + left.min(PAUSE_MAX_HOLD) + PAUSE_SLACK;
+        self.metrics.held_by_pause.inc();
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let tenant = self.lookup(host).await?.ok_or(ResolveTenantError::NotFound)?;
+            if tenant.paused_until.is_none() {
+                return Ok(tenant);
+            }
+            tokio::select! {
+                () = changed => {}
+                () = tokio::time::sleep(PAUSE_POLL) => self.cache.invalidate(host).await,
+                () = tokio::time::sleep_until(deadline) => return Err(ResolveTenantError::Moving),
             }
         }
     }
@@ -251,11 +304,13 @@ impl Resolver {
             tracing::warn!(error = %err, "could not evict custom domains; forgetting the whole cache");
             self.evict_all();
         }
+        self.changed.notify_waiters();
     }
 
     /// Forgets everything (after losing invalidation messages).
     pub fn evict_all(&self) {
         self.cache.invalidate_all();
+        self.changed.notify_waiters();
     }
 }
 

@@ -354,6 +354,7 @@ pub(crate) fn resolve_notice(err: &ResolveTenantError, how: &str) -> Notice {
         ResolveTenantError::Unavailable(_) | ResolveTenantError::UnknownHostsThrottled => {
             Notice::fatal("57P03", "the tenant directory is unavailable; retry shortly")
         }
+        ResolveTenantError::Moving => Notice::fatal("57P03", err.to_string()),
     }
 }
 

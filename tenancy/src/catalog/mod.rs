@@ -89,6 +89,11 @@ pub struct TenantRecord {
     pub failed_step: Option<String>,
     pub last_error: Option<String>,
     pub generation: i64,
+    /// While set, a move is switching the tenant to its new placement: routers hold its new
+    /// requests until the switch (at most until then). Records shared by routers from before
+    /// moves have none.
+    #[serde(default)]
+    pub paused_until: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -98,7 +103,7 @@ pub struct TenantRecord {
 pub const TENANT_COLUMNS: &str = "t.id, t.slug, t.display_name, t.plan, t.status, t.isolation, \
     t.cluster, t.schema_name, t.database_name, t.role_name, t.secret_ref, t.pool_size, \
     t.pool_mode, t.rate_limit_per_second, t.statement_timeout_ms, t.config, t.provision_step, t.failed_step, \
-    t.last_error, t.generation, t.created_at, t.updated_at";
+    t.last_error, t.generation, t.paused_until, t.created_at, t.updated_at";
 
 impl TenantRecord {
     pub fn from_row(row: &Row) -> Result<Self, CatalogError> {
@@ -136,6 +141,7 @@ impl TenantRecord {
             failed_step: row.get("failed_step"),
             last_error: row.get("last_error"),
             generation: row.get("generation"),
+            paused_until: row.get("paused_until"),
             created_at: row.get("created_at"),
             updated_at: row.get("updated_at"),
         })

@@ -34,12 +34,17 @@ fn is_identifier(raw: &str) -> bool {
 /// `prefix` + `fragment`, shortened with a hash of the fragment when the result would exceed
 /// PostgreSQL's limit, so two different fragments never map to the same name.
 fn bounded(prefix: &str, fragment: &str) -> String {
+    bounded_to(prefix, fragment, MAX_IDENT)
+}
+
+/// [`bounded`], to at most `max` bytes.
+fn bounded_to(prefix: &str, fragment: &str, max: usize) -> String {
     let full = format!("{prefix}{fragment}");
-    if full.len() <= MAX_IDENT {
+    if full.len() <= max {
         return full;
     }
     let digest = hex::encode(&Sha256::digest(fragment.as_bytes())[..4]);
-    let keep = MAX_IDENT - prefix.len() - digest.len() - 1;
+    let keep = max - prefix.len() - digest.len() - 1;
     format!("{prefix}{}_{digest}", &fragment[..keep])
 }
 
@@ -108,9 +113,23 @@ identifier_type!(
     "database name"
 );
 
+/// `prefix` + `fragment` + `_<kind><move>_`: the name of what move `move_id` creates for a
+/// tenant (`m`) or gives what it leaves behind (`r`). Never a name of a tenant that has not
+/// moved: those end with a letter or digit (a slug never ends with '-'; [`bounded`] ends with
+/// hex). Two moves' names differ in their ids.
+fn for_move(prefix: &str, fragment: &str, kind: char, move_id: i64) -> String {
+    let suffix = format!("_{kind}{move_id}_");
+    format!("{}{suffix}", bounded_to(prefix, fragment, MAX_IDENT - suffix.len()))
+}
+
 impl SchemaName {
     pub fn for_tenant(slug: &Slug) -> Self {
         Self(bounded("t_", &slug.as_identifier_fragment()))
+    }
+
+    /// The tenant's schema on the shared database of the cluster a move takes it to.
+    pub fn for_move(slug: &Slug, move_id: i64) -> Self {
+        Self(for_move("t_", &slug.as_identifier_fragment(), 'm', move_id))
     }
 }
 
@@ -119,6 +138,11 @@ impl DatabaseName {
     /// roles, are cluster-wide, so they carry the deployment's prefix).
     pub fn for_tenant(prefix: &str, slug: &Slug) -> Self {
         Self(bounded(&format!("{prefix}_"), &slug.as_identifier_fragment()))
+    }
+
+    /// The tenant's own database that a move creates.
+    pub fn for_move(prefix: &str, slug: &Slug, move_id: i64) -> Self {
+        Self(for_move(&format!("{prefix}_"), &slug.as_identifier_fragment(), 'm', move_id))
     }
 
     /// The migrated template that tenant databases are cloned from: `<prefix>_template`
@@ -173,6 +197,18 @@ impl RoleName {
     /// reserved slug.
     pub fn for_tenant(prefix: &str, slug: &Slug) -> Self {
         Self(bounded(&format!("{prefix}_"), &slug.as_identifier_fragment()))
+    }
+
+    /// The name a move creates the tenant's runtime role under where it goes; at the switch it
+    /// takes the tenant's own name (and password), so clients log in as before.
+    pub fn for_move(prefix: &str, slug: &Slug, move_id: i64) -> Self {
+        Self(for_move(&format!("{prefix}_"), &slug.as_identifier_fragment(), 'm', move_id))
+    }
+
+    /// The name the tenant's old runtime role gets at a move's switch (unable to log in, kept
+    /// with the old copy until that is dropped).
+    pub fn retired(prefix: &str, slug: &Slug, move_id: i64) -> Self {
+        Self(for_move(&format!("{prefix}_"), &slug.as_identifier_fragment(), 'r', move_id))
     }
 
     /// The tenant's read-only login role, derived from its runtime role `<prefix>_<rest>`:
@@ -231,6 +267,27 @@ mod tests {
         let (sa, sb) = (SchemaName::for_tenant(&a), SchemaName::for_tenant(&b));
         assert_ne!(sa, sb);
         assert!(sa.as_str().len() <= 63);
+    }
+
+    #[test]
+    fn a_moves_names_are_its_own() {
+        let slug = Slug::parse("acme-corp").unwrap();
+        let role = RoleName::for_move("tenant", &slug, 42);
+        assert_eq!(role.as_str(), "tenant_acme_corp_m42_");
+        assert_eq!(role.reader().as_str(), "tenant__ro_acme_corp_m42_");
+        assert_eq!(SchemaName::for_move(&slug, 7).as_str(), "t_acme_corp_m7_");
+        assert_eq!(DatabaseName::for_move("tenant", &slug, 7).as_str(), "tenant_acme_corp_m7_");
+        assert_eq!(RoleName::retired("tenant", &slug, 7).as_str(), "tenant_acme_corp_r7_");
+        // Never a tenant's own name: a slug cannot end with '-'.
+        let lookalike = Slug::parse("acme-corp-m42").unwrap();
+        assert_ne!(RoleName::for_tenant("tenant", &lookalike), role);
+        // Long slugs: bounded, the move's id kept whole, distinct slugs still distinct.
+        let a = Slug::parse(&format!("{}a", "x".repeat(62))).unwrap();
+        let b = Slug::parse(&format!("{}b", "x".repeat(62))).unwrap();
+        let (ra, rb) = (RoleName::for_move("prefix", &a, i64::MAX), RoleName::for_move("prefix", &b, i64::MAX));
+        assert!(ra.as_str().len() <= 63 && ra.as_str().ends_with(&format!("_m{}_", i64::MAX)));
+        assert_ne!(ra, rb);
+        assert!(RoleName::parse(ra.as_str()).is_ok() && RoleName::parse(ra.reader().as_str()).is_ok());
     }
 
     #[test]

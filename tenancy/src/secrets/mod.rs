@@ -92,6 +92,12 @@ impl SecretName {
         Self(format!("{}/tenants/{tenant}/postgres", prefix.0))
     }
 
+    /// `<prefix>/tenants/<tenant-id>/postgres-m<move>`: the credentials of the roles a move
+    /// creates for the tenant where it goes.
+    pub fn for_move(prefix: &SecretsPrefix, tenant: TenantId, move_id: i64) -> Self {
+        Self(format!("{}/tenants/{tenant}/postgres-m{move_id}", prefix.0))
+    }
+
     /// `<prefix>/clusters/<cluster>/admin`: the admin connection of a registered cluster.
     pub fn for_cluster(prefix: &SecretsPrefix, cluster: &crate::domain::ClusterName) -> Self {
         Self(format!("{}/clusters/{cluster}/admin", prefix.0))

@@ -12,6 +12,7 @@ mod deletion;
 mod domains;
 mod embed;
 mod lifecycle;
+mod moves;
 mod neon_driver;
 mod operator_api;
 mod pg_tls;

@@ -165,6 +165,11 @@ impl TestDb {
         connect(&with_database(&self.url, &self.tenants_database())).await
     }
 
+    /// A superuser connection to another database of the test server (a tenant's own).
+    pub async fn database_client(&self, database: &str) -> tokio_postgres::Client {
+        connect(&with_database(&self.url, database)).await
+    }
+
     /// This database's URL with other credentials (e.g. a tenant role's).
     pub fn url_as(&self, user: &str, password: &str) -> String {
         self.database_url_as(&self.name, user, password)
