@@ -159,8 +159,9 @@ pub(crate) async fn let_go(client: &impl GenericClient, id: i64) -> Result<(), t
 /// Locks job `id`'s row again in `tx` (to record the outcome of a job run outside its claim);
 /// `false` when it is no longer queued.
 pub(crate) async fn relock(tx: &Transaction<'_>, id: i64) -> Result<bool, tokio_postgres::Error> {
-    let row =
-        tx.query_opt("SELECT 1 FROM control.jobs WHERE id = $1 AND state = 'queued' FOR UPDATE", &[&id]).await?;
+    let row = tx
+        .query_opt("SELECT 1 FROM control.jobs WHERE id = $1 AND state = 'queued' FOR UPDATE", &[&id])
+        .await?;
     Ok(row.is_some())
 }
 

@@ -157,9 +157,8 @@ pub(crate) enum MoveReadError {
 
 /// The id the next move gets (its names are made from it before it is recorded).
 pub(crate) async fn next_id(client: &impl GenericClient) -> Result<i64, tokio_postgres::Error> {
-    let row = client
-        .query_one("SELECT nextval(pg_get_serial_sequence('control.tenant_moves', 'id'))", &[])
-        .await?;
+    let row =
+        client.query_one("SELECT nextval(pg_get_serial_sequence('control.tenant_moves', 'id'))", &[]).await?;
     Ok(row.get(0))
 }
 
@@ -219,13 +218,18 @@ pub(crate) async fn of_tenant(
     tenant: TenantId,
     limit: i64,
 ) -> Result<Vec<MoveRecord>, MoveReadError> {
-    let sql =
-        format!("SELECT {MOVE_COLUMNS} FROM control.tenant_moves WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2");
+    let sql = format!(
+        "SELECT {MOVE_COLUMNS} FROM control.tenant_moves WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2"
+    );
     let rows = client.query(sql.as_str(), &[&tenant.0, &limit]).await?;
     Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
 }
 
-pub(crate) async fn set_step(client: &impl GenericClient, id: i64, step: &str) -> Result<(), tokio_postgres::Error> {
+pub(crate) async fn set_step(
+    client: &impl GenericClient,
+    id: i64,
+    step: &str,
+) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
             "UPDATE control.tenant_moves SET step = $2, last_error = NULL, updated_at = now() WHERE id = $1",
@@ -242,13 +246,19 @@ pub(crate) async fn set_error(
     error: &str,
 ) -> Result<(), tokio_postgres::Error> {
     client
-        .execute("UPDATE control.tenant_moves SET last_error = $2, updated_at = now() WHERE id = $1", &[&id, &error])
+        .execute(
+            "UPDATE control.tenant_moves SET last_error = $2, updated_at = now() WHERE id = $1",
+            &[&id, &error],
+        )
         .await
         .map(|_| ())
 }
 
 /// Asks a running move to stop; `false` when the tenant has none running.
-pub(crate) async fn request_abort(client: &impl GenericClient, id: i64) -> Result<bool, tokio_postgres::Error> {
+pub(crate) async fn request_abort(
+    client: &impl GenericClient,
+    id: i64,
+) -> Result<bool, tokio_postgres::Error> {
     let changed = client
         .execute(
             "UPDATE control.tenant_moves SET abort_requested = true, updated_at = now()
@@ -276,7 +286,10 @@ pub(crate) async fn finish(
         .map(|_| ())
 }
 
-pub(crate) async fn set_source_dropped(client: &impl GenericClient, id: i64) -> Result<(), tokio_postgres::Error> {
+pub(crate) async fn set_source_dropped(
+    client: &impl GenericClient,
+    id: i64,
+) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
             "UPDATE control.tenant_moves SET source_dropped_at = now(), updated_at = now() WHERE id = $1",
@@ -306,7 +319,10 @@ pub(crate) async fn pause(
 }
 
 /// Lets the tenant's requests go again, where it is; `false` when it was not paused.
-pub(crate) async fn unpause(client: &impl GenericClient, tenant: TenantId) -> Result<bool, tokio_postgres::Error> {
+pub(crate) async fn unpause(
+    client: &impl GenericClient,
+    tenant: TenantId,
+) -> Result<bool, tokio_postgres::Error> {
     let changed = client
         .execute(
             "UPDATE control.tenants SET paused_until = NULL, generation = generation + 1, updated_at = now()

@@ -39,12 +39,10 @@ fn print(records: &[MoveRecord], json: bool) {
 /// Starts (or aborts) a move and, unless `--no-wait`, runs it to its end here.
 pub(super) async fn move_tenant(args: MoveArgs, json: bool) -> Result<ExitCode, CliError> {
     let slug = parse_slug(&args.slug)?;
-    let isolation = args
-        .isolation
-        .as_deref()
-        .map(str::parse)
-        .transpose()
-        .map_err(|e: tenancy::domain::UnknownValue| CliError::invalid("invalid_isolation", e.to_string()))?;
+    let isolation =
+        args.isolation.as_deref().map(str::parse).transpose().map_err(
+            |e: tenancy::domain::UnknownValue| CliError::invalid("invalid_isolation", e.to_string()),
+        )?;
     let cp = start(&args.catalog).await?;
     let record = if args.abort {
         moves::abort(&cp, &slug, "cli").await?

@@ -60,7 +60,9 @@ pub(crate) async fn run_next(
         span.record("tenant", tracing::field::display(t));
     }
     if job.kind == Some(JobKind::Move) {
-        return tracing::Instrument::instrument(run_outside_claim(cp, tx, job), span).await.map(Some);
+        return tracing::Instrument::instrument(Box::pin(run_outside_claim(cp, tx, job)), span)
+            .await
+            .map(Some);
     }
     let result = tracing::Instrument::instrument(run_job(cp, &job), span.clone()).await;
     let _entered = span.enter();
@@ -80,7 +82,8 @@ async fn run_outside_claim(
 ) -> Result<JobOutcome, WorkerError> {
     let queue_error = |e: tokio_postgres::Error| WorkerError(tenancy::pg::describe_error(&e));
     // Its own connection, closed at the end (never back in the pool with a lock held).
-    let session = deadpool_postgres::Object::take(cp.catalog.get().await.map_err(|e| WorkerError(e.to_string()))?);
+    let session =
+        deadpool_postgres::Object::take(cp.catalog.get().await.map_err(|e| WorkerError(e.to_string()))?);
     if !jobs::hold(&*session, job.id).await.map_err(queue_error)? {
         // Another worker runs it (it took the lock after this claim's look).
         return Ok(JobOutcome::Retrying);
@@ -126,8 +129,13 @@ async fn record_outcome(
             if let (Some(tenant), JobKind::Provision) =
                 (job.tenant, job.kind.unwrap_or(JobKind::BillingEvent))
             {
-                crate::catalog::tenants::mark_failed(tx, tenant, failure.step.unwrap_or("start"), &failure.message)
-                    .await?;
+                crate::catalog::tenants::mark_failed(
+                    tx,
+                    tenant,
+                    failure.step.unwrap_or("start"),
+                    &failure.message,
+                )
+                .await?;
             }
             JobOutcome::Failed
         }
@@ -151,9 +159,7 @@ async fn run_job(cp: &ControlPlane, job: &Job) -> Result<(), JobError> {
         (JobKind::BillingEvent, _) => {
             crate::billing::process::process_job(cp, &job.payload).await.map_err(Into::into)
         }
-        (JobKind::DropMoveSource, _) => {
-            Ok(crate::moves::drop_source(cp, move_of(job)?).await?)
-        }
+        (JobKind::DropMoveSource, _) => Ok(Box::pin(crate::moves::drop_source(cp, move_of(job)?)).await?),
         (_, None) => Err(JobError::permanent(format!("{} job without a tenant", kind.as_str()))),
         (JobKind::Provision, Some(tenant)) => {
             provision::provision(cp, tenant).await.map(|_| ()).map_err(Into::into)
@@ -162,13 +168,16 @@ async fn run_job(cp: &ControlPlane, job: &Job) -> Result<(), JobError> {
         (JobKind::ApplyPlan, Some(tenant)) => Ok(work::apply_plan(cp, tenant).await?),
         (JobKind::RotateCredentials, Some(tenant)) => Ok(work::rotate_credentials(cp, tenant).await?),
         (JobKind::Deprovision, Some(tenant)) => Ok(work::deprovision(cp, tenant).await?),
-        (JobKind::Move, Some(_)) => Ok(crate::moves::run(cp, move_of(job)?).await?),
+        // Boxed: every job's future would otherwise hold room for a move's (large).
+        (JobKind::Move, Some(_)) => Ok(Box::pin(crate::moves::run(cp, move_of(job)?)).await?),
     }
 }
 
 /// The move a `move` or `drop_move_source` job is about.
 fn move_of(job: &Job) -> Result<i64, JobError> {
-    job.payload["move"].as_i64().ok_or_else(|| JobError::permanent(format!("{} job without a move", job.raw_kind)))
+    job.payload["move"]
+        .as_i64()
+        .ok_or_else(|| JobError::permanent(format!("{} job without a move", job.raw_kind)))
 }
 
 /// Runs `tenant`'s due jobs in this process until none is left (a `tenantctl serve` elsewhere

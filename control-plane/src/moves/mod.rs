@@ -71,9 +71,10 @@ impl OperationError for MoveError {
     fn kind(&self) -> ErrorKind {
         match self {
             Self::NotFound(_) | Self::UnknownCluster(_) => ErrorKind::NotFound,
-            Self::WrongState(_) | Self::PendingMigrations { .. } | Self::NothingToAbort(_) | Self::Switched(_) => {
-                ErrorKind::WrongState
-            }
+            Self::WrongState(_)
+            | Self::PendingMigrations { .. }
+            | Self::NothingToAbort(_)
+            | Self::Switched(_) => ErrorKind::WrongState,
             Self::AlreadyThere { .. } => ErrorKind::Invalid,
             Self::Running { .. } => ErrorKind::Conflict,
             Self::Aborted { .. } => ErrorKind::Failed,
@@ -184,7 +185,9 @@ pub async fn start(
         .await
         .map_err(|e| catalog_error(&e))?;
     let detail = serde_json::json!({ "move": move_id, "from": Placement::of(&tenant), "to": &to });
-    audit::record(&*tx, actor, "tenant.move", Some(tenant.id), detail).await.map_err(|e| catalog_error(&e))?;
+    audit::record(&*tx, actor, "tenant.move", Some(tenant.id), detail)
+        .await
+        .map_err(|e| catalog_error(&e))?;
     tx.commit().await.map_err(|e| catalog_error(&e))?;
     cp.jobs_enqueued.notify_waiters();
     tracing::info!(tenant = %tenant.slug, move_id, "tenant move started");
@@ -227,9 +230,15 @@ pub async fn abort(cp: &ControlPlane, slug: &Slug, actor: &str) -> Result<MoveRe
             .map_err(|e| catalog_error(&e))?;
         cp.jobs_enqueued.notify_waiters();
     }
-    audit::record(&**client, actor, "tenant.move.abort", Some(tenant.id), serde_json::json!({ "move": running.id }))
-        .await
-        .map_err(|e| catalog_error(&e))?;
+    audit::record(
+        &**client,
+        actor,
+        "tenant.move.abort",
+        Some(tenant.id),
+        serde_json::json!({ "move": running.id }),
+    )
+    .await
+    .map_err(|e| catalog_error(&e))?;
     load(cp, running.id).await
 }
 

@@ -26,7 +26,10 @@ pub(super) fn step_error(record: &MoveRecord, step: &'static str) -> impl Fn(Str
     move |message, kind| MoveError::Step { id, step, message, kind }
 }
 
-pub(super) fn pg_step_error(record: &MoveRecord, step: &'static str) -> impl Fn(tokio_postgres::Error) -> MoveError {
+pub(super) fn pg_step_error(
+    record: &MoveRecord,
+    step: &'static str,
+) -> impl Fn(tokio_postgres::Error) -> MoveError {
     let id = record.id;
     move |err| MoveError::Step {
         id,
@@ -60,7 +63,11 @@ fn marker_schema(cp: &ControlPlane) -> String {
 }
 
 /// Creates the marker table (and its schema, which `PUBLIC` may not use) where `db` is.
-async fn ensure_marker(db: &AdminSession, cp: &ControlPlane, record: &MoveRecord) -> Result<(), tokio_postgres::Error> {
+async fn ensure_marker(
+    db: &AdminSession,
+    cp: &ControlPlane,
+    record: &MoveRecord,
+) -> Result<(), tokio_postgres::Error> {
     db.batch_execute(&format!(
         "CREATE SCHEMA IF NOT EXISTS {schema};
          REVOKE ALL ON SCHEMA {schema} FROM PUBLIC;
@@ -71,22 +78,38 @@ async fn ensure_marker(db: &AdminSession, cp: &ControlPlane, record: &MoveRecord
     .await
 }
 
-pub(super) async fn source_cluster(cp: &ControlPlane, record: &MoveRecord, step: &'static str) -> Result<Arc<Cluster>, MoveError> {
+pub(super) async fn source_cluster(
+    cp: &ControlPlane,
+    record: &MoveRecord,
+    step: &'static str,
+) -> Result<Arc<Cluster>, MoveError> {
     cp.cluster(&record.from.cluster).await.map_err(cluster_step_error(record, step))
 }
 
-pub(super) async fn target_cluster(cp: &ControlPlane, record: &MoveRecord, step: &'static str) -> Result<Arc<Cluster>, MoveError> {
+pub(super) async fn target_cluster(
+    cp: &ControlPlane,
+    record: &MoveRecord,
+    step: &'static str,
+) -> Result<Arc<Cluster>, MoveError> {
     cp.cluster(&record.to.cluster).await.map_err(cluster_step_error(record, step))
 }
 
 /// An admin session on the database the tenant's data is in, at the source.
-pub(super) async fn source(cp: &ControlPlane, record: &MoveRecord, step: &'static str) -> Result<AdminSession, MoveError> {
+pub(super) async fn source(
+    cp: &ControlPlane,
+    record: &MoveRecord,
+    step: &'static str,
+) -> Result<AdminSession, MoveError> {
     let cluster = source_cluster(cp, record, step).await?;
     cluster.migrator_for(record.from.database.as_ref()).await.map_err(cluster_step_error(record, step))
 }
 
 /// An admin session on the database the tenant's data goes to.
-pub(super) async fn target(cp: &ControlPlane, record: &MoveRecord, step: &'static str) -> Result<AdminSession, MoveError> {
+pub(super) async fn target(
+    cp: &ControlPlane,
+    record: &MoveRecord,
+    step: &'static str,
+) -> Result<AdminSession, MoveError> {
     let cluster = target_cluster(cp, record, step).await?;
     cluster.migrator_for(record.to.database.as_ref()).await.map_err(cluster_step_error(record, step))
 }
@@ -133,7 +156,8 @@ pub(super) async fn publish(cp: &ControlPlane, record: &MoveRecord) -> Result<()
     let pg = pg_step_error(record, step);
     ensure_marker(&db, cp, record).await.map_err(&pg)?;
     let name = object_name(cp, record);
-    let exists = db.query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&name]).await.map_err(&pg)?;
+    let exists =
+        db.query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&name]).await.map_err(&pg)?;
     if exists.is_none() {
         let mut tables = tenant_tables(&db, record).await?;
         tables.push(marker_table(cp, record));
@@ -145,9 +169,14 @@ pub(super) async fn publish(cp: &ControlPlane, record: &MoveRecord) -> Result<()
         .await
         .map_err(&pg)?;
     }
-    let slot = db.query_opt("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", &[&name]).await.map_err(&pg)?;
+    let slot = db
+        .query_opt("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", &[&name])
+        .await
+        .map_err(&pg)?;
     if slot.is_none() {
-        db.execute("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", &[&name]).await.map_err(&pg)?;
+        db.execute("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", &[&name])
+            .await
+            .map_err(&pg)?;
     }
     Ok(())
 }
@@ -238,7 +267,11 @@ pub(super) async fn wait_copied(cp: &ControlPlane, record: &MoveRecord) -> Resul
 
 /// Changes the marker on the source; returns its count of changes, which the target has once
 /// it has applied everything committed on the source before.
-pub(super) async fn mark(cp: &ControlPlane, record: &MoveRecord, step: &'static str) -> Result<i64, MoveError> {
+pub(super) async fn mark(
+    cp: &ControlPlane,
+    record: &MoveRecord,
+    step: &'static str,
+) -> Result<i64, MoveError> {
     let db = source(cp, record, step).await?;
     let row = db
         .query_one(
@@ -281,7 +314,11 @@ pub(super) async fn wait_for_mark(
 
 /// Sets each of the tenant's sequences on the target to where the source's is (logical
 /// replication does not carry them). The source's roles cannot write any more by now.
-pub(super) async fn copy_sequences(cp: &ControlPlane, record: &MoveRecord, step: &'static str) -> Result<(), MoveError> {
+pub(super) async fn copy_sequences(
+    cp: &ControlPlane,
+    record: &MoveRecord,
+    step: &'static str,
+) -> Result<(), MoveError> {
     let pg = pg_step_error(record, step);
     let source = source(cp, record, step).await?;
     let rows = source
@@ -312,9 +349,14 @@ pub(super) async fn copy_sequences(cp: &ControlPlane, record: &MoveRecord, step:
 
 /// Whether the database the tenant's data goes to exists (a database of the move's own is
 /// created by its first step, and dropped by a rollback).
-async fn target_exists(cp: &ControlPlane, record: &MoveRecord, step: &'static str) -> Result<bool, MoveError> {
+async fn target_exists(
+    cp: &ControlPlane,
+    record: &MoveRecord,
+    step: &'static str,
+) -> Result<bool, MoveError> {
     let Some(database) = &record.to.database else { return Ok(true) };
-    let admin = target_cluster(cp, record, step).await?.admin().await.map_err(cluster_step_error(record, step))?;
+    let admin =
+        target_cluster(cp, record, step).await?.admin().await.map_err(cluster_step_error(record, step))?;
     let row = admin
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database.as_str()])
         .await
@@ -324,7 +366,11 @@ async fn target_exists(cp: &ControlPlane, record: &MoveRecord, step: &'static st
 
 /// Drops the subscription on the target, leaving the slot on the source to
 /// [`drop_source_side`] (dropping it from here would need the source to answer).
-pub(super) async fn drop_subscription(cp: &ControlPlane, record: &MoveRecord, step: &'static str) -> Result<(), MoveError> {
+pub(super) async fn drop_subscription(
+    cp: &ControlPlane,
+    record: &MoveRecord,
+    step: &'static str,
+) -> Result<(), MoveError> {
     if !target_exists(cp, record, step).await? {
         return Ok(());
     }
@@ -333,10 +379,10 @@ pub(super) async fn drop_subscription(cp: &ControlPlane, record: &MoveRecord, st
     let name = object_name(cp, record);
     if has_subscription(&db, &name).await.map_err(&pg)? {
         let quoted = quote_ident(&name);
-        db.batch_execute(&format!("ALTER SUBSCRIPTION {quoted} DISABLE"))
+        db.batch_execute(&format!("ALTER SUBSCRIPTION {quoted} DISABLE")).await.map_err(&pg)?;
+        db.batch_execute(&format!("ALTER SUBSCRIPTION {quoted} SET (slot_name = NONE)"))
             .await
             .map_err(&pg)?;
-        db.batch_execute(&format!("ALTER SUBSCRIPTION {quoted} SET (slot_name = NONE)")).await.map_err(&pg)?;
         db.batch_execute(&format!("DROP SUBSCRIPTION {quoted}")).await.map_err(&pg)?;
     }
     Ok(())
@@ -344,7 +390,11 @@ pub(super) async fn drop_subscription(cp: &ControlPlane, record: &MoveRecord, st
 
 /// Removes the replication slot, the publication and the marker table from the source. A
 /// slot still in use (its sender stopping) is waited for a few seconds.
-async fn drop_source_side(cp: &ControlPlane, record: &MoveRecord, step: &'static str) -> Result<(), MoveError> {
+async fn drop_source_side(
+    cp: &ControlPlane,
+    record: &MoveRecord,
+    step: &'static str,
+) -> Result<(), MoveError> {
     let db = source(cp, record, step).await?;
     let pg = pg_step_error(record, step);
     let name = object_name(cp, record);
@@ -388,7 +438,11 @@ async fn drop_source_side(cp: &ControlPlane, record: &MoveRecord, step: &'static
 
 /// Removes every replication object of the move from both sides (what is gone already is
 /// skipped).
-pub(super) async fn tear_down(cp: &ControlPlane, record: &MoveRecord, step: &'static str) -> Result<(), MoveError> {
+pub(super) async fn tear_down(
+    cp: &ControlPlane,
+    record: &MoveRecord,
+    step: &'static str,
+) -> Result<(), MoveError> {
     drop_subscription(cp, record, step).await?;
     drop_source_side(cp, record, step).await?;
     if target_exists(cp, record, step).await? {

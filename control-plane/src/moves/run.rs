@@ -100,7 +100,10 @@ async fn advance(cp: &ControlPlane, mut record: MoveRecord) -> Result<(), MoveEr
                 return finish(cp, &record, MoveState::Done, None).await;
             }
             Some(other) => {
-                return Err(step_error(&record, "resume")(format!("unknown step {other:?}"), ErrorKind::Failed));
+                return Err(step_error(&record, "resume")(
+                    format!("unknown step {other:?}"),
+                    ErrorKind::Failed,
+                ));
             }
         };
         let client = cp.catalog.get().await.map_err(|e| MoveError::Catalog(e.to_string()))?;
@@ -116,7 +119,9 @@ async fn load_tenant(cp: &ControlPlane, record: &MoveRecord) -> Result<TenantRec
     tenancy::catalog::tenant_by_id(&**client, record.tenant_id)
         .await
         .map_err(|e| MoveError::Catalog(e.to_string()))?
-        .ok_or_else(|| step_error(record, "resume")("the tenant is gone from the catalog".into(), ErrorKind::Failed))
+        .ok_or_else(|| {
+            step_error(record, "resume")("the tenant is gone from the catalog".into(), ErrorKind::Failed)
+        })
 }
 
 /// The name the tenant's runtime role has where it goes until the switch (its read-only role's
@@ -159,11 +164,17 @@ async fn build_target(cp: &ControlPlane, record: &MoveRecord) -> Result<(), Move
     match (&record.to.isolation, &record.to.database) {
         (Isolation::Database, Some(database)) => {
             // A clone of the cluster's template, whose schema is renamed to the source's.
-            let migrations = cp.migrations().map_err(|e| step_error(record, step)(e.to_string(), ErrorKind::Misconfigured))?;
-            cluster.create_tenant_database(database, &migrations).await.map_err(cluster_step_error(record, step))?;
+            let migrations = cp
+                .migrations()
+                .map_err(|e| step_error(record, step)(e.to_string(), ErrorKind::Misconfigured))?;
+            cluster
+                .create_tenant_database(database, &migrations)
+                .await
+                .map_err(cluster_step_error(record, step))?;
             let cloned = tenancy::domain::SchemaName::database_tenant();
             if copy.schema_name != cloned {
-                let db = cluster.migrator_for(Some(database)).await.map_err(cluster_step_error(record, step))?;
+                let db =
+                    cluster.migrator_for(Some(database)).await.map_err(cluster_step_error(record, step))?;
                 db.batch_execute(&format!(
                     "DO $$ BEGIN
                        IF to_regnamespace('{from}') IS NOT NULL AND to_regnamespace('{to}') IS NULL THEN
@@ -199,24 +210,37 @@ async fn target_credentials(
     let step = TARGET;
     let failed = |message: &str| step_error(record, step)(message.to_owned(), ErrorKind::Failed);
     let secret_error = |e: tenancy::secrets::SecretError| step_error(record, step)(e.to_string(), e.kind());
-    let name = SecretName::from_catalog(record.to.secret_ref.clone().ok_or_else(|| failed("the move names no secret"))?);
+    let name = SecretName::from_catalog(
+        record.to.secret_ref.clone().ok_or_else(|| failed("the move names no secret"))?,
+    );
     let credentials = match cp.secrets.get(&name).await.map_err(secret_error)? {
         Some(kept) => kept,
         None => {
             let current_name = tenant.secret_name().ok_or_else(|| failed("the tenant has no secret"))?;
-            let current =
-                cp.secrets.get(&current_name).await.map_err(secret_error)?.ok_or_else(|| failed("the tenant's secret is missing"))?;
+            let current = cp
+                .secrets
+                .get(&current_name)
+                .await
+                .map_err(secret_error)?
+                .ok_or_else(|| failed("the tenant's secret is missing"))?;
             let cluster = replication::target_cluster(cp, record, step).await?;
             let endpoint = &cluster.endpoint;
             let moved = DbCredentials {
                 host: endpoint.host.clone(),
                 port: endpoint.port,
-                dbname: record.to.database.as_ref().map_or_else(|| endpoint.dbname.clone(), |db| db.as_str().to_owned()),
+                dbname: record
+                    .to
+                    .database
+                    .as_ref()
+                    .map_or_else(|| endpoint.dbname.clone(), |db| db.as_str().to_owned()),
                 schema: record.to.schema.as_str().to_owned(),
                 sslmode: Some(endpoint.sslmode),
                 ..current
             };
-            cp.secrets.put(&name, &moved, &format!("{}-m{}", tenant.id, record.id)).await.map_err(secret_error)?;
+            cp.secrets
+                .put(&name, &moved, &format!("{}-m{}", tenant.id, record.id))
+                .await
+                .map_err(secret_error)?;
             moved
         }
     };
@@ -328,9 +352,15 @@ async fn finish(
     let catalog = |e: tokio_postgres::Error| MoveError::Catalog(tenancy::pg::describe_error(&e));
     moves::finish(&**client, record.id, state, error).await.map_err(catalog)?;
     let action = format!("tenant.move.{}", state.as_str());
-    audit::record(&**client, "mover", &action, Some(record.tenant_id), serde_json::json!({ "move": record.id, "error": error }))
-        .await
-        .map_err(catalog)?;
+    audit::record(
+        &**client,
+        "mover",
+        &action,
+        Some(record.tenant_id),
+        serde_json::json!({ "move": record.id, "error": error }),
+    )
+    .await
+    .map_err(catalog)?;
     tracing::info!(move_id = record.id, state = state.as_str(), "move finished");
     Ok(())
 }
@@ -340,9 +370,15 @@ async fn finish(
 async fn schedule_source_drop(cp: &ControlPlane, record: &MoveRecord) -> Result<(), MoveError> {
     let client = cp.catalog.get().await.map_err(|e| MoveError::Catalog(e.to_string()))?;
     let delay = if record.drop_source { std::time::Duration::ZERO } else { cp.move_source_retention };
-    jobs::enqueue_after(&**client, JobKind::DropMoveSource, None, &serde_json::json!({ "move": record.id }), delay)
-        .await
-        .map_err(|e| MoveError::Catalog(tenancy::pg::describe_error(&e)))?;
+    jobs::enqueue_after(
+        &**client,
+        JobKind::DropMoveSource,
+        None,
+        &serde_json::json!({ "move": record.id }),
+        delay,
+    )
+    .await
+    .map_err(|e| MoveError::Catalog(tenancy::pg::describe_error(&e)))?;
     cp.jobs_enqueued.notify_waiters();
     Ok(())
 }
@@ -362,7 +398,9 @@ pub(crate) async fn drop_source(cp: &ControlPlane, move_id: i64) -> Result<(), M
     let here_now = super::Placement::of(&tenant);
     if here_now.cluster == record.from.cluster
         && ((here_now.database.is_some() && here_now.database == record.from.database)
-            || (here_now.database.is_none() && record.from.database.is_none() && here_now.schema == record.from.schema))
+            || (here_now.database.is_none()
+                && record.from.database.is_none()
+                && here_now.schema == record.from.schema))
     {
         return Err(step_error(&record, step)(
             "the tenant is where the move's source was: nothing is dropped".into(),

@@ -19,12 +19,18 @@ use tenancy::error::ErrorKind;
 
 const POLL: Duration = Duration::from_millis(10);
 
-async fn load_tenant(cp: &ControlPlane, record: &MoveRecord, step: &'static str) -> Result<TenantRecord, MoveError> {
+async fn load_tenant(
+    cp: &ControlPlane,
+    record: &MoveRecord,
+    step: &'static str,
+) -> Result<TenantRecord, MoveError> {
     let client = cp.catalog.get().await.map_err(|e| MoveError::Catalog(e.to_string()))?;
     tenancy::catalog::tenant_by_id(&**client, record.tenant_id)
         .await
         .map_err(|e| MoveError::Catalog(e.to_string()))?
-        .ok_or_else(|| step_error(record, step)("the tenant is gone from the catalog".into(), ErrorKind::Failed))
+        .ok_or_else(|| {
+            step_error(record, step)("the tenant is gone from the catalog".into(), ErrorKind::Failed)
+        })
 }
 
 /// The source's login roles of the tenant (runtime and read-only).
@@ -44,6 +50,22 @@ pub(super) async fn lock_source(cp: &ControlPlane, record: &MoveRecord) -> Resul
     if tenant.status != TenantStatus::Active {
         return Err(step_error(record, step)(
             format!("the tenant is {} now; only an active tenant is switched", tenant.status),
+            ErrorKind::Failed,
+        ));
+    }
+    let client = cp.catalog.get().await.map_err(|e| MoveError::Catalog(e.to_string()))?;
+    let version = crate::catalog::tenants::schema_version(&**client, tenant.id)
+        .await
+        .map_err(|e| MoveError::Catalog(tenancy::pg::describe_error(&e)))?;
+    drop(client);
+    if version != record.schema_version {
+        // A fleet migration reached the source during the copy: the target was built at the
+        // version before.
+        return Err(step_error(record, step)(
+            format!(
+                "the tenant's schema changed during the move (version {:?}, the copy is at {:?}): move it again",
+                version, record.schema_version
+            ),
             ErrorKind::Failed,
         ));
     }
@@ -195,10 +217,13 @@ pub(super) async fn switch_over(cp: &ControlPlane, record: &MoveRecord) -> Resul
     let tx = client.transaction().await.map_err(catalog)?;
     moves::switch(&*tx, record, pause_ms).await.map_err(catalog)?;
     let detail = serde_json::json!({ "move": record.id, "to": &record.to, "pause_ms": pause_ms });
-    audit::record(&*tx, "mover", "tenant.move.switched", Some(record.tenant_id), detail).await.map_err(catalog)?;
+    audit::record(&*tx, "mover", "tenant.move.switched", Some(record.tenant_id), detail)
+        .await
+        .map_err(catalog)?;
     tx.commit().await.map_err(catalog)?;
-    if let Some(now) =
-        tenancy::catalog::tenant_by_id(&**client, record.tenant_id).await.map_err(|e| MoveError::Catalog(e.to_string()))?
+    if let Some(now) = tenancy::catalog::tenant_by_id(&**client, record.tenant_id)
+        .await
+        .map_err(|e| MoveError::Catalog(e.to_string()))?
     {
         cp.publish_change(&now).await;
     }
@@ -231,17 +256,24 @@ async fn swap_roles(
         )
     };
     let tenant_role = &record.from.role;
-    let retire = format!("{}{}", rename(tenant_role, retired), rename(&tenant_role.reader(), &retired.reader()));
+    let retire =
+        format!("{}{}", rename(tenant_role, retired), rename(&tenant_role.reader(), &retired.reader()));
     let promote = format!("{}{}", rename(copy, tenant_role), rename(&copy.reader(), &tenant_role.reader()));
     let pg = pg_step_error(record, step);
-    let source =
-        replication::source_cluster(cp, record, step).await?.admin().await.map_err(replication::cluster_step_error(record, step))?;
+    let source = replication::source_cluster(cp, record, step)
+        .await?
+        .admin()
+        .await
+        .map_err(replication::cluster_step_error(record, step))?;
     if record.from.cluster == record.to.cluster {
         return source.batch_execute(&format!("BEGIN; {retire} {promote} COMMIT;")).await.map_err(&pg);
     }
     source.batch_execute(&format!("BEGIN; {retire} COMMIT;")).await.map_err(&pg)?;
-    let target =
-        replication::target_cluster(cp, record, step).await?.admin().await.map_err(replication::cluster_step_error(record, step))?;
+    let target = replication::target_cluster(cp, record, step)
+        .await?
+        .admin()
+        .await
+        .map_err(replication::cluster_step_error(record, step))?;
     target.batch_execute(&format!("BEGIN; {promote} COMMIT;")).await.map_err(&pg)
 }
 
@@ -259,13 +291,19 @@ async fn rename_schema(
         .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&record.from.schema.as_str()])
         .await
         .map_err(&pg)?;
-    let search_path = |role: &RoleName| format!("ALTER ROLE {} SET search_path = {};", role.quoted(), record.to.schema.quoted());
+    let search_path = |role: &RoleName| {
+        format!("ALTER ROLE {} SET search_path = {};", role.quoted(), record.to.schema.quoted())
+    };
     let rename = if copied.is_some() {
         format!("ALTER SCHEMA {} RENAME TO {};", record.from.schema.quoted(), record.to.schema.quoted())
     } else {
         String::new()
     };
-    db.batch_execute(&format!("BEGIN; {rename} {} {} COMMIT;", search_path(copy_role), search_path(&copy_role.reader())))
+    db.batch_execute(&format!(
+        "BEGIN; {rename} {} {} COMMIT;",
+        search_path(copy_role),
+        search_path(&copy_role.reader())
+    ))
     .await
     .map_err(&pg)
 }

@@ -284,7 +284,8 @@ mod tests {
         // Long slugs: bounded, the move's id kept whole, distinct slugs still distinct.
         let a = Slug::parse(&format!("{}a", "x".repeat(62))).unwrap();
         let b = Slug::parse(&format!("{}b", "x".repeat(62))).unwrap();
-        let (ra, rb) = (RoleName::for_move("prefix", &a, i64::MAX), RoleName::for_move("prefix", &b, i64::MAX));
+        let (ra, rb) =
+            (RoleName::for_move("prefix", &a, i64::MAX), RoleName::for_move("prefix", &b, i64::MAX));
         assert!(ra.as_str().len() <= 63 && ra.as_str().ends_with(&format!("_m{}_", i64::MAX)));
         assert_ne!(ra, rb);
         assert!(RoleName::parse(ra.as_str()).is_ok() && RoleName::parse(ra.reader().as_str()).is_ok());

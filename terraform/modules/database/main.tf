@@ -49,6 +49,14 @@ resource "aws_rds_cluster_parameter_group" "this" {
     }
   }
 
+  # Logical replication, which tenant moves copy tables with (publications, slots and
+  # subscriptions; `tenantctl tenants move`). Sets wal_level = logical.
+  parameter {
+    name         = "rds.logical_replication"
+    value        = "1"
+    apply_method = "pending-reboot"
+  }
+
   # Connections without TLS are refused. tenantctl and tenant-router speak TLS (rustls) as
   # the URL's sslmode says; the admin URL below asks for `verify-full`. (The catalog's and, through
   # modules/tenant-database, every dedicated cluster's parameter group.)

@@ -134,7 +134,8 @@ async fn a_tenant_moves_into_its_own_database_while_a_client_writes_through_the_
     // Table by table, the target has what the source (kept, read-only) has, and new rows get
     // new ids (the sequences came along).
     let source = db.tenants_client().await;
-    let (before, after) = (fingerprint(&source, acme.schema_name.as_str()).await, fingerprint(&target, schema).await);
+    let (before, after) =
+        (fingerprint(&source, acme.schema_name.as_str()).await, fingerprint(&target, schema).await);
     let users_after = after.iter().find(|(t, ..)| t == "users").unwrap().1;
     let users_before = before.iter().find(|(t, ..)| t == "users").unwrap().1;
     assert!(users_after >= users_before);
@@ -148,7 +149,13 @@ async fn a_tenant_moves_into_its_own_database_while_a_client_writes_through_the_
     assert!(id > last_acknowledged, "new id {id} after {last_acknowledged}: the sequence did not come along");
     // Where the source has rows the client wrote before the switch, they match.
     let source_ids: Vec<i64> = source
-        .query(&format!("SELECT id FROM \"{}\".users WHERE name = 'writer' ORDER BY id", acme.schema_name.as_str()), &[])
+        .query(
+            &format!(
+                "SELECT id FROM \"{}\".users WHERE name = 'writer' ORDER BY id",
+                acme.schema_name.as_str()
+            ),
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -215,7 +222,10 @@ async fn an_aborted_move_leaves_the_tenant_where_it_was_and_nothing_behind() {
     assert_eq!(aborted.state, MoveState::Aborted);
     let admin = db.client().await;
     let now = tenancy::catalog::tenant_by_id(&admin, acme.id).await.unwrap().unwrap();
-    assert_eq!((now.isolation, now.database_name.clone(), now.role_name.clone()), (acme.isolation, None, acme.role_name.clone()));
+    assert_eq!(
+        (now.isolation, now.database_name.clone(), now.role_name.clone()),
+        (acme.isolation, None, acme.role_name.clone())
+    );
     let copy_role = tenancy::domain::RoleName::for_move(&db.role_prefix, &slug, started.id);
     let left: i64 = admin
         .query_one(

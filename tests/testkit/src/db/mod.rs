@@ -223,6 +223,7 @@ async fn drop_everything(
 ) -> Result<(), String> {
     let pattern = format!("{role_prefix}_");
     let mut failures = Vec::new();
+    drop_replication(admin, &pattern, &mut failures).await;
     let mut databases: Vec<String> = database.map(str::to_owned).into_iter().collect();
     match admin.query("SELECT datname FROM pg_database WHERE starts_with(datname, $1)", &[&pattern]).await {
         Ok(rows) => databases.extend(rows.iter().map(|row| row.get::<_, String>(0))),
@@ -248,6 +249,65 @@ async fn drop_everything(
         Ok(())
     } else {
         Err(failures.join("; "))
+    }
+}
+
+/// What a test's tenant moves left of their logical replication (named `<prefix>_move_<id>`):
+/// subscriptions, dropped in their database without touching their slot, then slots. A
+/// database with either cannot be dropped.
+async fn drop_replication(admin: &tokio_postgres::Client, pattern: &str, failures: &mut Vec<String>) {
+    let subscriptions = admin
+        .query(
+            "SELECT s.subname::text, d.datname::text FROM pg_subscription s
+               JOIN pg_database d ON d.oid = s.subdbid WHERE starts_with(s.subname, $1)",
+            &[&pattern],
+        )
+        .await;
+    match subscriptions {
+        Ok(rows) => {
+            for row in rows {
+                let (name, database): (String, String) = (row.get(0), row.get(1));
+                let client = connect(&with_database(&services().database_url, &database)).await;
+                let statements = [
+                    format!("ALTER SUBSCRIPTION \"{name}\" DISABLE"),
+                    format!("ALTER SUBSCRIPTION \"{name}\" SET (slot_name = NONE)"),
+                    format!("DROP SUBSCRIPTION \"{name}\""),
+                ];
+                for statement in &statements {
+                    if let Err(e) = client.batch_execute(statement).await {
+                        failures.push(format!("dropping subscription {name}: {e}"));
+                        break;
+                    }
+                }
+            }
+        }
+        Err(e) => failures.push(format!("listing subscriptions: {e}")),
+    }
+    let slots = admin
+        .query(
+            "SELECT slot_name::text, pg_terminate_backend(active_pid) FROM pg_replication_slots
+              WHERE starts_with(slot_name, $1)",
+            &[&pattern],
+        )
+        .await;
+    match slots {
+        Ok(rows) => {
+            for name in rows.iter().map(|row| row.get::<_, String>(0)) {
+                let mut dropped = admin.execute("SELECT pg_drop_replication_slot($1)", &[&name]).await;
+                for _ in 0..50 {
+                    if dropped.is_ok() {
+                        break;
+                    }
+                    // Its sender, just terminated, may not have let go of it yet.
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    dropped = admin.execute("SELECT pg_drop_replication_slot($1)", &[&name]).await;
+                }
+                if let Err(e) = dropped {
+                    failures.push(format!("dropping replication slot {name}: {e}"));
+                }
+            }
+        }
+        Err(e) => failures.push(format!("listing replication slots: {e}")),
     }
 }
 
