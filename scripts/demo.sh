@@ -3,7 +3,8 @@
 #
 # run: starts PostgreSQL, Redis and moto; builds; starts `tenantctl serve` and `tenant-router`;
 #      provisions three tenants by sending signed billing webhooks; queries each through the
-#      router (each sees only its own rows); adds a migration and applies it to the fleet; prints
+#      router (each sees only its own rows); upgrades one to enterprise by webhook (it moves into
+#      a database of its own); adds a migration and applies it to the fleet; prints
 #      what to try next. Leaves everything running. Needs no input.
 # stop: stops both servers and the services.
 set -euo pipefail
@@ -191,6 +192,20 @@ SQL
   PGPASSWORD="$acme_password" "$psql" -X \
     "host=${ROUTER_PG_ADDR%:*} port=${ROUTER_PG_ADDR##*:} user=$acme_user dbname=$acme_db options='-c tenant=acme' sslmode=disable" \
     -c 'SELECT current_user, name, email FROM users' | sed 's/^/   /'
+
+  step "Upgrading globex to enterprise by billing webhook (customer.subscription.updated): it moves, while in use, into a database of its own, its rows with it"
+  "$BIN/tenantctl" webhook send --type customer.subscription.updated --tenant globex --plan enterprise >/dev/null
+  local isolation=""
+  for _ in $(seq 1 600); do
+    isolation="$("$BIN/tenantctl" tenants show globex --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["isolation"])')"
+    [[ "$isolation" == database ]] && break
+    sleep 0.1
+  done
+  [[ "$isolation" == database ]] || die "globex was not moved to a database of its own (log: $DEMO/tenantctl.log)"
+  echo "   tenantctl tenants moves globex:"
+  "$BIN/tenantctl" tenants moves globex | sed 's/^/   /'
+  echo "   POST http://globex.$BASE_DOMAIN/sql  SELECT current_user, current_database(), name, email FROM users"
+  sql globex '{"query":"SELECT current_user AS role, current_database() AS database, name, email FROM users"}' | pretty_rows
 
   step "Adding a migration (V2__demo_task_priority.sql) and applying it to the whole fleet"
   cat >"$DEMO/migrations/V2__demo_task_priority.sql" <<'SQL'

@@ -119,6 +119,39 @@ pub(crate) enum ClustersCommand {
     Add(AddClusterArgs),
     /// List clusters with their load.
     List(CatalogArgs),
+    /// Empty a cluster: it takes no new tenants, and each of its active tenants is moved to
+    /// another cluster (`--to`, or the least loaded with room), a few at a time, with a line
+    /// per tenant as its move ends. Exits 1 if any tenant is left.
+    Drain(DrainArgs),
+    /// Retire an empty cluster (no tenants, no move running from or to it, no old copy kept on
+    /// it): its admin secret is deleted, and it is no longer listed or used.
+    Remove(RemoveClusterArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DrainArgs {
+    /// The cluster to empty.
+    pub(crate) name: String,
+    /// Move every tenant to this cluster (default: each to the least loaded with room).
+    #[arg(long)]
+    pub(crate) to: Option<String>,
+    /// Moves at a time.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) concurrency: usize,
+    /// Drop each tenant's old copy right after its switch (else after MOVE_SOURCE_RETENTION),
+    /// so the cluster can be removed at once.
+    #[arg(long)]
+    pub(crate) drop_source: bool,
+    #[command(flatten)]
+    pub(crate) catalog: CatalogArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RemoveClusterArgs {
+    /// The cluster to retire.
+    pub(crate) name: String,
+    #[command(flatten)]
+    pub(crate) catalog: CatalogArgs,
 }
 
 #[derive(Debug, Args)]
@@ -307,6 +340,10 @@ pub(crate) struct CreateArgs {
     /// own); default: what the plan's template says.
     #[arg(long)]
     pub(crate) isolation: Option<tenancy::domain::Isolation>,
+    /// Place it on this cluster (default: the least loaded with room); `tenants move` moves it
+    /// later.
+    #[arg(long)]
+    pub(crate) cluster: Option<String>,
     #[command(flatten)]
     pub(crate) wait: WaitArgs,
     #[command(flatten)]

@@ -160,6 +160,10 @@ pub(crate) enum MigrateTenantError {
     /// A migration failed (the PostgreSQL error, with its SQLSTATE, is in the message).
     #[error("{0}")]
     Migration(String),
+    /// The tenant is being moved, or was moved elsewhere since the run was planned: it was not
+    /// touched (its old place is not migrated; run the migration again once it is done).
+    #[error("{0}")]
+    Moved(String),
 }
 
 impl tenancy::error::OperationError for MigrateTenantError {
@@ -168,7 +172,7 @@ impl tenancy::error::OperationError for MigrateTenantError {
     fn kind(&self) -> tenancy::error::ErrorKind {
         match self {
             Self::Session(_) | Self::Locked(_) => tenancy::error::ErrorKind::Unavailable,
-            Self::Drift(_) | Self::Migration(_) => tenancy::error::ErrorKind::Failed,
+            Self::Drift(_) | Self::Migration(_) | Self::Moved(_) => tenancy::error::ErrorKind::Failed,
         }
     }
 
@@ -178,6 +182,7 @@ impl tenancy::error::OperationError for MigrateTenantError {
             Self::Locked(_) => "lock_timeout",
             Self::Drift(_) => "drift",
             Self::Migration(_) => "migration_failed",
+            Self::Moved(_) => "tenant_moved",
         }
     }
 }
@@ -470,6 +475,7 @@ impl MigrateTenantError {
             Self::Locked(m) => Self::Locked(f(m)),
             Self::Drift(m) => Self::Drift(f(m)),
             Self::Migration(m) => Self::Migration(f(m)),
+            Self::Moved(m) => Self::Moved(f(m)),
         }
     }
 }

@@ -201,6 +201,7 @@ async fn provision(cp: &ControlPlane, envelope: &Envelope) -> Result<Outcome, Bi
         billing_customer_id: facts.customer_id.clone(),
         billing_subscription_id: Some(facts.subscription_id.clone()),
         isolation: None,
+        cluster: None,
     };
     let created = chrono::DateTime::from_timestamp(envelope.created, 0);
     let catalog_error =

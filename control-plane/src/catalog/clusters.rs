@@ -12,6 +12,8 @@ pub struct ClusterInfo {
     pub tenants: i64,
     /// Where its admin connection is kept; `None` for the catalog's own server.
     pub(crate) admin_secret: Option<String>,
+    /// Being drained: it takes no new tenants.
+    pub draining: bool,
 }
 
 /// The secret holding cluster `name`'s admin connection; `None` when no such cluster is
@@ -25,8 +27,83 @@ pub(crate) async fn admin_secret_ref(
     Ok(row.and_then(|r| r.get(0)))
 }
 
+/// Whether cluster `name` is registered (and not removed).
 pub(crate) async fn exists(client: &impl GenericClient, name: &str) -> Result<bool, tokio_postgres::Error> {
-    Ok(client.query_opt("SELECT 1 FROM control.clusters WHERE name = $1", &[&name]).await?.is_some())
+    let row = client
+        .query_opt("SELECT 1 FROM control.clusters WHERE name = $1 AND removed_at IS NULL", &[&name])
+        .await?;
+    Ok(row.is_some())
+}
+
+/// Whether cluster `name` is being drained; `None` when no such cluster is registered.
+pub(crate) async fn draining(
+    client: &impl GenericClient,
+    name: &str,
+) -> Result<Option<bool>, tokio_postgres::Error> {
+    let row = client
+        .query_opt("SELECT draining FROM control.clusters WHERE name = $1 AND removed_at IS NULL", &[&name])
+        .await?;
+    Ok(row.map(|row| row.get(0)))
+}
+
+/// Marks cluster `name` as being drained (or not); `false` when there is no such cluster.
+pub(crate) async fn set_draining(
+    client: &impl GenericClient,
+    name: &str,
+    draining: bool,
+) -> Result<bool, tokio_postgres::Error> {
+    let changed = client
+        .execute(
+            "UPDATE control.clusters SET draining = $2 WHERE name = $1 AND removed_at IS NULL",
+            &[&name, &draining],
+        )
+        .await?;
+    Ok(changed == 1)
+}
+
+/// The slugs and statuses of the live tenants placed on cluster `name`, by slug.
+pub(crate) async fn tenants_on(
+    client: &impl GenericClient,
+    name: &str,
+) -> Result<Vec<(String, String)>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT slug, status FROM control.tenants WHERE cluster = $1 AND status <> 'deleted' ORDER BY slug",
+            &[&name],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+}
+
+/// Moves that still need cluster `name`: running ones from or to it, and finished ones whose
+/// old copy on it is not dropped yet.
+pub(crate) async fn moves_needing(
+    client: &impl GenericClient,
+    name: &str,
+) -> Result<i64, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM control.tenant_moves
+              WHERE (state = 'running' AND (from_cluster = $1 OR to_cluster = $1))
+                 OR (state = 'done' AND from_cluster = $1 AND source_dropped_at IS NULL)",
+            &[&name],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Marks cluster `name` removed (the row stays for the tombstones and moves that name it).
+pub(crate) async fn mark_removed(
+    client: &impl GenericClient,
+    name: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    let changed = client
+        .execute(
+            "UPDATE control.clusters SET removed_at = now(), draining = false WHERE name = $1 AND removed_at IS NULL",
+            &[&name],
+        )
+        .await?;
+    Ok(changed == 1)
 }
 
 /// Registers a cluster; `false` when one of that name is registered already.
@@ -50,10 +127,11 @@ pub(crate) async fn insert(
 pub(crate) async fn list(client: &impl GenericClient) -> Result<Vec<ClusterInfo>, tokio_postgres::Error> {
     let rows = client
         .query(
-            "SELECT c.name, c.capacity, count(t.id), c.admin_secret_ref
+            "SELECT c.name, c.capacity, count(t.id), c.admin_secret_ref, c.draining
                FROM control.clusters c
                LEFT JOIN control.tenants t ON t.cluster = c.name AND t.status <> 'deleted'
-              GROUP BY c.name, c.capacity, c.admin_secret_ref
+              WHERE c.removed_at IS NULL
+              GROUP BY c.name, c.capacity, c.admin_secret_ref, c.draining
               ORDER BY c.name",
             &[],
         )
@@ -65,24 +143,28 @@ pub(crate) async fn list(client: &impl GenericClient) -> Result<Vec<ClusterInfo>
             capacity: r.get(1),
             tenants: r.get(2),
             admin_secret: r.get(3),
+            draining: r.get(4),
         })
         .collect())
 }
 
-/// The least loaded cluster (live tenants / capacity) that has room, if any.
+/// The least loaded cluster (live tenants / capacity) that has room, if any; neither one being
+/// drained nor a removed one, nor `except`.
 pub(crate) async fn least_loaded_with_room(
     client: &impl GenericClient,
+    except: Option<&str>,
 ) -> Result<Option<String>, tokio_postgres::Error> {
     let row = client
         .query_opt(
             "SELECT c.name
                FROM control.clusters c
                LEFT JOIN control.tenants t ON t.cluster = c.name AND t.status <> 'deleted'
+              WHERE NOT c.draining AND c.removed_at IS NULL AND c.name IS DISTINCT FROM $1
               GROUP BY c.name, c.capacity
              HAVING count(t.id) < c.capacity
               ORDER BY count(t.id)::float8 / c.capacity, c.name
               LIMIT 1",
-            &[],
+            &[&except],
         )
         .await?;
     Ok(row.map(|r| r.get(0)))

@@ -52,6 +52,15 @@ pub(crate) async fn enqueue_after(
     Ok(row.get(0))
 }
 
+/// Lets job `id` be tried again however often it fails with an error that trying again may
+/// mend (a move: given up half-way, it would leave its tenant paused, or its copy behind).
+pub(crate) async fn keep_trying(client: &impl GenericClient, id: i64) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute("UPDATE control.jobs SET max_attempts = 2147483647 WHERE id = $1", &[&id])
+        .await
+        .map(|_| ())
+}
+
 /// Makes `tenant`'s queued job of `kind` run after `delay` from now, or enqueues one when none
 /// is queued: a tenant never has two of them queued (the second would only run after the
 /// first, whatever its own time). Returns the job's id.

@@ -212,6 +212,20 @@ pub(crate) async fn by_id(client: &impl GenericClient, id: i64) -> Result<Option
     Ok(row.as_ref().map(from_row).transpose()?)
 }
 
+/// Whether `tenant` has a running move.
+pub(crate) async fn running_for(
+    client: &impl GenericClient,
+    tenant: TenantId,
+) -> Result<bool, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT 1 FROM control.tenant_moves WHERE tenant_id = $1 AND state = 'running'",
+            &[&tenant.0],
+        )
+        .await?;
+    Ok(row.is_some())
+}
+
 /// The tenant's moves, newest first.
 pub(crate) async fn of_tenant(
     client: &impl GenericClient,
@@ -225,18 +239,22 @@ pub(crate) async fn of_tenant(
     Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
 }
 
+/// Records that the running move went from step `from` to `to`; `false` when it is not at
+/// `from` (or not running): another mover went on meanwhile, and this one must stop.
 pub(crate) async fn set_step(
     client: &impl GenericClient,
     id: i64,
-    step: &str,
-) -> Result<(), tokio_postgres::Error> {
-    client
+    from: Option<&str>,
+    to: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    let changed = client
         .execute(
-            "UPDATE control.tenant_moves SET step = $2, last_error = NULL, updated_at = now() WHERE id = $1",
-            &[&id, &step],
+            "UPDATE control.tenant_moves SET step = $3, last_error = NULL, updated_at = now()
+              WHERE id = $1 AND state = 'running' AND step IS NOT DISTINCT FROM $2",
+            &[&id, &from, &to],
         )
-        .await
-        .map(|_| ())
+        .await?;
+    Ok(changed == 1)
 }
 
 /// Records why the move's last attempt failed (it goes on, or is rolled back).
@@ -254,7 +272,8 @@ pub(crate) async fn set_error(
         .map(|_| ())
 }
 
-/// Asks a running move to stop; `false` when the tenant has none running.
+/// Asks a running move to stop; `false` when it is not running or past its point of no return
+/// (the source locked, or the tenant switched).
 pub(crate) async fn request_abort(
     client: &impl GenericClient,
     id: i64,
@@ -262,7 +281,7 @@ pub(crate) async fn request_abort(
     let changed = client
         .execute(
             "UPDATE control.tenant_moves SET abort_requested = true, updated_at = now()
-              WHERE id = $1 AND state = 'running'",
+              WHERE id = $1 AND state = 'running' AND coalesce(step, '') NOT IN ('locked', 'switched')",
             &[&id],
         )
         .await?;
@@ -334,12 +353,24 @@ pub(crate) async fn unpause(
 }
 
 /// The switch: the tenant is where the move put it from now on, its requests released (one
-/// transaction with the move's step, so a crash leaves it either side, never both).
+/// transaction with the move's step, so a crash leaves it either side, never both); `false`
+/// (nothing changed) when the move is no longer at `locked`.
 pub(crate) async fn switch(
     client: &impl GenericClient,
     record: &MoveRecord,
     pause_ms: i32,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<bool, tokio_postgres::Error> {
+    let moving = client
+        .execute(
+            "UPDATE control.tenant_moves
+                SET step = 'switched', pause_ms = $2, switched_at = now(), last_error = NULL, updated_at = now()
+              WHERE id = $1 AND state = 'running' AND step = 'locked'",
+            &[&record.id, &pause_ms],
+        )
+        .await?;
+    if moving != 1 {
+        return Ok(false);
+    }
     let to = &record.to;
     client
         .execute(
@@ -359,13 +390,5 @@ pub(crate) async fn switch(
             ],
         )
         .await?;
-    client
-        .execute(
-            "UPDATE control.tenant_moves
-                SET step = 'switched', pause_ms = $2, switched_at = now(), last_error = NULL, updated_at = now()
-              WHERE id = $1",
-            &[&record.id, &pause_ms],
-        )
-        .await
-        .map(|_| ())
+    Ok(true)
 }

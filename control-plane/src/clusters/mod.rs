@@ -1,14 +1,17 @@
-//! The PostgreSQL clusters that hold tenants: the registry (`tenantctl clusters add|list`), the
+//! The PostgreSQL clusters that hold tenants: the registry (`tenantctl clusters add|list`),
+//! draining and removing one ([`drain()`]), the
 //! handle of each cluster (its databases, roles and pools; [`Cluster`]) and where handles are
 //! kept ([`Clusters`]). The catalog's own server is the `default` cluster; every other one is
 //! registered with an admin connection kept in the secret store. New tenants go to the least
 //! loaded cluster with room (`placement`).
 
+mod drain;
 mod handle;
 pub mod placement;
 mod registry;
 
 pub use crate::catalog::clusters::ClusterInfo;
+pub use drain::{drain, remove, ClusterChangeError, DrainSettings, Drained};
 pub use handle::*;
 pub use placement::PLACEMENT_LOCK;
 pub use registry::{add, list, AddClusterError};

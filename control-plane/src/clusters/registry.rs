@@ -129,7 +129,13 @@ pub async fn add(
     )
     .await
     .map_err(catalog_error)?;
-    Ok(ClusterInfo { name: name.to_string(), capacity, tenants: 0, admin_secret: Some(secret.to_string()) })
+    Ok(ClusterInfo {
+        name: name.to_string(),
+        capacity,
+        tenants: 0,
+        admin_secret: Some(secret.to_string()),
+        draining: false,
+    })
 }
 
 /// Every registered cluster with its load.

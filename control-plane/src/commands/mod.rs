@@ -98,6 +98,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Tokens(TokensCommand::Create(args)) => create_token(args, json).await,
         Command::Clusters(ClustersCommand::Add(args)) => add_cluster(args, json).await,
         Command::Clusters(ClustersCommand::List(args)) => list_clusters(args, json).await,
+        Command::Clusters(ClustersCommand::Drain(args)) => moves::drain_cluster(args, json).await,
+        Command::Clusters(ClustersCommand::Remove(args)) => moves::remove_cluster(args, json).await,
         Command::Routers(RoutersCommand::Credentials(args)) => router_credentials(*args, json).await,
         Command::Routers(RoutersCommand::Pools(args)) => routers::pools(args, json).await,
         Command::Routers(RoutersCommand::Stats(args)) => routers::stats(args, json).await,
@@ -173,6 +175,7 @@ async fn create(args: CreateArgs, json: bool) -> Result<ExitCode, CliError> {
         billing_customer_id: None,
         billing_subscription_id: None,
         isolation: args.isolation,
+        cluster: args.cluster,
     };
     let deadline = Deadline::after(args.wait.timeout);
     let requested = async { Ok(tenants::create(&cp, &request, "cli").await?) };
@@ -485,11 +488,12 @@ fn cluster_row(c: &crate::clusters::ClusterInfo) -> Vec<String> {
         c.tenants.to_string(),
         c.capacity.to_string(),
         format!("{load:.1}%"),
+        if c.draining { "draining" } else { "open" }.to_owned(),
         c.admin_secret.clone().unwrap_or_else(|| "(the catalog's server)".into()),
     ]
 }
 
-const CLUSTER_HEADERS: &[&str] = &["cluster", "tenants", "capacity", "load", "admin connection"];
+const CLUSTER_HEADERS: &[&str] = &["cluster", "tenants", "capacity", "load", "state", "admin connection"];
 
 async fn add_cluster(args: AddClusterArgs, json: bool) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;

@@ -1,7 +1,7 @@
-//! `tenantctl tenants move` and `tenantctl tenants moves`.
+//! `tenantctl tenants move`, `tenants moves`, `clusters drain` and `clusters remove`.
 
 use super::{find, parse_slug, start, wait_for_jobs, CliError, Deadline};
-use crate::cli::{MoveArgs, ShowArgs};
+use crate::cli::{DrainArgs, MoveArgs, RemoveClusterArgs, ShowArgs};
 use crate::moves::{self, Destination, MoveRecord, MoveState};
 use crate::output;
 use std::process::ExitCode;
@@ -69,5 +69,58 @@ pub(super) async fn list(args: ShowArgs, json: bool) -> Result<ExitCode, CliErro
     let slug = parse_slug(&args.slug)?;
     let cp = start(&args.catalog).await?;
     print(&moves::of_tenant(&cp, &slug, 50).await?, json);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Drains a cluster, a line on stderr per tenant as its move ends, then the list (or JSON).
+pub(super) async fn drain_cluster(args: DrainArgs, json: bool) -> Result<ExitCode, CliError> {
+    let cp = start(&args.catalog).await?;
+    let settings = crate::clusters::DrainSettings {
+        to: args.to,
+        concurrency: args.concurrency,
+        drop_source: args.drop_source,
+    };
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let drained = crate::clusters::drain(&cp, &args.name, &settings, |tenant| {
+        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let to = tenant.to.as_deref().unwrap_or("-");
+        let error = tenant.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
+        output::note(&format!("[{n}] {} {} → {to}{error}", tenant.outcome, tenant.slug));
+    })
+    .await?;
+    if json {
+        output::json(&drained);
+    } else if drained.is_empty() {
+        output::line(&format!("No tenants on cluster {}.", args.name));
+    } else {
+        let rows: Vec<Vec<String>> = drained
+            .iter()
+            .map(|t| {
+                vec![
+                    t.slug.clone(),
+                    t.outcome.to_owned(),
+                    t.to.clone().unwrap_or_else(|| "-".into()),
+                    t.error.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        output::table(&["TENANT", "OUTCOME", "TO", "ERROR"], &rows);
+    }
+    let left = drained.iter().filter(|t| t.outcome != "moved").count();
+    if left > 0 {
+        output::note(&format!("{left} tenant(s) are still on cluster {}", args.name));
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn remove_cluster(args: RemoveClusterArgs, json: bool) -> Result<ExitCode, CliError> {
+    let cp = start(&args.catalog).await?;
+    crate::clusters::remove(&cp, &args.name, "cli").await?;
+    if json {
+        output::json(&serde_json::json!({ "cluster": args.name, "removed": true }));
+    } else {
+        output::line(&format!("Cluster {} removed.", args.name));
+    }
     Ok(ExitCode::SUCCESS)
 }

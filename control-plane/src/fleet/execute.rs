@@ -113,7 +113,10 @@ impl<'a> Execution<'a> {
             }
             let started = Instant::now();
             job.attempts += 1;
-            let outcome = self.migrate(&cluster, &job.tenant, &mut session, &mut locks).await;
+            let outcome = match self.where_now(&cluster, &job.tenant).await {
+                Ok(tenant) => self.migrate(&cluster, &tenant, &mut session, &mut locks).await,
+                Err(moved) => Err(moved),
+            };
             match outcome {
                 Err(error) if error.kind().is_retryable() && job.attempts <= self.options.retries => {
                     tracing::info!(tenant = %job.tenant.slug, attempt = job.attempts, %error, "tenant will be retried");
@@ -133,6 +136,37 @@ impl<'a> Execution<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The tenant as the catalog has it now, where this worker's cluster is: not one that a
+    /// move is copying (the copy would miss the migration), nor one moved to another cluster
+    /// since the run was planned (its old copy would be migrated instead).
+    async fn where_now(
+        &self,
+        cluster: &Cluster,
+        planned: &TenantRecord,
+    ) -> Result<TenantRecord, MigrateTenantError> {
+        let unavailable = |e: String| MigrateTenantError::Session(format!("catalog: {e}"));
+        let client = self.cp.catalog.get().await.map_err(|e| unavailable(e.to_string()))?;
+        if crate::catalog::moves::running_for(&**client, planned.id)
+            .await
+            .map_err(|e| unavailable(tenancy::pg::describe_error(&e)))?
+        {
+            return Err(MigrateTenantError::Moved(
+                "the tenant is being moved: migrate it once its move is done".into(),
+            ));
+        }
+        let now = tenancy::catalog::tenant_by_id(&**client, planned.id)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?
+            .ok_or_else(|| MigrateTenantError::Moved("the tenant is gone from the catalog".into()))?;
+        if now.cluster != cluster.name {
+            return Err(MigrateTenantError::Moved(format!(
+                "the tenant moved to cluster {} since the run was planned: run the migration again",
+                now.cluster
+            )));
+        }
+        Ok(now)
     }
 
     /// Migrates one tenant on the worker's session (or on a session to its own database),
@@ -197,7 +231,9 @@ impl<'a> Execution<'a> {
                 let state = match error {
                     MigrateTenantError::Drift(_) => ItemState::Drift,
                     MigrateTenantError::Locked(_) => ItemState::LockTimeout,
-                    MigrateTenantError::Session(_) | MigrateTenantError::Migration(_) => ItemState::Failed,
+                    MigrateTenantError::Session(_)
+                    | MigrateTenantError::Migration(_)
+                    | MigrateTenantError::Moved(_) => ItemState::Failed,
                 };
                 tracing::warn!(tenant = %job.tenant.slug, state = state.as_str(), %error, "tenant not migrated");
                 (state, None, Vec::new(), Some(error.to_string()))

@@ -72,6 +72,8 @@ pub(crate) struct CreateTenant {
     pub(crate) name: Option<String>,
     /// `schema` or `database` (default: the plan's).
     pub(crate) isolation: Option<String>,
+    /// The cluster to place it on (default: the least loaded with room).
+    pub(crate) cluster: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -43,6 +43,7 @@ pub(super) async fn create(
         billing_customer_id: None,
         billing_subscription_id: None,
         isolation,
+        cluster: body.cluster,
     };
     let tenant = tenants::create(&state.cp, &request, &operator.0).await?;
     Ok(accepted(&state, &tenant))

@@ -115,7 +115,35 @@ pub(crate) async fn apply_plan(cp: &ControlPlane, id: TenantId) -> Result<(), Jo
         .map(|role| provision::role_limits_sql(role, &template.limits))
         .collect();
     admin.batch_execute(&sql).await.map_err(|e| pg(&e))?;
-    announce(cp, id, "tenant.plan_applied").await
+    announce(cp, id, "tenant.plan_applied").await?;
+    if template.isolation != tenant.isolation && tenant.status == TenantStatus::Active {
+        move_to_plan_isolation(cp, &tenant, template.isolation).await?;
+    }
+    Ok(())
+}
+
+/// A plan whose template isolates tenants otherwise (pro's schema, enterprise's own database)
+/// moves the tenant there: a move of its own, queued after this job. One running already (the
+/// plan changed back and forth) is left to finish; a tenant with migrations pending is not
+/// moved (the operator moves it once they are applied).
+async fn move_to_plan_isolation(
+    cp: &ControlPlane,
+    tenant: &TenantRecord,
+    isolation: tenancy::domain::Isolation,
+) -> Result<(), JobError> {
+    use crate::moves::{Destination, MoveError};
+    let destination = Destination { isolation: Some(isolation), ..Destination::default() };
+    match crate::moves::start(cp, &tenant.slug, &destination, "plan").await {
+        Ok(started) => {
+            tracing::info!(tenant = %tenant.slug, move_id = started.id, "the plan's isolation differs: tenant move started");
+            Ok(())
+        }
+        Err(err @ (MoveError::Running { .. } | MoveError::PendingMigrations { .. })) => {
+            tracing::warn!(tenant = %tenant.slug, error = %err, "the plan's isolation differs, but the tenant is not moved now");
+            Ok(())
+        }
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// New passwords for both of the tenant's roles: stored in the secret first, then set on the

@@ -199,6 +199,16 @@ pub async fn drain(cp: &ControlPlane, tenant: TenantId, horizon: Duration) -> Re
     }
 }
 
+/// Runs every job due now (of any tenant, or of none: the drop of a moved tenant's old copy)
+/// in this process, one after another, until none is left; returns how many ran.
+pub async fn run_due(cp: &ControlPlane) -> Result<usize, WorkerError> {
+    let mut ran = 0;
+    while run_next(cp, None).await?.is_some() {
+        ran += 1;
+    }
+    Ok(ran)
+}
+
 /// Runs `concurrency` workers until `shutdown` is cancelled; a job in progress is finished first.
 pub(crate) async fn run_workers(cp: Arc<ControlPlane>, concurrency: usize, shutdown: CancellationToken) {
     let mut set = tokio::task::JoinSet::new();

@@ -57,7 +57,7 @@ pub enum MoveError {
     PendingMigrations { slug: String, at: Option<i64>, target: i64 },
     #[error("tenant {0} has no move to abort")]
     NothingToAbort(String),
-    #[error("move {0} has switched the tenant over already: move it back instead")]
+    #[error("move {0} is past its point of no return (the source is locked, or the tenant switched): it only goes forward; move the tenant back once it is done")]
     Switched(i64),
     #[error("move {id}: aborted")]
     Aborted { id: i64 },
@@ -97,6 +97,34 @@ impl OperationError for MoveError {
             Self::Step { .. } => "move_failed",
             Self::Catalog(_) => "catalog_unavailable",
         }
+    }
+}
+
+/// Names a point of a move (a step's end, or a point inside the switch) at which the process
+/// exits at once, as if killed, with status 137: the end-to-end tests kill a mover at each
+/// point this way and check that the move resumes, or rolls back, from there.
+pub const CRASH_AFTER_VARIABLE: &str = "TENANCY_MOVE_CRASH_AFTER";
+
+/// Every point [`CRASH_AFTER_VARIABLE`] may name, in the order a move passes them.
+pub const CRASH_POINTS: [&str; 11] = [
+    "target",
+    "published",
+    "subscribed",
+    "copied",
+    "paused",
+    "locked_out",
+    "locked",
+    "sequences",
+    "unsubscribed",
+    "roles_swapped",
+    "switched",
+];
+
+/// Exits the process at once when [`CRASH_AFTER_VARIABLE`] names `point`.
+fn crash_point(point: &str) {
+    if std::env::var_os(CRASH_AFTER_VARIABLE).is_some_and(|named| named == point) {
+        tracing::error!(point, "{CRASH_AFTER_VARIABLE}: exiting as if killed");
+        std::process::exit(137);
     }
 }
 
@@ -181,9 +209,10 @@ pub async fn start(
     moves::insert(&*tx, move_id, &tenant, &to, actor, at, destination.drop_source)
         .await
         .map_err(|e| catalog_error(&e))?;
-    jobs::enqueue(&*tx, JobKind::Move, Some(tenant.id), &serde_json::json!({ "move": move_id }))
+    let job = jobs::enqueue(&*tx, JobKind::Move, Some(tenant.id), &serde_json::json!({ "move": move_id }))
         .await
         .map_err(|e| catalog_error(&e))?;
+    jobs::keep_trying(&*tx, job).await.map_err(|e| catalog_error(&e))?;
     let detail = serde_json::json!({ "move": move_id, "from": Placement::of(&tenant), "to": &to });
     audit::record(&*tx, actor, "tenant.move", Some(tenant.id), detail)
         .await
@@ -221,13 +250,22 @@ pub async fn abort(cp: &ControlPlane, slug: &Slug, actor: &str) -> Result<MoveRe
     if run::past_return(&running) {
         return Err(MoveError::Switched(running.id));
     }
-    moves::request_abort(&**client, running.id).await.map_err(|e| catalog_error(&e))?;
+    if !moves::request_abort(&**client, running.id).await.map_err(|e| catalog_error(&e))? {
+        // It went past its point of no return since it was read.
+        return Err(MoveError::Switched(running.id));
+    }
     // A job that failed for good leaves nobody to act on it: queue one (a job running now
     // sees the request between its steps).
     if !jobs::has_queued(&**client, tenant.id, JobKind::Move).await.map_err(|e| catalog_error(&e))? {
-        jobs::enqueue(&**client, JobKind::Move, Some(tenant.id), &serde_json::json!({ "move": running.id }))
-            .await
-            .map_err(|e| catalog_error(&e))?;
+        let job = jobs::enqueue(
+            &**client,
+            JobKind::Move,
+            Some(tenant.id),
+            &serde_json::json!({ "move": running.id }),
+        )
+        .await
+        .map_err(|e| catalog_error(&e))?;
+        jobs::keep_trying(&**client, job).await.map_err(|e| catalog_error(&e))?;
         cp.jobs_enqueued.notify_waiters();
     }
     audit::record(

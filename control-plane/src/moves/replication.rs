@@ -174,9 +174,19 @@ pub(super) async fn publish(cp: &ControlPlane, record: &MoveRecord) -> Result<()
         .await
         .map_err(&pg)?;
     if slot.is_none() {
-        db.execute("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", &[&name])
-            .await
-            .map_err(&pg)?;
+        // Creating a slot waits for every transaction holding a transaction id on the server
+        // to end (any tenant's): bounded, then tried again later.
+        db.batch_execute("SET statement_timeout = '60s'").await.map_err(&pg)?;
+        let created = db.execute("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", &[&name]).await;
+        db.batch_execute("RESET statement_timeout").await.map_err(&pg)?;
+        created.map_err(|err| {
+            let timed_out = err.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED);
+            let kind = if timed_out { ErrorKind::Unavailable } else { tenancy::error::pg_error_kind(&err) };
+            step_error(record, step)(
+                format!("creating the replication slot: {}", tenancy::pg::describe_error(&err)),
+                kind,
+            )
+        })?;
     }
     Ok(())
 }
@@ -201,13 +211,30 @@ pub(super) async fn subscribe(cp: &ControlPlane, record: &MoveRecord) -> Result<
     ensure_marker(&db, cp, record).await.map_err(&pg)?;
     let name = object_name(cp, record);
     if !has_subscription(&db, &name).await.map_err(&pg)? {
+        // The copy starts empty: rows the migrations themselves inserted would clash with the
+        // source's.
+        let tables: Vec<String> = db
+            .query(
+                "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
+                   JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND c.relname <> $2",
+                &[&record.from.schema.as_str(), &crate::tenant_migrations::HISTORY_TABLE],
+            )
+            .await
+            .map_err(&pg)?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        if !tables.is_empty() {
+            db.batch_execute(&format!("TRUNCATE {}", tables.join(", "))).await.map_err(&pg)?;
+        }
         let source = source_cluster(cp, record, step).await?;
         let dbname = record.from.database.as_ref().map_or(source.endpoint.dbname.as_str(), |db| db.as_str());
         // The connection string holds the source's admin password: it goes into the statement
         // only, never into a log or an error of ours.
-        let conninfo = source.conninfo(dbname).replace('\'', "''");
+        let conninfo = source.conninfo(dbname).replace('\\', "\\\\").replace('\'', "\\'");
         let sql = format!(
-            "CREATE SUBSCRIPTION {quoted} CONNECTION '{conninfo}' PUBLICATION {quoted}
+            "CREATE SUBSCRIPTION {quoted} CONNECTION E'{conninfo}' PUBLICATION {quoted}
                WITH (create_slot = false, slot_name = '{name}', copy_data = true)",
             quoted = quote_ident(&name),
         );
@@ -235,7 +262,7 @@ pub(super) async fn wait_copied(cp: &ControlPlane, record: &MoveRecord) -> Resul
     let mut looks = 0u32;
     loop {
         let row = db
-            .query_one(
+            .query_opt(
                 "SELECT count(*) FILTER (WHERE r.srsubstate <> 'r'), count(*),
                         coalesce((SELECT st.sync_error_count FROM pg_stat_subscription_stats st
                                    WHERE st.subid = s.oid), 0)
@@ -246,7 +273,10 @@ pub(super) async fn wait_copied(cp: &ControlPlane, record: &MoveRecord) -> Resul
                 &[&name],
             )
             .await
-            .map_err(&pg)?;
+            .map_err(&pg)?
+            .ok_or_else(|| {
+                step_error(record, step)("the move's subscription is gone".into(), ErrorKind::Failed)
+            })?;
         let (copying, tables, errors): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
         if tables > 0 && copying == 0 {
             return Ok(());
@@ -313,19 +343,27 @@ pub(super) async fn wait_for_mark(
 }
 
 /// Sets each of the tenant's sequences on the target to where the source's is (logical
-/// replication does not carry them). The source's roles cannot write any more by now.
+/// replication does not carry them). The source's roles cannot write any more by now. Each
+/// side's schema is looked up under both of its names (a resumed switch may have renamed it).
 pub(super) async fn copy_sequences(
     cp: &ControlPlane,
     record: &MoveRecord,
+    retired: &tenancy::domain::SchemaName,
     step: &'static str,
 ) -> Result<(), MoveError> {
+    const ONE_OF: &str = "SELECT CASE WHEN to_regnamespace($1) IS NOT NULL THEN $1 ELSE $2 END";
     let pg = pg_step_error(record, step);
     let source = source(cp, record, step).await?;
+    let source_schema: String = source
+        .query_one(ONE_OF, &[&record.from.schema.as_str(), &retired.as_str()])
+        .await
+        .map_err(&pg)?
+        .get(0);
     let rows = source
         .query(
             "SELECT sequencename::text, last_value FROM pg_sequences
               WHERE schemaname = $1 AND last_value IS NOT NULL",
-            &[&record.from.schema.as_str()],
+            &[&source_schema],
         )
         .await
         .map_err(&pg)?;
@@ -334,12 +372,17 @@ pub(super) async fn copy_sequences(
         return Ok(());
     }
     let target = target(cp, record, step).await?;
+    let target_schema: String = target
+        .query_one(ONE_OF, &[&record.from.schema.as_str(), &record.to.schema.as_str()])
+        .await
+        .map_err(&pg)?
+        .get(0);
     for row in rows {
         let (sequence, value): (String, i64) = (row.get(0), row.get(1));
         target
             .execute(
                 "SELECT setval(format('%I.%I', $1::text, $2::text)::regclass, $3, true)",
-                &[&record.from.schema.as_str(), &sequence, &value],
+                &[&target_schema, &sequence, &value],
             )
             .await
             .map_err(&pg)?;
@@ -407,9 +450,13 @@ async fn drop_source_side(
         match slot {
             None => break,
             Some(row) => match row.get::<_, Option<i32>>(0) {
-                Some(pid) if started.elapsed() < Duration::from_secs(5) => {
-                    let _ = pid;
-                    tokio::time::sleep(POLL * 5).await;
+                // Its sender is stopping (the subscription was just dropped): given a moment.
+                Some(_) if started.elapsed() < Duration::from_secs(5) => tokio::time::sleep(POLL * 5).await,
+                Some(_) if started.elapsed() > Duration::from_secs(30) => {
+                    return Err(step_error(record, step)(
+                        format!("replication slot {name} stays in use"),
+                        ErrorKind::Unavailable,
+                    ));
                 }
                 Some(pid) => {
                     db.execute("SELECT pg_terminate_backend($1)", &[&pid]).await.map_err(&pg)?;

@@ -51,6 +51,14 @@ pub(crate) async fn run(cp: &ControlPlane, move_id: i64) -> Result<(), MoveError
         }
         return Err(err);
     }
+    if !aborted {
+        // Recorded first: a rollback cut short (a crash, the target away) goes on rolling back
+        // when the job runs again, rather than forward.
+        let client = cp.catalog.get().await.map_err(|e| MoveError::Catalog(e.to_string()))?;
+        let catalog = |e: tokio_postgres::Error| MoveError::Catalog(tenancy::pg::describe_error(&e));
+        moves::set_error(&**client, move_id, &err.to_string()).await.map_err(catalog)?;
+        moves::request_abort(&**client, move_id).await.map_err(catalog)?;
+    }
     roll_back(cp, &record).await?;
     let (state, message) =
         if aborted { (MoveState::Aborted, None) } else { (MoveState::Failed, Some(err.to_string())) };
@@ -91,12 +99,12 @@ async fn advance(cp: &ControlPlane, mut record: MoveRecord) -> Result<(), MoveEr
             Some(LOCKED) => {
                 // Records `switched` itself, with the switch.
                 switch::switch_over(cp, &record).await?;
+                super::crash_point(SWITCHED);
                 record = super::load(cp, record.id).await?;
                 continue;
             }
             Some(SWITCHED) => {
                 replication::tear_down(cp, &record, "done").await?;
-                schedule_source_drop(cp, &record).await?;
                 return finish(cp, &record, MoveState::Done, None).await;
             }
             Some(other) => {
@@ -107,11 +115,25 @@ async fn advance(cp: &ControlPlane, mut record: MoveRecord) -> Result<(), MoveEr
             }
         };
         let client = cp.catalog.get().await.map_err(|e| MoveError::Catalog(e.to_string()))?;
-        moves::set_step(&**client, record.id, done).await.map_err(|e| MoveError::Catalog(e.to_string()))?;
+        let went_on = moves::set_step(&**client, record.id, record.step.as_deref(), done)
+            .await
+            .map_err(|e| MoveError::Catalog(e.to_string()))?;
         drop(client);
+        if !went_on {
+            return Err(another_mover(&record));
+        }
         tracing::info!(move_id = record.id, step = done, "move step done");
+        super::crash_point(done);
         record = super::load(cp, record.id).await?;
     }
+}
+
+/// The move's row changed under this mover (another one runs it): this one stops, retried.
+pub(super) fn another_mover(record: &MoveRecord) -> MoveError {
+    step_error(record, "resume")(
+        "the move went on elsewhere meanwhile; looking again".into(),
+        ErrorKind::Unavailable,
+    )
 }
 
 async fn load_tenant(cp: &ControlPlane, record: &MoveRecord) -> Result<TenantRecord, MoveError> {
@@ -133,6 +155,11 @@ pub(super) fn copy_role(cp: &ControlPlane, record: &MoveRecord, tenant: &TenantR
 /// The name the tenant's old runtime role gets at the switch.
 pub(super) fn retired_role(cp: &ControlPlane, record: &MoveRecord, tenant: &TenantRecord) -> RoleName {
     RoleName::retired(&cp.role_prefix, &tenant.slug, record.id)
+}
+
+/// The name the tenant's old schema gets at the switch, where it is in a shared database.
+pub(super) fn retired_schema(record: &MoveRecord, tenant: &TenantRecord) -> tenancy::domain::SchemaName {
+    tenancy::domain::SchemaName::retired(&tenant.slug, record.id)
 }
 
 /// The tenant where it goes, as it is while its tables are copied: the schema named as on the
@@ -255,7 +282,8 @@ async fn target_credentials(
         if verifier.contains('\'') {
             return Err(failed("unexpected character in the password verifier"));
         }
-        sql.push_str(&format!("ALTER ROLE {} PASSWORD '{verifier}';", role.quoted()));
+        // Unable to log in until the switch gives it the tenant's name.
+        sql.push_str(&format!("ALTER ROLE {} NOLOGIN PASSWORD '{verifier}';", role.quoted()));
     }
     let cluster = replication::target_cluster(cp, record, step).await?;
     let admin = cluster.admin().await.map_err(cluster_step_error(record, step))?;
@@ -342,44 +370,31 @@ async fn schema_is_ours(record: &MoveRecord, cluster: &crate::clusters::Cluster)
     })
 }
 
+/// Ends the move as `state`, in one catalog transaction with its audit record and, for a move
+/// that is done, the queued drop of the old copy: at once with `--drop-source`, else after the
+/// retention period. Not a job of the tenant's (those run in order: it would hold up every
+/// later one).
 async fn finish(
     cp: &ControlPlane,
     record: &MoveRecord,
     state: MoveState,
     error: Option<&str>,
 ) -> Result<(), MoveError> {
-    let client = cp.catalog.get().await.map_err(|e| MoveError::Catalog(e.to_string()))?;
+    let mut client = cp.catalog.get().await.map_err(|e| MoveError::Catalog(e.to_string()))?;
     let catalog = |e: tokio_postgres::Error| MoveError::Catalog(tenancy::pg::describe_error(&e));
-    moves::finish(&**client, record.id, state, error).await.map_err(catalog)?;
+    let tx = client.transaction().await.map_err(catalog)?;
+    moves::finish(&*tx, record.id, state, error).await.map_err(catalog)?;
+    if state == MoveState::Done {
+        let delay = if record.drop_source { std::time::Duration::ZERO } else { cp.move_source_retention };
+        let payload = serde_json::json!({ "move": record.id });
+        jobs::enqueue_after(&*tx, JobKind::DropMoveSource, None, &payload, delay).await.map_err(catalog)?;
+    }
     let action = format!("tenant.move.{}", state.as_str());
-    audit::record(
-        &**client,
-        "mover",
-        &action,
-        Some(record.tenant_id),
-        serde_json::json!({ "move": record.id, "error": error }),
-    )
-    .await
-    .map_err(catalog)?;
-    tracing::info!(move_id = record.id, state = state.as_str(), "move finished");
-    Ok(())
-}
-
-/// Queues the source's removal: at once with `--drop-source`, else after the retention period.
-/// Not as a job of the tenant's (those run in order: it would hold up every later one).
-async fn schedule_source_drop(cp: &ControlPlane, record: &MoveRecord) -> Result<(), MoveError> {
-    let client = cp.catalog.get().await.map_err(|e| MoveError::Catalog(e.to_string()))?;
-    let delay = if record.drop_source { std::time::Duration::ZERO } else { cp.move_source_retention };
-    jobs::enqueue_after(
-        &**client,
-        JobKind::DropMoveSource,
-        None,
-        &serde_json::json!({ "move": record.id }),
-        delay,
-    )
-    .await
-    .map_err(|e| MoveError::Catalog(tenancy::pg::describe_error(&e)))?;
+    let detail = serde_json::json!({ "move": record.id, "error": error });
+    audit::record(&*tx, "mover", &action, Some(record.tenant_id), detail).await.map_err(catalog)?;
+    tx.commit().await.map_err(catalog)?;
     cp.jobs_enqueued.notify_waiters();
+    tracing::info!(move_id = record.id, state = state.as_str(), "move finished");
     Ok(())
 }
 
@@ -393,17 +408,23 @@ pub(crate) async fn drop_source(cp: &ControlPlane, move_id: i64) -> Result<(), M
     }
     let tenant = load_tenant(cp, &record).await?;
     let mut source = record.from.apply(&tenant);
-    // Its roles have the names the switch gave them.
+    // Its roles, and its schema in a shared database, have the names the switch gave them.
     source.role_name = retired_role(cp, &record, &tenant);
+    if source.database_name.is_none() {
+        source.schema_name = retired_schema(&record, &tenant);
+    }
+    // Never where the tenant is now: its schema there has the move's retired name (which no
+    // placement takes), and a database of its own keeps its name.
     let here_now = super::Placement::of(&tenant);
-    if here_now.cluster == record.from.cluster
-        && ((here_now.database.is_some() && here_now.database == record.from.database)
-            || (here_now.database.is_none()
-                && record.from.database.is_none()
-                && here_now.schema == record.from.schema))
-    {
+    let dropping_here_now = here_now.cluster == record.from.cluster
+        && match (&source.database_name, &here_now.database) {
+            (Some(old), Some(now)) => old == now,
+            (None, None) => here_now.schema == source.schema_name,
+            _ => false,
+        };
+    if dropping_here_now {
         return Err(step_error(&record, step)(
-            "the tenant is where the move's source was: nothing is dropped".into(),
+            "the tenant is where the move's old copy is: nothing is dropped".into(),
             ErrorKind::Failed,
         ));
     }

@@ -79,6 +79,7 @@ pub(super) async fn lock_source(cp: &ControlPlane, record: &MoveRecord) -> Resul
     if let Some(paused) = &paused {
         cp.publish_change(paused).await;
     }
+    super::crash_point("paused");
     let locked = async {
         let admin = replication::source_cluster(cp, record, step)
             .await?
@@ -135,8 +136,27 @@ pub(super) async fn lock_source(cp: &ControlPlane, record: &MoveRecord) -> Resul
             tokio::time::sleep(POLL).await;
         }
         drop(admin);
+        super::crash_point("locked_out");
         let changes = replication::mark(cp, record, step).await?;
         replication::wait_for_mark(cp, record, changes, deadline, step).await?;
+        // A session that logged in just before `NOLOGIN` took effect may have started only now:
+        // if one exists, what it writes would miss the target.
+        let admin = replication::source_cluster(cp, record, step)
+            .await?
+            .admin()
+            .await
+            .map_err(replication::cluster_step_error(record, step))?;
+        let late: i64 = admin
+            .query_one("SELECT count(*) FROM pg_stat_activity WHERE usename = ANY($1)", &[&roles])
+            .await
+            .map_err(&pg)?
+            .get(0);
+        if late > 0 {
+            return Err(step_error(record, step)(
+                "a session of the tenant's started on the source during the switch".into(),
+                ErrorKind::Unavailable,
+            ));
+        }
         if tokio::time::Instant::now() >= deadline {
             return Err(step_error(record, step)(
                 format!("the switch took longer than MOVE_PAUSE_MAX ({:?})", cp.move_pause_max),
@@ -196,13 +216,18 @@ pub(super) async fn reopen_source(cp: &ControlPlane, record: &MoveRecord) -> Res
 pub(super) async fn switch_over(cp: &ControlPlane, record: &MoveRecord) -> Result<(), MoveError> {
     let step = "switched";
     let tenant = load_tenant(cp, record, step).await?;
-    replication::copy_sequences(cp, record, step).await?;
+    let retired_schema = super::run::retired_schema(record, &tenant);
+    replication::copy_sequences(cp, record, &retired_schema, step).await?;
+    super::crash_point("sequences");
     replication::drop_subscription(cp, record, step).await?;
+    super::crash_point("unsubscribed");
     let copy_role = super::run::copy_role(cp, record, &tenant);
     if record.from.schema != record.to.schema {
         rename_schema(cp, record, &copy_role, step).await?;
     }
     swap_roles(cp, record, &copy_role, &super::run::retired_role(cp, record, &tenant), step).await?;
+    retire_source_schema(cp, record, &tenant, step).await?;
+    super::crash_point("roles_swapped");
     // How long the tenant's requests were held: since the pause began.
     let pause_ms = tenant
         .paused_until
@@ -215,7 +240,9 @@ pub(super) async fn switch_over(cp: &ControlPlane, record: &MoveRecord) -> Resul
     let mut client = cp.catalog.get().await.map_err(|e| MoveError::Catalog(e.to_string()))?;
     let catalog = |e: tokio_postgres::Error| MoveError::Catalog(tenancy::pg::describe_error(&e));
     let tx = client.transaction().await.map_err(catalog)?;
-    moves::switch(&*tx, record, pause_ms).await.map_err(catalog)?;
+    if !moves::switch(&*tx, record, pause_ms).await.map_err(catalog)? {
+        return Err(super::run::another_mover(record));
+    }
     let detail = serde_json::json!({ "move": record.id, "to": &record.to, "pause_ms": pause_ms });
     audit::record(&*tx, "mover", "tenant.move.switched", Some(record.tenant_id), detail)
         .await
@@ -241,12 +268,14 @@ async fn swap_roles(
     retired: &RoleName,
     step: &'static str,
 ) -> Result<(), MoveError> {
-    let rename = |from: &RoleName, to: &RoleName| {
+    // `then`: what else runs once the rename is done (in its transaction).
+    let rename = |from: &RoleName, to: &RoleName, then: &str| {
         format!(
             "DO $$ BEGIN
                IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{from_name}')
                   AND NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{to_name}') THEN
                  ALTER ROLE {from_quoted} RENAME TO {to_quoted};
+                 {then}
                END IF;
              END $$;",
             from_name = from.as_str(),
@@ -256,9 +285,18 @@ async fn swap_roles(
         )
     };
     let tenant_role = &record.from.role;
-    let retire =
-        format!("{}{}", rename(tenant_role, retired), rename(&tenant_role.reader(), &retired.reader()));
-    let promote = format!("{}{}", rename(copy, tenant_role), rename(&copy.reader(), &tenant_role.reader()));
+    let retire = format!(
+        "{}{}",
+        rename(tenant_role, retired, ""),
+        rename(&tenant_role.reader(), &retired.reader(), "")
+    );
+    // The copy's roles log in from now on (as the tenant's).
+    let login = |role: &RoleName| format!("ALTER ROLE {} LOGIN;", role.quoted());
+    let promote = format!(
+        "{}{}",
+        rename(copy, tenant_role, &login(tenant_role)),
+        rename(&copy.reader(), &tenant_role.reader(), &login(&tenant_role.reader()))
+    );
     let pg = pg_step_error(record, step);
     let source = replication::source_cluster(cp, record, step)
         .await?
@@ -277,8 +315,39 @@ async fn swap_roles(
     target.batch_execute(&format!("BEGIN; {promote} COMMIT;")).await.map_err(&pg)
 }
 
+/// The old schema, where it is in a shared database, gets the move's retired name (a database
+/// of the tenant's own keeps its name, which no one else has): the tenant may come back to that
+/// database before the old copy is dropped.
+async fn retire_source_schema(
+    cp: &ControlPlane,
+    record: &MoveRecord,
+    tenant: &TenantRecord,
+    step: &'static str,
+) -> Result<(), MoveError> {
+    if record.from.database.is_some() {
+        return Ok(());
+    }
+    let retired = super::run::retired_schema(record, tenant);
+    let db = replication::source(cp, record, step).await?;
+    db.batch_execute(&format!(
+        "DO $$ BEGIN
+           IF to_regnamespace('{from}') IS NOT NULL AND to_regnamespace('{to}') IS NULL THEN
+             ALTER SCHEMA {from_quoted} RENAME TO {to_quoted};
+           END IF;
+         END $$;",
+        from = record.from.schema.as_str(),
+        to = retired.as_str(),
+        from_quoted = record.from.schema.quoted(),
+        to_quoted = retired.quoted(),
+    ))
+    .await
+    .map_err(pg_step_error(record, step))
+}
+
 /// The copy's schema (named as on the source) gets its final name, and the copy's roles their
-/// search path with it. Nobody uses them yet: the catalog still points at the source.
+/// search path with it, in one transaction; what is done already is skipped (a resumed switch
+/// may have renamed the schema, and the roles). Nobody uses them yet: the catalog still points
+/// at the source.
 async fn rename_schema(
     cp: &ControlPlane,
     record: &MoveRecord,
@@ -286,24 +355,32 @@ async fn rename_schema(
     step: &'static str,
 ) -> Result<(), MoveError> {
     let db = replication::target(cp, record, step).await?;
-    let pg = pg_step_error(record, step);
-    let copied = db
-        .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&record.from.schema.as_str()])
-        .await
-        .map_err(&pg)?;
+    let (from, to) = (&record.from.schema, &record.to.schema);
     let search_path = |role: &RoleName| {
-        format!("ALTER ROLE {} SET search_path = {};", role.quoted(), record.to.schema.quoted())
-    };
-    let rename = if copied.is_some() {
-        format!("ALTER SCHEMA {} RENAME TO {};", record.from.schema.quoted(), record.to.schema.quoted())
-    } else {
-        String::new()
+        format!(
+            "IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{name}') THEN
+               ALTER ROLE {quoted} SET search_path = {schema};
+             END IF;",
+            name = role.as_str(),
+            quoted = role.quoted(),
+            schema = to.quoted(),
+        )
     };
     db.batch_execute(&format!(
-        "BEGIN; {rename} {} {} COMMIT;",
-        search_path(copy_role),
-        search_path(&copy_role.reader())
+        "DO $$ BEGIN
+           IF to_regnamespace('{from_name}') IS NOT NULL AND to_regnamespace('{to_name}') IS NULL THEN
+             ALTER SCHEMA {from_quoted} RENAME TO {to_quoted};
+           END IF;
+           {runtime}
+           {reader}
+         END $$;",
+        from_name = from.as_str(),
+        to_name = to.as_str(),
+        from_quoted = from.quoted(),
+        to_quoted = to.quoted(),
+        runtime = search_path(copy_role),
+        reader = search_path(&copy_role.reader()),
     ))
     .await
-    .map_err(&pg)
+    .map_err(pg_step_error(record, step))
 }

@@ -20,6 +20,8 @@ pub struct TenantRequest {
     pub plan: String,
     /// Own schema or own database; by default what the plan's template says.
     pub isolation: Option<Isolation>,
+    /// The cluster to place it on; by default the least loaded with room.
+    pub cluster: Option<String>,
     pub billing_customer_id: Option<String>,
     pub billing_subscription_id: Option<String>,
 }
@@ -46,6 +48,10 @@ pub enum CreateTenantError {
     DuplicateSubscription(String),
     #[error("no cluster has room for another tenant; register one with `tenantctl clusters add`")]
     NoCapacity,
+    #[error("no cluster {0} is registered")]
+    UnknownCluster(String),
+    #[error("cluster {0} is being drained: it takes no new tenants")]
+    ClusterDraining(String),
     #[error("catalog unavailable: {0}")]
     Catalog(String),
 }
@@ -56,12 +62,16 @@ impl OperationError for CreateTenantError {
             Self::InvalidSlug { .. } | Self::InvalidPlan(_) | Self::InvalidName(_) => ErrorKind::Invalid,
             Self::DuplicateSlug(_) | Self::DuplicateSubscription(_) => ErrorKind::Conflict,
             Self::NoCapacity | Self::Catalog(_) => ErrorKind::Unavailable,
+            Self::UnknownCluster(_) => ErrorKind::NotFound,
+            Self::ClusterDraining(_) => ErrorKind::WrongState,
         }
     }
 
-    /// "No cluster has room" tells the operator what to do, and names nothing internal.
+    /// "No cluster has room" tells the operator what to do, and names nothing internal; so do
+    /// the errors about the cluster the request named.
     fn public_message(&self) -> Option<String> {
-        matches!(self, Self::NoCapacity).then(|| self.to_string())
+        matches!(self, Self::NoCapacity | Self::UnknownCluster(_) | Self::ClusterDraining(_))
+            .then(|| self.to_string())
     }
 
     fn code(&self) -> &'static str {
@@ -72,6 +82,8 @@ impl OperationError for CreateTenantError {
             Self::DuplicateSlug(_) => "duplicate_slug",
             Self::DuplicateSubscription(_) => "duplicate_subscription",
             Self::NoCapacity => "no_capacity",
+            Self::UnknownCluster(_) => "unknown_cluster",
+            Self::ClusterDraining(_) => "cluster_draining",
             Self::Catalog(_) => "catalog_unavailable",
         }
     }
@@ -139,7 +151,7 @@ pub(crate) async fn create_in(
         billing_subscription_id: request.billing_subscription_id.clone(),
     };
 
-    new.cluster = crate::clusters::placement::place(tx).await?;
+    new.cluster = crate::clusters::placement::place(tx, request.cluster.as_deref()).await?;
     if let Err(err) = tenants::insert(&**tx, &new).await {
         return Err(classify_insert_error(&err, &new).unwrap_or_else(|| catalog_error(&err)));
     }

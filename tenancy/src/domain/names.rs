@@ -131,6 +131,12 @@ impl SchemaName {
     pub fn for_move(slug: &Slug, move_id: i64) -> Self {
         Self(for_move("t_", &slug.as_identifier_fragment(), 'm', move_id))
     }
+
+    /// The name a moved tenant's old schema (in a shared database) gets at the switch, so that
+    /// the tenant may move back there before the old copy is dropped.
+    pub fn retired(slug: &Slug, move_id: i64) -> Self {
+        Self(for_move("t_", &slug.as_identifier_fragment(), 'r', move_id))
+    }
 }
 
 impl DatabaseName {

@@ -73,7 +73,8 @@ fn start_cluster(dir: &Path, port: u16, os_user: Option<&String>) {
         .args(["-w", "-t", "30", "-o"])
         .arg(format!(
             "-p {port} -c listen_addresses=127.0.0.1 -k {dir} -c fsync=off -c max_connections=200 \
-             -c ssl=on -c ssl_cert_file={dir}/server.crt -c ssl_key_file={dir}/server.key",
+             -c ssl=on -c ssl_cert_file={dir}/server.crt -c ssl_key_file={dir}/server.key \
+             -c wal_level=logical -c max_replication_slots=32 -c max_wal_senders=32",
             dir = dir.display()
         ))
         .arg("start")
