@@ -257,7 +257,7 @@ pub(crate) async fn drop_placement(
         .await
         .map_err(|e| pg(&e))?
         .is_some();
-    let reader = provision::existing_reader(&admin, &tenant).await.map_err(|e| pg(&e))?;
+    let reader = provision::existing_reader(&admin, tenant).await.map_err(|e| pg(&e))?;
     let roles: Vec<RoleName> =
         role_exists.then(|| tenant.role_name.clone()).into_iter().chain(reader).collect();
     let drop_role: String = roles
