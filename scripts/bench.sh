@@ -10,7 +10,7 @@ set -a
 # shellcheck disable=SC1091
 . .local/bench.env
 set +a
-BENCHES=${BENCHES:-provisioning catalog resolve router-throughput router-contention router-rate-limit cold-open router-fleet router-postgres}
+BENCHES=${BENCHES:-provisioning catalog resolve router-throughput router-contention router-rate-limit cold-open router-fleet router-postgres tenant-move}
 
 # PgBouncer, the reference of `router-postgres`: the distribution's package, installed when
 # missing (as scripts/services.sh installs PostgreSQL: root directly, else sudo without a prompt).
