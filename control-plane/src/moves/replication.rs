@@ -302,8 +302,14 @@ pub(super) async fn mark(
     record: &MoveRecord,
     step: &'static str,
 ) -> Result<i64, MoveError> {
-    let db = source(cp, record, step).await?;
-    let row = db
+    let pg = pg_step_error(record, step);
+    let mut db = source(cp, record, step).await?;
+    // Committed with its WAL flushed at once: the sender sends only flushed WAL, and with
+    // `synchronous_commit = off` the flush would wait for the WAL writer (up to
+    // `wal_writer_delay`, 200 ms by default), all of it paused time.
+    let tx = db.transaction().await.map_err(&pg)?;
+    tx.batch_execute("SET LOCAL synchronous_commit = on").await.map_err(&pg)?;
+    let row = tx
         .query_one(
             &format!(
                 "INSERT INTO {table} AS m VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET changes = m.changes + 1
@@ -313,7 +319,8 @@ pub(super) async fn mark(
             &[],
         )
         .await
-        .map_err(pg_step_error(record, step))?;
+        .map_err(&pg)?;
+    tx.commit().await.map_err(&pg)?;
     Ok(row.get(0))
 }
 
