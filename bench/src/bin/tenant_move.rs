@@ -7,6 +7,9 @@
 //! and, as the baseline doing the same copy, `pg_dump | pg_restore` of the tenant's schema into
 //! a new database on the same server (offline: requests stopped for all of it).
 
+// A benchmark: it prints its rows, and a failure is the end of the run.
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
+
 use control_plane::moves::{self, Destination, MoveState};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,10 +35,15 @@ struct Sample {
 async fn main() {
     let megabytes: i64 = std::env::var("BENCH_MOVE_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
     let (db, common, cp) = tenancy_bench::control_plane_without_tls().await;
-    let requested = control_plane::tenants::create(&cp, &control_plane::tenants::TenantRequest::new("acme", "pro"), "bench")
-        .await
-        .unwrap_or_else(|e| panic!("create: {e}"));
-    let tenant = control_plane::jobs::provision::provision(&cp, requested.id).await.unwrap_or_else(|e| panic!("{e}"));
+    let requested = control_plane::tenants::create(
+        &cp,
+        &control_plane::tenants::TenantRequest::new("acme", "pro"),
+        "bench",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("create: {e}"));
+    let tenant =
+        control_plane::jobs::provision::provision(&cp, requested.id).await.unwrap_or_else(|e| panic!("{e}"));
     db.lift_rate_limits().await;
     let secret = cp.secrets.get(&tenant.secret_name().unwrap()).await.unwrap().unwrap();
     let schema = tenant.schema_name.as_str().to_owned();
@@ -194,7 +202,11 @@ async fn main() {
         "| failed requests | **{}** of {}{} | none |",
         failed.len(),
         samples.len(),
-        failed.first().and_then(|s| s.failed.as_deref()).map(|e| format!(" (first: {e})")).unwrap_or_default()
+        failed
+            .first()
+            .and_then(|s| s.failed.as_deref())
+            .map(|e| format!(" (first: {e})"))
+            .unwrap_or_default()
     );
     drop(router);
 }
