@@ -11,7 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 /// The tenant-facing application; with the PostgreSQL door, its WebSocket transport on `/v2`.
 pub fn app(state: AppState, max_body_bytes: usize, postgres: Option<Arc<crate::wire::Door>>) -> axum::Router {
-    let mut app = axum::Router::new().route("/sql", post(crate::sql::handle));
+    let sql =
+        post(crate::sql::handle).layer(axum::middleware::from_fn_with_state(max_body_bytes, drain_oversized));
+    let mut app = axum::Router::new().route("/sql", sql);
     if let Some(door) = postgres {
         app = app.route("/v2", any(crate::wire::websocket::handle).layer(axum::Extension(door)));
     }
@@ -24,6 +26,44 @@ pub fn app(state: AppState, max_body_bytes: usize, postgres: Option<Arc<crate::w
             }),
         )
         .with_state(state)
+}
+
+/// Most of an oversized request's body read (and discarded) before it is refused, and for how
+/// long at most.
+const DRAIN_MAX_BYTES: usize = 64 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A `POST /sql` whose declared body is over `max_body_bytes` is refused (413) only after its
+/// body is read and discarded (within [`DRAIN_MAX_BYTES`] and
+/// [`DRAIN_TIME`]): answered and closed while the client is still sending, the connection would
+/// be reset under it, and the client would see a broken pipe instead of the 413.
+async fn drain_oversized(
+    axum::extract::State(max_body_bytes): axum::extract::State<usize>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use futures::StreamExt as _;
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_none_or(|length| length <= max_body_bytes) {
+        return next.run(request).await;
+    }
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let mut stream = request.into_body().into_data_stream();
+        let mut read = 0;
+        while let Some(Ok(chunk)) = stream.next().await {
+            read += chunk.len();
+            if read > DRAIN_MAX_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+    let message =
+        format!("the request body is larger than the {max_body_bytes}-byte limit (ROUTER_MAX_BODY_BYTES)");
+    axum::response::IntoResponse::into_response((axum::http::StatusCode::PAYLOAD_TOO_LARGE, message))
 }
 
 /// Counts tenant requests by status class.

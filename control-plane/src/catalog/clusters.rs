@@ -148,8 +148,8 @@ pub(crate) async fn list(client: &impl GenericClient) -> Result<Vec<ClusterInfo>
         .collect())
 }
 
-/// The least loaded cluster (live tenants / capacity) that has room, if any; neither one being
-/// drained nor a removed one, nor `except`.
+/// The least loaded cluster (live tenants, and tenants being moved there, / capacity) that has
+/// room, if any; neither one being drained nor a removed one, nor `except`.
 pub(crate) async fn least_loaded_with_room(
     client: &impl GenericClient,
     except: Option<&str>,
@@ -161,8 +161,11 @@ pub(crate) async fn least_loaded_with_room(
                LEFT JOIN control.tenants t ON t.cluster = c.name AND t.status <> 'deleted'
               WHERE NOT c.draining AND c.removed_at IS NULL AND c.name IS DISTINCT FROM $1
               GROUP BY c.name, c.capacity
-             HAVING count(t.id) < c.capacity
-              ORDER BY count(t.id)::float8 / c.capacity, c.name
+             HAVING count(t.id) + (SELECT count(*) FROM control.tenant_moves m
+                                    WHERE m.to_cluster = c.name AND m.state = 'running') < c.capacity
+              ORDER BY (count(t.id) + (SELECT count(*) FROM control.tenant_moves m
+                                        WHERE m.to_cluster = c.name AND m.state = 'running'))::float8 / c.capacity,
+                       c.name
               LIMIT 1",
             &[&except],
         )

@@ -240,7 +240,8 @@ pub(crate) async fn of_tenant(
 }
 
 /// Records that the running move went from step `from` to `to`; `false` when it is not at
-/// `from` (or not running): another mover went on meanwhile, and this one must stop.
+/// `from` (or not running: another mover went on meanwhile, and this one must stop), or when
+/// `to` is past the point of no return and an abort was asked for meanwhile.
 pub(crate) async fn set_step(
     client: &impl GenericClient,
     id: i64,
@@ -250,11 +251,27 @@ pub(crate) async fn set_step(
     let changed = client
         .execute(
             "UPDATE control.tenant_moves SET step = $3, last_error = NULL, updated_at = now()
-              WHERE id = $1 AND state = 'running' AND step IS NOT DISTINCT FROM $2",
+              WHERE id = $1 AND state = 'running' AND step IS NOT DISTINCT FROM $2
+                AND NOT (abort_requested AND $3 IN ('locked', 'switched'))",
             &[&id, &from, &to],
         )
         .await?;
     Ok(changed == 1)
+}
+
+/// Counts a switch that was tried and undone; returns how many there were.
+pub(crate) async fn count_switch_attempt(
+    client: &impl GenericClient,
+    id: i64,
+) -> Result<i32, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "UPDATE control.tenant_moves SET switch_attempts = switch_attempts + 1, updated_at = now()
+              WHERE id = $1 RETURNING switch_attempts",
+            &[&id],
+        )
+        .await?;
+    Ok(row.get(0))
 }
 
 /// Records why the move's last attempt failed (it goes on, or is rolled back).

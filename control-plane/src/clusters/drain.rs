@@ -38,7 +38,7 @@ pub enum ClusterChangeError {
     Unknown(String),
     #[error("{0}")]
     Invalid(String),
-    #[error("cluster {cluster} still holds {tenants} tenant(s) and is needed by {moves} move(s) (running, or an old copy kept there): drain it first (`clusters drain {cluster} --drop-source`)")]
+    #[error("cluster {cluster} still holds {tenants} tenant(s) and is needed by {moves} move(s) (running, or an old copy kept there until its retention ends): move them away (`clusters drain {cluster}`), and drop the old copies (`--drop-source`, or wait for MOVE_SOURCE_RETENTION)")]
     NotEmpty { cluster: String, tenants: usize, moves: i64 },
     #[error("catalog: {0}")]
     Catalog(String),
@@ -106,6 +106,10 @@ pub async fn drain(
         .buffer_unordered(settings.concurrency.max(1))
         .collect()
         .await;
+    if settings.drop_source {
+        // The old copies' drops are queued at once, as jobs of no tenant's: run them here too.
+        crate::jobs::runner::run_due(cp).await.map_err(|e| ClusterChangeError::Catalog(e.to_string()))?;
+    }
     Ok(results)
 }
 
@@ -171,29 +175,38 @@ async fn move_one(
     }
 }
 
-/// Retires cluster `name` once nothing needs it: no tenant placed there, no move running from
-/// or to it, no old copy kept there. Its admin secret is deleted; the catalog keeps its row
-/// (tombstones and moves name it), marked removed. The `default` cluster (the catalog's own
-/// server) is never removed.
+/// Retires cluster `name` once nothing needs it: it is being drained (so no new tenant or move
+/// goes there), no tenant is placed there, no move runs from or to it, no old copy is kept there.
+/// Checked and recorded in one transaction under the placement lock, which placements and moves
+/// take too. Its admin secret is then deleted; the catalog keeps its row (tombstones and moves
+/// name it), marked removed. The `default` cluster (the catalog's own server) is never removed.
 pub async fn remove(cp: &ControlPlane, name: &str, actor: &str) -> Result<(), ClusterChangeError> {
     if name == ClusterName::DEFAULT {
         return Err(ClusterChangeError::Invalid(
             "the default cluster (the catalog's own server) cannot be removed".into(),
         ));
     }
-    let client = cp.catalog.get().await.map_err(|e| ClusterChangeError::Catalog(e.to_string()))?;
-    if !catalog::exists(&**client, name).await.map_err(|e| catalog_error(&e))? {
-        return Err(ClusterChangeError::Unknown(name.to_owned()));
+    let mut client = cp.catalog.get().await.map_err(|e| ClusterChangeError::Catalog(e.to_string()))?;
+    let tx = client.transaction().await.map_err(|e| catalog_error(&e))?;
+    catalog::lock_placement(&*tx).await.map_err(|e| catalog_error(&e))?;
+    match catalog::draining(&*tx, name).await.map_err(|e| catalog_error(&e))? {
+        None => return Err(ClusterChangeError::Unknown(name.to_owned())),
+        Some(false) => {
+            return Err(ClusterChangeError::Invalid(format!(
+                "cluster {name} is not being drained: `tenantctl clusters drain {name}` first"
+            )))
+        }
+        Some(true) => {}
     }
-    let tenants = catalog::tenants_on(&**client, name).await.map_err(|e| catalog_error(&e))?;
-    let moves = catalog::moves_needing(&**client, name).await.map_err(|e| catalog_error(&e))?;
+    let tenants = catalog::tenants_on(&*tx, name).await.map_err(|e| catalog_error(&e))?;
+    let moves = catalog::moves_needing(&*tx, name).await.map_err(|e| catalog_error(&e))?;
     if !tenants.is_empty() || moves > 0 {
         return Err(ClusterChangeError::NotEmpty { cluster: name.to_owned(), tenants: tenants.len(), moves });
     }
-    let secret = catalog::admin_secret_ref(&**client, name).await.map_err(|e| catalog_error(&e))?;
-    catalog::mark_removed(&**client, name).await.map_err(|e| catalog_error(&e))?;
+    let secret = catalog::admin_secret_ref(&*tx, name).await.map_err(|e| catalog_error(&e))?;
+    catalog::mark_removed(&*tx, name).await.map_err(|e| catalog_error(&e))?;
     crate::catalog::audit::record(
-        &**client,
+        &*tx,
         actor,
         "cluster.remove",
         None,
@@ -201,6 +214,7 @@ pub async fn remove(cp: &ControlPlane, name: &str, actor: &str) -> Result<(), Cl
     )
     .await
     .map_err(|e| catalog_error(&e))?;
+    tx.commit().await.map_err(|e| catalog_error(&e))?;
     if let Some(secret) = secret {
         cp.secrets
             .delete(&tenancy::secrets::SecretName::from_catalog(secret))

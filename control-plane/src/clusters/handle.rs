@@ -557,13 +557,32 @@ impl Cluster {
             cluster: self.name.clone(),
             message: tenancy::pg::describe_error(e),
         };
+        // Control planes starting at once prepare one at a time: concurrent grants on one
+        // object fail in PostgreSQL ("tuple concurrently updated"). The lock is the bootstrap
+        // session's, in the admin URL's database (the only one sure to exist), held to the end.
         let (bootstrap, task) = self.open(self.admin_config.get_dbname().unwrap_or("postgres")).await?;
-        let control = self.control.quoted();
-        let created = create_database(&bootstrap, &format!("CREATE DATABASE {control}")).await;
-        let revoked = bootstrap.batch_execute(&format!("REVOKE ALL ON DATABASE {control} FROM PUBLIC")).await;
+        bootstrap
+            .execute("SELECT pg_advisory_lock($1)", &[&CLUSTER_DDL_LOCK])
+            .await
+            .map_err(|e| failed(&e))?;
+        let prepared = self.prepare_locked(&bootstrap).await;
         drop(bootstrap);
         let _ = task.await;
-        created.and(revoked).map_err(|e| failed(&e))?;
+        prepared
+    }
+
+    /// [`Cluster::prepare`], under its lock.
+    async fn prepare_locked(&self, bootstrap: &tokio_postgres::Client) -> Result<(), ClusterError> {
+        let failed = |e: &tokio_postgres::Error| ClusterError::Prepare {
+            cluster: self.name.clone(),
+            message: tenancy::pg::describe_error(e),
+        };
+        let control = self.control.quoted();
+        create_database(bootstrap, &format!("CREATE DATABASE {control}")).await.map_err(|e| failed(&e))?;
+        bootstrap
+            .batch_execute(&format!("REVOKE ALL ON DATABASE {control} FROM PUBLIC"))
+            .await
+            .map_err(|e| failed(&e))?;
 
         let admin = self.admin.get().await.map_err(|e| self.connect_error(&e))?;
         let (owner, group) = (self.owner.quoted(), self.tenants_group.quoted());

@@ -171,6 +171,8 @@ pub async fn start(
             isolation: isolation.as_str(),
         });
     }
+    // Under the placement lock: a cluster being removed is not moved to meanwhile.
+    crate::catalog::clusters::lock_placement(&*tx).await.map_err(|e| catalog_error(&e))?;
     if !crate::catalog::clusters::exists(&*tx, &cluster).await.map_err(|e| catalog_error(&e))? {
         return Err(MoveError::UnknownCluster(cluster));
     }

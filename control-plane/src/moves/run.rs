@@ -36,7 +36,7 @@ pub(crate) async fn run(cp: &ControlPlane, move_id: i64) -> Result<(), MoveError
     }
     let Err(err) = advance(cp, record).await else { return Ok(()) };
     let record = super::load(cp, move_id).await?;
-    let aborted = matches!(err, MoveError::Aborted { .. });
+    let aborted = matches!(err, MoveError::Aborted { .. }) && !past_return(&record);
     if !aborted && (err.kind().is_retryable() || past_return(&record)) {
         let client = cp.catalog.get().await.map_err(|e| MoveError::Catalog(e.to_string()))?;
         let _ = moves::set_error(&**client, move_id, &err.to_string()).await;
@@ -57,7 +57,10 @@ pub(crate) async fn run(cp: &ControlPlane, move_id: i64) -> Result<(), MoveError
         let client = cp.catalog.get().await.map_err(|e| MoveError::Catalog(e.to_string()))?;
         let catalog = |e: tokio_postgres::Error| MoveError::Catalog(tenancy::pg::describe_error(&e));
         moves::set_error(&**client, move_id, &err.to_string()).await.map_err(catalog)?;
-        moves::request_abort(&**client, move_id).await.map_err(catalog)?;
+        if !moves::request_abort(&**client, move_id).await.map_err(catalog)? {
+            // Past the point of no return since it was read (another mover): forward only.
+            return Err(another_mover(&record));
+        }
     }
     roll_back(cp, &record).await?;
     let (state, message) =
@@ -120,6 +123,13 @@ async fn advance(cp: &ControlPlane, mut record: MoveRecord) -> Result<(), MoveEr
             .map_err(|e| MoveError::Catalog(e.to_string()))?;
         drop(client);
         if !went_on {
+            // Asked to abort while the source was being locked: the next turn undoes the lock
+            // and rolls back. Anything else: another mover went on.
+            let now = super::load(cp, record.id).await?;
+            if now.abort_requested && !past_return(&now) {
+                record = now;
+                continue;
+            }
             return Err(another_mover(&record));
         }
         tracing::info!(move_id = record.id, step = done, "move step done");
@@ -331,7 +341,8 @@ async fn claim_schema(record: &MoveRecord, cluster: &crate::clusters::Cluster) -
 async fn roll_back(cp: &ControlPlane, record: &MoveRecord) -> Result<(), MoveError> {
     let step = "rollback";
     if past_return(record) {
-        return Err(MoveError::Switched(record.id));
+        // Never rolled back from there: the job goes on, forward.
+        return Err(another_mover(record));
     }
     switch::reopen_source(cp, record).await?;
     replication::tear_down(cp, record, step).await?;

@@ -19,6 +19,9 @@ use tenancy::error::ErrorKind;
 
 const POLL: Duration = Duration::from_millis(10);
 
+/// Switches tried and undone before a move gives up.
+const MAX_SWITCH_ATTEMPTS: i32 = 10;
+
 async fn load_tenant(
     cp: &ControlPlane,
     record: &MoveRecord,
@@ -169,6 +172,18 @@ pub(super) async fn lock_source(cp: &ControlPlane, record: &MoveRecord) -> Resul
     if let Err(err) = locked {
         tracing::warn!(move_id = record.id, error = %err, "switch undone; the tenant stays where it was for now");
         reopen_source(cp, record).await?;
+        let client = cp.catalog.get().await.map_err(|e| MoveError::Catalog(e.to_string()))?;
+        let attempts = moves::count_switch_attempt(&**client, record.id)
+            .await
+            .map_err(|e| MoveError::Catalog(tenancy::pg::describe_error(&e)))?;
+        if attempts >= MAX_SWITCH_ATTEMPTS {
+            // Each attempt paused the tenant and ended its sessions: the move gives up (it is
+            // rolled back) rather than do that forever.
+            return Err(step_error(record, step)(
+                format!("the switch failed {attempts} times, the last: {err}"),
+                ErrorKind::Failed,
+            ));
+        }
         return Err(err);
     }
     Ok(())

@@ -533,7 +533,10 @@ async fn a_cluster_is_drained_under_light_load_then_removed() {
     let router = spawn_router_with(&router_settings(&common)).await;
     let writer = Writer::start(router.pg_addr.unwrap(), "t00", &tenants[0].1).await;
 
-    // Not removable while it holds tenants.
+    // Not removable before it is drained, nor while it holds tenants.
+    let refused = control_plane::clusters::remove(&cp, "second", "test").await.unwrap_err();
+    assert!(matches!(refused, control_plane::clusters::ClusterChangeError::Invalid(_)), "{refused}");
+    admin.execute("UPDATE control.clusters SET draining = true WHERE name = 'second'", &[]).await.unwrap();
     let refused = control_plane::clusters::remove(&cp, "second", "test").await.unwrap_err();
     assert!(matches!(refused, control_plane::clusters::ClusterChangeError::NotEmpty { .. }), "{refused}");
     let settings = control_plane::clusters::DrainSettings { to: None, concurrency: 4, drop_source: true };
@@ -546,7 +549,6 @@ async fn a_cluster_is_drained_under_light_load_then_removed() {
     assert_eq!(progress.lock().unwrap().len(), 20, "a line per tenant");
     let not_moved: Vec<_> = drained.iter().filter(|t| t.outcome != "moved").collect();
     assert!(not_moved.is_empty(), "{not_moved:?}");
-    control_plane::jobs::runner::run_due(&cp).await.unwrap();
     let (acknowledged, errors) = writer.finish().await;
     assert!(errors.is_empty(), "the writer saw errors: {errors:?}");
 
