@@ -5,7 +5,7 @@
 //! 64 client connections, each bound to one tenant for a round (client `i` to tenant
 //! `(i + 64 × round) mod 100`: two rounds serve every tenant), in three protocols (simple,
 //! extended with the unnamed statement, prepared with a named statement reused), on three
-//! targets in turn, each a fresh process per round:
+//! targets in turn (their order turning with each round), each a fresh process per round:
 //!
 //! - the router with its default settings (budget `ROUTER_MAX_CONNECTIONS` = 100, up to 20 per
 //!   tenant), its PostgreSQL door open in plaintext;
@@ -246,7 +246,11 @@ async fn scenario(
     for protocol in [Protocol::Simple, Protocol::Extended, Protocol::Prepared] {
         let mut measured: [Vec<Measured>; 3] = Default::default();
         for round in 0..ROUNDS {
-            for (i, target) in Target::ALL.into_iter().enumerate() {
+            // The targets' order turns with each round: on a machine whose load changes during
+            // a run, none always runs first.
+            let mut order: Vec<(usize, Target)> = Target::ALL.into_iter().enumerate().collect();
+            order.rotate_left(round % Target::ALL.len());
+            for (i, target) in order {
                 if target == Target::PgBouncer
                     && protocol == Protocol::Prepared
                     && !prepared_through_pgbouncer

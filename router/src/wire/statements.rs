@@ -63,6 +63,13 @@ pub(crate) struct ClientStatements {
 }
 
 impl Unnamed {
+    /// The client has no unnamed statement any more.
+    fn forget(&mut self) {
+        self.classification = None;
+        self.parse.clear();
+        self.parse.shrink_to(UNNAMED_CAPACITY);
+    }
+
     /// The client's new unnamed statement, `parse`.
     fn keep(&mut self, parse: &[u8], classification: Option<Classification>) {
         self.parse.clear();
@@ -241,7 +248,7 @@ impl ClientStatements {
                         }
                     }
                     Some((b'S', "", _)) => {
-                        self.unnamed.classification = None;
+                        self.unnamed.forget();
                         acks.unnamed_is_clients = true;
                         out.extend_from_slice(&frame.bytes);
                     }
@@ -253,9 +260,10 @@ impl ClientStatements {
         Ok(())
     }
 
-    /// A simple `Query` is sent: PostgreSQL drops the unnamed statement.
+    /// A simple `Query` is sent: PostgreSQL drops the unnamed statement (and the client's
+    /// copy of a large one is given back).
     pub(crate) fn query_sent(&mut self, acks: &mut Acks) {
-        self.unnamed.classification = None;
+        self.unnamed.forget();
         acks.unnamed_is_clients = true;
     }
 
