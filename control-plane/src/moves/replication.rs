@@ -48,6 +48,23 @@ pub(super) fn cluster_step_error(
     move |err| MoveError::Step { id, step, kind: err.kind(), message: err.to_string() }
 }
 
+/// PL/pgSQL that renames schema `from` to `to` unless that is done (`from` gone, or `to`
+/// there already): a resumed step runs it again harmlessly.
+pub(super) fn rename_schema_once(
+    from: &tenancy::domain::SchemaName,
+    to: &tenancy::domain::SchemaName,
+) -> String {
+    format!(
+        "IF to_regnamespace('{from_name}') IS NOT NULL AND to_regnamespace('{to_name}') IS NULL THEN
+           ALTER SCHEMA {from_quoted} RENAME TO {to_quoted};
+         END IF;",
+        from_name = from.as_str(),
+        to_name = to.as_str(),
+        from_quoted = from.quoted(),
+        to_quoted = to.quoted(),
+    )
+}
+
 /// The publication's, slot's and subscription's name.
 pub(super) fn object_name(cp: &ControlPlane, record: &MoveRecord) -> String {
     format!("{}_move_{}", cp.role_prefix, record.id)

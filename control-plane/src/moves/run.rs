@@ -213,15 +213,8 @@ async fn build_target(cp: &ControlPlane, record: &MoveRecord) -> Result<(), Move
                 let db =
                     cluster.migrator_for(Some(database)).await.map_err(cluster_step_error(record, step))?;
                 db.batch_execute(&format!(
-                    "DO $$ BEGIN
-                       IF to_regnamespace('{from}') IS NOT NULL AND to_regnamespace('{to}') IS NULL THEN
-                         ALTER SCHEMA {from_quoted} RENAME TO {to_quoted};
-                       END IF;
-                     END $$;",
-                    from = cloned.as_str(),
-                    to = copy.schema_name.as_str(),
-                    from_quoted = cloned.quoted(),
-                    to_quoted = copy.schema_name.quoted(),
+                    "DO $$ BEGIN {} END $$;",
+                    replication::rename_schema_once(&cloned, &copy.schema_name)
                 ))
                 .await
                 .map_err(replication::pg_step_error(record, step))?;

@@ -345,15 +345,8 @@ async fn retire_source_schema(
     let retired = super::run::retired_schema(record, tenant);
     let db = replication::source(cp, record, step).await?;
     db.batch_execute(&format!(
-        "DO $$ BEGIN
-           IF to_regnamespace('{from}') IS NOT NULL AND to_regnamespace('{to}') IS NULL THEN
-             ALTER SCHEMA {from_quoted} RENAME TO {to_quoted};
-           END IF;
-         END $$;",
-        from = record.from.schema.as_str(),
-        to = retired.as_str(),
-        from_quoted = record.from.schema.quoted(),
-        to_quoted = retired.quoted(),
+        "DO $$ BEGIN {} END $$;",
+        replication::rename_schema_once(&record.from.schema, &retired)
     ))
     .await
     .map_err(pg_step_error(record, step))
@@ -383,16 +376,11 @@ async fn rename_schema(
     };
     db.batch_execute(&format!(
         "DO $$ BEGIN
-           IF to_regnamespace('{from_name}') IS NOT NULL AND to_regnamespace('{to_name}') IS NULL THEN
-             ALTER SCHEMA {from_quoted} RENAME TO {to_quoted};
-           END IF;
+           {rename}
            {runtime}
            {reader}
          END $$;",
-        from_name = from.as_str(),
-        to_name = to.as_str(),
-        from_quoted = from.quoted(),
-        to_quoted = to.quoted(),
+        rename = replication::rename_schema_once(from, to),
         runtime = search_path(copy_role),
         reader = search_path(&copy_role.reader()),
     ))
