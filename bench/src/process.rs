@@ -139,6 +139,10 @@ async fn start_router_process(
     if let Some(key) = &common.secrets.secrets_local_key {
         command.env("SECRETS_LOCAL_KEY", key.expose());
     }
+    // An experiment's runtime size (tokio reads it), passed through when set.
+    if let Ok(threads) = std::env::var("TOKIO_WORKER_THREADS") {
+        command.env("TOKIO_WORKER_THREADS", threads);
+    }
     for (name, value) in extra {
         command.env(name, value);
     }

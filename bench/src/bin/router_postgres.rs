@@ -20,6 +20,10 @@
 //! Every connection to PostgreSQL is plaintext (the cluster's `sslmode=disable`), so each
 //! target does the same work on the server side. Run with `BENCHES=router-postgres make bench`.
 //! Prints Markdown for bench/RESULTS.md.
+//!
+//! For profiling one part, `ROUTER_POSTGRES_ONLY` narrows the run to the targets, protocols and
+//! scenarios it names (comma-separated, any of `router`, `pgbouncer`, `direct`, `simple`,
+//! `extended`, `prepared`, `100`, `1`, `idle`); a kind it does not name is not narrowed.
 
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
 
@@ -227,7 +231,36 @@ impl Row {
     }
 }
 
+/// What `ROUTER_POSTGRES_ONLY` keeps of the run.
+struct Only(Vec<String>);
+
+impl Only {
+    fn from_env() -> Self {
+        let raw = std::env::var("ROUTER_POSTGRES_ONLY").unwrap_or_default();
+        Self(raw.split(',').map(|w| w.trim().to_ascii_lowercase()).filter(|w| !w.is_empty()).collect())
+    }
+
+    /// Whether `name`, one of `kind`, is kept: named, or no word of its kind is.
+    fn keeps(&self, name: &str, kind: &[&str]) -> bool {
+        let named = |w: &str| self.0.iter().any(|o| o == w);
+        named(name) || !kind.iter().any(|k| named(k))
+    }
+
+    fn target(&self, target: Target) -> bool {
+        self.keeps(&target.name().to_ascii_lowercase(), &["router", "pgbouncer", "direct"])
+    }
+
+    fn protocol(&self, protocol: Protocol) -> bool {
+        self.keeps(protocol.name(), &["simple", "extended", "prepared"])
+    }
+
+    fn scenario(&self, name: &str) -> bool {
+        self.keeps(name, &["100", "1", "idle"])
+    }
+}
+
 struct Env {
+    only: Only,
     common: tenancy::settings::CommonSettings,
     tenants: Vec<Tenant>,
     watch: ServerWatch,
@@ -244,6 +277,9 @@ async fn scenario(
 ) {
     let prepared_through_pgbouncer = pgbouncer::carries_prepared_statements();
     for protocol in [Protocol::Simple, Protocol::Extended, Protocol::Prepared] {
+        if !env.only.protocol(protocol) {
+            continue;
+        }
         let mut measured: [Vec<Measured>; 3] = Default::default();
         for round in 0..ROUNDS {
             // The targets' order turns with each round: on a machine whose load changes during
@@ -251,6 +287,9 @@ async fn scenario(
             let mut order: Vec<(usize, Target)> = Target::ALL.into_iter().enumerate().collect();
             order.rotate_left(round % Target::ALL.len());
             for (i, target) in order {
+                if !env.only.target(target) {
+                    continue;
+                }
                 if target == Target::PgBouncer
                     && protocol == Protocol::Prepared
                     && !prepared_through_pgbouncer
@@ -265,6 +304,9 @@ async fn scenario(
         }
         let rows: [Option<Row>; 3] = measured.map(|m| (!m.is_empty()).then(|| Row::of(m)));
         for (target, row) in Target::ALL.into_iter().zip(&rows) {
+            if !env.only.target(target) {
+                continue;
+            }
             let clients_here = clients(target, 0).len();
             let what = format!("{label}, {}, {}: {clients_here} clients", protocol.name(), target.name());
             match row {
@@ -375,28 +417,37 @@ async fn main() {
         admin_url: db.url.clone(),
         roles: Arc::new(tenants.iter().map(|t| t.role.clone()).collect()),
     };
-    let env = Env { common, tenants, watch };
+    let env = Env { only: Only::from_env(), common, tenants, watch };
 
     println!("| what | measured | target |");
     println!("|---|---|---|");
-    scenario(
-        &env,
-        "100 tenants",
-        Sizing { pool_size: BUDGET / TENANTS, router_tenant_max: None },
-        |_, round| (0..CLIENTS).map(|i| (i + CLIENTS * round) % TENANTS).collect(),
-        &format!("budget {BUDGET}"),
-    )
-    .await;
-    scenario(
-        &env,
-        "1 tenant",
-        Sizing { pool_size: ONE_TENANT_POOL as usize, router_tenant_max: Some(ONE_TENANT_POOL as usize) },
-        |target, _| vec![0; if target == Target::Direct { 8 } else { 16 }],
-        "tenant max 8",
-    )
-    .await;
-    idle_memory(&env, Target::Router).await;
-    idle_memory(&env, Target::PgBouncer).await;
+    if env.only.scenario("100") {
+        scenario(
+            &env,
+            "100 tenants",
+            Sizing { pool_size: BUDGET / TENANTS, router_tenant_max: None },
+            |_, round| (0..CLIENTS).map(|i| (i + CLIENTS * round) % TENANTS).collect(),
+            &format!("budget {BUDGET}"),
+        )
+        .await;
+    }
+    if env.only.scenario("1") {
+        scenario(
+            &env,
+            "1 tenant",
+            Sizing { pool_size: ONE_TENANT_POOL as usize, router_tenant_max: Some(ONE_TENANT_POOL as usize) },
+            |target, _| vec![0; if target == Target::Direct { 8 } else { 16 }],
+            "tenant max 8",
+        )
+        .await;
+    }
+    if env.only.scenario("idle") {
+        for target in [Target::Router, Target::PgBouncer] {
+            if env.only.target(target) {
+                idle_memory(&env, target).await;
+            }
+        }
+    }
     println!("# load average (1, 5, 15 min) at the end: {}", load_average());
 }
 

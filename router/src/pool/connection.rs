@@ -48,8 +48,9 @@ pub struct Connection {
     /// Boxed: a connection moves (into the pool, out to a client) far more often than one is
     /// opened, and a client's future keeps room for it.
     wire: Option<Box<ServerSocket>>,
-    /// The TLS it was opened with, which its cancel requests use too.
-    tls: tenancy::pg::Tls,
+    /// What cancels its queries (over the TLS it was opened with), made once: a client of the
+    /// PostgreSQL door is handed it with each transaction.
+    canceller: Canceller,
     /// Statements prepared on this connection, by SQL text.
     pub statements: crate::session::StatementCache,
     /// Whether the session is known to be as fresh as a new one. Every checkout hands out a
@@ -79,14 +80,12 @@ use unit::{HANDED_OVER, HELD, RELEASED};
 
 /// Cancels the query running on a connection (a cancel request on a connection of its own).
 #[derive(Clone)]
-pub(crate) struct Canceller {
-    token: tokio_postgres::CancelToken,
-    tls: tenancy::pg::Tls,
-}
+pub(crate) struct Canceller(Arc<(tokio_postgres::CancelToken, tenancy::pg::Tls)>);
 
 impl Canceller {
     pub(crate) async fn cancel(self) {
-        let _ = self.token.cancel_query(self.tls).await;
+        let (token, tls) = &*self.0;
+        let _ = token.cancel_query(tls.clone()).await;
     }
 }
 
@@ -154,7 +153,7 @@ impl Connection {
 
     /// What cancels the query running on this connection, whenever that is.
     pub(crate) fn canceller(&self) -> Canceller {
-        Canceller { token: self.client.cancel_token(), tls: self.tls.clone() }
+        self.canceller.clone()
     }
 
     /// Takes this connection's budget unit for another connection; the caller closes this one.
@@ -212,10 +211,11 @@ pub(crate) async fn open(
             }))
         }
     };
+    let canceller = Canceller(Arc::new((client.cancel_token(), config.tls())));
     Ok(Connection {
         client,
         wire,
-        tls: config.tls(),
+        canceller,
         statements: Default::default(),
         clean: true,
         retire: false,

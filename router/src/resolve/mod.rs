@@ -88,6 +88,10 @@ pub struct Resolver {
     unknown_hosts: unknown_hosts::UnknownHosts,
     /// Woken on every invalidation: requests held while their tenant is paused look again.
     changed: tokio::sync::Notify,
+    /// How long a tenant found stays cached.
+    ttl: Duration,
+    /// Counts invalidations: what was resolved before it last moved may have changed since.
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 /// How often a request held by a tenant's pause looks again without being told of a change
@@ -137,7 +141,26 @@ impl Resolver {
             metrics,
             unknown_hosts,
             changed: tokio::sync::Notify::new(),
+            epoch: std::sync::atomic::AtomicU64::new(0),
+            ttl,
         }
+    }
+
+    /// How many invalidations this router has heard of: a tenant resolved when it was `n` is
+    /// the tenant as this router knows it for as long as it is still `n` (and the cache's own
+    /// time to live has not passed).
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// How long a tenant found stays in the in-process cache (`ROUTER_CACHE_TTL`).
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    fn note_change(&self) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.changed.notify_waiters();
     }
 
     /// Bounds catalog lookups that find no tenant to `per_second` for the whole router (see
@@ -304,13 +327,13 @@ impl Resolver {
             tracing::warn!(error = %err, "could not evict custom domains; forgetting the whole cache");
             self.evict_all();
         }
-        self.changed.notify_waiters();
+        self.note_change();
     }
 
     /// Forgets everything (after losing invalidation messages).
     pub fn evict_all(&self) {
         self.cache.invalidate_all();
-        self.changed.notify_waiters();
+        self.note_change();
     }
 }
 

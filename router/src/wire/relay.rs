@@ -64,7 +64,16 @@ pub(crate) struct Session {
     kept: Option<Checkout>,
     /// [`Held::to_server`]'s buffer between transactions, kept for the next one.
     spare: BytesMut,
+    /// When the tenant was last looked up, and the resolver's epoch then.
+    checked: Option<(tokio::time::Instant, u64)>,
 }
+
+/// Longest a client goes on with its tenant as last looked up while no invalidation arrived
+/// (at most the resolver's time to live): a change this router hears of is seen at the
+/// client's next transaction, one it does not (Redis away) once the resolver's cache has
+/// expired and within this time after. Looking the tenant up before every transaction cost
+/// a fifth of the router's own work per transaction.
+const RECHECK_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The most of [`Session::spare`] kept between transactions: one of the client's largest
 /// messages is not kept for its whole session.
@@ -185,6 +194,7 @@ impl Session {
             idle_transaction_timeout,
             kept,
             spare: BytesMut::new(),
+            checked: None,
         }
     }
 
@@ -330,7 +340,6 @@ impl Session {
         let statement_deadline = held.deadline.unwrap_or(far);
         let idle_in_transaction = held.pending == 0 && held.status != b'I';
         let idle_deadline = held.last_heard + self.idle_transaction_timeout;
-        let canceller = held.checkout.canceller();
         let socket = held.checkout.socket().ok_or(WireError::Closed)?;
         frame::make_room(&mut self.conn.buf, frame::CLIENT_READ_ROOM);
         frame::make_room(&mut socket.read_buf, frame::SERVER_READ_ROOM);
@@ -349,7 +358,7 @@ impl Session {
                 return Ok(Flow::Go);
             }
             () = tokio::time::sleep_until(statement_deadline), if statement_deadline < far => {
-                tokio::spawn(canceller.cancel());
+                tokio::spawn(held.checkout.canceller().cancel());
                 held.deadline = None;
                 return Ok(Flow::Go);
             }
@@ -461,6 +470,13 @@ impl Session {
     /// a suspension in that window is still enforced by PostgreSQL, whose sessions of the
     /// tenant's roles the control plane ends.
     async fn recheck_tenant(&mut self) -> Result<(), Notice> {
+        let epoch = self.state.resolver.epoch();
+        let now = tokio::time::Instant::now();
+        let fresh_for = RECHECK_AFTER.min(self.state.resolver.ttl());
+        if self.checked.is_some_and(|(at, seen)| seen == epoch && now.duration_since(at) < fresh_for) {
+            return Ok(());
+        }
+        self.checked = None;
         let current = match self.state.resolver.resolve(Some(&self.host)).await {
             Ok(current) => current,
             Err(crate::resolve::ResolveTenantError::Unavailable(reason)) => {
@@ -480,6 +496,7 @@ impl Session {
             })?;
             self.tenant = current;
         }
+        self.checked = Some((now, epoch));
         Ok(())
     }
 
