@@ -58,13 +58,20 @@ impl ServerProcess {
 
     /// CPU time (user + system) the process has used so far, in seconds.
     pub fn cpu_seconds(&self) -> f64 {
+        let (user, system) = self.cpu_split();
+        user + system
+    }
+
+    /// CPU time the process has used so far in its own code (user) and in the kernel's on its
+    /// behalf (system: mostly its sockets), in seconds.
+    pub fn cpu_split(&self) -> (f64, f64) {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
         // Fields after the command name (which may hold spaces) start at the state, field 3;
         // utime and stime are fields 14 and 15, in clock ticks (100 per second on Linux).
         let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
         let fields: Vec<&str> = after_name.split_whitespace().collect();
         let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        (ticks(11) + ticks(12)) / 100.0
+        (ticks(11) / 100.0, ticks(12) / 100.0)
     }
 }
 

@@ -16,6 +16,8 @@
 //! Then one tenant, as the reference: 8 clients directly, 16 through PgBouncer on a pool
 //! of 8, 16 through the router with `ROUTER_TENANT_MAX_CONNECTIONS` = 8. Then the memory of
 //! 1,000 idle authenticated client connections (10 per tenant) to the router and to PgBouncer.
+//! A pooler's CPU per transaction is its user and system time over the load divided by the
+//! transactions, both shown: system time is mostly its sockets' work, the same for both.
 //!
 //! Every connection to PostgreSQL is plaintext (the cluster's `sslmode=disable`), so each
 //! target does the same work on the server side. Run with `BENCHES=router-postgres make bench`.
@@ -158,7 +160,8 @@ fn login(t: &Tenant) -> Config {
 /// One round on one target: the load's report and the target's CPU seconds per transaction.
 struct Measured {
     report: PgReport,
-    cpu_per_transaction: Option<f64>,
+    /// User and system CPU seconds per transaction.
+    cpu_per_transaction: Option<(f64, f64)>,
 }
 
 async fn measure(
@@ -172,13 +175,13 @@ async fn measure(
     let running = start(target, env, clients, sizing).await;
     let connected = pg_load::open_all(&running.clients, 16).await;
     // From here on: the load alone (logins are not counted in the CPU per transaction).
-    let cpu = running.process.as_ref().map(ServerProcess::cpu_seconds);
+    let cpu = running.process.as_ref().map(ServerProcess::cpu_split);
     let report = pg_load::run(connected, protocol, ROWS, WARMUP, DURATION, &env.watch).await;
-    let cpu_per_transaction = running
-        .process
-        .as_ref()
-        .zip(cpu)
-        .map(|(p, before)| (p.cpu_seconds() - before) / report.total.max(1) as f64);
+    let cpu_per_transaction = running.process.as_ref().zip(cpu).map(|(p, (user, system))| {
+        let (user_now, system_now) = p.cpu_split();
+        let per = |seconds: f64| seconds / report.total.max(1) as f64;
+        (per(user_now - user), per(system_now - system))
+    });
     if report.errors > 0 {
         eprintln!(
             "  {} {}: {} errors, first: {}",
@@ -198,20 +201,25 @@ struct Row {
     summary: Summary,
     peak: i64,
     errors: u64,
-    cpu_us: Option<f64>,
+    /// CPU per transaction: user, system (µs).
+    cpu_us: Option<(f64, f64)>,
 }
 
 impl Row {
     fn of(mut measured: Vec<Measured>) -> Self {
         let rounds: Vec<f64> = measured.iter().map(|m| m.report.tps()).collect();
-        let cpu: Vec<f64> = measured.iter().filter_map(|m| m.cpu_per_transaction).collect();
+        let cpu: Vec<(f64, f64)> = measured.iter().filter_map(|m| m.cpu_per_transaction).collect();
         let mut latencies: Vec<Duration> =
             measured.iter_mut().flat_map(|m| std::mem::take(&mut m.report.latencies)).collect();
         Self {
             tps: rounds.iter().sum::<f64>() / rounds.len() as f64,
             peak: measured.iter().map(|m| m.report.peak_server_connections).max().unwrap_or(0),
             errors: measured.iter().map(|m| m.report.errors).sum(),
-            cpu_us: (!cpu.is_empty()).then(|| 1e6 * cpu.iter().sum::<f64>() / cpu.len() as f64),
+            cpu_us: (!cpu.is_empty()).then(|| {
+                let mean =
+                    |f: fn(&(f64, f64)) -> f64| 1e6 * cpu.iter().map(f).sum::<f64>() / cpu.len() as f64;
+                (mean(|c| c.0), mean(|c| c.1))
+            }),
             summary: Summary::of(&mut latencies),
             rounds,
         }
@@ -219,7 +227,9 @@ impl Row {
 
     fn cells(&self) -> String {
         let rounds = self.rounds.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ");
-        let cpu = self.cpu_us.map_or_else(String::new, |us| format!("; its CPU {us:.0} µs/transaction"));
+        let cpu = self.cpu_us.map_or_else(String::new, |(user, system)| {
+            format!("; its CPU {:.0} µs/transaction (user {user:.0}, system {system:.0})", user + system)
+        });
         let errors = if self.errors > 0 { format!("; **{} errors**", self.errors) } else { String::new() };
         format!(
             "{:.0} tps (rounds: {rounds}); p50 / p99 {:.2} / {:.2} ms; server connections at most {}{cpu}{errors}",

@@ -18,7 +18,7 @@
 
 use super::cancel::Registration;
 use super::frame::{self, Frame, Notice, MAX_MESSAGE};
-use super::settings::{apply_settings, quote_literal, ClientSettings, MAX_TRACKED_SETTINGS};
+use super::settings::{apply_settings, quote_literal, ClientSettings};
 use super::startup::ClientConn;
 use super::statements::{self, Acks, ClientStatements};
 use super::WireError;
@@ -739,7 +739,7 @@ impl Session {
                 continue;
             };
             let name = name.to_ascii_lowercase();
-            if self.settings.startup_values.iter().any(|(n, v)| *n == name && *v == value) {
+            if self.settings.is_startup_value(&name, &value) {
                 continue;
             }
             let sql = format!("SET {} TO {}", tenancy::domain::quote_ident(&name), quote_literal(&value));
@@ -747,8 +747,7 @@ impl Session {
                 changes.push((name, sql));
             }
         }
-        changes.truncate(MAX_TRACKED_SETTINGS);
-        self.settings.changes = changes;
+        self.settings.replace(changes);
         held.dirty = true;
     }
 
@@ -762,31 +761,26 @@ impl Session {
         for change in changes {
             match change {
                 SettingChange::Set { name, sql } => {
-                    match self.settings.changes.iter_mut().find(|(n, _)| *n == name) {
-                        Some((_, kept)) => *kept = sql,
-                        None => self.settings.changes.push((name, sql)),
+                    if !self.settings.set(name, sql) {
+                        // Too many to carry: the newest are dropped, and the connection must
+                        // not be reused as if it had them.
+                        *dirty = true;
                     }
                 }
                 SettingChange::Reset { name } => {
                     // Back to the default of a session the router opened, which is not the
                     // client's: reset and applied again, as after `RESET ALL`.
-                    self.settings.changes.retain(|(n, _)| *n != name);
+                    self.settings.reset(&name);
                     *dirty = true;
                 }
                 SettingChange::ResetAll => {
                     // Back to the startup settings, which this session no longer has: the
                     // connection is reset before its next use, and the client's settings
                     // applied again.
-                    self.settings.changes.clear();
+                    self.settings.reset_all();
                     *dirty = true;
                 }
             }
-        }
-        if self.settings.changes.len() > MAX_TRACKED_SETTINGS {
-            // Too many to carry: the newest are dropped, and the connection must not be reused
-            // as if it had them.
-            self.settings.changes.truncate(MAX_TRACKED_SETTINGS);
-            *dirty = true;
         }
         if !*dirty {
             *applied = self.settings.fingerprint();

@@ -13,11 +13,15 @@ pub(super) const MAX_TRACKED_SETTINGS: usize = 64;
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ClientSettings {
     /// From the startup packet: what `RESET ALL` goes back to.
-    pub(super) startup: Vec<String>,
+    startup: Vec<String>,
     /// The same, as names (lower case) and values.
-    pub(super) startup_values: Vec<(String, String)>,
-    /// The settings set since, each by its last `SET` (by name, in the order first set).
-    pub(super) changes: Vec<(String, String)>,
+    startup_values: Vec<(String, String)>,
+    /// The settings set since, each by its last `SET` (by name, in the order first set), at
+    /// most [`MAX_TRACKED_SETTINGS`].
+    changes: Vec<(String, String)>,
+    /// Of all of them, kept as they change: compared with a connection's before every
+    /// transaction.
+    fingerprint: Option<u64>,
 }
 
 impl ClientSettings {
@@ -30,7 +34,10 @@ impl ClientSettings {
             })
             .collect();
         let startup_values = settings.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.clone())).collect();
-        Self { startup: statements, startup_values, changes: Vec::new() }
+        let mut settings =
+            Self { startup: statements, startup_values, changes: Vec::new(), fingerprint: None };
+        settings.changed();
+        settings
     }
 
     /// Why a tenant may not choose one of these settings, if it may not.
@@ -39,6 +46,51 @@ impl ClientSettings {
         classifier: &crate::statement::Classifier,
     ) -> Option<crate::statement::NotAllowed> {
         self.startup.iter().find_map(|sql| classifier.classify(sql).not_allowed)
+    }
+
+    /// Whether `name` (lower case) has `value` from the startup packet.
+    pub(super) fn is_startup_value(&self, name: &str, value: &str) -> bool {
+        self.startup_values.iter().any(|(n, v)| n == name && v == value)
+    }
+
+    /// `name` (lower case) is set by `sql` now. `false` when that is one setting too many
+    /// (it is not kept).
+    #[must_use]
+    pub(super) fn set(&mut self, name: String, sql: String) -> bool {
+        let room = self.changes.len() < MAX_TRACKED_SETTINGS;
+        let kept = match self.changes.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, kept)) => {
+                *kept = sql;
+                true
+            }
+            None if room => {
+                self.changes.push((name, sql));
+                true
+            }
+            None => false,
+        };
+        self.changed();
+        kept
+    }
+
+    /// `name` goes back to the startup setting, or the session's default.
+    pub(super) fn reset(&mut self, name: &str) {
+        self.changes.retain(|(n, _)| n != name);
+        self.changed();
+    }
+
+    /// Every setting goes back to the startup settings.
+    pub(super) fn reset_all(&mut self) {
+        self.changes.clear();
+        self.changed();
+    }
+
+    /// The settings set since startup are `changes` (by name; past the first
+    /// [`MAX_TRACKED_SETTINGS`], dropped).
+    pub(super) fn replace(&mut self, mut changes: Vec<(String, String)>) {
+        changes.truncate(MAX_TRACKED_SETTINGS);
+        self.changes = changes;
+        self.changed();
     }
 
     /// The SQL that brings a connection's settings to the client's (`None`: nothing to do).
@@ -50,13 +102,20 @@ impl ClientSettings {
         self.startup.iter().chain(self.changes.iter().map(|(_, sql)| sql))
     }
 
+    fn changed(&mut self) {
+        let fingerprint = self.all().next().is_some().then(|| {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            for statement in self.all() {
+                statement.hash(&mut hasher);
+            }
+            hasher.finish()
+        });
+        self.fingerprint = fingerprint;
+    }
+
+    /// Of the settings' SQL: a connection whose settings have the same has them.
     pub(super) fn fingerprint(&self) -> Option<u64> {
-        self.all().next()?;
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        for statement in self.all() {
-            statement.hash(&mut hasher);
-        }
-        Some(hasher.finish())
+        self.fingerprint
     }
 }
 
