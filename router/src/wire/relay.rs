@@ -125,9 +125,15 @@ struct Held {
     /// When the running statement is cancelled: the plan's statement timeout, which the client
     /// cannot raise by setting its own.
     deadline: Option<tokio::time::Instant>,
-    /// When the client last sent anything (a transaction left idle past
-    /// `ROUTER_PG_IDLE_TRANSACTION_TIMEOUT` is ended).
+    /// When the client last sent anything, and the server last answered (a transaction, or a
+    /// pipeline, left idle past `ROUTER_PG_IDLE_TRANSACTION_TIMEOUT` is ended).
     last_heard: tokio::time::Instant,
+    last_answer: tokio::time::Instant,
+    /// `Execute` messages relayed and not yet finished (`CommandComplete`, `EmptyQueryResponse`,
+    /// `PortalSuspended`, an error, `ReadyForQuery`): the server is running one.
+    executing: u32,
+    /// What the server is still to answer.
+    owed: Owed,
     /// Settings may have changed in ways only the server knows (see [`Session::read_back_settings`]).
     read_settings: bool,
     /// What goes to the server next: the messages of what the client sent at once, written
@@ -146,7 +152,7 @@ struct Held {
 impl Held {
     /// The server is idle outside a transaction, with nothing pending or unfinished.
     fn is_idle(&self) -> bool {
-        self.pending == 0 && self.status == b'I' && !self.unsynced
+        self.pending == 0 && self.status == b'I' && !self.unsynced && !self.owed.copy_in
     }
 
     /// Writes what the client's messages put in [`Held::to_server`], at once.
@@ -158,6 +164,103 @@ impl Held {
         socket.write(&self.to_server).await?;
         self.to_server.clear();
         Ok(())
+    }
+}
+
+/// What the server is still to answer, in the order the client's messages were relayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// A `ReadyForQuery`: a `Query` or `Sync` relayed (one of [`Held::pending`]).
+    Ready,
+    /// The end of an `Execute`.
+    Execute,
+    /// A COPY's end (`CopyDone`, `CopyFail`) the client sent before the server's
+    /// `CopyInResponse` arrived.
+    CopyEnd,
+}
+
+/// What the server is still to answer on a held connection, in the order the client's
+/// messages were relayed; and whether it is reading a COPY's data.
+#[derive(Debug, Default)]
+struct Owed {
+    queue: std::collections::VecDeque<Expect>,
+    /// The server is in a COPY FROM STDIN: it ignores the `Sync`s it reads until the COPY
+    /// ends.
+    copy_in: bool,
+}
+
+impl Owed {
+    /// A `ReadyForQuery` arrived: what it answers, and what came before it, is answered.
+    fn ready(&mut self) {
+        while let Some(answered) = self.queue.pop_front() {
+            if answered == Expect::Ready {
+                break;
+            }
+        }
+    }
+
+    /// An `Execute` finished.
+    fn execute_done(&mut self) {
+        if self.queue.front() == Some(&Expect::Execute) {
+            self.queue.pop_front();
+        }
+    }
+
+    /// An error: the server skips what follows up to the next `Sync`, a COPY's data included.
+    fn error(&mut self) {
+        while self.queue.front().is_some_and(|e| *e != Expect::Ready) {
+            self.queue.pop_front();
+        }
+        self.copy_in = false;
+    }
+
+    /// The client ended a COPY (`CopyDone`, `CopyFail`).
+    fn copy_ended(&mut self) {
+        if !std::mem::take(&mut self.copy_in) {
+            // Sent before the server said the COPY started.
+            self.queue.push_back(Expect::CopyEnd);
+        }
+    }
+
+    /// The server started a COPY FROM STDIN (`CopyInResponse`). Started by an `Execute`, the
+    /// `Sync`s the client sent after it (tokio-postgres sends `Bind`, `Execute`, `Sync` before
+    /// the data) are ignored by the server until the COPY ends: how many, to be taken as
+    /// answered now. Those the client sends later, before the COPY's end, are not waited for.
+    fn copy_in_started(&mut self) -> usize {
+        let started_by_execute = self.queue.front() == Some(&Expect::Execute);
+        let (mut at, mut ignored, mut ended) = (1, 0, false);
+        while at < self.queue.len() {
+            match self.queue[at] {
+                Expect::Ready if started_by_execute => {
+                    self.queue.remove(at);
+                    ignored += 1;
+                }
+                Expect::Ready => at += 1,
+                Expect::CopyEnd => {
+                    self.queue.remove(at);
+                    ended = true;
+                    break;
+                }
+                Expect::Execute => break,
+            }
+        }
+        self.copy_in = !ended;
+        ignored
+    }
+}
+
+/// `n` of the statements a held connection runs finished (an error ends all of them: the
+/// server skips the rest up to the next `Sync`). With none left running and nothing pending,
+/// none is cancelled. ([`Held`]'s fields, borrowed apart from its socket.)
+fn finished_executing(
+    executing: &mut u32,
+    pending: u32,
+    deadline: &mut Option<tokio::time::Instant>,
+    n: u32,
+) {
+    *executing = executing.saturating_sub(n);
+    if *executing == 0 && pending == 0 {
+        *deadline = None;
     }
 }
 
@@ -338,8 +441,12 @@ impl Session {
         let idle = held.is_idle();
         let far = tokio::time::Instant::now() + std::time::Duration::from_secs(86_400);
         let statement_deadline = held.deadline.unwrap_or(far);
-        let idle_in_transaction = held.pending == 0 && held.status != b'I';
-        let idle_deadline = held.last_heard + self.idle_transaction_timeout;
+        // Idle in a transaction, or in a pipeline the client left without a `Sync` (nothing
+        // running: the server waits for the client), as PostgreSQL counts it: since the later
+        // of the client's last message and the server's last answer.
+        let idle_in_transaction =
+            held.pending == 0 && held.executing == 0 && (held.status != b'I' || held.unsynced);
+        let idle_deadline = held.last_heard.max(held.last_answer) + self.idle_transaction_timeout;
         let socket = held.checkout.socket().ok_or(WireError::Closed)?;
         frame::make_room(&mut self.conn.buf, frame::CLIENT_READ_ROOM);
         frame::make_room(&mut socket.read_buf, frame::SERVER_READ_ROOM);
@@ -433,6 +540,7 @@ impl Session {
         } else {
             frame::query(out, refusal_marker());
             held.unsynced = false;
+            held.owed.queue.push_back(Expect::Ready);
             held.pending += 1;
             held.acks.sent += 1;
         }
@@ -558,11 +666,14 @@ impl Session {
             acks: Acks::default(),
             unsynced: false,
             refusals: std::collections::VecDeque::new(),
+            owed: Owed::default(),
             internal: std::collections::VecDeque::new(),
             read_settings: false,
             to_server: std::mem::take(&mut self.spare),
             deadline: None,
             last_heard: tokio::time::Instant::now(),
+            last_answer: tokio::time::Instant::now(),
+            executing: 0,
             setting: None,
             failed: false,
         }
@@ -596,6 +707,7 @@ impl Session {
         if classification.reads_sequence_cache && held.acks.sent == 0 && !held.unsynced {
             frame::query(&mut held.to_server, crate::session::DISCARD_SEQUENCES);
             held.internal.push_back(held.acks.sent);
+            held.owed.queue.push_back(Expect::Ready);
             held.pending += 1;
             held.acks.sent += 1;
         }
@@ -636,7 +748,10 @@ impl Session {
         }
         let socket = held.checkout.socket().ok_or(WireError::Closed)?;
         match frame.tag {
+            // A `Sync` read during a COPY FROM STDIN is ignored by the server: no answer.
+            b'S' if held.owed.copy_in => held.to_server.extend_from_slice(&frame.bytes),
             b'Q' | b'S' => {
+                held.owed.queue.push_back(Expect::Ready);
                 if held.pending == 0 {
                     held.deadline = self.statement_deadline();
                 }
@@ -649,7 +764,25 @@ impl Session {
                 held.acks.sent += 1;
             }
             b'H' => held.to_server.extend_from_slice(&frame.bytes),
+            // A COPY's data, end or failure: part of the `Query` or `Execute` that started it,
+            // which the server answers once it ends (a `Query`'s COPY is followed by no
+            // `Sync`: were these taken for a pipeline, the client would keep its connection
+            // after the COPY until it sent something else).
+            b'd' => held.to_server.extend_from_slice(&frame.bytes),
+            b'c' | b'f' => {
+                held.owed.copy_ended();
+                held.to_server.extend_from_slice(&frame.bytes);
+            }
             _ => {
+                if frame.tag == b'E' {
+                    // Run without a `Sync` (a pipeline, flushed), a statement is still bounded
+                    // by the plan's timeout.
+                    held.owed.queue.push_back(Expect::Execute);
+                    held.executing += 1;
+                    if held.deadline.is_none() {
+                        held.deadline = self.statement_deadline();
+                    }
+                }
                 held.unsynced = true;
                 self.statements
                     .relay(frame, classification, &mut socket.prepared, &mut held.acks, &mut held.to_server)
@@ -663,12 +796,14 @@ impl Session {
     /// back.
     fn relay_from_server(&mut self, held: &mut Held, out: &mut BytesMut) -> Result<bool, WireError> {
         let socket = held.checkout.socket().ok_or(WireError::Closed)?;
+        held.last_answer = tokio::time::Instant::now();
         let mut done = false;
         while let Some(frame) = frame::next_frame(&mut socket.read_buf, MAX_MESSAGE)? {
             if held.internal.front() == Some(&held.acks.answered) {
                 // The answer to the router's own query, kept from the client.
                 if frame.tag == b'Z' {
                     held.internal.pop_front();
+                    held.owed.ready();
                     held.pending = held.pending.saturating_sub(1);
                     held.acks.batch_done();
                 }
@@ -680,7 +815,19 @@ impl Session {
                     continue;
                 }
                 b'S' => socket.note_parameter(&frame),
+                b'C' | b'I' | b's' => {
+                    held.owed.execute_done();
+                    finished_executing(&mut held.executing, held.pending, &mut held.deadline, 1);
+                }
+                b'G' => {
+                    for _ in 0..held.owed.copy_in_started() {
+                        held.pending = held.pending.saturating_sub(1);
+                        held.acks.batch_done();
+                    }
+                }
                 b'E' => {
+                    held.owed.error();
+                    finished_executing(&mut held.executing, held.pending, &mut held.deadline, u32::MAX);
                     held.failed = true;
                     held.acks.failed(&mut socket.prepared);
                     if is_refusal(&frame) {
@@ -691,6 +838,8 @@ impl Session {
                     }
                 }
                 b'Z' => {
+                    held.owed.ready();
+                    held.executing = 0;
                     held.pending = held.pending.saturating_sub(1);
                     held.deadline = if held.pending > 0 { self.statement_deadline() } else { None };
                     held.acks.batch_done();
@@ -810,5 +959,57 @@ fn sql_of(frame: &Frame) -> Option<&str> {
             frame::cstr(rest).ok().map(|(sql, _)| sql)
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Expect, Owed};
+
+    fn owed(queue: &[Expect]) -> Owed {
+        Owed { queue: queue.iter().copied().collect(), copy_in: false }
+    }
+
+    #[test]
+    fn syncs_sent_after_a_copys_execute_are_not_waited_for() {
+        // tokio-postgres: Bind, Execute, Sync, then the data once the COPY started.
+        let mut o = owed(&[Expect::Execute, Expect::Ready]);
+        assert_eq!(o.copy_in_started(), 1);
+        assert!(o.copy_in);
+        o.copy_ended();
+        assert!(!o.copy_in);
+        assert_eq!(o.queue, [Expect::Execute]);
+        o.execute_done();
+        assert!(o.queue.is_empty());
+    }
+
+    #[test]
+    fn a_copy_started_by_a_query_keeps_its_ready_for_query() {
+        let mut o = owed(&[Expect::Ready]);
+        assert_eq!(o.copy_in_started(), 0);
+        assert!(o.copy_in);
+        o.copy_ended();
+        o.ready();
+        assert!(o.queue.is_empty() && !o.copy_in);
+    }
+
+    #[test]
+    fn a_copy_ended_before_the_server_said_it_started_waits_for_what_follows_the_end() {
+        // Execute, Sync (ignored), CopyDone, Sync (answered): all sent before CopyInResponse.
+        let mut o = owed(&[Expect::Execute, Expect::Ready]);
+        o.copy_ended();
+        o.queue.push_back(Expect::Ready);
+        assert_eq!(o.copy_in_started(), 1);
+        assert!(!o.copy_in);
+        assert_eq!(o.queue, [Expect::Execute, Expect::Ready]);
+    }
+
+    #[test]
+    fn an_error_ends_the_copy_and_skips_to_the_next_sync() {
+        let mut o = owed(&[Expect::Execute, Expect::Execute, Expect::Ready]);
+        o.copy_in = true;
+        o.error();
+        assert!(!o.copy_in);
+        assert_eq!(o.queue, [Expect::Ready]);
     }
 }

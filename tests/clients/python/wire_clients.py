@@ -21,6 +21,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 
 ROUNDS = 3
 EXECUTIONS = 10
@@ -132,6 +133,30 @@ def run_psycopg(report, settings, other_schema):
         unnamed["other_own"] = run_unnamed(b)
         report["unnamed"] = unnamed
 
+        # COPY in and out in autocommit mode (simple protocol; the server ends the COPY with
+        # ReadyForQuery, the client sends no Sync): once it is over, A's server connection is
+        # back in the pool. B holds the other one in a transaction while C, a third client,
+        # is served on it.
+        report.step = "copy"
+        a.autocommit = True
+        with a.cursor() as cursor:
+            with cursor.copy("COPY users (email, name) FROM STDIN") as copy:
+                for n in range(3):
+                    copy.write_row((f"psycopg-copy-{n}@example.test", f"copied {n}"))
+            with cursor.copy(
+                "COPY (SELECT email FROM users WHERE email LIKE 'psycopg-copy-%' ORDER BY email) TO STDOUT"
+            ) as copy:
+                copied = [row[0] for row in copy.rows()]
+        a.autocommit = False
+        b.execute("SELECT 1")
+        try:
+            with psycopg.connect(**settings, application_name="psycopg-c", autocommit=True) as c:
+                third_client = c.execute("SELECT 'served'").fetchone()[0]
+        except psycopg.Error as error:
+            third_client = sqlstate(error)
+        b.commit()
+        report["copy"] = {"copied": copied, "third_client": third_client}
+
         report.step = "refusals"
         report["refusals"] = {}
         for name, sql in (
@@ -185,6 +210,66 @@ def run_psycopg(report, settings, other_schema):
     finally:
         a.close()
         b.close()
+
+
+def run_pipelines(report, settings):
+    """Pipelines left without a Sync (libpq's pipeline mode): one whose statement is done and
+    whose client then goes idle is ended as an idle transaction is (25P03); one whose
+    statement runs long is cancelled at the plan's statement timeout (57014), whatever the
+    client set its own to, and not taken for idle meanwhile."""
+    import psycopg
+    from psycopg import pq
+
+    def wait_for(pgconn, seconds):
+        """Reads until the server answers or closes, or `seconds` pass: ("ok" for rows, the
+        SQLSTATE of an error, "closed", or None; the seconds it took)."""
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            try:
+                pgconn.consume_input()
+            except psycopg.OperationalError:
+                return "closed", time.monotonic() - started
+            if pgconn.status == pq.ConnStatus.BAD:
+                return "closed", time.monotonic() - started
+            while not pgconn.is_busy():
+                result = pgconn.get_result()
+                if result is None:
+                    break
+                if result.status == pq.ExecStatus.TUPLES_OK:
+                    return "ok", time.monotonic() - started
+                if result.status == pq.ExecStatus.FATAL_ERROR:
+                    code = result.error_field(pq.DiagnosticField.SQLSTATE) or b"?"
+                    return code.decode(), time.monotonic() - started
+            time.sleep(0.05)
+        return None, time.monotonic() - started
+
+    def send_unsynced(conn, sql):
+        pgconn = conn.pgconn
+        pgconn.enter_pipeline_mode()
+        pgconn.send_query_params(sql, None)
+        pgconn.send_flush_request()
+        while pgconn.flush() != 0:
+            time.sleep(0.01)
+        return pgconn
+
+    report["pipelines"] = {}
+    idle = psycopg.connect(**settings, application_name="psycopg-idle-pipeline", autocommit=True)
+    slow = psycopg.connect(**settings, application_name="psycopg-slow-pipeline", autocommit=True)
+    try:
+        report.step = "idle_pipeline"
+        pgconn = send_unsynced(idle, b"SELECT 1")
+        report["pipelines"]["answered"] = wait_for(pgconn, 10)[0]
+        report["pipelines"]["idle"] = wait_for(pgconn, 10)[0]
+
+        report.step = "slow_pipeline"
+        slow.execute("SET statement_timeout = 0")
+        pgconn = send_unsynced(slow, b"SELECT pg_sleep(30)")
+        outcome, seconds = wait_for(pgconn, 25)
+        report["pipelines"]["slow"] = outcome
+        report["pipelines"]["slow_seconds"] = round(seconds, 1)
+    finally:
+        idle.close()
+        slow.close()
 
 
 # ------------------------------------------------------------------------------ asyncpg ---
@@ -322,8 +407,12 @@ def main():
             run_psycopg(report, settings, other_schema)
         elif client == "asyncpg":
             asyncio.run(run_asyncpg(report, settings, other_schema))
+        elif client == "pipelines":
+            if not settings["options"]:
+                del settings["options"]
+            run_pipelines(report, settings)
         else:
-            print("usage: wire_clients.py psycopg|asyncpg", file=sys.stderr)
+            print("usage: wire_clients.py psycopg|asyncpg|pipelines", file=sys.stderr)
             return 2
     except Exception as error:  # noqa: BLE001 - every failure is reported, with its step
         report.failed(error)

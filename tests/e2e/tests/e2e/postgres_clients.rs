@@ -47,6 +47,8 @@ impl Tenant {
 /// Two tenants on the `pro` plan (a pool of five): `acme`, whose clients run, and `globex`,
 /// whose schema they must not read; and a router with `budget` server connections in all.
 struct Deployment {
+    /// The router's server connections in all.
+    budget: usize,
     db: TestDb,
     router: RunningRouter,
     acme: Tenant,
@@ -55,6 +57,16 @@ struct Deployment {
 }
 
 async fn deploy(budget: usize, checkout_timeout: Duration) -> Deployment {
+    deploy_with(budget, checkout_timeout, Duration::from_secs(60)).await
+}
+
+/// [`deploy`], the router ending transactions and pipelines left idle after
+/// `idle_transaction_timeout`.
+async fn deploy_with(
+    budget: usize,
+    checkout_timeout: Duration,
+    idle_transaction_timeout: Duration,
+) -> Deployment {
     let Catalog { db, common, cp } = Catalog::create().await;
     let (record, secret) = provisioned(&cp, "acme", "pro").await;
     let acme = Tenant { record, secret };
@@ -65,8 +77,9 @@ async fn deploy(budget: usize, checkout_timeout: Duration) -> Deployment {
     let mut settings = router_settings(&common);
     settings.max_connections = budget;
     settings.checkout_timeout = checkout_timeout;
+    settings.postgres.idle_transaction_timeout = idle_transaction_timeout;
     let router = spawn_router_with(&settings).await;
-    Deployment { db, router, acme, globex, _cp: cp }
+    Deployment { budget, db, router, acme, globex, _cp: cp }
 }
 
 impl Deployment {
@@ -461,6 +474,12 @@ fn python_expectations<'a>(report: &'a Value, deployment: &Deployment, client: &
         e.equal("/unnamed/own_again", &json!("a-unnamed"));
         e.equal("/unnamed/own_after_query", &json!("26000"));
         e.equal("/unnamed/other_own", &json!("b-unnamed"));
+        let copied: Vec<String> = (0..3).map(|n| format!("psycopg-copy-{n}@example.test")).collect();
+        e.equal("/copy/copied", &json!(copied));
+        if deployment.budget > 1 {
+            // A's COPY over, its connection went back: C is served while B holds the other.
+            e.equal("/copy/third_client", &json!("served"));
+        }
     }
     e
 }
@@ -487,6 +506,32 @@ async fn asyncpg_reaches_only_its_tenant() {
     let report = python_client(&deployment, "asyncpg", &deployment.router_door(NameTenant::ByDatabase)).await;
     python_expectations(&report, &deployment, "asyncpg").assert("asyncpg");
     deployment.stop().await;
+}
+
+/// Pipelines a client leaves without a `Sync` (libpq's pipeline mode, each flushed): one
+/// whose statement is done while its client goes idle holds a server connection as an idle
+/// transaction does, and is ended the same way; one whose statement runs long is cancelled at
+/// the plan's statement timeout however the client set its own, and is not taken for idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelines_left_without_sync_are_bounded_as_transactions_are() {
+    let deployment = deploy_with(2, Duration::from_secs(10), Duration::from_millis(500)).await;
+    deployment
+        .db
+        .client()
+        .await
+        .execute("UPDATE control.tenants SET statement_timeout_ms = 2000 WHERE slug = 'acme'", &[])
+        .await
+        .unwrap();
+    let report =
+        python_client(&deployment, "pipelines", &deployment.router_door(NameTenant::ByOptions)).await;
+    deployment.stop().await;
+    let pipelines = &report["pipelines"];
+    assert_eq!(pipelines["answered"], json!("ok"), "{report}");
+    assert!(
+        pipelines["idle"] == json!("25P03") || pipelines["idle"] == json!("closed"),
+        "a pipeline left idle was not ended: {report}"
+    );
+    assert_eq!(pipelines["slow"], json!("57014"), "a slow pipelined statement was not cancelled: {report}");
 }
 
 /// Runs the three client scripts at `door`; the differences of each from what it should have

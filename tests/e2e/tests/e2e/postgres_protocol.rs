@@ -49,6 +49,18 @@ async fn psql_reaches_its_tenant_over_tls_named_by_sni() {
     assert!(ok, "{err}");
     assert_eq!(out, format!("{} t_acme", acme.role_name));
 
+    // psql's `\copy`: COPY through the simple protocol, in and out.
+    let rows = tempfile_dir().join("rows.tsv");
+    std::fs::write(&rows, "psql-1@example.test\tone\npsql-2@example.test\ttwo\n").unwrap();
+    let (user, password) = (&acme_secret.username, &acme_secret.password);
+    let copy_in = format!("\\copy users (email, name) FROM '{}'", rows.display());
+    let (ok, _, err) = psql("acme.app.localhost", "verify-full", user, password, &copy_in);
+    assert!(ok, "{err}");
+    let copy_out = "\\copy (SELECT name FROM users WHERE email LIKE 'psql-%' ORDER BY email) TO STDOUT";
+    let (ok, out, err) = psql("acme.app.localhost", "verify-full", user, password, copy_out);
+    assert!(ok, "{err}");
+    assert_eq!(out, "one\ntwo");
+
     // Another tenant's schema is PostgreSQL's to refuse.
     let (ok, _, err) = psql(
         "acme.app.localhost",
@@ -599,5 +611,50 @@ async fn a_client_over_its_plans_rate_is_refused_per_transaction_and_stays_conne
         assert_eq!(first(&acme, &format!("SELECT {n}")).await, n.to_string());
     }
     acme.simple_query("COMMIT").await.unwrap();
+    router.stop().await.unwrap();
+}
+
+/// COPY through the extended protocol (tokio-postgres's `copy_in` and `copy_out`: `Bind` and
+/// `Execute`, the data, then `Sync`), on a budget of one server connection: the rows go in and
+/// come out, and once each COPY is over the connection is free for another client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_in_and_out_through_the_extended_protocol() {
+    use futures::{SinkExt as _, TryStreamExt as _};
+    let Catalog { db: _db, common, cp } = Catalog::create().await;
+    let (_, secret) = provisioned(&cp, "acme", "pro").await;
+    let mut settings = router_settings(&common);
+    settings.max_connections = 1;
+    settings.checkout_timeout = Duration::from_secs(3);
+    let router = spawn_router_with(&settings).await;
+    let addr = router.pg_addr.unwrap();
+    let a = connect(addr, "acme", &secret).await.unwrap();
+    let b = connect(addr, "acme", &secret).await.unwrap();
+
+    let sink = a.copy_in("COPY users (email, name) FROM STDIN").await.unwrap();
+    futures::pin_mut!(sink);
+    for n in 1..=3 {
+        sink.send(bytes::Bytes::from(format!("copy-{n}@example.test\tcopied {n}\n"))).await.unwrap();
+    }
+    assert_eq!(sink.finish().await.unwrap(), 3);
+    let names = "SELECT string_agg(name, ',' ORDER BY email) FROM users WHERE email LIKE 'copy-%'";
+    assert_eq!(first(&b, names).await, "copied 1,copied 2,copied 3");
+
+    let sql = "COPY (SELECT email FROM users WHERE email LIKE 'copy-%' ORDER BY email) TO STDOUT";
+    let chunks: Vec<bytes::Bytes> = a.copy_out(sql).await.unwrap().try_collect().await.unwrap();
+    let text: String = chunks.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+    assert_eq!(text, "copy-1@example.test\ncopy-2@example.test\ncopy-3@example.test\n");
+    let count = "SELECT count(*) FROM users WHERE email LIKE 'copy-%'";
+    assert_eq!(first(&b, count).await, "3");
+
+    // A COPY that fails mid-stream (a row PostgreSQL refuses) leaves nothing, and the
+    // connection usable.
+    let sink = a.copy_in::<_, bytes::Bytes>("COPY users (email, name) FROM STDIN").await.unwrap();
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::from_static(b"copy-4@example.test\tcopied 4\ntoo\tmany\tcolumns\n"))
+        .await
+        .unwrap();
+    assert!(sink.finish().await.is_err());
+    assert_eq!(first(&b, count).await, "3");
+    assert_eq!(first(&a, count).await, "3");
     router.stop().await.unwrap();
 }
