@@ -167,6 +167,10 @@ impl Held {
     }
 }
 
+/// Most answers a client may have the server owe it at once (queries, `Sync`s, `Execute`s
+/// relayed and not answered): what the router keeps of each is small, but not nothing.
+const MAX_OWED: usize = 1 << 16;
+
 /// What the server is still to answer, in the order the client's messages were relayed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Expect {
@@ -306,8 +310,10 @@ impl Session {
     /// disconnected.
     pub(crate) async fn run(mut self) -> Result<(), WireError> {
         let result = self.relay().await;
-        if let Err(WireError::Protocol(err)) = &result {
-            self.conn.refuse(&Notice::fatal("08P01", err.to_string())).await;
+        match &result {
+            Err(WireError::Protocol(err)) => self.conn.refuse(&Notice::fatal("08P01", err.to_string())).await,
+            Err(WireError::Refused(notice)) => self.conn.refuse(notice).await,
+            _ => {}
         }
         result
     }
@@ -745,6 +751,12 @@ impl Session {
             // A statement run on a connection in a later transaction than the one that
             // prepared it: what it leaves in the session is this connection's to reset now.
             Self::note_effects(held, frame.tag, sql, classification);
+        }
+        if held.owed.queue.len() >= MAX_OWED {
+            return Err(WireError::Refused(Notice::fatal(
+                "54000",
+                format!("more than {MAX_OWED} messages sent without waiting for their answers"),
+            )));
         }
         let socket = held.checkout.socket().ok_or(WireError::Closed)?;
         match frame.tag {

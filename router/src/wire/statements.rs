@@ -172,7 +172,7 @@ impl ClientStatements {
         let batch = acks.sent;
         match frame.tag {
             b'P' => {
-                let malformed = || Notice::error("08P01", "malformed Parse message");
+                let malformed = || Notice::fatal("08P01", "malformed Parse message");
                 let (name, definition) = frame::cstr(frame.body()).map_err(|_| malformed())?;
                 if name.is_empty() {
                     self.unnamed.keep(&frame.bytes, classification);
@@ -182,7 +182,7 @@ impl ClientStatements {
                     return Ok(());
                 }
                 if !self.by_name.contains_key(name) && self.by_name.len() >= MAX_PER_CLIENT {
-                    return Err(Notice::error(
+                    return Err(Notice::fatal(
                         "54000",
                         format!("a client may hold at most {MAX_PER_CLIENT} prepared statements"),
                     ));
@@ -200,8 +200,8 @@ impl ClientStatements {
             }
             b'B' => {
                 let (portal, rest) =
-                    frame::cstr(frame.body()).map_err(|_| Notice::error("08P01", "malformed Bind"))?;
-                let (name, rest) = frame::cstr(rest).map_err(|_| Notice::error("08P01", "malformed Bind"))?;
+                    frame::cstr(frame.body()).map_err(|_| Notice::fatal("08P01", "malformed Bind"))?;
+                let (name, rest) = frame::cstr(rest).map_err(|_| Notice::fatal("08P01", "malformed Bind"))?;
                 match self.by_name.get(name).cloned() {
                     Some(prepared) if !name.is_empty() => {
                         self.ensure(&prepared, on_server, acks, out);

@@ -658,3 +658,31 @@ async fn copy_in_and_out_through_the_extended_protocol() {
     assert_eq!(first(&a, count).await, "3");
     router.stop().await.unwrap();
 }
+
+/// A client holding as many named prepared statements as the router keeps for one client is
+/// told why when it prepares one more (`FATAL 54000`), and its session ends; the router and
+/// the tenant's other clients go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_past_its_prepared_statements_is_told_why_its_session_ends() {
+    const MAX_PER_CLIENT: usize = 4096;
+    let Catalog { db: _db, common, cp } = Catalog::create().await;
+    let (_, secret) = provisioned(&cp, "acme", "pro").await;
+    let router = spawn_router_with(&router_settings(&common)).await;
+    let addr = router.pg_addr.unwrap();
+    let greedy = connect(addr, "acme", &secret).await.unwrap();
+    let other = connect(addr, "acme", &secret).await.unwrap();
+    let mut kept = Vec::with_capacity(MAX_PER_CLIENT);
+    // In turns of 256 pipelined prepares (the same text: one statement on the server, 4096
+    // names the client holds).
+    for _ in 0..MAX_PER_CLIENT / 256 {
+        let prepares = (0..256).map(|_| greedy.prepare("SELECT $1::int + 0"));
+        kept.extend(futures::future::try_join_all(prepares).await.unwrap());
+    }
+    let err = greedy.prepare("SELECT 'one too many'").await.unwrap_err();
+    assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::PROGRAM_LIMIT_EXCEEDED), "{err:?}");
+    let message = err.as_db_error().map(|e| e.message().to_owned()).unwrap_or_default();
+    assert!(message.contains("prepared statements"), "{message}");
+    assert!(greedy.is_closed() || greedy.simple_query("SELECT 1").await.is_err());
+    assert_eq!(first(&other, "SELECT 'still served'").await, "still served");
+    router.stop().await.unwrap();
+}
