@@ -129,9 +129,6 @@ struct Held {
     /// pipeline, left idle past `ROUTER_PG_IDLE_TRANSACTION_TIMEOUT` is ended).
     last_heard: tokio::time::Instant,
     last_answer: tokio::time::Instant,
-    /// `Execute` messages relayed and not yet finished (`CommandComplete`, `EmptyQueryResponse`,
-    /// `PortalSuspended`, an error, `ReadyForQuery`): the server is running one.
-    executing: u32,
     /// What the server is still to answer.
     owed: Owed,
     /// Settings may have changed in ways only the server knows (see [`Session::read_back_settings`]).
@@ -169,7 +166,7 @@ impl Held {
 
 /// Most answers a client may have the server owe it at once (queries, `Sync`s, `Execute`s
 /// relayed and not answered): what the router keeps of each is small, but not nothing.
-const MAX_OWED: usize = 1 << 16;
+const MAX_OWED: usize = 1 << 20;
 
 /// What the server is still to answer, in the order the client's messages were relayed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,53 +181,99 @@ enum Expect {
 }
 
 /// What the server is still to answer on a held connection, in the order the client's
-/// messages were relayed; and whether it is reading a COPY's data.
+/// messages were relayed; and what it does with the client's next messages.
 #[derive(Debug, Default)]
 struct Owed {
     queue: std::collections::VecDeque<Expect>,
+    /// The `Execute`s in [`Owed::queue`]: statements the server runs or is to run.
+    executing: usize,
     /// The server is in a COPY FROM STDIN: it ignores the `Sync`s it reads until the COPY
-    /// ends.
+    /// ends, and anything but the COPY's data, end or failure is a protocol violation.
     copy_in: bool,
+    /// After an error in an extended-protocol message, the server discards everything but a
+    /// `Sync` until it reads one (PostgreSQL's `ignore_till_sync`).
+    skipping: bool,
 }
 
 impl Owed {
+    fn push(&mut self, expect: Expect) {
+        if expect == Expect::Execute {
+            self.executing += 1;
+        }
+        self.queue.push_back(expect);
+    }
+
+    fn pop_front(&mut self) -> Option<Expect> {
+        let popped = self.queue.pop_front();
+        if popped == Some(Expect::Execute) {
+            self.executing -= 1;
+        }
+        popped
+    }
+
+    /// The client sent a `Query` (`sync`: a `Sync`): `false` when the server will not answer
+    /// it (a `Sync` in a COPY FROM STDIN; a `Query` while it skips to a `Sync`).
+    fn ready_sent(&mut self, sync: bool) -> bool {
+        if (sync && self.copy_in) || (!sync && self.skipping) {
+            return false;
+        }
+        self.skipping &= !sync;
+        self.push(Expect::Ready);
+        true
+    }
+
+    /// The client sent an `Execute`: counted unless the server skips it.
+    fn execute_sent(&mut self) {
+        if !self.skipping {
+            self.push(Expect::Execute);
+        }
+    }
+
     /// A `ReadyForQuery` arrived: what it answers, and what came before it, is answered.
     fn ready(&mut self) {
-        while let Some(answered) = self.queue.pop_front() {
+        while let Some(answered) = self.pop_front() {
             if answered == Expect::Ready {
                 break;
             }
         }
     }
 
-    /// An `Execute` finished.
+    /// An `Execute` finished (`CommandComplete` and the like; also a simple query's
+    /// statement, which has no `Execute` to end).
     fn execute_done(&mut self) {
         if self.queue.front() == Some(&Expect::Execute) {
-            self.queue.pop_front();
+            self.pop_front();
         }
     }
 
-    /// An error: the server skips what follows up to the next `Sync`, a COPY's data included.
+    /// An error: the server skips what follows up to the next `Sync`, a COPY's data included
+    /// (when none is owed yet, until the client sends one).
     fn error(&mut self) {
         while self.queue.front().is_some_and(|e| *e != Expect::Ready) {
-            self.queue.pop_front();
+            self.pop_front();
         }
         self.copy_in = false;
+        self.skipping = self.queue.is_empty();
     }
 
     /// The client ended a COPY (`CopyDone`, `CopyFail`).
     fn copy_ended(&mut self) {
-        if !std::mem::take(&mut self.copy_in) {
-            // Sent before the server said the COPY started.
-            self.queue.push_back(Expect::CopyEnd);
+        if !std::mem::take(&mut self.copy_in) && !self.queue.is_empty() {
+            // Sent before the server said the COPY started (or outside any COPY, and then
+            // ignored by the server: skipped when a COPY starts).
+            self.push(Expect::CopyEnd);
         }
     }
 
     /// The server started a COPY FROM STDIN (`CopyInResponse`). Started by an `Execute`, the
     /// `Sync`s the client sent after it (tokio-postgres sends `Bind`, `Execute`, `Sync` before
     /// the data) are ignored by the server until the COPY ends: how many, to be taken as
-    /// answered now. Those the client sends later, before the COPY's end, are not waited for.
-    fn copy_in_started(&mut self) -> usize {
+    /// answered now (and `None` when the COPY was started by a simple `Query`). Those the
+    /// client sends later, before the COPY's end, are not waited for.
+    fn copy_in_started(&mut self) -> Option<usize> {
+        while self.queue.front() == Some(&Expect::CopyEnd) {
+            self.queue.pop_front();
+        }
         let started_by_execute = self.queue.front() == Some(&Expect::Execute);
         let (mut at, mut ignored, mut ended) = (1, 0, false);
         while at < self.queue.len() {
@@ -249,22 +292,7 @@ impl Owed {
             }
         }
         self.copy_in = !ended;
-        ignored
-    }
-}
-
-/// `n` of the statements a held connection runs finished (an error ends all of them: the
-/// server skips the rest up to the next `Sync`). With none left running and nothing pending,
-/// none is cancelled. ([`Held`]'s fields, borrowed apart from its socket.)
-fn finished_executing(
-    executing: &mut u32,
-    pending: u32,
-    deadline: &mut Option<tokio::time::Instant>,
-    n: u32,
-) {
-    *executing = executing.saturating_sub(n);
-    if *executing == 0 && pending == 0 {
-        *deadline = None;
+        started_by_execute.then_some(ignored)
     }
 }
 
@@ -321,9 +349,19 @@ impl Session {
     async fn relay(&mut self) -> Result<(), WireError> {
         let held = self.kept.take().map(|checkout| self.hold(checkout));
         let mut turn = Turn { held, skipping: false, out: BytesMut::new() };
+        let result = self.turns(&mut turn).await;
+        if matches!(result, Err(WireError::Refused(_) | WireError::Protocol(_))) {
+            // What the client was owed before the refusal reaches it first.
+            let _ = self.flush(&mut turn.out).await;
+        }
+        result
+    }
+
+    /// The session's turns: the client's messages relayed, what comes back waited for.
+    async fn turns(&mut self, turn: &mut Turn) -> Result<(), WireError> {
         loop {
             while let Some(frame) = frame::next_frame(&mut self.conn.buf, MAX_MESSAGE)? {
-                if self.client_message(&mut turn, frame).await? == Flow::End {
+                if self.client_message(turn, frame).await? == Flow::End {
                     return Ok(());
                 }
             }
@@ -333,7 +371,7 @@ impl Session {
             self.flush(&mut turn.out).await?;
             let flow = match turn.held {
                 None => self.wait_for_client().await?,
-                Some(_) => self.wait_with_server(&mut turn).await?,
+                Some(_) => self.wait_with_server(turn).await?,
             };
             if flow == Flow::End {
                 return Ok(());
@@ -389,7 +427,14 @@ impl Session {
                 return Ok(Flow::Go);
             }
         };
-        if turn.held.as_ref().is_some_and(Held::is_idle) && !matches!(frame.tag, b'S' | b'H') {
+        // A COPY's data, end or failure outside a COPY (what a client sends on after its COPY
+        // failed) is ignored by PostgreSQL: it starts nothing, and needs no connection.
+        let copy_message = matches!(frame.tag, b'd' | b'c' | b'f');
+        let idle_held = turn.held.as_ref().is_some_and(Held::is_idle);
+        if copy_message && (turn.held.is_none() || idle_held) {
+            return Ok(Flow::Go);
+        }
+        if idle_held && !matches!(frame.tag, b'S' | b'H') {
             // Session pooling: a transaction starts on the connection the client keeps.
             if let Err(notice) = self.begin_transaction().await {
                 if notice.severity == "FATAL" {
@@ -451,7 +496,7 @@ impl Session {
         // running: the server waits for the client), as PostgreSQL counts it: since the later
         // of the client's last message and the server's last answer.
         let idle_in_transaction =
-            held.pending == 0 && held.executing == 0 && (held.status != b'I' || held.unsynced);
+            held.pending == 0 && held.owed.executing == 0 && (held.status != b'I' || held.unsynced);
         let idle_deadline = held.last_heard.max(held.last_answer) + self.idle_transaction_timeout;
         let socket = held.checkout.socket().ok_or(WireError::Closed)?;
         frame::make_room(&mut self.conn.buf, frame::CLIENT_READ_ROOM);
@@ -545,12 +590,18 @@ impl Session {
             held.unsynced = true;
         } else {
             frame::query(out, refusal_marker());
+            if !held.owed.ready_sent(false) {
+                // Skipped by the server (after an error, until a `Sync`), as the client's
+                // own query would have been.
+                return;
+            }
             held.unsynced = false;
-            held.owed.queue.push_back(Expect::Ready);
             held.pending += 1;
             held.acks.sent += 1;
         }
-        held.refusals.push_back(refusal);
+        if !held.owed.skipping {
+            held.refusals.push_back(refusal);
+        }
     }
 
     /// The classification of the SQL `frame` carries (`None` for a message without SQL), or
@@ -679,7 +730,6 @@ impl Session {
             deadline: None,
             last_heard: tokio::time::Instant::now(),
             last_answer: tokio::time::Instant::now(),
-            executing: 0,
             setting: None,
             failed: false,
         }
@@ -713,7 +763,7 @@ impl Session {
         if classification.reads_sequence_cache && held.acks.sent == 0 && !held.unsynced {
             frame::query(&mut held.to_server, crate::session::DISCARD_SEQUENCES);
             held.internal.push_back(held.acks.sent);
-            held.owed.queue.push_back(Expect::Ready);
+            held.owed.push(Expect::Ready);
             held.pending += 1;
             held.acks.sent += 1;
         }
@@ -758,13 +808,25 @@ impl Session {
                 format!("more than {MAX_OWED} messages sent without waiting for their answers"),
             )));
         }
+        if held.owed.copy_in && !matches!(frame.tag, b'd' | b'c' | b'f' | b'S' | b'H') {
+            // PostgreSQL fails the COPY and the client's message with it; the router could
+            // not tell what the server answers next.
+            return Err(WireError::Refused(Notice::fatal(
+                "08P01",
+                format!("unexpected message type 0x{:02X} during COPY from stdin", frame.tag),
+            )));
+        }
         let socket = held.checkout.socket().ok_or(WireError::Closed)?;
         match frame.tag {
-            // A `Sync` read during a COPY FROM STDIN is ignored by the server: no answer.
-            b'S' if held.owed.copy_in => held.to_server.extend_from_slice(&frame.bytes),
             b'Q' | b'S' => {
-                held.owed.queue.push_back(Expect::Ready);
-                if held.pending == 0 {
+                if !held.owed.ready_sent(frame.tag == b'S') {
+                    // Ignored by the server (a `Sync` in a COPY FROM STDIN, a `Query` while it
+                    // skips to a `Sync`): no answer comes.
+                    held.to_server.extend_from_slice(&frame.bytes);
+                    return Ok(());
+                }
+                // A statement may start now: its own time, unless one runs (whose time goes on).
+                if (held.pending == 0 && held.owed.executing == 0) || held.deadline.is_none() {
                     held.deadline = self.statement_deadline();
                 }
                 held.pending += 1;
@@ -789,8 +851,7 @@ impl Session {
                 if frame.tag == b'E' {
                     // Run without a `Sync` (a pipeline, flushed), a statement is still bounded
                     // by the plan's timeout.
-                    held.owed.queue.push_back(Expect::Execute);
-                    held.executing += 1;
+                    held.owed.execute_sent();
                     if held.deadline.is_none() {
                         held.deadline = self.statement_deadline();
                     }
@@ -829,17 +890,32 @@ impl Session {
                 b'S' => socket.note_parameter(&frame),
                 b'C' | b'I' | b's' => {
                     held.owed.execute_done();
-                    finished_executing(&mut held.executing, held.pending, &mut held.deadline, 1);
+                    if held.owed.executing > 0 {
+                        // The next statement of a pipeline starts: its own time.
+                        held.deadline = self.statement_deadline();
+                    } else if held.pending == 0 {
+                        held.deadline = None;
+                    }
                 }
                 b'G' => {
-                    for _ in 0..held.owed.copy_in_started() {
-                        held.pending = held.pending.saturating_sub(1);
-                        held.acks.batch_done();
+                    if let Some(ignored) = held.owed.copy_in_started() {
+                        for _ in 0..ignored {
+                            held.pending = held.pending.saturating_sub(1);
+                            held.acks.batch_done();
+                        }
+                        // The server waits for a `Sync` sent after the COPY (after an error
+                        // in it too): the connection is not idle before.
+                        held.unsynced = true;
                     }
                 }
                 b'E' => {
                     held.owed.error();
-                    finished_executing(&mut held.executing, held.pending, &mut held.deadline, u32::MAX);
+                    if held.owed.skipping {
+                        held.unsynced = true;
+                    }
+                    if held.owed.executing == 0 && held.pending == 0 {
+                        held.deadline = None;
+                    }
                     held.failed = true;
                     held.acks.failed(&mut socket.prepared);
                     if is_refusal(&frame) {
@@ -851,9 +927,12 @@ impl Session {
                 }
                 b'Z' => {
                     held.owed.ready();
-                    held.executing = 0;
                     held.pending = held.pending.saturating_sub(1);
-                    held.deadline = if held.pending > 0 { self.statement_deadline() } else { None };
+                    held.deadline = if held.pending > 0 || held.owed.executing > 0 {
+                        self.statement_deadline()
+                    } else {
+                        None
+                    };
                     held.acks.batch_done();
                     held.status = frame.body().first().copied().unwrap_or(b'I');
                     if held.pending == 0 {
@@ -921,13 +1000,7 @@ impl Session {
         };
         for change in changes {
             match change {
-                SettingChange::Set { name, sql } => {
-                    if !self.settings.set(name, sql) {
-                        // Too many to carry: the newest are dropped, and the connection must
-                        // not be reused as if it had them.
-                        *dirty = true;
-                    }
-                }
+                SettingChange::Set { name, sql } => self.settings.set(name, sql),
                 SettingChange::Reset { name } => {
                     // Back to the default of a session the router opened, which is not the
                     // client's: reset and applied again, as after `RESET ALL`.
@@ -942,6 +1015,11 @@ impl Session {
                     *dirty = true;
                 }
             }
+        }
+        if self.settings.trim() {
+            // Too many to carry: the newest are dropped, and the connection must not be reused
+            // as if it had them.
+            *dirty = true;
         }
         if !*dirty {
             *applied = self.settings.fingerprint();
@@ -979,26 +1057,34 @@ mod tests {
     use super::{Expect, Owed};
 
     fn owed(queue: &[Expect]) -> Owed {
-        Owed { queue: queue.iter().copied().collect(), copy_in: false }
+        let mut owed = Owed::default();
+        for expect in queue {
+            owed.push(*expect);
+        }
+        owed
     }
 
     #[test]
     fn syncs_sent_after_a_copys_execute_are_not_waited_for() {
         // tokio-postgres: Bind, Execute, Sync, then the data once the COPY started.
         let mut o = owed(&[Expect::Execute, Expect::Ready]);
-        assert_eq!(o.copy_in_started(), 1);
+        assert_eq!(o.copy_in_started(), Some(1));
         assert!(o.copy_in);
+        // A Sync in the COPY is ignored by the server; the one after its end is answered.
+        assert!(!o.ready_sent(true));
         o.copy_ended();
         assert!(!o.copy_in);
-        assert_eq!(o.queue, [Expect::Execute]);
+        assert!(o.ready_sent(true));
         o.execute_done();
+        assert_eq!(o.executing, 0);
+        o.ready();
         assert!(o.queue.is_empty());
     }
 
     #[test]
     fn a_copy_started_by_a_query_keeps_its_ready_for_query() {
         let mut o = owed(&[Expect::Ready]);
-        assert_eq!(o.copy_in_started(), 0);
+        assert_eq!(o.copy_in_started(), None);
         assert!(o.copy_in);
         o.copy_ended();
         o.ready();
@@ -1010,10 +1096,24 @@ mod tests {
         // Execute, Sync (ignored), CopyDone, Sync (answered): all sent before CopyInResponse.
         let mut o = owed(&[Expect::Execute, Expect::Ready]);
         o.copy_ended();
-        o.queue.push_back(Expect::Ready);
-        assert_eq!(o.copy_in_started(), 1);
+        assert!(o.ready_sent(true));
+        assert_eq!(o.copy_in_started(), Some(1));
         assert!(!o.copy_in);
         assert_eq!(o.queue, [Expect::Execute, Expect::Ready]);
+    }
+
+    #[test]
+    fn a_copy_end_outside_a_copy_does_not_confuse_the_next_copy() {
+        let mut o = Owed::default();
+        o.copy_ended();
+        assert!(o.queue.is_empty());
+        let mut o = owed(&[Expect::Ready]);
+        o.copy_ended();
+        o.ready();
+        o.execute_sent();
+        assert!(o.ready_sent(true));
+        assert_eq!(o.copy_in_started(), Some(1));
+        assert!(o.copy_in);
     }
 
     #[test]
@@ -1021,7 +1121,21 @@ mod tests {
         let mut o = owed(&[Expect::Execute, Expect::Execute, Expect::Ready]);
         o.copy_in = true;
         o.error();
-        assert!(!o.copy_in);
+        assert!(!o.copy_in && !o.skipping);
+        assert_eq!(o.queue, [Expect::Ready]);
+        assert_eq!(o.executing, 0);
+    }
+
+    #[test]
+    fn after_an_unsynced_error_the_server_skips_everything_but_a_sync() {
+        let mut o = owed(&[Expect::Execute]);
+        o.error();
+        assert!(o.skipping);
+        o.execute_sent();
+        assert!(!o.ready_sent(false), "a query is skipped");
+        assert_eq!(o.executing, 0);
+        assert!(o.ready_sent(true));
+        assert!(!o.skipping);
         assert_eq!(o.queue, [Expect::Ready]);
     }
 }

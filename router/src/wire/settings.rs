@@ -53,24 +53,24 @@ impl ClientSettings {
         self.startup_values.iter().any(|(n, v)| n == name && v == value)
     }
 
-    /// `name` (lower case) is set by `sql` now. `false` when that is one setting too many
-    /// (it is not kept).
-    #[must_use]
-    pub(super) fn set(&mut self, name: String, sql: String) -> bool {
-        let room = self.changes.len() < MAX_TRACKED_SETTINGS;
-        let kept = match self.changes.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, kept)) => {
-                *kept = sql;
-                true
-            }
-            None if room => {
-                self.changes.push((name, sql));
-                true
-            }
-            None => false,
-        };
+    /// `name` (lower case) is set by `sql` now (see [`ClientSettings::trim`]).
+    pub(super) fn set(&mut self, name: String, sql: String) {
+        match self.changes.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, kept)) => *kept = sql,
+            None => self.changes.push((name, sql)),
+        }
         self.changed();
-        kept
+    }
+
+    /// Drops the newest settings past [`MAX_TRACKED_SETTINGS`]; `true` if there were any.
+    #[must_use]
+    pub(super) fn trim(&mut self) -> bool {
+        if self.changes.len() <= MAX_TRACKED_SETTINGS {
+            return false;
+        }
+        self.changes.truncate(MAX_TRACKED_SETTINGS);
+        self.changed();
+        true
     }
 
     /// `name` goes back to the startup setting, or the session's default.

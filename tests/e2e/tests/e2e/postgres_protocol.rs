@@ -656,6 +656,17 @@ async fn copy_in_and_out_through_the_extended_protocol() {
     assert!(sink.finish().await.is_err());
     assert_eq!(first(&b, count).await, "3");
     assert_eq!(first(&a, count).await, "3");
+
+    // A client gone in the middle of a COPY that already failed (the server waits for a
+    // `Sync` that never comes): its connection is not handed to anyone else as it is.
+    let gone = e2e_tests::pg_door::connect_client(addr, "acme", &secret).await.unwrap();
+    let sink = gone.client.copy_in::<_, bytes::Bytes>("COPY users (email, name) FROM STDIN").await.unwrap();
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::from_static(b"too\tmany\tcolumns\n")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gone.connection.abort();
+    assert_eq!(first(&b, count).await, "3");
+    assert_eq!(first(&a, "SELECT 'served after'").await, "served after");
     router.stop().await.unwrap();
 }
 
