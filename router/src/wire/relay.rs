@@ -413,6 +413,16 @@ impl Session {
             }
             return Ok(Flow::Go);
         }
+        if turn.held.as_ref().is_some_and(|held| held.owed.copy_in)
+            && !matches!(frame.tag, b'd' | b'c' | b'f' | b'S' | b'H')
+        {
+            // PostgreSQL fails the COPY and the client's message with it (a refused one
+            // included); the router could not tell what the server answers next.
+            return Err(WireError::Refused(Notice::fatal(
+                "08P01",
+                format!("unexpected message type 0x{:02X} during COPY from stdin", frame.tag),
+            )));
+        }
         let classification = match self.judge(&frame) {
             Ok(classification) => classification,
             Err(refusal) => {
@@ -806,14 +816,6 @@ impl Session {
             return Err(WireError::Refused(Notice::fatal(
                 "54000",
                 format!("more than {MAX_OWED} messages sent without waiting for their answers"),
-            )));
-        }
-        if held.owed.copy_in && !matches!(frame.tag, b'd' | b'c' | b'f' | b'S' | b'H') {
-            // PostgreSQL fails the COPY and the client's message with it; the router could
-            // not tell what the server answers next.
-            return Err(WireError::Refused(Notice::fatal(
-                "08P01",
-                format!("unexpected message type 0x{:02X} during COPY from stdin", frame.tag),
             )));
         }
         let socket = held.checkout.socket().ok_or(WireError::Closed)?;
