@@ -15,6 +15,7 @@
 //! - [`websocket`]: the WebSocket transport;
 //! - [`relay`]: transaction pooling, refusals, limits;
 //! - [`settings`]: the settings carried per client;
+//! - [`owed`]: what the server still owes a client, COPY and pipelines included;
 //! - [`statements`]: named prepared statements, carried from connection to connection;
 //! - [`cancel`]: cancel requests, routed to whatever server connection the client holds;
 //! - [`server`]: the router's own conversations with a server connection (reset, settings);
@@ -23,6 +24,7 @@
 mod auth;
 mod cancel;
 pub(crate) mod frame;
+mod owed;
 mod relay;
 mod scram;
 pub(crate) mod server;
