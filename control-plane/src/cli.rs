@@ -142,6 +142,9 @@ pub(crate) struct DrainArgs {
     /// so the cluster can be removed at once.
     #[arg(long)]
     pub(crate) drop_source: bool,
+    /// How each tenant's data is copied (see `tenants move --help`).
+    #[arg(long, value_parser = ["replication", "dump"], default_value = "replication")]
+    pub(crate) method: String,
     #[command(flatten)]
     pub(crate) catalog: CatalogArgs,
 }
@@ -243,7 +246,9 @@ pub(crate) enum TenantsCommand {
     /// Move a tenant to another cluster, or into a database of its own (or back into a
     /// schema), while it is in use: its tables are copied with logical replication, then its
     /// new requests are held for a short switch (at most MOVE_PAUSE_MAX) and released to the
-    /// new place. Its old copy is kept, unable to log in, for MOVE_SOURCE_RETENTION.
+    /// new place. Its old copy is kept, unable to log in, for MOVE_SOURCE_RETENTION. Where the
+    /// source has no logical replication, `--method dump` copies it with pg_dump/pg_restore
+    /// while its writes wait.
     Move(MoveArgs),
     /// List a tenant's moves, newest first.
     Moves(ShowArgs),
@@ -263,6 +268,14 @@ pub(crate) struct MoveArgs {
     /// Drop the old copy right after the switch instead of keeping it for the retention period.
     #[arg(long, conflicts_with = "abort")]
     pub(crate) drop_source: bool,
+    /// How the tenant's data is copied. `replication`: PostgreSQL's logical replication (the
+    /// source needs wal_level = logical); the tenant reads and writes throughout, and only its
+    /// switch pauses it. `dump`: pg_dump piped into pg_restore (PG_DUMP, PG_RESTORE), for a
+    /// source without logical replication; the tenant's reads go on while its data is copied,
+    /// its writes wait for the copy (one still waiting at the switch fails with SQLSTATE 57014
+    /// and may be sent again).
+    #[arg(long, value_parser = ["replication", "dump"], default_value = "replication", conflicts_with = "abort")]
+    pub(crate) method: String,
     /// Stop the tenant's running move before its switch: what it made is removed and the
     /// tenant stays where it is.
     #[arg(long)]

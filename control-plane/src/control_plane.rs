@@ -72,6 +72,7 @@ pub struct ControlPlane {
     /// Where tenant archives go before their data is dropped (none when unset).
     pub(crate) archive_dir: Option<std::path::PathBuf>,
     pub(crate) pg_dump: std::path::PathBuf,
+    pub(crate) pg_restore: std::path::PathBuf,
     /// Longest a move's switch holds a tenant's requests.
     pub(crate) move_pause_max: std::time::Duration,
     /// How long a moved tenant's old copy is kept.
@@ -143,6 +144,7 @@ impl ControlPlane {
             deprovision_retention: provisioning.deprovision_retention,
             archive_dir: provisioning.archive_dir.clone(),
             pg_dump: provisioning.pg_dump.clone(),
+            pg_restore: provisioning.pg_restore.clone(),
             move_pause_max: provisioning.move_pause_max,
             move_source_retention: provisioning.move_source_retention,
             redis,

@@ -30,9 +30,14 @@ pub struct ProvisioningSettings {
     #[arg(long, env = "DEPROVISION_ARCHIVE_DIR")]
     pub archive_dir: Option<PathBuf>,
 
-    /// The `pg_dump` program used for archives.
+    /// The `pg_dump` program used for archives and for moves by dump (`tenants move --method
+    /// dump`); at least the clusters' major version.
     #[arg(long, env = "PG_DUMP", default_value = "pg_dump")]
     pub pg_dump: PathBuf,
+
+    /// The `pg_restore` program used for moves by dump.
+    #[arg(long, env = "PG_RESTORE", default_value = "pg_restore")]
+    pub pg_restore: PathBuf,
 
     /// Longest a move's switch may hold a tenant's new requests (they wait in the routers,
     /// they do not fail). A switch that cannot finish in time is undone, and tried again.
@@ -90,6 +95,7 @@ impl ProvisioningSettings {
             deprovision_retention: Duration::from_secs(7 * 24 * 3600),
             archive_dir: None,
             pg_dump: PathBuf::from("pg_dump"),
+            pg_restore: PathBuf::from("pg_restore"),
             move_pause_max: Duration::from_secs(2),
             move_source_retention: Duration::from_secs(7 * 24 * 3600),
         }

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use tenancy::catalog::{TenantRecord, TENANT_COLUMNS};
-use tenancy::domain::{DatabaseName, Isolation, RoleName, SchemaName, TenantId};
+use tenancy::domain::{DatabaseName, Isolation, MoveMethod, RoleName, SchemaName, TenantId};
 use tokio_postgres::{GenericClient, Row};
 
 /// Where a tenant's data is: the cluster, schema or own database, and the role and secret it
@@ -82,6 +82,8 @@ pub struct MoveRecord {
     pub from: Placement,
     pub to: Placement,
     pub schema_version: Option<i64>,
+    /// How the tenant's data is copied.
+    pub method: MoveMethod,
     pub drop_source: bool,
     pub abort_requested: bool,
     pub last_error: Option<String>,
@@ -95,7 +97,7 @@ pub struct MoveRecord {
 
 const MOVE_COLUMNS: &str = "id, tenant_id, state, step, requested_by, from_cluster, from_isolation, \
     from_schema, from_database, from_role, from_secret_ref, to_cluster, to_isolation, to_schema, \
-    to_database, to_role, to_secret_ref, schema_version, drop_source, abort_requested, last_error, \
+    to_database, to_role, to_secret_ref, schema_version, method, drop_source, abort_requested, last_error, \
     pause_ms, switched_at, source_dropped_at, created_at, finished_at";
 
 /// A row the catalog holds that does not parse (names are validated on the way in).
@@ -126,6 +128,7 @@ fn from_row(row: &Row) -> Result<MoveRecord, CorruptMove> {
     let id: i64 = row.get("id");
     let corrupt = |reason: String| CorruptMove { id, reason };
     let state: String = row.get("state");
+    let method: String = row.get("method");
     Ok(MoveRecord {
         id,
         tenant_id: TenantId(row.get("tenant_id")),
@@ -135,6 +138,7 @@ fn from_row(row: &Row) -> Result<MoveRecord, CorruptMove> {
         from: placement(row, "from").map_err(corrupt)?,
         to: placement(row, "to").map_err(corrupt)?,
         schema_version: row.get("schema_version"),
+        method: method.parse().map_err(|e: tenancy::domain::UnknownValue| corrupt(e.to_string()))?,
         drop_source: row.get("drop_source"),
         abort_requested: row.get("abort_requested"),
         last_error: row.get("last_error"),
@@ -162,6 +166,13 @@ pub(crate) async fn next_id(client: &impl GenericClient) -> Result<i64, tokio_po
     Ok(row.get(0))
 }
 
+/// How a move goes, besides where.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MoveOptions {
+    pub(crate) method: MoveMethod,
+    pub(crate) drop_source: bool,
+}
+
 /// Records a running move `id` of `tenant` from where it is to `to`. Fails with a unique
 /// violation when the tenant has a running move already.
 pub(crate) async fn insert(
@@ -171,7 +182,7 @@ pub(crate) async fn insert(
     to: &Placement,
     requested_by: &str,
     schema_version: Option<i64>,
-    drop_source: bool,
+    options: MoveOptions,
 ) -> Result<(), tokio_postgres::Error> {
     let from = Placement::of(tenant);
     let database = |p: &Placement| p.database.as_ref().map(|d| d.as_str().to_owned());
@@ -179,9 +190,9 @@ pub(crate) async fn insert(
         .execute(
             "INSERT INTO control.tenant_moves (id, tenant_id, requested_by, from_cluster, from_isolation,
                 from_schema, from_database, from_role, from_secret_ref, to_cluster, to_isolation,
-                to_schema, to_database, to_role, to_secret_ref, schema_version, drop_source)
+                to_schema, to_database, to_role, to_secret_ref, schema_version, drop_source, method)
              OVERRIDING SYSTEM VALUE
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
             &[
                 &id,
                 &tenant.id.0,
@@ -199,7 +210,8 @@ pub(crate) async fn insert(
                 &to.role.as_str(),
                 &to.secret_ref,
                 &schema_version,
-                &drop_source,
+                &options.drop_source,
+                &options.method.as_str(),
             ],
         )
         .await

@@ -19,6 +19,8 @@ pub struct DrainSettings {
     pub concurrency: usize,
     /// Drop each tenant's old copy right after its switch (else after the retention period).
     pub drop_source: bool,
+    /// How each tenant's data is copied.
+    pub method: crate::moves::MoveMethod,
 }
 
 /// What became of one tenant of a drained cluster.
@@ -154,8 +156,12 @@ async fn move_one(
     let Ok(slug_parsed) = Slug::parse(slug) else {
         return failed(Some(to), "invalid slug in the catalog".into());
     };
-    let destination =
-        Destination { cluster: Some(to.clone()), isolation: None, drop_source: settings.drop_source };
+    let destination = Destination {
+        cluster: Some(to.clone()),
+        isolation: None,
+        drop_source: settings.drop_source,
+        method: settings.method,
+    };
     let started = match moves::start(cp, &slug_parsed, &destination, "drain").await {
         Ok(started) => started,
         Err(err) => return failed(Some(to), err.to_string()),

@@ -499,37 +499,44 @@ impl Cluster {
             .map_err(|e| self.database_error(&e))
     }
 
-    /// Runs `pg_dump` of a tenant (its schema, or its whole database) into `file` (custom
-    /// format), authenticating through the environment so the password never appears in a
-    /// process list.
-    pub(crate) async fn dump_tenant(
-        &self,
-        pg_dump: &std::path::Path,
-        tenant: &tenancy::catalog::TenantRecord,
-        file: &std::path::Path,
-    ) -> Result<(), String> {
+    /// `program` (a libpq tool: `pg_dump`, `pg_restore`) set to reach database `dbname` here
+    /// with the admin credentials, given through the environment so the password never
+    /// appears in a process list.
+    pub(crate) fn libpq_command(&self, program: &std::path::Path, dbname: &str) -> tokio::process::Command {
         let config = &self.admin_config;
-        let mut command = tokio::process::Command::new(pg_dump);
-        command.arg("--format=custom").arg("--no-owner").arg(format!("--file={}", file.display()));
-        let database = match &tenant.database_name {
-            // Its own database: all of it.
-            Some(database) => database.as_str(),
-            // A schema of the shared database: that schema only.
-            None => {
-                command.arg(format!("--schema={}", tenant.schema_name.quoted()));
-                &self.endpoint.dbname
-            }
-        };
+        let mut command = tokio::process::Command::new(program);
         command
             .env("PGHOST", &self.endpoint.host)
             .env("PGPORT", self.endpoint.port.to_string())
-            .env("PGDATABASE", database)
+            .env("PGDATABASE", dbname)
             .env("PGUSER", config.get_user().unwrap_or("postgres"))
             .env("PGPASSWORD", String::from_utf8_lossy(config.get_password().unwrap_or_default()).as_ref())
             .env("PGSSLMODE", config.sslmode().as_str())
             .stdin(std::process::Stdio::null());
         if let Some(bundle) = config.ca_bundle().path() {
             command.env("PGSSLROOTCERT", bundle);
+        }
+        command
+    }
+
+    /// Runs `pg_dump` of a tenant (its schema, or its whole database) into `file` (custom
+    /// format).
+    pub(crate) async fn dump_tenant(
+        &self,
+        pg_dump: &std::path::Path,
+        tenant: &tenancy::catalog::TenantRecord,
+        file: &std::path::Path,
+    ) -> Result<(), String> {
+        let database = match &tenant.database_name {
+            // Its own database: all of it.
+            Some(database) => database.as_str(),
+            // A schema of the shared database: that schema only.
+            None => &self.endpoint.dbname,
+        };
+        let mut command = self.libpq_command(pg_dump, database);
+        command.arg("--format=custom").arg("--no-owner").arg(format!("--file={}", file.display()));
+        if tenant.database_name.is_none() {
+            command.arg(format!("--schema={}", tenant.schema_name.quoted()));
         }
         let output = command.output().await.map_err(|e| format!("cannot run {}: {e}", pg_dump.display()))?;
         if output.status.success() {

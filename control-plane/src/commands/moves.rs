@@ -6,7 +6,7 @@ use crate::moves::{self, Destination, MoveRecord, MoveState};
 use crate::output;
 use std::process::ExitCode;
 
-const HEADERS: &[&str] = &["MOVE", "STATE", "STEP", "FROM", "TO", "PAUSE", "STARTED", "ERROR"];
+const HEADERS: &[&str] = &["MOVE", "STATE", "STEP", "METHOD", "FROM", "TO", "PAUSE", "STARTED", "ERROR"];
 
 fn place(placement: &moves::Placement) -> String {
     let database = placement.database.as_ref().map_or_else(String::new, |db| format!("/{db}"));
@@ -18,6 +18,7 @@ fn row(record: &MoveRecord) -> Vec<String> {
         record.id.to_string(),
         record.state.as_str().to_owned(),
         record.step.clone().unwrap_or_else(|| "-".into()),
+        record.method.as_str().to_owned(),
         place(&record.from),
         place(&record.to),
         record.pause_ms.map_or_else(|| "-".into(), |ms| format!("{ms} ms")),
@@ -36,6 +37,10 @@ fn print(records: &[MoveRecord], json: bool) {
     }
 }
 
+fn parse_method(raw: &str) -> Result<moves::MoveMethod, CliError> {
+    raw.parse().map_err(|e: tenancy::domain::UnknownValue| CliError::invalid("invalid_method", e.to_string()))
+}
+
 /// Starts (or aborts) a move and, unless `--no-wait`, runs it to its end here.
 pub(super) async fn move_tenant(args: MoveArgs, json: bool) -> Result<ExitCode, CliError> {
     let slug = parse_slug(&args.slug)?;
@@ -47,7 +52,12 @@ pub(super) async fn move_tenant(args: MoveArgs, json: bool) -> Result<ExitCode, 
     let record = if args.abort {
         moves::abort(&cp, &slug, "cli").await?
     } else {
-        let destination = Destination { cluster: args.to_cluster, isolation, drop_source: args.drop_source };
+        let destination = Destination {
+            cluster: args.to_cluster,
+            isolation,
+            drop_source: args.drop_source,
+            method: parse_method(&args.method)?,
+        };
         moves::start(&cp, &slug, &destination, "cli").await?
     };
     let record = if args.wait.no_wait {
@@ -79,6 +89,7 @@ pub(super) async fn drain_cluster(args: DrainArgs, json: bool) -> Result<ExitCod
         to: args.to,
         concurrency: args.concurrency,
         drop_source: args.drop_source,
+        method: parse_method(&args.method)?,
     };
     let done = std::sync::atomic::AtomicUsize::new(0);
     let drained = crate::clusters::drain(&cp, &args.name, &settings, |tenant| {

@@ -10,6 +10,7 @@ mod error;
 mod health;
 mod history;
 mod migrations;
+mod moves;
 pub(crate) mod openapi;
 mod tenants;
 mod webhook;
@@ -54,6 +55,8 @@ pub(crate) fn app(cp: Arc<ControlPlane>, settings: &ServeSettings) -> axum::Rout
         .route("/v1/tenants/{slug}/config", put(tenants::set_config))
         .route("/v1/tenants/{slug}/domains", get(tenants::domains).post(tenants::add_domain))
         .route("/v1/tenants/{slug}/domains/{host}", axum::routing::delete(tenants::remove_domain))
+        .route("/v1/tenants/{slug}/moves", post(moves::start).get(moves::list))
+        .route("/v1/tenants/{slug}/moves/abort", post(moves::abort))
         .route("/v1/jobs", get(history::jobs))
         .route("/v1/audit", get(history::audit))
         .route("/v1/migrations/runs", post(migrations::start).get(migrations::list))

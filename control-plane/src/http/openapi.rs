@@ -1,16 +1,17 @@
 //! The OpenAPI document of the operator API, served at `/v1/openapi.json`.
 
-use super::{api, history, migrations, tenants};
+use super::{api, history, migrations, moves, tenants};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "tenantctl operator API", description = "Tenants of schema-per-tenant PostgreSQL: create, inspect, suspend, resume, change plan, rotate credentials, deprovision; fleet migration runs."),
+    info(title = "tenantctl operator API", description = "Tenants of schema-per-tenant PostgreSQL: create, inspect, suspend, resume, change plan, rotate credentials, deprovision, move; fleet migration runs."),
     paths(
         tenants::create, tenants::list, tenants::show, tenants::suspend, tenants::resume,
         tenants::rotate_credentials, tenants::retry, tenants::restore, tenants::set_plan, tenants::delete, tenants::set_config,
         tenants::domains, tenants::add_domain, tenants::remove_domain,
+        moves::start, moves::list, moves::abort,
         history::jobs, history::audit,
         migrations::start, migrations::list, migrations::show,
     ),
@@ -18,10 +19,11 @@ use utoipa::{Modify, OpenApi};
         api::Tenant, api::CreateTenant, api::TenantPage, api::SetPlan, api::SetConfig, api::Job,
         api::AuditEntry, api::ErrorBody, api::ErrorDetail, api::AddDomain, crate::tenants::domains::Domain,
         migrations::StartRun, migrations::MigrationRun, migrations::MigrationItem,
+        moves::StartMove, moves::Move, moves::MovePlacement,
     )),
     modifiers(&BearerToken),
     security(("bearer" = [])),
-    tags((name = "tenants", description = "Tenant lifecycle"), (name = "history", description = "Jobs and audit log"), (name = "migrations", description = "Fleet migration runs")),
+    tags((name = "tenants", description = "Tenant lifecycle"), (name = "history", description = "Jobs and audit log"), (name = "migrations", description = "Fleet migration runs"), (name = "moves", description = "Moving a tenant to another cluster or isolation while it is in use")),
 )]
 pub(crate) struct ApiDoc;
 

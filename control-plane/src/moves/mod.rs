@@ -25,7 +25,13 @@
 //!
 //! An abort (or a failure that trying again cannot mend) before the switch removes everything
 //! the move made and leaves the tenant where it was.
+//!
+//! Where logical replication is not available, a move chosen with [`MoveMethod::Dump`] copies
+//! the tenant with `pg_dump` and `pg_restore` instead ([`dump`]): steps 2 to 5 become one, in
+//! which the tenant's writes wait while its data is copied, and which starts again from the
+//! beginning if it is cut short.
 
+mod dump;
 mod replication;
 mod run;
 mod switch;
@@ -36,6 +42,7 @@ pub(crate) use run::{drop_source, run};
 use crate::catalog::{audit, jobs, moves, tenants};
 use crate::control_plane::ControlPlane;
 use crate::jobs::JobKind;
+pub use tenancy::domain::MoveMethod;
 use tenancy::domain::{DatabaseName, Isolation, SchemaName, Slug, TenantStatus};
 use tenancy::error::{ErrorKind, OperationError};
 use tenancy::secrets::SecretName;
@@ -53,6 +60,10 @@ pub enum MoveError {
     UnknownCluster(String),
     #[error("tenant {slug} is being moved already (move {id}); wait for it, or abort it with --abort")]
     Running { slug: String, id: i64 },
+    #[error("cluster {cluster} has wal_level = {wal_level}: logical replication is not available there; set wal_level = logical (and restart it), or move with --method dump (the tenant's writes wait while its data is copied)")]
+    NoLogicalReplication { cluster: String, wal_level: String },
+    #[error("--method dump needs {0}")]
+    DumpTools(String),
     #[error("tenant {slug} has migrations pending (at version {at:?}, the migrations are at {target}): apply them first")]
     PendingMigrations { slug: String, at: Option<i64>, target: i64 },
     #[error("tenant {0} has no move to abort")]
@@ -74,7 +85,9 @@ impl OperationError for MoveError {
             Self::WrongState(_)
             | Self::PendingMigrations { .. }
             | Self::NothingToAbort(_)
-            | Self::Switched(_) => ErrorKind::WrongState,
+            | Self::Switched(_)
+            | Self::NoLogicalReplication { .. } => ErrorKind::WrongState,
+            Self::DumpTools(_) => ErrorKind::Misconfigured,
             Self::AlreadyThere { .. } => ErrorKind::Invalid,
             Self::Running { .. } => ErrorKind::Conflict,
             Self::Aborted { .. } => ErrorKind::Failed,
@@ -91,6 +104,8 @@ impl OperationError for MoveError {
             Self::UnknownCluster(_) => "unknown_cluster",
             Self::Running { .. } => "move_running",
             Self::PendingMigrations { .. } => "migrations_pending",
+            Self::NoLogicalReplication { .. } => "logical_replication_unavailable",
+            Self::DumpTools(_) => "dump_tools_missing",
             Self::NothingToAbort(_) => "no_move",
             Self::Switched(_) => "move_switched",
             Self::Aborted { .. } => "move_aborted",
@@ -105,12 +120,27 @@ impl OperationError for MoveError {
 /// point this way and check that the move resumes, or rolls back, from there.
 pub const CRASH_AFTER_VARIABLE: &str = "TENANCY_MOVE_CRASH_AFTER";
 
-/// Every point [`CRASH_AFTER_VARIABLE`] may name, in the order a move passes them.
+/// Every point [`CRASH_AFTER_VARIABLE`] may name in a move by logical replication, in the
+/// order the move passes them.
 pub const CRASH_POINTS: [&str; 11] = [
     "target",
     "published",
     "subscribed",
     "copied",
+    "paused",
+    "locked_out",
+    "locked",
+    "sequences",
+    "unsubscribed",
+    "roles_swapped",
+    "switched",
+];
+
+/// Every point [`CRASH_AFTER_VARIABLE`] may name in a move by `pg_dump` ([`MoveMethod::Dump`]),
+/// in order.
+pub const DUMP_CRASH_POINTS: [&str; 9] = [
+    "target",
+    "restored",
     "paused",
     "locked_out",
     "locked",
@@ -139,6 +169,8 @@ pub struct Destination {
     pub isolation: Option<Isolation>,
     /// Drop the source right after the switch instead of keeping it for the retention period.
     pub drop_source: bool,
+    /// How the tenant's data is copied (logical replication unless asked otherwise).
+    pub method: MoveMethod,
 }
 
 /// Starts moving tenant `slug` to `destination`: records the move and queues its job. The
@@ -197,6 +229,10 @@ pub async fn start(
     if at != Some(target) {
         return Err(MoveError::PendingMigrations { slug: slug.to_string(), at, target });
     }
+    match destination.method {
+        MoveMethod::Replication => replication::check_available(cp, &tenant.cluster).await?,
+        MoveMethod::Dump => dump::check_tools(cp).await?,
+    }
     let move_id = moves::next_id(&*tx).await.map_err(|e| catalog_error(&e))?;
     let to = Placement {
         cluster,
@@ -208,20 +244,24 @@ pub async fn start(
         role: tenant.role_name.clone(),
         secret_ref: Some(SecretName::for_move(&cp.secrets_prefix, tenant.id, move_id).as_str().to_owned()),
     };
-    moves::insert(&*tx, move_id, &tenant, &to, actor, at, destination.drop_source)
-        .await
-        .map_err(|e| catalog_error(&e))?;
+    let options = moves::MoveOptions { method: destination.method, drop_source: destination.drop_source };
+    moves::insert(&*tx, move_id, &tenant, &to, actor, at, options).await.map_err(|e| catalog_error(&e))?;
     let job = jobs::enqueue(&*tx, JobKind::Move, Some(tenant.id), &serde_json::json!({ "move": move_id }))
         .await
         .map_err(|e| catalog_error(&e))?;
     jobs::keep_trying(&*tx, job).await.map_err(|e| catalog_error(&e))?;
-    let detail = serde_json::json!({ "move": move_id, "from": Placement::of(&tenant), "to": &to });
+    let detail = serde_json::json!({
+        "move": move_id,
+        "from": Placement::of(&tenant),
+        "to": &to,
+        "method": destination.method,
+    });
     audit::record(&*tx, actor, "tenant.move", Some(tenant.id), detail)
         .await
         .map_err(|e| catalog_error(&e))?;
     tx.commit().await.map_err(|e| catalog_error(&e))?;
     cp.jobs_enqueued.notify_waiters();
-    tracing::info!(tenant = %tenant.slug, move_id, "tenant move started");
+    tracing::info!(tenant = %tenant.slug, move_id, method = destination.method.as_str(), "tenant move started");
     load(cp, move_id).await
 }
 

@@ -3,7 +3,7 @@
 //! removal.
 
 use super::replication::{self, cluster_step_error, step_error};
-use super::{switch, MoveError, MoveRecord, MoveState};
+use super::{switch, MoveError, MoveMethod, MoveRecord, MoveState};
 use crate::catalog::{audit, jobs, moves};
 use crate::control_plane::ControlPlane;
 use crate::jobs::provision;
@@ -82,6 +82,10 @@ async fn advance(cp: &ControlPlane, mut record: MoveRecord) -> Result<(), MoveEr
             None => {
                 build_target(cp, &record).await?;
                 TARGET
+            }
+            Some(TARGET) if record.method == MoveMethod::Dump => {
+                super::dump::copy_and_lock(cp, &record).await?;
+                LOCKED
             }
             Some(TARGET) => {
                 replication::publish(cp, &record).await?;

@@ -4,7 +4,8 @@
 //! tenant is paused (routers hold its new requests); its transactions running on the source
 //! are given half the pause to finish; its roles there lose `LOGIN` and every session they
 //! still have is ended, so nothing more can be written there; a change to the move's marker,
-//! once applied on the target, says everything is. Second half ([`switch_over`], only forward
+//! once applied on the target, says everything is (a move by dump copied everything under its
+//! locks already: the writes still waiting for them are cancelled instead). Second half ([`switch_over`], only forward
 //! from there): sequences carried over, the subscription dropped, the schema given its final
 //! name, then one catalog transaction moves the tenant and lifts its pause.
 
@@ -14,7 +15,7 @@ use crate::catalog::{audit, moves};
 use crate::control_plane::ControlPlane;
 use std::time::Duration;
 use tenancy::catalog::TenantRecord;
-use tenancy::domain::{RoleName, TenantStatus};
+use tenancy::domain::{MoveMethod, RoleName, TenantStatus};
 use tenancy::error::ErrorKind;
 
 const POLL: Duration = Duration::from_millis(10);
@@ -91,8 +92,16 @@ pub(super) async fn lock_source(cp: &ControlPlane, record: &MoveRecord) -> Resul
             .map_err(replication::cluster_step_error(record, step))?;
         let pg = pg_step_error(record, step);
         let roles = source_roles(record);
-        // The transactions running now finish (in half the pause at most).
+        let by_dump = record.method == MoveMethod::Dump;
+        // The transactions running now finish (in half the pause at most). In a move by dump,
+        // those waiting for a lock wait for the mover's own, which outlasts them: they are
+        // cancelled once the routers have had the whole half to hear of the pause (routers do
+        // not confirm it), so that what their clients send next is held there rather than
+        // sent here, where it would wait on the locks and lose its connection.
         let grace = started + cp.move_pause_max / 2;
+        if by_dump {
+            tokio::time::sleep_until(grace).await;
+        }
         while tokio::time::Instant::now() < grace {
             let busy: i64 = admin
                 .query_one(
@@ -106,6 +115,18 @@ pub(super) async fn lock_source(cp: &ControlPlane, record: &MoveRecord) -> Resul
                 break;
             }
             tokio::time::sleep(POLL).await;
+        }
+        if by_dump {
+            // The writes waiting for the copy fail with an error (57014) rather than with
+            // their connection; sent again, they wait in the routers for the target.
+            admin
+                .execute(
+                    "SELECT pg_cancel_backend(pid) FROM pg_stat_activity
+                      WHERE usename = ANY($1) AND wait_event_type = 'Lock'",
+                    &[&roles],
+                )
+                .await
+                .map_err(&pg)?;
         }
         // Nothing more is written on the source: its roles cannot log in, and their sessions end.
         let mut nologin = String::new();
@@ -140,8 +161,11 @@ pub(super) async fn lock_source(cp: &ControlPlane, record: &MoveRecord) -> Resul
         }
         drop(admin);
         super::crash_point("locked_out");
-        let changes = replication::mark(cp, record, step).await?;
-        replication::wait_for_mark(cp, record, changes, deadline, step).await?;
+        if !by_dump {
+            // Everything the source committed is applied on the target.
+            let changes = replication::mark(cp, record, step).await?;
+            replication::wait_for_mark(cp, record, changes, deadline, step).await?;
+        }
         // A session that logged in just before `NOLOGIN` took effect may have started only now:
         // if one exists, what it writes would miss the target.
         let admin = replication::source_cluster(cp, record, step)

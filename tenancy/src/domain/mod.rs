@@ -14,5 +14,5 @@ pub use host::{normalize_host, BaseDomain, HostError};
 pub use names::{quote_ident, DatabaseName, IdentifierError, RoleName, SchemaName};
 pub use plan::{PlanName, PlanNameError};
 pub use slug::{Slug, SlugError, RESERVED_SLUGS};
-pub use status::{Isolation, PoolMode, TenantStatus, UnknownValue};
+pub use status::{Isolation, MoveMethod, PoolMode, TenantStatus, UnknownValue};
 pub use tenant_id::TenantId;

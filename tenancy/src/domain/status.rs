@@ -35,6 +35,19 @@ pub enum PoolMode {
     Session,
 }
 
+/// How a move copies a tenant's data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MoveMethod {
+    /// PostgreSQL's logical replication: the tenant reads and writes throughout, and its new
+    /// requests are held only for the switch.
+    #[default]
+    Replication,
+    /// `pg_dump` and `pg_restore`, for servers without logical replication: the tenant's
+    /// writes wait while its data is copied (its reads go on).
+    Dump,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown {what} {value:?}")]
 pub struct UnknownValue {
@@ -86,6 +99,8 @@ catalog_text!(TenantStatus, "tenant status", {
 catalog_text!(Isolation, "isolation", { Schema => "schema", Database => "database" });
 
 catalog_text!(PoolMode, "pool mode", { Transaction => "transaction", Session => "session" });
+
+catalog_text!(MoveMethod, "move method", { Replication => "replication", Dump => "dump" });
 
 #[cfg(test)]
 mod tests {

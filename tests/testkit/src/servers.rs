@@ -48,6 +48,8 @@ pub struct PgServer {
     pub port: u16,
     password: String,
     os_user: Option<String>,
+    /// Settings given on top of the harness's (`-c name=value` each).
+    settings: Vec<String>,
 }
 
 /// A PostgreSQL program, run as the OS user PostgreSQL needs when we are root.
@@ -63,7 +65,7 @@ fn pg_command(program: &str, os_user: Option<&String>) -> Command {
     }
 }
 
-fn start_cluster(dir: &Path, port: u16, os_user: Option<&String>) {
+fn start_cluster(dir: &Path, port: u16, os_user: Option<&String>, settings: &[String]) {
     let mut pg_ctl = pg_command("pg_ctl", os_user);
     pg_ctl
         .arg("-D")
@@ -74,8 +76,9 @@ fn start_cluster(dir: &Path, port: u16, os_user: Option<&String>) {
         .arg(format!(
             "-p {port} -c listen_addresses=127.0.0.1 -k {dir} -c fsync=off -c max_connections=200 \
              -c ssl=on -c ssl_cert_file={dir}/server.crt -c ssl_key_file={dir}/server.key \
-             -c wal_level=logical -c max_replication_slots=32 -c max_wal_senders=32",
-            dir = dir.display()
+             -c wal_level=logical -c max_replication_slots=32 -c max_wal_senders=32{extra}",
+            dir = dir.display(),
+            extra = settings.iter().map(|s| format!(" -c {s}")).collect::<String>(),
         ))
         .arg("start")
         .stdout(Stdio::null());
@@ -149,12 +152,19 @@ impl PgServer {
 
     /// Creates and starts a new cluster (about a second).
     pub async fn start() -> Self {
-        tokio::task::spawn_blocking(Self::start_blocking)
+        Self::start_with(&[]).await
+    }
+
+    /// [`PgServer::start`] with `settings` (`name=value`) on top of the harness's, e.g.
+    /// `wal_level=replica` for a server without logical replication.
+    pub async fn start_with(settings: &[&str]) -> Self {
+        let settings: Vec<String> = settings.iter().map(|s| (*s).to_owned()).collect();
+        tokio::task::spawn_blocking(move || Self::start_blocking(settings))
             .await
             .unwrap_or_else(|e| panic!("starting PostgreSQL: {e}"))
     }
 
-    fn start_blocking() -> Self {
+    fn start_blocking(settings: Vec<String>) -> Self {
         let base = workspace_root().join("target/testkit");
         std::fs::create_dir_all(&base).unwrap_or_else(|e| panic!("{}: {e}", base.display()));
         let dir = base.join(format!("pg-{}", unique_suffix()));
@@ -176,7 +186,7 @@ impl PgServer {
                 "chown",
             );
         }
-        let server = Self { dir, port: free_port(), password, os_user };
+        let server = Self { dir, port: free_port(), password, os_user, settings };
         let mut initdb = server.command("initdb");
         initdb
             .arg("-D")
@@ -184,7 +194,7 @@ impl PgServer {
             .args(["-U", "postgres", "--auth=scram-sha-256", "--no-sync", "-E", "UTF8"])
             .arg(format!("--pwfile={}", server.dir.join("pwfile").display()));
         run(initdb, "initdb");
-        start_cluster(&server.dir, server.port, server.os_user.as_ref());
+        start_cluster(&server.dir, server.port, server.os_user.as_ref(), &server.settings);
         server
     }
 
@@ -208,8 +218,9 @@ impl PgServer {
 
     /// Starts it again on the same port with the same data.
     pub async fn start_again(&self) {
-        let (dir, port, os_user) = (self.dir.clone(), self.port, self.os_user.clone());
-        tokio::task::spawn_blocking(move || start_cluster(&dir, port, os_user.as_ref()))
+        let (dir, port, os_user, settings) =
+            (self.dir.clone(), self.port, self.os_user.clone(), self.settings.clone());
+        tokio::task::spawn_blocking(move || start_cluster(&dir, port, os_user.as_ref(), &settings))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }

@@ -277,11 +277,12 @@ async fn leftovers(db: &testkit::TestDb, slug: &Slug, id: i64, aborted: bool) ->
     found
 }
 
-/// `tenantctl tenants move <slug> --isolation database --drop-source`, in a process of its own
-/// killed (it exits at once, with status 137) right after `point`.
-async fn move_killed_after(catalog: &Catalog, slug: &str, point: &str) {
+/// `tenantctl tenants move <slug> --isolation database --drop-source --method <method>`, in a
+/// process of its own killed (it exits at once, with status 137) right after `point`.
+async fn move_killed_after(catalog: &Catalog, slug: &str, method: moves::MoveMethod, point: &str) {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantctl-under-test"))
         .args(["tenants", "move", slug, "--isolation", "database", "--drop-source"])
+        .args(["--method", method.as_str()])
         .args(e2e_tests::catalog_flags(&catalog.db, &catalog.common))
         .env(moves::CRASH_AFTER_VARIABLE, point)
         .env("RUST_LOG", "error")
@@ -298,11 +299,19 @@ async fn move_killed_after(catalog: &Catalog, slug: &str, point: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_move_killed_at_any_step_ends_fully_moved_or_fully_back_and_leaves_nothing_behind() {
+    killed_at_each_point(moves::MoveMethod::Replication, &moves::CRASH_POINTS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_by_dump_killed_at_any_step_ends_fully_moved_or_fully_back_and_leaves_nothing_behind() {
+    killed_at_each_point(moves::MoveMethod::Dump, &moves::DUMP_CRASH_POINTS).await;
+}
+
+/// Per point of `points`: a tenant whose move by `method` is killed there then resumed, and
+/// (before the point of no return) one whose move is killed there then aborted.
+async fn killed_at_each_point(method: moves::MoveMethod, points: &[&'static str]) {
     let catalog = Catalog::create().await;
     let (db, cp) = (&catalog.db, &catalog.cp);
-    // Per point: a tenant whose move is resumed, and (before the point of no return) one whose
-    // move is aborted after the kill.
-    let points = moves::CRASH_POINTS;
     let no_return = points.iter().position(|p| *p == "locked").unwrap();
     let mut cases = Vec::new();
     for (i, point) in points.iter().enumerate() {
@@ -328,7 +337,7 @@ async fn a_move_killed_at_any_step_ends_fully_moved_or_fully_back_and_leaves_not
         tenants.push((tenant, secret));
     }
     // A few at a time: each copy takes replication workers and slots of the shared server.
-    futures::stream::iter(cases.iter().map(|(slug, point, _)| move_killed_after(&catalog, slug, point)))
+    futures::stream::iter(cases.iter().map(|(slug, point, _)| move_killed_after(&catalog, slug, method, point)))
         .buffer_unordered(4)
         .collect::<Vec<()>>()
         .await;
@@ -539,7 +548,12 @@ async fn a_cluster_is_drained_under_light_load_then_removed() {
     admin.execute("UPDATE control.clusters SET draining = true WHERE name = 'second'", &[]).await.unwrap();
     let refused = control_plane::clusters::remove(&cp, "second", "test").await.unwrap_err();
     assert!(matches!(refused, control_plane::clusters::ClusterChangeError::NotEmpty { .. }), "{refused}");
-    let settings = control_plane::clusters::DrainSettings { to: None, concurrency: 4, drop_source: true };
+    let settings = control_plane::clusters::DrainSettings {
+        to: None,
+        concurrency: 4,
+        drop_source: true,
+        method: moves::MoveMethod::Replication,
+    };
     let progress = std::sync::Mutex::new(Vec::new());
     let drained = control_plane::clusters::drain(&cp, "second", &settings, |t| {
         progress.lock().unwrap().push(t.slug.clone());
@@ -584,4 +598,204 @@ async fn a_cluster_is_drained_under_light_load_then_removed() {
         control_plane::clusters::list(&cp).await.unwrap().into_iter().map(|c| c.name).collect();
     assert_eq!(listed, vec!["default".to_owned()]);
     router.stop().await.unwrap();
+}
+
+/// An operator API call with a token: its status and JSON body.
+async fn api_call(
+    base: &str,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut request = reqwest::Client::new().request(method, format!("{base}{path}")).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// A client reading through the router's PostgreSQL door, one query after another, until told
+/// to stop: the errors it saw, and how many reads it made.
+struct Reader {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl Reader {
+    async fn start(addr: std::net::SocketAddr, slug: &str, secret: &DbCredentials) -> Self {
+        let client = connect(addr, slug, secret).await.unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
+            let (mut reads, mut errors) = (0, Vec::new());
+            while !stopped.load(Ordering::Relaxed) {
+                match client.query_one("SELECT count(*) FROM tasks", &[]).await {
+                    Ok(_) => reads += 1,
+                    Err(err) => errors.push(tenancy::pg::describe_error(&err)),
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (reads, errors)
+        });
+        Self { stop, task }
+    }
+
+    async fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_on_a_server_without_logical_replication_moves_by_dump_through_the_api() {
+    // The tenant's server has no logical replication (wal_level = replica).
+    let second = testkit::PgServer::start_with(&["wal_level=replica"]).await;
+    let db = testkit::TestDb::create().await;
+    let common = testkit::common_settings(&db, testkit::SecretsFor::Local);
+    let control = e2e_tests::spawn_control_plane(&db, &common).await;
+    let cp = &control.cp;
+    control_plane::clusters::add(cp, "second", &second.url("postgres").into(), 100, "test").await.unwrap();
+    let client = cp.catalog.get().await.unwrap();
+    let (token, _) = control_plane::catalog::tokens::create(&**client, "moves-test").await.unwrap();
+    drop(client);
+    let call = |method: reqwest::Method, path: &'static str, body: Option<serde_json::Value>| {
+        api_call(&control.url, &token, method, path, body)
+    };
+    for (slug, cluster) in [("acme", "second"), ("globex", "default")] {
+        let body = serde_json::json!({ "slug": slug, "plan": "pro", "cluster": cluster });
+        let (status, created) = call(reqwest::Method::POST, "/v1/tenants", Some(body)).await;
+        assert_eq!(status, 202, "{created}");
+    }
+    let acme = e2e_tests::wait_until_active(cp, "acme", Duration::from_secs(30)).await;
+    let globex = e2e_tests::wait_until_active(cp, "globex", Duration::from_secs(30)).await;
+    assert_eq!(acme.cluster, "second");
+    db.lift_rate_limits().await;
+    // Rows that reference each other (restored in an order their foreign keys accept).
+    let (source, connection) =
+        tokio_postgres::connect(&second.url(&format!("{}_tenants", db.role_prefix)), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    source
+        .batch_execute(&format!(
+            "SET search_path = \"{}\";
+             INSERT INTO users (email, name) SELECT 'u' || i || '@example.test', 'seed' FROM generate_series(1, 50) i;
+             INSERT INTO teams (name) VALUES ('core');
+             INSERT INTO projects (team_id, name) SELECT id, 'p' || i FROM teams, generate_series(1, 5) i;
+             INSERT INTO tasks (project_id, title, assignee_id)
+               SELECT p.id, 'task ' || i, (SELECT min(id) FROM users) FROM projects p, generate_series(1, 40) i;",
+            acme.schema_name.as_str()
+        ))
+        .await
+        .unwrap();
+    let secret = |tenant: &tenancy::catalog::TenantRecord| {
+        let name = tenant.secret_name().unwrap();
+        async move { cp.secrets.get(&name).await.unwrap().unwrap() }
+    };
+    let (acme_secret, globex_secret) = (secret(&acme).await, secret(&globex).await);
+    let router = spawn_router_with(&router_settings(&common)).await;
+    let addr = router.pg_addr.unwrap();
+    let writer = Writer::start(addr, "acme", &acme_secret).await;
+    let reader = Reader::start(addr, "acme", &acme_secret).await;
+    let globex_writer = Writer::start(addr, "globex", &globex_secret).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Logical replication is what a move uses unless told otherwise: refused, with the way out,
+    // and nothing recorded.
+    let path = "/v1/tenants/acme/moves";
+    let (status, refused) =
+        call(reqwest::Method::POST, path, Some(serde_json::json!({ "isolation": "database" }))).await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["error"]["code"], "logical_replication_unavailable", "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(message.contains("wal_level = replica") && message.contains("--method dump"), "{message}");
+    let (status, bad) = call(reqwest::Method::POST, path, Some(serde_json::json!({ "method": "carrier-pigeon" }))).await;
+    assert_eq!((status, &bad["error"]["code"]), (400, &serde_json::json!("invalid_method")), "{bad}");
+    let (status, none) = call(reqwest::Method::GET, path, None).await;
+    assert_eq!((status, none), (200, serde_json::json!([])));
+    let (status, nothing) = call(reqwest::Method::POST, "/v1/tenants/acme/moves/abort", None).await;
+    assert_eq!((status, &nothing["error"]["code"]), (422, &serde_json::json!("no_move")), "{nothing}");
+
+    // By dump, into a database of its own on the other cluster.
+    let body = serde_json::json!({ "isolation": "database", "to_cluster": "default", "method": "dump" });
+    let (status, started) = call(reqwest::Method::POST, path, Some(body)).await;
+    assert_eq!(status, 202, "{started}");
+    assert_eq!((&started["method"], &started["state"]), (&serde_json::json!("dump"), &serde_json::json!("running")));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let (_, listed) = call(reqwest::Method::GET, path, None).await;
+        if listed[0]["state"] != "running" {
+            break listed[0].clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the move is still running: {listed}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["to"]["cluster"], "default", "{done}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (acknowledged, errors) = writer.finish().await;
+    let (reads, read_errors) = reader.finish().await;
+    let (_, globex_errors) = globex_writer.finish().await;
+    // A write still waiting for the copy when the switch came was cancelled (and may be sent
+    // again); nothing else failed, and no read did.
+    assert!(errors.iter().all(|e| e.contains("57014")), "acme's writer saw other errors: {errors:?}");
+    assert!(errors.len() <= 1, "more than the one waiting write failed: {errors:?}");
+    assert!(read_errors.is_empty(), "acme's reader saw errors: {read_errors:?}");
+    assert!(globex_errors.is_empty(), "globex's writer saw errors: {globex_errors:?}");
+    assert!(acknowledged.len() > 20 && reads > 20, "too little traffic to tell: {} writes, {reads} reads", acknowledged.len());
+
+    // Every acknowledged row is on the target exactly once; every table as on the source.
+    let moved = tenancy::catalog::tenant_by_id(&db.client().await, acme.id).await.unwrap().unwrap();
+    assert_eq!((moved.cluster.as_str(), moved.isolation), ("default", Isolation::Database));
+    let target = db.database_client(moved.database_name.as_ref().unwrap().as_str()).await;
+    let schema = moved.schema_name.as_str();
+    let ids: Vec<i64> = target
+        .query(&format!("SELECT id FROM \"{schema}\".users WHERE name = 'writer' ORDER BY id"), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut expected = acknowledged.clone();
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "acknowledged rows on the target");
+    // (Users aside: the writer went on writing there after the switch.)
+    let kept = tenancy::domain::SchemaName::retired(&acme.slug, done["id"].as_i64().unwrap());
+    let but_users = |tables: Vec<(String, i64, String)>| -> Vec<_> {
+        tables.into_iter().filter(|(table, ..)| table != "users").collect()
+    };
+    assert_eq!(
+        but_users(fingerprint(&source, kept.as_str()).await),
+        but_users(fingerprint(&target, schema).await)
+    );
+    let (before, after) = (users_rows(&source, kept.as_str()).await, users_rows(&target, schema).await);
+    assert!(after.starts_with(&before), "the target's users do not begin with the source's");
+    // Its credentials open the target; its old role on the source cannot log in.
+    let old = tokio_postgres::connect(
+        &format!(
+            "postgres://{}:{}@127.0.0.1:{}/{}_tenants",
+            acme_secret.username, acme_secret.password, second.port, db.role_prefix
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await;
+    assert!(old.is_err(), "the tenant's credentials still open the old copy");
+    let fresh = connect(addr, "acme", &acme_secret).await.unwrap();
+    let id: i64 = fresh
+        .query_one("INSERT INTO users (email, name) VALUES ('after@example.test', 'after') RETURNING id", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(id > *expected.last().unwrap(), "the sequence did not come along");
+    router.stop().await.unwrap();
+    control.server.stop().await.unwrap();
+}
+
+/// Every row of `schema`.users, by id, as text.
+async fn users_rows(client: &tokio_postgres::Client, schema: &str) -> String {
+    let sql = format!("SELECT coalesce(string_agg(u::text, '|' ORDER BY id), '') FROM \"{schema}\".users u");
+    client.query_one(sql.as_str(), &[]).await.unwrap().get(0)
 }
