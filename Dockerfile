@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # The image of both services: tenantctl (the control plane; `tenantctl serve`) and tenant-router,
 # with the tenant migrations and plan templates tenantctl reads at run time, pg_dump for the
-# archive it takes before dropping a deprovisioned tenant, and Amazon's RDS CA bundle
+# archive it takes before dropping a deprovisioned tenant (and, with pg_restore, for moves by
+# dump: `tenants move --method dump`), and Amazon's RDS CA bundle
 # (/app/rds-global-bundle.pem) that terraform sets as PG_SSL_ROOT_CERT. Terraform's task definitions choose
 # the command: ["tenantctl", "serve"] or ["tenant-router"].
 #
@@ -32,7 +33,8 @@ RUN curl --fail --silent --show-error --location --proto '=https' --tlsv1.2 \
 
 FROM debian:${DEBIAN_RELEASE}-slim
 #checkov:skip=CKV_DOCKER_2:ECS does not use Docker HEALTHCHECK here; the ALB checks /healthz over HTTP (the router's on ROUTER_ADMIN_LISTEN) and the image has no HTTP client to run one.
-# postgresql-client: pg_dump (PG_DUMP) must be at least the server's major version; trixie
+# postgresql-client: pg_dump (PG_DUMP) and pg_restore (PG_RESTORE) must be at least the
+# server's major version; trixie
 # ships 17, which dumps Aurora PostgreSQL 16 and older.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates postgresql-client \

@@ -6,6 +6,10 @@
 //! the move (the added latency's p100 is what the target is about), failed requests;
 //! and, as the baseline doing the same copy, `pg_dump | pg_restore` of the tenant's schema into
 //! a new database on the same server (offline: requests stopped for all of it).
+//!
+//! `BENCH_MOVE_METHOD=dump` moves it by `pg_dump | pg_restore` (`tenants move --method dump`)
+//! instead of logical replication. Two more clients read (a point select) throughout: a move by
+//! dump holds the tenant's writes for the copy, not its reads.
 
 // A benchmark: it prints its rows, and a failure is the end of the run.
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
@@ -20,6 +24,8 @@ use tenancy_bench::Summary;
 
 /// Clients writing through the router during the move.
 const CLIENTS: usize = 8;
+/// Clients reading through the router during the move.
+const READERS: usize = 2;
 /// How long the clients run before the move starts (their latency without one).
 const BEFORE: Duration = Duration::from_secs(5);
 
@@ -29,11 +35,16 @@ struct Sample {
     at: Duration,
     took: Duration,
     failed: Option<String>,
+    read: bool,
 }
 
 #[tokio::main]
 async fn main() {
     let megabytes: i64 = std::env::var("BENCH_MOVE_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
+    let method: moves::MoveMethod = std::env::var("BENCH_MOVE_METHOD")
+        .ok()
+        .map(|raw| raw.parse().unwrap_or_else(|e| panic!("BENCH_MOVE_METHOD: {e}")))
+        .unwrap_or_default();
     let (db, common, cp) = tenancy_bench::control_plane_without_tls().await;
     let requested = control_plane::tenants::create(
         &cp,
@@ -90,7 +101,7 @@ async fn main() {
     let stop = Arc::new(AtomicBool::new(false));
     let samples = Arc::new(Mutex::new(Vec::new()));
     let mut clients = Vec::new();
-    for n in 0..CLIENTS {
+    for n in 0..CLIENTS + READERS {
         let mut config = tokio_postgres::Config::new();
         config
             .host("127.0.0.1")
@@ -103,19 +114,32 @@ async fn main() {
         let (stop, samples) = (stop.clone(), samples.clone());
         clients.push(tokio::spawn(async move {
             let mut i = 0u64;
+            let read = n >= CLIENTS;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
                 let started = Instant::now();
-                let result = client
-                    .query_one(
-                        "INSERT INTO users (email, name) VALUES ($1, 'bench') RETURNING id",
-                        &[&format!("client{n}-{i}@bench.example")],
-                    )
-                    .await;
+                let result = if read {
+                    client
+                        .query_opt(
+                            "SELECT id, name FROM users WHERE id = $1",
+                            &[&i64::try_from(i % 1000).unwrap()],
+                        )
+                        .await
+                        .map(|_| ())
+                } else {
+                    client
+                        .query_one(
+                            "INSERT INTO users (email, name) VALUES ($1, 'bench') RETURNING id",
+                            &[&format!("client{n}-{i}@bench.example")],
+                        )
+                        .await
+                        .map(|_| ())
+                };
                 let sample = Sample {
                     at: started - clock,
                     took: started.elapsed(),
                     failed: result.err().map(|e| tenancy::pg::describe_error(&e)),
+                    read,
                 };
                 samples.lock().unwrap().push(sample);
                 tokio::time::sleep(Duration::from_millis(2)).await;
@@ -126,7 +150,7 @@ async fn main() {
 
     // The move, its steps watched as they end.
     let slug = Slug::parse("acme").unwrap();
-    let destination = Destination { isolation: Some(Isolation::Database), ..Destination::default() };
+    let destination = Destination { isolation: Some(Isolation::Database), method, ..Destination::default() };
     let move_started = clock.elapsed();
     let started = moves::start(&cp, &slug, &destination, "bench").await.unwrap_or_else(|e| panic!("{e}"));
     let steps = Arc::new(Mutex::new(Vec::<(String, Duration)>::new()));
@@ -160,10 +184,18 @@ async fn main() {
 
     let samples = std::mem::take(&mut *samples.lock().unwrap());
     let failed: Vec<&Sample> = samples.iter().filter(|s| s.failed.is_some()).collect();
-    let mut before: Vec<Duration> = samples.iter().filter(|s| s.at < move_started).map(|s| s.took).collect();
-    let mut during: Vec<Duration> =
-        samples.iter().filter(|s| s.at >= move_started && s.at <= move_ended).map(|s| s.took).collect();
-    let (before, during) = (Summary::of(&mut before), Summary::of(&mut during));
+    let latencies = |read: bool, during: bool| -> Vec<Duration> {
+        samples
+            .iter()
+            .filter(|s| s.read == read)
+            .filter(|s| if during { s.at >= move_started && s.at <= move_ended } else { s.at < move_started })
+            .map(|s| s.took)
+            .collect()
+    };
+    let (before, during) =
+        (Summary::of(&mut latencies(false, false)), Summary::of(&mut latencies(false, true)));
+    let (reads_before, reads_during) =
+        (Summary::of(&mut latencies(true, false)), Summary::of(&mut latencies(true, true)));
     let total = move_ended - move_started;
     let secs = |d: Duration| d.as_secs_f64();
     println!("| what | measured | target |");
@@ -183,7 +215,8 @@ async fn main() {
         .map(|(step, at)| format!("{step} +{:.1} s", secs(*at - move_started)))
         .collect();
     println!(
-        "| the move, schema → own database, online | **{:.1} s** ({:.2}× the offline dump and restore); steps ended at: {} | |",
+        "| the move by {}, schema → own database, online | **{:.1} s** ({:.2}× the offline dump and restore); steps ended at: {} | |",
+        method.as_str(),
         secs(total),
         secs(total) / secs(baseline),
         timeline.join(", ")
@@ -194,14 +227,17 @@ async fn main() {
     );
     println!("| {CLIENTS} clients' writes before the move: p50 / p95 / p99 / max | {} | |", before.row());
     println!("| the same during the move | {} | |", during.row());
+    println!("| {READERS} clients' point reads before the move | {} | |", reads_before.row());
+    println!("| the same during the move | {} | |", reads_during.row());
     println!(
         "| added latency's p100 (max during − p50 before) | **{:.0} ms** | ≤ 2 s |",
         (during.max.saturating_sub(before.p50)).as_secs_f64() * 1000.0
     );
     println!(
-        "| failed requests | **{}** of {}{} | none |",
+        "| failed requests | **{}** of {} ({} reads){} | none |",
         failed.len(),
         samples.len(),
+        failed.iter().filter(|s| s.read).count(),
         failed
             .first()
             .and_then(|s| s.failed.as_deref())

@@ -121,9 +121,20 @@ pub(super) async fn start(
     let slug = slug(&raw)?;
     let destination = Destination {
         cluster: body.to_cluster,
-        isolation: body.isolation.as_deref().map(str::parse).transpose().map_err(invalid("invalid_isolation"))?,
+        isolation: body
+            .isolation
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(invalid("invalid_isolation"))?,
         drop_source: body.drop_source.unwrap_or(false),
-        method: body.method.as_deref().map(str::parse).transpose().map_err(invalid("invalid_method"))?.unwrap_or_default(),
+        method: body
+            .method
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(invalid("invalid_method"))?
+            .unwrap_or_default(),
     };
     let record = moves::start(&state.cp, &slug, &destination, &operator.0).await?;
     Ok((StatusCode::ACCEPTED, Json((&record).into())))

@@ -55,7 +55,10 @@ pub(super) async fn check_tools(cp: &ControlPlane) -> Result<(), MoveError> {
 
 /// The tables of `schema` where `db` is (the migration history aside: the target has its
 /// own), schema-qualified and quoted; a partitioned table stands for its partitions.
-async fn tables(db: &tokio_postgres::Client, schema: &SchemaName) -> Result<Vec<String>, tokio_postgres::Error> {
+async fn tables(
+    db: &tokio_postgres::Client,
+    schema: &SchemaName,
+) -> Result<Vec<String>, tokio_postgres::Error> {
     let rows = db
         .query(
             "SELECT c.relname::text FROM pg_class c
@@ -81,7 +84,14 @@ pub(super) async fn copy_and_lock(cp: &ControlPlane, record: &MoveRecord) -> Res
     let pg = pg_step_error(record, STEP);
     let locked = tables(&source, &record.from.schema).await.map_err(&pg)?;
     let lock_timeout = cp.move_pause_max.as_millis().max(1);
-    let mut begin = format!("BEGIN; SET LOCAL lock_timeout = {lock_timeout};");
+    // Held while the copy runs, however long: a server's idle-in-transaction timeout must not
+    // end it.
+    // It is named in `pg_stat_activity` for whoever looks for what holds the tenant's writes.
+    let mut begin = format!(
+        "SET application_name = 'tenancy move {id}: copying (writes wait)';
+         BEGIN; SET LOCAL lock_timeout = {lock_timeout}; SET LOCAL idle_in_transaction_session_timeout = 0;",
+        id = record.id
+    );
     if !locked.is_empty() {
         begin.push_str(&format!("LOCK TABLE {} IN EXCLUSIVE MODE;", locked.join(", ")));
     }
@@ -100,20 +110,46 @@ pub(super) async fn copy_and_lock(cp: &ControlPlane, record: &MoveRecord) -> Res
     })?;
     let snapshot: String = source.query_one("SELECT pg_export_snapshot()", &[]).await.map_err(&pg)?.get(0);
     empty_target(cp, record).await?;
-    restore(cp, record, &snapshot).await?;
+    if let Err(err) = restore(cp, record, &snapshot).await {
+        // Without its snapshot (the session that exported it gone) the dump fails: that is
+        // tried again; anything else is the dump's own failure.
+        lock_held(&source, record).await?;
+        return Err(err);
+    }
     super::crash_point("restored");
     // The locks are held through the switch's first half: no write reaches the source after
     // the snapshot. Let go when `source` is dropped (its transaction wrote nothing).
     super::switch::lock_source(cp, record).await?;
+    if let Err(err) = lock_held(&source, record).await {
+        // Writes may have reached the source after the snapshot: undone, copied again.
+        super::switch::reopen_source(cp, record).await?;
+        return Err(err);
+    }
     drop(source);
     Ok(())
+}
+
+/// Whether the session holding the tenant's tables locked still does (it is one transaction: if
+/// it answers, it held them throughout); if not, an error that has the copy done again.
+async fn lock_held(source: &tokio_postgres::Client, record: &MoveRecord) -> Result<(), MoveError> {
+    source.simple_query("SELECT 1").await.map(|_| ()).map_err(|err| {
+        step_error(record, STEP)(
+            format!(
+                "the session holding the tenant's tables locked ended during the copy ({}): copied again",
+                tenancy::pg::describe_error(&err)
+            ),
+            ErrorKind::Unavailable,
+        )
+    })
 }
 
 /// Empties the copy's tables on the target (one statement: their foreign keys allow no less).
 async fn empty_target(cp: &ControlPlane, record: &MoveRecord) -> Result<(), MoveError> {
     let cluster = replication::target_cluster(cp, record, STEP).await?;
-    let target =
-        cluster.migrator_session(record.to.database.as_ref()).await.map_err(cluster_step_error(record, STEP))?;
+    let target = cluster
+        .migrator_session(record.to.database.as_ref())
+        .await
+        .map_err(cluster_step_error(record, STEP))?;
     let pg = pg_step_error(record, STEP);
     let copied = tables(&target, &record.from.schema).await.map_err(&pg)?;
     if copied.is_empty() {
@@ -129,7 +165,10 @@ async fn restore(cp: &ControlPlane, record: &MoveRecord, snapshot: &str) -> Resu
     let source_cluster = replication::source_cluster(cp, record, STEP).await?;
     let target_cluster = replication::target_cluster(cp, record, STEP).await?;
     let database = |placement: &super::Placement, cluster: &crate::clusters::Cluster| {
-        placement.database.as_ref().map_or_else(|| cluster.endpoint.dbname.clone(), |db| db.as_str().to_owned())
+        placement
+            .database
+            .as_ref()
+            .map_or_else(|| cluster.endpoint.dbname.clone(), |db| db.as_str().to_owned())
     };
     let schema = record.from.schema.quoted();
     let mut dump = source_cluster

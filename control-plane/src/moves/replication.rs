@@ -68,7 +68,8 @@ pub(super) fn rename_schema_once(
 /// Whether cluster `name` can be the source of a move by logical replication (`wal_level =
 /// logical`); checked before the move is recorded, so that one that cannot work never starts.
 pub(super) async fn check_available(cp: &ControlPlane, name: &str) -> Result<(), MoveError> {
-    let unavailable = |message: String| MoveError::Step { id: 0, step: "start", message, kind: ErrorKind::Unavailable };
+    let unavailable =
+        |message: String| MoveError::Step { id: 0, step: "start", message, kind: ErrorKind::Unavailable };
     let cluster = cp.cluster(name).await.map_err(|e| unavailable(e.to_string()))?;
     let admin = cluster.admin().await.map_err(|e| unavailable(e.to_string()))?;
     let wal_level: String = admin

@@ -307,6 +307,25 @@ async fn a_move_by_dump_killed_at_any_step_ends_fully_moved_or_fully_back_and_le
     killed_at_each_point(moves::MoveMethod::Dump, &moves::DUMP_CRASH_POINTS).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_by_dump_without_pg_dump_is_refused_before_it_starts() {
+    let Catalog { db, common, cp } = Catalog::create().await;
+    provisioned(&cp, "acme", "pro").await;
+    let missing = "/nonexistent/pg_dump";
+    let args =
+        ["tenants", "move", "acme", "--isolation", "database", "--method", "dump", "--pg-dump", missing];
+    let code = e2e_tests::tenantctl(&args, &db, &common).await;
+    assert_eq!(code, std::process::ExitCode::from(3), "misconfigured: exit code 3");
+    let slug = Slug::parse("acme").unwrap();
+    assert!(moves::of_tenant(&cp, &slug, 1).await.unwrap().is_empty(), "a move was recorded");
+    let destination = Destination { method: moves::MoveMethod::Dump, ..Destination::default() };
+    let refused =
+        moves::start(&cp, &slug, &Destination { cluster: Some("nowhere".into()), ..destination }, "test")
+            .await
+            .unwrap_err();
+    assert!(matches!(refused, moves::MoveError::UnknownCluster(_)), "{refused}");
+}
+
 /// Per point of `points`: a tenant whose move by `method` is killed there then resumed, and
 /// (before the point of no return) one whose move is killed there then aborted.
 async fn killed_at_each_point(method: moves::MoveMethod, points: &[&'static str]) {
@@ -337,10 +356,12 @@ async fn killed_at_each_point(method: moves::MoveMethod, points: &[&'static str]
         tenants.push((tenant, secret));
     }
     // A few at a time: each copy takes replication workers and slots of the shared server.
-    futures::stream::iter(cases.iter().map(|(slug, point, _)| move_killed_after(&catalog, slug, method, point)))
-        .buffer_unordered(4)
-        .collect::<Vec<()>>()
-        .await;
+    futures::stream::iter(
+        cases.iter().map(|(slug, point, _)| move_killed_after(&catalog, slug, method, point)),
+    )
+    .buffer_unordered(4)
+    .collect::<Vec<()>>()
+    .await;
 
     // Every killed move is still running; the aborts are asked for before any worker runs.
     for (slug, point, abort) in &cases {
@@ -712,7 +733,8 @@ async fn a_tenant_on_a_server_without_logical_replication_moves_by_dump_through_
     assert_eq!(refused["error"]["code"], "logical_replication_unavailable", "{refused}");
     let message = refused["error"]["message"].as_str().unwrap();
     assert!(message.contains("wal_level = replica") && message.contains("--method dump"), "{message}");
-    let (status, bad) = call(reqwest::Method::POST, path, Some(serde_json::json!({ "method": "carrier-pigeon" }))).await;
+    let (status, bad) =
+        call(reqwest::Method::POST, path, Some(serde_json::json!({ "method": "carrier-pigeon" }))).await;
     assert_eq!((status, &bad["error"]["code"]), (400, &serde_json::json!("invalid_method")), "{bad}");
     let (status, none) = call(reqwest::Method::GET, path, None).await;
     assert_eq!((status, none), (200, serde_json::json!([])));
@@ -723,7 +745,10 @@ async fn a_tenant_on_a_server_without_logical_replication_moves_by_dump_through_
     let body = serde_json::json!({ "isolation": "database", "to_cluster": "default", "method": "dump" });
     let (status, started) = call(reqwest::Method::POST, path, Some(body)).await;
     assert_eq!(status, 202, "{started}");
-    assert_eq!((&started["method"], &started["state"]), (&serde_json::json!("dump"), &serde_json::json!("running")));
+    assert_eq!(
+        (&started["method"], &started["state"]),
+        (&serde_json::json!("dump"), &serde_json::json!("running"))
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let done = loop {
         let (_, listed) = call(reqwest::Method::GET, path, None).await;
@@ -745,7 +770,11 @@ async fn a_tenant_on_a_server_without_logical_replication_moves_by_dump_through_
     assert!(errors.len() <= 1, "more than the one waiting write failed: {errors:?}");
     assert!(read_errors.is_empty(), "acme's reader saw errors: {read_errors:?}");
     assert!(globex_errors.is_empty(), "globex's writer saw errors: {globex_errors:?}");
-    assert!(acknowledged.len() > 20 && reads > 20, "too little traffic to tell: {} writes, {reads} reads", acknowledged.len());
+    assert!(
+        acknowledged.len() > 20 && reads > 20,
+        "too little traffic to tell: {} writes, {reads} reads",
+        acknowledged.len()
+    );
 
     // Every acknowledged row is on the target exactly once; every table as on the source.
     let moved = tenancy::catalog::tenant_by_id(&db.client().await, acme.id).await.unwrap().unwrap();
@@ -798,4 +827,68 @@ async fn a_tenant_on_a_server_without_logical_replication_moves_by_dump_through_
 async fn users_rows(client: &tokio_postgres::Client, schema: &str) -> String {
     let sql = format!("SELECT coalesce(string_agg(u::text, '|' ORDER BY id), '') FROM \"{schema}\".users u");
     client.query_one(sql.as_str(), &[]).await.unwrap().get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_by_dump_whose_lock_session_ends_during_the_copy_copies_again_and_loses_no_write() {
+    let Catalog { db, common, cp } = Catalog::create().await;
+    let (acme, acme_secret) = provisioned(&cp, "acme", "pro").await;
+    db.lift_rate_limits().await;
+    let router = spawn_router_with(&router_settings(&common)).await;
+    let writer = Writer::start(router.pg_addr.unwrap(), "acme", &acme_secret).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let destination = Destination {
+        isolation: Some(Isolation::Database),
+        method: moves::MoveMethod::Dump,
+        ..Destination::default()
+    };
+    let started = moves::start(&cp, &acme.slug, &destination, "test").await.unwrap();
+    // The session holding the tenant's tables locked is ended once, mid-copy (an administrator,
+    // a server's timeout): writes reach the source again from then on.
+    let killer = {
+        let admin = db.client().await;
+        let name = format!("tenancy move {}: copying (writes wait)", started.id);
+        tokio::spawn(async move {
+            loop {
+                let killed: i64 = admin
+                    .query_one(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+                        &[&name],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                if killed > 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    control_plane::jobs::runner::drain(&cp, acme.id, Duration::from_secs(60)).await.unwrap();
+    killer.await.unwrap();
+    let done = moves::load(&cp, started.id).await.unwrap();
+    assert_eq!(done.state, MoveState::Done, "{:?}", done.last_error);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (acknowledged, errors) = writer.finish().await;
+    assert!(errors.iter().all(|e| e.contains("57014")), "the writer saw other errors: {errors:?}");
+    let moved = tenancy::catalog::tenant_by_id(&db.client().await, acme.id).await.unwrap().unwrap();
+    let target = db.database_client(moved.database_name.as_ref().unwrap().as_str()).await;
+    let ids: Vec<i64> = target
+        .query(
+            &format!(
+                "SELECT id FROM \"{}\".users WHERE name = 'writer' ORDER BY id",
+                moved.schema_name.as_str()
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut expected = acknowledged;
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "acknowledged rows on the target");
+    router.stop().await.unwrap();
 }
