@@ -501,10 +501,15 @@ impl Cluster {
 
     /// `program` (a libpq tool: `pg_dump`, `pg_restore`) set to reach database `dbname` here
     /// with the admin credentials, given through the environment so the password never
-    /// appears in a process list.
+    /// appears in a process list. Nothing else of this process's environment is passed on (a
+    /// stray `PGSERVICE` or `PGHOSTADDR` would send it elsewhere) but `PATH`.
     pub(crate) fn libpq_command(&self, program: &std::path::Path, dbname: &str) -> tokio::process::Command {
         let config = &self.admin_config;
         let mut command = tokio::process::Command::new(program);
+        command.env_clear();
+        if let Some(path) = std::env::var_os("PATH") {
+            command.env("PATH", path);
+        }
         command
             .env("PGHOST", &self.endpoint.host)
             .env("PGPORT", self.endpoint.port.to_string())

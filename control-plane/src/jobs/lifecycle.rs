@@ -138,7 +138,11 @@ async fn move_to_plan_isolation(
             tracing::info!(tenant = %tenant.slug, move_id = started.id, "the plan's isolation differs: tenant move started");
             Ok(())
         }
-        Err(err @ (MoveError::Running { .. } | MoveError::PendingMigrations { .. })) => {
+        Err(
+            err @ (MoveError::Running { .. }
+            | MoveError::PendingMigrations { .. }
+            | MoveError::NoLogicalReplication { .. }),
+        ) => {
             tracing::warn!(tenant = %tenant.slug, error = %err, "the plan's isolation differs, but the tenant is not moved now");
             Ok(())
         }

@@ -203,6 +203,11 @@ pub async fn start(
             isolation: isolation.as_str(),
         });
     }
+    // Before the placement lock (they reach another server, or run a program).
+    match destination.method {
+        MoveMethod::Replication => replication::check_available(cp, &tenant.cluster).await?,
+        MoveMethod::Dump => dump::check_tools(cp).await?,
+    }
     // Under the placement lock: a cluster being removed is not moved to meanwhile.
     crate::catalog::clusters::lock_placement(&*tx).await.map_err(|e| catalog_error(&e))?;
     if !crate::catalog::clusters::exists(&*tx, &cluster).await.map_err(|e| catalog_error(&e))? {
@@ -228,10 +233,6 @@ pub async fn start(
     let at = tenants::schema_version(&*tx, tenant.id).await.map_err(|e| catalog_error(&e))?;
     if at != Some(target) {
         return Err(MoveError::PendingMigrations { slug: slug.to_string(), at, target });
-    }
-    match destination.method {
-        MoveMethod::Replication => replication::check_available(cp, &tenant.cluster).await?,
-        MoveMethod::Dump => dump::check_tools(cp).await?,
     }
     let move_id = moves::next_id(&*tx).await.map_err(|e| catalog_error(&e))?;
     let to = Placement {

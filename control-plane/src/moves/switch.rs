@@ -196,21 +196,30 @@ pub(super) async fn lock_source(cp: &ControlPlane, record: &MoveRecord) -> Resul
     if let Err(err) = locked {
         tracing::warn!(move_id = record.id, error = %err, "switch undone; the tenant stays where it was for now");
         reopen_source(cp, record).await?;
-        let client = cp.catalog.get().await.map_err(|e| MoveError::Catalog(e.to_string()))?;
-        let attempts = moves::count_switch_attempt(&**client, record.id)
-            .await
-            .map_err(|e| MoveError::Catalog(tenancy::pg::describe_error(&e)))?;
-        if attempts >= MAX_SWITCH_ATTEMPTS {
-            // Each attempt paused the tenant and ended its sessions: the move gives up (it is
-            // rolled back) rather than do that forever.
-            return Err(step_error(record, step)(
-                format!("the switch failed {attempts} times, the last: {err}"),
-                ErrorKind::Failed,
-            ));
-        }
-        return Err(err);
+        return Err(attempt_failed(cp, record, err).await);
     }
     Ok(())
+}
+
+/// Counts a failed attempt at the switch (or, in a move by dump, at the copy that comes with
+/// it), whose error `err` is: once there were too many, the error that rolls the move back.
+/// Each attempt paused the tenant and ended its sessions (or held its writes for a copy): the
+/// move gives up rather than do that forever.
+pub(super) async fn attempt_failed(cp: &ControlPlane, record: &MoveRecord, err: MoveError) -> MoveError {
+    let counted = async {
+        let client = cp.catalog.get().await.map_err(|e| MoveError::Catalog(e.to_string()))?;
+        moves::count_switch_attempt(&**client, record.id)
+            .await
+            .map_err(|e| MoveError::Catalog(tenancy::pg::describe_error(&e)))
+    };
+    match counted.await {
+        Ok(attempts) if attempts >= MAX_SWITCH_ATTEMPTS => step_error(record, "locked")(
+            format!("the switch failed {attempts} times, the last: {err}"),
+            ErrorKind::Failed,
+        ),
+        Ok(_) => err,
+        Err(catalog) => catalog,
+    }
 }
 
 /// Undoes [`lock_source`]: the source's roles log in again (if the tenant is active) and the

@@ -892,3 +892,95 @@ async fn a_move_by_dump_whose_lock_session_ends_during_the_copy_copies_again_and
     assert_eq!(ids, expected, "acknowledged rows on the target");
     router.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_during_a_dump_stops_the_copy_and_lets_the_waiting_writes_through() {
+    // A pg_dump that takes its time: the copy is under way, the tenant's writes waiting, when
+    // the abort comes.
+    let db = testkit::TestDb::create().await;
+    let common = testkit::common_settings(&db, testkit::SecretsFor::Local);
+    let slow = std::env::temp_dir().join(format!("{}-slow-pg_dump", db.role_prefix));
+    std::fs::write(
+        &slow,
+        "#!/bin/sh\n[ \"$1\" = --version ] && exec pg_dump --version\nsleep 60\nexec pg_dump \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut settings = e2e_tests::provisioning_settings(&db);
+    settings.pg_dump = slow.clone();
+    let cp = control_plane::control_plane::ControlPlane::start(&common, &settings).await.unwrap();
+    let (acme, acme_secret) = provisioned(&cp, "acme", "pro").await;
+    db.lift_rate_limits().await;
+    let router = spawn_router_with(&router_settings(&common)).await;
+    let writer = Writer::start(router.pg_addr.unwrap(), "acme", &acme_secret).await;
+    let destination = Destination {
+        isolation: Some(Isolation::Database),
+        method: moves::MoveMethod::Dump,
+        ..Destination::default()
+    };
+    let started = moves::start(&cp, &acme.slug, &destination, "test").await.unwrap();
+    let mover = {
+        let cp = cp.clone();
+        tokio::spawn(async move {
+            control_plane::jobs::runner::drain(&cp, acme.id, Duration::from_secs(60)).await
+        })
+    };
+    // The copy is under way once a write waits on the move's locks.
+    let admin = db.client().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND wait_event_type = 'Lock'",
+                &[&acme.role_name.as_str()],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no write waits for the copy");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    moves::abort(&cp, &acme.slug, "test").await.unwrap();
+    // The job stops the copy (it does not wait out the slow pg_dump) and rolls the move back.
+    mover.await.unwrap().unwrap();
+    let aborted = moves::load(&cp, started.id).await.unwrap();
+    assert_eq!(aborted.state, MoveState::Aborted, "{:?}", aborted.last_error);
+    let leftover_tools: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1",
+            &[&format!("tenancy move {}:%", started.id)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(leftover_tools, 0, "the move's sessions outlived its abort");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (acknowledged, errors) = writer.finish().await;
+    assert!(errors.is_empty(), "the writer saw errors: {errors:?}");
+    // The write that waited went through, where the tenant still is, with every other one.
+    let source = db.tenants_client().await;
+    let ids: Vec<i64> = source
+        .query(
+            &format!(
+                "SELECT id FROM \"{}\".users WHERE name = 'writer' ORDER BY id",
+                acme.schema_name.as_str()
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut expected = acknowledged;
+    expected.sort_unstable();
+    assert_eq!(ids, expected);
+    let now = tenancy::catalog::tenant_by_id(&admin, acme.id).await.unwrap().unwrap();
+    assert_eq!((now.isolation, now.paused_until), (Isolation::Schema, None));
+    assert_eq!(leftovers(&db, &acme.slug, started.id, true).await, Vec::<String>::new());
+    router.stop().await.unwrap();
+    let _ = std::fs::remove_file(&settings.pg_dump);
+}
