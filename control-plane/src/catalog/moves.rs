@@ -366,15 +366,32 @@ pub(crate) async fn pause(
     Ok(row.as_ref().and_then(|row| TenantRecord::from_row(row).ok()))
 }
 
-/// Lets the tenant's requests go again, where it is; `false` when it was not paused.
+/// Has routers hold the tenant's writes (a move by dump copies it under locks); returns the
+/// tenant as it is now. Lifted by [`unpause`] or [`switch`].
+pub(crate) async fn pause_writes(
+    client: &impl GenericClient,
+    tenant: TenantId,
+) -> Result<Option<TenantRecord>, tokio_postgres::Error> {
+    let sql = format!(
+        "UPDATE control.tenants t SET writes_paused = true, generation = generation + 1, updated_at = now()
+          WHERE id = $1
+      RETURNING {TENANT_COLUMNS}"
+    );
+    let row = client.query_opt(sql.as_str(), &[&tenant.0]).await?;
+    Ok(row.as_ref().and_then(|row| TenantRecord::from_row(row).ok()))
+}
+
+/// Lets the tenant's requests (and writes) go again, where it is; `false` when neither was
+/// paused.
 pub(crate) async fn unpause(
     client: &impl GenericClient,
     tenant: TenantId,
 ) -> Result<bool, tokio_postgres::Error> {
     let changed = client
         .execute(
-            "UPDATE control.tenants SET paused_until = NULL, generation = generation + 1, updated_at = now()
-              WHERE id = $1 AND paused_until IS NOT NULL",
+            "UPDATE control.tenants
+                SET paused_until = NULL, writes_paused = false, generation = generation + 1, updated_at = now()
+              WHERE id = $1 AND (paused_until IS NOT NULL OR writes_paused)",
             &[&tenant.0],
         )
         .await?;
@@ -405,7 +422,8 @@ pub(crate) async fn switch(
         .execute(
             "UPDATE control.tenants
                 SET cluster = $2, isolation = $3, schema_name = $4, database_name = $5, role_name = $6,
-                    secret_ref = $7, paused_until = NULL, credential_version = credential_version + 1,
+                    secret_ref = $7, paused_until = NULL, writes_paused = false,
+                    credential_version = credential_version + 1,
                     generation = generation + 1, updated_at = now()
               WHERE id = $1",
             &[

@@ -6,10 +6,11 @@
 //!
 //! 1. what an earlier attempt left running (its sessions and tools, named for the move) is
 //!    ended, and the copy's tables on the target are emptied;
-//! 2. on the source, in a session of the mover's own, every table of the tenant is locked in
-//!    `EXCLUSIVE` mode (a lock that does not come within `MOVE_PAUSE_MAX` is given up, and
-//!    tried again later): the tenant's plain reads go on, its writes wait. A snapshot is
-//!    exported from there;
+//! 2. routers hold the tenant's writes (not its reads), and are given half of `MOVE_PAUSE_MAX`
+//!    to hear of it; then, on the source, in a session of the mover's own, every table of the
+//!    tenant is locked in `EXCLUSIVE` mode (a lock that does not come within `MOVE_PAUSE_MAX`
+//!    is given up, and tried again later): the tenant's plain reads go on, and a write that
+//!    reaches the source all the same waits there. A snapshot is exported from there;
 //! 3. `pg_dump --data-only` of the tenant's schema in that snapshot, piped into `pg_restore
 //!    --single-transaction` on the target, whose triggers and foreign keys do not fire (rows
 //!    are applied as logical replication applies them: `session_replication_role = replica`).
@@ -96,28 +97,61 @@ async fn tables(
 /// The whole step: the copy under the source's locks, then the switch's first half.
 pub(super) async fn copy_and_lock(cp: &ControlPlane, record: &MoveRecord) -> Result<(), MoveError> {
     // An earlier attempt cut short after pausing the tenant or locking its roles out: undone
-    // first (its writes must reach the source's locks, and wait there).
+    // first.
     super::switch::reopen_source(cp, record).await?;
     end_leftovers(cp, record).await?;
     empty_target(cp, record).await?;
-    let (source, snapshot) = lock_tables(cp, record).await?;
+    hold_writes(cp, record).await?;
+    let (source, snapshot) = match lock_tables(cp, record).await {
+        Ok(locked) => locked,
+        Err(err) => return Err(release(cp, record, err).await),
+    };
     if let Err(err) = copy(cp, record, &source, &snapshot).await {
-        return Err(match err {
-            MoveError::Aborted { .. } => err,
-            err if err.kind().is_retryable() => super::switch::attempt_failed(cp, record, err).await,
-            err => err,
-        });
+        drop(source);
+        return Err(release(cp, record, err).await);
     }
     super::crash_point("restored");
     // The locks are held through the switch's first half: no write reaches the source after
-    // the snapshot. Let go when `source` is dropped (its transaction wrote nothing).
+    // the snapshot. Let go when `source` is dropped (its transaction wrote nothing). A switch
+    // that fails is undone (and counted) by `lock_source` itself.
     super::switch::lock_source(cp, record).await?;
     if let Err(err) = fence(cp, record, &source).await {
-        super::switch::reopen_source(cp, record).await?;
-        return Err(super::switch::attempt_failed(cp, record, err).await);
+        drop(source);
+        return Err(release(cp, record, err).await);
     }
     drop(source);
     Ok(())
+}
+
+/// Routers hold the tenant's writes from now on, and serve its reads: a write sent to the
+/// source would wait on the copy's locks holding one of the tenant's server connections, and
+/// enough of them would hold all of them, reads' included. The routers are given half of
+/// `MOVE_PAUSE_MAX` to hear of it (they do not confirm it); a write that reaches the source
+/// anyway waits on the locks.
+async fn hold_writes(cp: &ControlPlane, record: &MoveRecord) -> Result<(), MoveError> {
+    let client = cp.catalog.get().await.map_err(|e| MoveError::Catalog(e.to_string()))?;
+    let held = crate::catalog::moves::pause_writes(&**client, record.tenant_id)
+        .await
+        .map_err(|e| MoveError::Catalog(tenancy::pg::describe_error(&e)))?;
+    drop(client);
+    if let Some(held) = &held {
+        cp.publish_change(held).await;
+    }
+    tokio::time::sleep(cp.move_pause_max / 2).await;
+    Ok(())
+}
+
+/// After a copy that did not end in a switch: the tenant's writes go again where it is, and
+/// the error to return (counted as an attempt when trying again may mend it).
+async fn release(cp: &ControlPlane, record: &MoveRecord, err: MoveError) -> MoveError {
+    if let Err(reopen) = super::switch::reopen_source(cp, record).await {
+        return reopen;
+    }
+    match err {
+        MoveError::Aborted { .. } => err,
+        err if err.kind().is_retryable() => super::switch::attempt_failed(cp, record, err).await,
+        err => err,
+    }
 }
 
 /// Ends what an earlier attempt of the move left running: its lock session, and its tools'
@@ -315,7 +349,12 @@ fn tool_errors(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
     let errors: Vec<&str> = text.lines().filter(|line| line.contains("error:")).map(str::trim).collect();
     let joined = if errors.is_empty() { "(no error message)".to_owned() } else { errors.join("; ") };
-    match joined.char_indices().rev().nth(MAX_TOOL_OUTPUT - 1).filter(|_| joined.chars().count() > MAX_TOOL_OUTPUT) {
+    match joined
+        .char_indices()
+        .rev()
+        .nth(MAX_TOOL_OUTPUT - 1)
+        .filter(|_| joined.chars().count() > MAX_TOOL_OUTPUT)
+    {
         Some((cut, _)) => format!("…{}", &joined[cut..]),
         None => joined,
     }

@@ -205,14 +205,39 @@ impl Resolver {
         until: chrono::DateTime<chrono::Utc>,
     ) -> Result<Arc<TenantRecord>, ResolveTenantError> {
         let left = (until - chrono::Utc::now()).to_std().unwrap_or_default();
-        let deadline = tokio::time::Instant::now() + left.min(PAUSE_MAX_HOLD) + PAUSE_SLACK;
+        self.hold_while(host, left.min(PAUSE_MAX_HOLD) + PAUSE_SLACK, |tenant| tenant.paused_until.is_some())
+            .await
+    }
+
+    /// Holds a write of the tenant behind `raw_host` while its writes are paused (a move by
+    /// dump copying it), for at most [`PAUSE_MAX_HOLD`]; then the servable tenant as it is now.
+    /// Returns at once when they are not.
+    pub async fn hold_writes(&self, raw_host: Option<&str>) -> Result<Arc<TenantRecord>, ResolveTenantError> {
+        let host = normalize_host(raw_host.ok_or(ResolveTenantError::MissingHost)?)?;
+        let tenant = self.lookup(&host).await?.ok_or(ResolveTenantError::NotFound)?;
+        if tenant.writes_paused {
+            self.hold_while(&host, PAUSE_MAX_HOLD, |tenant| tenant.writes_paused).await?;
+        }
+        self.resolve(Some(&host)).await
+    }
+
+    /// Holds a request while `held` says so of the tenant behind `host`, until an
+    /// invalidation (or a look every [`PAUSE_POLL`]) finds it released, or `longest` has
+    /// passed ([`ResolveTenantError::Moving`]); then the tenant as it is now.
+    async fn hold_while(
+        &self,
+        host: &str,
+        longest: Duration,
+        held: impl Fn(&TenantRecord) -> bool,
+    ) -> Result<Arc<TenantRecord>, ResolveTenantError> {
+        let deadline = tokio::time::Instant::now() + longest;
         self.metrics.held_by_pause.inc();
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
             let tenant = self.lookup(host).await?.ok_or(ResolveTenantError::NotFound)?;
-            if tenant.paused_until.is_none() {
+            if !held(&tenant) {
                 return Ok(tenant);
             }
             tokio::select! {

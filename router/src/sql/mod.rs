@@ -49,6 +49,14 @@ pub async fn handle(
     // Only now: an unauthenticated request must not spend the tenant's limit.
     let AdmittedTenant { tenant } = resolved.admit(&state).await?;
     let payload = Payload::parse(&body)?;
+    // While a move copies the tenant by dump, its writes wait here, without a connection.
+    let (tenant, pool) = if tenant.writes_paused && !read_only && may_write(&payload, &state.classifier) {
+        let tenant = state.resolver.hold_writes(crate::resolve::host_of(&headers)?).await?;
+        let pool = state.pools.pool_for(&tenant).await?;
+        (tenant, pool)
+    } else {
+        (tenant, pool)
+    };
     let output = Output {
         array_mode: flag(&headers, "neon-array-mode"),
         raw_text: flag(&headers, "neon-raw-text-output"),
@@ -91,6 +99,11 @@ pub async fn handle(
     Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
+/// Whether a request's statements may write (not all known to only read).
+fn may_write(payload: &Payload, classifier: &crate::statement::Classifier) -> bool {
+    !payload.queries().iter().all(|query| classifier.classify(&query.query).read_only)
+}
+
 /// How long a request of `tenant` may run once it has its connection: its plan's statement
 /// timeout (and a little more, so that PostgreSQL's own timeout of a single statement answers
 /// first), whatever the request set its session's `statement_timeout` to. `None` when the plan
@@ -124,11 +137,8 @@ async fn run_payload(
 ) -> Result<Body, RouterError> {
     let connection: &mut crate::pool::Connection = client;
     let mut body = Body::new(output.max_bytes);
-    let queries = match &payload {
-        Payload::Single(query) => std::slice::from_ref(query),
-        Payload::Batch { queries } => queries.as_slice(),
-    };
-    let classification = queries
+    let classification = payload
+        .queries()
         .iter()
         .map(|query| policy.classifier.classify(&query.query))
         .reduce(Classification::then)
@@ -172,7 +182,7 @@ async fn run_payload(
     if batch {
         body.raw(b"{\"results\":[");
     }
-    for (i, query) in queries.iter().enumerate() {
+    for (i, query) in payload.queries().iter().enumerate() {
         if i > 0 {
             body.raw(b",");
         }

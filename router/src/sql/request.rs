@@ -36,6 +36,15 @@ struct RawPayload {
 pub use crate::error::PayloadError;
 
 impl Payload {
+    /// Its queries, one or many.
+    #[must_use]
+    pub fn queries(&self) -> &[QueryData] {
+        match self {
+            Self::Single(query) => std::slice::from_ref(query),
+            Self::Batch { queries } => queries.as_slice(),
+        }
+    }
+
     /// Reads a request body.
     ///
     /// # Errors

@@ -334,7 +334,8 @@ impl Session {
                 }
                 return Ok(Flow::Go);
             }
-            match self.attach().await {
+            let may_write = self.may_write(&frame, classification);
+            match self.attach(may_write).await {
                 Ok(held) => turn.held = Some(held),
                 Err(notice) if notice.severity == "FATAL" => {
                     self.flush(&mut turn.out).await?;
@@ -563,9 +564,34 @@ impl Session {
     /// A server connection for the client, with its settings, charged to the plan's rate limit.
     /// A connection lost while its settings are applied (PostgreSQL restarting, say: the client
     /// has sent it nothing yet) is closed and another one taken, a few times at most.
-    async fn attach(&mut self) -> Result<Held, Notice> {
+    /// Whether `frame`, the first message of a transaction, may write: SQL not known to only
+    /// read (a `BEGIN` included), or a `Bind` of such a statement.
+    fn may_write(&self, frame: &Frame, classification: Option<Classification>) -> bool {
+        match frame.tag {
+            b'Q' | b'P' => !classification.is_some_and(|c| c.read_only),
+            b'B' => {
+                !self.statements.prepared_earlier(frame, &Acks::default()).is_some_and(|(_, c)| c.read_only)
+            }
+            _ => false,
+        }
+    }
+
+    /// A server connection for a transaction starting with a message that `may_write`: held
+    /// while the tenant's writes are paused (a move by dump copying it).
+    async fn attach(&mut self, may_write: bool) -> Result<Held, Notice> {
         const ATTEMPTS: usize = 3;
         self.begin_transaction().await?;
+        if may_write && self.tenant.writes_paused {
+            self.state.resolver.hold_writes(Some(&self.host)).await.map_err(|err| match err {
+                crate::resolve::ResolveTenantError::Moving => Notice::error(
+                    "57P03",
+                    "the tenant is being moved and its writes are paused for longer than the router holds them: retry",
+                ),
+                other => super::startup::resolve_notice(&other, "the connection"),
+            })?;
+            self.checked = None;
+            self.recheck_tenant().await?;
+        }
         let waited = std::time::Instant::now();
         for attempt in 1..=ATTEMPTS {
             let mut checkout = self.state.pools.checkout(&self.pool).await.map_err(|err| {
