@@ -53,7 +53,8 @@ pub struct RouterMetrics {
     pub requests: Family<StatusLabels, Counter>,
     pub resolutions: Family<ResolutionLabels, Counter>,
     pub invalidations: Counter,
-    /// Requests held while their tenant was paused by a move's switch.
+    /// Requests held while their tenant was paused by a move's switch, and writes held while a
+    /// move by dump copied it.
     pub held_by_pause: Counter,
     pub shared_records_rejected: Counter,
     pub redis_connected: Gauge,
@@ -113,7 +114,7 @@ impl Default for RouterMetrics {
         registry.register("invalidations", "Tenant invalidations received from Redis", invalidations.clone());
         registry.register(
             "held_by_pause",
-            "Requests held while their tenant was paused by a move's switch",
+            "Requests held while their tenant was paused by a move's switch, or writes while a move by dump copied it",
             held_by_pause.clone(),
         );
         registry.register(

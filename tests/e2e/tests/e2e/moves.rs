@@ -385,6 +385,7 @@ async fn killed_at_each_point(method: moves::MoveMethod, points: &[&'static str]
         let record = moves::load(cp, record.id).await.unwrap();
         let now = tenancy::catalog::tenant_by_id(&db.client().await, before.id).await.unwrap().unwrap();
         assert!(now.paused_until.is_none(), "{slug} after {point}: still paused");
+        assert!(!now.writes_paused, "{slug} after {point}: its writes are still paused");
         let (database, schema) = if *abort {
             assert_eq!(record.state, MoveState::Aborted, "{slug} after {point}: {:?}", record.last_error);
             assert_eq!(
