@@ -115,7 +115,8 @@ impl RouterError {
                     ResolveTenantError::Provisioning
                     | ResolveTenantError::Unavailable(_)
                     | ResolveTenantError::UnknownHostsThrottled
-                    | ResolveTenantError::Moving => StatusCode::SERVICE_UNAVAILABLE,
+                    | ResolveTenantError::Moving
+                    | ResolveTenantError::WritesPaused => StatusCode::SERVICE_UNAVAILABLE,
                 },
                 e.code(),
             ),

@@ -366,18 +366,23 @@ pub(crate) async fn pause(
     Ok(row.as_ref().and_then(|row| TenantRecord::from_row(row).ok()))
 }
 
-/// Has routers hold the tenant's writes (a move by dump copies it under locks); returns the
-/// tenant as it is now. Lifted by [`unpause`] or [`switch`].
+/// Has routers hold the tenant's writes (a move by dump copies it under locks) for `lease`
+/// from now, or renews that lease; returns the tenant as it is now. Lifted by [`unpause`] or
+/// [`switch`], or when the lease runs out.
 pub(crate) async fn pause_writes(
     client: &impl GenericClient,
     tenant: TenantId,
+    lease: std::time::Duration,
 ) -> Result<Option<TenantRecord>, tokio_postgres::Error> {
+    let ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
     let sql = format!(
-        "UPDATE control.tenants t SET writes_paused = true, generation = generation + 1, updated_at = now()
+        "UPDATE control.tenants t
+            SET writes_paused_until = now() + make_interval(secs => $2::bigint / 1000.0),
+                generation = generation + 1, updated_at = now()
           WHERE id = $1
       RETURNING {TENANT_COLUMNS}"
     );
-    let row = client.query_opt(sql.as_str(), &[&tenant.0]).await?;
+    let row = client.query_opt(sql.as_str(), &[&tenant.0, &ms]).await?;
     Ok(row.as_ref().and_then(|row| TenantRecord::from_row(row).ok()))
 }
 
@@ -390,8 +395,8 @@ pub(crate) async fn unpause(
     let changed = client
         .execute(
             "UPDATE control.tenants
-                SET paused_until = NULL, writes_paused = false, generation = generation + 1, updated_at = now()
-              WHERE id = $1 AND (paused_until IS NOT NULL OR writes_paused)",
+                SET paused_until = NULL, writes_paused_until = NULL, generation = generation + 1, updated_at = now()
+              WHERE id = $1 AND (paused_until IS NOT NULL OR writes_paused_until IS NOT NULL)",
             &[&tenant.0],
         )
         .await?;
@@ -422,7 +427,7 @@ pub(crate) async fn switch(
         .execute(
             "UPDATE control.tenants
                 SET cluster = $2, isolation = $3, schema_name = $4, database_name = $5, role_name = $6,
-                    secret_ref = $7, paused_until = NULL, writes_paused = false,
+                    secret_ref = $7, paused_until = NULL, writes_paused_until = NULL,
                     credential_version = credential_version + 1,
                     generation = generation + 1, updated_at = now()
               WHERE id = $1",

@@ -48,6 +48,11 @@ const WATCH: Duration = Duration::from_secs(1);
 /// given to show itself.
 const SETTLE: Duration = Duration::from_millis(100);
 
+/// How long routers hold the tenant's writes unless the mover renews it (a mover gone holds
+/// them no longer), and how often the copy renews it.
+const WRITES_LEASE: Duration = Duration::from_secs(30);
+const RENEW_AFTER: Duration = Duration::from_secs(10);
+
 /// Whether this control plane can run `pg_dump` and `pg_restore`; checked before a move by
 /// dump is recorded.
 pub(super) async fn check_tools(cp: &ControlPlane) -> Result<(), MoveError> {
@@ -104,20 +109,25 @@ pub(super) async fn copy_and_lock(cp: &ControlPlane, record: &MoveRecord) -> Res
     hold_writes(cp, record).await?;
     let (source, snapshot) = match lock_tables(cp, record).await {
         Ok(locked) => locked,
-        Err(err) => return Err(release(cp, record, err).await),
+        Err(err) => return Err(release(cp, record, err, false).await),
     };
     if let Err(err) = copy(cp, record, &source, &snapshot).await {
         drop(source);
-        return Err(release(cp, record, err).await);
+        return Err(release(cp, record, err, false).await);
     }
     super::crash_point("restored");
     // The locks are held through the switch's first half: no write reaches the source after
-    // the snapshot. Let go when `source` is dropped (its transaction wrote nothing). A switch
-    // that fails is undone (and counted) by `lock_source` itself.
-    super::switch::lock_source(cp, record).await?;
+    // the snapshot. Let go when `source` is dropped (its transaction wrote nothing).
+    if let Err(err) = super::switch::lock_source(cp, record).await {
+        // A switch that failed was undone (and counted) by `lock_source`, but not every early
+        // return of it: the writes are let go again here in any case.
+        drop(source);
+        super::switch::reopen_source(cp, record).await?;
+        return Err(err);
+    }
     if let Err(err) = fence(cp, record, &source).await {
         drop(source);
-        return Err(release(cp, record, err).await);
+        return Err(release(cp, record, err, true).await);
     }
     drop(source);
     Ok(())
@@ -129,21 +139,34 @@ pub(super) async fn copy_and_lock(cp: &ControlPlane, record: &MoveRecord) -> Res
 /// `MOVE_PAUSE_MAX` to hear of it (they do not confirm it); a write that reaches the source
 /// anyway waits on the locks.
 async fn hold_writes(cp: &ControlPlane, record: &MoveRecord) -> Result<(), MoveError> {
+    renew_writes_hold(cp, record).await?;
+    tokio::time::sleep(cp.move_pause_max / 2).await;
+    Ok(())
+}
+
+/// Holds the tenant's writes in the routers for [`WRITES_LEASE`] from now.
+async fn renew_writes_hold(cp: &ControlPlane, record: &MoveRecord) -> Result<(), MoveError> {
     let client = cp.catalog.get().await.map_err(|e| MoveError::Catalog(e.to_string()))?;
-    let held = crate::catalog::moves::pause_writes(&**client, record.tenant_id)
+    let held = crate::catalog::moves::pause_writes(&**client, record.tenant_id, WRITES_LEASE)
         .await
         .map_err(|e| MoveError::Catalog(tenancy::pg::describe_error(&e)))?;
     drop(client);
     if let Some(held) = &held {
         cp.publish_change(held).await;
     }
-    tokio::time::sleep(cp.move_pause_max / 2).await;
     Ok(())
 }
 
 /// After a copy that did not end in a switch: the tenant's writes go again where it is, and
-/// the error to return (counted as an attempt when trying again may mend it).
-async fn release(cp: &ControlPlane, record: &MoveRecord, err: MoveError) -> MoveError {
+/// the error to return (counted as an attempt when trying again may mend it). Before its roles
+/// were locked out (`locked_out`: after), the catalog is first: the writes go again even
+/// while the source cannot be reached.
+async fn release(cp: &ControlPlane, record: &MoveRecord, err: MoveError, locked_out: bool) -> MoveError {
+    if !locked_out {
+        if let Err(unpause) = super::switch::unpause(cp, record.tenant_id).await {
+            return unpause;
+        }
+    }
     if let Err(reopen) = super::switch::reopen_source(cp, record).await {
         return reopen;
     }
@@ -317,6 +340,7 @@ async fn copy(
     tokio::pin!(tools);
     let mut watch = tokio::time::interval(WATCH);
     watch.tick().await;
+    let mut renewed = tokio::time::Instant::now();
     let (dumped, restored) = loop {
         tokio::select! {
             outputs = &mut tools => break outputs,
@@ -325,9 +349,15 @@ async fn copy(
                 if super::load(cp, record.id).await?.abort_requested {
                     return Err(MoveError::Aborted { id: record.id });
                 }
+                if renewed.elapsed() >= RENEW_AFTER {
+                    renew_writes_hold(cp, record).await?;
+                    renewed = tokio::time::Instant::now();
+                }
             }
         }
     };
+    // The switch that follows starts well within the lease.
+    renew_writes_hold(cp, record).await?;
     let dumped = dumped.map_err(|e| failed(format!("pg_dump: {e}")))?;
     let restored = restored.map_err(|e| failed(format!("pg_restore: {e}")))?;
     if dumped.status.success() && restored.status.success() {

@@ -84,7 +84,8 @@ async fn advance(cp: &ControlPlane, mut record: MoveRecord) -> Result<(), MoveEr
                 TARGET
             }
             Some(TARGET) if record.method == MoveMethod::Dump => {
-                super::dump::copy_and_lock(cp, &record).await?;
+                // Boxed: its future (two programs and a watch) would make every job's larger.
+                Box::pin(super::dump::copy_and_lock(cp, &record)).await?;
                 LOCKED
             }
             Some(TARGET) => {

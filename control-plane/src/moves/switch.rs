@@ -244,12 +244,17 @@ pub(super) async fn reopen_source(cp: &ControlPlane, record: &MoveRecord) -> Res
         }
         admin.batch_execute(&login).await.map_err(pg_step_error(record, step))?;
     }
+    unpause(cp, tenant.id).await
+}
+
+/// The tenant's requests (and writes) released where it is, and routers told.
+pub(super) async fn unpause(cp: &ControlPlane, tenant: tenancy::domain::TenantId) -> Result<(), MoveError> {
     let client = cp.catalog.get().await.map_err(|e| MoveError::Catalog(e.to_string()))?;
-    let unpaused = moves::unpause(&**client, tenant.id)
+    let unpaused = moves::unpause(&**client, tenant)
         .await
         .map_err(|e| MoveError::Catalog(tenancy::pg::describe_error(&e)))?;
     if unpaused {
-        if let Some(now) = tenancy::catalog::tenant_by_id(&**client, tenant.id)
+        if let Some(now) = tenancy::catalog::tenant_by_id(&**client, tenant)
             .await
             .map_err(|e| MoveError::Catalog(e.to_string()))?
         {

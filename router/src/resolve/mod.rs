@@ -34,6 +34,8 @@ pub enum ResolveTenantError {
     UnknownHostsThrottled,
     #[error("tenant is being moved and its switch is taking longer than it should; retry shortly")]
     Moving,
+    #[error("tenant is being moved and its writes are paused while its data is copied; retry later")]
+    WritesPaused,
 }
 
 impl ResolveTenantError {
@@ -46,7 +48,7 @@ impl ResolveTenantError {
             Self::Provisioning => "tenant_provisioning",
             Self::Unavailable(_) => "catalog_unavailable",
             Self::UnknownHostsThrottled => "unknown_hosts_throttled",
-            Self::Moving => "tenant_moving",
+            Self::Moving | Self::WritesPaused => "tenant_moving",
         }
     }
 }
@@ -99,6 +101,17 @@ pub struct Resolver {
 const PAUSE_POLL: Duration = Duration::from_millis(100);
 /// Longest a request is held by a pause, whatever the pause says (clocks may disagree).
 const PAUSE_MAX_HOLD: Duration = Duration::from_secs(30);
+/// How often a write held while its tenant's writes are paused looks at the tenant again (an
+/// invalidation wakes it sooner): a copy may last long, and many writes may be held.
+const WRITES_POLL: Duration = Duration::from_secs(1);
+
+/// How long [`Resolver::hold_while`] holds a request, how often it looks again, and the error
+/// when it gives up.
+struct Hold {
+    longest: Duration,
+    poll: Duration,
+    expired: ResolveTenantError,
+}
 /// How much longer than the pause's end a request is held: the switch's own end may arrive
 /// just after it.
 const PAUSE_SLACK: Duration = Duration::from_millis(500);
@@ -205,45 +218,62 @@ impl Resolver {
         until: chrono::DateTime<chrono::Utc>,
     ) -> Result<Arc<TenantRecord>, ResolveTenantError> {
         let left = (until - chrono::Utc::now()).to_std().unwrap_or_default();
-        self.hold_while(host, left.min(PAUSE_MAX_HOLD) + PAUSE_SLACK, |tenant| tenant.paused_until.is_some())
-            .await
+        let hold = Hold {
+            longest: left.min(PAUSE_MAX_HOLD) + PAUSE_SLACK,
+            poll: PAUSE_POLL,
+            expired: ResolveTenantError::Moving,
+        };
+        self.hold_while(host, hold, |tenant| tenant.paused_until.is_some()).await
     }
 
     /// Holds a write of the tenant behind `raw_host` while its writes are paused (a move by
     /// dump copying it), for at most [`PAUSE_MAX_HOLD`]; then the servable tenant as it is now.
-    /// Returns at once when they are not.
+    /// Returns at once when they are not. The copy may take long: the tenant is looked at again
+    /// on an invalidation, or every [`WRITES_POLL`], and a directory briefly away does not end
+    /// the hold.
     pub async fn hold_writes(&self, raw_host: Option<&str>) -> Result<Arc<TenantRecord>, ResolveTenantError> {
         let host = normalize_host(raw_host.ok_or(ResolveTenantError::MissingHost)?)?;
         let tenant = self.lookup(&host).await?.ok_or(ResolveTenantError::NotFound)?;
-        if tenant.writes_paused {
-            self.hold_while(&host, PAUSE_MAX_HOLD, |tenant| tenant.writes_paused).await?;
+        if tenant.writes_paused() {
+            let hold = Hold {
+                longest: PAUSE_MAX_HOLD,
+                poll: WRITES_POLL,
+                expired: ResolveTenantError::WritesPaused,
+            };
+            self.hold_while(&host, hold, |tenant| {
+                tenant.writes_paused() && tenant.status == TenantStatus::Active
+            })
+            .await?;
         }
         self.resolve(Some(&host)).await
     }
 
     /// Holds a request while `held` says so of the tenant behind `host`, until an
-    /// invalidation (or a look every [`PAUSE_POLL`]) finds it released, or `longest` has
-    /// passed ([`ResolveTenantError::Moving`]); then the tenant as it is now.
+    /// invalidation (or a look every `hold.poll`) finds it released, or `hold.longest` has
+    /// passed (`hold.expired`); then the tenant as it is now. While the directory cannot be
+    /// read, the request is held on.
     async fn hold_while(
         &self,
         host: &str,
-        longest: Duration,
+        hold: Hold,
         held: impl Fn(&TenantRecord) -> bool,
     ) -> Result<Arc<TenantRecord>, ResolveTenantError> {
-        let deadline = tokio::time::Instant::now() + longest;
+        let deadline = tokio::time::Instant::now() + hold.longest;
         self.metrics.held_by_pause.inc();
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            let tenant = self.lookup(host).await?.ok_or(ResolveTenantError::NotFound)?;
-            if !held(&tenant) {
-                return Ok(tenant);
+            match self.lookup(host).await {
+                Ok(Some(tenant)) if !held(&tenant) => return Ok(tenant),
+                Ok(Some(_)) | Err(ResolveTenantError::Unavailable(_)) => {}
+                Ok(None) => return Err(ResolveTenantError::NotFound),
+                Err(err) => return Err(err),
             }
             tokio::select! {
                 () = changed => {}
-                () = tokio::time::sleep(PAUSE_POLL) => self.cache.invalidate(host).await,
-                () = tokio::time::sleep_until(deadline) => return Err(ResolveTenantError::Moving),
+                () = tokio::time::sleep(hold.poll) => self.cache.invalidate(host).await,
+                () = tokio::time::sleep_until(deadline) => return Err(hold.expired),
             }
         }
     }

@@ -50,7 +50,7 @@ pub async fn handle(
     let AdmittedTenant { tenant } = resolved.admit(&state).await?;
     let payload = Payload::parse(&body)?;
     // While a move copies the tenant by dump, its writes wait here, without a connection.
-    let (tenant, pool) = if tenant.writes_paused && !read_only && may_write(&payload, &state.classifier) {
+    let (tenant, pool) = if tenant.writes_paused() && !read_only && may_write(&payload, &state.classifier) {
         let tenant = state.resolver.hold_writes(crate::resolve::host_of(&headers)?).await?;
         let pool = state.pools.pool_for(&tenant).await?;
         (tenant, pool)

@@ -80,6 +80,9 @@ const RECHECK_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 /// messages is not kept for its whole session.
 const SPARE_CAPACITY: usize = 8 * 1024;
 
+/// What a client is told when the router shuts down under it.
+const SHUTTING_DOWN: &str = "terminating connection: the router is shutting down";
+
 /// Whether a session goes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Flow {
@@ -258,9 +261,7 @@ impl Session {
 
     /// Tells the client the router is shutting down, and ends the session.
     async fn shutting_down(&mut self) -> Flow {
-        self.conn
-            .refuse(&Notice::fatal("57P01", "terminating connection: the router is shutting down"))
-            .await;
+        self.conn.refuse(&Notice::fatal("57P01", SHUTTING_DOWN)).await;
         Flow::End
     }
 
@@ -334,8 +335,7 @@ impl Session {
                 }
                 return Ok(Flow::Go);
             }
-            let may_write = self.may_write(&frame, classification);
-            match self.attach(may_write).await {
+            match self.attach(&frame, classification).await {
                 Ok(held) => turn.held = Some(held),
                 Err(notice) if notice.severity == "FATAL" => {
                     self.flush(&mut turn.out).await?;
@@ -565,10 +565,13 @@ impl Session {
     /// A connection lost while its settings are applied (PostgreSQL restarting, say: the client
     /// has sent it nothing yet) is closed and another one taken, a few times at most.
     /// Whether `frame`, the first message of a transaction, may write: SQL not known to only
-    /// read (a `BEGIN` included), or a `Bind` of such a statement.
+    /// read (a `BEGIN` included) but settings, or a `Bind` of such a statement.
     fn may_write(&self, frame: &Frame, classification: Option<Classification>) -> bool {
         match frame.tag {
-            b'Q' | b'P' => !classification.is_some_and(|c| c.read_only),
+            b'Q' | b'P' => {
+                !classification.is_some_and(|c| c.read_only)
+                    && sql_of(frame).is_none_or(|sql| crate::statement::setting_changes(sql).is_none())
+            }
             b'B' => {
                 !self.statements.prepared_earlier(frame, &Acks::default()).is_some_and(|(_, c)| c.read_only)
             }
@@ -576,19 +579,25 @@ impl Session {
         }
     }
 
-    /// A server connection for a transaction starting with a message that `may_write`: held
-    /// while the tenant's writes are paused (a move by dump copying it).
-    async fn attach(&mut self, may_write: bool) -> Result<Held, Notice> {
+    /// A server connection for a transaction starting with `first` (classified as
+    /// `classification`): held while the tenant's writes are paused (a move by dump copying it)
+    /// if `first` may write.
+    async fn attach(
+        &mut self,
+        first: &Frame,
+        classification: Option<Classification>,
+    ) -> Result<Held, Notice> {
         const ATTEMPTS: usize = 3;
         self.begin_transaction().await?;
-        if may_write && self.tenant.writes_paused {
-            self.state.resolver.hold_writes(Some(&self.host)).await.map_err(|err| match err {
-                crate::resolve::ResolveTenantError::Moving => Notice::error(
-                    "57P03",
-                    "the tenant is being moved and its writes are paused for longer than the router holds them: retry",
-                ),
-                other => super::startup::resolve_notice(&other, "the connection"),
-            })?;
+        if self.tenant.writes_paused() && self.may_write(first, classification) {
+            // Boxed: rare, and its future would make every session's larger.
+            let held = Box::pin(self.state.resolver.hold_writes(Some(&self.host)));
+            tokio::select! {
+                held = held => held.map_err(|err| super::startup::resolve_notice(&err, "the connection"))?,
+                () = self.shutdown.cancelled() => {
+                    return Err(Notice::fatal("57P01", SHUTTING_DOWN));
+                }
+            };
             self.checked = None;
             self.recheck_tenant().await?;
         }

@@ -355,6 +355,7 @@ pub(crate) fn resolve_notice(err: &ResolveTenantError, how: &str) -> Notice {
             Notice::fatal("57P03", "the tenant directory is unavailable; retry shortly")
         }
         ResolveTenantError::Moving => Notice::fatal("57P03", err.to_string()),
+        ResolveTenantError::WritesPaused => Notice::error("57P03", err.to_string()),
     }
 }
 

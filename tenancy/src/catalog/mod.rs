@@ -94,10 +94,11 @@ pub struct TenantRecord {
     /// moves have none.
     #[serde(default)]
     pub paused_until: Option<DateTime<Utc>>,
-    /// While set, a move by dump copies the tenant with its tables locked: routers hold its
-    /// writes (not its reads) until the move switches it or gives up.
+    /// While in the future, a move by dump copies the tenant with its tables locked: routers
+    /// hold its writes (not its reads) until the move switches it, gives up, or stops renewing
+    /// this lease.
     #[serde(default)]
-    pub writes_paused: bool,
+    pub writes_paused_until: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -107,7 +108,7 @@ pub struct TenantRecord {
 pub const TENANT_COLUMNS: &str = "t.id, t.slug, t.display_name, t.plan, t.status, t.isolation, \
     t.cluster, t.schema_name, t.database_name, t.role_name, t.secret_ref, t.pool_size, \
     t.pool_mode, t.rate_limit_per_second, t.statement_timeout_ms, t.config, t.provision_step, t.failed_step, \
-    t.last_error, t.generation, t.paused_until, t.writes_paused, t.created_at, t.updated_at";
+    t.last_error, t.generation, t.paused_until, t.writes_paused_until, t.created_at, t.updated_at";
 
 impl TenantRecord {
     pub fn from_row(row: &Row) -> Result<Self, CatalogError> {
@@ -146,10 +147,15 @@ impl TenantRecord {
             last_error: row.get("last_error"),
             generation: row.get("generation"),
             paused_until: row.get("paused_until"),
-            writes_paused: row.get("writes_paused"),
+            writes_paused_until: row.get("writes_paused_until"),
             created_at: row.get("created_at"),
             updated_at: row.get("updated_at"),
         })
+    }
+
+    /// Whether a move by dump holds the tenant's writes now (its lease has not run out).
+    pub fn writes_paused(&self) -> bool {
+        self.writes_paused_until.is_some_and(|until| until > Utc::now())
     }
 
     pub fn secret_name(&self) -> Option<SecretName> {

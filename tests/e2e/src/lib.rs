@@ -293,5 +293,6 @@ pub async fn tenantctl(args: &[&str], db: &TestDb, common: &CommonSettings) -> s
         .chain(args.iter().map(|a| (*a).to_owned()))
         .chain(catalog_flags(db, common));
     let cli = control_plane::cli::Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{e}"));
-    control_plane::commands::run(cli).await
+    // Boxed: a command's future is large (every command's steps inline).
+    Box::pin(control_plane::commands::run(cli)).await
 }

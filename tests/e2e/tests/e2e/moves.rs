@@ -385,7 +385,7 @@ async fn killed_at_each_point(method: moves::MoveMethod, points: &[&'static str]
         let record = moves::load(cp, record.id).await.unwrap();
         let now = tenancy::catalog::tenant_by_id(&db.client().await, before.id).await.unwrap().unwrap();
         assert!(now.paused_until.is_none(), "{slug} after {point}: still paused");
-        assert!(!now.writes_paused, "{slug} after {point}: its writes are still paused");
+        assert!(now.writes_paused_until.is_none(), "{slug} after {point}: its writes are still paused");
         let (database, schema) = if *abort {
             assert_eq!(record.state, MoveState::Aborted, "{slug} after {point}: {:?}", record.last_error);
             assert_eq!(
@@ -956,7 +956,7 @@ async fn an_abort_during_a_dump_stops_the_copy_and_lets_the_held_writes_through(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let held = tenancy::catalog::tenant_by_id(&admin, acme.id).await.unwrap().unwrap();
-    assert!(held.writes_paused, "the tenant's writes are not paused during the copy");
+    assert!(held.writes_paused(), "the tenant's writes are not paused during the copy");
     moves::abort(&cp, &acme.slug, "test").await.unwrap();
     // The job stops the copy (it does not wait out the slow pg_dump) and rolls the move back.
     mover.await.unwrap().unwrap();
