@@ -140,13 +140,30 @@ impl Door {
         client: ClientAddress,
         encryption: startup::Encryption<'_>,
     ) -> Result<(), WireError> {
+        // Boxed, and freed once done: a session (idle most of its life) keeps no room for the
+        // startup and authentication it went through.
+        let Some((conn, admitted)) = Box::pin(self.open(conn, client, encryption)).await? else {
+            return Ok(());
+        };
+        let (state, shutdown) = (self.state.clone(), self.shutdown.clone());
+        relay::Session::new(conn, state, admitted, shutdown, self.setup.idle_transaction_timeout).run().await
+    }
+
+    /// A client's startup and admission: its session's start, or `None` when there is none to
+    /// run (a cancel request, or a client refused, and told so).
+    async fn open(
+        &self,
+        conn: ClientConn,
+        client: ClientAddress,
+        encryption: startup::Encryption<'_>,
+    ) -> Result<Option<(ClientConn, relay::Admitted)>, WireError> {
         let opening = tokio::time::timeout(STARTUP_TIMEOUT, startup::open(conn, encryption))
             .await
             .map_err(|_| WireError::Closed)??;
         let (mut conn, parameters) = match opening {
             startup::Opening::Cancel { process_id, secret_key } => {
                 self.cancels.cancel(process_id, secret_key).await;
-                return Ok(());
+                return Ok(None);
             }
             startup::Opening::Startup(conn, parameters) => (conn, parameters),
         };
@@ -157,15 +174,10 @@ impl Door {
         .await
         .unwrap_or_else(|_| Err(WireError::Refused(Notice::fatal("08006", "authentication timed out"))));
         match admitted {
-            Ok(admitted) => {
-                let (state, shutdown) = (self.state.clone(), self.shutdown.clone());
-                relay::Session::new(conn, state, admitted, shutdown, self.setup.idle_transaction_timeout)
-                    .run()
-                    .await
-            }
+            Ok(admitted) => Ok(Some((conn, admitted))),
             Err(WireError::Refused(notice)) => {
                 conn.refuse(&notice).await;
-                Ok(())
+                Ok(None)
             }
             Err(err) => Err(err),
         }
