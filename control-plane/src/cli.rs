@@ -125,7 +125,11 @@ pub(crate) enum ClustersCommand {
     Drain(DrainArgs),
     /// Retire an empty cluster (no tenants, no move running from or to it, no old copy kept on
     /// it): its admin secret is deleted, and it is no longer listed or used.
-    Remove(RemoveClusterArgs),
+    Remove(ClusterArgs),
+    /// Open a drained (or draining) cluster to new tenants and moves again, as `kubectl
+    /// uncordon` does a node. Tenants a drain moved away stay where they went; a drain still
+    /// running goes on moving the tenants it started with.
+    Undrain(ClusterArgs),
 }
 
 #[derive(Debug, Args)]
@@ -150,8 +154,8 @@ pub(crate) struct DrainArgs {
 }
 
 #[derive(Debug, Args)]
-pub(crate) struct RemoveClusterArgs {
-    /// The cluster to retire.
+pub(crate) struct ClusterArgs {
+    /// The cluster's name.
     pub(crate) name: String,
     #[command(flatten)]
     pub(crate) catalog: CatalogArgs,

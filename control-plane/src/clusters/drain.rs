@@ -181,6 +181,26 @@ async fn move_one(
     }
 }
 
+/// Opens cluster `name` to new tenants and moves again (after a drain, or one given up); a drain
+/// running elsewhere goes on with the tenants it started with.
+pub async fn undrain(cp: &ControlPlane, name: &str, actor: &str) -> Result<(), ClusterChangeError> {
+    let client = cp.catalog.get().await.map_err(|e| ClusterChangeError::Catalog(e.to_string()))?;
+    if !catalog::set_draining(&**client, name, false).await.map_err(|e| catalog_error(&e))? {
+        return Err(ClusterChangeError::Unknown(name.to_owned()));
+    }
+    crate::catalog::audit::record(
+        &**client,
+        actor,
+        "cluster.undrain",
+        None,
+        serde_json::json!({ "cluster": name }),
+    )
+    .await
+    .map_err(|e| catalog_error(&e))?;
+    tracing::info!(cluster = name, "cluster open to new tenants again");
+    Ok(())
+}
+
 /// Retires cluster `name` once nothing needs it: it is being drained (so no new tenant or move
 /// goes there), no tenant is placed there, no move runs from or to it, no old copy is kept there.
 /// Checked and recorded in one transaction under the placement lock, which placements and moves

@@ -11,7 +11,7 @@ pub mod placement;
 mod registry;
 
 pub use crate::catalog::clusters::ClusterInfo;
-pub use drain::{drain, remove, ClusterChangeError, DrainSettings, Drained};
+pub use drain::{drain, remove, undrain, ClusterChangeError, DrainSettings, Drained};
 pub use handle::*;
 pub use placement::PLACEMENT_LOCK;
 pub use registry::{add, list, AddClusterError};

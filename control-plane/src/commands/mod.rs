@@ -100,6 +100,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Clusters(ClustersCommand::List(args)) => list_clusters(args, json).await,
         Command::Clusters(ClustersCommand::Drain(args)) => moves::drain_cluster(args, json).await,
         Command::Clusters(ClustersCommand::Remove(args)) => moves::remove_cluster(args, json).await,
+        Command::Clusters(ClustersCommand::Undrain(args)) => moves::undrain_cluster(args, json).await,
         Command::Routers(RoutersCommand::Credentials(args)) => router_credentials(*args, json).await,
         Command::Routers(RoutersCommand::Pools(args)) => routers::pools(args, json).await,
         Command::Routers(RoutersCommand::Stats(args)) => routers::stats(args, json).await,

@@ -1,7 +1,7 @@
 //! `tenantctl tenants move`, `tenants moves`, `clusters drain` and `clusters remove`.
 
 use super::{find, parse_slug, start, wait_for_jobs, CliError, Deadline};
-use crate::cli::{DrainArgs, MoveArgs, RemoveClusterArgs, ShowArgs};
+use crate::cli::{ClusterArgs, DrainArgs, MoveArgs, ShowArgs};
 use crate::moves::{self, Destination, MoveRecord, MoveState};
 use crate::output;
 use std::process::ExitCode;
@@ -125,7 +125,18 @@ pub(super) async fn drain_cluster(args: DrainArgs, json: bool) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) async fn remove_cluster(args: RemoveClusterArgs, json: bool) -> Result<ExitCode, CliError> {
+pub(super) async fn undrain_cluster(args: ClusterArgs, json: bool) -> Result<ExitCode, CliError> {
+    let cp = start(&args.catalog).await?;
+    crate::clusters::undrain(&cp, &args.name, "cli").await?;
+    if json {
+        output::json(&serde_json::json!({ "cluster": args.name, "draining": false }));
+    } else {
+        output::line(&format!("Cluster {} takes new tenants again.", args.name));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn remove_cluster(args: ClusterArgs, json: bool) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
     crate::clusters::remove(&cp, &args.name, "cli").await?;
     if json {

@@ -616,6 +616,24 @@ async fn a_cluster_is_drained_under_light_load_then_removed() {
         .unwrap()
         .get(0);
     assert_eq!(on_second, 0, "tenant roles or replication slots left on the drained cluster");
+    // Opened again (as `kubectl uncordon` does a node): it takes tenants again, and cannot be
+    // removed until it is drained again.
+    assert_eq!(
+        e2e_tests::tenantctl(&["clusters", "undrain", "second"], &db, &common).await,
+        std::process::ExitCode::SUCCESS
+    );
+    let draining = |clusters: Vec<control_plane::clusters::ClusterInfo>| {
+        clusters.into_iter().find(|c| c.name == "second").map(|c| c.draining)
+    };
+    assert_eq!(draining(control_plane::clusters::list(&cp).await.unwrap()), Some(false));
+    let refused = control_plane::clusters::remove(&cp, "second", "test").await.unwrap_err();
+    assert!(matches!(refused, control_plane::clusters::ClusterChangeError::Invalid(_)), "{refused}");
+    assert_eq!(
+        e2e_tests::tenantctl(&["clusters", "undrain", "nowhere"], &db, &common).await,
+        std::process::ExitCode::from(4),
+        "an unknown cluster"
+    );
+    assert!(control_plane::clusters::drain(&cp, "second", &settings, |_| {}).await.unwrap().is_empty());
     control_plane::clusters::remove(&cp, "second", "test").await.unwrap();
     let listed: Vec<String> =
         control_plane::clusters::list(&cp).await.unwrap().into_iter().map(|c| c.name).collect();
