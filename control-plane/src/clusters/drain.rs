@@ -181,6 +181,18 @@ async fn move_one(
     }
 }
 
+/// Records `action` on cluster `name` by `actor` in the audit log.
+async fn audit(
+    client: &impl tokio_postgres::GenericClient,
+    actor: &str,
+    action: &str,
+    name: &str,
+) -> Result<(), ClusterChangeError> {
+    crate::catalog::audit::record(client, actor, action, None, serde_json::json!({ "cluster": name }))
+        .await
+        .map_err(|e| catalog_error(&e))
+}
+
 /// Opens cluster `name` to new tenants and moves again (after a drain, or one given up); a drain
 /// running elsewhere goes on with the tenants it started with.
 pub async fn undrain(cp: &ControlPlane, name: &str, actor: &str) -> Result<(), ClusterChangeError> {
@@ -188,15 +200,7 @@ pub async fn undrain(cp: &ControlPlane, name: &str, actor: &str) -> Result<(), C
     if !catalog::set_draining(&**client, name, false).await.map_err(|e| catalog_error(&e))? {
         return Err(ClusterChangeError::Unknown(name.to_owned()));
     }
-    crate::catalog::audit::record(
-        &**client,
-        actor,
-        "cluster.undrain",
-        None,
-        serde_json::json!({ "cluster": name }),
-    )
-    .await
-    .map_err(|e| catalog_error(&e))?;
+    audit(&**client, actor, "cluster.undrain", name).await?;
     tracing::info!(cluster = name, "cluster open to new tenants again");
     Ok(())
 }
@@ -231,15 +235,7 @@ pub async fn remove(cp: &ControlPlane, name: &str, actor: &str) -> Result<(), Cl
     }
     let secret = catalog::admin_secret_ref(&*tx, name).await.map_err(|e| catalog_error(&e))?;
     catalog::mark_removed(&*tx, name).await.map_err(|e| catalog_error(&e))?;
-    crate::catalog::audit::record(
-        &*tx,
-        actor,
-        "cluster.remove",
-        None,
-        serde_json::json!({ "cluster": name }),
-    )
-    .await
-    .map_err(|e| catalog_error(&e))?;
+    audit(&*tx, actor, "cluster.remove", name).await?;
     tx.commit().await.map_err(|e| catalog_error(&e))?;
     if let Some(secret) = secret {
         cp.secrets
