@@ -24,6 +24,7 @@
 mod auth;
 mod cancel;
 pub(crate) mod frame;
+mod held;
 mod owed;
 mod relay;
 mod scram;

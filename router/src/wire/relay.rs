@@ -18,6 +18,7 @@
 
 use super::cancel::Registration;
 use super::frame::{self, Frame, Notice, MAX_MESSAGE};
+use super::held::Held;
 use super::owed::{Expect, Owed, MAX_OWED};
 use super::settings::{apply_settings, quote_literal, ClientSettings};
 use super::startup::ClientConn;
@@ -109,71 +110,6 @@ impl Turn {
             frame::ready_for_query(&mut self.out, b'I');
         } else {
             self.skipping = true;
-        }
-    }
-}
-
-/// The server connection a client holds, and what it did on it.
-struct Held {
-    checkout: Checkout,
-    /// `Query` and `Sync` messages relayed and not yet answered by `ReadyForQuery`.
-    pending: u32,
-    /// The transaction status of the last `ReadyForQuery`.
-    status: u8,
-    /// Something ran that may have left state in the session.
-    dirty: bool,
-    /// The server's answers the router must translate or keep from the client.
-    acks: Acks,
-    /// Messages were relayed since the last `Sync` (a pipeline the client has not ended).
-    unsynced: bool,
-    /// When the running statement is cancelled: the plan's statement timeout, which the client
-    /// cannot raise by setting its own.
-    deadline: Option<tokio::time::Instant>,
-    /// When the client last sent anything, and the server last answered (a transaction, or a
-    /// pipeline, left idle past `ROUTER_PG_IDLE_TRANSACTION_TIMEOUT` is ended).
-    last_heard: tokio::time::Instant,
-    last_answer: tokio::time::Instant,
-    /// What the server is still to answer.
-    owed: Owed,
-    /// Settings may have changed in ways only the server knows (see [`Session::read_back_settings`]).
-    read_settings: bool,
-    /// What goes to the server next: the messages of what the client sent at once, written
-    /// together (one write, as the client wrote them) before the router waits again.
-    to_server: BytesMut,
-    /// Batches the router sent for itself (their answers are kept from the client).
-    internal: std::collections::VecDeque<u64>,
-    /// The router's refusals, in order, standing in for the server's errors that carry
-    /// [`refusal_marker`].
-    refusals: std::collections::VecDeque<Notice>,
-    /// A `Query` made only of settings is running: kept for the client if it succeeds.
-    setting: Option<String>,
-    failed: bool,
-}
-
-impl Held {
-    /// The server is idle outside a transaction, with nothing pending or unfinished.
-    fn is_idle(&self) -> bool {
-        self.pending == 0 && self.status == b'I' && !self.unsynced && !self.owed.copy_in
-    }
-
-    /// Writes what the client's messages put in [`Held::to_server`], at once.
-    async fn send_to_server(&mut self) -> Result<(), WireError> {
-        if self.to_server.is_empty() {
-            return Ok(());
-        }
-        let socket = self.checkout.socket().ok_or(WireError::Closed)?;
-        socket.write(&self.to_server).await?;
-        self.to_server.clear();
-        Ok(())
-    }
-}
-
-impl Drop for Held {
-    /// A connection not given back idle ([`Session::release`]) is closed: whatever it is in the
-    /// middle of must not reach another client. A query still running is cancelled.
-    fn drop(&mut self) {
-        if self.checkout.retire && !self.is_idle() {
-            tokio::spawn(self.checkout.cancel_query());
         }
     }
 }
