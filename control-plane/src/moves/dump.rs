@@ -81,22 +81,12 @@ fn session_name(record: &MoveRecord, what: &str) -> String {
     format!("tenancy move {}: {what}", record.id)
 }
 
-/// The tables of `schema` where `db` is (the migration history aside: the target has its
-/// own), schema-qualified and quoted; a partitioned table stands for its partitions.
+/// The tables of `schema` where `db` is, schema-qualified and quoted.
 async fn tables(
     db: &tokio_postgres::Client,
     schema: &SchemaName,
 ) -> Result<Vec<String>, tokio_postgres::Error> {
-    let rows = db
-        .query(
-            "SELECT c.relname::text FROM pg_class c
-              WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
-                AND c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relname <> $2
-              ORDER BY 1",
-            &[&schema.as_str(), &HISTORY_TABLE],
-        )
-        .await?;
-    Ok(rows.iter().map(|row| format!("{}.{}", schema.quoted(), quote_ident(row.get::<_, &str>(0)))).collect())
+    Ok(super::tables_of(db, schema).await?.into_iter().map(|table| table.quoted).collect())
 }
 
 /// The whole step: the copy under the source's locks, then the switch's first half.

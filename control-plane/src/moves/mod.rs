@@ -115,6 +115,43 @@ impl OperationError for MoveError {
     }
 }
 
+/// One of a tenant's tables, as a move copies it.
+pub(super) struct Table {
+    pub(super) name: String,
+    /// Schema-qualified and quoted.
+    pub(super) quoted: String,
+    /// Its updates and deletes can be replicated (it has a primary key or a replica identity).
+    pub(super) identified: bool,
+}
+
+/// The tables of `schema` where `db` is (its migration history aside: the target has its
+/// own); a partitioned table stands for its partitions.
+pub(super) async fn tables_of(
+    db: &tokio_postgres::Client,
+    schema: &SchemaName,
+) -> Result<Vec<Table>, tokio_postgres::Error> {
+    let rows = db
+        .query(
+            "SELECT c.relname::text,
+                    c.relreplident = 'f' OR (c.relreplident IN ('d', 'i') AND EXISTS (
+                      SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND (i.indisprimary OR i.indisreplident)))
+               FROM pg_class c
+              WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
+                AND c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relname <> $2
+              ORDER BY 1",
+            &[&schema.as_str(), &crate::tenant_migrations::HISTORY_TABLE],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let name: String = row.get(0);
+            let quoted = format!("{}.{}", schema.quoted(), tenancy::domain::quote_ident(&name));
+            Table { name, quoted, identified: row.get(1) }
+        })
+        .collect())
+}
+
 /// Names a point of a move (a step's end, or a point inside the switch) at which the process
 /// exits at once, as if killed, with status 137: the end-to-end tests kill a mover at each
 /// point this way and check that the move resumes, or rolls back, from there.

@@ -150,39 +150,25 @@ pub(super) async fn target(
     cluster.migrator_for(record.to.database.as_ref()).await.map_err(cluster_step_error(record, step))
 }
 
-/// The tenant's tables on the source (its migration history aside, which the target has of
-/// its own), quoted. A table logical replication cannot carry updates of (no primary key, no
-/// replica identity) fails the move before anything is copied.
+/// The tenant's tables on the source, quoted. A table logical replication cannot carry updates
+/// of (no primary key, no replica identity) fails the move before anything is copied.
 async fn tenant_tables(db: &AdminSession, record: &MoveRecord) -> Result<Vec<String>, MoveError> {
     let step = "published";
-    let rows = db
-        .query(
-            "SELECT c.relname::text,
-                    c.relreplident = 'f' OR (c.relreplident IN ('d', 'i') AND EXISTS (
-                      SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND (i.indisprimary OR i.indisreplident)))
-               FROM pg_class c
-              WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
-                AND c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relname <> $2
-              ORDER BY 1",
-            &[&record.from.schema.as_str(), &crate::tenant_migrations::HISTORY_TABLE],
-        )
-        .await
-        .map_err(pg_step_error(record, step))?;
-    let schema = record.from.schema.quoted();
-    let mut tables = Vec::new();
-    for row in rows {
-        let (name, identified): (String, bool) = (row.get(0), row.get(1));
-        if !identified {
+    let tables = super::tables_of(db, &record.from.schema).await.map_err(pg_step_error(record, step))?;
+    let mut quoted = Vec::new();
+    for table in tables {
+        if !table.identified {
             return Err(step_error(record, step)(
                 format!(
-                    "table {name} has no primary key (nor replica identity): logical replication cannot carry its updates and deletes"
+                    "table {} has no primary key (nor replica identity): logical replication cannot carry its updates and deletes",
+                    table.name
                 ),
                 ErrorKind::Failed,
             ));
         }
-        tables.push(format!("{schema}.{}", quote_ident(&name)));
+        quoted.push(table.quoted);
     }
-    Ok(tables)
+    Ok(quoted)
 }
 
 /// The source's side: the marker table, the publication, then the slot.
