@@ -5,14 +5,18 @@
 //! 2. the `Host` resolves to a servable tenant (see [`crate::resolve`]); a host with no tenant
 //!    counts as a failed attempt of the client;
 //! 3. the tenant goes on the request's span, in its `tenant` field (when the span has one);
-//! 4. a door that checks who is asking does it now (`/sql` authenticates the request);
+//! 4. a door that checks who is asking does it now: a bearer token is verified for the tenant
+//!    on every door that accepts one ([`ResolvedTenant::identify`], see [`crate::identity`]),
+//!    and `/sql` without one checks the tenant's connection string; a failure counts as a
+//!    failed attempt of the client;
 //! 5. the request is charged to the tenant's plan rate limit (see [`crate::rate_limit`]): past
 //!    it, 429 and one more `rate_limited` in the metrics.
 //!
 //! [`ResolvedTenant`] is a request's tenant after steps 1–3; [`AdmittedTenant`] after step 5,
 //! also as an axum extractor for doors that leave identity to the application.
 
-use crate::error::RouterError;
+use crate::error::{AuthError, RouterError};
+use crate::identity::{Identity, TokenError};
 use crate::failed_attempts::ClientAddress;
 use crate::resolve::ResolveTenantError;
 use crate::state::AppState;
@@ -48,6 +52,26 @@ impl ResolvedTenant {
         Ok(Self { tenant })
     }
 
+    /// Step 4 for a bearer token: who the request's token is for (`None` when it sends none),
+    /// if it may reach this tenant. A refused token counts against `client`.
+    pub(crate) async fn identify(
+        &self,
+        state: &AppState,
+        client: ClientAddress,
+        headers: &HeaderMap,
+    ) -> Result<Option<Identity>, AuthError> {
+        let Some(token) = bearer_token(headers) else { return Ok(None) };
+        let verifier = state.identity.as_ref().ok_or(AuthError::Token(TokenError::NotConfigured));
+        let result = match verifier {
+            Ok(verifier) => verifier.verify(token, &self.tenant).await.map_err(AuthError::Token),
+            Err(err) => Err(err),
+        };
+        if result.as_ref().is_err_and(|e| !matches!(e, AuthError::Token(TokenError::KeysUnavailable))) {
+            state.failed_attempts.record(client);
+        }
+        result.map(Some)
+    }
+
     /// Step 5: charges the tenant's plan limit for the request. A door that checks identity
     /// calls it only once the request passed: a failed one must not spend the tenant's limit.
     pub(crate) async fn admit(self, state: &AppState) -> Result<AdmittedTenant, RouterError> {
@@ -58,6 +82,13 @@ impl ResolvedTenant {
             Err(RouterError::RateLimited)
         }
     }
+}
+
+/// The token of the request's `Authorization: Bearer` header, if it sends one.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// The tenant a request may be served for: resolved from its `Host`, servable, for a client

@@ -27,10 +27,12 @@ use tenancy::catalog::TenantRecord;
 use tokio_util::sync::CancellationToken;
 
 /// The state an embedding service serves with: caches, pools under the connection budget, and
-/// (with `REDIS_URL`) the invalidation listener, which runs until `shutdown`.
+/// (with `REDIS_URL`) the invalidation listener, which runs until `shutdown`; with bearer
+/// tokens, the identity provider's keys kept fresh.
 pub async fn start(settings: &RouterSettings, shutdown: &CancellationToken) -> Result<AppState, StartError> {
     let state = AppState::new(settings).await?;
     crate::state::spawn_invalidation_listener(settings, &state, shutdown)?;
+    crate::state::spawn_identity_tasks(&state, shutdown);
     Ok(state)
 }
 

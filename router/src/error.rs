@@ -6,6 +6,7 @@
 //! defined here, with the error they become, so that this module depends on no door (`sql`
 //! uses them, not the other way round).
 
+use crate::identity::TokenError;
 use crate::pool::PoolCheckoutError;
 use crate::resolve::ResolveTenantError;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -34,6 +35,8 @@ pub enum RouterError {
     StatementNotAllowed(&'static str),
     #[error(transparent)]
     Proxy(#[from] crate::upstream::ProxyError),
+    #[error(transparent)]
+    AuditUnavailable(#[from] crate::identity::audit::AuditUnavailable),
     #[error("{message}")]
     Postgres { message: String, body: serde_json::Value },
 }
@@ -52,7 +55,7 @@ pub enum AuthError {
     #[error("tenant directory unavailable")]
     Unavailable(String),
     #[error(transparent)]
-    Token(crate::jwt::TokenError),
+    Token(crate::identity::TokenError),
 }
 
 /// Why a body was refused; messages are sent back as they are.
@@ -126,10 +129,15 @@ impl RouterError {
             Self::Auth(AuthError::Malformed) => (StatusCode::BAD_REQUEST, "invalid_connection_string"),
             Self::Auth(AuthError::WrongTenant) => (StatusCode::FORBIDDEN, "wrong_tenant"),
             Self::Auth(AuthError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "catalog_unavailable"),
-            Self::Auth(AuthError::Token(crate::jwt::TokenError::WrongTenant)) => {
-                (StatusCode::FORBIDDEN, "wrong_tenant")
+            Self::Auth(AuthError::Token(TokenError::WrongTenant)) => (StatusCode::FORBIDDEN, "wrong_tenant"),
+            Self::Auth(AuthError::Token(TokenError::Forbidden(_))) => (StatusCode::FORBIDDEN, "role_not_allowed"),
+            Self::Auth(AuthError::Token(TokenError::KeysUnavailable)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "identity_provider_unavailable")
             }
-            Self::Auth(AuthError::Token(_)) => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            Self::Auth(AuthError::Token(TokenError::Invalid(_) | TokenError::NotConfigured)) => {
+                (StatusCode::UNAUTHORIZED, "invalid_token")
+            }
+            Self::AuditUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable"),
             Self::Pool(PoolCheckoutError::Exhausted) => (StatusCode::SERVICE_UNAVAILABLE, "pool_exhausted"),
             Self::Pool(PoolCheckoutError::NoReader) => (StatusCode::FORBIDDEN, "read_only_unavailable"),
             Self::Pool(_) => (StatusCode::SERVICE_UNAVAILABLE, "tenant_unavailable"),
@@ -181,6 +189,11 @@ impl IntoResponse for RouterError {
         if let Self::TooManyFailedAttempts(blocked) = &self {
             let seconds = blocked.retry_after.as_secs() + u64::from(blocked.retry_after.subsec_nanos() > 0);
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        } else if code == "invalid_token" {
+            // RFC 6750 §3: what a client holding a bearer token is told when it is refused.
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
         } else if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }

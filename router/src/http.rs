@@ -151,6 +151,12 @@ pub async fn spawn(
             Ok(())
         }));
     }
+    for task in crate::state::spawn_identity_tasks(&state, &shutdown) {
+        tasks.push(tokio::spawn(async move {
+            let _ = task.await;
+            Ok(())
+        }));
+    }
     // Each listener has its own connection budget: a flood of tenant traffic leaves health
     // checks answering.
     for (listener, app, limits) in [

@@ -4,6 +4,7 @@
 //! - [`admission`]: the tenant a request may be served for, the same for every door;
 //! - [`resolve`]: host normalisation and tenant lookup (in-process cache, catalog);
 //! - [`pool`]: per-tenant connection pools logged in as each tenant's own role;
+//! - [`identity`]: bearer tokens (JWKS), roles, and the audit of internal users' accesses;
 //! - [`sql`]: `POST /sql`, compatible with Neon's serverless driver;
 //! - [`statement`]: the statement classifier (can this SQL change the session? is it read-only?);
 //! - [`state`]: what every door serves with ([`state::AppState`]), built from the settings;
@@ -16,8 +17,8 @@ pub mod embed;
 pub mod error;
 pub mod failed_attempts;
 pub mod http;
+pub mod identity;
 pub mod invalidation;
-pub mod jwt;
 pub mod metrics;
 pub mod pool;
 pub mod proxy;

@@ -72,6 +72,12 @@ pub struct RouterMetrics {
     pub wire_auth_failures: Counter,
     /// PostgreSQL-protocol clients refused because `ROUTER_PG_MAX_CLIENTS` were connected.
     pub wire_refused_full: Counter,
+    /// Internal users' accesses written to the audit log.
+    pub internal_accesses: Counter,
+    /// Internal users' accesses waiting to be written to the audit log.
+    pub audit_pending: Gauge,
+    /// Internal users refused because their accesses could not be audited.
+    pub audit_refused: Counter,
 }
 
 impl Default for RouterMetrics {
@@ -108,6 +114,22 @@ impl Default for RouterMetrics {
             "pg_auth_failures",
             "PostgreSQL-protocol logins refused for a wrong user or password",
             wire_auth_failures.clone(),
+        );
+        let (internal_accesses, audit_pending, audit_refused) = (Counter::default(), Gauge::default(), Counter::default());
+        registry.register(
+            "internal_accesses",
+            "Accesses by internal users (tenant claim *) written to the audit log",
+            internal_accesses.clone(),
+        );
+        registry.register(
+            "audit_pending",
+            "Internal users' accesses waiting to be written to the audit log",
+            audit_pending.clone(),
+        );
+        registry.register(
+            "audit_refused",
+            "Internal users refused because too many of their accesses could not be audited yet",
+            audit_refused.clone(),
         );
         registry.register("requests", "Requests by status class", requests.clone());
         registry.register("resolutions", "Host resolutions by layer and outcome", resolutions.clone());
@@ -173,6 +195,9 @@ impl Default for RouterMetrics {
             wire_transactions,
             wire_auth_failures,
             wire_refused_full,
+            internal_accesses,
+            audit_pending,
+            audit_refused,
         }
     }
 }

@@ -1,9 +1,14 @@
 //! The reverse proxy (`ROUTER_UPSTREAM`): every path but `/sql` goes to the application, with the
-//! resolved tenant in `X-Tenant-Id`, `X-Tenant-Slug` and `X-Tenant-Plan`. Any `X-Tenant-*`
+//! resolved tenant in `X-Tenant-Id`, `X-Tenant-Slug` and `X-Tenant-Plan`. A request with a
+//! bearer token has it verified first (see [`crate::identity`]: for this tenant, or an internal
+//! user's), is refused if it fails (401, 403), and reaches the application with who it is for in
+//! `X-User-Id` and `X-User-Role` (and its `Authorization`, for the application to check again);
+//! an internal user's request is written to the audit log. Any `X-Tenant-*` and `X-User-*`
 //! header the client sent is removed first, so the application can trust them. Bodies stream
 //! both ways through a pooled client. Upstream unreachable: 502; too slow: 504.
 
-use crate::admission::AdmittedTenant;
+use crate::admission::{AdmittedTenant, ResolvedTenant};
+use crate::identity::audit::{Access, Door};
 use crate::error::RouterError;
 use crate::state::AppState;
 use crate::upstream::ProxyError;
@@ -28,16 +33,22 @@ fn header(name: &'static str, value: &str) -> Option<(HeaderName, HeaderValue)> 
     Some((HeaderName::from_static(name), HeaderValue::from_str(value).ok()?))
 }
 
-/// The fallback handler: forwards the request for the `Host`'s tenant.
-/// The application authenticates its own users, so every forwarded request is charged to the
-/// tenant's plan limit.
+/// The fallback handler: forwards the request for the `Host`'s tenant (its token, if it has
+/// one, verified), charged to the tenant's plan limit.
 pub async fn forward(
     State(state): State<AppState>,
     client: crate::failed_attempts::ClientAddress,
     mut request: Request,
 ) -> Result<Response, RouterError> {
     let upstream = state.upstream.as_ref().ok_or(ProxyError::NotConfigured)?;
-    let AdmittedTenant { tenant } = AdmittedTenant::of(&state, client, request.headers()).await?;
+    let resolved = ResolvedTenant::resolve(&state, client, request.headers()).await?;
+    let identity = resolved.identify(&state, client, request.headers()).await?;
+    let AdmittedTenant { tenant } = resolved.admit(&state).await?;
+    if let Some(identity) = identity.as_ref().filter(|identity| identity.role.internal()) {
+        let writes = !request.method().is_safe();
+        let what = format!("{} {}", request.method(), request.uri().path());
+        state.audit.record(Access::new(identity, &tenant, Door::Proxy, writes, what))?;
+    }
     let host = request.headers().get("host").and_then(|v| v.to_str().ok()).map(str::to_owned);
 
     let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
@@ -49,7 +60,10 @@ pub async fn forward(
     let headers = request.headers_mut();
     let stripped: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| name.as_str().starts_with("x-tenant-") || HOP_BY_HOP.contains(&name.as_str()))
+        .filter(|name| {
+            let name = name.as_str();
+            name.starts_with("x-tenant-") || name.starts_with("x-user-") || HOP_BY_HOP.contains(&name)
+        })
         .cloned()
         .collect();
     for name in stripped {
@@ -59,6 +73,8 @@ pub async fn forward(
         header("x-tenant-id", &tenant.id.to_string()),
         header("x-tenant-slug", tenant.slug.as_str()),
         header("x-tenant-plan", tenant.plan.as_str()),
+        identity.as_ref().and_then(|identity| header("x-user-id", identity.user.as_deref()?)),
+        identity.as_ref().and_then(|identity| header("x-user-role", identity.role.as_str())),
     ]
     .into_iter()
     .flatten()

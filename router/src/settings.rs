@@ -96,30 +96,9 @@ pub struct RouterSettings {
     #[arg(long, env = "ROUTER_MAX_RESPONSE_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_response_bytes: usize,
 
-    /// Accept `Authorization: Bearer` JWTs signed with HS256 and this secret.
-    #[arg(long, env = "ROUTER_JWT_HS256_SECRET", hide_env_values = true)]
-    pub jwt_hs256_secret: Option<tenancy::secret::Secret>,
-
-    /// Accept `Authorization: Bearer` JWTs signed with RS256 by this public key (PEM file).
-    #[arg(long, env = "ROUTER_JWT_RS256_PUBLIC_KEY_FILE")]
-    pub jwt_rs256_public_key_file: Option<std::path::PathBuf>,
-
-    /// The claim that names the tenant (its slug or id); it must match the request's host.
-    #[arg(long, env = "ROUTER_JWT_TENANT_CLAIM", default_value = "tenant")]
-    pub jwt_tenant_claim: String,
-
-    /// The claim that carries the caller's role.
-    #[arg(long, env = "ROUTER_JWT_ROLE_CLAIM", default_value = "role")]
-    pub jwt_role_claim: String,
-
-    /// Roles whose requests run in read-only transactions.
-    #[arg(
-        long,
-        env = "ROUTER_JWT_READ_ONLY_ROLES",
-        value_delimiter = ',',
-        default_value = "read_only,readonly,viewer"
-    )]
-    pub jwt_read_only_roles: Vec<String>,
+    /// Bearer tokens: the identity provider's keys, claims and roles.
+    #[command(flatten)]
+    pub identity: crate::identity::IdentitySettings,
 
     /// Failed authentications (and requests for hosts with no tenant) allowed per client
     /// address and minute, as a burst of that many; past them the address gets 429 with
@@ -138,14 +117,6 @@ pub struct RouterSettings {
     /// from the right. 0: the address the connection comes from (X-Forwarded-For ignored).
     #[arg(long, env = "ROUTER_TRUSTED_PROXY_HOPS", default_value_t = 0)]
     pub trusted_proxy_hops: usize,
-
-    /// When set, bearer tokens must carry this `iss` claim.
-    #[arg(long, env = "ROUTER_JWT_ISSUER")]
-    pub jwt_issuer: Option<String>,
-
-    /// When set, bearer tokens' `aud` claim must name one of these audiences.
-    #[arg(long, env = "ROUTER_JWT_AUDIENCE", value_delimiter = ',')]
-    pub jwt_audience: Vec<String>,
 
     /// The application every path but /sql is forwarded to (e.g. http://127.0.0.1:3000), with
     /// X-Tenant-Id, X-Tenant-Slug and X-Tenant-Plan set by the router.

@@ -26,7 +26,9 @@ pub struct AppState {
     /// The application other paths go to (`ROUTER_UPSTREAM`).
     pub upstream: Option<Arc<crate::upstream::Upstream>>,
     /// Bearer-token checking; `None` when no key is configured.
-    pub jwt: Option<Arc<crate::jwt::JwtVerifier>>,
+    pub identity: Option<Arc<crate::identity::Verifier>>,
+    /// Internal users' accesses, on their way to the audit log.
+    pub(crate) audit: Arc<crate::identity::audit::AccessAudit>,
     pub catalog: deadpool_postgres::Pool,
     pub max_response_bytes: usize,
     /// Classifies the SQL requests run (what it can do to a session; read-only or not).
@@ -44,7 +46,7 @@ pub enum StartError {
     Secrets(#[from] tenancy::secrets::SecretError),
     #[error("REDIS_URL: {0}")]
     Redis(String),
-    #[error("JWT settings: {0}")]
+    #[error("bearer token settings: {0}")]
     Jwt(String),
     #[error("{0}")]
     RecordsKey(String),
@@ -117,8 +119,9 @@ impl AppState {
                 settings.auth_failures_per_minute,
             )),
             trusted_proxy_hops: settings.trusted_proxy_hops,
-            metrics,
-            jwt: jwt_verifier(settings)?.map(Arc::new),
+            metrics: metrics.clone(),
+            identity: crate::identity::Verifier::new(&settings.identity).map_err(StartError::Jwt)?.map(Arc::new),
+            audit: Arc::new(crate::identity::audit::AccessAudit::new(metrics.clone())),
             upstream: settings
                 .upstream
                 .clone()
@@ -139,24 +142,15 @@ fn redis_link(settings: &RouterSettings) -> Result<Option<Arc<crate::redis::Redi
     Ok(Some(Arc::new(crate::redis::RedisLink::new(client))))
 }
 
-fn jwt_verifier(settings: &RouterSettings) -> Result<Option<crate::jwt::JwtVerifier>, StartError> {
-    let pem = settings
-        .jwt_rs256_public_key_file
-        .as_ref()
-        .map(|path| std::fs::read(path).map_err(|e| StartError::Jwt(format!("{}: {e}", path.display()))))
-        .transpose()?;
-    crate::jwt::JwtVerifier::new(
-        settings.jwt_hs256_secret.as_ref().map(tenancy::secret::Secret::expose),
-        pem.as_deref(),
-        &settings.jwt_tenant_claim,
-        &settings.jwt_role_claim,
-        &settings.jwt_read_only_roles,
-        &crate::jwt::ExpectedClaims {
-            issuer: settings.jwt_issuer.clone(),
-            audience: settings.jwt_audience.clone(),
-        },
-    )
-    .map_err(StartError::Jwt)
+/// Starts what bearer tokens need in the background (when tokens are accepted): the identity
+/// provider's key set kept fresh, and the writer of internal users' accesses to the audit log,
+/// which writes what is queued once `shutdown` is cancelled, then ends.
+pub fn spawn_identity_tasks(state: &AppState, shutdown: &CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+    let Some(verifier) = &state.identity else { return Vec::new() };
+    let mut tasks: Vec<_> = crate::identity::spawn_refresh(verifier, shutdown.clone()).into_iter().collect();
+    let (audit, catalog, shutdown) = (state.audit.clone(), state.catalog.clone(), shutdown.clone());
+    tasks.push(tokio::spawn(async move { audit.run(catalog, shutdown).await }));
+    tasks
 }
 
 /// Starts the Redis invalidation listener for `state` (when `REDIS_URL` is set); it runs until

@@ -1,7 +1,8 @@
 //! The role routers read the catalog with (`<prefix>_router`): exactly what resolving a tenant
 //! needs — the routing columns of `control.tenants`, `control.domains`, and (for the `local`
-//! secrets backend) the encrypted rows of `control.secrets` — and nothing else: no billing
-//! events, no tokens, no jobs, no audit, no writes. PostgreSQL enforces it with column
+//! secrets backend) the encrypted rows of `control.secrets`, and writing internal users' accesses
+//! to the audit log through `control.log_internal_access` — and nothing else: no billing events,
+//! no tokens, no jobs, no reading the audit log, no other writes. PostgreSQL enforces it with column
 //! privileges, so a router's credentials, if stolen, read no more than a router does.
 //!
 //! The role is kept up to date with every catalog migration (`NOLOGIN` until
@@ -29,7 +30,8 @@ pub(crate) fn grants_sql(role: &RoleName, database: &str) -> String {
          REVOKE ALL ON ALL TABLES IN SCHEMA control FROM {role};
          GRANT SELECT ({tenant_columns}) ON control.tenants TO {role};
          GRANT SELECT (host, tenant_id) ON control.domains TO {role};
-         GRANT SELECT (name, nonce, ciphertext, deleted_at) ON control.secrets TO {role};",
+         GRANT SELECT (name, nonce, ciphertext, deleted_at) ON control.secrets TO {role};
+         GRANT EXECUTE ON FUNCTION control.log_internal_access(timestamptz[], text[], uuid[], jsonb[]) TO {role};",
         database = quote_ident(database),
         tenant_columns = tenant_columns.join(", "),
     )

@@ -1,5 +1,6 @@
-//! Who may run SQL for a tenant: the `Neon-Connection-String` header must carry the tenant's
-//! own role and password, and name a host that resolves to the same tenant as `Host`.
+//! Who may run SQL for a tenant: a bearer token for it, or the `Neon-Connection-String` header
+//! carrying the tenant's own role and password and naming a host that resolves to the same
+//! tenant as `Host`.
 //!
 //! The header last accepted for a pool is remembered with it, so a client that sends the same
 //! one again costs a comparison (see `TenantPool::was_accepted`).
@@ -8,40 +9,35 @@
 //! still has the old one: on a mismatch the secret is read again (at most every 100 ms per
 //! tenant, see `pool::REFRESH_INTERVAL`) and the new password is accepted too.
 
+use crate::admission::ResolvedTenant;
 use crate::failed_attempts::ClientAddress;
+use crate::identity::Identity;
 use crate::resolve::{ResolveTenantError, Resolver};
 use crate::state::AppState;
 use tenancy::catalog::TenantRecord;
 
 pub use crate::error::AuthError;
 
-/// Authenticates a request for `tenant` with its bearer token (when it sends one) or its
-/// `Neon-Connection-String`; `Ok(true)` when it may only read. A failure counts against
-/// `client` (see [`crate::failed_attempts`]).
-pub async fn authenticate(
+/// Authenticates a request for `resolved`'s tenant with its bearer token (when it sends one: who
+/// it is for, see [`ResolvedTenant::identify`]) or its `Neon-Connection-String` (`None`: the
+/// tenant's own credentials). A failure counts against `client` (see
+/// [`crate::failed_attempts`]).
+pub(crate) async fn authenticate(
     state: &AppState,
     client: ClientAddress,
     headers: &axum::http::HeaderMap,
-    tenant: &TenantRecord,
+    resolved: &ResolvedTenant,
     pool: &crate::pool::TenantPool,
-) -> Result<bool, AuthError> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let result = match header("authorization").and_then(|v| v.strip_prefix("Bearer ")) {
-        Some(token) => state
-            .jwt
-            .as_ref()
-            .ok_or(crate::jwt::TokenError::NotConfigured)
-            .and_then(|verifier| verifier.verify(token.trim(), tenant))
-            .map(|grant| grant.read_only)
-            .map_err(AuthError::Token),
-        None => check(header("neon-connection-string"), tenant, pool, &state.pools, &state.resolver)
-            .await
-            .map(|()| false),
-    };
+) -> Result<Option<Identity>, AuthError> {
+    if let Some(identity) = resolved.identify(state, client, headers).await? {
+        return Ok(Some(identity));
+    }
+    let header = headers.get("neon-connection-string").and_then(|v| v.to_str().ok());
+    let result = check(header, &resolved.tenant, pool, &state.pools, &state.resolver).await;
     if result.as_ref().is_err_and(|e| !matches!(e, AuthError::Unavailable(_))) {
         state.failed_attempts.record(client);
     }
-    result
+    result.map(|()| None)
 }
 
 /// Checks the header against the tenant's credentials.

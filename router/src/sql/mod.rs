@@ -1,8 +1,9 @@
 //! `POST /sql`: SQL over HTTP, compatible with the HTTP mode of `@neondatabase/serverless`.
 //! The query runs on a connection of the tenant's own pool, logged in as the tenant's role, so
 //! PostgreSQL itself keeps it inside the tenant's schema. A request that may only read (a token
-//! with a read-only role claim) runs on the pool of the tenant's read-only role, which may only
-//! `SELECT`: PostgreSQL refuses its writes whatever statements it sends.
+//! with a viewer role, see [`crate::identity`]) runs on the pool of the tenant's read-only role,
+//! which may only `SELECT`: PostgreSQL refuses its writes whatever statements it sends. An
+//! internal user's request is written to the audit log before it runs.
 
 pub mod auth;
 pub mod request;
@@ -11,6 +12,7 @@ pub mod values;
 
 use crate::admission::{AdmittedTenant, ResolvedTenant};
 use crate::error::RouterError;
+use crate::identity::audit::{Access, Door};
 use crate::session;
 use crate::state::AppState;
 use crate::statement::Classification;
@@ -41,7 +43,8 @@ pub async fn handle(
 ) -> Result<Response, RouterError> {
     let resolved = ResolvedTenant::resolve(&state, client, &headers).await?;
     let pool = state.pools.pool_for(&resolved.tenant).await?;
-    let read_only = auth::authenticate(&state, client, &headers, &resolved.tenant, &pool).await?;
+    let identity = auth::authenticate(&state, client, &headers, &resolved, &pool).await?;
+    let read_only = identity.as_ref().is_some_and(|identity| identity.role.read_only());
     let pool = match read_only {
         true => state.pools.pool(&resolved.tenant, crate::pool::Access::ReadOnly).await?,
         false => pool,
@@ -49,8 +52,15 @@ pub async fn handle(
     // Only now: an unauthenticated request must not spend the tenant's limit.
     let AdmittedTenant { tenant } = resolved.admit(&state).await?;
     let payload = Payload::parse(&body)?;
+    let internal = identity.as_ref().filter(|identity| identity.role.internal());
+    let writes =
+        (internal.is_some() || tenant.writes_paused()) && !read_only && may_write(&payload, &state.classifier);
+    if let Some(identity) = internal {
+        let access = Access::new(identity, &tenant, Door::Sql, writes, "POST /sql".to_owned());
+        state.audit.record(access)?;
+    }
     // While a move copies the tenant by dump, its writes wait here, without a connection.
-    let (tenant, pool) = if tenant.writes_paused() && !read_only && may_write(&payload, &state.classifier) {
+    let (tenant, pool) = if tenant.writes_paused() && writes {
         let tenant = state.resolver.hold_writes(crate::resolve::host_of(&headers)?).await?;
         let pool = state.pools.pool_for(&tenant).await?;
         (tenant, pool)

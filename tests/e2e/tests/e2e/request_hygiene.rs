@@ -211,9 +211,11 @@ fn token(claims: &Value) -> String {
 async fn bearer_tokens_are_checked_for_not_before_issuer_and_audience() {
     let (_db, common, _cp) = one_tenant().await;
     let mut settings = router_settings(&common);
-    settings.jwt_hs256_secret = Some(JWT_SECRET.into());
-    settings.jwt_issuer = Some("https://auth.example.com/".into());
-    settings.jwt_audience = vec!["tenant-router".into(), "sql".into()];
+    settings.identity.jwt_hs256_secret = Some(JWT_SECRET.into());
+    // These tokens carry no role: the default role applies.
+    settings.identity.jwt_default_role = Some("tenant-admin".into());
+    settings.identity.jwt_issuer = Some("https://auth.example.com/".into());
+    settings.identity.jwt_audience = vec!["tenant-router".into(), "sql".into()];
     let router = spawn_router_with(&settings).await;
     let status_of = |claims: Value| {
         let request = reqwest::Client::new()

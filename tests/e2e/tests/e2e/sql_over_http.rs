@@ -33,7 +33,7 @@ pub(super) async fn fixture() -> Fixture {
         provision(&cp, tenant.id).await.unwrap();
     }
     let mut settings = router_settings(&common);
-    settings.jwt_hs256_secret = Some(JWT_SECRET.into());
+    settings.identity.jwt_hs256_secret = Some(JWT_SECRET.into());
     settings.max_response_bytes = RESPONSE_LIMIT;
     let router = spawn_router_with(&settings).await;
     let acme = TenantSql::new(&router, "acme.app.localhost", &connection_string(&cp, "acme").await);
@@ -438,16 +438,19 @@ async fn bearer_tokens_name_their_tenant_and_may_make_requests_read_only() {
         )
     };
 
-    let valid = token(&json!({"tenant": "acme", "exp": now + 600}), JWT_SECRET);
+    let valid = token(&json!({"tenant": "acme", "role": "tenant-admin", "exp": now + 600}), JWT_SECRET);
     let (status, _, body) =
         status_and_code(post(valid.clone(), "SELECT current_schema() AS schema").await.unwrap()).await;
     assert_eq!((status, &body["rows"]), (200, &json!([{"schema": "t_acme"}])), "{body}");
     let (status, _, _) =
         status_and_code(post(valid, "INSERT INTO tags (name) VALUES ('by-token')").await.unwrap()).await;
-    assert_eq!(status, 200, "a token without a read-only role may write");
+    assert_eq!(status, 200, "a tenant admin may write");
 
     for (claims, secret, want) in [
-        (json!({"tenant": "globex", "exp": now + 600}), JWT_SECRET, (403, "wrong_tenant")),
+        (json!({"tenant": "globex", "role": "tenant-admin", "exp": now + 600}), JWT_SECRET, (403, "wrong_tenant")),
+        // No role, or one the router does not know: nothing is assumed.
+        (json!({"tenant": "acme", "exp": now + 600}), JWT_SECRET, (403, "role_not_allowed")),
+        (json!({"tenant": "acme", "role": "owner", "exp": now + 600}), JWT_SECRET, (403, "role_not_allowed")),
         (json!({"tenant": "acme", "exp": now - 3600}), JWT_SECRET, (401, "invalid_token")),
         (json!({"tenant": "acme"}), JWT_SECRET, (401, "invalid_token")),
         (json!({"tenant": "acme", "exp": now + 600}), "another-secret", (401, "invalid_token")),
@@ -461,7 +464,7 @@ async fn bearer_tokens_name_their_tenant_and_may_make_requests_read_only() {
     assert_eq!((status, code.as_str()), (401, "invalid_token"));
 
     // A read-only role reads but cannot write: PostgreSQL refuses in a read-only transaction.
-    let reader = token(&json!({"tenant": "acme", "role": "read_only", "exp": now + 600}), JWT_SECRET);
+    let reader = token(&json!({"tenant": "acme", "role": "tenant-viewer", "exp": now + 600}), JWT_SECRET);
     let (status, _, body) =
         status_and_code(post(reader.clone(), "SELECT count(*)::int4 AS n FROM tags").await.unwrap()).await;
     assert_eq!((status, &body["rows"]), (200, &json!([{"n": 1}])));

@@ -128,7 +128,7 @@ async fn forged_routing_records_in_redis_are_ignored() {
     let now =
         i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
             .unwrap();
-    let acme_token = token(&json!({"tenant": "acme", "exp": now + 600}), JWT_SECRET);
+    let acme_token = token(&json!({"tenant": "acme", "role": "tenant-admin", "exp": now + 600}), JWT_SECRET);
     let current_user = |router: &tenant_router::http::RunningRouter| {
         let request = reqwest::Client::new()
             .post(format!("http://{}/sql", router.addr))
@@ -282,7 +282,7 @@ async fn a_read_only_token_cannot_write_whatever_it_sends() {
     let now =
         i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
             .unwrap();
-    let viewer = token(&json!({"tenant": "acme", "role": "read_only", "exp": now + 600}), JWT_SECRET);
+    let viewer = token(&json!({"tenant": "acme", "role": "tenant-viewer", "exp": now + 600}), JWT_SECRET);
     let post = |body: serde_json::Value| {
         let viewer = viewer.clone();
         let addr = f.router.addr;
@@ -434,7 +434,7 @@ async fn a_read_only_token_cannot_write_whatever_it_sends() {
             .send()
     };
     let response =
-        globex_post(json!({"tenant": "globex", "role": "read_only", "exp": now + 600})).await.unwrap();
+        globex_post(json!({"tenant": "globex", "role": "tenant-viewer", "exp": now + 600})).await.unwrap();
     let status = response.status().as_u16();
     let answer: serde_json::Value = response.json().await.unwrap();
     assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("read_only_unavailable")), "{answer}");
