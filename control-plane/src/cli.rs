@@ -57,6 +57,31 @@ pub(crate) enum Command {
     /// The routers: the catalog credentials they use, and their connection pools.
     #[command(subcommand)]
     Routers(RoutersCommand),
+    /// The audit log, newest first: who changed which tenant (operators, billing events), and
+    /// every access by the platform's internal users to a tenant through a router (action
+    /// `tenant.access`, actor `user:<id>`, with the role, door, read or write, and request).
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AuditArgs {
+    /// Only entries about this tenant (slug).
+    #[arg(long)]
+    pub(crate) tenant: Option<String>,
+    /// Only entries by this actor: an operator token's name, `billing`, or `user:<id>`.
+    #[arg(long)]
+    pub(crate) actor: Option<String>,
+    /// Only this action, e.g. `tenant.access` or `tenant.suspend`.
+    #[arg(long)]
+    pub(crate) action: Option<String>,
+    /// Only entries from this long ago or later (e.g. `1h`, `7days`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub(crate) since: Option<std::time::Duration>,
+    /// At most this many entries.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+    pub(crate) limit: i64,
+    #[command(flatten)]
+    pub(crate) catalog: CatalogArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -46,20 +46,35 @@ pub(crate) struct Entry {
     pub(crate) detail: serde_json::Value,
 }
 
-/// The newest `limit` entries (about the tenants with that slug, live or deleted, when `slug`
-/// is given), newest first.
+/// Which entries of the audit log to read.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AuditFilter {
+    /// About the tenants with this slug (live or deleted).
+    pub(crate) tenant: Option<String>,
+    /// By this actor (an operator token's name, `billing`, `user:<id>` for an internal user).
+    pub(crate) actor: Option<String>,
+    /// Of this action (`tenant.access`, `tenant.suspend`, …).
+    pub(crate) action: Option<String>,
+    /// At or after this time.
+    pub(crate) since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The newest `limit` entries `filter` keeps, newest first.
 pub(crate) async fn recent(
     client: &impl GenericClient,
-    slug: Option<&str>,
+    filter: &AuditFilter,
     limit: i64,
 ) -> Result<Vec<Entry>, tokio_postgres::Error> {
     let rows = client
         .query(
             "SELECT a.id, a.at, a.actor, a.action, a.tenant_id, a.detail
                FROM control.audit_log a
-              WHERE $1::text IS NULL OR a.tenant_id IN (SELECT id FROM control.tenants WHERE slug = $1)
-              ORDER BY a.id DESC LIMIT $2",
-            &[&slug, &limit],
+              WHERE ($1::text IS NULL OR a.tenant_id IN (SELECT id FROM control.tenants WHERE slug = $1))
+                AND ($2::text IS NULL OR a.actor = $2)
+                AND ($3::text IS NULL OR a.action = $3)
+                AND ($4::timestamptz IS NULL OR a.at >= $4)
+              ORDER BY a.id DESC LIMIT $5",
+            &[&filter.tenant, &filter.actor, &filter.action, &filter.since, &limit],
         )
         .await?;
     Ok(rows

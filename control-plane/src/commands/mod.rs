@@ -7,7 +7,7 @@ mod moves;
 mod routers;
 
 use crate::cli::{
-    AddClusterArgs, BillingCommand, CatalogArgs, Cli, ClustersCommand, Command, CreateArgs, DeleteArgs,
+    AddClusterArgs, AuditArgs, BillingCommand, CatalogArgs, Cli, ClustersCommand, Command, CreateArgs, DeleteArgs,
     DomainArgs, EventsArgs, ListArgs, MigrateCommand, OperationArgs, RoutersCommand, SendArgs, ServeArgs,
     ShowArgs, TenantsCommand, TokenArgs, TokensCommand, WebhookCommand,
 };
@@ -104,6 +104,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Routers(RoutersCommand::Credentials(args)) => router_credentials(*args, json).await,
         Command::Routers(RoutersCommand::Pools(args)) => routers::pools(args, json).await,
         Command::Routers(RoutersCommand::Stats(args)) => routers::stats(args, json).await,
+        Command::Audit(args) => audit(args, json).await,
     };
     match result {
         Ok(code) => code,
@@ -408,6 +409,55 @@ async fn webhook_send(args: SendArgs, json: bool) -> Result<ExitCode, CliError> 
         output::line(&format!("{}: {}", handled.state, handled.detail.as_deref().unwrap_or_default()));
     }
     Ok(if handled.state == "failed" { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+async fn audit(args: AuditArgs, json: bool) -> Result<ExitCode, CliError> {
+    if let Some(tenant) = &args.tenant {
+        parse_slug(tenant)?;
+    }
+    let since = match args.since {
+        None => None,
+        Some(ago) => Some(
+            chrono::Duration::from_std(ago)
+                .ok()
+                .and_then(|ago| chrono::Utc::now().checked_sub_signed(ago))
+                .ok_or_else(|| CliError::invalid("invalid_since", "--since is too long ago"))?,
+        ),
+    };
+    let cp = start(&args.catalog).await?;
+    let filter = crate::catalog::audit::AuditFilter { tenant: args.tenant, actor: args.actor, action: args.action, since };
+    let client = cp.catalog.get().await.map_err(CatalogError::from)?;
+    let entries =
+        crate::catalog::audit::recent(&**client, &filter, args.limit).await.map_err(CatalogError::from)?;
+    if json {
+        let entries: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "id": e.id, "at": e.at.to_rfc3339(), "actor": e.actor, "action": e.action,
+                    "tenant_id": e.tenant_id, "detail": e.detail,
+                })
+            })
+            .collect();
+        output::json(&entries);
+    } else if entries.is_empty() {
+        output::line("No audit entries found.");
+    } else {
+        let rows: Vec<Vec<String>> = entries
+            .iter()
+            .map(|e| {
+                vec![
+                    e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    e.actor.clone(),
+                    e.action.clone(),
+                    e.tenant_id.map(|id| id.to_string()).unwrap_or_default(),
+                    e.detail.to_string(),
+                ]
+            })
+            .collect();
+        output::table(&["at", "actor", "action", "tenant", "detail"], &rows);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn billing_events(args: EventsArgs, json: bool) -> Result<ExitCode, CliError> {

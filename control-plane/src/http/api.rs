@@ -139,6 +139,23 @@ pub(crate) struct Job {
     pub(crate) finished_at: Option<String>,
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct AuditQuery {
+    /// Only entries about this tenant (slug).
+    pub(crate) tenant: Option<String>,
+    /// Only entries by this actor: an operator token's name, `billing`, or `user:<id>` for an
+    /// internal user's access through a router.
+    pub(crate) actor: Option<String>,
+    /// Only this action, e.g. `tenant.access` (an internal user's access through a router) or
+    /// `tenant.suspend`.
+    pub(crate) action: Option<String>,
+    /// Only entries at or after this time (RFC 3339).
+    pub(crate) since: Option<String>,
+    /// Most recent first, 1 to 500 (default 100).
+    pub(crate) limit: Option<i64>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct AuditEntry {
     pub(crate) id: i64,

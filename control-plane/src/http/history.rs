@@ -1,14 +1,14 @@
 //! Read-only views of the job queue and the audit log.
 
-use super::api::{AuditEntry, HistoryQuery, Job};
+use super::api::{AuditEntry, AuditQuery, HistoryQuery, Job};
 use super::{ApiError, AppState};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use tenancy::catalog::CatalogError;
 
-fn limit_of(query: &HistoryQuery) -> Result<i64, ApiError> {
-    let limit = query.limit.unwrap_or(100);
+fn limit_of(limit: Option<i64>) -> Result<i64, ApiError> {
+    let limit = limit.unwrap_or(100);
     if (1..=500).contains(&limit) {
         Ok(limit)
     } else {
@@ -31,7 +31,7 @@ pub(super) async fn jobs(
     State(state): State<AppState>,
     Query(query): Query<HistoryQuery>,
 ) -> Result<Json<Vec<Job>>, ApiError> {
-    let limit = limit_of(&query)?;
+    let limit = limit_of(query.limit)?;
     let client = state.cp.catalog.get().await.map_err(CatalogError::from)?;
     let jobs = crate::catalog::jobs::recent(&**client, query.tenant.as_deref(), limit)
         .await
@@ -53,16 +53,29 @@ pub(super) async fn jobs(
     ))
 }
 
-/// The audit log, most recent first.
-#[utoipa::path(get, path = "/v1/audit", params(HistoryQuery), tag = "history",
+/// The audit log, most recent first: lifecycle changes by operators and billing events, and
+/// internal users' accesses to tenants through the routers (`tenant.access`).
+#[utoipa::path(get, path = "/v1/audit", params(AuditQuery), tag = "history",
     responses((status = 200, body = [AuditEntry]), (status = 400, body = super::api::ErrorBody)))]
 pub(super) async fn audit(
     State(state): State<AppState>,
-    Query(query): Query<HistoryQuery>,
+    Query(query): Query<AuditQuery>,
 ) -> Result<Json<Vec<AuditEntry>>, ApiError> {
-    let limit = limit_of(&query)?;
+    let limit = limit_of(query.limit)?;
+    let since = match &query.since {
+        None => None,
+        Some(since) => Some(chrono::DateTime::parse_from_rfc3339(since).map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", format!("since must be an RFC 3339 time: {e}"))
+        })?),
+    };
+    let filter = crate::catalog::audit::AuditFilter {
+        tenant: query.tenant,
+        actor: query.actor,
+        action: query.action,
+        since: since.map(|at| at.with_timezone(&chrono::Utc)),
+    };
     let client = state.cp.catalog.get().await.map_err(CatalogError::from)?;
-    let entries = crate::catalog::audit::recent(&**client, query.tenant.as_deref(), limit)
+    let entries = crate::catalog::audit::recent(&**client, &filter, limit)
         .await
         .map_err(CatalogError::from)?;
     Ok(Json(
