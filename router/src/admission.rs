@@ -16,8 +16,8 @@
 //! also as an axum extractor for doors that leave identity to the application.
 
 use crate::error::{AuthError, RouterError};
-use crate::identity::{Identity, TokenError};
 use crate::failed_attempts::ClientAddress;
+use crate::identity::{Identity, TokenError};
 use crate::resolve::ResolveTenantError;
 use crate::state::AppState;
 use axum::extract::FromRequestParts;

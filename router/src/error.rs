@@ -130,7 +130,9 @@ impl RouterError {
             Self::Auth(AuthError::WrongTenant) => (StatusCode::FORBIDDEN, "wrong_tenant"),
             Self::Auth(AuthError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "catalog_unavailable"),
             Self::Auth(AuthError::Token(TokenError::WrongTenant)) => (StatusCode::FORBIDDEN, "wrong_tenant"),
-            Self::Auth(AuthError::Token(TokenError::Forbidden(_))) => (StatusCode::FORBIDDEN, "role_not_allowed"),
+            Self::Auth(AuthError::Token(TokenError::Forbidden(_))) => {
+                (StatusCode::FORBIDDEN, "role_not_allowed")
+            }
             Self::Auth(AuthError::Token(TokenError::KeysUnavailable)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "identity_provider_unavailable")
             }

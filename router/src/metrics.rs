@@ -115,7 +115,8 @@ impl Default for RouterMetrics {
             "PostgreSQL-protocol logins refused for a wrong user or password",
             wire_auth_failures.clone(),
         );
-        let (internal_accesses, audit_pending, audit_refused) = (Counter::default(), Gauge::default(), Counter::default());
+        let (internal_accesses, audit_pending, audit_refused) =
+            (Counter::default(), Gauge::default(), Counter::default());
         registry.register(
             "internal_accesses",
             "Accesses by internal users (tenant claim *) written to the audit log",

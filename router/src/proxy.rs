@@ -8,8 +8,8 @@
 //! both ways through a pooled client. Upstream unreachable: 502; too slow: 504.
 
 use crate::admission::{AdmittedTenant, ResolvedTenant};
-use crate::identity::audit::{Access, Door};
 use crate::error::RouterError;
+use crate::identity::audit::{Access, Door};
 use crate::state::AppState;
 use crate::upstream::ProxyError;
 use axum::body::Body;

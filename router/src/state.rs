@@ -120,7 +120,9 @@ impl AppState {
             )),
             trusted_proxy_hops: settings.trusted_proxy_hops,
             metrics: metrics.clone(),
-            identity: crate::identity::Verifier::new(&settings.identity).map_err(StartError::Jwt)?.map(Arc::new),
+            identity: crate::identity::Verifier::new(&settings.identity)
+                .map_err(StartError::Jwt)?
+                .map(Arc::new),
             audit: Arc::new(crate::identity::audit::AccessAudit::new(metrics.clone())),
             upstream: settings
                 .upstream
@@ -145,7 +147,10 @@ fn redis_link(settings: &RouterSettings) -> Result<Option<Arc<crate::redis::Redi
 /// Starts what bearer tokens need in the background (when tokens are accepted): the identity
 /// provider's key set kept fresh, and the writer of internal users' accesses to the audit log,
 /// which writes what is queued once `shutdown` is cancelled, then ends.
-pub fn spawn_identity_tasks(state: &AppState, shutdown: &CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+pub fn spawn_identity_tasks(
+    state: &AppState,
+    shutdown: &CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let Some(verifier) = &state.identity else { return Vec::new() };
     let mut tasks: Vec<_> = crate::identity::spawn_refresh(verifier, shutdown.clone()).into_iter().collect();
     let (audit, catalog, shutdown) = (state.audit.clone(), state.catalog.clone(), shutdown.clone());

@@ -7,9 +7,9 @@ mod moves;
 mod routers;
 
 use crate::cli::{
-    AddClusterArgs, AuditArgs, BillingCommand, CatalogArgs, Cli, ClustersCommand, Command, CreateArgs, DeleteArgs,
-    DomainArgs, EventsArgs, ListArgs, MigrateCommand, OperationArgs, RoutersCommand, SendArgs, ServeArgs,
-    ShowArgs, TenantsCommand, TokenArgs, TokensCommand, WebhookCommand,
+    AddClusterArgs, AuditArgs, BillingCommand, CatalogArgs, Cli, ClustersCommand, Command, CreateArgs,
+    DeleteArgs, DomainArgs, EventsArgs, ListArgs, MigrateCommand, OperationArgs, RoutersCommand, SendArgs,
+    ServeArgs, ShowArgs, TenantsCommand, TokenArgs, TokensCommand, WebhookCommand,
 };
 use crate::control_plane::ControlPlane;
 use crate::output;
@@ -425,7 +425,12 @@ async fn audit(args: AuditArgs, json: bool) -> Result<ExitCode, CliError> {
         ),
     };
     let cp = start(&args.catalog).await?;
-    let filter = crate::catalog::audit::AuditFilter { tenant: args.tenant, actor: args.actor, action: args.action, since };
+    let filter = crate::catalog::audit::AuditFilter {
+        tenant: args.tenant,
+        actor: args.actor,
+        action: args.action,
+        since,
+    };
     let client = cp.catalog.get().await.map_err(CatalogError::from)?;
     let entries =
         crate::catalog::audit::recent(&**client, &filter, args.limit).await.map_err(CatalogError::from)?;

@@ -65,7 +65,11 @@ pub(super) async fn audit(
     let since = match &query.since {
         None => None,
         Some(since) => Some(chrono::DateTime::parse_from_rfc3339(since).map_err(|e| {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", format!("since must be an RFC 3339 time: {e}"))
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!("since must be an RFC 3339 time: {e}"),
+            )
         })?),
     };
     let filter = crate::catalog::audit::AuditFilter {
@@ -75,9 +79,8 @@ pub(super) async fn audit(
         since: since.map(|at| at.with_timezone(&chrono::Utc)),
     };
     let client = state.cp.catalog.get().await.map_err(CatalogError::from)?;
-    let entries = crate::catalog::audit::recent(&**client, &filter, limit)
-        .await
-        .map_err(CatalogError::from)?;
+    let entries =
+        crate::catalog::audit::recent(&**client, &filter, limit).await.map_err(CatalogError::from)?;
     Ok(Json(
         entries
             .into_iter()

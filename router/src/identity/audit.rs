@@ -51,7 +51,13 @@ pub(crate) struct Access {
 }
 
 impl Access {
-    pub(crate) fn new(identity: &Identity, tenant: &TenantRecord, door: Door, writes: bool, request: String) -> Self {
+    pub(crate) fn new(
+        identity: &Identity,
+        tenant: &TenantRecord,
+        door: Door,
+        writes: bool,
+        request: String,
+    ) -> Self {
         Self {
             at: chrono::Utc::now(),
             user: identity.user.clone().unwrap_or_default(),
@@ -106,7 +112,11 @@ impl AccessAudit {
     }
 
     /// Writes what is queued until `shutdown`, then what is left (a few seconds at most).
-    pub(crate) async fn run(&self, catalog: deadpool_postgres::Pool, shutdown: tokio_util::sync::CancellationToken) {
+    pub(crate) async fn run(
+        &self,
+        catalog: deadpool_postgres::Pool,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
         loop {
             tokio::select! {
                 () = self.arrived.notified() => {}
@@ -131,7 +141,10 @@ impl AccessAudit {
             }
         };
         if tokio::time::timeout(Duration::from_secs(5), last).await.is_err() || self.has_pending() {
-            tracing::error!(lost = self.pending_len(), "internal accesses not written to the audit log at shutdown");
+            tracing::error!(
+                lost = self.pending_len(),
+                "internal accesses not written to the audit log at shutdown"
+            );
         }
     }
 

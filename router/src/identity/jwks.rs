@@ -150,7 +150,8 @@ impl Jwks {
     }
 
     async fn download(&self, url: &str) -> Result<Vec<u8>, JwksError> {
-        let failed = |e: reqwest::Error| JwksError::Fetch(format!("fetching the key set: {}", e.without_url()));
+        let failed =
+            |e: reqwest::Error| JwksError::Fetch(format!("fetching the key set: {}", e.without_url()));
         let mut response = self.http.get(url).send().await.map_err(failed)?;
         if !response.status().is_success() {
             return Err(JwksError::Fetch(format!("fetching the key set: HTTP {}", response.status())));
@@ -250,9 +251,15 @@ mod tests {
     #[test]
     fn locations_are_urls_or_files() {
         let refresh = Duration::from_secs(60);
-        assert!(matches!(Jwks::new("https://idp.example/jwks.json", refresh, refresh).unwrap().source, Source::Url(_)));
+        assert!(matches!(
+            Jwks::new("https://idp.example/jwks.json", refresh, refresh).unwrap().source,
+            Source::Url(_)
+        ));
         assert!(matches!(Jwks::new("/etc/jwks.json", refresh, refresh).unwrap().source, Source::File(_)));
-        assert!(matches!(Jwks::new("file:///etc/jwks.json", refresh, refresh).unwrap().source, Source::File(_)));
+        assert!(matches!(
+            Jwks::new("file:///etc/jwks.json", refresh, refresh).unwrap().source,
+            Source::File(_)
+        ));
         assert!(Jwks::new("ftp://idp.example/jwks.json", refresh, refresh).is_err());
     }
 }

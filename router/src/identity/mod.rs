@@ -114,20 +114,22 @@ impl RoleNames {
         ] {
             for name in list.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
                 if let Some((_, other)) = names.iter().find(|(n, _)| n == name) {
-                    return Err(format!("role name {name:?} is given to both {} and {}", other.as_str(), role.as_str()));
+                    return Err(format!(
+                        "role name {name:?} is given to both {} and {}",
+                        other.as_str(),
+                        role.as_str()
+                    ));
                 }
                 names.push((name.to_owned(), role));
             }
         }
         let default = match settings.jwt_default_role.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
             None => None,
-            Some(name) => Some(
-                names
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, role)| *role)
-                    .ok_or_else(|| format!("ROUTER_JWT_DEFAULT_ROLE {name:?} is none of the configured role names"))?,
-            ),
+            Some(name) => {
+                Some(names.iter().find(|(n, _)| n == name).map(|(_, role)| *role).ok_or_else(|| {
+                    format!("ROUTER_JWT_DEFAULT_ROLE {name:?} is none of the configured role names")
+                })?)
+            }
         };
         Ok(Self { names, default })
     }
@@ -177,7 +179,9 @@ impl Verifier {
         };
         let jwks = match settings.jwks_url.as_deref().filter(|u| !u.is_empty()) {
             None => None,
-            Some(url) => Some(Arc::new(jwks::Jwks::new(url, settings.jwks_refresh, settings.jwks_min_refetch)?)),
+            Some(url) => {
+                Some(Arc::new(jwks::Jwks::new(url, settings.jwks_refresh, settings.jwks_min_refetch)?))
+            }
         };
         if hs256.is_none() && rs256.is_none() && jwks.is_none() {
             return Ok(None);
@@ -225,15 +229,22 @@ impl Verifier {
                 match &from_jwks {
                     Some(key) if key.algorithms.contains(&algorithm) => Some(&key.decoding),
                     Some(_) => {
-                        return Err(TokenError::Invalid(format!("algorithm {algorithm:?} does not fit key {kid:?}")))
+                        return Err(TokenError::Invalid(format!(
+                            "algorithm {algorithm:?} does not fit key {kid:?}"
+                        )))
                     }
-                    None => return Err(TokenError::Invalid(format!("no key {kid:?} in the identity provider's key set"))),
+                    None => {
+                        return Err(TokenError::Invalid(format!(
+                            "no key {kid:?} in the identity provider's key set"
+                        )))
+                    }
                 }
             }
             (Algorithm::RS256, _, _) => self.rs256.as_ref(),
             _ => None,
         };
-        let key = key.ok_or_else(|| TokenError::Invalid(format!("algorithm {algorithm:?} is not accepted")))?;
+        let key =
+            key.ok_or_else(|| TokenError::Invalid(format!("algorithm {algorithm:?} is not accepted")))?;
         let mut validation = Validation::new(algorithm);
         validation.leeway = 30;
         validation.validate_nbf = true;
@@ -256,13 +267,21 @@ impl Verifier {
     }
 
     /// Who `claims` are for, if they may reach `tenant`.
-    fn identity(&self, claims: &HashMap<String, Value>, tenant: &TenantRecord) -> Result<Identity, TokenError> {
+    fn identity(
+        &self,
+        claims: &HashMap<String, Value>,
+        tenant: &TenantRecord,
+    ) -> Result<Identity, TokenError> {
         let user = match claims.get(&self.user_claim) {
             None | Some(Value::Null) => None,
-            Some(Value::String(user)) if !user.is_empty() && user.len() <= 256 && !user.chars().any(char::is_control) => {
+            Some(Value::String(user))
+                if !user.is_empty() && user.len() <= 256 && !user.chars().any(char::is_control) =>
+            {
                 Some(user.clone())
             }
-            Some(_) => return Err(TokenError::Invalid(format!("the `{}` claim is not a user id", self.user_claim))),
+            Some(_) => {
+                return Err(TokenError::Invalid(format!("the `{}` claim is not a user id", self.user_claim)))
+            }
         };
         let named = claims
             .get(&self.tenant_claim)
@@ -274,7 +293,10 @@ impl Verifier {
         }
         let role = self.role(claims.get(&self.role_claim), internal)?;
         if internal && user.is_none() {
-            return Err(TokenError::Invalid(format!("an internal user's token needs a `{}` claim", self.user_claim)));
+            return Err(TokenError::Invalid(format!(
+                "an internal user's token needs a `{}` claim",
+                self.user_claim
+            )));
         }
         Ok(Identity { user, role })
     }
@@ -285,10 +307,19 @@ impl Verifier {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::String(name)) => vec![name.as_str()],
             Some(Value::Array(names)) => names.iter().filter_map(Value::as_str).collect(),
-            Some(_) => return Err(TokenError::Invalid(format!("the `{}` claim is not a role name", self.role_claim))),
+            Some(_) => {
+                return Err(TokenError::Invalid(format!(
+                    "the `{}` claim is not a role name",
+                    self.role_claim
+                )))
+            }
         };
         let named: Vec<Role> = names.iter().filter_map(|name| self.roles.role(name)).collect();
-        let roles = if named.is_empty() && names.is_empty() { self.roles.default.into_iter().collect() } else { named };
+        let roles = if named.is_empty() && names.is_empty() {
+            self.roles.default.into_iter().collect()
+        } else {
+            named
+        };
         let fitting = roles.iter().copied().filter(|role| role.internal() == internal);
         let best = fitting.min_by_key(|role| match role {
             Role::InternalAdmin | Role::TenantAdmin => 0,
@@ -316,9 +347,15 @@ pub fn spawn_refresh(
         loop {
             match jwks.refresh_now().await {
                 Ok(keys) => tracing::info!(keys, "identity provider key set fetched"),
-                Err(err) => tracing::warn!(error = %err, "the identity provider's key set could not be fetched"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "the identity provider's key set could not be fetched")
+                }
             }
-            let wait = if jwks.loaded() { jwks.refresh } else { jwks.min_refetch.max(std::time::Duration::from_secs(1)) };
+            let wait = if jwks.loaded() {
+                jwks.refresh
+            } else {
+                jwks.min_refetch.max(std::time::Duration::from_secs(1))
+            };
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = shutdown.cancelled() => return,

@@ -49,21 +49,41 @@ pub struct IdentitySettings {
 
     /// Role names of the platform's administrators: any tenant (tenant claim `*`, the tenant
     /// chosen by the request's host), read-write; every access audited.
-    #[arg(long, env = "ROUTER_JWT_INTERNAL_ADMIN_ROLES", value_delimiter = ',', default_value = "internal-admin")]
+    #[arg(
+        long,
+        env = "ROUTER_JWT_INTERNAL_ADMIN_ROLES",
+        value_delimiter = ',',
+        default_value = "internal-admin"
+    )]
     pub internal_admin_roles: Vec<String>,
 
     /// Role names of the platform's read-only staff: any tenant (tenant claim `*`), on the
     /// tenant's read-only PostgreSQL role; every access audited.
-    #[arg(long, env = "ROUTER_JWT_INTERNAL_VIEWER_ROLES", value_delimiter = ',', default_value = "internal-viewer")]
+    #[arg(
+        long,
+        env = "ROUTER_JWT_INTERNAL_VIEWER_ROLES",
+        value_delimiter = ',',
+        default_value = "internal-viewer"
+    )]
     pub internal_viewer_roles: Vec<String>,
 
     /// Role names of a tenant's administrators: their own tenant, read-write.
-    #[arg(long, env = "ROUTER_JWT_TENANT_ADMIN_ROLES", value_delimiter = ',', default_value = "tenant-admin")]
+    #[arg(
+        long,
+        env = "ROUTER_JWT_TENANT_ADMIN_ROLES",
+        value_delimiter = ',',
+        default_value = "tenant-admin"
+    )]
     pub tenant_admin_roles: Vec<String>,
 
     /// Role names of a tenant's read-only users: their own tenant, on its read-only PostgreSQL
     /// role.
-    #[arg(long, env = "ROUTER_JWT_TENANT_VIEWER_ROLES", value_delimiter = ',', default_value = "tenant-viewer")]
+    #[arg(
+        long,
+        env = "ROUTER_JWT_TENANT_VIEWER_ROLES",
+        value_delimiter = ',',
+        default_value = "tenant-viewer"
+    )]
     pub tenant_viewer_roles: Vec<String>,
 
     /// The role of a token that carries no role claim (one of the role names above); unset, such

@@ -114,7 +114,10 @@ async fn roles_and_tenants_decide_what_a_token_reaches() {
 #[tokio::test]
 async fn a_default_role_applies_only_to_tokens_without_one() {
     let dir = temp_dir("default");
-    let settings = IdentitySettings { jwt_default_role: Some("tenant-viewer".into()), ..jwks_settings(&dir, &["rsa-a"]) };
+    let settings = IdentitySettings {
+        jwt_default_role: Some("tenant-viewer".into()),
+        ..jwks_settings(&dir, &["rsa-a"])
+    };
     let verifier = Verifier::new(&settings).unwrap().unwrap();
     let token = rs256("rsa-a", RSA_A, &claims("acme", json!(null)));
     assert_eq!(verifier.verify(&token, &tenant("acme")).await.unwrap().role, Role::TenantViewer);
@@ -186,12 +189,14 @@ async fn algorithm_confusion_and_tampering_are_refused() {
     assert!(refused(verifier.verify(&swapped, &acme).await));
     // A tampered payload.
     let parts: Vec<&str> = signed.split('.').collect();
-    let forged = format!("{}.{}.{}", parts[0], b64(&super::tests::claims("*", json!("internal-admin"))), parts[2]);
+    let forged =
+        format!("{}.{}.{}", parts[0], b64(&super::tests::claims("*", json!("internal-admin"))), parts[2]);
     assert!(refused(verifier.verify(&forged, &acme).await));
     // ES256 with the EC key; HS256 with the configured secret.
     let mut header = Header::new(Algorithm::ES256);
     header.kid = Some("ec-p256".into());
-    let es = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ec_pem(EC.as_bytes()).unwrap()).unwrap();
+    let es =
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ec_pem(EC.as_bytes()).unwrap()).unwrap();
     assert!(verifier.verify(&es, &acme).await.is_ok());
     assert!(verifier.verify(&hs256(SECRET.as_bytes(), None, &claims), &acme).await.is_ok());
 }
@@ -215,7 +220,10 @@ async fn an_unknown_kid_fetches_the_key_set_again() {
 #[tokio::test]
 async fn unknown_kids_fetch_at_most_once_per_interval() {
     let dir = temp_dir("refetch");
-    let settings = IdentitySettings { jwks_min_refetch: std::time::Duration::from_secs(3600), ..jwks_settings(&dir, &["rsa-a"]) };
+    let settings = IdentitySettings {
+        jwks_min_refetch: std::time::Duration::from_secs(3600),
+        ..jwks_settings(&dir, &["rsa-a"])
+    };
     let verifier = Verifier::new(&settings).unwrap().unwrap();
     let acme = tenant("acme");
     let claims = claims("acme", json!("tenant-admin"));
@@ -227,10 +235,8 @@ async fn unknown_kids_fetch_at_most_once_per_interval() {
 
 #[tokio::test]
 async fn a_key_set_never_read_makes_tokens_unverifiable_not_invalid() {
-    let settings = IdentitySettings {
-        jwks_url: Some("/nonexistent/jwks.json".into()),
-        ..IdentitySettings::default()
-    };
+    let settings =
+        IdentitySettings { jwks_url: Some("/nonexistent/jwks.json".into()), ..IdentitySettings::default() };
     let verifier = Verifier::new(&settings).unwrap().unwrap();
     let token = rs256("rsa-a", RSA_A, &claims("acme", json!("tenant-admin")));
     assert!(matches!(verifier.verify(&token, &tenant("acme")).await, Err(TokenError::KeysUnavailable)));

@@ -53,8 +53,9 @@ pub async fn handle(
     let AdmittedTenant { tenant } = resolved.admit(&state).await?;
     let payload = Payload::parse(&body)?;
     let internal = identity.as_ref().filter(|identity| identity.role.internal());
-    let writes =
-        (internal.is_some() || tenant.writes_paused()) && !read_only && may_write(&payload, &state.classifier);
+    let writes = (internal.is_some() || tenant.writes_paused())
+        && !read_only
+        && may_write(&payload, &state.classifier);
     if let Some(identity) = internal {
         let access = Access::new(identity, &tenant, Door::Sql, writes, "POST /sql".to_owned());
         state.audit.record(access)?;

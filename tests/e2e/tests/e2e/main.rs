@@ -11,6 +11,7 @@ mod degraded;
 mod deletion;
 mod domains;
 mod embed;
+mod identity;
 mod lifecycle;
 mod moves;
 mod neon_driver;

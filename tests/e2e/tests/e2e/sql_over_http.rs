@@ -447,7 +447,11 @@ async fn bearer_tokens_name_their_tenant_and_may_make_requests_read_only() {
     assert_eq!(status, 200, "a tenant admin may write");
 
     for (claims, secret, want) in [
-        (json!({"tenant": "globex", "role": "tenant-admin", "exp": now + 600}), JWT_SECRET, (403, "wrong_tenant")),
+        (
+            json!({"tenant": "globex", "role": "tenant-admin", "exp": now + 600}),
+            JWT_SECRET,
+            (403, "wrong_tenant"),
+        ),
         // No role, or one the router does not know: nothing is assumed.
         (json!({"tenant": "acme", "exp": now + 600}), JWT_SECRET, (403, "role_not_allowed")),
         (json!({"tenant": "acme", "role": "owner", "exp": now + 600}), JWT_SECRET, (403, "role_not_allowed")),

@@ -231,6 +231,7 @@ async fn routers_catalog_role_reads_routing_records_and_nothing_else() {
         "INSERT INTO control.domains (host, tenant_id, kind) SELECT 'x.example', id, 'custom' FROM control.tenants",
         "DELETE FROM control.secrets",
         "CREATE TABLE control.sneaky (i int)",
+        "INSERT INTO control.audit_log (actor, action) VALUES ('operator', 'tenant.delete')",
     ] {
         assert_eq!(code(client.execute(sql, &[]).await), "42501", "{sql}");
     }
@@ -238,6 +239,13 @@ async fn routers_catalog_role_reads_routing_records_and_nothing_else() {
         code(client.execute("SELECT slug, status, generation FROM control.tenants", &[]).await),
         "succeeded"
     );
+    // It writes internal users' accesses to the audit log, and nothing else there.
+    let log = "SELECT control.log_internal_access(ARRAY[now()], ARRAY['staff'], ARRAY[(SELECT id FROM control.tenants LIMIT 1)], ARRAY[$1::jsonb])";
+    let internal =
+        json!({"role": "internal-viewer", "door": "sql", "access": "read", "request": "POST /sql"});
+    assert_eq!(code(client.execute(log, &[&internal]).await), "succeeded");
+    let forged = json!({"role": "operator", "door": "sql", "access": "write", "request": "tenant.delete"});
+    assert_eq!(code(client.execute(log, &[&forged]).await), "P0001", "only internal accesses");
 }
 
 /// A read-only token runs on the tenant's read-only role, which PostgreSQL allows `SELECT` and
@@ -439,6 +447,7 @@ async fn a_read_only_token_cannot_write_whatever_it_sends() {
     let answer: serde_json::Value = response.json().await.unwrap();
     assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("read_only_unavailable")), "{answer}");
     assert!(answer["message"].as_str().unwrap().contains("no read-only role"), "{answer}");
-    let response = globex_post(json!({"tenant": "globex", "exp": now + 600})).await.unwrap();
+    let response =
+        globex_post(json!({"tenant": "globex", "role": "tenant-admin", "exp": now + 600})).await.unwrap();
     assert_eq!(response.status().as_u16(), 200);
 }
