@@ -214,13 +214,13 @@ mod tests {
 
     const RSA_N: &str = "u1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0_IzW7yWR7QkrmBL7jTKEn5u-qKhbwKfBstIs-bMY2Zkp18gnTxKLxoS2tFczGkPLPgizskuemMghRniWaoLcyehkd3qqGElvW_VDL5AaWTg0nLVkjRo9z-40RQzuVaE8AkAFmxZzow3x-VJYKdjykkJ0iT9wCS0DRTXu269V264Vf_3jvredZiKRkgwlL9xNAwxXFg0x_XFw005UWVRIkdgcKWTjpBP2dPwVZ4WWC-9aGVd-Gyn1o0CLelf4rEjGoXbAAEgAqeGUxrcIlbjXfbcmw";
 
-    fn set(keys: serde_json::Value) -> Vec<u8> {
-        serde_json::to_vec(&serde_json::json!({ "keys": keys })).unwrap()
+    fn set(keys: &serde_json::Value) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({ "keys": &keys })).unwrap()
     }
 
     #[test]
     fn keys_are_taken_by_kid_with_the_algorithms_they_fit() {
-        let keys = parse(&set(serde_json::json!([
+        let keys = parse(&set(&serde_json::json!([
             {"kty": "RSA", "kid": "named", "alg": "RS256", "use": "sig", "n": RSA_N, "e": "AQAB"},
             {"kty": "RSA", "kid": "unnamed", "n": RSA_N, "e": "AQAB"},
         ])))
@@ -232,7 +232,7 @@ mod tests {
 
     #[test]
     fn secrets_keys_for_encryption_mismatched_algorithms_and_keys_without_kid_are_ignored() {
-        let keys = parse(&set(serde_json::json!([
+        let keys = parse(&set(&serde_json::json!([
             {"kty": "oct", "kid": "secret", "k": "c2VjcmV0"},
             {"kty": "RSA", "kid": "enc", "use": "enc", "n": RSA_N, "e": "AQAB"},
             {"kty": "RSA", "kid": "claims-hs256", "alg": "HS256", "n": RSA_N, "e": "AQAB"},

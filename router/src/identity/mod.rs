@@ -346,9 +346,9 @@ pub fn spawn_refresh(
     Some(tokio::spawn(async move {
         loop {
             match jwks.refresh_now().await {
-                Ok(keys) => tracing::info!(keys, "identity provider key set fetched"),
+                Ok(keys) => tracing::debug!(keys, "identity provider key set fetched"),
                 Err(err) => {
-                    tracing::warn!(error = %err, "the identity provider's key set could not be fetched")
+                    tracing::warn!(error = %err, "the identity provider's key set could not be fetched");
                 }
             }
             let wait = if jwks.loaded() {

@@ -45,7 +45,7 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-fn claims(tenant: &str, role: serde_json::Value) -> serde_json::Value {
+fn claims(tenant: &str, role: &serde_json::Value) -> serde_json::Value {
     json!({ "sub": "user-1", "custom:tenantId": tenant, "custom:role": role, "exp": now() + 600 })
 }
 
@@ -79,34 +79,34 @@ async fn roles_and_tenants_decide_what_a_token_reaches() {
         async move { verifier.verify(&token, acme).await }
     };
     let role = |r: Result<Identity, TokenError>| r.map(|i| i.role);
-    assert_eq!(role(verify(claims("acme", json!("tenant-admin"))).await).unwrap(), Role::TenantAdmin);
-    assert_eq!(role(verify(claims("acme", json!("tenant-viewer"))).await).unwrap(), Role::TenantViewer);
-    assert_eq!(role(verify(claims("*", json!("internal-admin"))).await).unwrap(), Role::InternalAdmin);
-    assert_eq!(role(verify(claims("*", json!("internal-viewer"))).await).unwrap(), Role::InternalViewer);
+    assert_eq!(role(verify(claims("acme", &json!("tenant-admin"))).await).unwrap(), Role::TenantAdmin);
+    assert_eq!(role(verify(claims("acme", &json!("tenant-viewer"))).await).unwrap(), Role::TenantViewer);
+    assert_eq!(role(verify(claims("*", &json!("internal-admin"))).await).unwrap(), Role::InternalAdmin);
+    assert_eq!(role(verify(claims("*", &json!("internal-viewer"))).await).unwrap(), Role::InternalViewer);
     // By id as well as by slug.
-    assert!(verify(claims(&acme.id.to_string(), json!("tenant-admin"))).await.is_ok());
+    assert!(verify(claims(&acme.id.to_string(), &json!("tenant-admin"))).await.is_ok());
     // Several roles: the most privileged of those that fit the tenant claim.
     let both = json!(["tenant-viewer", "tenant-admin", "internal-admin"]);
-    assert_eq!(role(verify(claims("acme", both.clone())).await).unwrap(), Role::TenantAdmin);
-    assert_eq!(role(verify(claims("*", both)).await).unwrap(), Role::InternalAdmin);
+    assert_eq!(role(verify(claims("acme", &both)).await).unwrap(), Role::TenantAdmin);
+    assert_eq!(role(verify(claims("*", &both)).await).unwrap(), Role::InternalAdmin);
     // Another tenant; a tenant role with `*`; an internal role for one tenant; no or an unknown
     // role; no user.
-    assert!(matches!(verify(claims("globex", json!("tenant-admin"))).await, Err(TokenError::WrongTenant)));
-    assert!(matches!(verify(claims("*", json!("tenant-admin"))).await, Err(TokenError::Forbidden(_))));
-    assert!(matches!(verify(claims("acme", json!("internal-admin"))).await, Err(TokenError::Forbidden(_))));
-    assert!(matches!(verify(claims("acme", json!(null))).await, Err(TokenError::Forbidden(_))));
-    assert!(matches!(verify(claims("acme", json!("superuser"))).await, Err(TokenError::Forbidden(_))));
-    assert!(matches!(verify(claims("acme", json!(7))).await, Err(TokenError::Invalid(_))));
+    assert!(matches!(verify(claims("globex", &json!("tenant-admin"))).await, Err(TokenError::WrongTenant)));
+    assert!(matches!(verify(claims("*", &json!("tenant-admin"))).await, Err(TokenError::Forbidden(_))));
+    assert!(matches!(verify(claims("acme", &json!("internal-admin"))).await, Err(TokenError::Forbidden(_))));
+    assert!(matches!(verify(claims("acme", &json!(null))).await, Err(TokenError::Forbidden(_))));
+    assert!(matches!(verify(claims("acme", &json!("superuser"))).await, Err(TokenError::Forbidden(_))));
+    assert!(matches!(verify(claims("acme", &json!(7))).await, Err(TokenError::Invalid(_))));
     // No user: a tenant's user may be anonymous, an internal one may not (the audit log names
     // them).
     let anonymous = |tenant: &str, role: &str| {
-        let mut claims = claims(tenant, json!(role));
+        let mut claims = claims(tenant, &json!(role));
         claims.as_object_mut().unwrap().remove("sub");
         claims
     };
     assert_eq!(verify(anonymous("acme", "tenant-admin")).await.unwrap().user, None);
     assert!(matches!(verify(anonymous("*", "internal-viewer")).await, Err(TokenError::Invalid(_))));
-    let mut not_a_user = claims("acme", json!("tenant-admin"));
+    let mut not_a_user = claims("acme", &json!("tenant-admin"));
     not_a_user["sub"] = json!("a\nb");
     assert!(matches!(verify(not_a_user).await, Err(TokenError::Invalid(_))));
 }
@@ -119,9 +119,9 @@ async fn a_default_role_applies_only_to_tokens_without_one() {
         ..jwks_settings(&dir, &["rsa-a"])
     };
     let verifier = Verifier::new(&settings).unwrap().unwrap();
-    let token = rs256("rsa-a", RSA_A, &claims("acme", json!(null)));
+    let token = rs256("rsa-a", RSA_A, &claims("acme", &json!(null)));
     assert_eq!(verifier.verify(&token, &tenant("acme")).await.unwrap().role, Role::TenantViewer);
-    let token = rs256("rsa-a", RSA_A, &claims("acme", json!("superuser")));
+    let token = rs256("rsa-a", RSA_A, &claims("acme", &json!("superuser")));
     assert!(verifier.verify(&token, &tenant("acme")).await.is_err());
     let unknown = IdentitySettings { jwt_default_role: Some("root".into()), ..settings.clone() };
     assert!(Verifier::new(&unknown).is_err());
@@ -168,7 +168,7 @@ async fn algorithm_confusion_and_tampering_are_refused() {
     let dir = temp_dir("confusion");
     let verifier = Verifier::new(&jwks_settings(&dir, &["rsa-a", "ec-p256"])).unwrap().unwrap();
     let acme = tenant("acme");
-    let claims = claims("acme", json!("tenant-admin"));
+    let claims = claims("acme", &json!("tenant-admin"));
     let refused = |result: Result<Identity, TokenError>| matches!(result, Err(TokenError::Invalid(_)));
     // HS256 "signed" with the RSA public key, naming the RSA key: never verified with it.
     let confused = hs256(RSA_A_PUB.as_bytes(), Some("rsa-a"), &claims);
@@ -190,7 +190,7 @@ async fn algorithm_confusion_and_tampering_are_refused() {
     // A tampered payload.
     let parts: Vec<&str> = signed.split('.').collect();
     let forged =
-        format!("{}.{}.{}", parts[0], b64(&super::tests::claims("*", json!("internal-admin"))), parts[2]);
+        format!("{}.{}.{}", parts[0], b64(&super::tests::claims("*", &json!("internal-admin"))), parts[2]);
     assert!(refused(verifier.verify(&forged, &acme).await));
     // ES256 with the EC key; HS256 with the configured secret.
     let mut header = Header::new(Algorithm::ES256);
@@ -207,7 +207,7 @@ async fn an_unknown_kid_fetches_the_key_set_again() {
     let settings = jwks_settings(&dir, &["rsa-a"]);
     let verifier = Verifier::new(&settings).unwrap().unwrap();
     let acme = tenant("acme");
-    let claims = claims("acme", json!("tenant-admin"));
+    let claims = claims("acme", &json!("tenant-admin"));
     assert!(verifier.verify(&rs256("rsa-a", RSA_A, &claims), &acme).await.is_ok());
     let next = rs256("rsa-b", RSA_B, &claims);
     assert!(verifier.verify(&next, &acme).await.is_err(), "not published yet");
@@ -226,7 +226,7 @@ async fn unknown_kids_fetch_at_most_once_per_interval() {
     };
     let verifier = Verifier::new(&settings).unwrap().unwrap();
     let acme = tenant("acme");
-    let claims = claims("acme", json!("tenant-admin"));
+    let claims = claims("acme", &json!("tenant-admin"));
     assert!(verifier.verify(&rs256("rsa-a", RSA_A, &claims), &acme).await.is_ok(), "first fetch");
     jwks_settings(&dir, &["rsa-b"]);
     assert!(verifier.verify(&rs256("rsa-b", RSA_B, &claims), &acme).await.is_err(), "within the interval");
@@ -238,6 +238,6 @@ async fn a_key_set_never_read_makes_tokens_unverifiable_not_invalid() {
     let settings =
         IdentitySettings { jwks_url: Some("/nonexistent/jwks.json".into()), ..IdentitySettings::default() };
     let verifier = Verifier::new(&settings).unwrap().unwrap();
-    let token = rs256("rsa-a", RSA_A, &claims("acme", json!("tenant-admin")));
+    let token = rs256("rsa-a", RSA_A, &claims("acme", &json!("tenant-admin")));
     assert!(matches!(verifier.verify(&token, &tenant("acme")).await, Err(TokenError::KeysUnavailable)));
 }
