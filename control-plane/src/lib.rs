@@ -41,6 +41,7 @@ pub(crate) mod metrics;
 pub mod moves;
 pub(crate) mod output;
 pub(crate) mod plans;
+pub mod profile;
 pub mod settings;
 pub mod tenant_migrations;
 pub mod tenants;
