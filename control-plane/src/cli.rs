@@ -57,10 +57,44 @@ pub(crate) enum Command {
     /// The routers: the catalog credentials they use, and their connection pools.
     #[command(subcommand)]
     Routers(RoutersCommand),
+    /// Plan templates: carry a new template version into the tenants built from it.
+    #[command(subcommand)]
+    Templates(TemplatesCommand),
     /// The audit log, newest first: who changed which tenant (operators, billing events), and
     /// every access by the platform's internal users to a tenant through a router (action
     /// `tenant.access`, actor `user:<id>`, with the role, door, read or write, and request).
     Audit(AuditArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TemplatesCommand {
+    /// Bring tenants' profiles (their config: modules, module settings, theme) to their
+    /// template's current version with a three-way merge: the template's changes to keys the
+    /// tenant did not touch are taken, the tenant's own edits are kept, and a key both changed
+    /// is a conflict — resolved by --prefer, or else the tenant is left as it is and reported
+    /// (exit code 5 when any is left so). Tenants that opted out (`tenants template-upgrades
+    /// <slug> off`) are skipped unless named with --tenant. One row per tenant: its outcome
+    /// (up_to_date, upgraded, conflicts, opted_out) and the conflicting keys.
+    Upgrade(UpgradeArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UpgradeArgs {
+    /// Only tenants of this plan's template.
+    #[arg(long)]
+    pub(crate) plan: Option<String>,
+    /// Only this tenant (slug; repeat for several), even if it opted out.
+    #[arg(long = "tenant")]
+    pub(crate) tenants: Vec<String>,
+    /// Show what would change; change nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Resolve conflicts with the template's value or the tenant's (unset: leave such tenants
+    /// as they are).
+    #[arg(long, value_enum)]
+    pub(crate) prefer: Option<crate::profile::merge::Prefer>,
+    #[command(flatten)]
+    pub(crate) catalog: CatalogArgs,
 }
 
 #[derive(Debug, Args)]
@@ -281,6 +315,21 @@ pub(crate) enum TenantsCommand {
     Move(MoveArgs),
     /// List a tenant's moves, newest first.
     Moves(ShowArgs),
+    /// Whether `templates upgrade` upgrades this tenant's profile without it being named (on,
+    /// the default) or leaves it as it is (off: upgraded only when named with --tenant, or by a
+    /// plan change).
+    TemplateUpgrades(TemplateUpgradesArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TemplateUpgradesArgs {
+    /// The tenant's slug.
+    pub(crate) slug: String,
+    /// `on` or `off`.
+    #[arg(value_parser = ["on", "off"])]
+    pub(crate) state: String,
+    #[command(flatten)]
+    pub(crate) catalog: CatalogArgs,
 }
 
 #[derive(Debug, Args)]

@@ -32,7 +32,15 @@ use tokio_util::sync::CancellationToken;
 pub async fn start(settings: &RouterSettings, shutdown: &CancellationToken) -> Result<AppState, StartError> {
     let state = AppState::new(settings).await?;
     crate::state::spawn_invalidation_listener(settings, &state, shutdown)?;
-    crate::state::spawn_identity_tasks(&state, shutdown);
+    if let Some(audit) = crate::state::spawn_identity_tasks(&state, shutdown) {
+        // The embedding service's handlers may still be running when it cancels `shutdown`: an
+        // access they record after the last write is refused (503), never left unwritten.
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            audit.finish().await;
+        });
+    }
     Ok(state)
 }
 

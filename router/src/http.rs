@@ -98,6 +98,8 @@ pub struct RunningRouter {
     tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
     /// The PostgreSQL door's clients (over TCP and WebSocket), drained once the listeners stop.
     postgres: Option<Arc<crate::wire::Door>>,
+    /// The audit log's writer, finished last: requests still draining may queue entries.
+    audit: Option<crate::identity::audit::AuditWriter>,
 }
 
 impl RunningRouter {
@@ -110,6 +112,9 @@ impl RunningRouter {
         }
         if let Some(door) = self.postgres {
             door.drain().await;
+        }
+        if let Some(audit) = self.audit {
+            audit.finish().await;
         }
         Ok(())
     }
@@ -151,12 +156,7 @@ pub async fn spawn(
             Ok(())
         }));
     }
-    for task in crate::state::spawn_identity_tasks(&state, &shutdown) {
-        tasks.push(tokio::spawn(async move {
-            let _ = task.await;
-            Ok(())
-        }));
-    }
+    let audit = crate::state::spawn_identity_tasks(&state, &shutdown);
     // Each listener has its own connection budget: a flood of tenant traffic leaves health
     // checks answering.
     for (listener, app, limits) in [
@@ -173,7 +173,7 @@ pub async fn spawn(
         pg_addr
     });
     tracing::info!(%addr, %admin_addr, pg_addr = ?pg_addr, "tenant-router listening");
-    Ok(RunningRouter { addr, admin_addr, pg_addr, shutdown, tasks, postgres: door })
+    Ok(RunningRouter { addr, admin_addr, pg_addr, shutdown, tasks, postgres: door, audit })
 }
 
 fn wire_listener(

@@ -1,10 +1,11 @@
 //! The reverse proxy (`ROUTER_UPSTREAM`): every path but `/sql` goes to the application, with the
-//! resolved tenant in `X-Tenant-Id`, `X-Tenant-Slug` and `X-Tenant-Plan`. A request with a
-//! bearer token has it verified first (see [`crate::identity`]: for this tenant, or an internal
+//! resolved tenant in `X-Tenant-Id`, `X-Tenant-Slug` and `X-Tenant-Plan`. When the router checks
+//! tokens, a request with a bearer JWT has it verified first (see [`crate::identity`]: for this tenant, or an internal
 //! user's), is refused if it fails (401, 403), and reaches the application with who it is for in
 //! `X-User-Id` and `X-User-Role` (and its `Authorization`, for the application to check again);
-//! an internal user's request is written to the audit log. Any `X-Tenant-*` and `X-User-*`
-//! header the client sent is removed first, so the application can trust them. Bodies stream
+//! an internal user's request is written to the audit log; other bearer credentials (not JWTs)
+//! pass through untouched. Any `X-Tenant-*` and `X-User-*` header the client sent (with `_` for
+//! `-` too) is removed first, so the application can trust them. Bodies stream
 //! both ways through a pooled client. Upstream unreachable: 502; too slow: 504.
 
 use crate::admission::{AdmittedTenant, ResolvedTenant};
@@ -42,7 +43,15 @@ pub async fn forward(
 ) -> Result<Response, RouterError> {
     let upstream = state.upstream.as_ref().ok_or(ProxyError::NotConfigured)?;
     let resolved = ResolvedTenant::resolve(&state, client, request.headers()).await?;
-    let identity = resolved.identify(&state, client, request.headers()).await?;
+    if request.headers().get_all(axum::http::header::AUTHORIZATION).iter().nth(1).is_some() {
+        // The router would check one and the application might read another.
+        return Err(RouterError::BadRequest("more than one Authorization header".into()));
+    }
+    // Only a JWT is the router's to check, and only when it checks tokens: the application's own
+    // credentials (an API key, a session token) pass through to it untouched, as before.
+    let ours = state.identity.is_some()
+        && crate::admission::bearer_token(request.headers()).is_some_and(crate::identity::looks_like_jwt);
+    let identity = if ours { resolved.identify(&state, client, request.headers()).await? } else { None };
     let AdmittedTenant { tenant } = resolved.admit(&state).await?;
     if let Some(identity) = identity.as_ref().filter(|identity| identity.role.internal()) {
         let writes = !request.method().is_safe();
@@ -61,8 +70,11 @@ pub async fn forward(
     let stripped: Vec<HeaderName> = headers
         .keys()
         .filter(|name| {
-            let name = name.as_str();
-            name.starts_with("x-tenant-") || name.starts_with("x-user-") || HOP_BY_HOP.contains(&name)
+            // `X-User_Id` too: CGI-style frameworks read `_` as `-` (`HTTP_X_USER_ID`).
+            let name = name.as_str().replace('_', "-");
+            name.starts_with("x-tenant-")
+                || name.starts_with("x-user-")
+                || HOP_BY_HOP.contains(&name.as_str())
         })
         .cloned()
         .collect();

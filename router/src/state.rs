@@ -145,17 +145,16 @@ fn redis_link(settings: &RouterSettings) -> Result<Option<Arc<crate::redis::Redi
 }
 
 /// Starts what bearer tokens need in the background (when tokens are accepted): the identity
-/// provider's key set kept fresh, and the writer of internal users' accesses to the audit log,
-/// which writes what is queued once `shutdown` is cancelled, then ends.
+/// provider's key set kept fresh until `shutdown`, and the writer of internal users' accesses to
+/// the audit log, which runs until it is finished ([`crate::identity::audit::AuditWriter::finish`]:
+/// once nothing can queue more).
 pub fn spawn_identity_tasks(
     state: &AppState,
     shutdown: &CancellationToken,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let Some(verifier) = &state.identity else { return Vec::new() };
-    let mut tasks: Vec<_> = crate::identity::spawn_refresh(verifier, shutdown.clone()).into_iter().collect();
-    let (audit, catalog, shutdown) = (state.audit.clone(), state.catalog.clone(), shutdown.clone());
-    tasks.push(tokio::spawn(async move { audit.run(catalog, shutdown).await }));
-    tasks
+) -> Option<crate::identity::audit::AuditWriter> {
+    let verifier = state.identity.as_ref()?;
+    crate::identity::spawn_refresh(verifier, shutdown.clone());
+    Some(crate::identity::audit::AuditWriter::spawn(state.audit.clone(), state.catalog.clone()))
 }
 
 /// Starts the Redis invalidation listener for `state` (when `REDIS_URL` is set); it runs until

@@ -93,7 +93,10 @@ pub(crate) async fn schema_version(
 pub(crate) struct TemplateSettings<'a> {
     pub(crate) template: &'a str,
     pub(crate) template_version: i32,
+    /// The tenant's profile: the template's config merged into the tenant's own edits.
     pub(crate) config: serde_json::Value,
+    /// The template's config itself: the base of the next merge.
+    pub(crate) template_config: &'a serde_json::Value,
     pub(crate) pool_size: i32,
     pub(crate) pool_mode: tenancy::domain::PoolMode,
     pub(crate) rate_limit_per_second: Option<i32>,
@@ -110,7 +113,7 @@ pub(crate) async fn apply_template_settings(
             "UPDATE control.tenants
                 SET template = $2, template_version = $3, config = $4, pool_size = $5,
                     rate_limit_per_second = $6, statement_timeout_ms = $7, pool_mode = $8,
-                    updated_at = now()
+                    template_config = $9, updated_at = now()
               WHERE id = $1",
             &[
                 &id.0,
@@ -121,10 +124,118 @@ pub(crate) async fn apply_template_settings(
                 &settings.rate_limit_per_second,
                 &settings.statement_timeout_ms,
                 &settings.pool_mode.as_str(),
+                settings.template_config,
             ],
         )
         .await
         .map(|_| ())
+}
+
+/// A tenant's profile and what it was built from, read for an update (the row locked until the
+/// transaction ends).
+#[derive(Debug, Clone)]
+pub(crate) struct Profile {
+    pub(crate) template: String,
+    pub(crate) template_version: i32,
+    pub(crate) config: serde_json::Value,
+    /// The template config the profile was last built from (`None`: built before it was kept).
+    pub(crate) template_config: Option<serde_json::Value>,
+}
+
+/// The profile of tenant `id`, locked for update.
+pub(crate) async fn profile_for_update(
+    client: &impl GenericClient,
+    id: TenantId,
+) -> Result<Option<Profile>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT template, template_version, config, template_config
+               FROM control.tenants WHERE id = $1 FOR UPDATE",
+            &[&id.0],
+        )
+        .await?;
+    Ok(row.map(|row| Profile {
+        template: row.get("template"),
+        template_version: row.get("template_version"),
+        config: row.get("config"),
+        template_config: row.get("template_config"),
+    }))
+}
+
+/// Records a profile upgraded to `template_version` of its template (whose config is
+/// `template_config`), bumping the tenant's generation.
+pub(crate) async fn set_profile(
+    client: &impl GenericClient,
+    id: TenantId,
+    config: &serde_json::Value,
+    template_version: i32,
+    template_config: &serde_json::Value,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE control.tenants
+                SET config = $2, template_version = $3, template_config = $4,
+                    generation = generation + 1, updated_at = now()
+              WHERE id = $1",
+            &[&id.0, config, &template_version, template_config],
+        )
+        .await
+        .map(|_| ())
+}
+
+/// A tenant a template upgrade may concern.
+#[derive(Debug, Clone)]
+pub(crate) struct UpgradeCandidate {
+    pub(crate) id: TenantId,
+    pub(crate) slug: String,
+    pub(crate) template: String,
+    pub(crate) template_version: i32,
+    pub(crate) template_upgrades: bool,
+}
+
+/// The live tenants (active or suspended) on `template` (all when `None`), or only those named
+/// in `slugs` when it is not empty; by slug.
+pub(crate) async fn upgrade_candidates(
+    client: &impl GenericClient,
+    template: Option<&str>,
+    slugs: &[String],
+) -> Result<Vec<UpgradeCandidate>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT id, slug, template, template_version, template_upgrades FROM control.tenants
+              WHERE status IN ('active', 'suspended')
+                AND ($1::text IS NULL OR template = $1)
+                AND (cardinality($2::text[]) = 0 OR slug = ANY($2))
+              ORDER BY slug",
+            &[&template, &slugs],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| UpgradeCandidate {
+            id: TenantId(row.get("id")),
+            slug: row.get("slug"),
+            template: row.get("template"),
+            template_version: row.get("template_version"),
+            template_upgrades: row.get("template_upgrades"),
+        })
+        .collect())
+}
+
+/// Whether `tenantctl templates upgrade` upgrades the tenant without being named.
+pub(crate) async fn set_template_upgrades(
+    client: &impl GenericClient,
+    slug: &Slug,
+    enabled: bool,
+) -> Result<Option<TenantId>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "UPDATE control.tenants SET template_upgrades = $2, updated_at = now()
+              WHERE slug = $1 AND status <> 'deleted' RETURNING id",
+            &[&slug.as_str(), &enabled],
+        )
+        .await?;
+    Ok(row.map(|row| TenantId(row.get(0))))
 }
 
 pub(crate) async fn set_secret_ref(

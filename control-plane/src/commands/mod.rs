@@ -5,11 +5,12 @@ mod deadline;
 mod migrate;
 mod moves;
 mod routers;
+mod templates;
 
 use crate::cli::{
     AddClusterArgs, AuditArgs, BillingCommand, CatalogArgs, Cli, ClustersCommand, Command, CreateArgs,
     DeleteArgs, DomainArgs, EventsArgs, ListArgs, MigrateCommand, OperationArgs, RoutersCommand, SendArgs,
-    ServeArgs, ShowArgs, TenantsCommand, TokenArgs, TokensCommand, WebhookCommand,
+    ServeArgs, ShowArgs, TemplatesCommand, TenantsCommand, TokenArgs, TokensCommand, WebhookCommand,
 };
 use crate::control_plane::ControlPlane;
 use crate::output;
@@ -105,6 +106,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Routers(RoutersCommand::Pools(args)) => routers::pools(args, json).await,
         Command::Routers(RoutersCommand::Stats(args)) => routers::stats(args, json).await,
         Command::Audit(args) => audit(args, json).await,
+        Command::Templates(TemplatesCommand::Upgrade(args)) => templates::upgrade_templates(args, json).await,
+        Command::Tenants(TenantsCommand::TemplateUpgrades(args)) => {
+            templates::template_upgrades(args, json).await
+        }
     };
     match result {
         Ok(code) => code,

@@ -9,6 +9,7 @@ use crate::catalog::{audit, tenants};
 use crate::clusters::ClusterError;
 use crate::control_plane::ControlPlane;
 use crate::plans::Template;
+use crate::profile::merge::Prefer;
 use crate::tenant_migrations::MigrationLocks;
 use base64::Engine as _;
 use tenancy::catalog::TenantRecord;
@@ -397,10 +398,28 @@ pub(crate) async fn apply_template(
         );
         migrator.batch_execute(&sql).await.map_err(pg_error(step))?;
     }
+    let mut client = catalog(cp, step).await?;
+    let tx = client.transaction().await.map_err(pg_error(step))?;
+    let profile = tenants::profile_for_update(&*tx, tenant.id)
+        .await
+        .map_err(pg_error(step))?
+        .ok_or_else(|| permanent(step, "the tenant is gone from the catalog".to_owned()))?;
+    // The template's config merged into the tenant's own edits (a plan change used to replace
+    // them): a key both changed keeps the tenant's value, and the conflict is in the audit log.
+    let base = profile.template_config.clone().unwrap_or_else(|| serde_json::json!({}));
+    let merged = crate::profile::merge::merge(&base, &template.config, &profile.config, Prefer::Tenant);
+    if !merged.conflicts.is_empty() {
+        tracing::warn!(tenant = %tenant.slug, conflicts = merged.conflicts.len(), "the plan template's config conflicts with the tenant's own edits: the tenant's values are kept");
+        let detail = serde_json::json!({ "template": template.plan.as_str(), "version": template.version, "kept": "tenant", "conflicts": merged.conflicts });
+        audit::record(&*tx, "plan", "tenant.template_conflicts", Some(tenant.id), detail)
+            .await
+            .map_err(pg_error(step))?;
+    }
     let settings = tenants::TemplateSettings {
         template: template.plan.as_str(),
         template_version: template.version,
-        config: template.config.clone(),
+        config: merged.profile,
+        template_config: &template.config,
         pool_size: i32::try_from(template.limits.pool_size).unwrap_or(i32::MAX),
         pool_mode: template.limits.pool_mode,
         rate_limit_per_second: template
@@ -412,8 +431,8 @@ pub(crate) async fn apply_template(
             .statement_timeout
             .map(|d| i32::try_from(d.as_millis()).unwrap_or(i32::MAX)),
     };
-    let client = catalog(cp, step).await?;
-    tenants::apply_template_settings(&**client, tenant.id, &settings).await.map_err(pg_error(step))
+    tenants::apply_template_settings(&*tx, tenant.id, &settings).await.map_err(pg_error(step))?;
+    tx.commit().await.map_err(pg_error(step))
 }
 
 /// A new password: 32 random bytes, URL-safe base64 (safe inside connection strings).

@@ -74,14 +74,18 @@ fn merge_at(
         Some(Value::Object(map)) => Some(map),
         Some(_) => None,
     };
-    if let (Some(base), Some(Value::Object(template)), Some(Value::Object(tenant))) = (base_object, template, tenant) {
+    if let (Some(base), Some(Value::Object(template)), Some(Value::Object(tenant))) =
+        (base_object, template, tenant)
+    {
         let mut keys: Vec<&String> = base.keys().chain(template.keys()).chain(tenant.keys()).collect();
         keys.sort();
         keys.dedup();
         let mut merged = Map::new();
         for key in keys {
             let at = format!("{path}/{}", key.replace('~', "~0").replace('/', "~1"));
-            if let Some(value) = merge_at(&at, base.get(key), template.get(key), tenant.get(key), prefer, conflicts) {
+            if let Some(value) =
+                merge_at(&at, base.get(key), template.get(key), tenant.get(key), prefer, conflicts)
+            {
                 merged.insert(key.clone(), value);
             }
         }
@@ -134,7 +138,8 @@ mod tests {
 
     #[test]
     fn an_unknown_base_makes_every_difference_a_conflict() {
-        let merged = merge(&json!({}), &json!({"a": 1, "b": 2}), &json!({"a": 1, "b": 3, "c": 4}), Prefer::Tenant);
+        let merged =
+            merge(&json!({}), &json!({"a": 1, "b": 2}), &json!({"a": 1, "b": 3, "c": 4}), Prefer::Tenant);
         assert_eq!(merged.profile, json!({"a": 1, "b": 3, "c": 4}));
         assert_eq!(merged.conflicts.len(), 1);
         assert_eq!(merged.conflicts[0].path, "/b");
@@ -150,12 +155,14 @@ mod tests {
             prop::collection::vec(0..3i64, 0..3).prop_map(|v| json!(v)),
         ];
         leaf.prop_recursive(3, 24, 4, |inner| {
-            prop::collection::btree_map("[k-n]", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect()))
+            prop::collection::btree_map("[k-n]", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect()))
         })
     }
 
     fn object() -> impl Strategy<Value = Value> {
-        prop::collection::btree_map("[k-n]", value(), 0..4).prop_map(|m| Value::Object(m.into_iter().collect()))
+        prop::collection::btree_map("[k-n]", value(), 0..4)
+            .prop_map(|m| Value::Object(m.into_iter().collect()))
     }
 
     /// The value at `path` (a JSON pointer), or `None`.
@@ -182,7 +189,10 @@ mod tests {
     /// Whether a conflict was reported at `path`, or at a key on the way to it, or under it.
     fn reported(conflicts: &[Conflict], path: &str) -> bool {
         conflicts.iter().any(|c| {
-            c.path == "/" || c.path == path || path.starts_with(&format!("{}/", c.path)) || c.path.starts_with(&format!("{path}/"))
+            c.path == "/"
+                || c.path == path
+                || path.starts_with(&format!("{}/", c.path))
+                || c.path.starts_with(&format!("{path}/"))
         })
     }
 

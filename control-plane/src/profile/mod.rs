@@ -3,3 +3,4 @@
 //! tenants without losing their own edits ([`merge`]).
 
 pub mod merge;
+pub mod upgrade;

@@ -46,3 +46,94 @@ pub(crate) async fn set_config_in(
     let announcement = Announcement::tenant(&tenant, Vec::new());
     Ok(Recorded { tenant, announcement })
 }
+
+/// What upgrading a tenant's profile to its template's current version did, or would do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ProfileOutcome {
+    /// Built from the template's current version already.
+    UpToDate,
+    /// Upgraded (or, in a dry run, would be).
+    Upgraded,
+    /// Left as it is: keys both the template and the tenant changed, and no side preferred.
+    Conflicts,
+    /// No longer on that template (its plan changed meanwhile): left to the plan change.
+    OtherTemplate,
+}
+
+/// Upgrades the profile of tenant `id` to `template` (its plan's current template), merging the
+/// template's change into the tenant's own edits ([`crate::profile::merge`]); conflicts are
+/// resolved by `prefer`, or leave the tenant as it is when it is `None`. A `dry_run` writes
+/// nothing. Returns the outcome and the conflicts met.
+pub(crate) async fn upgrade_profile(
+    cp: &ControlPlane,
+    id: tenancy::domain::TenantId,
+    template: &crate::plans::Template,
+    prefer: Option<crate::profile::merge::Prefer>,
+    dry_run: bool,
+    actor: &str,
+) -> Result<(ProfileOutcome, Vec<crate::profile::merge::Conflict>), LifecycleError> {
+    use crate::profile::merge::{merge, Prefer};
+    super::in_transaction(cp, LifecycleError::Catalog, async |tx| {
+        let profile = crate::catalog::tenants::profile_for_update(&**tx, id)
+            .await
+            .map_err(|e| catalog_error(&e))?
+            .ok_or_else(|| LifecycleError::NotFound(id.to_string()))?;
+        if profile.template != template.plan.as_str() {
+            return Ok(((ProfileOutcome::OtherTemplate, Vec::new()), Announcement::none()));
+        }
+        if profile.template_version == template.version
+            && profile.template_config.as_ref() == Some(&template.config)
+        {
+            return Ok(((ProfileOutcome::UpToDate, Vec::new()), Announcement::none()));
+        }
+        let base = profile.template_config.clone().unwrap_or_else(|| serde_json::json!({}));
+        let merged = merge(&base, &template.config, &profile.config, prefer.unwrap_or(Prefer::Tenant));
+        if !merged.conflicts.is_empty() && prefer.is_none() {
+            return Ok(((ProfileOutcome::Conflicts, merged.conflicts), Announcement::none()));
+        }
+        if dry_run {
+            return Ok(((ProfileOutcome::Upgraded, merged.conflicts), Announcement::none()));
+        }
+        crate::catalog::tenants::set_profile(&**tx, id, &merged.profile, template.version, &template.config)
+            .await
+            .map_err(|e| catalog_error(&e))?;
+        let detail = serde_json::json!({
+            "template": template.plan.as_str(),
+            "from_version": profile.template_version,
+            "to_version": template.version,
+            "prefer": prefer,
+            "conflicts": merged.conflicts,
+        });
+        crate::catalog::audit::record(&**tx, actor, "tenant.template_upgrade", Some(id), detail)
+            .await
+            .map_err(|e| catalog_error(&e))?;
+        let tenant = tenancy::catalog::tenant_by_id(&**tx, id)
+            .await
+            .map_err(|e| LifecycleError::Catalog(e.to_string()))?
+            .ok_or_else(|| LifecycleError::NotFound(id.to_string()))?;
+        Ok(((ProfileOutcome::Upgraded, merged.conflicts), Announcement::tenant(&tenant, Vec::new())))
+    })
+    .await
+}
+
+/// Whether `tenantctl templates upgrade` upgrades tenant `slug` without it being named.
+pub(crate) async fn set_template_upgrades(
+    cp: &ControlPlane,
+    slug: &Slug,
+    enabled: bool,
+    actor: &str,
+) -> Result<(), LifecycleError> {
+    super::in_transaction(cp, LifecycleError::Catalog, async |tx| {
+        let id = crate::catalog::tenants::set_template_upgrades(&**tx, slug, enabled)
+            .await
+            .map_err(|e| catalog_error(&e))?
+            .ok_or_else(|| LifecycleError::NotFound(slug.to_string()))?;
+        let detail = serde_json::json!({ "template_upgrades": enabled });
+        crate::catalog::audit::record(&**tx, actor, "tenant.set_template_upgrades", Some(id), detail)
+            .await
+            .map_err(|e| catalog_error(&e))?;
+        Ok(((), Announcement::none()))
+    })
+    .await
+}

@@ -16,7 +16,7 @@ mod create;
 pub mod domains;
 mod lifecycle;
 
-pub(crate) use config::set_config;
+pub(crate) use config::{set_config, set_template_upgrades, upgrade_profile, ProfileOutcome};
 pub(crate) use create::create_in;
 pub use create::{create, CreateTenantError, TenantRequest};
 pub(crate) use lifecycle::request_in;

@@ -4,7 +4,7 @@
 //! last fetched. Symmetric (`oct`) keys and keys not for signatures are ignored: a key set is
 //! public, and a secret in it would let anyone sign.
 
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -59,7 +59,17 @@ pub(crate) enum JwksError {
 impl Jwks {
     /// The key set at `location` (a URL or a file), not fetched yet.
     pub(crate) fn new(location: &str, refresh: Duration, min_refetch: Duration) -> Result<Self, String> {
-        let source = if location.starts_with("https://") || location.starts_with("http://") {
+        let source = if location.starts_with("https://") {
+            Source::Url(location.to_owned())
+        } else if let Some(rest) = location.strip_prefix("http://") {
+            // Keys fetched in plaintext could be replaced on the way: only from this machine.
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            let host = authority.rsplit_once(':').map_or(authority, |(host, _port)| host);
+            if !matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
+                return Err(format!(
+                    "ROUTER_JWKS_URL: {location:?}: the key set must be fetched over https (http only from this machine)"
+                ));
+            }
             Source::Url(location.to_owned())
         } else if let Some(path) = location.strip_prefix("file://") {
             Source::File(path.into())
@@ -70,7 +80,7 @@ impl Jwks {
         };
         let http = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::limited(3))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("ROUTER_JWKS_URL: {e}"))?;
         Ok(Self {
@@ -167,11 +177,19 @@ impl Jwks {
     }
 }
 
-/// The usable signing keys of a JWKS document, by `kid`.
+/// A JWKS document, its keys read one by one.
+#[derive(serde::Deserialize)]
+struct Document {
+    keys: Vec<serde_json::Value>,
+}
+
+/// The usable signing keys of a JWKS document, by `kid`: a key the router cannot read (another
+/// algorithm, curve or key type) is skipped, not a reason to refuse the others.
 fn parse(document: &[u8]) -> Result<HashMap<String, Arc<Key>>, JwksError> {
-    let set: JwkSet = serde_json::from_slice(document).map_err(|e| JwksError::Document(e.to_string()))?;
+    let set: Document = serde_json::from_slice(document).map_err(|e| JwksError::Document(e.to_string()))?;
     let mut keys = HashMap::new();
-    for jwk in &set.keys {
+    for jwk in set.keys.into_iter().filter_map(|key| serde_json::from_value::<Jwk>(key).ok()) {
+        let jwk = &jwk;
         let Some(kid) = jwk.common.key_id.clone() else { continue };
         if matches!(&jwk.common.public_key_use, Some(usage) if *usage != PublicKeyUse::Signature) {
             continue;
@@ -243,6 +261,18 @@ mod tests {
     }
 
     #[test]
+    fn a_key_the_router_cannot_read_does_not_hide_the_others() {
+        let keys = parse(&set(&serde_json::json!([
+            {"kty": "EC", "kid": "k256", "crv": "secp256k1", "x": "AA", "y": "AA"},
+            {"kty": "RSA", "kid": "oaep", "alg": "RSA-OAEP-384", "n": RSA_N, "e": "AQAB"},
+            {"kty": "XYZ", "kid": "future"},
+            {"kty": "RSA", "kid": "good", "n": RSA_N, "e": "AQAB"},
+        ])))
+        .unwrap();
+        assert_eq!(keys.keys().collect::<Vec<_>>(), ["good"]);
+    }
+
+    #[test]
     fn a_document_that_is_not_a_key_set_is_an_error() {
         assert!(parse(b"<html>").is_err());
         assert!(parse(b"{\"keys\": 3}").is_err());
@@ -261,5 +291,8 @@ mod tests {
             Source::File(_)
         ));
         assert!(Jwks::new("ftp://idp.example/jwks.json", refresh, refresh).is_err());
+        assert!(Jwks::new("http://127.0.0.1:8080/jwks.json", refresh, refresh).is_ok());
+        assert!(Jwks::new("http://idp.example/jwks.json", refresh, refresh).is_err(), "plaintext from afar");
+        assert!(Jwks::new("http://127.0.0.1@idp.example/jwks.json", refresh, refresh).is_err());
     }
 }

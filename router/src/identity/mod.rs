@@ -131,6 +131,9 @@ impl RoleNames {
                 })?)
             }
         };
+        if default.is_some_and(Role::internal) {
+            return Err("ROUTER_JWT_DEFAULT_ROLE may not be an internal role: staff must be named as such by their tokens".into());
+        }
         Ok(Self { names, default })
     }
 
@@ -183,6 +186,14 @@ impl Verifier {
                 Some(Arc::new(jwks::Jwks::new(url, settings.jwks_refresh, settings.jwks_min_refetch)?))
             }
         };
+        if settings.removed_read_only_roles.is_some() {
+            return Err("ROUTER_JWT_READ_ONLY_ROLES is no longer read: name read-only roles in ROUTER_JWT_TENANT_VIEWER_ROLES \
+                 (or ROUTER_JWT_INTERNAL_VIEWER_ROLES), and unset it"
+                .into());
+        }
+        if settings.jwks_refresh < std::time::Duration::from_secs(1) {
+            return Err("ROUTER_JWKS_REFRESH must be at least 1s".into());
+        }
         if hs256.is_none() && rs256.is_none() && jwks.is_none() {
             return Ok(None);
         }
@@ -233,6 +244,8 @@ impl Verifier {
                             "algorithm {algorithm:?} does not fit key {kid:?}"
                         )))
                     }
+                    // A token of the static RS256 key that names a `kid` of its own.
+                    None if algorithm == Algorithm::RS256 && self.rs256.is_some() => self.rs256.as_ref(),
                     None => {
                         return Err(TokenError::Invalid(format!(
                             "no key {kid:?} in the identity provider's key set"
@@ -275,7 +288,8 @@ impl Verifier {
         let user = match claims.get(&self.user_claim) {
             None | Some(Value::Null) => None,
             Some(Value::String(user))
-                if !user.is_empty() && user.len() <= 256 && !user.chars().any(char::is_control) =>
+                // Sent upstream in `X-User-Id`: printable ASCII only.
+                if !user.is_empty() && user.len() <= 256 && user.bytes().all(|b| (0x20..0x7f).contains(&b)) =>
             {
                 Some(user.clone())
             }
@@ -315,7 +329,8 @@ impl Verifier {
             }
         };
         let named: Vec<Role> = names.iter().filter_map(|name| self.roles.role(name)).collect();
-        let roles = if named.is_empty() && names.is_empty() {
+        // The default role is for tokens without a role claim, not for claims naming nothing.
+        let roles = if matches!(claim, None | Some(Value::Null)) {
             self.roles.default.into_iter().collect()
         } else {
             named
@@ -333,6 +348,21 @@ impl Verifier {
             })
         })
     }
+}
+
+/// Whether `token` has a JWT's shape (three base64url parts, the first a JSON object's
+/// encoding): what the reverse proxy verifies, letting the application's own credentials pass.
+pub fn looks_like_jwt(token: &str) -> bool {
+    let mut parts = token.split('.');
+    let base64url = |part: &str| part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    header.starts_with("eyJ")
+        && [header, payload, signature].iter().all(|p| base64url(p))
+        && !payload.is_empty()
 }
 
 /// Keeps the provider's key set fresh: fetched at once, then every `ROUTER_JWKS_REFRESH` (every

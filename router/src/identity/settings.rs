@@ -6,7 +6,8 @@ use std::time::Duration;
 /// Bearer-token settings (`ROUTER_JWT_*`, `ROUTER_JWKS_*`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct IdentitySettings {
-    /// The identity provider's key set (JWKS): an `https://` or `http://` URL (Cognito's is
+    /// The identity provider's key set (JWKS): an `https://` URL (`http://` only from this
+    /// machine; no redirects are followed) (Cognito's is
     /// `https://cognito-idp.<region>.amazonaws.com/<user pool id>/.well-known/jwks.json`), or a
     /// file (a path, or `file://`). Tokens name their key with `kid`; a `kid` not in the set has
     /// it fetched again (at most every `ROUTER_JWKS_MIN_REFETCH`), so a provider's key rotation
@@ -100,6 +101,11 @@ pub struct IdentitySettings {
     /// app client id).
     #[arg(long, env = "ROUTER_JWT_AUDIENCE", value_delimiter = ',')]
     pub jwt_audience: Vec<String>,
+
+    /// No longer read (replaced by `ROUTER_JWT_TENANT_VIEWER_ROLES`): the router refuses to start
+    /// while it is set, rather than ignore it.
+    #[arg(long, env = "ROUTER_JWT_READ_ONLY_ROLES", hide = true)]
+    pub removed_read_only_roles: Option<String>,
 }
 
 impl Default for IdentitySettings {
@@ -120,6 +126,7 @@ impl Default for IdentitySettings {
             jwt_default_role: None,
             jwt_issuer: None,
             jwt_audience: Vec::new(),
+            removed_read_only_roles: None,
         }
     }
 }

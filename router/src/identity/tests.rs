@@ -108,7 +108,9 @@ async fn roles_and_tenants_decide_what_a_token_reaches() {
     assert!(matches!(verify(anonymous("*", "internal-viewer")).await, Err(TokenError::Invalid(_))));
     let mut not_a_user = claims("acme", &json!("tenant-admin"));
     not_a_user["sub"] = json!("a\nb");
-    assert!(matches!(verify(not_a_user).await, Err(TokenError::Invalid(_))));
+    assert!(matches!(verify(not_a_user.clone()).await, Err(TokenError::Invalid(_))));
+    not_a_user["sub"] = json!("zoë");
+    assert!(matches!(verify(not_a_user).await, Err(TokenError::Invalid(_))), "not a header value");
 }
 
 #[tokio::test]
@@ -123,8 +125,15 @@ async fn a_default_role_applies_only_to_tokens_without_one() {
     assert_eq!(verifier.verify(&token, &tenant("acme")).await.unwrap().role, Role::TenantViewer);
     let token = rs256("rsa-a", RSA_A, &claims("acme", &json!("superuser")));
     assert!(verifier.verify(&token, &tenant("acme")).await.is_err());
+    // A claim that names nothing is not a missing claim.
+    let token = rs256("rsa-a", RSA_A, &claims("acme", &json!([1])));
+    assert!(verifier.verify(&token, &tenant("acme")).await.is_err());
     let unknown = IdentitySettings { jwt_default_role: Some("root".into()), ..settings.clone() };
     assert!(Verifier::new(&unknown).is_err());
+    let staff = IdentitySettings { jwt_default_role: Some("internal-viewer".into()), ..settings.clone() };
+    assert!(Verifier::new(&staff).is_err(), "never staff by default");
+    let removed = IdentitySettings { removed_read_only_roles: Some("viewer".into()), ..settings.clone() };
+    assert!(Verifier::new(&removed).unwrap_err().contains("ROUTER_JWT_TENANT_VIEWER_ROLES"));
     let twice = IdentitySettings { tenant_viewer_roles: vec!["internal-admin".into()], ..settings };
     assert!(Verifier::new(&twice).is_err(), "one name, two roles");
 }
@@ -240,4 +249,14 @@ async fn a_key_set_never_read_makes_tokens_unverifiable_not_invalid() {
     let verifier = Verifier::new(&settings).unwrap().unwrap();
     let token = rs256("rsa-a", RSA_A, &claims("acme", &json!("tenant-admin")));
     assert!(matches!(verifier.verify(&token, &tenant("acme")).await, Err(TokenError::KeysUnavailable)));
+}
+
+#[test]
+fn the_proxy_checks_jwts_and_lets_other_credentials_pass() {
+    let token = rs256("rsa-a", RSA_A, &claims("acme", &json!("tenant-admin")));
+    assert!(looks_like_jwt(&token));
+    assert!(looks_like_jwt("eyJhbGciOiJub25lIn0.eyJ9.")); // unsigned: checked, and refused
+    assert!(!looks_like_jwt("sk_live_51H8abcdef"));
+    assert!(!looks_like_jwt("opaque.session.token"));
+    assert!(!looks_like_jwt("eyJa.b"));
 }

@@ -321,7 +321,32 @@ async fn cognito_tokens_reach_their_tenant_with_their_role_and_staff_pick_any_te
     let (status, seen) = f.proxied("acme", reqwest::Method::GET, None).await;
     assert_eq!(status, 200);
     assert!(seen.get("x-user-id").is_none() && seen.get("x-user-role").is_none(), "{seen}");
+    // The application's own credentials (not JWTs) pass through untouched, with no identity.
+    let (status, seen) = f.proxied("acme", reqwest::Method::GET, Some("sk_live_application_key")).await;
+    assert_eq!(status, 200);
+    assert!(seen.get("x-user-id").is_none(), "{seen}");
+    // Underscore spellings of the identity headers are removed too; two Authorization headers
+    // are refused.
+    let response = reqwest::Client::new()
+        .get(format!("http://{}/x", f.router.addr))
+        .header("host", "acme.app.localhost")
+        .header("x-user_role", "internal-admin")
+        .header("x_user_id", "someone-else")
+        .send()
+        .await
+        .unwrap();
+    let seen: Value = response.json().await.unwrap();
+    assert!(seen.as_object().unwrap().keys().all(|k| !k.contains("user")), "{seen}");
     let hits = f.app_hits.load(Ordering::SeqCst);
+    let twice = reqwest::Client::new()
+        .get(format!("http://{}/x", f.router.addr))
+        .header("host", "acme.app.localhost")
+        .header("authorization", format!("Bearer {acme_viewer}"))
+        .header("authorization", "Bearer sk_other")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(twice.status().as_u16(), 400);
     assert_eq!(f.proxied("globex", reqwest::Method::GET, Some(&acme_admin)).await.0, 403);
     assert_eq!(f.proxied("acme", reqwest::Method::GET, Some(&forged)).await.0, 401);
     assert_eq!(f.app_hits.load(Ordering::SeqCst), hits, "refused requests never reached the application");
@@ -368,6 +393,20 @@ async fn cognito_tokens_reach_their_tenant_with_their_role_and_staff_pick_any_te
     let listed: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(listed.len(), 3, "{listed:?}");
     assert_eq!(listed[0]["detail"]["door"], json!("proxy"), "newest first");
+
+    // An access just before shutdown is written before the router exits.
+    let (status, _, _) = f.sql("acme", &staff_viewer, "SELECT 1").await;
+    assert_eq!(status, 200);
+    let Fixture { router, db, .. } = f;
+    router.stop().await.unwrap();
+    let written: i64 = db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM control.audit_log WHERE actor = 'user:staff-2'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(written, 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
