@@ -30,4 +30,5 @@ mod slice;
 mod slow_clients;
 mod sql_over_http;
 mod tenant_attacks;
+mod templates;
 mod webhook_send;
