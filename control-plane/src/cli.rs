@@ -315,10 +315,44 @@ pub(crate) enum TenantsCommand {
     Move(MoveArgs),
     /// List a tenant's moves, newest first.
     Moves(ShowArgs),
+    /// A tenant's profile (its config: modules, module settings, theme, contacts): get, set or
+    /// edit it.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Whether `templates upgrade` upgrades this tenant's profile without it being named (on,
     /// the default) or leaves it as it is (off: upgraded only when named with --tenant, or by a
     /// plan change).
     TemplateUpgrades(TemplateUpgradesArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Print the tenant's config (JSON). With --json: also its template, the template version
+    /// it was last built from, and whether template upgrades apply to it.
+    Get(ShowArgs),
+    /// Change the tenant's config: --merge applies a JSON merge patch (RFC 7386: objects merge
+    /// key by key, null removes a key), --file replaces it with a file's JSON object (`-`:
+    /// standard input). Routers see the change at once.
+    Set(ConfigSetArgs),
+    /// Open the tenant's config in $VISUAL or $EDITOR (vi by default) and save what you leave
+    /// there, as kubectl edit does: unchanged or empty, nothing is saved; invalid JSON is refused
+    /// (your edit is kept in the file named); changed by someone else meanwhile, nothing is saved
+    /// (exit 5).
+    Edit(ShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConfigSetArgs {
+    /// The tenant's slug.
+    pub(crate) slug: String,
+    /// A JSON merge patch, e.g. '{"theme": {"logo": "acme.svg"}, "beta": null}'.
+    #[arg(long, required_unless_present = "file", conflicts_with = "file")]
+    pub(crate) merge: Option<String>,
+    /// A file holding the whole new config (a JSON object); `-` reads standard input.
+    #[arg(long)]
+    pub(crate) file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub(crate) catalog: CatalogArgs,
 }
 
 #[derive(Debug, Args)]

@@ -8,9 +8,10 @@ mod routers;
 mod templates;
 
 use crate::cli::{
-    AddClusterArgs, AuditArgs, BillingCommand, CatalogArgs, Cli, ClustersCommand, Command, CreateArgs,
-    DeleteArgs, DomainArgs, EventsArgs, ListArgs, MigrateCommand, OperationArgs, RoutersCommand, SendArgs,
-    ServeArgs, ShowArgs, TemplatesCommand, TenantsCommand, TokenArgs, TokensCommand, WebhookCommand,
+    AddClusterArgs, AuditArgs, BillingCommand, CatalogArgs, Cli, ClustersCommand, Command, ConfigCommand,
+    CreateArgs, DeleteArgs, DomainArgs, EventsArgs, ListArgs, MigrateCommand, OperationArgs, RoutersCommand,
+    SendArgs, ServeArgs, ShowArgs, TemplatesCommand, TenantsCommand, TokenArgs, TokensCommand,
+    WebhookCommand,
 };
 use crate::control_plane::ControlPlane;
 use crate::output;
@@ -109,6 +110,15 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Templates(TemplatesCommand::Upgrade(args)) => templates::upgrade_templates(args, json).await,
         Command::Tenants(TenantsCommand::TemplateUpgrades(args)) => {
             templates::template_upgrades(args, json).await
+        }
+        Command::Tenants(TenantsCommand::Config(ConfigCommand::Get(args))) => {
+            templates::config_get(args, json).await
+        }
+        Command::Tenants(TenantsCommand::Config(ConfigCommand::Set(args))) => {
+            templates::config_set(args, json).await
+        }
+        Command::Tenants(TenantsCommand::Config(ConfigCommand::Edit(args))) => {
+            templates::config_edit(args, json).await
         }
     };
     match result {

@@ -1,10 +1,13 @@
+//! A tenant's profile from the command line: `tenantctl tenants config get|set|edit`,
 //! `tenantctl templates upgrade` and `tenantctl tenants template-upgrades`.
 
 use super::{parse_slug, start, CliError};
-use crate::cli::{TemplateUpgradesArgs, UpgradeArgs};
+use crate::cli::{ConfigSetArgs, ShowArgs, TemplateUpgradesArgs, UpgradeArgs};
 use crate::output;
 use crate::profile::upgrade::{upgrade, UpgradeOptions};
+use crate::tenants::ConfigChange;
 use std::process::ExitCode;
+use tenancy::catalog::CatalogError;
 use tenancy::domain::PlanName;
 use tenancy::error::ErrorKind;
 
@@ -72,6 +75,119 @@ pub(super) async fn template_upgrades(args: TemplateUpgradesArgs, json: bool) ->
             "{slug}: template upgrades {}",
             if enabled { "on" } else { "off (upgraded only when named with --tenant, or by a plan change)" }
         ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The config of `slug` with what it was built from, as `config get --json` prints it.
+async fn read_profile(
+    cp: &crate::control_plane::ControlPlane,
+    slug: &str,
+) -> Result<serde_json::Value, CliError> {
+    let tenant = super::find(cp, slug).await?;
+    let client = cp.catalog.get().await.map_err(CatalogError::from)?;
+    let row = client
+        .query_one(
+            "SELECT template, template_version, template_upgrades FROM control.tenants WHERE id = $1",
+            &[&tenant.id.0],
+        )
+        .await
+        .map_err(CatalogError::from)?;
+    Ok(serde_json::json!({
+        "tenant": tenant.slug.as_str(),
+        "template": row.get::<_, String>(0),
+        "template_version": row.get::<_, i32>(1),
+        "template_upgrades": row.get::<_, bool>(2),
+        "config": tenant.config,
+    }))
+}
+
+pub(super) async fn config_get(args: ShowArgs, json: bool) -> Result<ExitCode, CliError> {
+    parse_slug(&args.slug)?;
+    let cp = start(&args.catalog).await?;
+    let profile = read_profile(&cp, &args.slug).await?;
+    output::json(if json { &profile } else { &profile["config"] });
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_config(text: &str, what: &str) -> Result<serde_json::Value, CliError> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| CliError::invalid("invalid_config", format!("{what} is not JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(CliError::invalid("invalid_config", format!("{what} must be a JSON object")));
+    }
+    Ok(value)
+}
+
+pub(super) async fn config_set(args: ConfigSetArgs, json: bool) -> Result<ExitCode, CliError> {
+    let slug = parse_slug(&args.slug)?;
+    let change = match (&args.merge, &args.file) {
+        (Some(patch), _) => ConfigChange::Patch(parse_config(patch, "--merge")?),
+        (None, Some(path)) => {
+            let text = if path.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())
+            } else {
+                std::fs::read_to_string(path)
+            }
+            .map_err(|e| CliError::invalid("invalid_config", format!("{}: {e}", path.display())))?;
+            // The whole config: a merge patch that removes every key it does not name.
+            let config = parse_config(&text, &path.display().to_string())?;
+            ConfigChange::Replace(config)
+        }
+        (None, None) => return Err(CliError::invalid("invalid_config", "give --merge or --file")),
+    };
+    let cp = start(&args.catalog).await?;
+    crate::tenants::update_config(&cp, &slug, change, ACTOR).await?;
+    let profile = read_profile(&cp, slug.as_str()).await?;
+    output::json(if json { &profile } else { &profile["config"] });
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn config_edit(args: ShowArgs, json: bool) -> Result<ExitCode, CliError> {
+    let slug = parse_slug(&args.slug)?;
+    let cp = start(&args.catalog).await?;
+    let before = read_profile(&cp, slug.as_str()).await?["config"].clone();
+    let file = std::env::temp_dir().join(format!("tenantctl-{slug}-config-{}.json", std::process::id()));
+    let text = serde_json::to_string_pretty(&before).unwrap_or_default();
+    std::fs::write(&file, format!("{text}\n"))
+        .map_err(|e| CliError::new(ErrorKind::Failed, "edit_failed", format!("{}: {e}", file.display())))?;
+    let editor =
+        std::env::var("VISUAL").or_else(|_| std::env::var("EDITOR")).unwrap_or_else(|_| "vi".to_owned());
+    // As git and kubectl do: the editor may come with arguments (`code --wait`).
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{editor} \"$1\""))
+        .arg("tenantctl-editor")
+        .arg(&file)
+        .status()
+        .map_err(|e| CliError::new(ErrorKind::Failed, "edit_failed", format!("cannot run {editor}: {e}")))?;
+    if !status.success() {
+        return Err(CliError::new(
+            ErrorKind::Failed,
+            "edit_failed",
+            format!("{editor} exited with {status}; nothing saved"),
+        ));
+    }
+    let edited = std::fs::read_to_string(&file)
+        .map_err(|e| CliError::new(ErrorKind::Failed, "edit_failed", format!("{}: {e}", file.display())))?;
+    if edited.trim().is_empty() {
+        let _ = std::fs::remove_file(&file);
+        output::line("Edit cancelled (empty file): nothing saved.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config = parse_config(&edited, &format!("the edited config (kept in {})", file.display()))?;
+    let _ = std::fs::remove_file(&file);
+    if config == before {
+        output::line("Edit cancelled, no changes made.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let change = ConfigChange::ReplaceIf { expected: before, config };
+    crate::tenants::update_config(&cp, &slug, change, ACTOR).await?;
+    let profile = read_profile(&cp, slug.as_str()).await?;
+    if json {
+        output::json(&profile);
+    } else {
+        output::line(&format!("{slug}: config saved"));
     }
     Ok(ExitCode::SUCCESS)
 }

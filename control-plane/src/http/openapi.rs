@@ -9,7 +9,7 @@ use utoipa::{Modify, OpenApi};
     info(title = "tenantctl operator API", description = "Tenants of schema-per-tenant PostgreSQL: create, inspect, suspend, resume, change plan, rotate credentials, deprovision, move; fleet migration runs."),
     paths(
         tenants::create, tenants::list, tenants::show, tenants::suspend, tenants::resume,
-        tenants::rotate_credentials, tenants::retry, tenants::restore, tenants::set_plan, tenants::delete, tenants::set_config,
+        tenants::rotate_credentials, tenants::retry, tenants::restore, tenants::set_plan, tenants::delete, tenants::set_config, tenants::patch_config,
         tenants::domains, tenants::add_domain, tenants::remove_domain,
         moves::start, moves::list, moves::abort,
         history::jobs, history::audit,

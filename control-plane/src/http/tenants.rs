@@ -215,6 +215,31 @@ pub(super) async fn set_config(
     Ok(Json(Tenant::from_record(&tenant, &state.cp.base_domain)))
 }
 
+/// Change the tenant's config with a JSON merge patch (RFC 7386, `application/merge-patch+json`):
+/// objects merge key by key, `null` removes a key, anything else replaces the value.
+#[utoipa::path(patch, path = "/v1/tenants/{slug}/config", tag = "tenants",
+    request_body(content = Object, content_type = "application/merge-patch+json",
+        description = "A JSON merge patch of the config, e.g. {\"theme\": {\"logo\": \"acme.svg\"}, \"beta\": null}"),
+    responses((status = 200, body = Tenant), (status = 400, body = super::api::ErrorBody), (status = 404, body = super::api::ErrorBody)))]
+pub(super) async fn patch_config(
+    State(state): State<AppState>,
+    Extension(operator): Extension<Operator>,
+    Path(raw): Path<String>,
+    ApiJson(patch): ApiJson<serde_json::Value>,
+) -> Result<Json<Tenant>, ApiError> {
+    let slug = slug(&raw)?;
+    if !patch.is_object() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_config",
+            "a config patch must be a JSON object (a merge patch of the config)",
+        ));
+    }
+    let change = tenants::ConfigChange::Patch(patch);
+    let tenant = tenants::update_config(&state.cp, &slug, change, &operator.0).await?;
+    Ok(Json(Tenant::from_record(&tenant, &state.cp.base_domain)))
+}
+
 /// The tenant's host names.
 #[utoipa::path(get, path = "/v1/tenants/{slug}/domains", tag = "tenants",
     responses((status = 200, body = [crate::tenants::domains::Domain]), (status = 404, body = super::api::ErrorBody)))]

@@ -21,6 +21,53 @@ pub(crate) async fn set_config(
     .await
 }
 
+/// Changes the config of the live tenant `slug` with `change` (given the config as it is, with
+/// the tenant's row locked): a JSON merge patch, or a replacement checked against what the
+/// caller last read. The result must be a JSON object.
+pub(crate) async fn update_config(
+    cp: &ControlPlane,
+    slug: &Slug,
+    change: ConfigChange,
+    actor: &str,
+) -> Result<TenantRecord, LifecycleError> {
+    super::in_transaction(cp, LifecycleError::Catalog, async |tx| {
+        let current = crate::catalog::tenants::config_for_update(&**tx, slug)
+            .await
+            .map_err(|e| catalog_error(&e))?
+            .ok_or_else(|| LifecycleError::NotFound(slug.to_string()))?;
+        let config = match change {
+            ConfigChange::Patch(patch) => {
+                let mut config = current;
+                crate::profile::merge_patch(&mut config, &patch);
+                config
+            }
+            ConfigChange::Replace(config) => config,
+            ConfigChange::ReplaceIf { expected, config } => {
+                if current != expected {
+                    return Err(LifecycleError::Changed(slug.to_string()));
+                }
+                config
+            }
+        };
+        if !config.is_object() {
+            return Err(LifecycleError::InvalidConfig("the config must be a JSON object".into()));
+        }
+        set_config_in(tx, slug, config, actor).await.map(Recorded::into_parts)
+    })
+    .await
+}
+
+/// How [`update_config`] changes a config.
+#[derive(Debug, Clone)]
+pub(crate) enum ConfigChange {
+    /// A JSON merge patch (RFC 7386).
+    Patch(serde_json::Value),
+    /// A whole new config.
+    Replace(serde_json::Value),
+    /// `config`, if the config is still `expected` (what an editor started from).
+    ReplaceIf { expected: serde_json::Value, config: serde_json::Value },
+}
+
 /// Records the live tenant `slug`'s new config (bumping its generation) and the audit entry
 /// within `tx`. The caller commits, then sends the announcement.
 pub(crate) async fn set_config_in(

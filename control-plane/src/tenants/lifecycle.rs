@@ -59,6 +59,10 @@ pub enum LifecycleError {
     InvalidPlan(String),
     #[error("tenant {0} is being dropped right now; it can no longer be restored")]
     DropUnderway(String),
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+    #[error("the config of tenant {0} changed while it was being edited; nothing was saved: edit it again")]
+    Changed(String),
     #[error("catalog unavailable: {0}")]
     Catalog(String),
 }
@@ -69,7 +73,8 @@ impl OperationError for LifecycleError {
             Self::NotFound(_) => ErrorKind::NotFound,
             Self::WrongState { .. } => ErrorKind::WrongState,
             Self::InvalidPlan(_) => ErrorKind::Invalid,
-            Self::DropUnderway(_) => ErrorKind::Conflict,
+            Self::DropUnderway(_) | Self::Changed(_) => ErrorKind::Conflict,
+            Self::InvalidConfig(_) => ErrorKind::Invalid,
             Self::Catalog(_) => ErrorKind::Unavailable,
         }
     }
@@ -80,6 +85,8 @@ impl OperationError for LifecycleError {
             Self::WrongState { .. } => "wrong_state",
             Self::InvalidPlan(_) => "invalid_plan",
             Self::DropUnderway(_) => "drop_underway",
+            Self::InvalidConfig(_) => "invalid_config",
+            Self::Changed(_) => "changed_meanwhile",
             Self::Catalog(_) => "catalog_unavailable",
         }
     }

@@ -16,7 +16,9 @@ mod create;
 pub mod domains;
 mod lifecycle;
 
-pub(crate) use config::{set_config, set_template_upgrades, upgrade_profile, ProfileOutcome};
+pub(crate) use config::{
+    set_config, set_template_upgrades, update_config, upgrade_profile, ConfigChange, ProfileOutcome,
+};
 pub(crate) use create::create_in;
 pub use create::{create, CreateTenantError, TenantRequest};
 pub(crate) use lifecycle::request_in;

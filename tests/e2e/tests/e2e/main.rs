@@ -29,6 +29,6 @@ mod session_reset;
 mod slice;
 mod slow_clients;
 mod sql_over_http;
-mod tenant_attacks;
 mod templates;
+mod tenant_attacks;
 mod webhook_send;

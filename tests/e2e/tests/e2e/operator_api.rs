@@ -110,6 +110,20 @@ async fn the_operator_api_manages_tenants_with_json_errors_openapi_and_metrics()
         .call(Method::PUT, "/v1/tenants/acme/config", Some(json!({"config": {"modules": ["tasks"]}})))
         .await;
     assert_eq!((status, &tenant["config"]), (200, &json!({"modules": ["tasks"]})));
+    // A JSON merge patch (RFC 7386), as `application/merge-patch+json`.
+    let patch = |body: Value| {
+        api.http
+            .patch(format!("{}/v1/tenants/acme/config", api.base))
+            .bearer_auth(&api.token)
+            .header("content-type", "application/merge-patch+json")
+            .body(body.to_string())
+            .send()
+    };
+    let response = patch(json!({"theme": {"logo": "acme.svg"}, "modules": null})).await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let tenant: Value = response.json().await.unwrap();
+    assert_eq!(tenant["config"], json!({"theme": {"logo": "acme.svg"}}));
+    assert_eq!(patch(json!([1])).await.unwrap().status().as_u16(), 400);
     let (status, _) = api.call(Method::DELETE, "/v1/tenants/acme?retention=soon", None).await;
     assert_eq!(status, 400);
 

@@ -83,6 +83,10 @@ impl Fleet {
     }
 }
 
+async fn acme_config(fleet: &Fleet) -> Value {
+    fleet.profiles().await["acme"].0.clone()
+}
+
 fn outcomes(report: &Value) -> std::collections::BTreeMap<String, usize> {
     let mut counts = std::collections::BTreeMap::new();
     for row in report.as_array().unwrap() {
@@ -123,7 +127,10 @@ async fn a_fleet_with_its_own_edits_is_upgraded_to_a_new_template_version_withou
     for i in 0..TENANTS {
         let mut config = v1_config.clone();
         edit(i, &mut config);
-        catalog.execute("UPDATE control.tenants SET config = $2 WHERE slug = $1", &[&slug(i), &config]).await.unwrap();
+        catalog
+            .execute("UPDATE control.tenants SET config = $2 WHERE slug = $1", &[&slug(i), &config])
+            .await
+            .unwrap();
     }
     let base = std::fs::read_to_string(fleet.templates.join("base.toml")).unwrap();
     std::fs::write(fleet.templates.join("base.toml"), base_v2(&base)).unwrap();
@@ -196,12 +203,134 @@ async fn a_fleet_with_its_own_edits_is_upgraded_to_a_new_template_version_withou
 
     // A plan change merges the new plan's config into the tenant's edits (it used to replace
     // them): t001's logo stays, pro's modules arrive.
-    operate(&fleet.cp, &Slug::parse("t001").unwrap(), &Operation::ChangePlan("pro".into()), "test").await.unwrap();
-    let id = fleet.cp.catalog.get().await.unwrap()
-        .query_one("SELECT id FROM control.tenants WHERE slug = 't001'", &[]).await.unwrap().get(0);
-    control_plane::jobs::runner::drain(&fleet.cp, tenancy::domain::TenantId(id), Duration::from_secs(60)).await.unwrap();
+    operate(&fleet.cp, &Slug::parse("t001").unwrap(), &Operation::ChangePlan("pro".into()), "test")
+        .await
+        .unwrap();
+    let id = fleet
+        .cp
+        .catalog
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT id FROM control.tenants WHERE slug = 't001'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    control_plane::jobs::runner::drain(&fleet.cp, tenancy::domain::TenantId(id), Duration::from_secs(60))
+        .await
+        .unwrap();
     let (config, _) = &fleet.profiles().await[&slug(1)];
     assert_eq!(config["theme"]["logo"], json!("tenant-1.svg"), "{config}");
     assert_eq!(config["modules"], json!(["projects", "tasks", "comments", "tags"]), "{config}");
     std::fs::remove_dir_all(&fleet.templates).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_profile_is_read_patched_replaced_and_edited_from_the_command_line() {
+    let db = TestDb::create().await;
+    let common = common_settings(&db, SecretsFor::Local);
+    let cp = ControlPlane::start(&common, &e2e_tests::provisioning_settings(&db)).await.unwrap();
+    provisioned(&cp, "acme", "starter").await;
+    let fleet = Fleet { templates: workspace_root().join("tenant-templates"), db, common, cp };
+
+    let (code, profile) = fleet.tenantctl(&["tenants", "config", "get", "acme"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(profile["tenant"], json!("acme"));
+    assert_eq!(
+        (profile["template"].as_str(), profile["template_version"].as_i64()),
+        (Some("starter"), Some(1))
+    );
+    assert_eq!(profile["template_upgrades"], json!(true));
+    assert_eq!(profile["config"], acme_config(&fleet).await);
+
+    // A merge patch: a key changed, one removed.
+    let (code, profile) = fleet
+        .tenantctl(&[
+            "tenants",
+            "config",
+            "set",
+            "acme",
+            "--merge",
+            r#"{"theme": {"logo": "acme.svg"}, "modules": null}"#,
+        ])
+        .await;
+    assert_eq!(code, 0, "{profile}");
+    assert_eq!(profile["config"]["theme"]["logo"], json!("acme.svg"));
+    assert!(profile["config"].get("modules").is_none());
+    // Not an object, not JSON, no such tenant: refused, nothing changed.
+    let before = acme_config(&fleet).await;
+    for (args, want) in [
+        (vec!["tenants", "config", "set", "acme", "--merge", "[1]"], 3),
+        (vec!["tenants", "config", "set", "acme", "--merge", "{not json"], 3),
+        (vec!["tenants", "config", "set", "nobody", "--merge", "{}"], 4),
+    ] {
+        let mut flags = e2e_tests::catalog_flags(&fleet.db, &fleet.common);
+        flags.splice(0..0, args.iter().map(|a| (*a).to_owned()));
+        let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantctl-under-test"))
+            .args(&flags)
+            .env("RUST_LOG", "error")
+            .output()
+            .await
+            .unwrap()
+            .status;
+        assert_eq!(status.code(), Some(want), "{args:?}");
+    }
+    assert_eq!(acme_config(&fleet).await, before);
+
+    // A whole new config from a file.
+    let dir = std::env::temp_dir().join(format!("config-{}", fleet.db.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("config.json");
+    std::fs::write(&file, r#"{"modules": ["projects"], "theme": {"logo": "file.svg"}}"#).unwrap();
+    let (code, _) =
+        fleet.tenantctl(&["tenants", "config", "set", "acme", "--file", file.to_str().unwrap()]).await;
+    assert_eq!(code, 0);
+    assert_eq!(acme_config(&fleet).await, json!({"modules": ["projects"], "theme": {"logo": "file.svg"}}));
+
+    // `config edit` with an editor that changes the logo; one that empties the file (nothing
+    // saved); one that leaves invalid JSON (refused); one under which someone else changes the
+    // config (nothing saved, exit 5).
+    let editor = |name: &str, script: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        path
+    };
+    let edit = |editor: std::path::PathBuf| {
+        let fleet = &fleet;
+        async move {
+            let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantctl-under-test"))
+                .args(["tenants", "config", "edit", "acme"])
+                .args(e2e_tests::catalog_flags(&fleet.db, &fleet.common))
+                .env("EDITOR", editor)
+                .env_remove("VISUAL")
+                .env("RUST_LOG", "error")
+                .output()
+                .await
+                .unwrap();
+            (output.status.code().unwrap(), String::from_utf8_lossy(&output.stdout).into_owned())
+        }
+    };
+    let (code, said) = edit(editor("logo.sh", r#"sed -i 's/file.svg/edited.svg/' "$1""#)).await;
+    assert_eq!(code, 0, "{said}");
+    assert_eq!(acme_config(&fleet).await["theme"]["logo"], json!("edited.svg"));
+    let (code, said) = edit(editor("empty.sh", r#": > "$1""#)).await;
+    assert_eq!(code, 0);
+    assert!(said.contains("nothing saved"), "{said}");
+    let (code, _) = edit(editor("broken.sh", r#"echo '{"modules": [' > "$1""#)).await;
+    assert_eq!(code, 3);
+    assert_eq!(acme_config(&fleet).await["theme"]["logo"], json!("edited.svg"));
+    let meanwhile = format!(
+        r#"psql "{}" -qc "UPDATE control.tenants SET config = '{{\"by\": \"someone else\"}}' WHERE slug = 'acme'" >/dev/null
+sed -i 's/edited.svg/mine.svg/' "$1""#,
+        fleet.db.url
+    );
+    let (code, _) = edit(editor("race.sh", &meanwhile)).await;
+    assert_eq!(code, 5);
+    assert_eq!(
+        acme_config(&fleet).await,
+        json!({"by": "someone else"}),
+        "the other change stays; the edit was not saved"
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }
