@@ -22,6 +22,20 @@ pub(crate) struct Template {
     pub(crate) seed_sql: Option<String>,
     /// Own schema in a shared database, or own database.
     pub(crate) isolation: tenancy::domain::Isolation,
+    /// The JSON Schema its tenants' config must match (`schema = "<file>"`), if it names one.
+    pub(crate) schema: Option<crate::profile::schema::ProfileSchema>,
+}
+
+impl Template {
+    /// Whether `config` may be a profile of this template's tenants; else what is wrong with it.
+    pub(crate) fn check_profile(&self, config: &serde_json::Value) -> Result<(), String> {
+        match &self.schema {
+            None => Ok(()),
+            Some(schema) => schema.check(config).map_err(|errors| {
+                format!("it does not match {} (template {}): {}", schema.name, self.plan, errors.join("; "))
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -81,6 +95,9 @@ struct TemplateFile {
     seed: Option<Seed>,
     #[serde(default)]
     isolation: Option<tenancy::domain::Isolation>,
+    /// A JSON Schema file beside the templates for the tenants' config.
+    #[serde(default)]
+    schema: Option<String>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -170,7 +187,20 @@ impl Templates {
             });
         }
         let config = serde_json::to_value(file.config.unwrap_or_default())
-            .map_err(|e| TemplateError::Invalid { path, message: e.to_string() })?;
+            .map_err(|e| TemplateError::Invalid { path: path.clone(), message: e.to_string() })?;
+        let schema = match &file.schema {
+            None => None,
+            Some(name) => Some(
+                self.schema(name)
+                    .map_err(|message| TemplateError::Invalid { path: path.clone(), message })?,
+            ),
+        };
+        if let Some(schema) = &schema {
+            schema.check(&config).map_err(|errors| TemplateError::Invalid {
+                path: path.clone(),
+                message: format!("its [config] does not match {}: {}", schema.name, errors.join("; ")),
+            })?;
+        }
         Ok(Template {
             plan: plan.clone(),
             version: file.version,
@@ -179,7 +209,22 @@ impl Templates {
             config,
             seed_sql: file.seed.map(|s| s.sql).filter(|sql| !sql.trim().is_empty()),
             isolation: file.isolation.unwrap_or(tenancy::domain::Isolation::Schema),
+            schema,
         })
+    }
+
+    /// The profile schema `name`, a JSON file in the templates directory (no path outside it).
+    fn schema(&self, name: &str) -> Result<crate::profile::schema::ProfileSchema, String> {
+        let plain =
+            std::path::Path::new(name).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !plain || name.is_empty() {
+            return Err(format!("`schema` must name a file in the templates directory, not {name:?}"));
+        }
+        let path = self.dir.join(name);
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("schema {}: {e}", path.display()))?;
+        let raw =
+            serde_json::from_str(&text).map_err(|e| format!("schema {}: not JSON: {e}", path.display()))?;
+        crate::profile::schema::ProfileSchema::new(name, raw)
     }
 }
 
@@ -295,6 +340,38 @@ mod tests {
         assert!(matches!(templates.load(&plan("bad")), Err(TemplateError::Invalid { .. })));
         let err = templates.load(&plan("typo")).unwrap_err().to_string();
         assert!(err.contains("pool_sise"), "{err}");
+    }
+
+    #[test]
+    fn a_template_declares_its_profiles_schema_and_keeps_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = "[limits]\npool_size=1\nconnection_limit=1\n";
+        std::fs::write(
+            dir.path().join("colors.json"),
+            r##"{"type": "object", "properties": {"color": {"type": "string", "pattern": "^#[0-9a-f]{6}$"}}}"##,
+        )
+        .unwrap();
+        let template = |name: &str, schema: &str, color: &str| {
+            let body = format!("version = 1\nschema = \"{schema}\"\n{limits}[config]\ncolor = \"{color}\"\n");
+            std::fs::write(dir.path().join(format!("{name}.toml")), body).unwrap();
+        };
+        template("good", "colors.json", "#00ff00");
+        template("breaks", "colors.json", "green");
+        template("escapes", "../colors.json", "#00ff00");
+        template("missing", "nope.json", "#00ff00");
+        let templates = Templates::new(dir.path());
+        let good = templates.load(&plan("good")).unwrap();
+        assert!(good.check_profile(&serde_json::json!({"color": "#0000ff"})).is_ok());
+        let why = good.check_profile(&serde_json::json!({"color": "blue"})).unwrap_err();
+        assert!(why.contains("/color") && why.contains("colors.json"), "{why}");
+        for name in ["breaks", "escapes", "missing"] {
+            assert!(matches!(templates.load(&plan(name)), Err(TemplateError::Invalid { .. })), "{name}");
+        }
+        // The repository's templates keep to theirs.
+        for name in ["starter", "pro", "enterprise"] {
+            let template = repo_templates().load(&plan(name)).unwrap();
+            assert!(template.schema.is_some() && template.check_profile(&template.config).is_ok(), "{name}");
+        }
     }
 
     #[test]

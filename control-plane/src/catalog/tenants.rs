@@ -131,18 +131,18 @@ pub(crate) async fn apply_template_settings(
         .map(|_| ())
 }
 
-/// The config of the live tenant `slug`, locked for update.
+/// The config of the live tenant `slug` and the template it was built from, locked for update.
 pub(crate) async fn config_for_update(
     client: &impl GenericClient,
     slug: &Slug,
-) -> Result<Option<serde_json::Value>, tokio_postgres::Error> {
+) -> Result<Option<(serde_json::Value, String)>, tokio_postgres::Error> {
     let row = client
         .query_opt(
-            "SELECT config FROM control.tenants WHERE slug = $1 AND status <> 'deleted' FOR UPDATE",
+            "SELECT config, template FROM control.tenants WHERE slug = $1 AND status <> 'deleted' FOR UPDATE",
             &[&slug.as_str()],
         )
         .await?;
-    Ok(row.map(|row| row.get(0)))
+    Ok(row.map(|row| (row.get(0), row.get(1))))
 }
 
 /// A tenant's profile and what it was built from, read for an update (the row locked until the

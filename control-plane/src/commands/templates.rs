@@ -27,7 +27,7 @@ pub(super) async fn upgrade_templates(args: UpgradeArgs, json: bool) -> Result<E
     let cp = start(&args.catalog).await?;
     let options = UpgradeOptions { plan, tenants: args.tenants, dry_run: args.dry_run, prefer: args.prefer };
     let report = upgrade(&cp, &options, ACTOR).await?;
-    let left = report.iter().filter(|row| row.outcome == "conflicts").count();
+    let left = report.iter().filter(|row| matches!(row.outcome, "conflicts" | "invalid")).count();
     if json {
         output::json(&report);
     } else if report.is_empty() {
@@ -40,7 +40,8 @@ pub(super) async fn upgrade_templates(args: UpgradeArgs, json: bool) -> Result<E
                     ("upgraded", true) => "would upgrade",
                     (outcome, _) => outcome,
                 };
-                let conflicts: Vec<&str> = row.conflicts.iter().map(|c| c.path.as_str()).collect();
+                let mut conflicts: Vec<&str> = row.conflicts.iter().map(|c| c.path.as_str()).collect();
+                conflicts.extend(row.invalid.as_deref());
                 vec![
                     row.tenant.clone(),
                     row.template.clone(),
@@ -53,7 +54,8 @@ pub(super) async fn upgrade_templates(args: UpgradeArgs, json: bool) -> Result<E
         output::table(&["tenant", "template", "version", "outcome", "conflicts"], &rows);
         if left > 0 {
             output::note(&format!(
-                "{left} tenant(s) left as they are: keys both they and the template changed; run again with --prefer template|tenant"
+                "{left} tenant(s) left as they are: keys both they and the template changed (run again with --prefer \
+                 template|tenant), or a merge that does not match the template's schema (fix the tenant's config first)"
             ));
         }
     }

@@ -211,7 +211,8 @@ pub(super) async fn set_config(
     if !body.config.is_object() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_config", "config must be a JSON object"));
     }
-    let tenant = tenants::set_config(&state.cp, &slug, body.config, &operator.0).await?;
+    let change = tenants::ConfigChange::Replace(body.config);
+    let tenant = tenants::update_config(&state.cp, &slug, change, &operator.0).await?;
     Ok(Json(Tenant::from_record(&tenant, &state.cp.base_domain)))
 }
 

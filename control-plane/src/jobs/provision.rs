@@ -415,6 +415,14 @@ pub(crate) async fn apply_template(
             .await
             .map_err(pg_error(step))?;
     }
+    if let Err(why) = template.check_profile(&merged.profile) {
+        // A plan change is not refused for it (billing makes it): recorded for the operator.
+        tracing::warn!(tenant = %tenant.slug, %why, "the tenant's merged config does not match its new template's schema");
+        let detail = serde_json::json!({ "template": template.plan.as_str(), "version": template.version, "why": why });
+        audit::record(&*tx, "plan", "tenant.profile_invalid", Some(tenant.id), detail)
+            .await
+            .map_err(pg_error(step))?;
+    }
     let settings = tenants::TemplateSettings {
         template: template.plan.as_str(),
         template_version: template.version,

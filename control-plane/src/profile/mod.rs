@@ -4,6 +4,7 @@
 //! JSON merge patches of a profile ([`merge_patch`]).
 
 pub mod merge;
+pub mod schema;
 pub mod upgrade;
 
 use serde_json::Value;

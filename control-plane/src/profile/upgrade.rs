@@ -32,9 +32,13 @@ pub struct TenantUpgrade {
     pub from_version: i32,
     pub to_version: i32,
     /// `up_to_date`, `upgraded` (in a dry run: would be), `conflicts` (left as it is),
-    /// `opted_out`, `other_template`.
+    /// `invalid` (left as it is: the merge does not match the template's schema), `opted_out`,
+    /// `other_template`.
     pub outcome: &'static str,
     pub conflicts: Vec<Conflict>,
+    /// Why an `invalid` merge does not match the template's schema.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalid: Option<String>,
 }
 
 /// Why the upgrade could not run.
@@ -109,6 +113,7 @@ pub async fn upgrade(
             to_version: template.version,
             outcome: "opted_out",
             conflicts: Vec::new(),
+            invalid: None,
         };
         if candidate.template_upgrades || options.tenants.contains(&candidate.slug) {
             let (outcome, conflicts) = crate::tenants::upgrade_profile(
@@ -125,6 +130,10 @@ pub async fn upgrade(
                 ProfileOutcome::Upgraded => "upgraded",
                 ProfileOutcome::Conflicts => "conflicts",
                 ProfileOutcome::OtherTemplate => "other_template",
+                ProfileOutcome::Invalid(why) => {
+                    row.invalid = Some(why);
+                    "invalid"
+                }
             };
             row.conflicts = conflicts;
         }

@@ -7,20 +7,6 @@ use crate::control_plane::ControlPlane;
 use tenancy::catalog::TenantRecord;
 use tenancy::domain::Slug;
 
-/// Replaces the config of the live tenant `slug` in a transaction of its own (see
-/// [`set_config_in`]); routers are told once it has committed.
-pub(crate) async fn set_config(
-    cp: &ControlPlane,
-    slug: &Slug,
-    config: serde_json::Value,
-    actor: &str,
-) -> Result<TenantRecord, LifecycleError> {
-    super::in_transaction(cp, LifecycleError::Catalog, async |tx| {
-        set_config_in(tx, slug, config, actor).await.map(Recorded::into_parts)
-    })
-    .await
-}
-
 /// Changes the config of the live tenant `slug` with `change` (given the config as it is, with
 /// the tenant's row locked): a JSON merge patch, or a replacement checked against what the
 /// caller last read. The result must be a JSON object.
@@ -31,7 +17,7 @@ pub(crate) async fn update_config(
     actor: &str,
 ) -> Result<TenantRecord, LifecycleError> {
     super::in_transaction(cp, LifecycleError::Catalog, async |tx| {
-        let current = crate::catalog::tenants::config_for_update(&**tx, slug)
+        let (current, template) = crate::catalog::tenants::config_for_update(&**tx, slug)
             .await
             .map_err(|e| catalog_error(&e))?
             .ok_or_else(|| LifecycleError::NotFound(slug.to_string()))?;
@@ -52,6 +38,17 @@ pub(crate) async fn update_config(
         if !config.is_object() {
             return Err(LifecycleError::InvalidConfig("the config must be a JSON object".into()));
         }
+        // The JSON Schema the tenant's template declares.
+        let template = tenancy::domain::PlanName::parse(&template)
+            .map_err(|e| LifecycleError::InvalidConfig(e.to_string()))
+            .and_then(|plan| {
+                cp.templates.load(&plan).map_err(|e| {
+                    LifecycleError::InvalidConfig(format!(
+                        "the tenant's template cannot be read to check it: {e}"
+                    ))
+                })
+            })?;
+        template.check_profile(&config).map_err(LifecycleError::InvalidConfig)?;
         set_config_in(tx, slug, config, actor).await.map(Recorded::into_parts)
     })
     .await
@@ -70,7 +67,7 @@ pub(crate) enum ConfigChange {
 
 /// Records the live tenant `slug`'s new config (bumping its generation) and the audit entry
 /// within `tx`. The caller commits, then sends the announcement.
-pub(crate) async fn set_config_in(
+async fn set_config_in(
     tx: &deadpool_postgres::Transaction<'_>,
     slug: &Slug,
     config: serde_json::Value,
@@ -95,8 +92,7 @@ pub(crate) async fn set_config_in(
 }
 
 /// What upgrading a tenant's profile to its template's current version did, or would do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ProfileOutcome {
     /// Built from the template's current version already.
     UpToDate,
@@ -106,6 +102,8 @@ pub(crate) enum ProfileOutcome {
     Conflicts,
     /// No longer on that template (its plan changed meanwhile): left to the plan change.
     OtherTemplate,
+    /// Left as it is: the merged profile does not match the template's schema (why).
+    Invalid(String),
 }
 
 /// Upgrades the profile of tenant `id` to `template` (its plan's current template), merging the
@@ -138,6 +136,9 @@ pub(crate) async fn upgrade_profile(
         let merged = merge(&base, &template.config, &profile.config, prefer.unwrap_or(Prefer::Tenant));
         if !merged.conflicts.is_empty() && prefer.is_none() {
             return Ok(((ProfileOutcome::Conflicts, merged.conflicts), Announcement::none()));
+        }
+        if let Err(why) = template.check_profile(&merged.profile) {
+            return Ok(((ProfileOutcome::Invalid(why), merged.conflicts), Announcement::none()));
         }
         if dry_run {
             return Ok(((ProfileOutcome::Upgraded, merged.conflicts), Announcement::none()));

@@ -1,6 +1,6 @@
 //! The tenant service: every request on a tenant, as the API, the CLI and billing make it —
 //! create ([`create`]), the lifecycle operations ([`request`]: suspend, resume, change plan,
-//! rotate credentials, delete and restore, retry), config ([`set_config`]) and custom domains
+//! rotate credentials, delete and restore, retry), config ([`update_config`]) and custom domains
 //! ([`domains`]).
 //!
 //! Every request on a tenant runs in ONE catalog transaction: it checks the request, records the
@@ -17,7 +17,7 @@ pub mod domains;
 mod lifecycle;
 
 pub(crate) use config::{
-    set_config, set_template_upgrades, update_config, upgrade_profile, ConfigChange, ProfileOutcome,
+    set_template_upgrades, update_config, upgrade_profile, ConfigChange, ProfileOutcome,
 };
 pub(crate) use create::create_in;
 pub use create::{create, CreateTenantError, TenantRequest};

@@ -124,6 +124,12 @@ async fn the_operator_api_manages_tenants_with_json_errors_openapi_and_metrics()
     let tenant: Value = response.json().await.unwrap();
     assert_eq!(tenant["config"], json!({"theme": {"logo": "acme.svg"}}));
     assert_eq!(patch(json!([1])).await.unwrap().status().as_u16(), 400);
+    // The template's schema: a colour that is not one is refused, with where and why.
+    let response = patch(json!({"theme": {"primary_color": "red"}})).await.unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], json!("invalid_config"));
+    assert!(answer["error"]["message"].as_str().unwrap().contains("/theme/primary_color"), "{answer}");
     let (status, _) = api.call(Method::DELETE, "/v1/tenants/acme?retention=soon", None).await;
     assert_eq!(status, 400);
 

@@ -201,6 +201,19 @@ async fn a_fleet_with_its_own_edits_is_upgraded_to_a_new_template_version_withou
     // An unknown tenant named is an error, and nothing runs.
     assert_eq!(fleet.tenantctl(&["templates", "upgrade", "--tenant", "nobody"]).await.0, 4);
 
+    // A merge that would not match the template's schema (a key the schema does not allow,
+    // written behind the control plane's back) leaves the tenant as it is.
+    let mut broken = v2_config.clone();
+    broken["theme"]["font"] = json!("Comic Sans");
+    catalog.execute("UPDATE control.tenants SET config = $1 WHERE slug = 't004'", &[&broken]).await.unwrap();
+    let base = std::fs::read_to_string(fleet.templates.join("base.toml")).unwrap();
+    std::fs::write(fleet.templates.join("base.toml"), base.replace("version = 2", "version = 3")).unwrap();
+    let (code, report) = fleet.tenantctl(&["templates", "upgrade", "--tenant", "t004"]).await;
+    assert_eq!(code, 5, "{report}");
+    assert_eq!(report[0]["outcome"], json!("invalid"), "{report}");
+    assert!(report[0]["invalid"].as_str().unwrap().contains("/theme"), "{report}");
+    assert_eq!(fleet.profiles().await[&slug(4)], (broken, 2));
+
     // A plan change merges the new plan's config into the tenant's edits (it used to replace
     // them): t001's logo stays, pro's modules arrive.
     operate(&fleet.cp, &Slug::parse("t001").unwrap(), &Operation::ChangePlan("pro".into()), "test")
@@ -263,6 +276,9 @@ async fn a_tenants_profile_is_read_patched_replaced_and_edited_from_the_command_
         (vec!["tenants", "config", "set", "acme", "--merge", "[1]"], 3),
         (vec!["tenants", "config", "set", "acme", "--merge", "{not json"], 3),
         (vec!["tenants", "config", "set", "nobody", "--merge", "{}"], 4),
+        // Against the schema the template declares: a colour that is not one, an unknown module.
+        (vec!["tenants", "config", "set", "acme", "--merge", r#"{"theme": {"primary_color": "red"}}"#], 3),
+        (vec!["tenants", "config", "set", "acme", "--merge", r#"{"modules": ["bitcoin"]}"#], 3),
     ] {
         let mut flags = e2e_tests::catalog_flags(&fleet.db, &fleet.common);
         flags.splice(0..0, args.iter().map(|a| (*a).to_owned()));
