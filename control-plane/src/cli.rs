@@ -327,8 +327,9 @@ pub(crate) enum TenantsCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ConfigCommand {
-    /// Print the tenant's config (JSON). With --json: also its template, the template version
-    /// it was last built from, and whether template upgrades apply to it.
+    /// Print the tenant's config (JSON). With --json: also its display name, its data source
+    /// (cluster, isolation, schema, database), its template, the template version its config
+    /// was last built from, and whether template upgrades apply to it.
     Get(ShowArgs),
     /// Change the tenant's config: --merge applies a JSON merge patch (RFC 7386: objects merge
     /// key by key, null removes a key), --file replaces it with a file's JSON object (`-`:

@@ -97,6 +97,13 @@ async fn read_profile(
         .map_err(CatalogError::from)?;
     Ok(serde_json::json!({
         "tenant": tenant.slug.as_str(),
+        "display_name": tenant.display_name,
+        "data_source": {
+            "cluster": tenant.cluster,
+            "isolation": tenant.isolation.as_str(),
+            "schema": tenant.schema_name.as_str(),
+            "database": tenant.database_name.as_ref().map(|d| d.as_str().to_owned()),
+        },
         "template": row.get::<_, String>(0),
         "template_version": row.get::<_, i32>(1),
         "template_upgrades": row.get::<_, bool>(2),

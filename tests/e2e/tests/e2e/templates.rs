@@ -254,6 +254,8 @@ async fn a_tenants_profile_is_read_patched_replaced_and_edited_from_the_command_
         (Some("starter"), Some(1))
     );
     assert_eq!(profile["template_upgrades"], json!(true));
+    assert_eq!(profile["data_source"]["isolation"], json!("schema"));
+    assert!(profile["display_name"].is_string());
     assert_eq!(profile["config"], acme_config(&fleet).await);
 
     // A merge patch: a key changed, one removed.
