@@ -71,10 +71,13 @@ pub(crate) enum TemplatesCommand {
     /// Bring tenants' profiles (their config: modules, module settings, theme) to their
     /// template's current version with a three-way merge: the template's changes to keys the
     /// tenant did not touch are taken, the tenant's own edits are kept, and a key both changed
-    /// is a conflict — resolved by --prefer, or else the tenant is left as it is and reported
-    /// (exit code 5 when any is left so). Tenants that opted out (`tenants template-upgrades
-    /// <slug> off`) are skipped unless named with --tenant. One row per tenant: its outcome
-    /// (up_to_date, upgraded, conflicts, opted_out) and the conflicting keys.
+    /// is a conflict — resolved by --prefer, or else the tenant is left as it is and reported.
+    /// A merge that does not match the template's schema leaves the tenant as it is too.
+    /// Tenants that opted out (`tenants template-upgrades <slug> off`) are skipped unless named
+    /// with --tenant. One row per tenant: its outcome (up_to_date, upgraded, conflicts, invalid,
+    /// opted_out, other_template, error) and the conflicting keys. Exit code 5 when a tenant is
+    /// left with conflicts or an invalid merge (0 in a dry run), 1 when one could not be
+    /// upgraded (the others are still tried).
     Upgrade(UpgradeArgs),
 }
 

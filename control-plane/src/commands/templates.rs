@@ -28,6 +28,7 @@ pub(super) async fn upgrade_templates(args: UpgradeArgs, json: bool) -> Result<E
     let options = UpgradeOptions { plan, tenants: args.tenants, dry_run: args.dry_run, prefer: args.prefer };
     let report = upgrade(&cp, &options, ACTOR).await?;
     let left = report.iter().filter(|row| matches!(row.outcome, "conflicts" | "invalid")).count();
+    let failed = report.iter().filter(|row| row.outcome == "error").count();
     if json {
         output::json(&report);
     } else if report.is_empty() {
@@ -42,6 +43,7 @@ pub(super) async fn upgrade_templates(args: UpgradeArgs, json: bool) -> Result<E
                 };
                 let mut conflicts: Vec<&str> = row.conflicts.iter().map(|c| c.path.as_str()).collect();
                 conflicts.extend(row.invalid.as_deref());
+                conflicts.extend(row.error.as_deref());
                 vec![
                     row.tenant.clone(),
                     row.template.clone(),
@@ -58,6 +60,9 @@ pub(super) async fn upgrade_templates(args: UpgradeArgs, json: bool) -> Result<E
                  template|tenant), or a merge that does not match the template's schema (fix the tenant's config first)"
             ));
         }
+    }
+    if failed > 0 {
+        return Ok(ExitCode::from(super::exit_code(ErrorKind::Failed)));
     }
     if left > 0 && !args.dry_run {
         return Ok(ExitCode::from(super::exit_code(ErrorKind::Conflict)));
@@ -156,10 +161,22 @@ pub(super) async fn config_edit(args: ShowArgs, json: bool) -> Result<ExitCode, 
     let slug = parse_slug(&args.slug)?;
     let cp = start(&args.catalog).await?;
     let before = read_profile(&cp, slug.as_str()).await?["config"].clone();
-    let file = std::env::temp_dir().join(format!("tenantctl-{slug}-config-{}.json", std::process::id()));
+    let failed = |what: String| CliError::new(ErrorKind::Failed, "edit_failed", what);
+    // Readable by this user only, a name no one can guess or have made first.
+    let file =
+        std::env::temp_dir().join(format!("tenantctl-{slug}-config-{:016x}.json", rand::random::<u64>()));
     let text = serde_json::to_string_pretty(&before).unwrap_or_default();
-    std::fs::write(&file, format!("{text}\n"))
-        .map_err(|e| CliError::new(ErrorKind::Failed, "edit_failed", format!("{}: {e}", file.display())))?;
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&file)
+            .map_err(|e| failed(format!("{}: {e}", file.display())))?;
+        writeln!(out, "{text}").map_err(|e| failed(format!("{}: {e}", file.display())))?;
+    }
     let editor =
         std::env::var("VISUAL").or_else(|_| std::env::var("EDITOR")).unwrap_or_else(|_| "vi".to_owned());
     // As git and kubectl do: the editor may come with arguments (`code --wait`).
@@ -169,29 +186,31 @@ pub(super) async fn config_edit(args: ShowArgs, json: bool) -> Result<ExitCode, 
         .arg("tenantctl-editor")
         .arg(&file)
         .status()
-        .map_err(|e| CliError::new(ErrorKind::Failed, "edit_failed", format!("cannot run {editor}: {e}")))?;
+        .map_err(|e| failed(format!("cannot run {editor}: {e}; the config is in {}", file.display())))?;
     if !status.success() {
-        return Err(CliError::new(
-            ErrorKind::Failed,
-            "edit_failed",
-            format!("{editor} exited with {status}; nothing saved"),
-        ));
+        let _ = std::fs::remove_file(&file);
+        return Err(failed(format!("{editor} exited with {status}; nothing saved")));
     }
-    let edited = std::fs::read_to_string(&file)
-        .map_err(|e| CliError::new(ErrorKind::Failed, "edit_failed", format!("{}: {e}", file.display())))?;
+    let edited = std::fs::read_to_string(&file).map_err(|e| failed(format!("{}: {e}", file.display())))?;
     if edited.trim().is_empty() {
         let _ = std::fs::remove_file(&file);
         output::line("Edit cancelled (empty file): nothing saved.");
         return Ok(ExitCode::SUCCESS);
     }
-    let config = parse_config(&edited, &format!("the edited config (kept in {})", file.display()))?;
-    let _ = std::fs::remove_file(&file);
+    // Until it is saved, the edit stays in its file, named in any error.
+    let kept = |mut err: CliError| {
+        err.message = format!("{}; your edit is kept in {}", err.message, file.display());
+        err
+    };
+    let config = parse_config(&edited, "the edited config").map_err(kept)?;
     if config == before {
+        let _ = std::fs::remove_file(&file);
         output::line("Edit cancelled, no changes made.");
         return Ok(ExitCode::SUCCESS);
     }
     let change = ConfigChange::ReplaceIf { expected: before, config };
-    crate::tenants::update_config(&cp, &slug, change, ACTOR).await?;
+    crate::tenants::update_config(&cp, &slug, change, ACTOR).await.map_err(|e| kept(e.into()))?;
+    let _ = std::fs::remove_file(&file);
     let profile = read_profile(&cp, slug.as_str()).await?;
     if json {
         output::json(&profile);

@@ -405,12 +405,13 @@ pub(crate) async fn apply_template(
         .map_err(pg_error(step))?
         .ok_or_else(|| permanent(step, "the tenant is gone from the catalog".to_owned()))?;
     // The template's config merged into the tenant's own edits (a plan change used to replace
-    // them): a key both changed keeps the tenant's value, and the conflict is in the audit log.
-    let base = profile.template_config.clone().unwrap_or_else(|| serde_json::json!({}));
-    let merged = crate::profile::merge::merge(&base, &template.config, &profile.config, Prefer::Tenant);
+    // them): a key both changed takes the plan's value (the plan decides what the tenant is
+    // entitled to), and the conflict, with the tenant's value, is in the audit log.
+    let base = crate::profile::base_of(&profile, &cp.templates);
+    let merged = crate::profile::merge::merge(&base, &template.config, &profile.config, Prefer::Template);
     if !merged.conflicts.is_empty() {
-        tracing::warn!(tenant = %tenant.slug, conflicts = merged.conflicts.len(), "the plan template's config conflicts with the tenant's own edits: the tenant's values are kept");
-        let detail = serde_json::json!({ "template": template.plan.as_str(), "version": template.version, "kept": "tenant", "conflicts": merged.conflicts });
+        tracing::warn!(tenant = %tenant.slug, conflicts = merged.conflicts.len(), "the plan template's config conflicts with the tenant's own edits: the plan's values are taken (the tenant's are in the audit log)");
+        let detail = serde_json::json!({ "template": template.plan.as_str(), "version": template.version, "taken": "template", "conflicts": merged.conflicts });
         audit::record(&*tx, "plan", "tenant.template_conflicts", Some(tenant.id), detail)
             .await
             .map_err(pg_error(step))?;

@@ -30,7 +30,7 @@ pub enum Prefer {
 /// A key both the template and the tenant changed, differently. `None`: the key is absent.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Conflict {
-    /// Where, as a JSON pointer (`/theme/primary_color`).
+    /// Where, as a JSON pointer (`/theme/primary_color`; `""`: the whole profile).
     pub path: String,
     pub base: Option<Value>,
     pub template: Option<Value>,
@@ -92,7 +92,8 @@ fn merge_at(
         return Some(Value::Object(merged));
     }
     conflicts.push(Conflict {
-        path: if path.is_empty() { "/".to_owned() } else { path.to_owned() },
+        // The whole profile is "" (RFC 6901); "/" would be the key "".
+        path: path.to_owned(),
         base: base.cloned(),
         template: template.cloned(),
         tenant: tenant.cloned(),
@@ -145,6 +146,17 @@ mod tests {
         assert_eq!(merged.conflicts[0].path, "/b");
     }
 
+    /// Key names, awkward ones included (JSON pointer escapes, the empty key).
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("k".to_owned()),
+            Just("l".to_owned()),
+            Just("a/b".to_owned()),
+            Just("~m".to_owned()),
+            Just(String::new())
+        ]
+    }
+
     /// Small JSON values: objects over few keys, so that the three sides share keys.
     fn value() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
@@ -155,116 +167,180 @@ mod tests {
             prop::collection::vec(0..3i64, 0..3).prop_map(|v| json!(v)),
         ];
         leaf.prop_recursive(3, 24, 4, |inner| {
-            prop::collection::btree_map("[k-n]", inner, 0..4)
+            prop::collection::btree_map(key(), inner, 0..4)
                 .prop_map(|m| Value::Object(m.into_iter().collect()))
         })
     }
 
     fn object() -> impl Strategy<Value = Value> {
-        prop::collection::btree_map("[k-n]", value(), 0..4)
-            .prop_map(|m| Value::Object(m.into_iter().collect()))
+        prop::collection::btree_map(key(), value(), 0..4).prop_map(|m| Value::Object(m.into_iter().collect()))
     }
 
-    /// The value at `path` (a JSON pointer), or `None`.
-    fn at<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
-        if path == "/" {
-            return Some(value);
+    /// An edit of a profile: at a path of one or two keys, a new value, or the key removed.
+    fn edits() -> impl Strategy<Value = Vec<(Vec<String>, Option<Value>)>> {
+        prop::collection::vec((prop::collection::vec(key(), 1..3), prop::option::of(value())), 0..4)
+    }
+
+    /// `base` with `edits` applied (objects made on the way where needed).
+    fn edited(base: &Value, edits: &[(Vec<String>, Option<Value>)]) -> Value {
+        let mut value = base.clone();
+        for (path, change) in edits {
+            let mut at = &mut value;
+            for (i, key) in path.iter().enumerate() {
+                if !at.is_object() {
+                    *at = json!({});
+                }
+                let map = at.as_object_mut().unwrap();
+                if i + 1 == path.len() {
+                    match change {
+                        Some(new) => {
+                            map.insert(key.clone(), new.clone());
+                        }
+                        None => {
+                            map.remove(key);
+                        }
+                    }
+                    break;
+                }
+                at = map.entry(key.clone()).or_insert_with(|| json!({}));
+            }
         }
+        value
+    }
+
+    fn pointer(prefix: &str, key: &str) -> String {
+        format!("{prefix}/{}", key.replace('~', "~0").replace('/', "~1"))
+    }
+
+    /// The value at `path` (a JSON pointer, `""` the whole), or `None`.
+    fn at<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
         value.pointer(path)
     }
 
-    /// Every leaf path (and every path whose value is not an object) of `value`, with absent
-    /// keys of `other` included: where two values may differ.
+    /// Every path of `value` that is not a non-empty object: where two values may differ.
     fn paths(value: &Value, prefix: &str, out: &mut Vec<String>) {
         match value {
             Value::Object(map) if !map.is_empty() => {
                 for (key, inner) in map {
-                    paths(inner, &format!("{prefix}/{key}"), out);
+                    paths(inner, &pointer(prefix, key), out);
                 }
             }
-            _ => out.push(if prefix.is_empty() { "/".to_owned() } else { prefix.to_owned() }),
+            _ => out.push(prefix.to_owned()),
         }
     }
 
     /// Whether a conflict was reported at `path`, or at a key on the way to it, or under it.
     fn reported(conflicts: &[Conflict], path: &str) -> bool {
         conflicts.iter().any(|c| {
-            c.path == "/"
-                || c.path == path
+            c.path == path
                 || path.starts_with(&format!("{}/", c.path))
                 || c.path.starts_with(&format!("{path}/"))
         })
     }
 
+    /// No edit of `tenant`'s (against `base`) is missing from `merged` without a conflict naming
+    /// it; with `Prefer::Tenant`, none is missing at all.
+    fn tenant_edits_kept(
+        base: &Value,
+        tenant: &Value,
+        merged: &Merged,
+        prefer: Prefer,
+    ) -> Result<(), TestCaseError> {
+        let mut candidates = Vec::new();
+        paths(tenant, "", &mut candidates);
+        paths(base, "", &mut candidates);
+        for path in candidates {
+            let (was, now, result) = (at(base, &path), at(tenant, &path), at(&merged.profile, &path));
+            // Objects on both sides: their differing keys are candidates of their own.
+            if was == now || (was.is_some_and(Value::is_object) && now.is_some_and(Value::is_object)) {
+                continue;
+            }
+            // An object the tenant made is kept as an object: its keys are candidates too.
+            let kept =
+                result == now || (result.is_some_and(Value::is_object) && now.is_some_and(Value::is_object));
+            prop_assert!(
+                kept || reported(&merged.conflicts, &path),
+                "edit at {:?} lost: base {} tenant {} merged {}",
+                path,
+                base,
+                tenant,
+                merged.profile
+            );
+            if prefer == Prefer::Tenant {
+                prop_assert!(kept, "edit at {:?} lost although the tenant is preferred", path);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every change of `template`'s (against `base`) where the tenant has `base`'s value is in
+    /// `merged`, dropped keys dropped.
+    fn template_changes_taken(
+        base: &Value,
+        template: &Value,
+        tenant: &Value,
+        merged: &Merged,
+    ) -> Result<(), TestCaseError> {
+        let mut candidates = Vec::new();
+        paths(template, "", &mut candidates);
+        paths(base, "", &mut candidates);
+        for path in candidates {
+            let (was, new, result) = (at(base, &path), at(template, &path), at(&merged.profile, &path));
+            let objects = was.is_some_and(Value::is_object) && new.is_some_and(Value::is_object);
+            if was == new || objects || at(tenant, &path) != was || reported(&merged.conflicts, &path) {
+                continue;
+            }
+            let taken =
+                result == new || (result.is_some_and(Value::is_object) && new.is_some_and(Value::is_object));
+            prop_assert!(
+                taken,
+                "template change at {:?} not taken: base {} template {} tenant {} merged {}",
+                path,
+                base,
+                template,
+                tenant,
+                merged.profile
+            );
+        }
+        Ok(())
+    }
+
     proptest! {
         #[test]
-        fn a_tenant_that_changed_nothing_ends_equal_to_the_new_template(base in object(), template in object()) {
+        fn a_tenant_that_changed_nothing_ends_equal_to_the_new_template(base in object(), changes in edits()) {
+            let template = edited(&base, &changes);
             let merged = merge(&base, &template, &base, Prefer::Tenant);
             prop_assert_eq!(&merged.profile, &template);
             prop_assert!(merged.conflicts.is_empty());
         }
 
         #[test]
-        fn an_unchanged_template_keeps_the_tenant_as_it_is(base in object(), tenant in object()) {
+        fn an_unchanged_template_keeps_the_tenant_as_it_is(base in object(), changes in edits()) {
+            let tenant = edited(&base, &changes);
             let merged = merge(&base, &base, &tenant, Prefer::Template);
             prop_assert_eq!(&merged.profile, &tenant);
             prop_assert!(merged.conflicts.is_empty());
         }
 
         #[test]
-        fn no_edit_of_the_tenant_is_lost_without_a_reported_conflict(
+        fn edits_of_both_sides_merge_and_none_of_the_tenants_is_lost_unreported(
+            base in object(), theirs in edits(), ours in edits(),
+            prefer in prop_oneof![Just(Prefer::Tenant), Just(Prefer::Template)],
+        ) {
+            let (template, tenant) = (edited(&base, &theirs), edited(&base, &ours));
+            let merged = merge(&base, &template, &tenant, prefer);
+            tenant_edits_kept(&base, &tenant, &merged, prefer)?;
+            template_changes_taken(&base, &template, &tenant, &merged)?;
+        }
+
+        #[test]
+        fn unrelated_values_lose_nothing_unreported_either(
             base in object(), template in object(), tenant in object(),
             prefer in prop_oneof![Just(Prefer::Tenant), Just(Prefer::Template)],
         ) {
             let merged = merge(&base, &template, &tenant, prefer);
-            // Where the tenant differs from the base (a value changed, added or removed), the
-            // result has the tenant's value, or a conflict says why not.
-            let mut candidates = Vec::new();
-            paths(&tenant, "", &mut candidates);
-            paths(&base, "", &mut candidates);
-            for path in candidates {
-                let (was, now) = (at(&base, &path), at(&tenant, &path));
-                // Objects on both sides: their differing keys are candidates of their own.
-                if was == now || (was.is_some_and(Value::is_object) && now.is_some_and(Value::is_object)) {
-                    continue;
-                }
-                let result = at(&merged.profile, &path);
-                // An object the tenant made is kept as an object: its keys are candidates of
-                // their own.
-                let kept = result == now || (result.is_some_and(Value::is_object) && now.is_some_and(Value::is_object));
-                prop_assert!(kept || reported(&merged.conflicts, &path),
-                    "edit at {} lost: base {:?} template {:?} tenant {:?} merged {:?}",
-                    path, base, template, tenant, merged.profile);
-            }
-            // Preferring the tenant loses nothing at all.
-            if prefer == Prefer::Tenant {
-                let mut edited = Vec::new();
-                paths(&tenant, "", &mut edited);
-                for path in edited {
-                    let (was, now) = (at(&base, &path), at(&tenant, &path));
-                    let result = at(&merged.profile, &path);
-                    let objects = now.is_some_and(Value::is_object) && (was.is_some_and(Value::is_object) || result.is_some_and(Value::is_object));
-                    if was != now && !objects {
-                        prop_assert_eq!(result, now, "at {}", path);
-                    }
-                }
-            }
-        }
-
-        #[test]
-        fn without_conflicts_the_templates_changes_are_all_taken(base in object(), template in object(), tenant in object()) {
-            let merged = merge(&base, &template, &tenant, Prefer::Tenant);
-            if merged.conflicts.is_empty() {
-                let mut changed = Vec::new();
-                paths(&template, "", &mut changed);
-                for path in changed {
-                    let (was, new) = (at(&base, &path), at(&template, &path));
-                    let objects = was.is_some_and(Value::is_object) && new.is_some_and(Value::is_object);
-                    if was != new && !objects && was == at(&tenant, &path) {
-                        prop_assert_eq!(at(&merged.profile, &path), at(&template, &path), "at {}", path);
-                    }
-                }
-            }
+            tenant_edits_kept(&base, &tenant, &merged, prefer)?;
+            template_changes_taken(&base, &template, &tenant, &merged)?;
         }
     }
 }

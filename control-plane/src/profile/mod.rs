@@ -9,6 +9,25 @@ pub mod upgrade;
 
 use serde_json::Value;
 
+/// The base of a tenant's next merge: the template config its profile was last built from, as
+/// recorded; for a tenant from before that was recorded, its template's config as the template
+/// file has it now if the file is still at the version the tenant was built from (its most
+/// likely base), else nothing (`{}`: every key both the tenant and the template have, with
+/// different values, is then a conflict).
+pub(crate) fn base_of(
+    profile: &crate::catalog::tenants::Profile,
+    templates: &crate::plans::Templates,
+) -> Value {
+    if let Some(recorded) = &profile.template_config {
+        return recorded.clone();
+    }
+    tenancy::domain::PlanName::parse(&profile.template)
+        .ok()
+        .and_then(|plan| templates.load(&plan).ok())
+        .filter(|template| template.version == profile.template_version)
+        .map_or_else(|| Value::Object(serde_json::Map::new()), |template| template.config)
+}
+
 /// Applies `patch` to `target` as a JSON merge patch (RFC 7386): an object's keys merge
 /// recursively, `null` removes a key, anything else replaces the value.
 pub fn merge_patch(target: &mut Value, patch: &Value) {

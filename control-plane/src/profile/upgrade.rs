@@ -33,12 +33,15 @@ pub struct TenantUpgrade {
     pub to_version: i32,
     /// `up_to_date`, `upgraded` (in a dry run: would be), `conflicts` (left as it is),
     /// `invalid` (left as it is: the merge does not match the template's schema), `opted_out`,
-    /// `other_template`.
+    /// `other_template` (its plan changed meanwhile), `error` (not upgraded: see `error`).
     pub outcome: &'static str,
     pub conflicts: Vec<Conflict>,
     /// Why an `invalid` merge does not match the template's schema.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub invalid: Option<String>,
+    /// Why an `error` tenant could not be upgraded (the others are tried all the same).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Why the upgrade could not run.
@@ -46,8 +49,6 @@ pub struct TenantUpgrade {
 pub enum UpgradeError {
     #[error("no live tenant {0}")]
     NotFound(String),
-    #[error("{0}")]
-    Template(String),
     #[error("catalog unavailable: {0}")]
     Catalog(String),
 }
@@ -56,7 +57,6 @@ impl OperationError for UpgradeError {
     fn kind(&self) -> ErrorKind {
         match self {
             Self::NotFound(_) => ErrorKind::NotFound,
-            Self::Template(_) => ErrorKind::Invalid,
             Self::Catalog(_) => ErrorKind::Unavailable,
         }
     }
@@ -64,7 +64,6 @@ impl OperationError for UpgradeError {
     fn code(&self) -> &'static str {
         match self {
             Self::NotFound(_) => "not_found",
-            Self::Template(_) => "invalid_template",
             Self::Catalog(_) => "catalog_unavailable",
         }
     }
@@ -96,27 +95,36 @@ pub async fn upgrade(
     if let Some(missing) = options.tenants.iter().find(|slug| !candidates.iter().any(|c| &c.slug == *slug)) {
         return Err(UpgradeError::NotFound(missing.clone()));
     }
-    let mut templates: HashMap<String, crate::plans::Template> = HashMap::new();
+    // Each template read once; one that cannot be read fails its tenants, not the run.
+    let mut templates: HashMap<String, Result<crate::plans::Template, String>> = HashMap::new();
     let mut report = Vec::with_capacity(candidates.len());
     for candidate in candidates {
-        if !templates.contains_key(&candidate.template) {
-            let plan =
-                PlanName::parse(&candidate.template).map_err(|e| UpgradeError::Catalog(e.to_string()))?;
-            let template = cp.templates.load(&plan).map_err(|e| UpgradeError::Template(e.to_string()))?;
-            templates.insert(candidate.template.clone(), template);
-        }
-        let template = &templates[&candidate.template];
+        let template = templates.entry(candidate.template.clone()).or_insert_with(|| {
+            PlanName::parse(&candidate.template)
+                .map_err(|e| e.to_string())
+                .and_then(|plan| cp.templates.load(&plan).map_err(|e| e.to_string()))
+        });
         let mut row = TenantUpgrade {
             tenant: candidate.slug.clone(),
             template: candidate.template.clone(),
             from_version: candidate.template_version,
-            to_version: template.version,
+            to_version: template.as_ref().map_or(candidate.template_version, |t| t.version),
             outcome: "opted_out",
             conflicts: Vec::new(),
             invalid: None,
+            error: None,
+        };
+        let template = match template {
+            Ok(template) => &*template,
+            Err(why) => {
+                row.outcome = "error";
+                row.error = Some(why.clone());
+                report.push(row);
+                continue;
+            }
         };
         if candidate.template_upgrades || options.tenants.contains(&candidate.slug) {
-            let (outcome, conflicts) = crate::tenants::upgrade_profile(
+            let upgraded = crate::tenants::upgrade_profile(
                 cp,
                 candidate.id,
                 template,
@@ -124,7 +132,17 @@ pub async fn upgrade(
                 options.dry_run,
                 actor,
             )
-            .await?;
+            .await;
+            let (outcome, conflicts) = match upgraded {
+                Ok(done) => done,
+                Err(err) => {
+                    tracing::warn!(tenant = %candidate.slug, error = %err, "the tenant's profile could not be upgraded");
+                    row.outcome = "error";
+                    row.error = Some(err.to_string());
+                    report.push(row);
+                    continue;
+                }
+            };
             row.outcome = match outcome {
                 ProfileOutcome::UpToDate => "up_to_date",
                 ProfileOutcome::Upgraded => "upgraded",

@@ -39,15 +39,13 @@ pub(crate) async fn update_config(
             return Err(LifecycleError::InvalidConfig("the config must be a JSON object".into()));
         }
         // The JSON Schema the tenant's template declares.
+        let unreadable = |error: String| {
+            tracing::error!(tenant = %slug, %error, "the tenant's template cannot be read");
+            LifecycleError::Template(template.clone())
+        };
         let template = tenancy::domain::PlanName::parse(&template)
-            .map_err(|e| LifecycleError::InvalidConfig(e.to_string()))
-            .and_then(|plan| {
-                cp.templates.load(&plan).map_err(|e| {
-                    LifecycleError::InvalidConfig(format!(
-                        "the tenant's template cannot be read to check it: {e}"
-                    ))
-                })
-            })?;
+            .map_err(|e| unreadable(e.to_string()))
+            .and_then(|plan| cp.templates.load(&plan).map_err(|e| unreadable(e.to_string())))?;
         template.check_profile(&config).map_err(LifecycleError::InvalidConfig)?;
         set_config_in(tx, slug, config, actor).await.map(Recorded::into_parts)
     })
@@ -132,7 +130,7 @@ pub(crate) async fn upgrade_profile(
         {
             return Ok(((ProfileOutcome::UpToDate, Vec::new()), Announcement::none()));
         }
-        let base = profile.template_config.clone().unwrap_or_else(|| serde_json::json!({}));
+        let base = crate::profile::base_of(&profile, &cp.templates);
         let merged = merge(&base, &template.config, &profile.config, prefer.unwrap_or(Prefer::Tenant));
         if !merged.conflicts.is_empty() && prefer.is_none() {
             return Ok(((ProfileOutcome::Conflicts, merged.conflicts), Announcement::none()));

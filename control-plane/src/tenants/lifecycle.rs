@@ -63,6 +63,8 @@ pub enum LifecycleError {
     InvalidConfig(String),
     #[error("the config of tenant {0} changed while it was being edited; nothing was saved: edit it again")]
     Changed(String),
+    #[error("the tenant's template {0} cannot be read (see the control plane's log): its config cannot be checked")]
+    Template(String),
     #[error("catalog unavailable: {0}")]
     Catalog(String),
 }
@@ -75,6 +77,7 @@ impl OperationError for LifecycleError {
             Self::InvalidPlan(_) => ErrorKind::Invalid,
             Self::DropUnderway(_) | Self::Changed(_) => ErrorKind::Conflict,
             Self::InvalidConfig(_) => ErrorKind::Invalid,
+            Self::Template(_) => ErrorKind::Misconfigured,
             Self::Catalog(_) => ErrorKind::Unavailable,
         }
     }
@@ -87,6 +90,7 @@ impl OperationError for LifecycleError {
             Self::DropUnderway(_) => "drop_underway",
             Self::InvalidConfig(_) => "invalid_config",
             Self::Changed(_) => "changed_meanwhile",
+            Self::Template(_) => "template_unreadable",
             Self::Catalog(_) => "catalog_unavailable",
         }
     }

@@ -235,6 +235,38 @@ async fn a_fleet_with_its_own_edits_is_upgraded_to_a_new_template_version_withou
     let (config, _) = &fleet.profiles().await[&slug(1)];
     assert_eq!(config["theme"]["logo"], json!("tenant-1.svg"), "{config}");
     assert_eq!(config["modules"], json!(["projects", "tasks", "comments", "tags"]), "{config}");
+    // Where the tenant and the new plan both changed a key, the plan decides (what the tenant is
+    // entitled to), and the tenant's value is kept in the audit log: t003 had cut its modules.
+    operate(&fleet.cp, &Slug::parse("t003").unwrap(), &Operation::ChangePlan("pro".into()), "test")
+        .await
+        .unwrap();
+    let id = fleet
+        .cp
+        .catalog
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT id FROM control.tenants WHERE slug = 't003'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    control_plane::jobs::runner::drain(&fleet.cp, tenancy::domain::TenantId(id), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let (config, _) = &fleet.profiles().await[&slug(3)];
+    assert_eq!(config["modules"], json!(["projects", "tasks", "comments", "tags"]), "{config}");
+    assert_eq!(config["contact"], json!("ops@t3.test"), "its own key stays");
+    let recorded: Value = catalog
+        .query_one(
+            "SELECT detail FROM control.audit_log a JOIN control.tenants t ON t.id = a.tenant_id
+              WHERE t.slug = 't003' AND a.action = 'tenant.template_conflicts'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded["conflicts"][0]["path"], json!("/modules"), "{recorded}");
+    assert_eq!(recorded["conflicts"][0]["tenant"], json!(["projects"]), "{recorded}");
     std::fs::remove_dir_all(&fleet.templates).ok();
 }
 
