@@ -83,6 +83,14 @@ pub(crate) struct TenantPage {
     pub(crate) next_cursor: Option<String>,
 }
 
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TemplateUpgrades {
+    /// Whether `tenantctl templates upgrade` upgrades the tenant's profile without it being
+    /// named (true, the default) or leaves it as it is (false).
+    pub(crate) enabled: bool,
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {

@@ -53,6 +53,7 @@ pub(crate) fn app(cp: Arc<ControlPlane>, settings: &ServeSettings) -> axum::Rout
         .route("/v1/tenants/{slug}/restore", post(tenants::restore))
         .route("/v1/tenants/{slug}/plan", put(tenants::set_plan))
         .route("/v1/tenants/{slug}/config", put(tenants::set_config).patch(tenants::patch_config))
+        .route("/v1/tenants/{slug}/template-upgrades", put(tenants::set_template_upgrades))
         .route("/v1/tenants/{slug}/domains", get(tenants::domains).post(tenants::add_domain))
         .route("/v1/tenants/{slug}/domains/{host}", axum::routing::delete(tenants::remove_domain))
         .route("/v1/tenants/{slug}/moves", post(moves::start).get(moves::list))

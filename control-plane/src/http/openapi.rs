@@ -9,14 +9,14 @@ use utoipa::{Modify, OpenApi};
     info(title = "tenantctl operator API", description = "Tenants of schema-per-tenant PostgreSQL: create, inspect, suspend, resume, change plan, rotate credentials, deprovision, move; fleet migration runs."),
     paths(
         tenants::create, tenants::list, tenants::show, tenants::suspend, tenants::resume,
-        tenants::rotate_credentials, tenants::retry, tenants::restore, tenants::set_plan, tenants::delete, tenants::set_config, tenants::patch_config,
+        tenants::rotate_credentials, tenants::retry, tenants::restore, tenants::set_plan, tenants::delete, tenants::set_config, tenants::patch_config, tenants::set_template_upgrades,
         tenants::domains, tenants::add_domain, tenants::remove_domain,
         moves::start, moves::list, moves::abort,
         history::jobs, history::audit,
         migrations::start, migrations::list, migrations::show,
     ),
     components(schemas(
-        api::Tenant, api::CreateTenant, api::TenantPage, api::SetPlan, api::SetConfig, api::Job,
+        api::Tenant, api::CreateTenant, api::TenantPage, api::SetPlan, api::SetConfig, api::TemplateUpgrades, api::Job,
         api::AuditEntry, api::ErrorBody, api::ErrorDetail, api::AddDomain, crate::tenants::domains::Domain,
         migrations::StartRun, migrations::MigrationRun, migrations::MigrationItem,
         moves::StartMove, moves::Move, moves::MovePlacement,

@@ -1,6 +1,8 @@
 //! `/v1/tenants`: the operator API over the same library functions as the CLI.
 
-use super::api::{CreateTenant, DeleteQuery, ListQuery, SetConfig, SetPlan, Tenant, TenantPage};
+use super::api::{
+    CreateTenant, DeleteQuery, ListQuery, SetConfig, SetPlan, TemplateUpgrades, Tenant, TenantPage,
+};
 use super::auth::Operator;
 use super::{ApiError, ApiJson, AppState};
 use crate::tenants::{self, Operation, TenantRequest};
@@ -239,6 +241,20 @@ pub(super) async fn patch_config(
     let change = tenants::ConfigChange::Patch(patch);
     let tenant = tenants::update_config(&state.cp, &slug, change, &operator.0).await?;
     Ok(Json(Tenant::from_record(&tenant, &state.cp.base_domain)))
+}
+
+/// Opt the tenant in or out of template upgrades (`tenantctl templates upgrade` skips a tenant
+/// that opted out unless it is named).
+#[utoipa::path(put, path = "/v1/tenants/{slug}/template-upgrades", request_body = TemplateUpgrades, tag = "tenants",
+    responses((status = 200, body = TemplateUpgrades), (status = 400, body = super::api::ErrorBody), (status = 404, body = super::api::ErrorBody)))]
+pub(super) async fn set_template_upgrades(
+    State(state): State<AppState>,
+    Extension(operator): Extension<Operator>,
+    Path(raw): Path<String>,
+    ApiJson(body): ApiJson<TemplateUpgrades>,
+) -> Result<Json<TemplateUpgrades>, ApiError> {
+    tenants::set_template_upgrades(&state.cp, &slug(&raw)?, body.enabled, &operator.0).await?;
+    Ok(Json(body))
 }
 
 /// The tenant's host names.

@@ -130,6 +130,12 @@ async fn the_operator_api_manages_tenants_with_json_errors_openapi_and_metrics()
     let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["error"]["code"], json!("invalid_config"));
     assert!(answer["error"]["message"].as_str().unwrap().contains("/theme/primary_color"), "{answer}");
+    let (status, answer) =
+        api.call(Method::PUT, "/v1/tenants/acme/template-upgrades", Some(json!({"enabled": false}))).await;
+    assert_eq!((status, &answer), (200, &json!({"enabled": false})));
+    let (status, _) =
+        api.call(Method::PUT, "/v1/tenants/nobody/template-upgrades", Some(json!({"enabled": false}))).await;
+    assert_eq!(status, 404);
     let (status, _) = api.call(Method::DELETE, "/v1/tenants/acme?retention=soon", None).await;
     assert_eq!(status, 400);
 
