@@ -98,16 +98,21 @@ fn marker_schema(cp: &ControlPlane) -> String {
     format!("{}_moves", cp.role_prefix)
 }
 
-/// Creates the marker table (and its schema, which `PUBLIC` may not use) where `db` is.
+/// Creates the marker table (and its schema, which `PUBLIC` may not use) where `db` is. Moves
+/// running at once take turns (`CREATE SCHEMA IF NOT EXISTS` in two sessions at once can fail
+/// with a unique violation: seen with moves of several tenants of one database together).
 async fn ensure_marker(
     db: &AdminSession,
     cp: &ControlPlane,
     record: &MoveRecord,
 ) -> Result<(), tokio_postgres::Error> {
+    // One statement string: one implicit transaction, which the lock lasts for.
     db.batch_execute(&format!(
-        "CREATE SCHEMA IF NOT EXISTS {schema};
+        "SELECT pg_advisory_xact_lock({lock});
+         CREATE SCHEMA IF NOT EXISTS {schema};
          REVOKE ALL ON SCHEMA {schema} FROM PUBLIC;
          CREATE TABLE IF NOT EXISTS {table} (id integer PRIMARY KEY, changes bigint NOT NULL);",
+        lock = crate::clusters::CLUSTER_DDL_LOCK,
         schema = quote_ident(&marker_schema(cp)),
         table = marker_table(cp, record),
     ))
