@@ -60,6 +60,13 @@ pub(crate) enum Command {
     /// Plan templates: carry a new template version into the tenants built from it.
     #[command(subcommand)]
     Templates(TemplatesCommand),
+    /// Print a completion script for your shell, e.g. `source <(tenantctl completion bash)` in
+    /// ~/.bashrc, `tenantctl completion zsh > "${fpath[1]}/_tenantctl"`, or `tenantctl completion
+    /// fish > ~/.config/fish/completions/tenantctl.fish`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// The audit log, newest first: who changed which tenant (operators, billing events), and
     /// every access by the platform's internal users to a tenant through a router (action
     /// `tenant.access`, actor `user:<id>`, with the role, door, read or write, and request).
@@ -684,6 +691,27 @@ pub(crate) struct EventsArgs {
 mod tests {
     use super::Cli;
     use clap::CommandFactory as _;
+
+    /// The bash completion script loads in bash and completes `tenantctl`'s commands.
+    #[test]
+    fn completion_scripts_load_in_their_shell() {
+        let mut script = Vec::new();
+        clap_complete::generate(clap_complete::Shell::Bash, &mut Cli::command(), "tenantctl", &mut script);
+        let script = String::from_utf8(script).unwrap();
+        assert!(script.contains("templates") && script.contains("audit"), "subcommands completed");
+        let dir = std::env::temp_dir().join(format!("tenantctl-completion-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("tenantctl.bash");
+        std::fs::write(&file, &script).unwrap();
+        let loaded = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!("source {} && complete -p tenantctl", file.display()))
+            .output()
+            .unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        assert!(loaded.status.success(), "{}", String::from_utf8_lossy(&loaded.stderr));
+        assert!(String::from_utf8_lossy(&loaded.stdout).contains("tenantctl"));
+    }
 
     /// The configuration names terraform and operators rely on are all in `serve --help`.
     #[test]

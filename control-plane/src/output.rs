@@ -29,6 +29,15 @@ pub(crate) fn note(text: &str) {
     let _ = writeln!(err, "{text}");
 }
 
+/// A listing: `rows` as a [`table`], or `No <what> found.` (as kubectl says) when there are none.
+pub(crate) fn listing(what: &str, headers: &[&str], rows: &[Vec<String>]) {
+    if rows.is_empty() {
+        line(&format!("No {what} found."));
+    } else {
+        table(headers, rows);
+    }
+}
+
 /// A plain-text table with aligned columns.
 pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();

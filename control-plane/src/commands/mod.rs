@@ -107,6 +107,11 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Routers(RoutersCommand::Pools(args)) => routers::pools(args, json).await,
         Command::Routers(RoutersCommand::Stats(args)) => routers::stats(args, json).await,
         Command::Audit(args) => audit(args, json).await,
+        Command::Completion { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(shell, &mut Cli::command(), "tenantctl", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Templates(TemplatesCommand::Upgrade(args)) => templates::upgrade_templates(args, json).await,
         Command::Tenants(TenantsCommand::TemplateUpgrades(args)) => {
             templates::template_upgrades(args, json).await
@@ -297,7 +302,7 @@ async fn list(args: ListArgs, json: bool) -> Result<ExitCode, CliError> {
     if json {
         output::json(&tenants);
     } else {
-        output::table(TENANT_HEADERS, &tenants.iter().map(tenant_row).collect::<Vec<_>>());
+        output::listing("tenants", TENANT_HEADERS, &tenants.iter().map(tenant_row).collect::<Vec<_>>());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -460,8 +465,6 @@ async fn audit(args: AuditArgs, json: bool) -> Result<ExitCode, CliError> {
             })
             .collect();
         output::json(&entries);
-    } else if entries.is_empty() {
-        output::line("No audit entries found.");
     } else {
         let rows: Vec<Vec<String>> = entries
             .iter()
@@ -475,7 +478,7 @@ async fn audit(args: AuditArgs, json: bool) -> Result<ExitCode, CliError> {
                 ]
             })
             .collect();
-        output::table(&["at", "actor", "action", "tenant", "detail"], &rows);
+        output::listing("audit entries", &["at", "actor", "action", "tenant", "detail"], &rows);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -504,7 +507,7 @@ async fn billing_events(args: EventsArgs, json: bool) -> Result<ExitCode, CliErr
                 ]
             })
             .collect();
-        output::table(&["received", "event", "type", "tenant", "state", "detail"], &rows);
+        output::listing("billing events", &["received", "event", "type", "tenant", "state", "detail"], &rows);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -583,7 +586,7 @@ async fn list_clusters(args: CatalogArgs, json: bool) -> Result<ExitCode, CliErr
     if json {
         output::json(&clusters);
     } else {
-        output::table(CLUSTER_HEADERS, &clusters.iter().map(cluster_row).collect::<Vec<_>>());
+        output::listing("clusters", CLUSTER_HEADERS, &clusters.iter().map(cluster_row).collect::<Vec<_>>());
     }
     Ok(ExitCode::SUCCESS)
 }

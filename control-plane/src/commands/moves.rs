@@ -30,10 +30,8 @@ fn row(record: &MoveRecord) -> Vec<String> {
 fn print(records: &[MoveRecord], json: bool) {
     if json {
         output::json(&records);
-    } else if records.is_empty() {
-        output::line("No moves found.");
     } else {
-        output::table(HEADERS, &records.iter().map(row).collect::<Vec<_>>());
+        output::listing("moves", HEADERS, &records.iter().map(row).collect::<Vec<_>>());
     }
 }
 

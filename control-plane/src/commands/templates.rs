@@ -31,8 +31,6 @@ pub(super) async fn upgrade_templates(args: UpgradeArgs, json: bool) -> Result<E
     let failed = report.iter().filter(|row| row.outcome == "error").count();
     if json {
         output::json(&report);
-    } else if report.is_empty() {
-        output::line("No tenants found.");
     } else {
         let rows: Vec<Vec<String>> = report
             .iter()
@@ -53,7 +51,7 @@ pub(super) async fn upgrade_templates(args: UpgradeArgs, json: bool) -> Result<E
                 ]
             })
             .collect();
-        output::table(&["tenant", "template", "version", "outcome", "conflicts"], &rows);
+        output::listing("tenants", &["tenant", "template", "version", "outcome", "conflicts"], &rows);
         if left > 0 {
             output::note(&format!(
                 "{left} tenant(s) left as they are: keys both they and the template changed (run again with --prefer \

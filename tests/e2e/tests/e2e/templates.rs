@@ -278,6 +278,16 @@ async fn a_tenants_profile_is_read_patched_replaced_and_edited_from_the_command_
     provisioned(&cp, "acme", "starter").await;
     let fleet = Fleet { templates: workspace_root().join("tenant-templates"), db, common, cp };
 
+    // An empty listing says so, as kubectl does, rather than print a bare header.
+    let listed = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantctl-under-test"))
+        .args(["tenants", "list", "--status", "suspended"])
+        .args(e2e_tests::catalog_flags(&fleet.db, &fleet.common))
+        .env("RUST_LOG", "error")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&listed.stdout), "No tenants found.\n");
+
     let (code, profile) = fleet.tenantctl(&["tenants", "config", "get", "acme"]).await;
     assert_eq!(code, 0);
     assert_eq!(profile["tenant"], json!("acme"));
