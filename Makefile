@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help demo stop test lint check check-terraform bench services-up services-down build
+.PHONY: help demo stop test lint check check-terraform check-monitoring bench services-up services-down build
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -21,6 +21,9 @@ lint: ## formatting and clippy with the workspace lints, warnings as errors
 	@scripts/build-deps.sh
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+check-monitoring: ## Prometheus alert rules (promtool check + unit tests) and the Grafana dashboard's metrics
+	@scripts/check-monitoring.sh
 
 check-terraform: ## terraform/ and Dockerfile: .tf files parse, env names match --help, checkov
 	@scripts/check-terraform.sh
