@@ -145,6 +145,21 @@ pub(crate) async fn config_for_update(
     Ok(row.map(|row| (row.get(0), row.get(1))))
 }
 
+/// The template tenant `id`'s profile was last built from, its version, and whether template
+/// upgrades apply to it.
+pub(crate) async fn template_of(
+    client: &impl GenericClient,
+    id: TenantId,
+) -> Result<Option<(String, i32, bool)>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT template, template_version, template_upgrades FROM control.tenants WHERE id = $1",
+            &[&id.0],
+        )
+        .await?;
+    Ok(row.map(|row| (row.get(0), row.get(1), row.get(2))))
+}
+
 /// A tenant's profile and what it was built from, read for an update (the row locked until the
 /// transaction ends).
 #[derive(Debug, Clone)]

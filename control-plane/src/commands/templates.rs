@@ -91,13 +91,10 @@ async fn read_profile(
 ) -> Result<serde_json::Value, CliError> {
     let tenant = super::find(cp, slug).await?;
     let client = cp.catalog.get().await.map_err(CatalogError::from)?;
-    let row = client
-        .query_one(
-            "SELECT template, template_version, template_upgrades FROM control.tenants WHERE id = $1",
-            &[&tenant.id.0],
-        )
+    let (template, version, upgrades) = crate::catalog::tenants::template_of(&**client, tenant.id)
         .await
-        .map_err(CatalogError::from)?;
+        .map_err(CatalogError::from)?
+        .ok_or_else(|| CliError::new(ErrorKind::NotFound, "not_found", format!("no tenant {slug}")))?;
     Ok(serde_json::json!({
         "tenant": tenant.slug.as_str(),
         "display_name": tenant.display_name,
@@ -107,9 +104,9 @@ async fn read_profile(
             "schema": tenant.schema_name.as_str(),
             "database": tenant.database_name.as_ref().map(|d| d.as_str().to_owned()),
         },
-        "template": row.get::<_, String>(0),
-        "template_version": row.get::<_, i32>(1),
-        "template_upgrades": row.get::<_, bool>(2),
+        "template": template,
+        "template_version": version,
+        "template_upgrades": upgrades,
         "config": tenant.config,
     }))
 }

@@ -70,6 +70,22 @@ impl Fleet {
         (output.status.code().unwrap(), parsed)
     }
 
+    /// Changes `slug`'s plan and runs the job that applies it.
+    async fn change_plan(&self, slug: &str, plan: &str) {
+        operate(&self.cp, &Slug::parse(slug).unwrap(), &Operation::ChangePlan(plan.into()), "test")
+            .await
+            .unwrap();
+        let client = self.cp.catalog.get().await.unwrap();
+        let id = client
+            .query_one("SELECT id FROM control.tenants WHERE slug = $1", &[&slug])
+            .await
+            .unwrap()
+            .get(0);
+        control_plane::jobs::runner::drain(&self.cp, tenancy::domain::TenantId(id), Duration::from_secs(60))
+            .await
+            .unwrap();
+    }
+
     /// Every tenant's config and template version, by slug.
     async fn profiles(&self) -> std::collections::BTreeMap<String, (Value, i32)> {
         let rows = self
@@ -216,43 +232,13 @@ async fn a_fleet_with_its_own_edits_is_upgraded_to_a_new_template_version_withou
 
     // A plan change merges the new plan's config into the tenant's edits (it used to replace
     // them): t001's logo stays, pro's modules arrive.
-    operate(&fleet.cp, &Slug::parse("t001").unwrap(), &Operation::ChangePlan("pro".into()), "test")
-        .await
-        .unwrap();
-    let id = fleet
-        .cp
-        .catalog
-        .get()
-        .await
-        .unwrap()
-        .query_one("SELECT id FROM control.tenants WHERE slug = 't001'", &[])
-        .await
-        .unwrap()
-        .get(0);
-    control_plane::jobs::runner::drain(&fleet.cp, tenancy::domain::TenantId(id), Duration::from_secs(60))
-        .await
-        .unwrap();
+    fleet.change_plan("t001", "pro").await;
     let (config, _) = &fleet.profiles().await[&slug(1)];
     assert_eq!(config["theme"]["logo"], json!("tenant-1.svg"), "{config}");
     assert_eq!(config["modules"], json!(["projects", "tasks", "comments", "tags"]), "{config}");
     // Where the tenant and the new plan both changed a key, the plan decides (what the tenant is
     // entitled to), and the tenant's value is kept in the audit log: t003 had cut its modules.
-    operate(&fleet.cp, &Slug::parse("t003").unwrap(), &Operation::ChangePlan("pro".into()), "test")
-        .await
-        .unwrap();
-    let id = fleet
-        .cp
-        .catalog
-        .get()
-        .await
-        .unwrap()
-        .query_one("SELECT id FROM control.tenants WHERE slug = 't003'", &[])
-        .await
-        .unwrap()
-        .get(0);
-    control_plane::jobs::runner::drain(&fleet.cp, tenancy::domain::TenantId(id), Duration::from_secs(60))
-        .await
-        .unwrap();
+    fleet.change_plan("t003", "pro").await;
     let (config, _) = &fleet.profiles().await[&slug(3)];
     assert_eq!(config["modules"], json!(["projects", "tasks", "comments", "tags"]), "{config}");
     assert_eq!(config["contact"], json!("ops@t3.test"), "its own key stays");
