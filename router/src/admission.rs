@@ -61,10 +61,9 @@ impl ResolvedTenant {
         headers: &HeaderMap,
     ) -> Result<Option<Identity>, AuthError> {
         let Some(token) = bearer_token(headers) else { return Ok(None) };
-        let verifier = state.identity.as_ref().ok_or(AuthError::Token(TokenError::NotConfigured));
-        let result = match verifier {
-            Ok(verifier) => verifier.verify(token, &self.tenant).await.map_err(AuthError::Token),
-            Err(err) => Err(err),
+        let result = match &state.identity {
+            Some(verifier) => verifier.verify(token, &self.tenant).await.map_err(AuthError::Token),
+            None => Err(AuthError::Token(TokenError::NotConfigured)),
         };
         if result.as_ref().is_err_and(|e| !matches!(e, AuthError::Token(TokenError::KeysUnavailable))) {
             state.failed_attempts.record(client);

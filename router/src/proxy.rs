@@ -1,7 +1,8 @@
 //! The reverse proxy (`ROUTER_UPSTREAM`): every path but `/sql` goes to the application, with the
 //! resolved tenant in `X-Tenant-Id`, `X-Tenant-Slug` and `X-Tenant-Plan`. When the router checks
-//! tokens, a request with a bearer JWT has it verified first (see [`crate::identity`]: for this tenant, or an internal
-//! user's), is refused if it fails (401, 403), and reaches the application with who it is for in
+//! tokens, a request with a bearer JWT has it verified first (see [`crate::identity`]: for this
+//! tenant, or an internal user's), is refused if it fails (401, 403), and reaches the
+//! application with who it is for in
 //! `X-User-Id` and `X-User-Role` (and its `Authorization`, for the application to check again);
 //! an internal user's request is written to the audit log; other bearer credentials (not JWTs)
 //! pass through untouched. Any `X-Tenant-*` and `X-User-*` header the client sent (with `_` for
@@ -29,6 +30,13 @@ const HOP_BY_HOP: &[&str] = &[
     "transfer-encoding",
     "upgrade",
 ];
+
+/// Whether header `name` starts with `prefix`, an `_` in `name` read as `-`: CGI-style
+/// frameworks read `X-User_Id` as `X-User-Id` (`HTTP_X_USER_ID`). No allocation per header.
+fn starts_dashed(name: &str, prefix: &str) -> bool {
+    name.len() >= prefix.len()
+        && name.bytes().zip(prefix.bytes()).all(|(n, p)| n == p || (n == b'_' && p == b'-'))
+}
 
 fn header(name: &'static str, value: &str) -> Option<(HeaderName, HeaderValue)> {
     Some((HeaderName::from_static(name), HeaderValue::from_str(value).ok()?))
@@ -70,11 +78,8 @@ pub async fn forward(
     let stripped: Vec<HeaderName> = headers
         .keys()
         .filter(|name| {
-            // `X-User_Id` too: CGI-style frameworks read `_` as `-` (`HTTP_X_USER_ID`).
-            let name = name.as_str().replace('_', "-");
-            name.starts_with("x-tenant-")
-                || name.starts_with("x-user-")
-                || HOP_BY_HOP.contains(&name.as_str())
+            let name = name.as_str();
+            starts_dashed(name, "x-tenant-") || starts_dashed(name, "x-user-") || HOP_BY_HOP.contains(&name)
         })
         .cloned()
         .collect();
