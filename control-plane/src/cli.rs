@@ -170,6 +170,7 @@ pub(crate) struct RouterAdminArgs {
         env = "TENANTCTL_ROUTERS",
         value_name = "URL",
         value_delimiter = ',',
+        value_parser = crate::routers::admin_url,
         required = true
     )]
     pub(crate) routers: Vec<String>,
@@ -250,6 +251,11 @@ pub(crate) struct AddClusterArgs {
 pub(crate) enum TokensCommand {
     /// Create a token and print it (only now: the catalog keeps just its hash).
     Create(TokenArgs),
+    /// The tokens (never the tokens themselves): name, scope, state (active, expired,
+    /// revoked), expiry, last use.
+    List(TokenListArgs),
+    /// Revoke a token by its id (from `tokens list`): its next request is refused.
+    Revoke(TokenRevokeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -257,6 +263,31 @@ pub(crate) struct TokenArgs {
     /// Who or what the token is for; recorded as the actor in the audit log.
     #[arg(long)]
     pub(crate) name: String,
+    /// What the token may do: read_only (sees everything, changes nothing), operator (runs
+    /// the fleet: tenants, migrations, moves) or admin (also manages tokens).
+    #[arg(long, value_enum, default_value_t = crate::catalog::tokens::Scope::Operator)]
+    pub(crate) scope: crate::catalog::tokens::Scope,
+    /// Lifetime, e.g. 90d or 12h (1 minute to 10 years); without it the token lives until
+    /// revoked.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub(crate) expires_in: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub(crate) catalog: CatalogArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TokenListArgs {
+    /// Also revoked tokens.
+    #[arg(long)]
+    pub(crate) all: bool,
+    #[command(flatten)]
+    pub(crate) catalog: CatalogArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TokenRevokeArgs {
+    /// The token's id (the ID column of `tokens list`).
+    pub(crate) id: i64,
     #[command(flatten)]
     pub(crate) catalog: CatalogArgs,
 }
@@ -528,6 +559,18 @@ pub(crate) enum MigrateCommand {
     /// A run's progress from the fleet ledger: its state, its tenants by state, and the
     /// failed ones with their errors (the latest run when no id is given).
     Status(StatusArgs),
+    /// Ask a running run to halt, wherever it runs (another terminal, `tenantctl serve`): it
+    /// starts no further tenant, lets the running ones finish and ends `halted`. A run whose
+    /// process is gone is marked halted at once. `migrate resume` goes on.
+    Halt(HaltArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HaltArgs {
+    /// The run's id, or a unique prefix of it.
+    pub(crate) run: String,
+    #[command(flatten)]
+    pub(crate) catalog: CatalogArgs,
 }
 
 /// Which tenants a run covers: all active and suspended ones, or those matching every filter.
@@ -565,8 +608,8 @@ pub(crate) struct PlanArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ResumeArgs {
-    /// The run's id (as `migrate apply` and `migrate status` print it).
-    pub(crate) run: uuid::Uuid,
+    /// The run's id (as `migrate apply` and `migrate status` print it), or a unique prefix of it.
+    pub(crate) run: String,
     /// Tenants migrated at the same time on each cluster (default: the run's).
     #[arg(long)]
     pub(crate) concurrency: Option<usize>,
@@ -576,8 +619,9 @@ pub(crate) struct ResumeArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct StatusArgs {
-    /// The run's id; the latest run when omitted.
-    pub(crate) run: Option<uuid::Uuid>,
+    /// The run's id, or a unique prefix of it (e.g. its first 8 characters); the latest run
+    /// when omitted.
+    pub(crate) run: Option<String>,
     /// List every tenant of the run, not only those not done.
     #[arg(long)]
     pub(crate) all: bool,

@@ -42,6 +42,7 @@ pub mod moves;
 pub(crate) mod output;
 pub(crate) mod plans;
 pub mod profile;
+pub(crate) mod routers;
 pub mod settings;
 pub mod tenant_migrations;
 pub mod tenants;

@@ -76,6 +76,13 @@ pub struct ServeSettings {
     #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 4)]
     pub worker_concurrency: usize,
 
+    /// The routers' admin listeners (their ROUTER_ADMIN_LISTEN, e.g. http://10.0.1.5:9091),
+    /// comma-separated: the console shows their pools against their connection budgets. None:
+    /// the console has no router picture.
+    #[arg(long = "router", env = "TENANTCTL_ROUTERS", value_name = "URL", value_delimiter = ',',
+          value_parser = crate::routers::admin_url)]
+    pub routers: Vec<String>,
+
     /// How long to wait for in-flight requests and jobs on shutdown.
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,

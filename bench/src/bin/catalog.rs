@@ -36,7 +36,7 @@ async fn main() {
     db.client().await.batch_execute("ANALYZE control.tenants").await.unwrap();
     let token = {
         let client = cp.catalog.get().await.unwrap();
-        control_plane::catalog::tokens::create(&**client, "bench").await.unwrap().0
+        control_plane::catalog::tokens::create(&**client, &control_plane::catalog::tokens::NewToken::admin("bench")).await.unwrap().0
     };
     let serve = ServeSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -44,6 +44,7 @@ async fn main() {
         http: tenancy::listener::HttpSettings::default(),
         billing_webhook_secret: Some(SECRET.into()),
         worker_concurrency: 4,
+        routers: Vec::new(),
         shutdown_grace: Duration::from_secs(30),
     };
     let server = control_plane::http::spawn(cp.clone(), &serve, tokio_util::sync::CancellationToken::new())

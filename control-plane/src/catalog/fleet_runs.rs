@@ -26,10 +26,12 @@ pub struct Run {
     pub(crate) tenants: i32,
     /// Why a halted run stopped, or why a run failed before starting any tenant (a template).
     pub halt_reason: Option<String>,
+    /// Who asked the run to halt (while the request waits for the run to see it, and after).
+    pub(crate) halt_requested_by: Option<String>,
 }
 
-const RUN_COLUMNS: &str =
-    "id, created_by, created_at, finished_at, target_version, selection, options, state, tenants, halt_reason";
+const RUN_COLUMNS: &str = "id, created_by, created_at, finished_at, target_version, selection, options, state, \
+                           tenants, halt_reason, halt_requested_by";
 
 impl Run {
     fn from_row(row: &tokio_postgres::Row) -> Self {
@@ -44,6 +46,7 @@ impl Run {
             state: row.get(7),
             tenants: row.get(8),
             halt_reason: row.get(9),
+            halt_requested_by: row.get(10),
         }
     }
 }
@@ -350,17 +353,50 @@ async fn candidates(
         .collect()
 }
 
-/// Marks a tenant's item as being migrated (one more attempt).
+/// Marks a tenant of the run as being migrated, unless an operator asked the run to halt:
+/// then nothing changes and the answer is who asked.
 pub(crate) async fn mark_running(
     client: &impl GenericClient,
     run: Uuid,
     tenant: TenantId,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<Option<String>, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "WITH request AS (SELECT halt_requested_by FROM control.migration_runs WHERE id = $1),
+                  marked AS (
+                    UPDATE control.migration_items
+                       SET state = 'running', attempts = attempts + 1, updated_at = now()
+                     WHERE run_id = $1 AND tenant_id = $2
+                       AND NOT EXISTS (SELECT 1 FROM request WHERE halt_requested_by IS NOT NULL))
+             SELECT (SELECT halt_requested_by FROM request)",
+            &[&run, &tenant.0],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// The ids of runs whose text form starts with `prefix` (hex digits and `-` only: no LIKE
+/// wildcards), at most 5.
+pub(crate) async fn ids_starting_with(
+    client: &impl GenericClient,
+    prefix: &str,
+) -> Result<Vec<Uuid>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT id FROM control.migration_runs WHERE id::text LIKE $1 || '%' ORDER BY created_at DESC LIMIT 5",
+            &[&prefix],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Records that `by` asked run `run` to halt (the first request is kept).
+pub(crate) async fn request_halt(client: &impl GenericClient, run: Uuid, by: &str) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
-            "UPDATE control.migration_items SET state = 'running', attempts = attempts + 1, updated_at = now()
-              WHERE run_id = $1 AND tenant_id = $2",
-            &[&run, &tenant.0],
+            "UPDATE control.migration_runs SET halt_requested_by = coalesce(halt_requested_by, $2)
+              WHERE id = $1 AND state = 'running'",
+            &[&run, &by],
         )
         .await?;
     Ok(())
@@ -479,7 +515,8 @@ pub(crate) async fn recent_runs(
 pub(crate) async fn reopen_run(client: &impl GenericClient, run: Uuid) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
-            "UPDATE control.migration_runs SET state = 'running', finished_at = NULL, halt_reason = NULL
+            "UPDATE control.migration_runs
+                SET state = 'running', finished_at = NULL, halt_reason = NULL, halt_requested_by = NULL
               WHERE id = $1",
             &[&run],
         )

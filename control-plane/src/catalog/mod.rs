@@ -5,6 +5,7 @@ pub(crate) mod billing_events;
 pub(crate) mod clusters;
 pub(crate) mod domains;
 pub mod fleet_runs;
+pub(crate) mod fleet_summary;
 pub(crate) mod jobs;
 pub mod moves;
 pub mod router_role;

@@ -326,22 +326,30 @@ pub(crate) struct TenantFilter {
     pub(crate) status: Option<TenantStatus>,
     pub(crate) plan: Option<PlanName>,
     pub(crate) cluster: Option<String>,
+    /// Only tenants whose slug or display name contains this (case-insensitive).
+    pub(crate) search: Option<String>,
+    /// Only tenants at this schema version (the fleet ledger's record of them).
+    pub(crate) schema_version: Option<i64>,
     pub(crate) include_deleted: bool,
     pub(crate) after: Option<String>,
     pub(crate) limit: Option<i64>,
 }
 
+/// Tenants matching `filter`, by slug, each with its schema version (`None` before its first
+/// migration is recorded).
 pub(crate) async fn list(
     client: &impl GenericClient,
     filter: &TenantFilter,
-) -> Result<Vec<TenantRecord>, CatalogError> {
+) -> Result<Vec<(TenantRecord, Option<i64>)>, CatalogError> {
     let sql = format!(
-        "SELECT {TENANT_COLUMNS} FROM control.tenants t
+        "SELECT {TENANT_COLUMNS}, t.schema_version FROM control.tenants t
           WHERE ($1::text IS NULL OR t.status = $1)
             AND ($2::text IS NULL OR t.plan = $2)
             AND ($3 OR t.status <> 'deleted')
             AND ($4::text IS NULL OR t.cluster = $4)
             AND ($5::text IS NULL OR t.slug > $5)
+            AND ($7::text IS NULL OR strpos(lower(t.slug || ' ' || t.display_name), lower($7)) > 0)
+            AND ($8::bigint IS NULL OR t.schema_version = $8)
           ORDER BY t.slug, t.created_at
           LIMIT $6"
     );
@@ -350,11 +358,20 @@ pub(crate) async fn list(
     let rows = client
         .query(
             sql.as_str(),
-            &[&status, &plan, &filter.include_deleted, &filter.cluster, &filter.after, &filter.limit],
+            &[
+                &status,
+                &plan,
+                &filter.include_deleted,
+                &filter.cluster,
+                &filter.after,
+                &filter.limit,
+                &filter.search,
+                &filter.schema_version,
+            ],
         )
         .await
         .map_err(|e| CatalogError::from_pg(&e))?;
-    rows.iter().map(TenantRecord::from_row).collect()
+    rows.iter().map(|row| Ok((TenantRecord::from_row(row)?, row.get("schema_version")))).collect()
 }
 
 /// How many tenants have each status (deleted ones included).

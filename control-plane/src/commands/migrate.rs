@@ -2,7 +2,7 @@
 
 use super::{start, CliError};
 use crate::catalog::fleet_runs;
-use crate::cli::{ApplyArgs, PlanArgs, ResumeArgs, SelectionArgs, StatusArgs};
+use crate::cli::{ApplyArgs, HaltArgs, PlanArgs, ResumeArgs, SelectionArgs, StatusArgs};
 use crate::fleet::{self, ApplyReport, ItemState};
 use crate::output;
 use std::process::ExitCode;
@@ -162,7 +162,8 @@ pub(super) async fn apply(args: ApplyArgs, json: bool) -> Result<ExitCode, CliEr
 pub(super) async fn resume(args: ResumeArgs, json: bool) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
     let progress = output::FleetProgress::new(json);
-    let report = fleet::resume(&cp, args.run, args.concurrency, &progress).await.map_err(CliError::from)?;
+    let run = fleet::resolve_run(&cp, &args.run).await?;
+    let report = fleet::resume(&cp, run, args.concurrency, &progress).await.map_err(CliError::from)?;
     Ok(print_report(&report, json))
 }
 
@@ -226,7 +227,11 @@ fn print_report(report: &ApplyReport, json: bool) -> ExitCode {
 
 pub(super) async fn status(args: StatusArgs, json: bool) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
-    let status = fleet::status(&cp, args.run, (!args.all).then_some(&ItemState::NOT_DONE[..]))
+    let run = match &args.run {
+        Some(raw) => Some(fleet::resolve_run(&cp, raw).await?),
+        None => None,
+    };
+    let status = fleet::status(&cp, run, (!args.all).then_some(&ItemState::NOT_DONE[..]))
         .await
         .map_err(CliError::from)?
         .ok_or_else(|| CliError::new(ErrorKind::NotFound, "not_found", "no such fleet migration run"))?;
@@ -261,6 +266,20 @@ pub(super) async fn status(args: StatusArgs, json: bool) -> Result<ExitCode, Cli
     }
     if status.state == "interrupted" {
         output::line(&format!("its process is gone: tenantctl migrate resume {}", run.id));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn halt(args: HaltArgs, json: bool) -> Result<ExitCode, CliError> {
+    let cp = start(&args.catalog).await?;
+    let run = fleet::resolve_run(&cp, &args.run).await?;
+    let status = fleet::halt(&cp, run, &operator()).await?;
+    if json {
+        output::json(&status);
+    } else if status.state == "running" {
+        output::note(&format!("run {run}: halt requested; it starts no further tenant and ends halted"));
+    } else {
+        output::note(&format!("run {run} is {}", status.state));
     }
     Ok(ExitCode::SUCCESS)
 }

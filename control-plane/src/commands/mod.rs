@@ -6,11 +6,12 @@ mod migrate;
 mod moves;
 mod routers;
 mod templates;
+mod tokens;
 
 use crate::cli::{
     AddClusterArgs, AuditArgs, BillingCommand, CatalogArgs, Cli, ClustersCommand, Command, ConfigCommand,
     CreateArgs, DeleteArgs, DomainArgs, EventsArgs, ListArgs, MigrateCommand, OperationArgs, RoutersCommand,
-    SendArgs, ServeArgs, ShowArgs, TemplatesCommand, TenantsCommand, TokenArgs, TokensCommand,
+    SendArgs, ServeArgs, ShowArgs, TemplatesCommand, TenantsCommand, TokensCommand,
     WebhookCommand,
 };
 use crate::control_plane::ControlPlane;
@@ -95,9 +96,12 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Migrate(MigrateCommand::Apply(args)) => migrate::apply(args, json).await,
         Command::Migrate(MigrateCommand::Resume(args)) => migrate::resume(args, json).await,
         Command::Migrate(MigrateCommand::Status(args)) => migrate::status(args, json).await,
+        Command::Migrate(MigrateCommand::Halt(args)) => migrate::halt(args, json).await,
         Command::Webhook(WebhookCommand::Send(args)) => webhook_send(args, json).await,
         Command::Billing(BillingCommand::Events(args)) => billing_events(args, json).await,
-        Command::Tokens(TokensCommand::Create(args)) => create_token(args, json).await,
+        Command::Tokens(TokensCommand::Create(args)) => tokens::create(args, json).await,
+        Command::Tokens(TokensCommand::List(args)) => tokens::list(args, json).await,
+        Command::Tokens(TokensCommand::Revoke(args)) => tokens::revoke(args, json).await,
         Command::Clusters(ClustersCommand::Add(args)) => add_cluster(args, json).await,
         Command::Clusters(ClustersCommand::List(args)) => list_clusters(args, json).await,
         Command::Clusters(ClustersCommand::Drain(args)) => moves::drain_cluster(args, json).await,
@@ -298,7 +302,12 @@ async fn list(args: ListArgs, json: bool) -> Result<ExitCode, CliError> {
     let client = cp.catalog.get().await.map_err(CatalogError::from)?;
     let filter =
         crate::catalog::tenants::TenantFilter { status: args.status, plan: args.plan, ..Default::default() };
-    let tenants = crate::catalog::tenants::list(&**client, &filter).await.map_err(CliError::from)?;
+    let tenants: Vec<TenantRecord> = crate::catalog::tenants::list(&**client, &filter)
+        .await
+        .map_err(CliError::from)?
+        .into_iter()
+        .map(|(tenant, _)| tenant)
+        .collect();
     if json {
         output::json(&tenants);
     } else {
@@ -512,31 +521,6 @@ async fn billing_events(args: EventsArgs, json: bool) -> Result<ExitCode, CliErr
     Ok(ExitCode::SUCCESS)
 }
 
-async fn create_token(args: TokenArgs, json: bool) -> Result<ExitCode, CliError> {
-    let name = args.name.trim();
-    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
-        return Err(CliError::invalid("invalid_name", "token name must be 1 to 100 printable characters"));
-    }
-    let cp = start(&args.catalog).await?;
-    let client = cp.catalog.get().await.map_err(CatalogError::from)?;
-    let (token, id) = crate::catalog::tokens::create(&**client, name).await.map_err(CatalogError::from)?;
-    crate::catalog::audit::record(
-        &**client,
-        "cli",
-        "token.create",
-        None,
-        serde_json::json!({ "id": id, "name": name }),
-    )
-    .await
-    .map_err(CatalogError::from)?;
-    if json {
-        output::json(&serde_json::json!({ "id": id, "name": name, "token": token }));
-    } else {
-        output::line(&token);
-        output::note(&format!("token {id} ({name}) created; it is shown only now"));
-    }
-    Ok(ExitCode::SUCCESS)
-}
 
 async fn router_credentials(args: CatalogArgs, json: bool) -> Result<ExitCode, CliError> {
     let cp = start(&args).await?;

@@ -6,9 +6,9 @@
 use super::{exit_code, parse_slug, CliError};
 use crate::cli::RouterAdminArgs;
 use crate::output;
+use crate::routers::Answer;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::Value;
 use std::process::ExitCode;
 use tenancy::error::ErrorKind;
 
@@ -189,109 +189,17 @@ pub(super) async fn stats(args: RouterAdminArgs, json: bool) -> Result<ExitCode,
     Ok(exit(all_answered))
 }
 
-/// One router's answer (its JSON), or why there is none.
-struct Answer {
-    router: String,
-    body: Result<Value, CliError>,
-}
-
-/// Asks every router for `path` at once.
+/// Asks every router of `args` for `path` at once.
 async fn ask(args: &RouterAdminArgs, path: &str) -> Result<Vec<Answer>, CliError> {
     let tenant = args.tenant.as_deref().map(parse_slug).transpose()?;
-    let routers = args.routers.iter().map(|raw| admin_url(raw)).collect::<Result<Vec<_>, _>>()?;
-    let http = reqwest::Client::builder().timeout(args.timeout).build().map_err(|e| {
+    crate::routers::ask(&args.routers, path, tenant.as_ref(), args.timeout).await.map_err(|e| {
         CliError::new(ErrorKind::Misconfigured, "http_client", format!("cannot build an HTTP client: {e}"))
-    })?;
-    let asked = routers.into_iter().map(|router| {
-        let request = http.get(format!("{router}/{path}"));
-        let request = match &tenant {
-            Some(slug) => request.query(&[("tenant", slug.as_str())]),
-            None => request,
-        };
-        async move {
-            let body = fetch(request, args.timeout).await;
-            Answer { router, body }
-        }
-    });
-    Ok(futures::future::join_all(asked).await)
+    })
 }
 
-/// A router's admin URL without a trailing slash; `host:port` means `http://host:port`.
-fn admin_url(raw: &str) -> Result<String, CliError> {
-    let raw = raw.trim();
-    let with_scheme = if raw.contains("://") { raw.to_owned() } else { format!("http://{raw}") };
-    match reqwest::Url::parse(&with_scheme) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
-            Ok(url.as_str().trim_end_matches('/').to_owned())
-        }
-        _ => Err(CliError::invalid(
-            "invalid_router",
-            format!("--router {raw:?}: expected a router's admin URL such as http://10.0.1.5:9091"),
-        )),
-    }
-}
-
-async fn fetch(request: reqwest::RequestBuilder, timeout: std::time::Duration) -> Result<Value, CliError> {
-    let unavailable = |code, message: String| CliError::new(ErrorKind::Unavailable, code, message);
-    let response = request.send().await.map_err(|e| {
-        if e.is_timeout() {
-            unavailable(
-                "router_timeout",
-                format!("no answer within {} (--timeout)", humantime::format_duration(timeout)),
-            )
-        } else {
-            unavailable("router_unreachable", format!("could not reach it: {}", cause(&e)))
-        }
-    })?;
-    let status = response.status();
-    let body = response.bytes().await.map_err(|e| unavailable("router_unreachable", cause(&e)))?;
-    if !status.is_success() {
-        let message = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|error| error["error"]["message"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
-        return Err(unavailable("router_error", format!("answered {status}: {message}")));
-    }
-    serde_json::from_slice(&body)
-        .map_err(|e| unavailable("router_error", format!("answered something other than JSON: {e}")))
-}
-
-/// The innermost cause of a request's failure (e.g. "Connection refused"), after its summary.
-fn cause(error: &reqwest::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(inner) = source {
-        message = format!("{message}: {inner}");
-        source = inner.source();
-    }
-    message
-}
-
-/// `{"routers": [{"router": <url>, …its answer}, {"router": <url>, "error": {…}}]}`.
 fn print_json(answers: Vec<Answer>) -> ExitCode {
-    let mut all_answered = true;
-    let routers: Vec<Value> = answers
-        .into_iter()
-        .map(|Answer { router, body }| {
-            let mut entry = serde_json::Map::new();
-            entry.insert("router".into(), router.into());
-            match body {
-                Ok(Value::Object(answer)) => entry.extend(answer),
-                Ok(other) => {
-                    entry.insert("answer".into(), other);
-                }
-                Err(error) => {
-                    all_answered = false;
-                    entry.insert(
-                        "error".into(),
-                        serde_json::json!({ "code": error.code, "message": error.message }),
-                    );
-                }
-            }
-            Value::Object(entry)
-        })
-        .collect();
-    output::json(&serde_json::json!({ "routers": routers }));
+    let (json, all_answered) = crate::routers::answers_json(answers);
+    output::json(&json);
     exit(all_answered)
 }
 
@@ -301,8 +209,9 @@ fn each_answer<T: DeserializeOwned>(answers: Vec<Answer>, mut show: impl FnMut(&
     let mut all_answered = true;
     for Answer { router, body } in answers {
         let read = body.and_then(|value| {
-            serde_json::from_value::<T>(value).map_err(|e| {
-                CliError::new(ErrorKind::Unavailable, "router_error", format!("unexpected answer: {e}"))
+            serde_json::from_value::<T>(value).map_err(|e| crate::routers::AdminError {
+                code: "router_error",
+                message: format!("unexpected answer: {e}"),
             })
         });
         match read {
@@ -322,20 +231,5 @@ fn exit(all_answered: bool) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(exit_code(ErrorKind::Unavailable))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::admin_url;
-
-    #[test]
-    fn a_router_is_named_by_its_admin_url_or_host_and_port() {
-        assert_eq!(admin_url("10.0.1.5:9091").unwrap(), "http://10.0.1.5:9091");
-        assert_eq!(admin_url("http://router-a:9091/").unwrap(), "http://router-a:9091");
-        assert_eq!(admin_url(" https://r.internal ").unwrap(), "https://r.internal");
-        for bad in ["", "ftp://r:21", "http://"] {
-            assert_eq!(admin_url(bad).map_err(|e| e.code), Err("invalid_router"), "{bad:?}");
-        }
     }
 }

@@ -43,6 +43,8 @@ pub(super) struct Execution<'a> {
     progress: &'a dyn Progress,
     failures: AtomicUsize,
     halted: AtomicBool,
+    /// Who asked the run to halt, once a worker saw the request.
+    halt_requested_by: Mutex<Option<String>>,
 }
 
 impl<'a> Execution<'a> {
@@ -53,12 +55,18 @@ impl<'a> Execution<'a> {
         options: &'a RunOptions,
         progress: &'a dyn Progress,
     ) -> Self {
-        Self { cp, migrations, run, options, progress, failures: 0.into(), halted: false.into() }
+        Self { cp, migrations, run, options, progress, failures: 0.into(), halted: false.into(), halt_requested_by: Mutex::new(None) }
     }
 
-    /// Whether too many tenants failed: no tenant is started any more.
+    /// Whether too many tenants failed or an operator asked to halt: no tenant is started any
+    /// more.
     pub(super) fn halted(&self) -> bool {
         self.halted.load(Ordering::Relaxed)
+    }
+
+    /// Who asked the run to halt, if a worker saw such a request.
+    pub(super) fn halt_requested_by(&self) -> Option<String> {
+        lock(&self.halt_requested_by).clone()
     }
 
     /// Migrates one wave of tenants, clusters in parallel; returns the results of the tenants
@@ -107,9 +115,15 @@ impl<'a> Execution<'a> {
         while !self.halted() {
             let Some(mut job) = next_job(queue) else { break };
             tokio::time::sleep_until(job.not_before.into()).await;
-            {
+            let halt_request = {
                 let client = self.cp.catalog.get().await.map_err(catalog_error)?;
-                fleet_runs::mark_running(&**client, self.run, job.tenant.id).await.map_err(catalog_error)?;
+                fleet_runs::mark_running(&**client, self.run, job.tenant.id).await.map_err(catalog_error)?
+            };
+            if let Some(by) = halt_request {
+                // The tenant stays pending in the ledger, for `resume`.
+                lock(&self.halt_requested_by).get_or_insert(by);
+                self.halted.store(true, Ordering::Relaxed);
+                break;
             }
             let started = Instant::now();
             job.attempts += 1;

@@ -203,6 +203,14 @@ pub enum FleetError {
     TargetChanged { run: uuid::Uuid, run_target: i64, now: i64 },
     #[error("{0}")]
     InvalidOptions(String),
+    #[error("{0:?} is not a run id: give the id `migrate status` prints, or a prefix of it")]
+    BadRunId(String),
+    #[error("no fleet migration run's id starts with {0:?}")]
+    NoRunMatches(String),
+    #[error("{prefix:?} matches several runs ({}); give more of the id", .matches.join(", "))]
+    AmbiguousRun { prefix: String, matches: Vec<String> },
+    #[error("run {run} is {state}, not running: there is nothing to halt")]
+    NotRunning { run: uuid::Uuid, state: String },
 }
 
 impl tenancy::error::OperationError for FleetError {
@@ -212,8 +220,10 @@ impl tenancy::error::OperationError for FleetError {
             Self::Catalog(_) => ErrorKind::Unavailable,
             Self::Migrations(_) => ErrorKind::Misconfigured,
             Self::Busy(_) | Self::TargetChanged { .. } => ErrorKind::Conflict,
-            Self::NoSuchRun(_) => ErrorKind::NotFound,
+            Self::NoSuchRun(_) | Self::NoRunMatches(_) => ErrorKind::NotFound,
             Self::InvalidOptions(_) => ErrorKind::Invalid,
+            Self::NotRunning { .. } => ErrorKind::WrongState,
+            Self::BadRunId(_) | Self::AmbiguousRun { .. } => ErrorKind::Invalid,
         }
     }
 
@@ -223,8 +233,11 @@ impl tenancy::error::OperationError for FleetError {
             Self::Migrations(_) => "invalid_migrations",
             Self::Busy(_) => "run_in_progress",
             Self::TargetChanged { .. } => "target_changed",
-            Self::NoSuchRun(_) => "not_found",
+            Self::NoSuchRun(_) | Self::NoRunMatches(_) => "not_found",
             Self::InvalidOptions(_) => "invalid_options",
+            Self::NotRunning { .. } => "not_running",
+            Self::BadRunId(_) => "invalid_run_id",
+            Self::AmbiguousRun { .. } => "ambiguous_run_id",
         }
     }
 }
@@ -357,6 +370,16 @@ pub async fn resume(
     concurrency: Option<usize>,
     progress: &dyn Progress,
 ) -> Result<ApplyReport, FleetError> {
+    resume_begin(cp, run, concurrency).await?.execute(cp, progress).await
+}
+
+/// The first part of [`resume`]: the run reopened (its halt request cleared) and its tenants
+/// planned, ready to [`Begun::execute`].
+pub(crate) async fn resume_begin(
+    cp: &ControlPlane,
+    run: uuid::Uuid,
+    concurrency: Option<usize>,
+) -> Result<Begun, FleetError> {
     let started = Instant::now();
     let migrations = cp.migrations().map_err(|e| FleetError::Migrations(e.to_string()))?;
     let lock = lock(cp).await?;
@@ -403,9 +426,52 @@ pub async fn resume(
             waves[usize::from(candidate.wave != 0)].push(candidate.tenant);
         }
     }
-    let begun =
-        Begun { lock, run, migrations, options, selection, waves, up_to_date, started, template_failure };
-    begun.execute(cp, progress).await
+    Ok(Begun { lock, run, migrations, options, selection, waves, up_to_date, started, template_failure })
+}
+
+/// The run whose id is `raw`, or starts with it (at least 4 characters; hex digits and `-`).
+///
+/// # Errors
+/// [`FleetError::BadRunId`], [`FleetError::NoRunMatches`], [`FleetError::AmbiguousRun`].
+pub(crate) async fn resolve_run(cp: &ControlPlane, raw: &str) -> Result<uuid::Uuid, FleetError> {
+    let prefix = raw.trim().to_ascii_lowercase();
+    if let Ok(id) = uuid::Uuid::parse_str(&prefix) {
+        return Ok(id);
+    }
+    if prefix.len() < 4 || prefix.len() > 36 || !prefix.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        return Err(FleetError::BadRunId(raw.to_owned()));
+    }
+    let client = cp.catalog.get().await.map_err(catalog_error)?;
+    let matches = fleet_runs::ids_starting_with(&**client, &prefix).await.map_err(catalog_error)?;
+    match matches.as_slice() {
+        [] => Err(FleetError::NoRunMatches(prefix)),
+        [one] => Ok(*one),
+        several => Err(FleetError::AmbiguousRun {
+            prefix,
+            matches: several.iter().map(uuid::Uuid::to_string).collect(),
+        }),
+    }
+}
+
+/// Asks run `run` to halt, as `by`: the process running it starts no more tenants (those
+/// running finish) and records the run `halted`; a run whose process is gone is recorded
+/// halted at once. Resume it to go on.
+///
+/// # Errors
+/// [`FleetError::NoSuchRun`]; [`FleetError::NotRunning`] for a run that ended.
+pub(crate) async fn halt(cp: &ControlPlane, run: uuid::Uuid, by: &str) -> Result<RunStatus, FleetError> {
+    let status = self::status(cp, Some(run), Some(&[])).await?.ok_or(FleetError::NoSuchRun(run))?;
+    let client = cp.catalog.get().await.map_err(catalog_error)?;
+    match status.state.as_str() {
+        "running" => fleet_runs::request_halt(&**client, run, by).await.map_err(catalog_error)?,
+        "interrupted" => {
+            let reason = format!("halted by {by} while its process was gone");
+            fleet_runs::finish_run(&**client, run, Some(&reason)).await.map_err(catalog_error)?;
+        }
+        state => return Err(FleetError::NotRunning { run, state: state.to_owned() }),
+    }
+    drop(client);
+    self::status(cp, Some(run), Some(&[])).await?.ok_or(FleetError::NoSuchRun(run))
 }
 
 impl Begun {
@@ -495,7 +561,9 @@ impl Begun {
                 results.extend(exec.wave(newcomers).await?);
             }
         }
-        if let Some(max) = exec.halted().then_some(self.options.max_failures).flatten() {
+        if let Some(by) = exec.halt_requested_by() {
+            halt_reason = Some(format!("halted by {by}; the run stopped starting tenants (resume it to go on)"));
+        } else if let Some(max) = exec.halted().then_some(self.options.max_failures).flatten() {
             halt_reason = Some(format!("more than {max} tenants failed; the run stopped starting tenants"));
         }
         progress.finish();

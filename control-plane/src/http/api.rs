@@ -16,6 +16,9 @@ pub(crate) struct Tenant {
     pub(crate) isolation: String,
     pub(crate) cluster: String,
     pub(crate) schema: String,
+    /// The last tenant migration applied to it, as the catalog records it (absent before its
+    /// first migration, and in answers to changes).
+    pub(crate) schema_version: Option<i64>,
     /// `<slug>.<TENANT_BASE_DOMAIN>`.
     pub(crate) host: String,
     pub(crate) pool_size: i32,
@@ -46,6 +49,7 @@ impl Tenant {
             isolation: record.isolation.to_string(),
             cluster: record.cluster.clone(),
             schema: record.schema_name.to_string(),
+            schema_version: None,
             host: base_domain.host_for(&record.slug),
             pool_size: record.pool_size,
             pool_mode: record.pool_mode.to_string(),
@@ -97,6 +101,10 @@ pub(crate) struct ListQuery {
     pub(crate) status: Option<String>,
     pub(crate) plan: Option<String>,
     pub(crate) cluster: Option<String>,
+    /// Only tenants whose slug or name contains this (case-insensitive).
+    pub(crate) q: Option<String>,
+    /// Only tenants at this schema version.
+    pub(crate) schema_version: Option<i64>,
     /// Page size, 1 to 500 (default 50).
     pub(crate) limit: Option<i64>,
     /// `next_cursor` of the previous page.

@@ -57,6 +57,8 @@ pub(crate) struct MigrationRun {
     /// running, interrupted (its process is gone; resume it), completed, failed or halted.
     pub(crate) state: String,
     pub(crate) halt_reason: Option<String>,
+    /// Who asked the run to halt (`POST …/halt`), once asked.
+    pub(crate) halt_requested_by: Option<String>,
     #[schema(value_type = Object)]
     pub(crate) selection: serde_json::Value,
     #[schema(value_type = Object)]
@@ -95,6 +97,7 @@ impl From<RunStatus> for MigrationRun {
             target_version: run.target_version,
             state: status.state,
             halt_reason: run.halt_reason,
+            halt_requested_by: run.halt_requested_by,
             selection: run.selection,
             options: run.options,
             tenants: run.tenants,
@@ -202,7 +205,12 @@ pub(super) async fn start(
         })?
     };
     let options = options(body)?;
-    let begun = fleet::begin(&state.cp, &options, &operator.0).await?;
+    let begun = fleet::begin(&state.cp, &options, &operator.name).await?;
+    Ok((StatusCode::ACCEPTED, Json(go_on(&state, begun).await?)))
+}
+
+/// Executes a begun run in the background; answers with its status now.
+async fn go_on(state: &AppState, begun: fleet::Begun) -> Result<MigrationRun, ApiError> {
     let run = begun.run_id();
     let cp = state.cp.clone();
     tokio::spawn(async move {
@@ -214,6 +222,41 @@ pub(super) async fn start(
         }
     });
     let status = fleet::status(&state.cp, Some(run), Some(&[])).await?.ok_or(FleetError::NoSuchRun(run))?;
+    Ok(status.into())
+}
+
+
+/// Continue a run that halted, failed or was interrupted (like `tenantctl migrate resume`):
+/// every tenant of it not migrated yet is migrated, in the background.
+#[utoipa::path(post, path = "/v1/migrations/runs/{id}/resume", params(("id" = String, Path)),
+    tag = "migrations",
+    responses((status = 202, body = MigrationRun), (status = 404, body = super::api::ErrorBody),
+              (status = 409, description = "another run is going, or the migrations changed",
+               body = super::api::ErrorBody)))]
+pub(super) async fn resume(
+    State(state): State<AppState>,
+    Extension(operator): Extension<Operator>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<MigrationRun>), ApiError> {
+    let run = fleet::resolve_run(&state.cp, &id).await?;
+    let begun = fleet::resume_begin(&state.cp, run, None).await?;
+    tracing::info!(%run, by = %operator.name, "fleet migration run resumed");
+    Ok((StatusCode::ACCEPTED, Json(go_on(&state, begun).await?)))
+}
+
+/// Ask a running run to halt: no new tenant is started (running ones finish) and the run ends
+/// `halted`; resume it later.
+#[utoipa::path(post, path = "/v1/migrations/runs/{id}/halt", params(("id" = String, Path)),
+    tag = "migrations",
+    responses((status = 202, body = MigrationRun), (status = 404, body = super::api::ErrorBody),
+              (status = 422, description = "the run is not running", body = super::api::ErrorBody)))]
+pub(super) async fn halt(
+    State(state): State<AppState>,
+    Extension(operator): Extension<Operator>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<MigrationRun>), ApiError> {
+    let run = fleet::resolve_run(&state.cp, &id).await?;
+    let status = fleet::halt(&state.cp, run, &operator.name).await?;
     Ok((StatusCode::ACCEPTED, Json(status.into())))
 }
 
@@ -246,7 +289,7 @@ pub(super) async fn show(
 ) -> Result<Json<MigrationRun>, ApiError> {
     let not_found =
         || ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no fleet migration run {id:?}"));
-    let run = uuid::Uuid::parse_str(&id).map_err(|_| not_found())?;
+    let run = fleet::resolve_run(&state.cp, &id).await?;
     let states = match query.state.as_deref() {
         None => None,
         Some(s) => Some(fleet::ItemState::parse(s).ok_or_else(|| {

@@ -7,12 +7,14 @@
 pub(crate) mod api;
 mod auth;
 mod error;
+mod fleet;
 mod health;
 mod history;
 mod migrations;
 mod moves;
 pub(crate) mod openapi;
 mod tenants;
+mod tokens;
 mod webhook;
 
 pub(crate) use auth::Operator;
@@ -35,6 +37,8 @@ const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub(crate) struct AppState {
     cp: Arc<ControlPlane>,
     webhook_secret: Option<Arc<str>>,
+    /// The routers' admin listeners (for the console's router picture).
+    routers: Arc<[String]>,
 }
 
 /// The axum application (without workers), for embedding and tests.
@@ -42,6 +46,7 @@ pub(crate) fn app(cp: Arc<ControlPlane>, settings: &ServeSettings) -> axum::Rout
     let state = AppState {
         cp,
         webhook_secret: settings.billing_webhook_secret.as_ref().map(|s| Arc::from(s.expose())),
+        routers: settings.routers.clone().into(),
     };
     let operator_api = axum::Router::new()
         .route("/v1/tenants", post(tenants::create).get(tenants::list))
@@ -62,6 +67,14 @@ pub(crate) fn app(cp: Arc<ControlPlane>, settings: &ServeSettings) -> axum::Rout
         .route("/v1/audit", get(history::audit))
         .route("/v1/migrations/runs", post(migrations::start).get(migrations::list))
         .route("/v1/migrations/runs/{id}", get(migrations::show))
+        .route("/v1/migrations/runs/{id}/resume", post(migrations::resume))
+        .route("/v1/migrations/runs/{id}/halt", post(migrations::halt))
+        .route("/v1/fleet", get(fleet::summary))
+        .route("/v1/clusters", get(fleet::clusters))
+        .route("/v1/routers/pools", get(fleet::router_pools))
+        .route("/v1/whoami", get(tokens::whoami))
+        .route("/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_operator));
     axum::Router::new()
         .merge(operator_api)
@@ -88,7 +101,7 @@ fn health_routes() -> axum::Router<AppState> {
 
 /// The admin listener's application (`TENANTCTL_ADMIN_LISTEN`): health and metrics only.
 fn admin_app(cp: Arc<ControlPlane>) -> axum::Router {
-    health_routes().with_state(AppState { cp, webhook_secret: None })
+    health_routes().with_state(AppState { cp, webhook_secret: None, routers: Arc::new([]) })
 }
 
 /// Counts requests by route pattern and status class (never by concrete path or tenant), and
@@ -148,6 +161,7 @@ pub async fn spawn(
         ))
     });
     let app = app(cp.clone(), settings);
+    let snapshots = tokio::spawn(fleet::record_snapshots(cp.clone(), shutdown.clone()));
     let workers =
         tokio::spawn(crate::jobs::runner::run_workers(cp, settings.worker_concurrency, shutdown.clone()));
     let drain = shutdown.clone();
@@ -156,6 +170,7 @@ pub async fn spawn(
         let served =
             tenancy::listener::serve(listener, app, limits, async move { drain.cancelled().await }).await;
         let _ = workers.await;
+        let _ = snapshots.await;
         if let Some(admin) = admin {
             let _ = admin.await;
         }

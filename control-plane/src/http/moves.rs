@@ -136,7 +136,7 @@ pub(super) async fn start(
             .map_err(invalid("invalid_method"))?
             .unwrap_or_default(),
     };
-    let record = moves::start(&state.cp, &slug, &destination, &operator.0).await?;
+    let record = moves::start(&state.cp, &slug, &destination, &operator.name).await?;
     Ok((StatusCode::ACCEPTED, Json((&record).into())))
 }
 
@@ -161,6 +161,6 @@ pub(super) async fn abort(
     Extension(operator): Extension<Operator>,
     Path(raw): Path<String>,
 ) -> Result<(StatusCode, Json<Move>), ApiError> {
-    let record = moves::abort(&state.cp, &slug(&raw)?, &operator.0).await?;
+    let record = moves::abort(&state.cp, &slug(&raw)?, &operator.name).await?;
     Ok((StatusCode::ACCEPTED, Json((&record).into())))
 }

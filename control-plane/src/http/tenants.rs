@@ -47,7 +47,7 @@ pub(super) async fn create(
         isolation,
         cluster: body.cluster,
     };
-    let tenant = tenants::create(&state.cp, &request, &operator.0).await?;
+    let tenant = tenants::create(&state.cp, &request, &operator.name).await?;
     Ok(accepted(&state, &tenant))
 }
 
@@ -74,6 +74,8 @@ pub(super) async fn list(
         status,
         plan,
         cluster: query.cluster,
+        search: query.q.filter(|q| !q.trim().is_empty()).map(|q| q.trim().to_owned()),
+        schema_version: query.schema_version,
         include_deleted: status == Some(TenantStatus::Deleted),
         after: query.cursor,
         limit: Some(limit + 1),
@@ -82,8 +84,11 @@ pub(super) async fn list(
     let mut records = crate::catalog::tenants::list(&**client, &filter).await?;
     let more = records.len() > usize::try_from(limit).unwrap_or(usize::MAX);
     records.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    let next_cursor = more.then(|| records.last().map(|t| t.slug.to_string())).flatten();
-    let tenants = records.iter().map(|t| Tenant::from_record(t, &state.cp.base_domain)).collect();
+    let next_cursor = more.then(|| records.last().map(|(t, _)| t.slug.to_string())).flatten();
+    let tenants = records
+        .iter()
+        .map(|(t, version)| Tenant { schema_version: *version, ..Tenant::from_record(t, &state.cp.base_domain) })
+        .collect();
     Ok(Json(TenantPage { tenants, next_cursor }))
 }
 
@@ -99,7 +104,9 @@ pub(super) async fn show(
     let tenant = tenancy::catalog::tenant_by_slug(&**client, &slug)
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no tenant {slug}")))?;
-    Ok(Json(Tenant::from_record(&tenant, &state.cp.base_domain)))
+    let schema_version =
+        crate::catalog::tenants::schema_version(&**client, tenant.id).await.map_err(CatalogError::from)?;
+    Ok(Json(Tenant { schema_version, ..Tenant::from_record(&tenant, &state.cp.base_domain) }))
 }
 
 async fn operate(
@@ -109,7 +116,7 @@ async fn operate(
     operator: &Operator,
 ) -> Result<Accepted, ApiError> {
     let slug = slug(raw)?;
-    let tenant = tenants::request(&state.cp, &slug, operation, &operator.0).await?;
+    let tenant = tenants::request(&state.cp, &slug, operation, &operator.name).await?;
     Ok(accepted(state, &tenant))
 }
 
@@ -214,7 +221,7 @@ pub(super) async fn set_config(
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_config", "config must be a JSON object"));
     }
     let change = tenants::ConfigChange::Replace(body.config);
-    let tenant = tenants::update_config(&state.cp, &slug, change, &operator.0).await?;
+    let tenant = tenants::update_config(&state.cp, &slug, change, &operator.name).await?;
     Ok(Json(Tenant::from_record(&tenant, &state.cp.base_domain)))
 }
 
@@ -239,7 +246,7 @@ pub(super) async fn patch_config(
         ));
     }
     let change = tenants::ConfigChange::Patch(patch);
-    let tenant = tenants::update_config(&state.cp, &slug, change, &operator.0).await?;
+    let tenant = tenants::update_config(&state.cp, &slug, change, &operator.name).await?;
     Ok(Json(Tenant::from_record(&tenant, &state.cp.base_domain)))
 }
 
@@ -253,7 +260,7 @@ pub(super) async fn set_template_upgrades(
     Path(raw): Path<String>,
     ApiJson(body): ApiJson<TemplateUpgrades>,
 ) -> Result<Json<TemplateUpgrades>, ApiError> {
-    tenants::set_template_upgrades(&state.cp, &slug(&raw)?, body.enabled, &operator.0).await?;
+    tenants::set_template_upgrades(&state.cp, &slug(&raw)?, body.enabled, &operator.name).await?;
     Ok(Json(body))
 }
 
@@ -277,7 +284,7 @@ pub(super) async fn add_domain(
     Path(raw): Path<String>,
     ApiJson(body): ApiJson<super::api::AddDomain>,
 ) -> Result<(StatusCode, Json<crate::tenants::domains::Domain>), ApiError> {
-    let host = crate::tenants::domains::add(&state.cp, &slug(&raw)?, &body.host, &operator.0).await?;
+    let host = crate::tenants::domains::add(&state.cp, &slug(&raw)?, &body.host, &operator.name).await?;
     Ok((StatusCode::CREATED, Json(crate::tenants::domains::Domain { host, kind: "custom".into() })))
 }
 
@@ -289,6 +296,6 @@ pub(super) async fn remove_domain(
     Extension(operator): Extension<Operator>,
     Path((raw, host)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    crate::tenants::domains::remove(&state.cp, &slug(&raw)?, &host, &operator.0).await?;
+    crate::tenants::domains::remove(&state.cp, &slug(&raw)?, &host, &operator.name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -181,6 +181,7 @@ async fn runs_are_started_and_watched_over_the_api() {
         http: tenancy::listener::HttpSettings::default(),
         billing_webhook_secret: None,
         worker_concurrency: 1,
+        routers: Vec::new(),
         shutdown_grace: std::time::Duration::from_secs(5),
     };
     let server =
@@ -189,7 +190,7 @@ async fn runs_are_started_and_watched_over_the_api() {
             .unwrap();
     let token = {
         let client = f.cp.catalog.get().await.unwrap();
-        control_plane::catalog::tokens::create(&**client, "fleet-test").await.unwrap().0
+        control_plane::catalog::tokens::create(&**client, &control_plane::catalog::tokens::NewToken::admin("fleet-test")).await.unwrap().0
     };
     let http = reqwest::Client::new();
     let base = format!("http://{}", server.addr);

@@ -80,6 +80,7 @@ pub fn control_plane_settings() -> ServeSettings {
         http: tenancy::listener::HttpSettings::default(),
         billing_webhook_secret: Some(WEBHOOK_SECRET.into()),
         worker_concurrency: 2,
+        routers: Vec::new(),
         shutdown_grace: Duration::from_secs(10),
     }
 }

@@ -1,0 +1,133 @@
+//! The routers' admin listeners (`GET /pools`, `GET /stats`), asked at once: for `tenantctl
+//! routers pools|stats` and the console. A router that does not answer is reported on its own;
+//! the others' answers still count.
+
+use serde_json::Value;
+use std::time::Duration;
+use tenancy::domain::Slug;
+
+/// Why a router gave no answer.
+#[derive(Debug, Clone)]
+pub(crate) struct AdminError {
+    /// `router_timeout`, `router_unreachable` or `router_error`.
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+}
+
+/// One router's answer (its JSON), or why there is none.
+pub(crate) struct Answer {
+    pub(crate) router: String,
+    pub(crate) body: Result<Value, AdminError>,
+}
+
+/// A router's admin URL as given (`http://10.0.1.5:9091`, or `10.0.1.5:9091`), without a
+/// trailing slash (a clap value parser).
+pub(crate) fn admin_url(raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    let with_scheme = if raw.contains("://") { raw.to_owned() } else { format!("http://{raw}") };
+    match reqwest::Url::parse(&with_scheme) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+            Ok(url.as_str().trim_end_matches('/').to_owned())
+        }
+        _ => Err(format!("expected a router's admin URL such as http://10.0.1.5:9091, got {raw:?}")),
+    }
+}
+
+/// Asks every router for `path` (about `tenant` only, when given), giving up on each after
+/// `timeout`.
+pub(crate) async fn ask(
+    routers: &[String],
+    path: &str,
+    tenant: Option<&Slug>,
+    timeout: Duration,
+) -> Result<Vec<Answer>, reqwest::Error> {
+    let http = reqwest::Client::builder().timeout(timeout).build()?;
+    let asked = routers.iter().map(|router| {
+        let request = http.get(format!("{router}/{path}"));
+        let request = match tenant {
+            Some(slug) => request.query(&[("tenant", slug.as_str())]),
+            None => request,
+        };
+        async move {
+            let body = fetch(request, timeout).await;
+            Answer { router: router.clone(), body }
+        }
+    });
+    Ok(futures::future::join_all(asked).await)
+}
+
+async fn fetch(request: reqwest::RequestBuilder, timeout: Duration) -> Result<Value, AdminError> {
+    let unavailable = |code, message: String| AdminError { code, message };
+    let response = request.send().await.map_err(|e| {
+        if e.is_timeout() {
+            unavailable("router_timeout", format!("no answer within {}", humantime::format_duration(timeout)))
+        } else {
+            unavailable("router_unreachable", format!("could not reach it: {}", cause(&e)))
+        }
+    })?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(|e| unavailable("router_unreachable", cause(&e)))?;
+    if !status.is_success() {
+        let message = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|error| error["error"]["message"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
+        return Err(unavailable("router_error", format!("answered {status}: {message}")));
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| unavailable("router_error", format!("answered something other than JSON: {e}")))
+}
+
+/// The innermost cause of a request's failure (e.g. "Connection refused"), after its summary.
+fn cause(error: &reqwest::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        message = format!("{message}: {inner}");
+        source = inner.source();
+    }
+    message
+}
+
+/// `{"routers": [{"router": <url>, …its answer}, {"router": <url>, "error": {…}}]}`, and
+/// whether every router answered.
+pub(crate) fn answers_json(answers: Vec<Answer>) -> (Value, bool) {
+    let mut all_answered = true;
+    let routers: Vec<Value> = answers
+        .into_iter()
+        .map(|Answer { router, body }| {
+            let mut entry = serde_json::Map::new();
+            entry.insert("router".into(), router.into());
+            match body {
+                Ok(Value::Object(answer)) => entry.extend(answer),
+                Ok(other) => {
+                    entry.insert("answer".into(), other);
+                }
+                Err(error) => {
+                    all_answered = false;
+                    entry.insert(
+                        "error".into(),
+                        serde_json::json!({ "code": error.code, "message": error.message }),
+                    );
+                }
+            }
+            Value::Object(entry)
+        })
+        .collect();
+    (serde_json::json!({ "routers": routers }), all_answered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::admin_url;
+
+    #[test]
+    fn a_router_is_named_by_its_admin_url_or_host_and_port() {
+        assert_eq!(admin_url("10.0.1.5:9091").unwrap(), "http://10.0.1.5:9091");
+        assert_eq!(admin_url("http://router-a:9091/").unwrap(), "http://router-a:9091");
+        assert_eq!(admin_url(" https://r.internal ").unwrap(), "https://r.internal");
+        for bad in ["", "ftp://r:21", "http://"] {
+            assert!(admin_url(bad).is_err(), "{bad:?}");
+        }
+    }
+}
