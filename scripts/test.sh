@@ -41,6 +41,20 @@ install_node_clients() {
 }
 install_node_clients
 
+# Headless Chromium for the console's browser test (tests/e2e/tests/e2e/console.rs drives it with
+# Playwright from tests/clients/node): Debian's package; Playwright's own browser download is
+# not used.
+install_chromium() {
+  if [[ -x ${CHROMIUM:-/usr/bin/chromium} ]]; then
+    return
+  fi
+  log "installing Chromium (Debian's chromium package) for the console's browser test"
+  if [[ $EUID -eq 0 ]]; then sudo=(); else sudo=(sudo); fi
+  "${sudo[@]}" apt-get update -qq >&2
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2
+}
+install_chromium
+
 mkdir -p .local
 scripts/services.sh up >.local/test.env
 set -a

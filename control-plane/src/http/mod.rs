@@ -1,11 +1,12 @@
 //! The control-plane HTTP server (`tenantctl serve`): the operator API under `/v1` (tenants,
 //! fleet migration runs, jobs and audit; bearer
-//! tokens; OpenAPI at `/v1/openapi.json`), the billing webhook, `/healthz`, `/readyz` and
-//! `/metrics`. Jobs run in workers beside it; SIGTERM/Ctrl-C drains requests and lets running
+//! tokens; OpenAPI at `/v1/openapi.json`), the web console at `/console`, the billing webhook,
+//! `/healthz`, `/readyz` and `/metrics`. Jobs run in workers beside it; SIGTERM/Ctrl-C drains requests and lets running
 //! jobs finish.
 
 pub(crate) mod api;
 mod auth;
+mod console;
 mod error;
 mod fleet;
 mod health;
@@ -78,6 +79,7 @@ pub(crate) fn app(cp: Arc<ControlPlane>, settings: &ServeSettings) -> axum::Rout
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_operator));
     axum::Router::new()
         .merge(operator_api)
+        .merge(console::routes())
         .route("/v1/openapi.json", get(|| async { axum::Json(openapi::document()) }))
         .route("/v1/webhooks/billing", post(webhook::receive))
         .merge(health_routes())

@@ -101,6 +101,18 @@ pub async fn spawn_control_plane_with(
     ControlPlaneUnderTest { cp, server, url }
 }
 
+/// The Node test clients' directory (`tests/clients/node`), once `npm ci` has installed the
+/// package `needs` there (scripts/test.sh does).
+pub fn node_clients(needs: &str) -> std::path::PathBuf {
+    let dir = workspace_root().join("tests/clients/node");
+    assert!(
+        dir.join("node_modules").join(needs).is_dir(),
+        "the Node test clients are not installed ({needs} is missing): run `npm ci` in {} (scripts/test.sh does)",
+        dir.display()
+    );
+    dir
+}
+
 /// Router settings for tests: free ports, short timeouts.
 pub fn router_settings(common: &CommonSettings) -> tenant_router::settings::RouterSettings {
     tenant_router::settings::RouterSettings {
@@ -278,6 +290,37 @@ pub fn catalog_flags(db: &TestDb, common: &CommonSettings) -> Vec<String> {
     .into_iter()
     .flat_map(|(flag, value)| [flag.to_owned(), value])
     .collect()
+}
+
+/// Runs the `tenantctl` binary `program` (a test's `env!("CARGO_BIN_EXE_tenantctl-under-test")`)
+/// with `args`, `--json` and the flags of [`catalog_flags`]; its exit code and the JSON it
+/// printed.
+pub async fn tenantctl_json(
+    program: &str,
+    args: &[&str],
+    db: &TestDb,
+    common: &CommonSettings,
+) -> (i32, serde_json::Value) {
+    let output = tokio::process::Command::new(program)
+        .args(args)
+        .arg("--json")
+        .args(catalog_flags(db, common))
+        .env("RUST_LOG", "error")
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("tenantctl: {e}"));
+    let parsed = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!("tenantctl {args:?} printed no JSON ({e}): {}", String::from_utf8_lossy(&output.stderr))
+    });
+    (output.status.code().unwrap_or(-1), parsed)
+}
+
+/// The harness's Python (`TENANCY_PYTHON`, with the packages of
+/// `tests/clients/python/requirements.txt`).
+pub fn python() -> std::path::PathBuf {
+    std::env::var_os("TENANCY_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".local/venv/bin/python"))
 }
 
 /// Runs `tenantctl` in this process with `args` and the flags of [`catalog_flags`]; returns its

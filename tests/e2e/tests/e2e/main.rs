@@ -7,6 +7,7 @@
 mod billing;
 mod budget;
 mod clusters;
+mod console;
 mod degraded;
 mod deletion;
 mod domains;
@@ -16,6 +17,7 @@ mod lifecycle;
 mod moves;
 mod neon_driver;
 mod operator_api;
+mod operator_tokens;
 mod pg_tls;
 mod pool_view;
 mod postgres_clients;

@@ -7,7 +7,7 @@ use control_plane::control_plane::ControlPlane;
 use control_plane::jobs::provision::provision;
 use control_plane::tenants::{self, TenantRequest};
 use e2e_tests::{connection_string, provisioning_settings, router_settings, spawn_router_with};
-use testkit::{common_settings, workspace_root, SecretsFor, TestDb};
+use testkit::{common_settings, SecretsFor, TestDb};
 
 /// The tenant's credentials, pointed at PostgreSQL itself instead of the router.
 fn direct_url(db: &TestDb, tenant_connection_string: &str) -> String {
@@ -23,12 +23,7 @@ fn direct_url(db: &TestDb, tenant_connection_string: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn neon_driver_values_match_node_postgres() {
-    let client_dir = workspace_root().join("tests/clients/node");
-    assert!(
-        client_dir.join("node_modules/@neondatabase/serverless").is_dir(),
-        "the Node test clients are not installed: run `npm ci` in {} (scripts/test.sh does)",
-        client_dir.display()
-    );
+    let client_dir = e2e_tests::node_clients("@neondatabase/serverless");
     let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();

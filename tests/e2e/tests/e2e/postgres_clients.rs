@@ -206,16 +206,6 @@ async fn pgbench_in_every_query_mode_shares_fewer_connections_than_clients() {
 
 // ---------------------------------------------------------------- node-postgres, Python ---
 
-/// The Node clients' directory, once `npm ci` has installed them.
-fn node_clients() -> PathBuf {
-    let dir = workspace_root().join("tests/clients/node");
-    assert!(
-        dir.join("node_modules/pg").is_dir(),
-        "the Node test clients are not installed: run `npm ci` in {} (scripts/test.sh does)",
-        dir.display()
-    );
-    dir
-}
 
 /// Where a client script connects as acme's role, and how it names acme.
 struct Door {
@@ -276,23 +266,16 @@ async fn node_postgres(deployment: &Deployment, door: &Door) -> Value {
     let mut command = Command::new("node");
     command
         .arg("wire-client.mjs")
-        .current_dir(node_clients())
+        .current_dir(e2e_tests::node_clients("pg"))
         .env("CLIENT_CONFIG", config.to_string())
         .env("OTHER_SCHEMA", deployment.globex.schema());
     report(&run(&mut command, "node wire-client.mjs").await, "node-postgres")
 }
 
-/// The harness's Python (`scripts/services.sh` makes its virtualenv; `scripts/test.sh` installs
-/// psycopg and asyncpg into it).
-fn python() -> PathBuf {
-    std::env::var_os("TENANCY_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join(".local/venv/bin/python"))
-}
 
 /// Runs `tests/clients/python/wire_clients.py <client>` as acme at `door`; its report.
 async fn python_client(deployment: &Deployment, client: &str, door: &Door) -> Value {
-    let python = python();
+    let python = e2e_tests::python();
     let requirements = workspace_root().join("tests/clients/python/requirements.txt");
     let installed = std::process::Command::new(&python).args(["-c", "import psycopg, asyncpg"]).output();
     assert!(

@@ -15,13 +15,12 @@ use control_plane::jobs::provision::provision;
 use control_plane::tenants::{self, TenantRequest};
 use e2e_tests::{connection_string, provisioning_settings, router_settings, spawn_router_with};
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tenancy::catalog::TenantRecord;
 use tenancy::settings::CommonSettings;
 use tenant_router::http::RunningRouter;
-use testkit::{common_settings, workspace_root, SecretsFor, TestDb};
+use testkit::{common_settings, SecretsFor, TestDb};
 
 /// How long one run of the script may take (a few seconds on an idle machine).
 const CLIENT_DEADLINE: Duration = Duration::from_secs(120);
@@ -69,22 +68,12 @@ impl NameTenant {
     }
 }
 
-/// The Node clients' directory, once `npm ci` has installed them.
-fn node_clients() -> PathBuf {
-    let dir = workspace_root().join("tests/clients/node");
-    assert!(
-        dir.join("node_modules/@neondatabase/serverless").is_dir() && dir.join("node_modules/ws").is_dir(),
-        "the Node test clients are not installed: run `npm ci` in {} (scripts/test.sh does)",
-        dir.display()
-    );
-    dir
-}
 
 /// Runs `neon-websocket.mjs` in `mode` with the connection string `url`; its report.
 async fn driver(router: &RunningRouter, url: &str, how: NameTenant, mode: &str, other_schema: &str) -> Value {
     let output = tokio::process::Command::new("node")
         .arg("neon-websocket.mjs")
-        .current_dir(node_clients())
+        .current_dir(e2e_tests::node_clients("@neondatabase/serverless"))
         .env("ROUTER_WS", router.addr.to_string())
         .env("DATABASE_URL", url)
         .env("NAME_TENANT", how.as_str())
@@ -205,7 +194,7 @@ async fn shutdown_lets_a_websocket_client_finish_its_transaction() {
     let url = connection_string(&deployment.cp, "acme").await;
     let mut node = tokio::process::Command::new("node")
         .arg("neon-websocket.mjs")
-        .current_dir(node_clients())
+        .current_dir(e2e_tests::node_clients("@neondatabase/serverless"))
         .env("ROUTER_WS", addr.to_string())
         .env("DATABASE_URL", &url)
         .env("NAME_TENANT", "host")
