@@ -125,6 +125,8 @@ SQL
   export SECRETS_LOCAL_KEY_FILE="$DEMO/secrets.key" TENANT_ROLE_PREFIX=demo REDIS_KEY_PREFIX="demo:"
   export TENANT_MIGRATIONS_DIR="$DEMO/migrations" TENANT_TEMPLATES_DIR="$ROOT/tenant-templates"
   export TENANTCTL_LISTEN="$CONTROL_LISTEN" ROUTER_LISTEN="$ROUTER_LISTEN_ADDR" ROUTER_ADMIN_LISTEN="$ROUTER_ADMIN"
+  # The console shows the router's pools from its admin listener.
+  export TENANTCTL_ROUTERS="http://$ROUTER_ADMIN"
   # The demo's PostgreSQL listener takes clients without TLS (local only); see the README.
   export ROUTER_PG_LISTEN="$ROUTER_PG_ADDR" ROUTER_PG_ALLOW_PLAINTEXT=true
   [[ -f "$DEMO/records.key" ]] || { head -c 32 /dev/urandom | base64 >"$DEMO/records.key"; chmod 600 "$DEMO/records.key"; }
@@ -148,6 +150,9 @@ SQL
   nohup "$BIN/tenant-router" </dev/null >"$DEMO/tenant-router.log" 2>&1 &
   echo $! >"$DEMO/tenant-router.pid"
   wait_http "http://$ROUTER_ADMIN/healthz" "tenant-router" "$DEMO/tenant-router.log"
+  # A token for the console (admin: every page, tokens too), kept in a file only you can read
+  # (the demo's catalog is new on every run, so is the token).
+  (umask 077; "$BIN/tenantctl" tokens create --name demo-console --scope admin >"$DEMO/console-token" 2>/dev/null)
 
   step "Provisioning three tenants with signed billing webhooks (customer.subscription.created)"
   "$BIN/tenantctl" webhook send --slug acme --name "Acme Corp" --plan starter
@@ -224,6 +229,7 @@ SQL
 
   step "Done. Everything is still running; try:"
   cat <<EOF_SUMMARY
+   console         http://$CONTROL_LISTEN/console  (sign in with the token in $DEMO/console-token)
    control plane   http://$CONTROL_LISTEN  (healthz, readyz, POST /v1/webhooks/billing)
    router          http://$ROUTER_LISTEN_ADDR  (POST /sql with Host: <slug>.$BASE_DOMAIN)
    router admin    http://$ROUTER_ADMIN  (healthz, readyz)
