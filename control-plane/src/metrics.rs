@@ -4,6 +4,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -41,9 +42,27 @@ pub(crate) struct StatusLabels {
     pub(crate) status: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RunItemLabels {
+    /// `done`, `failed` (failed, drift or lock timeout) or `remaining` (pending or running).
+    pub(crate) state: &'static str,
+}
+
+/// The latest fleet migration run, as the ledger says at scrape time (wherever it runs: this
+/// server, another, or `tenantctl migrate apply` in a terminal).
+pub(crate) struct FleetRunGauges {
+    pub(crate) tenants: Family<RunItemLabels, Gauge>,
+    /// 1 while the latest run is running, else 0.
+    pub(crate) running: Gauge,
+    /// Tenants finished per second over the last minute.
+    pub(crate) rate: Gauge<f64, std::sync::atomic::AtomicU64>,
+}
+
 pub(crate) struct Metrics {
     registry: Registry,
     pub(crate) http_requests: Family<HttpLabels, Counter>,
+    pub(crate) http_duration: Family<HttpLabels, Histogram, fn() -> Histogram>,
+    pub(crate) fleet_run: FleetRunGauges,
     pub(crate) jobs: Family<JobLabels, Counter>,
     pub(crate) webhook_events: Family<WebhookLabels, Counter>,
     pub(crate) errors: Family<ErrorLabels, Counter>,
@@ -58,12 +77,33 @@ impl Default for Metrics {
         let webhook_events = Family::<WebhookLabels, Counter>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
         let tenants = Family::<StatusLabels, Gauge>::default();
+        // 1 ms to ~33 s.
+        let http_duration: Family<HttpLabels, Histogram, fn() -> Histogram> = Family::new_with_constructor(|| {
+            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 16))
+        });
+        let fleet_run = FleetRunGauges { tenants: Family::default(), running: Gauge::default(), rate: Gauge::default() };
         registry.register("http_requests", "HTTP requests by route and status class", http_requests.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP requests' time to the response's head by method, route and status class",
+            http_duration.clone(),
+        );
+        registry.register(
+            "fleet_run_tenants",
+            "Tenants of the latest fleet migration run by state (done, failed, remaining)",
+            fleet_run.tenants.clone(),
+        );
+        registry.register("fleet_run_running", "1 while the latest fleet migration run is running", fleet_run.running.clone());
+        registry.register(
+            "fleet_run_rate",
+            "Tenants of the latest fleet migration run finished per second over the last minute",
+            fleet_run.rate.clone(),
+        );
         registry.register("jobs", "Jobs run, by kind and outcome", jobs.clone());
         registry.register("webhook_events", "Billing webhook deliveries by outcome", webhook_events.clone());
         registry.register("errors", "Operation errors by where they ended and kind", errors.clone());
         registry.register("tenants", "Tenants in the catalog by status", tenants.clone());
-        Self { registry, http_requests, jobs, webhook_events, errors, tenants }
+        Self { registry, http_requests, http_duration, fleet_run, jobs, webhook_events, errors, tenants }
     }
 }
 

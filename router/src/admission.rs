@@ -4,7 +4,8 @@
 //! 1. a client past its failed attempts is refused at once (429, see [`crate::failed_attempts`]);
 //! 2. the `Host` resolves to a servable tenant (see [`crate::resolve`]); a host with no tenant
 //!    counts as a failed attempt of the client;
-//! 3. the tenant goes on the request's span, in its `tenant` field (when the span has one);
+//! 3. the tenant goes on the request's span, in its `tenant` field (when the span has one), and
+//!    on its access log line;
 //! 4. a door that checks who is asking does it now: a bearer token is verified for the tenant
 //!    on every door that accepts one ([`ResolvedTenant::identify`], see [`crate::identity`]),
 //!    and `/sql` without one checks the tenant's connection string; a failure counts as a
@@ -49,6 +50,7 @@ impl ResolvedTenant {
             other => other?,
         };
         tracing::Span::current().record("tenant", tracing::field::display(&tenant.slug));
+        crate::access_log::note_tenant(tenant.slug.as_str());
         Ok(Self { tenant })
     }
 

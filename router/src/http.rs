@@ -18,7 +18,7 @@ pub fn app(state: AppState, max_body_bytes: usize, postgres: Option<Arc<crate::w
         app = app.route("/v2", any(crate::wire::websocket::handle).layer(axum::Extension(door)));
     }
     app.fallback(crate::proxy::forward)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::access_log::observe))
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
@@ -66,16 +66,6 @@ async fn drain_oversized(
     axum::response::IntoResponse::into_response((axum::http::StatusCode::PAYLOAD_TOO_LARGE, message))
 }
 
-/// Counts tenant requests by status class.
-async fn count_requests(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let response = next.run(request).await;
-    state.metrics.requests.get_or_create(&crate::metrics::StatusLabels::of(response.status().as_u16())).inc();
-    response
-}
 
 /// The admin application.
 pub fn admin_app(state: AppState) -> axum::Router {

@@ -11,6 +11,7 @@
 //! - [`wire`]: the PostgreSQL protocol (psql, drivers, ORMs), in transaction pooling;
 //! - [`http`]: the listeners, for the binary and for tests (port 0).
 
+pub mod access_log;
 pub mod admin;
 pub mod admission;
 pub mod embed;

@@ -24,8 +24,15 @@ impl StatusLabels {
     }
 }
 
+/// A request's route (`sql`, `v2`, `proxy`) and status class.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: &'static str,
+    pub status: &'static str,
+}
+
 /// Where a resolution was answered.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Layer {
     /// The in-process cache.
     L1,
@@ -35,11 +42,39 @@ pub enum Layer {
     Catalog,
 }
 
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Outcome {
     Found,
     NotFound,
     Error,
+}
+
+// Label values in snake_case, as Prometheus users expect: `l1`, `l2`, `catalog`; `found`,
+// `not_found`, `error`.
+impl EncodeLabelValue for Layer {
+    fn encode(&self, encoder: &mut prometheus_client::encoding::LabelValueEncoder<'_>) -> std::fmt::Result {
+        std::fmt::Write::write_str(
+            encoder,
+            match self {
+                Self::L1 => "l1",
+                Self::L2 => "l2",
+                Self::Catalog => "catalog",
+            },
+        )
+    }
+}
+
+impl EncodeLabelValue for Outcome {
+    fn encode(&self, encoder: &mut prometheus_client::encoding::LabelValueEncoder<'_>) -> std::fmt::Result {
+        std::fmt::Write::write_str(
+            encoder,
+            match self {
+                Self::Found => "found",
+                Self::NotFound => "not_found",
+                Self::Error => "error",
+            },
+        )
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -51,6 +86,8 @@ pub struct ResolutionLabels {
 pub struct RouterMetrics {
     registry: Registry,
     pub requests: Family<StatusLabels, Counter>,
+    /// Tenant requests' time to their response's head, by route and status class.
+    pub request_duration: Family<RequestLabels, Histogram, fn() -> Histogram>,
     pub resolutions: Family<ResolutionLabels, Counter>,
     pub invalidations: Counter,
     /// Requests held while their tenant was paused by a move's switch, and writes held while a
@@ -84,6 +121,11 @@ impl Default for RouterMetrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("tenant_router");
         let requests = Family::<StatusLabels, Counter>::default();
+        // 0.5 ms to ~16 s.
+        let request_duration: Family<RequestLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| {
+                Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.0005, 2.0, 16))
+            });
         let resolutions = Family::<ResolutionLabels, Counter>::default();
         let invalidations = Counter::default();
         let held_by_pause = Counter::default();
@@ -133,6 +175,11 @@ impl Default for RouterMetrics {
             audit_refused.clone(),
         );
         registry.register("requests", "Requests by status class", requests.clone());
+        registry.register(
+            "request_duration_seconds",
+            "Tenant requests' time to the response's head by route (sql, v2, proxy) and status class",
+            request_duration.clone(),
+        );
         registry.register("resolutions", "Host resolutions by layer and outcome", resolutions.clone());
         registry.register("invalidations", "Tenant invalidations received from Redis", invalidations.clone());
         registry.register(
@@ -181,6 +228,7 @@ impl Default for RouterMetrics {
         Self {
             registry,
             requests,
+            request_duration,
             resolutions,
             invalidations,
             held_by_pause,

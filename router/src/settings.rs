@@ -127,6 +127,12 @@ pub struct RouterSettings {
     #[arg(long, env = "ROUTER_UPSTREAM_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub upstream_timeout: Duration,
 
+    /// Fraction of tenant requests written to the access log (0 to 1; server errors always
+    /// are): one JSON object per line with LOG_FORMAT=json (tenant, method, route, status,
+    /// duration_ms, bytes_in, bytes_out). 1 logs every request: a write per request.
+    #[arg(long, env = "ROUTER_ACCESS_LOG_SAMPLE", default_value_t = 0.01, value_parser = crate::access_log::parse_fraction)]
+    pub access_log_sample: f64,
+
     /// How long to wait for in-flight requests on shutdown.
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,

@@ -35,6 +35,8 @@ pub struct AppState {
     pub classifier: crate::statement::Classifier,
     /// When sessions are reset between requests (`ROUTER_SESSION_RESET`).
     pub session_reset: crate::session::ResetPolicy,
+    /// Which requests the access log writes (`ROUTER_ACCESS_LOG_SAMPLE`).
+    pub access_log: Arc<crate::access_log::Sampler>,
 }
 
 /// Why the router could not start.
@@ -132,6 +134,7 @@ impl AppState {
             max_response_bytes: settings.max_response_bytes,
             classifier: crate::statement::Classifier::default(),
             session_reset: settings.session_reset,
+            access_log: Arc::new(crate::access_log::Sampler::new(settings.access_log_sample)),
         })
     }
 }

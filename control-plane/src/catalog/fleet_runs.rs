@@ -375,6 +375,41 @@ pub(crate) async fn mark_running(
     Ok(row.get(0))
 }
 
+/// The latest run's tenants by state, whether it is marked running, and how many of its
+/// tenants finished in the last minute.
+pub(crate) struct Progress {
+    pub(crate) done: i64,
+    pub(crate) failed: i64,
+    pub(crate) remaining: i64,
+    pub(crate) running: bool,
+    pub(crate) finished_last_minute: i64,
+}
+
+/// [`Progress`] of the latest run, if there is one.
+pub(crate) async fn latest_progress(client: &impl GenericClient) -> Result<Option<Progress>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "WITH latest AS (SELECT id, state FROM control.migration_runs ORDER BY created_at DESC LIMIT 1)
+             SELECT count(*) FILTER (WHERE i.state = 'done'),
+                    count(*) FILTER (WHERE i.state IN ('failed', 'drift', 'lock_timeout')),
+                    count(*) FILTER (WHERE i.state IN ('pending', 'running')),
+                    l.state = 'running',
+                    count(*) FILTER (WHERE i.state NOT IN ('pending', 'running')
+                                       AND i.updated_at > now() - interval '1 minute')
+               FROM latest l LEFT JOIN control.migration_items i ON i.run_id = l.id
+              GROUP BY l.state",
+            &[],
+        )
+        .await?;
+    Ok(row.map(|r| Progress {
+        done: r.get(0),
+        failed: r.get(1),
+        remaining: r.get(2),
+        running: r.get(3),
+        finished_last_minute: r.get(4),
+    }))
+}
+
 /// The ids of runs whose text form starts with `prefix` (hex digits and `-` only: no LIKE
 /// wildcards), at most 5.
 pub(crate) async fn ids_starting_with(

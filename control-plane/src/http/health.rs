@@ -24,6 +24,14 @@ pub(super) async fn metrics(State(state): State<AppState>) -> impl axum::respons
                 state.cp.metrics.tenants.get_or_create(&labels).set(count);
             }
         }
+        if let Ok(Some(run)) = crate::catalog::fleet_runs::latest_progress(&**client).await {
+            let gauges = &state.cp.metrics.fleet_run;
+            for (label, count) in [("done", run.done), ("failed", run.failed), ("remaining", run.remaining)] {
+                gauges.tenants.get_or_create(&crate::metrics::RunItemLabels { state: label }).set(count);
+            }
+            gauges.running.set(i64::from(run.running));
+            gauges.rate.set(run.finished_last_minute as f64 / 60.0);
+        }
     }
     (
         [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],

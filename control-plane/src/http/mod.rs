@@ -106,14 +106,17 @@ fn admin_app(cp: Arc<ControlPlane>) -> axum::Router {
     health_routes().with_state(AppState { cp, webhook_secret: None, routers: Arc::new([]) })
 }
 
-/// Counts requests by route pattern and status class (never by concrete path or tenant), and
-/// operation errors by kind; logs each server-side error once.
+/// Counts and times requests by route pattern and status class (never by concrete path or
+/// tenant), and counts operation errors by kind; logs each server-side error once.
 async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
     let method = request.method().to_string();
+    let started = std::time::Instant::now();
     let response = next.run(request).await;
     let status = format!("{}xx", response.status().as_u16() / 100);
-    state.cp.metrics.http_requests.get_or_create(&crate::metrics::HttpLabels { method, route, status }).inc();
+    let labels = crate::metrics::HttpLabels { method, route, status };
+    state.cp.metrics.http_duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    state.cp.metrics.http_requests.get_or_create(&labels).inc();
     if let Some(kind) = error::logged_once(&response) {
         state.cp.metrics.error("http", kind);
     }

@@ -153,6 +153,7 @@ pub fn router_settings(common: &CommonSettings) -> tenant_router::settings::Rout
         auth_failures_per_minute: 30,
         trusted_proxy_hops: 0,
         unknown_host_lookups_per_second: 50,
+        access_log_sample: 1.0,
         shutdown_grace: Duration::from_secs(10),
     }
 }
@@ -313,6 +314,86 @@ pub async fn tenantctl_json(
         panic!("tenantctl {args:?} printed no JSON ({e}): {}", String::from_utf8_lossy(&output.stderr))
     });
     (output.status.code().unwrap_or(-1), parsed)
+}
+
+/// `tenant-router` as a process of its own (`program`: a test's
+/// `env!("CARGO_BIN_EXE_tenant-router-under-test")`), on `common`'s settings and `env`, on free
+/// ports, serving PostgreSQL clients in plaintext too; its stderr kept for [`Self::exit`] (keep
+/// it quiet: a process that fills the pipe before exiting blocks).
+/// Killed if still running when dropped.
+pub struct RouterProcess {
+    child: tokio::process::Child,
+    pub addr: std::net::SocketAddr,
+    pub admin: std::net::SocketAddr,
+    pub pg_addr: std::net::SocketAddr,
+}
+
+/// How long a router process may take to start or stop.
+const PROCESS_HANG: Duration = Duration::from_secs(90);
+
+fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+impl RouterProcess {
+    pub async fn start(program: &str, common: &CommonSettings, env: &[(&str, &str)]) -> Self {
+        let (addr, admin, pg_addr) = (free_addr(), free_addr(), free_addr());
+        let secret = |s: Option<&tenancy::secret::Secret>| s.map(|s| s.expose().to_owned()).unwrap_or_default();
+        let mut command = tokio::process::Command::new(program);
+        command
+            .env_clear()
+            .env("DATABASE_URL", common.database_url.expose())
+            .env("REDIS_URL", secret(common.redis_url.as_ref()))
+            .env("REDIS_KEY_PREFIX", &common.redis_key_prefix)
+            .env("TENANT_BASE_DOMAIN", common.tenant_base_domain.to_string())
+            .env("SECRETS_BACKEND", "local")
+            .env("SECRETS_PREFIX", common.secrets.secrets_prefix.as_str())
+            .env("SECRETS_LOCAL_KEY", secret(common.secrets.secrets_local_key.as_ref()))
+            .env("ROUTER_RECORDS_KEY", RECORDS_KEY)
+            .env("ROUTER_LISTEN", addr.to_string())
+            .env("ROUTER_ADMIN_LISTEN", admin.to_string())
+            .env("ROUTER_PG_LISTEN", pg_addr.to_string())
+            .env("ROUTER_PG_ALLOW_PLAINTEXT", "true")
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let child = command.spawn().unwrap_or_else(|e| panic!("{program}: {e}"));
+        let http = reqwest::Client::new();
+        let started = std::time::Instant::now();
+        loop {
+            if let Ok(response) = http.get(format!("http://{admin}/readyz")).send().await {
+                if response.status().is_success() {
+                    break;
+                }
+            }
+            assert!(started.elapsed() < PROCESS_HANG, "the router process never became ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { child, addr, admin, pg_addr }
+    }
+
+    /// Sends the process SIGTERM, as an orchestrator stopping it does.
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("the router process is running");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("kill: {e}"));
+        assert!(status.success(), "kill -TERM {pid}");
+    }
+
+    /// Waits for the process to exit (a failed test if it does not): its exit status and what
+    /// it wrote to stderr.
+    pub async fn exit(self) -> (std::process::ExitStatus, String) {
+        let output = tokio::time::timeout(PROCESS_HANG, self.child.wait_with_output()).await;
+        let output = output.expect("the router process did not exit").unwrap_or_else(|e| panic!("{e}"));
+        (output.status, String::from_utf8_lossy(&output.stderr).into_owned())
+    }
 }
 
 /// The harness's Python (`TENANCY_PYTHON`, with the packages of

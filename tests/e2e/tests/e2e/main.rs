@@ -16,6 +16,7 @@ mod identity;
 mod lifecycle;
 mod moves;
 mod neon_driver;
+mod observability;
 mod operator_api;
 mod operator_tokens;
 mod pg_tls;

@@ -5,7 +5,7 @@
 
 use control_plane::control_plane::ControlPlane;
 use e2e_tests::pg_door::{connect, connect_client, first, DoorClient};
-use e2e_tests::{provisioned, provisioning_settings, router_settings, spawn_router_with, Catalog};
+use e2e_tests::{provisioned, provisioning_settings, router_settings, spawn_router_with, Catalog, RouterProcess};
 use futures::StreamExt as _;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -468,67 +468,10 @@ async fn postgres_restarted_mid_load_gives_clean_errors_then_service_again() {
     restartable.router.stop().await.unwrap();
 }
 
-/// `tenant-router` as a process of its own, on `common`'s settings, serving PostgreSQL clients
-/// (plaintext) at `pg_addr`; killed if still running when dropped.
-struct RouterProcess {
-    child: tokio::process::Child,
-    pg_addr: SocketAddr,
-}
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-impl RouterProcess {
-    async fn start(common: &tenancy::settings::CommonSettings, shutdown_grace: &str) -> Self {
-        let (addr, admin, pg_addr) = (free_addr(), free_addr(), free_addr());
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenant-router-under-test"));
-        command
-            .env_clear()
-            .env("DATABASE_URL", common.database_url.expose())
-            .env("REDIS_URL", common.redis_url.as_ref().unwrap().expose())
-            .env("REDIS_KEY_PREFIX", &common.redis_key_prefix)
-            .env("TENANT_BASE_DOMAIN", common.tenant_base_domain.to_string())
-            .env("SECRETS_BACKEND", "local")
-            .env("SECRETS_PREFIX", common.secrets.secrets_prefix.as_str())
-            .env("SECRETS_LOCAL_KEY", common.secrets.secrets_local_key.as_ref().unwrap().expose())
-            .env("ROUTER_RECORDS_KEY", e2e_tests::RECORDS_KEY)
-            .env("ROUTER_LISTEN", addr.to_string())
-            .env("ROUTER_ADMIN_LISTEN", admin.to_string())
-            .env("ROUTER_PG_LISTEN", pg_addr.to_string())
-            .env("ROUTER_PG_ALLOW_PLAINTEXT", "true")
-            .env("SHUTDOWN_GRACE", shutdown_grace)
-            .env("RUST_LOG", "warn")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true);
-        let child = command.spawn().unwrap();
-        let http = reqwest::Client::new();
-        let started = std::time::Instant::now();
-        loop {
-            if let Ok(response) = http.get(format!("http://{admin}/readyz")).send().await {
-                if response.status().is_success() {
-                    break;
-                }
-            }
-            assert!(started.elapsed() < HANG, "the router process never became ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Self { child, pg_addr }
-    }
-
-    /// Sends the process SIGTERM, as an orchestrator stopping it does.
-    fn terminate(&self) {
-        let pid = self.child.id().expect("the router process is running");
-        let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
-        assert!(status.success(), "kill -TERM {pid}");
-    }
-
-    /// Waits for the process to exit (a failed test if it does not).
-    async fn exit_status(mut self) -> std::process::ExitStatus {
-        let exited = tokio::time::timeout(HANG, self.child.wait()).await;
-        exited.expect("the router process did not exit").unwrap()
-    }
+/// `tenant-router` as a process of its own (see [`RouterProcess`]) with `shutdown_grace`.
+async fn router_process(common: &tenancy::settings::CommonSettings, shutdown_grace: &str) -> RouterProcess {
+    RouterProcess::start(env!("CARGO_BIN_EXE_tenant-router-under-test"), common, &[("SHUTDOWN_GRACE", shutdown_grace)])
+        .await
 }
 
 /// SIGTERM drains the router: the PostgreSQL listener stops accepting at once, clients between
@@ -539,7 +482,7 @@ impl RouterProcess {
 async fn sigterm_drains_the_postgres_door_and_the_router_exits_cleanly() {
     let Catalog { db, common, cp } = Catalog::create().await;
     let (acme, secret) = provisioned(&cp, "acme", "pro").await;
-    let router = RouterProcess::start(&common, "30s").await;
+    let router = router_process(&common, "30s").await;
     let addr = router.pg_addr;
 
     let writer = connect_client(addr, "acme", &secret).await.unwrap();
@@ -571,6 +514,6 @@ async fn sigterm_drains_the_postgres_door_and_the_router_exits_cleanly() {
     );
     assert_eq!(db.tenants_count(&committed).await, 1);
 
-    let status = router.exit_status().await;
+    let (status, _) = router.exit().await;
     assert!(status.success(), "the router exited with {status}");
 }
