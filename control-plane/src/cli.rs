@@ -25,11 +25,21 @@ Exit codes:
 #[command(name = "tenantctl", version, after_help = EXIT_CODES)]
 pub struct Cli {
     /// Print machine-readable JSON instead of tables (errors too); anywhere on the command
-    /// line, e.g. `tenantctl tenants list --json`.
+    /// line, e.g. `tenantctl tenants list --json`. The same as `-o json`.
     #[arg(long, global = true)]
     pub(crate) json: bool,
+    /// Output format: table (default), wide (more columns), json or yaml (errors too).
+    #[arg(short = 'o', long = "output", global = true, value_enum, value_name = "FORMAT", conflicts_with = "json")]
+    pub(crate) output: Option<crate::output::Format>,
     #[command(subcommand)]
     pub(crate) command: Command,
+}
+
+impl Cli {
+    /// The output format asked for (`--json` is `-o json`).
+    pub(crate) fn format(&self) -> crate::output::Format {
+        self.output.unwrap_or(if self.json { crate::output::Format::Json } else { crate::output::Format::Table })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,6 +70,12 @@ pub(crate) enum Command {
     /// Plan templates: carry a new template version into the tenants built from it.
     #[command(subcommand)]
     Templates(TemplatesCommand),
+    /// Check the configuration and what it points at, changing nothing: the migrations and
+    /// templates directories, the catalog (reachable, its schema against this tenantctl's),
+    /// Redis, the secret store and its key (it reads one tenant's credentials back), and the
+    /// fleet (tenants behind the newest migration, failed ones). Each problem comes with what
+    /// to do. Exit code 1 when any check fails (warnings do not).
+    Doctor(CatalogArgs),
     /// Print a completion script for your shell, e.g. `source <(tenantctl completion bash)` in
     /// ~/.bashrc, `tenantctl completion zsh > "${fpath[1]}/_tenantctl"`, or `tenantctl completion
     /// fish > ~/.config/fish/completions/tenantctl.fish`.
@@ -128,6 +144,14 @@ pub(crate) struct AuditArgs {
     pub(crate) catalog: CatalogArgs,
 }
 
+#[derive(Debug, Args)]
+pub(crate) struct RouterCredentialsArgs {
+    #[command(flatten)]
+    pub(crate) confirm: ConfirmArgs,
+    #[command(flatten)]
+    pub(crate) catalog: CatalogArgs,
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum RoutersCommand {
     /// Give the routers' catalog role (`<TENANT_ROLE_PREFIX>_router`, which may read routing
@@ -135,7 +159,7 @@ pub(crate) enum RoutersCommand {
     /// Routers with the old password lose the catalog at once: update their DATABASE_URL (e.g.
     /// `aws secretsmanager put-secret-value`) and restart them. The URL holds a password: it is
     /// printed to standard output only.
-    Credentials(Box<CatalogArgs>),
+    Credentials(Box<RouterCredentialsArgs>),
     /// Each router's connection pools now, like PgBouncer's SHOW POOLS (from `GET /pools` on its
     /// admin listener). First a line per router for its connection budget: MAX
     /// (ROUTER_MAX_CONNECTIONS), CONNECTIONS counted against it, of which ACTIVE (serving a
@@ -170,7 +194,6 @@ pub(crate) struct RouterAdminArgs {
         env = "TENANTCTL_ROUTERS",
         value_name = "URL",
         value_delimiter = ',',
-        value_parser = crate::routers::admin_url,
         required = true
     )]
     pub(crate) routers: Vec<String>,
@@ -195,7 +218,7 @@ pub(crate) enum ClustersCommand {
     Drain(DrainArgs),
     /// Retire an empty cluster (no tenants, no move running from or to it, no old copy kept on
     /// it): its admin secret is deleted, and it is no longer listed or used.
-    Remove(ClusterArgs),
+    Remove(RemoveClusterArgs),
     /// Open a drained (or draining) cluster to new tenants and moves again, as `kubectl
     /// uncordon` does a node. Tenants a drain moved away stay where they went; a drain still
     /// running goes on moving the tenants it started with.
@@ -221,6 +244,14 @@ pub(crate) struct DrainArgs {
     pub(crate) method: String,
     #[command(flatten)]
     pub(crate) catalog: CatalogArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RemoveClusterArgs {
+    #[command(flatten)]
+    pub(crate) cluster: ClusterArgs,
+    #[command(flatten)]
+    pub(crate) confirm: ConfirmArgs,
 }
 
 #[derive(Debug, Args)]
@@ -289,6 +320,8 @@ pub(crate) struct TokenRevokeArgs {
     /// The token's id (the ID column of `tokens list`).
     pub(crate) id: i64,
     #[command(flatten)]
+    pub(crate) confirm: ConfirmArgs,
+    #[command(flatten)]
     pub(crate) catalog: CatalogArgs,
 }
 
@@ -322,7 +355,7 @@ pub(crate) enum TenantsCommand {
     Show(ShowArgs),
     /// Print a tenant's connection string (includes its password: handle with care). Usable
     /// as `Neon-Connection-String` for the router's POST /sql.
-    ConnectionString(ShowArgs),
+    ConnectionString(ConnectionStringArgs),
     /// Suspend a tenant: its role can no longer log in, its sessions end, routers answer 403.
     Suspend(OperationArgs),
     /// Resume a suspended tenant.
@@ -461,6 +494,14 @@ pub(crate) struct OperationArgs {
     pub(crate) catalog: CatalogArgs,
 }
 
+/// A dangerous command asks to be confirmed when run on a terminal.
+#[derive(Debug, Clone, Copy, Args)]
+pub(crate) struct ConfirmArgs {
+    /// Do not ask for confirmation (commands run without a terminal never ask).
+    #[arg(long, short = 'y')]
+    pub(crate) yes: bool,
+}
+
 /// Whether and how long a command waits for the work it queued.
 #[derive(Debug, Clone, Copy, Args)]
 pub(crate) struct WaitArgs {
@@ -487,6 +528,8 @@ pub(crate) struct DeleteArgs {
     /// it now.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub(crate) retention: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub(crate) confirm: ConfirmArgs,
     #[command(flatten)]
     pub(crate) operation: OperationArgs,
 }
@@ -527,6 +570,28 @@ pub(crate) struct ListArgs {
     pub(crate) plan: Option<tenancy::domain::PlanName>,
     #[command(flatten)]
     pub(crate) catalog: CatalogArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConnectionStringArgs {
+    /// Print a psql command that connects through a router's PostgreSQL listener, as printed
+    /// (the password in it: handle with care), instead of the connection string.
+    #[arg(long)]
+    pub(crate) psql: bool,
+    /// The routers' PostgreSQL host for --psql (default: the tenant's host, <slug>.<base
+    /// domain>, which names it by TLS SNI).
+    #[arg(long, env = "TENANTCTL_PG_HOST")]
+    pub(crate) pg_host: Option<String>,
+    /// The routers' PostgreSQL port for --psql.
+    #[arg(long, env = "TENANTCTL_PG_PORT", default_value_t = 6432)]
+    pub(crate) pg_port: u16,
+    /// libpq's sslmode for --psql: require, verify-full, … (disable only for a local router
+    /// with ROUTER_PG_ALLOW_PLAINTEXT).
+    #[arg(long, env = "TENANTCTL_PG_SSLMODE", default_value = "require",
+          value_parser = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"])]
+    pub(crate) pg_sslmode: String,
+    #[command(flatten)]
+    pub(crate) show: ShowArgs,
 }
 
 #[derive(Debug, Args)]

@@ -114,8 +114,10 @@ impl SecretsSettings {
                     (None, Some(path)) => LocalKey::from_file(path)?,
                     (None, None) => {
                         return Err(SecretError::Key(
-                            "SECRETS_BACKEND=local needs SECRETS_LOCAL_KEY or SECRETS_LOCAL_KEY_FILE \
-                             (generate one with `openssl rand -base64 32`)"
+                            "SECRETS_BACKEND=local needs SECRETS_LOCAL_KEY or SECRETS_LOCAL_KEY_FILE: the \
+                             key this install's credentials are encrypted with (a new key cannot read \
+                             them; `tenantctl doctor` says whether there are any); only a new install \
+                             generates one (`openssl rand -base64 32`)"
                                 .into(),
                         ))
                     }

@@ -18,6 +18,11 @@ mod embedded {
     refinery::embed_migrations!("catalog-migrations");
 }
 
+/// The newest catalog migration this binary carries.
+pub(crate) fn embedded_version() -> i64 {
+    embedded::migrations::runner().get_migrations().iter().map(|m| i64::from(m.version())).max().unwrap_or(0)
+}
+
 /// Arbitrary constant key of the advisory lock that serialises catalog migrations between
 /// control-plane replicas starting at the same time.
 pub const MIGRATION_LOCK_KEY: i64 = 0x7465_6e61_6e63_7901;

@@ -2,6 +2,7 @@
 
 mod billing;
 mod deadline;
+mod doctor;
 mod migrate;
 mod moves;
 mod routers;
@@ -9,7 +10,7 @@ mod templates;
 mod tokens;
 
 use crate::cli::{
-    AddClusterArgs, AuditArgs, BillingCommand, CatalogArgs, Cli, ClustersCommand, Command, ConfigCommand,
+    AddClusterArgs, AuditArgs, BillingCommand, CatalogArgs, Cli, ClustersCommand, Command, ConfigCommand, ConnectionStringArgs,
     CreateArgs, DeleteArgs, DomainArgs, EventsArgs, ListArgs, MigrateCommand, OperationArgs, RoutersCommand,
     SendArgs, ServeArgs, ShowArgs, TemplatesCommand, TenantsCommand, TokensCommand,
     WebhookCommand,
@@ -69,7 +70,9 @@ impl<E: OperationError> From<E> for CliError {
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> ExitCode {
-    let json = cli.json;
+    let format = cli.format();
+    output::set_format(format);
+    let json = format.structured();
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Tenants(TenantsCommand::Create(args)) => create(args, json).await,
@@ -111,6 +114,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Routers(RoutersCommand::Pools(args)) => routers::pools(args, json).await,
         Command::Routers(RoutersCommand::Stats(args)) => routers::stats(args, json).await,
         Command::Audit(args) => audit(args, json).await,
+        Command::Doctor(args) => doctor::doctor(args, json).await,
         Command::Completion { shell } => {
             use clap::CommandFactory as _;
             clap_complete::generate(shell, &mut Cli::command(), "tenantctl", &mut std::io::stdout());
@@ -170,7 +174,7 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
 }
 
 fn tenant_row(t: &TenantRecord) -> Vec<String> {
-    vec![
+    let mut row = vec![
         t.slug.to_string(),
         t.display_name.clone(),
         t.plan.to_string(),
@@ -180,10 +184,27 @@ fn tenant_row(t: &TenantRecord) -> Vec<String> {
             None => t.schema_name.to_string(),
         },
         t.id.to_string(),
-    ]
+    ];
+    if output::wide() {
+        row.extend([
+            t.isolation.to_string(),
+            t.cluster.clone(),
+            t.role_name.to_string(),
+            format!("{} ({})", t.pool_size, t.pool_mode),
+            t.created_at.format("%Y-%m-%d %H:%M").to_string(),
+        ]);
+    }
+    row
 }
 
-const TENANT_HEADERS: &[&str] = &["slug", "name", "plan", "status", "schema", "id"];
+/// The tenant table's headers (more with `-o wide`).
+fn tenant_headers() -> &'static [&'static str] {
+    if output::wide() {
+        &["slug", "name", "plan", "status", "schema", "id", "isolation", "cluster", "role", "pool", "created"]
+    } else {
+        &["slug", "name", "plan", "status", "schema", "id"]
+    }
+}
 
 async fn create(args: CreateArgs, json: bool) -> Result<ExitCode, CliError> {
     // Refuse bad input before touching the catalog: the answer must not depend on it being up.
@@ -248,7 +269,7 @@ fn print_tenant(tenant: &TenantRecord, json: bool) {
     if json {
         output::json(tenant);
     } else {
-        output::table(TENANT_HEADERS, &[tenant_row(tenant)]);
+        output::table(tenant_headers(), &[tenant_row(tenant)]);
         if let (TenantStatus::Failed, Some(step), Some(error)) =
             (tenant.status, &tenant.failed_step, &tenant.last_error)
         {
@@ -291,9 +312,26 @@ async fn operate_on(
 }
 
 /// The retention defaults to the control plane's (`DEPROVISION_RETENTION`).
+/// Asks the person at a terminal to confirm `what` by typing `expected` (see
+/// [`output::confirm`]); not confirmed: nothing is done, exit code 3.
+pub(crate) fn confirmed(what: &str, expected: &str, confirm: crate::cli::ConfirmArgs) -> Result<(), CliError> {
+    match output::confirm(what, expected, confirm.yes) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(CliError::invalid("not_confirmed", "not confirmed; nothing was changed")),
+        Err(e) => Err(CliError::invalid("not_confirmed", format!("could not read the confirmation: {e}"))),
+    }
+}
+
 async fn delete(args: DeleteArgs, json: bool) -> Result<ExitCode, CliError> {
+    let slug = parse_slug(&args.operation.slug)?;
     let cp = start(&args.operation.catalog).await?;
     let retention = args.retention.unwrap_or(cp.deprovision_retention);
+    let when = if retention.is_zero() {
+        "its data is dropped at once".to_owned()
+    } else {
+        format!("its data is dropped after {} (tenants restore brings it back until then)", humantime::format_duration(retention))
+    };
+    confirmed(&format!("Delete tenant {slug}: it stops answering at once; {when}."), slug.as_str(), args.confirm)?;
     operate_on(&cp, args.operation, Operation::Deprovision { retention }, json).await
 }
 
@@ -311,7 +349,7 @@ async fn list(args: ListArgs, json: bool) -> Result<ExitCode, CliError> {
     if json {
         output::json(&tenants);
     } else {
-        output::listing("tenants", TENANT_HEADERS, &tenants.iter().map(tenant_row).collect::<Vec<_>>());
+        output::listing("tenants", tenant_headers(), &tenants.iter().map(tenant_row).collect::<Vec<_>>());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -378,9 +416,9 @@ async fn show(args: ShowArgs, json: bool) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn connection_string(args: ShowArgs, json: bool) -> Result<ExitCode, CliError> {
-    let cp = start(&args.catalog).await?;
-    let tenant = find(&cp, &args.slug).await?;
+async fn connection_string(args: ConnectionStringArgs, json: bool) -> Result<ExitCode, CliError> {
+    let cp = start(&args.show.catalog).await?;
+    let tenant = find(&cp, &args.show.slug).await?;
     let name = tenant.secret_name().ok_or_else(|| {
         CliError::new(
             ErrorKind::Failed,
@@ -395,19 +433,46 @@ async fn connection_string(args: ShowArgs, json: bool) -> Result<ExitCode, CliEr
             format!("the secret of tenant {} is missing", tenant.slug),
         )
     })?;
-    let url = format!(
-        "postgresql://{}:{}@{}/{}",
-        creds.username,
-        creds.password,
-        cp.base_domain.host_for(&tenant.slug),
-        creds.dbname
-    );
+    let host = cp.base_domain.host_for(&tenant.slug);
+    if args.psql {
+        let command = psql_command(
+            &creds,
+            args.pg_host.as_deref().unwrap_or(&host),
+            args.pg_port,
+            tenant.slug.as_str(),
+            &args.pg_sslmode,
+        );
+        if json {
+            output::json(&serde_json::json!({ "slug": tenant.slug, "psql": command }));
+        } else {
+            output::line(&command);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let url = format!("postgresql://{}:{}@{host}/{}", creds.username, creds.password, creds.dbname);
     if json {
         output::json(&serde_json::json!({ "slug": tenant.slug, "connection_string": url }));
     } else {
         output::line(&url);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A psql command line reaching tenant `slug` through a router's PostgreSQL listener at
+/// `host:port` (the database name `slug` names the tenant, whatever the host), quoted for a
+/// POSIX shell.
+fn psql_command(creds: &tenancy::secrets::DbCredentials, host: &str, port: u16, slug: &str, sslmode: &str) -> String {
+    // libpq's key=value form: values in single quotes, with \ and \' escaped.
+    let value = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
+    let conninfo = format!(
+        "host={} port={port} user={} password={} dbname={} sslmode={sslmode}",
+        value(host),
+        value(&creds.username),
+        value(creds.password.as_str()),
+        value(slug),
+    );
+    // The whole conninfo as one shell word: single-quoted, each ' written as '\''.
+    format!("psql '{}'", conninfo.replace('\'', "'\\''"))
 }
 
 async fn webhook_send(args: SendArgs, json: bool) -> Result<ExitCode, CliError> {
@@ -522,7 +587,13 @@ async fn billing_events(args: EventsArgs, json: bool) -> Result<ExitCode, CliErr
 }
 
 
-async fn router_credentials(args: CatalogArgs, json: bool) -> Result<ExitCode, CliError> {
+async fn router_credentials(args: crate::cli::RouterCredentialsArgs, json: bool) -> Result<ExitCode, CliError> {
+    confirmed(
+        "Give the routers' catalog role a new password: routers still using the old one lose the catalog at once.",
+        "yes",
+        args.confirm,
+    )?;
+    let args = args.catalog;
     let cp = start(&args).await?;
     let credentials = crate::catalog::router_role::issue_credentials(&cp, &args.common.database_url)
         .await

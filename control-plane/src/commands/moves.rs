@@ -1,7 +1,7 @@
 //! `tenantctl tenants move`, `tenants moves`, `clusters drain` and `clusters remove`.
 
 use super::{find, parse_slug, start, wait_for_jobs, CliError, Deadline};
-use crate::cli::{ClusterArgs, DrainArgs, MoveArgs, ShowArgs};
+use crate::cli::{ClusterArgs, RemoveClusterArgs, DrainArgs, MoveArgs, ShowArgs};
 use crate::moves::{self, Destination, MoveRecord, MoveState};
 use crate::output;
 use std::process::ExitCode;
@@ -134,7 +134,14 @@ pub(super) async fn undrain_cluster(args: ClusterArgs, json: bool) -> Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) async fn remove_cluster(args: ClusterArgs, json: bool) -> Result<ExitCode, CliError> {
+pub(super) async fn remove_cluster(args: RemoveClusterArgs, json: bool) -> Result<ExitCode, CliError> {
+    let args_confirm = args.confirm;
+    let args = args.cluster;
+    super::confirmed(
+        &format!("Remove cluster {}: its admin secret is deleted and it is no longer used.", args.name),
+        &args.name,
+        args_confirm,
+    )?;
     let cp = start(&args.catalog).await?;
     crate::clusters::remove(&cp, &args.name, "cli").await?;
     if json {

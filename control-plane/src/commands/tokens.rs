@@ -59,6 +59,8 @@ pub(super) async fn list(args: TokenListArgs, json: bool) -> Result<ExitCode, Cl
 }
 
 pub(super) async fn revoke(args: TokenRevokeArgs, json: bool) -> Result<ExitCode, CliError> {
+    let id = args.id.to_string();
+    super::confirmed(&format!("Revoke token {id}: its next request is refused."), &id, args.confirm)?;
     let cp = start(&args.catalog).await?;
     let mut client = cp.catalog.get().await.map_err(CatalogError::from)?;
     let token = tokens::withdraw(&mut client, args.id, "cli")

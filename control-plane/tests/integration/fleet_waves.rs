@@ -262,7 +262,8 @@ async fn runs_are_started_and_watched_over_the_api() {
 
     for (path, status, code) in [
         (format!("/v1/migrations/runs/{id}?state=weird"), 400, "invalid_query"),
-        ("/v1/migrations/runs/not-a-uuid".to_owned(), 404, "not_found"),
+        ("/v1/migrations/runs/not-a-uuid".to_owned(), 400, "invalid_run_id"),
+        ("/v1/migrations/runs/ffffffff".to_owned(), 404, "not_found"),
         (format!("/v1/migrations/runs/{}", uuid::Uuid::new_v4()), 404, "not_found"),
     ] {
         let (got, answer) = call(reqwest::Method::GET, &path, None).await;

@@ -51,7 +51,7 @@ async fn suspension_resumption_and_rotation_reach_every_router_within_a_second()
     // The first router read the catalog and shared the record; the second found it in Redis.
     let metrics =
         reqwest::get(format!("http://{}/metrics", two.admin_addr)).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("tenant_router_resolutions_total{layer=\"L2\",outcome=\"Found\"}"), "{metrics}");
+    assert!(metrics.contains("tenant_router_resolutions_total{layer=\"l2\",outcome=\"found\"}"), "{metrics}");
 
     let slug = Slug::parse("acme").unwrap();
     operate(cp, &slug, &Operation::Suspend, "test").await.unwrap();
@@ -132,8 +132,8 @@ async fn suspension_resumption_and_rotation_reach_every_router_within_a_second()
     for expected in [
         "tenant_router_requests_total{status=\"2xx\"}",
         "tenant_router_requests_total{status=\"4xx\"}",
-        "tenant_router_resolutions_total{layer=\"L1\",outcome=\"Found\"}",
-        "tenant_router_resolutions_total{layer=\"Catalog\",outcome=\"Found\"}",
+        "tenant_router_resolutions_total{layer=\"l1\",outcome=\"found\"}",
+        "tenant_router_resolutions_total{layer=\"catalog\",outcome=\"found\"}",
         "tenant_router_redis_connected 1",
         "tenant_router_connection_budget 100",
         "tenant_router_checkout_wait_seconds_count",

@@ -6,6 +6,7 @@
 
 mod billing;
 mod budget;
+mod cli_habits;
 mod clusters;
 mod console;
 mod degraded;

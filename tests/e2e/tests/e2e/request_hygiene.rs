@@ -101,7 +101,7 @@ async fn catalog_misses(router: &tenant_router::http::RunningRouter) -> u64 {
         reqwest::get(format!("http://{}/metrics", router.admin_addr)).await.unwrap().text().await.unwrap();
     text.lines()
         .find_map(|l| {
-            l.strip_prefix("tenant_router_resolutions_total{layer=\"Catalog\",outcome=\"NotFound\"} ")
+            l.strip_prefix("tenant_router_resolutions_total{layer=\"catalog\",outcome=\"not_found\"} ")
         })
         .map_or(0, |n| n.parse().unwrap())
 }

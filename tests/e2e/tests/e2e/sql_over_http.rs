@@ -557,7 +557,7 @@ async fn a_thousand_concurrent_first_requests_cost_one_catalog_lookup() {
         reqwest::get(format!("http://{}/metrics", router.admin_addr)).await.unwrap().text().await.unwrap();
     let catalog = metrics
         .lines()
-        .find(|l| l.starts_with("tenant_router_resolutions_total{layer=\"Catalog\",outcome=\"Found\"}"))
+        .find(|l| l.starts_with("tenant_router_resolutions_total{layer=\"catalog\",outcome=\"found\"}"))
         .unwrap_or_else(|| panic!("{metrics}"));
     assert!(catalog.ends_with(" 1"), "{catalog}");
 }

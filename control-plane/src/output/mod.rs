@@ -1,6 +1,44 @@
-//! What the CLI prints: human tables by default, JSON with `--json`, progress on stderr.
+//! What the CLI prints: human tables by default (more columns with `-o wide`), JSON with
+//! `--json` or `-o json`, YAML with `-o yaml`; progress on stderr.
+
+mod yaml;
 
 use std::io::{IsTerminal as _, Write as _};
+use std::sync::OnceLock;
+
+/// How a command prints what it found (`-o`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// The table with more columns.
+    Wide,
+    Json,
+    Yaml,
+}
+
+impl Format {
+    /// Whether the command prints a document (JSON or YAML) rather than a table.
+    pub(crate) fn structured(self) -> bool {
+        matches!(self, Self::Json | Self::Yaml)
+    }
+}
+
+static FORMAT: OnceLock<Format> = OnceLock::new();
+
+/// Sets the output format for the rest of the process (the first call wins).
+pub(crate) fn set_format(format: Format) {
+    let _ = FORMAT.set(format);
+}
+
+fn format() -> Format {
+    FORMAT.get().copied().unwrap_or(Format::Table)
+}
+
+/// Whether tables should show their extra columns (`-o wide`).
+pub(crate) fn wide() -> bool {
+    format() == Format::Wide
+}
 
 /// Writes one line to stdout (ignoring a closed pipe, as `head` users expect).
 pub(crate) fn line(text: &str) {
@@ -8,13 +46,19 @@ pub(crate) fn line(text: &str) {
     let _ = writeln!(out, "{text}");
 }
 
-/// Writes `value` as pretty JSON to stdout.
+/// Writes `value` as a document to stdout: pretty JSON, or YAML with `-o yaml`.
 pub(crate) fn json(value: &impl serde::Serialize) {
-    line(&serde_json::to_string_pretty(value).unwrap_or_default());
+    if format() == Format::Yaml {
+        let value = serde_json::to_value(value).unwrap_or_default();
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(yaml::to_yaml(&value).as_bytes());
+    } else {
+        line(&serde_json::to_string_pretty(value).unwrap_or_default());
+    }
 }
 
-/// Writes a command's failure: `{"error": {"code", "message"}}` on stdout with `--json`, else a
-/// note for people on stderr.
+/// Writes a command's failure: `{"error": {"code", "message"}}` on stdout with `--json` (or
+/// `-o yaml`), else a note for people on stderr.
 pub(crate) fn error(code: &str, message: &str, json: bool) {
     if json {
         self::json(&serde_json::json!({ "error": { "code": code, "message": message } }));
@@ -27,6 +71,25 @@ pub(crate) fn error(code: &str, message: &str, json: bool) {
 pub(crate) fn note(text: &str) {
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "{text}");
+}
+
+/// Asks the person at the terminal to type `expected` to go on with what `what` describes;
+/// `Ok(true)` when they did, when `yes` (`--yes`) or when there is no terminal to ask on
+/// (scripts and pipelines are not asked).
+pub(crate) fn confirm(what: &str, expected: &str, yes: bool) -> std::io::Result<bool> {
+    use std::io::BufRead as _;
+    if yes || !std::io::stdin().is_terminal() {
+        return Ok(true);
+    }
+    {
+        let mut err = std::io::stderr().lock();
+        writeln!(err, "{what}")?;
+        write!(err, "Type {expected} to confirm (or run with --yes): ")?;
+        err.flush()?;
+    }
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(answer.trim() == expected)
 }
 
 /// A listing: `rows` as a [`table`], or `No <what> found.` (as kubectl says) when there are none.
