@@ -203,6 +203,12 @@ pub(crate) struct RouterAdminArgs {
     /// Give up on a router that has not answered after this long.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub(crate) timeout: std::time::Duration,
+    /// Ask again every --interval until interrupted (on a terminal, in place).
+    #[arg(long, short = 'w')]
+    pub(crate) watch: bool,
+    /// How often --watch asks.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub(crate) interval: std::time::Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -690,6 +696,13 @@ pub(crate) struct StatusArgs {
     /// List every tenant of the run, not only those not done.
     #[arg(long)]
     pub(crate) all: bool,
+    /// Show the run again every --interval until it ends (on a terminal, in place); the exit
+    /// code is then 0 for a completed run, 1 otherwise.
+    #[arg(long, short = 'w')]
+    pub(crate) watch: bool,
+    /// How often --watch looks again.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub(crate) interval: std::time::Duration,
     #[command(flatten)]
     pub(crate) catalog: CatalogArgs,
 }

@@ -231,13 +231,39 @@ pub(super) async fn status(args: StatusArgs, json: bool) -> Result<ExitCode, Cli
         Some(raw) => Some(fleet::resolve_run(&cp, raw).await?),
         None => None,
     };
-    let status = fleet::status(&cp, run, (!args.all).then_some(&ItemState::NOT_DONE[..]))
+    let states = (!args.all).then_some(&ItemState::NOT_DONE[..]);
+    let Some(interval) = args.watch.then_some(args.interval) else {
+        print_status(&run_status(&cp, run, states).await?, json);
+        return Ok(ExitCode::SUCCESS);
+    };
+    // The run watched stays the one first shown, even if another starts meanwhile.
+    let run = Some(run_status(&cp, run, Some(&[])).await?.run.id);
+    let mut watch = output::Watch::new(interval);
+    loop {
+        let status = run_status(&cp, run, states).await?;
+        watch.frame(|| print_status(&status, json));
+        if status.state != "running" {
+            return Ok(if status.state == "completed" { ExitCode::SUCCESS } else { ExitCode::from(1) });
+        }
+        watch.wait().await;
+    }
+}
+
+async fn run_status(
+    cp: &crate::control_plane::ControlPlane,
+    run: Option<uuid::Uuid>,
+    states: Option<&[ItemState]>,
+) -> Result<fleet::RunStatus, CliError> {
+    fleet::status(cp, run, states)
         .await
         .map_err(CliError::from)?
-        .ok_or_else(|| CliError::new(ErrorKind::NotFound, "not_found", "no such fleet migration run"))?;
+        .ok_or_else(|| CliError::new(ErrorKind::NotFound, "not_found", "no such fleet migration run"))
+}
+
+fn print_status(status: &fleet::RunStatus, json: bool) {
     if json {
-        output::json(&status);
-        return Ok(ExitCode::SUCCESS);
+        output::json(status);
+        return;
     }
     let run = &status.run;
     let summary = status.counts.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ");
@@ -267,7 +293,6 @@ pub(super) async fn status(args: StatusArgs, json: bool) -> Result<ExitCode, Cli
     if status.state == "interrupted" {
         output::line(&format!("its process is gone: tenantctl migrate resume {}", run.id));
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 pub(super) async fn halt(args: HaltArgs, json: bool) -> Result<ExitCode, CliError> {

@@ -114,9 +114,39 @@ const STATS_HEADERS: &[&str] = &[
 
 /// `tenantctl routers pools`.
 pub(super) async fn pools(args: RouterAdminArgs, json: bool) -> Result<ExitCode, CliError> {
-    let answers = ask(&args, "pools").await?;
+    view(&args, "pools", json, show_pools).await
+}
+
+/// `tenantctl routers stats`.
+pub(super) async fn stats(args: RouterAdminArgs, json: bool) -> Result<ExitCode, CliError> {
+    view(&args, "stats", json, show_stats).await
+}
+
+/// Asks the routers for `path` and shows their answers with `show` once, or with `--watch`
+/// again every `--interval` until interrupted (Ctrl-C), as `watch` and `kubectl get -w` do.
+async fn view(
+    args: &RouterAdminArgs,
+    path: &str,
+    json: bool,
+    show: fn(Vec<Answer>, bool) -> bool,
+) -> Result<ExitCode, CliError> {
+    let Some(interval) = args.watch.then_some(args.interval) else {
+        return Ok(exit(show(ask(args, path).await?, json)));
+    };
+    let mut watch = output::Watch::new(interval);
+    loop {
+        let answers = ask(args, path).await?;
+        watch.frame(|| {
+            show(answers, json);
+        });
+        watch.wait().await;
+    }
+}
+
+/// Prints the routers' pools; whether every router answered.
+fn show_pools(answers: Vec<Answer>, json: bool) -> bool {
     if json {
-        return Ok(print_json(answers));
+        return print_json(answers);
     }
     let (mut budgets, mut pools) = (Vec::new(), Vec::new());
     let all_answered = each_answer::<PoolsAnswer>(answers, |router, answer| {
@@ -158,14 +188,13 @@ pub(super) async fn pools(args: RouterAdminArgs, json: bool) -> Result<ExitCode,
     output::table(BUDGET_HEADERS, &budgets);
     output::line("");
     output::table(POOL_HEADERS, &pools);
-    Ok(exit(all_answered))
+    all_answered
 }
 
-/// `tenantctl routers stats`.
-pub(super) async fn stats(args: RouterAdminArgs, json: bool) -> Result<ExitCode, CliError> {
-    let answers = ask(&args, "stats").await?;
+/// Prints the routers' pool counters; whether every router answered.
+fn show_stats(answers: Vec<Answer>, json: bool) -> bool {
     if json {
-        return Ok(print_json(answers));
+        return print_json(answers);
     }
     let mut rows = Vec::new();
     let all_answered = each_answer::<StatsAnswer>(answers, |router, answer| {
@@ -186,7 +215,7 @@ pub(super) async fn stats(args: RouterAdminArgs, json: bool) -> Result<ExitCode,
         }));
     });
     output::table(STATS_HEADERS, &rows);
-    Ok(exit(all_answered))
+    all_answered
 }
 
 /// Asks every router of `args` for `path` at once.
@@ -203,10 +232,11 @@ async fn ask(args: &RouterAdminArgs, path: &str) -> Result<Vec<Answer>, CliError
     })
 }
 
-fn print_json(answers: Vec<Answer>) -> ExitCode {
+/// Prints every router's answer as one JSON document; whether every router answered.
+fn print_json(answers: Vec<Answer>) -> bool {
     let (json, all_answered) = crate::routers::answers_json(answers);
     output::json(&json);
-    exit(all_answered)
+    all_answered
 }
 
 /// Hands each router's answer, read as `T`, to `show`; reports the routers that gave none on

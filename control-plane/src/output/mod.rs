@@ -73,6 +73,44 @@ pub(crate) fn note(text: &str) {
     let _ = writeln!(err, "{text}");
 }
 
+/// `--watch`: the same view printed again every interval; on a terminal it replaces the
+/// previous one (with the time it was taken), elsewhere the views follow each other.
+pub(crate) struct Watch {
+    interval: std::time::Duration,
+    terminal: bool,
+    frames: usize,
+}
+
+impl Watch {
+    pub(crate) fn new(interval: std::time::Duration) -> Self {
+        let interval = interval.max(std::time::Duration::from_millis(200));
+        Self { interval, terminal: std::io::stdout().is_terminal() && format() != Format::Json, frames: 0 }
+    }
+
+    /// Prints one view with `print`.
+    pub(crate) fn frame(&mut self, print: impl FnOnce()) {
+        if self.terminal {
+            // Home, clear the screen, then the view under a line saying when it was taken.
+            let mut out = std::io::stdout().lock();
+            let _ = write!(out, "\x1b[H\x1b[2J");
+            let _ = writeln!(
+                out,
+                "Every {}: {}\n",
+                humantime::format_duration(self.interval),
+                chrono::Local::now().format("%H:%M:%S")
+            );
+        } else if self.frames > 0 && format() != Format::Json {
+            line("");
+        }
+        print();
+        self.frames += 1;
+    }
+
+    pub(crate) async fn wait(&self) {
+        tokio::time::sleep(self.interval).await;
+    }
+}
+
 /// Asks the person at the terminal to type `expected` to go on with what `what` describes;
 /// `Ok(true)` when they did, when `yes` (`--yes`) or when there is no terminal to ask on
 /// (scripts and pipelines are not asked).

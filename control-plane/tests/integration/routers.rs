@@ -123,6 +123,25 @@ async fn tenantctl_shows_each_routers_pools_and_reports_a_router_that_does_not_a
     );
     assert!(run.stderr.contains(&format!("error: router {dead}: could not reach it")), "{run}");
 
+    // --watch asks again every interval until interrupted: two views in a moment.
+    let watching = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantctl"))
+        .args(["routers", "pools", "--watch", "--interval", "200ms", "--router", &live])
+        .env_remove("TENANTCTL_ROUTERS")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = watching.id().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    std::process::Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap();
+    let watched = tokio::time::timeout(std::time::Duration::from_secs(10), watching.wait_with_output())
+        .await
+        .expect("the watch stops when interrupted")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&watched.stdout);
+    let views = stdout.lines().filter(|l| l.starts_with("ROUTER") && l.contains(" MAX ")).count();
+    assert!(views >= 2, "views of the budget: {}", String::from_utf8_lossy(&watched.stdout));
+
     // A malformed router address is refused before anyone is asked.
     let run = tenantctl(&["routers", "pools", "--router", "ftp://router"], None).await;
     assert_eq!(run.code, Some(3), "{run}");

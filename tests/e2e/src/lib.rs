@@ -296,8 +296,8 @@ pub fn catalog_flags(db: &TestDb, common: &CommonSettings) -> Vec<String> {
 }
 
 /// Runs the `tenantctl` binary `program` (a test's `env!("CARGO_BIN_EXE_tenantctl-under-test")`)
-/// with `args`, `--json` and the flags of [`catalog_flags`]; its exit code and the JSON it
-/// printed.
+/// with `args`, `--json` and the flags of [`catalog_flags`]; its exit code and the (last) JSON
+/// document it printed.
 pub async fn tenantctl_json(
     program: &str,
     args: &[&str],
@@ -312,9 +312,18 @@ pub async fn tenantctl_json(
         .output()
         .await
         .unwrap_or_else(|e| panic!("tenantctl: {e}"));
-    let parsed = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!("tenantctl {args:?} printed no JSON ({e}): {}", String::from_utf8_lossy(&output.stderr))
-    });
+    // The last document (`--watch` prints one per view).
+    let parsed = serde_json::Deserializer::from_slice(&output.stdout)
+        .into_iter::<serde_json::Value>()
+        .last()
+        .and_then(Result::ok)
+        .unwrap_or_else(|| {
+            panic!(
+                "tenantctl {args:?} printed no JSON: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
     (output.status.code().unwrap_or(-1), parsed)
 }
 

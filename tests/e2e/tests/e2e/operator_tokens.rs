@@ -221,6 +221,9 @@ async fn a_run_is_halted_and_resumed_over_the_api_and_named_by_a_prefix_of_its_i
     let (status, resumed) = api.call(&operator, Method::POST, &format!("/v1/migrations/runs/{prefix}/resume"), None).await;
     assert_eq!(status, 202, "{resumed}");
     assert_eq!(resumed["halt_requested_by"], Value::Null);
+    // Watched from the command line to its end: a view per interval, exit 0 once completed.
+    let (code, last) = tenantctl(&["migrate", "status", prefix, "--watch", "--interval", "200ms"], &db, &common).await;
+    assert_eq!((code, &last["state"]), (0, &json!("completed")), "the watch ends with the run: {last}");
     let finished = wait_for_run(&api, &operator, &id, |run| run["state"] != json!("running")).await;
     assert_eq!(finished["state"], json!("completed"), "{finished}");
     assert_eq!(finished["counts"], json!({"done": 6}));
