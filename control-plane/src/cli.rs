@@ -647,9 +647,10 @@ pub(crate) struct HaltArgs {
 /// Which tenants a run covers: all active and suspended ones, or those matching every filter.
 #[derive(Debug, Args)]
 pub(crate) struct SelectionArgs {
-    /// Only this tenant (slug).
-    #[arg(long)]
-    pub(crate) tenant: Option<tenancy::domain::Slug>,
+    /// Only these tenants (slugs): repeat the flag, or separate them with commas
+    /// (`--tenant acme,globex`).
+    #[arg(long = "tenant", value_name = "SLUG", value_delimiter = ',')]
+    pub(crate) tenants: Vec<tenancy::domain::Slug>,
     /// Only tenants on this plan.
     #[arg(long)]
     pub(crate) plan: Option<tenancy::domain::PlanName>,

@@ -294,19 +294,40 @@ pub(crate) struct Candidate {
 /// Which tenants a run covers: all live ones, or those matching every filter given; and
 /// whether it moves the clusters' template databases too (a whole-fleet run always does).
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
+#[serde(default, from = "StoredSelection")]
 pub struct Selection {
-    pub tenant: Option<String>,
+    /// Only these tenants (slugs); empty: no such filter.
+    pub tenants: Vec<String>,
     pub plan: Option<String>,
     pub cluster: Option<String>,
     /// Also the templates of the selection's clusters.
     pub templates: bool,
 }
 
+/// A selection as the ledger keeps it: runs from before several tenants could be named have
+/// one `tenant`.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct StoredSelection {
+    tenants: Vec<String>,
+    tenant: Option<String>,
+    plan: Option<String>,
+    cluster: Option<String>,
+    templates: bool,
+}
+
+impl From<StoredSelection> for Selection {
+    fn from(stored: StoredSelection) -> Self {
+        let mut tenants = stored.tenants;
+        tenants.extend(stored.tenant);
+        Self { tenants, plan: stored.plan, cluster: stored.cluster, templates: stored.templates }
+    }
+}
+
 impl Selection {
     /// No filter: every live tenant.
     pub(crate) fn is_whole_fleet(&self) -> bool {
-        self.tenant.is_none() && self.plan.is_none() && self.cluster.is_none()
+        self.tenants.is_empty() && self.plan.is_none() && self.cluster.is_none()
     }
 }
 
@@ -321,7 +342,7 @@ pub(crate) async fn select(
         "SELECT {}, t.schema_version, 1::int2
            FROM control.tenants t
           WHERE t.status IN ('active', 'suspended')
-            AND ($1::text IS NULL OR t.slug = $1)
+            AND (cardinality($1::text[]) = 0 OR t.slug = ANY($1))
             AND ($2::text IS NULL OR t.plan = $2)
             AND ($3::text IS NULL OR t.cluster = $3)
             AND ($4::uuid IS NULL OR NOT EXISTS (SELECT 1 FROM control.migration_items i
@@ -329,7 +350,7 @@ pub(crate) async fn select(
           ORDER BY t.slug",
         tenancy::catalog::TENANT_COLUMNS
     );
-    candidates(client, &sql, &[&selection.tenant, &selection.plan, &selection.cluster, &not_in_run]).await
+    candidates(client, &sql, &[&selection.tenants, &selection.plan, &selection.cluster, &not_in_run]).await
 }
 
 async fn candidates(
@@ -557,4 +578,20 @@ pub(crate) async fn reopen_run(client: &impl GenericClient, run: Uuid) -> Result
         )
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Selection;
+
+    #[test]
+    fn runs_recorded_with_one_tenant_read_as_a_selection_of_that_tenant() {
+        let old: Selection = serde_json::from_str(r#"{"tenant":"acme","plan":null,"templates":false}"#).unwrap();
+        assert_eq!(old.tenants, ["acme"]);
+        let whole: Selection = serde_json::from_str(r#"{"tenant":null,"plan":null,"cluster":null}"#).unwrap();
+        assert!(whole.is_whole_fleet());
+        let new = Selection { tenants: vec!["a".into(), "b".into()], ..Default::default() };
+        let back: Selection = serde_json::from_value(serde_json::to_value(&new).unwrap()).unwrap();
+        assert_eq!(back.tenants, ["a", "b"]);
+    }
 }

@@ -14,7 +14,7 @@ const LISTED: usize = 50;
 
 fn selection(args: SelectionArgs) -> fleet_runs::Selection {
     fleet_runs::Selection {
-        tenant: args.tenant.map(|s| s.to_string()),
+        tenants: args.tenants.iter().map(ToString::to_string).collect(),
         plan: args.plan.map(|p| p.to_string()),
         cluster: args.cluster.map(|c| c.to_string()),
         templates: args.include_templates,

@@ -21,6 +21,8 @@ use utoipa::{IntoParams, ToSchema};
 pub(crate) struct StartRun {
     /// Only this tenant (slug).
     pub(crate) tenant: Option<String>,
+    /// Only these tenants (slugs), with `tenant` if given too.
+    pub(crate) tenants: Option<Vec<String>>,
     /// Only tenants on this plan.
     pub(crate) plan: Option<String>,
     /// Only tenants on this cluster.
@@ -130,8 +132,9 @@ pub(crate) struct ItemsQuery {
 
 fn options(body: StartRun) -> Result<fleet::ApplyOptions, ApiError> {
     let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_options", message);
-    if let Some(tenant) = &body.tenant {
-        tenancy::domain::Slug::parse(tenant).map_err(|e| bad(format!("tenant: {e}")))?;
+    let tenants: Vec<String> = body.tenants.unwrap_or_default().into_iter().chain(body.tenant).collect();
+    for tenant in &tenants {
+        tenancy::domain::Slug::parse(tenant).map_err(|e| bad(format!("tenant {tenant:?}: {e}")))?;
     }
     if let Some(plan) = &body.plan {
         tenancy::domain::PlanName::parse(plan).map_err(|e| bad(format!("plan: {e}")))?;
@@ -144,7 +147,7 @@ fn options(body: StartRun) -> Result<fleet::ApplyOptions, ApiError> {
     let concurrency = body.concurrency.unwrap_or(defaults.concurrency);
     Ok(fleet::ApplyOptions {
         selection: fleet_runs::Selection {
-            tenant: body.tenant,
+            tenants,
             plan: body.plan,
             cluster: body.cluster,
             templates: body.include_templates.unwrap_or(false),

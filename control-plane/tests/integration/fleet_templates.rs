@@ -80,7 +80,7 @@ impl Setup {
 }
 
 fn only(tenant: &str) -> ApplyOptions {
-    ApplyOptions { selection: Selection { tenant: Some(tenant.to_owned()), ..Default::default() }, ..all(2) }
+    ApplyOptions { selection: Selection { tenants: vec![tenant.to_owned()], ..Default::default() }, ..all(2) }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -79,7 +79,7 @@ async fn tenants_are_placed_on_registered_clusters_and_served_from_there() {
     // is recorded as done without a connection.
     let only = |tenant: &str, plan: Option<&str>| control_plane::fleet::ApplyOptions {
         selection: control_plane::fleet::Selection {
-            tenant: Some(tenant.to_owned()),
+            tenants: vec![tenant.to_owned()],
             plan: plan.map(str::to_owned),
             ..Default::default()
         },

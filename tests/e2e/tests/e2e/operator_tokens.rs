@@ -193,6 +193,10 @@ async fn a_run_is_halted_and_resumed_over_the_api_and_named_by_a_prefix_of_its_i
     let (_, page) = api.call(&operator, Method::GET, "/v1/tenants?schema_version=2", None).await;
     assert_eq!(page["tenants"], json!([]));
 
+    // Several tenants named on the command line: repeated, or separated by commas.
+    let (code, plan) = tenantctl(&["migrate", "plan", "--tenant", "run-0,run-1", "--tenant", "run-4"], &db, &common).await;
+    assert_eq!((code, &plan["tenants"]), (0, &json!(3)), "{plan}");
+
     // Start one tenant at a time, halt it once it has begun.
     let (status, run) =
         api.call(&operator, Method::POST, "/v1/migrations/runs", Some(json!({"concurrency": 1}))).await;
