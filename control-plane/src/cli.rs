@@ -14,7 +14,11 @@ Exit codes:
   4  not found
   5  conflict (duplicate slug or subscription)
   6  a dependency is unavailable (catalog, secret store, webhook endpoint)
-  7  timed out waiting (--timeout): the work stays queued, a running `tenantctl serve` does it";
+  7  timed out waiting (--timeout): the work stays queued, a running `tenantctl serve` does it
+
+Every command takes -o table|wide|json|yaml (or --json). `-h` shows a command's own options;
+`--help` also the global ones and the settings (catalog, Redis, secret store, directories), each
+of which can be set from its environment variable instead.";
 
 /// tenantctl: the control plane of schema-per-tenant PostgreSQL.
 ///
@@ -26,10 +30,19 @@ Exit codes:
 pub struct Cli {
     /// Print machine-readable JSON instead of tables (errors too); anywhere on the command
     /// line, e.g. `tenantctl tenants list --json`. The same as `-o json`.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options", hide_short_help = true)]
     pub(crate) json: bool,
     /// Output format: table (default), wide (more columns), json or yaml (errors too).
-    #[arg(short = 'o', long = "output", global = true, value_enum, value_name = "FORMAT", conflicts_with = "json")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        global = true,
+        value_enum,
+        value_name = "FORMAT",
+        conflicts_with = "json",
+        help_heading = "Global options",
+        hide_short_help = true
+    )]
     pub(crate) output: Option<crate::output::Format>,
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -38,7 +51,11 @@ pub struct Cli {
 impl Cli {
     /// The output format asked for (`--json` is `-o json`).
     pub(crate) fn format(&self) -> crate::output::Format {
-        self.output.unwrap_or(if self.json { crate::output::Format::Json } else { crate::output::Format::Table })
+        self.output.unwrap_or(if self.json {
+            crate::output::Format::Json
+        } else {
+            crate::output::Format::Table
+        })
     }
 }
 

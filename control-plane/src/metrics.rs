@@ -78,10 +78,12 @@ impl Default for Metrics {
         let errors = Family::<ErrorLabels, Counter>::default();
         let tenants = Family::<StatusLabels, Gauge>::default();
         // 1 ms to ~33 s.
-        let http_duration: Family<HttpLabels, Histogram, fn() -> Histogram> = Family::new_with_constructor(|| {
-            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 16))
-        });
-        let fleet_run = FleetRunGauges { tenants: Family::default(), running: Gauge::default(), rate: Gauge::default() };
+        let http_duration: Family<HttpLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| {
+                Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 16))
+            });
+        let fleet_run =
+            FleetRunGauges { tenants: Family::default(), running: Gauge::default(), rate: Gauge::default() };
         registry.register("http_requests", "HTTP requests by route and status class", http_requests.clone());
         registry.register(
             "http_request_duration_seconds",
@@ -93,7 +95,11 @@ impl Default for Metrics {
             "Tenants of the latest fleet migration run by state (done, failed, remaining)",
             fleet_run.tenants.clone(),
         );
-        registry.register("fleet_run_running", "1 while the latest fleet migration run is running", fleet_run.running.clone());
+        registry.register(
+            "fleet_run_running",
+            "1 while the latest fleet migration run is running",
+            fleet_run.running.clone(),
+        );
         registry.register(
             "fleet_run_rate",
             "Tenants of the latest fleet migration run finished per second over the last minute",

@@ -9,44 +9,73 @@ use std::time::Duration;
 pub struct ProvisioningSettings {
     /// Prefix of every PostgreSQL role this deployment creates (roles are cluster-wide):
     /// tenant roles are <prefix>_<slug>, the schema owner is <prefix>_owner.
-    #[arg(long, env = "TENANT_ROLE_PREFIX", default_value = "tenant", value_parser = parse_role_prefix)]
+    #[arg(hide_short_help = true, help_heading = "Settings (each also from its environment variable; -h hides them)", long, env = "TENANT_ROLE_PREFIX", default_value = "tenant", value_parser = parse_role_prefix)]
     pub(crate) role_prefix: String,
 
     /// Directory of the tenant schema migrations (refinery files V<n>__<name>.sql).
-    #[arg(long, env = "TENANT_MIGRATIONS_DIR", default_value = "migrations")]
+    #[arg(
+        hide_short_help = true,
+        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        long,
+        env = "TENANT_MIGRATIONS_DIR",
+        default_value = "migrations"
+    )]
     pub migrations_dir: PathBuf,
 
     /// Directory of the plan templates (<plan>.toml, with `extends`).
-    #[arg(long, env = "TENANT_TEMPLATES_DIR", default_value = "tenant-templates")]
+    #[arg(
+        hide_short_help = true,
+        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        long,
+        env = "TENANT_TEMPLATES_DIR",
+        default_value = "tenant-templates"
+    )]
     pub(crate) templates_dir: PathBuf,
 
     /// How long a deprovisioned tenant's data is kept before it is dropped (billing
     /// cancellations and `tenants delete` without --retention).
-    #[arg(long, env = "DEPROVISION_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    #[arg(hide_short_help = true, help_heading = "Settings (each also from its environment variable; -h hides them)", long, env = "DEPROVISION_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
     pub(crate) deprovision_retention: Duration,
 
     /// Directory where a `pg_dump` archive of each tenant is written before its data is dropped
     /// (no archive when unset).
-    #[arg(long, env = "DEPROVISION_ARCHIVE_DIR")]
+    #[arg(
+        hide_short_help = true,
+        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        long,
+        env = "DEPROVISION_ARCHIVE_DIR"
+    )]
     pub archive_dir: Option<PathBuf>,
 
     /// The `pg_dump` program used for archives and for moves by dump (`tenants move --method
     /// dump`); at least the clusters' major version.
-    #[arg(long, env = "PG_DUMP", default_value = "pg_dump")]
+    #[arg(
+        hide_short_help = true,
+        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        long,
+        env = "PG_DUMP",
+        default_value = "pg_dump"
+    )]
     pub pg_dump: PathBuf,
 
     /// The `pg_restore` program used for moves by dump.
-    #[arg(long, env = "PG_RESTORE", default_value = "pg_restore")]
+    #[arg(
+        hide_short_help = true,
+        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        long,
+        env = "PG_RESTORE",
+        default_value = "pg_restore"
+    )]
     pub pg_restore: PathBuf,
 
     /// Longest a move's switch may hold a tenant's new requests (they wait in the routers,
     /// they do not fail). A switch that cannot finish in time is undone, and tried again.
-    #[arg(long, env = "MOVE_PAUSE_MAX", default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(hide_short_help = true, help_heading = "Settings (each also from its environment variable; -h hides them)", long, env = "MOVE_PAUSE_MAX", default_value = "2s", value_parser = humantime::parse_duration)]
     pub move_pause_max: Duration,
 
     /// How long a moved tenant's old copy is kept (read-only: its roles cannot log in) before
     /// it is dropped, unless the move was asked to drop it at once (`--drop-source`).
-    #[arg(long, env = "MOVE_SOURCE_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    #[arg(hide_short_help = true, help_heading = "Settings (each also from its environment variable; -h hides them)", long, env = "MOVE_SOURCE_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
     pub(crate) move_source_retention: Duration,
 }
 

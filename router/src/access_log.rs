@@ -88,7 +88,11 @@ pub(crate) async fn observe(State(state): State<AppState>, request: Request, nex
     let status = response.status().as_u16();
     let class = StatusLabels::of(status).status;
     state.metrics.requests.get_or_create(&StatusLabels { status: class }).inc();
-    state.metrics.request_duration.get_or_create(&RequestLabels { route, status: class }).observe(elapsed.as_secs_f64());
+    state
+        .metrics
+        .request_duration
+        .get_or_create(&RequestLabels { route, status: class })
+        .observe(elapsed.as_secs_f64());
     if state.access_log.pick(status) {
         let bytes_out = axum::body::HttpBody::size_hint(response.body()).exact();
         tracing::info!(
@@ -119,6 +123,8 @@ mod tests {
         let none = Sampler::new(0.0);
         assert!(!none.pick(404) && none.pick(500) && none.pick(503));
         assert_eq!(parse_fraction("0.01"), Ok(0.01));
-        assert!(parse_fraction("2").is_err() && parse_fraction("-0.1").is_err() && parse_fraction("x").is_err());
+        assert!(
+            parse_fraction("2").is_err() && parse_fraction("-0.1").is_err() && parse_fraction("x").is_err()
+        );
     }
 }

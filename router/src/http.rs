@@ -66,7 +66,6 @@ async fn drain_oversized(
     axum::response::IntoResponse::into_response((axum::http::StatusCode::PAYLOAD_TOO_LARGE, message))
 }
 
-
 /// The admin application.
 pub fn admin_app(state: AppState) -> axum::Router {
     axum::Router::new()

@@ -34,33 +34,69 @@ pub enum SecretsBackend {
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonSettings {
     /// Catalog database URL, e.g. postgres://user:password@host:5432/tenancy.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        hide_short_help = true,
+        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        long,
+        env = "DATABASE_URL",
+        hide_env_values = true
+    )]
     pub database_url: Secret,
 
     /// PEM file of the CA certificates that PostgreSQL servers' certificates are checked
     /// against under sslmode=verify-ca or verify-full (e.g. Amazon RDS's global-bundle.pem).
     /// Without it those modes refuse every server; other modes do not need it.
-    #[arg(long, env = "PG_SSL_ROOT_CERT")]
+    #[arg(
+        hide_short_help = true,
+        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        long,
+        env = "PG_SSL_ROOT_CERT"
+    )]
     pub pg_ssl_root_cert: Option<std::path::PathBuf>,
 
     /// Redis URL for the routing cache and invalidation messages; without it routers rely on
     /// their in-process cache and the catalog.
-    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    #[arg(
+        hide_short_help = true,
+        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        long,
+        env = "REDIS_URL",
+        hide_env_values = true
+    )]
     pub redis_url: Option<Secret>,
 
     /// Prefix of every Redis key and channel this deployment uses.
-    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "tenancy:")]
+    #[arg(
+        hide_short_help = true,
+        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        long,
+        env = "REDIS_KEY_PREFIX",
+        default_value = "tenancy:"
+    )]
     pub redis_key_prefix: String,
 
     /// Domain under which each tenant has its subdomain: <slug>.<TENANT_BASE_DOMAIN>.
-    #[arg(long, env = "TENANT_BASE_DOMAIN", default_value = "app.localhost")]
+    #[arg(
+        hide_short_help = true,
+        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        long,
+        env = "TENANT_BASE_DOMAIN",
+        default_value = "app.localhost"
+    )]
     pub tenant_base_domain: BaseDomain,
 
     #[command(flatten)]
     pub secrets: SecretsSettings,
 
     /// Log format: `text` for people, `json` for log pipelines.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        hide_short_help = true,
+        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        long,
+        env = "LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     pub log_format: crate::telemetry::LogFormat,
 }
 
@@ -75,29 +111,57 @@ impl CommonSettings {
 #[derive(Debug, Clone, clap::Args)]
 pub struct SecretsSettings {
     /// Secret store backend.
-    #[arg(long, env = "SECRETS_BACKEND", value_enum, default_value = "local")]
+    #[arg(
+        hide_short_help = true,
+        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        long,
+        env = "SECRETS_BACKEND",
+        value_enum,
+        default_value = "local"
+    )]
     pub secrets_backend: SecretsBackend,
 
     /// Prefix of secret names: <SECRETS_PREFIX>/tenants/<tenant-id>/postgres.
-    #[arg(long, env = "SECRETS_PREFIX", default_value = "tenancy", value_parser = SecretsPrefix::parse)]
+    #[arg(hide_short_help = true, help_heading = "Settings (each also from its environment variable; -h hides them)", long, env = "SECRETS_PREFIX", default_value = "tenancy", value_parser = SecretsPrefix::parse)]
     pub secrets_prefix: SecretsPrefix,
 
     /// Key of the local secret store: base64 of 32 random bytes (`openssl rand -base64 32`).
-    #[arg(long, env = "SECRETS_LOCAL_KEY", hide_env_values = true)]
+    #[arg(
+        hide_short_help = true,
+        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        long,
+        env = "SECRETS_LOCAL_KEY",
+        hide_env_values = true
+    )]
     pub secrets_local_key: Option<Secret>,
 
     /// File holding the local secret store key (instead of SECRETS_LOCAL_KEY).
-    #[arg(long, env = "SECRETS_LOCAL_KEY_FILE")]
+    #[arg(
+        hide_short_help = true,
+        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        long,
+        env = "SECRETS_LOCAL_KEY_FILE"
+    )]
     pub secrets_local_key_file: Option<PathBuf>,
 
     /// AWS region of Secrets Manager (else the standard AWS configuration decides). Credentials
     /// come from the standard chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile, or the
     /// task's IAM role.
-    #[arg(long, env = "AWS_REGION")]
+    #[arg(
+        hide_short_help = true,
+        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        long,
+        env = "AWS_REGION"
+    )]
     pub aws_region: Option<String>,
 
     /// Secrets Manager endpoint instead of AWS's (e.g. a local moto_server for tests).
-    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    #[arg(
+        hide_short_help = true,
+        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        long,
+        env = "AWS_ENDPOINT_URL"
+    )]
     pub aws_endpoint_url: Option<String>,
 }
 
@@ -109,19 +173,18 @@ impl SecretsSettings {
                 AwsSecretStore::new(self.aws_region.clone(), self.aws_endpoint_url.clone()).await,
             )),
             SecretsBackend::Local => {
-                let key = match (&self.secrets_local_key, &self.secrets_local_key_file) {
-                    (Some(raw), _) => LocalKey::from_base64(raw.expose())?,
-                    (None, Some(path)) => LocalKey::from_file(path)?,
-                    (None, None) => {
-                        return Err(SecretError::Key(
+                let key =
+                    match (&self.secrets_local_key, &self.secrets_local_key_file) {
+                        (Some(raw), _) => LocalKey::from_base64(raw.expose())?,
+                        (None, Some(path)) => LocalKey::from_file(path)?,
+                        (None, None) => return Err(SecretError::Key(
                             "SECRETS_BACKEND=local needs SECRETS_LOCAL_KEY or SECRETS_LOCAL_KEY_FILE: the \
                              key this install's credentials are encrypted with (a new key cannot read \
                              them; `tenantctl doctor` says whether there are any); only a new install \
                              generates one (`openssl rand -base64 32`)"
                                 .into(),
-                        ))
-                    }
-                };
+                        )),
+                    };
                 Ok(Arc::new(LocalSecretStore::new(&key, catalog)))
             }
         }

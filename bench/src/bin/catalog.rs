@@ -36,7 +36,13 @@ async fn main() {
     db.client().await.batch_execute("ANALYZE control.tenants").await.unwrap();
     let token = {
         let client = cp.catalog.get().await.unwrap();
-        control_plane::catalog::tokens::create(&**client, &control_plane::catalog::tokens::NewToken::admin("bench")).await.unwrap().0
+        control_plane::catalog::tokens::create(
+            &**client,
+            &control_plane::catalog::tokens::NewToken::admin("bench"),
+        )
+        .await
+        .unwrap()
+        .0
     };
     let serve = ServeSettings {
         listen: "127.0.0.1:0".parse().unwrap(),

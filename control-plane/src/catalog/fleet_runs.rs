@@ -30,7 +30,8 @@ pub struct Run {
     pub(crate) halt_requested_by: Option<String>,
 }
 
-const RUN_COLUMNS: &str = "id, created_by, created_at, finished_at, target_version, selection, options, state, \
+const RUN_COLUMNS: &str =
+    "id, created_by, created_at, finished_at, target_version, selection, options, state, \
                            tenants, halt_reason, halt_requested_by";
 
 impl Run {
@@ -407,7 +408,9 @@ pub(crate) struct Progress {
 }
 
 /// [`Progress`] of the latest run, if there is one.
-pub(crate) async fn latest_progress(client: &impl GenericClient) -> Result<Option<Progress>, tokio_postgres::Error> {
+pub(crate) async fn latest_progress(
+    client: &impl GenericClient,
+) -> Result<Option<Progress>, tokio_postgres::Error> {
     let row = client
         .query_opt(
             "WITH latest AS (SELECT id, state FROM control.migration_runs ORDER BY created_at DESC LIMIT 1)
@@ -447,7 +450,11 @@ pub(crate) async fn ids_starting_with(
 }
 
 /// Records that `by` asked run `run` to halt (the first request is kept).
-pub(crate) async fn request_halt(client: &impl GenericClient, run: Uuid, by: &str) -> Result<(), tokio_postgres::Error> {
+pub(crate) async fn request_halt(
+    client: &impl GenericClient,
+    run: Uuid,
+    by: &str,
+) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
             "UPDATE control.migration_runs SET halt_requested_by = coalesce(halt_requested_by, $2)
@@ -586,7 +593,8 @@ mod tests {
 
     #[test]
     fn runs_recorded_with_one_tenant_read_as_a_selection_of_that_tenant() {
-        let old: Selection = serde_json::from_str(r#"{"tenant":"acme","plan":null,"templates":false}"#).unwrap();
+        let old: Selection =
+            serde_json::from_str(r#"{"tenant":"acme","plan":null,"templates":false}"#).unwrap();
         assert_eq!(old.tenants, ["acme"]);
         let whole: Selection = serde_json::from_str(r#"{"tenant":null,"plan":null,"cluster":null}"#).unwrap();
         assert!(whole.is_whole_fleet());

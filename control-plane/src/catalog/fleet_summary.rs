@@ -81,9 +81,6 @@ pub(crate) async fn history(
         .await?;
     Ok(rows
         .iter()
-        .map(|r| Snapshot {
-            hour: r.get(0),
-            counts: serde_json::from_value(r.get(1)).unwrap_or_default(),
-        })
+        .map(|r| Snapshot { hour: r.get(0), counts: serde_json::from_value(r.get(1)).unwrap_or_default() })
         .collect())
 }

@@ -15,7 +15,17 @@ const PREFIX: &str = "tct_";
 
 /// What a token may do. Ordered: each scope may do everything the ones before it may.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
@@ -155,7 +165,10 @@ pub(crate) enum Verdict {
 }
 
 /// Checks `token` (and notes its use when it is valid).
-pub(crate) async fn verify(client: &impl GenericClient, token: &str) -> Result<Verdict, tokio_postgres::Error> {
+pub(crate) async fn verify(
+    client: &impl GenericClient,
+    token: &str,
+) -> Result<Verdict, tokio_postgres::Error> {
     if !token.starts_with(PREFIX) {
         return Ok(Verdict::Refused);
     }
@@ -177,7 +190,10 @@ pub(crate) async fn verify(client: &impl GenericClient, token: &str) -> Result<V
 }
 
 /// Every token, newest first (revoked ones too when `all`).
-pub(crate) async fn list(client: &impl GenericClient, all: bool) -> Result<Vec<TokenInfo>, tokio_postgres::Error> {
+pub(crate) async fn list(
+    client: &impl GenericClient,
+    all: bool,
+) -> Result<Vec<TokenInfo>, tokio_postgres::Error> {
     let rows = client
         .query(
             &format!(
@@ -192,7 +208,10 @@ pub(crate) async fn list(client: &impl GenericClient, all: bool) -> Result<Vec<T
 
 /// Revokes token `id` (a revoked token stays revoked as of its first revocation); `None` when
 /// there is no such token, else the token and whether this call revoked it.
-async fn revoke(client: &impl GenericClient, id: i64) -> Result<Option<(TokenInfo, bool)>, tokio_postgres::Error> {
+async fn revoke(
+    client: &impl GenericClient,
+    id: i64,
+) -> Result<Option<(TokenInfo, bool)>, tokio_postgres::Error> {
     let row = client
         .query_opt(
             &format!(
@@ -233,8 +252,14 @@ pub(crate) async fn withdraw(
     let tx = client.transaction().await?;
     let Some((token, revoked_now)) = revoke(&tx, id).await? else { return Ok(None) };
     if revoked_now {
-        super::audit::record(&tx, actor, "token.revoke", None, serde_json::json!({ "id": id, "name": token.name }))
-            .await?;
+        super::audit::record(
+            &tx,
+            actor,
+            "token.revoke",
+            None,
+            serde_json::json!({ "id": id, "name": token.name }),
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(Some(token))

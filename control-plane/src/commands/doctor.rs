@@ -58,7 +58,11 @@ pub(super) async fn doctor(args: CatalogArgs, json: bool) -> Result<ExitCode, Cl
             "tenant migrations",
             format!("{} (newest V{})", args.provisioning.migrations_dir.display(), m.target_version()),
         ),
-        Err(e) => Check::fail("tenant migrations", e.to_string(), "set TENANT_MIGRATIONS_DIR to the directory of V<n>__<name>.sql files"),
+        Err(e) => Check::fail(
+            "tenant migrations",
+            e.to_string(),
+            "set TENANT_MIGRATIONS_DIR to the directory of V<n>__<name>.sql files",
+        ),
     });
     checks.push(templates_check(&args.provisioning.templates_dir));
     let catalog = catalog_checks(&args, &mut checks).await;
@@ -98,12 +102,17 @@ fn templates_check(dir: &std::path::Path) -> Check {
     let templates = crate::plans::Templates::new(dir);
     let (mut plans, mut broken) = (Vec::new(), Vec::new());
     for path in entries.filter_map(Result::ok).map(|e| e.path()) {
-        let Some(stem) = path.file_stem().and_then(|s| s.to_str()).filter(|_| path.extension().is_some_and(|e| e == "toml")) else {
+        let Some(stem) = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .filter(|_| path.extension().is_some_and(|e| e == "toml"))
+        else {
             continue;
         };
-        match tenancy::domain::PlanName::parse(stem).map_err(|e| e.to_string()).and_then(|plan| {
-            templates.load(&plan).map_err(|e| e.to_string())
-        }) {
+        match tenancy::domain::PlanName::parse(stem)
+            .map_err(|e| e.to_string())
+            .and_then(|plan| templates.load(&plan).map_err(|e| e.to_string()))
+        {
             Ok(_) => plans.push(stem.to_owned()),
             Err(e) => broken.push(format!("{stem}: {e}")),
         }
@@ -124,7 +133,9 @@ async fn catalog_checks(args: &CatalogArgs, checks: &mut Vec<Check>) -> Option<d
     let pool = common
         .ca_bundle()
         .map_err(|e| e.to_string())
-        .and_then(|bundle| tenancy::pg::parse_config(common.database_url.expose(), &bundle).map_err(|e| e.to_string()))
+        .and_then(|bundle| {
+            tenancy::pg::parse_config(common.database_url.expose(), &bundle).map_err(|e| e.to_string())
+        })
         .and_then(|config| tenancy::pg::pool(&config, 2).map_err(|e| e.to_string()));
     let pool = match pool {
         Ok(pool) => pool,
@@ -162,7 +173,11 @@ async fn catalog_checks(args: &CatalogArgs, checks: &mut Vec<Check>) -> Option<d
             return None;
         }
         None => {
-            checks.push(Check::fail("catalog", format!("no answer within {}s", CHECK_TIMEOUT.as_secs()), hint));
+            checks.push(Check::fail(
+                "catalog",
+                format!("no answer within {}s", CHECK_TIMEOUT.as_secs()),
+                hint,
+            ));
             return None;
         }
     };
@@ -257,14 +272,21 @@ async fn secrets_check(args: &CatalogArgs, catalog: Option<&deadpool_postgres::P
         };
     }
     let Some(pool) = catalog else {
-        return Check::warn("secret store", "not checked: the catalog did not answer", "fix the catalog first");
+        return Check::warn(
+            "secret store",
+            "not checked: the catalog did not answer",
+            "fix the catalog first",
+        );
     };
     let store = match settings.build(pool.clone()).await {
         Ok(store) => store,
         Err(e) => return Check::fail("secret store", e.to_string(), "check the SECRETS_* settings"),
     };
     let Some((_, Some(secret), Some(slug))) = sample else {
-        return Check::ok("secret store", format!("{} (no tenant credentials to read back yet)", store.backend()));
+        return Check::ok(
+            "secret store",
+            format!("{} (no tenant credentials to read back yet)", store.backend()),
+        );
     };
     let name = tenancy::secrets::SecretName::from_catalog(secret);
     match within(store.get(&name)).await {

@@ -10,10 +10,10 @@ mod templates;
 mod tokens;
 
 use crate::cli::{
-    AddClusterArgs, AuditArgs, BillingCommand, CatalogArgs, Cli, ClustersCommand, Command, ConfigCommand, ConnectionStringArgs,
-    CreateArgs, DeleteArgs, DomainArgs, EventsArgs, ListArgs, MigrateCommand, OperationArgs, RoutersCommand,
-    SendArgs, ServeArgs, ShowArgs, TemplatesCommand, TenantsCommand, TokensCommand,
-    WebhookCommand,
+    AddClusterArgs, AuditArgs, BillingCommand, CatalogArgs, Cli, ClustersCommand, Command, ConfigCommand,
+    ConnectionStringArgs, CreateArgs, DeleteArgs, DomainArgs, EventsArgs, ListArgs, MigrateCommand,
+    OperationArgs, RoutersCommand, SendArgs, ServeArgs, ShowArgs, TemplatesCommand, TenantsCommand,
+    TokensCommand, WebhookCommand,
 };
 use crate::control_plane::ControlPlane;
 use crate::output;
@@ -314,7 +314,11 @@ async fn operate_on(
 /// The retention defaults to the control plane's (`DEPROVISION_RETENTION`).
 /// Asks the person at a terminal to confirm `what` by typing `expected` (see
 /// [`output::confirm`]); not confirmed: nothing is done, exit code 3.
-pub(crate) fn confirmed(what: &str, expected: &str, confirm: crate::cli::ConfirmArgs) -> Result<(), CliError> {
+pub(crate) fn confirmed(
+    what: &str,
+    expected: &str,
+    confirm: crate::cli::ConfirmArgs,
+) -> Result<(), CliError> {
     match output::confirm(what, expected, confirm.yes) {
         Ok(true) => Ok(()),
         Ok(false) => Err(CliError::invalid("not_confirmed", "not confirmed; nothing was changed")),
@@ -329,9 +333,16 @@ async fn delete(args: DeleteArgs, json: bool) -> Result<ExitCode, CliError> {
     let when = if retention.is_zero() {
         "its data is dropped at once".to_owned()
     } else {
-        format!("its data is dropped after {} (tenants restore brings it back until then)", humantime::format_duration(retention))
+        format!(
+            "its data is dropped after {} (tenants restore brings it back until then)",
+            humantime::format_duration(retention)
+        )
     };
-    confirmed(&format!("Delete tenant {slug}: it stops answering at once; {when}."), slug.as_str(), args.confirm)?;
+    confirmed(
+        &format!("Delete tenant {slug}: it stops answering at once; {when}."),
+        slug.as_str(),
+        args.confirm,
+    )?;
     operate_on(&cp, args.operation, Operation::Deprovision { retention }, json).await
 }
 
@@ -461,7 +472,13 @@ async fn connection_string(args: ConnectionStringArgs, json: bool) -> Result<Exi
 /// A psql command line reaching tenant `slug` through a router's PostgreSQL listener at
 /// `host:port` (the database name `slug` names the tenant, whatever the host), quoted for a
 /// POSIX shell.
-fn psql_command(creds: &tenancy::secrets::DbCredentials, host: &str, port: u16, slug: &str, sslmode: &str) -> String {
+fn psql_command(
+    creds: &tenancy::secrets::DbCredentials,
+    host: &str,
+    port: u16,
+    slug: &str,
+    sslmode: &str,
+) -> String {
     // libpq's key=value form: values in single quotes, with \ and \' escaped.
     let value = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
     let conninfo = format!(
@@ -586,8 +603,10 @@ async fn billing_events(args: EventsArgs, json: bool) -> Result<ExitCode, CliErr
     Ok(ExitCode::SUCCESS)
 }
 
-
-async fn router_credentials(args: crate::cli::RouterCredentialsArgs, json: bool) -> Result<ExitCode, CliError> {
+async fn router_credentials(
+    args: crate::cli::RouterCredentialsArgs,
+    json: bool,
+) -> Result<ExitCode, CliError> {
     confirmed(
         "Give the routers' catalog role a new password: routers still using the old one lose the catalog at once.",
         "yes",

@@ -1,7 +1,7 @@
 //! `tenantctl tenants move`, `tenants moves`, `clusters drain` and `clusters remove`.
 
 use super::{find, parse_slug, start, wait_for_jobs, CliError, Deadline};
-use crate::cli::{ClusterArgs, RemoveClusterArgs, DrainArgs, MoveArgs, ShowArgs};
+use crate::cli::{ClusterArgs, DrainArgs, MoveArgs, RemoveClusterArgs, ShowArgs};
 use crate::moves::{self, Destination, MoveRecord, MoveState};
 use crate::output;
 use std::process::ExitCode;

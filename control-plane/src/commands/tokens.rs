@@ -14,8 +14,11 @@ fn time(at: Option<chrono::DateTime<chrono::Utc>>) -> String {
 
 pub(super) async fn create(args: TokenArgs, json: bool) -> Result<ExitCode, CliError> {
     let name = tokens::check_name(&args.name).map_err(|e| CliError::invalid("invalid_name", e))?;
-    let expires_at =
-        args.expires_in.map(tokens::expiry).transpose().map_err(|e| CliError::invalid("invalid_lifetime", e))?;
+    let expires_at = args
+        .expires_in
+        .map(tokens::expiry)
+        .transpose()
+        .map_err(|e| CliError::invalid("invalid_lifetime", e))?;
     let cp = start(&args.catalog).await?;
     let mut client = cp.catalog.get().await.map_err(CatalogError::from)?;
     let new = NewToken { name, scope: args.scope, expires_at, created_by: "cli" };
@@ -27,7 +30,10 @@ pub(super) async fn create(args: TokenArgs, json: bool) -> Result<ExitCode, CliE
     } else {
         output::line(&token);
         let expiry = info.expires_at.map(|at| format!(", expires {}", at.to_rfc3339())).unwrap_or_default();
-        output::note(&format!("token {} ({name}, {}{expiry}) created; it is shown only now", info.id, info.scope));
+        output::note(&format!(
+            "token {} ({name}, {}{expiry}) created; it is shown only now",
+            info.id, info.scope
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }

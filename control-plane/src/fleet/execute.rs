@@ -55,7 +55,16 @@ impl<'a> Execution<'a> {
         options: &'a RunOptions,
         progress: &'a dyn Progress,
     ) -> Self {
-        Self { cp, migrations, run, options, progress, failures: 0.into(), halted: false.into(), halt_requested_by: Mutex::new(None) }
+        Self {
+            cp,
+            migrations,
+            run,
+            options,
+            progress,
+            failures: 0.into(),
+            halted: false.into(),
+            halt_requested_by: Mutex::new(None),
+        }
     }
 
     /// Whether too many tenants failed or an operator asked to halt: no tenant is started any

@@ -562,7 +562,8 @@ impl Begun {
             }
         }
         if let Some(by) = exec.halt_requested_by() {
-            halt_reason = Some(format!("halted by {by}; the run stopped starting tenants (resume it to go on)"));
+            halt_reason =
+                Some(format!("halted by {by}; the run stopped starting tenants (resume it to go on)"));
         } else if let Some(max) = exec.halted().then_some(self.options.max_failures).flatten() {
             halt_reason = Some(format!("more than {max} tenants failed; the run stopped starting tenants"));
         }

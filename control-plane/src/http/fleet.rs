@@ -111,7 +111,9 @@ pub(super) async fn record_snapshots(
             _ = tick.tick() => {}
         }
         let recorded = match cp.catalog.get().await {
-            Ok(client) => fleet_summary::record_snapshot(&**client).await.map_err(|e| tenancy::pg::describe_error(&e)),
+            Ok(client) => {
+                fleet_summary::record_snapshot(&**client).await.map_err(|e| tenancy::pg::describe_error(&e))
+            }
             Err(e) => Err(e.to_string()),
         };
         if let Err(error) = recorded {

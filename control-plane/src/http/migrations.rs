@@ -228,7 +228,6 @@ async fn go_on(state: &AppState, begun: fleet::Begun) -> Result<MigrationRun, Ap
     Ok(status.into())
 }
 
-
 /// Continue a run that halted, failed or was interrupted (like `tenantctl migrate resume`):
 /// every tenant of it not migrated yet is migrated, in the background.
 #[utoipa::path(post, path = "/v1/migrations/runs/{id}/resume", params(("id" = String, Path)),

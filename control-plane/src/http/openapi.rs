@@ -49,7 +49,8 @@ struct OperationIds;
 impl Modify for OperationIds {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for item in openapi.paths.paths.values_mut() {
-            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            let operations =
+                [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
             for operation in operations.into_iter().flatten() {
                 let tag = operation.tags.as_ref().and_then(|tags| tags.first()).cloned();
                 if let (Some(tag), Some(id)) = (tag, operation.operation_id.as_mut()) {
@@ -69,9 +70,13 @@ impl Modify for PathParameters {
         use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
         use utoipa::openapi::{ObjectBuilder, Required, Type};
         for (path, item) in &mut openapi.paths.paths {
-            let names: Vec<&str> =
-                path.split('{').skip(1).filter_map(|rest| rest.split_once('}').map(|(name, _)| name)).collect();
-            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            let names: Vec<&str> = path
+                .split('{')
+                .skip(1)
+                .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
+                .collect();
+            let operations =
+                [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
             for operation in operations.into_iter().flatten() {
                 let parameters = operation.parameters.get_or_insert_with(Vec::new);
                 for name in &names {
@@ -108,23 +113,27 @@ impl Modify for AuthErrors {
         let error = |description: &str| {
             ResponseBuilder::new()
                 .description(description)
-                .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+                )
                 .build()
         };
         for item in openapi.paths.paths.values_mut() {
-            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            let operations =
+                [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
             for operation in operations.into_iter().flatten() {
                 // Operations that need no token say so with an empty security requirement.
                 if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
                     continue;
                 }
                 let responses = &mut operation.responses.responses;
-                responses.entry("401".into()).or_insert_with(|| {
-                    error("No token, or an unknown, revoked or expired one.").into()
-                });
-                responses.entry("403".into()).or_insert_with(|| {
-                    error("The token's scope does not cover this operation.").into()
-                });
+                responses
+                    .entry("401".into())
+                    .or_insert_with(|| error("No token, or an unknown, revoked or expired one.").into());
+                responses
+                    .entry("403".into())
+                    .or_insert_with(|| error("The token's scope does not cover this operation.").into());
             }
         }
     }

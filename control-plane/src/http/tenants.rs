@@ -87,7 +87,10 @@ pub(super) async fn list(
     let next_cursor = more.then(|| records.last().map(|(t, _)| t.slug.to_string())).flatten();
     let tenants = records
         .iter()
-        .map(|(t, version)| Tenant { schema_version: *version, ..Tenant::from_record(t, &state.cp.base_domain) })
+        .map(|(t, version)| Tenant {
+            schema_version: *version,
+            ..Tenant::from_record(t, &state.cp.base_domain)
+        })
         .collect();
     Ok(Json(TenantPage { tenants, next_cursor }))
 }

@@ -60,11 +60,7 @@ pub(super) async fn receive(
     result
 }
 
-async fn accept(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<Json<Received>, ApiError> {
+async fn accept(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Json<Received>, ApiError> {
     let Some(secret) = state.webhook_secret.as_deref() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -190,7 +190,13 @@ async fn runs_are_started_and_watched_over_the_api() {
             .unwrap();
     let token = {
         let client = f.cp.catalog.get().await.unwrap();
-        control_plane::catalog::tokens::create(&**client, &control_plane::catalog::tokens::NewToken::admin("fleet-test")).await.unwrap().0
+        control_plane::catalog::tokens::create(
+            &**client,
+            &control_plane::catalog::tokens::NewToken::admin("fleet-test"),
+        )
+        .await
+        .unwrap()
+        .0
     };
     let http = reqwest::Client::new();
     let base = format!("http://{}", server.addr);

@@ -351,7 +351,8 @@ fn free_addr() -> std::net::SocketAddr {
 impl RouterProcess {
     pub async fn start(program: &str, common: &CommonSettings, env: &[(&str, &str)]) -> Self {
         let (addr, admin, pg_addr) = (free_addr(), free_addr(), free_addr());
-        let secret = |s: Option<&tenancy::secret::Secret>| s.map(|s| s.expose().to_owned()).unwrap_or_default();
+        let secret =
+            |s: Option<&tenancy::secret::Secret>| s.map(|s| s.expose().to_owned()).unwrap_or_default();
         let mut command = tokio::process::Command::new(program);
         command
             .env_clear()

@@ -91,12 +91,14 @@ async fn output_formats_confirmations_and_a_psql_line_that_works_as_printed() {
     assert_eq!((json.code, yaml.code), (0, 0), "{}{}", json.stderr, yaml.stderr);
     let parsed = tokio::process::Command::new(e2e_tests::python())
         .args(["-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin)))"])
-        .stdin(std::fs::File::open({
-            let path = std::env::temp_dir().join(format!("tenantctl-{}.yaml", testkit::unique_suffix()));
-            std::fs::write(&path, &yaml.stdout).unwrap();
-            path
-        })
-        .unwrap())
+        .stdin(
+            std::fs::File::open({
+                let path = std::env::temp_dir().join(format!("tenantctl-{}.yaml", testkit::unique_suffix()));
+                std::fs::write(&path, &yaml.stdout).unwrap();
+                path
+            })
+            .unwrap(),
+        )
         .output()
         .await
         .unwrap();
@@ -109,7 +111,11 @@ async fn output_formats_confirmations_and_a_psql_line_that_works_as_printed() {
     );
     let wide = tenantctl(&["tenants", "list", "-o", "wide"], &db, &common).await;
     let header = wide.stdout.lines().next().unwrap();
-    assert!(header.contains("ISOLATION") && header.contains("CLUSTER") && header.contains("POOL"), "{}", wide.stdout);
+    assert!(
+        header.contains("ISOLATION") && header.contains("CLUSTER") && header.contains("POOL"),
+        "{}",
+        wide.stdout
+    );
     let narrow = tenantctl(&["tenants", "list"], &db, &common).await;
     assert!(!narrow.stdout.lines().next().unwrap().contains("CLUSTER"));
     let both = tenantctl(&["tenants", "list", "--json", "-o", "yaml"], &db, &common).await;
@@ -177,11 +183,20 @@ async fn doctor_finds_what_is_wrong_and_never_offers_a_new_key_to_an_install_wit
     let report: Value = serde_json::from_str(&healthy.stdout).unwrap();
     assert_eq!(report["ok"], true);
     let verdict = |report: &Value, check: &str| {
-        report["checks"].as_array().unwrap().iter().find(|c| c["check"] == check).cloned().unwrap_or_else(|| panic!("{check}: {report}"))
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == check)
+            .cloned()
+            .unwrap_or_else(|| panic!("{check}: {report}"))
     };
     assert_eq!(verdict(&report, "catalog schema")["verdict"], "ok", "{report}");
     assert_eq!(verdict(&report, "secret store")["verdict"], "ok", "{report}");
-    assert!(verdict(&report, "secret store")["detail"].as_str().unwrap().contains("reads tenant acme's credentials"));
+    assert!(verdict(&report, "secret store")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("reads tenant acme's credentials"));
     assert_eq!(verdict(&report, "tenants")["detail"], "1 live, all at V1");
 
     // No key, with a tenant whose credentials need it: restore it, never make a new one.
@@ -198,7 +213,8 @@ async fn doctor_finds_what_is_wrong_and_never_offers_a_new_key_to_an_install_wit
     // A wrong key is told apart from a missing one.
     let mut wrong = common.clone();
     wrong.secrets.secrets_local_key = Some(tenancy::secrets::local::LocalKey::generate_base64().into());
-    let report: Value = serde_json::from_str(&tenantctl(&["doctor", "--json"], &db, &wrong).await.stdout).unwrap();
+    let report: Value =
+        serde_json::from_str(&tenantctl(&["doctor", "--json"], &db, &wrong).await.stdout).unwrap();
     let secret = verdict(&report, "secret store");
     assert_eq!(secret["verdict"], "fail", "{report}");
     assert!(secret["hint"].as_str().unwrap().contains("not the one"), "{secret}");
@@ -207,4 +223,25 @@ async fn doctor_finds_what_is_wrong_and_never_offers_a_new_key_to_an_install_wit
     let table = tenantctl(&["doctor"], &db, &common).await;
     assert!(table.stdout.starts_with("CHECK"), "{}", table.stdout);
     assert_eq!(status_of(&db, "acme").await, "active");
+}
+
+#[tokio::test]
+async fn short_help_shows_a_commands_own_options_and_long_help_the_rest() {
+    let help = |flag: &'static str| async move {
+        let output = tokio::process::Command::new(TENANTCTL)
+            .args(["tenants", "suspend", flag])
+            .output()
+            .await
+            .unwrap();
+        assert!(output.status.success());
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let short = help("-h").await;
+    assert!(short.contains("--no-wait") && short.contains("--timeout"), "{short}");
+    for global in ["--json", "--output", "--redis-url", "--secrets-backend", "--migrations-dir"] {
+        assert!(!short.contains(global), "{global} in -h:\n{short}");
+    }
+    let long = help("--help").await;
+    assert!(long.contains("Global options:") && long.contains("--output <FORMAT>"), "{long}");
+    assert!(long.contains("--redis-url") && long.contains("[env: REDIS_URL]"), "{long}");
 }

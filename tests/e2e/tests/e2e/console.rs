@@ -55,15 +55,23 @@ async fn an_operator_runs_the_fleet_from_the_console_in_a_real_browser() {
     serve.routers = vec![format!("http://{}", router.admin_addr)];
     let server = control_plane::http::spawn(cp.clone(), &serve, CancellationToken::new()).await.unwrap();
     // One tenant in use through the router: a pool for the routers' picture.
-    let sql = e2e_tests::TenantSql::new(&router, "fleet-00.app.localhost", &connection_string(&cp, "fleet-00").await);
+    let sql = e2e_tests::TenantSql::new(
+        &router,
+        "fleet-00.app.localhost",
+        &connection_string(&cp, "fleet-00").await,
+    );
     assert_eq!(sql.rows("SELECT 1 AS one", serde_json::json!([])).await, serde_json::json!([{"one": 1}]));
 
     let client = cp.catalog.get().await.unwrap();
     let token = |name, scope| NewToken { name, scope, expires_at: None, created_by: "test" };
     let (operator, _) =
-        control_plane::catalog::tokens::create(&**client, &token("console-operator", Scope::Operator)).await.unwrap();
+        control_plane::catalog::tokens::create(&**client, &token("console-operator", Scope::Operator))
+            .await
+            .unwrap();
     let (viewer, _) =
-        control_plane::catalog::tokens::create(&**client, &token("console-viewer", Scope::ReadOnly)).await.unwrap();
+        control_plane::catalog::tokens::create(&**client, &token("console-viewer", Scope::ReadOnly))
+            .await
+            .unwrap();
     drop(client);
 
     let screenshots = workspace_root().join("target/console-screenshots");
@@ -95,10 +103,16 @@ async fn an_operator_runs_the_fleet_from_the_console_in_a_real_browser() {
     // What the catalog says the operator did.
     let client = cp.catalog.get().await.unwrap();
     let made = client
-        .query_one("SELECT status, plan, schema_version FROM control.tenants WHERE slug = 'made-in-console'", &[])
+        .query_one(
+            "SELECT status, plan, schema_version FROM control.tenants WHERE slug = 'made-in-console'",
+            &[],
+        )
         .await
         .unwrap();
-    assert_eq!((made.get::<_, String>(0), made.get::<_, String>(1)), ("suspended".to_owned(), "starter".to_owned()));
+    assert_eq!(
+        (made.get::<_, String>(0), made.get::<_, String>(1)),
+        ("suspended".to_owned(), "starter".to_owned())
+    );
     assert_eq!(made.get::<_, Option<i64>>(2), Some(2), "provisioned to the newest migration");
     let run = client
         .query_one(
@@ -122,22 +136,25 @@ async fn an_operator_runs_the_fleet_from_the_console_in_a_real_browser() {
         .get(0);
     assert_eq!(behind, 0, "every tenant at V2");
     let actions: Vec<String> = client
-        .query(
-            "SELECT action FROM control.audit_log WHERE actor = 'console-operator' ORDER BY id",
-            &[],
-        )
+        .query("SELECT action FROM control.audit_log WHERE actor = 'console-operator' ORDER BY id", &[])
         .await
         .unwrap()
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert!(actions.contains(&"tenant.create".to_owned()) && actions.contains(&"tenant.suspend".to_owned()), "{actions:?}");
-    assert!(!client
-        .query("SELECT 1 FROM control.audit_log WHERE actor = 'console-viewer'", &[])
-        .await
-        .unwrap()
-        .iter()
-        .any(|_| true), "the read-only token changed nothing");
+    assert!(
+        actions.contains(&"tenant.create".to_owned()) && actions.contains(&"tenant.suspend".to_owned()),
+        "{actions:?}"
+    );
+    assert!(
+        !client
+            .query("SELECT 1 FROM control.audit_log WHERE actor = 'console-viewer'", &[])
+            .await
+            .unwrap()
+            .iter()
+            .any(|_| true),
+        "the read-only token changed nothing"
+    );
     for page in ["sign-in", "overview", "tenants", "tenant", "migration-run", "migrations"] {
         assert!(screenshots.join(format!("{page}.png")).is_file(), "screenshot {page}.png");
     }

@@ -42,14 +42,19 @@ async fn the_routers_access_log_and_latency_histograms_say_what_each_request_did
     let router = RouterProcess::start(
         env!("CARGO_BIN_EXE_tenant-router-under-test"),
         &common,
-        &[("LOG_FORMAT", "json"), ("RUST_LOG", "warn,tenant_router::access=info"), ("ROUTER_ACCESS_LOG_SAMPLE", "1")],
+        &[
+            ("LOG_FORMAT", "json"),
+            ("RUST_LOG", "warn,tenant_router::access=info"),
+            ("ROUTER_ACCESS_LOG_SAMPLE", "1"),
+        ],
     )
     .await;
     for _ in 0..3 {
         assert_eq!(sql(&http, &router, "acme.app.localhost", &credentials).await, 200);
     }
     assert_eq!(sql(&http, &router, "nobody.app.localhost", &credentials).await, 404);
-    let metrics = http.get(format!("http://{}/metrics", router.admin)).send().await.unwrap().text().await.unwrap();
+    let metrics =
+        http.get(format!("http://{}/metrics", router.admin)).send().await.unwrap().text().await.unwrap();
     assert!(
         metrics.contains(r#"tenant_router_request_duration_seconds_count{route="sql",status="2xx"} 3"#),
         "{metrics}"
@@ -65,7 +70,11 @@ async fn the_routers_access_log_and_latency_histograms_say_what_each_request_did
     let lines = access_lines(&stderr);
     assert_eq!(lines.len(), 4, "a line per request: {stderr}");
     let ok = &lines[0];
-    assert_eq!((&ok["tenant"], &ok["route"], &ok["status"], &ok["method"]), (&"acme".into(), &"sql".into(), &200.into(), &"POST".into()), "{ok}");
+    assert_eq!(
+        (&ok["tenant"], &ok["route"], &ok["status"], &ok["method"]),
+        (&"acme".into(), &"sql".into(), &200.into(), &"POST".into()),
+        "{ok}"
+    );
     assert!(ok["duration_ms"].as_f64().unwrap() > 0.0, "{ok}");
     assert!(ok["bytes_in"].as_u64().unwrap() > 0 && ok["bytes_out"].as_u64().unwrap() > 0, "{ok}");
     let unknown = &lines[3];

@@ -31,7 +31,12 @@ async fn the_operator_api_manages_tenants_with_json_errors_openapi_and_metrics()
     let common = common_settings(&db, SecretsFor::Local);
     let control = spawn_control_plane(&db, &common).await;
     let client = control.cp.catalog.get().await.unwrap();
-    let (token, _) = control_plane::catalog::tokens::create(&**client, &control_plane::catalog::tokens::NewToken::admin("ops-test")).await.unwrap();
+    let (token, _) = control_plane::catalog::tokens::create(
+        &**client,
+        &control_plane::catalog::tokens::NewToken::admin("ops-test"),
+    )
+    .await
+    .unwrap();
     drop(client);
     let api = Api { base: control.url.clone(), token, http: reqwest::Client::new() };
 

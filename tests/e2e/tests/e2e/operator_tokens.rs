@@ -16,7 +16,13 @@ struct Api {
 }
 
 impl Api {
-    async fn call(&self, token: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    async fn call(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token);
         if let Some(body) = body {
             request = request.json(&body);
@@ -34,7 +40,10 @@ async fn tenantctl(args: &[&str], db: &TestDb, common: &tenancy::settings::Commo
 
 async fn token(cp: &ControlPlane, name: &str, scope: Scope) -> String {
     let client = cp.catalog.get().await.unwrap();
-    tokens::create(&**client, &NewToken { name, scope, expires_at: None, created_by: "test" }).await.unwrap().0
+    tokens::create(&**client, &NewToken { name, scope, expires_at: None, created_by: "test" })
+        .await
+        .unwrap()
+        .0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,25 +58,40 @@ async fn token_scopes_decide_what_a_token_may_do_and_expired_or_revoked_tokens_d
     let admin = token(&control.cp, "admin", Scope::Admin).await;
 
     // Who am I.
-    for (token, name, scope) in [(&viewer, "viewer", "read_only"), (&operator, "operator", "operator"), (&admin, "admin", "admin")] {
-        assert_eq!(api.call(token, Method::GET, "/v1/whoami", None).await, (200, json!({"name": name, "scope": scope})));
+    for (token, name, scope) in
+        [(&viewer, "viewer", "read_only"), (&operator, "operator", "operator"), (&admin, "admin", "admin")]
+    {
+        assert_eq!(
+            api.call(token, Method::GET, "/v1/whoami", None).await,
+            (200, json!({"name": name, "scope": scope}))
+        );
     }
 
     // read_only reads everything and changes nothing.
-    for path in ["/v1/tenants", "/v1/jobs", "/v1/audit", "/v1/migrations/runs", "/v1/fleet", "/v1/clusters", "/v1/routers/pools"] {
+    for path in [
+        "/v1/tenants",
+        "/v1/jobs",
+        "/v1/audit",
+        "/v1/migrations/runs",
+        "/v1/fleet",
+        "/v1/clusters",
+        "/v1/routers/pools",
+    ] {
         let (status, body) = api.call(&viewer, Method::GET, path, None).await;
         assert_eq!(status, 200, "{path}: {body}");
     }
-    let (status, body) =
-        api.call(&viewer, Method::POST, "/v1/tenants", Some(json!({"slug": "nope", "plan": "starter"}))).await;
+    let (status, body) = api
+        .call(&viewer, Method::POST, "/v1/tenants", Some(json!({"slug": "nope", "plan": "starter"})))
+        .await;
     assert_eq!((status, &body["error"]["code"]), (403, &json!("forbidden")), "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("read_only"), "{body}");
     let (status, _) = api.call(&viewer, Method::POST, "/v1/migrations/runs", None).await;
     assert_eq!(status, 403);
 
     // operator changes tenants, not tokens.
-    let (status, body) =
-        api.call(&operator, Method::POST, "/v1/tenants", Some(json!({"slug": "scoped", "plan": "starter"}))).await;
+    let (status, body) = api
+        .call(&operator, Method::POST, "/v1/tenants", Some(json!({"slug": "scoped", "plan": "starter"})))
+        .await;
     assert_eq!(status, 202, "{body}");
     e2e_tests::wait_until_active(&control.cp, "scoped", std::time::Duration::from_secs(30)).await;
     let (status, _) = api.call(&operator, Method::GET, "/v1/tokens", None).await;
@@ -78,7 +102,12 @@ async fn token_scopes_decide_what_a_token_may_do_and_expired_or_revoked_tokens_d
 
     // admin manages tokens: one made with a lifetime, listed without its secret, revoked.
     let (status, made) = api
-        .call(&admin, Method::POST, "/v1/tokens", Some(json!({"name": "ci deploys", "scope": "read_only", "expires_in": "30d"})))
+        .call(
+            &admin,
+            Method::POST,
+            "/v1/tokens",
+            Some(json!({"name": "ci deploys", "scope": "read_only", "expires_in": "30d"})),
+        )
         .await;
     assert_eq!(status, 201, "{made}");
     let fresh = made["token"].as_str().unwrap().to_owned();
@@ -124,9 +153,12 @@ async fn token_scopes_decide_what_a_token_may_do_and_expired_or_revoked_tokens_d
     assert!(body["error"]["message"].as_str().unwrap().contains("expired"), "{body}");
 
     // The CLI: create with a scope and a lifetime, list, revoke; all audited.
-    let (code, created) =
-        tenantctl(&["tokens", "create", "--name", "from-cli", "--scope", "read-only", "--expires-in", "12h"], &db, &common)
-            .await;
+    let (code, created) = tenantctl(
+        &["tokens", "create", "--name", "from-cli", "--scope", "read-only", "--expires-in", "12h"],
+        &db,
+        &common,
+    )
+    .await;
     assert_eq!(code, 0, "{created}");
     assert_eq!(created["scope"], json!("read_only"));
     let cli_token = created["token"].as_str().unwrap().to_owned();
@@ -134,7 +166,10 @@ async fn token_scopes_decide_what_a_token_may_do_and_expired_or_revoked_tokens_d
     let (code, listed) = tenantctl(&["tokens", "list"], &db, &common).await;
     assert_eq!(code, 0);
     let names: Vec<&str> = listed.as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert!(names.contains(&"from-cli") && !names.contains(&"ci deploys"), "revoked ones only with --all: {names:?}");
+    assert!(
+        names.contains(&"from-cli") && !names.contains(&"ci deploys"),
+        "revoked ones only with --all: {names:?}"
+    );
     let (_, all) = tenantctl(&["tokens", "list", "--all"], &db, &common).await;
     assert!(all.to_string().contains("ci deploys"));
     let cli_id = created["id"].as_i64().unwrap().to_string();
@@ -172,9 +207,13 @@ async fn a_run_is_halted_and_resumed_over_the_api_and_named_by_a_prefix_of_its_i
         provisioned(&cp, &format!("run-{i}"), "starter").await;
     }
     std::fs::write(migrations.path().join("V2__slow.sql"), "SELECT pg_sleep(0.3);").unwrap();
-    let server = control_plane::http::spawn(cp.clone(), &e2e_tests::control_plane_settings(), CancellationToken::new())
-        .await
-        .unwrap();
+    let server = control_plane::http::spawn(
+        cp.clone(),
+        &e2e_tests::control_plane_settings(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
     let api = Api { base: format!("http://{}", server.addr), http: reqwest::Client::new() };
     let operator = token(&cp, "halter", Scope::Operator).await;
 
@@ -194,7 +233,8 @@ async fn a_run_is_halted_and_resumed_over_the_api_and_named_by_a_prefix_of_its_i
     assert_eq!(page["tenants"], json!([]));
 
     // Several tenants named on the command line: repeated, or separated by commas.
-    let (code, plan) = tenantctl(&["migrate", "plan", "--tenant", "run-0,run-1", "--tenant", "run-4"], &db, &common).await;
+    let (code, plan) =
+        tenantctl(&["migrate", "plan", "--tenant", "run-0,run-1", "--tenant", "run-4"], &db, &common).await;
     assert_eq!((code, &plan["tenants"]), (0, &json!(3)), "{plan}");
 
     // Start one tenant at a time, halt it once it has begun.
@@ -203,7 +243,8 @@ async fn a_run_is_halted_and_resumed_over_the_api_and_named_by_a_prefix_of_its_i
     assert_eq!(status, 202, "{run}");
     let id = run["id"].as_str().unwrap().to_owned();
     let prefix = &id[..8];
-    let (status, halting) = api.call(&operator, Method::POST, &format!("/v1/migrations/runs/{prefix}/halt"), None).await;
+    let (status, halting) =
+        api.call(&operator, Method::POST, &format!("/v1/migrations/runs/{prefix}/halt"), None).await;
     assert_eq!(status, 202, "{halting}");
     assert_eq!(halting["halt_requested_by"], json!("halter"));
     let halted = wait_for_run(&api, &operator, &id, |run| run["state"] != json!("running")).await;
@@ -211,7 +252,8 @@ async fn a_run_is_halted_and_resumed_over_the_api_and_named_by_a_prefix_of_its_i
     assert!(halted["halt_reason"].as_str().unwrap().starts_with("halted by halter"), "{halted}");
     let done = halted["counts"]["done"].as_i64().unwrap_or(0);
     assert!(done < 6 && halted["counts"]["pending"].as_i64().unwrap() > 0, "tenants left: {halted}");
-    let (status, body) = api.call(&operator, Method::POST, &format!("/v1/migrations/runs/{id}/halt"), None).await;
+    let (status, body) =
+        api.call(&operator, Method::POST, &format!("/v1/migrations/runs/{id}/halt"), None).await;
     assert_eq!((status, &body["error"]["code"]), (422, &json!("not_running")), "{body}");
 
     // `migrate status` by the prefix; a prefix too short or matching nothing is refused.
@@ -222,11 +264,13 @@ async fn a_run_is_halted_and_resumed_over_the_api_and_named_by_a_prefix_of_its_i
     }
 
     // Resumed over the API, to the end; no tenant migrated twice.
-    let (status, resumed) = api.call(&operator, Method::POST, &format!("/v1/migrations/runs/{prefix}/resume"), None).await;
+    let (status, resumed) =
+        api.call(&operator, Method::POST, &format!("/v1/migrations/runs/{prefix}/resume"), None).await;
     assert_eq!(status, 202, "{resumed}");
     assert_eq!(resumed["halt_requested_by"], Value::Null);
     // Watched from the command line to its end: a view per interval, exit 0 once completed.
-    let (code, last) = tenantctl(&["migrate", "status", prefix, "--watch", "--interval", "200ms"], &db, &common).await;
+    let (code, last) =
+        tenantctl(&["migrate", "status", prefix, "--watch", "--interval", "200ms"], &db, &common).await;
     assert_eq!((code, &last["state"]), (0, &json!("completed")), "the watch ends with the run: {last}");
     let finished = wait_for_run(&api, &operator, &id, |run| run["state"] != json!("running")).await;
     assert_eq!(finished["state"], json!("completed"), "{finished}");
@@ -244,11 +288,11 @@ async fn a_run_is_halted_and_resumed_over_the_api_and_named_by_a_prefix_of_its_i
     server.stop().await.unwrap();
 }
 
-
 async fn wait_for_run(api: &Api, token: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let (status, run) = api.call(token, reqwest::Method::GET, &format!("/v1/migrations/runs/{id}"), None).await;
+        let (status, run) =
+            api.call(token, reqwest::Method::GET, &format!("/v1/migrations/runs/{id}"), None).await;
         assert_eq!(status, 200, "{run}");
         if done(&run) {
             return run;
@@ -279,8 +323,14 @@ async fn the_openapi_document_is_valid_openapi_3_1_and_covers_the_api() {
     ] {
         assert!(document["paths"][path][method].is_object(), "{method} {path} is documented");
     }
-    assert!(document["paths"]["/v1/tenants"]["get"]["responses"]["403"].is_object(), "scopes' refusals documented");
-    assert!(document["paths"]["/v1/webhooks/billing"]["post"]["responses"]["401"].is_null(), "the webhook takes no token");
+    assert!(
+        document["paths"]["/v1/tenants"]["get"]["responses"]["403"].is_object(),
+        "scopes' refusals documented"
+    );
+    assert!(
+        document["paths"]["/v1/webhooks/billing"]["post"]["responses"]["401"].is_null(),
+        "the webhook takes no token"
+    );
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), serde_json::to_vec_pretty(&document).unwrap()).unwrap();
     let python = e2e_tests::python();

@@ -206,7 +206,6 @@ async fn pgbench_in_every_query_mode_shares_fewer_connections_than_clients() {
 
 // ---------------------------------------------------------------- node-postgres, Python ---
 
-
 /// Where a client script connects as acme's role, and how it names acme.
 struct Door {
     host: String,
@@ -271,7 +270,6 @@ async fn node_postgres(deployment: &Deployment, door: &Door) -> Value {
         .env("OTHER_SCHEMA", deployment.globex.schema());
     report(&run(&mut command, "node wire-client.mjs").await, "node-postgres")
 }
-
 
 /// Runs `tests/clients/python/wire_clients.py <client>` as acme at `door`; its report.
 async fn python_client(deployment: &Deployment, client: &str, door: &Door) -> Value {

@@ -5,7 +5,9 @@
 
 use control_plane::control_plane::ControlPlane;
 use e2e_tests::pg_door::{connect, connect_client, first, DoorClient};
-use e2e_tests::{provisioned, provisioning_settings, router_settings, spawn_router_with, Catalog, RouterProcess};
+use e2e_tests::{
+    provisioned, provisioning_settings, router_settings, spawn_router_with, Catalog, RouterProcess,
+};
 use futures::StreamExt as _;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -470,8 +472,12 @@ async fn postgres_restarted_mid_load_gives_clean_errors_then_service_again() {
 
 /// `tenant-router` as a process of its own (see [`RouterProcess`]) with `shutdown_grace`.
 async fn router_process(common: &tenancy::settings::CommonSettings, shutdown_grace: &str) -> RouterProcess {
-    RouterProcess::start(env!("CARGO_BIN_EXE_tenant-router-under-test"), common, &[("SHUTDOWN_GRACE", shutdown_grace)])
-        .await
+    RouterProcess::start(
+        env!("CARGO_BIN_EXE_tenant-router-under-test"),
+        common,
+        &[("SHUTDOWN_GRACE", shutdown_grace)],
+    )
+    .await
 }
 
 /// SIGTERM drains the router: the PostgreSQL listener stops accepting at once, clients between

@@ -68,7 +68,6 @@ impl NameTenant {
     }
 }
 
-
 /// Runs `neon-websocket.mjs` in `mode` with the connection string `url`; its report.
 async fn driver(router: &RunningRouter, url: &str, how: NameTenant, mode: &str, other_schema: &str) -> Value {
     let output = tokio::process::Command::new("node")

@@ -94,7 +94,12 @@ async fn a_tenant_on_a_server_without_logical_replication_moves_by_dump_through_
     let cp = &control.cp;
     control_plane::clusters::add(cp, "second", &second.url("postgres").into(), 100, "test").await.unwrap();
     let client = cp.catalog.get().await.unwrap();
-    let (token, _) = control_plane::catalog::tokens::create(&**client, &control_plane::catalog::tokens::NewToken::admin("moves-test")).await.unwrap();
+    let (token, _) = control_plane::catalog::tokens::create(
+        &**client,
+        &control_plane::catalog::tokens::NewToken::admin("moves-test"),
+    )
+    .await
+    .unwrap();
     drop(client);
     let call = |method: reqwest::Method, path: &'static str, body: Option<serde_json::Value>| {
         api_call(&control.url, &token, method, path, body)
