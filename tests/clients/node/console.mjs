@@ -18,7 +18,7 @@
 //   CHROMIUM         the browser (default /usr/bin/chromium)
 
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 
 const env = (name) => {
@@ -57,9 +57,19 @@ async function shot(name) {
   await page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
 }
 
-// Every input, select and textarea of the page has an accessible name, and no value was
-// rendered as a JavaScript placeholder (`null`, `undefined`, `[object …]`, `NaN`) outside code.
+// axe-core (Deque's accessibility engine), evaluated in the page through the driver, which the
+// page's Content-Security-Policy does not apply to.
+const AXE = readFileSync(new URL('./node_modules/axe-core/axe.min.js', import.meta.url), 'utf8');
+
+// Every input, select and textarea of the page has an accessible name, axe-core finds no WCAG
+// 2 A or AA violation (labels, contrast, landmarks, ARIA), and no value was rendered as a
+// JavaScript placeholder (`null`, `undefined`, `[object …]`, `NaN`) outside code.
 async function everyControlLabelled(where) {
+  await page.evaluate(AXE);
+  const audit = await page.evaluate(() => window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } }));
+  const violations = audit.violations.map((v) => `${v.id} (${v.impact}): ${v.help}: ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`);
+  assert.deepEqual(violations, [], `${where}: accessibility (axe-core)`);
+  assert.ok(audit.passes.length > 10, `${where}: axe-core checked the page (${audit.passes.length} rules passed)`);
   const slips = await page.evaluate(() => {
     const copy = document.body.cloneNode(true);
     copy.querySelectorAll('pre, code, script').forEach((el) => el.remove());
