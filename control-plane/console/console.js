@@ -303,8 +303,9 @@ function routersSection(routers) {
     return h('p', { class: 'muted' }, 'No routers configured: start ', h('code', {}, 'tenantctl serve'), ' with TENANTCTL_ROUTERS (their admin listeners) to see their pools here.');
   }
   return h('div', { class: 'grid' }, routers.map((r) => {
-    if (r.error) {
-      return h('section', { class: 'panel' }, h('h2', {}, r.router), h('p', { class: 'error' }, `No answer: ${r.error.message}`));
+    if (r.error || !r.budget || !Array.isArray(r.pools)) {
+      const why = r.error ? r.error.message : 'an answer without a budget or pools';
+      return h('section', { class: 'panel' }, h('h2', {}, r.router), h('p', { class: 'error' }, `No answer: ${why}`));
     }
     const b = r.budget;
     const share = b.max_connections ? b.connections / b.max_connections : 0;
@@ -748,7 +749,7 @@ async function route() {
     migrations: arg ? (m) => runPage(m, decodeURIComponent(arg)) : migrationsPage,
     tokens: tokensPage,
   };
-  const render = pages[page];
+  const render = Object.hasOwn(pages, page) ? pages[page] : null;
   if (!render) {
     location.hash = '#/overview';
     return;

@@ -26,6 +26,9 @@ pub(crate) fn admin_url(raw: &str) -> Result<String, String> {
     let raw = raw.trim();
     let with_scheme = if raw.contains("://") { raw.to_owned() } else { format!("http://{raw}") };
     match reqwest::Url::parse(&with_scheme) {
+        Ok(url) if !url.username().is_empty() || url.password().is_some() => {
+            Err("a router's admin URL takes no user or password".to_owned())
+        }
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
             Ok(url.as_str().trim_end_matches('/').to_owned())
         }
@@ -41,7 +44,10 @@ pub(crate) async fn ask(
     tenant: Option<&Slug>,
     timeout: Duration,
 ) -> Result<Vec<Answer>, reqwest::Error> {
-    let http = reqwest::Client::builder().timeout(timeout).build()?;
+    // No redirects: a router's admin listener never sends one, and following it would let
+    // whoever answers in its place point this process elsewhere.
+    let http =
+        reqwest::Client::builder().timeout(timeout).redirect(reqwest::redirect::Policy::none()).build()?;
     let asked = routers.iter().map(|router| {
         let request = http.get(format!("{router}/{path}"));
         let request = match tenant {
@@ -56,6 +62,21 @@ pub(crate) async fn ask(
     Ok(futures::future::join_all(asked).await)
 }
 
+/// The largest answer read from a router (a router with thousands of pools answers a few MiB).
+const MAX_ANSWER_BYTES: u64 = 16 << 20;
+
+/// The response's body, refused past `max` bytes.
+async fn read_at_most(mut response: reqwest::Response, max: u64) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| cause(&e))? {
+        body.extend_from_slice(&chunk);
+        if body.len() as u64 > max {
+            return Err(format!("answered more than {max} bytes"));
+        }
+    }
+    Ok(body)
+}
+
 async fn fetch(request: reqwest::RequestBuilder, timeout: Duration) -> Result<Value, AdminError> {
     let unavailable = |code, message: String| AdminError { code, message };
     let response = request.send().await.map_err(|e| {
@@ -66,7 +87,11 @@ async fn fetch(request: reqwest::RequestBuilder, timeout: Duration) -> Result<Va
         }
     })?;
     let status = response.status();
-    let body = response.bytes().await.map_err(|e| unavailable("router_unreachable", cause(&e)))?;
+    if response.content_length().is_some_and(|length| length > MAX_ANSWER_BYTES) {
+        return Err(unavailable("router_error", format!("answered more than {MAX_ANSWER_BYTES} bytes")));
+    }
+    let body =
+        read_at_most(response, MAX_ANSWER_BYTES).await.map_err(|e| unavailable("router_unreachable", e))?;
     if !status.is_success() {
         let message = serde_json::from_slice::<Value>(&body)
             .ok()
@@ -97,7 +122,6 @@ pub(crate) fn answers_json(answers: Vec<Answer>) -> (Value, bool) {
         .into_iter()
         .map(|Answer { router, body }| {
             let mut entry = serde_json::Map::new();
-            entry.insert("router".into(), router.into());
             match body {
                 Ok(Value::Object(answer)) => entry.extend(answer),
                 Ok(other) => {
@@ -111,6 +135,8 @@ pub(crate) fn answers_json(answers: Vec<Answer>) -> (Value, bool) {
                     );
                 }
             }
+            // Last: an answer's own `router` key cannot pass for another router.
+            entry.insert("router".into(), router.into());
             Value::Object(entry)
         })
         .collect();
@@ -126,7 +152,7 @@ mod tests {
         assert_eq!(admin_url("10.0.1.5:9091").unwrap(), "http://10.0.1.5:9091");
         assert_eq!(admin_url("http://router-a:9091/").unwrap(), "http://router-a:9091");
         assert_eq!(admin_url(" https://r.internal ").unwrap(), "https://r.internal");
-        for bad in ["", "ftp://r:21", "http://"] {
+        for bad in ["", "ftp://r:21", "http://", "http://user:secret@r:9091"] {
             assert!(admin_url(bad).is_err(), "{bad:?}");
         }
     }

@@ -9,13 +9,13 @@ use std::time::Duration;
 pub struct ProvisioningSettings {
     /// Prefix of every PostgreSQL role this deployment creates (roles are cluster-wide):
     /// tenant roles are <prefix>_<slug>, the schema owner is <prefix>_owner.
-    #[arg(hide_short_help = true, help_heading = "Settings (each also from its environment variable; -h hides them)", long, env = "TENANT_ROLE_PREFIX", default_value = "tenant", value_parser = parse_role_prefix)]
+    #[arg(hide_short_help = true, help_heading = tenancy::settings::SETTINGS_HEADING, long, env = "TENANT_ROLE_PREFIX", default_value = "tenant", value_parser = parse_role_prefix)]
     pub(crate) role_prefix: String,
 
     /// Directory of the tenant schema migrations (refinery files V<n>__<name>.sql).
     #[arg(
         hide_short_help = true,
-        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        help_heading = tenancy::settings::SETTINGS_HEADING,
         long,
         env = "TENANT_MIGRATIONS_DIR",
         default_value = "migrations"
@@ -25,7 +25,7 @@ pub struct ProvisioningSettings {
     /// Directory of the plan templates (<plan>.toml, with `extends`).
     #[arg(
         hide_short_help = true,
-        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        help_heading = tenancy::settings::SETTINGS_HEADING,
         long,
         env = "TENANT_TEMPLATES_DIR",
         default_value = "tenant-templates"
@@ -34,14 +34,14 @@ pub struct ProvisioningSettings {
 
     /// How long a deprovisioned tenant's data is kept before it is dropped (billing
     /// cancellations and `tenants delete` without --retention).
-    #[arg(hide_short_help = true, help_heading = "Settings (each also from its environment variable; -h hides them)", long, env = "DEPROVISION_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    #[arg(hide_short_help = true, help_heading = tenancy::settings::SETTINGS_HEADING, long, env = "DEPROVISION_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
     pub(crate) deprovision_retention: Duration,
 
     /// Directory where a `pg_dump` archive of each tenant is written before its data is dropped
     /// (no archive when unset).
     #[arg(
         hide_short_help = true,
-        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        help_heading = tenancy::settings::SETTINGS_HEADING,
         long,
         env = "DEPROVISION_ARCHIVE_DIR"
     )]
@@ -51,7 +51,7 @@ pub struct ProvisioningSettings {
     /// dump`); at least the clusters' major version.
     #[arg(
         hide_short_help = true,
-        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        help_heading = tenancy::settings::SETTINGS_HEADING,
         long,
         env = "PG_DUMP",
         default_value = "pg_dump"
@@ -61,7 +61,7 @@ pub struct ProvisioningSettings {
     /// The `pg_restore` program used for moves by dump.
     #[arg(
         hide_short_help = true,
-        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        help_heading = tenancy::settings::SETTINGS_HEADING,
         long,
         env = "PG_RESTORE",
         default_value = "pg_restore"
@@ -70,12 +70,12 @@ pub struct ProvisioningSettings {
 
     /// Longest a move's switch may hold a tenant's new requests (they wait in the routers,
     /// they do not fail). A switch that cannot finish in time is undone, and tried again.
-    #[arg(hide_short_help = true, help_heading = "Settings (each also from its environment variable; -h hides them)", long, env = "MOVE_PAUSE_MAX", default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(hide_short_help = true, help_heading = tenancy::settings::SETTINGS_HEADING, long, env = "MOVE_PAUSE_MAX", default_value = "2s", value_parser = humantime::parse_duration)]
     pub move_pause_max: Duration,
 
     /// How long a moved tenant's old copy is kept (read-only: its roles cannot log in) before
     /// it is dropped, unless the move was asked to drop it at once (`--drop-source`).
-    #[arg(hide_short_help = true, help_heading = "Settings (each also from its environment variable; -h hides them)", long, env = "MOVE_SOURCE_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    #[arg(hide_short_help = true, help_heading = tenancy::settings::SETTINGS_HEADING, long, env = "MOVE_SOURCE_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
     pub(crate) move_source_retention: Duration,
 }
 

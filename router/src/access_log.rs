@@ -28,25 +28,29 @@ pub(crate) fn note_tenant(slug: &str) {
     let _ = TENANT.try_with(|tenant| *tenant.borrow_mut() = Some(Arc::from(slug)));
 }
 
-/// Which requests get a line: one in `every` (0: none), and every server error.
+/// Which requests get a line: `fraction` of them, spread evenly (the n-th request is logged
+/// when `floor(n × fraction)` moves on), and every server error.
 #[derive(Debug)]
 pub struct Sampler {
-    every: u64,
+    fraction: f64,
     seen: AtomicU64,
 }
 
 impl Sampler {
-    /// About `fraction` (0 to 1) of requests.
+    /// `fraction` (0 to 1) of requests.
     pub fn new(fraction: f64) -> Self {
-        let every = if fraction <= 0.0 { 0 } else { (1.0 / fraction.min(1.0)).round() as u64 };
-        Self { every, seen: AtomicU64::new(0) }
+        Self { fraction: fraction.clamp(0.0, 1.0), seen: AtomicU64::new(0) }
     }
 
     fn pick(&self, status: u16) -> bool {
         if status >= 500 {
             return true;
         }
-        self.every != 0 && self.seen.fetch_add(1, Ordering::Relaxed) % self.every == 0
+        if self.fraction <= 0.0 {
+            return false;
+        }
+        let n = self.seen.fetch_add(1, Ordering::Relaxed) as f64;
+        ((n + 1.0) * self.fraction).floor() > (n * self.fraction).floor()
     }
 }
 
@@ -120,6 +124,10 @@ mod tests {
         assert!((0..10).all(|_| all.pick(200)));
         let tenth = Sampler::new(0.1);
         assert_eq!((0..100).filter(|_| tenth.pick(200)).count(), 10);
+        let two_thirds = Sampler::new(0.67);
+        assert_eq!((0..300).filter(|_| two_thirds.pick(200)).count(), 201);
+        let hundredth = Sampler::new(0.01);
+        assert_eq!((0..150).filter(|_| hundredth.pick(200)).count(), 1);
         let none = Sampler::new(0.0);
         assert!(!none.pick(404) && none.pick(500) && none.pick(503));
         assert_eq!(parse_fraction("0.01"), Ok(0.01));

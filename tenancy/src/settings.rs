@@ -9,6 +9,9 @@ use crate::secrets::{SecretError, SecretsPrefix, SharedSecretStore};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// The help heading of the settings every command reads (`-h` hides them, `--help` shows them).
+pub const SETTINGS_HEADING: &str = "Settings (each also from its environment variable; -h hides them)";
+
 /// The configuration names both binaries accept (terraform and operators rely on them; each
 /// binary's `--help` must list them, which its tests check).
 pub const SHARED_ENV_NAMES: &[&str] = &[
@@ -36,7 +39,7 @@ pub struct CommonSettings {
     /// Catalog database URL, e.g. postgres://user:password@host:5432/tenancy.
     #[arg(
         hide_short_help = true,
-        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        help_heading = SETTINGS_HEADING,
         long,
         env = "DATABASE_URL",
         hide_env_values = true
@@ -48,7 +51,7 @@ pub struct CommonSettings {
     /// Without it those modes refuse every server; other modes do not need it.
     #[arg(
         hide_short_help = true,
-        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        help_heading = SETTINGS_HEADING,
         long,
         env = "PG_SSL_ROOT_CERT"
     )]
@@ -58,7 +61,7 @@ pub struct CommonSettings {
     /// their in-process cache and the catalog.
     #[arg(
         hide_short_help = true,
-        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        help_heading = SETTINGS_HEADING,
         long,
         env = "REDIS_URL",
         hide_env_values = true
@@ -68,7 +71,7 @@ pub struct CommonSettings {
     /// Prefix of every Redis key and channel this deployment uses.
     #[arg(
         hide_short_help = true,
-        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        help_heading = SETTINGS_HEADING,
         long,
         env = "REDIS_KEY_PREFIX",
         default_value = "tenancy:"
@@ -78,7 +81,7 @@ pub struct CommonSettings {
     /// Domain under which each tenant has its subdomain: <slug>.<TENANT_BASE_DOMAIN>.
     #[arg(
         hide_short_help = true,
-        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        help_heading = SETTINGS_HEADING,
         long,
         env = "TENANT_BASE_DOMAIN",
         default_value = "app.localhost"
@@ -91,7 +94,7 @@ pub struct CommonSettings {
     /// Log format: `text` for people, `json` for log pipelines.
     #[arg(
         hide_short_help = true,
-        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        help_heading = SETTINGS_HEADING,
         long,
         env = "LOG_FORMAT",
         value_enum,
@@ -113,7 +116,7 @@ pub struct SecretsSettings {
     /// Secret store backend.
     #[arg(
         hide_short_help = true,
-        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        help_heading = SETTINGS_HEADING,
         long,
         env = "SECRETS_BACKEND",
         value_enum,
@@ -122,13 +125,13 @@ pub struct SecretsSettings {
     pub secrets_backend: SecretsBackend,
 
     /// Prefix of secret names: <SECRETS_PREFIX>/tenants/<tenant-id>/postgres.
-    #[arg(hide_short_help = true, help_heading = "Settings (each also from its environment variable; -h hides them)", long, env = "SECRETS_PREFIX", default_value = "tenancy", value_parser = SecretsPrefix::parse)]
+    #[arg(hide_short_help = true, help_heading = SETTINGS_HEADING, long, env = "SECRETS_PREFIX", default_value = "tenancy", value_parser = SecretsPrefix::parse)]
     pub secrets_prefix: SecretsPrefix,
 
     /// Key of the local secret store: base64 of 32 random bytes (`openssl rand -base64 32`).
     #[arg(
         hide_short_help = true,
-        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        help_heading = SETTINGS_HEADING,
         long,
         env = "SECRETS_LOCAL_KEY",
         hide_env_values = true
@@ -138,7 +141,7 @@ pub struct SecretsSettings {
     /// File holding the local secret store key (instead of SECRETS_LOCAL_KEY).
     #[arg(
         hide_short_help = true,
-        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        help_heading = SETTINGS_HEADING,
         long,
         env = "SECRETS_LOCAL_KEY_FILE"
     )]
@@ -149,7 +152,7 @@ pub struct SecretsSettings {
     /// task's IAM role.
     #[arg(
         hide_short_help = true,
-        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        help_heading = SETTINGS_HEADING,
         long,
         env = "AWS_REGION"
     )]
@@ -158,7 +161,7 @@ pub struct SecretsSettings {
     /// Secrets Manager endpoint instead of AWS's (e.g. a local moto_server for tests).
     #[arg(
         hide_short_help = true,
-        help_heading = "Settings (each also from its environment variable; -h hides them)",
+        help_heading = SETTINGS_HEADING,
         long,
         env = "AWS_ENDPOINT_URL"
     )]

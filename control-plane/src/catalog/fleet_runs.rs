@@ -295,7 +295,7 @@ pub(crate) struct Candidate {
 /// Which tenants a run covers: all live ones, or those matching every filter given; and
 /// whether it moves the clusters' template databases too (a whole-fleet run always does).
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-#[serde(default, from = "StoredSelection")]
+#[serde(from = "StoredSelection", into = "StoredSelection")]
 pub struct Selection {
     /// Only these tenants (slugs); empty: no such filter.
     pub tenants: Vec<String>,
@@ -306,8 +306,10 @@ pub struct Selection {
 }
 
 /// A selection as the ledger keeps it: runs from before several tenants could be named have
-/// one `tenant`.
-#[derive(Default, serde::Deserialize)]
+/// one `tenant`. New runs keep it too, for a `tenantctl` from before that resumes one: the
+/// one tenant named, or (several named) `""`, which no tenant is, so that it never reads the
+/// selection as the whole fleet.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 struct StoredSelection {
     tenants: Vec<String>,
@@ -320,8 +322,28 @@ struct StoredSelection {
 impl From<StoredSelection> for Selection {
     fn from(stored: StoredSelection) -> Self {
         let mut tenants = stored.tenants;
-        tenants.extend(stored.tenant);
+        // Written beside `tenants` by this version (the same tenant, or ""), alone by older ones.
+        if tenants.is_empty() {
+            tenants.extend(stored.tenant);
+        }
         Self { tenants, plan: stored.plan, cluster: stored.cluster, templates: stored.templates }
+    }
+}
+
+impl From<Selection> for StoredSelection {
+    fn from(selection: Selection) -> Self {
+        let tenant = match selection.tenants.as_slice() {
+            [] => None,
+            [one] => Some(one.clone()),
+            _ => Some(String::new()),
+        };
+        Self {
+            tenants: selection.tenants,
+            tenant,
+            plan: selection.plan,
+            cluster: selection.cluster,
+            templates: selection.templates,
+        }
     }
 }
 
@@ -449,20 +471,21 @@ pub(crate) async fn ids_starting_with(
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// Records that `by` asked run `run` to halt (the first request is kept).
+/// Records that `by` asked run `run` to halt (the first request is kept); whether the run was
+/// still marked running.
 pub(crate) async fn request_halt(
     client: &impl GenericClient,
     run: Uuid,
     by: &str,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<bool, tokio_postgres::Error> {
     client
         .execute(
             "UPDATE control.migration_runs SET halt_requested_by = coalesce(halt_requested_by, $2)
               WHERE id = $1 AND state = 'running'",
             &[&run, &by],
         )
-        .await?;
-    Ok(())
+        .await
+        .map(|changed| changed == 1)
 }
 
 /// What became of one tenant.
@@ -530,7 +553,7 @@ pub(crate) async fn finish_run(
     halt_reason: Option<&str>,
 ) -> Result<String, tokio_postgres::Error> {
     let row = client
-        .query_one(
+        .query_opt(
             "UPDATE control.migration_runs
                 SET finished_at = now(), halt_reason = $2,
                     state = CASE WHEN $2::text IS NOT NULL THEN 'halted'
@@ -540,12 +563,19 @@ pub(crate) async fn finish_run(
                                                WHERE i.run_id = $1 AND i.state <> 'done'
                                                  AND t.status IN ('active', 'suspended'))
                                  THEN 'failed' ELSE 'completed' END
-              WHERE id = $1
+              WHERE id = $1 AND state = 'running'
           RETURNING state",
             &[&run, &halt_reason],
         )
         .await?;
-    Ok(row.get(0))
+    match row {
+        Some(row) => Ok(row.get(0)),
+        // Ended already (halted while its process was gone): it stays as it was ended.
+        None => Ok(client
+            .query_one("SELECT state FROM control.migration_runs WHERE id = $1", &[&run])
+            .await?
+            .get(0)),
+    }
 }
 
 /// Ends a run that failed before any tenant was started, saying why (a template did not
@@ -575,13 +605,21 @@ pub(crate) async fn recent_runs(
 }
 
 /// Reopens a run for `resume`.
-pub(crate) async fn reopen_run(client: &impl GenericClient, run: Uuid) -> Result<(), tokio_postgres::Error> {
+pub(crate) async fn reopen_run(
+    client: &impl GenericClient,
+    run: Uuid,
+    halt_requested_by: Option<&str>,
+) -> Result<(), tokio_postgres::Error> {
+    // The halt request read with the run (`halt_requested_by`) is the one this resume answers;
+    // one made since stays, and the resumed run halts at its first tenant.
     client
         .execute(
             "UPDATE control.migration_runs
-                SET state = 'running', finished_at = NULL, halt_reason = NULL, halt_requested_by = NULL
+                SET state = 'running', finished_at = NULL, halt_reason = NULL,
+                    halt_requested_by = CASE WHEN halt_requested_by IS NOT DISTINCT FROM $2 THEN NULL
+                                             ELSE halt_requested_by END
               WHERE id = $1",
-            &[&run],
+            &[&run, &halt_requested_by],
         )
         .await?;
     Ok(())
@@ -599,7 +637,15 @@ mod tests {
         let whole: Selection = serde_json::from_str(r#"{"tenant":null,"plan":null,"cluster":null}"#).unwrap();
         assert!(whole.is_whole_fleet());
         let new = Selection { tenants: vec!["a".into(), "b".into()], ..Default::default() };
-        let back: Selection = serde_json::from_value(serde_json::to_value(&new).unwrap()).unwrap();
+        let stored = serde_json::to_value(&new).unwrap();
+        assert_eq!(stored["tenant"], "", "an older tenantctl reads a tenant no one is: {stored}");
+        let back: Selection = serde_json::from_value(stored).unwrap();
         assert_eq!(back.tenants, ["a", "b"]);
+        let one =
+            serde_json::to_value(Selection { tenants: vec!["acme".into()], ..Default::default() }).unwrap();
+        assert_eq!(
+            (&one["tenant"], &one["tenants"]),
+            (&serde_json::json!("acme"), &serde_json::json!(["acme"]))
+        );
     }
 }

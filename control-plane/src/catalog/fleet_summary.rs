@@ -61,7 +61,7 @@ pub(crate) async fn record_snapshot(client: &impl GenericClient) -> Result<(), t
     client
         .batch_execute(
             "INSERT INTO control.fleet_snapshots (hour, counts)
-             SELECT date_trunc('hour', now()),
+             SELECT date_trunc('hour', now(), 'UTC'),
                     coalesce(jsonb_agg(jsonb_build_object('status', status, 'plan', plan, 'tenants', n)), '[]')
                FROM (SELECT status, plan, count(*) AS n FROM control.tenants WHERE status <> 'deleted'
                       GROUP BY status, plan) c

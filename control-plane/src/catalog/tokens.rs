@@ -49,10 +49,10 @@ impl Scope {
 
     fn parse(raw: &str) -> Self {
         match raw {
-            "read_only" => Self::ReadOnly,
             "operator" => Self::Operator,
-            // The catalog's CHECK allows nothing else.
-            _ => Self::Admin,
+            "admin" => Self::Admin,
+            // `read_only`: the catalog's CHECK allows nothing else; were it ever to, the least.
+            _ => Self::ReadOnly,
         }
     }
 }
@@ -172,13 +172,18 @@ pub(crate) async fn verify(
     if !token.starts_with(PREFIX) {
         return Ok(Verdict::Refused);
     }
+    // `last_used_at` is written at most once a minute per token, not on every request.
     let row = client
         .query_opt(
-            "UPDATE control.operator_tokens
-                SET last_used_at = CASE WHEN expires_at IS NULL OR expires_at > now() THEN now()
-                                        ELSE last_used_at END
-              WHERE token_hash = $1 AND revoked_at IS NULL
-          RETURNING name, scope, expires_at, expires_at IS NOT NULL AND expires_at <= now() AS expired",
+            "WITH token AS (
+                 SELECT id, name, scope, expires_at, last_used_at,
+                        expires_at IS NOT NULL AND expires_at <= now() AS expired
+                   FROM control.operator_tokens WHERE token_hash = $1 AND revoked_at IS NULL),
+             used AS (
+                 UPDATE control.operator_tokens o SET last_used_at = now() FROM token t
+                  WHERE o.id = t.id AND NOT t.expired
+                    AND (t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute'))
+             SELECT name, scope, expires_at, expired FROM token",
             &[&hash(token)],
         )
         .await?;
@@ -274,11 +279,26 @@ pub(crate) fn expiry(lifetime: std::time::Duration) -> Result<DateTime<Utc>, &'s
     Ok(Utc::now() + chrono::Duration::from_std(lifetime).map_err(|_| "lifetime out of range")?)
 }
 
-/// Checks a token's name (the actor in the audit log): 1 to 100 printable characters.
+/// Actors the system itself writes to the audit log: no token may be named like them.
+const RESERVED_NAMES: [&str; 8] =
+    ["cli", "billing", "provisioner", "worker", "mover", "plan", "system", "router"];
+
+/// Checks a token's name (the actor in the audit log): 1 to 100 printable characters, not an
+/// actor of the system's own (`billing`, `cli`, … or `user:…`, an internal user through a
+/// router), and without invisible formatting characters (bidirectional overrides, zero-width
+/// joiners) that would make one actor look like another.
 pub(crate) fn check_name(name: &str) -> Result<&str, &'static str> {
     let name = name.trim();
-    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+    let invisible = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+    };
+    if name.is_empty() || name.len() > 100 || name.chars().any(invisible) {
         return Err("token name must be 1 to 100 printable characters");
+    }
+    let lower = name.to_lowercase();
+    if RESERVED_NAMES.contains(&lower.as_str()) || lower.starts_with("user:") {
+        return Err("that name is an actor of the system's own in the audit log; pick another");
     }
     Ok(name)
 }
@@ -286,6 +306,17 @@ pub(crate) fn check_name(name: &str) -> Result<&str, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::Scope;
+
+    #[test]
+    fn token_names_cannot_pass_for_the_systems_own_actors_or_hide_characters() {
+        use super::check_name;
+        assert_eq!(check_name("  grafana "), Ok("grafana"));
+        for bad in
+            ["", "billing", "CLI", "user:42", "ops\u{202e}nimda", "a\u{200b}b", "x\ny", &"a".repeat(101)]
+        {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn scopes_are_ordered_by_what_they_may_do() {

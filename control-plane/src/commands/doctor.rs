@@ -9,6 +9,7 @@ use crate::output;
 use serde::Serialize;
 use std::process::ExitCode;
 use std::time::Duration;
+use tenancy::secrets::SecretError;
 use tenancy::settings::SecretsBackend;
 
 /// How long each check may wait for what it talks to.
@@ -240,7 +241,7 @@ async fn secrets_check(args: &CatalogArgs, catalog: Option<&deadpool_postgres::P
                 .query_one(
                     "SELECT count(*), (array_agg(secret_ref ORDER BY created_at DESC))[1],
                             (array_agg(slug ORDER BY created_at DESC))[1]
-                       FROM control.tenants WHERE secret_ref IS NOT NULL AND status <> 'deleted'",
+                       FROM control.tenants WHERE secret_ref IS NOT NULL AND status IN ('active', 'suspended')",
                     &[],
                 )
                 .await
@@ -251,24 +252,31 @@ async fn secrets_check(args: &CatalogArgs, catalog: Option<&deadpool_postgres::P
         .flatten(),
         None => None,
     };
-    let with_secrets = sample.as_ref().map_or(0, |(n, _, _)| *n);
+    // `None`: not known (the catalog did not answer), which is not the same as none.
+    let with_secrets = sample.as_ref().map(|(n, _, _)| *n);
     let keyless = settings.secrets_backend == SecretsBackend::Local
         && settings.secrets_local_key.is_none()
         && settings.secrets_local_key_file.is_none();
     if keyless {
-        return if with_secrets > 0 {
-            Check::fail(
-                "secret store",
-                format!("SECRETS_BACKEND=local without a key, and {with_secrets} tenants' credentials are encrypted with one"),
-                "set SECRETS_LOCAL_KEY (or SECRETS_LOCAL_KEY_FILE) to the key this install has used, from where you keep it; \
-                 do not generate a new one: it cannot read the existing credentials",
-            )
-        } else {
-            Check::fail(
+        let restore =
+            "set SECRETS_LOCAL_KEY (or SECRETS_LOCAL_KEY_FILE) to the key this install has used, from where \
+                       you keep it; do not generate a new one: it cannot read the existing credentials";
+        return match with_secrets {
+            Some(0) => Check::fail(
                 "secret store",
                 "SECRETS_BACKEND=local without a key (no tenant has credentials yet)",
                 "a new install generates its key once and keeps it safe: `openssl rand -base64 32` into SECRETS_LOCAL_KEY_FILE",
-            )
+            ),
+            Some(n) => Check::fail(
+                "secret store",
+                format!("SECRETS_BACKEND=local without a key, and {n} tenants' credentials are encrypted with one"),
+                restore,
+            ),
+            None => Check::fail(
+                "secret store",
+                "SECRETS_BACKEND=local without a key (whether tenants' credentials need one is unknown: the catalog did not answer)",
+                restore,
+            ),
         };
     }
     let Some(pool) = catalog else {
@@ -299,10 +307,16 @@ async fn secrets_check(args: &CatalogArgs, catalog: Option<&deadpool_postgres::P
         Some(Err(e)) => Check::fail(
             "secret store",
             format!("{}: cannot read tenant {slug}'s credentials: {e}", store.backend()),
-            match settings.secrets_backend {
-                SecretsBackend::Local => "the key set is not the one this install's credentials were encrypted with: \
-                                          set the right one (a new key cannot read them)",
-                SecretsBackend::Aws => "check AWS_REGION, the credentials' permissions (secretsmanager:GetSecretValue) and SECRETS_PREFIX",
+            match (&e, settings.secrets_backend) {
+                (SecretError::Corrupt(_), SecretsBackend::Local) => {
+                    "the key set is not the one this install's credentials were encrypted with: set the right one \
+                     (a new key cannot read them)"
+                }
+                (SecretError::Unavailable(_), _) => "the store did not answer; check the network path to it (or the catalog)",
+                (_, SecretsBackend::Aws) => {
+                    "check AWS_REGION, the credentials' permissions (secretsmanager:GetSecretValue) and SECRETS_PREFIX"
+                }
+                (_, SecretsBackend::Local) => "check the SECRETS_* settings",
             },
         ),
         None => Check::fail(

@@ -163,7 +163,8 @@ pub(super) async fn resume(args: ResumeArgs, json: bool) -> Result<ExitCode, Cli
     let cp = start(&args.catalog).await?;
     let progress = output::FleetProgress::new(json);
     let run = fleet::resolve_run(&cp, &args.run).await?;
-    let report = fleet::resume(&cp, run, args.concurrency, &progress).await.map_err(CliError::from)?;
+    let report =
+        fleet::resume(&cp, run, args.concurrency, &operator(), &progress).await.map_err(CliError::from)?;
     Ok(print_report(&report, json))
 }
 

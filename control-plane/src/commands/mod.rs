@@ -311,7 +311,6 @@ async fn operate_on(
     Ok(if tenant.status == TenantStatus::Failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-/// The retention defaults to the control plane's (`DEPROVISION_RETENTION`).
 /// Asks the person at a terminal to confirm `what` by typing `expected` (see
 /// [`output::confirm`]); not confirmed: nothing is done, exit code 3.
 pub(crate) fn confirmed(
@@ -326,6 +325,7 @@ pub(crate) fn confirmed(
     }
 }
 
+/// The retention defaults to the control plane's (`DEPROVISION_RETENTION`).
 async fn delete(args: DeleteArgs, json: bool) -> Result<ExitCode, CliError> {
     let slug = parse_slug(&args.operation.slug)?;
     let cp = start(&args.operation.catalog).await?;
@@ -471,7 +471,8 @@ async fn connection_string(args: ConnectionStringArgs, json: bool) -> Result<Exi
 
 /// A psql command line reaching tenant `slug` through a router's PostgreSQL listener at
 /// `host:port` (the database name `slug` names the tenant, whatever the host), quoted for a
-/// POSIX shell.
+/// POSIX shell. The password goes in `PGPASSWORD`, not on psql's command line, where every
+/// user of the machine could read it (`ps`).
 fn psql_command(
     creds: &tenancy::secrets::DbCredentials,
     host: &str,
@@ -479,17 +480,17 @@ fn psql_command(
     slug: &str,
     sslmode: &str,
 ) -> String {
+    // A shell word: single-quoted, each ' written as '\''.
+    let word = |v: &str| format!("'{}'", v.replace('\'', "'\\''"));
     // libpq's key=value form: values in single quotes, with \ and \' escaped.
     let value = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
     let conninfo = format!(
-        "host={} port={port} user={} password={} dbname={} sslmode={sslmode}",
+        "host={} port={port} user={} dbname={} sslmode={sslmode}",
         value(host),
         value(&creds.username),
-        value(creds.password.as_str()),
-        value(slug),
+        value(slug)
     );
-    // The whole conninfo as one shell word: single-quoted, each ' written as '\''.
-    format!("psql '{}'", conninfo.replace('\'', "'\\''"))
+    format!("PGPASSWORD={} psql {}", word(&creds.password), word(&conninfo))
 }
 
 async fn webhook_send(args: SendArgs, json: bool) -> Result<ExitCode, CliError> {

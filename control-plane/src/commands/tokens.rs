@@ -13,12 +13,9 @@ fn time(at: Option<chrono::DateTime<chrono::Utc>>) -> String {
 }
 
 pub(super) async fn create(args: TokenArgs, json: bool) -> Result<ExitCode, CliError> {
-    let name = tokens::check_name(&args.name).map_err(|e| CliError::invalid("invalid_name", e))?;
-    let expires_at = args
-        .expires_in
-        .map(tokens::expiry)
-        .transpose()
-        .map_err(|e| CliError::invalid("invalid_lifetime", e))?;
+    let name = tokens::check_name(&args.name).map_err(|e| CliError::invalid("invalid_token", e))?;
+    let expires_at =
+        args.expires_in.map(tokens::expiry).transpose().map_err(|e| CliError::invalid("invalid_token", e))?;
     let cp = start(&args.catalog).await?;
     let mut client = cp.catalog.get().await.map_err(CatalogError::from)?;
     let new = NewToken { name, scope: args.scope, expires_at, created_by: "cli" };

@@ -368,9 +368,10 @@ pub async fn resume(
     cp: &ControlPlane,
     run: uuid::Uuid,
     concurrency: Option<usize>,
+    by: &str,
     progress: &dyn Progress,
 ) -> Result<ApplyReport, FleetError> {
-    resume_begin(cp, run, concurrency).await?.execute(cp, progress).await
+    resume_begin(cp, run, concurrency, by).await?.execute(cp, progress).await
 }
 
 /// The first part of [`resume`]: the run reopened (its halt request cleared) and its tenants
@@ -379,6 +380,7 @@ pub(crate) async fn resume_begin(
     cp: &ControlPlane,
     run: uuid::Uuid,
     concurrency: Option<usize>,
+    by: &str,
 ) -> Result<Begun, FleetError> {
     let started = Instant::now();
     let migrations = cp.migrations().map_err(|e| FleetError::Migrations(e.to_string()))?;
@@ -400,7 +402,13 @@ pub(crate) async fn resume_begin(
     options.validate()?;
     let selection: Selection = serde_json::from_value(recorded.selection.clone()).unwrap_or_default();
     let candidates = fleet_runs::unfinished(&**client, run).await.map_err(catalog_error)?;
-    fleet_runs::reopen_run(&**client, run).await.map_err(catalog_error)?;
+    fleet_runs::reopen_run(&**client, run, recorded.halt_requested_by.as_deref())
+        .await
+        .map_err(catalog_error)?;
+    let detail = serde_json::json!({ "run": run, "halted": recorded.halt_reason, "halt_requested_by": recorded.halt_requested_by });
+    crate::catalog::audit::record(&**client, by, "migration.resume", None, detail)
+        .await
+        .map_err(catalog_error)?;
     drop(client);
     let template_failure =
         templates::migrate(cp, &migrations, &selection, candidates.iter().map(|c| &c.tenant)).await.err();
@@ -454,23 +462,44 @@ pub(crate) async fn resolve_run(cp: &ControlPlane, raw: &str) -> Result<uuid::Uu
 }
 
 /// Asks run `run` to halt, as `by`: the process running it starts no more tenants (those
-/// running finish) and records the run `halted`; a run whose process is gone is recorded
-/// halted at once. Resume it to go on.
+/// running finish) and records the run `halted`. A run whose process is gone is recorded
+/// halted at once, once it is sure no process runs it (it holds the run lock meanwhile).
 ///
 /// # Errors
 /// [`FleetError::NoSuchRun`]; [`FleetError::NotRunning`] for a run that ended.
 pub(crate) async fn halt(cp: &ControlPlane, run: uuid::Uuid, by: &str) -> Result<RunStatus, FleetError> {
     let status = self::status(cp, Some(run), Some(&[])).await?.ok_or(FleetError::NoSuchRun(run))?;
-    let client = cp.catalog.get().await.map_err(catalog_error)?;
-    match status.state.as_str() {
-        "running" => fleet_runs::request_halt(&**client, run, by).await.map_err(catalog_error)?,
-        "interrupted" => {
-            let reason = format!("halted by {by} while its process was gone");
-            fleet_runs::finish_run(&**client, run, Some(&reason)).await.map_err(catalog_error)?;
-        }
-        state => return Err(FleetError::NotRunning { run, state: state.to_owned() }),
+    if !matches!(status.state.as_str(), "running" | "interrupted") {
+        return Err(FleetError::NotRunning { run, state: status.state });
     }
-    drop(client);
+    {
+        // Recorded first, whatever happens next: a process running the run (or resuming it
+        // right now) sees it before it starts its next tenant.
+        let client = cp.catalog.get().await.map_err(catalog_error)?;
+        if fleet_runs::request_halt(&**client, run, by).await.map_err(catalog_error)? {
+            crate::catalog::audit::record(
+                &**client,
+                by,
+                "migration.halt",
+                None,
+                serde_json::json!({ "run": run }),
+            )
+            .await
+            .map_err(catalog_error)?;
+        }
+    }
+    if status.state == "interrupted" {
+        // Nobody runs it if the run lock is free: then it is ended here. Held, some process
+        // runs (or just resumed) it, and it will see the request.
+        if let Ok(lock) = lock(cp).await {
+            let reason = format!("halted by {by} while its process was gone (resume it to go on)");
+            let client = cp.catalog.get().await.map_err(catalog_error)?;
+            let ended = fleet_runs::finish_run(&**client, run, Some(&reason)).await;
+            drop(client);
+            lock.release().await;
+            ended.map_err(catalog_error)?;
+        }
+    }
     self::status(cp, Some(run), Some(&[])).await?.ok_or(FleetError::NoSuchRun(run))
 }
 

@@ -20,7 +20,8 @@ pub(crate) struct Operator {
 /// The scope a request needs: token management is `admin`'s, every other change
 /// `operator`'s, and reading anything `read_only`'s.
 fn required_scope(method: &Method, route: &str) -> Scope {
-    if route == "/v1/tokens" || route.starts_with("/v1/tokens/") {
+    // No route (never, behind `route_layer`): the most, rather than the least.
+    if route.is_empty() || route == "/v1/tokens" || route.starts_with("/v1/tokens/") {
         Scope::Admin
     } else if matches!(*method, Method::GET | Method::HEAD) {
         Scope::ReadOnly
@@ -84,5 +85,6 @@ mod tests {
         assert_eq!(required_scope(&Method::PATCH, "/v1/tenants/{slug}/config"), Scope::Operator);
         assert_eq!(required_scope(&Method::GET, "/v1/tokens"), Scope::Admin);
         assert_eq!(required_scope(&Method::DELETE, "/v1/tokens/{id}"), Scope::Admin);
+        assert_eq!(required_scope(&Method::GET, ""), Scope::Admin);
     }
 }

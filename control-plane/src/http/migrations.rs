@@ -132,6 +132,10 @@ pub(crate) struct ItemsQuery {
 
 fn options(body: StartRun) -> Result<fleet::ApplyOptions, ApiError> {
     let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_options", message);
+    if body.tenants.as_ref().is_some_and(Vec::is_empty) {
+        // An empty list must not mean "no filter": the whole fleet.
+        return Err(bad("tenants: name at least one tenant, or leave it out for the whole fleet".to_owned()));
+    }
     let tenants: Vec<String> = body.tenants.unwrap_or_default().into_iter().chain(body.tenant).collect();
     for tenant in &tenants {
         tenancy::domain::Slug::parse(tenant).map_err(|e| bad(format!("tenant {tenant:?}: {e}")))?;
@@ -241,7 +245,7 @@ pub(super) async fn resume(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<MigrationRun>), ApiError> {
     let run = fleet::resolve_run(&state.cp, &id).await?;
-    let begun = fleet::resume_begin(&state.cp, run, None).await?;
+    let begun = fleet::resume_begin(&state.cp, run, None, &operator.name).await?;
     tracing::info!(%run, by = %operator.name, "fleet migration run resumed");
     Ok((StatusCode::ACCEPTED, Json(go_on(&state, begun).await?)))
 }

@@ -59,6 +59,9 @@ pub(super) async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<Json<TenantPage>, ApiError> {
     let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message);
+    if query.q.as_ref().is_some_and(|q| q.chars().count() > 100) {
+        return Err(bad("q must be at most 100 characters".to_owned()));
+    }
     let limit = query.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(bad(format!("limit must be 1 to 500, got {limit}")));

@@ -99,6 +99,9 @@ impl Watch {
                 humantime::format_duration(self.interval),
                 chrono::Local::now().format("%H:%M:%S")
             );
+        } else if format() == Format::Yaml {
+            // A stream of YAML documents.
+            line("---");
         } else if self.frames > 0 && format() != Format::Json {
             line("");
         }

@@ -25,15 +25,48 @@ fn inline(value: &Value) -> String {
     match value {
         Value::Null => "null".to_owned(),
         Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
+        Value::Number(n) => number(n),
         Value::String(s) => quoted(s),
         Value::Array(_) => "[]".to_owned(),
         Value::Object(_) => "{}".to_owned(),
     }
 }
 
+/// A double-quoted YAML scalar: `"` and `\\` escaped, and every character outside YAML's
+/// printable set, or that a YAML 1.1 parser reads as a line break (NEL, U+2028, U+2029), as
+/// `\\uXXXX`.
 fn quoted(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned())
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{fffe}' | '\u{ffff}') => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A number as YAML 1.1 parsers read it as one: a float in exponent form gets a `.` and a
+/// signed exponent (`1e16` is a string to them, `1.0e+16` a float).
+fn number(n: &serde_json::Number) -> String {
+    let text = n.to_string();
+    match (n.is_f64(), text.split_once('e')) {
+        (true, Some((mantissa, exponent))) => {
+            let mantissa = if mantissa.contains('.') { mantissa.to_owned() } else { format!("{mantissa}.0") };
+            let exponent =
+                if exponent.starts_with(['-', '+']) { exponent.to_owned() } else { format!("+{exponent}") };
+            format!("{mantissa}e{exponent}")
+        }
+        _ => text,
+    }
 }
 
 fn nested(value: &Value) -> bool {
@@ -112,6 +145,10 @@ mod tests {
             )
         );
         assert_eq!(to_yaml(&json!([])), "[]\n");
+        assert_eq!(
+            to_yaml(&json!(["\u{7f}\u{85}\u{2028}é", 1e16, 1.5e-7, 12])),
+            "- \"\\u007f\\u0085\\u2028é\"\n- 1.0e+16\n- 1.5e-7\n- 12\n"
+        );
         assert_eq!(to_yaml(&json!("x")), "\"x\"\n");
     }
 }

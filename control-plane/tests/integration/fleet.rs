@@ -127,7 +127,7 @@ async fn a_conflicting_tenant_fails_alone_and_resume_finishes_it_after_the_fix()
 
     // Fixed, then resumed: only bravo is migrated.
     admin.batch_execute(&format!("DROP TABLE \"{bravo}\".audit")).await.unwrap();
-    let resumed = control_plane::fleet::resume(&f.cp, report.run_id, Some(2), &Quiet).await.unwrap();
+    let resumed = control_plane::fleet::resume(&f.cp, report.run_id, Some(2), "test", &Quiet).await.unwrap();
     assert_eq!((resumed.tenants, resumed.migrated, resumed.failed), (1, 1, 0), "{:?}", resumed.results);
     assert_eq!(resumed.state, "completed");
     for slug in ["alpha", "bravo", "charlie", "delta", "echo"] {
@@ -137,10 +137,10 @@ async fn a_conflicting_tenant_fails_alone_and_resume_finishes_it_after_the_fix()
     assert_eq!((bravo_item.state.as_str(), bravo_item.attempts), ("done", 2));
 
     // A run that is complete has nothing left to do; an unknown one is refused.
-    let again = control_plane::fleet::resume(&f.cp, report.run_id, None, &Quiet).await.unwrap();
+    let again = control_plane::fleet::resume(&f.cp, report.run_id, None, "test", &Quiet).await.unwrap();
     assert_eq!(again.tenants, 0);
     assert!(matches!(
-        control_plane::fleet::resume(&f.cp, uuid::Uuid::new_v4(), None, &Quiet).await,
+        control_plane::fleet::resume(&f.cp, uuid::Uuid::new_v4(), None, "test", &Quiet).await,
         Err(FleetError::NoSuchRun(_))
     ));
 }
@@ -187,7 +187,7 @@ async fn a_second_run_is_refused_and_a_killed_run_resumes() {
     blocker.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(f.v2("charlie").await, (0, false), "nothing half-applied");
 
-    let resumed = control_plane::fleet::resume(&f.cp, run_id, Some(2), &Quiet).await.unwrap();
+    let resumed = control_plane::fleet::resume(&f.cp, run_id, Some(2), "test", &Quiet).await.unwrap();
     assert_eq!((resumed.tenants, resumed.migrated, resumed.failed), (1, 1, 0), "{:?}", resumed.results);
     assert_eq!(resumed.state, "completed");
     for slug in ["alpha", "bravo", "charlie", "delta", "echo"] {

@@ -145,7 +145,7 @@ async fn a_template_that_fails_to_migrate_fails_the_run_in_the_ledger() {
 
     // Fixed, then resumed: the template first, then the tenants.
     s.write("V2__fragile.sql", "CREATE TABLE sturdy (id int);");
-    let resumed = control_plane::fleet::resume(&s.cp, report.run_id, None, &Quiet).await;
+    let resumed = control_plane::fleet::resume(&s.cp, report.run_id, None, "test", &Quiet).await;
     // The checksum of V2 changed, but no tenant has V2 yet: the run goes on.
     let resumed = resumed.unwrap();
     assert_eq!((resumed.state.as_str(), resumed.migrated), ("completed", 2), "{resumed:?}");

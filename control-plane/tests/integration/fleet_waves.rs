@@ -32,7 +32,7 @@ async fn a_failing_canary_halts_the_run_and_max_failures_stops_it() {
 
     // Fixed and resumed: the canary, then the rest.
     admin.batch_execute(&format!("DROP TABLE \"{alpha}\".audit")).await.unwrap();
-    let resumed = control_plane::fleet::resume(&f.cp, report.run_id, None, &Quiet).await.unwrap();
+    let resumed = control_plane::fleet::resume(&f.cp, report.run_id, None, "test", &Quiet).await.unwrap();
     assert_eq!((resumed.state.as_str(), resumed.migrated), ("completed", 5), "{resumed:?}");
 
     // V3 conflicts in bravo and charlie; with at most 0 failures and one tenant at a time, the

@@ -159,7 +159,8 @@ async fn output_formats_confirmations_and_a_psql_line_that_works_as_printed() {
     .await;
     assert_eq!(psql.code, 0, "{}", psql.stderr);
     let line = psql.stdout.trim();
-    assert!(line.starts_with("psql '"), "{line}");
+    assert!(line.starts_with("PGPASSWORD='") && line.contains(" psql 'host="), "{line}");
+    assert!(!line.split(" psql ").nth(1).unwrap().contains("password"), "not on psql's command line: {line}");
     let bin = std::env::var("TENANCY_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
     let shell = tokio::process::Command::new("sh")
         .args(["-c", &format!("{line} -tAc 'SELECT current_user, current_schema()'")])

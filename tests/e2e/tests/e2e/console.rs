@@ -75,6 +75,8 @@ async fn an_operator_runs_the_fleet_from_the_console_in_a_real_browser() {
     drop(client);
 
     let screenshots = workspace_root().join("target/console-screenshots");
+    // Only this run's screenshots count.
+    let _ = std::fs::remove_dir_all(&screenshots);
     let output = tokio::process::Command::new("node")
         .arg("console.mjs")
         .current_dir(&node)

@@ -125,6 +125,8 @@ async fn token_scopes_decide_what_a_token_may_do_and_expired_or_revoked_tokens_d
         (json!({"name": "x", "scope": "admin", "expires_in": "10s"}), "invalid_token"),
         (json!({"name": "x", "scope": "admin", "expires_in": "soon"}), "invalid_token"),
         (json!({"name": "x", "scope": "root"}), "invalid_body"),
+        (json!({"name": "billing", "scope": "read_only"}), "invalid_token"),
+        (json!({"name": "user:42", "scope": "read_only"}), "invalid_token"),
     ] {
         let (status, answer) = api.call(&admin, Method::POST, "/v1/tokens", Some(body.clone())).await;
         assert_eq!((status, &answer["error"]["code"]), (400, &json!(code)), "{body}: {answer}");
@@ -274,6 +276,10 @@ async fn a_run_is_halted_and_resumed_over_the_api_and_named_by_a_prefix_of_its_i
     assert_eq!((code, &last["state"]), (0, &json!("completed")), "the watch ends with the run: {last}");
     let finished = wait_for_run(&api, &operator, &id, |run| run["state"] != json!("running")).await;
     assert_eq!(finished["state"], json!("completed"), "{finished}");
+    let (_, audit) = api.call(&operator, Method::GET, "/v1/audit?actor=halter", None).await;
+    let actions: Vec<&str> =
+        audit.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["migration.resume", "migration.halt"], "{audit}");
     assert_eq!(finished["counts"], json!({"done": 6}));
     let client = cp.catalog.get().await.unwrap();
     let attempts: Vec<i32> = client
