@@ -25,7 +25,11 @@ fn resolve(c: &mut Criterion) {
         .unwrap();
         control_plane::jobs::provision::provision(&cp, tenant.id).await.unwrap();
         let catalog = tenancy::pg::pool(
-            &tenancy::pg::parse_config(common.database_url.expose(), &tenancy::pg::CaBundle::none()).unwrap(),
+            &tenancy::pg::parse_config(
+                common.database_url().unwrap().expose(),
+                &tenancy::pg::CaBundle::none(),
+            )
+            .unwrap(),
             4,
         )
         .unwrap();

@@ -42,9 +42,9 @@ pub async fn control_plane_with_settings() -> (TestDb, CommonSettings, Arc<Contr
 /// When the services of `scripts/services.sh` are not running.
 pub async fn control_plane_without_tls() -> (TestDb, CommonSettings, Arc<ControlPlane>) {
     control_plane_on(|mut common| {
-        let url = common.database_url.expose();
+        let url = common.database_url().unwrap_or_else(|e| panic!("{e}")).expose();
         let separator = if url.contains('?') { '&' } else { '?' };
-        common.database_url = format!("{url}{separator}sslmode=disable").into();
+        common.database_url = Some(format!("{url}{separator}sslmode=disable").into());
         common
     })
     .await

@@ -128,7 +128,7 @@ async fn start_router_process(
     let mut command = Command::new(binary("tenant-router"));
     command
         .env_clear()
-        .env("DATABASE_URL", common.database_url.expose())
+        .env("DATABASE_URL", common.database_url().unwrap_or_else(|e| panic!("{e}")).expose())
         .env("REDIS_KEY_PREFIX", &common.redis_key_prefix)
         .env("TENANT_BASE_DOMAIN", common.tenant_base_domain.to_string())
         .env("SECRETS_BACKEND", "local")

@@ -108,7 +108,7 @@ impl ControlPlane {
         catalog_connections: usize,
     ) -> Result<Arc<Self>, StartError> {
         let ca_bundle = common.ca_bundle().map_err(tenancy::pg::PoolError::from)?;
-        let mut config = tenancy::pg::parse_config(common.database_url.expose(), &ca_bundle)?;
+        let mut config = tenancy::pg::parse_config(common.database_url()?.expose(), &ca_bundle)?;
         if config.get_application_name().is_none() {
             // What operators see in pg_stat_activity next to the control plane's sessions.
             config.application_name("tenantctl");

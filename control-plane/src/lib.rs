@@ -28,11 +28,13 @@
 //!
 //! Below these modules everything is `pub(crate)` unless the tests or benchmarks use it.
 
+pub(crate) mod base_url;
 pub mod billing;
 pub mod catalog;
 pub mod cli;
 pub mod clusters;
 pub mod commands;
+pub(crate) mod contexts;
 pub mod control_plane;
 pub mod fleet;
 pub mod http;

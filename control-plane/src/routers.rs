@@ -23,17 +23,7 @@ pub(crate) struct Answer {
 /// A router's admin URL as given (`http://10.0.1.5:9091`, or `10.0.1.5:9091`), without a
 /// trailing slash (a clap value parser).
 pub(crate) fn admin_url(raw: &str) -> Result<String, String> {
-    let raw = raw.trim();
-    let with_scheme = if raw.contains("://") { raw.to_owned() } else { format!("http://{raw}") };
-    match reqwest::Url::parse(&with_scheme) {
-        Ok(url) if !url.username().is_empty() || url.password().is_some() => {
-            Err("a router's admin URL takes no user or password".to_owned())
-        }
-        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
-            Ok(url.as_str().trim_end_matches('/').to_owned())
-        }
-        _ => Err(format!("expected a router's admin URL such as http://10.0.1.5:9091, got {raw:?}")),
-    }
+    crate::base_url::parse(raw, "a router's admin URL", "http://10.0.1.5:9091")
 }
 
 /// Asks every router for `path` (about `tenant` only, when given), giving up on each after

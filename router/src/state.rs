@@ -84,7 +84,7 @@ fn shared_routes(
 impl AppState {
     pub async fn new(settings: &RouterSettings) -> Result<Self, StartError> {
         let ca_bundle = settings.common.ca_bundle().map_err(tenancy::pg::PoolError::from)?;
-        let config = tenancy::pg::parse_config(settings.common.database_url.expose(), &ca_bundle)?;
+        let config = tenancy::pg::parse_config(settings.common.database_url()?.expose(), &ca_bundle)?;
         let catalog = tenancy::pg::pool(&config, 16)?;
         let secrets = settings.common.secrets.build(catalog.clone()).await?;
         let metrics = Arc::new(crate::metrics::RouterMetrics::default());

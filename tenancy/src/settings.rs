@@ -36,7 +36,8 @@ pub enum SecretsBackend {
 /// Settings both binaries share.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonSettings {
-    /// Catalog database URL, e.g. postgres://user:password@host:5432/tenancy.
+    /// Catalog database URL, e.g. postgres://user:password@host:5432/tenancy (tenantctl's
+    /// commands can go through the API instead: `tenantctl login`).
     #[arg(
         hide_short_help = true,
         help_heading = SETTINGS_HEADING,
@@ -44,7 +45,7 @@ pub struct CommonSettings {
         env = "DATABASE_URL",
         hide_env_values = true
     )]
-    pub database_url: Secret,
+    pub database_url: Option<Secret>,
 
     /// PEM file of the CA certificates that PostgreSQL servers' certificates are checked
     /// against under sslmode=verify-ca or verify-full (e.g. Amazon RDS's global-bundle.pem).
@@ -105,6 +106,14 @@ pub struct CommonSettings {
 
 impl CommonSettings {
     /// The CA bundle of [`CommonSettings::pg_ssl_root_cert`] (empty without one).
+    /// The catalog database's URL, which every server and catalog command needs.
+    ///
+    /// # Errors
+    /// [`crate::pg::PoolError::NoUrl`] when it is not set.
+    pub fn database_url(&self) -> Result<&Secret, crate::pg::PoolError> {
+        self.database_url.as_ref().ok_or(crate::pg::PoolError::NoUrl)
+    }
+
     pub fn ca_bundle(&self) -> Result<crate::pg::CaBundle, crate::pg::CaBundleError> {
         crate::pg::CaBundle::from_setting(self.pg_ssl_root_cert.as_deref())
     }

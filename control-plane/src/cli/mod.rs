@@ -38,6 +38,16 @@ pub struct Cli {
     /// line, e.g. `tenantctl tenants list --json`. The same as `-o json`.
     #[arg(long, global = true, help_heading = "Global options", hide_short_help = true)]
     pub(crate) json: bool,
+    /// Go through the operator API with this saved context (`tenantctl login`) rather than
+    /// the catalog; without it, commands use the current context when no DATABASE_URL is given.
+    #[arg(
+        long,
+        global = true,
+        env = "TENANTCTL_CONTEXT",
+        help_heading = "Global options",
+        hide_short_help = true
+    )]
+    pub(crate) context: Option<String>,
     /// Output format: table (default), wide (more columns), json or yaml (errors too).
     #[arg(
         short = 'o',
@@ -93,6 +103,17 @@ pub(crate) enum Command {
     /// Plan templates: carry a new template version into the tenants built from it.
     #[command(subcommand)]
     Templates(TemplatesCommand),
+    /// Save a context: an operator API (--api-url) and a token for it (checked with the API),
+    /// and make it the current one, as `kubectl config` keeps clusters. With a current context
+    /// and no DATABASE_URL, `tenants`, `migrate`, `tokens` and `audit` commands go through the
+    /// API with that token (its scope applies); `--context` picks another.
+    Login(LoginArgs),
+    /// Forget a context and its token (the current one, or --context). The token still works
+    /// until it is revoked.
+    Logout,
+    /// The saved contexts.
+    #[command(subcommand)]
+    Config(ContextsCommand),
     /// Check the configuration and what it points at, changing nothing: the migrations and
     /// templates directories, the catalog (reachable, its schema against this tenantctl's),
     /// Redis, the secret store and its key (it reads one tenant's credentials back), and the
@@ -110,6 +131,30 @@ pub(crate) enum Command {
     /// every access by the platform's internal users to a tenant through a router (action
     /// `tenant.access`, actor `user:<id>`, with the role, door, read or write, and request).
     Audit(AuditArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LoginArgs {
+    /// The operator API, e.g. https://ops.example.com (what `tenantctl serve` listens on).
+    #[arg(long)]
+    pub(crate) api_url: String,
+    /// The token (`tenantctl tokens create`); without it, one is read from standard input, so
+    /// that it need not be in your shell's history.
+    #[arg(long, env = "TENANTCTL_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<tenancy::secret::Secret>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ContextsCommand {
+    /// The saved contexts; the current one is marked.
+    GetContexts,
+    /// The current context's name.
+    CurrentContext,
+    /// Make a saved context the current one.
+    UseContext {
+        /// The context's name (as `config get-contexts` lists it).
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

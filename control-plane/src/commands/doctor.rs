@@ -135,7 +135,8 @@ async fn catalog_checks(args: &CatalogArgs, checks: &mut Vec<Check>) -> Option<d
         .ca_bundle()
         .map_err(|e| e.to_string())
         .and_then(|bundle| {
-            tenancy::pg::parse_config(common.database_url.expose(), &bundle).map_err(|e| e.to_string())
+            let url = common.database_url().map_err(|e| format!("DATABASE_URL {e}"))?;
+            tenancy::pg::parse_config(url.expose(), &bundle).map_err(|e| e.to_string())
         })
         .and_then(|config| tenancy::pg::pool(&config, 2).map_err(|e| e.to_string()));
     let pool = match pool {

@@ -1,10 +1,12 @@
 //! The implementations of the `tenantctl` commands, and how their errors become exit codes.
 
 mod billing;
+mod contexts;
 mod deadline;
 mod doctor;
 mod migrate;
 mod moves;
+mod remote;
 mod routers;
 mod templates;
 mod tokens;
@@ -31,7 +33,7 @@ use tenancy::error::{ErrorKind, OperationError};
 #[derive(Debug)]
 pub(crate) struct CliError {
     pub(crate) kind: ErrorKind,
-    pub(crate) code: &'static str,
+    pub(crate) code: std::borrow::Cow<'static, str>,
     pub(crate) message: String,
 }
 
@@ -48,8 +50,12 @@ pub(crate) fn exit_code(kind: ErrorKind) -> u8 {
 }
 
 impl CliError {
-    pub(crate) fn new(kind: ErrorKind, code: &'static str, message: impl Into<String>) -> Self {
-        Self { kind, code, message: message.into() }
+    pub(crate) fn new(
+        kind: ErrorKind,
+        code: impl Into<std::borrow::Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self { kind, code: code.into(), message: message.into() }
     }
 
     /// Bad input on the command line, found before anything ran.
@@ -73,7 +79,39 @@ pub async fn run(cli: Cli) -> ExitCode {
     let format = cli.format();
     output::set_format(format);
     let json = format.structured();
-    let result = match cli.command {
+    let result = match contexts::remote_for(&cli) {
+        Err(err) => Err(err),
+        Ok(Some(remote)) => match remote::run(&remote, cli.command, json).await {
+            Some(result) => result,
+            None => Err(CliError::new(
+                ErrorKind::Invalid,
+                "catalog_only",
+                format!(
+                    "this command works on the catalog itself, not through the operator API (context {}): \
+                     set DATABASE_URL, or use one the API offers (tenants, migrate, tokens, audit)",
+                    remote.name
+                ),
+            )),
+        },
+        // Boxed: the catalog commands' futures together are larger than a stack frame should hold.
+        Ok(None) => Box::pin(local(cli, json)).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            output::error(&err.code, &err.message, json);
+            ExitCode::from(err.exit())
+        }
+    }
+}
+
+/// Runs a command on the catalog (or one that needs neither catalog nor API).
+async fn local(cli: Cli, json: bool) -> Result<ExitCode, CliError> {
+    let context = cli.context;
+    match cli.command {
+        Command::Login(args) => contexts::login(args, context, json).await,
+        Command::Logout => contexts::logout(context, json),
+        Command::Config(command) => contexts::config(command, json),
         Command::Serve(args) => serve(args).await,
         Command::Tenants(TenantsCommand::Create(args)) => create(args, json).await,
         Command::Tenants(TenantsCommand::List(args)) => list(args, json).await,
@@ -132,13 +170,6 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Tenants(TenantsCommand::Config(ConfigCommand::Edit(args))) => {
             templates::config_edit(args, json).await
-        }
-    };
-    match result {
-        Ok(code) => code,
-        Err(err) => {
-            output::error(err.code, &err.message, json);
-            ExitCode::from(err.exit())
         }
     }
 }
@@ -615,7 +646,7 @@ async fn router_credentials(
     )?;
     let args = args.catalog;
     let cp = start(&args).await?;
-    let credentials = crate::catalog::router_role::issue_credentials(&cp, &args.common.database_url)
+    let credentials = crate::catalog::router_role::issue_credentials(&cp, args.common.database_url()?)
         .await
         .map_err(CliError::from)?;
     if json {
@@ -724,7 +755,7 @@ mod tests {
         let err = crate::fleet::FleetError::Migrations("V3 is missing".into());
         let api = crate::http::ApiError::from(crate::fleet::FleetError::Migrations("V3 is missing".into()));
         let cli = CliError::from(err);
-        assert_eq!((cli.code, cli.exit()), ("invalid_migrations", 3));
+        assert_eq!((cli.code.as_ref(), cli.exit()), ("invalid_migrations", 3));
         assert_eq!((api.code, api.status.as_u16()), ("invalid_migrations", 500));
     }
 }

@@ -11,6 +11,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 /// Why a connection pool could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
+    #[error("not set: the catalog database's URL (--database-url), e.g. postgres://user:password@host:5432/tenancy")]
+    NoUrl,
     #[error("invalid database URL: {0}")]
     InvalidUrl(String),
     #[error("could not build the connection pool: {0}")]
@@ -22,14 +24,14 @@ pub enum PoolError {
 impl crate::error::OperationError for PoolError {
     fn kind(&self) -> crate::error::ErrorKind {
         match self {
-            Self::InvalidUrl(_) | Self::CaBundle(_) => crate::error::ErrorKind::Misconfigured,
+            Self::NoUrl | Self::InvalidUrl(_) | Self::CaBundle(_) => crate::error::ErrorKind::Misconfigured,
             Self::Build(_) => crate::error::ErrorKind::Unavailable,
         }
     }
 
     fn code(&self) -> &'static str {
         match self {
-            Self::InvalidUrl(_) | Self::CaBundle(_) => "invalid_configuration",
+            Self::NoUrl | Self::InvalidUrl(_) | Self::CaBundle(_) => "invalid_configuration",
             Self::Build(_) => "unavailable",
         }
     }

@@ -356,7 +356,7 @@ impl RouterProcess {
         let mut command = tokio::process::Command::new(program);
         command
             .env_clear()
-            .env("DATABASE_URL", common.database_url.expose())
+            .env("DATABASE_URL", secret(common.database_url.as_ref()))
             .env("REDIS_URL", secret(common.redis_url.as_ref()))
             .env("REDIS_KEY_PREFIX", &common.redis_key_prefix)
             .env("TENANT_BASE_DOMAIN", common.tenant_base_domain.to_string())

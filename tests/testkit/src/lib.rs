@@ -103,7 +103,7 @@ pub fn common_settings(db: &TestDb, secrets: SecretsFor) -> tenancy::settings::C
         SecretsFor::Aws => (SecretsBackend::Aws, None),
     };
     tenancy::settings::CommonSettings {
-        database_url: db.url.clone().into(),
+        database_url: Some(db.url.clone().into()),
         pg_ssl_root_cert: None,
         redis_url: Some(services().redis_url.clone().into()),
         redis_key_prefix: db.redis_prefix.clone(),

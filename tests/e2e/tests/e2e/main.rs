@@ -9,6 +9,7 @@ mod budget;
 mod cli_habits;
 mod clusters;
 mod console;
+mod contexts;
 mod degraded;
 mod deletion;
 mod domains;

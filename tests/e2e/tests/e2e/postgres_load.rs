@@ -355,7 +355,7 @@ impl Restartable {
         let pg = PgServer::start().await;
         let db = TestDb::create().await; // for its unique prefixes only
         let mut common = common_settings(&db, SecretsFor::Local);
-        common.database_url = pg.url("postgres").into();
+        common.database_url = Some(pg.url("postgres").into());
         let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
         let (_, acme) = provisioned(&cp, "acme", "pro").await;
         let (_, globex) = provisioned(&cp, "globex", "pro").await;

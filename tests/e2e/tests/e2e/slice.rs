@@ -166,7 +166,7 @@ async fn the_router_fails_cleanly_while_postgres_is_down_and_recovers_after_a_re
     let pg = PgServer::start().await;
     let db = TestDb::create().await; // for its unique prefixes only
     let mut common = common_settings(&db, SecretsFor::Local);
-    common.database_url = pg.url("postgres").into();
+    common.database_url = Some(pg.url("postgres").into());
     let cp = ControlPlane::start(&common, &provisioning_settings(&db)).await.unwrap();
     let tenant = tenants::create(&cp, &request("initech"), "test").await.unwrap();
     provision(&cp, tenant.id).await.unwrap();

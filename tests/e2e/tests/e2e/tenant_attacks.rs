@@ -200,15 +200,17 @@ async fn forged_routing_records_in_redis_are_ignored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routers_catalog_role_reads_routing_records_and_nothing_else() {
     let f = fixture().await;
-    let credentials =
-        control_plane::catalog::router_role::issue_credentials(&f.cp, &f.settings.common.database_url)
-            .await
-            .unwrap();
+    let credentials = control_plane::catalog::router_role::issue_credentials(
+        &f.cp,
+        f.settings.common.database_url().unwrap(),
+    )
+    .await
+    .unwrap();
     let url = credentials.database_url.expose().to_owned();
 
     // A router with only these credentials serves tenants (the local secrets backend included).
     let mut settings = f.settings.clone();
-    settings.common.database_url = url.clone().into();
+    settings.common.database_url = Some(url.clone().into());
     let router = spawn_router_with(&settings).await;
     let acme = TenantSql::new(&router, "acme.app.localhost", &f.acme.connection_string);
     assert_eq!(acme.rows("SELECT 1 AS one", json!([])).await, json!([{"one": 1}]));

@@ -1,0 +1,134 @@
+//! `tenantctl login` and contexts: an operator with a scoped token and no catalog URL runs the
+//! tenant lifecycle, fleet runs, tokens and the audit log through the operator API, as kubectl
+//! works through a saved context; the token's scope applies.
+
+use control_plane::catalog::tokens::{self, NewToken, Scope};
+use e2e_tests::provisioned;
+use serde_json::Value;
+use std::process::Stdio;
+use testkit::{common_settings, SecretsFor, TestDb};
+
+const TENANTCTL: &str = env!("CARGO_BIN_EXE_tenantctl-under-test");
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// `tenantctl <args>` with contexts in `config` and no catalog settings at all (nothing from
+/// the harness's environment), `stdin` as its input.
+async fn tenantctl(config: &std::path::Path, args: &[&str], stdin: &str) -> Run {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = tokio::process::Command::new(TENANTCTL)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TENANTCTL_CONFIG", config)
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    let output = child.wait_with_output().await.unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn json(run: &Run) -> Value {
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}{}", run.stdout, run.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_with_a_token_and_no_catalog_url_works_through_a_saved_context() {
+    let db = TestDb::create().await;
+    let common = common_settings(&db, SecretsFor::Local);
+    let control = e2e_tests::spawn_control_plane(&db, &common).await;
+    provisioned(&control.cp, "acme", "starter").await;
+    let client = control.cp.catalog.get().await.unwrap();
+    let token = |name, scope| NewToken { name, scope, expires_at: None, created_by: "test" };
+    let (operator, _) = tokens::create(&**client, &token("alice", Scope::Operator)).await.unwrap();
+    let (viewer, _) = tokens::create(&**client, &token("auditor", Scope::ReadOnly)).await.unwrap();
+    drop(client);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tenantctl").join("config.toml");
+    let url = control.url.clone();
+
+    // A wrong token saves nothing.
+    let refused = tenantctl(&config, &["login", "--api-url", &url, "--token", "tct_nope"], "").await;
+    assert_eq!(refused.code, 3, "{}", refused.stderr);
+    assert!(refused.stderr.contains("unknown or revoked token"), "{}", refused.stderr);
+    assert!(!config.exists());
+
+    // The token from standard input (not the shell's history), checked, saved for its owner.
+    let login =
+        tenantctl(&config, &["login", "--api-url", &url, "--context", "prod"], &format!("{operator}\n"))
+            .await;
+    assert_eq!(login.code, 0, "{}", login.stderr);
+    assert!(login.stderr.contains("as alice (operator)"), "{}", login.stderr);
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&config).unwrap().permissions().mode() & 0o777, 0o600);
+    let viewer_login =
+        tenantctl(&config, &["login", "--api-url", &url, "--context", "audit", "--token", &viewer], "").await;
+    assert_eq!(viewer_login.code, 0, "{}", viewer_login.stderr);
+    let used = tenantctl(&config, &["config", "use-context", "prod"], "").await;
+    assert_eq!(used.code, 0, "{}", used.stderr);
+    let listed = json(&tenantctl(&config, &["config", "get-contexts", "--json"], "").await);
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert!(!listed.to_string().contains(&operator), "contexts are listed without their tokens");
+    assert_eq!(tenantctl(&config, &["config", "current-context"], "").await.stdout.trim(), "prod");
+
+    // Through the API: list, show, suspend (as alice, in the audit log), resume.
+    let tenants = json(&tenantctl(&config, &["tenants", "list", "-o", "json"], "").await);
+    assert_eq!(tenants[0]["slug"], "acme", "{tenants}");
+    let table = tenantctl(&config, &["tenants", "list"], "").await;
+    assert!(table.stdout.starts_with("SLUG") && table.stdout.contains("acme"), "{}", table.stdout);
+    let suspended = tenantctl(&config, &["tenants", "suspend", "acme", "--json"], "").await;
+    assert_eq!(
+        (suspended.code, &json(&suspended)["status"]),
+        (0, &Value::from("suspended")),
+        "{}",
+        suspended.stderr
+    );
+    let audit = json(&tenantctl(&config, &["audit", "--tenant", "acme", "--json"], "").await);
+    assert!(
+        audit.as_array().unwrap().iter().any(|e| e["actor"] == "alice" && e["action"] == "tenant.suspend"),
+        "{audit}"
+    );
+    let missing = tenantctl(&config, &["tenants", "show", "nobody"], "").await;
+    assert_eq!(missing.code, 4, "{}", missing.stderr);
+
+    // Another context's scope: the read-only token is refused a change, with the API's code.
+    let forbidden =
+        tenantctl(&config, &["--context", "audit", "tenants", "resume", "acme", "--json"], "").await;
+    assert_eq!(forbidden.code, 3, "{}", forbidden.stdout);
+    assert_eq!(json(&forbidden)["error"]["code"], "forbidden");
+    let resumed = tenantctl(&config, &["tenants", "resume", "acme", "--json"], "").await;
+    assert_eq!(json(&resumed)["status"], "active");
+
+    // A fleet run started and watched through the API.
+    let started = tenantctl(&config, &["migrate", "apply", "--json"], "").await;
+    assert_eq!(started.code, 0, "{}", started.stderr);
+    let id = json(&started)["id"].as_str().unwrap().to_owned();
+    let watched =
+        tenantctl(&config, &["migrate", "status", &id[..8], "--watch", "--interval", "200ms"], "").await;
+    assert_eq!(watched.code, 0, "{}{}", watched.stdout, watched.stderr);
+    assert!(watched.stdout.contains("completed"), "{}", watched.stdout);
+
+    // What only the catalog does is refused plainly; forgetting a context forgets its token.
+    let catalog_only = tenantctl(&config, &["clusters", "list"], "").await;
+    assert_eq!(catalog_only.code, 3, "{}", catalog_only.stderr);
+    assert!(catalog_only.stderr.contains("set DATABASE_URL"), "{}", catalog_only.stderr);
+    assert_eq!(tenantctl(&config, &["logout"], "").await.code, 0);
+    assert!(!std::fs::read_to_string(&config).unwrap().contains(&operator));
+    let unknown = tenantctl(&config, &["--context", "prod", "tenants", "list"], "").await;
+    assert_eq!(unknown.code, 4, "{}", unknown.stderr);
+    control.server.stop().await.unwrap();
+}
