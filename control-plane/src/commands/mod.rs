@@ -176,6 +176,14 @@ async fn local(cli: Cli, json: bool) -> Result<ExitCode, CliError> {
 
 pub(crate) async fn start(catalog: &CatalogArgs) -> Result<Arc<ControlPlane>, CliError> {
     tenancy::telemetry::init(catalog.common.log_format, tenancy::telemetry::CLI_LOG_FILTER);
+    if catalog.common.database_url.is_none() {
+        return Err(CliError::new(
+            ErrorKind::Misconfigured,
+            "invalid_configuration",
+            "DATABASE_URL is not set: give the catalog's URL (--database-url), or log in to an operator API \
+             with a token (tenantctl login --api-url …)",
+        ));
+    }
     Ok(ControlPlane::start(&catalog.common, &catalog.provisioning).await?)
 }
 
