@@ -64,6 +64,17 @@ impl tenancy::error::OperationError for ContextError {
     }
 }
 
+/// Says so on stderr when the contexts file (it holds tokens) may be read by others.
+fn warn_if_readable_by_others(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    if std::fs::metadata(path).is_ok_and(|meta| meta.permissions().mode() & 0o077 != 0) {
+        crate::output::note(&format!(
+            "warning: {} holds tokens and others may read it: chmod 600 it",
+            path.display()
+        ));
+    }
+}
+
 /// Where the contexts are kept.
 pub(crate) fn path() -> Result<PathBuf, ContextError> {
     if let Some(path) = std::env::var_os("TENANTCTL_CONFIG").filter(|p| !p.is_empty()) {
@@ -97,15 +108,25 @@ impl Contexts {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(e) => return Err(failed(e.to_string())),
         };
-        let file: File = toml::from_str(&text).map_err(|e| failed(e.to_string()))?;
-        Ok(Self {
-            current: file.current,
-            contexts: file
-                .contexts
-                .into_iter()
-                .map(|(name, c)| (name, Context { api_url: c.api_url, token: Secret::new(c.token) }))
-                .collect(),
-        })
+        // The parser's own message quotes the line, which may be a token's: only where it is.
+        let file: File = toml::from_str(&text).map_err(|e| {
+            let line = e.span().map_or(0, |span| text[..span.start.min(text.len())].lines().count().max(1));
+            failed(format!("not a contexts file (TOML) at line {line}: {}", e.message()))
+        })?;
+        warn_if_readable_by_others(path);
+        let mut contexts = BTreeMap::new();
+        for (name, c) in file.contexts {
+            // Checked again: the file may have been edited by hand.
+            let api_url = crate::http_client::parse_base_url(
+                &c.api_url,
+                "a context's api-url",
+                "https://ops.example.com",
+                crate::http_client::Plaintext::LoopbackOnly,
+            )
+            .map_err(|e| failed(format!("context {name}: {e}")))?;
+            contexts.insert(name, Context { api_url, token: Secret::new(c.token) });
+        }
+        Ok(Self { current: file.current, contexts })
     }
 
     /// Writes the contexts: to a new file only its owner may read, then renamed over the old.

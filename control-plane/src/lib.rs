@@ -28,7 +28,6 @@
 //!
 //! Below these modules everything is `pub(crate)` unless the tests or benchmarks use it.
 
-pub(crate) mod base_url;
 pub mod billing;
 pub mod catalog;
 pub mod cli;
@@ -38,6 +37,7 @@ pub(crate) mod contexts;
 pub mod control_plane;
 pub mod fleet;
 pub mod http;
+pub(crate) mod http_client;
 pub mod jobs;
 pub(crate) mod metrics;
 pub mod moves;

@@ -23,7 +23,12 @@ pub(crate) struct Answer {
 /// A router's admin URL as given (`http://10.0.1.5:9091`, or `10.0.1.5:9091`), without a
 /// trailing slash (a clap value parser).
 pub(crate) fn admin_url(raw: &str) -> Result<String, String> {
-    crate::base_url::parse(raw, "a router's admin URL", "http://10.0.1.5:9091")
+    crate::http_client::parse_base_url(
+        raw,
+        "a router's admin URL",
+        "http://10.0.1.5:9091",
+        crate::http_client::Plaintext::Anywhere,
+    )
 }
 
 /// Asks every router for `path` (about `tenant` only, when given), giving up on each after
@@ -34,10 +39,7 @@ pub(crate) async fn ask(
     tenant: Option<&Slug>,
     timeout: Duration,
 ) -> Result<Vec<Answer>, reqwest::Error> {
-    // No redirects: a router's admin listener never sends one, and following it would let
-    // whoever answers in its place point this process elsewhere.
-    let http =
-        reqwest::Client::builder().timeout(timeout).redirect(reqwest::redirect::Policy::none()).build()?;
+    let http = crate::http_client::client(timeout)?;
     let asked = routers.iter().map(|router| {
         let request = http.get(format!("{router}/{path}"));
         let request = match tenant {
@@ -55,18 +57,6 @@ pub(crate) async fn ask(
 /// The largest answer read from a router (a router with thousands of pools answers a few MiB).
 const MAX_ANSWER_BYTES: u64 = 16 << 20;
 
-/// The response's body, refused past `max` bytes.
-async fn read_at_most(mut response: reqwest::Response, max: u64) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| cause(&e))? {
-        body.extend_from_slice(&chunk);
-        if body.len() as u64 > max {
-            return Err(format!("answered more than {max} bytes"));
-        }
-    }
-    Ok(body)
-}
-
 async fn fetch(request: reqwest::RequestBuilder, timeout: Duration) -> Result<Value, AdminError> {
     let unavailable = |code, message: String| AdminError { code, message };
     let response = request.send().await.map_err(|e| {
@@ -77,11 +67,9 @@ async fn fetch(request: reqwest::RequestBuilder, timeout: Duration) -> Result<Va
         }
     })?;
     let status = response.status();
-    if response.content_length().is_some_and(|length| length > MAX_ANSWER_BYTES) {
-        return Err(unavailable("router_error", format!("answered more than {MAX_ANSWER_BYTES} bytes")));
-    }
-    let body =
-        read_at_most(response, MAX_ANSWER_BYTES).await.map_err(|e| unavailable("router_unreachable", e))?;
+    let body = crate::http_client::read_at_most(response, MAX_ANSWER_BYTES)
+        .await
+        .map_err(|e| unavailable("router_error", e))?;
     if !status.is_success() {
         let message = serde_json::from_slice::<Value>(&body)
             .ok()

@@ -105,15 +105,15 @@ pub struct CommonSettings {
 }
 
 impl CommonSettings {
-    /// The CA bundle of [`CommonSettings::pg_ssl_root_cert`] (empty without one).
     /// The catalog database's URL, which every server and catalog command needs.
     ///
     /// # Errors
-    /// [`crate::pg::PoolError::NoUrl`] when it is not set.
+    /// [`crate::pg::PoolError::NoUrl`] when it is not set (or empty).
     pub fn database_url(&self) -> Result<&Secret, crate::pg::PoolError> {
-        self.database_url.as_ref().ok_or(crate::pg::PoolError::NoUrl)
+        self.database_url.as_ref().filter(|url| !url.expose().is_empty()).ok_or(crate::pg::PoolError::NoUrl)
     }
 
+    /// The CA bundle of [`CommonSettings::pg_ssl_root_cert`] (empty without one).
     pub fn ca_bundle(&self) -> Result<crate::pg::CaBundle, crate::pg::CaBundleError> {
         crate::pg::CaBundle::from_setting(self.pg_ssl_root_cert.as_deref())
     }

@@ -176,7 +176,7 @@ async fn local(cli: Cli, json: bool) -> Result<ExitCode, CliError> {
 
 pub(crate) async fn start(catalog: &CatalogArgs) -> Result<Arc<ControlPlane>, CliError> {
     tenancy::telemetry::init(catalog.common.log_format, tenancy::telemetry::CLI_LOG_FILTER);
-    if catalog.common.database_url.is_none() {
+    if catalog.common.database_url().is_err() {
         return Err(CliError::new(
             ErrorKind::Misconfigured,
             "invalid_configuration",

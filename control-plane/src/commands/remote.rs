@@ -1,18 +1,26 @@
 //! `tenantctl` through the operator API, with a saved context (`tenantctl login`), for
 //! operators who hold a scoped token rather than the catalog's URL: the tenant lifecycle, fleet
 //! migration runs, tokens and the audit log. A command is run this way when `--context` names
-//! a context, or when no DATABASE_URL is given and a current context is saved; the API's own
-//! checks (the token's scope) apply, and its errors keep their codes and map to the same exit
-//! codes as the catalog's.
+//! a context, or when no DATABASE_URL is given and a current context is saved. The API's own
+//! checks (the token's scope) apply; its errors keep their codes and map to the same exit codes
+//! as the catalog's; commands wait for their work as the catalog's do.
 
-use super::{confirmed, CliError};
-use crate::cli::{AuditArgs, Command, MigrateCommand, TenantsCommand, TokensCommand};
+use super::deadline::Deadline;
+use super::{confirmed, parse_slug, CliError};
+use crate::cli::{
+    AuditArgs, Command, DeleteArgs, MigrateCommand, OperationArgs, TenantsCommand, TokensCommand, WaitArgs,
+};
 use crate::contexts::Context;
 use crate::output;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::process::ExitCode;
+use std::time::Duration;
+use tenancy::domain::Slug;
 use tenancy::error::ErrorKind;
+
+/// The largest answer read from the API (a page of 500 tenants is well under it).
+const MAX_ANSWER_BYTES: u64 = 32 << 20;
 
 /// An operator API, reached with a context's token.
 pub(crate) struct Remote {
@@ -23,14 +31,13 @@ pub(crate) struct Remote {
 
 impl Remote {
     pub(crate) fn new(name: String, context: Context) -> Result<Self, CliError> {
-        let http =
-            reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build().map_err(|e| {
-                CliError::new(
-                    ErrorKind::Misconfigured,
-                    "http_client",
-                    format!("cannot build an HTTP client: {e}"),
-                )
-            })?;
+        let http = crate::http_client::client(Duration::from_secs(30)).map_err(|e| {
+            CliError::new(
+                ErrorKind::Misconfigured,
+                "http_client",
+                format!("cannot build an HTTP client: {e}"),
+            )
+        })?;
         Ok(Self { name, context, http })
     }
 
@@ -42,38 +49,46 @@ impl Remote {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, CliError> {
-        let url = format!("{}{path}", self.context.api_url.trim_end_matches('/'));
+        let url = format!("{}{path}", self.context.api_url);
         let mut request = self.http.request(method, &url).bearer_auth(self.context.token.expose());
         if let Some(body) = body {
             request = request.json(&body);
         }
+        let api = &self.context.api_url;
         let response = request.send().await.map_err(|e| {
             CliError::new(
                 ErrorKind::Unavailable,
                 "api_unreachable",
-                format!(
-                    "the operator API at {} (context {}) did not answer: {e}",
-                    self.context.api_url, self.name
-                ),
+                format!("the operator API at {api} (context {}) did not answer: {e}", self.name),
             )
         })?;
         let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        let answer: Value = if text.trim().is_empty() {
-            Value::Null
+        let unreadable = |why: String| {
+            CliError::new(ErrorKind::Unavailable, "api_error", format!("the operator API at {api} {why}"))
+        };
+        let body = crate::http_client::read_at_most(response, MAX_ANSWER_BYTES).await.map_err(unreadable)?;
+        let answer: Option<Value> = if body.iter().all(u8::is_ascii_whitespace) {
+            Some(Value::Null)
         } else {
-            serde_json::from_str(&text).unwrap_or(Value::Null)
+            serde_json::from_slice(&body).ok()
         };
         if status.is_success() {
-            return Ok(answer);
+            return answer
+                .ok_or_else(|| unreadable(format!("answered {status} with something other than JSON")));
         }
+        if status.is_redirection() {
+            return Err(unreadable(format!(
+                "answered {status}, a redirect (not followed): check the context's URL (tenantctl config get-contexts)"
+            )));
+        }
+        let answer = answer.unwrap_or(Value::Null);
         let kind = match status.as_u16() {
             401 | 403 => ErrorKind::Misconfigured,
             404 => ErrorKind::NotFound,
             409 => ErrorKind::Conflict,
             422 => ErrorKind::WrongState,
+            408 | 429 | 502..=504 => ErrorKind::Unavailable,
             400..=499 => ErrorKind::Invalid,
-            503 => ErrorKind::Unavailable,
             _ => ErrorKind::Failed,
         };
         let code = answer["error"]["code"]
@@ -91,77 +106,75 @@ impl Remote {
 
 /// Runs `command` through `remote`; `None` for a command the API does not offer.
 pub(crate) async fn run(remote: &Remote, command: Command, json: bool) -> Option<Result<ExitCode, CliError>> {
-    let slug_path = |slug: &str| format!("/v1/tenants/{}", urlencode(slug));
     Some(match command {
         Command::Tenants(TenantsCommand::List(args)) => {
             tenants_list(remote, args.status, args.plan, json).await
         }
-        Command::Tenants(TenantsCommand::Show(args)) => show(remote, &slug_path(&args.slug), json).await,
-        Command::Tenants(TenantsCommand::Create(args)) => {
-            let body = json!({ "slug": args.slug, "plan": args.plan, "name": args.name,
-                               "isolation": args.isolation.map(|i| i.to_string()), "cluster": args.cluster });
-            let body = without_nulls(body);
-            change(remote, Method::POST, "/v1/tenants".to_owned(), Some(body), json).await
-        }
-        Command::Tenants(TenantsCommand::Suspend(args)) => {
-            lifecycle(remote, &slug_path(&args.slug), "suspend", json).await
-        }
-        Command::Tenants(TenantsCommand::Resume(args)) => {
-            lifecycle(remote, &slug_path(&args.slug), "resume", json).await
-        }
+        Command::Tenants(TenantsCommand::Show(args)) => show_tenant(remote, &args.slug, json).await,
+        Command::Tenants(TenantsCommand::Create(args)) => match parse_slug(&args.slug) {
+            Ok(slug) => {
+                let body =
+                    without_nulls(json!({ "slug": slug.as_str(), "plan": args.plan, "name": args.name,
+                    "isolation": args.isolation.map(|i| i.to_string()), "cluster": args.cluster }));
+                let change =
+                    Change { method: Method::POST, path: "/v1/tenants".to_owned(), body: Some(body) };
+                operate(remote, change, &slug, args.wait, json).await
+            }
+            Err(e) => Err(e),
+        },
+        Command::Tenants(TenantsCommand::Suspend(args)) => lifecycle(remote, args, "suspend", json).await,
+        Command::Tenants(TenantsCommand::Resume(args)) => lifecycle(remote, args, "resume", json).await,
         Command::Tenants(TenantsCommand::RotateCredentials(args)) => {
-            lifecycle(remote, &slug_path(&args.slug), "rotate-credentials", json).await
+            lifecycle(remote, args, "rotate-credentials", json).await
         }
-        Command::Tenants(TenantsCommand::Retry(args)) => {
-            lifecycle(remote, &slug_path(&args.slug), "retry", json).await
+        Command::Tenants(TenantsCommand::Retry(args)) => lifecycle(remote, args, "retry", json).await,
+        Command::Tenants(TenantsCommand::Restore(args)) => lifecycle(remote, args, "restore", json).await,
+        Command::Tenants(TenantsCommand::SetPlan(args)) => match parse_slug(&args.operation.slug) {
+            Ok(slug) => {
+                let path = format!("/v1/tenants/{slug}/plan");
+                let change = Change { method: Method::PUT, path, body: Some(json!({ "plan": args.plan })) };
+                operate(remote, change, &slug, args.operation.wait, json).await
+            }
+            Err(e) => Err(e),
+        },
+        Command::Tenants(TenantsCommand::Delete(args)) => delete(remote, args, json).await,
+        Command::Migrate(MigrateCommand::Status(args)) => {
+            run_status(remote, args.run.as_deref(), args.all, args.watch.then_some(args.interval), json).await
         }
-        Command::Tenants(TenantsCommand::Restore(args)) => {
-            lifecycle(remote, &slug_path(&args.slug), "restore", json).await
-        }
-        Command::Tenants(TenantsCommand::SetPlan(args)) => {
-            let path = format!("{}/plan", slug_path(&args.operation.slug));
-            change(remote, Method::PUT, path, Some(json!({ "plan": args.plan })), json).await
-        }
-        Command::Tenants(TenantsCommand::Delete(args)) => {
-            let slug = args.operation.slug.clone();
-            match confirmed(
-                &format!("Delete tenant {slug} (through context {}).", remote.name),
-                &slug,
-                args.confirm,
-            ) {
-                Err(e) => Err(e),
-                Ok(()) => {
-                    let retention =
-                        args.retention.map(|r| format!("?retention={}s", r.as_secs())).unwrap_or_default();
-                    change(remote, Method::DELETE, format!("{}{retention}", slug_path(&slug)), None, json)
-                        .await
+        Command::Migrate(MigrateCommand::Halt(args)) => match run_id(&args.run) {
+            Ok(id) => {
+                match remote.call(Method::POST, &format!("/v1/migrations/runs/{id}/halt"), None).await {
+                    Ok(run) => {
+                        print_run(&run, false, json);
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(e) => Err(e),
                 }
             }
+            Err(e) => Err(e),
+        },
+        Command::Migrate(MigrateCommand::Resume(args)) if args.concurrency.is_some() => {
+            Err(CliError::invalid(
+                "not_offered",
+                "--concurrency: a run resumed through the API keeps its own (give DATABASE_URL to change it)",
+            ))
         }
-        Command::Migrate(MigrateCommand::Status(args)) => {
-            run_status(remote, args.run.as_deref(), args.watch.then_some(args.interval), json).await
-        }
-        Command::Migrate(MigrateCommand::Halt(args)) => {
-            change(
-                remote,
-                Method::POST,
-                format!("/v1/migrations/runs/{}/halt", urlencode(&args.run)),
-                None,
-                json,
-            )
-            .await
-        }
-        Command::Migrate(MigrateCommand::Resume(args)) => {
-            let path = format!("/v1/migrations/runs/{}/resume", urlencode(&args.run));
-            started(remote, remote.call(Method::POST, &path, None).await, json)
-        }
+        Command::Migrate(MigrateCommand::Resume(args)) => match run_id(&args.run) {
+            Ok(id) => {
+                let resumed =
+                    remote.call(Method::POST, &format!("/v1/migrations/runs/{id}/resume"), None).await;
+                to_the_end(remote, resumed, json).await
+            }
+            Err(e) => Err(e),
+        },
         Command::Migrate(MigrateCommand::Apply(args)) => {
-            let s = &args.selection;
+            let selection = &args.selection;
+            let tenants: Vec<String> = selection.tenants.iter().map(ToString::to_string).collect();
             let body = without_nulls(json!({
-                "tenants": (!s.tenants.is_empty()).then(|| s.tenants.iter().map(ToString::to_string).collect::<Vec<_>>()),
-                "plan": s.plan.as_ref().map(ToString::to_string),
-                "cluster": s.cluster.as_ref().map(ToString::to_string),
-                "include_templates": s.include_templates,
+                "tenants": (!tenants.is_empty()).then_some(tenants),
+                "plan": selection.plan.as_ref().map(ToString::to_string),
+                "cluster": selection.cluster.as_ref().map(ToString::to_string),
+                "include_templates": selection.include_templates,
                 "concurrency": args.concurrency,
                 "canary": args.canary,
                 "max_failures": args.max_failures,
@@ -171,39 +184,14 @@ pub(crate) async fn run(remote: &Remote, command: Command, json: bool) -> Option
                 "grouped": args.grouped,
                 "tenants_per_connection": args.tenants_per_connection,
             }));
-            started(remote, remote.call(Method::POST, "/v1/migrations/runs", Some(body)).await, json)
+            to_the_end(remote, remote.call(Method::POST, "/v1/migrations/runs", Some(body)).await, json).await
         }
         Command::Tokens(TokensCommand::List(args)) => {
             let path = if args.all { "/v1/tokens?all=true" } else { "/v1/tokens" };
-            listing(
-                remote.call(Method::GET, path, None).await,
-                json,
-                "tokens",
-                &["id", "name", "scope", "expires_at", "last_used_at", "revoked_at"],
-            )
+            let columns = ["id", "name", "scope", "created_at", "expires_at", "last_used_at", "revoked_at"];
+            listing(remote.call(Method::GET, path, None).await, json, "tokens", &columns)
         }
-        Command::Tokens(TokensCommand::Create(args)) => {
-            let lifetime = args.expires_in.map(|d| format!("{}s", d.as_secs()));
-            let body =
-                without_nulls(json!({ "name": args.name, "scope": args.scope, "expires_in": lifetime }));
-            match remote.call(Method::POST, "/v1/tokens", Some(body)).await {
-                Ok(created) if json => {
-                    output::json(&created);
-                    Ok(ExitCode::SUCCESS)
-                }
-                Ok(created) => {
-                    output::line(created["token"].as_str().unwrap_or_default());
-                    output::note(&format!(
-                        "token {} ({}, {}) created; it is shown only now",
-                        created["id"],
-                        text(&created["name"]),
-                        text(&created["scope"])
-                    ));
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => Err(e),
-            }
-        }
+        Command::Tokens(TokensCommand::Create(args)) => create_token(remote, args, json).await,
         Command::Tokens(TokensCommand::Revoke(args)) => {
             let id = args.id.to_string();
             match confirmed(
@@ -212,12 +200,35 @@ pub(crate) async fn run(remote: &Remote, command: Command, json: bool) -> Option
                 args.confirm,
             ) {
                 Err(e) => Err(e),
-                Ok(()) => change(remote, Method::DELETE, format!("/v1/tokens/{id}"), None, json).await,
+                Ok(()) => match remote.call(Method::DELETE, &format!("/v1/tokens/{id}"), None).await {
+                    Ok(token) => {
+                        print_object(&token, json);
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(e) => Err(e),
+                },
             }
         }
+        Command::Audit(args) if args.limit > 500 => Err(CliError::invalid(
+            "invalid_limit",
+            "--limit: at most 500 through the API (give DATABASE_URL for more)",
+        )),
         Command::Audit(args) => audit(remote, &args, json).await,
         _ => return None,
     })
+}
+
+/// A run id or a prefix of one as given: hex digits and `-` only (the API says whether it
+/// names a run).
+fn run_id(raw: &str) -> Result<String, CliError> {
+    let raw = raw.trim();
+    if raw.is_empty() || !raw.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        return Err(CliError::invalid(
+            "invalid_run_id",
+            format!("{raw:?} is not a run id: give the id `migrate status` prints, or a prefix of it"),
+        ));
+    }
+    Ok(raw.to_owned())
 }
 
 fn urlencode(raw: &str) -> String {
@@ -268,6 +279,25 @@ fn listing(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Prints one object: as it is (`--json`), or a line per field.
+fn print_object(value: &Value, json: bool) {
+    if json {
+        output::json(value);
+        return;
+    }
+    let rows: Vec<Vec<String>> = value
+        .as_object()
+        .map(|fields| {
+            fields
+                .iter()
+                .filter(|(_, v)| !v.is_object() && !v.is_array())
+                .map(|(k, v)| vec![k.replace('_', " "), text(v)])
+                .collect()
+        })
+        .unwrap_or_default();
+    output::table(&["field", "value"], &rows);
+}
+
 async fn tenants_list(
     remote: &Remote,
     status: Option<tenancy::domain::TenantStatus>,
@@ -311,71 +341,143 @@ async fn tenants_list(
     listing(Ok(Value::Array(tenants)), json, "tenants", columns)
 }
 
-/// Prints one object: as it is (`--json`), or a line per field.
-fn print_object(value: &Value, json: bool) {
-    if json {
-        output::json(value);
-        return;
-    }
-    let rows: Vec<Vec<String>> = value
-        .as_object()
-        .map(|fields| {
-            fields
-                .iter()
-                .filter(|(_, v)| !v.is_object() && !v.is_array())
-                .map(|(k, v)| vec![k.replace('_', " "), text(v)])
-                .collect()
-        })
-        .unwrap_or_default();
-    output::table(&["field", "value"], &rows);
-}
-
-async fn show(remote: &Remote, path: &str, json: bool) -> Result<ExitCode, CliError> {
-    print_object(&remote.call(Method::GET, path, None).await?, json);
+async fn show_tenant(remote: &Remote, raw: &str, json: bool) -> Result<ExitCode, CliError> {
+    let slug = parse_slug(raw)?;
+    print_object(&remote.call(Method::GET, &format!("/v1/tenants/{slug}"), None).await?, json);
     Ok(ExitCode::SUCCESS)
 }
 
-async fn change(
-    remote: &Remote,
+/// A request that changes a tenant.
+struct Change {
     method: Method,
     path: String,
     body: Option<Value>,
-    json: bool,
-) -> Result<ExitCode, CliError> {
-    let answer = remote.call(method, &path, body).await?;
-    print_object(&answer, json);
-    Ok(ExitCode::SUCCESS)
 }
 
-/// A lifecycle change: recorded at once, the work done by the control plane's workers.
+/// A tenant's lifecycle operation (`POST /v1/tenants/{slug}/{operation}`).
 async fn lifecycle(
     remote: &Remote,
-    tenant_path: &str,
+    args: OperationArgs,
     operation: &str,
     json: bool,
 ) -> Result<ExitCode, CliError> {
-    let code = change(remote, Method::POST, format!("{tenant_path}/{operation}"), None, json).await?;
-    if !json {
-        output::note(&format!("{operation}: recorded; the control plane's workers do the rest (tenantctl tenants show follows it)"));
-    }
-    Ok(code)
+    let slug = parse_slug(&args.slug)?;
+    let change = Change { method: Method::POST, path: format!("/v1/tenants/{slug}/{operation}"), body: None };
+    operate(remote, change, &slug, args.wait, json).await
 }
 
-/// A run started or resumed: shown, with how to follow it.
-fn started(remote: &Remote, answer: Result<Value, CliError>, json: bool) -> Result<ExitCode, CliError> {
-    let run = answer?;
-    print_run(&run, json);
-    if !json {
+async fn delete(remote: &Remote, args: DeleteArgs, json: bool) -> Result<ExitCode, CliError> {
+    let slug = parse_slug(&args.operation.slug)?;
+    let when = match args.retention {
+        Some(r) if r.is_zero() => "its data is dropped at once".to_owned(),
+        Some(r) => format!("its data is dropped after {}", humantime::format_duration(r)),
+        None => "its data is dropped after the control plane's retention (DEPROVISION_RETENTION)".to_owned(),
+    };
+    confirmed(
+        &format!(
+            "Delete tenant {slug} (through context {}): it stops answering at once; {when}.",
+            remote.name
+        ),
+        slug.as_str(),
+        args.confirm,
+    )?;
+    let retention = args.retention.map(|r| format!("?retention={}s", r.as_secs())).unwrap_or_default();
+    let change =
+        Change { method: Method::DELETE, path: format!("/v1/tenants/{slug}{retention}"), body: None };
+    operate(remote, change, &slug, args.operation.wait, json).await
+}
+
+/// A change to tenant `slug`: recorded by the API, then (unless `--no-wait`) waited for until
+/// the tenant has no work queued, within `--timeout` (exit code 7), as the catalog's commands
+/// wait. Prints the tenant as it ends up; exit code 1 when it failed.
+async fn operate(
+    remote: &Remote,
+    change: Change,
+    slug: &Slug,
+    wait: WaitArgs,
+    json: bool,
+) -> Result<ExitCode, CliError> {
+    let deadline = Deadline::after(wait.timeout);
+    let recorded = deadline
+        .run(remote.call(change.method, &change.path, change.body), || {
+            format!("the API did not answer about tenant {slug}")
+        })
+        .await?;
+    let tenant = if wait.no_wait {
+        recorded
+    } else {
+        let drained = async {
+            loop {
+                let jobs =
+                    remote.call(Method::GET, &format!("/v1/jobs?tenant={slug}&limit=50"), None).await?;
+                if !jobs.as_array().is_some_and(|jobs| jobs.iter().any(|j| j["state"] == "queued")) {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        };
+        deadline
+            .run(drained, || {
+                format!(
+                    "tenant {slug} still has work queued; it stays queued (the control plane does it): \
+                     see `tenantctl tenants show {slug}`"
+                )
+            })
+            .await?;
+        remote.call(Method::GET, &format!("/v1/tenants/{slug}"), None).await?
+    };
+    print_object(&tenant, json);
+    Ok(if tenant["status"] == "failed" { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+async fn create_token(
+    remote: &Remote,
+    args: crate::cli::TokenArgs,
+    json: bool,
+) -> Result<ExitCode, CliError> {
+    let lifetime = args.expires_in.map(|d| format!("{}s", d.as_secs()));
+    let body = without_nulls(json!({ "name": args.name, "scope": args.scope, "expires_in": lifetime }));
+    let created = remote.call(Method::POST, "/v1/tokens", Some(body)).await?;
+    if json {
+        output::json(&created);
+    } else {
+        output::line(created["token"].as_str().unwrap_or_default());
         output::note(&format!(
-            "the run goes on in the control plane; follow it with `tenantctl --context {} migrate status {} --watch`",
-            remote.name,
-            text(&run["id"]).chars().take(8).collect::<String>()
+            "token {} ({}, {}) created; it is shown only now",
+            created["id"],
+            text(&created["name"]),
+            text(&created["scope"])
         ));
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_run(run: &Value, json: bool) {
+/// A run started or resumed through the API, followed to its end as the catalog's `migrate
+/// apply` is: its last state shown, exit code 0 when it completed, 1 otherwise.
+async fn to_the_end(
+    remote: &Remote,
+    answer: Result<Value, CliError>,
+    json: bool,
+) -> Result<ExitCode, CliError> {
+    let mut run = answer?;
+    let id = text(&run["id"]);
+    if !json {
+        output::note(&format!(
+            "run {id} goes on in the control plane (context {}); following it to its end",
+            remote.name
+        ));
+    }
+    let path = format!("/v1/migrations/runs/{id}");
+    while run["state"] == "running" {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        run = remote.call(Method::GET, &path, None).await?;
+    }
+    print_run(&run, false, json);
+    Ok(if run["state"] == "completed" { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// A run as `migrate status` shows it: its tenants not done, or all of them with `all`.
+fn print_run(run: &Value, all: bool, json: bool) {
     if json {
         output::json(run);
         return;
@@ -401,7 +503,7 @@ fn print_run(run: &Value, json: bool) {
         .map(|items| {
             items
                 .iter()
-                .filter(|i| i["state"] != "done")
+                .filter(|i| all || i["state"] != "done")
                 .map(|i| {
                     ["slug", "state", "attempts", "to_version", "error"]
                         .iter()
@@ -419,11 +521,12 @@ fn print_run(run: &Value, json: bool) {
 async fn run_status(
     remote: &Remote,
     run: Option<&str>,
-    watch: Option<std::time::Duration>,
+    all: bool,
+    watch: Option<Duration>,
     json: bool,
 ) -> Result<ExitCode, CliError> {
     let id = match run {
-        Some(raw) => urlencode(raw),
+        Some(raw) => run_id(raw)?,
         None => {
             let runs = remote.call(Method::GET, "/v1/migrations/runs", None).await?;
             let latest = runs.as_array().and_then(|r| r.first()).cloned();
@@ -436,13 +539,13 @@ async fn run_status(
     };
     let path = format!("/v1/migrations/runs/{id}");
     let Some(interval) = watch else {
-        print_run(&remote.call(Method::GET, &path, None).await?, json);
+        print_run(&remote.call(Method::GET, &path, None).await?, all, json);
         return Ok(ExitCode::SUCCESS);
     };
     let mut view = output::Watch::new(interval);
     loop {
         let run = remote.call(Method::GET, &path, None).await?;
-        view.frame(|| print_run(&run, json));
+        view.frame(|| print_run(&run, all, json));
         if run["state"] != "running" {
             return Ok(if run["state"] == "completed" { ExitCode::SUCCESS } else { ExitCode::from(1) });
         }
@@ -451,12 +554,15 @@ async fn run_status(
 }
 
 async fn audit(remote: &Remote, args: &AuditArgs, json: bool) -> Result<ExitCode, CliError> {
-    let mut query = vec![format!("limit={}", args.limit.min(500))];
+    let mut query = vec![format!("limit={}", args.limit)];
     for (key, value) in [("tenant", &args.tenant), ("actor", &args.actor), ("action", &args.action)] {
         query.extend(value.as_ref().map(|v| format!("{key}={}", urlencode(v))));
     }
     if let Some(since) = args.since {
-        let at = chrono::Utc::now() - chrono::Duration::from_std(since).unwrap_or_default();
+        let at = chrono::Duration::from_std(since)
+            .ok()
+            .and_then(|since| chrono::Utc::now().checked_sub_signed(since))
+            .ok_or_else(|| CliError::invalid("invalid_since", "--since: too long ago"))?;
         query.push(format!("since={}", urlencode(&at.to_rfc3339())));
     }
     let answer = remote.call(Method::GET, &format!("/v1/audit?{}", query.join("&")), None).await;

@@ -68,6 +68,16 @@ pub struct ControlPlaneUnderTest {
     pub url: String,
 }
 
+/// A tenant on `plan`, created here and provisioned by `control`'s workers (a server's tenant
+/// must not also be provisioned in the test's process: both would run its job at once).
+pub async fn provisioned_by(control: &ControlPlaneUnderTest, slug: &str, plan: &str) {
+    let request = control_plane::tenants::TenantRequest::new(slug, plan);
+    control_plane::tenants::create(&control.cp, &request, "test")
+        .await
+        .unwrap_or_else(|e| panic!("create {slug}: {e}"));
+    wait_until_active(&control.cp, slug, Duration::from_secs(30)).await;
+}
+
 pub async fn spawn_control_plane(db: &TestDb, common: &CommonSettings) -> ControlPlaneUnderTest {
     spawn_control_plane_with(db, common, &control_plane_settings()).await
 }

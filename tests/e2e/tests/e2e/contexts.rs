@@ -3,7 +3,6 @@
 //! works through a saved context; the token's scope applies.
 
 use control_plane::catalog::tokens::{self, NewToken, Scope};
-use e2e_tests::provisioned;
 use serde_json::Value;
 use std::process::Stdio;
 use testkit::{common_settings, SecretsFor, TestDb};
@@ -51,7 +50,7 @@ async fn an_operator_with_a_token_and_no_catalog_url_works_through_a_saved_conte
     let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
     let control = e2e_tests::spawn_control_plane(&db, &common).await;
-    provisioned(&control.cp, "acme", "starter").await;
+    e2e_tests::provisioned_by(&control, "acme", "starter").await;
     let client = control.cp.catalog.get().await.unwrap();
     let token = |name, scope| NewToken { name, scope, expires_at: None, created_by: "test" };
     let (operator, _) = tokens::create(&**client, &token("alice", Scope::Operator)).await.unwrap();
@@ -60,6 +59,12 @@ async fn an_operator_with_a_token_and_no_catalog_url_works_through_a_saved_conte
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("tenantctl").join("config.toml");
     let url = control.url.clone();
+
+    // A token must not cross a network in clear: http:// only to this machine.
+    let plaintext =
+        tenantctl(&config, &["login", "--api-url", "http://ops.example.com", "--token", &operator], "").await;
+    assert_eq!(plaintext.code, 3, "{}", plaintext.stderr);
+    assert!(plaintext.stderr.contains("https://"), "{}", plaintext.stderr);
 
     // A wrong token saves nothing.
     let refused = tenantctl(&config, &["login", "--api-url", &url, "--token", "tct_nope"], "").await;
@@ -104,6 +109,8 @@ async fn an_operator_with_a_token_and_no_catalog_url_works_through_a_saved_conte
     );
     let missing = tenantctl(&config, &["tenants", "show", "nobody"], "").await;
     assert_eq!(missing.code, 4, "{}", missing.stderr);
+    let dotted = tenantctl(&config, &["tenants", "suspend", ".."], "").await;
+    assert_eq!(dotted.code, 3, "checked before anything is sent: {}", dotted.stderr);
 
     // Another context's scope: the read-only token is refused a change, with the API's code.
     let forbidden =

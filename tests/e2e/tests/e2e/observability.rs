@@ -102,7 +102,7 @@ async fn the_control_plane_times_its_requests_and_shows_the_latest_runs_progress
     let db = TestDb::create().await;
     let common = testkit::common_settings(&db, testkit::SecretsFor::Local);
     let control = e2e_tests::spawn_control_plane(&db, &common).await;
-    provisioned(&control.cp, "acme", "starter").await;
+    e2e_tests::provisioned_by(&control, "acme", "starter").await;
     let client = control.cp.catalog.get().await.unwrap();
     let (token, _) = control_plane::catalog::tokens::create(
         &**client,
