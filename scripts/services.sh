@@ -338,7 +338,9 @@ unix_socket_directories = $(pg_quote "$sock")
 fsync = off
 synchronous_commit = off
 full_page_writes = off
-max_connections = 400
+# The router-throughput benchmark keeps three servers' pools open at once (a bare pool, a
+# pool per tenant, the router's budget): up to about 710 connections.
+max_connections = 800
 shared_buffers = 256MB
 max_locks_per_transaction = 512
 password_encryption = 'scram-sha-256'
