@@ -695,7 +695,10 @@ async function tokensPage(main) {
       tokens.map((t) => [t.id, t.name, t.scope, badge(state(t)), when(t.created_at), when(t.expires_at), when(t.last_used_at),
         h('button', {
           type: 'button', class: 'secondary', 'aria-label': `Revoke token ${t.id} (${t.name})`,
-          onclick: () => act('Revoke', () => api('DELETE', `/v1/tokens/${t.id}`)),
+          onclick: async () => {
+            const ok = await confirmByTyping('Revoke token', `${t.name}'s next request is refused.`, String(t.id));
+            if (ok) await act('Revoke', () => api('DELETE', `/v1/tokens/${t.id}`));
+          },
         }, 'Revoke')]),
       'No tokens found.'));
 }

@@ -49,8 +49,8 @@ pub(crate) struct Entry {
 /// Which entries of the audit log to read.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct AuditFilter {
-    /// About the tenants with this slug (live or deleted).
-    pub(crate) tenant: Option<String>,
+    /// About the tenants with these slugs (live or deleted); empty: any.
+    pub(crate) tenants: Vec<String>,
     /// By this actor (an operator token's name, `billing`, `user:<id>` for an internal user).
     pub(crate) actor: Option<String>,
     /// Of this action (`tenant.access`, `tenant.suspend`, …).
@@ -69,12 +69,13 @@ pub(crate) async fn recent(
         .query(
             "SELECT a.id, a.at, a.actor, a.action, a.tenant_id, a.detail
                FROM control.audit_log a
-              WHERE ($1::text IS NULL OR a.tenant_id IN (SELECT id FROM control.tenants WHERE slug = $1))
+              WHERE (cardinality($1::text[]) = 0
+                     OR a.tenant_id IN (SELECT id FROM control.tenants WHERE slug = ANY($1)))
                 AND ($2::text IS NULL OR a.actor = $2)
                 AND ($3::text IS NULL OR a.action = $3)
                 AND ($4::timestamptz IS NULL OR a.at >= $4)
               ORDER BY a.id DESC LIMIT $5",
-            &[&filter.tenant, &filter.actor, &filter.action, &filter.since, &limit],
+            &[&filter.tenants, &filter.actor, &filter.action, &filter.since, &limit],
         )
         .await?;
     Ok(rows

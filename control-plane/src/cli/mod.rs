@@ -193,9 +193,9 @@ pub(crate) struct UpgradeArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct AuditArgs {
-    /// Only entries about this tenant (slug).
-    #[arg(long)]
-    pub(crate) tenant: Option<String>,
+    /// Only entries about these tenants (slugs): repeat the flag, or separate them with commas.
+    #[arg(long = "tenant", value_name = "SLUG", value_delimiter = ',')]
+    pub(crate) tenants: Vec<String>,
     /// Only entries by this actor: an operator token's name, `billing`, or `user:<id>`.
     #[arg(long)]
     pub(crate) actor: Option<String>,

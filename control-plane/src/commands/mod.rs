@@ -563,7 +563,7 @@ async fn webhook_send(args: SendArgs, json: bool) -> Result<ExitCode, CliError> 
 }
 
 async fn audit(args: AuditArgs, json: bool) -> Result<ExitCode, CliError> {
-    if let Some(tenant) = &args.tenant {
+    for tenant in &args.tenants {
         parse_slug(tenant)?;
     }
     let since = match args.since {
@@ -577,7 +577,7 @@ async fn audit(args: AuditArgs, json: bool) -> Result<ExitCode, CliError> {
     };
     let cp = start(&args.catalog).await?;
     let filter = crate::catalog::audit::AuditFilter {
-        tenant: args.tenant,
+        tenants: args.tenants,
         actor: args.actor,
         action: args.action,
         since,

@@ -555,7 +555,13 @@ async fn run_status(
 
 async fn audit(remote: &Remote, args: &AuditArgs, json: bool) -> Result<ExitCode, CliError> {
     let mut query = vec![format!("limit={}", args.limit)];
-    for (key, value) in [("tenant", &args.tenant), ("actor", &args.actor), ("action", &args.action)] {
+    for tenant in &args.tenants {
+        parse_slug(tenant)?;
+    }
+    if !args.tenants.is_empty() {
+        query.push(format!("tenant={}", urlencode(&args.tenants.join(","))));
+    }
+    for (key, value) in [("actor", &args.actor), ("action", &args.action)] {
         query.extend(value.as_ref().map(|v| format!("{key}={}", urlencode(v))));
     }
     if let Some(since) = args.since {

@@ -158,7 +158,7 @@ pub(crate) struct Job {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct AuditQuery {
-    /// Only entries about this tenant (slug).
+    /// Only entries about this tenant (slug), or these (comma-separated slugs).
     pub(crate) tenant: Option<String>,
     /// Only entries by this actor: an operator token's name, `billing`, or `user:<id>` for an
     /// internal user's access through a router.

@@ -73,7 +73,10 @@ pub(super) async fn audit(
         })?),
     };
     let filter = crate::catalog::audit::AuditFilter {
-        tenant: query.tenant,
+        tenants: query
+            .tenant
+            .map(|raw| raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+            .unwrap_or_default(),
         actor: query.actor,
         action: query.action,
         since: since.map(|at| at.with_timezone(&chrono::Utc)),

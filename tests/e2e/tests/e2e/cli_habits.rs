@@ -137,6 +137,20 @@ async fn output_formats_confirmations_and_a_psql_line_that_works_as_printed() {
     assert_eq!(yes.code, 0, "{}{}", yes.stdout, yes.stderr);
     assert!(!yes.stdout.contains("to confirm"), "{}", yes.stdout);
 
+    // Several tenants at once (repeated or comma-separated) in the audit log.
+    let tenant_ids = |run: &Run| -> std::collections::BTreeSet<String> {
+        serde_json::from_str::<Value>(&run.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["tenant_id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let both = tenantctl(&["audit", "--tenant", "acme,bravo", "--json"], &db, &common).await;
+    let one = tenantctl(&["audit", "--tenant", "acme", "--json"], &db, &common).await;
+    assert_eq!((tenant_ids(&both).len(), tenant_ids(&one).len()), (2, 1), "{}", both.stdout);
+
     // connection-string --psql, run by a shell as printed, through the router's PostgreSQL door.
     let router = spawn_router_with(&router_settings(&common)).await;
     let pg = router.pg_addr.unwrap();
