@@ -68,6 +68,37 @@ pub struct ControlPlaneUnderTest {
     pub url: String,
 }
 
+/// Tenant `slug`'s status, as the catalog of `db` records it.
+pub async fn tenant_status(db: &TestDb, slug: &str) -> String {
+    db.client()
+        .await
+        .query_one("SELECT status FROM control.tenants WHERE slug = $1", &[&slug])
+        .await
+        .unwrap_or_else(|e| panic!("status of {slug}: {e}"))
+        .get(0)
+}
+
+/// A control plane on `db` whose migrations directory is a copy of the project's (V1), with
+/// `tenants` tenants (`<prefix>-<n>`) provisioned at V1; a test then adds its V2 to the
+/// directory (the returned one, kept as long as the control plane is used).
+pub async fn fleet_at_v1(
+    db: &TestDb,
+    common: &CommonSettings,
+    prefix: &str,
+    tenants: usize,
+) -> (Arc<ControlPlane>, tempfile::TempDir) {
+    let migrations = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::copy(workspace_root().join("migrations/V1__init.sql"), migrations.path().join("V1__init.sql"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut settings = provisioning_settings(db);
+    settings.migrations_dir = migrations.path().to_owned();
+    let cp = ControlPlane::start(common, &settings).await.unwrap_or_else(|e| panic!("control plane: {e}"));
+    for i in 0..tenants {
+        provisioned(&cp, &format!("{prefix}-{i:02}"), "starter").await;
+    }
+    (cp, migrations)
+}
+
 /// A tenant on `plan`, created here and provisioned by `control`'s workers (a server's tenant
 /// must not also be provisioned in the test's process: both would run its job at once).
 pub async fn provisioned_by(control: &ControlPlaneUnderTest, slug: &str, plan: &str) {

@@ -70,15 +70,6 @@ async fn on_terminal(args: &[&str], answer: &str, db: &TestDb, common: &CommonSe
     }
 }
 
-async fn status_of(db: &TestDb, slug: &str) -> String {
-    db.client()
-        .await
-        .query_one("SELECT status FROM control.tenants WHERE slug = $1", &[&slug])
-        .await
-        .unwrap()
-        .get(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn output_formats_confirmations_and_a_psql_line_that_works_as_printed() {
     let Catalog { db, common, cp } = Catalog::create().await;
@@ -126,10 +117,10 @@ async fn output_formats_confirmations_and_a_psql_line_that_works_as_printed() {
     assert_eq!(refused.code, 3, "{}{}", refused.stdout, refused.stderr);
     assert!(refused.stdout.contains("Type bravo to confirm"), "{}", refused.stdout);
     assert!(refused.stdout.contains("not confirmed; nothing was changed"), "{}", refused.stdout);
-    assert_eq!(status_of(&db, "bravo").await, "active");
+    assert_eq!(e2e_tests::tenant_status(&db, "bravo").await, "active");
     let done = on_terminal(&["tenants", "delete", "bravo", "--no-wait"], "bravo", &db, &common).await;
     assert_eq!(done.code, 0, "{}{}", done.stdout, done.stderr);
-    assert_eq!(status_of(&db, "bravo").await, "deprovisioning");
+    assert_eq!(e2e_tests::tenant_status(&db, "bravo").await, "deprovisioning");
     // --yes asks nothing; without a terminal nothing is asked either (scripts).
     let restored = tenantctl(&["tenants", "restore", "bravo"], &db, &common).await;
     assert_eq!(restored.code, 0, "{}", restored.stderr);
@@ -237,7 +228,7 @@ async fn doctor_finds_what_is_wrong_and_never_offers_a_new_key_to_an_install_wit
     // A table for people, hints on stderr; nothing changed by any of it.
     let table = tenantctl(&["doctor"], &db, &common).await;
     assert!(table.stdout.starts_with("CHECK"), "{}", table.stdout);
-    assert_eq!(status_of(&db, "acme").await, "active");
+    assert_eq!(e2e_tests::tenant_status(&db, "acme").await, "active");
 }
 
 #[tokio::test]

@@ -6,10 +6,8 @@
 //! Screenshots of the main pages are kept in `target/console-screenshots/`.
 
 use control_plane::catalog::tokens::{NewToken, Scope};
-use control_plane::control_plane::ControlPlane;
-use e2e_tests::{connection_string, node_clients, provisioned, router_settings, spawn_router_with};
+use e2e_tests::{connection_string, node_clients, router_settings, spawn_router_with};
 use std::path::PathBuf;
-use std::sync::Arc;
 use testkit::{common_settings, workspace_root, SecretsFor, TestDb};
 use tokio_util::sync::CancellationToken;
 
@@ -35,15 +33,7 @@ async fn an_operator_runs_the_fleet_from_the_console_in_a_real_browser() {
     let common = common_settings(&db, SecretsFor::Local);
 
     // A fleet at V1; then a V2 that takes a moment per tenant.
-    let migrations = tempfile::tempdir().unwrap();
-    std::fs::copy(workspace_root().join("migrations/V1__init.sql"), migrations.path().join("V1__init.sql"))
-        .unwrap();
-    let mut settings = e2e_tests::provisioning_settings(&db);
-    settings.migrations_dir = migrations.path().to_owned();
-    let cp: Arc<ControlPlane> = ControlPlane::start(&common, &settings).await.unwrap();
-    for i in 0..FLEET {
-        provisioned(&cp, &format!("fleet-{i:02}"), "starter").await;
-    }
+    let (cp, migrations) = e2e_tests::fleet_at_v1(&db, &common, "fleet", FLEET).await;
     std::fs::write(
         migrations.path().join("V2__notes.sql"),
         "SELECT pg_sleep(0.4);\nCREATE TABLE notes (id bigint PRIMARY KEY, body text NOT NULL);",

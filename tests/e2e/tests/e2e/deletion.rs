@@ -18,15 +18,6 @@ async fn cli(db: &TestDb, common: &CommonSettings, args: &[&str]) -> (ExitCode, 
     (code, started.elapsed())
 }
 
-async fn status(db: &TestDb, slug: &str) -> String {
-    db.client()
-        .await
-        .query_one("SELECT status FROM control.tenants WHERE slug = $1", &[&slug])
-        .await
-        .unwrap()
-        .get(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_again_reschedules_restore_brings_back_and_waits_are_bounded() {
     let db = TestDb::create().await;
@@ -43,7 +34,7 @@ async fn deleting_again_reschedules_restore_brings_back_and_waits_are_bounded() 
     // Deleted with a week's retention, then again to drop it now: with --no-wait the drop is
     // rescheduled (due now), and without it the drop happens here.
     assert_eq!(cli(&["tenants", "delete", "acme", "--retention", "7d"]).await.0, ExitCode::SUCCESS);
-    assert_eq!(status(&db, "acme").await, "deprovisioning");
+    assert_eq!(e2e_tests::tenant_status(&db, "acme").await, "deprovisioning");
     assert_eq!(cli(&["tenants", "show", "acme"]).await.0, ExitCode::SUCCESS);
     assert_eq!(
         cli(&["tenants", "delete", "acme", "--retention", "0s", "--no-wait"]).await.0,
@@ -63,12 +54,12 @@ async fn deleting_again_reschedules_restore_brings_back_and_waits_are_bounded() 
         .get(0);
     assert_eq!(drops, "1 queued, 1 due", "the queued drop is due now, not a second one behind it");
     assert_eq!(cli(&["tenants", "delete", "acme", "--retention", "0s"]).await.0, ExitCode::SUCCESS);
-    assert_eq!(status(&db, "acme").await, "deleted");
+    assert_eq!(e2e_tests::tenant_status(&db, "acme").await, "deleted");
 
     // Restored before its drop.
     assert_eq!(cli(&["tenants", "delete", "bravo", "--retention", "1h"]).await.0, ExitCode::SUCCESS);
     assert_eq!(cli(&["tenants", "restore", "bravo"]).await.0, ExitCode::SUCCESS);
-    assert_eq!(status(&db, "bravo").await, "active");
+    assert_eq!(e2e_tests::tenant_status(&db, "bravo").await, "active");
     assert_eq!(cli(&["tenants", "restore", "bravo"]).await.0, ExitCode::from(5), "not deprovisioning");
 
     // A wait that cannot finish (cobalt's queued job is held by another session) ends at its
@@ -88,7 +79,7 @@ async fn deleting_again_reschedules_restore_brings_back_and_waits_are_bounded() 
     assert!(took < Duration::from_secs(10), "{took:?}");
     tx.rollback().await.unwrap();
     assert_eq!(cli(&["tenants", "resume", "cobalt"]).await.0, ExitCode::SUCCESS);
-    assert_eq!(status(&db, "cobalt").await, "active");
+    assert_eq!(e2e_tests::tenant_status(&db, "cobalt").await, "active");
     // Waiting for the tenant itself (another transaction holds its row) is bounded too, and
     // nothing changes.
     let tx = holder.transaction().await.unwrap();
@@ -97,5 +88,5 @@ async fn deleting_again_reschedules_restore_brings_back_and_waits_are_bounded() 
     assert_eq!(code, ExitCode::from(7));
     assert!(took < Duration::from_secs(10), "{took:?}");
     tx.rollback().await.unwrap();
-    assert_eq!(status(&db, "cobalt").await, "active");
+    assert_eq!(e2e_tests::tenant_status(&db, "cobalt").await, "active");
 }

@@ -112,27 +112,14 @@ async fn the_control_plane_times_its_requests_and_shows_the_latest_runs_progress
     .unwrap();
     drop(client);
     let http = reqwest::Client::new();
-    let run: Value = http
-        .post(format!("{}/v1/migrations/runs", control.url))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let call = |request: reqwest::RequestBuilder| async {
+        request.bearer_auth(&token).send().await.unwrap().json::<Value>().await.unwrap()
+    };
+    let run = call(http.post(format!("{}/v1/migrations/runs", control.url))).await;
     let id = run["id"].as_str().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let run: Value = http
-            .get(format!("{}/v1/migrations/runs/{id}", control.url))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let run = call(http.get(format!("{}/v1/migrations/runs/{id}", control.url))).await;
         if run["state"] != "running" {
             break;
         }

@@ -4,10 +4,8 @@
 
 use control_plane::catalog::tokens::{self, NewToken, Scope};
 use control_plane::control_plane::ControlPlane;
-use e2e_tests::provisioned;
 use serde_json::{json, Value};
-use std::sync::Arc;
-use testkit::{common_settings, workspace_root, SecretsFor, TestDb};
+use testkit::{common_settings, SecretsFor, TestDb};
 use tokio_util::sync::CancellationToken;
 
 struct Api {
@@ -199,15 +197,7 @@ async fn a_run_is_halted_and_resumed_over_the_api_and_named_by_a_prefix_of_its_i
     use reqwest::Method;
     let db = TestDb::create().await;
     let common = common_settings(&db, SecretsFor::Local);
-    let migrations = tempfile::tempdir().unwrap();
-    std::fs::copy(workspace_root().join("migrations/V1__init.sql"), migrations.path().join("V1__init.sql"))
-        .unwrap();
-    let mut settings = e2e_tests::provisioning_settings(&db);
-    settings.migrations_dir = migrations.path().to_owned();
-    let cp: Arc<ControlPlane> = ControlPlane::start(&common, &settings).await.unwrap();
-    for i in 0..6 {
-        provisioned(&cp, &format!("run-{i}"), "starter").await;
-    }
+    let (cp, migrations) = e2e_tests::fleet_at_v1(&db, &common, "run", 6).await;
     std::fs::write(migrations.path().join("V2__slow.sql"), "SELECT pg_sleep(0.3);").unwrap();
     let server = control_plane::http::spawn(
         cp.clone(),
@@ -236,7 +226,8 @@ async fn a_run_is_halted_and_resumed_over_the_api_and_named_by_a_prefix_of_its_i
 
     // Several tenants named on the command line: repeated, or separated by commas.
     let (code, plan) =
-        tenantctl(&["migrate", "plan", "--tenant", "run-0,run-1", "--tenant", "run-4"], &db, &common).await;
+        tenantctl(&["migrate", "plan", "--tenant", "run-00,run-01", "--tenant", "run-04"], &db, &common)
+            .await;
     assert_eq!((code, &plan["tenants"]), (0, &json!(3)), "{plan}");
 
     // Start one tenant at a time, halt it once it has begun.
