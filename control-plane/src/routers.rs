@@ -31,21 +31,19 @@ pub(crate) fn admin_url(raw: &str) -> Result<String, String> {
     )
 }
 
-/// Asks every router for `path` (about `tenant` only, when given), giving up on each after
-/// `timeout`.
+/// Asks every router for `path` (about `tenants` only, when any is given), giving up on each
+/// after `timeout`.
 pub(crate) async fn ask(
     routers: &[String],
     path: &str,
-    tenant: Option<&Slug>,
+    tenants: &[Slug],
     timeout: Duration,
 ) -> Result<Vec<Answer>, reqwest::Error> {
     let http = crate::http_client::client(timeout)?;
+    let filter = tenants.iter().map(Slug::as_str).collect::<Vec<_>>().join(",");
     let asked = routers.iter().map(|router| {
         let request = http.get(format!("{router}/{path}"));
-        let request = match tenant {
-            Some(slug) => request.query(&[("tenant", slug.as_str())]),
-            None => request,
-        };
+        let request = if filter.is_empty() { request } else { request.query(&[("tenant", filter.as_str())]) };
         async move {
             let body = fetch(request, timeout).await;
             Answer { router: router.clone(), body }

@@ -26,18 +26,20 @@ pub async fn metrics(State(state): State<AppState>) -> impl axum::response::Into
     )
 }
 
-/// `?tenant=<slug>`: only that tenant's pools.
+/// `?tenant=<slug>[,<slug>…]`: only these tenants' pools.
 #[derive(Debug, serde::Deserialize)]
 pub struct PoolFilter {
     tenant: Option<String>,
 }
 
 impl PoolFilter {
-    fn slug(&self) -> Result<Option<Slug>, RouterError> {
-        self.tenant
-            .as_deref()
-            .map(|raw| Slug::parse(raw).map_err(|e| RouterError::BadRequest(format!("tenant: {e}"))))
-            .transpose()
+    fn slugs(&self) -> Result<Vec<Slug>, RouterError> {
+        let Some(raw) = self.tenant.as_deref() else { return Ok(Vec::new()) };
+        raw.split(',')
+            .map(|slug| {
+                Slug::parse(slug.trim()).map_err(|e| RouterError::BadRequest(format!("tenant {slug:?}: {e}")))
+            })
+            .collect()
     }
 }
 
@@ -46,7 +48,7 @@ pub async fn pools(
     State(state): State<AppState>,
     Query(filter): Query<PoolFilter>,
 ) -> Result<Json<crate::pool::view::PoolsView>, RouterError> {
-    Ok(Json(state.pools.pools_view(filter.slug()?.as_ref())))
+    Ok(Json(state.pools.pools_view(&filter.slugs()?)))
 }
 
 /// Every pool's counters since it was built (`SHOW STATS`).
@@ -54,5 +56,5 @@ pub async fn stats(
     State(state): State<AppState>,
     Query(filter): Query<PoolFilter>,
 ) -> Result<Json<crate::pool::view::StatsView>, RouterError> {
-    Ok(Json(state.pools.stats_view(filter.slug()?.as_ref())))
+    Ok(Json(state.pools.stats_view(&filter.slugs()?)))
 }

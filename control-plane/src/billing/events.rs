@@ -6,11 +6,13 @@ use crate::control_plane::ControlPlane;
 use std::time::Duration;
 
 /// One received event and what the control plane did with it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct EventStatus {
     pub(crate) event_id: String,
+    /// The event's type, e.g. `customer.subscription.created`.
     #[serde(rename = "type")]
     pub(crate) kind: String,
+    #[schema(value_type = String, format = DateTime)]
     pub(crate) received_at: chrono::DateTime<chrono::Utc>,
     /// The subscription the event is about, as it names it.
     pub(crate) subscription: Option<String>,

@@ -67,8 +67,8 @@ pub(crate) async fn lock_subscription(
 /// Which events to list.
 #[derive(Debug, Clone)]
 pub struct EventFilter {
-    /// Only events about this tenant's subscription.
-    pub(crate) tenant: Option<String>,
+    /// Only events about these tenants' subscriptions (none: every event).
+    pub(crate) tenants: Vec<String>,
     /// Only this event.
     pub(crate) event_id: Option<String>,
     /// At most this many, newest first.
@@ -77,7 +77,7 @@ pub struct EventFilter {
 
 impl Default for EventFilter {
     fn default() -> Self {
-        Self { tenant: None, event_id: None, limit: 50 }
+        Self { tenants: Vec::new(), event_id: None, limit: 50 }
     }
 }
 
@@ -118,10 +118,10 @@ pub(crate) async fn list(
                     SELECT state, attempts, last_error FROM control.jobs
                      WHERE e.processed_at IS NULL AND kind = 'billing_event' AND payload->>'event_id' = e.event_id
                      ORDER BY id DESC LIMIT 1) j ON true
-              WHERE ($1::text IS NULL OR t.slug = $1) AND ($2::text IS NULL OR e.event_id = $2)
+              WHERE (cardinality($1::text[]) = 0 OR t.slug = ANY($1)) AND ($2::text IS NULL OR e.event_id = $2)
               ORDER BY e.received_at DESC, e.event_id DESC
               LIMIT $3",
-            &[&filter.tenant, &filter.event_id, &filter.limit],
+            &[&filter.tenants, &filter.event_id, &filter.limit],
         )
         .await?;
     Ok(rows

@@ -3,14 +3,15 @@
 
 use tokio_postgres::GenericClient;
 
-/// A cluster as `clusters list` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
+/// A cluster as `clusters list` shows it (the API's view has no `admin_secret`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ClusterInfo {
     pub name: String,
     pub(crate) capacity: i32,
     /// Live (not deleted) tenants placed on it.
     pub tenants: i64,
     /// Where its admin connection is kept; `None` for the catalog's own server.
+    #[serde(default)]
     pub(crate) admin_secret: Option<String>,
     /// Being drained: it takes no new tenants.
     pub draining: bool,

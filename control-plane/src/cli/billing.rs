@@ -62,9 +62,10 @@ pub(crate) enum BillingCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct EventsArgs {
-    /// Only events about this tenant's subscription (slug).
-    #[arg(long)]
-    pub(crate) tenant: Option<String>,
+    /// Only events about these tenants' subscriptions (slugs): repeat the flag, or separate them
+    /// with commas.
+    #[arg(long = "tenant", value_name = "SLUG", value_delimiter = ',')]
+    pub(crate) tenants: Vec<String>,
     /// At most this many events.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=10_000))]
     pub(crate) limit: i64,

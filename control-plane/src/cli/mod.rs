@@ -265,9 +265,9 @@ pub(crate) struct RouterAdminArgs {
         required = true
     )]
     pub(crate) routers: Vec<String>,
-    /// Only this tenant's pools (slug).
-    #[arg(long)]
-    pub(crate) tenant: Option<String>,
+    /// Only these tenants' pools (slugs): repeat the flag, or separate them with commas.
+    #[arg(long = "tenant", value_name = "SLUG", value_delimiter = ',')]
+    pub(crate) tenants: Vec<String>,
     /// Give up on a router that has not answered after this long.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub(crate) timeout: std::time::Duration,

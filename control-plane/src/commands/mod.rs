@@ -7,6 +7,7 @@ mod doctor;
 mod migrate;
 mod moves;
 mod remote;
+mod remote_tenants;
 mod routers;
 mod templates;
 mod tokens;
@@ -88,7 +89,8 @@ pub async fn run(cli: Cli) -> ExitCode {
                 "catalog_only",
                 format!(
                     "this command works on the catalog itself, not through the operator API (context {}): \
-                     set DATABASE_URL, or use one the API offers (tenants, migrate, tokens, audit)",
+                     set DATABASE_URL. Through a context: tenants (but connection-string), migrate \
+                     (but plan), tokens, audit, clusters list and billing events",
                     remote.name
                 ),
             )),
@@ -615,13 +617,18 @@ async fn audit(args: AuditArgs, json: bool) -> Result<ExitCode, CliError> {
 }
 
 async fn billing_events(args: EventsArgs, json: bool) -> Result<ExitCode, CliError> {
-    if let Some(tenant) = &args.tenant {
+    for tenant in &args.tenants {
         parse_slug(tenant)?;
     }
     let cp = start(&args.catalog).await?;
     let filter =
-        crate::billing::events::EventFilter { tenant: args.tenant, event_id: None, limit: args.limit };
-    let events = crate::billing::events::list(&cp, &filter).await.map_err(CliError::from)?;
+        crate::billing::events::EventFilter { tenants: args.tenants, event_id: None, limit: args.limit };
+    print_events(&crate::billing::events::list(&cp, &filter).await.map_err(CliError::from)?, json);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Billing events as `billing events` prints them.
+fn print_events(events: &[crate::billing::events::EventStatus], json: bool) {
     if json {
         output::json(&events);
     } else {
@@ -640,7 +647,6 @@ async fn billing_events(args: EventsArgs, json: bool) -> Result<ExitCode, CliErr
             .collect();
         output::listing("billing events", &["received", "event", "type", "tenant", "state", "detail"], &rows);
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 async fn router_credentials(
@@ -669,19 +675,34 @@ async fn router_credentials(
     Ok(ExitCode::SUCCESS)
 }
 
-fn cluster_row(c: &crate::clusters::ClusterInfo) -> Vec<String> {
+fn cluster_row(c: &crate::clusters::ClusterInfo, with_admin: bool) -> Vec<String> {
     let load = if c.capacity > 0 { c.tenants as f64 * 100.0 / f64::from(c.capacity) } else { 0.0 };
-    vec![
+    let mut row = vec![
         c.name.clone(),
         c.tenants.to_string(),
         c.capacity.to_string(),
         format!("{load:.1}%"),
         if c.draining { "draining" } else { "open" }.to_owned(),
-        c.admin_secret.clone().unwrap_or_else(|| "(the catalog's server)".into()),
-    ]
+    ];
+    if with_admin {
+        row.push(c.admin_secret.clone().unwrap_or_else(|| "(the catalog's server)".into()));
+    }
+    row
 }
 
 const CLUSTER_HEADERS: &[&str] = &["cluster", "tenants", "capacity", "load", "state", "admin connection"];
+
+/// Clusters as `clusters list` prints them; `with_admin`: where their admin connection is kept
+/// (known to the catalog, not shown by the API).
+fn print_clusters(clusters: &[crate::clusters::ClusterInfo], with_admin: bool, json: bool) {
+    if json {
+        output::json(&clusters);
+    } else {
+        let headers = if with_admin { CLUSTER_HEADERS } else { &CLUSTER_HEADERS[..5] };
+        let rows: Vec<Vec<String>> = clusters.iter().map(|c| cluster_row(c, with_admin)).collect();
+        output::listing("clusters", headers, &rows);
+    }
+}
 
 async fn add_cluster(args: AddClusterArgs, json: bool) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
@@ -689,26 +710,26 @@ async fn add_cluster(args: AddClusterArgs, json: bool) -> Result<ExitCode, CliEr
     if json {
         output::json(&cluster);
     } else {
-        output::table(CLUSTER_HEADERS, &[cluster_row(&cluster)]);
+        output::table(CLUSTER_HEADERS, &[cluster_row(&cluster, true)]);
     }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn list_clusters(args: CatalogArgs, json: bool) -> Result<ExitCode, CliError> {
     let cp = start(&args).await?;
-    let clusters = crate::clusters::list(&cp).await.map_err(CliError::from)?;
-    if json {
-        output::json(&clusters);
-    } else {
-        output::listing("clusters", CLUSTER_HEADERS, &clusters.iter().map(cluster_row).collect::<Vec<_>>());
-    }
+    print_clusters(&crate::clusters::list(&cp).await.map_err(CliError::from)?, true, json);
     Ok(ExitCode::SUCCESS)
 }
 
 async fn list_domains(args: ShowArgs, json: bool) -> Result<ExitCode, CliError> {
     let slug = parse_slug(&args.slug)?;
     let cp = start(&args.catalog).await?;
-    let domains = crate::tenants::domains::list(&cp, &slug).await?;
+    print_domains(&crate::tenants::domains::list(&cp, &slug).await?, json);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A tenant's host names as `tenants domains` prints them.
+fn print_domains(domains: &[crate::tenants::domains::Domain], json: bool) {
     if json {
         output::json(&domains);
     } else {
@@ -717,7 +738,6 @@ async fn list_domains(args: ShowArgs, json: bool) -> Result<ExitCode, CliError> 
             &domains.iter().map(|d| vec![d.host.clone(), d.kind.clone()]).collect::<Vec<_>>(),
         );
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 async fn change_domain(args: DomainArgs, adding: bool) -> Result<ExitCode, CliError> {
@@ -725,12 +745,20 @@ async fn change_domain(args: DomainArgs, adding: bool) -> Result<ExitCode, CliEr
     let cp = start(&args.catalog).await?;
     if adding {
         let host = crate::tenants::domains::add(&cp, &slug, &args.host, "cli").await?;
-        output::line(&format!("{host} -> {slug}"));
+        print_domain_change(&slug, &host, true);
     } else {
         crate::tenants::domains::remove(&cp, &slug, &args.host, "cli").await?;
-        output::line(&format!("{} removed from {slug}", args.host));
+        print_domain_change(&slug, &args.host, false);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_domain_change(slug: &Slug, host: &str, added: bool) {
+    if added {
+        output::line(&format!("{host} -> {slug}"));
+    } else {
+        output::line(&format!("{host} removed from {slug}"));
+    }
 }
 
 #[cfg(test)]

@@ -6,33 +6,8 @@ use crate::moves::{self, Destination, MoveRecord, MoveState};
 use crate::output;
 use std::process::ExitCode;
 
-const HEADERS: &[&str] = &["MOVE", "STATE", "STEP", "METHOD", "FROM", "TO", "PAUSE", "STARTED", "ERROR"];
-
-fn place(placement: &moves::Placement) -> String {
-    let database = placement.database.as_ref().map_or_else(String::new, |db| format!("/{db}"));
-    format!("{}{database} ({})", placement.cluster, placement.isolation.as_str())
-}
-
-fn row(record: &MoveRecord) -> Vec<String> {
-    vec![
-        record.id.to_string(),
-        record.state.as_str().to_owned(),
-        record.step.clone().unwrap_or_else(|| "-".into()),
-        record.method.as_str().to_owned(),
-        place(&record.from),
-        place(&record.to),
-        record.pause_ms.map_or_else(|| "-".into(), |ms| format!("{ms} ms")),
-        record.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
-        record.last_error.clone().unwrap_or_default(),
-    ]
-}
-
 fn print(records: &[MoveRecord], json: bool) {
-    if json {
-        output::json(&records);
-    } else {
-        output::listing("moves", HEADERS, &records.iter().map(row).collect::<Vec<_>>());
-    }
+    moves::view::print(&records.iter().map(moves::view::Move::from).collect::<Vec<_>>(), json);
 }
 
 fn parse_method(raw: &str) -> Result<moves::MoveMethod, CliError> {

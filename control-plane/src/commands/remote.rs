@@ -1,6 +1,7 @@
 //! `tenantctl` through the operator API, with a saved context (`tenantctl login`), for
 //! operators who hold a scoped token rather than the catalog's URL: the tenant lifecycle, fleet
-//! migration runs, tokens and the audit log. A command is run this way when `--context` names
+//! migration runs, tokens and the audit log (a tenant's domains, moves and profile, clusters
+//! and billing events in `remote_tenants`). A command is run this way when `--context` names
 //! a context, or when no DATABASE_URL is given and a current context is saved. The API's own
 //! checks (the token's scope) apply; its errors keep their codes and map to the same exit codes
 //! as the catalog's; commands wait for their work as the catalog's do.
@@ -214,7 +215,7 @@ pub(crate) async fn run(remote: &Remote, command: Command, json: bool) -> Option
             "--limit: at most 500 through the API (give DATABASE_URL for more)",
         )),
         Command::Audit(args) => audit(remote, &args, json).await,
-        _ => return None,
+        other => return super::remote_tenants::run(remote, other, json).await,
     })
 }
 
@@ -231,7 +232,7 @@ fn run_id(raw: &str) -> Result<String, CliError> {
     Ok(raw.to_owned())
 }
 
-fn urlencode(raw: &str) -> String {
+pub(super) fn urlencode(raw: &str) -> String {
     raw.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
@@ -243,7 +244,7 @@ fn urlencode(raw: &str) -> String {
         .collect()
 }
 
-fn without_nulls(mut body: Value) -> Value {
+pub(super) fn without_nulls(mut body: Value) -> Value {
     if let Value::Object(map) = &mut body {
         map.retain(|_, v| !v.is_null());
     }

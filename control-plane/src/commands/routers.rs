@@ -220,14 +220,14 @@ fn show_stats(answers: Vec<Answer>, json: bool) -> bool {
 
 /// Asks every router of `args` for `path` at once.
 async fn ask(args: &RouterAdminArgs, path: &str) -> Result<Vec<Answer>, CliError> {
-    let tenant = args.tenant.as_deref().map(parse_slug).transpose()?;
+    let tenants = args.tenants.iter().map(|raw| parse_slug(raw)).collect::<Result<Vec<_>, _>>()?;
     let routers = args
         .routers
         .iter()
         .map(|raw| crate::routers::admin_url(raw))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| CliError::invalid("invalid_router", format!("--router: {e}")))?;
-    crate::routers::ask(&routers, path, tenant.as_ref(), args.timeout).await.map_err(|e| {
+    crate::routers::ask(&routers, path, &tenants, args.timeout).await.map_err(|e| {
         CliError::new(ErrorKind::Misconfigured, "http_client", format!("cannot build an HTTP client: {e}"))
     })
 }

@@ -123,6 +123,10 @@ pub(crate) struct SetConfig {
     /// The tenant's whole new config (a JSON object).
     #[schema(value_type = Object)]
     pub(crate) config: serde_json::Value,
+    /// The config this one was made from: when given, the change is made only if the config is
+    /// still this (409 `changed_meanwhile` otherwise), as an editor saves.
+    #[schema(value_type = Option<Object>)]
+    pub(crate) expected: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -139,6 +143,15 @@ pub(crate) struct HistoryQuery {
     /// Only this tenant (slug).
     pub(crate) tenant: Option<String>,
     /// Most recent first, 1 to 500 (default 100).
+    pub(crate) limit: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct BillingEventsQuery {
+    /// Only events about this tenant's subscription (slug), or these (comma-separated slugs).
+    pub(crate) tenant: Option<String>,
+    /// Newest first, 1 to 500 (default 100).
     pub(crate) limit: Option<i64>,
 }
 

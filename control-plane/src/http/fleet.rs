@@ -88,7 +88,7 @@ pub(super) async fn clusters(State(state): State<AppState>) -> Result<Json<Vec<C
     responses((status = 200, description = "`{\"routers\": [{\"router\": url, \"budget\": …, \"pools\": […]} or {\"router\": url, \"error\": {code, message}}]}`",
                body = Object)))]
 pub(super) async fn router_pools(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let answers = crate::routers::ask(&state.routers, "pools", None, std::time::Duration::from_secs(3))
+    let answers = crate::routers::ask(&state.routers, "pools", &[], std::time::Duration::from_secs(3))
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "cannot build an HTTP client");

@@ -1,11 +1,17 @@
-//! Read-only views of the job queue and the audit log.
+//! Read-only views of the job queue, the audit log and received billing events.
 
-use super::api::{AuditEntry, AuditQuery, HistoryQuery, Job};
+use super::api::{AuditEntry, AuditQuery, BillingEventsQuery, HistoryQuery, Job};
 use super::{ApiError, AppState};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use tenancy::catalog::CatalogError;
+
+/// `tenant=a,b`: the slugs named (none when absent or empty).
+fn slugs_of(raw: Option<String>) -> Vec<String> {
+    raw.map(|raw| raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default()
+}
 
 fn limit_of(limit: Option<i64>) -> Result<i64, ApiError> {
     let limit = limit.unwrap_or(100);
@@ -73,10 +79,7 @@ pub(super) async fn audit(
         })?),
     };
     let filter = crate::catalog::audit::AuditFilter {
-        tenants: query
-            .tenant
-            .map(|raw| raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
-            .unwrap_or_default(),
+        tenants: slugs_of(query.tenant),
         actor: query.actor,
         action: query.action,
         since: since.map(|at| at.with_timezone(&chrono::Utc)),
@@ -97,4 +100,20 @@ pub(super) async fn audit(
             })
             .collect(),
     ))
+}
+
+/// Received billing events, newest first, and what became of each: processed, ignored, failed
+/// (and why) or pending (queued, or retried after a transient failure, and why).
+#[utoipa::path(get, path = "/v1/billing/events", params(BillingEventsQuery), tag = "billing",
+    responses((status = 200, body = [crate::billing::events::EventStatus]), (status = 400, body = super::api::ErrorBody)))]
+pub(super) async fn billing_events(
+    State(state): State<AppState>,
+    Query(query): Query<BillingEventsQuery>,
+) -> Result<Json<Vec<crate::billing::events::EventStatus>>, ApiError> {
+    let filter = crate::billing::events::EventFilter {
+        tenants: slugs_of(query.tenant),
+        event_id: None,
+        limit: limit_of(query.limit)?,
+    };
+    Ok(Json(crate::billing::events::list(&state.cp, &filter).await?))
 }

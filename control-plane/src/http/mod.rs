@@ -58,7 +58,10 @@ pub(crate) fn app(cp: Arc<ControlPlane>, settings: &ServeSettings) -> axum::Rout
         .route("/v1/tenants/{slug}/retry", post(tenants::retry))
         .route("/v1/tenants/{slug}/restore", post(tenants::restore))
         .route("/v1/tenants/{slug}/plan", put(tenants::set_plan))
-        .route("/v1/tenants/{slug}/config", put(tenants::set_config).patch(tenants::patch_config))
+        .route(
+            "/v1/tenants/{slug}/config",
+            get(tenants::get_config).put(tenants::set_config).patch(tenants::patch_config),
+        )
         .route("/v1/tenants/{slug}/template-upgrades", put(tenants::set_template_upgrades))
         .route("/v1/tenants/{slug}/domains", get(tenants::domains).post(tenants::add_domain))
         .route("/v1/tenants/{slug}/domains/{host}", axum::routing::delete(tenants::remove_domain))
@@ -66,6 +69,7 @@ pub(crate) fn app(cp: Arc<ControlPlane>, settings: &ServeSettings) -> axum::Rout
         .route("/v1/tenants/{slug}/moves/abort", post(moves::abort))
         .route("/v1/jobs", get(history::jobs))
         .route("/v1/audit", get(history::audit))
+        .route("/v1/billing/events", get(history::billing_events))
         .route("/v1/migrations/runs", post(migrations::start).get(migrations::list))
         .route("/v1/migrations/runs/{id}", get(migrations::show))
         .route("/v1/migrations/runs/{id}/resume", post(migrations::resume))

@@ -3,11 +3,12 @@
 //! server's job workers; poll it until its `state` is no longer `running`.
 
 use super::{ApiError, ApiJson, AppState, Operator};
-use crate::moves::{self, Destination, MoveRecord, Placement};
+use crate::moves::view::Move;
+use crate::moves::{self, Destination};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tenancy::domain::Slug;
 use utoipa::ToSchema;
 
@@ -25,77 +26,6 @@ pub(crate) struct StartMove {
     pub(crate) method: Option<String>,
     /// Drop the old copy right after the switch (default: keep it for MOVE_SOURCE_RETENTION).
     pub(crate) drop_source: Option<bool>,
-}
-
-/// Where a tenant's data is, on one side of a move.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct MovePlacement {
-    pub(crate) cluster: String,
-    /// `schema` or `database`.
-    pub(crate) isolation: String,
-    pub(crate) schema: String,
-    /// The tenant's own database, with `database` isolation.
-    pub(crate) database: Option<String>,
-}
-
-impl From<&Placement> for MovePlacement {
-    fn from(placement: &Placement) -> Self {
-        Self {
-            cluster: placement.cluster.clone(),
-            isolation: placement.isolation.to_string(),
-            schema: placement.schema.to_string(),
-            database: placement.database.as_ref().map(ToString::to_string),
-        }
-    }
-}
-
-/// One move of a tenant.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Move {
-    pub(crate) id: i64,
-    pub(crate) tenant_id: String,
-    /// running, done, aborted or failed.
-    pub(crate) state: String,
-    /// The last step done: target, published, subscribed, copied, locked (past it the move
-    /// only goes forward), switched.
-    pub(crate) step: Option<String>,
-    /// `replication` or `dump`.
-    pub(crate) method: String,
-    pub(crate) from: MovePlacement,
-    pub(crate) to: MovePlacement,
-    pub(crate) requested_by: String,
-    pub(crate) drop_source: bool,
-    pub(crate) abort_requested: bool,
-    pub(crate) last_error: Option<String>,
-    /// How long the tenant's new requests were held at the switch.
-    pub(crate) pause_ms: Option<i32>,
-    pub(crate) switched_at: Option<String>,
-    pub(crate) source_dropped_at: Option<String>,
-    pub(crate) created_at: String,
-    pub(crate) finished_at: Option<String>,
-}
-
-impl From<&MoveRecord> for Move {
-    fn from(record: &MoveRecord) -> Self {
-        Self {
-            id: record.id,
-            tenant_id: record.tenant_id.to_string(),
-            state: record.state.as_str().to_owned(),
-            step: record.step.clone(),
-            method: record.method.as_str().to_owned(),
-            from: (&record.from).into(),
-            to: (&record.to).into(),
-            requested_by: record.requested_by.clone(),
-            drop_source: record.drop_source,
-            abort_requested: record.abort_requested,
-            last_error: record.last_error.clone(),
-            pause_ms: record.pause_ms,
-            switched_at: record.switched_at.map(|at| at.to_rfc3339()),
-            source_dropped_at: record.source_dropped_at.map(|at| at.to_rfc3339()),
-            created_at: record.created_at.to_rfc3339(),
-            finished_at: record.finished_at.map(|at| at.to_rfc3339()),
-        }
-    }
 }
 
 fn slug(raw: &str) -> Result<Slug, ApiError> {

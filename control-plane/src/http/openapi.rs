@@ -9,27 +9,27 @@ use utoipa::{Modify, OpenApi};
     info(title = "tenantctl operator API", description = "Tenants of schema-per-tenant PostgreSQL: create, inspect, suspend, resume, change plan, rotate credentials, deprovision, move; fleet migration runs."),
     paths(
         tenants::create, tenants::list, tenants::show, tenants::suspend, tenants::resume,
-        tenants::rotate_credentials, tenants::retry, tenants::restore, tenants::set_plan, tenants::delete, tenants::set_config, tenants::patch_config, tenants::set_template_upgrades,
+        tenants::rotate_credentials, tenants::retry, tenants::restore, tenants::set_plan, tenants::delete, tenants::get_config, tenants::set_config, tenants::patch_config, tenants::set_template_upgrades,
         tenants::domains, tenants::add_domain, tenants::remove_domain,
         moves::start, moves::list, moves::abort,
-        history::jobs, history::audit,
+        history::jobs, history::audit, history::billing_events,
         migrations::start, migrations::list, migrations::show, migrations::resume, migrations::halt,
         tokens::whoami, tokens::list, tokens::create, tokens::revoke,
         fleet::summary, fleet::clusters, fleet::router_pools,
         webhook::receive,
     ),
     components(schemas(
-        api::Tenant, api::CreateTenant, api::TenantPage, api::SetPlan, api::SetConfig, api::TemplateUpgrades, api::Job,
-        api::AuditEntry, api::ErrorBody, api::ErrorDetail, api::AddDomain, crate::tenants::domains::Domain,
+        api::Tenant, api::CreateTenant, api::TenantPage, api::SetPlan, api::SetConfig, crate::tenants::TenantProfile, crate::tenants::DataSource, api::TemplateUpgrades, api::Job,
+        api::AuditEntry, crate::billing::events::EventStatus, api::ErrorBody, api::ErrorDetail, api::AddDomain, crate::tenants::domains::Domain,
         migrations::StartRun, migrations::MigrationRun, migrations::MigrationItem,
-        moves::StartMove, moves::Move, moves::MovePlacement,
+        moves::StartMove, crate::moves::view::Move, crate::moves::view::MovePlacement,
         fleet::FleetSummary, fleet::Cluster, crate::catalog::fleet_summary::Count, crate::catalog::fleet_summary::Snapshot, crate::catalog::fleet_summary::VersionCount,
         webhook::BillingEvent, webhook::Received,
         tokens::WhoAmI, tokens::CreateToken, tokens::CreatedToken, crate::catalog::tokens::TokenInfo, crate::catalog::tokens::Scope,
     )),
     modifiers(&BearerToken, &OperationIds, &PathParameters, &AuthErrors),
     security(("bearer" = [])),
-    tags((name = "tenants", description = "Tenant lifecycle"), (name = "history", description = "Jobs and audit log"), (name = "migrations", description = "Fleet migration runs"), (name = "moves", description = "Moving a tenant to another cluster or isolation while it is in use"), (name = "billing", description = "The billing webhook (signed events, no token)"), (name = "fleet", description = "The fleet at a glance: tenants by status, plan and schema version, clusters' load, routers' pools"), (name = "tokens", description = "Operator tokens and their scopes: read_only reads, operator changes, admin also manages tokens")),
+    tags((name = "tenants", description = "Tenant lifecycle"), (name = "history", description = "Jobs and audit log"), (name = "migrations", description = "Fleet migration runs"), (name = "moves", description = "Moving a tenant to another cluster or isolation while it is in use"), (name = "billing", description = "The billing webhook (signed events, no token) and what became of the events it received"), (name = "fleet", description = "The fleet at a glance: tenants by status, plan and schema version, clusters' load, routers' pools"), (name = "tokens", description = "Operator tokens and their scopes: read_only reads, operator changes, admin also manages tokens")),
 )]
 pub(crate) struct ApiDoc;
 

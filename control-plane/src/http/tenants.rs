@@ -213,9 +213,21 @@ pub(super) async fn delete(
     operate(&state, &raw, &Operation::Deprovision { retention }, &operator).await
 }
 
+/// The tenant's config (modules, module settings, theme) with what it was built from: its
+/// plan template and that template's version, and where its data is.
+#[utoipa::path(get, path = "/v1/tenants/{slug}/config", tag = "tenants",
+    responses((status = 200, body = crate::tenants::TenantProfile), (status = 404, body = super::api::ErrorBody)))]
+pub(super) async fn get_config(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<crate::tenants::TenantProfile>, ApiError> {
+    Ok(Json(tenants::profile_of(&state.cp, &slug(&raw)?).await?))
+}
+
 /// Replace the tenant's config (modules, module settings, theme).
 #[utoipa::path(put, path = "/v1/tenants/{slug}/config", request_body = SetConfig, tag = "tenants",
-    responses((status = 200, body = Tenant), (status = 400, body = super::api::ErrorBody), (status = 404, body = super::api::ErrorBody)))]
+    responses((status = 200, body = Tenant), (status = 400, body = super::api::ErrorBody), (status = 404, body = super::api::ErrorBody),
+              (status = 409, body = super::api::ErrorBody)))]
 pub(super) async fn set_config(
     State(state): State<AppState>,
     Extension(operator): Extension<Operator>,
@@ -226,7 +238,10 @@ pub(super) async fn set_config(
     if !body.config.is_object() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_config", "config must be a JSON object"));
     }
-    let change = tenants::ConfigChange::Replace(body.config);
+    let change = match body.expected {
+        Some(expected) => tenants::ConfigChange::ReplaceIf { expected, config: body.config },
+        None => tenants::ConfigChange::Replace(body.config),
+    };
     let tenant = tenants::update_config(&state.cp, &slug, change, &operator.name).await?;
     Ok(Json(Tenant::from_record(&tenant, &state.cp.base_domain)))
 }

@@ -35,6 +35,7 @@ mod dump;
 mod replication;
 mod run;
 mod switch;
+pub(crate) mod view;
 
 pub use crate::catalog::moves::{MoveRecord, MoveState, Placement};
 pub(crate) use run::{drop_source, run};

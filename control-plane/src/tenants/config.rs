@@ -7,6 +7,62 @@ use crate::control_plane::ControlPlane;
 use tenancy::catalog::TenantRecord;
 use tenancy::domain::Slug;
 
+/// A tenant's config with what it was built from (`tenantctl tenants config get --json`,
+/// `GET /v1/tenants/{slug}/config`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub(crate) struct TenantProfile {
+    pub(crate) tenant: String,
+    pub(crate) display_name: String,
+    pub(crate) data_source: DataSource,
+    /// The plan template it was built from, and that template's version.
+    pub(crate) template: String,
+    pub(crate) template_version: i32,
+    /// Whether `tenantctl templates upgrade` upgrades it without being named.
+    pub(crate) template_upgrades: bool,
+    /// Enabled modules, module settings and theme.
+    #[schema(value_type = Object)]
+    pub(crate) config: serde_json::Value,
+}
+
+/// Where a tenant's data is.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub(crate) struct DataSource {
+    pub(crate) cluster: String,
+    /// `schema` or `database`.
+    pub(crate) isolation: String,
+    pub(crate) schema: String,
+    /// The tenant's own database, with `database` isolation.
+    pub(crate) database: Option<String>,
+}
+
+/// The profile of tenant `slug`.
+pub(crate) async fn profile_of(cp: &ControlPlane, slug: &Slug) -> Result<TenantProfile, LifecycleError> {
+    let client = cp.catalog.get().await.map_err(|e| LifecycleError::Catalog(e.to_string()))?;
+    let tenant = tenancy::catalog::tenant_by_slug(&**client, slug)
+        .await
+        .map_err(|e| LifecycleError::Catalog(e.to_string()))?
+        .ok_or_else(|| LifecycleError::NotFound(slug.to_string()))?;
+    let (template, template_version, template_upgrades) =
+        crate::catalog::tenants::template_of(&**client, tenant.id)
+            .await
+            .map_err(|e| LifecycleError::Catalog(e.to_string()))?
+            .ok_or_else(|| LifecycleError::NotFound(slug.to_string()))?;
+    Ok(TenantProfile {
+        tenant: tenant.slug.to_string(),
+        display_name: tenant.display_name,
+        data_source: DataSource {
+            cluster: tenant.cluster,
+            isolation: tenant.isolation.to_string(),
+            schema: tenant.schema_name.to_string(),
+            database: tenant.database_name.as_ref().map(ToString::to_string),
+        },
+        template,
+        template_version,
+        template_upgrades,
+        config: tenant.config,
+    })
+}
+
 /// Changes the config of the live tenant `slug` with `change` (given the config as it is, with
 /// the tenant's row locked): a JSON merge patch, or a replacement checked against what the
 /// caller last read. The result must be a JSON object.

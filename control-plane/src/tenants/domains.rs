@@ -47,7 +47,7 @@ impl OperationError for DomainError {
 }
 
 /// One of a tenant's host names.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Domain {
     pub host: String,
     /// `subdomain` (from the slug) or `custom`.

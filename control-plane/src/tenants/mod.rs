@@ -17,7 +17,8 @@ pub mod domains;
 mod lifecycle;
 
 pub(crate) use config::{
-    set_template_upgrades, update_config, upgrade_profile, ConfigChange, ProfileOutcome,
+    profile_of, set_template_upgrades, update_config, upgrade_profile, ConfigChange, DataSource,
+    ProfileOutcome, TenantProfile,
 };
 pub(crate) use create::create_in;
 pub use create::{create, CreateTenantError, TenantRequest};

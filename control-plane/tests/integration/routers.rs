@@ -111,6 +111,14 @@ async fn tenantctl_shows_each_routers_pools_and_reports_a_router_that_does_not_a
     assert_eq!(run.code, Some(0), "{run}");
     let stats = &run.json()["routers"][0]["pools"][0];
     assert_eq!([&stats["checkouts"], &stats["connections_opened"]], [&json!(1), &json!(1)], "{run}");
+    // Several tenants (one with no pool here): the pools of those that have one.
+    let run =
+        tenantctl(&["routers", "pools", "--json", "--tenant", "globex", "--tenant", "acme"], Some(&live))
+            .await;
+    assert_eq!(run.code, Some(0), "{run}");
+    assert_eq!(run.json()["routers"][0]["pools"].as_array().map(Vec::len), Some(1), "{run}");
+    let run = tenantctl(&["routers", "pools", "--json", "--tenant", "globex"], Some(&live)).await;
+    assert_eq!(run.json()["routers"][0]["pools"], json!([]), "{run}");
 
     // A table, and the router that did not answer on stderr.
     let run = tenantctl(&["routers", "pools"], Some(&format!("{live},{dead}"))).await;

@@ -186,17 +186,18 @@ impl BudgetView {
 }
 
 impl TenantPools {
-    /// Every pool (only `tenant`'s, if given) as it stands, and the budget's totals.
-    pub fn pools_view(&self, tenant: Option<&Slug>) -> PoolsView {
+    /// Every pool (only `tenants`' when any is given) as it stands, and the budget's totals.
+    pub fn pools_view(&self, tenants: &[Slug]) -> PoolsView {
         let now = Instant::now();
         let (budget, mut pools) = {
             let books = self.shared.budget();
             let totals = books.totals();
             let mut budget = BudgetView::of(totals);
-            let mut pools = Vec::with_capacity(if tenant.is_some() { 4 } else { totals.pools });
+            let mut pools =
+                Vec::with_capacity(if tenants.is_empty() { totals.pools } else { 4 * tenants.len() });
             for pool in books.pools_now(now) {
                 budget.count(&pool);
-                if tenant.is_none_or(|slug| *slug == pool.label.slug) {
+                if selected(tenants, &pool.label.slug) {
                     pools.push(pool_view(&pool, now));
                 }
             }
@@ -206,20 +207,25 @@ impl TenantPools {
         PoolsView { budget, pools }
     }
 
-    /// Every pool's counters (only `tenant`'s, if given).
-    pub fn stats_view(&self, tenant: Option<&Slug>) -> StatsView {
+    /// Every pool's counters (only `tenants`' when any is given).
+    pub fn stats_view(&self, tenants: &[Slug]) -> StatsView {
         let now = Instant::now();
         let mut pools: Vec<PoolStats> = {
             let books = self.shared.budget();
             books
                 .pools_now(now)
-                .filter(|pool| tenant.is_none_or(|slug| *slug == pool.label.slug))
+                .filter(|pool| selected(tenants, &pool.label.slug))
                 .map(|pool| pool_stats(pool.label, pool.events, now))
                 .collect()
         };
         pools.sort_unstable_by(|a, b| by_tenant(&a.pool, &b.pool));
         StatsView { pools }
     }
+}
+
+/// Whether a pool of `slug` is shown when `tenants` are asked for (none: every pool).
+fn selected(tenants: &[Slug], slug: &Slug) -> bool {
+    tenants.is_empty() || tenants.contains(slug)
 }
 
 fn pool_view(pool: &PoolNow<'_, Arc<PoolInfo>>, now: Instant) -> PoolView {

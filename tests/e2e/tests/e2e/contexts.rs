@@ -130,12 +130,138 @@ async fn an_operator_with_a_token_and_no_catalog_url_works_through_a_saved_conte
     assert!(watched.stdout.contains("completed"), "{}", watched.stdout);
 
     // What only the catalog does is refused plainly; forgetting a context forgets its token.
-    let catalog_only = tenantctl(&config, &["clusters", "list"], "").await;
+    let catalog_only = tenantctl(&config, &["clusters", "undrain", "default"], "").await;
     assert_eq!(catalog_only.code, 3, "{}", catalog_only.stderr);
     assert!(catalog_only.stderr.contains("set DATABASE_URL"), "{}", catalog_only.stderr);
     assert_eq!(tenantctl(&config, &["logout"], "").await.code, 0);
     assert!(!std::fs::read_to_string(&config).unwrap().contains(&operator));
     let unknown = tenantctl(&config, &["--context", "prod", "tenants", "list"], "").await;
     assert_eq!(unknown.code, 4, "{}", unknown.stderr);
+    control.server.stop().await.unwrap();
+}
+
+/// A tenant's domains, profile, template upgrades and move, the clusters, billing events and
+/// routers' pools through a context print what the same commands print on the catalog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_domains_profile_move_and_billing_events_through_a_context_read_as_on_the_catalog() {
+    let db = TestDb::create().await;
+    let common = common_settings(&db, SecretsFor::Local);
+    let control = e2e_tests::spawn_control_plane(&db, &common).await;
+    e2e_tests::provisioned_by(&control, "acme", "starter").await;
+    e2e_tests::provisioned_by(&control, "globex", "starter").await;
+    let client = control.cp.catalog.get().await.unwrap();
+    let token = NewToken { name: "alice", scope: Scope::Operator, expires_at: None, created_by: "test" };
+    let (operator, _) = tokens::create(&**client, &token).await.unwrap();
+    // Two billing events about acme's and globex's subscriptions, one about neither.
+    client
+        .batch_execute(
+            "UPDATE control.tenants SET billing_subscription_id = 'sub_' || slug;
+             INSERT INTO control.billing_events (event_id, type, payload, raw_body, received_at, processed_at, outcome)
+             SELECT 'evt_' || s, 'customer.subscription.updated',
+                    jsonb_build_object('data', jsonb_build_object('object',
+                        jsonb_build_object('object', 'subscription', 'id', 'sub_' || s))),
+                    '{}', now() - (n || ' s')::interval, now(), 'ignored: a test event'
+               FROM unnest(ARRAY['acme', 'globex', 'initech']) WITH ORDINALITY AS e(s, n)",
+        )
+        .await
+        .unwrap();
+    drop(client);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let login = tenantctl(&config, &["login", "--api-url", &control.url, "--token", &operator], "").await;
+    assert_eq!(login.code, 0, "{}", login.stderr);
+    let program = TENANTCTL;
+    let catalog = |args: &'static [&'static str]| {
+        let (db, common) = (&db, &common);
+        async move {
+            let (code, value) = e2e_tests::tenantctl_json(program, args, db, common).await;
+            assert_eq!(code, 0, "{args:?} on the catalog: {value}");
+            value
+        }
+    };
+    let remote = |args: Vec<&'static str>| {
+        let config = config.clone();
+        async move {
+            let run = tenantctl(&config, &[args.as_slice(), &["--json"]].concat(), "").await;
+            assert_eq!(run.code, 0, "{args:?} through the context: {}{}", run.stdout, run.stderr);
+            json(&run)
+        }
+    };
+
+    // Domains: added through the context, listed the same both ways, removed.
+    let added = tenantctl(&config, &["tenants", "add-domain", "acme", "--host", "shop.acme.test"], "").await;
+    assert_eq!((added.code, added.stdout.trim()), (0, "shop.acme.test -> acme"), "{}", added.stderr);
+    let domains = remote(vec!["tenants", "domains", "acme"]).await;
+    assert!(domains
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["host"] == "shop.acme.test" && d["kind"] == "custom"));
+    assert_eq!(domains, catalog(&["tenants", "domains", "acme"]).await);
+    let removed =
+        tenantctl(&config, &["tenants", "remove-domain", "acme", "--host", "shop.acme.test"], "").await;
+    assert_eq!(removed.code, 0, "{}", removed.stderr);
+    assert_eq!(catalog(&["tenants", "domains", "acme"]).await.as_array().unwrap().len(), 1);
+
+    // The profile: a merge, then an edit by an "editor" (a script), saved only from what it read.
+    let merged = remote(vec![
+        "tenants",
+        "config",
+        "set",
+        "acme",
+        "--merge",
+        r##"{"theme": {"primary_color": "#008080"}}"##,
+    ])
+    .await;
+    assert_eq!(merged["config"]["theme"]["primary_color"], "#008080", "{merged}");
+    assert_eq!(merged, catalog(&["tenants", "config", "get", "acme"]).await);
+    let editor = dir.path().join("editor.sh");
+    std::fs::write(&editor, "#!/bin/sh\nsed -i 's/#008080/#000080/' \"$1\"\n").unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let edited = tokio::process::Command::new(TENANTCTL)
+        .args(["tenants", "config", "edit", "acme"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TENANTCTL_CONFIG", &config)
+        .env("EDITOR", &editor)
+        .output()
+        .await
+        .unwrap();
+    assert!(edited.status.success(), "{}", String::from_utf8_lossy(&edited.stderr));
+    assert_eq!(
+        catalog(&["tenants", "config", "get", "acme"]).await["config"]["theme"]["primary_color"],
+        "#000080"
+    );
+    let opted_out = remote(vec!["tenants", "template-upgrades", "acme", "off"]).await;
+    assert_eq!(opted_out, serde_json::json!({ "tenant": "acme", "template_upgrades": false }));
+    assert_eq!(catalog(&["tenants", "config", "get", "acme"]).await["template_upgrades"], false);
+
+    // Billing events of two tenants (newest first), the same both ways.
+    let events = remote(vec!["billing", "events", "--tenant", "acme", "--tenant", "globex"]).await;
+    let ids: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["event_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["evt_acme", "evt_globex"], "{events}");
+    assert_eq!(events, catalog(&["billing", "events", "--tenant", "acme,globex"]).await);
+
+    // A move started through the context runs in the control plane and is followed to its end.
+    let moved = remote(vec!["tenants", "move", "acme", "--isolation", "database", "--timeout", "120s"]).await;
+    assert_eq!(
+        (&moved[0]["state"], &moved[0]["to"]["isolation"]),
+        (&"done".into(), &"database".into()),
+        "{moved}"
+    );
+    assert_eq!(remote(vec!["tenants", "moves", "acme"]).await, catalog(&["tenants", "moves", "acme"]).await);
+    let table = tenantctl(&config, &["tenants", "moves", "acme"], "").await;
+    assert!(table.stdout.starts_with("MOVE") && table.stdout.contains("default/"), "{}", table.stdout);
+
+    // Clusters: the API's view has no admin connection; the rest is the catalog's.
+    let without_admin = |mut clusters: Value| {
+        for cluster in clusters.as_array_mut().unwrap() {
+            cluster.as_object_mut().unwrap().remove("admin_secret");
+        }
+        clusters
+    };
+    let through = without_admin(remote(vec!["clusters", "list"]).await);
+    assert_eq!(through, without_admin(catalog(&["clusters", "list"]).await));
+    assert_eq!(through[0]["tenants"], 2, "{through}");
     control.server.stop().await.unwrap();
 }

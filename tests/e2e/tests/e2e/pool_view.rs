@@ -115,7 +115,11 @@ async fn the_pools_show_held_connections_and_waiting_clients_and_their_counters_
     assert_eq!(status, 200, "{globex}");
     assert_eq!(globex["pools"].as_array().unwrap().len(), 1, "{globex}");
     assert_eq!(globex["budget"], pools["budget"], "{globex}");
-    let (status, refused) = admin(&router, "stats?tenant=Not_A_Slug").await;
+    let (status, both) = admin(&router, "stats?tenant=globex,acme").await;
+    let tenants: Vec<&str> =
+        both["pools"].as_array().unwrap().iter().map(|p| p["tenant"].as_str().unwrap()).collect();
+    assert_eq!((status, tenants), (200, vec!["acme", "acme", "globex"]), "several tenants: {both}");
+    let (status, refused) = admin(&router, "stats?tenant=globex,Not_A_Slug").await;
     assert_eq!((status, &refused["error"]["code"]), (400, &json!("bad_request")), "{refused}");
 
     let (status, before) = admin(&router, "stats").await;
