@@ -214,39 +214,6 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
     }
 }
 
-fn tenant_row(t: &TenantRecord) -> Vec<String> {
-    let mut row = vec![
-        t.slug.to_string(),
-        t.display_name.clone(),
-        t.plan.to_string(),
-        t.status.to_string(),
-        match &t.database_name {
-            Some(database) => format!("{database}.{}", t.schema_name),
-            None => t.schema_name.to_string(),
-        },
-        t.id.to_string(),
-    ];
-    if output::wide() {
-        row.extend([
-            t.isolation.to_string(),
-            t.cluster.clone(),
-            t.role_name.to_string(),
-            format!("{} ({})", t.pool_size, t.pool_mode),
-            t.created_at.format("%Y-%m-%d %H:%M").to_string(),
-        ]);
-    }
-    row
-}
-
-/// The tenant table's headers (more with `-o wide`).
-fn tenant_headers() -> &'static [&'static str] {
-    if output::wide() {
-        &["slug", "name", "plan", "status", "schema", "id", "isolation", "cluster", "role", "pool", "created"]
-    } else {
-        &["slug", "name", "plan", "status", "schema", "id"]
-    }
-}
-
 async fn create(args: CreateArgs, json: bool) -> Result<ExitCode, CliError> {
     // Refuse bad input before touching the catalog: the answer must not depend on it being up.
     parse_slug(&args.slug)?;
@@ -275,7 +242,7 @@ async fn create(args: CreateArgs, json: bool) -> Result<ExitCode, CliError> {
     if !args.wait.no_wait {
         tenant = wait_for_jobs(&cp, tenant, &deadline).await?;
     }
-    print_tenant(&tenant, json);
+    print_tenant(&cp, &tenant, json);
     Ok(if tenant.status == TenantStatus::Failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
@@ -306,17 +273,11 @@ async fn wait_for_jobs(
         .ok_or_else(|| CliError::new(ErrorKind::NotFound, "not_found", "tenant disappeared"))
 }
 
-fn print_tenant(tenant: &TenantRecord, json: bool) {
-    if json {
-        output::json(tenant);
-    } else {
-        output::table(tenant_headers(), &[tenant_row(tenant)]);
-        if let (TenantStatus::Failed, Some(step), Some(error)) =
-            (tenant.status, &tenant.failed_step, &tenant.last_error)
-        {
-            output::note(&format!("provisioning failed at step {step}: {error}"));
-        }
-    }
+fn print_tenant(cp: &ControlPlane, tenant: &TenantRecord, json: bool) {
+    crate::tenants::view::print_one(
+        &crate::tenants::view::Tenant::from_record(tenant, &cp.base_domain),
+        json,
+    );
 }
 
 fn parse_slug(raw: &str) -> Result<Slug, CliError> {
@@ -348,7 +309,7 @@ async fn operate_on(
     if !args.wait.no_wait {
         tenant = wait_for_jobs(cp, tenant, &deadline).await?;
     }
-    print_tenant(&tenant, json);
+    print_tenant(cp, &tenant, json);
     Ok(if tenant.status == TenantStatus::Failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
@@ -392,17 +353,16 @@ async fn list(args: ListArgs, json: bool) -> Result<ExitCode, CliError> {
     let client = cp.catalog.get().await.map_err(CatalogError::from)?;
     let filter =
         crate::catalog::tenants::TenantFilter { status: args.status, plan: args.plan, ..Default::default() };
-    let tenants: Vec<TenantRecord> = crate::catalog::tenants::list(&**client, &filter)
+    let tenants: Vec<crate::tenants::view::Tenant> = crate::catalog::tenants::list(&**client, &filter)
         .await
         .map_err(CliError::from)?
         .into_iter()
-        .map(|(tenant, _)| tenant)
+        .map(|(tenant, schema_version)| crate::tenants::view::Tenant {
+            schema_version,
+            ..crate::tenants::view::Tenant::from_record(&tenant, &cp.base_domain)
+        })
         .collect();
-    if json {
-        output::json(&tenants);
-    } else {
-        output::listing("tenants", tenant_headers(), &tenants.iter().map(tenant_row).collect::<Vec<_>>());
-    }
+    crate::tenants::view::print_list(&tenants, json);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -419,52 +379,10 @@ async fn find(cp: &ControlPlane, raw: &str) -> Result<TenantRecord, CliError> {
 async fn show(args: ShowArgs, json: bool) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
     let tenant = find(&cp, &args.slug).await?;
-    // A deprovisioning tenant's data is dropped when its queued drop is due.
-    let drop_after = if tenant.status == TenantStatus::Deprovisioning {
-        let client = cp.catalog.get().await.map_err(CatalogError::from)?;
-        crate::catalog::jobs::scheduled(&**client, crate::jobs::JobKind::Deprovision, tenant.id)
-            .await
-            .map_err(CatalogError::from)?
-    } else {
-        None
-    };
-    if json {
-        let mut value = serde_json::to_value(&tenant).unwrap_or_default();
-        value["drop_after"] = serde_json::json!(drop_after);
-        output::json(&value);
-    } else {
-        let host = cp.base_domain.host_for(&tenant.slug);
-        for (key, value) in [
-            ("slug", tenant.slug.to_string()),
-            ("name", tenant.display_name.clone()),
-            ("id", tenant.id.to_string()),
-            ("plan", tenant.plan.to_string()),
-            ("status", tenant.status.to_string()),
-            ("host", host),
-            ("schema", tenant.schema_name.to_string()),
-            ("role", tenant.role_name.to_string()),
-            ("pool size", tenant.pool_size.to_string()),
-            ("pool mode", tenant.pool_mode.to_string()),
-            ("secret", tenant.secret_ref.clone().unwrap_or_default()),
-            ("generation", tenant.generation.to_string()),
-            ("last error", tenant.last_error.unwrap_or_default()),
-        ] {
-            output::line(&format!("{key:<12}{value}"));
-        }
-        match drop_after {
-            Some(at) => output::line(&format!(
-                "{:<12}{} (`tenantctl tenants restore {}` before then keeps it)",
-                "drop after",
-                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                tenant.slug
-            )),
-            None if tenant.status == TenantStatus::Deprovisioning => output::line(&format!(
-                "{:<12}not scheduled (its drop failed); `tenantctl tenants delete {}` tries again",
-                "drop after", tenant.slug
-            )),
-            None => {}
-        }
-    }
+    let view = crate::tenants::view::shown(&cp, &tenant).await?;
+    // Where its credentials are kept: the catalog knows, the API does not say.
+    let secret = [("secret", tenant.secret_ref.clone().unwrap_or_default())];
+    crate::tenants::view::print_details(&view, &secret, json);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -322,29 +322,16 @@ async fn tenants_list(
             None => break,
         }
     }
-    let columns: &[&str] = if output::wide() {
-        &[
-            "slug",
-            "name",
-            "plan",
-            "status",
-            "schema",
-            "id",
-            "isolation",
-            "cluster",
-            "schema_version",
-            "pool_size",
-            "created_at",
-        ]
-    } else {
-        &["slug", "name", "plan", "status", "schema", "id"]
-    };
-    listing(Ok(Value::Array(tenants)), json, "tenants", columns)
+    let tenants: Vec<crate::tenants::view::Tenant> =
+        super::remote_tenants::typed(Value::Array(tenants), "tenants")?;
+    crate::tenants::view::print_list(&tenants, json);
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn show_tenant(remote: &Remote, raw: &str, json: bool) -> Result<ExitCode, CliError> {
     let slug = parse_slug(raw)?;
-    print_object(&remote.call(Method::GET, &format!("/v1/tenants/{slug}"), None).await?, json);
+    let tenant = remote.call(Method::GET, &format!("/v1/tenants/{slug}"), None).await?;
+    crate::tenants::view::print_details(&super::remote_tenants::typed(tenant, "tenant")?, &[], json);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -411,7 +398,7 @@ async fn operate(
             loop {
                 let jobs =
                     remote.call(Method::GET, &format!("/v1/jobs?tenant={slug}&limit=50"), None).await?;
-                if !jobs.as_array().is_some_and(|jobs| jobs.iter().any(|j| j["state"] == "queued")) {
+                if !jobs.as_array().is_some_and(|jobs| jobs.iter().any(due)) {
                     return Ok(());
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
@@ -427,8 +414,16 @@ async fn operate(
             .await?;
         remote.call(Method::GET, &format!("/v1/tenants/{slug}"), None).await?
     };
-    print_object(&tenant, json);
-    Ok(if tenant["status"] == "failed" { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    let tenant: crate::tenants::view::Tenant = super::remote_tenants::typed(tenant, "tenant")?;
+    crate::tenants::view::print_one(&tenant, json);
+    Ok(if tenant.status == "failed" { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// A queued job that is due: one scheduled for later (a drop after its retention, a retry after
+/// its backoff) is not waited for, as the catalog's commands do not wait for it.
+fn due(job: &Value) -> bool {
+    let run_after = job["run_after"].as_str().and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok());
+    job["state"] == "queued" && run_after.is_none_or(|at| at <= chrono::Utc::now())
 }
 
 async fn create_token(

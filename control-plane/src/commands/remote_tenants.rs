@@ -53,7 +53,7 @@ pub(super) async fn run(remote: &Remote, command: Command, json: bool) -> Option
 }
 
 /// `value` read as a `T` (the API answered something this version cannot read otherwise).
-fn typed<T: DeserializeOwned>(value: Value, what: &str) -> Result<T, CliError> {
+pub(super) fn typed<T: DeserializeOwned>(value: Value, what: &str) -> Result<T, CliError> {
     serde_json::from_value(value).map_err(|e| {
         CliError::new(
             ErrorKind::Failed,

@@ -1,69 +1,9 @@
 //! The operator API's request and response bodies (its contract, kept apart from catalog rows).
 
 use serde::{Deserialize, Serialize};
-use tenancy::catalog::TenantRecord;
 use utoipa::{IntoParams, ToSchema};
 
-/// A tenant as the API shows it.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Tenant {
-    pub(crate) id: String,
-    pub(crate) slug: String,
-    pub(crate) name: String,
-    pub(crate) plan: String,
-    /// provisioning, active, suspended, deprovisioning, deleted or failed.
-    pub(crate) status: String,
-    pub(crate) isolation: String,
-    pub(crate) cluster: String,
-    pub(crate) schema: String,
-    /// The last tenant migration applied to it, as the catalog records it (absent before its
-    /// first migration, and in answers to changes).
-    pub(crate) schema_version: Option<i64>,
-    /// `<slug>.<TENANT_BASE_DOMAIN>`.
-    pub(crate) host: String,
-    pub(crate) pool_size: i32,
-    /// How the router's PostgreSQL door lends connections: `transaction` or `session`.
-    pub(crate) pool_mode: String,
-    pub(crate) rate_limit_per_second: Option<i32>,
-    pub(crate) statement_timeout_ms: Option<i32>,
-    /// Enabled modules, module settings and theme.
-    #[schema(value_type = Object)]
-    pub(crate) config: serde_json::Value,
-    /// The provisioning step that failed, for `failed` tenants.
-    pub(crate) failed_step: Option<String>,
-    pub(crate) last_error: Option<String>,
-    /// Bumped on every change; routers drop older cached copies.
-    pub(crate) generation: i64,
-    pub(crate) created_at: String,
-    pub(crate) updated_at: String,
-}
-
-impl Tenant {
-    pub(crate) fn from_record(record: &TenantRecord, base_domain: &tenancy::domain::BaseDomain) -> Self {
-        Self {
-            id: record.id.to_string(),
-            slug: record.slug.to_string(),
-            name: record.display_name.clone(),
-            plan: record.plan.to_string(),
-            status: record.status.to_string(),
-            isolation: record.isolation.to_string(),
-            cluster: record.cluster.clone(),
-            schema: record.schema_name.to_string(),
-            schema_version: None,
-            host: base_domain.host_for(&record.slug),
-            pool_size: record.pool_size,
-            pool_mode: record.pool_mode.to_string(),
-            rate_limit_per_second: record.rate_limit_per_second,
-            statement_timeout_ms: record.statement_timeout_ms,
-            config: record.config.clone(),
-            failed_step: record.failed_step.clone(),
-            last_error: record.last_error.clone(),
-            generation: record.generation,
-            created_at: record.created_at.to_rfc3339(),
-            updated_at: record.updated_at.to_rfc3339(),
-        }
-    }
-}
+pub(crate) use crate::tenants::view::Tenant;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

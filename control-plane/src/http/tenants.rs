@@ -110,9 +110,8 @@ pub(super) async fn show(
     let tenant = tenancy::catalog::tenant_by_slug(&**client, &slug)
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no tenant {slug}")))?;
-    let schema_version =
-        crate::catalog::tenants::schema_version(&**client, tenant.id).await.map_err(CatalogError::from)?;
-    Ok(Json(Tenant { schema_version, ..Tenant::from_record(&tenant, &state.cp.base_domain) }))
+    drop(client);
+    Ok(Json(crate::tenants::view::shown(&state.cp, &tenant).await?))
 }
 
 async fn operate(

@@ -15,6 +15,7 @@ mod config;
 mod create;
 pub mod domains;
 mod lifecycle;
+pub(crate) mod view;
 
 pub(crate) use config::{
     profile_of, set_template_upgrades, update_config, upgrade_profile, ConfigChange, DataSource,

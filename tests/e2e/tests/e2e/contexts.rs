@@ -188,6 +188,19 @@ async fn a_tenants_domains_profile_move_and_billing_events_through_a_context_rea
         }
     };
 
+    // Tenants: the same view both ways (the API's field names), after a change too.
+    assert_eq!(remote(vec!["tenants", "list"]).await, catalog(&["tenants", "list"]).await);
+    let shown = remote(vec!["tenants", "show", "globex"]).await;
+    assert_eq!((&shown["name"], &shown["schema_version"]), (&"globex".into(), &1.into()), "{shown}");
+    assert_eq!(shown, catalog(&["tenants", "show", "globex"]).await);
+    let deleted = remote(vec!["tenants", "delete", "globex", "--retention", "1h", "--yes"]).await;
+    assert_eq!(deleted["status"], "deprovisioning", "{deleted}");
+    let shown = remote(vec!["tenants", "show", "globex"]).await;
+    assert!(shown["drop_after"].is_string(), "when its data goes: {shown}");
+    assert_eq!(shown, catalog(&["tenants", "show", "globex"]).await);
+    let restored = remote(vec!["tenants", "restore", "globex"]).await;
+    assert_eq!(restored["status"], "active", "{restored}");
+
     // Domains: added through the context, listed the same both ways, removed.
     let added = tenantctl(&config, &["tenants", "add-domain", "acme", "--host", "shop.acme.test"], "").await;
     assert_eq!((added.code, added.stdout.trim()), (0, "shop.acme.test -> acme"), "{}", added.stderr);
