@@ -437,11 +437,12 @@ function confirmByTyping(title, explanation, word) {
 }
 
 async function tenantPage(main, slug) {
-  const [tenant, domains, audit, clusters] = await Promise.all([
+  const [tenant, domains, audit, clusters, moves] = await Promise.all([
     api('GET', `/v1/tenants/${encodeURIComponent(slug)}`),
     api('GET', `/v1/tenants/${encodeURIComponent(slug)}/domains`).catch(() => []),
     api('GET', `/v1/audit?tenant=${encodeURIComponent(slug)}&limit=50`),
     api('GET', '/v1/clusters'),
+    api('GET', `/v1/tenants/${encodeURIComponent(slug)}/moves`).catch(() => []),
   ]);
   const path = `/v1/tenants/${encodeURIComponent(slug)}`;
   const facts = [
@@ -449,7 +450,9 @@ async function tenantPage(main, slug) {
     ['Plan', tenant.plan],
     ['Isolation', tenant.isolation],
     ['Cluster', tenant.cluster],
+    ...(tenant.database ? [['Database', h('code', {}, tenant.database)]] : []),
     ['Schema', h('code', {}, tenant.schema)],
+    ['Role', h('code', {}, tenant.role)],
     ['Schema version', tenant.schema_version === null ? '—' : `V${tenant.schema_version}`],
     ['Pool', `${tenant.pool_size} connections, ${tenant.pool_mode} pooling`],
     ['Rate limit', tenant.rate_limit_per_second ? `${tenant.rate_limit_per_second} requests/s` : 'none'],
@@ -457,6 +460,7 @@ async function tenantPage(main, slug) {
     ['Created', when(tenant.created_at)],
     ['Updated', when(tenant.updated_at)],
   ];
+  if (tenant.drop_after) facts.push(['Data dropped after', when(tenant.drop_after)]);
   if (tenant.failed_step) facts.push(['Failed at', tenant.failed_step]);
   if (tenant.last_error) facts.push(['Last error', h('span', { class: 'error' }, tenant.last_error)]);
   const connection = [
@@ -478,6 +482,7 @@ async function tenantPage(main, slug) {
         h('dl', { class: 'facts' }, connection.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
         h('h2', {}, 'Domains'),
         table([['Host'], ['Kind']], domains.map((d) => [d.host, d.kind]), 'No domains.'))),
+    movesSection(moves, path),
     h('h2', {}, 'Profile'),
     h('pre', { 'aria-label': 'Profile (JSON)' }, JSON.stringify(tenant.config, null, 2)),
     h('h2', {}, 'Audit trail'),
@@ -485,8 +490,51 @@ async function tenantPage(main, slug) {
       audit.map((e) => [when(e.at), e.actor, e.action, h('code', {}, JSON.stringify(e.detail))]),
       'Nothing recorded yet.'));
   // Changes in progress are watched closely; otherwise the page still follows jobs' effects.
-  const settling = ['provisioning', 'deprovisioning'].includes(tenant.status);
+  const settling = ['provisioning', 'deprovisioning'].includes(tenant.status)
+    || moves.some((m) => m.state === 'running');
   every(settling ? 1000 : 5000, () => refresh((m) => tenantPage(m, slug)));
+}
+
+// A move's steps in order, by how it copies; past `locked` it only goes forward.
+const MOVE_STEPS = {
+  replication: ['target', 'published', 'subscribed', 'copied', 'locked', 'switched'],
+  dump: ['target', 'locked', 'switched'],
+};
+const MOVE_STEP_NAMES = {
+  target: 'target built', published: 'published', subscribed: 'subscribed (copying)',
+  copied: 'copied, catching up', locked: 'source locked', switched: 'switched, cleaning up',
+};
+
+function moveProgress(move) {
+  const steps = MOVE_STEPS[move.method] || MOVE_STEPS.replication;
+  const total = steps.length + 1;
+  const reached = move.state === 'done' ? total : (move.step ? steps.indexOf(move.step) + 1 : 0);
+  const label = move.state === 'done' ? 'done' : (move.step ? MOVE_STEP_NAMES[move.step] || move.step : 'starting');
+  const bar = h('div', {
+    class: 'progress small', role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': total,
+    'aria-valuenow': reached, 'aria-label': `Move ${move.id}: step ${reached} of ${total}`,
+  }, h('div', { class: move.state === 'failed' ? 'failed' : 'done' }));
+  bar.children[0].style.width = `${(100 * reached) / total}%`;
+  return h('div', { 'data-move-step': move.step || '' }, bar, h('span', {}, `${reached}/${total} ${label}`));
+}
+
+function movesSection(moves, path) {
+  const place = (p) => `${p.cluster}${p.database ? `/${p.database}` : ''} (${p.isolation})`;
+  const running = moves.find((m) => m.state === 'running');
+  const abortable = running && !['locked', 'switched'].includes(running.step) && !running.abort_requested;
+  return h('section', { 'aria-labelledby': 'h-moves' },
+    h('h2', { id: 'h-moves' }, 'Moves'),
+    can('operator') && abortable
+      ? h('p', {}, h('button', {
+        type: 'button', class: 'danger',
+        onclick: () => act('Abort move', () => api('POST', `${path}/moves/abort`)),
+      }, 'Abort move'), h('span', { class: 'muted' }, ' until its source is locked; what it built is removed'))
+      : null,
+    table([['Started'], ['State'], ['Progress'], ['Method'], ['From'], ['To'], ['Pause', 'num'], ['Error']],
+      moves.map((m) => [when(m.created_at), badge(m.abort_requested && m.state === 'running' ? 'aborting' : m.state),
+        moveProgress(m), m.method, place(m.from), place(m.to),
+        m.pause_ms === null ? '—' : `${m.pause_ms} ms`, m.last_error ? h('span', { class: 'error' }, m.last_error) : '']),
+      'Never moved.'));
 }
 
 function tenantActions(tenant, path, clusters) {

@@ -1,8 +1,8 @@
 // The web console (`tenantctl serve` at /console) in headless Chromium, driven by Playwright,
 // as an operator uses it: sign in (a wrong token first), look at the overview, find tenants,
-// create one and watch it become active, suspend it, start a fleet migration run and watch its
-// progress move, halt it and resume it; then sign in with a read-only token, which is offered
-// no change. Every page is checked for unlabelled form controls and reached by keyboard.
+// create one and watch it become active, move it to its own database and follow the move,
+// suspend it, start a fleet migration run and watch its progress move, halt it and resume it;
+// then sign in with a read-only token, which is offered no change. Every page is checked for unlabelled form controls and reached by keyboard.
 // Screenshots of the main pages go to SCREENSHOTS. Any failed expectation ends the script
 // with a non-zero exit code and what was expected; the Rust test
 // (tests/e2e/tests/e2e/console.rs) checks the catalog afterwards.
@@ -159,6 +159,26 @@ try {
   assert.equal(await page.locator('body').innerText().then((t) => /password/i.test(t)), false, 'no password on the page');
   await page.locator('td', { hasText: 'tenant.create' }).first().waitFor(T);
   await shot('tenant');
+
+  step = 'moving it to its own database and following the move on the page';
+  const moves = page.locator('section[aria-labelledby="h-moves"]');
+  await moves.getByText('Never moved.').waitFor(T);
+  await page.getByLabel('Isolation').selectOption('database');
+  await page.getByRole('button', { name: 'Move', exact: true }).click();
+  await moves.locator('tbody tr').first().waitFor(T);
+  const movedTo = await page.waitForFunction(() => {
+    const row = document.querySelector('section[aria-labelledby="h-moves"] tbody tr');
+    const state = row && row.querySelector('.badge').textContent;
+    return ['done', 'failed'].includes(state) && row.innerText;
+  }, null, T);
+  const moveRow = await movedTo.jsonValue();
+  assert.match(moveRow, /done/, `the move ended well: ${moveRow}`);
+  assert.match(moveRow, /\(schema\)[\s\S]*\(database\)/, `from the schema to its own database: ${moveRow}`);
+  const bar = moves.getByRole('progressbar').first();
+  assert.equal(await bar.getAttribute('aria-valuenow'), await bar.getAttribute('aria-valuemax'), 'every step done');
+  await page.locator('dd', { hasText: /^database$/ }).waitFor(T);
+  await everyControlLabelled('tenant after its move');
+  await shot('tenant-moved');
 
   step = 'suspending it';
   await page.getByRole('button', { name: 'Suspend' }).click();
