@@ -7,6 +7,11 @@
 //! Sampled, because a line per request is a write to stderr per request: at thousands of
 //! requests a second that costs more than the router's own work on them.
 //! `ROUTER_ACCESS_LOG_SAMPLE=1` logs every request; `0` only server errors.
+//!
+//! A PostgreSQL session (over TCP, or over WebSocket at `/v2`) gets a line of its own when it
+//! ends, every one of them, as PgBouncer logs each disconnection: tenant, route, how long it
+//! lasted, the transactions it ran, and how it ended. (Its `/v2` upgrade request is an HTTP
+//! request like any other, answered 101.)
 
 use crate::metrics::{RequestLabels, StatusLabels};
 use crate::state::AppState;
@@ -112,6 +117,35 @@ pub(crate) async fn observe(State(state): State<AppState>, request: Request, nex
         );
     }
     response
+}
+
+/// How a PostgreSQL session ended, for its access log line.
+pub(crate) struct SessionEnd<'a> {
+    pub(crate) tenant: &'a str,
+    /// `postgres` (the PostgreSQL listener) or `v2` (over WebSocket).
+    pub(crate) route: &'static str,
+    pub(crate) duration: std::time::Duration,
+    pub(crate) transactions: u64,
+    /// `closed` (by the client), `ended_by_router` (told why: `error`, e.g. 57P01 at shutdown
+    /// or its tenant gone, 25P03 idle in a transaction too long), `broken` (the
+    /// connection failed) or `protocol_violation` (08P01).
+    pub(crate) ended: &'static str,
+    /// The SQLSTATE the client was sent last, when the router ended it.
+    pub(crate) error: Option<&'static str>,
+}
+
+/// Logs a PostgreSQL session's end (every one).
+pub(crate) fn session_ended(end: &SessionEnd<'_>) {
+    tracing::info!(
+        target: "tenant_router::access",
+        tenant = end.tenant,
+        route = end.route,
+        duration_ms = end.duration.as_secs_f64() * 1000.0,
+        transactions = end.transactions,
+        ended = end.ended,
+        error = end.error,
+        "session"
+    );
 }
 
 #[cfg(test)]

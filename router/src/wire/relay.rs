@@ -68,6 +68,11 @@ pub(crate) struct Session {
     spare: BytesMut,
     /// When the tenant was last looked up, and the resolver's epoch then.
     checked: Option<(tokio::time::Instant, u64)>,
+    /// For its access log line: when it started, and the transactions it ran.
+    started: std::time::Instant,
+    transactions: u64,
+    /// The SQLSTATE the router ended the session with, if it did.
+    ended_by: Option<&'static str>,
 }
 
 /// Longest a client goes on with its tenant as last looked up while no invalidation arrived
@@ -138,6 +143,9 @@ impl Session {
             kept,
             spare: BytesMut::new(),
             checked: None,
+            started: std::time::Instant::now(),
+            transactions: 0,
+            ended_by: None,
         }
     }
 
@@ -147,10 +155,24 @@ impl Session {
     pub(crate) async fn run(mut self) -> Result<(), WireError> {
         let result = self.relay().await;
         match &result {
-            Err(WireError::Protocol(err)) => self.conn.refuse(&Notice::fatal("08P01", err.to_string())).await,
-            Err(WireError::Refused(notice)) => self.conn.refuse(notice).await,
+            Err(WireError::Protocol(err)) => self.end_with(&Notice::fatal("08P01", err.to_string())).await,
+            Err(WireError::Refused(notice)) => self.end_with(notice).await,
             _ => {}
         }
+        let websocket = matches!(self.conn.transport, super::startup::Transport::WebSocket { .. });
+        crate::access_log::session_ended(&crate::access_log::SessionEnd {
+            tenant: self.tenant.slug.as_str(),
+            route: if websocket { "v2" } else { "postgres" },
+            duration: self.started.elapsed(),
+            transactions: self.transactions,
+            ended: match &result {
+                Ok(()) | Err(WireError::Closed) if self.ended_by.is_none() => "closed",
+                Ok(()) | Err(WireError::Closed | WireError::Refused(_)) => "ended_by_router",
+                Err(WireError::Io(_)) => "broken",
+                Err(WireError::Protocol(_)) => "protocol_violation",
+            },
+            error: self.ended_by,
+        });
         result
     }
 
@@ -197,7 +219,7 @@ impl Session {
 
     /// Tells the client the router is shutting down, and ends the session.
     async fn shutting_down(&mut self) -> Flow {
-        self.conn.refuse(&Notice::fatal("57P01", SHUTTING_DOWN)).await;
+        self.end_with(&Notice::fatal("57P01", SHUTTING_DOWN)).await;
         Flow::End
     }
 
@@ -255,7 +277,7 @@ impl Session {
             if let Err(notice) = self.begin_transaction().await {
                 if notice.severity == "FATAL" {
                     self.flush(&mut turn.out).await?;
-                    self.conn.refuse(&notice).await;
+                    self.end_with(&notice).await;
                     return Ok(Flow::End);
                 }
                 turn.refuse(&frame, &notice);
@@ -275,7 +297,7 @@ impl Session {
                 Ok(held) => turn.held = Some(held),
                 Err(notice) if notice.severity == "FATAL" => {
                     self.flush(&mut turn.out).await?;
-                    self.conn.refuse(&notice).await;
+                    self.end_with(&notice).await;
                     return Ok(Flow::End);
                 }
                 Err(notice) => {
@@ -341,7 +363,7 @@ impl Session {
                     self.release(held);
                 }
                 let notice = Notice::fatal("25P03", "terminating connection due to idle-in-transaction timeout");
-                self.conn.refuse(&notice).await;
+                self.end_with(&notice).await;
                 return Ok(Flow::End);
             }
             // A client between transactions is let go at shutdown.
@@ -358,7 +380,7 @@ impl Session {
                         Err(err) => format!("the server connection was lost: {err}"),
                         Ok(_) => "the server closed the connection".to_owned(),
                     };
-                    self.conn.refuse(&Notice::fatal("08006", message)).await;
+                    self.end_with(&Notice::fatal("08006", message)).await;
                     return Err(WireError::Closed);
                 }
             }
@@ -491,8 +513,15 @@ impl Session {
         Ok(())
     }
 
+    /// Tells the client why the router ends its session (noted for its access log line).
+    async fn end_with(&mut self, notice: &Notice) {
+        self.ended_by = Some(notice.code);
+        self.conn.refuse(notice).await;
+    }
+
     /// A transaction has a server connection to run on.
-    fn count_transaction(&self) {
+    fn count_transaction(&mut self) {
+        self.transactions += 1;
         self.state.metrics.wire_transactions.inc();
         self.pool.transaction_started();
     }

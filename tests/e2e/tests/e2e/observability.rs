@@ -53,6 +53,19 @@ async fn the_routers_access_log_and_latency_histograms_say_what_each_request_did
         assert_eq!(sql(&http, &router, "acme.app.localhost", &credentials).await, 200);
     }
     assert_eq!(sql(&http, &router, "nobody.app.localhost", &credentials).await, 404);
+    // Two PostgreSQL sessions: one closed by its client after two transactions, one still
+    // open when the router shuts down.
+    let mut config: tokio_postgres::Config = credentials.parse().unwrap();
+    config.host("127.0.0.1").port(router.pg_addr.port()).options("-c tenant=acme");
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    let connection = tokio::spawn(connection);
+    client.batch_execute("SELECT 1").await.unwrap();
+    client.batch_execute("BEGIN; SELECT 1; COMMIT").await.unwrap();
+    drop(client);
+    connection.await.unwrap().unwrap();
+    let (lingering, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    let lingering_connection = tokio::spawn(connection);
+    lingering.batch_execute("SELECT 1").await.unwrap();
     let metrics =
         http.get(format!("http://{}/metrics", router.admin)).send().await.unwrap().text().await.unwrap();
     assert!(
@@ -67,8 +80,26 @@ async fn the_routers_access_log_and_latency_histograms_say_what_each_request_did
     router.terminate();
     let (status, stderr) = router.exit().await;
     assert!(status.success(), "{stderr}");
-    let lines = access_lines(&stderr);
+    let (lines, sessions): (Vec<Value>, Vec<Value>) =
+        access_lines(&stderr).into_iter().partition(|line| line["status"].is_u64());
     assert_eq!(lines.len(), 4, "a line per request: {stderr}");
+    assert_eq!(sessions.len(), 2, "a line per PostgreSQL session: {stderr}");
+    let closed = sessions.iter().find(|s| s["ended"] == "closed").unwrap_or_else(|| panic!("{stderr}"));
+    assert_eq!(
+        (&closed["tenant"], &closed["route"], &closed["transactions"]),
+        (&"acme".into(), &"postgres".into(), &2.into()),
+        "{closed}"
+    );
+    assert!(closed["duration_ms"].as_f64().unwrap() > 0.0 && closed["error"].is_null(), "{closed}");
+    let ended =
+        sessions.iter().find(|s| s["ended"] == "ended_by_router").unwrap_or_else(|| panic!("{stderr}"));
+    assert_eq!(
+        (&ended["error"], &ended["transactions"]),
+        (&"57P01".into(), &1.into()),
+        "at shutdown: {ended}"
+    );
+    drop(lingering);
+    let _ = lingering_connection.await;
     let ok = &lines[0];
     assert_eq!(
         (&ok["tenant"], &ok["route"], &ok["status"], &ok["method"]),
