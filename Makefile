@@ -22,7 +22,7 @@ lint: ## formatting and clippy with the workspace lints, warnings as errors
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
-check-monitoring: ## Prometheus alert rules (promtool check + unit tests) and the Grafana dashboard's metrics
+check-monitoring: ## Prometheus alert rules (promtool check + unit tests), the Grafana dashboard against Grafana's schema, every metric named
 	@scripts/check-monitoring.sh
 
 check-terraform: ## terraform/ and Dockerfile: .tf files parse, env names match --help, checkov

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # `make check-monitoring`: the Prometheus alert rules parse and pass their unit tests
 # (promtool, from Debian's `prometheus` package, installed when missing), the Grafana dashboard
-# is JSON with unique panel ids, and every metric the rules and the dashboard name is one the
-# router or the control plane registers (a renamed metric fails here, not in production).
+# is JSON with unique panel ids that matches Grafana's own published dashboard schema
+# (@grafana/schema, checked by the TypeScript compiler; both from npm, installed when missing),
+# and every metric the rules and the dashboard name is one the router or the control plane
+# registers (a renamed metric fails here, not in production).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v promtool >/dev/null; then
@@ -15,6 +17,12 @@ if ! command -v promtool >/dev/null; then
 fi
 promtool check rules monitoring/prometheus/alerts.yml
 (cd monitoring/prometheus && promtool test rules alerts.test.yml)
+schema_check=monitoring/grafana/schema-check
+if [[ ! -d $schema_check/node_modules ]]; then
+  echo "[check-monitoring] installing Grafana's dashboard schema and TypeScript (npm ci)" >&2
+  (cd "$schema_check" && npm ci --no-audit --no-fund --silent) >&2
+fi
+node "$schema_check/check.mjs" monitoring/grafana/*.json
 python3 - <<'PY'
 import json, re, sys, glob
 registered = set()
