@@ -37,10 +37,15 @@ pub(super) async fn plan(args: PlanArgs, json: bool) -> Result<ExitCode, CliErro
         concurrency: args.concurrency.max(1),
         drift: !args.no_drift,
     };
-    let plan = fleet::plan::plan(&cp, &options).await.map_err(CliError::from)?;
+    print_plan(&fleet::plan::plan(&cp, &options).await.map_err(CliError::from)?, json);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A plan as `migrate plan` prints it (from the catalog, or through the API).
+pub(super) fn print_plan(plan: &fleet::plan::Plan, json: bool) {
     if json {
-        output::json(&plan);
-        return Ok(ExitCode::SUCCESS);
+        output::json(plan);
+        return;
     }
     output::line(&format!(
         "target V{}: {} tenants, {} with pending migrations",
@@ -135,7 +140,6 @@ pub(super) async fn plan(args: PlanArgs, json: bool) -> Result<ExitCode, CliErro
             output::line(&format!("    {warning}"));
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 pub(super) async fn apply(args: ApplyArgs, json: bool) -> Result<ExitCode, CliError> {

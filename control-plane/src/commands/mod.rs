@@ -89,8 +89,8 @@ pub async fn run(cli: Cli) -> ExitCode {
                 "catalog_only",
                 format!(
                     "this command works on the catalog itself, not through the operator API (context {}): \
-                     set DATABASE_URL. Through a context: tenants (but connection-string), migrate \
-                     (but plan), tokens, audit, clusters list and billing events",
+                     set DATABASE_URL. Through a context: tenants (but connection-string), migrate, \
+                     tokens, audit, clusters list and billing events",
                     remote.name
                 ),
             )),

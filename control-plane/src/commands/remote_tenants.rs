@@ -7,8 +7,8 @@ use super::remote::{urlencode, Remote};
 use super::templates::{config_change, print_profile, print_template_upgrades, Edit};
 use super::{parse_slug, CliError};
 use crate::cli::{
-    BillingCommand, ClustersCommand, Command, ConfigCommand, ConfigSetArgs, EventsArgs, MoveArgs,
-    TenantsCommand,
+    BillingCommand, ClustersCommand, Command, ConfigCommand, ConfigSetArgs, EventsArgs, MigrateCommand,
+    MoveArgs, PlanArgs, TenantsCommand,
 };
 use crate::moves::view::Move;
 use crate::tenants::{ConfigChange, TenantProfile};
@@ -47,6 +47,7 @@ pub(super) async fn run(remote: &Remote, command: Command, json: bool) -> Option
             config_edit(remote, &args.slug, json).await
         }
         Command::Clusters(ClustersCommand::List(_)) => clusters(remote, json).await,
+        Command::Migrate(MigrateCommand::Plan(args)) => migrate_plan(remote, &args, json).await,
         Command::Billing(BillingCommand::Events(args)) => billing_events(remote, &args, json).await,
         _ => return None,
     })
@@ -196,6 +197,24 @@ async fn config_edit(remote: &Remote, raw: &str, json: bool) -> Result<ExitCode,
 async fn clusters(remote: &Remote, json: bool) -> Result<ExitCode, CliError> {
     let answer = remote.call(Method::GET, "/v1/clusters", None).await?;
     super::print_clusters(&typed::<Vec<crate::clusters::ClusterInfo>>(answer, "clusters")?, false, json);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `migrate plan` through the API: the same plan, computed by the control plane.
+async fn migrate_plan(remote: &Remote, args: &PlanArgs, json: bool) -> Result<ExitCode, CliError> {
+    let selection = &args.selection;
+    let mut query = vec![format!("concurrency={}", args.concurrency), format!("drift={}", !args.no_drift)];
+    if !selection.tenants.is_empty() {
+        let tenants: Vec<String> = selection.tenants.iter().map(ToString::to_string).collect();
+        query.push(format!("tenant={}", urlencode(&tenants.join(","))));
+    }
+    query.extend(selection.plan.as_ref().map(|p| format!("plan={}", urlencode(&p.to_string()))));
+    query.extend(selection.cluster.as_ref().map(|c| format!("cluster={}", urlencode(&c.to_string()))));
+    if selection.include_templates {
+        query.push("include_templates=true".to_owned());
+    }
+    let answer = remote.call(Method::GET, &format!("/v1/migrations/plan?{}", query.join("&")), None).await?;
+    super::migrate::print_plan(&typed(answer, "plan")?, json);
     Ok(ExitCode::SUCCESS)
 }
 

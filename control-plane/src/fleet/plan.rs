@@ -23,7 +23,7 @@ pub struct PlanOptions {
     pub drift: bool,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Plan {
     pub target_version: i64,
     pub tenants: usize,
@@ -40,13 +40,13 @@ pub struct Plan {
     pub headroom: Vec<Headroom>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct VersionCount {
     pub version: Option<i64>,
     pub tenants: usize,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct PendingTenant {
     pub slug: String,
     pub(crate) cluster: String,
@@ -54,7 +54,7 @@ pub struct PendingTenant {
     pub pending: Vec<i64>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Drift {
     pub slug: String,
     pub(crate) cluster: String,
@@ -62,7 +62,7 @@ pub struct Drift {
 }
 
 /// Whether a cluster can take the run: connections and lock table.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Headroom {
     pub cluster: String,
     pub(crate) max_connections: i64,

@@ -54,13 +54,13 @@ pub(super) async fn migrate<'a>(
 }
 
 /// One cluster's template as `plan` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct TemplatePlan {
     pub(crate) cluster: String,
     pub(crate) database: String,
     /// `missing` (no database tenant was created there yet), `busy` (being migrated or cloned
     /// right now: not read) or `present`.
-    pub state: &'static str,
+    pub state: String,
     /// The newest migration it has applied.
     pub version: Option<i64>,
     /// Versions a run would apply to it.
@@ -88,15 +88,15 @@ pub(super) async fn plan<'a>(
         let mut plan = TemplatePlan {
             cluster: name,
             database: cluster.template.to_string(),
-            state: "present",
+            state: "present".to_owned(),
             version: None,
             pending: Vec::new(),
             drift: None,
             moved,
         };
         match history {
-            TemplateHistory::Missing => plan.state = "missing",
-            TemplateHistory::Busy => plan.state = "busy",
+            TemplateHistory::Missing => plan.state = "missing".to_owned(),
+            TemplateHistory::Busy => plan.state = "busy".to_owned(),
             TemplateHistory::Applied(applied) => {
                 plan.version = applied.iter().map(|a| a.version).max();
                 match migrations.pending(&applied) {

@@ -130,32 +130,44 @@ pub(crate) struct ItemsQuery {
     pub(crate) state: Option<String>,
 }
 
+fn bad_options(message: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_options", message)
+}
+
+/// Which tenants a run (or a plan) is about, checked: the tenants named, on a plan, on a
+/// cluster; none of them: the whole fleet.
+fn selection(
+    tenants: Vec<String>,
+    plan: Option<String>,
+    cluster: Option<String>,
+    include_templates: Option<bool>,
+) -> Result<fleet_runs::Selection, ApiError> {
+    for tenant in &tenants {
+        tenancy::domain::Slug::parse(tenant).map_err(|e| bad_options(format!("tenant {tenant:?}: {e}")))?;
+    }
+    if let Some(plan) = &plan {
+        tenancy::domain::PlanName::parse(plan).map_err(|e| bad_options(format!("plan: {e}")))?;
+    }
+    if let Some(cluster) = &cluster {
+        tenancy::domain::ClusterName::parse(cluster).map_err(|e| bad_options(format!("cluster: {e}")))?;
+    }
+    Ok(fleet_runs::Selection { tenants, plan, cluster, templates: include_templates.unwrap_or(false) })
+}
+
 fn options(body: StartRun) -> Result<fleet::ApplyOptions, ApiError> {
-    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_options", message);
     if body.tenants.as_ref().is_some_and(Vec::is_empty) {
         // An empty list must not mean "no filter": the whole fleet.
-        return Err(bad("tenants: name at least one tenant, or leave it out for the whole fleet".to_owned()));
+        return Err(bad_options(
+            "tenants: name at least one tenant, or leave it out for the whole fleet".to_owned(),
+        ));
     }
     let tenants: Vec<String> = body.tenants.unwrap_or_default().into_iter().chain(body.tenant).collect();
-    for tenant in &tenants {
-        tenancy::domain::Slug::parse(tenant).map_err(|e| bad(format!("tenant {tenant:?}: {e}")))?;
-    }
-    if let Some(plan) = &body.plan {
-        tenancy::domain::PlanName::parse(plan).map_err(|e| bad(format!("plan: {e}")))?;
-    }
-    if let Some(cluster) = &body.cluster {
-        tenancy::domain::ClusterName::parse(cluster).map_err(|e| bad(format!("cluster: {e}")))?;
-    }
+    let selection = selection(tenants, body.plan, body.cluster, body.include_templates)?;
     let defaults = fleet::RunOptions::default();
     // Ranges are checked by `fleet::begin` (the same checks as the CLI's).
     let concurrency = body.concurrency.unwrap_or(defaults.concurrency);
     Ok(fleet::ApplyOptions {
-        selection: fleet_runs::Selection {
-            tenants,
-            plan: body.plan,
-            cluster: body.cluster,
-            templates: body.include_templates.unwrap_or(false),
-        },
+        selection,
         run: fleet::RunOptions {
             concurrency,
             canary: body.canary.unwrap_or(defaults.canary),
@@ -167,6 +179,48 @@ fn options(body: StartRun) -> Result<fleet::ApplyOptions, ApiError> {
             tenants_per_connection: body.tenants_per_connection.unwrap_or(defaults.tenants_per_connection),
         },
     })
+}
+
+/// `GET /v1/migrations/plan`'s selection and checks, as `tenantctl migrate plan` takes them.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct PlanQuery {
+    /// Only these tenants (comma-separated slugs).
+    pub(crate) tenant: Option<String>,
+    /// Only tenants on this plan.
+    pub(crate) plan: Option<String>,
+    /// Only tenants on this cluster.
+    pub(crate) cluster: Option<String>,
+    /// Whether the run would also migrate the selected tenants' clusters' template databases.
+    pub(crate) include_templates: Option<bool>,
+    /// The concurrency the run would use, for the headroom check (1 to 256, default 4).
+    pub(crate) concurrency: Option<usize>,
+    /// Read every tenant's history table to find drift (default true).
+    pub(crate) drift: Option<bool>,
+}
+
+/// What a run with this selection would do, changing nothing: tenants by version, pending
+/// migrations per tenant, drift, the template databases, each cluster's headroom.
+#[utoipa::path(get, path = "/v1/migrations/plan", params(PlanQuery), tag = "migrations",
+    responses((status = 200, body = fleet::plan::Plan), (status = 400, body = super::api::ErrorBody)))]
+pub(super) async fn plan(
+    State(state): State<AppState>,
+    Query(query): Query<PlanQuery>,
+) -> Result<Json<fleet::plan::Plan>, ApiError> {
+    let tenants = query
+        .tenant
+        .map(|raw| raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default();
+    let concurrency = query.concurrency.unwrap_or(fleet::RunOptions::default().concurrency);
+    if !(1..=256).contains(&concurrency) {
+        return Err(bad_options(format!("concurrency must be 1 to 256, got {concurrency}")));
+    }
+    let options = fleet::plan::PlanOptions {
+        selection: selection(tenants, query.plan, query.cluster, query.include_templates)?,
+        concurrency,
+        drift: query.drift.unwrap_or(true),
+    };
+    Ok(Json(fleet::plan::plan(&state.cp, &options).await?))
 }
 
 /// Logs a run's progress every 10% (a run started over the API has no terminal).

@@ -70,6 +70,7 @@ pub(crate) fn app(cp: Arc<ControlPlane>, settings: &ServeSettings) -> axum::Rout
         .route("/v1/jobs", get(history::jobs))
         .route("/v1/audit", get(history::audit))
         .route("/v1/billing/events", get(history::billing_events))
+        .route("/v1/migrations/plan", get(migrations::plan))
         .route("/v1/migrations/runs", post(migrations::start).get(migrations::list))
         .route("/v1/migrations/runs/{id}", get(migrations::show))
         .route("/v1/migrations/runs/{id}/resume", post(migrations::resume))

@@ -97,7 +97,7 @@ async fn a_run_for_one_tenant_leaves_the_template_alone() {
     assert_eq!(for_alpha.len(), 1, "{for_alpha:?}");
     let template = &for_alpha[0];
     assert_eq!(
-        (template.state, template.version, template.pending.as_slice()),
+        (template.state.as_str(), template.version, template.pending.as_slice()),
         ("present", Some(1), &[2][..])
     );
     assert_eq!((template.drift.as_deref(), template.moved), (None, false), "{template:?}");

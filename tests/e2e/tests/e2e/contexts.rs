@@ -266,6 +266,16 @@ async fn a_tenants_domains_profile_move_and_billing_events_through_a_context_rea
     let table = tenantctl(&config, &["tenants", "moves", "acme"], "").await;
     assert!(table.stdout.starts_with("MOVE") && table.stdout.contains("default/"), "{}", table.stdout);
 
+    // A fleet migration plan, computed by the control plane: what the catalog's says (but for
+    // the connections in use just now).
+    let plan = |mut plan: Value| {
+        plan.as_object_mut().unwrap().remove("headroom");
+        plan
+    };
+    let planned = plan(remote(vec!["migrate", "plan", "--tenant", "acme,globex"]).await);
+    assert_eq!((&planned["tenants"], &planned["drift"]), (&2.into(), &serde_json::json!([])), "{planned}");
+    assert_eq!(planned, plan(catalog(&["migrate", "plan", "--tenant", "acme,globex"]).await));
+
     // Clusters: the API's view has no admin connection; the rest is the catalog's.
     let without_admin = |mut clusters: Value| {
         for cluster in clusters.as_array_mut().unwrap() {
