@@ -18,9 +18,10 @@ fi
 promtool check rules monitoring/prometheus/alerts.yml
 (cd monitoring/prometheus && promtool test rules alerts.test.yml)
 schema_check=monitoring/grafana/schema-check
-if [[ ! -d $schema_check/node_modules ]]; then
+# Installed again whenever the lock file changed since the last install.
+if ! cmp -s "$schema_check/package-lock.json" "$schema_check/node_modules/.installed-lock.json"; then
   echo "[check-monitoring] installing Grafana's dashboard schema and TypeScript (npm ci)" >&2
-  (cd "$schema_check" && npm ci --no-audit --no-fund --silent) >&2
+  (cd "$schema_check" && npm ci --no-audit --no-fund --silent && cp package-lock.json node_modules/.installed-lock.json) >&2
 fi
 node "$schema_check/check.mjs" monitoring/grafana/*.json
 python3 - <<'PY'

@@ -35,9 +35,12 @@ pub struct PoolFilter {
 impl PoolFilter {
     fn slugs(&self) -> Result<Vec<Slug>, RouterError> {
         let Some(raw) = self.tenant.as_deref() else { return Ok(Vec::new()) };
+        // As the control plane's `tenant=a,b`: blanks and empty entries are not tenants.
         raw.split(',')
+            .map(str::trim)
+            .filter(|slug| !slug.is_empty())
             .map(|slug| {
-                Slug::parse(slug.trim()).map_err(|e| RouterError::BadRequest(format!("tenant {slug:?}: {e}")))
+                Slug::parse(slug).map_err(|e| RouterError::BadRequest(format!("tenant {slug:?}: {e}")))
             })
             .collect()
     }

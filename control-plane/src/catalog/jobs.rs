@@ -293,7 +293,13 @@ pub(crate) struct JobRecord {
     pub(crate) run_after: chrono::DateTime<chrono::Utc>,
     pub(crate) created_at: chrono::DateTime<chrono::Utc>,
     pub(crate) finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Queued and able to run within [`WAIT_HORIZON`] (see [`has_due_job`]).
+    pub(crate) due: bool,
 }
+
+/// How far ahead a command that waits for a tenant's work looks: a job due later (a drop
+/// after its retention period) is not waited for.
+pub(crate) const WAIT_HORIZON: Duration = Duration::from_secs(60);
 
 /// The newest `limit` jobs (of the newest tenant with that slug, when `slug` is given), newest
 /// first.
@@ -304,12 +310,17 @@ pub(crate) async fn recent(
 ) -> Result<Vec<JobRecord>, tokio_postgres::Error> {
     let rows = client
         .query(
-            "SELECT j.id, j.kind, j.tenant_id, j.state, j.attempts, j.last_error, j.run_after, j.created_at, j.finished_at
-               FROM control.jobs j
+            "WITH due AS (SELECT now() + make_interval(secs => $3::bigint / 1000.0) AS by)
+             SELECT j.id, j.kind, j.tenant_id, j.state, j.attempts, j.last_error, j.run_after, j.created_at, j.finished_at,
+                    j.state = 'queued' AND j.run_after <= due.by
+                      AND NOT EXISTS (SELECT 1 FROM control.jobs earlier
+                                       WHERE earlier.tenant_id = j.tenant_id AND earlier.state = 'queued'
+                                         AND earlier.id < j.id AND earlier.run_after > due.by) AS due
+               FROM control.jobs j, due
               WHERE $1::text IS NULL OR j.tenant_id = (SELECT id FROM control.tenants WHERE slug = $1
                                                           ORDER BY created_at DESC LIMIT 1)
               ORDER BY j.id DESC LIMIT $2",
-            &[&slug, &limit],
+            &[&slug, &limit, &i64::try_from(WAIT_HORIZON.as_millis()).unwrap_or(i64::MAX)],
         )
         .await?;
     Ok(rows
@@ -324,6 +335,7 @@ pub(crate) async fn recent(
             run_after: r.get("run_after"),
             created_at: r.get("created_at"),
             finished_at: r.get("finished_at"),
+            due: r.get("due"),
         })
         .collect())
 }

@@ -153,6 +153,7 @@ pub async fn create(
 pub(crate) struct Caller {
     pub(crate) name: String,
     pub(crate) scope: Scope,
+    pub(crate) expires_at: Option<DateTime<Utc>>,
 }
 
 /// What [`verify`] found.
@@ -190,7 +191,11 @@ pub(crate) async fn verify(
     Ok(match row {
         None => Verdict::Refused,
         Some(row) if row.get::<_, bool>("expired") => Verdict::Expired(row.get("expires_at")),
-        Some(row) => Verdict::Valid(Caller { name: row.get("name"), scope: Scope::parse(row.get("scope")) }),
+        Some(row) => Verdict::Valid(Caller {
+            name: row.get("name"),
+            scope: Scope::parse(row.get("scope")),
+            expires_at: row.get("expires_at"),
+        }),
     })
 }
 

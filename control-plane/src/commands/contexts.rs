@@ -27,7 +27,6 @@ fn never_remote(command: &Command) -> bool {
             | Command::Config(_)
             | Command::Completion { .. }
             | Command::Serve(_)
-            | Command::Doctor(_)
             | Command::Routers(RoutersCommand::Pools(_) | RoutersCommand::Stats(_))
     )
 }

@@ -72,6 +72,11 @@ pub(super) async fn doctor(args: CatalogArgs, json: bool) -> Result<ExitCode, Cl
     if let (Some(pool), Ok(migrations)) = (&catalog, &migrations) {
         checks.push(fleet_check(pool, migrations.target_version()).await);
     }
+    Ok(report(&checks, json))
+}
+
+/// Prints the checks; exit code 1 when one failed.
+fn report(checks: &[Check], json: bool) -> ExitCode {
     let failed = checks.iter().any(|c| c.verdict == Verdict::Fail);
     if json {
         output::json(&serde_json::json!({ "ok": !failed, "checks": checks }));
@@ -92,7 +97,94 @@ pub(super) async fn doctor(args: CatalogArgs, json: bool) -> Result<ExitCode, Cl
             output::note(&format!("{}: {}", check.check, check.hint.as_deref().unwrap_or_default()));
         }
     }
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `tenantctl doctor` through a context: the operator API (reachable, ready), the token (its
+/// scope, its expiry), the control plane's version against this `tenantctl`'s, and the fleet's
+/// migrations, as the API tells them. Changes nothing.
+pub(super) async fn through_api(remote: &super::remote::Remote, json: bool) -> Result<ExitCode, CliError> {
+    use reqwest::Method;
+    let ours = env!("CARGO_PKG_VERSION");
+    let mut checks = vec![
+        Check::ok("tenantctl", format!("version {ours}")),
+        Check::ok("context", format!("{} ({})", remote.name, remote.api_url())),
+    ];
+    checks.push(match within(remote.call(Method::GET, "/readyz", None)).await {
+        Some(Ok(_)) => Check::ok("operator API", "reachable, and its catalog answers"),
+        Some(Err(e)) => Check::fail(
+            "operator API",
+            e.message,
+            "check the context's URL (tenantctl config get-contexts) and the control plane's log",
+        ),
+        None => Check::fail(
+            "operator API",
+            "no answer within 5s",
+            "check the context's URL and that tenantctl serve runs",
+        ),
+    });
+    let who = within(remote.call(Method::GET, "/v1/whoami", None)).await;
+    match who {
+        Some(Ok(who)) => {
+            let (name, scope) = (who["name"].as_str().unwrap_or("?"), who["scope"].as_str().unwrap_or("?"));
+            let expiry =
+                who["expires_at"].as_str().and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok());
+            checks.push(match expiry {
+                None => Check::ok("token", format!("{name} ({scope}), no expiry")),
+                Some(at) if at < chrono::Utc::now() + chrono::Duration::days(14) => Check::warn(
+                    "token",
+                    format!("{name} ({scope}), expires {}", at.to_rfc3339()),
+                    "ask an admin for a new token (tenantctl tokens create), then tenantctl login again",
+                ),
+                Some(at) => Check::ok("token", format!("{name} ({scope}), expires {}", at.to_rfc3339())),
+            });
+            checks.push(match who["server_version"].as_str() {
+                Some(theirs) if theirs == ours => Check::ok("control plane", format!("version {theirs}")),
+                Some(theirs) => Check::warn(
+                    "control plane",
+                    format!("version {theirs}, this tenantctl {ours}"),
+                    "use the tenantctl of the control plane's version (its API may differ)",
+                ),
+                None => Check::warn(
+                    "control plane",
+                    "version not said (older than this tenantctl)",
+                    "upgrade the control plane, or use its tenantctl",
+                ),
+            });
+        }
+        Some(Err(e)) => checks.push(Check::fail(
+            "token",
+            e.message,
+            "tenantctl login again (with a token from tenantctl tokens create)",
+        )),
+        None => checks.push(Check::fail("token", "no answer within 5s", "check the operator API")),
+    }
+    if let Some(Ok(fleet)) = within(remote.call(Method::GET, "/v1/fleet?days=1", None)).await {
+        let count = |statuses: &[&str]| -> i64 {
+            fleet["counts"].as_array().map_or(0, |counts| {
+                counts
+                    .iter()
+                    .filter(|c| c["status"].as_str().is_some_and(|s| statuses.contains(&s)))
+                    .filter_map(|c| c["tenants"].as_i64())
+                    .sum()
+            })
+        };
+        if let Some(target) = fleet["target_version"].as_i64() {
+            let behind = fleet["schema_versions"].as_array().map_or(0, |versions| {
+                versions
+                    .iter()
+                    .filter(|v| v["version"].as_i64().is_none_or(|v| v < target))
+                    .filter_map(|v| v["tenants"].as_i64())
+                    .sum()
+            });
+            checks.push(fleet_verdict(count(&["active", "suspended"]), behind, count(&["failed"]), target));
+        }
+    }
+    Ok(report(&checks, json))
 }
 
 fn templates_check(dir: &std::path::Path) -> Check {
@@ -346,12 +438,24 @@ async fn fleet_check(pool: &deadpool_postgres::Pool, target: i64) -> Check {
     .await
     .flatten();
     match counts {
-        None => Check::warn("tenants", "not counted (the catalog schema may not exist yet)", "run tenantctl serve once"),
-        Some((live, behind, failed)) if behind > 0 || failed > 0 => Check::warn(
+        None => Check::warn(
+            "tenants",
+            "not counted (the catalog schema may not exist yet)",
+            "run tenantctl serve once",
+        ),
+        Some((live, behind, failed)) => fleet_verdict(live, behind, failed, target),
+    }
+}
+
+/// The fleet's check: tenants behind the newest migration, tenants failed to provision.
+fn fleet_verdict(live: i64, behind: i64, failed: i64, target: i64) -> Check {
+    if behind > 0 || failed > 0 {
+        Check::warn(
             "tenants",
             format!("{live} live; {behind} below V{target}; {failed} failed to provision"),
             "tenantctl migrate plan, then migrate apply; tenantctl tenants list --status failed, then tenants retry <slug>",
-        ),
-        Some((live, _, _)) => Check::ok("tenants", format!("{live} live, all at V{target}")),
+        )
+    } else {
+        Check::ok("tenants", format!("{live} live, all at V{target}"))
     }
 }

@@ -24,7 +24,6 @@ use crate::tenants::{self, Operation, TenantRequest};
 use deadline::Deadline;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 use tenancy::catalog::CatalogError;
 use tenancy::catalog::TenantRecord;
 use tenancy::domain::{Slug, TenantStatus};
@@ -90,7 +89,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 format!(
                     "this command works on the catalog itself, not through the operator API (context {}): \
                      set DATABASE_URL. Through a context: tenants (but connection-string), migrate, \
-                     tokens, audit, clusters list and billing events",
+                     tokens, audit, clusters list, billing events and doctor",
                     remote.name
                 ),
             )),
@@ -242,7 +241,7 @@ async fn create(args: CreateArgs, json: bool) -> Result<ExitCode, CliError> {
     if !args.wait.no_wait {
         tenant = wait_for_jobs(&cp, tenant, &deadline).await?;
     }
-    print_tenant(&cp, &tenant, json);
+    print_tenant(&cp, &tenant, json).await?;
     Ok(if tenant.status == TenantStatus::Failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
@@ -255,7 +254,9 @@ async fn wait_for_jobs(
     deadline: &Deadline,
 ) -> Result<TenantRecord, CliError> {
     let drained = async {
-        crate::jobs::runner::drain(cp, tenant.id, Duration::from_secs(60)).await.map_err(CliError::from)
+        crate::jobs::runner::drain(cp, tenant.id, crate::catalog::jobs::WAIT_HORIZON)
+            .await
+            .map_err(CliError::from)
     };
     deadline
         .run(drained, || {
@@ -273,11 +274,11 @@ async fn wait_for_jobs(
         .ok_or_else(|| CliError::new(ErrorKind::NotFound, "not_found", "tenant disappeared"))
 }
 
-fn print_tenant(cp: &ControlPlane, tenant: &TenantRecord, json: bool) {
-    crate::tenants::view::print_one(
-        &crate::tenants::view::Tenant::from_record(tenant, &cp.base_domain),
-        json,
-    );
+/// A tenant after a change, as `tenants show` sees it (its schema version, when a deleted
+/// one's data is dropped), as the API's answer is through a context.
+async fn print_tenant(cp: &ControlPlane, tenant: &TenantRecord, json: bool) -> Result<(), CliError> {
+    crate::tenants::view::print_one(&crate::tenants::view::shown(cp, tenant).await?, json);
+    Ok(())
 }
 
 fn parse_slug(raw: &str) -> Result<Slug, CliError> {
@@ -309,7 +310,7 @@ async fn operate_on(
     if !args.wait.no_wait {
         tenant = wait_for_jobs(cp, tenant, &deadline).await?;
     }
-    print_tenant(cp, &tenant, json);
+    print_tenant(cp, &tenant, json).await?;
     Ok(if tenant.status == TenantStatus::Failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 

@@ -42,6 +42,11 @@ impl Remote {
         Ok(Self { name, context, http })
     }
 
+    /// The API's base URL.
+    pub(crate) fn api_url(&self) -> &str {
+        &self.context.api_url
+    }
+
     /// `method path` with `body`; the answer's JSON (`null` for none), or the API's error as
     /// the CLI's (its code, and the kind its status stands for).
     pub(crate) async fn call(
@@ -210,10 +215,6 @@ pub(crate) async fn run(remote: &Remote, command: Command, json: bool) -> Option
                 },
             }
         }
-        Command::Audit(args) if args.limit > 500 => Err(CliError::invalid(
-            "invalid_limit",
-            "--limit: at most 500 through the API (give DATABASE_URL for more)",
-        )),
         Command::Audit(args) => audit(remote, &args, json).await,
         other => return super::remote_tenants::run(remote, other, json).await,
     })
@@ -412,18 +413,36 @@ async fn operate(
                 )
             })
             .await?;
-        remote.call(Method::GET, &format!("/v1/tenants/{slug}"), None).await?
+        match remote.call(Method::GET, &format!("/v1/tenants/{slug}"), None).await {
+            // Deleted meanwhile (a delete without retention): the API shows it only among
+            // deleted tenants.
+            Err(err) if err.kind == ErrorKind::NotFound => deleted(remote, slug).await?.ok_or(err)?,
+            answer => answer?,
+        }
     };
     let tenant: crate::tenants::view::Tenant = super::remote_tenants::typed(tenant, "tenant")?;
     crate::tenants::view::print_one(&tenant, json);
     Ok(if tenant.status == "failed" { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-/// A queued job that is due: one scheduled for later (a drop after its retention, a retry after
-/// its backoff) is not waited for, as the catalog's commands do not wait for it.
+/// The newest deleted tenant `slug`, if any.
+async fn deleted(remote: &Remote, slug: &Slug) -> Result<Option<Value>, CliError> {
+    let page =
+        remote.call(Method::GET, &format!("/v1/tenants?status=deleted&q={slug}&limit=500"), None).await?;
+    Ok(page["tenants"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["slug"] == slug.as_str())
+        .max_by_key(|t| t["created_at"].as_str().unwrap_or_default().to_owned())
+        .cloned())
+}
+
+/// A job the command waits for, as the control plane says (`due`: queued and able to run
+/// within a minute, as the catalog's commands wait); from a control plane that does not say,
+/// any queued job.
 fn due(job: &Value) -> bool {
-    let run_after = job["run_after"].as_str().and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok());
-    job["state"] == "queued" && run_after.is_none_or(|at| at <= chrono::Utc::now())
+    job["due"].as_bool().unwrap_or(job["state"] == "queued")
 }
 
 async fn create_token(
@@ -549,14 +568,27 @@ async fn run_status(
     }
 }
 
-async fn audit(remote: &Remote, args: &AuditArgs, json: bool) -> Result<ExitCode, CliError> {
-    let mut query = vec![format!("limit={}", args.limit)];
-    for tenant in &args.tenants {
+/// The query of a history listing (the audit log, billing events): `--limit` (at most the API's
+/// 500) and the tenants named, checked before anything is sent.
+pub(super) fn history_query(limit: i64, tenants: &[String]) -> Result<Vec<String>, CliError> {
+    if limit > 500 {
+        return Err(CliError::invalid(
+            "invalid_limit",
+            "--limit: at most 500 through the API (give DATABASE_URL for more)",
+        ));
+    }
+    for tenant in tenants {
         parse_slug(tenant)?;
     }
-    if !args.tenants.is_empty() {
-        query.push(format!("tenant={}", urlencode(&args.tenants.join(","))));
+    let mut query = vec![format!("limit={limit}")];
+    if !tenants.is_empty() {
+        query.push(format!("tenant={}", urlencode(&tenants.join(","))));
     }
+    Ok(query)
+}
+
+async fn audit(remote: &Remote, args: &AuditArgs, json: bool) -> Result<ExitCode, CliError> {
+    let mut query = history_query(args.limit, &args.tenants)?;
     for (key, value) in [("actor", &args.actor), ("action", &args.action)] {
         query.extend(value.as_ref().map(|v| format!("{key}={}", urlencode(v))));
     }

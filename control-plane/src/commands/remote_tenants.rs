@@ -11,6 +11,7 @@ use crate::cli::{
     MoveArgs, PlanArgs, TenantsCommand,
 };
 use crate::moves::view::Move;
+use crate::output;
 use crate::tenants::{ConfigChange, TenantProfile};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
@@ -48,6 +49,7 @@ pub(super) async fn run(remote: &Remote, command: Command, json: bool) -> Option
         }
         Command::Clusters(ClustersCommand::List(_)) => clusters(remote, json).await,
         Command::Migrate(MigrateCommand::Plan(args)) => migrate_plan(remote, &args, json).await,
+        Command::Doctor(_) => super::doctor::through_api(remote, json).await,
         Command::Billing(BillingCommand::Events(args)) => billing_events(remote, &args, json).await,
         _ => return None,
     })
@@ -196,7 +198,13 @@ async fn config_edit(remote: &Remote, raw: &str, json: bool) -> Result<ExitCode,
 
 async fn clusters(remote: &Remote, json: bool) -> Result<ExitCode, CliError> {
     let answer = remote.call(Method::GET, "/v1/clusters", None).await?;
-    super::print_clusters(&typed::<Vec<crate::clusters::ClusterInfo>>(answer, "clusters")?, false, json);
+    if json {
+        // As the API says it: without where admin connections are kept (which the catalog's
+        // listing has, null for its own server).
+        output::json(&answer);
+    } else {
+        super::print_clusters(&typed::<Vec<crate::clusters::ClusterInfo>>(answer, "clusters")?, false, false);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -219,19 +227,7 @@ async fn migrate_plan(remote: &Remote, args: &PlanArgs, json: bool) -> Result<Ex
 }
 
 async fn billing_events(remote: &Remote, args: &EventsArgs, json: bool) -> Result<ExitCode, CliError> {
-    if args.limit > 500 {
-        return Err(CliError::invalid(
-            "invalid_limit",
-            "--limit: at most 500 through the API (give DATABASE_URL for more)",
-        ));
-    }
-    let mut query = vec![format!("limit={}", args.limit)];
-    for tenant in &args.tenants {
-        parse_slug(tenant)?;
-    }
-    if !args.tenants.is_empty() {
-        query.push(format!("tenant={}", urlencode(&args.tenants.join(","))));
-    }
+    let query = super::remote::history_query(args.limit, &args.tenants)?;
     let answer = remote.call(Method::GET, &format!("/v1/billing/events?{}", query.join("&")), None).await?;
     super::print_events(&typed::<Vec<crate::billing::events::EventStatus>>(answer, "billing events")?, json);
     Ok(ExitCode::SUCCESS)

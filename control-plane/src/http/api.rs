@@ -106,6 +106,9 @@ pub(crate) struct Job {
     pub(crate) run_after: String,
     pub(crate) created_at: String,
     pub(crate) finished_at: Option<String>,
+    /// Queued, and able to run within a minute (not behind a job of its tenant due later): what
+    /// `tenantctl` waits for after a change (a drop after a retention period is not waited for).
+    pub(crate) due: bool,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

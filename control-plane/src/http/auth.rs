@@ -15,6 +15,7 @@ use tenancy::catalog::CatalogError;
 pub(crate) struct Operator {
     pub(crate) name: String,
     pub(crate) scope: Scope,
+    pub(crate) expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The scope a request needs: token management is `admin`'s, every other change
@@ -68,7 +69,11 @@ pub(super) async fn require_operator(
             format!("this token's scope is {}; {} {route} needs {needed}", caller.scope, request.method()),
         ));
     }
-    request.extensions_mut().insert(Operator { name: caller.name, scope: caller.scope });
+    request.extensions_mut().insert(Operator {
+        name: caller.name,
+        scope: caller.scope,
+        expires_at: caller.expires_at,
+    });
     Ok(next.run(request).await)
 }
 

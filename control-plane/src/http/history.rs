@@ -54,6 +54,7 @@ pub(super) async fn jobs(
                 run_after: time(j.run_after),
                 created_at: time(j.created_at),
                 finished_at: j.finished_at.map(time),
+                due: j.due,
             })
             .collect(),
     ))

@@ -16,6 +16,10 @@ pub(crate) struct WhoAmI {
     /// The token's name (the actor in the audit log).
     pub(crate) name: String,
     pub(crate) scope: Scope,
+    /// When the token stops working (RFC 3339); absent: until revoked.
+    pub(crate) expires_at: Option<String>,
+    /// The control plane's version (`tenantctl serve`'s).
+    pub(crate) server_version: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -43,10 +47,15 @@ pub(crate) struct TokensQuery {
     pub(crate) all: Option<bool>,
 }
 
-/// The calling token's name and scope.
+/// The calling token's name, scope and expiry, and the control plane's version.
 #[utoipa::path(get, path = "/v1/whoami", tag = "tokens", responses((status = 200, body = WhoAmI)))]
 pub(super) async fn whoami(Extension(operator): Extension<Operator>) -> Json<WhoAmI> {
-    Json(WhoAmI { name: operator.name, scope: operator.scope })
+    Json(WhoAmI {
+        name: operator.name,
+        scope: operator.scope,
+        expires_at: operator.expires_at.map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        server_version: env!("CARGO_PKG_VERSION").to_owned(),
+    })
 }
 
 /// Tokens, newest first, never the tokens themselves.

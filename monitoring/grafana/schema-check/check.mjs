@@ -2,7 +2,7 @@
 // dashboard schema (the `Dashboard` type of @grafana/schema, the JSON model Grafana loads),
 // with the TypeScript compiler: a field Grafana does not know, or a value of the wrong type,
 // fails with the dashboard's name and the compiler's message. Exit code 1 on any error.
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, basename } from 'node:path';
 import { createRequire } from 'node:module';
@@ -30,6 +30,7 @@ const program = ts.createProgram(files, {
   paths: { '@grafana/schema': [join(here, 'node_modules/@grafana/schema')] },
 });
 const errors = ts.getPreEmitDiagnostics(program);
+rmSync(dir, { recursive: true, force: true });
 for (const error of errors) {
   const where = error.file ? `${basename(error.file.fileName, '.ts')}.json (line ${error.file.getLineAndCharacterOfPosition(error.start).line + 1} as re-indented)` : '';
   console.error(`${where}: ${ts.flattenDiagnosticMessageText(error.messageText, '\n')}`);

@@ -61,7 +61,10 @@ async fn token_scopes_decide_what_a_token_may_do_and_expired_or_revoked_tokens_d
     {
         assert_eq!(
             api.call(token, Method::GET, "/v1/whoami", None).await,
-            (200, json!({"name": name, "scope": scope}))
+            (
+                200,
+                json!({"name": name, "scope": scope, "expires_at": null, "server_version": env!("CARGO_PKG_VERSION")})
+            )
         );
     }
 
