@@ -425,8 +425,8 @@ pub(crate) enum TenantsCommand {
     Create(CreateArgs),
     /// List tenants.
     List(ListArgs),
-    /// Show one tenant.
-    Show(ShowArgs),
+    /// Show one tenant (--watch: until it is no longer provisioning or being deleted).
+    Show(WatchedArgs),
     /// Print a tenant's connection string (includes its password: handle with care). Usable
     /// as `Neon-Connection-String` for the router's POST /sql.
     ConnectionString(ConnectionStringArgs),
@@ -461,8 +461,8 @@ pub(crate) enum TenantsCommand {
     /// source has no logical replication, `--method dump` copies it with pg_dump/pg_restore
     /// while its writes wait.
     Move(MoveArgs),
-    /// List a tenant's moves, newest first.
-    Moves(ShowArgs),
+    /// List a tenant's moves, newest first (--watch: until none is running).
+    Moves(WatchedArgs),
     /// A tenant's profile (its config: modules, module settings, theme, contacts): get, set or
     /// edit it.
     #[command(subcommand)]
@@ -574,6 +574,29 @@ pub(crate) struct ConfirmArgs {
     /// Do not ask for confirmation (commands run without a terminal never ask).
     #[arg(long, short = 'y')]
     pub(crate) yes: bool,
+}
+
+/// A tenant's status, once or (`--watch`) again and again.
+#[derive(Debug, Args)]
+pub(crate) struct WatchedArgs {
+    /// The tenant's slug.
+    pub(crate) slug: String,
+    /// Show it again every --interval until what it shows has settled (on a terminal, in
+    /// place); the exit code is then 1 if it failed.
+    #[arg(long, short = 'w')]
+    pub(crate) watch: bool,
+    /// How often --watch looks again.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub(crate) interval: std::time::Duration,
+    #[command(flatten)]
+    pub(crate) catalog: CatalogArgs,
+}
+
+impl WatchedArgs {
+    /// The interval to watch at, with `--watch`.
+    pub(crate) fn watching(&self) -> Option<std::time::Duration> {
+        self.watch.then_some(self.interval)
+    }
 }
 
 /// Whether and how long a command waits for the work it queued.

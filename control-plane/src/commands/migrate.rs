@@ -243,14 +243,21 @@ pub(super) async fn status(args: StatusArgs, json: bool) -> Result<ExitCode, Cli
     };
     // The run watched stays the one first shown, even if another starts meanwhile.
     let run = Some(run_status(&cp, run, Some(&[])).await?.run.id);
-    let mut watch = output::Watch::new(interval);
-    loop {
-        let status = run_status(&cp, run, states).await?;
-        watch.frame(|| print_status(&status, json));
-        if status.state != "running" {
-            return Ok(if status.state == "completed" { ExitCode::SUCCESS } else { ExitCode::from(1) });
-        }
-        watch.wait().await;
+    output::Watch::until(
+        interval,
+        async || run_status(&cp, run, states).await,
+        |status| print_status(status, json),
+        |status| run_ended(&status.state),
+    )
+    .await
+}
+
+/// The exit code of a run that has ended: 0 when it completed; `None` while it runs.
+pub(super) fn run_ended(state: &str) -> Option<ExitCode> {
+    match state {
+        "running" => None,
+        "completed" => Some(ExitCode::SUCCESS),
+        _ => Some(ExitCode::from(1)),
     }
 }
 

@@ -377,14 +377,33 @@ async fn find(cp: &ControlPlane, raw: &str) -> Result<TenantRecord, CliError> {
         .ok_or_else(|| CliError::new(ErrorKind::NotFound, "not_found", format!("no tenant {slug}")))
 }
 
-async fn show(args: ShowArgs, json: bool) -> Result<ExitCode, CliError> {
+async fn show(args: crate::cli::WatchedArgs, json: bool) -> Result<ExitCode, CliError> {
     let cp = start(&args.catalog).await?;
-    let tenant = find(&cp, &args.slug).await?;
-    let view = crate::tenants::view::shown(&cp, &tenant).await?;
-    // Where its credentials are kept: the catalog knows, the API does not say.
-    let secret = [("secret", tenant.secret_ref.clone().unwrap_or_default())];
-    crate::tenants::view::print_details(&view, &secret, json);
-    Ok(ExitCode::SUCCESS)
+    let id = find(&cp, &args.slug).await?.id;
+    // By id: a tenant watched until its data is dropped is still found, deleted.
+    let look = async || {
+        let client = cp.catalog.get().await.map_err(CatalogError::from)?;
+        let tenant = tenancy::catalog::tenant_by_id(&**client, id)
+            .await
+            .map_err(CliError::from)?
+            .ok_or_else(|| CliError::new(ErrorKind::NotFound, "not_found", "tenant disappeared"))?;
+        drop(client);
+        // Where its credentials are kept: the catalog knows, the API does not say.
+        let secret = tenant.secret_ref.clone().unwrap_or_default();
+        Ok::<_, CliError>((crate::tenants::view::shown(&cp, &tenant).await?, secret))
+    };
+    let print = |(view, secret): &(crate::tenants::view::Tenant, String)| {
+        crate::tenants::view::print_details(view, &[("secret", secret.clone())], json);
+    };
+    match args.watching() {
+        None => {
+            print(&look().await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(interval) => {
+            output::Watch::until(interval, look, print, |(view, _)| crate::tenants::view::settled(view)).await
+        }
+    }
 }
 
 async fn connection_string(args: ConnectionStringArgs, json: bool) -> Result<ExitCode, CliError> {

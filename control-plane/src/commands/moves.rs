@@ -1,7 +1,7 @@
 //! `tenantctl tenants move`, `tenants moves`, `clusters drain` and `clusters remove`.
 
 use super::{find, parse_slug, start, wait_for_jobs, CliError, Deadline};
-use crate::cli::{ClusterArgs, DrainArgs, MoveArgs, RemoveClusterArgs, ShowArgs};
+use crate::cli::{ClusterArgs, DrainArgs, MoveArgs, RemoveClusterArgs, WatchedArgs};
 use crate::moves::{self, Destination, MoveRecord, MoveState};
 use crate::output;
 use std::process::ExitCode;
@@ -48,11 +48,28 @@ pub(super) async fn move_tenant(args: MoveArgs, json: bool) -> Result<ExitCode, 
     })
 }
 
-pub(super) async fn list(args: ShowArgs, json: bool) -> Result<ExitCode, CliError> {
+pub(super) async fn list(args: WatchedArgs, json: bool) -> Result<ExitCode, CliError> {
     let slug = parse_slug(&args.slug)?;
     let cp = start(&args.catalog).await?;
-    print(&moves::of_tenant(&cp, &slug, 50).await?, json);
-    Ok(ExitCode::SUCCESS)
+    let look = async || {
+        let records = moves::of_tenant(&cp, &slug, 50).await?;
+        Ok::<_, CliError>(records.iter().map(moves::view::Move::from).collect::<Vec<_>>())
+    };
+    match args.watching() {
+        None => {
+            moves::view::print(&look().await?, json);
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(interval) => {
+            output::Watch::until(
+                interval,
+                look,
+                |seen| moves::view::print(seen, json),
+                |seen| moves::view::settled(seen),
+            )
+            .await
+        }
+    }
 }
 
 /// Drains a cluster, a line on stderr per tenant as its move ends, then the list (or JSON).

@@ -116,7 +116,7 @@ pub(crate) async fn run(remote: &Remote, command: Command, json: bool) -> Option
         Command::Tenants(TenantsCommand::List(args)) => {
             tenants_list(remote, args.status, args.plan, json).await
         }
-        Command::Tenants(TenantsCommand::Show(args)) => show_tenant(remote, &args.slug, json).await,
+        Command::Tenants(TenantsCommand::Show(args)) => show_tenant(remote, &args, json).await,
         Command::Tenants(TenantsCommand::Create(args)) => match parse_slug(&args.slug) {
             Ok(slug) => {
                 let body =
@@ -329,11 +329,31 @@ async fn tenants_list(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn show_tenant(remote: &Remote, raw: &str, json: bool) -> Result<ExitCode, CliError> {
-    let slug = parse_slug(raw)?;
-    let tenant = remote.call(Method::GET, &format!("/v1/tenants/{slug}"), None).await?;
-    crate::tenants::view::print_details(&super::remote_tenants::typed(tenant, "tenant")?, &[], json);
-    Ok(ExitCode::SUCCESS)
+async fn show_tenant(
+    remote: &Remote,
+    args: &crate::cli::WatchedArgs,
+    json: bool,
+) -> Result<ExitCode, CliError> {
+    let slug = parse_slug(&args.slug)?;
+    let look = async || {
+        let tenant = match remote.call(Method::GET, &format!("/v1/tenants/{slug}"), None).await {
+            // Its data dropped while it was watched: the API shows it among deleted tenants.
+            Err(err) if err.kind == ErrorKind::NotFound && args.watch => {
+                deleted(remote, &slug).await?.ok_or(err)?
+            }
+            answer => answer?,
+        };
+        super::remote_tenants::typed::<crate::tenants::view::Tenant>(tenant, "tenant")
+    };
+    let print =
+        |tenant: &crate::tenants::view::Tenant| crate::tenants::view::print_details(tenant, &[], json);
+    match args.watching() {
+        None => {
+            print(&look().await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(interval) => output::Watch::until(interval, look, print, crate::tenants::view::settled).await,
+    }
 }
 
 /// A request that changes a tenant.
@@ -557,15 +577,13 @@ async fn run_status(
         print_run(&remote.call(Method::GET, &path, None).await?, all, json);
         return Ok(ExitCode::SUCCESS);
     };
-    let mut view = output::Watch::new(interval);
-    loop {
-        let run = remote.call(Method::GET, &path, None).await?;
-        view.frame(|| print_run(&run, all, json));
-        if run["state"] != "running" {
-            return Ok(if run["state"] == "completed" { ExitCode::SUCCESS } else { ExitCode::from(1) });
-        }
-        view.wait().await;
-    }
+    output::Watch::until(
+        interval,
+        async || remote.call(Method::GET, &path, None).await,
+        |run| print_run(run, all, json),
+        |run| super::migrate::run_ended(run["state"].as_str().unwrap_or("running")),
+    )
+    .await
 }
 
 /// The query of a history listing (the audit log, billing events): `--limit` (at most the API's

@@ -30,7 +30,7 @@ pub(super) async fn run(remote: &Remote, command: Command, json: bool) -> Option
         Command::Tenants(TenantsCommand::RemoveDomain(args)) => {
             change_domain(remote, &args.slug, &args.host, false).await
         }
-        Command::Tenants(TenantsCommand::Moves(args)) => moves(remote, &args.slug, json).await,
+        Command::Tenants(TenantsCommand::Moves(args)) => moves(remote, &args, json).await,
         Command::Tenants(TenantsCommand::Move(args)) => move_tenant(remote, args, json).await,
         Command::Tenants(TenantsCommand::TemplateUpgrades(args)) => {
             template_upgrades(remote, &args.slug, args.state == "on", json).await
@@ -88,11 +88,25 @@ async fn change_domain(remote: &Remote, raw: &str, host: &str, adding: bool) -> 
     Ok(ExitCode::SUCCESS)
 }
 
-async fn moves(remote: &Remote, raw: &str, json: bool) -> Result<ExitCode, CliError> {
-    let slug = parse_slug(raw)?;
-    let answer = remote.call(Method::GET, &format!("/v1/tenants/{slug}/moves"), None).await?;
-    crate::moves::view::print(&typed::<Vec<Move>>(answer, "moves")?, json);
-    Ok(ExitCode::SUCCESS)
+async fn moves(remote: &Remote, args: &crate::cli::WatchedArgs, json: bool) -> Result<ExitCode, CliError> {
+    let slug = parse_slug(&args.slug)?;
+    let path = format!("/v1/tenants/{slug}/moves");
+    let look = async || typed::<Vec<Move>>(remote.call(Method::GET, &path, None).await?, "moves");
+    match args.watching() {
+        None => {
+            crate::moves::view::print(&look().await?, json);
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(interval) => {
+            output::Watch::until(
+                interval,
+                look,
+                |seen| crate::moves::view::print(seen, json),
+                |seen| crate::moves::view::settled(seen),
+            )
+            .await
+        }
+    }
 }
 
 /// Starts (or aborts) a move in the control plane and, unless `--no-wait`, follows it to its

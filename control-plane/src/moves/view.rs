@@ -110,3 +110,14 @@ pub(crate) fn print(moves: &[Move], json: bool) {
         output::listing("moves", HEADERS, &moves.iter().map(row).collect::<Vec<_>>());
     }
 }
+
+/// `tenants moves --watch`'s end: once no move runs, exit code 1 if the newest failed.
+pub(crate) fn settled(moves: &[Move]) -> Option<std::process::ExitCode> {
+    if moves.iter().any(|m| m.state == "running") {
+        return None;
+    }
+    Some(match moves.first() {
+        Some(newest) if newest.state == "failed" => std::process::ExitCode::from(1),
+        _ => std::process::ExitCode::SUCCESS,
+    })
+}

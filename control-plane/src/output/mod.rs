@@ -112,6 +112,25 @@ impl Watch {
     pub(crate) async fn wait(&self) {
         tokio::time::sleep(self.interval).await;
     }
+
+    /// `--watch`: shows what `look` finds every `interval` until `ended` gives the command's
+    /// exit code for it (never, for a view watched until interrupted).
+    pub(crate) async fn until<T, E>(
+        interval: std::time::Duration,
+        mut look: impl AsyncFnMut() -> Result<T, E>,
+        show: impl Fn(&T),
+        ended: impl Fn(&T) -> Option<std::process::ExitCode>,
+    ) -> Result<std::process::ExitCode, E> {
+        let mut watch = Self::new(interval);
+        loop {
+            let seen = look().await?;
+            watch.frame(|| show(&seen));
+            if let Some(code) = ended(&seen) {
+                return Ok(code);
+            }
+            watch.wait().await;
+        }
+    }
 }
 
 /// Asks the person at the terminal to type `expected` to go on with what `what` describes;

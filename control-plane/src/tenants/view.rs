@@ -218,3 +218,13 @@ pub(crate) async fn shown(
         ..Tenant::from_record(record, &cp.base_domain)
     })
 }
+
+/// `tenants show --watch`'s end: once the tenant is neither being provisioned nor deleted,
+/// exit code 1 if it failed.
+pub(crate) fn settled(tenant: &Tenant) -> Option<std::process::ExitCode> {
+    match tenant.status.as_str() {
+        "provisioning" | "deprovisioning" => None,
+        "failed" => Some(std::process::ExitCode::from(1)),
+        _ => Some(std::process::ExitCode::SUCCESS),
+    }
+}

@@ -261,6 +261,26 @@ async fn a_tenants_domains_profile_move_and_billing_events_through_a_context_rea
         "{moved}"
     );
     assert_eq!(remote(vec!["tenants", "moves", "acme"]).await, catalog(&["tenants", "moves", "acme"]).await);
+    // And back, not waited for, but watched until it ends (both ways).
+    let started = remote(vec!["tenants", "move", "acme", "--isolation", "schema", "--no-wait"]).await;
+    assert_eq!(started[0]["state"], "running", "{started}");
+    let watched =
+        tenantctl(&config, &["tenants", "moves", "acme", "--watch", "--interval", "200ms", "--json"], "")
+            .await;
+    assert_eq!(watched.code, 0, "{}{}", watched.stdout, watched.stderr);
+    let last =
+        serde_json::Deserializer::from_str(&watched.stdout).into_iter::<Value>().last().unwrap().unwrap();
+    assert_eq!(
+        (&last[0]["state"], &last[0]["to"]["isolation"]),
+        (&"done".into(), &"schema".into()),
+        "{last}"
+    );
+    let (code, _) =
+        e2e_tests::tenantctl_json(program, &["tenants", "moves", "acme", "--watch"], &db, &common).await;
+    assert_eq!(code, 0, "no move runs: the watch ends at once");
+    let (code, shown) =
+        e2e_tests::tenantctl_json(program, &["tenants", "show", "acme", "--watch"], &db, &common).await;
+    assert_eq!((code, &shown["status"]), (0, &"active".into()), "an active tenant has settled: {shown}");
     let table = tenantctl(&config, &["tenants", "moves", "acme"], "").await;
     assert!(table.stdout.starts_with("MOVE") && table.stdout.contains("default/"), "{}", table.stdout);
 
