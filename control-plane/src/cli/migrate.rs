@@ -64,8 +64,8 @@ pub(crate) struct PlanArgs {
     #[command(flatten)]
     pub(crate) selection: SelectionArgs,
     /// The concurrency the run would use, for the headroom check.
-    #[arg(long, default_value_t = 4)]
-    pub(crate) concurrency: usize,
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub(crate) concurrency: u32,
     /// Skip reading every tenant's history table (no drift check).
     #[arg(long)]
     pub(crate) no_drift: bool,

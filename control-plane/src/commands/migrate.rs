@@ -34,7 +34,7 @@ pub(super) async fn plan(args: PlanArgs, json: bool) -> Result<ExitCode, CliErro
     let cp = start(&args.catalog).await?;
     let options = fleet::plan::PlanOptions {
         selection: selection(args.selection),
-        concurrency: args.concurrency.max(1),
+        concurrency: usize::try_from(args.concurrency).unwrap_or(1),
         drift: !args.no_drift,
     };
     print_plan(&fleet::plan::plan(&cp, &options).await.map_err(CliError::from)?, json);

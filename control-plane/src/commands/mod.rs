@@ -80,6 +80,11 @@ pub async fn run(cli: Cli) -> ExitCode {
     output::set_format(format);
     let json = format.structured();
     let result = match contexts::remote_for(&cli) {
+        // doctor checks what it can without the contexts it cannot read.
+        Err(err) if matches!(cli.command, Command::Doctor(_)) => {
+            output::note(&format!("contexts not read ({}): checking the catalog's settings", err.message));
+            Box::pin(local(cli, json)).await
+        }
         Err(err) => Err(err),
         Ok(Some(remote)) => match remote::run(&remote, cli.command, json).await {
             Some(result) => result,

@@ -55,8 +55,23 @@ impl Remote {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, CliError> {
+        self.call_within(method, path, body, None).await
+    }
+
+    /// [`Self::call`], waiting up to `timeout` for the answer rather than the client's 30 s (for
+    /// what the control plane takes long to compute).
+    pub(crate) async fn call_within(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        timeout: Option<Duration>,
+    ) -> Result<Value, CliError> {
         let url = format!("{}{path}", self.context.api_url);
         let mut request = self.http.request(method, &url).bearer_auth(self.context.token.expose());
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -335,25 +350,26 @@ async fn show_tenant(
     json: bool,
 ) -> Result<ExitCode, CliError> {
     let slug = parse_slug(&args.slug)?;
+    let path = format!("/v1/tenants/{slug}");
+    let first: crate::tenants::view::Tenant =
+        super::remote_tenants::typed(remote.call(Method::GET, &path, None).await?, "tenant")?;
+    let print =
+        |tenant: &crate::tenants::view::Tenant| crate::tenants::view::print_details(tenant, &[], json);
+    let Some(interval) = args.watching() else {
+        print(&first);
+        return Ok(ExitCode::SUCCESS);
+    };
     let look = async || {
-        let tenant = match remote.call(Method::GET, &format!("/v1/tenants/{slug}"), None).await {
+        let tenant = match remote.call(Method::GET, &path, None).await {
             // Its data dropped while it was watched: the API shows it among deleted tenants.
-            Err(err) if err.kind == ErrorKind::NotFound && args.watch => {
-                deleted(remote, &slug).await?.ok_or(err)?
+            Err(err) if err.kind == ErrorKind::NotFound => {
+                deleted(remote, &slug, &first.id).await?.ok_or(err)?
             }
             answer => answer?,
         };
         super::remote_tenants::typed::<crate::tenants::view::Tenant>(tenant, "tenant")
     };
-    let print =
-        |tenant: &crate::tenants::view::Tenant| crate::tenants::view::print_details(tenant, &[], json);
-    match args.watching() {
-        None => {
-            print(&look().await?);
-            Ok(ExitCode::SUCCESS)
-        }
-        Some(interval) => output::Watch::until(interval, look, print, crate::tenants::view::settled).await,
-    }
+    output::Watch::until(interval, look, print, crate::tenants::view::settled).await
 }
 
 /// A request that changes a tenant.
@@ -407,6 +423,7 @@ async fn operate(
     json: bool,
 ) -> Result<ExitCode, CliError> {
     let deadline = Deadline::after(wait.timeout);
+    let deleting = change.method == Method::DELETE;
     let recorded = deadline
         .run(remote.call(change.method, &change.path, change.body), || {
             format!("the API did not answer about tenant {slug}")
@@ -436,7 +453,9 @@ async fn operate(
         match remote.call(Method::GET, &format!("/v1/tenants/{slug}"), None).await {
             // Deleted meanwhile (a delete without retention): the API shows it only among
             // deleted tenants.
-            Err(err) if err.kind == ErrorKind::NotFound => deleted(remote, slug).await?.ok_or(err)?,
+            Err(err) if err.kind == ErrorKind::NotFound && deleting => {
+                deleted(remote, slug, &text(&recorded["id"])).await?.ok_or(err)?
+            }
             answer => answer?,
         }
     };
@@ -445,24 +464,22 @@ async fn operate(
     Ok(if tenant.status == "failed" { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-/// The newest deleted tenant `slug`, if any.
-async fn deleted(remote: &Remote, slug: &Slug) -> Result<Option<Value>, CliError> {
+/// Tenant `slug` with id `id`, deleted: the API shows deleted tenants only in its list.
+async fn deleted(remote: &Remote, slug: &Slug, id: &str) -> Result<Option<Value>, CliError> {
     let page =
         remote.call(Method::GET, &format!("/v1/tenants?status=deleted&q={slug}&limit=500"), None).await?;
-    Ok(page["tenants"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|t| t["slug"] == slug.as_str())
-        .max_by_key(|t| t["created_at"].as_str().unwrap_or_default().to_owned())
-        .cloned())
+    Ok(page["tenants"].as_array().into_iter().flatten().find(|t| t["id"] == id).cloned())
 }
 
 /// A job the command waits for, as the control plane says (`due`: queued and able to run
 /// within a minute, as the catalog's commands wait); from a control plane that does not say,
-/// any queued job.
+/// a queued job already due by this machine's clock.
 fn due(job: &Value) -> bool {
-    job["due"].as_bool().unwrap_or(job["state"] == "queued")
+    job["due"].as_bool().unwrap_or_else(|| {
+        let run_after =
+            job["run_after"].as_str().and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok());
+        job["state"] == "queued" && run_after.is_none_or(|at| at <= chrono::Utc::now())
+    })
 }
 
 async fn create_token(

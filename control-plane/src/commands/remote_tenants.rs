@@ -235,7 +235,11 @@ async fn migrate_plan(remote: &Remote, args: &PlanArgs, json: bool) -> Result<Ex
     if selection.include_templates {
         query.push("include_templates=true".to_owned());
     }
-    let answer = remote.call(Method::GET, &format!("/v1/migrations/plan?{}", query.join("&")), None).await?;
+    // The control plane computes it for at most 5 minutes (a drift check reads every tenant's
+    // history): waited for a little longer.
+    let path = format!("/v1/migrations/plan?{}", query.join("&"));
+    let limit = crate::http::PLAN_TIME_LIMIT + Duration::from_secs(30);
+    let answer = remote.call_within(Method::GET, &path, None, Some(limit)).await?;
     super::migrate::print_plan(&typed(answer, "plan")?, json);
     Ok(ExitCode::SUCCESS)
 }

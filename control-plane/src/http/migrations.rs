@@ -199,18 +199,34 @@ pub(crate) struct PlanQuery {
     pub(crate) drift: Option<bool>,
 }
 
+/// How long the control plane computes a plan before giving up (a drift check reads every
+/// selected tenant's history).
+pub(crate) const PLAN_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// What a run with this selection would do, changing nothing: tenants by version, pending
-/// migrations per tenant, drift, the template databases, each cluster's headroom.
+/// migrations per tenant, drift, the template databases, each cluster's headroom. One plan is
+/// computed at a time (409 `plan_running` meanwhile), for at most 5 minutes (503 `timeout`).
 #[utoipa::path(get, path = "/v1/migrations/plan", params(PlanQuery), tag = "migrations",
-    responses((status = 200, body = fleet::plan::Plan), (status = 400, body = super::api::ErrorBody)))]
+    responses((status = 200, body = fleet::plan::Plan), (status = 400, body = super::api::ErrorBody),
+              (status = 409, body = super::api::ErrorBody), (status = 503, body = super::api::ErrorBody)))]
 pub(super) async fn plan(
     State(state): State<AppState>,
     Query(query): Query<PlanQuery>,
 ) -> Result<Json<fleet::plan::Plan>, ApiError> {
-    let tenants = query
-        .tenant
-        .map(|raw| raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
-        .unwrap_or_default();
+    let tenants: Vec<String> = match query.tenant {
+        None => Vec::new(),
+        Some(raw) => {
+            let named: Vec<String> =
+                raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            if named.is_empty() {
+                // An empty list must not mean "no filter": the whole fleet.
+                return Err(bad_options(
+                    "tenant: name at least one tenant, or leave it out for the whole fleet".to_owned(),
+                ));
+            }
+            named
+        }
+    };
     let concurrency = query.concurrency.unwrap_or(fleet::RunOptions::default().concurrency);
     if !(1..=256).contains(&concurrency) {
         return Err(bad_options(format!("concurrency must be 1 to 256, got {concurrency}")));
@@ -220,7 +236,21 @@ pub(super) async fn plan(
         concurrency,
         drift: query.drift.unwrap_or(true),
     };
-    Ok(Json(fleet::plan::plan(&state.cp, &options).await?))
+    let _turn = state.plans.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "plan_running",
+            "another plan is being computed: try again when it is done",
+        )
+    })?;
+    match tokio::time::timeout(PLAN_TIME_LIMIT, fleet::plan::plan(&state.cp, &options)).await {
+        Ok(plan) => Ok(Json(plan?)),
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "the plan took longer than 5 minutes: plan fewer tenants (tenant, plan, cluster), or without the drift check (drift=false)",
+        )),
+    }
 }
 
 /// Logs a run's progress every 10% (a run started over the API has no terminal).

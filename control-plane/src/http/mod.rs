@@ -20,6 +20,7 @@ mod webhook;
 
 pub(crate) use auth::Operator;
 pub(crate) use error::{ApiError, ApiJson};
+pub(crate) use migrations::PLAN_TIME_LIMIT;
 
 use crate::control_plane::ControlPlane;
 use crate::settings::ServeSettings;
@@ -40,6 +41,8 @@ pub(crate) struct AppState {
     webhook_secret: Option<Arc<str>>,
     /// The routers' admin listeners (for the console's router picture).
     routers: Arc<[String]>,
+    /// One fleet migration plan computed at a time (it may read every tenant's history).
+    plans: Arc<tokio::sync::Semaphore>,
 }
 
 /// The axum application (without workers), for embedding and tests.
@@ -48,6 +51,7 @@ pub(crate) fn app(cp: Arc<ControlPlane>, settings: &ServeSettings) -> axum::Rout
         cp,
         webhook_secret: settings.billing_webhook_secret.as_ref().map(|s| Arc::from(s.expose())),
         routers: settings.routers.clone().into(),
+        plans: Arc::new(tokio::sync::Semaphore::new(1)),
     };
     let operator_api = axum::Router::new()
         .route("/v1/tenants", post(tenants::create).get(tenants::list))
@@ -108,7 +112,12 @@ fn health_routes() -> axum::Router<AppState> {
 
 /// The admin listener's application (`TENANTCTL_ADMIN_LISTEN`): health and metrics only.
 fn admin_app(cp: Arc<ControlPlane>) -> axum::Router {
-    health_routes().with_state(AppState { cp, webhook_secret: None, routers: Arc::new([]) })
+    health_routes().with_state(AppState {
+        cp,
+        webhook_secret: None,
+        routers: Arc::new([]),
+        plans: Arc::new(tokio::sync::Semaphore::new(1)),
+    })
 }
 
 /// Counts and times requests by route pattern and status class (never by concrete path or

@@ -219,11 +219,21 @@ pub(crate) async fn shown(
     })
 }
 
-/// `tenants show --watch`'s end: once the tenant is neither being provisioned nor deleted,
-/// exit code 1 if it failed.
+/// `tenants show --watch`'s end: once the tenant is no longer being provisioned, nor being
+/// deleted with its drop due within the horizon commands wait for (a drop days away, or one
+/// that failed, is not waited for); exit code 1 if it failed.
 pub(crate) fn settled(tenant: &Tenant) -> Option<std::process::ExitCode> {
+    let drop_due = || {
+        tenant.drop_after.as_deref().and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok()).is_some_and(
+            |at| {
+                at <= chrono::Utc::now()
+                    + chrono::Duration::from_std(crate::catalog::jobs::WAIT_HORIZON).unwrap_or_default()
+            },
+        )
+    };
     match tenant.status.as_str() {
-        "provisioning" | "deprovisioning" => None,
+        "provisioning" => None,
+        "deprovisioning" if drop_due() => None,
         "failed" => Some(std::process::ExitCode::from(1)),
         _ => Some(std::process::ExitCode::SUCCESS),
     }

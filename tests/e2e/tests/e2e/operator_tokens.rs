@@ -77,10 +77,15 @@ async fn token_scopes_decide_what_a_token_may_do_and_expired_or_revoked_tokens_d
         "/v1/fleet",
         "/v1/clusters",
         "/v1/routers/pools",
+        "/v1/billing/events",
+        "/v1/migrations/plan?drift=false",
     ] {
         let (status, body) = api.call(&viewer, Method::GET, path, None).await;
         assert_eq!(status, 200, "{path}: {body}");
     }
+    // An empty tenant list is not the whole fleet.
+    let (status, body) = api.call(&viewer, Method::GET, "/v1/migrations/plan?tenant=,", None).await;
+    assert_eq!((status, &body["error"]["code"]), (400, &json!("invalid_options")), "{body}");
     let (status, body) = api
         .call(&viewer, Method::POST, "/v1/tenants", Some(json!({"slug": "nope", "plan": "starter"})))
         .await;
