@@ -119,33 +119,47 @@ pub(crate) async fn observe(State(state): State<AppState>, request: Request, nex
     response
 }
 
-/// How a PostgreSQL session ended, for its access log line.
-pub(crate) struct SessionEnd<'a> {
-    pub(crate) tenant: &'a str,
-    /// `postgres` (the PostgreSQL listener) or `v2` (over WebSocket).
-    pub(crate) route: &'static str,
-    pub(crate) duration: std::time::Duration,
+/// What a PostgreSQL session's access log line says: how long it lasted (from its login),
+/// the transactions it ran, how it ended.
+#[derive(Debug)]
+pub(crate) struct SessionLog {
+    started: Instant,
     pub(crate) transactions: u64,
-    /// `closed` (by the client), `ended_by_router` (told why: `error`, e.g. 57P01 at shutdown
-    /// or its tenant gone, 25P03 idle in a transaction too long), `broken` (the
-    /// connection failed) or `protocol_violation` (08P01).
-    pub(crate) ended: &'static str,
-    /// The SQLSTATE the client was sent last, when the router ended it.
-    pub(crate) error: Option<&'static str>,
+    /// The SQLSTATE the router ended the session with (told the client), if it did.
+    pub(crate) ended_by: Option<&'static str>,
 }
 
-/// Logs a PostgreSQL session's end (every one).
-pub(crate) fn session_ended(end: &SessionEnd<'_>) {
-    tracing::info!(
-        target: "tenant_router::access",
-        tenant = end.tenant,
-        route = end.route,
-        duration_ms = end.duration.as_secs_f64() * 1000.0,
-        transactions = end.transactions,
-        ended = end.ended,
-        error = end.error,
-        "session"
-    );
+impl Default for SessionLog {
+    fn default() -> Self {
+        Self { started: Instant::now(), transactions: 0, ended_by: None }
+    }
+}
+
+impl SessionLog {
+    /// Logs the end of `tenant`'s session (every one), over WebSocket (`v2`) or the PostgreSQL
+    /// listener (`postgres`), which ended with `result`. `ended`: `closed` (by the client),
+    /// `ended_by_router` (told why: `error`, e.g. 57P01 at shutdown or its tenant gone, 25P03
+    /// idle in a transaction too long), `broken` (the connection failed) or
+    /// `protocol_violation` (08P01).
+    pub(crate) fn ended(&self, tenant: &str, websocket: bool, result: &Result<(), crate::wire::WireError>) {
+        use crate::wire::WireError;
+        let ended = match result {
+            Ok(()) | Err(WireError::Closed) if self.ended_by.is_none() => "closed",
+            Ok(()) | Err(WireError::Closed | WireError::Refused(_)) => "ended_by_router",
+            Err(WireError::Io(_)) => "broken",
+            Err(WireError::Protocol(_)) => "protocol_violation",
+        };
+        tracing::info!(
+            target: "tenant_router::access",
+            tenant,
+            route = if websocket { "v2" } else { "postgres" },
+            duration_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+            transactions = self.transactions,
+            ended,
+            error = self.ended_by,
+            "session"
+        );
+    }
 }
 
 #[cfg(test)]

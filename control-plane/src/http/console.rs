@@ -1,4 +1,4 @@
-//! The web console at `/console`: three static files compiled into the binary (no build step,
+//! The web console at `/console`: four static files compiled into the binary (no build step,
 //! nothing fetched at run time), over the operator API with the signed-in operator's token.
 //! The page itself needs no token; every piece of data it shows does.
 
@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 const INDEX: &str = include_str!("../../console/index.html");
+const LIB: &str = include_str!("../../console/lib.js");
 const SCRIPT: &str = include_str!("../../console/console.js");
 const STYLE: &str = include_str!("../../console/console.css");
 
@@ -28,12 +29,13 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
     response
 }
 
-/// `/console` (and `/console/`), its script and its style.
+/// `/console` (and `/console/`), its scripts and its style.
 pub(super) fn routes<S: Clone + Send + Sync + 'static>() -> axum::Router<S> {
     let index = || async { asset(INDEX, "text/html; charset=utf-8") };
     axum::Router::new()
         .route("/console", get(index))
         .route("/console/", get(index))
+        .route("/console/lib.js", get(|| async { asset(LIB, "text/javascript; charset=utf-8") }))
         .route("/console/console.js", get(|| async { asset(SCRIPT, "text/javascript; charset=utf-8") }))
         .route("/console/console.css", get(|| async { asset(STYLE, "text/css; charset=utf-8") }))
 }

@@ -68,11 +68,8 @@ pub(crate) struct Session {
     spare: BytesMut,
     /// When the tenant was last looked up, and the resolver's epoch then.
     checked: Option<(tokio::time::Instant, u64)>,
-    /// For its access log line: when it started, and the transactions it ran.
-    started: std::time::Instant,
-    transactions: u64,
-    /// The SQLSTATE the router ended the session with, if it did.
-    ended_by: Option<&'static str>,
+    /// What its access log line says.
+    log: crate::access_log::SessionLog,
 }
 
 /// Longest a client goes on with its tenant as last looked up while no invalidation arrived
@@ -143,9 +140,7 @@ impl Session {
             kept,
             spare: BytesMut::new(),
             checked: None,
-            started: std::time::Instant::now(),
-            transactions: 0,
-            ended_by: None,
+            log: crate::access_log::SessionLog::default(),
         }
     }
 
@@ -160,19 +155,7 @@ impl Session {
             _ => {}
         }
         let websocket = matches!(self.conn.transport, super::startup::Transport::WebSocket { .. });
-        crate::access_log::session_ended(&crate::access_log::SessionEnd {
-            tenant: self.tenant.slug.as_str(),
-            route: if websocket { "v2" } else { "postgres" },
-            duration: self.started.elapsed(),
-            transactions: self.transactions,
-            ended: match &result {
-                Ok(()) | Err(WireError::Closed) if self.ended_by.is_none() => "closed",
-                Ok(()) | Err(WireError::Closed | WireError::Refused(_)) => "ended_by_router",
-                Err(WireError::Io(_)) => "broken",
-                Err(WireError::Protocol(_)) => "protocol_violation",
-            },
-            error: self.ended_by,
-        });
+        self.log.ended(self.tenant.slug.as_str(), websocket, &result);
         result
     }
 
@@ -515,13 +498,13 @@ impl Session {
 
     /// Tells the client why the router ends its session (noted for its access log line).
     async fn end_with(&mut self, notice: &Notice) {
-        self.ended_by = Some(notice.code);
+        self.log.ended_by = Some(notice.code);
         self.conn.refuse(notice).await;
     }
 
     /// A transaction has a server connection to run on.
     fn count_transaction(&mut self) {
-        self.transactions += 1;
+        self.log.transactions += 1;
         self.state.metrics.wire_transactions.inc();
         self.pool.transaction_started();
     }
