@@ -9,8 +9,12 @@ use tenancy::catalog::CatalogError;
 
 /// `tenant=a,b`: the slugs named (none when absent or empty).
 fn slugs_of(raw: Option<String>) -> Vec<String> {
-    raw.map(|raw| raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
-        .unwrap_or_default()
+    raw.as_deref().map(comma_list).unwrap_or_default()
+}
+
+/// `a,b`: the entries named, blanks and empty entries left out.
+pub(super) fn comma_list(raw: &str) -> Vec<String> {
+    raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
 fn limit_of(limit: Option<i64>) -> Result<i64, ApiError> {

@@ -216,8 +216,7 @@ pub(super) async fn plan(
     let tenants: Vec<String> = match query.tenant {
         None => Vec::new(),
         Some(raw) => {
-            let named: Vec<String> =
-                raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            let named = super::history::comma_list(&raw);
             if named.is_empty() {
                 // An empty list must not mean "no filter": the whole fleet.
                 return Err(bad_options(
