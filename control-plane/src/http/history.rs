@@ -8,8 +8,8 @@ use axum::Json;
 use tenancy::catalog::CatalogError;
 
 /// `tenant=a,b`: the slugs named (none when absent or empty).
-fn slugs_of(raw: Option<String>) -> Vec<String> {
-    raw.as_deref().map(comma_list).unwrap_or_default()
+fn slugs_of(raw: Option<&str>) -> Vec<String> {
+    raw.map(comma_list).unwrap_or_default()
 }
 
 /// `a,b`: the entries named, blanks and empty entries left out.
@@ -84,7 +84,7 @@ pub(super) async fn audit(
         })?),
     };
     let filter = crate::catalog::audit::AuditFilter {
-        tenants: slugs_of(query.tenant),
+        tenants: slugs_of(query.tenant.as_deref()),
         actor: query.actor,
         action: query.action,
         since: since.map(|at| at.with_timezone(&chrono::Utc)),
@@ -116,7 +116,7 @@ pub(super) async fn billing_events(
     Query(query): Query<BillingEventsQuery>,
 ) -> Result<Json<Vec<crate::billing::events::EventStatus>>, ApiError> {
     let filter = crate::billing::events::EventFilter {
-        tenants: slugs_of(query.tenant),
+        tenants: slugs_of(query.tenant.as_deref()),
         event_id: None,
         limit: limit_of(query.limit)?,
     };
